@@ -1,0 +1,53 @@
+/* axactord configuration: an INI-style file ("key = value", "[section]" makes the
+ * following keys "section.key", '#' comments, repeatable keys for lists). One table in
+ * config.c defines every key with its type, default, bounds and doc line;
+ * conf/axactord.conf documents the same keys (tests/test_config.c checks they agree).
+ * Command-line flags override file values through ax_config_set(). */
+#ifndef AX_CONFIG_H
+#define AX_CONFIG_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct ax_config {
+    /* [node] */
+    char *node_name;           /* node.name, default: the host name */
+    /* [client] */
+    char *socket_path;         /* client.socket, default /run/axactor/axactord.sock */
+    uint32_t socket_mode;      /* client.socket_mode, octal, default 0660 */
+    char *socket_group;        /* client.socket_group, default "" (daemon's group) */
+    uint32_t max_clients;      /* client.max_clients, default 1024 */
+    uint32_t max_frame;        /* client.max_frame, bytes, default 1 MiB */
+    uint32_t client_outbuf_max;/* client.outbuf_max, bytes, default 8 MiB */
+    /* [log] */
+    int log_level;             /* log.level: error|warn|info|debug, default info */
+    char *log_target;          /* log.target: stderr|journal, default stderr */
+    /* [runtime] */
+    uint32_t mailbox_capacity; /* runtime.mailbox_capacity, default 1024 */
+    uint32_t batch;            /* runtime.batch: messages per actor turn, default 64 */
+    uint32_t ask_timeout_ms;   /* runtime.ask_timeout_ms, default 5000 */
+    uint32_t max_actors;       /* runtime.max_actors, default 4194304 */
+    uint32_t idle_timeout_ms;  /* runtime.idle_timeout_ms: keyed actors, 0 = never, default 300000 */
+    uint32_t events_buffer;    /* runtime.events_buffer: per-subscriber lifecycle buffer, default 1024 */
+    /* [plugins] */
+    char *plugin_dir;          /* plugins.dir: relative plugin names are looked up here */
+    char **plugins;            /* plugins.load (repeatable): plugins loaded at start */
+    size_t n_plugins;
+} ax_config;
+
+/* Fill every field with its default. Returns 0. */
+int ax_config_defaults(ax_config *c);
+/* Parse a file over the current values. On error returns AX_ECONFIG and writes
+ * "PATH:LINE: reason" into err; *c is left unchanged (parse into a copy, then swap). */
+int ax_config_load(ax_config *c, const char *path, char *err, size_t errlen);
+/* Same, from a string (for tests); name is used in messages. */
+int ax_config_load_string(ax_config *c, const char *text, const char *name, char *err, size_t errlen);
+/* Set one key ("runtime.batch", "64") as if read from a file; AX_ECONFIG + err on a bad
+ * key or value, *c unchanged. */
+int ax_config_set(ax_config *c, const char *key, const char *value, char *err, size_t errlen);
+/* Free owned strings; accepts a zeroed struct; leaves *c zeroed. */
+void ax_config_free(ax_config *c);
+/* Write every key with its current value as a valid config file (axactord --print-config). */
+void ax_config_print(const ax_config *c, FILE *out);
+
+#endif

@@ -1,0 +1,105 @@
+/* libaxclient: talk to a local axactord over its Unix socket.
+ * Every call returns 0 or a negative AX_E* code; axc_errmsg() then says what went wrong
+ * (from the daemon's ERROR frame or from the library). No call crashes on a dead daemon
+ * or a malformed reply: the connection is marked broken (AX_ECONN) instead.
+ * A connection is not thread-safe; use one per thread. */
+#ifndef AXACTOR_CLIENT_H
+#define AXACTOR_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "axactor/errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AXC_DEFAULT_SOCKET "/run/axactor/axactord.sock"
+#define AXC_SOCKET_ENV "AXACTOR_SOCKET"
+#define AXC_NODE_MAX 128
+
+typedef struct axc_conn axc_conn;
+
+/* An actor ref as the daemon reported it. node is the owning node's wire id ("" = the
+ * daemon this connection talks to). */
+typedef struct axc_ref {
+    uint64_t id;
+    uint32_t gen;
+    char node[AXC_NODE_MAX];
+} axc_ref;
+
+/* How a request names its actor. Build with the helpers below; strings are borrowed
+ * for the duration of the call. */
+typedef struct axc_target {
+    int kind; /* 0 ref, 1 name, 2 (type, key) — same values as the wire */
+    axc_ref ref;
+    const char *name; /* kind 1: actor name; kind 2: type name */
+    const char *key;  /* kind 2 */
+} axc_target;
+
+axc_target axc_by_ref(const axc_ref *r);
+axc_target axc_by_name(const char *name);
+axc_target axc_by_key(const char *type, const char *key);
+
+/* Connect to path (NULL: $AXACTOR_SOCKET, else AXC_DEFAULT_SOCKET) and do the HELLO
+ * exchange within timeout_ms. On failure *out is NULL and, if errbuf is given, it holds
+ * the reason. */
+int axc_connect(const char *path, int timeout_ms, axc_conn **out, char *errbuf, size_t errlen);
+void axc_close(axc_conn *c); /* accepts NULL */
+
+/* Message of the last failed call on c (never NULL). */
+const char *axc_errmsg(const axc_conn *c);
+/* The daemon's node id from the HELLO exchange. */
+const char *axc_node_id(const axc_conn *c);
+/* Per-call timeout for requests other than ask (default 5000 ms). */
+void axc_set_timeout(axc_conn *c, int timeout_ms);
+
+/* Free anything the library returned (replies, JSON documents). Accepts NULL. */
+void axc_free(void *p);
+
+/* config_json: NULL or a JSON object of spawn options (see PROTOCOL.md). name may be
+ * NULL for an anonymous actor. */
+int axc_spawn(axc_conn *c, const char *type, const char *name, const char *config_json,
+              axc_ref *out);
+/* Acknowledged tell: returns once the message is in the actor's mailbox (or refused:
+ * AX_EFULL, AX_ENOPROC, AX_ENOMSG...). */
+int axc_tell(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n);
+/* Fire-and-forget tell: buffered; flushed by axc_flush or any blocking call. */
+int axc_tell_noreply(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n);
+/* Ask and wait up to timeout_ms for the reply. *reply (NUL-terminated for convenience,
+ * len excludes the NUL) is freed with axc_free. */
+int axc_ask(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
+            int timeout_ms, void **reply, size_t *reply_len);
+int axc_stop(axc_conn *c, const axc_target *t);
+int axc_resolve(axc_conn *c, const axc_target *t, axc_ref *out);
+
+/* Control-plane documents: *json is a NUL-terminated JSON text, freed with axc_free. */
+int axc_status(axc_conn *c, char **json);
+int axc_actors(axc_conn *c, char **json);
+int axc_plugins(axc_conn *c, char **json);
+int axc_plugin_load(axc_conn *c, const char *path, char **json);
+int axc_plugin_unload(axc_conn *c, const char *name);
+
+/* ---- non-blocking / pipelined use ----
+ * axc_fd() is the socket, to watch for reading in the caller's event loop.
+ * axc_send_ask queues an ask (written by axc_flush) and gives its request id;
+ * axc_poll_result reads one finished result if one is available within timeout_ms
+ * (0 = do not wait), returning 1 when *r was filled, 0 when none is ready. */
+typedef struct axc_result {
+    uint32_t req_id;
+    int status;        /* AX_OK or an error code */
+    void *data;        /* reply payload (NUL-terminated), or error message; axc_free it */
+    size_t len;
+} axc_result;
+
+int axc_fd(const axc_conn *c);
+int axc_send_ask(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
+                 int timeout_ms, uint32_t *req_id);
+int axc_flush(axc_conn *c);
+int axc_poll_result(axc_conn *c, int timeout_ms, axc_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
