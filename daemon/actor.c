@@ -1,1 +1,807 @@
-/* placeholder */
+/* The actor runtime of one daemon: spawn, mailboxes, run-to-completion scheduling in
+ * batches on the libev loop, tell/ask/reply, pending asks with timeouts, stop, and the
+ * function table (ax_api) that plugin code calls. */
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ax_build_config.h"
+#include "ax_mem.h"
+#include "log.h"
+#include "mailbox.h"
+#include "server.h"
+
+#define RUN_TURN_BUDGET 4096 /* actor turns per loop iteration before I/O gets a look */
+#define ENV_POOL_MAX 65536
+
+/* ---------------- message names ---------------- */
+
+uint32_t ax_msg_lookup(ax_server *s, const char *name, size_t len)
+{
+    return (uint32_t)(uintptr_t)ax_hmap_get(&s->msg_names, name, len);
+}
+
+uint32_t ax_msg_intern(ax_server *s, const char *name, size_t len)
+{
+    if (len == 0 || len > AX_NAME_MAX)
+        return 0;
+    uint32_t id = ax_msg_lookup(s, name, len);
+    if (id)
+        return id;
+    /* '$' names are system messages; plugins may declare handlers for them. */
+    if (ax_name_valid(name, len) != 0)
+        return 0;
+    if (s->n_msg_ids + 1 >= s->msg_cap) {
+        s->msg_cap = s->msg_cap ? s->msg_cap * 2 : 64;
+        s->msg_by_id = ax_realloc(s->msg_by_id, s->msg_cap * sizeof *s->msg_by_id);
+    }
+    id = ++s->n_msg_ids;
+    s->msg_by_id[id] = ax_strndup(name, len);
+    ax_hmap_put(&s->msg_names, s->msg_by_id[id], len, (void *)(uintptr_t)id);
+    return id;
+}
+
+const char *ax_msg_name(ax_server *s, uint32_t id)
+{
+    return id && id <= s->n_msg_ids ? s->msg_by_id[id] : "?";
+}
+
+/* ---------------- envelopes ---------------- */
+
+ax_env *ax_env_new(ax_server *s, size_t n)
+{
+    ax_env *e;
+    if (n <= AX_ENV_POOL_PAYLOAD) {
+        if (s->env_pool) {
+            e = s->env_pool;
+            s->env_pool = e->next;
+            s->env_pool_len--;
+        } else {
+            e = ax_malloc(sizeof *e + AX_ENV_POOL_PAYLOAD);
+        }
+        memset(e, 0, sizeof *e);
+        e->pooled = 1;
+    } else {
+        e = ax_try_malloc(sizeof *e + n);
+        if (!e)
+            return NULL;
+        memset(e, 0, sizeof *e);
+    }
+    e->m.size = sizeof e->m;
+    e->m.data = e->data;
+    e->m.len = n;
+    return e;
+}
+
+void ax_env_free(ax_server *s, ax_env *e)
+{
+    if (!e)
+        return;
+    if (e->pooled && s->env_pool_len < ENV_POOL_MAX) {
+        e->next = s->env_pool;
+        s->env_pool = e;
+        s->env_pool_len++;
+        return;
+    }
+    ax_free(e);
+}
+
+/* An envelope that will never be handled: its asker gets `status` now. */
+static void env_drop(ax_server *s, ax_env *e, int status)
+{
+    if (e->ask)
+        ax_pending_complete(s, e->ask, e->ask_gen, status, NULL, 0);
+    ax_env_free(s, e);
+}
+
+/* ---------------- pending asks ---------------- */
+
+static void pending_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ax_pending *p = w->data;
+    ax_server *s = ev_userdata(loop);
+    s->ctr.ask_timeouts++;
+    ax_pending_complete(s, p->slot, p->gen, AX_ETIMEDOUT, NULL, 0);
+}
+
+ax_pending *ax_pending_new(ax_server *s, uint32_t timeout_ms, ax_pending_done done)
+{
+    ax_pending *p = ax_try_malloc(sizeof *p);
+    if (!p)
+        return NULL;
+    memset(p, 0, sizeof *p);
+    p->slot = ax_slots_alloc(&s->pending, p, &p->gen);
+    if (!p->slot) {
+        ax_free(p);
+        return NULL;
+    }
+    p->done = done;
+    ev_timer_init(&p->timer, pending_timeout_cb, timeout_ms / 1000.0, 0.);
+    p->timer.data = p;
+    ev_timer_start(s->loop, &p->timer);
+    return p;
+}
+
+void ax_pending_complete(ax_server *s, uint32_t slot, uint32_t gen, int status, const void *data, size_t n)
+{
+    ax_pending *p = ax_slots_get(&s->pending, slot, gen);
+    if (!p) {
+        s->ctr.late_replies++; /* the ask already timed out or its asker is gone */
+        return;
+    }
+    ax_slots_release(&s->pending, slot);
+    ev_timer_stop(s->loop, &p->timer);
+    p->done(s, p, status, data, n);
+    ax_free(p);
+}
+
+/* ---------------- scheduling ---------------- */
+
+static void schedule(ax_server *s, ax_actor *a)
+{
+    if (a->in_ready || a->running || a->st == AX_ST_DEAD)
+        return;
+    a->in_ready = 1;
+    a->ready_next = NULL;
+    if (s->ready_tail)
+        s->ready_tail->ready_next = a;
+    else
+        s->ready_head = a;
+    s->ready_tail = a;
+    if (!ev_is_active(&s->run_idle))
+        ev_idle_start(s->loop, &s->run_idle);
+}
+
+static ax_actor *ready_pop(ax_server *s)
+{
+    ax_actor *a = s->ready_head;
+    if (a) {
+        s->ready_head = a->ready_next;
+        if (!s->ready_head)
+            s->ready_tail = NULL;
+        a->in_ready = 0;
+        a->ready_next = NULL;
+    }
+    return a;
+}
+
+ax_actor *ax_actor_get(ax_server *s, ax_ref r)
+{
+    if (r.node != 0)
+        return NULL;
+    ax_actor *a = ax_slots_get(&s->actors, r.id, r.gen);
+    return a && a->st != AX_ST_DEAD ? a : NULL;
+}
+
+ax_actor *ax_actor_by_name(ax_server *s, const char *name, size_t len)
+{
+    ax_actor *a = ax_hmap_get(&s->names, name, len);
+    return a && a->st != AX_ST_DEAD ? a : NULL;
+}
+
+static ax_handler_fn find_handler(const ax_type *t, uint32_t id)
+{
+    for (size_t i = 0; i < t->n_handlers; i++)
+        if (t->handlers[i].id == id)
+            return t->handlers[i].fn;
+    return NULL;
+}
+
+int ax_actor_handles(const ax_actor *a, uint32_t id) { return id && find_handler(a->type, id) != NULL; }
+
+int ax_actor_deliver(ax_server *s, ax_actor *a, ax_env *e)
+{
+    if (!a || a->st != AX_ST_RUNNING)
+        return AX_ENOPROC;
+    switch (e->kind) {
+    case AX_ENV_USER:
+        if (!ax_actor_handles(a, e->m.id)) {
+            s->ctr.no_handler++;
+            return AX_ENOMSG;
+        }
+        if (a->user.len >= a->cap) {
+            s->ctr.mailbox_full++;
+            return AX_EFULL;
+        }
+        ax_mq_push(&a->user, e);
+        break;
+    case AX_ENV_REPLY: /* the asker asked for it: not refused for capacity */
+        ax_mq_push(&a->user, e);
+        break;
+    default:
+        ax_mq_push(&a->ctl, e);
+        break;
+    }
+    schedule(s, a);
+    return AX_OK;
+}
+
+/* ---------------- spawn / stop ---------------- */
+
+static void ctx_init(ax_ctx *cx, ax_server *s, ax_actor *a, ax_env *e)
+{
+    cx->api = &s->api;
+    cx->srv = s;
+    cx->self = a;
+    cx->cur = e;
+    cx->replied = 0;
+    cx->fail_reason = NULL;
+}
+
+int ax_actor_spawn(ax_server *s, const char *type, size_t type_len, const ax_spawn_opts *o,
+                   ax_ref *out, const char **why)
+{
+    ax_spawn_opts opts = AX_SPAWN_OPTS_INIT;
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    if (o)
+        memcpy(&opts, o, o->size < sizeof opts ? o->size : sizeof opts);
+    opts.size = sizeof opts;
+    ax_type *t = ax_hmap_get(&s->types, type, type_len);
+    if (!t) {
+        *why = "unknown actor type";
+        return AX_ENOTYPE;
+    }
+    size_t nlen = opts.name ? strlen(opts.name) : 0;
+    if (opts.name) {
+        if (ax_name_valid(opts.name, nlen) != 0) {
+            *why = "invalid actor name";
+            return AX_EINVAL;
+        }
+        if (ax_actor_by_name(s, opts.name, nlen)) {
+            *why = "an actor with this name already exists";
+            return AX_EEXIST;
+        }
+    }
+    ax_actor *a = ax_try_malloc(sizeof *a);
+    if (!a) {
+        *why = "out of memory";
+        return AX_ENOMEM;
+    }
+    memset(a, 0, sizeof *a);
+    a->state = t->desc->state_size ? ax_try_malloc(t->desc->state_size) : NULL;
+    if (t->desc->state_size && !a->state) {
+        ax_free(a);
+        *why = "out of memory";
+        return AX_ENOMEM;
+    }
+    if (a->state)
+        memset(a->state, 0, t->desc->state_size);
+    a->slot = ax_slots_alloc(&s->actors, a, &a->gen);
+    if (!a->slot) {
+        ax_free(a->state);
+        ax_free(a);
+        *why = "runtime.max_actors reached";
+        return AX_ENOMEM;
+    }
+    a->type = t;
+    a->cap = opts.mailbox_cap ? opts.mailbox_cap : s->cfg.mailbox_capacity;
+    a->opts = opts;
+    a->opts.name = NULL;
+    a->started_at = ev_now(s->loop);
+    if (opts.name) {
+        a->name = ax_strndup(opts.name, nlen);
+        ax_hmap_put(&s->names, a->name, nlen, a);
+    }
+    t->live++;
+    if (t->desc->on_start) {
+        ax_ctx cx;
+        ctx_init(&cx, s, a, NULL);
+        a->running = 1;
+        int rc = t->desc->on_start(&cx, a->state);
+        a->running = 0;
+        if (rc != AX_OK || cx.fail_reason) {
+            /* A failed start leaves nothing behind; messages it sent stay sent. */
+            if (a->name)
+                ax_hmap_del(&s->names, a->name, nlen);
+            ax_mq_splice(&a->user, &a->ctl);
+            for (ax_env *e; (e = ax_mq_pop(&a->user));)
+                env_drop(s, e, AX_ENOPROC);
+            t->live--;
+            ax_slots_release(&s->actors, a->slot);
+            ax_free(a->name);
+            ax_free(a->state);
+            ax_free(a);
+            *why = "on_start failed";
+            return rc != AX_OK ? rc : AX_EFAILED;
+        }
+    }
+    s->ctr.spawned++;
+    ax_log(AX_LOG_DEBUG, "actor", "spawned %s @%u.%u%s%s", t->name, a->slot, a->gen, a->name ? " " : "",
+           a->name ? a->name : "");
+    if (out)
+        *out = (ax_ref){a->slot, a->gen, 0};
+    if (a->ctl.len || a->user.len)
+        schedule(s, a);
+    return AX_OK;
+}
+
+/* The actor is gone for good: on_stop, fail what is queued, release its identity. */
+static void actor_terminate(ax_server *s, ax_actor *a, const char *reason)
+{
+    a->st = AX_ST_DEAD;
+    if (a->type->desc->on_stop) {
+        ax_ctx cx;
+        ctx_init(&cx, s, a, NULL);
+        a->running = 1;
+        a->type->desc->on_stop(&cx, a->state, reason);
+        a->running = 0;
+    }
+    ax_mq_splice(&a->ctl, &a->user);
+    for (ax_env *e; (e = ax_mq_pop(&a->ctl));)
+        env_drop(s, e, AX_ENOPROC);
+    if (a->name)
+        ax_hmap_del(&s->names, a->name, strlen(a->name));
+    a->type->live--;
+    s->ctr.stopped++;
+    ax_log(AX_LOG_DEBUG, "actor", "stopped %s @%u.%u: %s", a->type->name, a->slot, a->gen, reason);
+    ax_slots_release(&s->actors, a->slot);
+    if (a->in_ready) {
+        /* unlink from the ready queue (only happens on shutdown paths) */
+        ax_actor **pp = &s->ready_head, *prev = NULL;
+        while (*pp && *pp != a) {
+            prev = *pp;
+            pp = &(*pp)->ready_next;
+        }
+        if (*pp) {
+            *pp = a->ready_next;
+            if (s->ready_tail == a)
+                s->ready_tail = prev;
+        }
+    }
+    ax_free(a->name);
+    ax_free(a->state);
+    ax_free(a);
+}
+
+int ax_actor_stop(ax_server *s, ax_actor *a, const char *reason)
+{
+    if (!a || a->st != AX_ST_RUNNING)
+        return AX_ENOPROC;
+    size_t n = strlen(reason);
+    if (n > AX_NAME_MAX)
+        n = AX_NAME_MAX;
+    ax_env *e = ax_env_new(s, n + 1);
+    if (!e)
+        return AX_ENOMEM;
+    memcpy(e->data, reason, n);
+    e->data[n] = 0;
+    e->m.len = n;
+    e->kind = AX_ENV_STOP;
+    a->st = AX_ST_STOPPING; /* refuses new user messages from now on */
+    ax_mq_push(&a->ctl, e);
+    schedule(s, a);
+    return AX_OK;
+}
+
+/* ---------------- running actors ---------------- */
+
+static void exit_reason_for_error(ax_ctx *cx, int rc)
+{
+    snprintf(cx->fail_buf, sizeof cx->fail_buf, "error:%s", ax_errname(rc));
+    cx->fail_reason = cx->fail_buf;
+}
+
+/* Run one actor for up to one batch. Returns 1 if it still has work. */
+static int run_actor(ax_server *s, ax_actor *a)
+{
+    uint32_t budget = s->cfg.batch;
+    ax_ctx cx;
+    a->running = 1;
+    while (budget-- > 0) {
+        ax_env *e = ax_mailbox_next(a);
+        if (!e)
+            break;
+        if (e->kind == AX_ENV_STOP) {
+            a->running = 0;
+            actor_terminate(s, a, (const char *)e->data);
+            ax_env_free(s, e);
+            return 0;
+        }
+        ax_handler_fn fn = find_handler(a->type, e->m.id);
+        if (!fn) { /* system message the type does not handle, or an unknown reply name */
+            env_drop(s, e, AX_ENOMSG);
+            continue;
+        }
+        e->m.name = ax_msg_name(s, e->m.id);
+        ctx_init(&cx, s, a, e);
+        int rc = fn(&cx, a->state, &e->m);
+        a->processed++;
+        s->ctr.delivered++;
+        if (rc != AX_OK && !cx.fail_reason)
+            exit_reason_for_error(&cx, rc);
+        if (e->ask && !cx.replied)
+            ax_pending_complete(s, e->ask, e->ask_gen, rc == AX_OK ? AX_OK : (rc < 0 ? rc : AX_EFAILED), NULL, 0);
+        ax_env_free(s, e);
+        if (cx.fail_reason) {
+            s->ctr.failed++;
+            ax_log(AX_LOG_INFO, "actor", "%s @%u.%u failed: %s", a->type->name, a->slot, a->gen, cx.fail_reason);
+            a->running = 0;
+            actor_terminate(s, a, cx.fail_reason);
+            return 0;
+        }
+        if (a->st == AX_ST_DEAD)
+            break;
+    }
+    a->running = 0;
+    return a->ctl.len || a->user.len;
+}
+
+/* Run ready actors; called from the loop's check watcher and right after client I/O so
+ * a request is answered in the same loop iteration. */
+void ax_runtime_run(ax_server *s);
+void ax_runtime_run(ax_server *s)
+{
+    unsigned turns = 0;
+    ax_actor *a;
+    while (turns++ < RUN_TURN_BUDGET && (a = ready_pop(s))) {
+        if (run_actor(s, a))
+            schedule(s, a);
+    }
+    if (!s->ready_head && ev_is_active(&s->run_idle))
+        ev_idle_stop(s->loop, &s->run_idle);
+}
+
+static void run_check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ax_server *s = w->data;
+    ax_runtime_run(s);
+    ax_listener_flush(s);
+}
+
+static void run_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    /* Only keeps the loop from blocking; the work happens in run_check_cb. */
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+/* ---------------- the plugin function table ---------------- */
+
+static uint32_t api_msg_id(ax_ctx *cx, const char *name)
+{
+    return name ? ax_msg_intern(cx->srv, name, strlen(name)) : 0;
+}
+
+static ax_ref api_self(ax_ctx *cx) { return (ax_ref){cx->self->slot, cx->self->gen, 0}; }
+
+static int send_user(ax_server *s, ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, ax_env **pe)
+{
+    ax_actor *a = ax_actor_get(s, to);
+    if (!a)
+        return AX_ENOPROC;
+    if (!msg || msg > s->n_msg_ids)
+        return AX_EINVAL;
+    ax_env *e = ax_env_new(s, n);
+    if (!e)
+        return AX_ENOMEM;
+    if (n)
+        memcpy(e->data, p, n);
+    e->m.id = msg;
+    if (cx && cx->self)
+        e->m.from = (ax_ref){cx->self->slot, cx->self->gen, 0};
+    *pe = e;
+    return AX_OK;
+}
+
+static int api_tell(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n)
+{
+    ax_server *s = cx->srv;
+    ax_env *e;
+    int rc = send_user(s, cx, to, msg, p, n, &e);
+    if (rc)
+        return rc;
+    rc = ax_actor_deliver(s, ax_actor_get(s, to), e);
+    if (rc)
+        ax_env_free(s, e);
+    else
+        s->ctr.tells++;
+    return rc;
+}
+
+static void actor_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+{
+    ax_actor *a = ax_actor_get(s, p->u.actor.asker);
+    if (!a)
+        return;
+    ax_env *e = ax_env_new(s, status == AX_OK ? n : 0);
+    if (!e)
+        return;
+    if (status == AX_OK && n)
+        memcpy(e->data, data, n);
+    e->kind = AX_ENV_REPLY;
+    e->m.id = p->u.actor.reply_msg;
+    e->m.tag = p->u.actor.tag;
+    e->m.status = status;
+    if (ax_actor_deliver(s, a, e))
+        ax_env_free(s, e);
+}
+
+static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, uint32_t timeout_ms,
+                   uint32_t reply_msg, uint64_t tag)
+{
+    ax_server *s = cx->srv;
+    ax_env *e;
+    if (!reply_msg || reply_msg > s->n_msg_ids || !cx->self)
+        return AX_EINVAL;
+    int rc = send_user(s, cx, to, msg, p, n, &e);
+    if (rc)
+        return rc;
+    ax_pending *pd = ax_pending_new(s, timeout_ms ? timeout_ms : s->cfg.ask_timeout_ms, actor_ask_done);
+    if (!pd) {
+        ax_env_free(s, e);
+        return AX_ENOMEM;
+    }
+    pd->u.actor.asker = (ax_ref){cx->self->slot, cx->self->gen, 0};
+    pd->u.actor.reply_msg = reply_msg;
+    pd->u.actor.tag = tag;
+    e->ask = pd->slot;
+    e->ask_gen = pd->gen;
+    rc = ax_actor_deliver(s, ax_actor_get(s, to), e);
+    if (rc) {
+        /* refused: the ask ends now with an error return, not a reply message */
+        e->ask = 0;
+        ax_env_free(s, e);
+        ax_slots_release(&s->pending, pd->slot);
+        ev_timer_stop(s->loop, &pd->timer);
+        ax_free(pd);
+        return rc;
+    }
+    s->ctr.asks++;
+    return AX_OK;
+}
+
+static int api_reply(ax_ctx *cx, const void *p, size_t n)
+{
+    if (!cx->cur || !cx->cur->ask || cx->replied)
+        return AX_OK;
+    cx->replied = 1;
+    cx->srv->ctr.replies++;
+    ax_pending_complete(cx->srv, cx->cur->ask, cx->cur->ask_gen, AX_OK, p, n);
+    return AX_OK;
+}
+
+static int api_spawn(ax_ctx *cx, const char *type, const ax_spawn_opts *o, ax_ref *out)
+{
+    if (!type)
+        return AX_EINVAL;
+    return ax_actor_spawn(cx->srv, type, strlen(type), o, out, NULL);
+}
+
+static int api_stop(ax_ctx *cx, ax_ref who, const char *reason)
+{
+    return ax_actor_stop(cx->srv, ax_actor_get(cx->srv, who), reason ? reason : "normal");
+}
+
+static int api_fail(ax_ctx *cx, const char *reason)
+{
+    if (!cx->self)
+        return AX_EINVAL;
+    snprintf(cx->fail_buf, sizeof cx->fail_buf, "%s", reason && *reason ? reason : "failed");
+    cx->fail_reason = cx->fail_buf;
+    return AX_OK;
+}
+
+static int api_lookup(ax_ctx *cx, const char *name, ax_ref *out)
+{
+    ax_actor *a = name ? ax_actor_by_name(cx->srv, name, strlen(name)) : NULL;
+    if (!a)
+        return AX_ENOTFOUND;
+    *out = (ax_ref){a->slot, a->gen, 0};
+    return AX_OK;
+}
+
+static void api_log(ax_ctx *cx, int level, const char *text)
+{
+    if (level < AX_LOG_ERROR)
+        level = AX_LOG_ERROR;
+    if (level > AX_LOG_DEBUG)
+        level = AX_LOG_DEBUG;
+    ax_log(level, cx->self ? cx->self->type->name : "plugin", "%s", text ? text : "");
+}
+
+static uint64_t api_epoch(ax_ctx *cx) { return cx->cur ? cx->cur->epoch : 0; }
+static double api_now(ax_ctx *cx) { return ev_now(cx->srv->loop); }
+
+typedef struct send_after_timer {
+    ev_timer t;
+    ax_server *s;
+    ax_ref to, from;
+    uint32_t msg;
+    size_t n;
+    uint8_t data[];
+} send_after_timer;
+
+static void send_after_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    send_after_timer *t = (send_after_timer *)w;
+    ax_server *s = t->s;
+    ax_actor *a = ax_actor_get(s, t->to);
+    if (a) {
+        ax_env *e = ax_env_new(s, t->n);
+        if (e) {
+            memcpy(e->data, t->data, t->n);
+            e->m.id = t->msg;
+            e->m.from = t->from;
+            if (ax_actor_deliver(s, a, e))
+                ax_env_free(s, e);
+        }
+    }
+    ax_free(t);
+}
+
+static int api_send_after(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, uint32_t ms)
+{
+    ax_server *s = cx->srv;
+    if (!ax_actor_get(s, to))
+        return AX_ENOPROC;
+    if (!msg || msg > s->n_msg_ids)
+        return AX_EINVAL;
+    send_after_timer *t = ax_try_malloc(sizeof *t + n);
+    if (!t)
+        return AX_ENOMEM;
+    t->s = s;
+    t->to = to;
+    t->from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
+    t->msg = msg;
+    t->n = n;
+    if (n)
+        memcpy(t->data, p, n);
+    ev_timer_init(&t->t, send_after_cb, ms / 1000.0, 0.);
+    ev_timer_start(s->loop, &t->t);
+    return AX_OK;
+}
+
+static int api_notsup(void) { return AX_ENOTSUP; }
+
+void ax_runtime_init(ax_server *s)
+{
+    ax_slots_init(&s->actors, s->cfg.max_actors);
+    ax_slots_init(&s->pending, 1u << 24);
+    ax_hmap_init(&s->names);
+    ax_hmap_init(&s->msg_names);
+    ax_hmap_init(&s->types);
+    ev_check_init(&s->run_check, run_check_cb);
+    s->run_check.data = s;
+    ev_check_start(s->loop, &s->run_check);
+    ev_idle_init(&s->run_idle, run_idle_cb);
+    s->run_idle.data = s;
+
+    ax_api *api = &s->api;
+    memset(api, 0, sizeof *api);
+    api->size = sizeof *api;
+    api->abi_minor = AX_ABI_MINOR;
+    api->msg_id = api_msg_id;
+    api->self = api_self;
+    api->tell = api_tell;
+    api->ask = api_ask;
+    api->reply = api_reply;
+    api->spawn = api_spawn;
+    api->stop = api_stop;
+    api->fail = api_fail;
+    api->lookup = api_lookup;
+    api->log = api_log;
+    api->epoch = api_epoch;
+    api->now = api_now;
+    api->send_after = api_send_after;
+    /* Filled by the supervision work (issue 3); until then they say "not supported". */
+    api->link = (int (*)(ax_ctx *, ax_ref))(void (*)(void))api_notsup;
+    api->unlink = (int (*)(ax_ctx *, ax_ref))(void (*)(void))api_notsup;
+    api->monitor = (int (*)(ax_ctx *, ax_ref, uint64_t *))(void (*)(void))api_notsup;
+    api->demonitor = (int (*)(ax_ctx *, uint64_t, int))(void (*)(void))api_notsup;
+    api->trap_exit = (int (*)(ax_ctx *, int))(void (*)(void))api_notsup;
+    api->get_or_spawn = NULL;
+    api->subscribe_events = NULL;
+    api->key = NULL;
+}
+
+/* Stop every actor now (shutdown): on_stop runs, queued asks fail. */
+void ax_runtime_stop_all(ax_server *s, const char *reason);
+void ax_runtime_stop_all(ax_server *s, const char *reason)
+{
+    for (uint32_t i = 1; i < s->actors.cap; i++) {
+        ax_actor *a = s->actors.ptr[i];
+        if (a && a->st != AX_ST_DEAD)
+            actor_terminate(s, a, reason);
+    }
+    s->ready_head = s->ready_tail = NULL;
+}
+
+void ax_runtime_free(ax_server *s)
+{
+    ax_runtime_stop_all(s, "shutdown");
+    /* fail what is still pending (clients are gone by now) */
+    for (uint32_t i = 1; i < s->pending.cap; i++) {
+        ax_pending *p = s->pending.ptr[i];
+        if (p)
+            ax_pending_complete(s, p->slot, p->gen, AX_ECANCELED, NULL, 0);
+    }
+    ax_slots_free(&s->actors);
+    ax_slots_free(&s->pending);
+    ax_hmap_free(&s->names);
+    ax_hmap_free(&s->msg_names);
+    for (uint32_t i = 1; i <= s->n_msg_ids; i++)
+        ax_free(s->msg_by_id[i]);
+    ax_free(s->msg_by_id);
+    while (s->env_pool) {
+        ax_env *e = s->env_pool;
+        s->env_pool = e->next;
+        ax_free(e);
+    }
+    if (ev_is_active(&s->run_check))
+        ev_check_stop(s->loop, &s->run_check);
+    if (ev_is_active(&s->run_idle))
+        ev_idle_stop(s->loop, &s->run_idle);
+}
+
+/* ---------------- control-plane documents ---------------- */
+
+static const char *state_name(uint8_t st)
+{
+    return st == AX_ST_RUNNING ? "running" : st == AX_ST_STOPPING ? "stopping" : "dead";
+}
+
+cJSON *ax_runtime_actors_json(ax_server *s)
+{
+    cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "actors");
+    for (uint32_t i = 1; i < s->actors.cap; i++) {
+        ax_actor *a = s->actors.ptr[i];
+        if (!a)
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", a->slot);
+        cJSON_AddNumberToObject(o, "gen", a->gen);
+        cJSON_AddStringToObject(o, "name", a->name ? a->name : "");
+        cJSON_AddStringToObject(o, "type", a->type->name);
+        cJSON_AddStringToObject(o, "state", state_name(a->st));
+        cJSON_AddNumberToObject(o, "mailbox", a->user.len);
+        cJSON_AddNumberToObject(o, "capacity", a->cap);
+        cJSON_AddNumberToObject(o, "processed", (double)a->processed);
+        cJSON_AddNumberToObject(o, "restarts", a->restarts);
+        cJSON_AddItemToArray(arr, o);
+    }
+    return doc;
+}
+
+cJSON *ax_runtime_status_json(ax_server *s)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "node", s->node_id);
+    cJSON_AddStringToObject(doc, "version", AX_VERSION);
+    cJSON_AddNumberToObject(doc, "pid", (double)getpid());
+    cJSON_AddNumberToObject(doc, "uptime_s", ev_now(s->loop) - s->started_at);
+    uint32_t live = 0;
+    for (uint32_t i = 1; i < s->actors.cap; i++)
+        live += s->actors.ptr[i] != NULL;
+    cJSON_AddNumberToObject(doc, "actors", live);
+    cJSON_AddNumberToObject(doc, "clients", s->n_conns);
+    cJSON_AddNumberToObject(doc, "plugins", (double)s->n_plugins);
+    cJSON_AddNumberToObject(doc, "types", (double)s->types.len);
+    cJSON *c = cJSON_AddObjectToObject(doc, "counters");
+#define CTR(f) cJSON_AddNumberToObject(c, #f, (double)s->ctr.f)
+    CTR(spawned);
+    CTR(stopped);
+    CTR(failed);
+    CTR(delivered);
+    CTR(tells);
+    CTR(asks);
+    CTR(replies);
+    CTR(ask_timeouts);
+    CTR(mailbox_full);
+    CTR(no_handler);
+    CTR(late_replies);
+    CTR(clients_accepted);
+    CTR(clients_refused);
+    CTR(bad_frames);
+#undef CTR
+    return doc;
+}

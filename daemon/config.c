@@ -1,1 +1,622 @@
-/* placeholder */
+/* axactord configuration (see config.h). One table, keys[] below, defines every key:
+ * its field, type, default, bounds and doc line. Defaults, parsing, copying, freeing and
+ * printing all walk that table, so adding a key is one line here (plus its documentation
+ * in conf/axactord.conf, which tests/test_config.c checks). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ax_build_config.h"
+#include "ax_mem.h"
+#include "axactor/errors.h"
+#include "frame.h"
+#include "log.h"
+
+#define CFG_LINE_MAX 4096       /* longest accepted line, without its '\n' */
+#define CFG_FILE_MAX (1u << 20) /* a config file larger than this is a mistake, not a config */
+
+enum ktype {
+    K_STR,      /* char *; min..max = length */
+    K_LIST,     /* char ** + size_t count at count_off; repeatable; min..max = item length */
+    K_UINT,     /* unsigned integer of the field's width */
+    K_SIZE,     /* bytes; accepts K/M/G (KiB/MiB/GiB) suffixes */
+    K_DURATION, /* milliseconds; accepts ms/s/min/h suffixes */
+    K_BOOL,     /* true/false/yes/no/on/off/1/0, stored in a bool/uint8 field */
+    K_OCTAL,    /* file mode, octal digits */
+    K_LEVEL,    /* log level name, stored as int */
+};
+
+typedef struct key_def {
+    const char *name; /* "section.key"; keys of one section stay together */
+    enum ktype type;
+    size_t off, size; /* the field in ax_config */
+    size_t count_off; /* K_LIST: its size_t element count */
+    const char *def;  /* default as file text, parsed like a file value */
+    void (*def_fn)(char *buf, size_t n); /* or a default computed at run time */
+    uint64_t min, max;
+    const char *(*check)(const char *v); /* strings: NULL if fine, else why not */
+    const char *doc;                     /* one line, printed by ax_config_print */
+} key_def;
+
+static const char *check_node_name(const char *v);
+static const char *check_abs_path(const char *v);
+static const char *check_log_target(const char *v);
+static void default_node_name(char *buf, size_t n);
+
+#define FIELD(f) .off = offsetof(ax_config, f), .size = sizeof(((ax_config *)0)->f)
+#define KEY(n, t, f, d, lo, hi, ...) {.name = n, .type = t, FIELD(f), .def = d, .min = lo, .max = hi, __VA_ARGS__}
+
+static const key_def keys[] = {
+    KEY("node.name", K_STR, node_name, NULL, 1, 63, .def_fn = default_node_name, .check = check_node_name,
+        .doc = "logical node name, 1..63 of [A-Za-z0-9._-]; default: the host name"),
+    KEY("client.socket", K_STR, socket_path, "/run/axactor/axactord.sock", 1, 107, .check = check_abs_path,
+        .doc = "absolute path of the client Unix socket (< 108 bytes)"),
+    KEY("client.socket_mode", K_OCTAL, socket_mode, "0660", 0, 0777, .doc = "socket file mode, octal"),
+    KEY("client.socket_group", K_STR, socket_group, "", 0, 255,
+        .doc = "group owning the socket; empty = the daemon's group"),
+    KEY("client.max_clients", K_UINT, max_clients, "1024", 1, 1048576, .doc = "concurrent client connections"),
+    KEY("client.max_frame", K_SIZE, max_frame, "1048576", AX_FRAME_MAX_MIN, AX_FRAME_MAX_LIMIT,
+        .doc = "largest frame body accepted from a client, bytes"),
+    KEY("client.outbuf_max", K_SIZE, client_outbuf_max, "8388608", 65536, 1073741824,
+        .doc = "unsent bytes queued to one client before it is disconnected"),
+    KEY("log.level", K_LEVEL, log_level, "info", 0, 0, .doc = "error, warn, info or debug"),
+    KEY("log.target", K_STR, log_target, "stderr", 1, 16, .check = check_log_target,
+        .doc = "stderr (ISO timestamps) or journal (priority prefixes for journald)"),
+    KEY("runtime.mailbox_capacity", K_UINT, mailbox_capacity, "1024", 1, 16777216,
+        .doc = "default bound of an actor's user mailbox, messages"),
+    KEY("runtime.batch", K_UINT, batch, "64", 1, 65536, .doc = "messages an actor handles per turn"),
+    KEY("runtime.ask_timeout_ms", K_DURATION, ask_timeout_ms, "5000", 1, 86400000,
+        .doc = "default ask timeout, milliseconds"),
+    KEY("runtime.max_actors", K_UINT, max_actors, "4194304", 1, 1073741824, .doc = "live actors at most"),
+    KEY("runtime.idle_timeout_ms", K_DURATION, idle_timeout_ms, "300000", 0, 2592000000u,
+        .doc = "stop keyed actors idle this long, milliseconds; 0 = never"),
+    KEY("runtime.events_buffer", K_UINT, events_buffer, "1024", 1, 1048576,
+        .doc = "lifecycle events buffered per subscriber"),
+    KEY("plugins.dir", K_STR, plugin_dir, AX_PLUGINDIR, 1, AX_PATH_MAX - 1,
+        .doc = "directory searched for plugins given by name"),
+    KEY("plugins.load", K_LIST, plugins, NULL, 1, AX_PATH_MAX - 1, .count_off = offsetof(ax_config, n_plugins),
+        .doc = "plugin loaded at start (name or path); repeat the line for more"),
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+size_t ax_config_key_count(void) { return NKEYS; }
+const char *ax_config_key_name(size_t i) { return i < NKEYS ? keys[i].name : NULL; }
+
+/* ---- value checks ---- */
+
+static int name_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+           ch == '_' || ch == '-';
+}
+
+static const char *check_node_name(const char *v)
+{
+    if (strchr(v, '@'))
+        return "'@' is reserved for wire ids (name@boot-...)";
+    for (; *v; v++)
+        if (!name_char(*v))
+            return "only A-Z a-z 0-9 . _ - are allowed";
+    return NULL;
+}
+
+static const char *check_abs_path(const char *v) { return v[0] == '/' ? NULL : "must be an absolute path"; }
+
+static const char *check_log_target(const char *v)
+{
+    return !strcmp(v, "stderr") || !strcmp(v, "journal") ? NULL : "must be stderr or journal";
+}
+
+/* The host name, made into a valid node name: systemd may hand us anything. */
+static void default_node_name(char *buf, size_t n)
+{
+    char host[256] = "";
+    size_t len = 0;
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = 0;
+    for (const char *h = host; *h && len < 63 && len + 1 < n; h++)
+        buf[len++] = name_char(*h) ? *h : '-';
+    buf[len] = 0;
+    if (!len)
+        snprintf(buf, n, "node");
+}
+
+/* ---- typed field access ---- */
+
+static void *field(const ax_config *c, const key_def *k) { return (char *)c + k->off; }
+
+static void put_uint(void *p, size_t size, uint64_t v)
+{
+    uint8_t u8 = (uint8_t)v;
+    uint16_t u16 = (uint16_t)v;
+    uint32_t u32 = (uint32_t)v;
+    memcpy(p, size == 1 ? (void *)&u8 : size == 2 ? (void *)&u16 : size == 4 ? (void *)&u32 : (void *)&v, size);
+}
+
+static uint64_t get_uint(const void *p, size_t size)
+{
+    uint8_t u8;
+    uint16_t u16;
+    uint32_t u32;
+    uint64_t u64;
+    switch (size) {
+    case 1: memcpy(&u8, p, 1); return u8;
+    case 2: memcpy(&u16, p, 2); return u16;
+    case 4: memcpy(&u32, p, 4); return u32;
+    default: memcpy(&u64, p, 8); return u64;
+    }
+}
+
+static char ***list_items(const ax_config *c, const key_def *k) { return field(c, k); }
+static size_t *list_count(const ax_config *c, const key_def *k) { return (size_t *)((char *)c + k->count_off); }
+
+static void list_clear(ax_config *c, const key_def *k)
+{
+    char **items = *list_items(c, k);
+    for (size_t i = 0; i < *list_count(c, k); i++)
+        ax_free(items[i]);
+    ax_free(items);
+    *list_items(c, k) = NULL;
+    *list_count(c, k) = 0;
+}
+
+/* ---- value parsing ---- */
+
+static int fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t n, const char *fmt, ...)
+{
+    if (err && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, n, fmt, ap);
+        va_end(ap);
+    }
+    return AX_ECONFIG;
+}
+
+typedef struct unit {
+    const char *suffix;
+    uint64_t mul;
+} unit;
+static const unit no_units[] = {{"", 1}, {NULL, 0}};
+static const unit size_units[] = {{"", 1},          {"K", 1u << 10}, {"KiB", 1u << 10}, {"M", 1u << 20},
+                                  {"MiB", 1u << 20}, {"G", 1u << 30}, {"GiB", 1u << 30}, {NULL, 0}};
+static const unit ms_units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"min", 60000}, {"h", 3600000}, {NULL, 0}};
+
+/* Decimal digits and an optional unit suffix. 0 ok, -1 malformed, -2 overflow. */
+static int parse_number(const char *v, const unit *units, uint64_t *out)
+{
+    uint64_t n = 0;
+    const char *p = v;
+    int over = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > (UINT64_MAX - 9) / 10)
+            over = 1;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    if (p == v)
+        return -1;
+    for (const unit *u = units; u->suffix; u++)
+        if (!strcmp(p, u->suffix)) {
+            if (over || n > UINT64_MAX / u->mul)
+                return -2;
+            *out = n * u->mul;
+            return 0;
+        }
+    return -1;
+}
+
+int ax_config_parse_bool(const char *s, int *out)
+{
+    static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; s && i < 4; i++) {
+        if (!strcmp(s, t[i]) || !strcmp(s, f[i])) {
+            *out = !strcmp(s, t[i]);
+            return 0;
+        }
+    }
+    return AX_ECONFIG;
+}
+
+/* Set key k from text v. For lists, replace drops the current items first (a file's first
+ * line for a list replaces what it inherits; later lines and ax_config_set append) and an
+ * empty value clears the list. On error *c is unchanged and why says "key: reason". */
+static int set_value(ax_config *c, const key_def *k, const char *v, int replace, char *why, size_t n)
+{
+    uint64_t num = 0;
+    int rc;
+
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return fail(why, n, "%s: control character in value", k->name);
+
+    switch (k->type) {
+    case K_STR:
+    case K_LIST: {
+        size_t len = strlen(v);
+        const char *bad;
+        if (k->type == K_LIST && !len) {
+            list_clear(c, k);
+            return 0;
+        }
+        if (len < k->min || len > k->max)
+            return fail(why, n, "%s: must be %llu..%llu bytes long, got %zu", k->name, (unsigned long long)k->min,
+                        (unsigned long long)k->max, len);
+        if (k->check && (bad = k->check(v)))
+            return fail(why, n, "%s: %s: \"%.64s\"", k->name, bad, v);
+        if (k->type == K_STR) {
+            char **slot = field(c, k);
+            ax_free(*slot);
+            *slot = ax_strdup(v);
+        } else {
+            if (replace)
+                list_clear(c, k);
+            size_t cnt = *list_count(c, k);
+            char **items = ax_realloc(*list_items(c, k), (cnt + 1) * sizeof *items);
+            items[cnt] = ax_strdup(v);
+            *list_items(c, k) = items;
+            *list_count(c, k) = cnt + 1;
+        }
+        return 0;
+    }
+    case K_UINT:
+    case K_SIZE:
+    case K_DURATION: {
+        const unit *units = k->type == K_SIZE ? size_units : k->type == K_DURATION ? ms_units : no_units;
+        const char *what = k->type == K_SIZE ? " bytes" : k->type == K_DURATION ? " ms" : "";
+        rc = parse_number(v, units, &num);
+        if (rc == -1)
+            return fail(why, n, "%s: not a number%s: \"%.64s\"", k->name,
+                        k->type == K_SIZE       ? " (suffixes: K M G)"
+                        : k->type == K_DURATION ? " (suffixes: ms s min h)"
+                                                : "",
+                        v);
+        if (rc == -2 || num < k->min || num > k->max)
+            return fail(why, n, "%s: \"%.64s\" is out of range %llu..%llu%s", k->name, v,
+                        (unsigned long long)k->min, (unsigned long long)k->max, what);
+        put_uint(field(c, k), k->size, num);
+        return 0;
+    }
+    case K_OCTAL: {
+        size_t len = strspn(v, "01234567");
+        if (!len || v[len] || len > 8)
+            return fail(why, n, "%s: not an octal mode: \"%.64s\"", k->name, v);
+        num = strtoull(v, NULL, 8);
+        if (num < k->min || num > k->max)
+            return fail(why, n, "%s: %s is out of range %04llo..%04llo", k->name, v, (unsigned long long)k->min,
+                        (unsigned long long)k->max);
+        put_uint(field(c, k), k->size, num);
+        return 0;
+    }
+    case K_BOOL: {
+        int b;
+        if (ax_config_parse_bool(v, &b) != 0)
+            return fail(why, n, "%s: not a boolean (true/false/yes/no/on/off/1/0): \"%.64s\"", k->name, v);
+        put_uint(field(c, k), k->size, (uint64_t)b);
+        return 0;
+    }
+    case K_LEVEL: {
+        int level = ax_log_level_parse(v);
+        if (level < 0)
+            return fail(why, n, "%s: must be error, warn, info or debug: \"%.64s\"", k->name, v);
+        memcpy(field(c, k), &level, sizeof level);
+        return 0;
+    }
+    }
+    return fail(why, n, "%s: unsupported key type", k->name);
+}
+
+static const key_def *find_key(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].name, name))
+            return &keys[i];
+    return NULL;
+}
+
+static int section_known(const char *s)
+{
+    size_t len = strlen(s);
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strncmp(keys[i].name, s, len) && keys[i].name[len] == '.')
+            return 1;
+    return 0;
+}
+
+/* ---- whole configs ---- */
+
+void ax_config_free(ax_config *c)
+{
+    if (!c)
+        return;
+    for (const key_def *k = keys; k < keys + NKEYS; k++) {
+        if (k->type == K_STR)
+            ax_free(*(char **)field(c, k));
+        else if (k->type == K_LIST)
+            list_clear(c, k);
+    }
+    memset(c, 0, sizeof *c);
+}
+
+/* Deep copy: every owned pointer is a table key, so the table says what to duplicate. */
+static void config_copy(ax_config *dst, const ax_config *src)
+{
+    *dst = *src;
+    for (const key_def *k = keys; k < keys + NKEYS; k++) {
+        if (k->type == K_STR) {
+            char *s = *(char **)field(src, k);
+            *(char **)field(dst, k) = s ? ax_strdup(s) : NULL;
+        } else if (k->type == K_LIST) {
+            size_t cnt = *list_count(src, k);
+            char **items = cnt ? ax_malloc(cnt * sizeof *items) : NULL;
+            for (size_t i = 0; i < cnt; i++)
+                items[i] = ax_strdup((*list_items(src, k))[i]);
+            *list_items(dst, k) = items;
+        }
+    }
+}
+
+int ax_config_defaults(ax_config *c)
+{
+    memset(c, 0, sizeof *c);
+    for (const key_def *k = keys; k < keys + NKEYS; k++) {
+        char buf[256], why[256];
+        const char *v = k->def;
+        if (k->def_fn) {
+            k->def_fn(buf, sizeof buf);
+            v = buf;
+        }
+        if (v && set_value(c, k, v, 1, why, sizeof why) != 0) {
+            fprintf(stderr, "axactord: built-in default is invalid: %s\n", why); /* a build bug */
+            abort();
+        }
+    }
+    return 0;
+}
+
+int ax_config_set(ax_config *c, const char *key, const char *value, char *err, size_t errlen)
+{
+    const key_def *k = key ? find_key(key) : NULL;
+    if (!k)
+        return fail(err, errlen, "unknown key \"%.128s\"", key ? key : "");
+    if (!value)
+        return fail(err, errlen, "%s: missing value", k->name);
+    return set_value(c, k, value, 0, err, errlen);
+}
+
+static char *trim(char *s)
+{
+    char *e = s + strlen(s);
+    while (*s == ' ' || *s == '\t' || *s == '\r')
+        s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+        *--e = 0;
+    return s;
+}
+
+/* A value after '=': "quoted" with \" and \\ escapes, or bare up to a '#' comment. */
+static int parse_value(char *v, char **out, char *why, size_t n)
+{
+    if (*v != '"') {
+        char *hash = strchr(v, '#');
+        if (hash)
+            *hash = 0;
+        *out = trim(v);
+        return 0;
+    }
+    char *w = v, *r = v + 1;
+    for (; *r != '"'; r++) {
+        if (!*r)
+            return fail(why, n, "unterminated quoted value");
+        if (*r == '\\') {
+            r++;
+            if (!*r)
+                return fail(why, n, "unterminated quoted value");
+            if (*r != '"' && *r != '\\')
+                return fail(why, n, "unknown escape \\%c in quoted value (only \\\" and \\\\)", *r);
+        }
+        *w++ = *r;
+    }
+    *w = 0;
+    r = trim(r + 1);
+    if (*r && *r != '#')
+        return fail(why, n, "unexpected text after closing quote");
+    *out = v;
+    return 0;
+}
+
+typedef struct parser {
+    ax_config *c;
+    char section[64];
+    unsigned seen[NKEYS]; /* line a key was first set on; 0 = not yet */
+} parser;
+
+static int parse_line(parser *p, char *line, unsigned lineno, char *why, size_t n)
+{
+    char *s = trim(line), *eq, *key, *value = NULL, full[CFG_LINE_MAX + 80];
+    const key_def *k;
+    int rc;
+
+    if (!*s || *s == '#' || *s == ';')
+        return 0;
+    for (const char *q = s; *q; q++)
+        if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
+            return fail(why, n, "control character (0x%02x) in line", (unsigned char)*q);
+    if (*s == '[') {
+        char *end = strchr(s, ']');
+        if (!end)
+            return fail(why, n, "unterminated section header");
+        if (*trim(end + 1))
+            return fail(why, n, "unexpected text after section header");
+        *end = 0;
+        s = trim(s + 1);
+        if (!*s)
+            return fail(why, n, "empty section name");
+        if (!section_known(s) || strlen(s) >= sizeof p->section)
+            return fail(why, n, "unknown section [%.64s]", s);
+        strcpy(p->section, s);
+        return 0;
+    }
+    if (!(eq = strchr(s, '=')))
+        return fail(why, n, "missing '=' (expected key = value)");
+    *eq = 0;
+    key = trim(s);
+    if (!*key)
+        return fail(why, n, "empty key");
+    if ((rc = parse_value(trim(eq + 1), &value, why, n)) != 0)
+        return rc;
+    snprintf(full, sizeof full, "%s%s%s", p->section, *p->section ? "." : "", key);
+    if (!(k = find_key(full)))
+        return fail(why, n, "unknown key \"%.128s\"", full);
+    size_t i = (size_t)(k - keys);
+    if (k->type != K_LIST && p->seen[i])
+        return fail(why, n, "duplicate key \"%s\" (first set on line %u)", k->name, p->seen[i]);
+    rc = set_value(p->c, k, value, !p->seen[i], why, n);
+    if (!p->seen[i])
+        p->seen[i] = lineno;
+    return rc;
+}
+
+/* Parse text[0..len) into a copy of *c; swap it in only if every line was good. */
+static int parse_text(ax_config *c, const char *text, size_t len, const char *name, char *err, size_t errlen)
+{
+    ax_config tmp;
+    parser p = {.c = &tmp};
+    char line[CFG_LINE_MAX + 1], why[512];
+    unsigned lineno = 0;
+    int rc = 0;
+
+    config_copy(&tmp, c);
+    for (size_t off = 0; off < len && rc == 0;) {
+        const char *nl = memchr(text + off, '\n', len - off);
+        size_t ll = nl ? (size_t)(nl - (text + off)) : len - off;
+        lineno++;
+        if (memchr(text + off, 0, ll))
+            rc = fail(why, sizeof why, "NUL byte in file");
+        else if (ll > CFG_LINE_MAX)
+            rc = fail(why, sizeof why, "line longer than %d bytes", CFG_LINE_MAX);
+        else {
+            memcpy(line, text + off, ll);
+            line[ll] = 0;
+            rc = parse_line(&p, line, lineno, why, sizeof why);
+        }
+        off += ll + (nl != NULL);
+    }
+    if (rc != 0) {
+        fail(err, errlen, "%s:%u: %s", name, lineno, why);
+        ax_config_free(&tmp);
+        return AX_ECONFIG;
+    }
+    ax_config_free(c);
+    *c = tmp;
+    return 0;
+}
+
+int ax_config_load_string(ax_config *c, const char *text, const char *name, char *err, size_t errlen)
+{
+    return parse_text(c, text ? text : "", text ? strlen(text) : 0, name ? name : "(string)", err, errlen);
+}
+
+int ax_config_load(ax_config *c, const char *path, char *err, size_t errlen)
+{
+    size_t len = 0, cap = 16384;
+    char *buf;
+    int fd, rc;
+
+    if (!path)
+        return fail(err, errlen, "no config path");
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return fail(err, errlen, "%s: %s", path, strerror(errno));
+    buf = ax_malloc(cap);
+    for (;;) {
+        if (len == cap) {
+            if (cap > CFG_FILE_MAX) {
+                rc = fail(err, errlen, "%s: larger than %u bytes", path, CFG_FILE_MAX);
+                goto out;
+            }
+            buf = ax_realloc(buf, cap *= 2);
+        }
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = fail(err, errlen, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    rc = parse_text(c, buf, len, path, err, errlen);
+out:
+    ax_free(buf);
+    close(fd);
+    return rc;
+}
+
+static void print_quoted(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; s && *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+void ax_config_print(const ax_config *c, FILE *out)
+{
+    size_t sec_len = 0;
+    const char *sec = "";
+
+    fputs("# axactord configuration: every key with its current value (axactord --print-config).\n", out);
+    for (const key_def *k = keys; k < keys + NKEYS; k++) {
+        const char *key = strchr(k->name, '.') + 1; /* every table key has a section */
+        size_t sl = (size_t)(key - 1 - k->name);
+        if (sl != sec_len || strncmp(sec, k->name, sl)) {
+            fprintf(out, "\n[%.*s]\n", (int)sl, k->name);
+            sec = k->name;
+            sec_len = sl;
+        }
+        fprintf(out, "# %s\n", k->doc);
+        void *f = field(c, k);
+        switch (k->type) {
+        case K_STR:
+            fprintf(out, "%s = ", key);
+            print_quoted(out, *(char **)f);
+            fputc('\n', out);
+            break;
+        case K_LIST:
+            if (!*list_count(c, k))
+                fprintf(out, "%s =\n", key); /* an empty list line clears inherited items */
+            for (size_t i = 0; i < *list_count(c, k); i++) {
+                fprintf(out, "%s = ", key);
+                print_quoted(out, (*list_items(c, k))[i]);
+                fputc('\n', out);
+            }
+            break;
+        case K_UINT:
+        case K_SIZE:
+        case K_DURATION:
+            fprintf(out, "%s = %llu\n", key, (unsigned long long)get_uint(f, k->size));
+            break;
+        case K_OCTAL:
+            fprintf(out, "%s = %04llo\n", key, (unsigned long long)get_uint(f, k->size));
+            break;
+        case K_BOOL:
+            fprintf(out, "%s = %s\n", key, get_uint(f, k->size) ? "true" : "false");
+            break;
+        case K_LEVEL: {
+            int level;
+            memcpy(&level, f, sizeof level);
+            fprintf(out, "%s = %s\n", key, ax_log_level_name(level));
+            break;
+        }
+        }
+    }
+}

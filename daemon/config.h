@@ -49,5 +49,11 @@ int ax_config_set(ax_config *c, const char *key, const char *value, char *err, s
 void ax_config_free(ax_config *c);
 /* Write every key with its current value as a valid config file (axactord --print-config). */
 void ax_config_print(const ax_config *c, FILE *out);
+/* The key table, for tests and tools: key i's full name ("runtime.batch"), NULL past the end. */
+size_t ax_config_key_count(void);
+const char *ax_config_key_name(size_t i);
+/* true/yes/on/1 -> 1, false/no/off/0 -> 0 (the file syntax for booleans, for flags and
+ * environment variables too). 0, or AX_ECONFIG with *out untouched. */
+int ax_config_parse_bool(const char *s, int *out);
 
 #endif

@@ -1,1 +1,771 @@
-/* placeholder */
+/* The client side of axactord: the Unix socket (mode from config, peer credentials
+ * checked), one connection per client, frame decoding, and the dispatch of client
+ * requests into the runtime. A malformed or oversize frame gets an ERROR and closes
+ * that connection only; other clients keep being served. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <grp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ax_mem.h"
+#include "log.h"
+#include "server.h"
+
+void ax_runtime_run(ax_server *s);
+
+#define READ_CHUNK 65536
+
+typedef struct ax_conn {
+    uint32_t slot, gen;
+    int fd;
+    ax_server *s;
+    ev_io rio, wio;
+    uint8_t *in;
+    size_t in_len, in_cap;
+    ax_wbuf out;
+    uint8_t hello, dirty, paused;
+    struct ax_conn *dirty_next;
+    pid_t pid;
+    uid_t uid;
+} ax_conn;
+
+static void conn_close(ax_conn *c, const char *why);
+static void conn_flush(ax_conn *c);
+
+static void mark_dirty(ax_conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    c->dirty_next = c->s->dirty;
+    c->s->dirty = c;
+}
+
+/* ---------- writing responses ---------- */
+
+static void send_error(ax_conn *c, uint32_t req, int code, const char *msg)
+{
+    if (c->fd < 0)
+        return;
+    size_t st = ax_frame_begin(&c->out, AX_T_ERROR, 0, req);
+    ax_body_error_put(&c->out, code, msg ? msg : ax_strerror(code));
+    ax_frame_end(&c->out, st, AX_FRAME_MAX_LIMIT);
+    mark_dirty(c);
+}
+
+static void send_empty(ax_conn *c, uint8_t type, uint32_t req)
+{
+    if (c->fd < 0)
+        return;
+    size_t st = ax_frame_begin(&c->out, type, 0, req);
+    ax_frame_end(&c->out, st, AX_FRAME_MAX_LIMIT);
+    mark_dirty(c);
+}
+
+static void send_ref(ax_conn *c, uint32_t req, ax_ref r)
+{
+    if (c->fd < 0)
+        return;
+    size_t st = ax_frame_begin(&c->out, AX_T_REF, 0, req);
+    ax_wire_ref wr = {c->s->node_id, strlen(c->s->node_id), r.id, r.gen};
+    ax_put_ref(&c->out, &wr);
+    ax_frame_end(&c->out, st, AX_FRAME_MAX_LIMIT);
+    mark_dirty(c);
+}
+
+static void send_blob(ax_conn *c, uint8_t type, uint32_t req, const void *p, size_t n)
+{
+    if (c->fd < 0)
+        return;
+    size_t st = ax_frame_begin(&c->out, type, 0, req);
+    ax_wbuf_blob(&c->out, p, n);
+    if (ax_frame_end(&c->out, st, c->s->cfg.max_frame) != 0) {
+        send_error(c, req, AX_ETOOBIG, "response exceeds client.max_frame");
+        return;
+    }
+    mark_dirty(c);
+}
+
+static void send_json(ax_conn *c, uint32_t req, cJSON *doc)
+{
+    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!text) {
+        send_error(c, req, AX_ENOMEM, NULL);
+        return;
+    }
+    send_blob(c, AX_T_JSON, req, text, strlen(text));
+    cJSON_free(text);
+}
+
+/* ---------- requests ---------- */
+
+static ax_actor *resolve(ax_conn *c, const ax_wire_target *t, int *code, char *why, size_t wlen)
+{
+    ax_server *s = c->s;
+    ax_actor *a = NULL;
+    switch (t->kind) {
+    case AX_TGT_REF:
+        if (t->ref.node_len && (t->ref.node_len != strlen(s->node_id) ||
+                                memcmp(t->ref.node, s->node_id, t->ref.node_len) != 0)) {
+            *code = AX_ENOTFOUND;
+            snprintf(why, wlen, "ref names node '%.*s', which is not this node (%s)", (int)t->ref.node_len,
+                     t->ref.node, s->node_id);
+            return NULL;
+        }
+        if (t->ref.id <= UINT32_MAX)
+            a = ax_actor_get(s, (ax_ref){t->ref.id, t->ref.gen, 0});
+        if (!a) {
+            *code = AX_ENOPROC;
+            snprintf(why, wlen, "no actor @%llu.%u (stopped, or a stale ref)", (unsigned long long)t->ref.id,
+                     t->ref.gen);
+        }
+        return a;
+    case AX_TGT_NAME:
+        a = ax_actor_by_name(s, t->name, t->name_len);
+        if (!a) {
+            *code = AX_ENOPROC;
+            snprintf(why, wlen, "no actor named '%.*s'", (int)t->name_len, t->name);
+        }
+        return a;
+    default:
+        *code = AX_ENOTSUP;
+        snprintf(why, wlen, "keyed targets are not supported by this daemon yet");
+        return NULL;
+    }
+}
+
+static void client_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+{
+    ax_conn *c = ax_slots_get(&s->conns, p->u.client.conn_slot, p->u.client.conn_gen);
+    if (!c)
+        return; /* the client left; nobody to answer */
+    if (status == AX_OK)
+        send_blob(c, AX_T_REPLY, p->u.client.req_id, data, n);
+    else
+        send_error(c, p->u.client.req_id, status,
+                   status == AX_ETIMEDOUT ? "ask timed out" : status == AX_ENOPROC ? "actor stopped before replying"
+                                                                                    : ax_strerror(status));
+}
+
+static void handle_msg(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+{
+    ax_server *s = c->s;
+    ax_body_msg m;
+    const char *why = NULL;
+    char wbuf[320];
+    int code;
+    int noreply = h->type == AX_T_TELL && (h->flags & AX_F_NOREPLY);
+
+    if (ax_body_msg_get(body, h->body_len, h->type, &m, &why) != 0) {
+        s->ctr.bad_frames++;
+        if (!noreply)
+            send_error(c, h->req_id, AX_EPROTO, why);
+        return;
+    }
+    ax_actor *a = resolve(c, &m.target, &code, wbuf, sizeof wbuf);
+    if (!a)
+        goto refuse;
+    uint32_t id = ax_msg_lookup(s, m.msg, m.msg_len);
+    if (!ax_actor_handles(a, id)) {
+        code = AX_ENOMSG;
+        snprintf(wbuf, sizeof wbuf, "actor type '%s' has no message '%.*s'", a->type->name, (int)m.msg_len, m.msg);
+        s->ctr.no_handler++;
+        goto refuse;
+    }
+    ax_env *e = ax_env_new(s, m.payload_len);
+    if (!e) {
+        code = AX_ENOMEM;
+        snprintf(wbuf, sizeof wbuf, "out of memory for a %zu-byte payload", m.payload_len);
+        goto refuse;
+    }
+    if (m.payload_len)
+        memcpy(e->data, m.payload, m.payload_len);
+    e->m.id = id;
+    e->epoch = m.epoch;
+    ax_pending *p = NULL;
+    if (h->type == AX_T_ASK) {
+        p = ax_pending_new(s, m.timeout_ms, client_ask_done);
+        if (!p) {
+            ax_env_free(s, e);
+            code = AX_ENOMEM;
+            snprintf(wbuf, sizeof wbuf, "too many asks in flight");
+            goto refuse;
+        }
+        p->u.client.conn_slot = c->slot;
+        p->u.client.conn_gen = c->gen;
+        p->u.client.req_id = h->req_id;
+        e->ask = p->slot;
+        e->ask_gen = p->gen;
+    }
+    code = ax_actor_deliver(s, a, e);
+    if (code) {
+        e->ask = 0;
+        ax_env_free(s, e);
+        if (p)
+            ax_pending_complete(s, p->slot, p->gen, code,  NULL, 0); /* answers the client */
+        else if (!noreply)
+            send_error(c, h->req_id, code, code == AX_EFULL ? "mailbox full" : ax_strerror(code));
+        return;
+    }
+    if (h->type == AX_T_ASK) {
+        s->ctr.asks++;
+    } else {
+        s->ctr.tells++;
+        if (!noreply)
+            send_empty(c, AX_T_OK, h->req_id);
+    }
+    return;
+refuse:
+    if (!noreply)
+        send_error(c, h->req_id, code, wbuf);
+}
+
+/* Spawn options arrive as a JSON object; unknown keys are refused so that a typo is
+ * not silently ignored. */
+static int parse_spawn_config(const char *txt, size_t n, ax_spawn_opts *o, char *why, size_t wlen)
+{
+    if (n == 0)
+        return AX_OK;
+    cJSON *doc = cJSON_ParseWithLength(txt, n);
+    if (!doc || !cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        snprintf(why, wlen, "spawn config is not a JSON object");
+        return AX_EINVAL;
+    }
+    int rc = AX_OK;
+    cJSON *it;
+    cJSON_ArrayForEach(it, doc)
+    {
+        const char *k = it->string;
+        if (strcmp(k, "mailbox_capacity") == 0 && cJSON_IsNumber(it) && it->valuedouble >= 1 &&
+            it->valuedouble <= 16777216) {
+            o->mailbox_cap = (uint32_t)it->valuedouble;
+        } else {
+            snprintf(why, wlen, "spawn config: unknown key or bad value for '%.64s'", k);
+            rc = AX_EINVAL;
+            break;
+        }
+    }
+    cJSON_Delete(doc);
+    return rc;
+}
+
+static void handle_spawn(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+{
+    ax_body_spawn sp;
+    const char *why = NULL;
+    char wbuf[256], name[AX_NAME_MAX + 1];
+    ax_spawn_opts o = AX_SPAWN_OPTS_INIT;
+    ax_ref r;
+    if (ax_body_spawn_get(body, h->body_len, &sp, &why) != 0) {
+        c->s->ctr.bad_frames++;
+        send_error(c, h->req_id, AX_EPROTO, why);
+        return;
+    }
+    int rc = parse_spawn_config(sp.config, sp.config_len, &o, wbuf, sizeof wbuf);
+    if (rc) {
+        send_error(c, h->req_id, rc, wbuf);
+        return;
+    }
+    if (sp.name_len) {
+        memcpy(name, sp.name, sp.name_len);
+        name[sp.name_len] = 0;
+        o.name = name;
+    }
+    rc = ax_actor_spawn(c->s, sp.type, sp.type_len, &o, &r, &why);
+    if (rc) {
+        snprintf(wbuf, sizeof wbuf, "spawn %.*s: %s", (int)sp.type_len, sp.type, why ? why : ax_strerror(rc));
+        send_error(c, h->req_id, rc, wbuf);
+        return;
+    }
+    send_ref(c, h->req_id, r);
+}
+
+static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+{
+    ax_rbuf r;
+    ax_wire_target t;
+    char wbuf[320];
+    int code;
+    ax_rbuf_init(&r, body, h->body_len);
+    ax_get_target(&r, &t);
+    if (ax_rbuf_done(&r) != 0) {
+        c->s->ctr.bad_frames++;
+        send_error(c, h->req_id, AX_EPROTO, r.why);
+        return;
+    }
+    ax_actor *a = resolve(c, &t, &code, wbuf, sizeof wbuf);
+    if (!a) {
+        send_error(c, h->req_id, code, wbuf);
+        return;
+    }
+    if (h->type == AX_T_RESOLVE) {
+        send_ref(c, h->req_id, (ax_ref){a->slot, a->gen, 0});
+        return;
+    }
+    code = ax_actor_stop(c->s, a, "stopped");
+    if (code)
+        send_error(c, h->req_id, code, NULL);
+    else
+        send_empty(c, AX_T_OK, h->req_id);
+}
+
+static void handle_plugin(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+{
+    ax_rbuf r;
+    const char *str;
+    size_t n;
+    char arg[4097], err[512];
+    ax_rbuf_init(&r, body, h->body_len);
+    ax_rbuf_str(&r, &str, &n);
+    if (ax_rbuf_done(&r) != 0 || n == 0 || n >= sizeof arg || memchr(str, 0, n)) {
+        c->s->ctr.bad_frames++;
+        send_error(c, h->req_id, AX_EPROTO, r.why ? r.why : "bad plugin path or name");
+        return;
+    }
+    memcpy(arg, str, n);
+    arg[n] = 0;
+    if (h->type == AX_T_PLUGIN_LOAD) {
+        ax_plugin *p;
+        int rc = ax_plugin_load(c->s, arg, &p, err, sizeof err);
+        if (rc) {
+            ax_log(AX_LOG_WARN, "plugin", "load refused: %s", err);
+            send_error(c, h->req_id, rc, err);
+        } else {
+            send_json(c, h->req_id, ax_plugin_json(p));
+        }
+    } else {
+        int rc = ax_plugin_unload(c->s, arg, err, sizeof err);
+        if (rc)
+            send_error(c, h->req_id, rc, err);
+        else
+            send_empty(c, AX_T_OK, h->req_id);
+    }
+}
+
+static void handle_hello(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+{
+    ax_body_hello hb;
+    const char *why;
+    if (ax_body_hello_get(body, h->body_len, &hb, &why) != 0) {
+        send_error(c, h->req_id, AX_EPROTO, why);
+        conn_close(c, why);
+        return;
+    }
+    if (hb.max_ver < AX_PROTO_VERSION_MIN || hb.min_ver > AX_PROTO_VERSION || hb.min_ver > hb.max_ver) {
+        char m[128];
+        snprintf(m, sizeof m, "no common protocol version: client speaks %u..%u, daemon %u..%u", hb.min_ver,
+                 hb.max_ver, AX_PROTO_VERSION_MIN, AX_PROTO_VERSION);
+        send_error(c, h->req_id, AX_EVERSION, m);
+        ax_log(AX_LOG_WARN, "client", "fd %d: %s", c->fd, m);
+        conn_close(c, m);
+        return;
+    }
+    c->hello = 1;
+    size_t st = ax_frame_begin(&c->out, AX_T_HELLO_OK, 0, h->req_id);
+    ax_wbuf_u16(&c->out, hb.max_ver < AX_PROTO_VERSION ? hb.max_ver : AX_PROTO_VERSION);
+    ax_wbuf_str(&c->out, c->s->node_id, strlen(c->s->node_id));
+    ax_wbuf_u32(&c->out, c->s->cfg.max_frame);
+    ax_frame_end(&c->out, st, AX_FRAME_MAX_LIMIT);
+    mark_dirty(c);
+}
+
+/* Returns 0 to go on reading frames, -1 if the connection was closed. */
+static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+{
+    if (!c->hello) {
+        if (h->type != AX_T_HELLO) {
+            c->s->ctr.bad_frames++;
+            send_error(c, h->req_id, AX_EPROTO, "the first frame must be HELLO");
+            conn_close(c, "first frame was not HELLO");
+            return -1;
+        }
+        handle_hello(c, h, body);
+        return c->fd < 0 ? -1 : 0;
+    }
+    switch (h->type) {
+    case AX_T_TELL:
+    case AX_T_ASK:
+        handle_msg(c, h, body);
+        break;
+    case AX_T_SPAWN:
+        handle_spawn(c, h, body);
+        break;
+    case AX_T_STOP:
+    case AX_T_RESOLVE:
+        handle_target_op(c, h, body);
+        break;
+    case AX_T_STATUS:
+    case AX_T_ACTORS:
+    case AX_T_PLUGINS:
+        if (h->body_len) {
+            send_error(c, h->req_id, AX_EPROTO, "this request has an empty body");
+            break;
+        }
+        send_json(c, h->req_id,
+                  h->type == AX_T_STATUS   ? ax_runtime_status_json(c->s)
+                  : h->type == AX_T_ACTORS ? ax_runtime_actors_json(c->s)
+                                           : ax_plugins_json(c->s));
+        break;
+    case AX_T_PLUGIN_LOAD:
+    case AX_T_PLUGIN_UNLOAD:
+        handle_plugin(c, h, body);
+        break;
+    default:
+        c->s->ctr.bad_frames++;
+        send_error(c, h->req_id, AX_EPROTO, "frame type is not a client request");
+        conn_close(c, "client sent a daemon-to-client frame type");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------- connection I/O ---------- */
+
+static void process_input(ax_conn *c)
+{
+    size_t off = 0;
+    while (c->fd >= 0 && c->in_len - off >= AX_FRAME_HDR_SIZE) {
+        ax_frame_hdr h;
+        const char *why = NULL;
+        int rc = ax_frame_hdr_decode(c->in + off, c->in_len - off, c->s->cfg.max_frame, &h, &why);
+        if (rc == 1)
+            break;
+        if (rc != 0) {
+            c->s->ctr.bad_frames++;
+            ax_log(AX_LOG_WARN, "client", "pid %d: bad frame (%s); closing the connection", (int)c->pid, why);
+            send_error(c, 0, rc, why);
+            conn_close(c, why);
+            return;
+        }
+        if (c->in_len - off < AX_FRAME_HDR_SIZE + (size_t)h.body_len)
+            break;
+        if (handle_frame(c, &h, c->in + off + AX_FRAME_HDR_SIZE) != 0)
+            return;
+        off += AX_FRAME_HDR_SIZE + h.body_len;
+    }
+    if (off) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+    }
+}
+
+static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ax_conn *c = w->data;
+    ax_server *s = c->s;
+    for (int rounds = 0; rounds < 16 && c->fd >= 0 && !c->paused; rounds++) {
+        if (c->in_cap - c->in_len < READ_CHUNK) {
+            /* never more than one whole max-size frame plus a read chunk */
+            size_t ncap = c->in_len + READ_CHUNK;
+            size_t limit = AX_FRAME_HDR_SIZE + (size_t)s->cfg.max_frame + READ_CHUNK;
+            if (ncap > limit)
+                ncap = limit;
+            if (ncap > c->in_cap) {
+                uint8_t *n = ax_try_realloc(c->in, ncap);
+                if (!n) {
+                    conn_close(c, "out of memory for input");
+                    break;
+                }
+                c->in = n;
+                c->in_cap = ncap;
+            }
+        }
+        ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+        if (n > 0) {
+            c->in_len += (size_t)n;
+            process_input(c);
+            if ((size_t)n < READ_CHUNK)
+                break;
+        } else if (n == 0) {
+            conn_close(c, NULL);
+            break;
+        } else {
+            if (errno != EAGAIN && errno != EINTR)
+                conn_close(c, strerror(errno));
+            break;
+        }
+    }
+    /* Answer in this loop iteration: run what the requests made ready, then write. */
+    ax_runtime_run(s);
+    ax_listener_flush(s);
+}
+
+static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_flush(w->data);
+}
+
+static void conn_flush(ax_conn *c)
+{
+    ax_server *s = c->s;
+    while (c->fd >= 0 && c->out.len) {
+        ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+        if (n > 0) {
+            ax_wbuf_consume(&c->out, (size_t)n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            if (!ev_is_active(&c->wio))
+                ev_io_start(s->loop, &c->wio);
+            break;
+        } else {
+            conn_close(c, strerror(errno));
+            return;
+        }
+    }
+    if (c->fd < 0)
+        return;
+    if (!c->out.len && ev_is_active(&c->wio))
+        ev_io_stop(s->loop, &c->wio);
+    /* Backpressure: a client that does not read its replies stops being read. */
+    if (!c->paused && c->out.len > s->cfg.client_outbuf_max) {
+        c->paused = 1;
+        ev_io_stop(s->loop, &c->rio);
+    } else if (c->paused && c->out.len <= s->cfg.client_outbuf_max / 2) {
+        c->paused = 0;
+        ev_io_start(s->loop, &c->rio);
+    }
+}
+
+void ax_listener_flush(ax_server *s)
+{
+    while (s->dirty) {
+        ax_conn *c = s->dirty;
+        s->dirty = c->dirty_next;
+        c->dirty = 0;
+        c->dirty_next = NULL;
+        if (c->fd >= 0)
+            conn_flush(c);
+        /* A closed connection is freed here, never inside a callback that may still
+         * hold it; if closing re-queued it, the next pop frees it. */
+        if (c->fd < 0 && !c->dirty) {
+            ax_wbuf_free(&c->out);
+            ax_free(c);
+        }
+    }
+}
+
+static void conn_close(ax_conn *c, const char *why)
+{
+    ax_server *s = c->s;
+    if (c->fd < 0)
+        return;
+    if (c->out.len) /* best effort: the last ERROR frame, if any, without blocking */
+        (void)!send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ev_io_stop(s->loop, &c->rio);
+    ev_io_stop(s->loop, &c->wio);
+    close(c->fd);
+    c->fd = -1;
+    ax_slots_release(&s->conns, c->slot);
+    s->n_conns--;
+    if (why)
+        ax_log(AX_LOG_DEBUG, "client", "pid %d disconnected: %s", (int)c->pid, why);
+    ax_wbuf_free(&c->out);
+    ax_free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+    mark_dirty(c); /* ax_listener_flush frees it */
+}
+
+/* ---------- the listening socket ---------- */
+
+static int peer_allowed(ax_server *s, int fd, struct ucred *cr)
+{
+    socklen_t len = sizeof *cr;
+    struct stat st;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) != 0)
+        return 0;
+    if (cr->uid == 0 || cr->uid == geteuid())
+        return 1;
+    if (stat(s->cfg.socket_path, &st) != 0)
+        return 0;
+    if (cr->gid == st.st_gid)
+        return 1;
+#ifdef SO_PEERGROUPS
+    gid_t groups[256];
+    len = sizeof groups;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
+        for (size_t i = 0; i < len / sizeof(gid_t); i++)
+            if (groups[i] == st.st_gid)
+                return 1;
+    }
+#endif
+    return 0;
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    ax_server *s = w->data;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                /* Out of descriptors: stop accepting for a second rather than spin. */
+                ax_log(AX_LOG_WARN, "client", "accept: %s; pausing accepts for 1 s", strerror(errno));
+                ev_io_stop(loop, &s->listen_io);
+                ev_timer_start(loop, &s->accept_pause);
+            }
+            return;
+        }
+        struct ucred cr = {0};
+        if (!peer_allowed(s, fd, &cr)) {
+            s->ctr.clients_refused++;
+            ax_log(AX_LOG_WARN, "client", "refused pid %d uid %d gid %d: not root, the daemon's user or the socket's group",
+                   (int)cr.pid, (int)cr.uid, (int)cr.gid);
+            close(fd);
+            continue;
+        }
+        if (s->n_conns >= s->cfg.max_clients) {
+            s->ctr.clients_refused++;
+            ax_log(AX_LOG_WARN, "client", "refused pid %d: client.max_clients (%u) reached", (int)cr.pid,
+                   s->cfg.max_clients);
+            close(fd);
+            continue;
+        }
+        ax_conn *c = ax_calloc(1, sizeof *c);
+        c->slot = ax_slots_alloc(&s->conns, c, &c->gen);
+        if (!c->slot) {
+            ax_free(c);
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->s = s;
+        c->pid = cr.pid;
+        c->uid = cr.uid;
+        ax_wbuf_init(&c->out);
+        ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
+        ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
+        c->rio.data = c->wio.data = c;
+        ev_io_start(loop, &c->rio);
+        s->n_conns++;
+        s->ctr.clients_accepted++;
+        ax_log(AX_LOG_DEBUG, "client", "accepted pid %d uid %d", (int)cr.pid, (int)cr.uid);
+    }
+}
+
+static void accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    ax_server *s = w->data;
+    if (s->listen_fd >= 0)
+        ev_io_start(loop, &s->listen_io);
+}
+
+/* Refuse to take over a socket another live daemon serves; remove a stale one. */
+static int claim_path(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", path, strerror(errno)), -1);
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "%s exists and is not a socket; refusing to remove it", path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int live = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (live) {
+        snprintf(err, errlen, "another axactord is already serving %s", path);
+        return -1;
+    }
+    unlink(path);
+    return 0;
+}
+
+int ax_listener_start(ax_server *s, char *err, size_t errlen)
+{
+    const char *path = s->cfg.socket_path;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "client.socket path is too long (max %zu bytes)", sizeof sa.sun_path - 1);
+        return AX_ECONFIG;
+    }
+    strcpy(sa.sun_path, path);
+    /* The socket lives in a directory of its own; create it (0750) if missing. */
+    char dir[sizeof sa.sun_path];
+    strcpy(dir, path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create socket directory %s: %s", dir, strerror(errno));
+            return AX_EIO;
+        }
+    }
+    if (claim_path(path, err, errlen) != 0)
+        return AX_EIO;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return AX_EIO;
+    }
+    mode_t old = umask(0177); /* never visible with wider permissions than 0600 */
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rc != 0) {
+        snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
+        close(fd);
+        return AX_EIO;
+    }
+    s->socket_created = 1;
+    if (s->cfg.socket_group && *s->cfg.socket_group) {
+        struct group *g = getgrnam(s->cfg.socket_group);
+        if (!g || chown(path, (uid_t)-1, g->gr_gid) != 0) {
+            snprintf(err, errlen, "client.socket_group '%s': %s", s->cfg.socket_group,
+                     g ? strerror(errno) : "no such group");
+            close(fd);
+            return AX_ECONFIG;
+        }
+    }
+    if (chmod(path, (mode_t)s->cfg.socket_mode) != 0 || listen(fd, SOMAXCONN) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        close(fd);
+        return AX_EIO;
+    }
+    s->listen_fd = fd;
+    ax_slots_init(&s->conns, s->cfg.max_clients + 16);
+    ev_io_init(&s->listen_io, accept_cb, fd, EV_READ);
+    s->listen_io.data = s;
+    ev_io_start(s->loop, &s->listen_io);
+    ev_timer_init(&s->accept_pause, accept_pause_cb, 1.0, 0.);
+    s->accept_pause.data = s;
+    ax_log(AX_LOG_INFO, "client", "listening on %s (mode %04o)", path, s->cfg.socket_mode);
+    return AX_OK;
+}
+
+void ax_listener_stop(ax_server *s)
+{
+    if (s->listen_fd >= 0) {
+        ev_io_stop(s->loop, &s->listen_io);
+        ev_timer_stop(s->loop, &s->accept_pause);
+        close(s->listen_fd);
+        s->listen_fd = -1;
+    }
+    ax_listener_flush(s);
+    for (uint32_t i = 1; i < s->conns.cap; i++) {
+        ax_conn *c = s->conns.ptr[i];
+        if (c)
+            conn_close(c, "daemon stopping");
+    }
+    ax_listener_flush(s);
+    ax_slots_free(&s->conns);
+    if (s->socket_created) {
+        unlink(s->cfg.socket_path);
+        s->socket_created = 0;
+    }
+}

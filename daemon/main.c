@@ -1,1 +1,165 @@
-/* placeholder */
+/* axactord: parse the command line and the config, load the configured plugins, open
+ * the client socket, tell systemd we are ready, and run the loop until SIGTERM/SIGINT. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ax_build_config.h"
+#include "ax_mem.h"
+#include "log.h"
+#include "sdnotify.h"
+#include "server.h"
+
+enum { OPT_CHECK = 256, OPT_PRINT, OPT_PLUGIN_DIR, OPT_SET };
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: axactord [OPTIONS]\n"
+"\n"
+"axactord is the axactor actor-runtime daemon: it loads actor plugins (.so), runs their\n"
+"actors on one event loop, and serves clients (libaxclient, axctl) on a Unix socket.\n"
+"\n"
+"Without --config it runs on the embedded defaults (see --print-config); the packaged\n"
+"service passes --config " AX_SYSCONFDIR "/axactor/axactord.conf.\n"
+"\n"
+"Options:\n"
+"  -c, --config PATH       read configuration from PATH (INI: key = value, [section])\n"
+"      --check-config      validate the configuration (file and flags) and exit:\n"
+"                          0 if valid, 1 with \"PATH:LINE: reason\" on stderr if not\n"
+"      --print-config      print the effective configuration as a config file and exit\n"
+"  -s, --socket PATH       client socket path (client.socket)\n"
+"  -n, --name NAME         logical node name (node.name)\n"
+"  -p, --plugin PATH|NAME  load a plugin at start (plugins.load; repeatable). A bare\n"
+"                          NAME is looked up as <plugins.dir>/NAME.so\n"
+"      --plugin-dir DIR    directory for bare plugin names (plugins.dir)\n"
+"  -l, --log-level LEVEL   error, warn, info or debug (log.level)\n"
+"      --set KEY=VALUE     set any configuration key, e.g. --set runtime.batch=128\n"
+"  -h, --help              show this help and exit\n"
+"  -V, --version           show the version and exit\n"
+"\n"
+"Flags override the file. Signals: SIGTERM and SIGINT stop every actor (on_stop runs),\n"
+"answer pending requests, remove the socket and exit 0.\n"
+"\n"
+"Exit status: 0 clean stop; 1 configuration or start-up error; 2 usage error.\n"
+"Under systemd (Type=notify) READY=1 is sent once the socket serves.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},   {"check-config", no_argument, 0, OPT_CHECK},
+        {"print-config", no_argument, 0, OPT_PRINT}, {"socket", required_argument, 0, 's'},
+        {"name", required_argument, 0, 'n'},     {"plugin", required_argument, 0, 'p'},
+        {"plugin-dir", required_argument, 0, OPT_PLUGIN_DIR}, {"log-level", required_argument, 0, 'l'},
+        {"set", required_argument, 0, OPT_SET},  {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
+    };
+    const char *config_path = NULL;
+    int check = 0, print = 0, opt;
+    /* Flags are applied after the file, in order, so remember them as key/value pairs. */
+    struct { const char *key; char *val; } sets[128];
+    size_t nsets = 0;
+    char err[512];
+
+    while ((opt = getopt_long(argc, argv, "c:s:n:p:l:hV", opts, NULL)) != -1) {
+        const char *key = NULL;
+        char *val = optarg;
+        switch (opt) {
+        case 'c': config_path = optarg; break;
+        case OPT_CHECK: check = 1; break;
+        case OPT_PRINT: print = 1; break;
+        case 's': key = "client.socket"; break;
+        case 'n': key = "node.name"; break;
+        case 'p': key = "plugins.load"; break;
+        case OPT_PLUGIN_DIR: key = "plugins.dir"; break;
+        case 'l': key = "log.level"; break;
+        case OPT_SET: {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) {
+                fprintf(stderr, "axactord: --set needs KEY=VALUE, got '%s'\n", optarg);
+                return 2;
+            }
+            *eq = 0;
+            key = optarg;
+            val = eq + 1;
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("axactord %s (plugin ABI %d.%d, protocol %u)\n", AX_VERSION, AX_ABI_MAJOR, AX_ABI_MINOR, AX_PROTO_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (key) {
+            if (nsets == sizeof sets / sizeof sets[0]) {
+                fprintf(stderr, "axactord: too many configuration flags\n");
+                return 2;
+            }
+            sets[nsets].key = key;
+            sets[nsets++].val = val;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "axactord: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+
+    ax_config cfg;
+    ax_config_defaults(&cfg);
+    if (config_path && ax_config_load(&cfg, config_path, err, sizeof err) != 0) {
+        fprintf(stderr, "axactord: %s\n", err);
+        ax_config_free(&cfg);
+        return 1;
+    }
+    for (size_t i = 0; i < nsets; i++) {
+        if (ax_config_set(&cfg, sets[i].key, sets[i].val, err, sizeof err) != 0) {
+            fprintf(stderr, "axactord: %s\n", err);
+            ax_config_free(&cfg);
+            return 1;
+        }
+    }
+    if (check || print) {
+        if (print)
+            ax_config_print(&cfg, stdout);
+        else
+            printf("%s: configuration OK\n", config_path ? config_path : "(embedded defaults)");
+        ax_config_free(&cfg);
+        return 0;
+    }
+
+    ax_log_set_level(cfg.log_level);
+    ax_log_set_target(cfg.log_target);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    if (!loop) {
+        fprintf(stderr, "axactord: cannot initialise the event loop\n");
+        ax_config_free(&cfg);
+        return 1;
+    }
+    static ax_server server; /* the daemon's one server state */
+    ax_server_init(&server, loop, &cfg);
+    int rc = 0;
+    for (size_t i = 0; i < server.cfg.n_plugins; i++) {
+        if (ax_plugin_load(&server, server.cfg.plugins[i], NULL, err, sizeof err) != 0) {
+            ax_log(AX_LOG_ERROR, "plugin", "cannot load configured plugin: %s", err);
+            rc = 1;
+            goto out;
+        }
+    }
+    if (ax_listener_start(&server, err, sizeof err) != 0) {
+        ax_log(AX_LOG_ERROR, "server", "%s", err);
+        rc = 1;
+        goto out;
+    }
+    ax_log(AX_LOG_INFO, "server", "axactord %s serving as %s", AX_VERSION, server.node_id);
+    ax_sd_notify("READY=1\nSTATUS=serving");
+    ev_run(loop, 0);
+    ax_sd_notify("STOPPING=1");
+    rc = server.exit_code;
+out:
+    ax_server_free(&server);
+    ev_loop_destroy(loop);
+    return rc;
+}

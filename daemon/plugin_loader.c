@@ -1,1 +1,255 @@
-/* placeholder */
+/* Loading actor plugins: dlopen(RTLD_NOW|RTLD_LOCAL), find the one exported
+ * descriptor, check ABI version, signature and every declared type before anything is
+ * registered. A refused or failed load unwinds completely; the daemon keeps running. */
+#include <cjson/cJSON.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ax_mem.h"
+#include "log.h"
+#include "server.h"
+
+#define MAX_TYPES_PER_PLUGIN 256
+#define MAX_MSGS_PER_TYPE 1024
+#define MAX_STATE_SIZE (1u << 20)
+/* The smallest descriptor and type structs a version-1 plugin can have. */
+#define MIN_DESC_SIZE (offsetof(ax_plugin_desc, n_types) + sizeof(size_t))
+#define MIN_TYPE_SIZE (offsetof(ax_actor_type, n_msgs) + sizeof(size_t))
+
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int ax_type_register(ax_server *s, const ax_actor_type *d, ax_plugin *p, ax_type **out, char *err, size_t errlen)
+{
+    if (!d || d->size < MIN_TYPE_SIZE)
+        return fail(err, errlen, AX_EABI, "actor type descriptor is missing or too small");
+    if (!d->name || ax_name_valid(d->name, strnlen(d->name, AX_NAME_MAX + 1)) != 0)
+        return fail(err, errlen, AX_EABI, "actor type has an invalid name");
+    size_t nlen = strlen(d->name);
+    if (ax_hmap_get(&s->types, d->name, nlen))
+        return fail(err, errlen, AX_EEXIST, "actor type '%s' is already registered", d->name);
+    if (d->state_size > MAX_STATE_SIZE)
+        return fail(err, errlen, AX_EABI, "type '%s': state_size %zu exceeds %u", d->name, d->state_size,
+                    MAX_STATE_SIZE);
+    if (d->n_msgs > MAX_MSGS_PER_TYPE || (d->n_msgs && !d->msgs))
+        return fail(err, errlen, AX_EABI, "type '%s': bad message table", d->name);
+    for (size_t i = 0; i < d->n_msgs; i++) {
+        const ax_msg_def *m = &d->msgs[i];
+        if (!m->name || !m->fn || ax_name_valid(m->name, strnlen(m->name, AX_NAME_MAX + 1)) != 0)
+            return fail(err, errlen, AX_EABI, "type '%s': message %zu has an invalid name or no handler",
+                        d->name, i);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(d->msgs[j].name, m->name) == 0)
+                return fail(err, errlen, AX_EABI, "type '%s': message '%s' declared twice", d->name, m->name);
+    }
+    ax_type *t = ax_calloc(1, sizeof *t);
+    t->desc = d;
+    t->plugin = p;
+    t->name = ax_strndup(d->name, nlen);
+    t->handlers = ax_calloc(d->n_msgs, sizeof *t->handlers);
+    t->n_handlers = d->n_msgs;
+    for (size_t i = 0; i < d->n_msgs; i++) {
+        t->handlers[i].id = ax_msg_intern(s, d->msgs[i].name, strlen(d->msgs[i].name));
+        t->handlers[i].fn = d->msgs[i].fn;
+    }
+    ax_hmap_put(&s->types, t->name, nlen, t);
+    *out = t;
+    return AX_OK;
+}
+
+void ax_type_unregister(ax_server *s, ax_type *t)
+{
+    if (!t)
+        return;
+    ax_hmap_del(&s->types, t->name, strlen(t->name));
+    ax_free(t->handlers);
+    ax_free(t->name);
+    ax_free(t);
+}
+
+static void plugin_free(ax_server *s, ax_plugin *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n_types; i++)
+        ax_type_unregister(s, p->types[i]);
+    ax_free(p->types);
+    if (p->dl)
+        dlclose(p->dl);
+    ax_free(p->name);
+    ax_free(p->path);
+    ax_free(p);
+}
+
+static ax_plugin *plugin_by_name(ax_server *s, const char *name, size_t *idx)
+{
+    for (size_t i = 0; i < s->n_plugins; i++) {
+        if (strcmp(s->plugins[i]->name, name) == 0) {
+            if (idx)
+                *idx = i;
+            return s->plugins[i];
+        }
+    }
+    return NULL;
+}
+
+/* A bare name ("counter") is looked up as plugins.dir/counter.so. */
+static int resolve_path(ax_server *s, const char *in, char *out, size_t outlen)
+{
+    int n;
+    if (strchr(in, '/'))
+        n = snprintf(out, outlen, "%s", in);
+    else
+        n = snprintf(out, outlen, "%s/%s%s", s->cfg.plugin_dir, in,
+                     strlen(in) > 3 && strcmp(in + strlen(in) - 3, ".so") == 0 ? "" : ".so");
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+int ax_plugin_load(ax_server *s, const char *in, ax_plugin **out, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int rc;
+    ax_plugin *p = NULL;
+
+    if (!in || !*in || resolve_path(s, in, path, sizeof path) != 0)
+        return fail(err, errlen, AX_EINVAL, "invalid plugin path");
+    if (stat(path, &st) != 0)
+        return fail(err, errlen, AX_ENOTFOUND, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return fail(err, errlen, AX_EINVAL, "%s: not a regular file", path);
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        const char *e = dlerror();
+        return fail(err, errlen, AX_EABI, "%s: dlopen failed: %s", path, e ? e : "unknown error");
+    }
+    const ax_plugin_desc *d = dlsym(dl, AX_PLUGIN_SYMBOL);
+    if (!d) {
+        rc = fail(err, errlen, AX_EABI, "%s: no '%s' descriptor exported (not an axactor plugin?)", path,
+                  AX_PLUGIN_SYMBOL);
+        goto out_close;
+    }
+    if (d->abi_major != AX_ABI_MAJOR) {
+        rc = fail(err, errlen, AX_EABI, "%s: plugin ABI %u.%u, daemon ABI %u.%u: major versions differ", path,
+                  d->abi_major, d->abi_minor, AX_ABI_MAJOR, AX_ABI_MINOR);
+        goto out_close;
+    }
+    if (d->size < MIN_DESC_SIZE) {
+        rc = fail(err, errlen, AX_EABI, "%s: descriptor size %u is smaller than ABI %u needs (%zu)", path,
+                  d->size, AX_ABI_MAJOR, (size_t)MIN_DESC_SIZE);
+        goto out_close;
+    }
+    if (!d->signature || strcmp(d->signature, AX_BUILD_SIGNATURE) != 0) {
+        rc = fail(err, errlen, AX_EABI, "%s: build signature '%s' does not match the daemon's '%s'", path,
+                  d->signature ? d->signature : "(none)", AX_BUILD_SIGNATURE);
+        goto out_close;
+    }
+    if (!d->name || ax_name_valid(d->name, strnlen(d->name, AX_NAME_MAX + 1)) != 0) {
+        rc = fail(err, errlen, AX_EABI, "%s: plugin has an invalid name", path);
+        goto out_close;
+    }
+    if (plugin_by_name(s, d->name, NULL)) {
+        rc = fail(err, errlen, AX_EEXIST, "%s: a plugin named '%s' is already loaded", path, d->name);
+        goto out_close;
+    }
+    if (d->n_types == 0 || d->n_types > MAX_TYPES_PER_PLUGIN || !d->types) {
+        rc = fail(err, errlen, AX_EABI, "%s: plugin declares %zu actor types (1..%d allowed)", path, d->n_types,
+                  MAX_TYPES_PER_PLUGIN);
+        goto out_close;
+    }
+    if (d->abi_minor > AX_ABI_MINOR)
+        ax_log(AX_LOG_WARN, "plugin", "%s: built for ABI %u.%u, daemon has %u.%u; newer calls are unavailable",
+               path, d->abi_major, d->abi_minor, AX_ABI_MAJOR, AX_ABI_MINOR);
+
+    p = ax_calloc(1, sizeof *p);
+    p->dl = dl;
+    p->desc = d;
+    p->name = ax_strdup(d->name);
+    p->path = ax_strdup(path);
+    p->types = ax_calloc(d->n_types, sizeof *p->types);
+    for (size_t i = 0; i < d->n_types; i++) {
+        char terr[256];
+        rc = ax_type_register(s, d->types[i], p, &p->types[p->n_types], terr, sizeof terr);
+        if (rc) {
+            fail(err, errlen, rc, "%s: %s", path, terr);
+            plugin_free(s, p); /* unregisters the types done so far and dlcloses */
+            return rc;
+        }
+        p->n_types++;
+    }
+    s->plugins = ax_realloc(s->plugins, (s->n_plugins + 1) * sizeof *s->plugins);
+    s->plugins[s->n_plugins++] = p;
+    ax_log(AX_LOG_INFO, "plugin", "loaded %s (%s, ABI %u.%u, %zu types)", p->name, path, d->abi_major,
+           d->abi_minor, p->n_types);
+    if (out)
+        *out = p;
+    return AX_OK;
+
+out_close:
+    dlclose(dl);
+    return rc;
+}
+
+int ax_plugin_unload(ax_server *s, const char *name, char *err, size_t errlen)
+{
+    size_t idx;
+    ax_plugin *p = plugin_by_name(s, name, &idx);
+    if (!p)
+        return fail(err, errlen, AX_ENOTFOUND, "no plugin named '%s' is loaded", name);
+    uint32_t live = 0;
+    for (size_t i = 0; i < p->n_types; i++)
+        live += p->types[i]->live;
+    if (live)
+        return fail(err, errlen, AX_EBUSY, "plugin '%s' still has %u live actors; stop them first", name, live);
+    memmove(&s->plugins[idx], &s->plugins[idx + 1], (s->n_plugins - idx - 1) * sizeof *s->plugins);
+    s->n_plugins--;
+    ax_log(AX_LOG_INFO, "plugin", "unloaded %s", name);
+    plugin_free(s, p);
+    return AX_OK;
+}
+
+void ax_plugins_unload_all(ax_server *s)
+{
+    while (s->n_plugins)
+        plugin_free(s, s->plugins[--s->n_plugins]);
+    ax_free(s->plugins);
+    s->plugins = NULL;
+}
+
+cJSON *ax_plugin_json(const ax_plugin *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    char abi[32];
+    snprintf(abi, sizeof abi, "%u.%u", p->desc->abi_major, p->desc->abi_minor);
+    cJSON_AddStringToObject(o, "name", p->name);
+    cJSON_AddStringToObject(o, "path", p->path);
+    cJSON_AddStringToObject(o, "abi", abi);
+    cJSON *types = cJSON_AddArrayToObject(o, "types");
+    uint32_t live = 0;
+    for (size_t i = 0; i < p->n_types; i++) {
+        cJSON_AddItemToArray(types, cJSON_CreateString(p->types[i]->name));
+        live += p->types[i]->live;
+    }
+    cJSON_AddNumberToObject(o, "actors", live);
+    return o;
+}
+
+cJSON *ax_plugins_json(ax_server *s)
+{
+    cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "plugins");
+    for (size_t i = 0; i < s->n_plugins; i++)
+        cJSON_AddItemToArray(arr, ax_plugin_json(s->plugins[i]));
+    return doc;
+}

@@ -1,0 +1,221 @@
+/* The daemon's one server state and the internal types of the actor runtime:
+ * actors, envelopes (queued messages), pending asks, actor types and plugins, client
+ * connections. Everything runs on one libev loop; nothing here is thread-safe. */
+#ifndef AX_SERVER_H
+#define AX_SERVER_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "axactor/plugin.h"
+#include "config.h"
+#include "frame.h"
+#include "hmap.h"
+
+struct ax_server;
+struct ax_conn;
+
+/* ---- messages ---- */
+enum ax_env_kind {
+    AX_ENV_USER = 0,  /* a tell or ask from an actor or client */
+    AX_ENV_REPLY = 1, /* an ask's reply delivered to the asking actor */
+    AX_ENV_STOP = 2,  /* control: stop with reason (data = reason text) */
+    AX_ENV_SYS = 3,   /* control: system message ($exit, $down, $event) */
+};
+
+typedef struct ax_env {
+    struct ax_env *next;
+    ax_msg m;        /* what the handler sees; m.data points into data[] */
+    uint8_t kind;    /* enum ax_env_kind */
+    uint8_t pooled;  /* allocated from the small-envelope pool */
+    uint32_t ask;    /* pending-ask slot (0 = no reply wanted) */
+    uint32_t ask_gen;
+    uint64_t epoch;
+    uint8_t data[];
+} ax_env;
+
+#define AX_ENV_POOL_PAYLOAD 64 /* payloads up to this size come from the pool */
+
+typedef struct ax_mq {
+    ax_env *head, *tail;
+    uint32_t len;
+} ax_mq;
+
+/* ---- actor types and plugins ---- */
+typedef struct ax_handler_ent {
+    uint32_t id;
+    ax_handler_fn fn;
+} ax_handler_ent;
+
+typedef struct ax_plugin ax_plugin;
+
+typedef struct ax_type {
+    const ax_actor_type *desc;
+    ax_plugin *plugin;     /* NULL for built-in types */
+    char *name;
+    ax_handler_ent *handlers;
+    size_t n_handlers;
+    uint32_t live;         /* actors of this type alive now */
+} ax_type;
+
+struct ax_plugin {
+    char *name;
+    char *path;
+    void *dl;
+    const ax_plugin_desc *desc;
+    ax_type **types;
+    size_t n_types;
+};
+
+/* ---- actors ---- */
+enum ax_actor_state { AX_ST_RUNNING = 0, AX_ST_STOPPING = 1, AX_ST_DEAD = 2 };
+
+typedef struct ax_actor {
+    uint32_t slot, gen;
+    ax_type *type;
+    void *state;
+    char *name;            /* registered name, owned; NULL if anonymous */
+    ax_mq ctl, user;
+    uint32_t cap;          /* user mailbox capacity */
+    uint8_t st;            /* enum ax_actor_state */
+    uint8_t in_ready;
+    uint8_t running;       /* a handler of this actor is on the stack */
+    struct ax_actor *ready_next;
+    uint64_t processed;
+    uint32_t restarts;
+    ax_spawn_opts opts;
+    double started_at;
+} ax_actor;
+
+/* ---- pending asks ---- */
+typedef struct ax_pending ax_pending;
+/* Called exactly once per pending ask: with the reply (status AX_OK) or an error. */
+typedef void (*ax_pending_done)(struct ax_server *s, ax_pending *p, int status, const void *data, size_t n);
+
+struct ax_pending {
+    uint32_t slot, gen;
+    ev_timer timer;
+    ax_pending_done done;
+    union {
+        struct { uint32_t conn_slot, conn_gen, req_id; } client;
+        struct { ax_ref asker; uint32_t reply_msg; uint64_t tag; } actor;
+    } u;
+};
+
+/* ---- the context handed to plugin code ---- */
+struct ax_ctx {
+    const ax_api *api; /* must stay first: plugin.h reads it */
+    struct ax_server *srv;
+    ax_actor *self;
+    ax_env *cur;       /* message being handled, NULL in on_start/on_stop */
+    int replied;
+    const char *fail_reason;
+    char fail_buf[128];
+};
+
+/* ---- counters shown by `axctl status` ---- */
+typedef struct ax_counters {
+    uint64_t spawned, stopped, failed, delivered, tells, asks, replies;
+    uint64_t ask_timeouts, mailbox_full, no_handler, late_replies;
+    uint64_t clients_accepted, clients_refused, bad_frames;
+} ax_counters;
+
+typedef struct ax_server {
+    struct ev_loop *loop;
+    ax_config cfg;
+    char node_id[128];
+    double started_at;
+
+    ax_slots actors;         /* slot -> ax_actor */
+    ax_hmap names;           /* registered name -> ax_actor */
+    ax_hmap msg_names;       /* message name -> (uintptr_t)id */
+    char **msg_by_id;        /* id -> name (owned); index 0 unused */
+    uint32_t n_msg_ids, msg_cap;
+    ax_hmap types;           /* type name -> ax_type */
+    ax_plugin **plugins;
+    size_t n_plugins;
+
+    ax_slots pending;        /* slot -> ax_pending */
+
+    ax_actor *ready_head, *ready_tail;
+    ev_check run_check;
+    ev_idle run_idle;        /* keeps the loop from blocking while actors are ready */
+
+    ax_env *env_pool;
+    uint32_t env_pool_len;
+
+    ax_counters ctr;
+    ax_api api;
+
+    /* client listener (listener.c) */
+    int listen_fd;
+    ev_io listen_io;
+    ax_slots conns;
+    struct ax_conn *dirty;   /* connections with output to flush */
+    uint32_t n_conns;
+    int socket_created;
+
+    ev_signal sig_term, sig_int;
+    ev_timer stop_timer;
+    ev_timer accept_pause;
+    int stopping;
+    int exit_code;
+} ax_server;
+
+/* ---- server.c ---- */
+int ax_server_init(ax_server *s, struct ev_loop *loop, const ax_config *cfg);
+void ax_server_free(ax_server *s);
+/* Stop every actor (on_stop runs), close clients, remove the socket, break the loop. */
+void ax_server_shutdown(ax_server *s, const char *why);
+
+/* ---- actor.c: the runtime ---- */
+void ax_runtime_init(ax_server *s);
+void ax_runtime_free(ax_server *s);
+/* Intern a message name (plugins only); 0 on an invalid name. */
+uint32_t ax_msg_intern(ax_server *s, const char *name, size_t len);
+/* Look up without interning (client input); 0 if unknown. */
+uint32_t ax_msg_lookup(ax_server *s, const char *name, size_t len);
+const char *ax_msg_name(ax_server *s, uint32_t id);
+
+int ax_actor_spawn(ax_server *s, const char *type, size_t type_len, const ax_spawn_opts *o,
+                   ax_ref *out, const char **why);
+ax_actor *ax_actor_get(ax_server *s, ax_ref r);
+ax_actor *ax_actor_by_name(ax_server *s, const char *name, size_t len);
+/* Enqueue a user message. On success the envelope is owned by the actor; on failure
+ * (AX_EFULL, AX_ENOPROC, AX_ENOMSG) the caller still owns it. */
+int ax_actor_deliver(ax_server *s, ax_actor *a, ax_env *e);
+/* Ask the actor to stop (control mailbox); reason copied. */
+int ax_actor_stop(ax_server *s, ax_actor *a, const char *reason);
+/* Does the actor's type handle message id? */
+int ax_actor_handles(const ax_actor *a, uint32_t id);
+
+ax_env *ax_env_new(ax_server *s, size_t payload_len);
+void ax_env_free(ax_server *s, ax_env *e);
+
+/* Pending asks: create one (timer armed), complete it (exactly once). */
+ax_pending *ax_pending_new(ax_server *s, uint32_t timeout_ms, ax_pending_done done);
+void ax_pending_complete(ax_server *s, uint32_t slot, uint32_t gen, int status, const void *p, size_t n);
+
+/* JSON documents for the control plane (cJSON; caller frees with cJSON_Delete). */
+struct cJSON *ax_runtime_status_json(ax_server *s);
+struct cJSON *ax_runtime_actors_json(ax_server *s);
+
+/* ---- plugin_loader.c ---- */
+/* Load a plugin by path (or by name under plugins.dir). On failure nothing stays
+ * registered or mapped and *why says what was wrong (static or in errbuf). */
+int ax_plugin_load(ax_server *s, const char *path, ax_plugin **out, char *err, size_t errlen);
+int ax_plugin_unload(ax_server *s, const char *name, char *err, size_t errlen);
+void ax_plugins_unload_all(ax_server *s);
+struct cJSON *ax_plugin_json(const ax_plugin *p);
+struct cJSON *ax_plugins_json(ax_server *s);
+/* Register a type (plugin may be NULL for built-ins). */
+int ax_type_register(ax_server *s, const ax_actor_type *d, ax_plugin *p, ax_type **out, char *err, size_t errlen);
+void ax_type_unregister(ax_server *s, ax_type *t);
+
+/* ---- listener.c: the client socket ---- */
+int ax_listener_start(ax_server *s, char *err, size_t errlen);
+void ax_listener_stop(ax_server *s);
+/* Flush output of connections that got replies during this loop iteration. */
+void ax_listener_flush(ax_server *s);
+
+#endif
