@@ -583,8 +583,11 @@ void ax_config_print(const ax_config *c, FILE *out)
             sec = k->name;
             sec_len = sl;
         }
-        fprintf(out, "# %s\n", k->doc);
         void *f = field(c, k);
+        if (k->type == K_UINT || k->type == K_SIZE || k->type == K_DURATION)
+            fprintf(out, "# %s (%llu..%llu)\n", k->doc, (unsigned long long)k->min, (unsigned long long)k->max);
+        else
+            fprintf(out, "# %s\n", k->doc);
         switch (k->type) {
         case K_STR:
             fprintf(out, "%s = ", key);

@@ -50,6 +50,8 @@ static void sanitize(char *p, size_t n)
 
 /* Append to line[*len..room) like snprintf; returns 0 if the text was cut. */
 static int append(char *line, size_t *len, size_t room, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static int append(char *line, size_t *len, size_t room, const char *fmt, va_list ap)
 {
     int n = vsnprintf(line + *len, room - *len, fmt, ap);
     if (n < 0)

@@ -1,6 +1,6 @@
 /* Levelled logging for axactord: ax_log(level, subsystem, fmt, ...) checks the level
  * before formatting. Lines go to stderr (journald adds timestamps under systemd) as
- * "<prio>LEVEL subsystem: message" when log_target=journal, or with an ISO timestamp
+ * "<prio>subsystem: message" (sd-daemon priority) when log_target=journal, or with an ISO timestamp
  * when log_target=stderr. Library code (proto/, libaxclient) never logs. */
 #ifndef AX_LOG_H
 #define AX_LOG_H
