@@ -20,6 +20,9 @@
 #define AX_FRAME_MAX_MIN 1024u          /* lowest configurable max_frame */
 #define AX_STR_MAX 65535u               /* a str is u16-length-prefixed */
 #define AX_NAME_MAX 255u                /* actor, type, message, plugin names */
+#define AX_KEY_MAX 1024u                /* registry key: 1..AX_KEY_MAX bytes, no NUL */
+#define AX_CONFIG_MAX 65536u            /* SPAWN config_json blob */
+#define AX_PATH_MAX 4096u               /* PLUGIN_LOAD path */
 
 /* Frame types. Client plane 0x01-0x3f; 0x40-0x7f reserved for the peer protocol. */
 enum ax_frame_type {
@@ -90,7 +93,10 @@ void ax_wbuf_blob(ax_wbuf *b, const void *p, size_t n);  /* u32 length + bytes *
 void ax_wbuf_consume(ax_wbuf *b, size_t n);
 
 /* Start a frame: reserves the header, returns its offset; ax_frame_end fills body_len.
- * ax_frame_end returns AX_ETOOBIG if the body exceeds max_body (the frame is removed). */
+ * ax_frame_end returns AX_ETOOBIG if the body exceeds max_body (the frame is removed).
+ * If b->err was set while the frame was written, ax_frame_end removes the frame, clears
+ * b->err and returns it: earlier complete frames stay intact, and the caller can still
+ * queue an ERROR frame instead. */
 size_t ax_frame_begin(ax_wbuf *b, uint8_t type, uint16_t flags, uint32_t req_id);
 int ax_frame_end(ax_wbuf *b, size_t start, uint32_t max_body);
 
@@ -199,5 +205,22 @@ int ax_body_validate(uint8_t type, const void *p, size_t len, const char **why);
 
 /* Check a name: 1..AX_NAME_MAX bytes, printable ASCII without spaces. 0 or AX_EINVAL. */
 int ax_name_valid(const char *s, size_t n);
+/* Check a registry key: 1..AX_KEY_MAX bytes, any byte but NUL. 0 or AX_EINVAL. */
+int ax_key_valid(const char *s, size_t n);
+
+/* The remaining bodies. Pointers returned point into p. */
+void ax_body_hello_put(ax_wbuf *b, const ax_body_hello *h);
+void ax_body_hello_ok_put(ax_wbuf *b, const ax_body_hello_ok *h);
+int ax_body_ref_get(const void *p, size_t len, ax_wire_ref *r, const char **why);       /* REF */
+int ax_body_target_get(const void *p, size_t len, ax_wire_target *t, const char **why); /* STOP, RESOLVE */
+int ax_body_blob_get(const void *p, size_t len, const void **out, size_t *n,
+                     const char **why); /* REPLY, JSON */
+/* PLUGIN_LOAD (path: 1..AX_PATH_MAX bytes, no NUL) or PLUGIN_UNLOAD (a valid name). */
+int ax_body_plugin_get(const void *p, size_t len, uint8_t type, const char **s, size_t *n,
+                       const char **why);
+
+/* Version negotiation: the highest version in [min_ver, max_ver] that this build
+ * speaks, or AX_EVERSION if the ranges do not overlap. */
+int ax_proto_negotiate(uint16_t min_ver, uint16_t max_ver);
 
 #endif
