@@ -88,7 +88,7 @@ void ax_env_free(ax_server *s, ax_env *e)
 }
 
 /* An envelope that will never be handled: its asker gets `status` now. */
-static void env_drop(ax_server *s, ax_env *e, int status)
+void ax_env_drop(ax_server *s, ax_env *e, int status)
 {
     if (e->ask)
         ax_pending_complete(s, e->ask, e->ask_gen, status, NULL, 0);
@@ -140,9 +140,9 @@ void ax_pending_complete(ax_server *s, uint32_t slot, uint32_t gen, int status, 
 
 /* ---------------- scheduling ---------------- */
 
-static void schedule(ax_server *s, ax_actor *a)
+void ax_actor_schedule(ax_server *s, ax_actor *a)
 {
-    if (a->in_ready || a->running || a->st == AX_ST_DEAD)
+    if (a->in_ready || a->running || a->st == AX_ST_DEAD || a->st == AX_ST_RESTARTING)
         return;
     a->in_ready = 1;
     a->ready_next = NULL;
@@ -173,6 +173,14 @@ ax_actor *ax_actor_get(ax_server *s, ax_ref r)
     if (r.node != 0)
         return NULL;
     ax_actor *a = ax_slots_get(&s->actors, r.id, r.gen);
+    return a && (a->st == AX_ST_RUNNING || a->st == AX_ST_RESTARTING) ? a : NULL;
+}
+
+ax_actor *ax_actor_get_any(ax_server *s, ax_ref r)
+{
+    if (r.node != 0)
+        return NULL;
+    ax_actor *a = ax_slots_get(&s->actors, r.id, r.gen);
     return a && a->st != AX_ST_DEAD ? a : NULL;
 }
 
@@ -194,10 +202,11 @@ int ax_actor_handles(const ax_actor *a, uint32_t id) { return id && find_handler
 
 int ax_actor_deliver(ax_server *s, ax_actor *a, ax_env *e)
 {
-    if (!a || a->st != AX_ST_RUNNING)
+    if (!a || a->st == AX_ST_DEAD || (a->st == AX_ST_STOPPING && e->kind != AX_ENV_KILL))
         return AX_ENOPROC;
     switch (e->kind) {
     case AX_ENV_USER:
+        a->last_msg = ev_now(s->loop);
         if (!ax_actor_handles(a, e->m.id)) {
             s->ctr.no_handler++;
             return AX_ENOMSG;
@@ -215,7 +224,7 @@ int ax_actor_deliver(ax_server *s, ax_actor *a, ax_env *e)
         ax_mq_push(&a->ctl, e);
         break;
     }
-    schedule(s, a);
+    ax_actor_schedule(s, a);
     return AX_OK;
 }
 
@@ -229,33 +238,66 @@ static void ctx_init(ax_ctx *cx, ax_server *s, ax_actor *a, ax_env *e)
     cx->cur = e;
     cx->replied = 0;
     cx->fail_reason = NULL;
+    cx->exit_reason = NULL;
 }
 
-int ax_actor_spawn(ax_server *s, const char *type, size_t type_len, const ax_spawn_opts *o,
-                   ax_ref *out, const char **why)
+/* Run on_start for a fresh incarnation (state already zeroed). 0 or the error. */
+int ax_actor_start(ax_server *s, ax_actor *a)
+{
+    if (!a->type->desc->on_start)
+        return AX_OK;
+    ax_ctx cx;
+    ctx_init(&cx, s, a, NULL);
+    a->running = 1;
+    int rc = a->type->desc->on_start(&cx, a->state);
+    a->running = 0;
+    if (rc == AX_OK && (cx.fail_reason || cx.exit_reason))
+        rc = AX_EFAILED;
+    return rc;
+}
+
+/* Undo a spawn whose first on_start failed: nothing fires, the ref never existed. */
+static void spawn_unwind(ax_server *s, ax_actor *a)
+{
+    a->st = AX_ST_DEAD;
+    if (a->name)
+        ax_hmap_del(&s->names, a->name, strlen(a->name));
+    ax_registry_remove(s, a);
+    ax_mq_splice(&a->user, &a->ctl);
+    for (ax_env *e; (e = ax_mq_pop(&a->user));)
+        ax_env_drop(s, e, AX_ENOPROC);
+    ax_actor_free_ext(s, a, NULL);
+    a->type->live--;
+    ax_slots_release(&s->actors, a->slot);
+    ax_free(a->key);
+    ax_free(a->name);
+    ax_free(a->state);
+    ax_free(a);
+}
+
+/* Create an actor; key (registry key "type\0key", owned by the caller) is set for
+ * keyed actors before on_start runs, so a racing get_or_spawn finds it. */
+static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const char *key, size_t key_len,
+                        ax_ref *out, const char **why)
 {
     ax_spawn_opts opts = AX_SPAWN_OPTS_INIT;
-    const char *dummy;
-    if (!why)
-        why = &dummy;
     if (o)
         memcpy(&opts, o, o->size < sizeof opts ? o->size : sizeof opts);
     opts.size = sizeof opts;
-    ax_type *t = ax_hmap_get(&s->types, type, type_len);
-    if (!t) {
-        *why = "unknown actor type";
-        return AX_ENOTYPE;
-    }
     size_t nlen = opts.name ? strlen(opts.name) : 0;
     if (opts.name) {
         if (ax_name_valid(opts.name, nlen) != 0) {
             *why = "invalid actor name";
             return AX_EINVAL;
         }
-        if (ax_actor_by_name(s, opts.name, nlen)) {
+        if (ax_hmap_get(&s->names, opts.name, nlen)) {
             *why = "an actor with this name already exists";
             return AX_EEXIST;
         }
+    }
+    if (opts.restart > AX_RESTART_PERMANENT || opts.mailbox_policy > AX_MAILBOX_DRAIN_AND_DROP) {
+        *why = "invalid restart or mailbox policy";
+        return AX_EINVAL;
     }
     ax_actor *a = ax_try_malloc(sizeof *a);
     if (!a) {
@@ -280,62 +322,87 @@ int ax_actor_spawn(ax_server *s, const char *type, size_t type_len, const ax_spa
     }
     a->type = t;
     a->cap = opts.mailbox_cap ? opts.mailbox_cap : s->cfg.mailbox_capacity;
+    a->trap_exit = opts.trap_exit;
     a->opts = opts;
     a->opts.name = NULL;
-    a->started_at = ev_now(s->loop);
+    a->started_at = a->last_msg = ev_now(s->loop);
     if (opts.name) {
         a->name = ax_strndup(opts.name, nlen);
         ax_hmap_put(&s->names, a->name, nlen, a);
     }
+    if (key) {
+        a->key = ax_malloc(key_len);
+        memcpy(a->key, key, key_len);
+        a->key_len = key_len;
+        ax_hmap_put(&s->keyed, a->key, key_len, a);
+        a->knext = s->keyed_head;
+        if (s->keyed_head)
+            s->keyed_head->kprev = a;
+        s->keyed_head = a;
+    }
     t->live++;
-    if (t->desc->on_start) {
-        ax_ctx cx;
-        ctx_init(&cx, s, a, NULL);
-        a->running = 1;
-        int rc = t->desc->on_start(&cx, a->state);
-        a->running = 0;
-        if (rc != AX_OK || cx.fail_reason) {
-            /* A failed start leaves nothing behind; messages it sent stay sent. */
-            if (a->name)
-                ax_hmap_del(&s->names, a->name, nlen);
-            ax_mq_splice(&a->user, &a->ctl);
-            for (ax_env *e; (e = ax_mq_pop(&a->user));)
-                env_drop(s, e, AX_ENOPROC);
-            t->live--;
-            ax_slots_release(&s->actors, a->slot);
-            ax_free(a->name);
-            ax_free(a->state);
-            ax_free(a);
-            *why = "on_start failed";
-            return rc != AX_OK ? rc : AX_EFAILED;
+    if (!ax_ref_is_none(opts.link_to)) {
+        int noproc = 0;
+        ax_link(s, a, opts.link_to, &noproc);
+        if (noproc && !a->trap_exit) {
+            spawn_unwind(s, a);
+            *why = "link target does not exist (noproc)";
+            return AX_ENOPROC;
         }
+    }
+    int rc = ax_actor_start(s, a);
+    if (rc != AX_OK) {
+        /* A failed first start leaves nothing behind; messages it sent stay sent. */
+        spawn_unwind(s, a);
+        *why = "on_start failed";
+        return rc;
     }
     s->ctr.spawned++;
     ax_log(AX_LOG_DEBUG, "actor", "spawned %s @%u.%u%s%s", t->name, a->slot, a->gen, a->name ? " " : "",
            a->name ? a->name : "");
     if (out)
         *out = (ax_ref){a->slot, a->gen, 0};
+    ax_event_emit(s, a, "started", NULL);
     if (a->ctl.len || a->user.len)
-        schedule(s, a);
+        ax_actor_schedule(s, a);
     return AX_OK;
 }
 
-/* The actor is gone for good: on_stop, fail what is queued, release its identity. */
-static void actor_terminate(ax_server *s, ax_actor *a, const char *reason)
+int ax_actor_spawn(ax_server *s, const char *type, size_t type_len, const ax_spawn_opts *o,
+                   ax_ref *out, const char **why)
+{
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    ax_type *t = ax_hmap_get(&s->types, type, type_len);
+    if (!t) {
+        *why = "unknown actor type";
+        return AX_ENOTYPE;
+    }
+    return actor_create(s, t, o, NULL, 0, out, why);
+}
+
+int ax_actor_spawn_keyed(ax_server *s, ax_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
+                         ax_ref *out, const char **why);
+int ax_actor_spawn_keyed(ax_server *s, ax_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
+                         ax_ref *out, const char **why)
+{
+    return actor_create(s, t, o, key, key_len, out, why);
+}
+
+/* Final end of an actor (on_stop already ran): fail what is queued, fire links and
+ * monitors, emit "stopped", release the name, key and slot. */
+void ax_actor_terminate(ax_server *s, ax_actor *a, const char *reason)
 {
     a->st = AX_ST_DEAD;
-    if (a->type->desc->on_stop) {
-        ax_ctx cx;
-        ctx_init(&cx, s, a, NULL);
-        a->running = 1;
-        a->type->desc->on_stop(&cx, a->state, reason);
-        a->running = 0;
-    }
     ax_mq_splice(&a->ctl, &a->user);
     for (ax_env *e; (e = ax_mq_pop(&a->ctl));)
-        env_drop(s, e, AX_ENOPROC);
+        ax_env_drop(s, e, AX_ENOPROC);
     if (a->name)
         ax_hmap_del(&s->names, a->name, strlen(a->name));
+    ax_registry_remove(s, a);
+    ax_event_emit(s, a, "stopped", reason);
+    ax_actor_free_ext(s, a, reason); /* fires links and monitors */
     a->type->live--;
     s->ctr.stopped++;
     ax_log(AX_LOG_DEBUG, "actor", "stopped %s @%u.%u: %s", a->type->name, a->slot, a->gen, reason);
@@ -353,15 +420,34 @@ static void actor_terminate(ax_server *s, ax_actor *a, const char *reason)
                 s->ready_tail = prev;
         }
     }
+    ax_free(a->key);
     ax_free(a->name);
     ax_free(a->state);
     ax_free(a);
 }
 
+/* Call on_stop for the incarnation that is ending. */
+void ax_actor_call_on_stop(ax_server *s, ax_actor *a, const char *reason);
+void ax_actor_call_on_stop(ax_server *s, ax_actor *a, const char *reason)
+{
+    if (!a->type->desc->on_stop)
+        return;
+    ax_ctx cx;
+    ctx_init(&cx, s, a, NULL);
+    a->running = 1;
+    a->type->desc->on_stop(&cx, a->state, reason);
+    a->running = 0;
+}
+
+/* Stop from outside (client, another actor): final, never restarted. "kill" cannot be
+ * trapped and ends the actor with reason "killed". */
 int ax_actor_stop(ax_server *s, ax_actor *a, const char *reason)
 {
-    if (!a || a->st != AX_ST_RUNNING)
+    if (!a || a->st == AX_ST_DEAD || a->st == AX_ST_STOPPING)
         return AX_ENOPROC;
+    int kill = strcmp(reason, "kill") == 0;
+    if (kill)
+        reason = "killed";
     size_t n = strlen(reason);
     if (n > AX_NAME_MAX)
         n = AX_NAME_MAX;
@@ -371,10 +457,16 @@ int ax_actor_stop(ax_server *s, ax_actor *a, const char *reason)
     memcpy(e->data, reason, n);
     e->data[n] = 0;
     e->m.len = n;
-    e->kind = AX_ENV_STOP;
+    e->kind = kill ? AX_ENV_KILL : AX_ENV_STOP;
+    if (a->st == AX_ST_RESTARTING) {
+        /* no incarnation runs during a backoff: end it now */
+        ax_env_free(s, e);
+        ax_actor_terminate(s, a, reason);
+        return AX_OK;
+    }
     a->st = AX_ST_STOPPING; /* refuses new user messages from now on */
     ax_mq_push(&a->ctl, e);
-    schedule(s, a);
+    ax_actor_schedule(s, a);
     return AX_OK;
 }
 
@@ -392,19 +484,31 @@ static int run_actor(ax_server *s, ax_actor *a)
     uint32_t budget = s->cfg.batch;
     ax_ctx cx;
     a->running = 1;
-    while (budget-- > 0) {
+    while (budget-- > 0 && a->st != AX_ST_DEAD && a->st != AX_ST_RESTARTING) {
         ax_env *e = ax_mailbox_next(a);
         if (!e)
             break;
-        if (e->kind == AX_ENV_STOP) {
+        if (e->kind == AX_ENV_STOP || e->kind == AX_ENV_KILL) {
             a->running = 0;
-            actor_terminate(s, a, (const char *)e->data);
+            char reason[AX_NAME_MAX + 1];
+            memcpy(reason, e->data, e->m.len + 1);
             ax_env_free(s, e);
+            ax_actor_exit(s, a, reason, 1);
             return 0;
+        }
+        if (e->kind == AX_ENV_EXIT) {
+            ax_env *msg = NULL;
+            a->running = 0;
+            if (ax_handle_exit_signal(s, a, e, &msg))
+                return 0;
+            a->running = 1;
+            if (!msg)
+                continue;
+            e = msg; /* trapped: handled as a "$exit" message below */
         }
         ax_handler_fn fn = find_handler(a->type, e->m.id);
         if (!fn) { /* system message the type does not handle, or an unknown reply name */
-            env_drop(s, e, AX_ENOMSG);
+            ax_env_drop(s, e, AX_ENOMSG);
             continue;
         }
         e->m.name = ax_msg_name(s, e->m.id);
@@ -417,30 +521,32 @@ static int run_actor(ax_server *s, ax_actor *a)
         if (e->ask && !cx.replied)
             ax_pending_complete(s, e->ask, e->ask_gen, rc == AX_OK ? AX_OK : (rc < 0 ? rc : AX_EFAILED), NULL, 0);
         ax_env_free(s, e);
-        if (cx.fail_reason) {
-            s->ctr.failed++;
-            ax_log(AX_LOG_INFO, "actor", "%s @%u.%u failed: %s", a->type->name, a->slot, a->gen, cx.fail_reason);
+        if (cx.fail_reason || cx.exit_reason) {
+            const char *r = cx.fail_reason ? cx.fail_reason : cx.exit_reason;
+            char reason[128];
+            snprintf(reason, sizeof reason, "%s", r);
+            if (cx.fail_reason) {
+                s->ctr.failed++;
+                ax_log(AX_LOG_INFO, "actor", "%s @%u.%u failed: %s", a->type->name, a->slot, a->gen, reason);
+            }
             a->running = 0;
-            actor_terminate(s, a, cx.fail_reason);
+            ax_actor_exit(s, a, reason, 0);
             return 0;
         }
-        if (a->st == AX_ST_DEAD)
-            break;
     }
     a->running = 0;
-    return a->ctl.len || a->user.len;
+    return a->st != AX_ST_DEAD && a->st != AX_ST_RESTARTING && (a->ctl.len || a->user.len);
 }
 
 /* Run ready actors; called from the loop's check watcher and right after client I/O so
  * a request is answered in the same loop iteration. */
-void ax_runtime_run(ax_server *s);
 void ax_runtime_run(ax_server *s)
 {
     unsigned turns = 0;
     ax_actor *a;
     while (turns++ < RUN_TURN_BUDGET && (a = ready_pop(s))) {
         if (run_actor(s, a))
-            schedule(s, a);
+            ax_actor_schedule(s, a);
     }
     if (!s->ready_head && ev_is_active(&s->run_idle))
         ev_idle_stop(s->loop, &s->run_idle);
@@ -577,7 +683,15 @@ static int api_spawn(ax_ctx *cx, const char *type, const ax_spawn_opts *o, ax_re
 
 static int api_stop(ax_ctx *cx, ax_ref who, const char *reason)
 {
-    return ax_actor_stop(cx->srv, ax_actor_get(cx->srv, who), reason ? reason : "normal");
+    if (!reason || !*reason)
+        reason = "normal";
+    if (cx->self && ax_ref_eq(who, (ax_ref){cx->self->slot, cx->self->gen, 0}) && strcmp(reason, "kill") != 0) {
+        /* stopping itself is an exit with that reason: the restart policy decides */
+        snprintf(cx->exit_buf, sizeof cx->exit_buf, "%s", reason);
+        cx->exit_reason = cx->exit_buf;
+        return AX_OK;
+    }
+    return ax_actor_stop(cx->srv, ax_actor_get(cx->srv, who), reason);
 }
 
 static int api_fail(ax_ctx *cx, const char *reason)
@@ -661,7 +775,64 @@ static int api_send_after(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, si
     return AX_OK;
 }
 
-static int api_notsup(void) { return AX_ENOTSUP; }
+static int api_link(ax_ctx *cx, ax_ref other)
+{
+    if (!cx->self)
+        return AX_EINVAL;
+    int noproc = 0, rc = ax_link(cx->srv, cx->self, other, &noproc);
+    if (noproc && !cx->self->trap_exit && !cx->fail_reason) {
+        /* Erlang: linking to a dead process is an exit signal noproc */
+        snprintf(cx->fail_buf, sizeof cx->fail_buf, "noproc");
+        cx->fail_reason = cx->fail_buf;
+    }
+    return rc;
+}
+
+static int api_unlink(ax_ctx *cx, ax_ref other) { return cx->self ? ax_unlink(cx->srv, cx->self, other) : AX_EINVAL; }
+
+static int api_monitor(ax_ctx *cx, ax_ref other, uint64_t *mref)
+{
+    if (!cx->self || !mref)
+        return AX_EINVAL;
+    return ax_monitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, other, mref);
+}
+
+static int api_demonitor(ax_ctx *cx, uint64_t mref, int flush)
+{
+    if (!cx->self)
+        return AX_EINVAL;
+    return ax_demonitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, mref, flush);
+}
+
+static int api_trap_exit(ax_ctx *cx, int on)
+{
+    if (!cx->self)
+        return AX_EINVAL;
+    cx->self->trap_exit = on ? 1 : 0;
+    return AX_OK;
+}
+
+static int api_get_or_spawn(ax_ctx *cx, const char *type, const char *key, const ax_spawn_opts *o, ax_ref *out)
+{
+    if (!type || !key)
+        return AX_EINVAL;
+    return ax_registry_get_or_spawn(cx->srv, type, strlen(type), key, strlen(key), o, 1, out, NULL);
+}
+
+static int api_subscribe_events(ax_ctx *cx, int on)
+{
+    if (!cx->self)
+        return AX_EINVAL;
+    ax_ref me = {cx->self->slot, cx->self->gen, 0};
+    return on ? ax_events_subscribe(cx->srv, me, NULL, 0, 0) : ax_events_unsubscribe(cx->srv, me);
+}
+
+static const char *api_key(ax_ctx *cx)
+{
+    if (!cx->self || !cx->self->key)
+        return NULL;
+    return cx->self->key + strlen(cx->self->key) + 1; /* "type\0key" */
+}
 
 void ax_runtime_init(ax_server *s)
 {
@@ -693,25 +864,27 @@ void ax_runtime_init(ax_server *s)
     api->epoch = api_epoch;
     api->now = api_now;
     api->send_after = api_send_after;
-    /* Filled by the supervision work (issue 3); until then they say "not supported". */
-    api->link = (int (*)(ax_ctx *, ax_ref))(void (*)(void))api_notsup;
-    api->unlink = (int (*)(ax_ctx *, ax_ref))(void (*)(void))api_notsup;
-    api->monitor = (int (*)(ax_ctx *, ax_ref, uint64_t *))(void (*)(void))api_notsup;
-    api->demonitor = (int (*)(ax_ctx *, uint64_t, int))(void (*)(void))api_notsup;
-    api->trap_exit = (int (*)(ax_ctx *, int))(void (*)(void))api_notsup;
-    api->get_or_spawn = NULL;
-    api->subscribe_events = NULL;
-    api->key = NULL;
+    api->link = api_link;
+    api->unlink = api_unlink;
+    api->monitor = api_monitor;
+    api->demonitor = api_demonitor;
+    api->trap_exit = api_trap_exit;
+    api->get_or_spawn = api_get_or_spawn;
+    api->subscribe_events = api_subscribe_events;
+    api->key = api_key;
+    s->sys_exit_id = ax_msg_intern(s, "$exit", 5);
+    s->sys_down_id = ax_msg_intern(s, "$down", 5);
+    s->sys_event_id = ax_msg_intern(s, "$event", 6);
+    ax_registry_init(s);
 }
 
-/* Stop every actor now (shutdown): on_stop runs, queued asks fail. */
-void ax_runtime_stop_all(ax_server *s, const char *reason);
+/* Stop every actor now (shutdown): on_stop runs, queued asks fail, nothing restarts. */
 void ax_runtime_stop_all(ax_server *s, const char *reason)
 {
     for (uint32_t i = 1; i < s->actors.cap; i++) {
         ax_actor *a = s->actors.ptr[i];
         if (a && a->st != AX_ST_DEAD)
-            actor_terminate(s, a, reason);
+            ax_actor_exit(s, a, reason, 1);
     }
     s->ready_head = s->ready_tail = NULL;
 }
@@ -719,6 +892,8 @@ void ax_runtime_stop_all(ax_server *s, const char *reason)
 void ax_runtime_free(ax_server *s)
 {
     ax_runtime_stop_all(s, "shutdown");
+    ax_registry_free(s);
+    ax_events_free(s);
     /* fail what is still pending (clients are gone by now) */
     for (uint32_t i = 1; i < s->pending.cap; i++) {
         ax_pending *p = s->pending.ptr[i];
@@ -747,7 +922,7 @@ void ax_runtime_free(ax_server *s)
 
 static const char *state_name(uint8_t st)
 {
-    return st == AX_ST_RUNNING ? "running" : st == AX_ST_STOPPING ? "stopping" : "dead";
+    return st == AX_ST_RUNNING ? "running" : st == AX_ST_STOPPING ? "stopping" : st == AX_ST_RESTARTING ? "restarting" : "dead";
 }
 
 cJSON *ax_runtime_actors_json(ax_server *s)
@@ -767,6 +942,15 @@ cJSON *ax_runtime_actors_json(ax_server *s)
         cJSON_AddNumberToObject(o, "capacity", a->cap);
         cJSON_AddNumberToObject(o, "processed", (double)a->processed);
         cJSON_AddNumberToObject(o, "restarts", a->restarts);
+        cJSON_AddNumberToObject(o, "links", a->x ? a->x->n_links : 0);
+        cJSON_AddNumberToObject(o, "monitors", a->x ? a->x->n_watchers : 0);
+        cJSON_AddStringToObject(o, "restart", a->opts.restart == AX_RESTART_PERMANENT   ? "permanent"
+                                              : a->opts.restart == AX_RESTART_TRANSIENT ? "transient"
+                                                                                        : "temporary");
+        if (a->trap_exit)
+            cJSON_AddBoolToObject(o, "trap_exit", 1);
+        if (a->key)
+            cJSON_AddStringToObject(o, "key", a->key + strlen(a->key) + 1);
         cJSON_AddItemToArray(arr, o);
     }
     return doc;
@@ -802,6 +986,15 @@ cJSON *ax_runtime_status_json(ax_server *s)
     CTR(clients_accepted);
     CTR(clients_refused);
     CTR(bad_frames);
+    CTR(restarts);
+    CTR(links);
+    CTR(monitors);
+    CTR(downs);
+    CTR(events);
+    CTR(events_lagged);
+    CTR(idle_reaped);
 #undef CTR
+    cJSON_AddNumberToObject(doc, "keyed_actors", (double)s->keyed.len);
+    cJSON_AddNumberToObject(doc, "event_subscribers", (double)s->n_subs);
     return doc;
 }

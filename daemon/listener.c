@@ -104,7 +104,9 @@ static void send_json(ax_conn *c, uint32_t req, cJSON *doc)
 
 /* ---------- requests ---------- */
 
-static ax_actor *resolve(ax_conn *c, const ax_wire_target *t, int *code, char *why, size_t wlen)
+/* Find the actor a target names. For (type, key) targets, ensure spawns the keyed
+ * actor when absent (routing "ensure"); DIRECT only finds a live one. */
+static ax_actor *resolve_ex(ax_conn *c, const ax_wire_target *t, int ensure, int *code, char *why, size_t wlen)
 {
     ax_server *s = c->s;
     ax_actor *a = NULL;
@@ -132,11 +134,24 @@ static ax_actor *resolve(ax_conn *c, const ax_wire_target *t, int *code, char *w
             snprintf(why, wlen, "no actor named '%.*s'", (int)t->name_len, t->name);
         }
         return a;
-    default:
-        *code = AX_ENOTSUP;
-        snprintf(why, wlen, "keyed targets are not supported by this daemon yet");
-        return NULL;
+    default: {
+        ax_ref r;
+        const char *w = NULL;
+        int rc = ax_registry_get_or_spawn(s, t->name, t->name_len, t->key, t->key_len, NULL, ensure, &r, &w);
+        if (rc) {
+            *code = rc;
+            snprintf(why, wlen, "%.*s key '%.*s': %s", (int)t->name_len, t->name, (int)(t->key_len > 64 ? 64 : t->key_len),
+                     t->key, w ? w : ax_strerror(rc));
+            return NULL;
+        }
+        return ax_actor_get(s, r);
     }
+    }
+}
+
+static ax_actor *resolve(ax_conn *c, const ax_wire_target *t, int *code, char *why, size_t wlen)
+{
+    return resolve_ex(c, t, 0, code, why, wlen);
 }
 
 static void client_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
@@ -167,7 +182,7 @@ static void handle_msg(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
             send_error(c, h->req_id, AX_EPROTO, why);
         return;
     }
-    ax_actor *a = resolve(c, &m.target, &code, wbuf, sizeof wbuf);
+    ax_actor *a = resolve_ex(c, &m.target, !(h->flags & AX_F_DIRECT), &code, wbuf, sizeof wbuf);
     if (!a)
         goto refuse;
     uint32_t id = ax_msg_lookup(s, m.msg, m.msg_len);
@@ -226,9 +241,20 @@ refuse:
 }
 
 /* Spawn options arrive as a JSON object; unknown keys are refused so that a typo is
- * not silently ignored. */
-static int parse_spawn_config(const char *txt, size_t n, ax_spawn_opts *o, char *why, size_t wlen)
+ * not silently ignored. *key points into the document's copy in keybuf. */
+static int json_u32(const cJSON *it, uint32_t lo, uint32_t hi, uint32_t *out)
 {
+    if (!cJSON_IsNumber(it) || it->valuedouble < lo || it->valuedouble > hi ||
+        it->valuedouble != (double)(uint32_t)it->valuedouble)
+        return -1;
+    *out = (uint32_t)it->valuedouble;
+    return 0;
+}
+
+static int parse_spawn_config(const char *txt, size_t n, ax_spawn_opts *o, char *keybuf, size_t *klen, char *why,
+                              size_t wlen)
+{
+    *klen = 0;
     if (n == 0)
         return AX_OK;
     cJSON *doc = cJSON_ParseWithLength(txt, n);
@@ -241,12 +267,54 @@ static int parse_spawn_config(const char *txt, size_t n, ax_spawn_opts *o, char 
     cJSON *it;
     cJSON_ArrayForEach(it, doc)
     {
-        const char *k = it->string;
-        if (strcmp(k, "mailbox_capacity") == 0 && cJSON_IsNumber(it) && it->valuedouble >= 1 &&
-            it->valuedouble <= 16777216) {
-            o->mailbox_cap = (uint32_t)it->valuedouble;
+        const char *k = it->string, *v = cJSON_GetStringValue(it);
+        int bad = 0;
+        uint32_t u = 0;
+        if (strcmp(k, "mailbox_capacity") == 0)
+            bad = json_u32(it, 1, 16777216, &o->mailbox_cap);
+        else if (strcmp(k, "max_restarts") == 0)
+            bad = json_u32(it, 0, 10000, &o->max_restarts);
+        else if (strcmp(k, "restart_window_ms") == 0)
+            bad = json_u32(it, 0, 86400000, &o->restart_window_ms);
+        else if (strcmp(k, "backoff_ms") == 0)
+            bad = json_u32(it, 0, 3600000, &o->backoff_ms);
+        else if (strcmp(k, "idle_timeout_ms") == 0) {
+            bad = json_u32(it, 0, UINT32_MAX - 1, &u);
+            o->idle_timeout_ms = u;
+        } else if (strcmp(k, "trap_exit") == 0) {
+            bad = !cJSON_IsBool(it);
+            o->trap_exit = cJSON_IsTrue(it);
+        } else if (strcmp(k, "restart") == 0) {
+            bad = !v;
+            if (v && strcmp(v, "permanent") == 0)
+                o->restart = AX_RESTART_PERMANENT;
+            else if (v && strcmp(v, "transient") == 0)
+                o->restart = AX_RESTART_TRANSIENT;
+            else if (v && strcmp(v, "temporary") == 0)
+                o->restart = AX_RESTART_TEMPORARY;
+            else
+                bad = 1;
+        } else if (strcmp(k, "mailbox_policy") == 0) {
+            if (v && strcmp(v, "keep") == 0)
+                o->mailbox_policy = AX_MAILBOX_KEEP;
+            else if (v && strcmp(v, "drain_and_drop") == 0)
+                o->mailbox_policy = AX_MAILBOX_DRAIN_AND_DROP;
+            else
+                bad = 1;
+        } else if (strcmp(k, "key") == 0) {
+            size_t l = v ? strlen(v) : 0;
+            bad = !v || ax_key_valid(v, l) != 0;
+            if (!bad) {
+                memcpy(keybuf, v, l);
+                *klen = l;
+            }
         } else {
-            snprintf(why, wlen, "spawn config: unknown key or bad value for '%.64s'", k);
+            snprintf(why, wlen, "spawn config: unknown key '%.64s'", k);
+            rc = AX_EINVAL;
+            break;
+        }
+        if (bad) {
+            snprintf(why, wlen, "spawn config: bad value for '%s'", k);
             rc = AX_EINVAL;
             break;
         }
@@ -259,7 +327,8 @@ static void handle_spawn(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     ax_body_spawn sp;
     const char *why = NULL;
-    char wbuf[256], name[AX_NAME_MAX + 1];
+    char wbuf[256], name[AX_NAME_MAX + 1], key[AX_KEY_MAX];
+    size_t klen;
     ax_spawn_opts o = AX_SPAWN_OPTS_INIT;
     ax_ref r;
     if (ax_body_spawn_get(body, h->body_len, &sp, &why) != 0) {
@@ -267,9 +336,23 @@ static void handle_spawn(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         send_error(c, h->req_id, AX_EPROTO, why);
         return;
     }
-    int rc = parse_spawn_config(sp.config, sp.config_len, &o, wbuf, sizeof wbuf);
+    int rc = parse_spawn_config(sp.config, sp.config_len, &o, key, &klen, wbuf, sizeof wbuf);
     if (rc) {
         send_error(c, h->req_id, rc, wbuf);
+        return;
+    }
+    if (klen) {
+        if (sp.name_len) {
+            send_error(c, h->req_id, AX_EINVAL, "a keyed spawn has no name");
+            return;
+        }
+        rc = ax_registry_get_or_spawn(c->s, sp.type, sp.type_len, key, klen, &o, 1, &r, &why);
+        if (rc) {
+            snprintf(wbuf, sizeof wbuf, "get_or_spawn %.*s: %s", (int)sp.type_len, sp.type, why ? why : ax_strerror(rc));
+            send_error(c, h->req_id, rc, wbuf);
+            return;
+        }
+        send_ref(c, h->req_id, r);
         return;
     }
     if (sp.name_len) {
@@ -285,6 +368,8 @@ static void handle_spawn(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     }
     send_ref(c, h->req_id, r);
 }
+
+static ax_ref client_ref(const ax_conn *c) { return (ax_ref){c->slot, c->gen, AX_NODE_CLIENT}; }
 
 static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
@@ -306,6 +391,15 @@ static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *b
     }
     if (h->type == AX_T_RESOLVE) {
         send_ref(c, h->req_id, (ax_ref){a->slot, a->gen, 0});
+        return;
+    }
+    if (h->type == AX_T_MONITOR) {
+        uint64_t mref;
+        ax_monitor(c->s, client_ref(c), (ax_ref){a->slot, a->gen, 0}, &mref);
+        char doc[128];
+        int n = snprintf(doc, sizeof doc, "{\"mref\":%llu,\"id\":%u,\"gen\":%u}", (unsigned long long)mref,
+                         a->slot, a->gen);
+        send_blob(c, AX_T_JSON, h->req_id, doc, (size_t)n);
         return;
     }
     code = ax_actor_stop(c->s, a, "stopped");
@@ -416,6 +510,35 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     case AX_T_PLUGIN_UNLOAD:
         handle_plugin(c, h, body);
         break;
+    case AX_T_MONITOR:
+        handle_target_op(c, h, body);
+        break;
+    case AX_T_DEMONITOR:
+    case AX_T_SUBSCRIBE:
+    case AX_T_UNSUBSCRIBE: {
+        const char *why = NULL;
+        if (ax_body_validate(h->type, body, h->body_len, &why) != 0) {
+            c->s->ctr.bad_frames++;
+            send_error(c, h->req_id, AX_EPROTO, why);
+            break;
+        }
+        if (h->type == AX_T_DEMONITOR) {
+            ax_rbuf r;
+            ax_rbuf_init(&r, body, h->body_len);
+            ax_demonitor(c->s, client_ref(c), ax_rbuf_u64(&r), 1);
+        } else if (h->type == AX_T_SUBSCRIBE) {
+            ax_rbuf r;
+            const char *f;
+            size_t n;
+            ax_rbuf_init(&r, body, h->body_len);
+            ax_rbuf_str(&r, &f, &n);
+            ax_events_subscribe(c->s, client_ref(c), f, n, h->req_id);
+        } else {
+            ax_events_unsubscribe(c->s, client_ref(c));
+        }
+        send_empty(c, AX_T_OK, h->req_id);
+        break;
+    }
     default:
         c->s->ctr.bad_frames++;
         send_error(c, h->req_id, AX_EPROTO, "frame type is not a client request");
@@ -564,6 +687,7 @@ static void conn_close(ax_conn *c, const char *why)
         (void)!send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
+    ax_events_unsubscribe(s, client_ref(c));
     close(c->fd);
     c->fd = -1;
     ax_slots_release(&s->conns, c->slot);
@@ -575,6 +699,25 @@ static void conn_close(ax_conn *c, const char *why)
     c->in = NULL;
     c->in_len = c->in_cap = 0;
     mark_dirty(c); /* ax_listener_flush frees it */
+}
+
+/* ---------- events to clients ---------- */
+
+int ax_listener_client_alive(ax_server *s, ax_ref client)
+{
+    return ax_slots_get(&s->conns, client.id, client.gen) != NULL;
+}
+
+int ax_listener_send_event(ax_server *s, ax_ref client, uint32_t req_id, const char *json, size_t n)
+{
+    ax_conn *c = ax_slots_get(&s->conns, client.id, client.gen);
+    if (!c || c->fd < 0)
+        return -2;
+    /* a subscriber that does not read may hold at most half the output bound */
+    if (c->out.len > s->cfg.client_outbuf_max / 2)
+        return -1;
+    send_blob(c, AX_T_EVENT, req_id, json, n);
+    return 0;
 }
 
 /* ---------- the listening socket ---------- */

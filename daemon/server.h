@@ -20,8 +20,13 @@ enum ax_env_kind {
     AX_ENV_USER = 0,  /* a tell or ask from an actor or client */
     AX_ENV_REPLY = 1, /* an ask's reply delivered to the asking actor */
     AX_ENV_STOP = 2,  /* control: stop with reason (data = reason text) */
-    AX_ENV_SYS = 3,   /* control: system message ($exit, $down, $event) */
+    AX_ENV_SYS = 3,   /* control: system message ($exit, $down, $event) for the handler */
+    AX_ENV_EXIT = 4,  /* control: exit signal from a linked actor (data = reason) */
+    AX_ENV_KILL = 5,  /* control: stop with reason "killed"; untrappable, never restarted */
 };
+
+/* A watcher ref with this node value names a client connection (id = slot, gen). */
+#define AX_NODE_CLIENT UINT32_MAX
 
 typedef struct ax_env {
     struct ax_env *next;
@@ -68,7 +73,27 @@ struct ax_plugin {
 };
 
 /* ---- actors ---- */
-enum ax_actor_state { AX_ST_RUNNING = 0, AX_ST_STOPPING = 1, AX_ST_DEAD = 2 };
+enum ax_actor_state { AX_ST_RUNNING = 0, AX_ST_STOPPING = 1, AX_ST_DEAD = 2, AX_ST_RESTARTING = 3 };
+
+typedef struct ax_mon {
+    uint64_t mref;
+    ax_ref other; /* on the target: the watcher; on the watcher: the target */
+} ax_mon;
+
+/* Supervision state, allocated only for actors that use it (keeps idle actors small). */
+typedef struct ax_actor_ext {
+    ax_ref *links;
+    uint32_t n_links, cap_links;
+    ax_mon *watchers; /* monitors others hold on this actor */
+    uint32_t n_watchers, cap_watchers;
+    ax_mon *watching; /* monitors this actor holds */
+    uint32_t n_watching, cap_watching;
+    double *restart_times; /* ring of the last max_restarts restart times */
+    uint32_t restart_head;
+    ev_timer backoff;
+    struct ax_actor *owner;
+    char *restart_reason;
+} ax_actor_ext;
 
 typedef struct ax_actor {
     uint32_t slot, gen;
@@ -80,7 +105,14 @@ typedef struct ax_actor {
     uint8_t st;            /* enum ax_actor_state */
     uint8_t in_ready;
     uint8_t running;       /* a handler of this actor is on the stack */
+    uint8_t trap_exit;
+    uint8_t subscribed;    /* receives lifecycle events as "$event" */
     struct ax_actor *ready_next;
+    ax_actor_ext *x;
+    char *key;             /* keyed actors: "type\0key" registry key (owned), else NULL */
+    size_t key_len;
+    struct ax_actor *kprev, *knext; /* keyed actors list (idle reaper) */
+    double last_msg;       /* loop time of the last user message (idle reaper) */
     uint64_t processed;
     uint32_t restarts;
     ax_spawn_opts opts;
@@ -111,6 +143,8 @@ struct ax_ctx {
     int replied;
     const char *fail_reason;
     char fail_buf[128];
+    const char *exit_reason; /* the actor stopped itself (ax_stop(self)) */
+    char exit_buf[128];
 };
 
 /* ---- counters shown by `axctl status` ---- */
@@ -118,7 +152,16 @@ typedef struct ax_counters {
     uint64_t spawned, stopped, failed, delivered, tells, asks, replies;
     uint64_t ask_timeouts, mailbox_full, no_handler, late_replies;
     uint64_t clients_accepted, clients_refused, bad_frames;
+    uint64_t restarts, links, monitors, downs, events, events_lagged, idle_reaped;
 } ax_counters;
+
+/* A lifecycle-event subscriber: an actor (node 0) or a client (AX_NODE_CLIENT). */
+typedef struct ax_event_sub {
+    ax_ref who;
+    char *filter;     /* actor name to follow, or NULL for all */
+    uint64_t lagged;  /* events skipped since the last one delivered */
+    uint32_t req_id;  /* clients: the SUBSCRIBE request id, echoed on EVENT frames */
+} ax_event_sub;
 
 typedef struct ax_server {
     struct ev_loop *loop;
@@ -146,6 +189,16 @@ typedef struct ax_server {
 
     ax_counters ctr;
     ax_api api;
+    uint64_t next_mref;
+    uint32_t sys_exit_id, sys_down_id, sys_event_id; /* interned "$exit" "$down" "$event" */
+
+    ax_hmap keyed;           /* "type\0key" -> ax_actor (registry) */
+    ax_actor *keyed_head;
+    ev_timer reaper;
+    uint32_t reaper_ms;
+
+    ax_event_sub *subs;
+    size_t n_subs, cap_subs;
 
     /* client listener (listener.c) */
     int listen_fd;
@@ -199,6 +252,48 @@ void ax_pending_complete(ax_server *s, uint32_t slot, uint32_t gen, int status, 
 /* JSON documents for the control plane (cJSON; caller frees with cJSON_Delete). */
 struct cJSON *ax_runtime_status_json(ax_server *s);
 struct cJSON *ax_runtime_actors_json(ax_server *s);
+
+/* ---- supervisor.c: restarts, links, monitors ---- */
+/* The one exit path of an incarnation. external: stopped from outside (final, no
+ * restart). Otherwise the restart policy decides. */
+void ax_actor_exit(ax_server *s, ax_actor *a, const char *reason, int external);
+int ax_link(ax_server *s, ax_actor *a, ax_ref other, int *noproc);
+int ax_unlink(ax_server *s, ax_actor *a, ax_ref other);
+/* Monitor target on behalf of watcher (an actor ref or a client ref). */
+int ax_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t *mref);
+int ax_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush);
+/* Deliver a down to a watcher (local actor, client or remote). */
+void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason);
+/* Handle a control envelope (EXIT/KILL). Returns 1 if the actor is gone/restarting. */
+int ax_handle_exit_signal(ax_server *s, ax_actor *a, ax_env *e, ax_env **as_msg);
+void ax_actor_free_ext(ax_server *s, ax_actor *a, const char *reason);
+int ax_reason_is_normal(const char *r);
+
+/* ---- registry.c: keyed actors and the idle reaper ---- */
+int ax_registry_get_or_spawn(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen,
+                             const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why);
+void ax_registry_remove(ax_server *s, ax_actor *a);
+void ax_registry_init(ax_server *s);
+void ax_registry_free(ax_server *s);
+
+/* ---- events.c: the lifecycle stream ---- */
+void ax_event_emit(ax_server *s, ax_actor *a, const char *event, const char *reason);
+int ax_events_subscribe(ax_server *s, ax_ref who, const char *filter, size_t flen, uint32_t req_id);
+int ax_events_unsubscribe(ax_server *s, ax_ref who);
+void ax_events_free(ax_server *s);
+/* listener.c: send one event document to a client subscriber; returns 0 if sent, -1
+ * if the client is too far behind (the caller counts it as lagged). */
+int ax_listener_send_event(ax_server *s, ax_ref client, uint32_t req_id, const char *json, size_t n);
+int ax_listener_client_alive(ax_server *s, ax_ref client);
+
+/* ---- actor.c internals shared with the files above ---- */
+void ax_actor_terminate(ax_server *s, ax_actor *a, const char *reason);
+int ax_actor_start(ax_server *s, ax_actor *a);
+void ax_actor_schedule(ax_server *s, ax_actor *a);
+void ax_env_drop(ax_server *s, ax_env *e, int status);
+void ax_runtime_run(ax_server *s);
+void ax_runtime_stop_all(ax_server *s, const char *reason);
+ax_actor *ax_actor_get_any(ax_server *s, ax_ref r); /* also RESTARTING/STOPPING */
 
 /* ---- plugin_loader.c ---- */
 /* Load a plugin by path (or by name under plugins.dir). On failure nothing stays

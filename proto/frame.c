@@ -61,6 +61,8 @@ int ax_frame_hdr_decode(const uint8_t *p, size_t len, uint32_t max_body, ax_fram
         w = "unknown flags";
     else if ((flags & AX_F_NOREPLY) && p[3] != AX_T_TELL)
         w = "NOREPLY flag on a frame other than TELL";
+    else if ((flags & AX_F_DIRECT) && p[3] != AX_T_TELL && p[3] != AX_T_ASK)
+        w = "DIRECT flag on a frame other than TELL or ASK";
     else if (rd16(p + 6) != 0)
         w = "reserved header field is not zero";
     else if (rd32(p + 12) > max_body) {
@@ -102,6 +104,11 @@ const char *ax_frame_type_name(uint8_t type)
     case AX_T_PLUGIN_LOAD: return "PLUGIN_LOAD";
     case AX_T_PLUGIN_UNLOAD: return "PLUGIN_UNLOAD";
     case AX_T_JSON: return "JSON";
+    case AX_T_SUBSCRIBE: return "SUBSCRIBE";
+    case AX_T_UNSUBSCRIBE: return "UNSUBSCRIBE";
+    case AX_T_MONITOR: return "MONITOR";
+    case AX_T_DEMONITOR: return "DEMONITOR";
+    case AX_T_EVENT: return "EVENT";
     }
     return "?";
 }
@@ -679,12 +686,37 @@ int ax_body_validate(uint8_t type, const void *p, size_t len, const char **why)
     case AX_T_TELL:
     case AX_T_ASK: return ax_body_msg_get(p, len, type, &u.msg, why);
     case AX_T_STOP:
+    case AX_T_MONITOR:
     case AX_T_RESOLVE: return ax_body_target_get(p, len, &u.tgt, why);
     case AX_T_REPLY:
+    case AX_T_EVENT:
     case AX_T_JSON: return ax_body_blob_get(p, len, &q, &n, why);
+    case AX_T_SUBSCRIBE: {
+        ax_rbuf r;
+        ax_rbuf_init(&r, p, len);
+        ax_rbuf_str(&r, &s, &n);
+        if (ax_rbuf_done(&r) != 0) {
+            if (why)
+                *why = r.why;
+            return AX_EPROTO;
+        }
+        if (n && ax_name_valid(s, n) != 0) {
+            if (why)
+                *why = "SUBSCRIBE filter is not a valid actor name";
+            return AX_EPROTO;
+        }
+        return 0;
+    }
+    case AX_T_DEMONITOR:
+        if (len == 8)
+            return 0;
+        if (why)
+            *why = "DEMONITOR body must be a u64 monitor ref";
+        return AX_EPROTO;
     case AX_T_PLUGIN_LOAD:
     case AX_T_PLUGIN_UNLOAD: return ax_body_plugin_get(p, len, type, &s, &n, why);
     case AX_T_OK:
+    case AX_T_UNSUBSCRIBE:
     case AX_T_STATUS:
     case AX_T_ACTORS:
     case AX_T_PLUGINS:

@@ -42,12 +42,19 @@ enum ax_frame_type {
     AX_T_PLUGINS = 0x22,   /* c->d  (empty) -> JSON */
     AX_T_PLUGIN_LOAD = 0x23,   /* c->d  str path -> JSON (the loaded plugin) */
     AX_T_PLUGIN_UNLOAD = 0x24, /* c->d  str name -> OK */
+    AX_T_SUBSCRIBE = 0x26,   /* c->d  str actor_name_filter ("" = all) -> OK, then EVENTs */
+    AX_T_UNSUBSCRIBE = 0x27, /* c->d  (empty) -> OK */
+    AX_T_MONITOR = 0x28,     /* c->d  target -> JSON {"mref","id","gen"}; a down is an EVENT */
+    AX_T_DEMONITOR = 0x29,   /* c->d  u64 mref -> OK */
     AX_T_JSON = 0x2f,      /* d->c  blob json_document (UTF-8, not NUL-terminated) */
+    AX_T_EVENT = 0x30,     /* d->c  blob json_document: lifecycle event, down, lagged */
 };
 
 /* Frame flags (u16). Unknown flags are a decode error in version 1. */
 #define AX_F_NOREPLY 0x0001u /* TELL: the sender wants no OK/ERROR back */
-#define AX_F_KNOWN_MASK 0x0001u
+#define AX_F_DIRECT 0x0002u  /* TELL/ASK to a (type, key) target: deliver only to a live
+                                 actor (else ENOTFOUND); without it the actor is spawned */
+#define AX_F_KNOWN_MASK 0x0003u
 
 typedef struct ax_frame_hdr {
     uint8_t version;

@@ -1,0 +1,132 @@
+/* The keyed registry: exactly one live actor per (type, key), found or spawned by
+ * get_or_spawn, and the idle reaper that stops keyed actors which received no message
+ * for their idle timeout (reason "idle"). Keys are stored as "type\0key". */
+#include <string.h>
+
+#include "ax_mem.h"
+#include "log.h"
+#include "server.h"
+
+int ax_actor_spawn_keyed(ax_server *s, ax_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
+                         ax_ref *out, const char **why);
+
+#define REAPER_MIN_MS 20
+#define REAPER_MAX_MS 1000
+
+static uint32_t idle_ms(const ax_server *s, const ax_actor *a)
+{
+    uint32_t v = a->opts.idle_timeout_ms;
+    if (v == UINT32_MAX)
+        return 0; /* never */
+    return v ? v : s->cfg.idle_timeout_ms;
+}
+
+static void reaper_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    ax_server *s = w->data;
+    double now = ev_now(loop);
+    ax_actor *next;
+    for (ax_actor *a = s->keyed_head; a; a = next) {
+        next = a->knext;
+        uint32_t ms = idle_ms(s, a);
+        /* busy = something queued or running: never reaped, whatever the timestamps say */
+        if (!ms || a->st != AX_ST_RUNNING || a->user.len || a->ctl.len || a->running)
+            continue;
+        if ((now - a->last_msg) * 1000.0 >= ms) {
+            s->ctr.idle_reaped++;
+            ax_actor_stop(s, a, "idle");
+        }
+    }
+}
+
+/* Re-arm the reaper at a quarter of the smallest idle timeout in use (bounded). */
+static void reaper_arm(ax_server *s, uint32_t timeout_ms)
+{
+    if (!timeout_ms)
+        return;
+    uint32_t iv = timeout_ms / 4;
+    if (iv < REAPER_MIN_MS)
+        iv = REAPER_MIN_MS;
+    if (iv > REAPER_MAX_MS)
+        iv = REAPER_MAX_MS;
+    if (s->reaper_ms && s->reaper_ms <= iv)
+        return;
+    s->reaper_ms = iv;
+    ev_timer_stop(s->loop, &s->reaper);
+    ev_timer_set(&s->reaper, iv / 1000.0, iv / 1000.0);
+    ev_timer_start(s->loop, &s->reaper);
+}
+
+void ax_registry_init(ax_server *s)
+{
+    ax_hmap_init(&s->keyed);
+    ev_timer_init(&s->reaper, reaper_cb, 1., 1.);
+    s->reaper.data = s;
+    s->reaper_ms = 0;
+}
+
+void ax_registry_free(ax_server *s)
+{
+    ev_timer_stop(s->loop, &s->reaper);
+    ax_hmap_free(&s->keyed);
+}
+
+void ax_registry_remove(ax_server *s, ax_actor *a)
+{
+    if (!a->key)
+        return;
+    if (ax_hmap_get(&s->keyed, a->key, a->key_len) == a)
+        ax_hmap_del(&s->keyed, a->key, a->key_len);
+    if (a->kprev)
+        a->kprev->knext = a->knext;
+    else if (s->keyed_head == a)
+        s->keyed_head = a->knext;
+    if (a->knext)
+        a->knext->kprev = a->kprev;
+    a->kprev = a->knext = NULL;
+}
+
+int ax_registry_get_or_spawn(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen,
+                             const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
+{
+    const char *dummy;
+    char buf[AX_NAME_MAX + 1 + AX_KEY_MAX];
+    if (!why)
+        why = &dummy;
+    if (tlen == 0 || tlen > AX_NAME_MAX || klen == 0 || klen > AX_KEY_MAX || memchr(key, 0, klen)) {
+        *why = "invalid type or key";
+        return AX_EINVAL;
+    }
+    memcpy(buf, type, tlen);
+    buf[tlen] = 0;
+    memcpy(buf + tlen + 1, key, klen);
+    size_t blen = tlen + 1 + klen;
+    ax_actor *a = ax_hmap_get(&s->keyed, buf, blen);
+    if (a && a->st != AX_ST_DEAD && a->st != AX_ST_STOPPING) {
+        *out = (ax_ref){a->slot, a->gen, 0};
+        return AX_OK;
+    }
+    if (!spawn) {
+        *why = "no live actor for this key";
+        return AX_ENOTFOUND;
+    }
+    ax_type *t = ax_hmap_get(&s->types, type, tlen);
+    if (!t) {
+        *why = "unknown actor type";
+        return AX_ENOTYPE;
+    }
+    if (a) /* a stopping incarnation still holds the key: the new one replaces it */
+        ax_registry_remove(s, a);
+    ax_spawn_opts opts = AX_SPAWN_OPTS_INIT;
+    if (o)
+        memcpy(&opts, o, o->size < sizeof opts ? o->size : sizeof opts);
+    opts.size = sizeof opts;
+    opts.name = NULL; /* keyed actors are found by key, not name */
+    int rc = ax_actor_spawn_keyed(s, t, buf, blen, &opts, out, why);
+    if (rc == AX_OK) {
+        uint32_t ms = opts.idle_timeout_ms == UINT32_MAX ? 0 : opts.idle_timeout_ms ? opts.idle_timeout_ms : s->cfg.idle_timeout_ms;
+        reaper_arm(s, ms);
+    }
+    return rc;
+}

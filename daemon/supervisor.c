@@ -1,0 +1,387 @@
+/* Supervision with Erlang's semantics, adapted to refs that survive restarts:
+ * restart policy (permanent / transient / temporary) with intensity and backoff,
+ * the restart mailbox policy, links with trap-exit, and monitors. A restart keeps the
+ * actor's ref, so links and monitors fire only when an actor stops for good. */
+#include <string.h>
+
+#include "ax_mem.h"
+#include "log.h"
+#include "mailbox.h"
+#include "server.h"
+
+void ax_actor_call_on_stop(ax_server *s, ax_actor *a, const char *reason);
+
+#define DEFAULT_MAX_RESTARTS 3
+#define DEFAULT_RESTART_WINDOW_MS 5000
+#define MAX_RESTARTS_LIMIT 10000
+
+int ax_reason_is_normal(const char *r)
+{
+    /* "stopped" is the reason of a stop requested from outside */
+    return strcmp(r, "normal") == 0 || strcmp(r, "shutdown") == 0 || strcmp(r, "stopped") == 0;
+}
+
+static ax_actor_ext *ext(ax_actor *a)
+{
+    if (!a->x) {
+        a->x = ax_calloc(1, sizeof *a->x);
+        a->x->owner = a;
+    }
+    return a->x;
+}
+
+/* ---------------- restarts ---------------- */
+
+/* Record a restart at now; returns 0 if within intensity, -1 if exceeded. */
+static int intensity_ok(ax_server *s, ax_actor *a)
+{
+    uint32_t max = a->opts.max_restarts ? a->opts.max_restarts : DEFAULT_MAX_RESTARTS;
+    double window = (a->opts.restart_window_ms ? a->opts.restart_window_ms : DEFAULT_RESTART_WINDOW_MS) / 1000.0;
+    if (max > MAX_RESTARTS_LIMIT)
+        max = MAX_RESTARTS_LIMIT;
+    ax_actor_ext *x = ext(a);
+    if (!x->restart_times)
+        x->restart_times = ax_calloc(max, sizeof(double));
+    double now = ev_now(s->loop);
+    /* the ring holds the last `max` restart times; the oldest is at restart_head */
+    double oldest = x->restart_times[x->restart_head];
+    if (a->restarts >= max && now - oldest < window)
+        return -1;
+    x->restart_times[x->restart_head] = now;
+    x->restart_head = (x->restart_head + 1) % max;
+    return 0;
+}
+
+static void restart_now(ax_server *s, ax_actor *a);
+
+static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ax_actor_ext *x = w->data;
+    restart_now(ev_userdata(loop), x->owner);
+}
+
+static void restart_now(ax_server *s, ax_actor *a)
+{
+    const char *reason = a->x && a->x->restart_reason ? a->x->restart_reason : "?";
+    a->st = AX_ST_RUNNING;
+    if (a->state)
+        memset(a->state, 0, a->type->desc->state_size);
+    a->trap_exit = a->opts.trap_exit;
+    int rc = ax_actor_start(s, a);
+    if (rc != AX_OK) {
+        char r[64];
+        snprintf(r, sizeof r, "start_failed:%s", ax_errname(rc));
+        ax_log(AX_LOG_INFO, "actor", "%s @%u.%u: on_start failed on restart (%s)", a->type->name, a->slot, a->gen,
+               ax_errname(rc));
+        ax_actor_exit(s, a, r, 0); /* counts as another crash; intensity bounds this */
+        return;
+    }
+    ax_event_emit(s, a, "restarted", reason);
+    if (a->ctl.len || a->user.len)
+        ax_actor_schedule(s, a);
+}
+
+void ax_actor_exit(ax_server *s, ax_actor *a, const char *reason, int external)
+{
+    if (a->st != AX_ST_RESTARTING) /* during a backoff no incarnation is running */
+        ax_actor_call_on_stop(s, a, reason);
+    if (external || s->stopping) {
+        ax_actor_terminate(s, a, reason);
+        return;
+    }
+    int normal = ax_reason_is_normal(reason);
+    int restart = a->opts.restart == AX_RESTART_PERMANENT || (a->opts.restart == AX_RESTART_TRANSIENT && !normal);
+    if (!restart) {
+        ax_actor_terminate(s, a, reason);
+        return;
+    }
+    if (intensity_ok(s, a) != 0) {
+        ax_log(AX_LOG_WARN, "actor", "%s @%u.%u: more than %u restarts in %u ms; stopping it (last reason: %s)",
+               a->type->name, a->slot, a->gen, a->opts.max_restarts ? a->opts.max_restarts : DEFAULT_MAX_RESTARTS,
+               a->opts.restart_window_ms ? a->opts.restart_window_ms : DEFAULT_RESTART_WINDOW_MS, reason);
+        ax_actor_terminate(s, a, "restart_intensity");
+        return;
+    }
+    a->restarts++;
+    s->ctr.restarts++;
+    ax_actor_ext *x = ext(a);
+    ax_free(x->restart_reason);
+    x->restart_reason = ax_strdup(reason);
+    if (a->opts.mailbox_policy == AX_MAILBOX_DRAIN_AND_DROP) {
+        /* queued user messages die with the incarnation; their askers hear it now */
+        for (ax_env *e; (e = ax_mq_pop(&a->user));)
+            ax_env_drop(s, e, AX_ECANCELED);
+    }
+    if (a->opts.backoff_ms) {
+        a->st = AX_ST_RESTARTING;
+        ev_timer_init(&x->backoff, backoff_cb, a->opts.backoff_ms / 1000.0, 0.);
+        x->backoff.data = x;
+        ev_timer_start(s->loop, &x->backoff);
+        return;
+    }
+    restart_now(s, a);
+}
+
+/* ---------------- links ---------------- */
+
+static int ref_index(const ax_ref *v, uint32_t n, ax_ref r)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (ax_ref_eq(v[i], r))
+            return (int)i;
+    return -1;
+}
+
+static void link_add(ax_actor *a, ax_ref r)
+{
+    ax_actor_ext *x = ext(a);
+    if (ref_index(x->links, x->n_links, r) >= 0)
+        return;
+    if (x->n_links == x->cap_links) {
+        x->cap_links = x->cap_links ? x->cap_links * 2 : 4;
+        x->links = ax_realloc(x->links, x->cap_links * sizeof *x->links);
+    }
+    x->links[x->n_links++] = r;
+}
+
+static void link_del(ax_actor *a, ax_ref r)
+{
+    if (!a->x)
+        return;
+    int i = ref_index(a->x->links, a->x->n_links, r);
+    if (i >= 0)
+        a->x->links[i] = a->x->links[--a->x->n_links];
+}
+
+static ax_ref self_ref(const ax_actor *a) { return (ax_ref){a->slot, a->gen, 0}; }
+
+/* Send an exit signal (from `from`, with reason) to actor `to` via its control box. */
+static void send_exit_signal(ax_server *s, ax_actor *to, ax_ref from, const char *reason)
+{
+    size_t n = strlen(reason);
+    ax_env *e = ax_env_new(s, n + 1);
+    if (!e)
+        return;
+    memcpy(e->data, reason, n + 1);
+    e->m.len = n;
+    e->m.from = from;
+    e->kind = AX_ENV_EXIT;
+    if (ax_actor_deliver(s, to, e) != 0)
+        ax_env_free(s, e);
+}
+
+int ax_link(ax_server *s, ax_actor *a, ax_ref other, int *noproc)
+{
+    ax_actor *b = ax_actor_get_any(s, other);
+    if (!b || b->st == AX_ST_STOPPING) {
+        *noproc = 1;
+        if (a->trap_exit) {
+            /* a trapping actor hears about it as an $exit message with noproc */
+            size_t n = 6;
+            ax_env *e = ax_env_new(s, n + 1);
+            if (e) {
+                memcpy(e->data, "noproc", n + 1);
+                e->m.len = n;
+                e->m.from = other;
+                e->m.id = s->sys_exit_id;
+                e->kind = AX_ENV_SYS;
+                if (ax_actor_deliver(s, a, e) != 0)
+                    ax_env_free(s, e);
+            }
+        }
+        return AX_ENOPROC;
+    }
+    if (b == a)
+        return AX_EINVAL;
+    link_add(a, other);
+    link_add(b, self_ref(a));
+    s->ctr.links++;
+    return AX_OK;
+}
+
+int ax_unlink(ax_server *s, ax_actor *a, ax_ref other)
+{
+    link_del(a, other);
+    ax_actor *b = ax_actor_get_any(s, other);
+    if (b)
+        link_del(b, self_ref(a));
+    return AX_OK;
+}
+
+int ax_handle_exit_signal(ax_server *s, ax_actor *a, ax_env *e, ax_env **as_msg)
+{
+    char reason[AX_NAME_MAX + 1];
+    size_t n = e->m.len < AX_NAME_MAX ? e->m.len : AX_NAME_MAX;
+    memcpy(reason, e->data, n);
+    reason[n] = 0;
+    link_del(a, e->m.from);
+    if (strcmp(reason, "kill") == 0) {
+        ax_env_free(s, e);
+        ax_actor_exit(s, a, "killed", 0); /* untrappable */
+        return 1;
+    }
+    if (a->trap_exit) {
+        e->kind = AX_ENV_SYS;
+        e->m.id = s->sys_exit_id;
+        *as_msg = e;
+        return 0;
+    }
+    ax_env_free(s, e);
+    if (strcmp(reason, "normal") == 0)
+        return 0;
+    ax_actor_exit(s, a, reason, 0);
+    return 1;
+}
+
+/* ---------------- monitors ---------------- */
+
+static void mon_add(ax_mon **v, uint32_t *n, uint32_t *cap, uint64_t mref, ax_ref other)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 4;
+        *v = ax_realloc(*v, *cap * sizeof **v);
+    }
+    (*v)[(*n)++] = (ax_mon){mref, other};
+}
+
+static int mon_del(ax_mon *v, uint32_t *n, uint64_t mref, ax_ref *other)
+{
+    for (uint32_t i = 0; i < *n; i++) {
+        if (v[i].mref == mref) {
+            if (other)
+                *other = v[i].other;
+            v[i] = v[--*n];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
+{
+    s->ctr.downs++;
+    if (watcher.node == AX_NODE_CLIENT) {
+        char doc[512];
+        int n = snprintf(doc, sizeof doc, "{\"event\":\"down\",\"mref\":%llu,\"id\":%llu,\"gen\":%u,\"reason\":\"",
+                         (unsigned long long)mref, (unsigned long long)who.id, who.gen);
+        /* reasons are names (printable, no quotes or backslashes are produced by us),
+         * but escape defensively */
+        for (const char *p = reason; *p && n < (int)sizeof doc - 4; p++) {
+            if (*p == '"' || *p == '\\')
+                doc[n++] = '\\';
+            doc[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+        }
+        n += snprintf(doc + n, sizeof doc - (size_t)n, "\"}");
+        ax_listener_send_event(s, watcher, 0, doc, (size_t)n);
+        return;
+    }
+    ax_actor *w = ax_actor_get_any(s, watcher);
+    if (!w)
+        return;
+    size_t n = strlen(reason);
+    ax_env *e = ax_env_new(s, n + 1);
+    if (!e)
+        return;
+    memcpy(e->data, reason, n + 1);
+    e->m.len = n;
+    e->m.from = who;
+    e->m.tag = mref;
+    e->m.id = s->sys_down_id;
+    e->kind = AX_ENV_SYS;
+    if (ax_actor_deliver(s, w, e) != 0)
+        ax_env_free(s, e);
+}
+
+int ax_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t *mref)
+{
+    ax_actor *t = ax_actor_get_any(s, target);
+    uint64_t ref = ++s->next_mref;
+    *mref = ref;
+    s->ctr.monitors++;
+    if (!t || t->st == AX_ST_STOPPING) {
+        ax_runtime_deliver_down(s, watcher, ref, target, "noproc");
+        return AX_OK;
+    }
+    ax_actor_ext *tx = ext(t);
+    mon_add(&tx->watchers, &tx->n_watchers, &tx->cap_watchers, ref, watcher);
+    ax_actor *w = watcher.node == 0 ? ax_actor_get_any(s, watcher) : NULL;
+    if (w) {
+        ax_actor_ext *wx = ext(w);
+        mon_add(&wx->watching, &wx->n_watching, &wx->cap_watching, ref, target);
+    }
+    return AX_OK;
+}
+
+/* Remove queued "$down" messages for mref from the watcher's control box. */
+static void flush_down(ax_server *s, ax_actor *w, uint64_t mref)
+{
+    ax_mq keep = {0};
+    for (ax_env *e; (e = ax_mq_pop(&w->ctl));) {
+        if (e->kind == AX_ENV_SYS && e->m.id == s->sys_down_id && e->m.tag == mref)
+            ax_env_free(s, e);
+        else
+            ax_mq_push(&keep, e);
+    }
+    w->ctl = keep;
+}
+
+int ax_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush)
+{
+    ax_ref target = AX_REF_NONE;
+    ax_actor *w = watcher.node == 0 ? ax_actor_get_any(s, watcher) : NULL;
+    int found = 0;
+    if (w && w->x)
+        found = mon_del(w->x->watching, &w->x->n_watching, mref, &target);
+    if (!w && watcher.node == AX_NODE_CLIENT) {
+        /* clients keep no list: search the targets for the entry */
+        for (uint32_t i = 1; i < s->actors.cap && !found; i++) {
+            ax_actor *t = s->actors.ptr[i];
+            if (t && t->x && mon_del(t->x->watchers, &t->x->n_watchers, mref, NULL))
+                found = 1;
+        }
+    } else if (found) {
+        ax_actor *t = ax_actor_get_any(s, target);
+        if (t && t->x)
+            mon_del(t->x->watchers, &t->x->n_watchers, mref, NULL);
+    }
+    if (w && flush)
+        flush_down(s, w, mref);
+    return AX_OK;
+}
+
+/* The actor is gone for good: fire links and monitors with reason (NULL: a spawn
+ * that never happened, so remove them silently), then drop what it held. */
+void ax_actor_free_ext(ax_server *s, ax_actor *a, const char *reason)
+{
+    ax_actor_ext *x = a->x;
+    if (!x)
+        return;
+    a->x = NULL;
+    ax_ref me = self_ref(a);
+    if (ev_is_active(&x->backoff))
+        ev_timer_stop(s->loop, &x->backoff);
+    for (uint32_t i = 0; i < x->n_links; i++) {
+        ax_actor *b = ax_actor_get_any(s, x->links[i]);
+        if (!b)
+            continue;
+        link_del(b, me);
+        if (reason)
+            send_exit_signal(s, b, me, reason);
+    }
+    for (uint32_t i = 0; i < x->n_watchers; i++)
+        if (reason)
+            ax_runtime_deliver_down(s, x->watchers[i].other, x->watchers[i].mref, me, reason);
+    for (uint32_t i = 0; i < x->n_watching; i++) {
+        ax_actor *t = ax_actor_get_any(s, x->watching[i].other);
+        if (t && t->x)
+            mon_del(t->x->watchers, &t->x->n_watchers, x->watching[i].mref, NULL);
+    }
+    ax_free(x->restart_times);
+    ax_free(x->restart_reason);
+    ax_free(x->links);
+    ax_free(x->watchers);
+    ax_free(x->watching);
+    ax_free(x);
+}
