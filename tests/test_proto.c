@@ -114,8 +114,10 @@ END_TEST
 START_TEST(header_with_unknown_flags_is_rejected)
 {
     uint8_t b[AX_FRAME_HDR_SIZE];
-    valid_hdr(b, AX_T_TELL, 0x0002, 0);
+    valid_hdr(b, AX_T_TELL, 0x0004, 0);
     expect_hdr_error(b, AX_FRAME_MAX_DEFAULT, AX_EPROTO, "flags");
+    valid_hdr(b, AX_T_STATUS, AX_F_DIRECT, 0);
+    expect_hdr_error(b, AX_FRAME_MAX_DEFAULT, AX_EPROTO, "DIRECT");
     valid_hdr(b, AX_T_TELL, 0x8001, 0);
     expect_hdr_error(b, AX_FRAME_MAX_DEFAULT, AX_EPROTO, "flags");
 }
@@ -159,7 +161,9 @@ START_TEST(every_client_type_is_known_and_named)
     static const uint8_t types[] = {AX_T_HELLO, AX_T_HELLO_OK, AX_T_ERROR, AX_T_OK, AX_T_SPAWN,
                                     AX_T_REF, AX_T_TELL, AX_T_ASK, AX_T_REPLY, AX_T_STOP,
                                     AX_T_RESOLVE, AX_T_STATUS, AX_T_ACTORS, AX_T_PLUGINS,
-                                    AX_T_PLUGIN_LOAD, AX_T_PLUGIN_UNLOAD, AX_T_JSON};
+                                    AX_T_PLUGIN_LOAD, AX_T_PLUGIN_UNLOAD, AX_T_JSON,
+                                    AX_T_SUBSCRIBE, AX_T_UNSUBSCRIBE, AX_T_MONITOR, AX_T_DEMONITOR,
+                                    AX_T_EVENT};
     size_t i;
     int n = 0, t;
     for (i = 0; i < sizeof types; i++) {
