@@ -83,7 +83,7 @@ static int t_get(ax_ctx *cx, tact *st, const ax_msg *m)
 
 static int t_seq(ax_ctx *cx, tact *st, const ax_msg *m)
 {
-    int64_t v;
+    int64_t v = -1;
     (void)cx;
     if (ax_msg_i64(m, &v) != AX_OK || v != st->next_seq)
         st->seq_bad++;
