@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -46,6 +47,9 @@ static const char *check_node_name(const char *v);
 static const char *check_abs_path(const char *v);
 static const char *check_log_target(const char *v);
 static void default_node_name(char *buf, size_t n);
+static const char *check_listen(const char *v);
+static const char *check_peer_entry(const char *v);
+static const char *check_lease_store(const char *v);
 
 #define FIELD(f) .off = offsetof(ax_config, f), .size = sizeof(((ax_config *)0)->f)
 #define KEY(n, t, f, d, lo, hi, ...) {.name = n, .type = t, FIELD(f), .def = d, .min = lo, .max = hi, __VA_ARGS__}
@@ -62,7 +66,7 @@ static const key_def keys[] = {
     KEY("client.max_frame", K_SIZE, max_frame, "1048576", AX_FRAME_MAX_MIN, AX_FRAME_MAX_LIMIT,
         .doc = "largest frame body accepted from a client, bytes"),
     KEY("client.outbuf_max", K_SIZE, client_outbuf_max, "8388608", 65536, 1073741824,
-        .doc = "unsent bytes queued to one client before it is disconnected"),
+        .doc = "unsent bytes queued to one client before its requests stop being read"),
     KEY("log.level", K_LEVEL, log_level, "info", 0, 0, .doc = "error, warn, info or debug"),
     KEY("log.target", K_STR, log_target, "stderr", 1, 16, .check = check_log_target,
         .doc = "stderr (ISO timestamps) or journal (priority prefixes for journald)"),
@@ -80,6 +84,55 @@ static const key_def keys[] = {
         .doc = "directory searched for plugins given by name"),
     KEY("plugins.load", K_LIST, plugins, NULL, 1, AX_PATH_MAX - 1, .count_off = offsetof(ax_config, n_plugins),
         .doc = "plugin loaded at start (name or path); repeat the line for more"),
+    KEY("shards.count", K_UINT, shard_count, "256", 1, 65536,
+        .doc = "number of shards keys hash to; every node of a cluster must agree"),
+    KEY("lease.store", K_STR, lease_store, "memory", 1, 16, .check = check_lease_store,
+        .doc = "lease store: memory (one node) or redis"),
+    KEY("lease.ttl_ms", K_DURATION, lease_ttl_ms, "10000", 100, 3600000,
+        .doc = "lease time to live in the store, milliseconds"),
+    KEY("lease.renew_interval_ms", K_DURATION, lease_renew_interval_ms, "3000", 10, 3600000,
+        .doc = "renew a lease this long after its last acquire/renew, milliseconds"),
+    KEY("lease.safety_margin_ms", K_DURATION, lease_safety_margin_ms, "1000", 10, 3600000,
+        .doc = "stop serving a shard this long before its lease can expire, milliseconds"),
+    KEY("lease.redis_host", K_STR, redis_host, "127.0.0.1", 1, 255, .doc = "Redis address (an IP address avoids DNS)"),
+    KEY("lease.redis_port", K_UINT, redis_port, "6379", 1, 65535, .doc = "Redis TCP port"),
+    KEY("lease.redis_password", K_STR, redis_password, "", 0, 512, .doc = "Redis AUTH password; empty = no AUTH"),
+    KEY("lease.redis_db", K_UINT, redis_db, "0", 0, 1000000, .doc = "Redis database number (SELECT)"),
+    KEY("lease.redis_prefix", K_STR, redis_prefix, "axactor:", 0, 200, .doc = "prefix of every Redis key"),
+    KEY("lease.redis_connect_timeout_ms", K_DURATION, redis_connect_timeout_ms, "2000", 10, 600000,
+        .doc = "Redis connect timeout, and the longest wait for one reply, milliseconds"),
+    KEY("cluster.listen", K_STR, cluster_listen, "", 0, 255, .check = check_listen,
+        .doc = "host:port peers connect to; empty = accept no peers"),
+    KEY("cluster.peers", K_LIST, cluster_peers, NULL, 3, 320, .count_off = offsetof(ax_config, n_cluster_peers),
+        .check = check_peer_entry, .doc = "address book entry name=host:port; repeat the line for more"),
+    KEY("cluster.auth_token", K_STR, cluster_auth_token, "", 0, 1024,
+        .doc = "shared secret every node of the cluster holds (HMAC-SHA256 challenge/response)"),
+    KEY("cluster.allow_insecure_auth", K_BOOL, cluster_allow_insecure, "false", 0, 1,
+        .doc = "run a cluster without auth_token (no authentication: tests only)"),
+    KEY("cluster.heartbeat_interval_ms", K_DURATION, cluster_hb_interval_ms, "1000", 10, 600000,
+        .doc = "heartbeat period on the control channel, milliseconds"),
+    KEY("cluster.heartbeat_timeout_ms", K_DURATION, cluster_hb_timeout_ms, "5000", 20, 3600000,
+        .doc = "declare a peer down after this long without a heartbeat, milliseconds"),
+    KEY("cluster.connect_timeout_ms", K_DURATION, cluster_connect_timeout_ms, "3000", 10, 600000,
+        .doc = "TCP connect (and handshake) timeout, milliseconds"),
+    KEY("cluster.reconnect_backoff_min_ms", K_DURATION, cluster_backoff_min_ms, "100", 1, 3600000,
+        .doc = "first reconnect delay, milliseconds; doubles up to the max"),
+    KEY("cluster.reconnect_backoff_max_ms", K_DURATION, cluster_backoff_max_ms, "5000", 1, 3600000,
+        .doc = "longest reconnect delay, milliseconds"),
+    KEY("cluster.max_frame", K_SIZE, cluster_max_frame, "1048576", AX_FRAME_MAX_MIN, AX_FRAME_MAX_LIMIT,
+        .doc = "largest peer frame body sent or accepted, bytes"),
+    KEY("cluster.keepalive", K_BOOL, cluster_keepalive, "true", 0, 1, .doc = "TCP keepalive on peer links"),
+    KEY("cluster.keepalive_idle", K_DURATION, cluster_keepalive_idle_ms, "30000", 1000, 86400000,
+        .doc = "idle time before the first keepalive probe, milliseconds (whole seconds)"),
+    KEY("cluster.keepalive_interval", K_DURATION, cluster_keepalive_interval_ms, "10000", 1000, 86400000,
+        .doc = "time between keepalive probes, milliseconds (whole seconds)"),
+    KEY("cluster.keepalive_probes", K_UINT, cluster_keepalive_probes, "3", 1, 127,
+        .doc = "unanswered keepalive probes before the link is dropped"),
+    KEY("cluster.tls", K_BOOL, cluster_tls, "false", 0, 1, .doc = "TLS on peer links (needs tls_cert, tls_key, tls_ca)"),
+    KEY("cluster.tls_cert", K_STR, cluster_tls_cert, "", 0, AX_PATH_MAX - 1, .doc = "PEM certificate of this node"),
+    KEY("cluster.tls_key", K_STR, cluster_tls_key, "", 0, AX_PATH_MAX - 1, .doc = "PEM private key of this node"),
+    KEY("cluster.tls_ca", K_STR, cluster_tls_ca, "", 0, AX_PATH_MAX - 1,
+        .doc = "PEM CA bundle peers' certificates are verified against"),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -106,9 +159,40 @@ static const char *check_node_name(const char *v)
 
 static const char *check_abs_path(const char *v) { return v[0] == '/' ? NULL : "must be an absolute path"; }
 
+/* "host:port" / "[v6]:port" with a port 1..65535 (the cluster overlay parses it again). */
+static const char *check_hostport(const char *v)
+{
+    const char *colon = v[0] == '[' ? strstr(v, "]:") : strrchr(v, ':');
+    if (!colon || colon == v)
+        return "must be host:port";
+    colon += v[0] == '[' ? 2 : 1;
+    size_t n = strlen(colon);
+    if (!n || n > 5 || strspn(colon, "0123456789") != n || atoi(colon) < 1 || atoi(colon) > 65535)
+        return "port must be 1..65535";
+    return NULL;
+}
+
+static const char *check_listen(const char *v) { return *v ? check_hostport(v) : NULL; }
+
+static const char *check_peer_entry(const char *v)
+{
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v || eq - v > 63)
+        return "must be name=host:port";
+    for (const char *p = v; p < eq; p++)
+        if (!name_char(*p))
+            return "node names use only A-Z a-z 0-9 . _ -";
+    return check_hostport(eq + 1);
+}
+
 static const char *check_log_target(const char *v)
 {
     return !strcmp(v, "stderr") || !strcmp(v, "journal") ? NULL : "must be stderr or journal";
+}
+
+static const char *check_lease_store(const char *v)
+{
+    return !strcmp(v, "memory") || !strcmp(v, "redis") ? NULL : "must be memory or redis";
 }
 
 /* The host name, made into a valid node name: systemd may hand us anything. */

@@ -33,6 +33,37 @@ typedef struct ax_config {
     char *plugin_dir;          /* plugins.dir: relative plugin names are looked up here */
     char **plugins;            /* plugins.load (repeatable): plugins loaded at start */
     size_t n_plugins;
+    /* [shards] */
+    uint32_t shard_count;      /* shards.count: 1..65536, default 256 */
+    /* [lease] (checked together by ax_shards_config_check in shard.h) */
+    char *lease_store;         /* lease.store: memory|redis, default memory */
+    uint32_t lease_ttl_ms;     /* lease.ttl_ms, default 10000 */
+    uint32_t lease_renew_interval_ms; /* lease.renew_interval_ms, default 3000 */
+    uint32_t lease_safety_margin_ms;  /* lease.safety_margin_ms, default 1000 */
+    char *redis_host;          /* lease.redis_host, default 127.0.0.1 */
+    uint32_t redis_port;       /* lease.redis_port, default 6379 */
+    char *redis_password;      /* lease.redis_password, default "" (no AUTH) */
+    uint32_t redis_db;         /* lease.redis_db, default 0 */
+    char *redis_prefix;        /* lease.redis_prefix, default "axactor:" */
+    uint32_t redis_connect_timeout_ms; /* lease.redis_connect_timeout_ms, default 2000 */
+    /* [cluster] (daemon/cluster/; enabled when listen or peers is set) */
+    char *cluster_listen;      /* cluster.listen: "host:port" for peers, default "" (off) */
+    char **cluster_peers;      /* cluster.peers (repeatable): "name=host:port" address book */
+    size_t n_cluster_peers;
+    char *cluster_auth_token;  /* cluster.auth_token: shared secret, default "" */
+    uint8_t cluster_allow_insecure; /* cluster.allow_insecure_auth, default false */
+    uint32_t cluster_hb_interval_ms;   /* cluster.heartbeat_interval_ms, default 1000 */
+    uint32_t cluster_hb_timeout_ms;    /* cluster.heartbeat_timeout_ms, default 5000 */
+    uint32_t cluster_connect_timeout_ms; /* cluster.connect_timeout_ms, default 3000 */
+    uint32_t cluster_backoff_min_ms;   /* cluster.reconnect_backoff_min_ms, default 100 */
+    uint32_t cluster_backoff_max_ms;   /* cluster.reconnect_backoff_max_ms, default 5000 */
+    uint32_t cluster_max_frame;        /* cluster.max_frame, bytes, default 1 MiB */
+    uint8_t cluster_keepalive;         /* cluster.keepalive, default true */
+    uint32_t cluster_keepalive_idle_ms;     /* cluster.keepalive_idle, default 30 s */
+    uint32_t cluster_keepalive_interval_ms; /* cluster.keepalive_interval, default 10 s */
+    uint32_t cluster_keepalive_probes;      /* cluster.keepalive_probes, default 3 */
+    uint8_t cluster_tls;               /* cluster.tls, default false */
+    char *cluster_tls_cert, *cluster_tls_key, *cluster_tls_ca; /* PEM paths, default "" */
 } ax_config;
 
 /* Fill every field with its default. Returns 0. */

@@ -28,6 +28,7 @@ typedef struct ax_conn {
     size_t in_len, in_cap;
     ax_wbuf out;
     uint8_t hello, dirty, paused;
+    uint8_t bad_body; /* a request body broke its type's rules: close after answering */
     struct ax_conn *dirty_next;
     pid_t pid;
     uid_t uid;
@@ -104,6 +105,17 @@ static void send_json(ax_conn *c, uint32_t req, cJSON *doc)
 
 /* ---------- requests ---------- */
 
+/* A body that breaks its type's rules is a protocol error like a bad header: one
+ * ERROR (even for NOREPLY), then the connection closes (see handle_frame). */
+static void bad_body(ax_conn *c, uint32_t req, const char *why)
+{
+    c->s->ctr.bad_frames++;
+    ax_log(AX_LOG_WARN, "client", "pid %d: malformed request body (%s); closing the connection", (int)c->pid,
+           why ? why : "?");
+    send_error(c, req, AX_EPROTO, why ? why : "malformed body");
+    c->bad_body = 1;
+}
+
 /* Find the actor a target names. For (type, key) targets, ensure spawns the keyed
  * actor when absent (routing "ensure"); DIRECT only finds a live one. */
 static ax_actor *resolve_ex(ax_conn *c, const ax_wire_target *t, int ensure, int *code, char *why, size_t wlen)
@@ -177,9 +189,7 @@ static void handle_msg(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     int noreply = h->type == AX_T_TELL && (h->flags & AX_F_NOREPLY);
 
     if (ax_body_msg_get(body, h->body_len, h->type, &m, &why) != 0) {
-        s->ctr.bad_frames++;
-        if (!noreply)
-            send_error(c, h->req_id, AX_EPROTO, why);
+        bad_body(c, h->req_id, why);
         return;
     }
     ax_actor *a = resolve_ex(c, &m.target, !(h->flags & AX_F_DIRECT), &code, wbuf, sizeof wbuf);
@@ -332,8 +342,7 @@ static void handle_spawn(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     ax_spawn_opts o = AX_SPAWN_OPTS_INIT;
     ax_ref r;
     if (ax_body_spawn_get(body, h->body_len, &sp, &why) != 0) {
-        c->s->ctr.bad_frames++;
-        send_error(c, h->req_id, AX_EPROTO, why);
+        bad_body(c, h->req_id, why);
         return;
     }
     int rc = parse_spawn_config(sp.config, sp.config_len, &o, key, &klen, wbuf, sizeof wbuf);
@@ -380,8 +389,7 @@ static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *b
     ax_rbuf_init(&r, body, h->body_len);
     ax_get_target(&r, &t);
     if (ax_rbuf_done(&r) != 0) {
-        c->s->ctr.bad_frames++;
-        send_error(c, h->req_id, AX_EPROTO, r.why);
+        bad_body(c, h->req_id, r.why);
         return;
     }
     ax_actor *a = resolve(c, &t, &code, wbuf, sizeof wbuf);
@@ -418,8 +426,7 @@ static void handle_plugin(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body
     ax_rbuf_init(&r, body, h->body_len);
     ax_rbuf_str(&r, &str, &n);
     if (ax_rbuf_done(&r) != 0 || n == 0 || n >= sizeof arg || memchr(str, 0, n)) {
-        c->s->ctr.bad_frames++;
-        send_error(c, h->req_id, AX_EPROTO, r.why ? r.why : "bad plugin path or name");
+        bad_body(c, h->req_id, r.why ? r.why : "bad plugin path or name");
         return;
     }
     memcpy(arg, str, n);
@@ -498,7 +505,7 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     case AX_T_ACTORS:
     case AX_T_PLUGINS:
         if (h->body_len) {
-            send_error(c, h->req_id, AX_EPROTO, "this request has an empty body");
+            bad_body(c, h->req_id, "this request has an empty body");
             break;
         }
         send_json(c, h->req_id,
@@ -518,8 +525,7 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     case AX_T_UNSUBSCRIBE: {
         const char *why = NULL;
         if (ax_body_validate(h->type, body, h->body_len, &why) != 0) {
-            c->s->ctr.bad_frames++;
-            send_error(c, h->req_id, AX_EPROTO, why);
+            bad_body(c, h->req_id, why);
             break;
         }
         if (h->type == AX_T_DEMONITOR) {
@@ -539,10 +545,19 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         send_empty(c, AX_T_OK, h->req_id);
         break;
     }
+    case AX_T_HELLO:
+        c->s->ctr.bad_frames++;
+        send_error(c, h->req_id, AX_EPROTO, "HELLO was already exchanged on this connection");
+        conn_close(c, "second HELLO");
+        return -1;
     default:
         c->s->ctr.bad_frames++;
         send_error(c, h->req_id, AX_EPROTO, "frame type is not a client request");
         conn_close(c, "client sent a daemon-to-client frame type");
+        return -1;
+    }
+    if (c->bad_body) {
+        conn_close(c, "malformed request body");
         return -1;
     }
     return 0;
@@ -746,6 +761,19 @@ static int peer_allowed(ax_server *s, int fd, struct ucred *cr)
     return 0;
 }
 
+/* Tell a refused client why (one ERROR frame, req_id 0, best effort) and close. */
+static void refuse(int fd, int code, const char *msg)
+{
+    ax_wbuf b;
+    ax_wbuf_init(&b);
+    size_t st = ax_frame_begin(&b, AX_T_ERROR, 0, 0);
+    ax_body_error_put(&b, code, msg);
+    if (ax_frame_end(&b, st, AX_FRAME_MAX_LIMIT) == 0)
+        (void)!send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ax_wbuf_free(&b);
+    close(fd);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -766,14 +794,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             s->ctr.clients_refused++;
             ax_log(AX_LOG_WARN, "client", "refused pid %d uid %d gid %d: not root, the daemon's user or the socket's group",
                    (int)cr.pid, (int)cr.uid, (int)cr.gid);
-            close(fd);
+            refuse(fd, AX_EPERM, "permission denied: not root, the daemon's user or in the socket's group");
             continue;
         }
         if (s->n_conns >= s->cfg.max_clients) {
             s->ctr.clients_refused++;
             ax_log(AX_LOG_WARN, "client", "refused pid %d: client.max_clients (%u) reached", (int)cr.pid,
                    s->cfg.max_clients);
-            close(fd);
+            refuse(fd, AX_EBUSY, "too many clients (client.max_clients)");
             continue;
         }
         ax_conn *c = ax_calloc(1, sizeof *c);

@@ -46,7 +46,7 @@ axc_target axc_by_key(const char *type, const char *key);
  * exchange within timeout_ms. On failure *out is NULL and, if errbuf is given, it holds
  * the reason. */
 int axc_connect(const char *path, int timeout_ms, axc_conn **out, char *errbuf, size_t errlen);
-void axc_close(axc_conn *c); /* accepts NULL */
+void axc_close(axc_conn *c); /* accepts NULL; flushes buffered tells (bounded by the timeout) */
 
 /* Message of the last failed call on c (never NULL). */
 const char *axc_errmsg(const axc_conn *c);
@@ -54,6 +54,16 @@ const char *axc_errmsg(const axc_conn *c);
 const char *axc_node_id(const axc_conn *c);
 /* Per-call timeout for requests other than ask (default 5000 ms). */
 void axc_set_timeout(axc_conn *c, int timeout_ms);
+/* 1 if the connection is unusable (daemon gone, malformed stream, connection-level
+ * ERROR): every later call fails with AX_ECONN. Tells a caller whether an error was
+ * the daemon refusing one request (connection still fine) or the connection dying. */
+int axc_is_broken(const axc_conn *c);
+/* Largest frame body the daemon accepts (from HELLO_OK); bigger requests fail with
+ * AX_ETOOBIG before anything is sent. */
+uint32_t axc_max_frame(const axc_conn *c);
+/* Pipelined asks sent with axc_send_ask whose result axc_poll_result has not yet
+ * handed out. */
+size_t axc_pending(const axc_conn *c);
 
 /* Free anything the library returned (replies, JSON documents). Accepts NULL. */
 void axc_free(void *p);
@@ -93,11 +103,34 @@ typedef struct axc_result {
     size_t len;
 } axc_result;
 
+/* Every id from axc_send_ask gets exactly one result: the reply, the daemon's error,
+ * AX_ETIMEDOUT (no answer within timeout_ms + 1 s) or, once the connection broke,
+ * AX_ECONN; after the last one axc_poll_result returns AX_ECONN itself. */
 int axc_fd(const axc_conn *c);
 int axc_send_ask(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
                  int timeout_ms, uint32_t *req_id);
 int axc_flush(axc_conn *c);
 int axc_poll_result(axc_conn *c, int timeout_ms, axc_result *r);
+
+/* ---- lifecycle events and monitors ----
+ * Events are JSON documents (see PROTOCOL.md, "Lifecycle events and monitors"):
+ * {"event":"started"|"restarted"|"stopped","id":N,"gen":N,"name":S,"type":S,...},
+ * {"event":"down","mref":N,"id":N,"gen":N,"reason":S} for a monitor, and
+ * {"event":"lagged","skipped":N} when events were lost because nobody read them fast
+ * enough. Events that arrive during other calls are queued on the connection. */
+
+/* Receive lifecycle events of every actor (actor_name NULL or "") or of one actor
+ * name; a second call replaces the filter. */
+int axc_subscribe(axc_conn *c, const char *actor_name);
+int axc_unsubscribe(axc_conn *c);
+/* Watch one actor: exactly one "down" event (with the exit reason) follows when it
+ * exits, unless axc_demonitor(mref) is called first. A target that does not resolve
+ * is refused (AX_ENOPROC). */
+int axc_monitor(axc_conn *c, const axc_target *t, uint64_t *mref);
+int axc_demonitor(axc_conn *c, uint64_t mref);
+/* The next queued or arriving event within timeout_ms (0 = do not wait): 1 and *json
+ * (NUL-terminated, freed with axc_free), 0 if none, or an error. */
+int axc_next_event(axc_conn *c, int timeout_ms, char **json);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,318 @@
+/* The memory lease store: the embedded default for one node, and the store in-process
+ * multi-node tests share. Same semantics as the Redis store (lease.h): time from the
+ * loop, replies delivered from the loop (never inside the call), fault injection for
+ * tests (cut a node off, delay replies). */
+#include <math.h>
+#include <string.h>
+
+#include "ax_mem.h"
+#include "lease.h"
+
+typedef struct mem_shard {
+    char *owner;     /* NULL: not held */
+    uint64_t epoch;  /* last epoch granted; never goes down */
+    double expires;  /* ev time the lease ends */
+} mem_shard;
+
+typedef struct mem_reply {
+    struct mem_reply *next;
+    double due;
+    ax_lease_cb cb;
+    void *ud;
+    uint32_t shard;
+    ax_lease_result r;
+    char *owner; /* owned copy behind r.owner */
+} mem_reply;
+
+typedef struct mem_store {
+    ax_lease_store base;
+    struct ev_loop *loop;
+    mem_shard *shards;
+    mem_reply *head;
+    ev_timer timer;
+    uint32_t delay_ms;
+    int cut_all, freeing;
+    char **cut;
+    size_t n_cut;
+    uint64_t ops, errors;
+} mem_store;
+
+int ax_lease_check_node(const char *node)
+{
+    if (!node)
+        return AX_EINVAL;
+    size_t n = strlen(node);
+    return n >= 1 && n <= AX_LEASE_NODE_MAX ? 0 : AX_EINVAL;
+}
+
+static void mem_arm(mem_store *m)
+{
+    ev_timer_stop(m->loop, &m->timer);
+    if (!m->head)
+        return;
+    double in = m->head->due - ev_now(m->loop);
+    ev_timer_set(&m->timer, in > 0 ? in : 0, 0);
+    ev_timer_start(m->loop, &m->timer);
+}
+
+static void mem_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mem_store *m = w->data;
+    double now = ev_now(loop);
+    size_t budget = 0;
+
+    /* Only replies queued before this run: a callback that retries at once must not
+     * keep this loop spinning. */
+    for (mem_reply *r = m->head; r; r = r->next)
+        budget++;
+    while (budget-- && m->head && m->head->due <= now) {
+        mem_reply *r = m->head;
+        m->head = r->next;
+        r->cb(r->ud, r->shard, &r->r);
+        ax_free(r->owner);
+        ax_free(r);
+    }
+    mem_arm(m);
+}
+
+/* Queue a reply (kept sorted by due time, FIFO among equals). */
+static void mem_reply_queue(mem_store *m, uint32_t shard, ax_lease_cb cb, void *ud, const ax_lease_result *res)
+{
+    mem_reply *r = ax_calloc(1, sizeof *r), **pp = &m->head;
+    r->due = ev_now(m->loop) + m->delay_ms / 1000.0;
+    r->cb = cb;
+    r->ud = ud;
+    r->shard = shard;
+    r->r = *res;
+    r->owner = ax_strndup(res->owner ? res->owner : "", res->owner ? res->owner_len : 0);
+    r->r.owner = r->owner;
+    r->r.owner_len = strlen(r->owner);
+    while (*pp && (*pp)->due <= r->due)
+        pp = &(*pp)->next;
+    r->next = *pp;
+    *pp = r;
+    m->ops++;
+    if (res->status != AX_OK)
+        m->errors++;
+    if (m->head == r)
+        mem_arm(m);
+}
+
+static int mem_is_cut(const mem_store *m, const char *node)
+{
+    if (m->cut_all)
+        return 1;
+    for (size_t i = 0; node && i < m->n_cut; i++)
+        if (!strcmp(m->cut[i], node))
+            return 1;
+    return 0;
+}
+
+/* The shard with its lease expired lazily. */
+static mem_shard *mem_shard_at(mem_store *m, uint32_t shard)
+{
+    mem_shard *s = &m->shards[shard];
+    if (s->owner && ev_now(m->loop) >= s->expires) {
+        ax_free(s->owner);
+        s->owner = NULL;
+    }
+    return s;
+}
+
+static int64_t mem_ttl_left(mem_store *m, const mem_shard *s)
+{
+    return (int64_t)ceil((s->expires - ev_now(m->loop)) * 1000.0);
+}
+
+/* Common argument checks; on a cut node queues AX_ECONN and returns 1. */
+static int mem_pre(mem_store *m, uint32_t shard, const char *node, int need_node, ax_lease_cb cb, void *ud,
+                   int *rc)
+{
+    *rc = 0;
+    if (m->freeing) {
+        *rc = AX_ECANCELED;
+        return 1;
+    }
+    if (!cb || shard >= m->base.n_shards || (need_node && ax_lease_check_node(node) != 0)) {
+        *rc = AX_EINVAL;
+        return 1;
+    }
+    if (mem_is_cut(m, need_node ? node : NULL)) {
+        ax_lease_result r = {.status = AX_ECONN, .ttl_ms = -1};
+        mem_reply_queue(m, shard, cb, ud, &r);
+        return 1;
+    }
+    return 0;
+}
+
+static int mem_acquire(ax_lease_store *st, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
+                       ax_lease_cb cb, void *ud)
+{
+    mem_store *m = (mem_store *)st;
+    int rc;
+    if (!ttl_ms || min_epoch >= AX_LEASE_EPOCH_MAX)
+        return AX_EINVAL;
+    if (mem_pre(m, shard, node, 1, cb, ud, &rc))
+        return rc;
+    mem_shard *s = mem_shard_at(m, shard);
+    ax_lease_result r = {.status = AX_OK, .ttl_ms = -1};
+    if (s->owner && strcmp(s->owner, node) != 0) {
+        r.owner = s->owner;
+        r.owner_len = strlen(s->owner);
+        r.epoch = s->epoch;
+        r.ttl_ms = mem_ttl_left(m, s);
+    } else {
+        uint64_t e = (s->epoch > min_epoch ? s->epoch : min_epoch) + 1;
+        if (e > AX_LEASE_EPOCH_MAX) {
+            r.status = AX_ETOOBIG;
+        } else {
+            ax_free(s->owner);
+            s->owner = ax_strdup(node);
+            s->epoch = e;
+            s->expires = ev_now(m->loop) + ttl_ms / 1000.0;
+            r.granted = 1;
+            r.owner = node;
+            r.owner_len = strlen(node);
+            r.epoch = e;
+            r.ttl_ms = ttl_ms;
+        }
+    }
+    mem_reply_queue(m, shard, cb, ud, &r);
+    return 0;
+}
+
+static int mem_renew(ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch, uint32_t ttl_ms,
+                     ax_lease_cb cb, void *ud)
+{
+    mem_store *m = (mem_store *)st;
+    int rc;
+    if (!ttl_ms)
+        return AX_EINVAL;
+    if (mem_pre(m, shard, node, 1, cb, ud, &rc))
+        return rc;
+    mem_shard *s = mem_shard_at(m, shard);
+    ax_lease_result r = {.status = AX_OK, .epoch = s->epoch, .ttl_ms = -1};
+    if (s->owner && !strcmp(s->owner, node) && s->epoch == epoch) {
+        s->expires = ev_now(m->loop) + ttl_ms / 1000.0;
+        r.granted = 1;
+        r.ttl_ms = ttl_ms;
+    }
+    mem_reply_queue(m, shard, cb, ud, &r);
+    return 0;
+}
+
+static int mem_release(ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch, ax_lease_cb cb,
+                       void *ud)
+{
+    mem_store *m = (mem_store *)st;
+    int rc;
+    if (mem_pre(m, shard, node, 1, cb, ud, &rc))
+        return rc;
+    mem_shard *s = mem_shard_at(m, shard);
+    ax_lease_result r = {.status = AX_OK, .epoch = s->epoch, .ttl_ms = -1};
+    if (s->owner && !strcmp(s->owner, node) && s->epoch == epoch) {
+        ax_free(s->owner);
+        s->owner = NULL;
+        r.granted = 1;
+    }
+    mem_reply_queue(m, shard, cb, ud, &r);
+    return 0;
+}
+
+static int mem_get(ax_lease_store *st, uint32_t shard, ax_lease_cb cb, void *ud)
+{
+    mem_store *m = (mem_store *)st;
+    int rc;
+    if (mem_pre(m, shard, NULL, 0, cb, ud, &rc))
+        return rc;
+    mem_shard *s = mem_shard_at(m, shard);
+    ax_lease_result r = {.status = AX_OK, .epoch = s->epoch, .ttl_ms = -1};
+    if (s->owner) {
+        r.granted = 1;
+        r.owner = s->owner;
+        r.owner_len = strlen(s->owner);
+        r.ttl_ms = mem_ttl_left(m, s);
+    }
+    mem_reply_queue(m, shard, cb, ud, &r);
+    return 0;
+}
+
+static void mem_state(ax_lease_store *st, ax_lease_state *out)
+{
+    mem_store *m = (mem_store *)st;
+    memset(out, 0, sizeof *out);
+    out->store = "memory";
+    out->conn = m->cut_all ? "reconnecting" : "connected";
+    out->last_error = m->cut_all ? "cut off (test fault injection)" : "";
+    out->ops = m->ops;
+    out->errors = m->errors;
+}
+
+static void mem_free(ax_lease_store *st)
+{
+    mem_store *m = (mem_store *)st;
+    m->freeing = 1;
+    ev_timer_stop(m->loop, &m->timer);
+    while (m->head) {
+        mem_reply *r = m->head;
+        m->head = r->next;
+        ax_lease_result c = {.status = AX_ECANCELED, .owner = "", .ttl_ms = -1};
+        r->cb(r->ud, r->shard, &c);
+        ax_free(r->owner);
+        ax_free(r);
+    }
+    for (uint32_t i = 0; i < m->base.n_shards; i++)
+        ax_free(m->shards[i].owner);
+    for (size_t i = 0; i < m->n_cut; i++)
+        ax_free(m->cut[i]);
+    ax_free(m->cut);
+    ax_free(m->shards);
+    ax_free(m);
+}
+
+static const ax_lease_ops mem_ops = {
+    .acquire = mem_acquire,
+    .renew = mem_renew,
+    .release = mem_release,
+    .get = mem_get,
+    .state = mem_state,
+    .free = mem_free,
+};
+
+ax_lease_store *ax_lease_mem_new(struct ev_loop *loop, uint32_t n_shards)
+{
+    if (!loop || n_shards == 0)
+        return NULL;
+    mem_store *m = ax_calloc(1, sizeof *m);
+    m->base.ops = &mem_ops;
+    m->base.n_shards = n_shards;
+    m->loop = loop;
+    m->shards = ax_calloc(n_shards, sizeof *m->shards);
+    ev_timer_init(&m->timer, mem_timer_cb, 0, 0);
+    m->timer.data = m;
+    return &m->base;
+}
+
+void ax_lease_mem_cut(ax_lease_store *st, const char *node, int cut)
+{
+    mem_store *m = (mem_store *)st;
+    if (!node) {
+        m->cut_all = !!cut;
+        return;
+    }
+    for (size_t i = 0; i < m->n_cut; i++) {
+        if (!strcmp(m->cut[i], node)) {
+            if (!cut) {
+                ax_free(m->cut[i]);
+                m->cut[i] = m->cut[--m->n_cut];
+            }
+            return;
+        }
+    }
+    if (cut) {
+        m->cut = ax_realloc(m->cut, (m->n_cut + 1) * sizeof *m->cut);
+        m->cut[m->n_cut++] = ax_strdup(node);
+    }
+}
+
+void ax_lease_mem_set_delay(ax_lease_store *st, uint32_t delay_ms) { ((mem_store *)st)->delay_ms = delay_ms; }

@@ -1,0 +1,648 @@
+/* The Redis lease store: hiredis' async API on our libev loop (adapters/libev.h), so no
+ * call ever blocks the loop on the network. Each operation is one atomic Lua script
+ * (EVALSHA, falling back to EVAL when Redis answers NOSCRIPT, e.g. after a restart).
+ * A connection that fails, or leaves a request unanswered for connect_timeout_ms, is
+ * dropped (its requests fail) and re-established with exponential backoff. */
+#include <hiredis/adapters/libev.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ax_mem.h"
+#include "lease.h"
+#include "log.h"
+
+/* The scripts. Keys: KEYS[1] = <prefix>shard:<n> (hash {owner, epoch}, PEXPIRE ttl),
+ * KEYS[2] = <prefix>epoch:<n> (the last epoch granted; never expires). Epochs travel as
+ * decimal strings so Lua's doubles never round them. PROTOCOL.md explains them. */
+static const char acquire_lua[] =
+    "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+    "local cur = redis.call('HMGET', KEYS[1], 'owner', 'epoch')\n"
+    "if cur[1] and cur[1] ~= ARGV[1] then\n"
+    "  return {0, cur[1], cur[2] or '0', redis.call('PTTL', KEYS[1])}\n"
+    "end\n"
+    "local min = tonumber(ARGV[3])\n"
+    "local last = redis.call('GET', KEYS[2])\n"
+    "if not last then\n"
+    "  local t = redis.call('TIME')\n"
+    "  local seed = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "  if seed <= min then seed = min + 1 end\n"
+    "  local s = string.format('%.0f', seed)\n"
+    "  redis.call('SET', KEYS[2], s)\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "  redis.call('HSET', KEYS[1], 'owner', '', 'epoch', s)\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "  return {0, '', s, tonumber(ARGV[2])}\n"
+    "end\n"
+    "local n = redis.call('INCR', KEYS[2])\n"
+    "if n <= min then redis.call('SET', KEYS[2], string.format('%.0f', min + 1)) end\n"
+    "local s = redis.call('GET', KEYS[2])\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', s)\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "return {1, ARGV[1], s, tonumber(ARGV[2])}\n";
+
+static const char renew_lua[] =
+    "local cur = redis.call('HMGET', KEYS[1], 'owner', 'epoch')\n"
+    "if cur[1] == ARGV[1] and cur[2] == ARGV[2] then\n"
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
+static const char release_lua[] =
+    "local cur = redis.call('HMGET', KEYS[1], 'owner', 'epoch')\n"
+    "if cur[1] == ARGV[1] and cur[2] == ARGV[2] then\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
+static const char get_lua[] =
+    "local cur = redis.call('HMGET', KEYS[1], 'owner', 'epoch')\n"
+    "local last = redis.call('GET', KEYS[2]) or '0'\n"
+    "if cur[1] then return {cur[1], cur[2] or last, redis.call('PTTL', KEYS[1])} end\n"
+    "return {'', last, -1}\n";
+
+enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"acquire", "renew", "release", "get"};
+static const char *const op_scripts[OP_COUNT] = {acquire_lua, renew_lua, release_lua, get_lua};
+
+#define BACKOFF_MIN 0.05
+#define BACKOFF_MAX 2.0
+
+typedef struct rreq {
+    struct rreq *next, *prev; /* in flight on a connection, oldest first; or the fail queue */
+    struct redis_store *st;
+    uint8_t op, evaled;
+    uint32_t shard, ttl_ms;
+    uint64_t epoch; /* renew/release: the epoch; acquire: min_epoch */
+    uint64_t gen;   /* connection it was sent on */
+    int status;     /* fail queue: the error to deliver */
+    double sent;
+    char *node;
+    ax_lease_cb cb;
+    void *ud;
+} rreq;
+
+typedef struct redis_store {
+    ax_lease_store base;
+    struct ev_loop *loop;
+    char *host, *password, *prefix;
+    uint16_t port;
+    uint32_t db;
+    double timeout;
+    char sha[OP_COUNT][41];
+
+    redisAsyncContext *ac;
+    uint64_t gen;          /* of the current (or last) connection */
+    uint64_t drop_gen;     /* the connection last dropped, and why (NULL replies) */
+    int drop_status;
+    int ready;             /* AUTH/SELECT/PING answered on the current connection */
+    int ever_ready, freeing;
+    double conn_started, backoff;
+    rreq *head, *tail;     /* in flight */
+    rreq *fail_head, *fail_tail;
+    ev_timer watchdog, retry, failw;
+    char last_error[256];
+    uint64_t ops, errors, reconnects;
+} redis_store;
+
+static void rs_connect(redis_store *st);
+
+static void set_error(redis_store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(redis_store *st, const char *fmt, ...)
+{
+    char buf[sizeof st->last_error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (strcmp(buf, st->last_error) != 0) /* logged once per distinct error */
+        ax_log(AX_LOG_WARN, "lease", "redis %s:%u: %s", st->host, st->port, buf);
+    memcpy(st->last_error, buf, sizeof buf);
+}
+
+static void list_push(rreq **head, rreq **tail, rreq *q)
+{
+    q->next = NULL;
+    q->prev = *tail;
+    if (*tail)
+        (*tail)->next = q;
+    else
+        *head = q;
+    *tail = q;
+}
+
+static void list_del(rreq **head, rreq **tail, rreq *q)
+{
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        *head = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    else
+        *tail = q->prev;
+    q->next = q->prev = NULL;
+}
+
+static void rreq_free(rreq *q)
+{
+    ax_free(q->node);
+    ax_free(q);
+}
+
+static void deliver(redis_store *st, rreq *q, ax_lease_result *r)
+{
+    if (!r->owner) {
+        r->owner = "";
+        r->owner_len = 0;
+    }
+    st->ops++;
+    if (r->status != AX_OK)
+        st->errors++;
+    q->cb(q->ud, q->shard, r);
+    rreq_free(q);
+}
+
+/* ---- failing requests that never reached a connection (delivered from the loop) ---- */
+
+static void fail_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    redis_store *st = w->data;
+    rreq *last = st->fail_tail; /* not the ones queued by these callbacks */
+    while (st->fail_head) {
+        rreq *q = st->fail_head;
+        list_del(&st->fail_head, &st->fail_tail, q);
+        ax_lease_result r = {.status = q->status, .ttl_ms = -1};
+        deliver(st, q, &r);
+        if (q == last)
+            break;
+    }
+    if (st->fail_head)
+        ev_timer_start(loop, &st->failw);
+}
+
+static void fail_later(redis_store *st, rreq *q, int status)
+{
+    q->status = status;
+    list_push(&st->fail_head, &st->fail_tail, q);
+    if (!ev_is_active(&st->failw)) {
+        ev_timer_set(&st->failw, 0, 0);
+        ev_timer_start(st->loop, &st->failw);
+    }
+}
+
+/* ---- connection ---- */
+
+/* Drop the current connection: every request on it fails (status), then reconnect
+ * after the backoff. Safe inside a hiredis callback (hiredis defers the free). */
+static void drop_conn(redis_store *st, int status)
+{
+    redisAsyncContext *ac = st->ac;
+    if (!ac)
+        return;
+    st->ac = NULL;
+    st->ready = 0;
+    st->drop_gen = st->gen;
+    st->drop_status = status;
+    ev_timer_stop(st->loop, &st->watchdog);
+    redisAsyncFree(ac);
+    if (!st->freeing) {
+        ev_timer_set(&st->retry, st->backoff, 0);
+        ev_timer_start(st->loop, &st->retry);
+        st->backoff = st->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : st->backoff * 2;
+    }
+}
+
+/* hiredis dropped the connection itself (error or EOF): same as drop_conn, minus the free. */
+static void conn_gone(redis_store *st, const redisAsyncContext *ac, const char *why)
+{
+    if (st->ac != ac)
+        return; /* we dropped it ourselves */
+    set_error(st, "%s", why && *why ? why : "connection lost");
+    st->ac = NULL;
+    st->ready = 0;
+    st->drop_gen = st->gen;
+    st->drop_status = AX_ECONN;
+    ev_timer_stop(st->loop, &st->watchdog);
+    if (!st->freeing) {
+        ev_timer_set(&st->retry, st->backoff, 0);
+        ev_timer_start(st->loop, &st->retry);
+        st->backoff = st->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : st->backoff * 2;
+    }
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    redis_store *st = ac->data;
+    if (status != REDIS_OK)
+        conn_gone(st, ac, ac->errstr); /* hiredis frees ac after this */
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    redis_store *st = ac->data;
+    conn_gone(st, ac, status == REDIS_OK ? "disconnected" : ac->errstr);
+}
+
+static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    redis_store *st = w->data;
+    double now = ev_now(loop);
+    if (!st->ac)
+        return;
+    if (!st->ready && now - st->conn_started >= st->timeout) {
+        set_error(st, "no connection within %.0f ms", st->timeout * 1000);
+        drop_conn(st, AX_ETIMEDOUT);
+    } else if (st->head && now - st->head->sent >= st->timeout) {
+        set_error(st, "no reply within %.0f ms", st->timeout * 1000);
+        drop_conn(st, AX_ETIMEDOUT);
+    }
+}
+
+static int reply_is_error(const redisReply *r, const char *prefix)
+{
+    return r && r->type == REDIS_REPLY_ERROR && r->str && !strncmp(r->str, prefix, strlen(prefix));
+}
+
+/* AUTH, SELECT and PING replies: the connection is usable after the PING. */
+static void handshake_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redis_store *st = ac->data;
+    redisReply *r = reply;
+    const char *what = privdata;
+    if (!r || st->ac != ac)
+        return; /* connection going away: its callbacks tell */
+    if (r->type == REDIS_REPLY_ERROR) {
+        int auth = !strcmp(what, "AUTH") || reply_is_error(r, "NOAUTH") || reply_is_error(r, "WRONGPASS");
+        set_error(st, "%s failed: %.200s", what, r->str ? r->str : "error");
+        drop_conn(st, auth ? AX_EAUTH : AX_ECONN);
+        return;
+    }
+    if (!strcmp(what, "PING")) {
+        st->ready = 1;
+        st->backoff = BACKOFF_MIN;
+        if (st->ever_ready)
+            ax_log(AX_LOG_INFO, "lease", "redis %s:%u: connected again", st->host, st->port);
+        st->ever_ready = 1;
+        st->last_error[0] = 0;
+    }
+}
+
+static void rs_connect(redis_store *st)
+{
+    redisAsyncContext *ac = redisAsyncConnect(st->host, st->port);
+    st->gen++;
+    st->conn_started = ev_now(st->loop);
+    if (!ac) {
+        set_error(st, "cannot allocate a connection");
+        goto retry;
+    }
+    if (ac->err) {
+        set_error(st, "connect: %s", ac->errstr);
+        redisAsyncFree(ac);
+        goto retry;
+    }
+    ac->data = st;
+    if (redisLibevAttach(st->loop, ac) != REDIS_OK) {
+        set_error(st, "cannot attach to the event loop");
+        redisAsyncFree(ac);
+        goto retry;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    st->ac = ac;
+    st->ready = 0;
+    /* Pipelined before any operation, so operations run authenticated in the right db. */
+    if (st->password && *st->password) {
+        const char *argv[] = {"AUTH", st->password};
+        size_t lens[] = {4, strlen(st->password)};
+        redisAsyncCommandArgv(ac, handshake_cb, (void *)"AUTH", 2, argv, lens);
+    }
+    if (st->db) {
+        char db[16];
+        int n = snprintf(db, sizeof db, "%u", st->db);
+        const char *argv[] = {"SELECT", db};
+        size_t lens[] = {6, (size_t)n};
+        redisAsyncCommandArgv(ac, handshake_cb, (void *)"SELECT", 2, argv, lens);
+    }
+    redisAsyncCommand(ac, handshake_cb, (void *)"PING", "PING");
+    double every = st->timeout / 4;
+    ev_timer_set(&st->watchdog, every > 0.005 ? every : 0.005, every > 0.005 ? every : 0.005);
+    ev_timer_start(st->loop, &st->watchdog);
+    return;
+retry:
+    ev_timer_set(&st->retry, st->backoff, 0);
+    ev_timer_start(st->loop, &st->retry);
+    st->backoff = st->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : st->backoff * 2;
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    redis_store *st = w->data;
+    if (st->ac || st->freeing)
+        return;
+    st->reconnects++;
+    rs_connect(st);
+}
+
+/* ---- replies ---- */
+
+/* Strict decimal u64 (an epoch) from a bulk/status string. */
+static int parse_epoch(const redisReply *r, uint64_t *out)
+{
+    if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS) || !r->str || r->len < 1 ||
+        r->len > 16)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < r->len; i++) {
+        if (r->str[i] < '0' || r->str[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(r->str[i] - '0');
+    }
+    if (v > AX_LEASE_EPOCH_MAX)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_owner(const redisReply *r, ax_lease_result *res)
+{
+    if (!r || r->type != REDIS_REPLY_STRING || r->len > AX_LEASE_NODE_MAX || (r->len && !r->str) ||
+        (r->len && memchr(r->str, 0, r->len)))
+        return -1;
+    res->owner = r->len ? r->str : "";
+    res->owner_len = r->len;
+    return 0;
+}
+
+/* Fill res from a script's reply; AX_EPROTO (why set) if its shape is wrong. */
+static int parse_reply(int op, const redisReply *r, ax_lease_result *res, const char **why)
+{
+    switch (op) {
+    case OP_ACQUIRE:
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || r->element[0]->type != REDIS_REPLY_INTEGER ||
+            (r->element[0]->integer != 0 && r->element[0]->integer != 1) ||
+            r->element[3]->type != REDIS_REPLY_INTEGER) {
+            *why = "acquire: expected [0|1, owner, epoch, ttl]";
+            return AX_EPROTO;
+        }
+        if (parse_owner(r->element[1], res) || parse_epoch(r->element[2], &res->epoch)) {
+            *why = "acquire: bad owner or epoch";
+            return AX_EPROTO;
+        }
+        res->granted = (int)r->element[0]->integer;
+        res->ttl_ms = r->element[3]->integer < 0 ? -1 : r->element[3]->integer;
+        return 0;
+    case OP_RENEW:
+    case OP_RELEASE:
+        if (r->type != REDIS_REPLY_INTEGER || (r->integer != 0 && r->integer != 1)) {
+            *why = "renew/release: expected 0 or 1";
+            return AX_EPROTO;
+        }
+        res->granted = (int)r->integer;
+        return 0;
+    case OP_GET:
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[2]->type != REDIS_REPLY_INTEGER ||
+            parse_owner(r->element[0], res) || parse_epoch(r->element[1], &res->epoch)) {
+            *why = "get: expected [owner, epoch, ttl]";
+            return AX_EPROTO;
+        }
+        res->granted = res->owner_len > 0 && r->element[2]->integer != -2;
+        res->ttl_ms = r->element[2]->integer < 0 ? -1 : r->element[2]->integer;
+        return 0;
+    }
+    *why = "unknown operation";
+    return AX_EPROTO;
+}
+
+static int send_op(redis_store *st, rreq *q, int eval);
+
+static void op_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    rreq *q = privdata;
+    redis_store *st = q->st;
+    redisReply *r = reply;
+    ax_lease_result res = {.status = AX_OK, .ttl_ms = -1};
+    const char *why = NULL;
+
+    if (r && !q->evaled && reply_is_error(r, "NOSCRIPT") && st->ac == ac && !st->freeing) {
+        q->evaled = 1; /* Redis restarted (or SCRIPT FLUSH): send the body once */
+        if (send_op(st, q, 1) == 0)
+            return;
+    }
+    list_del(&st->head, &st->tail, q);
+    if (!r) {
+        res.status = st->freeing ? AX_ECANCELED : q->gen == st->drop_gen ? st->drop_status : AX_ECONN;
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        const char *msg = r->str ? r->str : "error";
+        res.status = reply_is_error(r, "NOAUTH") || reply_is_error(r, "WRONGPASS") ? AX_EAUTH
+                     : reply_is_error(r, "LOADING")                                 ? AX_ECONN
+                                                                                    : AX_EIO;
+        set_error(st, "%s: %.200s", op_names[q->op], msg);
+    } else if ((res.status = parse_reply(q->op, r, &res, &why)) != 0) {
+        set_error(st, "unexpected reply to %s (type %d): %s", op_names[q->op], r->type, why);
+        res.owner = NULL;
+        res.granted = 0;
+    }
+    deliver(st, q, &res);
+}
+
+static int send_op(redis_store *st, rreq *q, int eval)
+{
+    char shard_key[256 + 32], epoch_key[256 + 32], ttl[24], epoch[24];
+    int kl = snprintf(shard_key, sizeof shard_key, "%sshard:%" PRIu32, st->prefix, q->shard);
+    int el = snprintf(epoch_key, sizeof epoch_key, "%sepoch:%" PRIu32, st->prefix, q->shard);
+    int tl = snprintf(ttl, sizeof ttl, "%" PRIu32, q->ttl_ms);
+    int pl = snprintf(epoch, sizeof epoch, "%" PRIu64, q->epoch);
+    const char *argv[8] = {eval ? "EVAL" : "EVALSHA", eval ? op_scripts[q->op] : st->sha[q->op], "2", shard_key,
+                           epoch_key};
+    size_t lens[8] = {eval ? 4u : 7u, strlen(argv[1]), 1, (size_t)kl, (size_t)el};
+    int argc = 5;
+    const char *node = q->node ? q->node : "";
+    switch (q->op) {
+    case OP_ACQUIRE: /* node, ttl, min_epoch */
+        argv[5] = node, lens[5] = strlen(node);
+        argv[6] = ttl, lens[6] = (size_t)tl;
+        argv[7] = epoch, lens[7] = (size_t)pl;
+        argc = 8;
+        break;
+    case OP_RENEW: /* node, epoch, ttl */
+        argv[5] = node, lens[5] = strlen(node);
+        argv[6] = epoch, lens[6] = (size_t)pl;
+        argv[7] = ttl, lens[7] = (size_t)tl;
+        argc = 8;
+        break;
+    case OP_RELEASE: /* node, epoch */
+        argv[5] = node, lens[5] = strlen(node);
+        argv[6] = epoch, lens[6] = (size_t)pl;
+        argc = 7;
+        break;
+    default:
+        break;
+    }
+    return redisAsyncCommandArgv(st->ac, op_cb, q, argc, argv, lens) == REDIS_OK ? 0 : -1;
+}
+
+static int submit(redis_store *st, uint8_t op, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t epoch,
+                  ax_lease_cb cb, void *ud)
+{
+    if (st->freeing)
+        return AX_ECANCELED;
+    if (!cb || shard >= st->base.n_shards || (op != OP_GET && ax_lease_check_node(node) != 0) ||
+        ((op == OP_ACQUIRE || op == OP_RENEW) && !ttl_ms) || epoch >= AX_LEASE_EPOCH_MAX)
+        return AX_EINVAL;
+    rreq *q = ax_calloc(1, sizeof *q);
+    q->st = st;
+    q->op = op;
+    q->shard = shard;
+    q->ttl_ms = ttl_ms;
+    q->epoch = epoch;
+    q->node = node ? ax_strdup(node) : NULL;
+    q->cb = cb;
+    q->ud = ud;
+    q->sent = ev_now(st->loop);
+    if (!st->ac) {
+        fail_later(st, q, AX_ECONN);
+        return 0;
+    }
+    q->gen = st->gen;
+    if (send_op(st, q, 0) != 0) {
+        fail_later(st, q, AX_ECONN);
+        return 0;
+    }
+    list_push(&st->head, &st->tail, q);
+    return 0;
+}
+
+static int rs_acquire(ax_lease_store *s, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
+                      ax_lease_cb cb, void *ud)
+{
+    return submit((redis_store *)s, OP_ACQUIRE, shard, node, ttl_ms, min_epoch, cb, ud);
+}
+
+static int rs_renew(ax_lease_store *s, uint32_t shard, const char *node, uint64_t epoch, uint32_t ttl_ms,
+                    ax_lease_cb cb, void *ud)
+{
+    return submit((redis_store *)s, OP_RENEW, shard, node, ttl_ms, epoch, cb, ud);
+}
+
+static int rs_release(ax_lease_store *s, uint32_t shard, const char *node, uint64_t epoch, ax_lease_cb cb,
+                      void *ud)
+{
+    return submit((redis_store *)s, OP_RELEASE, shard, node, 0, epoch, cb, ud);
+}
+
+static int rs_get(ax_lease_store *s, uint32_t shard, ax_lease_cb cb, void *ud)
+{
+    return submit((redis_store *)s, OP_GET, shard, NULL, 0, 0, cb, ud);
+}
+
+static void rs_state(ax_lease_store *s, ax_lease_state *out)
+{
+    redis_store *st = (redis_store *)s;
+    memset(out, 0, sizeof *out);
+    out->store = "redis";
+    out->conn = st->ready ? "connected" : st->ever_ready || st->reconnects ? "reconnecting" : "connecting";
+    out->last_error = st->last_error;
+    out->ops = st->ops;
+    out->errors = st->errors;
+    out->reconnects = st->reconnects;
+}
+
+static void rs_free(ax_lease_store *s)
+{
+    redis_store *st = (redis_store *)s;
+    st->freeing = 1;
+    ev_timer_stop(st->loop, &st->retry);
+    ev_timer_stop(st->loop, &st->watchdog);
+    ev_timer_stop(st->loop, &st->failw);
+    drop_conn(st, AX_ECANCELED); /* its requests come back with AX_ECANCELED */
+    while (st->fail_head) {
+        rreq *q = st->fail_head;
+        list_del(&st->fail_head, &st->fail_tail, q);
+        ax_lease_result r = {.status = AX_ECANCELED, .ttl_ms = -1};
+        deliver(st, q, &r);
+    }
+    ax_free(st->host);
+    ax_free(st->password);
+    ax_free(st->prefix);
+    ax_free(st);
+}
+
+static const ax_lease_ops redis_ops = {
+    .acquire = rs_acquire,
+    .renew = rs_renew,
+    .release = rs_release,
+    .get = rs_get,
+    .state = rs_state,
+    .free = rs_free,
+};
+
+static int sha1_hex(const char *s, char out[41])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (EVP_Digest(s, strlen(s), md, &n, EVP_sha1(), NULL) != 1 || n != 20)
+        return -1;
+    for (unsigned i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+ax_lease_store *ax_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, const ax_lease_redis_cfg *cfg,
+                                   char *err, size_t errlen)
+{
+    const char *why = NULL;
+    if (!loop || !cfg || !n_shards)
+        why = "missing loop, config or shard count";
+    else if (!cfg->host || !*cfg->host || strlen(cfg->host) > 255)
+        why = "redis host must be 1..255 bytes";
+    else if (!cfg->port)
+        why = "redis port must be 1..65535";
+    else if (cfg->prefix && strlen(cfg->prefix) > 200)
+        why = "redis prefix must be at most 200 bytes";
+    else if (!cfg->connect_timeout_ms)
+        why = "redis connect timeout must be > 0";
+    if (why) {
+        if (err && errlen)
+            snprintf(err, errlen, "lease: %s", why);
+        return NULL;
+    }
+    redis_store *st = ax_calloc(1, sizeof *st);
+    st->base.ops = &redis_ops;
+    st->base.n_shards = n_shards;
+    st->loop = loop;
+    st->host = ax_strdup(cfg->host);
+    st->password = ax_strdup(cfg->password ? cfg->password : "");
+    st->prefix = ax_strdup(cfg->prefix ? cfg->prefix : "");
+    st->port = cfg->port;
+    st->db = cfg->db;
+    st->timeout = cfg->connect_timeout_ms / 1000.0;
+    st->backoff = BACKOFF_MIN;
+    for (int i = 0; i < OP_COUNT; i++) {
+        if (sha1_hex(op_scripts[i], st->sha[i]) != 0) {
+            if (err && errlen)
+                snprintf(err, errlen, "lease: SHA-1 unavailable in OpenSSL");
+            ax_free(st->host);
+            ax_free(st->password);
+            ax_free(st->prefix);
+            ax_free(st);
+            return NULL;
+        }
+    }
+    ev_timer_init(&st->watchdog, watchdog_cb, 0, 0);
+    st->watchdog.data = st;
+    ev_timer_init(&st->retry, retry_cb, 0, 0);
+    st->retry.data = st;
+    ev_timer_init(&st->failw, fail_cb, 0, 0);
+    st->failw.data = st;
+    rs_connect(st);
+    return &st->base;
+}

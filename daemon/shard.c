@@ -1,0 +1,692 @@
+/* The shard map (a stable key -> shard hash) and the lease manager: which shards this
+ * node serves. The rule that keeps two nodes from serving one shard: a lease granted or
+ * renewed by a request sent at time t lasts in the store until at least t + ttl, and this
+ * node stops serving at t + ttl - safety_margin unless a later renew succeeded. */
+#include "shard.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ax_mem.h"
+#include "log.h"
+
+/* ---- the hash ---- */
+
+uint64_t ax_fnv1a64(const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < len; i++) {
+        h ^= b[i];
+        h *= UINT64_C(0x100000001b3);
+    }
+    return h;
+}
+
+uint32_t ax_shard_of(const char *key, size_t len, uint32_t n_shards)
+{
+    uint64_t h = ax_fnv1a64(key, len);
+    return n_shards ? (uint32_t)(h ^ (h >> 32)) % n_shards : 0;
+}
+
+const char *ax_shard_state_name(int st)
+{
+    switch (st) {
+    case AX_SHARD_FREE: return "free";
+    case AX_SHARD_ACQUIRING: return "acquiring";
+    case AX_SHARD_OWNED: return "owned";
+    case AX_SHARD_RELEASING: return "releasing";
+    }
+    return "?";
+}
+
+/* ---- config ---- */
+
+int ax_shards_config_check(const ax_config *c, char *err, size_t errlen)
+{
+    if ((uint64_t)c->lease_renew_interval_ms + c->lease_safety_margin_ms >= c->lease_ttl_ms) {
+        if (err && errlen)
+            snprintf(err, errlen,
+                     "lease.renew_interval_ms (%u) + lease.safety_margin_ms (%u) must be less than "
+                     "lease.ttl_ms (%u)",
+                     c->lease_renew_interval_ms, c->lease_safety_margin_ms, c->lease_ttl_ms);
+        return AX_ECONFIG;
+    }
+    if (c->shard_count < 1 || c->shard_count > AX_SHARDS_MAX) {
+        if (err && errlen)
+            snprintf(err, errlen, "shards.count (%u) must be 1..%u", c->shard_count, AX_SHARDS_MAX);
+        return AX_ECONFIG;
+    }
+    return 0;
+}
+
+void ax_shards_cfg_from_config(ax_shards_cfg *cfg, const ax_config *c, const char *node)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->node = node;
+    cfg->n_shards = c->shard_count;
+    cfg->ttl_ms = c->lease_ttl_ms;
+    cfg->renew_interval_ms = c->lease_renew_interval_ms;
+    cfg->safety_margin_ms = c->lease_safety_margin_ms;
+}
+
+ax_lease_store *ax_lease_store_from_config(struct ev_loop *loop, const ax_config *c, char *err, size_t errlen)
+{
+    if (ax_shards_config_check(c, err, errlen) != 0)
+        return NULL;
+    if (c->lease_store && !strcmp(c->lease_store, "redis")) {
+        ax_lease_redis_cfg rc = {
+            .host = c->redis_host,
+            .port = (uint16_t)c->redis_port,
+            .password = c->redis_password,
+            .db = c->redis_db,
+            .prefix = c->redis_prefix,
+            .connect_timeout_ms = c->redis_connect_timeout_ms,
+        };
+        return ax_lease_redis_new(loop, c->shard_count, &rc, err, errlen);
+    }
+    ax_lease_store *st = ax_lease_mem_new(loop, c->shard_count);
+    if (!st && err && errlen)
+        snprintf(err, errlen, "cannot create the memory lease store");
+    return st;
+}
+
+/* ---- the manager ---- */
+
+#define NAMES_MAX 4096 /* distinct holder names remembered for status output */
+
+typedef struct shard_ent {
+    uint8_t st;        /* enum ax_shard_state */
+    uint8_t renewing;  /* a renew is in flight */
+    uint16_t holder;   /* 1 + index into names; 0 unknown */
+    uint32_t seq;      /* bumped on every state change: late replies are recognised */
+    uint64_t epoch;    /* owned: our epoch */
+    uint64_t seen;     /* highest epoch seen for the shard (min_epoch for acquire) */
+    double deadline;   /* owned: stop serving at this loop time */
+    double renew_due;  /* owned: next renew */
+    double held_until; /* free: another node holds it until about then (skip until) */
+} shard_ent;
+
+enum req_kind { REQ_ACQUIRE, REQ_RENEW, REQ_RELEASE };
+
+typedef struct req {
+    ax_shards *m;
+    uint32_t seq;
+    uint8_t kind;
+    double sent;
+} req;
+
+struct ax_shards {
+    struct ev_loop *loop;
+    ax_lease_store *store;
+    ax_shards_cfg cfg;
+    char *node;
+    ax_shards_cbs cbs;
+    shard_ent *sh;
+    uint32_t *pref; /* shards in this node's order of preference */
+    double ttl, renew, safety, retry, acq_int;
+    uint32_t n, n_live, target, owned, acquiring, inflight_acq, cursor, reset_rounds;
+    uint32_t inflight; /* requests whose callback has not come back */
+    int round_active, started, stopping, stop_pending, dead;
+    double next_round, tick_at, last_tick, quantum;
+    ev_timer tick, stop_w;
+    char **names;
+    size_t n_names;
+    uint64_t lost_total, acquired_total, renew_errors;
+};
+
+static void schedule(ax_shards *m, double at);
+static void pump(ax_shards *m, double now);
+static void maybe_stopped(ax_shards *m);
+
+static uint16_t intern_holder(ax_shards *m, const char *s, size_t len)
+{
+    if (!s || !len)
+        return 0;
+    for (size_t i = 0; i < m->n_names; i++)
+        if (strlen(m->names[i]) == len && !memcmp(m->names[i], s, len))
+            return (uint16_t)(i + 1);
+    if (m->n_names >= NAMES_MAX || memchr(s, 0, len))
+        return 0;
+    m->names = ax_realloc(m->names, (m->n_names + 1) * sizeof *m->names);
+    m->names[m->n_names++] = ax_strndup(s, len);
+    return (uint16_t)m->n_names;
+}
+
+static void really_free(ax_shards *m)
+{
+    ev_timer_stop(m->loop, &m->tick);
+    ev_timer_stop(m->loop, &m->stop_w);
+    for (size_t i = 0; i < m->n_names; i++)
+        ax_free(m->names[i]);
+    ax_free(m->names);
+    ax_free(m->sh);
+    ax_free(m->pref);
+    ax_free(m->node);
+    ax_free(m);
+}
+
+static double now_fresh(ax_shards *m)
+{
+    ev_now_update(m->loop);
+    return ev_now(m->loop);
+}
+
+/* Stop serving shard i (it was OWNED). */
+static void lose(ax_shards *m, uint32_t i, const char *reason)
+{
+    shard_ent *e = &m->sh[i];
+    e->st = AX_SHARD_FREE;
+    e->seq++;
+    e->renewing = 0;
+    e->held_until = 0;
+    e->holder = 0;
+    m->owned--;
+    m->lost_total++;
+    ax_log(!strcmp(reason, AX_SHARD_LOST) ? AX_LOG_WARN : AX_LOG_INFO, "shards",
+           "shard %u epoch %llu: stopped serving (%s)", i, (unsigned long long)e->epoch, reason);
+    if (m->cbs.on_lost)
+        m->cbs.on_lost(m->cbs.ud, i, e->epoch, reason);
+}
+
+static req *req_new(ax_shards *m, uint32_t i, uint8_t kind, double now)
+{
+    req *q = ax_malloc(sizeof *q);
+    q->m = m;
+    q->seq = m->sh[i].seq;
+    q->kind = kind;
+    q->sent = now;
+    return q;
+}
+
+/* The request's callback came back: 1 if the manager is gone (q freed, nothing to do). */
+static int req_done(req *q)
+{
+    ax_shards *m = q->m;
+    m->inflight--;
+    if (q->kind == REQ_ACQUIRE)
+        m->inflight_acq--;
+    if (m->dead) {
+        if (!m->inflight)
+            really_free(m);
+        ax_free(q);
+        return 1;
+    }
+    return 0;
+}
+
+static void release_cb(void *ud, uint32_t i, const ax_lease_result *r)
+{
+    req *q = ud;
+    if (req_done(q))
+        return;
+    ax_shards *m = q->m;
+    shard_ent *e = &m->sh[i];
+    if (r->status != AX_OK)
+        ax_log(AX_LOG_INFO, "shards", "shard %u: release failed (%s); the lease expires in the store", i,
+               ax_strerror(r->status));
+    if (e->seq == q->seq && e->st == AX_SHARD_RELEASING) {
+        e->st = AX_SHARD_FREE;
+        e->seq++;
+        e->holder = 0;
+        e->held_until = 0;
+    }
+    ax_free(q);
+    maybe_stopped(m);
+}
+
+/* Send a release for shard i at epoch (it is no longer served). */
+static void send_release(ax_shards *m, uint32_t i, uint64_t epoch, double now)
+{
+    shard_ent *e = &m->sh[i];
+    e->st = AX_SHARD_RELEASING;
+    e->seq++;
+    e->renewing = 0;
+    req *q = req_new(m, i, REQ_RELEASE, now);
+    m->inflight++;
+    if (ax_lease_release(m->store, i, m->node, epoch, release_cb, q) != 0) {
+        m->inflight--;
+        ax_free(q);
+        e->st = AX_SHARD_FREE;
+        e->seq++;
+    }
+}
+
+/* Stop serving an OWNED shard and give it back. */
+static void hand_back(ax_shards *m, uint32_t i, const char *reason, double now)
+{
+    uint64_t epoch = m->sh[i].epoch;
+    lose(m, i, reason);
+    if (m->sh[i].st == AX_SHARD_FREE) /* on_lost may have stopped the manager (already released) */
+        send_release(m, i, epoch, now);
+}
+
+static void renew_cb(void *ud, uint32_t i, const ax_lease_result *r)
+{
+    req *q = ud;
+    if (req_done(q))
+        return;
+    ax_shards *m = q->m;
+    shard_ent *e = &m->sh[i];
+    double now = now_fresh(m);
+    if (e->seq != q->seq || e->st != AX_SHARD_OWNED) { /* answered too late: already lost or released */
+        ax_free(q);
+        maybe_stopped(m);
+        return;
+    }
+    e->renewing = 0;
+    if (r->status != AX_OK) {
+        m->renew_errors++;
+        ax_log(AX_LOG_WARN, "shards", "shard %u: renew failed (%s), retrying; serving for %.0f ms more", i,
+               ax_strerror(r->status), (e->deadline - now) * 1000);
+        e->renew_due = now + m->retry;
+    } else if (!r->granted) {
+        lose(m, i, AX_SHARD_LOST);
+    } else {
+        e->deadline = q->sent + m->ttl - m->safety;
+        e->renew_due = q->sent + m->renew;
+    }
+    if (e->st == AX_SHARD_OWNED && now >= e->deadline)
+        lose(m, i, AX_SHARD_LOST);
+    if (e->st == AX_SHARD_OWNED)
+        schedule(m, e->renew_due < e->deadline ? e->renew_due : e->deadline);
+    ax_free(q);
+}
+
+static void send_renew(ax_shards *m, uint32_t i, double now)
+{
+    shard_ent *e = &m->sh[i];
+    req *q = req_new(m, i, REQ_RENEW, now);
+    e->renewing = 1;
+    m->inflight++;
+    if (ax_lease_renew(m->store, i, m->node, e->epoch, m->cfg.ttl_ms, renew_cb, q) != 0) {
+        m->inflight--;
+        ax_free(q);
+        e->renewing = 0;
+        e->renew_due = now + m->retry;
+    }
+}
+
+static void acquire_cb(void *ud, uint32_t i, const ax_lease_result *r)
+{
+    req *q = ud;
+    if (req_done(q))
+        return;
+    ax_shards *m = q->m;
+    shard_ent *e = &m->sh[i];
+    double now = now_fresh(m);
+    if (e->seq != q->seq || e->st != AX_SHARD_ACQUIRING) { /* cannot happen: ACQUIRING ends only here */
+        ax_free(q);
+        return;
+    }
+    m->acquiring--;
+    e->st = AX_SHARD_FREE;
+    e->seq++;
+    if (r->status != AX_OK) {
+        e->held_until = 0;
+    } else if (!r->granted) {
+        if (r->epoch > e->seen)
+            e->seen = r->epoch;
+        e->holder = intern_holder(m, r->owner, r->owner_len);
+        e->held_until = now + (r->ttl_ms > 0 ? r->ttl_ms / 1000.0 : m->renew);
+    } else {
+        if (r->epoch > e->seen)
+            e->seen = r->epoch;
+        double deadline = q->sent + m->ttl - m->safety;
+        if (m->stopping || now >= deadline) {
+            /* Never served: give it straight back (too late to be safe, or shutting down). */
+            send_release(m, i, r->epoch, now);
+        } else {
+            e->st = AX_SHARD_OWNED;
+            e->epoch = r->epoch;
+            e->deadline = deadline;
+            e->renew_due = q->sent + m->renew;
+            e->holder = intern_holder(m, m->node, strlen(m->node));
+            m->owned++;
+            m->acquired_total++;
+            ax_log(AX_LOG_DEBUG, "shards", "shard %u: acquired at epoch %llu", i, (unsigned long long)r->epoch);
+            schedule(m, e->renew_due);
+            if (m->cbs.on_acquired)
+                m->cbs.on_acquired(m->cbs.ud, i, r->epoch);
+        }
+    }
+    ax_free(q);
+    if (!m->dead)
+        pump(m, now);
+    maybe_stopped(m);
+}
+
+static void send_acquire(ax_shards *m, uint32_t i, double now)
+{
+    shard_ent *e = &m->sh[i];
+    e->st = AX_SHARD_ACQUIRING;
+    e->seq++;
+    req *q = req_new(m, i, REQ_ACQUIRE, now);
+    m->inflight++;
+    m->inflight_acq++;
+    m->acquiring++;
+    if (ax_lease_acquire(m->store, i, m->node, m->cfg.ttl_ms, e->seen, acquire_cb, q) != 0) {
+        m->inflight--;
+        m->inflight_acq--;
+        m->acquiring--;
+        ax_free(q);
+        e->st = AX_SHARD_FREE;
+        e->seq++;
+    }
+}
+
+/* Keep up to max_inflight acquires going through this round's candidates. */
+static void pump(ax_shards *m, double now)
+{
+    while (m->round_active && !m->stopping && m->inflight_acq < m->cfg.max_inflight &&
+           m->owned + m->acquiring < m->target) {
+        if (m->cursor >= m->n) {
+            m->round_active = 0;
+            break;
+        }
+        uint32_t i = m->pref[m->cursor++];
+        shard_ent *e = &m->sh[i];
+        if (e->st == AX_SHARD_FREE && e->held_until <= now)
+            send_acquire(m, i, now);
+    }
+}
+
+/* Hand over the shards this node likes least while it holds more than its share. */
+static void rebalance(ax_shards *m, double now)
+{
+    for (uint32_t k = m->n; k-- > 0 && m->owned > m->target && !m->stopping;) {
+        uint32_t i = m->pref[k];
+        if (m->sh[i].st == AX_SHARD_OWNED)
+            hand_back(m, i, AX_SHARD_HANDOVER, now);
+    }
+}
+
+static void schedule(ax_shards *m, double at)
+{
+    if (m->dead || !isfinite(at))
+        return;
+    /* Ticks scan every shard: keep them at least a quantum apart (a small part of the
+     * safety margin, so deadlines are still met; ax_shards_serving is exact anyway). */
+    if (at < m->last_tick + m->quantum)
+        at = m->last_tick + m->quantum;
+    if (ev_is_active(&m->tick) && m->tick_at <= at)
+        return;
+    double in = at - ev_now(m->loop);
+    ev_timer_stop(m->loop, &m->tick);
+    ev_timer_set(&m->tick, in > 0 ? in : 0, 0);
+    ev_timer_start(m->loop, &m->tick);
+    m->tick_at = at;
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    ax_shards *m = w->data;
+    double now = now_fresh(m), next = INFINITY;
+    m->last_tick = now;
+
+    for (uint32_t i = 0; i < m->n; i++) {
+        shard_ent *e = &m->sh[i];
+        if (e->st != AX_SHARD_OWNED)
+            continue;
+        if (now >= e->deadline) {
+            lose(m, i, AX_SHARD_LOST);
+            continue;
+        }
+        if (!e->renewing && now >= e->renew_due)
+            send_renew(m, i, now);
+        if (e->st != AX_SHARD_OWNED)
+            continue;
+        if (!e->renewing && e->renew_due < next)
+            next = e->renew_due;
+        if (e->deadline < next)
+            next = e->deadline;
+    }
+    if (m->started && !m->stopping) {
+        rebalance(m, now);
+        if (now >= m->next_round) {
+            if (m->reset_rounds) {
+                m->reset_rounds--;
+                for (uint32_t i = 0; i < m->n; i++)
+                    m->sh[i].held_until = 0;
+            }
+            m->round_active = 1;
+            m->cursor = 0;
+            m->next_round = now + m->acq_int;
+        }
+        pump(m, now);
+        if (m->next_round < next)
+            next = m->next_round;
+    }
+    schedule(m, next);
+}
+
+static void stop_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    ax_shards *m = w->data;
+    m->stop_pending = 0;
+    if (m->cbs.on_stopped)
+        m->cbs.on_stopped(m->cbs.ud);
+}
+
+static void maybe_stopped(ax_shards *m)
+{
+    if (m->dead || !m->stopping || m->inflight || m->stop_pending != 1)
+        return;
+    m->stop_pending = 2; /* notified once, from the loop */
+    ev_timer_set(&m->stop_w, 0, 0);
+    ev_timer_start(m->loop, &m->stop_w);
+}
+
+ax_shards *ax_shards_new(struct ev_loop *loop, ax_lease_store *store, const ax_shards_cfg *cfg,
+                         const ax_shards_cbs *cbs, char *err, size_t errlen)
+{
+    const char *why = NULL;
+    if (!loop || !store || !cfg)
+        why = "missing loop, store or cfg";
+    else if (ax_lease_check_node(cfg->node) != 0)
+        why = "node id must be 1..255 bytes";
+    else if (cfg->n_shards < 1 || cfg->n_shards > AX_SHARDS_MAX)
+        why = "n_shards must be 1..65536";
+    else if (cfg->n_shards > store->n_shards)
+        why = "the store has fewer shards than the manager";
+    else if (!cfg->ttl_ms || !cfg->renew_interval_ms || !cfg->safety_margin_ms ||
+             (uint64_t)cfg->renew_interval_ms + cfg->safety_margin_ms >= cfg->ttl_ms)
+        why = "need renew_interval_ms + safety_margin_ms < ttl_ms (all > 0)";
+    if (why) {
+        if (err && errlen)
+            snprintf(err, errlen, "shards: %s", why);
+        return NULL;
+    }
+
+    ax_shards *m = ax_calloc(1, sizeof *m);
+    m->loop = loop;
+    m->store = store;
+    m->cfg = *cfg;
+    m->node = ax_strdup(cfg->node);
+    m->cfg.node = m->node;
+    if (!m->cfg.max_inflight)
+        m->cfg.max_inflight = 256;
+    if (!m->cfg.acquire_interval_ms)
+        m->cfg.acquire_interval_ms = cfg->renew_interval_ms;
+    if (cbs)
+        m->cbs = *cbs;
+    m->n = cfg->n_shards;
+    m->ttl = cfg->ttl_ms / 1000.0;
+    m->renew = cfg->renew_interval_ms / 1000.0;
+    m->safety = cfg->safety_margin_ms / 1000.0;
+    m->acq_int = m->cfg.acquire_interval_ms / 1000.0;
+    /* Failed renews are retried a few times before the deadline. */
+    m->retry = (m->renew < m->safety ? m->renew : m->safety) / 4;
+    if (m->retry < 0.01)
+        m->retry = 0.01;
+    m->quantum = m->retry / 2;
+    m->last_tick = -INFINITY;
+    m->n_live = 1;
+    m->target = m->n;
+    m->sh = ax_calloc(m->n, sizeof *m->sh);
+
+    /* Preference: rendezvous order of FNV-1a(node ":" shard), so nodes starting together
+     * go for different shards first, and each hands over the ones it likes least. */
+    uint64_t *score = ax_malloc((size_t)m->n * sizeof *score);
+    m->pref = ax_malloc((size_t)m->n * sizeof *m->pref);
+    for (uint32_t i = 0; i < m->n; i++) {
+        char buf[AX_LEASE_NODE_MAX + 16];
+        int len = snprintf(buf, sizeof buf, "%s:%u", m->node, i);
+        score[i] = ax_fnv1a64(buf, (size_t)len);
+        m->pref[i] = i;
+    }
+    /* Shell sort by descending score (no qsort context pointer in C11). */
+    for (uint32_t gap = m->n / 2; gap > 0; gap /= 2)
+        for (uint32_t i = gap; i < m->n; i++) {
+            uint32_t v = m->pref[i], j = i;
+            for (; j >= gap && score[m->pref[j - gap]] < score[v]; j -= gap)
+                m->pref[j] = m->pref[j - gap];
+            m->pref[j] = v;
+        }
+    ax_free(score);
+
+    ev_timer_init(&m->tick, tick_cb, 0, 0);
+    m->tick.data = m;
+    ev_timer_init(&m->stop_w, stop_cb, 0, 0);
+    m->stop_w.data = m;
+    return m;
+}
+
+void ax_shards_start(ax_shards *m)
+{
+    if (m->started || m->stopping)
+        return;
+    m->started = 1;
+    m->next_round = ev_now(m->loop);
+    schedule(m, m->next_round);
+}
+
+void ax_shards_set_live_nodes(ax_shards *m, uint32_t n)
+{
+    if (!n)
+        n = 1;
+    uint32_t target = (uint32_t)(((uint64_t)m->n + n - 1) / n);
+    if (n == m->n_live && target == m->target)
+        return;
+    ax_log(AX_LOG_INFO, "shards", "%u live node(s): fair share %u of %u shards (own %u)", n, target, m->n, m->owned);
+    m->n_live = n;
+    m->target = target;
+    /* Membership changed: shards may be handed over now, so look again at all of them,
+     * this round and the next. */
+    m->reset_rounds = 2;
+    m->next_round = ev_now(m->loop);
+    if (m->started)
+        schedule(m, m->next_round);
+}
+
+void ax_shards_stop(ax_shards *m)
+{
+    if (m->stopping)
+        return;
+    double now = now_fresh(m);
+    m->stopping = 1;
+    m->stop_pending = 1;
+    m->round_active = 0;
+    for (uint32_t i = 0; i < m->n; i++)
+        if (m->sh[i].st == AX_SHARD_OWNED)
+            hand_back(m, i, AX_SHARD_SHUTDOWN, now);
+    maybe_stopped(m);
+}
+
+void ax_shards_free(ax_shards *m)
+{
+    if (!m)
+        return;
+    ev_timer_stop(m->loop, &m->tick);
+    ev_timer_stop(m->loop, &m->stop_w);
+    m->dead = 1;
+    if (!m->inflight)
+        really_free(m);
+}
+
+int ax_shards_serving(ax_shards *m, uint32_t shard, uint64_t *epoch)
+{
+    if (shard >= m->n)
+        return 0;
+    const shard_ent *e = &m->sh[shard];
+    if (e->st != AX_SHARD_OWNED || ev_now(m->loop) >= e->deadline)
+        return 0;
+    if (epoch)
+        *epoch = e->epoch;
+    return 1;
+}
+
+int ax_shards_fence(ax_shards *m, uint32_t shard, uint64_t msg_epoch)
+{
+    uint64_t epoch;
+    if (!ax_shards_serving(m, shard, &epoch))
+        return AX_EBUSY;
+    return msg_epoch == 0 || msg_epoch == epoch ? 0 : AX_ESTALE;
+}
+
+int ax_shards_info(ax_shards *m, uint32_t shard, ax_shard_info *out)
+{
+    if (shard >= m->n)
+        return AX_EINVAL;
+    const shard_ent *e = &m->sh[shard];
+    double now = ev_now(m->loop);
+    memset(out, 0, sizeof *out);
+    out->state = e->st;
+    out->renewing = e->renewing;
+    out->epoch = e->st == AX_SHARD_OWNED ? e->epoch : e->seen;
+    out->owner = e->holder ? m->names[e->holder - 1] : "";
+    out->expires_in_ms = -1;
+    if (e->st == AX_SHARD_OWNED)
+        out->expires_in_ms = (int64_t)((e->deadline - now) * 1000);
+    else if (e->st == AX_SHARD_FREE && e->holder && e->held_until > now)
+        out->expires_in_ms = (int64_t)((e->held_until - now) * 1000);
+    return 0;
+}
+
+uint32_t ax_shards_count_owned(const ax_shards *m) { return m->owned; }
+uint32_t ax_shards_target(const ax_shards *m) { return m->target; }
+
+cJSON *ax_shards_json(ax_shards *m, int all)
+{
+    cJSON *o = cJSON_CreateObject(), *st = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+    ax_lease_state ls;
+    ax_lease_store_state(m->store, &ls);
+    cJSON_AddStringToObject(o, "node", m->node);
+    cJSON_AddNumberToObject(o, "n_shards", m->n);
+    cJSON_AddNumberToObject(o, "live_nodes", m->n_live);
+    cJSON_AddNumberToObject(o, "target", m->target);
+    cJSON_AddNumberToObject(o, "owned", m->owned);
+    cJSON_AddBoolToObject(o, "stopping", m->stopping);
+    cJSON_AddNumberToObject(o, "ttl_ms", m->cfg.ttl_ms);
+    cJSON_AddNumberToObject(o, "renew_interval_ms", m->cfg.renew_interval_ms);
+    cJSON_AddNumberToObject(o, "safety_margin_ms", m->cfg.safety_margin_ms);
+    cJSON_AddNumberToObject(o, "acquired_total", (double)m->acquired_total);
+    cJSON_AddNumberToObject(o, "lost_total", (double)m->lost_total);
+    cJSON_AddNumberToObject(o, "renew_errors", (double)m->renew_errors);
+    cJSON_AddStringToObject(st, "type", ls.store ? ls.store : "?");
+    cJSON_AddStringToObject(st, "conn", ls.conn ? ls.conn : "?");
+    cJSON_AddStringToObject(st, "last_error", ls.last_error ? ls.last_error : "");
+    cJSON_AddNumberToObject(st, "ops", (double)ls.ops);
+    cJSON_AddNumberToObject(st, "errors", (double)ls.errors);
+    cJSON_AddNumberToObject(st, "reconnects", (double)ls.reconnects);
+    cJSON_AddItemToObject(o, "store", st);
+    for (uint32_t i = 0; i < m->n; i++) {
+        ax_shard_info in;
+        if (!all && m->sh[i].st == AX_SHARD_FREE)
+            continue;
+        ax_shards_info(m, i, &in);
+        cJSON *s = cJSON_CreateObject();
+        cJSON_AddNumberToObject(s, "shard", i);
+        cJSON_AddStringToObject(s, "state", ax_shard_state_name(in.state));
+        cJSON_AddStringToObject(s, "owner", in.owner);
+        cJSON_AddNumberToObject(s, "epoch", (double)in.epoch); /* < 2^53: exact as a JSON number */
+        cJSON_AddNumberToObject(s, "expires_in_ms", (double)in.expires_in_ms);
+        cJSON_AddBoolToObject(s, "renewing", in.renewing);
+        cJSON_AddItemToArray(arr, s);
+    }
+    cJSON_AddItemToObject(o, "shards", arr);
+    return o;
+}

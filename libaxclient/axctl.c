@@ -1,0 +1,973 @@
+/* axctl: the operator's command line for a local axactord (status, actors, spawn, tell,
+ * ask, stop, plugins) over libaxclient. Human-readable tables by default, --json for
+ * scripts; the exit status says which kind of failure happened (see usage()). */
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "ax_build_config.h"
+#include "axactor/client.h"
+#include "frame.h" /* AX_PROTO_VERSION, for --version only */
+
+enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_CONN = 3, EXIT_TIMEOUT = 4 };
+
+#define DEFAULT_TIMEOUT_MS 5000
+#define MAX_TIMEOUT_MS 86400000 /* one day */
+
+typedef struct opts {
+    const char *socket;
+    int json;
+    int timeout_ms;
+    const char *key;
+    const char *mailbox;
+    const char *config;
+    int follow;
+} opts;
+
+static void usage(FILE *f)
+{
+    fputs(
+        "axctl - control the local axactord actor daemon\n"
+        "\n"
+        "SYNOPSIS\n"
+        "    axctl [OPTIONS] COMMAND [ARGS...]\n"
+        "    axctl --help | --version\n"
+        "\n"
+        "DESCRIPTION\n"
+        "    axctl talks to the axactord daemon of this host over its Unix socket. It\n"
+        "    prints human-readable text by default and JSON with --json. Options may\n"
+        "    appear before or after the command; \"--\" ends them (use it before a\n"
+        "    PAYLOAD that starts with \"-\").\n"
+        "\n"
+        "COMMANDS\n"
+        "    status\n"
+        "        Show the daemon's status document as \"key: value\" lines (nested\n"
+        "        objects are flattened to dotted keys).\n"
+        "    actors\n"
+        "        List live actors as a table. Columns: ID, NAME, TYPE, STATE, MAILBOX,\n"
+        "        then every other field the daemon reports, alphabetically.\n"
+        "    spawn TYPE [NAME] [--mailbox N] [--config JSON] [--key KEY]\n"
+        "        Start an actor of TYPE (a type of a loaded plugin), registered as NAME\n"
+        "        if given, and print its ref as @ID.GEN followed by the name.\n"
+        "        --mailbox N     capacity of the actor's user mailbox (1..4294967295)\n"
+        "        --config JSON   spawn options as a JSON object; keys: mailbox_capacity,\n"
+        "                        restart, max_restarts, restart_window_ms, backoff_ms,\n"
+        "                        mailbox_policy, idle_timeout_ms, trap_exit, key\n"
+        "                        (see PROTOCOL.md, \"SPAWN configuration\")\n"
+        "        --key KEY       get or spawn the one keyed actor of (TYPE, KEY)\n"
+        "        --mailbox and --key override the same keys of --config.\n"
+        "    tell TARGET MSG [PAYLOAD]\n"
+        "        Send message MSG, with PAYLOAD (bytes of the argument; default empty),\n"
+        "        and wait until it is in the actor's mailbox. Prints nothing.\n"
+        "    ask TARGET MSG [PAYLOAD]\n"
+        "        Send MSG and print the actor's reply: as text when it is printable\n"
+        "        UTF-8, else as hexadecimal. The actor has --timeout to answer.\n"
+        "    stop TARGET\n"
+        "        Stop an actor. Prints nothing.\n"
+        "    plugins list\n"
+        "        List loaded plugins as a table.\n"
+        "    plugins load PATH\n"
+        "        Load an actor plugin (.so) and show what it provides. A relative PATH\n"
+        "        that exists from the current directory is made absolute; any other\n"
+        "        relative PATH is looked up by the daemon in its plugins.dir.\n"
+        "    plugins unload NAME\n"
+        "        Unload the plugin NAME (as shown by \"plugins list\"). Prints nothing.\n"
+        "    events [NAME] [--follow]\n"
+        "        Print actor lifecycle events (started, restarted, stopped, and lagged\n"
+        "        when some were skipped) of every actor, or of the actor NAME, one per\n"
+        "        line as they happen: for --timeout milliseconds, or with --follow\n"
+        "        until interrupted or the daemon goes away. With --json each line is\n"
+        "        the daemon's event document.\n"
+        "    help\n"
+        "        Show this text.\n"
+        "\n"
+        "TARGETS\n"
+        "    NAME          the actor registered as NAME\n"
+        "    @ID.GEN       one actor incarnation by ref, as printed by spawn (e.g. @12.1)\n"
+        "    --key KEY     with tell, ask and stop: the keyed actor (TYPE, KEY), where the\n"
+        "                  TARGET word is the TYPE: axctl ask --key alice counter get\n"
+        "\n"
+        "OPTIONS\n"
+        "    -s, --socket PATH   the daemon's socket (default: $" AXC_SOCKET_ENV ", else\n"
+        "                        " AXC_DEFAULT_SOCKET ")\n"
+        "    -j, --json          print JSON on stdout instead of text (see OUTPUT)\n"
+        "    -t, --timeout MS    connect and request timeout, and for ask the time the\n"
+        "                        actor has to reply, in milliseconds (default 5000)\n"
+        "    -k, --key KEY       target or spawn the keyed actor (TYPE, KEY)\n"
+        "    -m, --mailbox N     spawn: user mailbox capacity\n"
+        "    -c, --config JSON   spawn: options as a JSON object\n"
+        "    -f, --follow        events: keep printing until interrupted\n"
+        "    -h, --help          show this text and exit\n"
+        "    -V, --version       show the version and exit\n"
+        "\n"
+        "OUTPUT\n"
+        "    With --json, status, actors, plugins list and plugins load print the\n"
+        "    daemon's JSON document as it is; spawn prints {\"id\":ID,\"gen\":GEN,\n"
+        "    \"name\":NAME-or-null}; ask prints {\"reply\":\"TEXT\"}, or {\"reply_hex\":\"HEX\"}\n"
+        "    for a reply that is not printable UTF-8; tell, stop and plugins unload\n"
+        "    print {\"ok\":true}; a failure prints {\"error\":\"EFULL\",\"code\":-3,\n"
+        "    \"message\":\"...\"} on stdout. Without --json, failures are reported on\n"
+        "    stderr as \"axctl: COMMAND: MESSAGE\".\n"
+        "\n"
+        "EXIT STATUS\n"
+        "    0   success\n"
+        "    1   the daemon refused the request (an error reply: EFULL, ENOPROC,\n"
+        "        ENOTYPE, EEXIST, ...)\n"
+        "    2   usage error: unknown command or option, missing or bad argument\n"
+        "    3   cannot connect to the daemon, or the connection was lost\n"
+        "    4   timed out: no answer within --timeout (including an ask the daemon\n"
+        "        answered with ETIMEDOUT)\n"
+        "\n"
+        "ENVIRONMENT\n"
+        "    " AXC_SOCKET_ENV "   the socket path used when --socket is not given\n"
+        "\n"
+        "EXAMPLES\n"
+        "    axctl status\n"
+        "    axctl plugins load /usr/lib/axactor/plugins/counter.so\n"
+        "    axctl spawn counter c1 --mailbox 100\n"
+        "    axctl tell c1 inc\n"
+        "    axctl ask c1 get\n"
+        "    axctl ask --timeout 500 @12.1 get\n"
+        "    axctl ask --key alice counter get\n"
+        "    axctl tell c1 add -- -5\n"
+        "    axctl --json actors | jq -r '.actors[].name'\n"
+        "    axctl stop c1\n"
+        "    axctl events --follow\n",
+        f);
+}
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("axctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'axctl --help' for more information.\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* ---- output helpers ---- */
+
+static void print_json(cJSON *doc)
+{
+    char *s = cJSON_PrintUnformatted(doc);
+    if (s) {
+        puts(s);
+        cJSON_free(s);
+    }
+}
+
+/* Report a failed call; the exit status tells timeouts and dead connections apart
+ * from the daemon refusing the request. */
+static int report(const opts *o, const axc_conn *c, int rc, const char *what, const char *msg)
+{
+    int ex = rc == AX_ETIMEDOUT ? EXIT_TIMEOUT
+             : (!c || axc_is_broken(c) || rc == AX_ECONN) ? EXIT_CONN
+                                                          : EXIT_REFUSED;
+    if (!msg)
+        msg = c ? axc_errmsg(c) : ax_strerror(rc);
+    if (o->json) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "error", ax_errname(rc));
+        cJSON_AddNumberToObject(d, "code", rc);
+        cJSON_AddStringToObject(d, "message", msg);
+        print_json(d);
+        cJSON_Delete(d);
+    } else {
+        fprintf(stderr, "axctl: %s: %s\n", what, msg);
+    }
+    return ex;
+}
+
+static int print_ok(const opts *o)
+{
+    if (o->json)
+        puts("{\"ok\":true}");
+    return 0;
+}
+
+/* Daemon-supplied text goes to a terminal: no control characters. */
+static void sanitize(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d) {
+        fputs("axctl: out of memory\n", stderr);
+        exit(EXIT_FAILURE);
+    }
+    return d;
+}
+
+static char *scalar_text(const cJSON *v)
+{
+    char buf[64];
+    if (cJSON_IsString(v))
+        return xstrdup(*v->valuestring ? v->valuestring : "-");
+    if (cJSON_IsBool(v))
+        return xstrdup(cJSON_IsTrue(v) ? "true" : "false");
+    if (cJSON_IsNull(v))
+        return xstrdup("-");
+    if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (d == (double)(int64_t)d && d > -9.2e18 && d < 9.2e18)
+            snprintf(buf, sizeof buf, "%" PRId64, (int64_t)d);
+        else if (d >= 1 || d <= -1) { /* readable: milliseconds at most, no trailing zeros */
+            snprintf(buf, sizeof buf, "%.3f", d);
+            char *e = buf + strlen(buf) - 1;
+            while (*e == '0')
+                *e-- = 0;
+            if (*e == '.')
+                *e = 0;
+        } else {
+            snprintf(buf, sizeof buf, "%.6g", d);
+        }
+        return xstrdup(buf);
+    }
+    return NULL;
+}
+
+/* Text of one value for a table cell or a key/value line: scalars as text, arrays of
+ * scalars comma-separated, anything else as compact JSON. Caller frees. */
+static char *value_text(const cJSON *v)
+{
+    char *s = scalar_text(v);
+    if (!s && cJSON_IsArray(v)) {
+        size_t len = 0, cap = 64;
+        int plain = 1;
+        const cJSON *e;
+        s = malloc(cap);
+        if (!s)
+            return xstrdup("?");
+        s[0] = 0;
+        cJSON_ArrayForEach(e, v) {
+            char *t = scalar_text(e);
+            if (!t) {
+                plain = 0;
+                break;
+            }
+            size_t tl = strlen(t);
+            while (len + tl + 3 > cap) {
+                char *n = realloc(s, cap *= 2);
+                if (!n) {
+                    free(t);
+                    free(s);
+                    return xstrdup("?");
+                }
+                s = n;
+            }
+            len += (size_t)sprintf(s + len, "%s%s", len ? ", " : "", t);
+            free(t);
+        }
+        if (!plain) {
+            free(s);
+            s = NULL;
+        } else if (!len) {
+            free(s);
+            s = xstrdup("-");
+        }
+    }
+    if (!s) {
+        char *j = cJSON_PrintUnformatted(v);
+        s = xstrdup(j ? j : "?");
+        cJSON_free(j);
+    }
+    sanitize(s);
+    return s;
+}
+
+typedef struct kv {
+    char *key, *val;
+} kv;
+
+typedef struct kvlist {
+    kv *v;
+    size_t n, cap;
+} kvlist;
+
+static void kv_add(kvlist *l, char *k, char *v)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+        if (!l->v) {
+            fputs("axctl: out of memory\n", stderr);
+            exit(EXIT_FAILURE);
+        }
+    }
+    l->v[l->n].key = k;
+    l->v[l->n].val = v;
+    l->n++;
+}
+
+static void flatten(kvlist *l, const char *prefix, const cJSON *obj)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, obj) {
+        const char *k = e->string ? e->string : "?";
+        size_t n = strlen(prefix) + strlen(k) + 2;
+        char *full = malloc(n);
+        if (!full)
+            continue;
+        snprintf(full, n, "%s%s%s", prefix, *prefix ? "." : "", k);
+        if (cJSON_IsObject(e) && e->child) {
+            flatten(l, full, e);
+            free(full);
+        } else {
+            sanitize(full);
+            kv_add(l, full, value_text(e));
+        }
+    }
+}
+
+/* An object as aligned "key: value" lines. */
+static void print_kv(const cJSON *obj)
+{
+    kvlist l = {0};
+    size_t w = 0;
+    flatten(&l, "", obj);
+    for (size_t i = 0; i < l.n; i++)
+        if (strlen(l.v[i].key) > w)
+            w = strlen(l.v[i].key);
+    for (size_t i = 0; i < l.n; i++) {
+        printf("%s:%*s %s\n", l.v[i].key, (int)(w - strlen(l.v[i].key)), "", l.v[i].val);
+        free(l.v[i].key);
+        free(l.v[i].val);
+    }
+    free(l.v);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Rows (JSON objects) as a table: the preferred columns that occur, in that order,
+ * then every other key alphabetically. Missing cells print as "-". */
+static void print_table(const cJSON *rows, const char *const *preferred, const char *empty_msg)
+{
+    const char **cols = NULL;
+    size_t ncols = 0, capcols = 0, nrows = (size_t)cJSON_GetArraySize(rows), r, k;
+    const cJSON *row, *e;
+    if (!nrows) {
+        puts(empty_msg);
+        return;
+    }
+    /* Collect column names: preferred first, then the rest sorted. */
+    for (const char *const *p = preferred; *p; p++) {
+        cJSON_ArrayForEach(row, rows) {
+            if (cJSON_GetObjectItemCaseSensitive(row, *p)) {
+                if (ncols == capcols) {
+                    capcols = capcols ? capcols * 2 : 16;
+                    cols = realloc(cols, capcols * sizeof *cols);
+                    if (!cols)
+                        exit(EXIT_FAILURE);
+                }
+                cols[ncols++] = *p;
+                break;
+            }
+        }
+    }
+    size_t npref = ncols;
+    cJSON_ArrayForEach(row, rows) {
+        cJSON_ArrayForEach(e, row) {
+            int seen = !e->string;
+            for (k = 0; k < ncols && !seen; k++)
+                seen = !strcmp(cols[k], e->string);
+            if (seen)
+                continue;
+            if (ncols == capcols) {
+                capcols = capcols ? capcols * 2 : 16;
+                cols = realloc(cols, capcols * sizeof *cols);
+                if (!cols)
+                    exit(EXIT_FAILURE);
+            }
+            cols[ncols++] = e->string;
+        }
+    }
+    qsort(cols + npref, ncols - npref, sizeof *cols, cmp_str);
+    if (!ncols) {
+        free(cols);
+        puts(empty_msg);
+        return;
+    }
+
+    char **cell = calloc((nrows + 1) * ncols, sizeof *cell);
+    size_t *w = calloc(ncols, sizeof *w);
+    if (!cell || !w)
+        exit(EXIT_FAILURE);
+    for (k = 0; k < ncols; k++) {
+        char *h = xstrdup(cols[k]);
+        for (char *q = h; *q; q++)
+            if (*q >= 'a' && *q <= 'z')
+                *q = (char)(*q - 'a' + 'A');
+        sanitize(h);
+        cell[k] = h;
+    }
+    r = 1;
+    cJSON_ArrayForEach(row, rows) {
+        for (k = 0; k < ncols; k++) {
+            const cJSON *v = cJSON_IsObject(row) ? cJSON_GetObjectItemCaseSensitive(row, cols[k]) : NULL;
+            cell[r * ncols + k] = v ? value_text(v) : xstrdup("-");
+        }
+        r++;
+    }
+    for (r = 0; r <= nrows; r++)
+        for (k = 0; k < ncols; k++)
+            if (strlen(cell[r * ncols + k]) > w[k])
+                w[k] = strlen(cell[r * ncols + k]);
+    for (r = 0; r <= nrows; r++) {
+        for (k = 0; k < ncols; k++) {
+            const char *s = cell[r * ncols + k];
+            if (k + 1 < ncols)
+                printf("%s%*s  ", s, (int)(w[k] - strlen(s)), "");
+            else
+                printf("%s\n", s);
+            free(cell[r * ncols + k]);
+        }
+    }
+    free(cell);
+    free(w);
+    free(cols);
+}
+
+/* ---- argument parsing ---- */
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* TARGET word (+ --key) to a target. ref is storage for the @ID.GEN form. */
+static int parse_target(const char *word, const char *key, axc_ref *ref, axc_target *t)
+{
+    if (key) {
+        *t = axc_by_key(word, key);
+        return 0;
+    }
+    if (word[0] == '@') {
+        char buf[64];
+        uint64_t id, gen;
+        const char *dot = strchr(word, '.');
+        size_t il = dot ? (size_t)(dot - word - 1) : 0;
+        if (!dot || il == 0 || il >= sizeof buf)
+            return usage_error("bad ref '%s': expected @ID.GEN, e.g. @12.1", word);
+        memcpy(buf, word + 1, il);
+        buf[il] = 0;
+        if (parse_u64(buf, UINT64_MAX, &id) || parse_u64(dot + 1, UINT32_MAX, &gen))
+            return usage_error("bad ref '%s': expected @ID.GEN, e.g. @12.1", word);
+        memset(ref, 0, sizeof *ref);
+        ref->id = id;
+        ref->gen = (uint32_t)gen;
+        *t = axc_by_ref(ref);
+        return 0;
+    }
+    *t = axc_by_name(word);
+    return 0;
+}
+
+/* ---- commands ---- */
+
+static int connect_or_report(const opts *o, axc_conn **c)
+{
+    char err[512];
+    int rc = axc_connect(o->socket, o->timeout_ms, c, err, sizeof err);
+    if (rc) {
+        /* Whatever the code (EPERM, EVERSION, a timeout...), the daemon was not reached. */
+        report(o, NULL, rc, "connect", err[0] ? err : ax_strerror(rc));
+        return EXIT_CONN;
+    }
+    axc_set_timeout(*c, o->timeout_ms);
+    return 0;
+}
+
+/* status / actors / plugins list / plugins load: a JSON document. */
+static int cmd_doc(const opts *o, axc_conn *c, const char *what, int rc, char *doc)
+{
+    if (rc)
+        return report(o, c, rc, what, NULL);
+    if (o->json) {
+        puts(doc);
+        axc_free(doc);
+        return 0;
+    }
+    cJSON *d = cJSON_Parse(doc);
+    if (!d) {
+        axc_free(doc);
+        return report(o, c, AX_EPROTO, what, "the daemon sent a document that is not valid JSON");
+    }
+    static const char *const actor_cols[] = {"id", "name", "type", "state", "mailbox", NULL};
+    static const char *const plugin_cols[] = {"name", "version", "abi", "types", "path", NULL};
+    const cJSON *rows = NULL;
+    const char *const *cols = actor_cols;
+    const char *empty = "(no actors)";
+    if (!strcmp(what, "actors")) {
+        rows = cJSON_IsArray(d) ? d : cJSON_GetObjectItemCaseSensitive(d, "actors");
+    } else if (!strcmp(what, "plugins list")) {
+        rows = cJSON_IsArray(d) ? d : cJSON_GetObjectItemCaseSensitive(d, "plugins");
+        cols = plugin_cols;
+        empty = "(no plugins)";
+    }
+    if (cJSON_IsArray(rows)) {
+        print_table(rows, cols, empty);
+    } else if (cJSON_IsObject(d)) {
+        if (!strcmp(what, "plugins load")) {
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(d, "name");
+            if (cJSON_IsString(n)) {
+                char *s = xstrdup(n->valuestring);
+                sanitize(s);
+                printf("loaded plugin %s\n", s);
+                free(s);
+            }
+        }
+        print_kv(d);
+    } else {
+        char *s = value_text(d);
+        puts(s);
+        free(s);
+    }
+    cJSON_Delete(d);
+    axc_free(doc);
+    return 0;
+}
+
+/* Printable UTF-8 (well-formed, no control characters but tab/newline/CR)? */
+static int printable_utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char b = s[i];
+        if (b < 0x80) {
+            if ((b < 0x20 && b != '\t' && b != '\n' && b != '\r') || b == 0x7f)
+                return 0;
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp, min;
+        if ((b & 0xe0) == 0xc0) {
+            len = 2, cp = b & 0x1f, min = 0x80;
+        } else if ((b & 0xf0) == 0xe0) {
+            len = 3, cp = b & 0x0f, min = 0x800;
+        } else if ((b & 0xf8) == 0xf0) {
+            len = 4, cp = b & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (n - i < len)
+            return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+static char *hex(const unsigned char *p, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    char *s = malloc(2 * n + 1);
+    if (!s)
+        exit(EXIT_FAILURE);
+    for (size_t i = 0; i < n; i++) {
+        s[2 * i] = digits[p[i] >> 4];
+        s[2 * i + 1] = digits[p[i] & 15];
+    }
+    s[2 * n] = 0;
+    return s;
+}
+
+static int cmd_ask(const opts *o, axc_conn *c, const axc_target *t, const char *msg, const char *payload)
+{
+    void *reply = NULL;
+    size_t len = 0;
+    int rc = axc_ask(c, t, msg, payload, payload ? strlen(payload) : 0, o->timeout_ms, &reply, &len);
+    if (rc)
+        return report(o, c, rc, "ask", NULL);
+    int text = printable_utf8(reply, len);
+    if (o->json) {
+        cJSON *d = cJSON_CreateObject();
+        if (text) {
+            cJSON_AddStringToObject(d, "reply", reply);
+        } else {
+            char *h = hex(reply, len);
+            cJSON_AddStringToObject(d, "reply_hex", h);
+            free(h);
+        }
+        print_json(d);
+        cJSON_Delete(d);
+    } else if (text) {
+        if (len) {
+            fwrite(reply, 1, len, stdout);
+            if (((const char *)reply)[len - 1] != '\n')
+                putchar('\n');
+        }
+    } else {
+        char *h = hex(reply, len);
+        puts(h);
+        free(h);
+    }
+    axc_free(reply);
+    return 0;
+}
+
+static int cmd_spawn(const opts *o, axc_conn *c, const char *type, const char *name)
+{
+    cJSON *cfg = NULL;
+    char *cfg_text = NULL;
+    axc_ref ref;
+    if (o->config) {
+        cfg = cJSON_Parse(o->config);
+        if (!cJSON_IsObject(cfg)) {
+            cJSON_Delete(cfg);
+            return usage_error("--config: not a JSON object: %s", o->config);
+        }
+    }
+    if (o->mailbox || o->key) {
+        if (!cfg)
+            cfg = cJSON_CreateObject();
+        if (o->mailbox) {
+            uint64_t n;
+            if (parse_u64(o->mailbox, UINT32_MAX, &n) || n == 0) {
+                cJSON_Delete(cfg);
+                return usage_error("--mailbox: expected an integer from 1 to 4294967295, got '%s'", o->mailbox);
+            }
+            cJSON_DeleteItemFromObjectCaseSensitive(cfg, "mailbox_capacity");
+            cJSON_AddNumberToObject(cfg, "mailbox_capacity", (double)n);
+        }
+        if (o->key) {
+            cJSON_DeleteItemFromObjectCaseSensitive(cfg, "key");
+            cJSON_AddStringToObject(cfg, "key", o->key);
+        }
+    }
+    if (cfg) {
+        cfg_text = cJSON_PrintUnformatted(cfg);
+        cJSON_Delete(cfg);
+        if (!cfg_text)
+            return report(o, c, AX_ENOMEM, "spawn", NULL);
+    }
+    int rc = axc_spawn(c, type, name, cfg_text, &ref);
+    cJSON_free(cfg_text);
+    if (rc)
+        return report(o, c, rc, "spawn", NULL);
+    /* The daemon names its own node in refs; only another node is worth showing. */
+    int remote = ref.node[0] && strcmp(ref.node, axc_node_id(c)) != 0;
+    if (o->json) {
+        char num[32];
+        cJSON *d = cJSON_CreateObject();
+        /* Raw, not a double: ids are 64-bit. */
+        snprintf(num, sizeof num, "%" PRIu64, ref.id);
+        cJSON_AddRawToObject(d, "id", num);
+        cJSON_AddNumberToObject(d, "gen", ref.gen);
+        if (name && *name)
+            cJSON_AddStringToObject(d, "name", name);
+        else
+            cJSON_AddNullToObject(d, "name");
+        if (remote)
+            cJSON_AddStringToObject(d, "node", ref.node);
+        print_json(d);
+        cJSON_Delete(d);
+    } else {
+        printf("@%" PRIu64 ".%" PRIu32, ref.id, ref.gen);
+        if (name && *name)
+            printf(" %s", name);
+        if (remote)
+            printf(" (on node %s)", ref.node);
+        putchar('\n');
+    }
+    return 0;
+}
+
+/* A relative path that exists from here is made absolute (the daemon's working
+ * directory is not ours); anything else goes as is, for the daemon's plugins.dir. */
+static int cmd_plugin_load(const opts *o, axc_conn *c, const char *path)
+{
+    char *abs = NULL, *doc = NULL;
+    if (path[0] != '/' && access(path, F_OK) == 0)
+        abs = realpath(path, NULL);
+    int rc = axc_plugin_load(c, abs ? abs : path, &doc);
+    free(abs);
+    return cmd_doc(o, c, "plugins load", rc, doc);
+}
+
+/* One event as a line: "started   @3.1 c1 counter reason=..." (other fields as
+ * key=value in the daemon's order). */
+static void print_event(const char *doc)
+{
+    cJSON *d = cJSON_Parse(doc);
+    if (!cJSON_IsObject(d)) {
+        char *s = xstrdup(doc);
+        sanitize(s);
+        puts(s);
+        free(s);
+        cJSON_Delete(d);
+        return;
+    }
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(d, "event");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(d, "id");
+    const cJSON *gen = cJSON_GetObjectItemCaseSensitive(d, "gen");
+    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(d, "time");
+    if (cJSON_IsNumber(tm) && tm->valuedouble > 0 && tm->valuedouble < 1e11) {
+        /* seconds since the epoch -> UTC, to the millisecond */
+        time_t secs = (time_t)tm->valuedouble;
+        struct tm utc;
+        char when[32];
+        if (gmtime_r(&secs, &utc) && strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &utc))
+            printf("%s.%03dZ ", when, (int)((tm->valuedouble - (double)secs) * 1000));
+    }
+    char *s = ev ? value_text(ev) : xstrdup("?");
+    printf("%-9s", s);
+    free(s);
+    if (cJSON_IsNumber(id) && cJSON_IsNumber(gen))
+        printf(" @%.0f.%.0f", id->valuedouble, gen->valuedouble);
+    static const char *const lead[] = {"name", "type", NULL};
+    for (const char *const *k = lead; *k; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(d, *k);
+        if (v) {
+            s = value_text(v);
+            printf(" %s", s);
+            free(s);
+        }
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, d) {
+        const char *k = e->string ? e->string : "?";
+        if (!strcmp(k, "event") || !strcmp(k, "id") || !strcmp(k, "gen") || !strcmp(k, "name") ||
+            !strcmp(k, "type") || (!strcmp(k, "time") && cJSON_IsNumber(e)))
+            continue;
+        s = value_text(e);
+        char *ks = xstrdup(k);
+        sanitize(ks);
+        printf(" %s=%s", ks, s);
+        free(ks);
+        free(s);
+    }
+    putchar('\n');
+    cJSON_Delete(d);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int cmd_events(const opts *o, axc_conn *c, const char *name)
+{
+    int rc = axc_subscribe(c, name);
+    if (rc)
+        return report(o, c, rc, "events", NULL);
+    int64_t end = mono_ms() + o->timeout_ms;
+    for (;;) {
+        int64_t left = end - mono_ms();
+        if (!o->follow && left <= 0)
+            return 0;
+        char *doc = NULL;
+        rc = axc_next_event(c, o->follow ? 60000 : (int)left, &doc);
+        if (rc < 0)
+            return report(o, c, rc, "events", NULL);
+        if (rc == 0)
+            continue;
+        if (o->json)
+            puts(doc);
+        else
+            print_event(doc);
+        /* a pipe would otherwise hold the lines back until exit */
+        fflush(stdout);
+        axc_free(doc);
+    }
+}
+
+static int need_args(const char *cmd, int have, int min, int max, const char *synopsis)
+{
+    if (have < min)
+        return usage_error("%s: missing argument (usage: axctl %s)", cmd, synopsis);
+    if (have > max)
+        return usage_error("%s: too many arguments (usage: axctl %s)", cmd, synopsis);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"socket", required_argument, NULL, 's'},  {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'}, {"key", required_argument, NULL, 'k'},
+        {"mailbox", required_argument, NULL, 'm'}, {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
+        {"follow", no_argument, NULL, 'f'},
+        {NULL, 0, NULL, 0},
+    };
+    opts o = {.timeout_ms = DEFAULT_TIMEOUT_MS};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":s:jt:k:m:c:fhV", longopts, NULL)) != -1) {
+        uint64_t v;
+        switch (ch) {
+        case 's':
+            o.socket = optarg;
+            break;
+        case 'j':
+            o.json = 1;
+            break;
+        case 't':
+            if (parse_u64(optarg, MAX_TIMEOUT_MS, &v) || v == 0)
+                return usage_error("--timeout: expected milliseconds from 1 to %d, got '%s'", MAX_TIMEOUT_MS,
+                                   optarg);
+            o.timeout_ms = (int)v;
+            break;
+        case 'k':
+            o.key = optarg;
+            break;
+        case 'm':
+            o.mailbox = optarg;
+            break;
+        case 'c':
+            o.config = optarg;
+            break;
+        case 'f':
+            o.follow = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("axctl %s (axactor client protocol %u)\n", AX_VERSION, AX_PROTO_VERSION);
+            return 0;
+        case ':':
+            return usage_error("option '%s' needs an argument", argv[optind - 1]);
+        default:
+            if (optopt)
+                return usage_error("unknown option '-%c'", optopt);
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    char **args = argv + optind;
+    int nargs = argc - optind;
+    if (nargs == 0)
+        return usage_error("no command given");
+    const char *cmd = args[0];
+    args++;
+    nargs--;
+
+    if (!strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    /* Validate everything before connecting: a usage error never touches the daemon. */
+    int is_plugins = !strcmp(cmd, "plugins");
+    const char *sub = is_plugins && nargs > 0 ? args[0] : NULL;
+    int rc;
+    if (!strcmp(cmd, "status") || !strcmp(cmd, "actors")) {
+        if ((rc = need_args(cmd, nargs, 0, 0, cmd)))
+            return rc;
+    } else if (!strcmp(cmd, "spawn")) {
+        if ((rc = need_args(cmd, nargs, 1, 2, "spawn TYPE [NAME] [--mailbox N] [--config JSON] [--key KEY]")))
+            return rc;
+    } else if (!strcmp(cmd, "tell") || !strcmp(cmd, "ask")) {
+        if ((rc = need_args(cmd, nargs, 2, 3, !strcmp(cmd, "tell") ? "tell TARGET MSG [PAYLOAD]"
+                                                                    : "ask TARGET MSG [PAYLOAD]")))
+            return rc;
+    } else if (!strcmp(cmd, "stop")) {
+        if ((rc = need_args(cmd, nargs, 1, 1, "stop TARGET")))
+            return rc;
+    } else if (!strcmp(cmd, "events")) {
+        if ((rc = need_args(cmd, nargs, 0, 1, "events [NAME] [--follow]")))
+            return rc;
+    } else if (is_plugins) {
+        if (!sub)
+            return usage_error("plugins: missing subcommand (list, load PATH, unload NAME)");
+        if (!strcmp(sub, "list")) {
+            if ((rc = need_args("plugins list", nargs - 1, 0, 0, "plugins list")))
+                return rc;
+        } else if (!strcmp(sub, "load")) {
+            if ((rc = need_args("plugins load", nargs - 1, 1, 1, "plugins load PATH")))
+                return rc;
+        } else if (!strcmp(sub, "unload")) {
+            if ((rc = need_args("plugins unload", nargs - 1, 1, 1, "plugins unload NAME")))
+                return rc;
+        } else {
+            return usage_error("plugins: unknown subcommand '%s' (list, load, unload)", sub);
+        }
+    } else {
+        return usage_error("unknown command '%s'", cmd);
+    }
+    int targets = !strcmp(cmd, "tell") || !strcmp(cmd, "ask") || !strcmp(cmd, "stop");
+    if (o.key && !targets && strcmp(cmd, "spawn"))
+        return usage_error("--key is only valid with spawn, tell, ask and stop");
+    if ((o.mailbox || o.config) && strcmp(cmd, "spawn"))
+        return usage_error("--mailbox and --config are only valid with spawn");
+    if (o.follow && strcmp(cmd, "events"))
+        return usage_error("--follow is only valid with events");
+    axc_ref ref;
+    axc_target t;
+    if (targets && (rc = parse_target(args[0], o.key, &ref, &t)))
+        return rc;
+
+    axc_conn *c = NULL;
+    if ((rc = connect_or_report(&o, &c)))
+        return rc;
+    char *doc = NULL;
+    int ex;
+    if (!strcmp(cmd, "status")) {
+        rc = axc_status(c, &doc);
+        ex = cmd_doc(&o, c, "status", rc, doc);
+    } else if (!strcmp(cmd, "actors")) {
+        rc = axc_actors(c, &doc);
+        ex = cmd_doc(&o, c, "actors", rc, doc);
+    } else if (!strcmp(cmd, "spawn")) {
+        ex = cmd_spawn(&o, c, args[0], nargs > 1 ? args[1] : NULL);
+    } else if (!strcmp(cmd, "tell")) {
+        const char *p = nargs > 2 ? args[2] : NULL;
+        rc = axc_tell(c, &t, args[1], p, p ? strlen(p) : 0);
+        ex = rc ? report(&o, c, rc, "tell", NULL) : print_ok(&o);
+    } else if (!strcmp(cmd, "ask")) {
+        ex = cmd_ask(&o, c, &t, args[1], nargs > 2 ? args[2] : NULL);
+    } else if (!strcmp(cmd, "stop")) {
+        rc = axc_stop(c, &t);
+        ex = rc ? report(&o, c, rc, "stop", NULL) : print_ok(&o);
+    } else if (!strcmp(cmd, "events")) {
+        ex = cmd_events(&o, c, nargs > 0 ? args[0] : NULL);
+    } else if (!strcmp(sub, "list")) {
+        rc = axc_plugins(c, &doc);
+        ex = cmd_doc(&o, c, "plugins list", rc, doc);
+    } else if (!strcmp(sub, "load")) {
+        ex = cmd_plugin_load(&o, c, args[1]);
+    } else {
+        rc = axc_plugin_unload(c, args[1]);
+        ex = rc ? report(&o, c, rc, "plugins unload", NULL) : print_ok(&o);
+    }
+    axc_close(c);
+    if (fflush(stdout) != 0 && !ex)
+        ex = EXIT_FAILURE;
+    return ex;
+}

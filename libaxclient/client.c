@@ -1,0 +1,1433 @@
+/* libaxclient: the blocking and pipelined client of axactord's Unix-socket protocol.
+ * One axc_conn owns a socket, an output buffer (requests and buffered fire-and-forget
+ * tells) and a read buffer; every byte read goes through the shared codec in proto/. */
+
+#include "axactor/client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ax_mem.h"
+#include "frame.h"
+
+#define AXC_EXPORT __attribute__((visibility("default")))
+
+#define DEFAULT_TIMEOUT_MS 5000
+/* The daemon answers an ask with ETIMEDOUT at its deadline; we wait this much longer
+ * so that its answer, not ours, is the one the caller sees. */
+#define ASK_GRACE_MS 1000
+/* Buffered fire-and-forget tells are pushed to the socket past this size. */
+#define FLUSH_AT (64u * 1024u)
+/* Initial read buffer: most replies fit; it grows (up to max_frame) only for big ones. */
+#define RB_MIN (16u * 1024u)
+#define RB_KEEP (256u * 1024u)
+#define CLIENT_NAME_MAX 64
+/* Events queued while nobody reads them; past this they are counted and dropped, and
+ * axc_next_event reports the gap as a "lagged" event. */
+#define EVQ_MAX 4096
+
+enum { PE_FREE = 0, PE_WAIT = 1, PE_DONE = 2 };
+
+/* One pipelined ask (axc_send_ask) from send until its result is handed out. */
+typedef struct pend {
+    uint32_t id;
+    uint8_t state;
+    int timeout_ms;
+    int64_t deadline; /* local give-up time (monotonic ms) */
+    axc_result res;   /* valid when state == PE_DONE */
+} pend;
+
+/* A decoded frame header and its body, pointing into the read buffer: valid only until
+ * the next read from the socket. */
+typedef struct rframe {
+    ax_frame_hdr h;
+    const uint8_t *body;
+} rframe;
+
+struct axc_conn {
+    int fd;
+    int broken;
+    int timeout_ms;
+    int64_t rcvtimeo_ms; /* value last set with SO_RCVTIMEO (-1: none yet) */
+    uint32_t next_id;
+    uint32_t max_frame; /* body limit, both ways: the daemon's value from HELLO_OK */
+    ax_wbuf out;
+    uint8_t *rb;
+    size_t rb_off, rb_len, rb_cap;
+    size_t rb_need; /* size of the partial frame at rb_off once its header is known */
+    pend *pq;       /* ring of pipelined asks, oldest first; pq_cap is a power of two */
+    size_t pq_cap, pq_head, pq_count, pq_waiting, pq_done;
+    char **evq; /* ring of queued EVENT documents, oldest first; evq_cap a power of two */
+    size_t evq_cap, evq_head, evq_count;
+    uint64_t ev_skipped;
+    char *node_id;
+    char err[512];
+    char dead[512]; /* why the connection broke */
+};
+
+enum { P_FLUSH, P_WAIT_ID, P_WAIT_PIPE, P_WAIT_EVENT, P_WAIT_ANY };
+/* What dispatch() did with a frame. */
+enum { D_DROPPED = 0, D_PIPE = 1, D_EVENT = 2 };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Error text may come from the daemon; keep it to one printable line. */
+static void sanitize(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
+__attribute__((format(printf, 3, 4))) static int seterr(axc_conn *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    sanitize(c->err);
+    return code;
+}
+
+/* The connection can no longer be trusted (stream out of sync, peer gone): remember why;
+ * every later call fails with AX_ECONN. */
+__attribute__((format(printf, 3, 4))) static int fail_broken(axc_conn *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    sanitize(c->err);
+    if (!c->broken) {
+        memcpy(c->dead, c->err, sizeof c->dead);
+        c->broken = 1;
+    }
+    return code;
+}
+
+static int usable(axc_conn *c)
+{
+    if (!c)
+        return AX_EINVAL;
+    if (c->broken)
+        return seterr(c, AX_ECONN, "connection to the daemon is broken: %s", c->dead);
+    return 0;
+}
+
+static uint32_t next_id(axc_conn *c)
+{
+    uint32_t id = c->next_id++;
+    if (c->next_id == 0) /* 0 means "no request" on the wire */
+        c->next_id = 1;
+    return id;
+}
+
+/* malloc'd NUL-terminated copy of n bytes (network-sized: non-aborting). */
+static char *copy_bytes(const void *p, size_t n)
+{
+    char *s = ax_try_malloc(n + 1);
+    if (!s)
+        return NULL;
+    if (n)
+        memcpy(s, p, n);
+    s[n] = 0;
+    return s;
+}
+
+/* ---- pipelined asks ---- */
+
+static pend *pq_at(axc_conn *c, size_t i)
+{
+    return &c->pq[(c->pq_head + i) & (c->pq_cap - 1)];
+}
+
+/* Make room for one more entry, so recording a send cannot fail later. */
+static int pq_reserve(axc_conn *c)
+{
+    if (c->pq_count < c->pq_cap)
+        return 0;
+    size_t ncap = c->pq_cap ? c->pq_cap * 2 : 16;
+    if (ncap > SIZE_MAX / sizeof(pend))
+        return seterr(c, AX_ENOMEM, "too many outstanding asks");
+    pend *n = ax_try_malloc(ncap * sizeof *n);
+    if (!n)
+        return seterr(c, AX_ENOMEM, "out of memory queueing an ask");
+    for (size_t i = 0; i < c->pq_count; i++)
+        n[i] = *pq_at(c, i);
+    ax_free(c->pq);
+    c->pq = n;
+    c->pq_cap = ncap;
+    c->pq_head = 0;
+    return 0;
+}
+
+/* Drop delivered entries from the front. */
+static void pq_trim(axc_conn *c)
+{
+    while (c->pq_count && pq_at(c, 0)->state == PE_FREE) {
+        c->pq_head = (c->pq_head + 1) & (c->pq_cap - 1);
+        c->pq_count--;
+    }
+    if (!c->pq_count)
+        c->pq_head = 0;
+}
+
+static pend *pq_find(axc_conn *c, uint32_t id)
+{
+    for (size_t i = 0; i < c->pq_count; i++) {
+        pend *e = pq_at(c, i);
+        if (e->state == PE_WAIT && e->id == id)
+            return e;
+    }
+    return NULL;
+}
+
+static void pq_complete(axc_conn *c, pend *e, int status, char *data, size_t len)
+{
+    e->res.req_id = e->id;
+    e->res.status = status;
+    e->res.data = data;
+    e->res.len = data ? len : 0;
+    e->state = PE_DONE;
+    c->pq_waiting--;
+    c->pq_done++;
+}
+
+static void pq_fail(axc_conn *c, pend *e, int status, const char *msg)
+{
+    pq_complete(c, e, status, copy_bytes(msg, strlen(msg)), strlen(msg));
+}
+
+static int pq_pop_done(axc_conn *c, axc_result *r)
+{
+    if (!c->pq_done)
+        return 0;
+    for (size_t i = 0; i < c->pq_count; i++) {
+        pend *e = pq_at(c, i);
+        if (e->state == PE_DONE) {
+            *r = e->res;
+            e->state = PE_FREE;
+            c->pq_done--;
+            pq_trim(c);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Give up on asks past their local deadline; *next gets the earliest remaining one. */
+static int pq_expire(axc_conn *c, int64_t now, int64_t *next)
+{
+    int n = 0;
+    for (size_t i = 0; i < c->pq_count; i++) {
+        pend *e = pq_at(c, i);
+        if (e->state != PE_WAIT)
+            continue;
+        if (e->deadline <= now) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "no reply from the daemon within %d ms", e->timeout_ms);
+            pq_fail(c, e, AX_ETIMEDOUT, msg);
+            n++;
+        } else if (e->deadline < *next) {
+            *next = e->deadline;
+        }
+    }
+    return n;
+}
+
+/* ---- lifecycle events and downs ---- */
+
+static void ev_push(axc_conn *c, char *doc)
+{
+    if (c->evq_count == c->evq_cap) {
+        size_t ncap = c->evq_cap ? c->evq_cap * 2 : 16;
+        char **n = c->evq_count < EVQ_MAX ? ax_try_malloc(ncap * sizeof *n) : NULL;
+        if (!n) {
+            ax_free(doc);
+            c->ev_skipped++;
+            return;
+        }
+        for (size_t i = 0; i < c->evq_count; i++)
+            n[i] = c->evq[(c->evq_head + i) & (c->evq_cap - 1)];
+        ax_free(c->evq);
+        c->evq = n;
+        c->evq_cap = ncap;
+        c->evq_head = 0;
+    }
+    c->evq[(c->evq_head + c->evq_count) & (c->evq_cap - 1)] = doc;
+    c->evq_count++;
+}
+
+static int ev_pop(axc_conn *c, char **doc)
+{
+    if (c->evq_count) {
+        *doc = c->evq[c->evq_head];
+        c->evq_head = (c->evq_head + 1) & (c->evq_cap - 1);
+        c->evq_count--;
+        return 1;
+    }
+    if (c->ev_skipped) {
+        char buf[96];
+        int n = snprintf(buf, sizeof buf, "{\"event\":\"lagged\",\"skipped\":%llu,\"by\":\"client\"}",
+                         (unsigned long long)c->ev_skipped);
+        char *d = copy_bytes(buf, (size_t)n);
+        if (!d)
+            return 0;
+        c->ev_skipped = 0;
+        *doc = d;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- reading frames ---- */
+
+/* Take one complete frame off the read buffer: 1 = *f filled, 0 = need more bytes,
+ * < 0 = malformed (connection broken). Never reads past what was received. */
+static int parse(axc_conn *c, rframe *f)
+{
+    size_t avail = c->rb_len - c->rb_off;
+    const uint8_t *p = c->rb + c->rb_off;
+    ax_frame_hdr h;
+    const char *why = NULL;
+    int r = ax_frame_hdr_decode(p, avail, c->max_frame, &h, &why);
+    if (r == 1) {
+        c->rb_need = 0;
+        return 0;
+    }
+    if (r == AX_ETOOBIG)
+        return fail_broken(c, AX_EPROTO, "malformed frame from the daemon: %s (max_frame %u)",
+                           why ? why : "frame too big", c->max_frame);
+    if (r < 0)
+        return fail_broken(c, AX_EPROTO, "malformed frame from the daemon: %s", why ? why : "bad header");
+    switch (h.type) {
+    case AX_T_HELLO_OK:
+    case AX_T_ERROR:
+    case AX_T_OK:
+    case AX_T_REF:
+    case AX_T_REPLY:
+    case AX_T_JSON:
+    case AX_T_EVENT:
+        break;
+    default:
+        return fail_broken(c, AX_EPROTO, "daemon sent a %s frame, which only clients send",
+                           ax_frame_type_name(h.type));
+    }
+    size_t total = AX_FRAME_HDR_SIZE + (size_t)h.body_len;
+    if (avail < total) {
+        c->rb_need = total;
+        return 0;
+    }
+    c->rb_need = 0;
+    f->h = h;
+    f->body = p + AX_FRAME_HDR_SIZE;
+    c->rb_off += total;
+    if (c->rb_off == c->rb_len) /* the body stays in place until the next read */
+        c->rb_off = c->rb_len = 0;
+    return 1;
+}
+
+/* Read what the socket has. flags 0 blocks up to SO_RCVTIMEO; MSG_DONTWAIT does not.
+ * Returns > 0 bytes read, 0 nothing yet, < 0 connection broken. */
+static int recv_some(axc_conn *c, int flags)
+{
+    if (c->rb_off > 0) {
+        memmove(c->rb, c->rb + c->rb_off, c->rb_len - c->rb_off);
+        c->rb_len -= c->rb_off;
+        c->rb_off = 0;
+    }
+    /* One huge reply should not pin its buffer for the life of the connection. */
+    if (c->rb_len == 0 && c->rb_cap > RB_KEEP) {
+        ax_free(c->rb);
+        c->rb = NULL;
+        c->rb_cap = 0;
+    }
+    /* rb_need is bounded: the header decoder refused bodies over max_frame. */
+    size_t need = c->rb_need > RB_MIN ? c->rb_need : RB_MIN;
+    if (c->rb_cap < need) {
+        uint8_t *n = ax_try_realloc(c->rb, need);
+        if (!n)
+            return fail_broken(c, AX_ENOMEM, "out of memory for a %zu-byte frame from the daemon", need);
+        c->rb = n;
+        c->rb_cap = need;
+    }
+    ssize_t n = recv(c->fd, c->rb + c->rb_len, c->rb_cap - c->rb_len, flags);
+    if (n > 0) {
+        c->rb_len += (size_t)n;
+        return (int)(n > INT_MAX ? INT_MAX : n);
+    }
+    if (n == 0)
+        return fail_broken(c, AX_ECONN, c->rb_len ? "daemon closed the connection in the middle of a frame"
+                                                  : "daemon closed the connection");
+    /* EINTR too: the caller recomputes what is left of its deadline. */
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+        return 0;
+    return fail_broken(c, AX_ECONN, "reading from the daemon: %s", strerror(errno));
+}
+
+static int set_rcvtimeo(axc_conn *c, int64_t ms)
+{
+    /* A couple of ms of slack lets back-to-back calls with one timeout skip the syscall. */
+    if (c->rcvtimeo_ms >= ms && c->rcvtimeo_ms - ms <= 2)
+        return 0;
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+        return fail_broken(c, AX_EIO, "setsockopt(SO_RCVTIMEO): %s", strerror(errno));
+    c->rcvtimeo_ms = ms;
+    return 0;
+}
+
+/* Decode an ERROR body. Returns 0 with *code (< 0) and the message, or AX_EPROTO. */
+static int get_error(axc_conn *c, const rframe *f, int *code, const char **msg, size_t *len)
+{
+    ax_body_error e;
+    const char *why = NULL;
+    if (ax_body_error_get(f->body, f->h.body_len, &e, &why) != 0)
+        return fail_broken(c, AX_EPROTO, "malformed ERROR frame from the daemon: %s", why ? why : "bad body");
+    *code = (int)e.code; /* the codec refuses codes >= 0, which would read as success */
+    *msg = e.msg;
+    *len = e.msg_len;
+    return 0;
+}
+
+/* A req_id-0 ERROR: the daemon is ending the whole connection. */
+static int conn_error(axc_conn *c, const rframe *f)
+{
+    int code;
+    const char *msg;
+    size_t len;
+    int rc = get_error(c, f, &code, &msg, &len);
+    if (rc)
+        return rc;
+    if (!len)
+        return fail_broken(c, code, "daemon ended the connection: %s", ax_strerror(code));
+    return fail_broken(c, code, "daemon ended the connection: %.*s", (int)(len > 400 ? 400 : len), msg);
+}
+
+/* The daemon's answer to a pipelined ask. */
+static int complete_pipelined(axc_conn *c, pend *e, const rframe *f)
+{
+    const void *p = NULL;
+    const char *why = NULL;
+    size_t n = 0;
+    if (f->h.type == AX_T_REPLY) {
+        if (ax_body_blob_get(f->body, f->h.body_len, &p, &n, &why) != 0)
+            return fail_broken(c, AX_EPROTO, "malformed REPLY frame from the daemon: %s", why ? why : "bad body");
+        char *d = copy_bytes(p, n);
+        pq_complete(c, e, d ? AX_OK : AX_ENOMEM, d, n);
+        return D_PIPE;
+    }
+    if (f->h.type == AX_T_ERROR) {
+        int code;
+        const char *msg;
+        size_t len;
+        int rc = get_error(c, f, &code, &msg, &len);
+        if (rc)
+            return rc;
+        char *d = copy_bytes(msg, len);
+        if (d)
+            sanitize(d);
+        pq_complete(c, e, code, d, d ? strlen(d) : 0);
+        return D_PIPE;
+    }
+    return fail_broken(c, AX_EPROTO, "daemon answered an ask with a %s frame", ax_frame_type_name(f->h.type));
+}
+
+/* A frame no blocking call waits for: an EVENT (queued), a pipelined result, a
+ * connection-level ERROR, or a late answer to a request we already gave up on (dropped).
+ * Returns D_EVENT, D_PIPE, D_DROPPED, or < 0 when the connection broke. */
+static int dispatch(axc_conn *c, const rframe *f)
+{
+    if (f->h.type == AX_T_EVENT) {
+        const void *p;
+        const char *why = NULL;
+        size_t n;
+        if (ax_body_blob_get(f->body, f->h.body_len, &p, &n, &why) != 0)
+            return fail_broken(c, AX_EPROTO, "malformed EVENT frame from the daemon: %s", why ? why : "bad body");
+        if (memchr(p, 0, n))
+            return fail_broken(c, AX_EPROTO, "malformed EVENT frame from the daemon: NUL byte in the document");
+        char *d = copy_bytes(p, n);
+        if (d)
+            ev_push(c, d);
+        else
+            c->ev_skipped++;
+        return D_EVENT;
+    }
+    if (f->h.req_id == 0)
+        return f->h.type == AX_T_ERROR ? conn_error(c, f) : D_DROPPED;
+    pend *e = c->pq_waiting ? pq_find(c, f->h.req_id) : NULL;
+    return e ? complete_pipelined(c, e, f) : D_DROPPED;
+}
+
+/* ---- writing ---- */
+
+static int lost_on_send(axc_conn *c, int err)
+{
+    /* The daemon may have said why before it closed (a req_id-0 ERROR): prefer that. */
+    for (int i = 0; i < 8 && !c->broken; i++) {
+        rframe f;
+        int r = parse(c, &f);
+        if (r == 1) {
+            r = dispatch(c, &f);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (r < 0 || recv_some(c, MSG_DONTWAIT) <= 0)
+            break;
+    }
+    if (c->broken)
+        return AX_ECONN;
+    return fail_broken(c, AX_ECONN, "connection to the daemon lost while sending: %s", strerror(err));
+}
+
+/* Write what the socket takes now: 1 = all written, 0 = would block, < 0 broken. */
+static int send_some(axc_conn *c)
+{
+    while (c->out.len > 0) {
+        ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            ax_wbuf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return lost_on_send(c, n < 0 ? errno : EPIPE);
+    }
+    return 1;
+}
+
+/* Drive the socket until the goal of mode is met or the deadline passes:
+ *   P_FLUSH     everything queued is written;
+ *   P_WAIT_ID   the frame answering want arrived (*f);
+ *   P_WAIT_PIPE some pipelined ask completed;
+ *   P_WAIT_EVENT an EVENT was queued;
+ *   P_WAIT_ANY  any frame arrived (*f; the HELLO exchange).
+ * EVENTs are never a response: they carry the SUBSCRIBE's req_id (or 0 for a down).
+ * Frames nobody waits for are dispatched on the way, and we keep reading while the
+ * output is blocked so that a daemon stuck writing to us cannot deadlock us.
+ * Returns 1 done, 0 deadline passed, < 0 connection broken. */
+static int pump(axc_conn *c, int mode, uint32_t want, int64_t deadline, rframe *f)
+{
+    int last_try = 0;
+    for (;;) {
+        int r;
+        while ((r = parse(c, f)) == 1) {
+            if (f->h.type != AX_T_EVENT && (mode == P_WAIT_ANY || (mode == P_WAIT_ID && f->h.req_id == want)))
+                return 1;
+            r = dispatch(c, f);
+            if (r < 0)
+                return r;
+            if ((mode == P_WAIT_PIPE && r == D_PIPE) || (mode == P_WAIT_EVENT && r == D_EVENT))
+                return 1;
+        }
+        if (r < 0)
+            return r;
+        if (c->out.len > 0 && (r = send_some(c)) < 0)
+            return r;
+        if (mode == P_FLUSH && c->out.len == 0)
+            return 1;
+        int64_t rem = deadline - now_ms();
+        if (rem <= 0) {
+            /* One last look without waiting, so a zero timeout still makes progress. */
+            if (last_try)
+                return 0;
+            last_try = 1;
+            if ((r = recv_some(c, MSG_DONTWAIT)) < 0)
+                return r;
+            continue;
+        }
+        if (c->out.len > 0) {
+            struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLOUT};
+            int pr = poll(&pfd, 1, rem > INT_MAX ? INT_MAX : (int)rem);
+            if (pr < 0 && errno != EINTR)
+                return fail_broken(c, AX_EIO, "poll: %s", strerror(errno));
+            if (pr > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && (r = recv_some(c, MSG_DONTWAIT)) < 0)
+                return r;
+            continue;
+        }
+        /* Nothing left to write: block in recv itself (bounded by SO_RCVTIMEO), so a
+         * request costs one send and, usually, one recv. */
+        if ((r = set_rcvtimeo(c, rem)) < 0 || (r = recv_some(c, 0)) < 0)
+            return r;
+    }
+}
+
+/* Close the frame started at start; on any encoding error remove it entirely. */
+static int end_frame(axc_conn *c, size_t mark, size_t start)
+{
+    int rc = c->out.err;
+    if (!rc)
+        rc = ax_frame_end(&c->out, start, c->max_frame);
+    if (!rc && c->out.err)
+        rc = c->out.err;
+    if (rc) {
+        c->out.len = mark;
+        c->out.err = 0;
+        if (rc == AX_ETOOBIG)
+            return seterr(c, rc, "request exceeds the daemon's max_frame (%u bytes)", c->max_frame);
+        return seterr(c, rc, "cannot encode the request: %s", ax_strerror(rc));
+    }
+    return 0;
+}
+
+/* Everything the daemon would reject as malformed is refused here instead: the daemon
+ * answers a malformed frame by closing the connection. */
+static int check_name(axc_conn *c, const char *what, const char *s, size_t *len)
+{
+    if (!s || !*s)
+        return seterr(c, AX_EINVAL, "%s is empty", what);
+    size_t n = strnlen(s, AX_NAME_MAX + 1);
+    if (ax_name_valid(s, n))
+        return seterr(c, AX_EINVAL, "%s is not a valid name (1..%u printable ASCII characters, no spaces)",
+                      what, AX_NAME_MAX);
+    *len = n;
+    return 0;
+}
+
+/* Wire form of a target; *size gets its encoded length. */
+static int target_wire(axc_conn *c, const axc_target *t, ax_wire_target *w, size_t *size)
+{
+    size_t a, b;
+    int rc;
+    memset(w, 0, sizeof *w);
+    if (!t)
+        return seterr(c, AX_EINVAL, "no target");
+    switch (t->kind) {
+    case AX_TGT_REF:
+        a = strnlen(t->ref.node, AXC_NODE_MAX);
+        if (a == AXC_NODE_MAX || (a && ax_name_valid(t->ref.node, a)))
+            return seterr(c, AX_EINVAL, "ref node id is not a valid name");
+        w->kind = AX_TGT_REF;
+        w->ref.node = t->ref.node;
+        w->ref.node_len = a;
+        w->ref.id = t->ref.id;
+        w->ref.gen = t->ref.gen;
+        *size = 1 + 2 + a + 8 + 4;
+        return 0;
+    case AX_TGT_NAME:
+        if ((rc = check_name(c, "actor name", t->name, &a)))
+            return rc;
+        w->kind = AX_TGT_NAME;
+        w->name = t->name;
+        w->name_len = a;
+        *size = 1 + 2 + a;
+        return 0;
+    case AX_TGT_KEY:
+        if ((rc = check_name(c, "actor type", t->name, &a)))
+            return rc;
+        b = t->key ? strnlen(t->key, AX_KEY_MAX + 1) : 0;
+        if (ax_key_valid(t->key, b))
+            return seterr(c, AX_EINVAL, "key must be 1..%u bytes", AX_KEY_MAX);
+        w->kind = AX_TGT_KEY;
+        w->name = t->name;
+        w->name_len = a;
+        w->key = t->key;
+        w->key_len = b;
+        *size = 1 + 2 + a + 2 + b;
+        return 0;
+    default:
+        return seterr(c, AX_EINVAL, "unknown target kind %d", t->kind);
+    }
+}
+
+/* Queue a TELL or ASK frame. Sizes are checked before anything is buffered so that a
+ * huge payload is refused without being copied. */
+static int put_msg(axc_conn *c, uint8_t type, uint16_t flags, uint32_t id, const axc_target *t,
+                   const char *msg, const void *p, size_t n, uint32_t timeout_ms)
+{
+    ax_body_msg m;
+    size_t tsz, ml;
+    int rc;
+    memset(&m, 0, sizeof m);
+    if ((rc = target_wire(c, t, &m.target, &tsz)) || (rc = check_name(c, "message name", msg, &ml)))
+        return rc;
+    if (n && !p)
+        return seterr(c, AX_EINVAL, "payload is NULL");
+    if (n > c->max_frame || tsz + 8 + 2 + ml + 4 + n + (type == AX_T_ASK ? 4u : 0u) > c->max_frame)
+        return seterr(c, AX_ETOOBIG, "request of %zu payload bytes exceeds the daemon's max_frame (%u bytes)",
+                      n, c->max_frame);
+    m.msg = msg;
+    m.msg_len = ml;
+    m.payload = p;
+    m.payload_len = n;
+    m.timeout_ms = timeout_ms;
+    size_t mark = c->out.len;
+    size_t start = ax_frame_begin(&c->out, type, flags, id);
+    ax_body_msg_put(&c->out, type, &m);
+    return end_frame(c, mark, start);
+}
+
+/* Queue a frame whose body is empty (s1 NULL) or one string. */
+static int put_simple(axc_conn *c, uint8_t type, uint32_t id, const char *s1, size_t n1)
+{
+    size_t mark = c->out.len;
+    size_t start = ax_frame_begin(&c->out, type, 0, id);
+    if (s1)
+        ax_wbuf_str(&c->out, s1, n1);
+    return end_frame(c, mark, start);
+}
+
+/* ---- request/response ---- */
+
+static int daemon_error(axc_conn *c, const rframe *f)
+{
+    int code;
+    const char *msg;
+    size_t len;
+    int rc = get_error(c, f, &code, &msg, &len);
+    if (rc)
+        return rc;
+    if (!len)
+        return seterr(c, code, "%s", ax_strerror(code));
+    if (len > INT_MAX)
+        len = INT_MAX;
+    return seterr(c, code, "%.*s", (int)len, msg);
+}
+
+/* Write everything queued and wait for the answer to id. Returns 0 with a non-ERROR
+ * frame in *f, the code of an ERROR answer (message in c->err), or a local error. */
+static int roundtrip(axc_conn *c, uint32_t id, int timeout_ms, rframe *f)
+{
+    int r = pump(c, P_WAIT_ID, id, now_ms() + timeout_ms, f);
+    if (r == 0)
+        return seterr(c, AX_ETIMEDOUT, "no response from the daemon within %d ms", timeout_ms);
+    if (r < 0)
+        return r;
+    if (f->h.type == AX_T_ERROR)
+        return daemon_error(c, f);
+    return 0;
+}
+
+static int expect(axc_conn *c, const rframe *f, uint8_t type, const char *what)
+{
+    if (f->h.type == type)
+        return 0;
+    return fail_broken(c, AX_EPROTO, "daemon answered %s with a %s frame (expected %s)", what,
+                       ax_frame_type_name(f->h.type), ax_frame_type_name(type));
+}
+
+static int get_ok(axc_conn *c, const rframe *f, const char *what)
+{
+    int rc = expect(c, f, AX_T_OK, what);
+    if (!rc && f->h.body_len != 0)
+        rc = fail_broken(c, AX_EPROTO, "malformed OK frame from the daemon: trailing bytes");
+    return rc;
+}
+
+static int get_ref(axc_conn *c, const rframe *f, const char *what, axc_ref *out)
+{
+    ax_wire_ref w;
+    const char *why = NULL;
+    int rc = expect(c, f, AX_T_REF, what);
+    if (rc)
+        return rc;
+    if (ax_body_ref_get(f->body, f->h.body_len, &w, &why) != 0)
+        return fail_broken(c, AX_EPROTO, "malformed REF frame from the daemon: %s", why ? why : "bad body");
+    if (w.node_len >= AXC_NODE_MAX) /* a valid name is at most 255 bytes: cannot happen */
+        return fail_broken(c, AX_EPROTO, "malformed REF frame from the daemon: node id too long");
+    if (out) {
+        out->id = w.id;
+        out->gen = w.gen;
+        if (w.node_len)
+            memcpy(out->node, w.node, w.node_len);
+        memset(out->node + w.node_len, 0, AXC_NODE_MAX - w.node_len);
+    }
+    return 0;
+}
+
+/* The single blob of a REPLY or JSON frame, copied and NUL-terminated. */
+static int get_blob(axc_conn *c, const rframe *f, uint8_t type, const char *what, char **out, size_t *len)
+{
+    const void *p = NULL;
+    const char *why = NULL;
+    size_t n = 0;
+    int rc = expect(c, f, type, what);
+    if (rc)
+        return rc;
+    if (ax_body_blob_get(f->body, f->h.body_len, &p, &n, &why) != 0)
+        return fail_broken(c, AX_EPROTO, "malformed %s frame from the daemon: %s", ax_frame_type_name(type),
+                           why ? why : "bad body");
+    if (type == AX_T_JSON && memchr(p, 0, n))
+        return fail_broken(c, AX_EPROTO, "malformed JSON frame from the daemon: NUL byte in the document");
+    char *d = copy_bytes(p, n);
+    if (!d)
+        return seterr(c, AX_ENOMEM, "out of memory for a %zu-byte answer", n);
+    *out = d;
+    if (len)
+        *len = n;
+    return 0;
+}
+
+/* A request with an empty or single-string body answered by JSON or OK. */
+static int simple_call(axc_conn *c, uint8_t type, const char *what, const char *arg, size_t arg_len,
+                       char **json)
+{
+    rframe f;
+    uint32_t id = next_id(c);
+    int rc = put_simple(c, type, id, arg, arg_len);
+    if (!rc)
+        rc = roundtrip(c, id, c->timeout_ms, &f);
+    if (rc)
+        return rc;
+    if (!json)
+        return get_ok(c, &f, what);
+    return get_blob(c, &f, AX_T_JSON, what, json, NULL);
+}
+
+/* ---- public API ---- */
+
+AXC_EXPORT axc_target axc_by_ref(const axc_ref *r)
+{
+    axc_target t;
+    memset(&t, 0, sizeof t);
+    t.kind = AX_TGT_REF;
+    if (r)
+        t.ref = *r;
+    return t;
+}
+
+AXC_EXPORT axc_target axc_by_name(const char *name)
+{
+    axc_target t;
+    memset(&t, 0, sizeof t);
+    t.kind = AX_TGT_NAME;
+    t.name = name;
+    return t;
+}
+
+AXC_EXPORT axc_target axc_by_key(const char *type, const char *key)
+{
+    axc_target t;
+    memset(&t, 0, sizeof t);
+    t.kind = AX_TGT_KEY;
+    t.name = type;
+    t.key = key;
+    return t;
+}
+
+/* Name sent in HELLO, for the daemon's logs: "<program>:<pid>", plain ASCII. */
+static void client_name(char *buf, size_t cap)
+{
+    const char *prog = program_invocation_short_name;
+    if (!prog || !*prog)
+        prog = "libaxclient";
+    snprintf(buf, cap, "%.40s:%ld", prog, (long)getpid());
+    for (char *s = buf; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("._-:+", *s)))
+            *s = '_';
+}
+
+static int open_socket(axc_conn *c, const char *path, int64_t deadline)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        return seterr(c, AX_EIO, "socket: %s", strerror(errno));
+    for (;;) {
+        if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+            break;
+        int e = errno;
+        int64_t rem = deadline - now_ms();
+        if (e == EAGAIN) {
+            /* Linux: the listen backlog is full; nothing is pending, so retry shortly. */
+            if (rem <= 0)
+                return seterr(c, AX_ETIMEDOUT, "cannot connect to %s: daemon busy (backlog full)", path);
+            poll(NULL, 0, rem < 10 ? (int)rem : 10);
+            continue;
+        }
+        if (e == EINPROGRESS || e == EINTR) {
+            struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+            int pr;
+            do
+                pr = poll(&pfd, 1, rem <= 0 ? 0 : rem > INT_MAX ? INT_MAX : (int)rem);
+            while (pr < 0 && errno == EINTR && (rem = deadline - now_ms()) > 0);
+            if (pr <= 0)
+                return seterr(c, AX_ETIMEDOUT, "cannot connect to %s: timed out", path);
+            socklen_t sl = sizeof e;
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &sl) < 0)
+                e = errno;
+            if (e == 0)
+                break;
+        }
+        return seterr(c, (e == EACCES || e == EPERM) ? AX_EPERM : AX_ECONN, "cannot connect to %s: %s", path,
+                      strerror(e));
+    }
+    /* Blocking from now on: recv waits (bounded by SO_RCVTIMEO); every send passes
+     * MSG_DONTWAIT and falls back to poll. */
+    int fl = fcntl(c->fd, F_GETFL);
+    if (fl < 0 || fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+        return seterr(c, AX_EIO, "fcntl: %s", strerror(errno));
+    return 0;
+}
+
+static int hello(axc_conn *c, const char *path, int64_t deadline)
+{
+    char name[CLIENT_NAME_MAX];
+    rframe f;
+    client_name(name, sizeof name);
+    uint32_t id = next_id(c);
+    size_t start = ax_frame_begin(&c->out, AX_T_HELLO, 0, id);
+    ax_body_hello hb = {.min_ver = AX_PROTO_VERSION_MIN, .max_ver = AX_PROTO_VERSION, .name = name,
+                        .name_len = strlen(name)};
+    ax_body_hello_put(&c->out, &hb);
+    int rc = end_frame(c, 0, start);
+    if (rc)
+        return rc;
+    /* The reply must be the first frame; anything else means this is not our daemon. */
+    rc = pump(c, P_WAIT_ANY, 0, deadline, &f);
+    if (rc == 0)
+        return seterr(c, AX_ETIMEDOUT, "no HELLO answer from the daemon at %s", path);
+    if (rc < 0)
+        return rc;
+    if (f.h.type == AX_T_ERROR) {
+        int code;
+        const char *msg;
+        size_t len;
+        if ((rc = get_error(c, &f, &code, &msg, &len)))
+            return rc;
+        if (!len)
+            return seterr(c, code, "daemon at %s refused the connection: %s", path, ax_strerror(code));
+        return seterr(c, code, "daemon at %s refused the connection: %.*s", path, (int)(len > 300 ? 300 : len),
+                      msg);
+    }
+    if (f.h.type != AX_T_HELLO_OK || (f.h.req_id != id && f.h.req_id != 0))
+        return seterr(c, AX_EPROTO, "daemon at %s answered HELLO with %s", path, ax_frame_type_name(f.h.type));
+    ax_body_hello_ok h;
+    const char *why = NULL;
+    if (ax_body_hello_ok_get(f.body, f.h.body_len, &h, &why) != 0)
+        return seterr(c, AX_EPROTO, "malformed HELLO_OK from the daemon: %s", why ? why : "bad body");
+    if (h.version < AX_PROTO_VERSION_MIN || h.version > AX_PROTO_VERSION)
+        return seterr(c, AX_EVERSION, "daemon chose protocol version %u; this client speaks %u..%u",
+                      (unsigned)h.version, AX_PROTO_VERSION_MIN, AX_PROTO_VERSION);
+    if (h.max_frame < AX_FRAME_MAX_MIN || h.max_frame > AX_FRAME_MAX_LIMIT)
+        return seterr(c, AX_EPROTO, "daemon announced max_frame %u, outside %u..%u", h.max_frame,
+                      AX_FRAME_MAX_MIN, AX_FRAME_MAX_LIMIT);
+    if (memchr(h.node_id, 0, h.node_id_len))
+        return seterr(c, AX_EPROTO, "malformed HELLO_OK from the daemon: NUL in node id");
+    c->node_id = copy_bytes(h.node_id, h.node_id_len);
+    if (!c->node_id)
+        return seterr(c, AX_ENOMEM, "out of memory");
+    c->max_frame = h.max_frame;
+    return 0;
+}
+
+AXC_EXPORT int axc_connect(const char *path, int timeout_ms, axc_conn **out, char *errbuf, size_t errlen)
+{
+    if (errbuf && errlen)
+        errbuf[0] = 0;
+    if (!out) {
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "axc_connect: out is NULL");
+        return AX_EINVAL;
+    }
+    *out = NULL;
+    if (timeout_ms <= 0)
+        timeout_ms = DEFAULT_TIMEOUT_MS;
+    if (!path || !*path) {
+        path = getenv(AXC_SOCKET_ENV);
+        if (!path || !*path)
+            path = AXC_DEFAULT_SOCKET;
+    }
+    int64_t deadline = now_ms() + timeout_ms;
+    axc_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "out of memory");
+        return AX_ENOMEM;
+    }
+    c->fd = -1;
+    c->next_id = 1;
+    c->timeout_ms = DEFAULT_TIMEOUT_MS;
+    c->rcvtimeo_ms = -1;
+    c->max_frame = AX_FRAME_MAX_DEFAULT;
+    ax_wbuf_init(&c->out);
+    int rc;
+    if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        rc = seterr(c, AX_EINVAL, "socket path too long: %s", path);
+    else if (!(rc = open_socket(c, path, deadline)))
+        rc = hello(c, path, deadline);
+    if (rc) {
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "%s", c->err);
+        axc_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+AXC_EXPORT void axc_close(axc_conn *c)
+{
+    if (!c)
+        return;
+    /* Fire-and-forget tells still buffered get one bounded chance to leave. */
+    if (c->fd >= 0 && !c->broken && c->out.len > 0) {
+        rframe f;
+        pump(c, P_FLUSH, 0, now_ms() + c->timeout_ms, &f);
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    for (size_t i = 0; i < c->pq_count; i++) {
+        pend *e = pq_at(c, i);
+        if (e->state == PE_DONE)
+            ax_free(e->res.data);
+    }
+    for (size_t i = 0; i < c->evq_count; i++)
+        ax_free(c->evq[(c->evq_head + i) & (c->evq_cap - 1)]);
+    ax_free(c->evq);
+    ax_free(c->pq);
+    ax_free(c->rb);
+    ax_wbuf_free(&c->out);
+    ax_free(c->node_id);
+    ax_free(c);
+}
+
+AXC_EXPORT const char *axc_errmsg(const axc_conn *c)
+{
+    if (!c)
+        return "no connection";
+    return c->err[0] ? c->err : "no error";
+}
+
+AXC_EXPORT const char *axc_node_id(const axc_conn *c)
+{
+    return c && c->node_id ? c->node_id : "";
+}
+
+AXC_EXPORT void axc_set_timeout(axc_conn *c, int timeout_ms)
+{
+    if (c)
+        c->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+}
+
+AXC_EXPORT int axc_is_broken(const axc_conn *c)
+{
+    return !c || c->broken;
+}
+
+AXC_EXPORT uint32_t axc_max_frame(const axc_conn *c)
+{
+    return c ? c->max_frame : 0;
+}
+
+AXC_EXPORT size_t axc_pending(const axc_conn *c)
+{
+    return c ? c->pq_waiting + c->pq_done : 0;
+}
+
+AXC_EXPORT void axc_free(void *p)
+{
+    ax_free(p);
+}
+
+AXC_EXPORT int axc_spawn(axc_conn *c, const char *type, const char *name, const char *config_json,
+                         axc_ref *out)
+{
+    size_t tl, nl = 0, cl = 0;
+    rframe f;
+    int rc = usable(c);
+    if (rc || (rc = check_name(c, "actor type", type, &tl)))
+        return rc;
+    if (name && *name && (rc = check_name(c, "actor name", name, &nl)))
+        return rc;
+    if (config_json)
+        cl = strnlen(config_json, AX_CONFIG_MAX + 1);
+    if (cl > AX_CONFIG_MAX)
+        return seterr(c, AX_ETOOBIG, "spawn config is longer than %u bytes", AX_CONFIG_MAX);
+    if (2 + tl + 2 + nl + 4 + cl > c->max_frame)
+        return seterr(c, AX_ETOOBIG, "spawn config exceeds the daemon's max_frame (%u bytes)", c->max_frame);
+    ax_body_spawn s = {.type = type, .type_len = tl, .name = nl ? name : "", .name_len = nl,
+                       .config = cl ? config_json : "", .config_len = cl};
+    uint32_t id = next_id(c);
+    size_t mark = c->out.len;
+    size_t start = ax_frame_begin(&c->out, AX_T_SPAWN, 0, id);
+    ax_body_spawn_put(&c->out, &s);
+    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+        return rc;
+    axc_ref r;
+    if ((rc = get_ref(c, &f, "spawn", &r)))
+        return rc;
+    if (out)
+        *out = r;
+    return 0;
+}
+
+AXC_EXPORT int axc_tell(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n)
+{
+    rframe f;
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    uint32_t id = next_id(c);
+    if ((rc = put_msg(c, AX_T_TELL, 0, id, t, msg, p, n, 0)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+        return rc;
+    return get_ok(c, &f, "tell");
+}
+
+/* Bound the buffer before adding to it, so a daemon that stops reading cannot make
+ * fire-and-forget sends grow memory without limit. */
+static int make_room(axc_conn *c)
+{
+    if (c->out.len < FLUSH_AT)
+        return 0;
+    rframe f;
+    int r = pump(c, P_FLUSH, 0, now_ms() + c->timeout_ms, &f);
+    if (r == 0)
+        return seterr(c, AX_ETIMEDOUT, "daemon did not take buffered requests within %d ms", c->timeout_ms);
+    return r < 0 ? r : 0;
+}
+
+/* After queueing: past the threshold, push without blocking. */
+static int nudge(axc_conn *c)
+{
+    if (c->out.len >= FLUSH_AT) {
+        int r = send_some(c);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+AXC_EXPORT int axc_tell_noreply(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n)
+{
+    int rc = usable(c);
+    if (rc || (rc = make_room(c)))
+        return rc;
+    /* A real request id (not 0): should the daemon answer anyway, the answer is dropped
+     * as unknown instead of reading as a connection-level error. */
+    if ((rc = put_msg(c, AX_T_TELL, AX_F_NOREPLY, next_id(c), t, msg, p, n, 0)))
+        return rc;
+    return nudge(c);
+}
+
+AXC_EXPORT int axc_ask(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
+                       int timeout_ms, void **reply, size_t *reply_len)
+{
+    rframe f;
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    if (timeout_ms <= 0)
+        return seterr(c, AX_EINVAL, "ask timeout must be positive");
+    if (timeout_ms > INT_MAX - ASK_GRACE_MS)
+        timeout_ms = INT_MAX - ASK_GRACE_MS;
+    uint32_t id = next_id(c);
+    if ((rc = put_msg(c, AX_T_ASK, 0, id, t, msg, p, n, (uint32_t)timeout_ms)) ||
+        (rc = roundtrip(c, id, timeout_ms + ASK_GRACE_MS, &f)))
+        return rc;
+    char *d;
+    size_t len;
+    if ((rc = get_blob(c, &f, AX_T_REPLY, "ask", &d, &len)))
+        return rc;
+    if (reply)
+        *reply = d;
+    else
+        ax_free(d);
+    if (reply_len)
+        *reply_len = len;
+    return 0;
+}
+
+AXC_EXPORT int axc_stop(axc_conn *c, const axc_target *t)
+{
+    ax_wire_target w;
+    size_t tsz;
+    rframe f;
+    int rc = usable(c);
+    if (rc || (rc = target_wire(c, t, &w, &tsz)))
+        return rc;
+    uint32_t id = next_id(c);
+    size_t mark = c->out.len;
+    size_t start = ax_frame_begin(&c->out, AX_T_STOP, 0, id);
+    ax_put_target(&c->out, &w);
+    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+        return rc;
+    return get_ok(c, &f, "stop");
+}
+
+AXC_EXPORT int axc_resolve(axc_conn *c, const axc_target *t, axc_ref *out)
+{
+    ax_wire_target w;
+    size_t tsz;
+    rframe f;
+    axc_ref r;
+    int rc = usable(c);
+    if (rc || (rc = target_wire(c, t, &w, &tsz)))
+        return rc;
+    uint32_t id = next_id(c);
+    size_t mark = c->out.len;
+    size_t start = ax_frame_begin(&c->out, AX_T_RESOLVE, 0, id);
+    ax_put_target(&c->out, &w);
+    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)) ||
+        (rc = get_ref(c, &f, "resolve", &r)))
+        return rc;
+    if (out)
+        *out = r;
+    return 0;
+}
+
+static int json_call(axc_conn *c, uint8_t type, const char *what, char **json)
+{
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    if (!json)
+        return seterr(c, AX_EINVAL, "%s: json is NULL", what);
+    return simple_call(c, type, what, NULL, 0, json);
+}
+
+AXC_EXPORT int axc_status(axc_conn *c, char **json)
+{
+    return json_call(c, AX_T_STATUS, "status", json);
+}
+
+AXC_EXPORT int axc_actors(axc_conn *c, char **json)
+{
+    return json_call(c, AX_T_ACTORS, "actors", json);
+}
+
+AXC_EXPORT int axc_plugins(axc_conn *c, char **json)
+{
+    return json_call(c, AX_T_PLUGINS, "plugins", json);
+}
+
+AXC_EXPORT int axc_plugin_load(axc_conn *c, const char *path, char **json)
+{
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    if (!json)
+        return seterr(c, AX_EINVAL, "plugin load: json is NULL");
+    if (!path || !*path)
+        return seterr(c, AX_EINVAL, "plugin path is empty");
+    size_t n = strnlen(path, AX_PATH_MAX + 1);
+    if (n > AX_PATH_MAX)
+        return seterr(c, AX_EINVAL, "plugin path is longer than %u bytes", AX_PATH_MAX);
+    return simple_call(c, AX_T_PLUGIN_LOAD, "plugin load", path, n, json);
+}
+
+AXC_EXPORT int axc_plugin_unload(axc_conn *c, const char *name)
+{
+    size_t n;
+    int rc = usable(c);
+    if (rc || (rc = check_name(c, "plugin name", name, &n)))
+        return rc;
+    return simple_call(c, AX_T_PLUGIN_UNLOAD, "plugin unload", name, n, NULL);
+}
+
+AXC_EXPORT int axc_fd(const axc_conn *c)
+{
+    return c ? c->fd : -1;
+}
+
+AXC_EXPORT int axc_send_ask(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
+                            int timeout_ms, uint32_t *req_id)
+{
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    if (timeout_ms <= 0)
+        return seterr(c, AX_EINVAL, "ask timeout must be positive");
+    if (timeout_ms > INT_MAX - ASK_GRACE_MS)
+        timeout_ms = INT_MAX - ASK_GRACE_MS;
+    if ((rc = pq_reserve(c)) || (rc = make_room(c)))
+        return rc;
+    uint32_t id = next_id(c);
+    if ((rc = put_msg(c, AX_T_ASK, 0, id, t, msg, p, n, (uint32_t)timeout_ms)))
+        return rc;
+    pend *e = pq_at(c, c->pq_count++);
+    memset(e, 0, sizeof *e);
+    e->id = id;
+    e->state = PE_WAIT;
+    e->timeout_ms = timeout_ms + ASK_GRACE_MS;
+    e->deadline = now_ms() + timeout_ms + ASK_GRACE_MS;
+    c->pq_waiting++;
+    if (req_id)
+        *req_id = id;
+    /* The ask is queued even if this push fails; the failure shows as its result. */
+    nudge(c);
+    return 0;
+}
+
+AXC_EXPORT int axc_flush(axc_conn *c)
+{
+    rframe f;
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    if (!c->out.len)
+        return 0;
+    int r = pump(c, P_FLUSH, 0, now_ms() + c->timeout_ms, &f);
+    if (r == 0)
+        return seterr(c, AX_ETIMEDOUT, "daemon did not take buffered requests within %d ms", c->timeout_ms);
+    return r < 0 ? r : 0;
+}
+
+AXC_EXPORT int axc_poll_result(axc_conn *c, int timeout_ms, axc_result *r)
+{
+    if (!c || !r)
+        return c ? seterr(c, AX_EINVAL, "poll_result: r is NULL") : AX_EINVAL;
+    int64_t end = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int polled = 0;
+    for (;;) {
+        if (pq_pop_done(c, r))
+            return 1;
+        if (c->broken) {
+            /* Every outstanding ask gets exactly one result, even on a dead connection. */
+            for (size_t i = 0; i < c->pq_count; i++) {
+                pend *e = pq_at(c, i);
+                if (e->state == PE_WAIT) {
+                    pq_fail(c, e, AX_ECONN, c->dead);
+                    pq_pop_done(c, r);
+                    return 1;
+                }
+            }
+            return usable(c);
+        }
+        int64_t now = now_ms(), next = INT64_MAX;
+        if (pq_expire(c, now, &next))
+            continue;
+        if (!c->pq_waiting) {
+            int s = c->out.len ? send_some(c) : 0; /* still push queued tells */
+            return s < 0 ? s : 0;
+        }
+        if (polled && now >= end)
+            return 0;
+        rframe f;
+        int x = pump(c, P_WAIT_PIPE, 0, next < end ? next : end, &f);
+        polled = 1;
+        if (x < 0 && !c->broken)
+            return x;
+    }
+}
+
+/* ---- lifecycle events and monitors ---- */
+
+AXC_EXPORT int axc_subscribe(axc_conn *c, const char *actor_name)
+{
+    size_t n = 0;
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    if (actor_name && *actor_name && (rc = check_name(c, "actor name filter", actor_name, &n)))
+        return rc;
+    return simple_call(c, AX_T_SUBSCRIBE, "subscribe", n ? actor_name : "", n, NULL);
+}
+
+AXC_EXPORT int axc_unsubscribe(axc_conn *c)
+{
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    return simple_call(c, AX_T_UNSUBSCRIBE, "unsubscribe", NULL, 0, NULL);
+}
+
+/* The unsigned integer value of "key" in a flat JSON object the daemon produced;
+ * -1 if absent or not a plain integer. */
+static int json_u64(const char *doc, const char *key, uint64_t *out)
+{
+    size_t kl = strlen(key);
+    for (const char *p = doc; (p = strchr(p, '"')) != NULL; p++) {
+        if (strncmp(p + 1, key, kl) != 0 || p[1 + kl] != '"')
+            continue;
+        const char *q = p + 2 + kl;
+        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+            q++;
+        if (*q++ != ':')
+            continue;
+        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+            q++;
+        if (*q < '0' || *q > '9')
+            return -1;
+        uint64_t v = 0;
+        for (; *q >= '0' && *q <= '9'; q++) {
+            if (v > (UINT64_MAX - (uint64_t)(*q - '0')) / 10)
+                return -1;
+            v = v * 10 + (uint64_t)(*q - '0');
+        }
+        *out = v;
+        return 0;
+    }
+    return -1;
+}
+
+AXC_EXPORT int axc_monitor(axc_conn *c, const axc_target *t, uint64_t *mref)
+{
+    ax_wire_target w;
+    size_t tsz;
+    rframe f;
+    char *doc = NULL;
+    uint64_t v;
+    int rc = usable(c);
+    if (rc || (rc = target_wire(c, t, &w, &tsz)))
+        return rc;
+    uint32_t id = next_id(c);
+    size_t mark = c->out.len;
+    size_t start = ax_frame_begin(&c->out, AX_T_MONITOR, 0, id);
+    ax_put_target(&c->out, &w);
+    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)) ||
+        (rc = get_blob(c, &f, AX_T_JSON, "monitor", &doc, NULL)))
+        return rc;
+    rc = json_u64(doc, "mref", &v);
+    ax_free(doc);
+    if (rc)
+        return fail_broken(c, AX_EPROTO, "daemon answered monitor without an \"mref\"");
+    if (mref)
+        *mref = v;
+    return 0;
+}
+
+AXC_EXPORT int axc_demonitor(axc_conn *c, uint64_t mref)
+{
+    rframe f;
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    uint32_t id = next_id(c);
+    size_t mark = c->out.len;
+    size_t start = ax_frame_begin(&c->out, AX_T_DEMONITOR, 0, id);
+    ax_wbuf_u64(&c->out, mref);
+    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+        return rc;
+    return get_ok(c, &f, "demonitor");
+}
+
+AXC_EXPORT int axc_next_event(axc_conn *c, int timeout_ms, char **json)
+{
+    rframe f;
+    if (!c || !json)
+        return c ? seterr(c, AX_EINVAL, "next_event: json is NULL") : AX_EINVAL;
+    /* Events that arrived before the connection broke are still handed out. */
+    if (ev_pop(c, json))
+        return 1;
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    int r = pump(c, P_WAIT_EVENT, 0, now_ms() + (timeout_ms > 0 ? timeout_ms : 0), &f);
+    if (ev_pop(c, json))
+        return 1;
+    return r < 0 ? r : 0;
+}
