@@ -1,0 +1,244 @@
+/* bench_client_ask: client ask round trips through libaxclient over the Unix socket,
+ * against a real axactord this program starts (and stops) with the counter plugin.
+ * Two runs: one connection, sequential asks ("get"), with p50/p99 latency; and the
+ * same connection pipelined (axc_send_ask x depth, then axc_poll_result x depth).
+ * Redis figures (from bench/run: redis-benchmark -t ping) are printed beside ours.
+ *
+ * usage: bench_client_ask [--daemon PATH] [--plugin PATH] [-n ASKS] [--depth D]
+ *                         [--redis-seq RPS] [--redis-seq-p50 MS] [--redis-seq-p99 MS]
+ *                         [--redis-pipe RPS] */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <axactor/client.h>
+
+static pid_t daemon_pid = -1;
+static char tmpdir[] = "/tmp/axbench.XXXXXX";
+static char sock[256];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void cleanup(void)
+{
+    if (daemon_pid > 0) {
+        kill(daemon_pid, SIGTERM);
+        int st;
+        for (int i = 0; i < 500; i++) { /* 5 s, then SIGKILL */
+            if (waitpid(daemon_pid, &st, WNOHANG) == daemon_pid) {
+                daemon_pid = -1;
+                break;
+            }
+            usleep(10000);
+        }
+        if (daemon_pid > 0) {
+            kill(daemon_pid, SIGKILL);
+            waitpid(daemon_pid, &st, 0);
+        }
+        daemon_pid = -1;
+    }
+    if (sock[0])
+        unlink(sock);
+    rmdir(tmpdir);
+}
+
+static void fail(const char *what, axc_conn *c, int rc)
+{
+    fprintf(stderr, "bench_client_ask: %s: %s (%s)\n", what, ax_strerror(rc), c ? axc_errmsg(c) : "");
+    axc_close(c);
+    cleanup();
+    exit(1);
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static double pct(const double *sorted, size_t n, double p)
+{
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return sorted[i < n ? i : n - 1];
+}
+
+static void fmt_rate(char *buf, size_t len, double r)
+{
+    if (r >= 1e6)
+        snprintf(buf, len, "%.2fM", r / 1e6);
+    else
+        snprintf(buf, len, "%.1fk", r / 1e3);
+}
+
+static axc_conn *start_daemon(const char *daemon, const char *plugin)
+{
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    snprintf(sock, sizeof sock, "%s/axactord.sock", tmpdir);
+    daemon_pid = fork();
+    if (daemon_pid < 0) {
+        perror("fork");
+        exit(1);
+    }
+    if (daemon_pid == 0) {
+        execl(daemon, daemon, "-s", sock, "-p", plugin, "-l", "warn", (char *)NULL);
+        fprintf(stderr, "bench_client_ask: exec %s: %s\n", daemon, strerror(errno));
+        _exit(127);
+    }
+    char err[256] = "";
+    for (int i = 0; i < 500; i++) { /* up to 5 s for the socket */
+        axc_conn *c = NULL;
+        if (access(sock, F_OK) == 0 && axc_connect(sock, 1000, &c, err, sizeof err) == 0)
+            return c;
+        int st;
+        if (waitpid(daemon_pid, &st, WNOHANG) == daemon_pid) {
+            daemon_pid = -1;
+            fprintf(stderr, "bench_client_ask: axactord exited during start-up\n");
+            cleanup();
+            exit(1);
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "bench_client_ask: cannot connect to %s: %s\n", sock, err);
+    cleanup();
+    exit(1);
+}
+
+int main(int argc, char **argv)
+{
+    const char *daemon = BENCH_DAEMON, *plugin = BENCH_COUNTER_PLUGIN;
+    long n = 100000;
+    int depth = 16;
+    double redis_seq = 0, redis_p50 = 0, redis_p99 = 0, redis_pipe = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--daemon") && v)
+            daemon = argv[++i];
+        else if (!strcmp(argv[i], "--plugin") && v)
+            plugin = argv[++i];
+        else if (!strcmp(argv[i], "-n") && v)
+            n = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--depth") && v)
+            depth = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--redis-seq") && v)
+            redis_seq = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--redis-seq-p50") && v)
+            redis_p50 = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--redis-seq-p99") && v)
+            redis_p99 = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--redis-pipe") && v)
+            redis_pipe = atof(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--daemon PATH] [--plugin PATH] [-n ASKS] [--depth D] "
+                            "[--redis-seq RPS] [--redis-seq-p50 MS] [--redis-seq-p99 MS] [--redis-pipe RPS]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    if (n < 1000 || depth < 1 || depth > 4096) {
+        fprintf(stderr, "bench_client_ask: -n must be >= 1000 and --depth 1..4096\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    axc_conn *c = start_daemon(daemon, plugin);
+    axc_ref ref;
+    int rc = axc_spawn(c, "counter", "bench", NULL, &ref);
+    if (rc)
+        fail("spawn counter", c, rc);
+    axc_target t = axc_by_ref(&ref);
+    double *lat = malloc((size_t)n * sizeof *lat);
+    if (!lat)
+        fail("malloc", c, AX_ENOMEM);
+
+    /* warm-up */
+    for (int i = 0; i < 2000; i++) {
+        void *r = NULL;
+        size_t rl;
+        if ((rc = axc_ask(c, &t, "get", NULL, 0, 5000, &r, &rl)))
+            fail("ask", c, rc);
+        axc_free(r);
+    }
+
+    /* 1 connection, sequential */
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        void *r = NULL;
+        size_t rl;
+        double a = now_s();
+        if ((rc = axc_ask(c, &t, "get", NULL, 0, 5000, &r, &rl)))
+            fail("ask", c, rc);
+        lat[i] = now_s() - a;
+        axc_free(r);
+    }
+    double seq_dt = now_s() - t0, seq_rate = (double)n / seq_dt;
+    qsort(lat, (size_t)n, sizeof *lat, cmp_double);
+    double p50 = pct(lat, (size_t)n, 0.50) * 1e6, p99 = pct(lat, (size_t)n, 0.99) * 1e6;
+
+    /* pipelined: depth asks in flight, then collect them all */
+    long batches = n / depth;
+    t0 = now_s();
+    for (long b = 0; b < batches; b++) {
+        double a = now_s();
+        for (int i = 0; i < depth; i++) {
+            uint32_t id;
+            if ((rc = axc_send_ask(c, &t, "get", NULL, 0, 5000, &id)))
+                fail("send_ask", c, rc);
+        }
+        if ((rc = axc_flush(c)))
+            fail("flush", c, rc);
+        for (int got = 0; got < depth;) {
+            axc_result res;
+            rc = axc_poll_result(c, 5000, &res);
+            if (rc < 0)
+                fail("poll_result", c, rc);
+            if (rc == 0)
+                fail("poll_result", c, AX_ETIMEDOUT);
+            if (res.status != AX_OK)
+                fail("pipelined ask", c, res.status);
+            axc_free(res.data);
+            got++;
+        }
+        lat[b] = now_s() - a;
+    }
+    double pipe_dt = now_s() - t0, pipe_rate = (double)(batches * depth) / pipe_dt;
+    qsort(lat, (size_t)batches, sizeof *lat, cmp_double);
+    double bp50 = pct(lat, (size_t)batches, 0.50) * 1e6, bp99 = pct(lat, (size_t)batches, 0.99) * 1e6;
+
+    char a[32], b[32];
+    printf("# client ask: libaxclient over a Unix socket, counter \"get\", 1 connection, %ld asks\n", n);
+    fmt_rate(a, sizeof a, seq_rate);
+    printf("client_ask_seq: %s asks/s, p50 %.1fus p99 %.1fus", a, p50, p99);
+    if (redis_seq > 0) {
+        fmt_rate(b, sizeof b, redis_seq);
+        printf(" (redis ping -c 1: %s req/s", b);
+        if (redis_p50 > 0)
+            printf(", p50 %.1fus p99 %.1fus", redis_p50 * 1e3, redis_p99 * 1e3);
+        printf("; ours/redis %.2fx)", seq_rate / redis_seq);
+    }
+    printf("\n");
+    fmt_rate(a, sizeof a, pipe_rate);
+    printf("client_ask_pipelined_%d: %s asks/s, batch p50 %.1fus p99 %.1fus", depth, a, bp50, bp99);
+    if (redis_pipe > 0) {
+        fmt_rate(b, sizeof b, redis_pipe);
+        printf(" (redis ping -c 1 -P %d: %s req/s; ours/redis %.2fx)", depth, b, pipe_rate / redis_pipe);
+    }
+    printf("\n");
+
+    free(lat);
+    axc_close(c);
+    cleanup();
+    return 0;
+}
