@@ -28,7 +28,7 @@ typedef struct mem_store {
     ax_lease_store base;
     struct ev_loop *loop;
     mem_shard *shards;
-    mem_reply *head;
+    mem_reply *head, *tail;
     ev_timer timer;
     uint32_t delay_ms;
     int cut_all, freeing;
@@ -68,6 +68,8 @@ static void mem_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     while (budget-- && m->head && m->head->due <= now) {
         mem_reply *r = m->head;
         m->head = r->next;
+        if (!m->head)
+            m->tail = NULL;
         r->cb(r->ud, r->shard, &r->r);
         ax_free(r->owner);
         ax_free(r);
@@ -87,10 +89,14 @@ static void mem_reply_queue(mem_store *m, uint32_t shard, ax_lease_cb cb, void *
     r->owner = ax_strndup(res->owner ? res->owner : "", res->owner ? res->owner_len : 0);
     r->r.owner = r->owner;
     r->r.owner_len = strlen(r->owner);
+    if (m->tail && m->tail->due <= r->due) /* the usual case: O(1) */
+        pp = &m->tail->next;
     while (*pp && (*pp)->due <= r->due)
         pp = &(*pp)->next;
     r->next = *pp;
     *pp = r;
+    if (!r->next)
+        m->tail = r;
     m->ops++;
     if (res->status != AX_OK)
         m->errors++;
@@ -256,6 +262,8 @@ static void mem_free(ax_lease_store *st)
     while (m->head) {
         mem_reply *r = m->head;
         m->head = r->next;
+        if (!m->head)
+            m->tail = NULL;
         ax_lease_result c = {.status = AX_ECANCELED, .owner = "", .ttl_ms = -1};
         r->cb(r->ud, r->shard, &c);
         ax_free(r->owner);

@@ -136,6 +136,8 @@ struct ax_shards {
     char **names;
     size_t n_names;
     uint64_t lost_total, acquired_total, renew_errors;
+    uint32_t lost_batch;  /* shards lost since the last summary line */
+    int renew_failing;    /* renew failures logged once until a renew succeeds */
 };
 
 static void schedule(ax_shards *m, double at);
@@ -186,10 +188,21 @@ static void lose(ax_shards *m, uint32_t i, const char *reason)
     e->holder = 0;
     m->owned--;
     m->lost_total++;
-    ax_log(!strcmp(reason, AX_SHARD_LOST) ? AX_LOG_WARN : AX_LOG_INFO, "shards",
-           "shard %u epoch %llu: stopped serving (%s)", i, (unsigned long long)e->epoch, reason);
+    m->lost_batch++;
+    ax_log(AX_LOG_DEBUG, "shards", "shard %u epoch %llu: stopped serving (%s)", i, (unsigned long long)e->epoch,
+           reason);
     if (m->cbs.on_lost)
         m->cbs.on_lost(m->cbs.ud, i, e->epoch, reason);
+}
+
+/* One line for the shards just lost, instead of one per shard. */
+static void log_lost(ax_shards *m, const char *reason)
+{
+    if (!m->lost_batch)
+        return;
+    ax_log(!strcmp(reason, AX_SHARD_LOST) ? AX_LOG_WARN : AX_LOG_INFO, "shards",
+           "stopped serving %u shard(s) (%s); serving %u of %u", m->lost_batch, reason, m->owned, m->n);
+    m->lost_batch = 0;
 }
 
 static req *req_new(ax_shards *m, uint32_t i, uint8_t kind, double now)
@@ -280,17 +293,23 @@ static void renew_cb(void *ud, uint32_t i, const ax_lease_result *r)
     e->renewing = 0;
     if (r->status != AX_OK) {
         m->renew_errors++;
-        ax_log(AX_LOG_WARN, "shards", "shard %u: renew failed (%s), retrying; serving for %.0f ms more", i,
-               ax_strerror(r->status), (e->deadline - now) * 1000);
+        if (!m->renew_failing)
+            ax_log(AX_LOG_WARN, "shards", "renew of shard %u failed (%s); retrying until its deadline in %.0f ms", i,
+                   ax_strerror(r->status), (e->deadline - now) * 1000);
+        m->renew_failing = 1;
         e->renew_due = now + m->retry;
     } else if (!r->granted) {
         lose(m, i, AX_SHARD_LOST);
     } else {
+        if (m->renew_failing)
+            ax_log(AX_LOG_INFO, "shards", "renews succeed again");
+        m->renew_failing = 0;
         e->deadline = q->sent + m->ttl - m->safety;
         e->renew_due = q->sent + m->renew;
     }
     if (e->st == AX_SHARD_OWNED && now >= e->deadline)
         lose(m, i, AX_SHARD_LOST);
+    log_lost(m, AX_SHARD_LOST);
     if (e->st == AX_SHARD_OWNED)
         schedule(m, e->renew_due < e->deadline ? e->renew_due : e->deadline);
     ax_free(q);
@@ -327,6 +346,10 @@ static void acquire_cb(void *ud, uint32_t i, const ax_lease_result *r)
     e->seq++;
     if (r->status != AX_OK) {
         e->held_until = 0;
+        /* The store is unreachable (not this shard's data): end the round rather than
+         * fail through every shard; the next poll tries again. */
+        if (r->status != AX_EIO && r->status != AX_EPROTO)
+            m->round_active = 0;
     } else if (!r->granted) {
         if (r->epoch > e->seen)
             e->seen = r->epoch;
@@ -348,6 +371,8 @@ static void acquire_cb(void *ud, uint32_t i, const ax_lease_result *r)
             m->owned++;
             m->acquired_total++;
             ax_log(AX_LOG_DEBUG, "shards", "shard %u: acquired at epoch %llu", i, (unsigned long long)r->epoch);
+            if (m->owned == m->target)
+                ax_log(AX_LOG_INFO, "shards", "serving %u of %u shards (fair share)", m->owned, m->n);
             schedule(m, e->renew_due);
             if (m->cbs.on_acquired)
                 m->cbs.on_acquired(m->cbs.ud, i, r->epoch);
@@ -402,6 +427,7 @@ static void rebalance(ax_shards *m, double now)
         if (m->sh[i].st == AX_SHARD_OWNED)
             hand_back(m, i, AX_SHARD_HANDOVER, now);
     }
+    log_lost(m, AX_SHARD_HANDOVER);
 }
 
 static void schedule(ax_shards *m, double at)
@@ -444,6 +470,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
         if (e->deadline < next)
             next = e->deadline;
     }
+    log_lost(m, AX_SHARD_LOST);
     if (m->started && !m->stopping) {
         rebalance(m, now);
         if (now >= m->next_round) {
@@ -593,6 +620,7 @@ void ax_shards_stop(ax_shards *m)
     for (uint32_t i = 0; i < m->n; i++)
         if (m->sh[i].st == AX_SHARD_OWNED)
             hand_back(m, i, AX_SHARD_SHUTDOWN, now);
+    log_lost(m, AX_SHARD_SHUTDOWN);
     maybe_stopped(m);
 }
 

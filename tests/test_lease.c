@@ -104,6 +104,49 @@ START_TEST(shard_hash_matches_documented_vectors)
 }
 END_TEST
 
+/* The vectors table of PROTOCOL.md ("Leases and shards") agrees with the code. */
+START_TEST(protocol_md_hash_vectors_agree)
+{
+    const char *src = getenv("AX_SOURCE_DIR");
+    ck_assert_msg(src != NULL, "AX_SOURCE_DIR is not set (run through meson test)");
+    char path[4096], line[512];
+    snprintf(path, sizeof path, "%s/proto/PROTOCOL.md", src);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    int in_sec = 0, rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "## ", 3))
+            in_sec = !strncmp(line, "## Leases and shards", 20);
+        char key[128], hex[64];
+        unsigned s256, s65536, s7;
+        uint8_t bytes[64];
+        size_t len = 0;
+        if (!in_sec || sscanf(line, "| `%127[^`]` | `%63[0-9a-f]` | %u | %u | %u |", key, hex, &s256, &s65536, &s7) != 5) {
+            if (in_sec && sscanf(line, "| `` (empty) | `%63[0-9a-f]` | %u | %u | %u |", hex, &s256, &s65536, &s7) == 4)
+                key[0] = 0;
+            else if (!in_sec || sscanf(line, "| `%127[^`]` (2 bytes, hex) | `%63[0-9a-f]` | %u | %u | %u |", key, hex,
+                                       &s256, &s65536, &s7) != 5)
+                continue;
+        }
+        if (strstr(line, "(2 bytes, hex)")) { /* "00 ff" written as hex */
+            unsigned a, b;
+            ck_assert_int_eq(sscanf(key, "%x %x", &a, &b), 2);
+            bytes[0] = (uint8_t)a, bytes[1] = (uint8_t)b, len = 2;
+        } else {
+            len = strlen(key);
+            memcpy(bytes, key, len);
+        }
+        ck_assert_uint_eq(ax_fnv1a64(bytes, len), strtoull(hex, NULL, 16));
+        ck_assert_uint_eq(ax_shard_of((const char *)bytes, len, 256), s256);
+        ck_assert_uint_eq(ax_shard_of((const char *)bytes, len, 65536), s65536);
+        ck_assert_uint_eq(ax_shard_of((const char *)bytes, len, 7), s7);
+        rows++;
+    }
+    fclose(f);
+    ck_assert_int_eq(rows, 6);
+}
+END_TEST
+
 START_TEST(shard_hash_spreads_keys)
 {
     uint32_t count[16] = {0};
@@ -335,8 +378,14 @@ START_TEST(manager_unreachable_store_drops_shards_before_expiry)
     ck_assert(run_until(loop, has_count, &wa, 1));
     double lost_after = a->last_lost_at - cut_at;
     /* the last successful renew was sent at most renew_interval before the cut */
-    ck_assert_msg(lost_after <= 0.2 + 0.03, "lost %.3f s after the cut", lost_after);
+    ck_assert_msg(lost_after <= 0.2 + 0.08, "lost %.3f s after the cut", lost_after);
     ck_assert_int_eq(a->lost_lease, 8);
+    for (uint32_t s = 0; s < 8; s++) { /* ... and before the store let the leases go */
+        res r = do_get(loop, st, s);
+        ck_assert_int_eq(r.r.granted, 1);
+        ck_assert_str_eq(r.owner, "node-a");
+        ck_assert_int_gt(r.r.ttl_ms, 0);
+    }
 
     /* b takes over after the store's expiry (b still believes a is alive: fair share 4) */
     ax_shards_set_live_nodes(b->m, 2);
@@ -427,7 +476,7 @@ START_TEST(manager_two_nodes_share_fairly_and_hand_over)
     double t0 = ev_now(loop);
     ax_shards_set_live_nodes(a->m, 1);
     ck_assert(run_until(loop, has_count, &w, 2));
-    ck_assert_msg(ev_now(loop) - t0 < 0.2, "released shards should be taken without waiting for expiry");
+    ck_assert_msg(ev_now(loop) - t0 < 0.25, "released shards should be taken without waiting for expiry");
     ck_assert_int_eq(c.double_owner, 0);
     ck_assert_int_eq(c.epoch_backwards, 0);
     tc_free(&c);
@@ -514,6 +563,7 @@ static Suite *lease_suite(void)
     TCase *tc = tcase_create("lease");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, shard_hash_matches_documented_vectors);
+    tcase_add_test(tc, protocol_md_hash_vectors_agree);
     tcase_add_test(tc, shard_hash_spreads_keys);
     tcase_add_test(tc, mem_store_acquire_renew_release_and_fencing);
     tcase_add_test(tc, mem_store_lease_expires_and_epoch_keeps_growing);

@@ -1,1 +1,646 @@
-int main(void){return 77;}
+/* The Redis lease store against a real redis-server that each test starts on a free
+ * loopback port in a temp dir (and kills, and restarts): the scripts' semantics
+ * (acquire, renew, expiry, epochs that only grow, stale renew refused, release), one
+ * winner between concurrent nodes, AUTH errors, hostile replies, and recovery after Redis
+ * restarts without two owners at any sampled time. Skips (77) without redis-server. */
+#include <check.h>
+#include <errno.h>
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "axactor/errors.h"
+#include "lease.h"
+#include "lease_test_util.h"
+#include "shard.h"
+
+/* ---- a redis-server of our own ---- */
+
+typedef struct redis_proc {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char password[64];
+} redis_proc;
+
+static int free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static int port_open(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void redis_start(redis_proc *r)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", r->port);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test never leaves a server behind */
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(126);
+        const char *argv[16] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", r->dir};
+        int argc = 11;
+        if (r->password[0]) {
+            argv[argc++] = "--requirepass";
+            argv[argc++] = r->password;
+        }
+        argv[argc] = NULL;
+        execvp("redis-server", (char *const *)argv);
+        _exit(127);
+    }
+    r->pid = pid;
+    for (int i = 0; i < 500 && !port_open(r->port); i++) { /* bounded: 5 s */
+        int st;
+        ck_assert_msg(waitpid(pid, &st, WNOHANG) == 0, "redis-server exited at start");
+        sleep_ms(10);
+    }
+    ck_assert_msg(port_open(r->port), "redis-server did not listen within 5 s");
+}
+
+static void redis_kill(redis_proc *r, int sig)
+{
+    if (r->pid <= 0)
+        return;
+    kill(r->pid, sig);
+    for (int i = 0; i < 500; i++) { /* bounded: 5 s, then SIGKILL */
+        if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
+            r->pid = 0;
+            return;
+        }
+        sleep_ms(10);
+    }
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, NULL, 0);
+    r->pid = 0;
+}
+
+static void redis_up(redis_proc *r, const char *password)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "/tmp/ax_lease_redis.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(r->dir));
+    if (password)
+        snprintf(r->password, sizeof r->password, "%s", password);
+    r->port = free_port();
+    redis_start(r);
+}
+
+static void redis_down(redis_proc *r)
+{
+    char cmd[128];
+    redis_kill(r, SIGTERM);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", r->dir);
+}
+
+/* A blocking side connection to poke at the server (tests only). */
+static redisContext *raw(const redis_proc *r)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    ck_assert_msg(c && !c->err, "raw connect failed");
+    redisSetTimeout(c, tv);
+    if (r->password[0]) {
+        redisReply *x = redisCommand(c, "AUTH %s", r->password);
+        ck_assert_ptr_nonnull(x);
+        freeReplyObject(x);
+    }
+    return c;
+}
+
+static void raw_cmd(redisContext *c, const char *fmt, const char *a, const char *b, const char *d)
+{
+    redisReply *x = redisCommand(c, fmt, a, b, d);
+    ck_assert_msg(x && x->type != REDIS_REPLY_ERROR, "raw command failed: %s", x ? x->str : c->errstr);
+    freeReplyObject(x);
+}
+
+static ax_lease_store *store_new(struct ev_loop *loop, const redis_proc *r, const char *password, uint32_t db,
+                                 const char *prefix, uint32_t n_shards)
+{
+    char err[256] = "";
+    ax_lease_redis_cfg cfg = {.host = "127.0.0.1",
+                              .port = (uint16_t)r->port,
+                              .password = password,
+                              .db = db,
+                              .prefix = prefix,
+                              .connect_timeout_ms = 500};
+    ax_lease_store *st = ax_lease_redis_new(loop, n_shards, &cfg, err, sizeof err);
+    ck_assert_msg(st != NULL, "%s", err);
+    return st;
+}
+
+/* ---- one operation, waited for ---- */
+
+typedef struct res {
+    int done;
+    ax_lease_result r;
+    char owner[300];
+} res;
+
+static void res_cb(void *ud, uint32_t shard, const ax_lease_result *r)
+{
+    res *x = ud;
+    (void)shard;
+    ck_assert_int_eq(x->done, 0);
+    x->done = 1;
+    x->r = *r;
+    ck_assert_ptr_nonnull(r->owner);
+    snprintf(x->owner, sizeof x->owner, "%.*s", (int)r->owner_len, r->owner);
+    x->r.owner = x->owner;
+}
+static int res_done(void *ud) { return ((res *)ud)->done; }
+
+static res wait_res(struct ev_loop *loop, res *x)
+{
+    ck_assert_msg(run_until(loop, res_done, x, 5), "no reply within 5 s");
+    return *x;
+}
+
+static res do_acquire(struct ev_loop *loop, ax_lease_store *st, uint32_t shard, const char *node, uint32_t ttl,
+                      uint64_t min_epoch)
+{
+    res x = {0};
+    ck_assert_int_eq(ax_lease_acquire(st, shard, node, ttl, min_epoch, res_cb, &x), 0);
+    ck_assert_int_eq(x.done, 0);
+    return wait_res(loop, &x);
+}
+static res do_renew(struct ev_loop *loop, ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch,
+                    uint32_t ttl)
+{
+    res x = {0};
+    ck_assert_int_eq(ax_lease_renew(st, shard, node, epoch, ttl, res_cb, &x), 0);
+    return wait_res(loop, &x);
+}
+static res do_release(struct ev_loop *loop, ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch)
+{
+    res x = {0};
+    ck_assert_int_eq(ax_lease_release(st, shard, node, epoch, res_cb, &x), 0);
+    return wait_res(loop, &x);
+}
+static res do_get(struct ev_loop *loop, ax_lease_store *st, uint32_t shard)
+{
+    res x = {0};
+    ck_assert_int_eq(ax_lease_get(st, shard, res_cb, &x), 0);
+    return wait_res(loop, &x);
+}
+
+/* Acquire after the shard's quarantine (a fresh epoch counter holds the shard under no
+ * owner for one ttl, see PROTOCOL.md). */
+static res acquire_past_quarantine(struct ev_loop *loop, ax_lease_store *st, uint32_t shard, const char *node,
+                                   uint32_t ttl)
+{
+    res r = do_acquire(loop, st, shard, node, ttl, 0);
+    ck_assert_msg(r.r.status == AX_OK, "acquire: %s", ax_strerror(r.r.status));
+    if (!r.r.granted) {
+        ck_assert_str_eq(r.owner, "");
+        ck_assert_int_gt(r.r.ttl_ms, 0);
+        run_for(loop, r.r.ttl_ms / 1000.0 + 0.02);
+        r = do_acquire(loop, st, shard, node, ttl, 0);
+    }
+    ck_assert_int_eq(r.r.granted, 1);
+    return r;
+}
+
+/* ---- tests ---- */
+
+START_TEST(redis_acquire_renew_expiry_epochs_release)
+{
+    redis_proc rp;
+    redis_up(&rp, NULL);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    ax_lease_store *st = store_new(loop, &rp, NULL, 0, "t1:", 8);
+
+    /* a fresh counter: the shard is quarantined for one ttl, under no owner */
+    res r = do_acquire(loop, st, 2, "node-a", 200, 0);
+    ck_assert_int_eq(r.r.status, AX_OK);
+    ck_assert_int_eq(r.r.granted, 0);
+    ck_assert_str_eq(r.owner, "");
+    uint64_t seed = r.r.epoch;
+    ck_assert_uint_gt(seed, UINT64_C(1600000000000)); /* seeded from Redis' clock, ms */
+    r = acquire_past_quarantine(loop, st, 2, "node-a", 10000);
+    uint64_t e = r.r.epoch;
+    ck_assert_uint_eq(e, seed + 1);
+
+    r = do_acquire(loop, st, 2, "node-b", 10000, 0);
+    ck_assert_int_eq(r.r.granted, 0);
+    ck_assert_str_eq(r.owner, "node-a");
+    ck_assert_uint_eq(r.r.epoch, e);
+    ck_assert_int_gt(r.r.ttl_ms, 9000);
+
+    r = do_renew(loop, st, 2, "node-a", e, 10000);
+    ck_assert_int_eq(r.r.status, AX_OK);
+    ck_assert_int_eq(r.r.granted, 1);
+    r = do_renew(loop, st, 2, "node-b", e, 10000);
+    ck_assert_int_eq(r.r.granted, 0);
+    r = do_renew(loop, st, 2, "node-a", e - 1, 10000); /* stale epoch */
+    ck_assert_int_eq(r.r.granted, 0);
+
+    r = do_get(loop, st, 2);
+    ck_assert_int_eq(r.r.granted, 1);
+    ck_assert_str_eq(r.owner, "node-a");
+    ck_assert_uint_eq(r.r.epoch, e);
+    ck_assert_int_gt(r.r.ttl_ms, 9000);
+
+    r = do_release(loop, st, 2, "node-a", e - 1);
+    ck_assert_int_eq(r.r.granted, 0);
+    r = do_release(loop, st, 2, "node-b", e);
+    ck_assert_int_eq(r.r.granted, 0);
+    r = do_release(loop, st, 2, "node-a", e);
+    ck_assert_int_eq(r.r.granted, 1);
+    r = do_get(loop, st, 2);
+    ck_assert_int_eq(r.r.granted, 0);
+    ck_assert_uint_eq(r.r.epoch, e);
+
+    /* expiry: the lease goes, the epoch counter stays and grows */
+    r = do_acquire(loop, st, 2, "node-b", 100, 0);
+    ck_assert_int_eq(r.r.granted, 1);
+    ck_assert_uint_eq(r.r.epoch, e + 1);
+    run_for(loop, 0.2);
+    r = do_renew(loop, st, 2, "node-b", e + 1, 100);
+    ck_assert_int_eq(r.r.granted, 0);
+    r = do_acquire(loop, st, 2, "node-a", 10000, 0);
+    ck_assert_int_eq(r.r.granted, 1);
+    ck_assert_uint_eq(r.r.epoch, e + 2);
+    /* the holder re-acquires: a new epoch; min_epoch lifts the counter */
+    r = do_acquire(loop, st, 2, "node-a", 10000, e + 100);
+    ck_assert_uint_eq(r.r.epoch, e + 101);
+
+    /* the key layout is the documented one */
+    redisContext *c = raw(&rp);
+    redisReply *x = redisCommand(c, "HGET t1:shard:2 owner");
+    ck_assert_str_eq(x->str, "node-a");
+    freeReplyObject(x);
+    x = redisCommand(c, "GET t1:epoch:2");
+    ck_assert_uint_eq(strtoull(x->str, NULL, 10), e + 101);
+    freeReplyObject(x);
+    x = redisCommand(c, "PTTL t1:shard:2");
+    ck_assert_int_gt(x->integer, 9000);
+    freeReplyObject(x);
+    /* scripts flushed: EVALSHA gets NOSCRIPT and the store falls back to EVAL */
+    freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+    redisFree(c);
+    r = do_renew(loop, st, 2, "node-a", e + 101, 10000);
+    ck_assert_int_eq(r.r.status, AX_OK);
+    ck_assert_int_eq(r.r.granted, 1);
+
+    ax_lease_state s;
+    ax_lease_store_state(st, &s);
+    ck_assert_str_eq(s.store, "redis");
+    ck_assert_str_eq(s.conn, "connected");
+    ck_assert_str_eq(s.last_error, "");
+
+    /* free with a request in flight: its callback says canceled */
+    res p = {0};
+    ck_assert_int_eq(ax_lease_get(st, 1, res_cb, &p), 0);
+    ax_lease_store_free(st);
+    ck_assert_int_eq(p.done, 1);
+    ck_assert_int_eq(p.r.status, AX_ECANCELED);
+    ev_loop_destroy(loop);
+    redis_down(&rp);
+}
+END_TEST
+
+START_TEST(redis_concurrent_acquire_has_one_winner)
+{
+    redis_proc rp;
+    redis_up(&rp, NULL);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    ax_lease_store *sa = store_new(loop, &rp, NULL, 0, "t2:", 16);
+    ax_lease_store *sb = store_new(loop, &rp, NULL, 0, "t2:", 16);
+    acquire_past_quarantine(loop, sa, 0, "warmup", 50); /* counter exists now */
+    run_for(loop, 0.1);
+
+    for (int round = 0; round < 20; round++) {
+        res a = {0}, b = {0};
+        ck_assert_int_eq(ax_lease_acquire(sa, 0, "node-a", 50, 0, res_cb, &a), 0);
+        ck_assert_int_eq(ax_lease_acquire(sb, 0, "node-b", 50, 0, res_cb, &b), 0);
+        wait_res(loop, &a);
+        wait_res(loop, &b);
+        ck_assert_int_eq(a.r.status, AX_OK);
+        ck_assert_int_eq(b.r.status, AX_OK);
+        ck_assert_int_eq(a.r.granted + b.r.granted, 1);
+        res *w = a.r.granted ? &a : &b, *l = a.r.granted ? &b : &a;
+        ck_assert_str_eq(l->owner, a.r.granted ? "node-a" : "node-b");
+        ck_assert_uint_eq(l->r.epoch, w->r.epoch);
+        run_for(loop, 0.07); /* let it expire */
+    }
+
+    /* two managers on two connections: every shard served by exactly one */
+    tcluster c;
+    tc_init(&c, loop, 16);
+    tnode *na = tc_add(&c, sa, "node-a", 300, 100, 100);
+    tnode *nb = tc_add(&c, sb, "node-b", 300, 100, 100);
+    ax_shards_start(na->m);
+    ax_shards_start(nb->m);
+    run_for(loop, 1.2); /* quarantine of the 15 fresh shards, then acquisition */
+    for (uint32_t s = 0; s < 16; s++)
+        ck_assert_msg(na->serving[s] + nb->serving[s] == 1, "shard %u served by %d", s,
+                      na->serving[s] + nb->serving[s]);
+    ck_assert_int_eq(c.double_owner, 0);
+    ck_assert_int_eq(c.epoch_backwards, 0);
+    tc_free(&c);
+    ax_lease_store_free(sa);
+    ax_lease_store_free(sb);
+    ev_loop_destroy(loop);
+    redis_down(&rp);
+}
+END_TEST
+
+START_TEST(redis_wrong_password_is_a_clear_error)
+{
+    redis_proc rp;
+    redis_up(&rp, "s3cret");
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+
+    ax_lease_store *st = store_new(loop, &rp, "wrong", 0, "t3:", 4);
+    res r = do_acquire(loop, st, 0, "node-a", 1000, 0);
+    ck_assert_int_eq(r.r.status, AX_EAUTH);
+    ax_lease_state s;
+    ax_lease_store_state(st, &s);
+    ck_assert_msg(strstr(s.last_error, "AUTH failed") && strstr(s.last_error, "WRONGPASS"), "last_error: %s",
+                  s.last_error);
+    ck_assert_str_ne(s.conn, "connected");
+    ax_lease_store_free(st);
+
+    st = store_new(loop, &rp, NULL, 0, "t3:", 4); /* no password at all */
+    r = do_acquire(loop, st, 0, "node-a", 1000, 0);
+    ck_assert_int_eq(r.r.status, AX_EAUTH);
+    ax_lease_store_state(st, &s);
+    ck_assert_msg(strstr(s.last_error, "NOAUTH"), "last_error: %s", s.last_error);
+    ax_lease_store_free(st);
+
+    st = store_new(loop, &rp, "s3cret", 5, "t3:", 4); /* right password, db 5 */
+    r = acquire_past_quarantine(loop, st, 0, "node-a", 1000);
+    ck_assert_int_eq(r.r.status, AX_OK);
+    redisContext *c = raw(&rp);
+    freeReplyObject(redisCommand(c, "SELECT 5"));
+    redisReply *x = redisCommand(c, "EXISTS t3:shard:0");
+    ck_assert_int_eq(x->integer, 1);
+    freeReplyObject(x);
+    redisFree(c);
+    ax_lease_store_free(st);
+    ev_loop_destroy(loop);
+    redis_down(&rp);
+}
+END_TEST
+
+START_TEST(redis_hostile_data_gives_errors_not_crashes)
+{
+    redis_proc rp;
+    redis_up(&rp, NULL);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    ax_lease_store *st = store_new(loop, &rp, NULL, 0, "t4:", 8);
+    redisContext *c = raw(&rp);
+    raw_cmd(c, "SET %s %s", "t4:shard:0", "not-a-hash", NULL);        /* wrong type */
+    raw_cmd(c, "SET %s %s", "t4:epoch:1", "abc", NULL);               /* counter not a number */
+    raw_cmd(c, "HSET %s owner %s", "t4:shard:2", "node-x", NULL);     /* held, epoch missing */
+    raw_cmd(c, "HSET %s epoch %s", "t4:shard:2", "-5", NULL);         /* and a bad epoch */
+    raw_cmd(c, "SET %s %s", "t4:epoch:3", "99999999999999999999", NULL); /* beyond 2^53 */
+    redisFree(c);
+
+    res r = do_acquire(loop, st, 0, "node-a", 1000, 0);
+    ck_assert_int_eq(r.r.status, AX_EIO);
+    r = do_renew(loop, st, 0, "node-a", 1, 1000);
+    ck_assert_int_eq(r.r.status, AX_EIO);
+    r = do_acquire(loop, st, 1, "node-a", 1000, 0);
+    ck_assert_int_eq(r.r.status, AX_EIO);
+    r = do_acquire(loop, st, 2, "node-a", 1000, 0);
+    ck_assert_int_eq(r.r.status, AX_EPROTO);
+    r = do_get(loop, st, 2);
+    ck_assert_int_eq(r.r.status, AX_EPROTO);
+    r = do_acquire(loop, st, 3, "node-a", 1000, 0);
+    ck_assert_int_ne(r.r.status, AX_OK);
+    ax_lease_state s;
+    ax_lease_store_state(st, &s);
+    ck_assert_str_eq(s.conn, "connected"); /* bad data is not a connection problem */
+    ck_assert_str_ne(s.last_error, "");
+    r = acquire_past_quarantine(loop, st, 4, "node-a", 300); /* other shards still work */
+    ck_assert_int_eq(r.r.status, AX_OK);
+    ax_lease_store_free(st);
+    ev_loop_destroy(loop);
+    redis_down(&rp);
+}
+END_TEST
+
+static int all_served(void *ud)
+{
+    tcluster *c = ud;
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        int k = 0;
+        for (int i = 0; i < c->n_nodes; i++)
+            k += c->nodes[i].serving[s];
+        if (k != 1)
+            return 0;
+    }
+    return 1;
+}
+static int none_served(void *ud)
+{
+    tcluster *c = ud;
+    for (int i = 0; i < c->n_nodes; i++)
+        if (tn_count(&c->nodes[i], c->n_shards))
+            return 0;
+    return 1;
+}
+
+/* Redis is killed (SIGKILL, no persistence: every key is lost) and started again on the
+ * same port. The nodes stop serving by their local deadlines, the stores reconnect, the
+ * shards come back with higher epochs, and no shard is ever served twice. */
+START_TEST(redis_restart_recovers_without_double_ownership)
+{
+    redis_proc rp;
+    redis_up(&rp, NULL);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    ax_lease_store *sa = store_new(loop, &rp, NULL, 0, "t5:", 8);
+    ax_lease_store *sb = store_new(loop, &rp, NULL, 0, "t5:", 8);
+    tcluster c;
+    tc_init(&c, loop, 8);
+    tnode *na = tc_add(&c, sa, "node-a", 300, 100, 100);
+    tnode *nb = tc_add(&c, sb, "node-b", 300, 100, 100);
+    ax_shards_set_live_nodes(na->m, 2);
+    ax_shards_set_live_nodes(nb->m, 2);
+    ax_shards_start(na->m);
+    ax_shards_start(nb->m);
+    ck_assert(run_until(loop, all_served, &c, 5));
+    run_for(loop, 0.3);
+    ck_assert_int_eq(tn_count(na, 8), 4);
+    ck_assert_int_eq(tn_count(nb, 8), 4);
+    uint64_t before[8];
+    for (uint32_t s = 0; s < 8; s++)
+        before[s] = c.max_epoch[s];
+
+    /* 1: Redis dies and stays down past the deadline */
+    double killed = ev_time();
+    redis_kill(&rp, SIGKILL);
+    ck_assert(run_until(loop, none_served, &c, 2));
+    ck_assert_msg(ev_time() - killed < 0.2 + 0.15, "shards kept %.3f s after Redis died", ev_time() - killed);
+    ck_assert_int_eq(na->lost_lease + nb->lost_lease, 8);
+    ax_lease_state s;
+    ax_lease_store_state(sa, &s);
+    ck_assert_str_eq(s.conn, "reconnecting");
+    ck_assert_str_ne(s.last_error, "");
+    run_for(loop, 0.2);
+    redis_start(&rp);
+    ck_assert(run_until(loop, all_served, &c, 8));
+    ax_lease_store_state(sa, &s);
+    ck_assert_str_eq(s.conn, "connected");
+    ck_assert_uint_ge(s.reconnects, 1);
+    for (uint32_t s2 = 0; s2 < 8; s2++)
+        ck_assert_uint_gt(c.max_epoch[s2], before[s2]);
+
+    /* 2: Redis restarts at once (all keys lost while the nodes still serve): renews are
+     * refused, and the quarantine keeps the shards unowned until the old leases could
+     * have expired, so nobody serves a shard another node still serves */
+    run_for(loop, 0.3);
+    for (uint32_t s2 = 0; s2 < 8; s2++)
+        before[s2] = c.max_epoch[s2];
+    redis_kill(&rp, SIGKILL);
+    redis_start(&rp);
+    ck_assert(run_until(loop, none_served, &c, 2));
+    ck_assert(run_until(loop, all_served, &c, 8));
+    for (uint32_t s2 = 0; s2 < 8; s2++)
+        ck_assert_uint_gt(c.max_epoch[s2], before[s2]);
+    run_for(loop, 0.3);
+    ck_assert(all_served(&c));
+
+    ck_assert_int_eq(c.double_owner, 0);
+    ck_assert_int_eq(c.epoch_backwards, 0);
+    ck_assert_int_gt(c.samples, 1000);
+    ax_shards_stop(na->m);
+    ax_shards_stop(nb->m);
+    run_for(loop, 0.1);
+    tc_free(&c);
+    ax_lease_store_free(sa);
+    ax_lease_store_free(sb);
+    ev_loop_destroy(loop);
+    redis_down(&rp);
+}
+END_TEST
+
+/* Nothing listens: operations fail fast with AX_ECONN (never block), and the store keeps
+ * trying; the connect timeout bounds a connection that never completes. */
+START_TEST(redis_unreachable_fails_fast)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    redis_proc rp = {.port = free_port()};
+    ax_lease_store *st = store_new(loop, &rp, NULL, 0, "t6:", 4);
+    double t0 = ev_time();
+    res r = do_acquire(loop, st, 0, "node-a", 1000, 0);
+    ck_assert_int_eq(r.r.status, AX_ECONN);
+    ck_assert(ev_time() - t0 < 1.0);
+    ax_lease_state s;
+    ax_lease_store_state(st, &s);
+    ck_assert_str_ne(s.conn, "connected");
+    ck_assert_str_ne(s.last_error, "");
+    res x = {0};
+    ck_assert_int_eq(ax_lease_acquire(st, 4, "node-a", 1000, 0, res_cb, &x), AX_EINVAL);
+    ax_lease_store_free(st);
+    ev_loop_destroy(loop);
+}
+END_TEST
+
+/* A Redis that stops answering (SIGSTOP): requests time out after connect_timeout_ms,
+ * the connection is dropped, and once Redis answers again the store reconnects. */
+START_TEST(redis_hung_server_times_out_and_recovers)
+{
+    redis_proc rp;
+    redis_up(&rp, NULL);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    ax_lease_store *st = store_new(loop, &rp, NULL, 0, "t7:", 4); /* 500 ms timeout */
+    acquire_past_quarantine(loop, st, 0, "node-a", 300);
+    kill(rp.pid, SIGSTOP);
+    double t0 = ev_time();
+    res r = do_get(loop, st, 0);
+    double took = ev_time() - t0;
+    ck_assert_int_eq(r.r.status, AX_ETIMEDOUT);
+    ck_assert_msg(took >= 0.4 && took < 1.5, "timed out after %.3f s", took);
+    ax_lease_state s;
+    ax_lease_store_state(st, &s);
+    ck_assert_msg(strstr(s.last_error, "no reply within 500 ms"), "last_error: %s", s.last_error);
+    kill(rp.pid, SIGCONT);
+    for (int i = 0; i < 100; i++) { /* bounded: the store reconnects by itself */
+        r = do_get(loop, st, 0);
+        if (r.r.status == AX_OK)
+            break;
+        run_for(loop, 0.05);
+    }
+    ck_assert_int_eq(r.r.status, AX_OK);
+    ax_lease_store_state(st, &s);
+    ck_assert_str_eq(s.conn, "connected");
+    ax_lease_store_free(st);
+    ev_loop_destroy(loop);
+    redis_down(&rp);
+}
+END_TEST
+
+static Suite *redis_suite(void)
+{
+    Suite *s = suite_create("lease_redis");
+    TCase *tc = tcase_create("redis");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, redis_acquire_renew_expiry_epochs_release);
+    tcase_add_test(tc, redis_concurrent_acquire_has_one_winner);
+    tcase_add_test(tc, redis_wrong_password_is_a_clear_error);
+    tcase_add_test(tc, redis_hostile_data_gives_errors_not_crashes);
+    tcase_add_test(tc, redis_restart_recovers_without_double_ownership);
+    tcase_add_test(tc, redis_unreachable_fails_fast);
+    tcase_add_test(tc, redis_hung_server_times_out_and_recovers);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+static int have_redis_server(void)
+{
+    return system("redis-server --version >/dev/null 2>&1") == 0;
+}
+
+int main(void)
+{
+    if (!have_redis_server()) {
+        fprintf(stderr, "redis-server not found: skipping\n");
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    SRunner *sr = srunner_create(redis_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
