@@ -331,8 +331,9 @@ static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const 
         ax_hmap_put(&s->names, a->name, nlen, a);
     }
     if (key) {
-        a->key = ax_malloc(key_len);
+        a->key = ax_malloc(key_len + 1); /* NUL-terminated: the key part is read as a C string */
         memcpy(a->key, key, key_len);
+        a->key[key_len] = 0;
         a->key_len = key_len;
         ax_hmap_put(&s->keyed, a->key, key_len, a);
         a->knext = s->keyed_head;
@@ -721,7 +722,12 @@ static void api_log(ax_ctx *cx, int level, const char *text)
     ax_log(level, cx->self ? cx->self->type->name : "plugin", "%s", text ? text : "");
 }
 
-static uint64_t api_epoch(ax_ctx *cx) { return cx->cur ? cx->cur->epoch : 0; }
+static uint64_t api_epoch(ax_ctx *cx)
+{
+    if (cx->self && cx->self->key)
+        return ax_route_actor_epoch(cx->srv, cx->self); /* the shard's current fencing token */
+    return cx->cur ? cx->cur->epoch : 0;
+}
 static double api_now(ax_ctx *cx) { return ev_now(cx->srv->loop); }
 
 typedef struct send_after_timer {
@@ -996,5 +1002,6 @@ cJSON *ax_runtime_status_json(ax_server *s)
 #undef CTR
     cJSON_AddNumberToObject(doc, "keyed_actors", (double)s->keyed.len);
     cJSON_AddNumberToObject(doc, "event_subscribers", (double)s->n_subs);
+    ax_route_status(s, doc);
     return doc;
 }

@@ -12,7 +12,13 @@ static uint64_t seed_k0 = 0x736f6d6570736575ull, seed_k1 = 0x646f72616e646f6dull
 
 void ax_hash_seed_init(void)
 {
+    /* Once per process: maps hashed under the old seed would become unreadable (several
+     * servers share a process in the in-memory cluster tests). */
+    static int seeded;
     uint64_t k[2];
+    if (seeded)
+        return;
+    seeded = 1;
     if (RAND_bytes((unsigned char *)k, sizeof k) == 1) {
         seed_k0 = k[0];
         seed_k1 = k[1];

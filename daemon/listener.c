@@ -14,6 +14,7 @@
 #include "ax_mem.h"
 #include "log.h"
 #include "server.h"
+#include "cluster/cluster.h"
 
 void ax_runtime_run(ax_server *s);
 
@@ -118,7 +119,8 @@ static void bad_body(ax_conn *c, uint32_t req, const char *why)
 
 /* Find the actor a target names. For (type, key) targets, ensure spawns the keyed
  * actor when absent (routing "ensure"); DIRECT only finds a live one. */
-static ax_actor *resolve_ex(ax_conn *c, const ax_wire_target *t, int ensure, int *code, char *why, size_t wlen)
+static ax_actor *resolve_ex(ax_conn *c, const ax_wire_target *t, int ensure, uint64_t epoch, int *code, char *why,
+                            size_t wlen)
 {
     ax_server *s = c->s;
     ax_actor *a = NULL;
@@ -149,7 +151,7 @@ static ax_actor *resolve_ex(ax_conn *c, const ax_wire_target *t, int ensure, int
     default: {
         ax_ref r;
         const char *w = NULL;
-        int rc = ax_registry_get_or_spawn(s, t->name, t->name_len, t->key, t->key_len, NULL, ensure, &r, &w);
+        int rc = ax_registry_route(s, t->name, t->name_len, t->key, t->key_len, epoch, ensure, &r, &w);
         if (rc) {
             *code = rc;
             snprintf(why, wlen, "%.*s key '%.*s': %s", (int)t->name_len, t->name, (int)(t->key_len > 64 ? 64 : t->key_len),
@@ -163,7 +165,7 @@ static ax_actor *resolve_ex(ax_conn *c, const ax_wire_target *t, int ensure, int
 
 static ax_actor *resolve(ax_conn *c, const ax_wire_target *t, int *code, char *why, size_t wlen)
 {
-    return resolve_ex(c, t, 0, code, why, wlen);
+    return resolve_ex(c, t, 0, 0, code, why, wlen);
 }
 
 static void client_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
@@ -179,6 +181,47 @@ static void client_ask_done(ax_server *s, ax_pending *p, int status, const void 
                                                                                     : ax_strerror(status));
 }
 
+/* TELL/ASK to a REF naming another node's wire id: hand it to the cluster (remote TELL
+ * is answered OK once queued for the peer; ASK by the remote actor's REPLY or ERROR). */
+static void forward_remote(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, int noreply)
+{
+    ax_server *s = c->s;
+    uint32_t node = 0;
+    char wbuf[320];
+    int code = ax_cluster_node_of(s, m->target.ref.node, m->target.ref.node_len, &node);
+    if (code || node == 0 || m->target.ref.id > UINT32_MAX) {
+        if (!code)
+            code = node == 0 ? AX_ENOTFOUND : AX_ENOPROC;
+        snprintf(wbuf, sizeof wbuf, "ref names node '%.*s': %s", (int)m->target.ref.node_len, m->target.ref.node,
+                 code == AX_ENOCONN ? "that node is down" : "not a peer of this node");
+        if (!noreply)
+            send_error(c, h->req_id, code, wbuf);
+        return;
+    }
+    ax_ref to = {m->target.ref.id, m->target.ref.gen, node};
+    if (h->type == AX_T_TELL) {
+        code = ax_cluster_tell_named(s, to, m->msg, m->msg_len, m->payload, m->payload_len, AX_REF_NONE);
+        if (noreply)
+            return;
+        if (code)
+            send_error(c, h->req_id, code, ax_strerror(code));
+        else
+            send_empty(c, AX_T_OK, h->req_id);
+        return;
+    }
+    ax_pending *p = ax_pending_new(s, m->timeout_ms, client_ask_done);
+    if (!p) {
+        send_error(c, h->req_id, AX_ENOMEM, "too many asks in flight");
+        return;
+    }
+    p->u.client.conn_slot = c->slot;
+    p->u.client.conn_gen = c->gen;
+    p->u.client.req_id = h->req_id;
+    code = ax_cluster_ask_named(s, to, m->msg, m->msg_len, m->payload, m->payload_len, p, m->timeout_ms);
+    if (code)
+        ax_pending_complete(s, p->slot, p->gen, code, NULL, 0); /* answers the client */
+}
+
 static void handle_msg(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     ax_server *s = c->s;
@@ -192,7 +235,12 @@ static void handle_msg(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         bad_body(c, h->req_id, why);
         return;
     }
-    ax_actor *a = resolve_ex(c, &m.target, !(h->flags & AX_F_DIRECT), &code, wbuf, sizeof wbuf);
+    if (m.target.kind == AX_TGT_REF && m.target.ref.node_len &&
+        (m.target.ref.node_len != strlen(s->node_id) || memcmp(m.target.ref.node, s->node_id, m.target.ref.node_len))) {
+        forward_remote(c, h, &m, noreply); /* a ref on another node: the cluster carries it */
+        return;
+    }
+    ax_actor *a = resolve_ex(c, &m.target, !(h->flags & AX_F_DIRECT), m.epoch, &code, wbuf, sizeof wbuf);
     if (!a)
         goto refuse;
     uint32_t id = ax_msg_lookup(s, m.msg, m.msg_len);
@@ -380,6 +428,30 @@ static void handle_spawn(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 
 static ax_ref client_ref(const ax_conn *c) { return (ax_ref){c->slot, c->gen, AX_NODE_CLIENT}; }
 
+/* MONITOR of a remote ref: the down arrives as an EVENT like a local one, exactly once
+ * (the actor's reason, noproc, or noconnection when its node is lost). */
+static void monitor_remote(ax_conn *c, const ax_frame_hdr *h, const ax_wire_target *t)
+{
+    ax_server *s = c->s;
+    uint32_t node = 0;
+    char doc[128];
+    int code = ax_cluster_node_of(s, t->ref.node, t->ref.node_len, &node);
+    if ((code && code != AX_ENOCONN) || (!code && node == 0) || t->ref.id > UINT32_MAX) {
+        snprintf(doc, sizeof doc, "ref names node '%.*s': not a peer of this node", (int)(t->ref.node_len > 64 ? 64 : t->ref.node_len), t->ref.node);
+        send_error(c, h->req_id, AX_ENOTFOUND, doc);
+        return;
+    }
+    uint64_t mref = ++s->next_mref;
+    ax_ref target = {t->ref.id, t->ref.gen, node};
+    if (code == AX_ENOCONN)
+        ax_runtime_deliver_down(s, client_ref(c), mref, target, "noconnection");
+    else
+        ax_cluster_monitor(s, client_ref(c), target, mref);
+    int n = snprintf(doc, sizeof doc, "{\"mref\":%llu,\"id\":%llu,\"gen\":%u}", (unsigned long long)mref,
+                     (unsigned long long)t->ref.id, t->ref.gen);
+    send_blob(c, AX_T_JSON, h->req_id, doc, (size_t)n);
+}
+
 static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     ax_rbuf r;
@@ -390,6 +462,11 @@ static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *b
     ax_get_target(&r, &t);
     if (ax_rbuf_done(&r) != 0) {
         bad_body(c, h->req_id, r.why);
+        return;
+    }
+    if (h->type == AX_T_MONITOR && t.kind == AX_TGT_REF && t.ref.node_len &&
+        (t.ref.node_len != strlen(c->s->node_id) || memcmp(t.ref.node, c->s->node_id, t.ref.node_len))) {
+        monitor_remote(c, h, &t); /* a ref on another node: the cluster watches it */
         return;
     }
     ax_actor *a = resolve(c, &t, &code, wbuf, sizeof wbuf);
@@ -504,6 +581,8 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     case AX_T_STATUS:
     case AX_T_ACTORS:
     case AX_T_PLUGINS:
+    case AX_T_NODES:
+    case AX_T_SHARDS:
         if (h->body_len) {
             bad_body(c, h->req_id, "this request has an empty body");
             break;
@@ -511,6 +590,8 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         send_json(c, h->req_id,
                   h->type == AX_T_STATUS   ? ax_runtime_status_json(c->s)
                   : h->type == AX_T_ACTORS ? ax_runtime_actors_json(c->s)
+                  : h->type == AX_T_NODES  ? ax_cluster_nodes_json(c->s)
+                  : h->type == AX_T_SHARDS ? ax_route_shards_json(c->s, 1)
                                            : ax_plugins_json(c->s));
         break;
     case AX_T_PLUGIN_LOAD:
@@ -531,7 +612,9 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         if (h->type == AX_T_DEMONITOR) {
             ax_rbuf r;
             ax_rbuf_init(&r, body, h->body_len);
-            ax_demonitor(c->s, client_ref(c), ax_rbuf_u64(&r), 1);
+            uint64_t mref = ax_rbuf_u64(&r);
+            ax_demonitor(c->s, client_ref(c), mref, 1);
+            ax_cluster_demonitor_mref(c->s, client_ref(c), mref); /* if it watched a remote actor */
         } else if (h->type == AX_T_SUBSCRIBE) {
             ax_rbuf r;
             const char *f;

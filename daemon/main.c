@@ -11,6 +11,8 @@
 #include "log.h"
 #include "sdnotify.h"
 #include "server.h"
+#include "shard.h"
+#include "cluster/cluster.h"
 
 enum { OPT_CHECK = 256, OPT_PRINT, OPT_PLUGIN_DIR, OPT_SET };
 
@@ -119,6 +121,13 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    /* Secure by default: a cluster without auth_token (and without allow_insecure_auth)
+     * is refused here, before anything starts; --check-config reports it too. */
+    if (!print && ax_cluster_config_check(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "axactord: %s\n", err);
+        ax_config_free(&cfg);
+        return 1;
+    }
     if (check || print) {
         if (print)
             ax_config_print(&cfg, stdout);
@@ -148,8 +157,24 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (ax_route_start(&server, err, sizeof err) != 0) {
+        ax_log(AX_LOG_ERROR, "shard", "%s", err);
+        rc = 1;
+        goto out;
+    }
+    if (server.cfg.lease_store && strcmp(server.cfg.lease_store, "memory") == 0) {
+        /* The embedded store grants at once: let the first acquisitions land before
+         * serving, so keyed requests right after READY find their shards (bounded). */
+        for (int i = 0; i < 1000 && ax_shards_count_owned(server.shards) < ax_shards_target(server.shards); i++)
+            ev_run(loop, EVRUN_NOWAIT);
+    }
     if (ax_listener_start(&server, err, sizeof err) != 0) {
         ax_log(AX_LOG_ERROR, "server", "%s", err);
+        rc = 1;
+        goto out;
+    }
+    if (ax_cluster_start(&server, err, sizeof err) != 0) {
+        ax_log(AX_LOG_ERROR, "cluster", "%s", err);
         rc = 1;
         goto out;
     }

@@ -87,6 +87,23 @@ void ax_registry_remove(ax_server *s, ax_actor *a)
     a->kprev = a->knext = NULL;
 }
 
+int ax_registry_route(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen, uint64_t msg_epoch,
+                      int spawn, ax_ref *out, const char **why)
+{
+    uint64_t epoch;
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    if (klen == 0 || klen > AX_KEY_MAX) {
+        *why = "invalid key";
+        return AX_EINVAL;
+    }
+    int rc = ax_route_check(s, key, klen, msg_epoch, &epoch, why);
+    if (rc)
+        return rc;
+    return ax_registry_get_or_spawn(s, type, tlen, key, klen, NULL, spawn, out, why);
+}
+
 int ax_registry_get_or_spawn(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen,
                              const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
 {
@@ -98,6 +115,10 @@ int ax_registry_get_or_spawn(ax_server *s, const char *type, size_t tlen, const 
         *why = "invalid type or key";
         return AX_EINVAL;
     }
+    uint64_t epoch;
+    int frc = ax_route_check(s, key, klen, 0, &epoch, why);
+    if (frc)
+        return frc; /* this node does not serve the key's shard now */
     memcpy(buf, type, tlen);
     buf[tlen] = 0;
     memcpy(buf + tlen + 1, key, klen);

@@ -10,6 +10,7 @@
 #include "ax_mem.h"
 #include "log.h"
 #include "server.h"
+#include "cluster/cluster.h"
 
 void ax_runtime_stop_all(ax_server *s, const char *reason);
 
@@ -65,9 +66,13 @@ void ax_server_shutdown(ax_server *s, const char *why)
         ev_io_stop(s->loop, &s->listen_io);
         ev_timer_stop(s->loop, &s->accept_pause);
     }
+    ax_cluster_stop(s); /* peers see CLOSE; remote asks fail before actors stop */
     ax_runtime_stop_all(s, why);
     ax_listener_stop(s);
-    ev_break(s->loop, EVBREAK_ALL);
+    /* Release the shard leases so survivors need not wait for them to expire; the
+     * loop ends when the releases are answered (or after a grace time). */
+    if (!ax_route_stop(s))
+        ev_break(s->loop, EVBREAK_ALL);
 }
 
 void ax_server_free(ax_server *s)
@@ -75,7 +80,9 @@ void ax_server_free(ax_server *s)
     if (!s || !s->loop)
         return;
     ax_listener_stop(s);
+    ax_cluster_stop(s);
     ax_runtime_free(s);
+    ax_route_free(s);
     ax_plugins_unload_all(s); /* unregisters their types */
     ax_hmap_free(&s->types);
     ev_signal_stop(s->loop, &s->sig_term);

@@ -200,6 +200,11 @@ typedef struct ax_server {
     ax_event_sub *subs;
     size_t n_subs, cap_subs;
 
+    struct ax_shards *shards;          /* lease manager (routing.c); NULL before start */
+    struct ax_lease_store *lease_store;
+    ev_timer shards_grace;
+    int shards_stopped;
+
     /* client listener (listener.c) */
     int listen_fd;
     ev_io listen_io;
@@ -213,6 +218,7 @@ typedef struct ax_server {
     ev_timer accept_pause;
     int stopping;
     int exit_code;
+    struct ax_cluster *cluster; /* daemon/cluster/ (NULL when the cluster is off) */
 } ax_server;
 
 /* ---- server.c ---- */
@@ -272,9 +278,25 @@ int ax_reason_is_normal(const char *r);
 /* ---- registry.c: keyed actors and the idle reaper ---- */
 int ax_registry_get_or_spawn(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen,
                              const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why);
+/* get_or_spawn (spawn=1, "ensure") or lookup (spawn=0, "direct") for a routed message
+ * carrying msg_epoch: refuses with AX_EBUSY / AX_ESTALE when the shard is not ours. */
+int ax_registry_route(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen, uint64_t msg_epoch,
+                      int spawn, ax_ref *out, const char **why);
 void ax_registry_remove(ax_server *s, ax_actor *a);
 void ax_registry_init(ax_server *s);
 void ax_registry_free(ax_server *s);
+
+/* ---- routing.c: shards, leases and keyed routing ---- */
+int ax_route_start(ax_server *s, char *err, size_t errlen);
+int ax_route_stop(ax_server *s); /* 1: keep the loop running until the releases finish */
+void ax_route_free(ax_server *s);
+uint32_t ax_route_shard_of(ax_server *s, const char *key, size_t klen);
+/* May this node deliver to key's actor now? 0 and the shard epoch, AX_EBUSY (not served
+ * here) or AX_ESTALE (msg_epoch is not the current epoch); msg_epoch 0 = not fenced. */
+int ax_route_check(ax_server *s, const char *key, size_t klen, uint64_t msg_epoch, uint64_t *epoch, const char **why);
+uint64_t ax_route_actor_epoch(ax_server *s, const ax_actor *a);
+struct cJSON *ax_route_shards_json(ax_server *s, int all);
+void ax_route_status(ax_server *s, struct cJSON *doc); /* adds "shards" and "lease_store" */
 
 /* ---- events.c: the lifecycle stream ---- */
 void ax_event_emit(ax_server *s, ax_actor *a, const char *event, const char *reason);

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "mailbox.h"
 #include "server.h"
+#include "cluster/cluster.h"
 
 void ax_actor_call_on_stop(ax_server *s, ax_actor *a, const char *reason);
 
@@ -262,6 +263,10 @@ static int mon_del(ax_mon *v, uint32_t *n, uint64_t mref, ax_ref *other)
 void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
 {
     s->ctr.downs++;
+    if (watcher.node != 0 && watcher.node != AX_NODE_CLIENT) { /* a watcher on another node */
+        ax_cluster_deliver_down(s, watcher, mref, who, reason);
+        return;
+    }
     if (watcher.node == AX_NODE_CLIENT) {
         char doc[512];
         int n = snprintf(doc, sizeof doc, "{\"event\":\"down\",\"mref\":%llu,\"id\":%llu,\"gen\":%u,\"reason\":\"",

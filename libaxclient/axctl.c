@@ -1,5 +1,5 @@
 /* axctl: the operator's command line for a local axactord (status, actors, spawn, tell,
- * ask, stop, plugins) over libaxclient. Human-readable tables by default, --json for
+ * ask, stop, monitor, events, plugins) over libaxclient. Human-readable tables by default, --json for
  * scripts; the exit status says which kind of failure happened (see usage()). */
 
 #include <errno.h>
@@ -28,11 +28,30 @@ typedef struct opts {
     const char *socket;
     int json;
     int timeout_ms;
+    int timeout_set; /* --timeout given: bounds monitor's wait too */
     const char *key;
     const char *mailbox;
     const char *config;
     int follow;
+    const char *actor; /* events --actor */
+    int direct;        /* tell/ask --direct */
+    /* spawn options, as given (checked before connecting) */
+    const char *restart, *max_restarts, *restart_window_ms, *backoff_ms, *mailbox_policy, *idle_timeout_ms;
+    int trap_exit;
 } opts;
+
+/* Long-only options. */
+enum {
+    OPT_ACTOR = 0x100,
+    OPT_DIRECT,
+    OPT_RESTART,
+    OPT_MAX_RESTARTS,
+    OPT_RESTART_WINDOW,
+    OPT_BACKOFF,
+    OPT_MAILBOX_POLICY,
+    OPT_IDLE_TIMEOUT,
+    OPT_TRAP_EXIT,
+};
 
 static void usage(FILE *f)
 {
@@ -56,24 +75,55 @@ static void usage(FILE *f)
         "    actors\n"
         "        List live actors as a table. Columns: ID, NAME, TYPE, STATE, MAILBOX,\n"
         "        then every other field the daemon reports, alphabetically.\n"
-        "    spawn TYPE [NAME] [--mailbox N] [--config JSON] [--key KEY]\n"
+        "    spawn TYPE [NAME] [SPAWN OPTIONS]\n"
         "        Start an actor of TYPE (a type of a loaded plugin), registered as NAME\n"
-        "        if given, and print its ref as @ID.GEN followed by the name.\n"
-        "        --mailbox N     capacity of the actor's user mailbox (1..4294967295)\n"
-        "        --config JSON   spawn options as a JSON object; keys: mailbox_capacity,\n"
-        "                        restart, max_restarts, restart_window_ms, backoff_ms,\n"
-        "                        mailbox_policy, idle_timeout_ms, trap_exit, key\n"
-        "                        (see PROTOCOL.md, \"SPAWN configuration\")\n"
-        "        --key KEY       get or spawn the one keyed actor of (TYPE, KEY)\n"
-        "        --mailbox and --key override the same keys of --config.\n"
-        "    tell TARGET MSG [PAYLOAD]\n"
+        "        if given, and print its ref as @ID.GEN followed by the name. With\n"
+        "        --key, print the ref of the one live actor of (TYPE, KEY), spawning it\n"
+        "        only if there is none (NAME is then not allowed). SPAWN OPTIONS:\n"
+        "        --mailbox N              capacity of the user mailbox (1..4294967295)\n"
+        "        --restart POLICY         permanent (always restart), transient (restart\n"
+        "                                 after an abnormal exit) or temporary (never;\n"
+        "                                 the default)\n"
+        "        --max-restarts N         restart intensity: at most N restarts ...\n"
+        "        --restart-window-ms MS   ... within MS milliseconds (0 = the defaults,\n"
+        "                                 3 in 5000); beyond it the actor stops for good\n"
+        "                                 with reason restart_intensity\n"
+        "        --backoff-ms MS          delay before each restart\n"
+        "        --mailbox-policy POLICY  keep (queued messages survive a restart; the\n"
+        "                                 default) or drain_and_drop (they are dropped\n"
+        "                                 and their askers get ECANCELED)\n"
+        "        --idle-timeout-ms MS     keyed actors: stop after MS without a message\n"
+        "                                 (0 = the daemon's runtime.idle_timeout_ms)\n"
+        "        --trap-exit              exits of linked actors arrive as \"$exit\"\n"
+        "                                 messages instead of stopping this actor\n"
+        "        --key KEY                get or spawn the keyed actor (TYPE, KEY)\n"
+        "        --config JSON            spawn options as a JSON object; keys:\n"
+        "                                 mailbox_capacity, restart, max_restarts,\n"
+        "                                 restart_window_ms, backoff_ms, mailbox_policy,\n"
+        "                                 idle_timeout_ms, trap_exit, key (see\n"
+        "                                 PROTOCOL.md, \"SPAWN configuration\")\n"
+        "        The other options are merged into --config and override its keys.\n"
+        "        The daemon checks the values' ranges (an out-of-range value is\n"
+        "        refused with EINVAL, exit status 1).\n"
+        "    tell TARGET MSG [PAYLOAD] [--direct]\n"
         "        Send message MSG, with PAYLOAD (bytes of the argument; default empty),\n"
-        "        and wait until it is in the actor's mailbox. Prints nothing.\n"
-        "    ask TARGET MSG [PAYLOAD]\n"
+        "        and wait until it is in the actor's mailbox. Prints nothing. A keyed\n"
+        "        TARGET (--key) is spawned if it does not exist, unless --direct is\n"
+        "        given: then a missing keyed actor is refused with ENOTFOUND.\n"
+        "    ask TARGET MSG [PAYLOAD] [--direct]\n"
         "        Send MSG and print the actor's reply: as text when it is printable\n"
         "        UTF-8, else as hexadecimal. The actor has --timeout to answer.\n"
+        "        --direct as for tell.\n"
         "    stop TARGET\n"
-        "        Stop an actor. Prints nothing.\n"
+        "        Stop an actor for good (reason \"stopped\"; no restart). Prints\n"
+        "        nothing.\n"
+        "    monitor TARGET\n"
+        "        Watch an actor and print its down event when it stops for good (an\n"
+        "        actor that restarts is still up): \"down @ID.GEN mref=N reason=R\", or\n"
+        "        the event document with --json. Waits without limit unless --timeout\n"
+        "        is given, then at most that long (exit status 4 if no down came).\n"
+        "        Exit status 0 once the down arrived; a TARGET that does not exist is\n"
+        "        refused with ENOPROC (exit status 1).\n"
         "    plugins list\n"
         "        List loaded plugins as a table.\n"
         "    plugins load PATH\n"
@@ -82,31 +132,41 @@ static void usage(FILE *f)
         "        relative PATH is looked up by the daemon in its plugins.dir.\n"
         "    plugins unload NAME\n"
         "        Unload the plugin NAME (as shown by \"plugins list\"). Prints nothing.\n"
-        "    events [NAME] [--follow]\n"
+        "    events [NAME] [--actor NAME] [--follow]\n"
         "        Print actor lifecycle events (started, restarted, stopped, and lagged\n"
-        "        when some were skipped) of every actor, or of the actor NAME, one per\n"
-        "        line as they happen: for --timeout milliseconds, or with --follow\n"
-        "        until interrupted or the daemon goes away. With --json each line is\n"
-        "        the daemon's event document.\n"
+        "        when some were skipped) of every actor, or of the actor NAME (given\n"
+        "        as an argument or with --actor), one per line as they happen:\n"
+        "        \"TIME EVENT @ID.GEN NAME TYPE key=value...\". They are printed for\n"
+        "        --timeout milliseconds (exit status 0), or with --follow until\n"
+        "        interrupted or the daemon goes away (exit status 3). With --json each\n"
+        "        line is the daemon's event document.\n"
         "    help\n"
         "        Show this text.\n"
         "\n"
         "TARGETS\n"
         "    NAME          the actor registered as NAME\n"
         "    @ID.GEN       one actor incarnation by ref, as printed by spawn (e.g. @12.1)\n"
-        "    --key KEY     with tell, ask and stop: the keyed actor (TYPE, KEY), where the\n"
-        "                  TARGET word is the TYPE: axctl ask --key alice counter get\n"
+        "    --key KEY     with tell, ask, stop and monitor: the keyed actor (TYPE, KEY),\n"
+        "                  where the TARGET word is the TYPE: axctl ask --key alice\n"
+        "                  counter get\n"
         "\n"
         "OPTIONS\n"
         "    -s, --socket PATH   the daemon's socket (default: $" AXC_SOCKET_ENV ", else\n"
         "                        " AXC_DEFAULT_SOCKET ")\n"
         "    -j, --json          print JSON on stdout instead of text (see OUTPUT)\n"
-        "    -t, --timeout MS    connect and request timeout, and for ask the time the\n"
-        "                        actor has to reply, in milliseconds (default 5000)\n"
+        "    -t, --timeout MS    connect and request timeout, for ask the time the actor\n"
+        "                        has to reply, for events how long to print, for\n"
+        "                        monitor how long to wait, in milliseconds (1..86400000;\n"
+        "                        default 5000, monitor: no limit)\n"
         "    -k, --key KEY       target or spawn the keyed actor (TYPE, KEY)\n"
+        "        --direct        tell, ask: never spawn the keyed actor (needs --key)\n"
         "    -m, --mailbox N     spawn: user mailbox capacity\n"
         "    -c, --config JSON   spawn: options as a JSON object\n"
+        "        --restart, --max-restarts, --restart-window-ms, --backoff-ms,\n"
+        "        --mailbox-policy, --idle-timeout-ms, --trap-exit\n"
+        "                        spawn: see the spawn command\n"
         "    -f, --follow        events: keep printing until interrupted\n"
+        "    -a, --actor NAME    events: only the actor NAME\n"
         "    -h, --help          show this text and exit\n"
         "    -V, --version       show the version and exit\n"
         "\n"
@@ -120,13 +180,15 @@ static void usage(FILE *f)
         "    stderr as \"axctl: COMMAND: MESSAGE\".\n"
         "\n"
         "EXIT STATUS\n"
-        "    0   success\n"
+        "    0   success (monitor: the down arrived)\n"
         "    1   the daemon refused the request (an error reply: EFULL, ENOPROC,\n"
-        "        ENOTYPE, EEXIST, ...)\n"
+        "        ENOTYPE, EEXIST, ENOTFOUND for --direct, EINVAL for a bad spawn\n"
+        "        option, ...)\n"
         "    2   usage error: unknown command or option, missing or bad argument\n"
-        "    3   cannot connect to the daemon, or the connection was lost\n"
+        "    3   cannot connect to the daemon, or the connection was lost (also\n"
+        "        ends events --follow and monitor when the daemon goes away)\n"
         "    4   timed out: no answer within --timeout (including an ask the daemon\n"
-        "        answered with ETIMEDOUT)\n"
+        "        answered with ETIMEDOUT, and monitor without a down in time)\n"
         "\n"
         "ENVIRONMENT\n"
         "    " AXC_SOCKET_ENV "   the socket path used when --socket is not given\n"
@@ -135,14 +197,20 @@ static void usage(FILE *f)
         "    axctl status\n"
         "    axctl plugins load /usr/lib/axactor/plugins/counter.so\n"
         "    axctl spawn counter c1 --mailbox 100\n"
+        "    axctl spawn worker w1 --restart transient --max-restarts 5 \\\n"
+        "          --restart-window-ms 10000 --backoff-ms 100\n"
+        "    axctl spawn counter --key alice --idle-timeout-ms 60000\n"
         "    axctl tell c1 inc\n"
         "    axctl ask c1 get\n"
         "    axctl ask --timeout 500 @12.1 get\n"
         "    axctl ask --key alice counter get\n"
+        "    axctl ask --key alice counter get --direct\n"
         "    axctl tell c1 add -- -5\n"
         "    axctl --json actors | jq -r '.actors[].name'\n"
+        "    axctl monitor w1 --timeout 60000\n"
         "    axctl stop c1\n"
-        "    axctl events --follow\n",
+        "    axctl events --follow\n"
+        "    axctl events --follow --actor w1 --json\n",
         f);
 }
 
@@ -610,7 +678,8 @@ static int cmd_ask(const opts *o, axc_conn *c, const axc_target *t, const char *
 {
     void *reply = NULL;
     size_t len = 0;
-    int rc = axc_ask(c, t, msg, payload, payload ? strlen(payload) : 0, o->timeout_ms, &reply, &len);
+    int rc = axc_ask_ex(c, t, msg, payload, payload ? strlen(payload) : 0, o->timeout_ms, o->direct ? AXC_DIRECT : 0,
+                        &reply, &len);
     if (rc)
         return report(o, c, rc, "ask", NULL);
     int text = printable_utf8(reply, len);
@@ -640,11 +709,51 @@ static int cmd_ask(const opts *o, axc_conn *c, const axc_target *t, const char *
     return 0;
 }
 
-static int cmd_spawn(const opts *o, axc_conn *c, const char *type, const char *name)
+/* Replace key k of cfg with item v. */
+static void cfg_set(cJSON *cfg, const char *k, cJSON *v)
 {
+    cJSON_DeleteItemFromObjectCaseSensitive(cfg, k);
+    cJSON_AddItemToObject(cfg, k, v);
+}
+
+/* An unsigned option in 0..max (lo..max) as a JSON number; EXIT_USAGE if malformed. */
+static int cfg_uint(cJSON *cfg, const char *k, const char *opt, const char *val, uint64_t lo, uint64_t max)
+{
+    uint64_t n;
+    if (!val)
+        return 0;
+    if (parse_u64(val, max, &n) || n < lo)
+        return usage_error("%s: expected an integer from %" PRIu64 " to %" PRIu64 ", got '%s'", opt, lo, max, val);
+    cfg_set(cfg, k, cJSON_CreateNumber((double)n));
+    return 0;
+}
+
+static int cfg_enum(cJSON *cfg, const char *k, const char *opt, const char *val, const char *const *allowed)
+{
+    if (!val)
+        return 0;
+    for (const char *const *a = allowed; *a; a++) {
+        if (!strcmp(val, *a)) {
+            cfg_set(cfg, k, cJSON_CreateString(val));
+            return 0;
+        }
+    }
+    return usage_error("%s: expected %s or %s%s%s, got '%s'", opt, allowed[0], allowed[1], allowed[2] ? " or " : "",
+                       allowed[2] ? allowed[2] : "", val);
+}
+
+/* The spawn config: --config merged with the other spawn options (which win). Checked
+ * before connecting; *out (NULL when there is nothing to send) is freed with cJSON_free.
+ * 0 or EXIT_USAGE. */
+static int spawn_config(const opts *o, const char *name, char **out)
+{
+    static const char *const restarts[] = {"permanent", "transient", "temporary", NULL};
+    static const char *const policies[] = {"keep", "drain_and_drop", NULL};
     cJSON *cfg = NULL;
-    char *cfg_text = NULL;
-    axc_ref ref;
+    int rc;
+    *out = NULL;
+    if (o->key && name && *name)
+        return usage_error("spawn: a keyed actor (--key) has no NAME");
     if (o->config) {
         cfg = cJSON_Parse(o->config);
         if (!cJSON_IsObject(cfg)) {
@@ -652,31 +761,42 @@ static int cmd_spawn(const opts *o, axc_conn *c, const char *type, const char *n
             return usage_error("--config: not a JSON object: %s", o->config);
         }
     }
-    if (o->mailbox || o->key) {
-        if (!cfg)
-            cfg = cJSON_CreateObject();
-        if (o->mailbox) {
-            uint64_t n;
-            if (parse_u64(o->mailbox, UINT32_MAX, &n) || n == 0) {
-                cJSON_Delete(cfg);
-                return usage_error("--mailbox: expected an integer from 1 to 4294967295, got '%s'", o->mailbox);
-            }
-            cJSON_DeleteItemFromObjectCaseSensitive(cfg, "mailbox_capacity");
-            cJSON_AddNumberToObject(cfg, "mailbox_capacity", (double)n);
-        }
-        if (o->key) {
-            cJSON_DeleteItemFromObjectCaseSensitive(cfg, "key");
-            cJSON_AddStringToObject(cfg, "key", o->key);
-        }
+    if (!cfg && !o->mailbox && !o->key && !o->restart && !o->max_restarts && !o->restart_window_ms &&
+        !o->backoff_ms && !o->mailbox_policy && !o->idle_timeout_ms && !o->trap_exit)
+        return 0;
+    if (!cfg)
+        cfg = cJSON_CreateObject();
+    if (!cfg) {
+        fputs("axctl: out of memory\n", stderr);
+        exit(EXIT_FAILURE);
     }
-    if (cfg) {
-        cfg_text = cJSON_PrintUnformatted(cfg);
+    if ((rc = cfg_uint(cfg, "mailbox_capacity", "--mailbox", o->mailbox, 1, UINT32_MAX)) ||
+        (rc = cfg_enum(cfg, "restart", "--restart", o->restart, restarts)) ||
+        (rc = cfg_uint(cfg, "max_restarts", "--max-restarts", o->max_restarts, 0, UINT32_MAX)) ||
+        (rc = cfg_uint(cfg, "restart_window_ms", "--restart-window-ms", o->restart_window_ms, 0, UINT32_MAX)) ||
+        (rc = cfg_uint(cfg, "backoff_ms", "--backoff-ms", o->backoff_ms, 0, UINT32_MAX)) ||
+        (rc = cfg_enum(cfg, "mailbox_policy", "--mailbox-policy", o->mailbox_policy, policies)) ||
+        (rc = cfg_uint(cfg, "idle_timeout_ms", "--idle-timeout-ms", o->idle_timeout_ms, 0, UINT32_MAX))) {
         cJSON_Delete(cfg);
-        if (!cfg_text)
-            return report(o, c, AX_ENOMEM, "spawn", NULL);
+        return rc;
     }
+    if (o->trap_exit)
+        cfg_set(cfg, "trap_exit", cJSON_CreateTrue());
+    if (o->key)
+        cfg_set(cfg, "key", cJSON_CreateString(o->key));
+    *out = cJSON_PrintUnformatted(cfg);
+    cJSON_Delete(cfg);
+    if (!*out) {
+        fputs("axctl: out of memory\n", stderr);
+        exit(EXIT_FAILURE);
+    }
+    return 0;
+}
+
+static int cmd_spawn(const opts *o, axc_conn *c, const char *type, const char *name, const char *cfg_text)
+{
+    axc_ref ref;
     int rc = axc_spawn(c, type, name, cfg_text, &ref);
-    cJSON_free(cfg_text);
     if (rc)
         return report(o, c, rc, "spawn", NULL);
     /* The daemon names its own node in refs; only another node is worth showing. */
@@ -717,6 +837,13 @@ static int cmd_plugin_load(const opts *o, axc_conn *c, const char *path)
     int rc = axc_plugin_load(c, abs ? abs : path, &doc);
     free(abs);
     return cmd_doc(o, c, "plugins load", rc, doc);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* One event as a line: "started   @3.1 c1 counter reason=..." (other fields as
@@ -775,11 +902,45 @@ static void print_event(const char *doc)
     cJSON_Delete(d);
 }
 
-static int64_t mono_ms(void)
+
+/* Wait for the down of one monitor and print it. */
+static int cmd_monitor(const opts *o, axc_conn *c, const axc_target *t)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    uint64_t mref = 0;
+    int rc = axc_monitor(c, t, &mref);
+    if (rc)
+        return report(o, c, rc, "monitor", NULL);
+    int64_t end = mono_ms() + o->timeout_ms;
+    for (;;) {
+        int64_t left = end - mono_ms();
+        if (o->timeout_set && left <= 0) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "no down within %d ms", o->timeout_ms);
+            return report(o, c, AX_ETIMEDOUT, "monitor", msg);
+        }
+        char *doc = NULL;
+        rc = axc_next_event(c, o->timeout_set ? (int)left : 60000, &doc);
+        if (rc < 0)
+            return report(o, c, rc, "monitor", NULL);
+        if (rc == 0)
+            continue;
+        /* Only this connection's monitor produces events here (no SUBSCRIBE). */
+        cJSON *d = cJSON_Parse(doc);
+        const cJSON *ev = cJSON_GetObjectItemCaseSensitive(d, "event");
+        const cJSON *mr = cJSON_GetObjectItemCaseSensitive(d, "mref");
+        int ours = cJSON_IsString(ev) && !strcmp(ev->valuestring, "down") && cJSON_IsNumber(mr) &&
+                   (uint64_t)mr->valuedouble == mref;
+        cJSON_Delete(d);
+        if (ours) {
+            if (o->json)
+                puts(doc);
+            else
+                print_event(doc);
+        }
+        axc_free(doc);
+        if (ours)
+            return 0;
+    }
 }
 
 static int cmd_events(const opts *o, axc_conn *c, const char *name)
@@ -824,13 +985,21 @@ int main(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'}, {"key", required_argument, NULL, 'k'},
         {"mailbox", required_argument, NULL, 'm'}, {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
-        {"follow", no_argument, NULL, 'f'},
+        {"follow", no_argument, NULL, 'f'},        {"actor", required_argument, NULL, 'a'},
+        {"direct", no_argument, NULL, OPT_DIRECT},
+        {"restart", required_argument, NULL, OPT_RESTART},
+        {"max-restarts", required_argument, NULL, OPT_MAX_RESTARTS},
+        {"restart-window-ms", required_argument, NULL, OPT_RESTART_WINDOW},
+        {"backoff-ms", required_argument, NULL, OPT_BACKOFF},
+        {"mailbox-policy", required_argument, NULL, OPT_MAILBOX_POLICY},
+        {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_TIMEOUT},
+        {"trap-exit", no_argument, NULL, OPT_TRAP_EXIT},
         {NULL, 0, NULL, 0},
     };
     opts o = {.timeout_ms = DEFAULT_TIMEOUT_MS};
     int ch;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":s:jt:k:m:c:fhV", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":s:jt:k:m:c:fa:hV", longopts, NULL)) != -1) {
         uint64_t v;
         switch (ch) {
         case 's':
@@ -844,6 +1013,7 @@ int main(int argc, char **argv)
                 return usage_error("--timeout: expected milliseconds from 1 to %d, got '%s'", MAX_TIMEOUT_MS,
                                    optarg);
             o.timeout_ms = (int)v;
+            o.timeout_set = 1;
             break;
         case 'k':
             o.key = optarg;
@@ -856,6 +1026,33 @@ int main(int argc, char **argv)
             break;
         case 'f':
             o.follow = 1;
+            break;
+        case 'a':
+            o.actor = optarg;
+            break;
+        case OPT_DIRECT:
+            o.direct = 1;
+            break;
+        case OPT_RESTART:
+            o.restart = optarg;
+            break;
+        case OPT_MAX_RESTARTS:
+            o.max_restarts = optarg;
+            break;
+        case OPT_RESTART_WINDOW:
+            o.restart_window_ms = optarg;
+            break;
+        case OPT_BACKOFF:
+            o.backoff_ms = optarg;
+            break;
+        case OPT_MAILBOX_POLICY:
+            o.mailbox_policy = optarg;
+            break;
+        case OPT_IDLE_TIMEOUT:
+            o.idle_timeout_ms = optarg;
+            break;
+        case OPT_TRAP_EXIT:
+            o.trap_exit = 1;
             break;
         case 'h':
             usage(stdout);
@@ -891,18 +1088,20 @@ int main(int argc, char **argv)
         if ((rc = need_args(cmd, nargs, 0, 0, cmd)))
             return rc;
     } else if (!strcmp(cmd, "spawn")) {
-        if ((rc = need_args(cmd, nargs, 1, 2, "spawn TYPE [NAME] [--mailbox N] [--config JSON] [--key KEY]")))
+        if ((rc = need_args(cmd, nargs, 1, 2, "spawn TYPE [NAME] [SPAWN OPTIONS]")))
             return rc;
     } else if (!strcmp(cmd, "tell") || !strcmp(cmd, "ask")) {
-        if ((rc = need_args(cmd, nargs, 2, 3, !strcmp(cmd, "tell") ? "tell TARGET MSG [PAYLOAD]"
-                                                                    : "ask TARGET MSG [PAYLOAD]")))
+        if ((rc = need_args(cmd, nargs, 2, 3, !strcmp(cmd, "tell") ? "tell TARGET MSG [PAYLOAD] [--direct]"
+                                                                    : "ask TARGET MSG [PAYLOAD] [--direct]")))
             return rc;
-    } else if (!strcmp(cmd, "stop")) {
-        if ((rc = need_args(cmd, nargs, 1, 1, "stop TARGET")))
+    } else if (!strcmp(cmd, "stop") || !strcmp(cmd, "monitor")) {
+        if ((rc = need_args(cmd, nargs, 1, 1, !strcmp(cmd, "stop") ? "stop TARGET" : "monitor TARGET")))
             return rc;
     } else if (!strcmp(cmd, "events")) {
-        if ((rc = need_args(cmd, nargs, 0, 1, "events [NAME] [--follow]")))
+        if ((rc = need_args(cmd, nargs, 0, 1, "events [NAME] [--actor NAME] [--follow]")))
             return rc;
+        if (nargs == 1 && o.actor && strcmp(args[0], o.actor))
+            return usage_error("events: NAME '%s' and --actor '%s' disagree", args[0], o.actor);
     } else if (is_plugins) {
         if (!sub)
             return usage_error("plugins: missing subcommand (list, load PATH, unload NAME)");
@@ -921,21 +1120,35 @@ int main(int argc, char **argv)
     } else {
         return usage_error("unknown command '%s'", cmd);
     }
-    int targets = !strcmp(cmd, "tell") || !strcmp(cmd, "ask") || !strcmp(cmd, "stop");
+    int targets = !strcmp(cmd, "tell") || !strcmp(cmd, "ask") || !strcmp(cmd, "stop") || !strcmp(cmd, "monitor");
     if (o.key && !targets && strcmp(cmd, "spawn"))
-        return usage_error("--key is only valid with spawn, tell, ask and stop");
-    if ((o.mailbox || o.config) && strcmp(cmd, "spawn"))
-        return usage_error("--mailbox and --config are only valid with spawn");
+        return usage_error("--key is only valid with spawn, tell, ask, stop and monitor");
+    if ((o.mailbox || o.config || o.restart || o.max_restarts || o.restart_window_ms || o.backoff_ms ||
+         o.mailbox_policy || o.idle_timeout_ms || o.trap_exit) &&
+        strcmp(cmd, "spawn"))
+        return usage_error("--mailbox, --config, --restart, --max-restarts, --restart-window-ms, --backoff-ms, "
+                           "--mailbox-policy, --idle-timeout-ms and --trap-exit are only valid with spawn");
     if (o.follow && strcmp(cmd, "events"))
         return usage_error("--follow is only valid with events");
+    if (o.actor && strcmp(cmd, "events"))
+        return usage_error("--actor is only valid with events");
+    if (o.direct && strcmp(cmd, "tell") && strcmp(cmd, "ask"))
+        return usage_error("--direct is only valid with tell and ask");
+    if (o.direct && !o.key)
+        return usage_error("--direct needs --key (it only applies to keyed targets)");
     axc_ref ref;
     axc_target t;
     if (targets && (rc = parse_target(args[0], o.key, &ref, &t)))
         return rc;
+    char *spawn_cfg = NULL;
+    if (!strcmp(cmd, "spawn") && (rc = spawn_config(&o, nargs > 1 ? args[1] : NULL, &spawn_cfg)))
+        return rc;
 
     axc_conn *c = NULL;
-    if ((rc = connect_or_report(&o, &c)))
+    if ((rc = connect_or_report(&o, &c))) {
+        cJSON_free(spawn_cfg);
         return rc;
+    }
     char *doc = NULL;
     int ex;
     if (!strcmp(cmd, "status")) {
@@ -945,18 +1158,20 @@ int main(int argc, char **argv)
         rc = axc_actors(c, &doc);
         ex = cmd_doc(&o, c, "actors", rc, doc);
     } else if (!strcmp(cmd, "spawn")) {
-        ex = cmd_spawn(&o, c, args[0], nargs > 1 ? args[1] : NULL);
+        ex = cmd_spawn(&o, c, args[0], nargs > 1 ? args[1] : NULL, spawn_cfg);
     } else if (!strcmp(cmd, "tell")) {
         const char *p = nargs > 2 ? args[2] : NULL;
-        rc = axc_tell(c, &t, args[1], p, p ? strlen(p) : 0);
+        rc = axc_tell_ex(c, &t, args[1], p, p ? strlen(p) : 0, o.direct ? AXC_DIRECT : 0);
         ex = rc ? report(&o, c, rc, "tell", NULL) : print_ok(&o);
     } else if (!strcmp(cmd, "ask")) {
         ex = cmd_ask(&o, c, &t, args[1], nargs > 2 ? args[2] : NULL);
     } else if (!strcmp(cmd, "stop")) {
         rc = axc_stop(c, &t);
         ex = rc ? report(&o, c, rc, "stop", NULL) : print_ok(&o);
+    } else if (!strcmp(cmd, "monitor")) {
+        ex = cmd_monitor(&o, c, &t);
     } else if (!strcmp(cmd, "events")) {
-        ex = cmd_events(&o, c, nargs > 0 ? args[0] : NULL);
+        ex = cmd_events(&o, c, nargs > 0 ? args[0] : o.actor);
     } else if (!strcmp(sub, "list")) {
         rc = axc_plugins(c, &doc);
         ex = cmd_doc(&o, c, "plugins list", rc, doc);
@@ -967,6 +1182,7 @@ int main(int argc, char **argv)
         ex = rc ? report(&o, c, rc, "plugins unload", NULL) : print_ok(&o);
     }
     axc_close(c);
+    cJSON_free(spawn_cfg);
     if (fflush(stdout) != 0 && !ex)
         ex = EXIT_FAILURE;
     return ex;

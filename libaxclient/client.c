@@ -1075,16 +1075,95 @@ AXC_EXPORT int axc_spawn(axc_conn *c, const char *type, const char *name, const 
     return 0;
 }
 
-AXC_EXPORT int axc_tell(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n)
+_Static_assert(AXC_NOREPLY == AX_F_NOREPLY && AXC_DIRECT == AX_F_DIRECT, "axc flags are the wire flags");
+
+/* Flags a caller may give, checked before anything is queued. */
+static int check_flags(axc_conn *c, unsigned flags, unsigned allowed, const char *what)
+{
+    if (flags & ~allowed)
+        return seterr(c, AX_EINVAL, "%s: unknown or invalid flags 0x%x", what, flags & ~allowed);
+    return 0;
+}
+
+static int tell_acked(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n, uint16_t flags)
 {
     rframe f;
     int rc = usable(c);
     if (rc)
         return rc;
     uint32_t id = next_id(c);
-    if ((rc = put_msg(c, AX_T_TELL, 0, id, t, msg, p, n, 0)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+    if ((rc = put_msg(c, AX_T_TELL, flags, id, t, msg, p, n, 0)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
         return rc;
     return get_ok(c, &f, "tell");
+}
+
+/* Append s as the body of a JSON string (no quotes). Bytes >= 0x80 go through as they
+ * are: the daemon's key is those bytes, and a \u escape would decode to other ones. */
+static void json_escape(ax_wbuf *b, const char *s)
+{
+    static const char hexd[] = "0123456789abcdef";
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            uint8_t e[2] = {'\\', ch};
+            ax_wbuf_put(b, e, 2);
+        } else if (ch < 0x20 || ch == 0x7f) {
+            uint8_t e[6] = {'\\', 'u', '0', '0', (uint8_t)hexd[ch >> 4], (uint8_t)hexd[ch & 15]};
+            ax_wbuf_put(b, e, 6);
+        } else {
+            ax_wbuf_put(b, &ch, 1);
+        }
+    }
+}
+
+AXC_EXPORT int axc_get_or_spawn(axc_conn *c, const char *type, const char *key, const char *config_json,
+                                axc_ref *out)
+{
+    size_t kl = key ? strnlen(key, AX_KEY_MAX + 1) : 0, cl = 0;
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    if (ax_key_valid(key, kl))
+        return seterr(c, AX_EINVAL, "key must be 1..%u bytes", AX_KEY_MAX);
+    if (config_json)
+        cl = strnlen(config_json, AX_CONFIG_MAX + 1);
+    if (cl > AX_CONFIG_MAX)
+        return seterr(c, AX_ETOOBIG, "spawn config is longer than %u bytes", AX_CONFIG_MAX);
+    /* Splice "key" into the caller's object: {"key":"K"} or {"key":"K", <members>}. The
+     * daemon parses and checks the rest; only the opening brace is looked at here. */
+    const char *rest = "}";
+    if (cl) {
+        const char *q = config_json + strspn(config_json, " \t\r\n");
+        if (*q != '{')
+            return seterr(c, AX_EINVAL, "spawn config is not a JSON object");
+        if (strstr(q, "\"key\""))
+            return seterr(c, AX_EINVAL, "spawn config must not hold \"key\": give the key as an argument");
+        q++;
+        q += strspn(q, " \t\r\n");
+        rest = q;
+    }
+    ax_wbuf b;
+    ax_wbuf_init(&b);
+    ax_wbuf_put(&b, "{\"key\":\"", 8);
+    json_escape(&b, key);
+    ax_wbuf_put(&b, "\"", 1);
+    if (*rest != '}')
+        ax_wbuf_put(&b, ",", 1);
+    ax_wbuf_put(&b, rest, strlen(rest) + 1); /* with the NUL */
+    if (b.err) {
+        rc = seterr(c, b.err, "cannot build the spawn config: %s", ax_strerror(b.err));
+    } else if (b.len - 1 > AX_CONFIG_MAX) {
+        rc = seterr(c, AX_ETOOBIG, "spawn config with the key is longer than %u bytes", AX_CONFIG_MAX);
+    } else {
+        rc = axc_spawn(c, type, NULL, (const char *)b.data, out);
+    }
+    ax_wbuf_free(&b);
+    return rc;
+}
+
+AXC_EXPORT int axc_tell(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n)
+{
+    return tell_acked(c, t, msg, p, n, 0);
 }
 
 /* Bound the buffer before adding to it, so a daemon that stops reading cannot make
@@ -1111,31 +1190,53 @@ static int nudge(axc_conn *c)
     return 0;
 }
 
-AXC_EXPORT int axc_tell_noreply(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n)
+static int tell_noreply(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n, uint16_t flags)
 {
     int rc = usable(c);
     if (rc || (rc = make_room(c)))
         return rc;
     /* A real request id (not 0): should the daemon answer anyway, the answer is dropped
      * as unknown instead of reading as a connection-level error. */
-    if ((rc = put_msg(c, AX_T_TELL, AX_F_NOREPLY, next_id(c), t, msg, p, n, 0)))
+    if ((rc = put_msg(c, AX_T_TELL, (uint16_t)(flags | AX_F_NOREPLY), next_id(c), t, msg, p, n, 0)))
         return rc;
     return nudge(c);
+}
+
+AXC_EXPORT int axc_tell_noreply(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n)
+{
+    return tell_noreply(c, t, msg, p, n, 0);
+}
+
+AXC_EXPORT int axc_tell_ex(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
+                           unsigned flags)
+{
+    int rc = usable(c);
+    if (rc || (rc = check_flags(c, flags, AXC_NOREPLY | AXC_DIRECT, "tell")))
+        return rc;
+    if (flags & AXC_NOREPLY)
+        return tell_noreply(c, t, msg, p, n, (uint16_t)(flags & AXC_DIRECT));
+    return tell_acked(c, t, msg, p, n, (uint16_t)flags);
 }
 
 AXC_EXPORT int axc_ask(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
                        int timeout_ms, void **reply, size_t *reply_len)
 {
+    return axc_ask_ex(c, t, msg, p, n, timeout_ms, 0, reply, reply_len);
+}
+
+AXC_EXPORT int axc_ask_ex(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
+                          int timeout_ms, unsigned flags, void **reply, size_t *reply_len)
+{
     rframe f;
     int rc = usable(c);
-    if (rc)
+    if (rc || (rc = check_flags(c, flags, AXC_DIRECT, "ask")))
         return rc;
     if (timeout_ms <= 0)
         return seterr(c, AX_EINVAL, "ask timeout must be positive");
     if (timeout_ms > INT_MAX - ASK_GRACE_MS)
         timeout_ms = INT_MAX - ASK_GRACE_MS;
     uint32_t id = next_id(c);
-    if ((rc = put_msg(c, AX_T_ASK, 0, id, t, msg, p, n, (uint32_t)timeout_ms)) ||
+    if ((rc = put_msg(c, AX_T_ASK, (uint16_t)flags, id, t, msg, p, n, (uint32_t)timeout_ms)) ||
         (rc = roundtrip(c, id, timeout_ms + ASK_GRACE_MS, &f)))
         return rc;
     char *d;
@@ -1430,4 +1531,36 @@ AXC_EXPORT int axc_next_event(axc_conn *c, int timeout_ms, char **json)
     if (ev_pop(c, json))
         return 1;
     return r < 0 ? r : 0;
+}
+
+/* Bounds one call when the daemon keeps sending: the caller gets control back. */
+#define DISPATCH_MAX 65536
+
+AXC_EXPORT int axc_dispatch_events(axc_conn *c, int timeout_ms, axc_event_cb cb, void *arg)
+{
+    rframe f;
+    char *doc = NULL;
+    int n = 0;
+    if (!c || !cb)
+        return c ? seterr(c, AX_EINVAL, "dispatch_events: cb is NULL") : AX_EINVAL;
+    int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    while (n < DISPATCH_MAX) {
+        if (ev_pop(c, &doc)) {
+            cb(doc, strlen(doc), arg);
+            ax_free(doc);
+            n++;
+            continue;
+        }
+        if (c->broken)
+            break;
+        /* Once something was handed out, only take what is already there. */
+        int r = pump(c, P_WAIT_EVENT, 0, n ? now_ms() : deadline, &f);
+        if (r < 0 && !c->evq_count && !c->ev_skipped)
+            return n ? n : r;
+        if (r == 0 && !c->evq_count && !c->ev_skipped)
+            break;
+    }
+    if (!n && c->broken)
+        return usable(c);
+    return n;
 }

@@ -103,6 +103,8 @@ const char *ax_frame_type_name(uint8_t type)
     case AX_T_PLUGINS: return "PLUGINS";
     case AX_T_PLUGIN_LOAD: return "PLUGIN_LOAD";
     case AX_T_PLUGIN_UNLOAD: return "PLUGIN_UNLOAD";
+    case AX_T_NODES: return "NODES";
+    case AX_T_SHARDS: return "SHARDS";
     case AX_T_JSON: return "JSON";
     case AX_T_SUBSCRIBE: return "SUBSCRIBE";
     case AX_T_UNSUBSCRIBE: return "UNSUBSCRIBE";
@@ -720,6 +722,8 @@ int ax_body_validate(uint8_t type, const void *p, size_t len, const char **why)
     case AX_T_STATUS:
     case AX_T_ACTORS:
     case AX_T_PLUGINS:
+    case AX_T_NODES:
+    case AX_T_SHARDS:
         if (len == 0)
             return 0;
         if (why)

@@ -42,6 +42,8 @@ enum ax_frame_type {
     AX_T_PLUGINS = 0x22,   /* c->d  (empty) -> JSON */
     AX_T_PLUGIN_LOAD = 0x23,   /* c->d  str path -> JSON (the loaded plugin) */
     AX_T_PLUGIN_UNLOAD = 0x24, /* c->d  str name -> OK */
+    AX_T_SHARDS = 0x2a,      /* c->d  (empty) -> JSON: shards, owners, epochs (axctl shards) */
+    AX_T_NODES = 0x25,       /* c->d  (empty) -> JSON: cluster peers (axctl nodes) */
     AX_T_SUBSCRIBE = 0x26,   /* c->d  str actor_name_filter ("" = all) -> OK, then EVENTs */
     AX_T_UNSUBSCRIBE = 0x27, /* c->d  (empty) -> OK */
     AX_T_MONITOR = 0x28,     /* c->d  target -> JSON {"mref","id","gen"}; a down is an EVENT */

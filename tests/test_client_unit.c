@@ -450,6 +450,42 @@ static void script_events(server *s, int fd)
     srv_drain(fd);
 }
 
+/* SPAWN for get_or_spawn: s->count counts requests whose bytes were as expected. */
+static void script_keyed(server *s, int fd)
+{
+    static const char *const want[] = {"{\"key\":\"k\\\"1\"}", "{\"key\":\"k\\\"1\",\"restart\":\"permanent\"}"};
+    ax_frame_hdr h;
+    uint8_t *body;
+    ax_body_spawn sp;
+    const char *why = NULL;
+    if (srv_hello(s, fd))
+        return;
+    for (int i = 0; i < 2; i++) {
+        if (srv_recv(fd, &h, &body))
+            return;
+        if (h.type == AX_T_SPAWN && ax_body_spawn_get(body, h.body_len, &sp, &why) == 0 && sp.name_len == 0 &&
+            sp.config_len == strlen(want[i]) && !memcmp(sp.config, want[i], sp.config_len))
+            s->count++;
+        free(body);
+        ax_wbuf b;
+        ax_wbuf_init(&b);
+        ax_wire_ref r = {.node = "", .node_len = 0, .id = 5, .gen = 1};
+        ax_put_ref(&b, &r);
+        srv_send(fd, AX_T_REF, h.req_id, &b);
+        ax_wbuf_free(&b);
+    }
+    /* ASK and TELL carry DIRECT on the wire */
+    for (int i = 0; i < 2; i++) {
+        if (srv_recv(fd, &h, &body))
+            return;
+        free(body);
+        if ((h.type == AX_T_ASK || h.type == AX_T_TELL) && h.flags == AX_F_DIRECT)
+            s->count++;
+        srv_error(fd, h.req_id, AX_ENOTFOUND, "no live actor for this key");
+    }
+    srv_drain(fd);
+}
+
 static uint32_t rnd(uint32_t *st)
 {
     *st = *st * 1664525u + 1013904223u;
@@ -936,6 +972,29 @@ START_TEST(events_are_queued_and_monitors_return_their_mref)
 }
 END_TEST
 
+START_TEST(get_or_spawn_puts_the_key_in_the_config_and_direct_on_the_wire)
+{
+    server *s = srv_start(script_keyed, 0);
+    axc_conn *c = connect_to(s);
+    axc_ref r;
+    axc_target t = axc_by_key("counter", "k\"1");
+    void *reply = NULL;
+    size_t len;
+    ck_assert_int_eq(axc_get_or_spawn(c, "counter", "k\"1", NULL, &r), 0);
+    ck_assert_uint_eq(r.id, 5);
+    ck_assert_int_eq(axc_get_or_spawn(c, "counter", "k\"1", " {\"restart\":\"permanent\"}", &r), 0);
+    /* refused locally, nothing sent */
+    ck_assert_int_eq(axc_get_or_spawn(c, "counter", "k", "[1]", &r), AX_EINVAL);
+    ck_assert_int_eq(axc_get_or_spawn(c, "counter", "k", "{\"key\":\"x\"}", &r), AX_EINVAL);
+    ck_assert_int_eq(axc_ask_ex(c, &t, "get", NULL, 0, 1000, 0x4, &reply, &len), AX_EINVAL);
+    ck_assert_int_eq(axc_ask_ex(c, &t, "get", NULL, 0, 1000, AXC_DIRECT, &reply, &len), AX_ENOTFOUND);
+    ck_assert_int_eq(axc_tell_ex(c, &t, "inc", NULL, 0, AXC_DIRECT), AX_ENOTFOUND);
+    ck_assert_int_eq(axc_is_broken(c), 0);
+    axc_close(c);
+    ck_assert_int_eq(srv_stop(s), 4);
+}
+END_TEST
+
 static Suite *client_suite(void)
 {
     Suite *s = suite_create("client_unit");
@@ -959,6 +1018,7 @@ static Suite *client_suite(void)
     tcase_add_test(tc, broken_connection_fails_every_pending_ask_once);
     tcase_add_test(tc, random_replies_never_crash);
     tcase_add_test(tc, events_are_queued_and_monitors_return_their_mref);
+    tcase_add_test(tc, get_or_spawn_puts_the_key_in_the_config_and_direct_on_the_wire);
     suite_add_tcase(s, tc);
     return s;
 }

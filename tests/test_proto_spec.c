@@ -29,7 +29,7 @@ static entry constants[] = {
 #define T(x) {#x, AX_T_##x, 0}
 static entry types[] = {
     T(HELLO), T(HELLO_OK), T(ERROR), T(OK), T(SPAWN), T(REF), T(TELL), T(ASK), T(REPLY),
-    T(STOP), T(RESOLVE), T(STATUS), T(ACTORS), T(PLUGINS), T(PLUGIN_LOAD), T(PLUGIN_UNLOAD),
+    T(STOP), T(RESOLVE), T(STATUS), T(ACTORS), T(PLUGINS), T(PLUGIN_LOAD), T(PLUGIN_UNLOAD), T(NODES), T(SHARDS),
     T(JSON), T(SUBSCRIBE), T(UNSUBSCRIBE), T(MONITOR), T(DEMONITOR), T(EVENT),
 };
 #undef T
@@ -209,9 +209,9 @@ END_TEST
 
 START_TEST(peer_range_is_reserved_in_doc)
 {
-    const char *p = strstr(doc, "\n## Peer protocol (reserved)\n");
+    const char *p = strstr(doc, "\n## Peer protocol\n");
     int t;
-    ck_assert_msg(p != NULL, "PROTOCOL.md lacks the 'Peer protocol (reserved)' section");
+    ck_assert_msg(p != NULL, "PROTOCOL.md lacks the 'Peer protocol' section");
     ck_assert_ptr_nonnull(strstr(p, "0x40–0x7f"));
     for (t = 0x40; t <= 0x7f; t++)
         ck_assert_msg(!ax_frame_type_known((uint8_t)t), "type 0x%02x is in the peer range", t);

@@ -82,6 +82,23 @@ int axc_tell_noreply(axc_conn *c, const axc_target *t, const char *msg, const vo
 int axc_ask(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
             int timeout_ms, void **reply, size_t *reply_len);
 int axc_stop(axc_conn *c, const axc_target *t);
+
+/* ---- keyed actors and request flags ----
+ * Flags of axc_tell_ex / axc_ask_ex (the wire flags of the same values):
+ *   AXC_NOREPLY  tell only: fire-and-forget, exactly as axc_tell_noreply;
+ *   AXC_DIRECT   a (type, key) target reaches only a live keyed actor, else AX_ENOTFOUND
+ *                (without it the daemon spawns the keyed actor if there is none).
+ * Any other bit is refused with AX_EINVAL before anything is sent. */
+#define AXC_NOREPLY 0x1u
+#define AXC_DIRECT 0x2u
+int axc_tell_ex(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n, unsigned flags);
+/* axc_ask with flags (AXC_DIRECT); *reply as for axc_ask. */
+int axc_ask_ex(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n, int timeout_ms,
+               unsigned flags, void **reply, size_t *reply_len);
+/* The one live actor of (type, key): found, or spawned with config_json (NULL or a JSON
+ * object of spawn options, as for axc_spawn; it must not hold "key" itself, AX_EINVAL).
+ * Concurrent calls for one (type, key), from any connections, all get the same ref. */
+int axc_get_or_spawn(axc_conn *c, const char *type, const char *key, const char *config_json, axc_ref *out);
 int axc_resolve(axc_conn *c, const axc_target *t, axc_ref *out);
 
 /* Control-plane documents: *json is a NUL-terminated JSON text, freed with axc_free. */
@@ -131,6 +148,15 @@ int axc_demonitor(axc_conn *c, uint64_t mref);
 /* The next queued or arriving event within timeout_ms (0 = do not wait): 1 and *json
  * (NUL-terminated, freed with axc_free), 0 if none, or an error. */
 int axc_next_event(axc_conn *c, int timeout_ms, char **json);
+/* Callback form: call cb(json, len, arg) for every event already queued and every one
+ * that arrives, without waiting once at least one was handed out; if none is at hand,
+ * wait up to timeout_ms (0 = do not wait) for the first. json (NUL-terminated) is
+ * borrowed for the duration of the call; cb may call other axc_* functions on c.
+ * Returns the number of events dispatched (0 if none), or an error once the
+ * connection broke and nothing queued was left. A gap in the stream shows up as a
+ * "lagged" event, as with axc_next_event. */
+typedef void (*axc_event_cb)(const char *json, size_t len, void *arg);
+int axc_dispatch_events(axc_conn *c, int timeout_ms, axc_event_cb cb, void *arg);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,65 @@
+/* The cluster as the rest of the daemon sees it: start/stop from the config, remote
+ * tell/ask/monitor through refs whose node != 0 (an index into this node's table of
+ * peer incarnations), name resolution of wire ids for the client plane, and the
+ * `axctl nodes` document. Everything else of the cluster is internal (cluster_int.h). */
+#ifndef AX_CLUSTER_H
+#define AX_CLUSTER_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server.h"
+
+struct ax_ovl_net;
+struct cJSON;
+
+/* Secure by default: when the cluster is enabled (cluster.listen or cluster.peers set)
+ * and there is no cluster.auth_token, the daemon must not start unless
+ * cluster.allow_insecure_auth = true. Returns 0, or AX_ECONFIG with the message. */
+int ax_cluster_config_check(const ax_config *cfg, char *err, size_t errlen);
+
+/* Start the cluster if enabled (a no-op otherwise): TCP overlay, listener, dialing the
+ * address book. AX_ECONFIG/AX_EIO with err on failure (the daemon exits 1). */
+int ax_cluster_start(ax_server *s, char *err, size_t errlen);
+/* Same on the in-memory overlay `net` (tests: many nodes in one process). */
+int ax_cluster_start_mem(ax_server *s, struct ax_ovl_net *net, char *err, size_t errlen);
+/* Close every link (peers see CLOSE), fail pending remote asks, free. Accepts a server
+ * without a cluster. */
+void ax_cluster_stop(ax_server *s);
+
+/* Remote messaging. `to.node` names a peer incarnation. tell: AX_OK once queued for the
+ * peer; AX_ENOCONN if the node is down; AX_EFULL if its outbound queue is full;
+ * AX_ETOOBIG above cluster.max_frame. ask: on AX_OK the cluster completes pd exactly
+ * once (reply, remote error, or AX_ENOCONN when the node is declared down; pd's own
+ * timer still bounds it); on an error return pd is untouched (the caller completes or
+ * frees it). */
+int ax_cluster_tell(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_ref from);
+int ax_cluster_ask(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_pending *pd);
+/* The same with a message name (client plane: names are not interned from clients). */
+int ax_cluster_tell_named(ax_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
+                          ax_ref from);
+int ax_cluster_ask_named(ax_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
+                         ax_pending *pd, uint32_t timeout_ms);
+
+/* Remote monitors: watcher (local) monitors target (remote) under mref (allocated by
+ * the runtime). A `$down` arrives exactly once through ax_runtime_deliver_down: with the
+ * actor's exit reason, "noproc", or "noconnection" when the node is lost. */
+int ax_cluster_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t mref);
+int ax_cluster_demonitor(ax_server *s, ax_ref target, uint64_t mref);
+/* The same when only the watcher and mref are known (client DEMONITOR); a no-op if
+ * mref is not a remote monitor of watcher. */
+int ax_cluster_demonitor_mref(ax_server *s, ax_ref watcher, uint64_t mref);
+/* The runtime calls this for a down whose watcher is remote (watcher.node != 0 and not
+ * AX_NODE_CLIENT): a local actor watched from another node exited. */
+void ax_cluster_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason);
+
+/* Map a wire id (from a client's REF) to the node value of a ref: 0 if it is this node,
+ * an incarnation index if it is a live peer of the same boot (any session), or
+ * AX_ENOTFOUND / AX_ENOCONN (known but down). */
+int ax_cluster_node_of(ax_server *s, const char *wire_id, size_t len, uint32_t *node);
+/* The wire id of a ref's node ("" for 0 / unknown). */
+const char *ax_cluster_node_wire_id(ax_server *s, uint32_t node);
+
+/* {"node": ..., "peers": [{name, wire_id, session, state, rtt_ms, bytes_in, ...}]} */
+struct cJSON *ax_cluster_nodes_json(ax_server *s);
+
+#endif

@@ -1,0 +1,130 @@
+/* Internal state of the cluster, shared by peer.c (links, handshakes, sessions,
+ * heartbeats, failure detection, dedup, control/data priority) and cluster.c (config,
+ * remote tell/ask/monitor, dispatch into the runtime, JSON). Not for other files. */
+#ifndef AX_CLUSTER_INT_H
+#define AX_CLUSTER_INT_H
+#include <ev.h>
+
+#include "cluster.h"
+#include "handshake.h"
+#include "hmap.h"
+#include "overlay.h"
+#include "peer.h"
+
+#define AX_CL_QUEUE_MAX (64u << 20) /* unsent bytes per peer incarnation before EFULL */
+
+enum { LK_HS = 0, LK_UP = 1, LK_DEAD = 2 };
+enum { NS_IDLE = 0, NS_CONNECTING, NS_UP, NS_DISCONNECTED, NS_DOWN };
+
+typedef struct ax_cluster ax_cluster;
+typedef struct ax_cl_node ax_cl_node;
+typedef struct ax_cl_inc ax_cl_inc;
+
+typedef struct ax_cl_link {
+    ax_cluster *cl;
+    ax_ovl_link *ol;
+    ax_cl_node *node; /* outgoing: at connect; incoming: once authenticated */
+    int outgoing, state;
+    ax_hs hs;
+    ax_psess sess;
+    double opened_at;
+    char remote[96];
+    struct ax_cl_link *next, *prev;
+} ax_cl_link;
+
+/* A remote ask of ours, waiting for its REPLY. */
+typedef struct ax_cl_ask {
+    uint64_t req;
+    uint32_t pd_slot, pd_gen;
+    double deadline;
+} ax_cl_ask;
+
+/* A monitor held by a local watcher on a remote actor. */
+typedef struct ax_cl_rmon {
+    uint64_t mref;
+    ax_ref watcher, target;
+} ax_cl_rmon;
+
+/* A monitor a remote watcher holds on a local actor (lmref: the runtime's mref). */
+typedef struct ax_cl_lmon {
+    uint64_t rmref, lmref;
+    uint32_t inc;
+    ax_ref watcher, target;
+} ax_cl_lmon;
+
+/* One incarnation (boot) of a logical node: what ax_ref.node indexes. Never freed
+ * before the cluster, so a stale ref finds a down incarnation, not a newer one. */
+struct ax_cl_inc {
+    uint32_t idx;
+    ax_cl_node *node;
+    char boot[AX_NODE_BOOT_HEX + 1];
+    char wire_id[AX_NODE_ID_MAX + 1]; /* last authenticated wire id */
+    uint64_t session;
+    int down;
+    ax_wbuf ctlq, dataq;   /* unsealed frames waiting for a link */
+    size_t open_at;        /* offset of the open data batch in dataq, or SIZE_MAX */
+    uint8_t open_type;
+    ax_hmap asks;          /* req (8 bytes) -> ax_cl_ask */
+    ax_hmap rmons;         /* mref (8 bytes) -> ax_cl_rmon */
+    ax_hmap lmons;         /* remote mref (8 bytes) -> ax_cl_lmon */
+};
+
+struct ax_cl_node {
+    char name[AX_NODE_ID_MAX + 1];
+    int in_book, state;
+    ax_cl_link *link;     /* the established link */
+    ax_cl_link *dialing;  /* our outgoing link in connect/handshake */
+    ax_cl_inc *inc;       /* current incarnation; NULL before the first handshake */
+    double since, last_heard, rtt_ms;
+    uint64_t bytes_in, bytes_out, frames_in, frames_out;
+    uint64_t auth_failures, replayed, forged, dropped, downs;
+    uint64_t hb_sent, hb_recv;
+    double hb_gap_max;    /* longest gap between two heartbeats received, seconds */
+    double last_hb;
+    double backoff_ms;
+    ev_timer reconnect;
+    ax_cluster *cl;
+    uint64_t ping_id;
+    ax_cl_node *next;
+};
+
+struct ax_cluster {
+    ax_server *s;
+    ax_ovl *ovl;
+    char name[AX_NODE_ID_MAX + 1];
+    char boot[AX_NODE_BOOT_HEX + 1];
+    uint64_t session_counter;
+    char *token;
+    size_t token_len;
+    uint32_t max_frame;
+    double hb_interval, hb_timeout, connect_timeout, backoff_min, backoff_max;
+    ax_cl_node *nodes;
+    ax_cl_inc **incs;
+    uint32_t n_incs, cap_incs;
+    ax_cl_link *links;
+    ax_hmap lmons_by_local; /* runtime mref (8 bytes) -> ax_cl_lmon */
+    ev_timer hb;
+    ev_prepare flush;
+    uint64_t next_req;
+    uint64_t auth_failures, unauth_frames, late_replies, remote_dropped, handshakes;
+    int stopping;
+};
+
+/* ---- peer.c ---- */
+int ax_cl_peer_start(ax_cluster *cl);
+void ax_cl_peer_stop(ax_cluster *cl);
+ax_cl_node *ax_cl_node_get(ax_cluster *cl, const char *name, int create);
+/* Append one record to the incarnation's queues (a control or data frame, batched).
+ * AX_ENOCONN (down), AX_EFULL, AX_ETOOBIG. */
+int ax_cl_queue(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const ax_peer_rec *r);
+void ax_cl_flush_node(ax_cluster *cl, ax_cl_node *n);
+const char *ax_cl_state_name(int st);
+extern const ax_ovl_cbs ax_cl_ovl_cbs;
+
+/* ---- cluster.c (called by peer.c) ---- */
+void ax_cl_on_frame(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const uint8_t *body, size_t n);
+/* The incarnation is declared down: fail asks, fire monitors (noconnection), drop queues. */
+void ax_cl_inc_down(ax_cluster *cl, ax_cl_inc *inc, const char *why);
+ax_cl_inc *ax_cl_inc_new(ax_cluster *cl, ax_cl_node *n, const char *boot);
+
+#endif

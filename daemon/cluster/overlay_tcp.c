@@ -1,0 +1,502 @@
+/* The TCP overlay: a listening socket, outgoing connects by logical name through a
+ * static address book ("name=host:port"), non-blocking connect with a timeout, TCP
+ * keepalive (idle/interval/probes) and TCP_NODELAY on every link, and peer framing: a
+ * header is checked (magic, version, type, body_len <= max_frame) before its body is
+ * buffered, so an oversize or garbage stream closes the link without allocating. */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ax_mem.h"
+#include "overlay.h"
+#include "peer.h"
+
+#define READ_CHUNK 65536
+#define READ_ROUNDS 8 /* reads per readiness event, so one busy link cannot hog the loop */
+
+typedef struct tcp_ovl tcp_ovl;
+
+typedef struct tcp_link {
+    ax_ovl_link pub;
+    tcp_ovl *t;
+    int fd;
+    int connecting, dead, in_cb, above_low, conn_err;
+    ev_io rio, wio;
+    ev_timer ctimer;
+    uint8_t *in;
+    size_t in_len, in_cap;
+    ax_wbuf out;
+    char remote[96];
+    char to[64];
+    struct tcp_link *next, *prev;
+} tcp_link;
+
+struct tcp_ovl {
+    ax_ovl pub;
+    int lfd;
+    ev_io lio;
+    char **names, **addrs;
+    size_t n_book;
+    uint32_t connect_timeout_ms;
+    int keepalive;
+    uint32_t ka_idle, ka_intvl, ka_cnt;
+    tcp_link *links;
+};
+
+static const ax_ovl_ops tcp_ops;
+
+/* "host:port" or "[v6]:port" -> host, port strings. */
+static int split_hostport(const char *s, char *host, size_t hn, char *port, size_t pn)
+{
+    const char *colon;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':')
+            return -1;
+        snprintf(host, hn, "%.*s", (int)(rb - s - 1), s + 1);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || colon == s)
+            return -1;
+        snprintf(host, hn, "%.*s", (int)(colon - s), s);
+    }
+    if (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) || strlen(colon + 1) > 5)
+        return -1;
+    snprintf(port, pn, "%s", colon + 1);
+    return atoi(port) <= 65535 ? 0 : -1;
+}
+
+static void set_sockopts(tcp_ovl *t, int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (t->keepalive) {
+        int idle = (int)t->ka_idle, intvl = (int)t->ka_intvl, cnt = (int)t->ka_cnt;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    }
+}
+
+static void link_unlink(tcp_link *l)
+{
+    if (l->prev)
+        l->prev->next = l->next;
+    else if (l->t->links == l)
+        l->t->links = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    l->next = l->prev = NULL;
+}
+
+static void link_stop(tcp_link *l)
+{
+    struct ev_loop *loop = l->t->pub.loop;
+    ev_io_stop(loop, &l->rio);
+    ev_io_stop(loop, &l->wio);
+    ev_timer_stop(loop, &l->ctimer);
+    if (l->fd >= 0) {
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
+static void link_free(tcp_link *l)
+{
+    link_unlink(l);
+    ax_free(l->in);
+    ax_wbuf_free(&l->out);
+    ax_free(l);
+}
+
+/* The link failed: tell the user once, then free (deferred if inside a callback). */
+static void link_fail(tcp_link *l, const char *why)
+{
+    if (l->dead)
+        return;
+    l->dead = 1;
+    link_stop(l);
+    ax_ovl *o = &l->t->pub;
+    l->in_cb++;
+    if (o->cbs.on_close)
+        o->cbs.on_close(o->user, &l->pub, why);
+    l->in_cb--;
+    if (!l->in_cb)
+        link_free(l);
+}
+
+/* Write what we can. Failures and drain notices are only acted on from the loop's own
+ * events (from_event): a user calling send() never sees its link freed under it. */
+static void try_write(tcp_link *l, int from_event)
+{
+    while (l->out.len && l->fd >= 0) {
+        ssize_t w = send(l->fd, l->out.data, l->out.len, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            if (from_event)
+                link_fail(l, strerror(errno));
+            else
+                ev_io_start(l->t->pub.loop, &l->wio); /* the write event reports it */
+            return;
+        }
+        ax_wbuf_consume(&l->out, (size_t)w);
+    }
+    if (l->out.len)
+        ev_io_start(l->t->pub.loop, &l->wio);
+    else
+        ev_io_stop(l->t->pub.loop, &l->wio);
+    if (from_event && l->above_low && l->out.len < l->t->pub.low_water) {
+        l->above_low = 0;
+        ax_ovl *o = &l->t->pub;
+        if (o->cbs.on_drain) {
+            l->in_cb++;
+            o->cbs.on_drain(o->user, &l->pub);
+            l->in_cb--;
+        }
+    }
+}
+
+static void open_link(tcp_link *l)
+{
+    ax_ovl *o = &l->t->pub;
+    ev_io_start(o->loop, &l->rio);
+    l->in_cb++;
+    o->cbs.on_open(o->user, &l->pub, l->pub.outgoing, l->pub.outgoing ? l->to : NULL);
+    if (--l->in_cb == 0 && l->dead)
+        link_free(l);
+    else if (!l->dead && l->out.len)
+        ev_io_start(o->loop, &l->wio);
+}
+
+/* Deliver every whole frame in the input buffer. */
+static void deliver(tcp_link *l)
+{
+    ax_ovl *o = &l->t->pub;
+    size_t off = 0;
+    while (!l->dead && l->in_len - off >= AX_PEER_HDR_SIZE) {
+        ax_peer_hdr h;
+        const char *why = "bad frame";
+        int rc = ax_peer_hdr_decode(l->in + off, l->in_len - off, o->max_frame, &h, &why);
+        if (rc != 0) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "bad peer frame from %s: %s", l->remote, why);
+            link_fail(l, msg);
+            return;
+        }
+        size_t total = AX_PEER_HDR_SIZE + (size_t)h.body_len;
+        if (l->in_len - off < total)
+            break;
+        o->cbs.on_frame(o->user, &l->pub, l->in + off, total);
+        off += total;
+    }
+    if (l->dead)
+        return;
+    if (off) {
+        memmove(l->in, l->in + off, l->in_len - off);
+        l->in_len -= off;
+    }
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tcp_link *l = w->data;
+    size_t limit = AX_PEER_HDR_SIZE + (size_t)l->t->pub.max_frame + READ_CHUNK;
+    l->in_cb++; /* l stays allocated until this callback is done with it */
+    for (int round = 0; round < READ_ROUNDS && !l->dead; round++) {
+        if (l->in_cap - l->in_len < READ_CHUNK && l->in_cap < limit) {
+            size_t ncap = l->in_len + READ_CHUNK * 2;
+            if (ncap > limit)
+                ncap = limit;
+            uint8_t *p = ax_try_realloc(l->in, ncap);
+            if (!p) {
+                link_fail(l, "out of memory for the input buffer");
+                break;
+            }
+            l->in = p;
+            l->in_cap = ncap;
+        }
+        ssize_t r = recv(l->fd, l->in + l->in_len, l->in_cap - l->in_len, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                link_fail(l, strerror(errno));
+            break;
+        }
+        if (r == 0) {
+            link_fail(l, "connection closed by the peer");
+            break;
+        }
+        l->in_len += (size_t)r;
+        deliver(l);
+    }
+    if (--l->in_cb == 0 && l->dead)
+        link_free(l);
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tcp_link *l = w->data;
+    if (l->connecting) {
+        int err = l->conn_err;
+        socklen_t el = sizeof err;
+        if (!err)
+            getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        ev_timer_stop(loop, &l->ctimer);
+        if (err) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "connect to %s (%s): %s", l->to, l->remote, strerror(err));
+            link_fail(l, msg);
+            return;
+        }
+        l->connecting = 0;
+        ev_io_stop(loop, &l->wio);
+        open_link(l);
+        return;
+    }
+    l->in_cb++;
+    try_write(l, 1);
+    if (--l->in_cb == 0 && l->dead)
+        link_free(l);
+}
+
+static void ctimer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tcp_link *l = w->data;
+    char msg[256];
+    snprintf(msg, sizeof msg, "connect to %s (%s): timed out after %u ms", l->to, l->remote,
+             l->t->connect_timeout_ms);
+    link_fail(l, msg);
+}
+
+static tcp_link *link_new(tcp_ovl *t, int fd, int outgoing)
+{
+    tcp_link *l = ax_calloc(1, sizeof *l);
+    l->pub.ovl = &t->pub;
+    l->pub.outgoing = outgoing;
+    l->t = t;
+    l->fd = fd;
+    ax_wbuf_init(&l->out);
+    ev_io_init(&l->rio, read_cb, fd, EV_READ);
+    ev_io_init(&l->wio, write_cb, fd, EV_WRITE);
+    ev_timer_init(&l->ctimer, ctimer_cb, t->connect_timeout_ms / 1000.0, 0.);
+    l->rio.data = l->wio.data = l->ctimer.data = l;
+    l->next = t->links;
+    if (t->links)
+        t->links->prev = l;
+    t->links = l;
+    return l;
+}
+
+static void describe(const struct sockaddr *sa, socklen_t len, char *out, size_t n)
+{
+    char h[64], p[16];
+    if (getnameinfo(sa, len, h, sizeof h, p, sizeof p, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        snprintf(out, n, "?");
+    else if (sa->sa_family == AF_INET6)
+        snprintf(out, n, "[%s]:%s", h, p);
+    else
+        snprintf(out, n, "%s:%s", h, p);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tcp_ovl *t = w->data;
+    for (int i = 0; i < 32; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(t->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        set_sockopts(t, fd);
+        tcp_link *l = link_new(t, fd, 0);
+        describe((struct sockaddr *)&ss, sl, l->remote, sizeof l->remote);
+        open_link(l);
+    }
+}
+
+static int tcp_connect(ax_ovl *o, const char *to, ax_ovl_link **out)
+{
+    tcp_ovl *t = (tcp_ovl *)o;
+    const char *addr = NULL;
+    char host[256], port[8];
+    for (size_t i = 0; i < t->n_book; i++)
+        if (!strcmp(t->names[i], to))
+            addr = t->addrs[i];
+    if (!addr || split_hostport(addr, host, sizeof host, port, sizeof port) != 0)
+        return AX_ENOTFOUND;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai = NULL;
+    if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+        return AX_ENOTFOUND;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        return AX_EIO;
+    }
+    set_sockopts(t, fd);
+    tcp_link *l = link_new(t, fd, 1);
+    snprintf(l->to, sizeof l->to, "%s", to);
+    describe(ai->ai_addr, ai->ai_addrlen, l->remote, sizeof l->remote);
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    *out = &l->pub;
+    l->connecting = 1;
+    if (rc != 0 && errno != EINPROGRESS)
+        l->conn_err = errno ? errno : ECONNREFUSED; /* reported from the write event, like the rest */
+    ev_io_start(o->loop, &l->wio);
+    ev_timer_start(o->loop, &l->ctimer);
+    return 0;
+}
+
+static int tcp_send(ax_ovl_link *pl, const void *p, size_t n)
+{
+    tcp_link *l = (tcp_link *)pl;
+    if (l->dead || l->fd < 0)
+        return AX_ECONN;
+    int was_empty = l->out.len == 0;
+    ax_wbuf_put(&l->out, p, n);
+    if (l->out.err) {
+        l->out.err = 0;
+        return AX_ENOMEM;
+    }
+    if (l->out.len >= l->t->pub.low_water)
+        l->above_low = 1;
+    if (!l->connecting && was_empty)
+        try_write(l, 0);
+    return 0;
+}
+
+static size_t tcp_queued(const ax_ovl_link *pl) { return ((const tcp_link *)pl)->out.len; }
+
+static void tcp_close(ax_ovl_link *pl)
+{
+    tcp_link *l = (tcp_link *)pl;
+    if (l->dead)
+        return;
+    if (l->fd >= 0 && !l->connecting && l->out.len)
+        (void)!send(l->fd, l->out.data, l->out.len, MSG_NOSIGNAL | MSG_DONTWAIT); /* best effort */
+    l->dead = 1;
+    link_stop(l);
+    if (!l->in_cb)
+        link_free(l);
+}
+
+static const char *tcp_remote(const ax_ovl_link *pl) { return ((const tcp_link *)pl)->remote; }
+
+static void tcp_free(ax_ovl *o)
+{
+    tcp_ovl *t = (tcp_ovl *)o;
+    if (!t)
+        return;
+    while (t->links) {
+        tcp_link *l = t->links;
+        link_stop(l);
+        link_free(l);
+    }
+    if (t->lfd >= 0) {
+        ev_io_stop(o->loop, &t->lio);
+        close(t->lfd);
+    }
+    for (size_t i = 0; i < t->n_book; i++) {
+        ax_free(t->names[i]);
+        ax_free(t->addrs[i]);
+    }
+    ax_free(t->names);
+    ax_free(t->addrs);
+    ax_free(t);
+}
+
+static const ax_ovl_ops tcp_ops = {
+    .name = "tcp",
+    .connect = tcp_connect,
+    .send = tcp_send,
+    .queued = tcp_queued,
+    .close = tcp_close,
+    .free = tcp_free,
+    .remote = tcp_remote,
+};
+
+int ax_ovl_tcp_new(struct ev_loop *loop, const ax_ovl_tcp_cfg *cfg, const ax_ovl_cbs *cbs, void *user,
+                   uint32_t max_frame, ax_ovl **out, char *err, size_t errlen)
+{
+    char host[256], port[8];
+    if (cfg->tls) {
+        snprintf(err, errlen, "cluster.tls: TLS is not supported by this build yet");
+        return AX_ECONFIG;
+    }
+    tcp_ovl *t = ax_calloc(1, sizeof *t);
+    t->pub.ops = &tcp_ops;
+    t->pub.loop = loop;
+    t->pub.cbs = *cbs;
+    t->pub.user = user;
+    t->pub.max_frame = max_frame;
+    t->pub.low_water = 256u << 10;
+    t->lfd = -1;
+    t->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 3000;
+    t->keepalive = cfg->keepalive;
+    t->ka_idle = cfg->keepalive_idle_s ? cfg->keepalive_idle_s : 30;
+    t->ka_intvl = cfg->keepalive_interval_s ? cfg->keepalive_interval_s : 10;
+    t->ka_cnt = cfg->keepalive_probes ? cfg->keepalive_probes : 3;
+    t->names = ax_calloc(cfg->n_book + 1, sizeof *t->names);
+    t->addrs = ax_calloc(cfg->n_book + 1, sizeof *t->addrs);
+    for (size_t i = 0; i < cfg->n_book; i++) {
+        const char *e = cfg->book[i], *eq = strchr(e, '=');
+        if (!eq || eq == e || split_hostport(eq + 1, host, sizeof host, port, sizeof port) != 0) {
+            snprintf(err, errlen, "cluster.peers: \"%.100s\" is not name=host:port", e);
+            tcp_free(&t->pub);
+            return AX_ECONFIG;
+        }
+        t->names[t->n_book] = ax_strndup(e, (size_t)(eq - e));
+        t->addrs[t->n_book++] = ax_strdup(eq + 1);
+    }
+    if (cfg->listen && *cfg->listen) {
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai = NULL;
+        if (split_hostport(cfg->listen, host, sizeof host, port, sizeof port) != 0) {
+            snprintf(err, errlen, "cluster.listen: \"%.100s\" is not host:port", cfg->listen);
+            tcp_free(&t->pub);
+            return AX_ECONFIG;
+        }
+        int gai = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
+        if (gai != 0 || !ai) {
+            snprintf(err, errlen, "cluster.listen %s: %s", cfg->listen, gai_strerror(gai));
+            tcp_free(&t->pub);
+            return AX_ECONFIG;
+        }
+        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+        if (fd >= 0)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+            snprintf(err, errlen, "cluster.listen %s: %s", cfg->listen, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            freeaddrinfo(ai);
+            tcp_free(&t->pub);
+            return AX_EIO;
+        }
+        freeaddrinfo(ai);
+        t->lfd = fd;
+        ev_io_init(&t->lio, accept_cb, fd, EV_READ);
+        t->lio.data = t;
+        ev_io_start(loop, &t->lio);
+    }
+    *out = &t->pub;
+    return 0;
+}
