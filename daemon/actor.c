@@ -11,6 +11,7 @@
 #include "log.h"
 #include "mailbox.h"
 #include "server.h"
+#include "cluster/cluster.h"
 
 #define RUN_TURN_BUDGET 4096 /* actor turns per loop iteration before I/O gets a look */
 #define ENV_POOL_MAX 65536
@@ -602,6 +603,15 @@ static int api_tell(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n
 {
     ax_server *s = cx->srv;
     ax_env *e;
+    if (to.node != 0) { /* a remote ref: only the bytes cross */
+        if (to.node == AX_NODE_CLIENT || !msg || msg > s->n_msg_ids)
+            return AX_EINVAL;
+        ax_ref from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
+        int rc = ax_cluster_tell(s, to, msg, p, n, from);
+        if (rc == AX_OK)
+            s->ctr.tells++;
+        return rc;
+    }
     int rc = send_user(s, cx, to, msg, p, n, &e);
     if (rc)
         return rc;
@@ -638,6 +648,25 @@ static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n,
     ax_env *e;
     if (!reply_msg || reply_msg > s->n_msg_ids || !cx->self)
         return AX_EINVAL;
+    if (to.node != 0) {
+        if (to.node == AX_NODE_CLIENT || !msg || msg > s->n_msg_ids)
+            return AX_EINVAL;
+        ax_pending *pd = ax_pending_new(s, timeout_ms ? timeout_ms : s->cfg.ask_timeout_ms, actor_ask_done);
+        if (!pd)
+            return AX_ENOMEM;
+        pd->u.actor.asker = (ax_ref){cx->self->slot, cx->self->gen, 0};
+        pd->u.actor.reply_msg = reply_msg;
+        pd->u.actor.tag = tag;
+        int rc = ax_cluster_ask(s, to, msg, p, n, pd);
+        if (rc) { /* refused at once: pd is still ours */
+            ax_slots_release(&s->pending, pd->slot);
+            ev_timer_stop(s->loop, &pd->timer);
+            ax_free(pd);
+            return rc;
+        }
+        s->ctr.asks++;
+        return AX_OK;
+    }
     int rc = send_user(s, cx, to, msg, p, n, &e);
     if (rc)
         return rc;

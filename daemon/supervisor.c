@@ -301,10 +301,12 @@ void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref
 
 int ax_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t *mref)
 {
-    ax_actor *t = ax_actor_get_any(s, target);
     uint64_t ref = ++s->next_mref;
     *mref = ref;
     s->ctr.monitors++;
+    if (target.node != 0 && target.node != AX_NODE_CLIENT) /* a remote actor */
+        return ax_cluster_monitor(s, watcher, target, ref);
+    ax_actor *t = ax_actor_get_any(s, target);
     if (!t || t->st == AX_ST_STOPPING) {
         ax_runtime_deliver_down(s, watcher, ref, target, "noproc");
         return AX_OK;
@@ -335,6 +337,7 @@ static void flush_down(ax_server *s, ax_actor *w, uint64_t mref)
 int ax_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush)
 {
     ax_ref target = AX_REF_NONE;
+    ax_cluster_demonitor_mref(s, watcher, mref); /* a no-op unless mref watches a remote actor */
     ax_actor *w = watcher.node == 0 ? ax_actor_get_any(s, watcher) : NULL;
     int found = 0;
     if (w && w->x)
