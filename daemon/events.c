@@ -106,7 +106,7 @@ static int to_sub(ax_server *s, ax_event_sub *sub, const char *doc, size_t n)
     if (sub->who.node == AX_NODE_CLIENT) {
         if (!ax_listener_client_alive(s, sub->who))
             return -2;
-        return ax_listener_send_event(s, sub->who, sub->req_id, doc, n);
+        return ax_listener_send_event(s, sub->who, sub->req_id, doc, n, 0);
     }
     return to_actor(s, sub, doc, n);
 }

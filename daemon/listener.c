@@ -30,6 +30,7 @@ typedef struct ax_conn {
     ax_wbuf out;
     uint8_t hello, dirty, paused;
     uint8_t bad_body; /* a request body broke its type's rules: close after answering */
+    uint8_t monitored; /* holds monitors: drop them when the connection closes */
     struct ax_conn *dirty_next;
     pid_t pid;
     uid_t uid;
@@ -201,6 +202,7 @@ static void forward_remote(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg 
     ax_ref to = {m->target.ref.id, m->target.ref.gen, node};
     if (h->type == AX_T_TELL) {
         code = ax_cluster_tell_named(s, to, m->msg, m->msg_len, m->payload, m->payload_len, AX_REF_NONE);
+        s->ctr.tells += code == 0;
         if (noreply)
             return;
         if (code)
@@ -218,6 +220,7 @@ static void forward_remote(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg 
     p->u.client.conn_gen = c->gen;
     p->u.client.req_id = h->req_id;
     code = ax_cluster_ask_named(s, to, m->msg, m->msg_len, m->payload, m->payload_len, p, m->timeout_ms);
+    s->ctr.asks += code == 0;
     if (code)
         ax_pending_complete(s, p->slot, p->gen, code, NULL, 0); /* answers the client */
 }
@@ -481,6 +484,7 @@ static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *b
     if (h->type == AX_T_MONITOR) {
         uint64_t mref;
         ax_monitor(c->s, client_ref(c), (ax_ref){a->slot, a->gen, 0}, &mref);
+        c->monitored = 1;
         char doc[128];
         int n = snprintf(doc, sizeof doc, "{\"mref\":%llu,\"id\":%u,\"gen\":%u}", (unsigned long long)mref,
                          a->slot, a->gen);
@@ -612,9 +616,7 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         if (h->type == AX_T_DEMONITOR) {
             ax_rbuf r;
             ax_rbuf_init(&r, body, h->body_len);
-            uint64_t mref = ax_rbuf_u64(&r);
-            ax_demonitor(c->s, client_ref(c), mref, 1);
-            ax_cluster_demonitor_mref(c->s, client_ref(c), mref); /* if it watched a remote actor */
+            ax_demonitor(c->s, client_ref(c), ax_rbuf_u64(&r), 1);
         } else if (h->type == AX_T_SUBSCRIBE) {
             ax_rbuf r;
             const char *f;
@@ -786,6 +788,8 @@ static void conn_close(ax_conn *c, const char *why)
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
     ax_events_unsubscribe(s, client_ref(c));
+    if (c->monitored)
+        ax_monitors_drop_watcher(s, client_ref(c));
     close(c->fd);
     c->fd = -1;
     ax_slots_release(&s->conns, c->slot);
@@ -806,13 +810,13 @@ int ax_listener_client_alive(ax_server *s, ax_ref client)
     return ax_slots_get(&s->conns, client.id, client.gen) != NULL;
 }
 
-int ax_listener_send_event(ax_server *s, ax_ref client, uint32_t req_id, const char *json, size_t n)
+int ax_listener_send_event(ax_server *s, ax_ref client, uint32_t req_id, const char *json, size_t n, int force)
 {
     ax_conn *c = ax_slots_get(&s->conns, client.id, client.gen);
     if (!c || c->fd < 0)
         return -2;
     /* a subscriber that does not read may hold at most half the output bound */
-    if (c->out.len > s->cfg.client_outbuf_max / 2)
+    if (!force && c->out.len > s->cfg.client_outbuf_max / 2)
         return -1;
     send_blob(c, AX_T_EVENT, req_id, json, n);
     return 0;

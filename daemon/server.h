@@ -270,6 +270,8 @@ int ax_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t *mref);
 int ax_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush);
 /* Deliver a down to a watcher (local actor, client or remote). */
 void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason);
+/* A client went away: remove the monitors it held on local actors. */
+void ax_monitors_drop_watcher(ax_server *s, ax_ref watcher);
 /* Handle a control envelope (EXIT/KILL). Returns 1 if the actor is gone/restarting. */
 int ax_handle_exit_signal(ax_server *s, ax_actor *a, ax_env *e, ax_env **as_msg);
 void ax_actor_free_ext(ax_server *s, ax_actor *a, const char *reason);
@@ -305,7 +307,7 @@ int ax_events_unsubscribe(ax_server *s, ax_ref who);
 void ax_events_free(ax_server *s);
 /* listener.c: send one event document to a client subscriber; returns 0 if sent, -1
  * if the client is too far behind (the caller counts it as lagged). */
-int ax_listener_send_event(ax_server *s, ax_ref client, uint32_t req_id, const char *json, size_t n);
+int ax_listener_send_event(ax_server *s, ax_ref client, uint32_t req_id, const char *json, size_t n, int force);
 int ax_listener_client_alive(ax_server *s, ax_ref client);
 
 /* ---- actor.c internals shared with the files above ---- */

@@ -279,7 +279,8 @@ void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref
             doc[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
         }
         n += snprintf(doc + n, sizeof doc - (size_t)n, "\"}");
-        ax_listener_send_event(s, watcher, 0, doc, (size_t)n);
+        /* forced: a down is owed exactly once and there is at most one per monitor */
+        ax_listener_send_event(s, watcher, 0, doc, (size_t)n, 1);
         return;
     }
     ax_actor *w = ax_actor_get_any(s, watcher);
@@ -357,6 +358,21 @@ int ax_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush)
     if (w && flush)
         flush_down(s, w, mref);
     return AX_OK;
+}
+
+void ax_monitors_drop_watcher(ax_server *s, ax_ref watcher)
+{
+    for (uint32_t i = 1; i < s->actors.cap; i++) {
+        ax_actor *t = s->actors.ptr[i];
+        if (!t || !t->x)
+            continue;
+        for (uint32_t j = 0; j < t->x->n_watchers;) {
+            if (ax_ref_eq(t->x->watchers[j].other, watcher))
+                t->x->watchers[j] = t->x->watchers[--t->x->n_watchers];
+            else
+                j++;
+        }
+    }
 }
 
 /* The actor is gone for good: fire links and monitors with reason (NULL: a spawn

@@ -1315,6 +1315,11 @@ AXC_EXPORT int axc_plugins(axc_conn *c, char **json)
     return json_call(c, AX_T_PLUGINS, "plugins", json);
 }
 
+AXC_EXPORT int axc_nodes(axc_conn *c, char **json)
+{
+    return json_call(c, AX_T_NODES, "nodes", json);
+}
+
 AXC_EXPORT int axc_plugin_load(axc_conn *c, const char *path, char **json)
 {
     int rc = usable(c);

@@ -701,6 +701,59 @@ START_TEST(demonitor_means_no_down)
 }
 END_TEST
 
+START_TEST(client_monitors_end_with_the_connection)
+{
+    ax_h_daemon *d = ax_h_start(SUP);
+    axc_conn *c = ax_h_connect(d), *other = ax_h_connect(d);
+    axc_ref r = spawn_ok(c, "w", NULL);
+    for (int i = 0; i < 3; i++)
+        monitor_ok(other, "w");
+    axc_close(other); /* its three monitors go with it */
+    double downs_before = status_num(c, "counters.downs");
+    for (int i = 0; i < 200; i++) { /* bounded: the close is seen within a few ms */
+        char *json = NULL;
+        ck_assert_int_eq(axc_actors(c, &json), 0);
+        cJSON *doc = cJSON_Parse(json), *e = actor_entry(doc, r.id);
+        double m = entry_num(e, "monitors");
+        cJSON_Delete(doc);
+        axc_free(json);
+        if (m == 0)
+            break;
+        ck_assert_int_lt(i, 199);
+        sleep_ms(10);
+    }
+    axc_target tw = axc_by_name("w");
+    ck_assert_int_eq(axc_stop(c, &tw), 0);
+    wait_status(c, "actors", 0, 5000);
+    ck_assert(status_num(c, "counters.downs") == downs_before);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+START_TEST(down_reaches_a_client_that_is_behind_on_events)
+{
+    /* a subscriber that does not read skips lifecycle events, but never its downs */
+    const char *args[] = {"--plugin", "sup", "--set", "client.outbuf_max=65536", NULL};
+    ax_h_daemon *d = ax_h_start(args);
+    axc_conn *c = ax_h_connect(d), *slow = ax_h_connect(d);
+    spawn_ok(c, "x", NULL);
+    spawn_ok(c, "churner", NULL);
+    uint64_t mref = monitor_ok(slow, "x");
+    ck_assert_int_eq(axc_subscribe(slow, NULL), 0);
+    /* thousands of lifecycle events fill the slow client's buffer past half its bound */
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(ask_rc(c, "churner", "churn", "2000"), 0);
+    ck_assert_uint_gt((uint64_t)status_num(c, "counters.events_lagged"), 0);
+    axc_target tx = axc_by_name("x");
+    ck_assert_int_eq(axc_stop(c, &tx), 0);
+    ck_assert_str_eq(wait_down(slow, mref, 10000), "stopped");
+    axc_close(slow);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
 START_TEST(monitor_of_dead_actor_gives_noproc)
 {
     ax_h_daemon *d = ax_h_start(SUP);
@@ -751,7 +804,9 @@ START_TEST(events_follow_shows_started_restarted_stopped_in_order)
     ck_assert_ptr_nonnull(b);
     bg_start(b, d, (const char *const[]){"events", "--follow", "--actor", "w", NULL});
     ck_assert_int_eq(axc_subscribe(sub, "w"), 0);
-    wait_status(c, "event_subscribers", 2, 5000);
+    spawn_ok(c, "watcher", NULL); /* an actor subscriber hears every actor but itself */
+    ck_assert_err(ask_rc(c, "watcher", "subscribe", NULL), 0, c);
+    wait_status(c, "event_subscribers", 3, 5000);
 
     spawn_ok(c, "other", "{\"restart\":\"permanent\"}"); /* filtered out */
     ck_assert_err(ask_rc(c, "other", "crash", NULL), AX_EFAILED, c);
@@ -789,6 +844,8 @@ START_TEST(events_follow_shows_started_restarted_stopped_in_order)
     ck_assert_str_eq(l.ev[1], "restarted:w");
     ck_assert_str_eq(l.ev[2], "stopped:w");
     ck_assert_int_eq(axc_dispatch_events(sub, 0, collect_event, &l), 0);
+    /* other: started, restarted; w: started, restarted, stopped */
+    wait_num(c, "watcher", "events", 5, 5000);
     axc_close(sub);
     axc_close(c);
     ax_h_stop(d);
@@ -1081,15 +1138,15 @@ START_TEST(idle_reaper_stops_idle_keyed_actor_not_busy_one)
     ax_h_daemon *d = ax_h_start(SUP);
     axc_conn *c = ax_h_connect(d);
     axc_ref ri, rb;
-    ck_assert_int_eq(axc_get_or_spawn(c, "sup", "idle", "{\"idle_timeout_ms\":300}", &ri), 0);
-    ck_assert_int_eq(axc_get_or_spawn(c, "sup", "busy", "{\"idle_timeout_ms\":300}", &rb), 0);
+    ck_assert_int_eq(axc_get_or_spawn(c, "sup", "idle", "{\"idle_timeout_ms\":500}", &ri), 0);
+    ck_assert_int_eq(axc_get_or_spawn(c, "sup", "busy", "{\"idle_timeout_ms\":500}", &rb), 0);
     axc_target ti = axc_by_ref(&ri), tb = axc_by_key("sup", "busy"), tbd = axc_by_ref(&rb);
     uint64_t mi = 0, mb = 0;
     ck_assert_int_eq(axc_monitor(c, &ti, &mi), 0);
     ck_assert_int_eq(axc_monitor(c, &tbd, &mb), 0);
     int64_t t0 = mono_ms(), idle_down = -1;
-    /* keep "busy" fed for 1.2 s; "idle" gets nothing */
-    while (mono_ms() - t0 < 1200) {
+    /* keep "busy" fed for 1.5 s (a message every 50 ms); "idle" gets nothing */
+    while (mono_ms() - t0 < 1500) {
         ck_assert_int_eq(axc_tell_ex(c, &tb, "hit", NULL, 0, AXC_DIRECT), 0);
         cJSON *ev;
         while ((ev = next_event(c, 0))) {
@@ -1101,7 +1158,7 @@ START_TEST(idle_reaper_stops_idle_keyed_actor_not_busy_one)
         }
         sleep_ms(50);
     }
-    ck_assert_msg(idle_down >= 200, "idle actor down after %" PRId64 " ms (timeout 300)", idle_down);
+    ck_assert_msg(idle_down >= 400, "idle actor down after %" PRId64 " ms (timeout 500)", idle_down);
     axc_target gi = axc_by_key("sup", "idle");
     void *rep = NULL;
     size_t len;
@@ -1252,6 +1309,8 @@ static Suite *supervision_suite(void)
     tcase_add_test(tc, exactly_one_down_per_monitor_under_crash_storm);
     tcase_add_test(tc, demonitor_means_no_down);
     tcase_add_test(tc, monitor_of_dead_actor_gives_noproc);
+    tcase_add_test(tc, client_monitors_end_with_the_connection);
+    tcase_add_test(tc, down_reaches_a_client_that_is_behind_on_events);
     tcase_add_test(tc, events_follow_shows_started_restarted_stopped_in_order);
     tcase_add_test(tc, slow_event_subscriber_gets_lagged_and_daemon_keeps_serving);
     tcase_add_test(tc, concurrent_get_or_spawn_from_many_clients_yields_one_actor);

@@ -306,10 +306,7 @@ int ax_cluster_tell_named(ax_server *s, ax_ref to, const char *msg, size_t msg_l
         r.from_id = from.id;
         r.from_gen = from.gen;
     }
-    rc = ax_cl_queue(s->cluster, inc, AX_PT_TELL, &r);
-    if (rc == 0)
-        s->ctr.tells++;
-    return rc;
+    return ax_cl_queue(s->cluster, inc, AX_PT_TELL, &r); /* the caller counts it */
 }
 
 int ax_cluster_tell(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_ref from)
@@ -339,7 +336,6 @@ int ax_cluster_ask_named(ax_server *s, ax_ref to, const char *msg, size_t msg_le
     a->pd_gen = pd->gen;
     a->deadline = ev_now(s->loop) + r.timeout_ms / 1000.0 + 2 * cl->hb_timeout;
     ax_hmap_put(&inc->asks, KEY8(&a->req), a);
-    s->ctr.asks++;
     return 0;
 }
 

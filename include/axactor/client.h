@@ -105,6 +105,8 @@ int axc_resolve(axc_conn *c, const axc_target *t, axc_ref *out);
 int axc_status(axc_conn *c, char **json);
 int axc_actors(axc_conn *c, char **json);
 int axc_plugins(axc_conn *c, char **json);
+/* The cluster peers document (NODES; see PROTOCOL.md "Peer protocol"), as for axc_status. */
+int axc_nodes(axc_conn *c, char **json);
 int axc_plugin_load(axc_conn *c, const char *path, char **json);
 int axc_plugin_unload(axc_conn *c, const char *name);
 
