@@ -75,6 +75,12 @@ static void usage(FILE *f)
         "    actors\n"
         "        List live actors as a table. Columns: ID, NAME, TYPE, STATE, MAILBOX,\n"
         "        then every other field the daemon reports, alphabetically.\n"
+        "    shards\n"
+        "        List the shards of keyed actors: SHARD, STATE (owned, free, acquiring,\n"
+        "        releasing), OWNER (node holding the lease), EPOCH (fencing token),\n"
+        "        EXPIRES_IN_MS (owned: time to this node's renew deadline) and ACTORS\n"
+        "        (keyed actors of the shard here), after a line with the shards owned,\n"
+        "        the fair-share target and the lease store's state.\n"
         "    spawn TYPE [NAME] [SPAWN OPTIONS]\n"
         "        Start an actor of TYPE (a type of a loaded plugin), registered as NAME\n"
         "        if given, and print its ref as @ID.GEN followed by the name. With\n"
@@ -591,11 +597,23 @@ static int cmd_doc(const opts *o, axc_conn *c, const char *what, int rc, char *d
     }
     static const char *const actor_cols[] = {"id", "name", "type", "state", "mailbox", NULL};
     static const char *const plugin_cols[] = {"name", "version", "abi", "types", "path", NULL};
+    static const char *const shard_cols[] = {"shard", "state", "owner", "epoch", "expires_in_ms", "actors", NULL};
     const cJSON *rows = NULL;
     const char *const *cols = actor_cols;
     const char *empty = "(no actors)";
     if (!strcmp(what, "actors")) {
         rows = cJSON_IsArray(d) ? d : cJSON_GetObjectItemCaseSensitive(d, "actors");
+    } else if (!strcmp(what, "shards")) {
+        rows = cJSON_GetObjectItemCaseSensitive(d, "shards");
+        cols = shard_cols;
+        empty = "(no shards)";
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(d, "store");
+        const cJSON *ow = cJSON_GetObjectItemCaseSensitive(d, "owned"), *tg = cJSON_GetObjectItemCaseSensitive(d, "target");
+        const cJSON *sty = st ? cJSON_GetObjectItemCaseSensitive(st, "type") : NULL;
+        const cJSON *sco = st ? cJSON_GetObjectItemCaseSensitive(st, "conn") : NULL;
+        if (cJSON_IsNumber(ow) && cJSON_IsNumber(tg))
+            printf("owned %d of target %d; lease store %s (%s)\n", (int)ow->valuedouble, (int)tg->valuedouble,
+                   cJSON_IsString(sty) ? sty->valuestring : "?", cJSON_IsString(sco) ? sco->valuestring : "?");
     } else if (!strcmp(what, "plugins list")) {
         rows = cJSON_IsArray(d) ? d : cJSON_GetObjectItemCaseSensitive(d, "plugins");
         cols = plugin_cols;
@@ -1085,7 +1103,7 @@ int main(int argc, char **argv)
     int is_plugins = !strcmp(cmd, "plugins");
     const char *sub = is_plugins && nargs > 0 ? args[0] : NULL;
     int rc;
-    if (!strcmp(cmd, "status") || !strcmp(cmd, "actors")) {
+    if (!strcmp(cmd, "status") || !strcmp(cmd, "actors") || !strcmp(cmd, "shards")) {
         if ((rc = need_args(cmd, nargs, 0, 0, cmd)))
             return rc;
     } else if (!strcmp(cmd, "spawn")) {
@@ -1158,6 +1176,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "actors")) {
         rc = axc_actors(c, &doc);
         ex = cmd_doc(&o, c, "actors", rc, doc);
+    } else if (!strcmp(cmd, "shards")) {
+        rc = axc_shards(c, &doc);
+        ex = cmd_doc(&o, c, "shards", rc, doc);
     } else if (!strcmp(cmd, "spawn")) {
         ex = cmd_spawn(&o, c, args[0], nargs > 1 ? args[1] : NULL, spawn_cfg);
     } else if (!strcmp(cmd, "tell")) {

@@ -1315,6 +1315,11 @@ AXC_EXPORT int axc_plugins(axc_conn *c, char **json)
     return json_call(c, AX_T_PLUGINS, "plugins", json);
 }
 
+AXC_EXPORT int axc_shards(axc_conn *c, char **json)
+{
+    return json_call(c, AX_T_SHARDS, "shards", json);
+}
+
 AXC_EXPORT int axc_nodes(axc_conn *c, char **json)
 {
     return json_call(c, AX_T_NODES, "nodes", json);

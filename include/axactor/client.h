@@ -107,6 +107,9 @@ int axc_actors(axc_conn *c, char **json);
 int axc_plugins(axc_conn *c, char **json);
 /* The cluster peers document (NODES; see PROTOCOL.md "Peer protocol"), as for axc_status. */
 int axc_nodes(axc_conn *c, char **json);
+/* The shards document (SHARDS): every shard with state, owner, epoch, lease expiry and
+ * keyed actor count, plus the lease store's state; as for axc_status. */
+int axc_shards(axc_conn *c, char **json);
 int axc_plugin_load(axc_conn *c, const char *path, char **json);
 int axc_plugin_unload(axc_conn *c, const char *name);
 
