@@ -10,6 +10,7 @@
 #include "ax_mem.h"
 #include "log.h"
 #include "mailbox.h"
+#include "peer.h"
 #include "server.h"
 #include "cluster/cluster.h"
 
@@ -862,6 +863,74 @@ static int api_subscribe_events(ax_ctx *cx, int on)
     return on ? ax_events_subscribe(cx->srv, me, NULL, 0, 0) : ax_events_unsubscribe(cx->srv, me);
 }
 
+/* Keyed routing from plugin code: deliver here when this node serves the key's shard,
+ * else forward to the shard's owner. */
+static int key_send(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
+                    int direct, ax_pending *pd)
+{
+    ax_server *s = cx->srv;
+    ax_ref ref, from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
+    const char *why = NULL;
+    if (!type || !key || !msg || msg > s->n_msg_ids)
+        return AX_EINVAL;
+    size_t tlen = strlen(type), klen = strlen(key);
+    int rc = ax_registry_route(s, type, tlen, key, klen, 0, !direct, &ref, &why);
+    if (rc == AX_EBUSY && s->cluster) {
+        const char *name = ax_msg_name(s, msg);
+        return ax_route_send(s, type, tlen, key, klen, (pd ? AX_PK_ASK : 0) | (direct ? AX_PK_DIRECT : 0), name,
+                             strlen(name), p, n, from, pd);
+    }
+    if (rc)
+        return rc;
+    ax_actor *a = ax_actor_get(s, ref);
+    ax_env *e;
+    rc = send_user(s, cx, ref, msg, p, n, &e);
+    if (rc)
+        return rc;
+    if (pd) {
+        e->ask = pd->slot;
+        e->ask_gen = pd->gen;
+    }
+    rc = ax_actor_deliver(s, a, e);
+    if (rc) {
+        e->ask = 0;
+        ax_env_free(s, e);
+    }
+    return rc;
+}
+
+static int api_tell_key(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
+                        int direct)
+{
+    int rc = key_send(cx, type, key, msg, p, n, direct, NULL);
+    if (rc == AX_OK)
+        cx->srv->ctr.tells++;
+    return rc;
+}
+
+static int api_ask_key(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
+                       uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag, int direct)
+{
+    ax_server *s = cx->srv;
+    if (!cx->self || !reply_msg || reply_msg > s->n_msg_ids)
+        return AX_EINVAL;
+    ax_pending *pd = ax_pending_new(s, timeout_ms ? timeout_ms : s->cfg.ask_timeout_ms, actor_ask_done);
+    if (!pd)
+        return AX_ENOMEM;
+    pd->u.actor.asker = (ax_ref){cx->self->slot, cx->self->gen, 0};
+    pd->u.actor.reply_msg = reply_msg;
+    pd->u.actor.tag = tag;
+    int rc = key_send(cx, type, key, msg, p, n, direct, pd);
+    if (rc) { /* refused at once: the ask ends with this return, not a reply message */
+        ax_slots_release(&s->pending, pd->slot);
+        ev_timer_stop(s->loop, &pd->timer);
+        ax_free(pd);
+        return rc;
+    }
+    s->ctr.asks++;
+    return AX_OK;
+}
+
 static const char *api_key(ax_ctx *cx)
 {
     if (!cx->self || !cx->self->key)
@@ -907,6 +976,8 @@ void ax_runtime_init(ax_server *s)
     api->get_or_spawn = api_get_or_spawn;
     api->subscribe_events = api_subscribe_events;
     api->key = api_key;
+    api->tell_key = api_tell_key;
+    api->ask_key = api_ask_key;
     s->sys_exit_id = ax_msg_intern(s, "$exit", 5);
     s->sys_down_id = ax_msg_intern(s, "$down", 5);
     s->sys_event_id = ax_msg_intern(s, "$event", 6);

@@ -13,6 +13,7 @@
 
 #include "ax_mem.h"
 #include "log.h"
+#include "peer.h"
 #include "server.h"
 #include "cluster/cluster.h"
 
@@ -225,6 +226,51 @@ static void forward_remote(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg 
         ax_pending_complete(s, p->slot, p->gen, code, NULL, 0); /* answers the client */
 }
 
+/* An acknowledged TELL that went to another node: OK once the owner queued it. */
+static void client_tell_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+{
+    (void)data;
+    (void)n;
+    ax_conn *c = ax_slots_get(&s->conns, p->u.client.conn_slot, p->u.client.conn_gen);
+    if (!c)
+        return;
+    if (status == AX_OK)
+        send_empty(c, AX_T_OK, p->u.client.req_id);
+    else
+        send_error(c, p->u.client.req_id, status,
+                   status == AX_EBUSY ? "the key's shard has no owner now (failover in progress); retry"
+                                      : ax_strerror(status));
+}
+
+static void forward_keyed(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, int noreply)
+{
+    ax_server *s = c->s;
+    int ask = h->type == AX_T_ASK;
+    ax_pending *p = NULL;
+    if (!noreply) {
+        p = ax_pending_new(s, ask ? m->timeout_ms : s->cfg.ask_timeout_ms, ask ? client_ask_done : client_tell_done);
+        if (!p) {
+            send_error(c, h->req_id, AX_ENOMEM, "too many requests in flight");
+            return;
+        }
+        p->u.client.conn_slot = c->slot;
+        p->u.client.conn_gen = c->gen;
+        p->u.client.req_id = h->req_id;
+    }
+    unsigned kflags = (ask ? AX_PK_ASK : 0) | ((h->flags & AX_F_DIRECT) ? AX_PK_DIRECT : 0);
+    int rc = ax_route_send(s, m->target.name, m->target.name_len, m->target.key, m->target.key_len, kflags, m->msg,
+                           m->msg_len, m->payload, m->payload_len, AX_REF_NONE, p);
+    if (rc) {
+        if (p)
+            ax_pending_complete(s, p->slot, p->gen, rc, NULL, 0); /* answers the client */
+        return;
+    }
+    if (ask)
+        s->ctr.asks++;
+    else
+        s->ctr.tells++;
+}
+
 static void handle_msg(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     ax_server *s = c->s;
@@ -244,6 +290,10 @@ static void handle_msg(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         return;
     }
     ax_actor *a = resolve_ex(c, &m.target, !(h->flags & AX_F_DIRECT), m.epoch, &code, wbuf, sizeof wbuf);
+    if (!a && code == AX_EBUSY && m.target.kind == AX_TGT_KEY && s->cluster) {
+        forward_keyed(c, h, &m, noreply); /* the key's shard is held by another node */
+        return;
+    }
     if (!a)
         goto refuse;
     uint32_t id = ax_msg_lookup(s, m.msg, m.msg_len);

@@ -8,10 +8,35 @@
 
 #include "ax_mem.h"
 #include "log.h"
+#include "cluster/cluster.h"
+#include "mailbox.h"
+#include "peer.h"
 #include "server.h"
 #include "shard.h"
 
 #define SHARDS_STOP_GRACE 2.0 /* seconds to wait for lease releases at shutdown */
+#define OWNER_CACHE_S 1.0     /* how long a looked-up shard owner is trusted */
+#define MAX_WAITERS 4096      /* messages held per shard while its owner is looked up */
+#define MEMBERSHIP_POLL 0.25  /* seconds between fair-share updates from the cluster */
+
+/* A keyed message for a shard held elsewhere, waiting for the owner lookup. */
+typedef struct route_wait {
+    struct route_wait *next;
+    unsigned kflags;
+    uint32_t pd_slot, pd_gen; /* completion (ask or acknowledged tell); slot 0 = none */
+    ax_ref from;
+    size_t tlen, klen, mlen, plen;
+    char data[]; /* type, key, msg, payload */
+} route_wait;
+
+struct ax_route_shard {
+    char owner[AX_LEASE_NODE_MAX + 1];
+    uint64_t epoch;
+    double at;
+    uint8_t fetching;
+    route_wait *head, *tail;
+    uint32_t n_wait;
+};
 
 static uint32_t actor_shard(ax_server *s, const ax_actor *a)
 {
@@ -50,6 +75,17 @@ static void on_stopped(void *ud)
         ev_break(s->loop, EVBREAK_ALL);
 }
 
+/* The fair share follows the cluster's membership (a joining node takes shards over,
+ * a lost one's shards are taken by the survivors once its leases expire). */
+static void membership_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ax_server *s = w->data;
+    if (s->shards && !s->stopping)
+        ax_shards_set_live_nodes(s->shards, ax_cluster_live_nodes(s));
+}
+
 int ax_route_start(ax_server *s, char *err, size_t errlen)
 {
     s->lease_store = ax_lease_store_from_config(s->loop, &s->cfg, err, errlen);
@@ -72,6 +108,11 @@ int ax_route_start(ax_server *s, char *err, size_t errlen)
         return AX_ECONFIG;
     }
     ax_shards_start(s->shards);
+    snprintf(s->route_owner, sizeof s->route_owner, "%s", owner);
+    s->route_shards = ax_calloc(s->cfg.shard_count, sizeof *s->route_shards);
+    ev_timer_init(&s->membership, membership_cb, MEMBERSHIP_POLL, MEMBERSHIP_POLL);
+    s->membership.data = s;
+    ev_timer_start(s->loop, &s->membership);
     ax_log(AX_LOG_INFO, "shard", "%u shards, lease store %s, ttl %u ms", s->cfg.shard_count, s->cfg.lease_store,
            s->cfg.lease_ttl_ms);
     return AX_OK;
@@ -99,14 +140,24 @@ int ax_route_stop(ax_server *s)
     return 1;
 }
 
+static void fail_waiters(ax_server *s, struct ax_route_shard *rs, int rc);
+
 void ax_route_free(ax_server *s)
 {
     if (ev_is_active(&s->shards_grace))
         ev_timer_stop(s->loop, &s->shards_grace);
+    if (ev_is_active(&s->membership))
+        ev_timer_stop(s->loop, &s->membership);
+    if (s->route_shards) {
+        for (uint32_t i = 0; i < s->cfg.shard_count; i++)
+            fail_waiters(s, &s->route_shards[i], AX_ECANCELED);
+    }
     ax_shards_free(s->shards); /* manager before store */
     s->shards = NULL;
-    ax_lease_store_free(s->lease_store);
+    ax_lease_store_free(s->lease_store); /* cancels owner lookups (their callbacks run) */
     s->lease_store = NULL;
+    ax_free(s->route_shards);
+    s->route_shards = NULL;
 }
 
 uint32_t ax_route_shard_of(ax_server *s, const char *key, size_t klen)
@@ -180,4 +231,156 @@ void ax_route_status(ax_server *s, cJSON *doc)
     cJSON_AddNumberToObject(st, "ops", (double)ls.ops);
     cJSON_AddNumberToObject(st, "errors", (double)ls.errors);
     cJSON_AddNumberToObject(st, "reconnects", (double)ls.reconnects);
+}
+
+/* ---------------- keyed messages for shards held elsewhere ---------------- */
+
+static void complete(ax_server *s, uint32_t slot, uint32_t gen, int rc)
+{
+    if (slot)
+        ax_pending_complete(s, slot, gen, rc, NULL, 0);
+}
+
+static void fail_waiters(ax_server *s, struct ax_route_shard *rs, int rc)
+{
+    route_wait *w;
+    while ((w = rs->head)) {
+        rs->head = w->next;
+        complete(s, w->pd_slot, w->pd_gen, rc);
+        ax_free(w);
+    }
+    rs->tail = NULL;
+    rs->n_wait = 0;
+}
+
+/* Deliver here after all (the lookup found this node, e.g. it acquired the shard in
+ * the meantime). The pd, if any, completes with the reply (ask) or the enqueue (tell). */
+static int deliver_local(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen,
+                         unsigned kflags, const char *msg, size_t mlen, const void *p, size_t n, ax_ref from,
+                         ax_pending *pd)
+{
+    ax_ref ref;
+    const char *why = NULL;
+    int rc = ax_registry_route(s, type, tlen, key, klen, 0, !(kflags & AX_PK_DIRECT), &ref, &why);
+    ax_actor *a = rc ? NULL : ax_actor_get(s, ref);
+    uint32_t id = a ? ax_msg_lookup(s, msg, mlen) : 0;
+    if (!rc && !a)
+        rc = AX_ENOPROC;
+    if (!rc && !ax_actor_handles(a, id))
+        rc = AX_ENOMSG;
+    if (rc)
+        return rc;
+    ax_env *e = ax_env_new(s, n);
+    if (!e)
+        return AX_ENOMEM;
+    if (n)
+        memcpy(e->data, p, n);
+    e->m.id = id;
+    e->m.from = from;
+    if (pd && (kflags & AX_PK_ASK)) {
+        e->ask = pd->slot;
+        e->ask_gen = pd->gen;
+    }
+    rc = ax_actor_deliver(s, a, e);
+    if (rc) {
+        ax_env_free(s, e);
+        return rc;
+    }
+    if (pd && !(kflags & AX_PK_ASK))
+        ax_pending_complete(s, pd->slot, pd->gen, AX_OK, NULL, 0);
+    return AX_OK;
+}
+
+static int send_now(ax_server *s, struct ax_route_shard *rs, const char *type, size_t tlen, const char *key,
+                    size_t klen, unsigned kflags, const char *msg, size_t mlen, const void *p, size_t n, ax_ref from,
+                    ax_pending *pd)
+{
+    if (strcmp(rs->owner, s->route_owner) == 0)
+        return deliver_local(s, type, tlen, key, klen, kflags, msg, mlen, p, n, from, pd);
+    return ax_cluster_keyed_send(s, rs->owner, type, tlen, key, klen, rs->epoch, kflags, msg, mlen, p, n, from, pd);
+}
+
+static void owner_cb(void *ud, uint32_t shard, const ax_lease_result *r)
+{
+    ax_server *s = ud;
+    if (!s->route_shards)
+        return;
+    struct ax_route_shard *rs = &s->route_shards[shard];
+    rs->fetching = 0;
+    rs->owner[0] = 0;
+    if (r->status == AX_OK && r->granted && r->owner_len && r->owner_len < sizeof rs->owner) {
+        memcpy(rs->owner, r->owner, r->owner_len);
+        rs->owner[r->owner_len] = 0;
+        rs->epoch = r->epoch;
+        rs->at = ev_now(s->loop);
+    }
+    if (!rs->owner[0]) {
+        /* nobody holds it now (its owner died and the lease has not been taken over
+         * yet): a retryable error, as the issue allows, rather than a silent drop */
+        fail_waiters(s, rs, r->status == AX_OK ? AX_EBUSY : r->status);
+        return;
+    }
+    route_wait *w;
+    while ((w = rs->head)) {
+        rs->head = w->next;
+        rs->n_wait--;
+        ax_pending *pd = w->pd_slot ? ax_slots_get(&s->pending, w->pd_slot, w->pd_gen) : NULL;
+        const char *type = w->data, *key = type + w->tlen, *msg = key + w->klen, *pl = msg + w->mlen;
+        if (!w->pd_slot || pd) { /* skip asks that timed out while waiting */
+            int rc = send_now(s, rs, type, w->tlen, key, w->klen, w->kflags, msg, w->mlen, pl, w->plen, w->from, pd);
+            if (rc)
+                complete(s, w->pd_slot, w->pd_gen, rc);
+        }
+        ax_free(w);
+    }
+    rs->tail = NULL;
+}
+
+int ax_route_send(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
+                  const char *msg, size_t mlen, const void *p, size_t n, ax_ref from, ax_pending *pd)
+{
+    if (!s->shards || !s->route_shards || !s->cluster)
+        return AX_EBUSY; /* alone: a shard we do not hold has no other owner to go to */
+    uint32_t shard = ax_shard_of(key, klen, s->cfg.shard_count);
+    struct ax_route_shard *rs = &s->route_shards[shard];
+    if (rs->owner[0] && ev_now(s->loop) - rs->at < OWNER_CACHE_S && !rs->head) {
+        int rc = send_now(s, rs, type, tlen, key, klen, kflags, msg, mlen, p, n, from, pd);
+        if (rc != AX_ENOCONN && rc != AX_ENOTFOUND)
+            return rc;
+        rs->owner[0] = 0; /* the cached owner is gone: look it up again */
+    }
+    if (rs->n_wait >= MAX_WAITERS)
+        return AX_EBUSY;
+    route_wait *w = ax_try_malloc(sizeof *w + tlen + klen + mlen + n);
+    if (!w)
+        return AX_ENOMEM;
+    w->next = NULL;
+    w->kflags = kflags;
+    w->pd_slot = pd ? pd->slot : 0;
+    w->pd_gen = pd ? pd->gen : 0;
+    w->from = from;
+    w->tlen = tlen;
+    w->klen = klen;
+    w->mlen = mlen;
+    w->plen = n;
+    memcpy(w->data, type, tlen);
+    memcpy(w->data + tlen, key, klen);
+    memcpy(w->data + tlen + klen, msg, mlen);
+    if (n)
+        memcpy(w->data + tlen + klen + mlen, p, n);
+    if (!rs->fetching) {
+        int rc = ax_lease_get(s->lease_store, shard, owner_cb, s);
+        if (rc) {
+            ax_free(w);
+            return rc;
+        }
+        rs->fetching = 1;
+    }
+    if (rs->tail)
+        rs->tail->next = w;
+    else
+        rs->head = w;
+    rs->tail = w;
+    rs->n_wait++;
+    return AX_OK;
 }

@@ -204,6 +204,9 @@ typedef struct ax_server {
     struct ax_lease_store *lease_store;
     ev_timer shards_grace;
     int shards_stopped;
+    struct ax_route_shard *route_shards; /* per shard: cached owner, waiting messages */
+    char route_owner[256];               /* this node's lease owner id */
+    ev_timer membership;
 
     /* client listener (listener.c) */
     int listen_fd;
@@ -297,6 +300,13 @@ uint32_t ax_route_shard_of(ax_server *s, const char *key, size_t klen);
  * here) or AX_ESTALE (msg_epoch is not the current epoch); msg_epoch 0 = not fenced. */
 int ax_route_check(ax_server *s, const char *key, size_t klen, uint64_t msg_epoch, uint64_t *epoch, const char **why);
 uint64_t ax_route_actor_epoch(ax_server *s, const ax_actor *a);
+/* A keyed message for a shard this node does not serve: forward it to the shard's
+ * owner (looked up in the lease store, cached briefly). kflags: AX_PK_DIRECT, AX_PK_ASK
+ * (proto/peer.h). pd NULL: fire-and-forget; else completed exactly once (ask: reply;
+ * tell: empty OK once the owner queued it; or an error: EBUSY when no node holds the
+ * shard now, ESTALE, ENOCONN...). An error return leaves pd untouched. */
+int ax_route_send(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
+                  const char *msg, size_t mlen, const void *p, size_t n, ax_ref from, ax_pending *pd);
 struct cJSON *ax_route_shards_json(ax_server *s, int all);
 void ax_route_status(ax_server *s, struct cJSON *doc); /* adds "shards" and "lease_store" */
 

@@ -43,6 +43,7 @@ const char *ax_peer_type_name(uint8_t type)
     case AX_PT_TELL: return "TELL";
     case AX_PT_ASK: return "ASK";
     case AX_PT_REPLY: return "REPLY";
+    case AX_PT_KEYED: return "KEYED";
     }
     return "?";
 }
@@ -323,6 +324,18 @@ void ax_peer_rec_put(ax_wbuf *b, uint8_t type, const ax_peer_rec *r)
         ax_wbuf_u32(b, (uint32_t)r->status);
         ax_wbuf_blob(b, r->payload, r->payload_len);
         break;
+    case AX_PT_KEYED:
+        ax_wbuf_u64(b, r->req);
+        ax_wbuf_u64(b, r->epoch);
+        ax_wbuf_u8(b, r->kflags);
+        ax_wbuf_str(b, r->ktype, r->ktype_len);
+        ax_wbuf_str(b, r->key, r->key_len);
+        ax_wbuf_u64(b, r->from_id);
+        ax_wbuf_u32(b, r->from_gen);
+        ax_wbuf_u32(b, r->timeout_ms);
+        ax_wbuf_str(b, r->msg, r->msg_len);
+        ax_wbuf_blob(b, r->payload, r->payload_len);
+        break;
     default:
         if (!b->err)
             b->err = AX_EINVAL;
@@ -379,6 +392,28 @@ int ax_peer_rec_next(ax_rbuf *r, uint8_t type, ax_peer_rec *out, const char **wh
         ax_rbuf_blob(r, &t.payload, &t.payload_len);
         if (!r->err && t.status > 0)
             fail(r, "REPLY: positive status");
+        break;
+    case AX_PT_KEYED:
+        t.req = ax_rbuf_u64(r);
+        t.epoch = ax_rbuf_u64(r);
+        t.kflags = ax_rbuf_u8(r);
+        ax_rbuf_str(r, &t.ktype, &t.ktype_len);
+        ax_rbuf_str(r, &t.key, &t.key_len);
+        t.from_id = ax_rbuf_u64(r);
+        t.from_gen = ax_rbuf_u32(r);
+        t.timeout_ms = ax_rbuf_u32(r);
+        ax_rbuf_str(r, &t.msg, &t.msg_len);
+        ax_rbuf_blob(r, &t.payload, &t.payload_len);
+        if (r->err)
+            break;
+        if (t.kflags & ~AX_PK_KNOWN)
+            fail(r, "KEYED: unknown flags");
+        else if (ax_name_valid(t.ktype, t.ktype_len) != 0 || ax_key_valid(t.key, t.key_len) != 0)
+            fail(r, "KEYED: invalid type name or key");
+        else if (ax_name_valid(t.msg, t.msg_len) != 0)
+            fail(r, "KEYED: message name is not a valid name");
+        else if ((t.kflags & AX_PK_ASK) && (t.req == 0 || t.timeout_ms == 0))
+            fail(r, "KEYED: an ask needs a request id and a timeout");
         break;
     default:
         fail(r, "frame type has no records");
@@ -440,7 +475,8 @@ int ax_peer_body_validate(uint8_t type, const void *p, size_t n, const char **wh
     case AX_PT_DOWN:
     case AX_PT_TELL:
     case AX_PT_ASK:
-    case AX_PT_REPLY: return records_validate(type, p, n, why);
+    case AX_PT_REPLY:
+    case AX_PT_KEYED: return records_validate(type, p, n, why);
     }
     if (why)
         *why = "unknown peer frame type";

@@ -45,6 +45,7 @@ enum ax_peer_type {
     AX_PT_TELL = 0x60,      /* records: u64 to_id, u32 to_gen, u64 from_id, u32 from_gen, str msg, blob payload */
     AX_PT_ASK = 0x61,       /* records: u64 req, u64 to_id, u32 to_gen, u64 from_id, u32 from_gen, u32 timeout_ms, str msg, blob payload */
     AX_PT_REPLY = 0x62,     /* records: u64 req, i32 status, blob payload */
+    AX_PT_KEYED = 0x63,     /* records: u64 req, u64 epoch, u8 kflags, str type, str key, u64 from_id, u32 from_gen, u32 timeout_ms, str msg, blob payload */
 };
 
 int ax_peer_type_known(uint8_t type);
@@ -123,7 +124,17 @@ typedef struct ax_peer_rec {
     size_t msg_len;
     const void *payload;
     size_t payload_len;
+    /* KEYED: a message routed by (type, key) to the node holding the key's shard */
+    const char *ktype, *key;
+    size_t ktype_len, key_len;
+    uint64_t epoch;  /* the shard epoch the sender believes current; 0 = not fenced */
+    uint8_t kflags;  /* AX_PK_DIRECT, AX_PK_ASK */
 } ax_peer_rec;
+
+#define AX_PK_DIRECT 0x01u /* deliver only to a live keyed actor (else ENOTFOUND) */
+#define AX_PK_ASK 0x02u    /* an ask: REPLY after the handler; else req != 0 asks for an
+                            * acknowledgement (REPLY, empty) once the message is queued */
+#define AX_PK_KNOWN 0x03u
 /* Append one record of type to b (the caller has begun a frame of that type). */
 void ax_peer_rec_put(ax_wbuf *b, uint8_t type, const ax_peer_rec *r);
 /* Read the next record: 1 = got one, 0 = end of body, AX_EPROTO = malformed (why set).

@@ -483,7 +483,7 @@ START_TEST(protocol_md_peer_section_matches_peer_h)
 #undef C
 #define T(x) {#x, AX_PT_##x, 0}
         T(HELLO), T(HELLO_ACK), T(AUTH), T(AUTH_OK), T(REFUSE), T(PING), T(PONG), T(CLOSE), T(MONITOR),
-        T(DEMONITOR), T(DOWN), T(TELL), T(ASK), T(REPLY),
+        T(DEMONITOR), T(DOWN), T(TELL), T(ASK), T(REPLY), T(KEYED),
 #undef T
     };
     char line[1024];

@@ -417,7 +417,7 @@ void ax_cluster_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref
 
 /* ---------------- incoming records ---------------- */
 
-static void send_reply(ax_cluster *cl, ax_cl_inc *inc, uint64_t req, int status, const void *p, size_t n)
+void ax_cl_send_reply(ax_cluster *cl, ax_cl_inc *inc, uint64_t req, int status, const void *p, size_t n)
 {
     ax_peer_rec r = {.req = req, .status = status, .payload = p, .payload_len = n};
     int rc = ax_cl_queue(cl, inc, AX_PT_REPLY, &r);
@@ -429,13 +429,13 @@ static void send_reply(ax_cluster *cl, ax_cl_inc *inc, uint64_t req, int status,
 }
 
 /* The runtime finished an ask that came from a peer: send the REPLY back. */
-static void remote_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+void ax_cl_remote_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
 {
     ax_cluster *cl = cl_of(s);
     ax_cl_inc *inc = inc_get(cl, p->u.client.conn_slot);
     uint64_t req = (uint64_t)p->u.client.req_id << 32 | p->u.client.conn_gen;
     if (inc && !inc->down)
-        send_reply(cl, inc, req, status, data, status == AX_OK ? n : 0);
+        ax_cl_send_reply(cl, inc, req, status, data, status == AX_OK ? n : 0);
 }
 
 static void on_tell(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
@@ -463,14 +463,14 @@ static void on_ask(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
     ax_server *s = cl->s;
     ax_actor *a = r->to_id <= UINT32_MAX ? ax_actor_get(s, (ax_ref){r->to_id, r->to_gen, 0}) : NULL;
     if (!a) {
-        send_reply(cl, inc, r->req, AX_ENOPROC, NULL, 0);
+        ax_cl_send_reply(cl, inc, r->req, AX_ENOPROC, NULL, 0);
         return;
     }
     ax_env *e = ax_env_new(s, r->payload_len);
-    ax_pending *pd = e ? ax_pending_new(s, r->timeout_ms, remote_ask_done) : NULL;
+    ax_pending *pd = e ? ax_pending_new(s, r->timeout_ms, ax_cl_remote_ask_done) : NULL;
     if (!pd) {
         ax_env_free(s, e);
-        send_reply(cl, inc, r->req, AX_ENOMEM, NULL, 0);
+        ax_cl_send_reply(cl, inc, r->req, AX_ENOMEM, NULL, 0);
         return;
     }
     pd->u.client.conn_slot = inc->idx;
@@ -566,6 +566,7 @@ void ax_cl_on_frame(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const uint8_t 
         case AX_PT_MONITOR: on_monitor(cl, inc, &r); break;
         case AX_PT_DEMONITOR: on_demonitor(cl, inc, &r); break;
         case AX_PT_DOWN: on_down(cl, inc, &r); break;
+        case AX_PT_KEYED: ax_cl_on_keyed(cl, inc, &r); break;
         default: return;
         }
     }

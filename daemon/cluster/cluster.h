@@ -59,6 +59,17 @@ int ax_cluster_node_of(ax_server *s, const char *wire_id, size_t len, uint32_t *
 /* The wire id of a ref's node ("" for 0 / unknown). */
 const char *ax_cluster_node_wire_id(ax_server *s, uint32_t node);
 
+/* Keyed routing (keyed.c): send a (type, key) message to the node whose lease owner id
+ * is `owner` ("name@boot-<hex>"), fenced by epoch. pd NULL: fire-and-forget tell; else
+ * pd completes exactly once: for an ask (kflags AX_PK_ASK) with the reply, for a tell
+ * with an empty OK once the owner queued it, or with the owner's error (EBUSY, ESTALE,
+ * ENOTFOUND for DIRECT...) or AX_ENOCONN. An error return leaves pd untouched. */
+int ax_cluster_keyed_send(ax_server *s, const char *owner, const char *type, size_t tlen, const char *key,
+                          size_t klen, uint64_t epoch, unsigned kflags, const char *msg, size_t mlen, const void *p,
+                          size_t n, ax_ref from, ax_pending *pd);
+/* Nodes up now, this one included (>= 1): the fair-share divisor of the shard manager. */
+uint32_t ax_cluster_live_nodes(ax_server *s);
+
 /* {"node": ..., "peers": [{name, wire_id, session, state, rtt_ms, bytes_in, ...}]} */
 struct cJSON *ax_cluster_nodes_json(ax_server *s);
 

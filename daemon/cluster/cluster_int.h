@@ -126,5 +126,11 @@ void ax_cl_on_frame(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const uint8_t 
 /* The incarnation is declared down: fail asks, fire monitors (noconnection), drop queues. */
 void ax_cl_inc_down(ax_cluster *cl, ax_cl_inc *inc, const char *why);
 ax_cl_inc *ax_cl_inc_new(ax_cluster *cl, ax_cl_node *n, const char *boot);
+void ax_cl_send_reply(ax_cluster *cl, ax_cl_inc *inc, uint64_t req, int status, const void *p, size_t n);
+/* pending-ask completion for asks that came from a peer: sends the REPLY back */
+void ax_cl_remote_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n);
+
+/* ---- keyed.c ---- */
+void ax_cl_on_keyed(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r);
 
 #endif

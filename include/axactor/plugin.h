@@ -157,6 +157,14 @@ typedef struct ax_api {
                         const ax_spawn_opts *o, ax_ref *out);
     int (*subscribe_events)(ax_ctx *cx, int on); /* lifecycle events as "$event" messages */
     const char *(*key)(ax_ctx *cx); /* the running keyed actor's key, or NULL */
+    /* Routed messages to the keyed actor of (type, key), wherever in the cluster its
+     * shard lives: "ensure" spawns it if absent; direct != 0 delivers only to a live
+     * one (else the reply is AX_ENOTFOUND). A message to another node may still fail
+     * there; tell_key then loses it, ask_key's reply carries the error. */
+    int (*tell_key)(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
+                    int direct);
+    int (*ask_key)(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
+                   uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag, int direct);
 } ax_api;
 
 /* The first member of every ax_ctx is the daemon's function table. */
@@ -206,6 +214,26 @@ static inline int ax_spawn(ax_ctx *cx, const char *type, const ax_spawn_opts *o,
 }
 static inline int ax_stop(ax_ctx *cx, ax_ref who, const char *reason) { return ax_api_of(cx)->stop(cx, who, reason); }
 static inline uint64_t ax_ctx_epoch(ax_ctx *cx) { return ax_api_of(cx)->epoch(cx); }
+/* Routed ("ensure") messages to the keyed actor of (type, key) anywhere in the cluster;
+ * AX_ENOTSUP from a daemon older than this ABI addition. */
+static inline int ax_tell_key(ax_ctx *cx, const char *type, const char *key, const char *msg, const void *p,
+                              size_t n)
+{
+    uint32_t id = ax_msg_id(cx, msg);
+    if (!AX_API_HAS(cx, tell_key))
+        return AX_ENOTSUP;
+    return id ? ax_api_of(cx)->tell_key(cx, type, key, id, p, n, 0) : AX_EINVAL;
+}
+static inline int ax_ask_key(ax_ctx *cx, const char *type, const char *key, const char *msg, const void *p,
+                             size_t n, uint32_t timeout_ms, const char *reply_msg, uint64_t tag)
+{
+    uint32_t id = ax_msg_id(cx, msg), rid = ax_msg_id(cx, reply_msg);
+    if (!AX_API_HAS(cx, ask_key))
+        return AX_ENOTSUP;
+    if (!id || !rid)
+        return AX_EINVAL;
+    return ax_api_of(cx)->ask_key(cx, type, key, id, p, n, timeout_ms, rid, tag, 0);
+}
 static inline void ax_plog(ax_ctx *cx, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static inline void ax_plog(ax_ctx *cx, int level, const char *fmt, ...)
 {

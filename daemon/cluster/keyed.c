@@ -1,0 +1,127 @@
+/* Keyed messages between nodes: a (type, key) message for a shard this node does not
+ * hold travels as a KEYED record to the node that holds the shard's lease, with the
+ * shard epoch the sender believes current. The receiver routes it through its own
+ * registry with fencing: a stale epoch (ESTALE) or a shard it no longer serves (EBUSY)
+ * is answered as an error, never delivered. */
+#include <string.h>
+
+#include "ax_mem.h"
+#include "cluster_int.h"
+#include "log.h"
+
+#define KEY8(p) ((const char *)(p)), 8
+
+void ax_cl_on_keyed(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
+{
+    ax_server *s = cl->s;
+    ax_ref ref;
+    const char *why = NULL;
+    int ask = (r->kflags & AX_PK_ASK) != 0;
+    int rc = ax_registry_route(s, r->ktype, r->ktype_len, r->key, r->key_len, r->epoch,
+                               !(r->kflags & AX_PK_DIRECT), &ref, &why);
+    ax_actor *a = rc ? NULL : ax_actor_get(s, ref);
+    uint32_t id = a ? ax_msg_lookup(s, r->msg, r->msg_len) : 0;
+    if (!rc && !a)
+        rc = AX_ENOPROC;
+    if (!rc && !ax_actor_handles(a, id))
+        rc = AX_ENOMSG;
+    ax_env *e = rc ? NULL : ax_env_new(s, r->payload_len);
+    if (!rc && !e)
+        rc = AX_ENOMEM;
+    if (rc) {
+        if (r->req)
+            ax_cl_send_reply(cl, inc, r->req, rc, NULL, 0);
+        else
+            cl->remote_dropped++;
+        return;
+    }
+    if (r->payload_len)
+        memcpy(e->data, r->payload, r->payload_len);
+    e->m.id = id;
+    e->epoch = r->epoch;
+    if (r->from_id)
+        e->m.from = (ax_ref){r->from_id, r->from_gen, inc->idx};
+    ax_pending *pd = NULL;
+    if (ask) {
+        pd = ax_pending_new(s, r->timeout_ms, ax_cl_remote_ask_done);
+        if (!pd) {
+            ax_env_free(s, e);
+            ax_cl_send_reply(cl, inc, r->req, AX_ENOMEM, NULL, 0);
+            return;
+        }
+        pd->u.client.conn_slot = inc->idx;
+        pd->u.client.conn_gen = (uint32_t)r->req;
+        pd->u.client.req_id = (uint32_t)(r->req >> 32);
+        e->ask = pd->slot;
+        e->ask_gen = pd->gen;
+    }
+    rc = ax_actor_deliver(s, a, e);
+    if (rc) {
+        e->ask = 0;
+        ax_env_free(s, e);
+        if (pd)
+            ax_pending_complete(s, pd->slot, pd->gen, rc, NULL, 0); /* sends the error back */
+        else if (r->req)
+            ax_cl_send_reply(cl, inc, r->req, rc, NULL, 0);
+        else
+            cl->remote_dropped++;
+        return;
+    }
+    if (!ask && r->req)
+        ax_cl_send_reply(cl, inc, r->req, AX_OK, NULL, 0); /* acknowledged: it is queued */
+}
+
+int ax_cluster_keyed_send(ax_server *s, const char *owner, const char *type, size_t tlen, const char *key,
+                          size_t klen, uint64_t epoch, unsigned kflags, const char *msg, size_t mlen, const void *p,
+                          size_t n, ax_ref from, ax_pending *pd)
+{
+    ax_cluster *cl = s->cluster;
+    char wid[AX_NODE_ID_MAX + 32];
+    uint32_t node;
+    if (!cl)
+        return AX_ENOTFOUND;
+    /* the lease owner is "name@boot-<hex>"; any session of that boot is the same node */
+    snprintf(wid, sizeof wid, "%s-session-1", owner);
+    int rc = ax_cluster_node_of(s, wid, strlen(wid), &node);
+    if (rc)
+        return rc;
+    if (node == 0 || node > cl->n_incs)
+        return AX_EINVAL;
+    ax_cl_inc *inc = cl->incs[node - 1];
+    if (inc->down)
+        return AX_ENOCONN;
+    ax_peer_rec r = {.epoch = epoch, .kflags = (uint8_t)kflags, .ktype = type, .ktype_len = tlen, .key = key,
+                     .key_len = klen, .msg = msg, .msg_len = mlen, .payload = p, .payload_len = n};
+    if (from.node == 0) {
+        r.from_id = from.id;
+        r.from_gen = from.gen;
+    }
+    if (pd) {
+        double rem = ev_timer_remaining(s->loop, &pd->timer);
+        r.req = ++cl->next_req;
+        r.timeout_ms = rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : s->cfg.ask_timeout_ms;
+    }
+    rc = ax_cl_queue(cl, inc, AX_PT_KEYED, &r);
+    if (rc)
+        return rc;
+    if (pd) {
+        ax_cl_ask *a = ax_malloc(sizeof *a);
+        a->req = r.req;
+        a->pd_slot = pd->slot;
+        a->pd_gen = pd->gen;
+        a->deadline = ev_now(s->loop) + r.timeout_ms / 1000.0 + 2 * cl->hb_timeout;
+        ax_hmap_put(&inc->asks, KEY8(&a->req), a);
+    }
+    return AX_OK;
+}
+
+uint32_t ax_cluster_live_nodes(ax_server *s)
+{
+    ax_cluster *cl = s->cluster;
+    uint32_t n = 1;
+    if (!cl)
+        return 1;
+    for (ax_cl_node *nd = cl->nodes; nd; nd = nd->next)
+        n += nd->state == NS_UP;
+    return n;
+}
