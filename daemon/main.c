@@ -123,7 +123,7 @@ int main(int argc, char **argv)
     }
     /* Secure by default: a cluster without auth_token (and without allow_insecure_auth)
      * is refused here, before anything starts; --check-config reports it too. */
-    if (!print && ax_cluster_config_check(&cfg, err, sizeof err) != 0) {
+    if (!print && (ax_cluster_config_check(&cfg, err, sizeof err) != 0 || ax_shards_config_check(&cfg, err, sizeof err) != 0)) {
         fprintf(stderr, "axactord: %s\n", err);
         ax_config_free(&cfg);
         return 1;
