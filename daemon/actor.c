@@ -642,53 +642,55 @@ static void actor_ask_done(ax_server *s, ax_pending *p, int status, const void *
         ax_env_free(s, e);
 }
 
+/* A pending ask whose reply goes to the running actor as message reply_msg. */
+static ax_pending *actor_pending(ax_ctx *cx, uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag)
+{
+    ax_server *s = cx->srv;
+    ax_pending *pd = ax_pending_new(s, timeout_ms ? timeout_ms : s->cfg.ask_timeout_ms, actor_ask_done);
+    if (pd) {
+        pd->u.actor.asker = (ax_ref){cx->self->slot, cx->self->gen, 0};
+        pd->u.actor.reply_msg = reply_msg;
+        pd->u.actor.tag = tag;
+    }
+    return pd;
+}
+
+/* Drop a pending ask that was never handed on: no completion runs. */
+static void pending_discard(ax_server *s, ax_pending *pd)
+{
+    ax_slots_release(&s->pending, pd->slot);
+    ev_timer_stop(s->loop, &pd->timer);
+    ax_free(pd);
+}
+
 static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, uint32_t timeout_ms,
                    uint32_t reply_msg, uint64_t tag)
 {
     ax_server *s = cx->srv;
-    ax_env *e;
-    if (!reply_msg || reply_msg > s->n_msg_ids || !cx->self)
+    ax_env *e = NULL;
+    int rc;
+    if (!reply_msg || reply_msg > s->n_msg_ids || !cx->self || !msg || msg > s->n_msg_ids || to.node == AX_NODE_CLIENT)
         return AX_EINVAL;
-    if (to.node != 0) {
-        if (to.node == AX_NODE_CLIENT || !msg || msg > s->n_msg_ids)
-            return AX_EINVAL;
-        ax_pending *pd = ax_pending_new(s, timeout_ms ? timeout_ms : s->cfg.ask_timeout_ms, actor_ask_done);
-        if (!pd)
-            return AX_ENOMEM;
-        pd->u.actor.asker = (ax_ref){cx->self->slot, cx->self->gen, 0};
-        pd->u.actor.reply_msg = reply_msg;
-        pd->u.actor.tag = tag;
-        int rc = ax_cluster_ask(s, to, msg, p, n, pd);
-        if (rc) { /* refused at once: pd is still ours */
-            ax_slots_release(&s->pending, pd->slot);
-            ev_timer_stop(s->loop, &pd->timer);
-            ax_free(pd);
-            return rc;
-        }
-        s->ctr.asks++;
-        return AX_OK;
-    }
-    int rc = send_user(s, cx, to, msg, p, n, &e);
-    if (rc)
+    if (to.node == 0 && (rc = send_user(s, cx, to, msg, p, n, &e)))
         return rc;
-    ax_pending *pd = ax_pending_new(s, timeout_ms ? timeout_ms : s->cfg.ask_timeout_ms, actor_ask_done);
+    ax_pending *pd = actor_pending(cx, timeout_ms, reply_msg, tag);
     if (!pd) {
         ax_env_free(s, e);
         return AX_ENOMEM;
     }
-    pd->u.actor.asker = (ax_ref){cx->self->slot, cx->self->gen, 0};
-    pd->u.actor.reply_msg = reply_msg;
-    pd->u.actor.tag = tag;
-    e->ask = pd->slot;
-    e->ask_gen = pd->gen;
-    rc = ax_actor_deliver(s, ax_actor_get(s, to), e);
-    if (rc) {
-        /* refused: the ask ends now with an error return, not a reply message */
-        e->ask = 0;
-        ax_env_free(s, e);
-        ax_slots_release(&s->pending, pd->slot);
-        ev_timer_stop(s->loop, &pd->timer);
-        ax_free(pd);
+    if (to.node != 0) {
+        rc = ax_cluster_ask(s, to, msg, p, n, pd); /* a remote ref: only the bytes cross */
+    } else {
+        e->ask = pd->slot;
+        e->ask_gen = pd->gen;
+        rc = ax_actor_deliver(s, ax_actor_get(s, to), e);
+        if (rc) {
+            e->ask = 0;
+            ax_env_free(s, e);
+        }
+    }
+    if (rc) { /* refused at once: the ask ends with this return, not a reply message */
+        pending_discard(s, pd);
         return rc;
     }
     s->ctr.asks++;
@@ -914,17 +916,12 @@ static int api_ask_key(ax_ctx *cx, const char *type, const char *key, uint32_t m
     ax_server *s = cx->srv;
     if (!cx->self || !reply_msg || reply_msg > s->n_msg_ids)
         return AX_EINVAL;
-    ax_pending *pd = ax_pending_new(s, timeout_ms ? timeout_ms : s->cfg.ask_timeout_ms, actor_ask_done);
+    ax_pending *pd = actor_pending(cx, timeout_ms, reply_msg, tag);
     if (!pd)
         return AX_ENOMEM;
-    pd->u.actor.asker = (ax_ref){cx->self->slot, cx->self->gen, 0};
-    pd->u.actor.reply_msg = reply_msg;
-    pd->u.actor.tag = tag;
     int rc = key_send(cx, type, key, msg, p, n, direct, pd);
     if (rc) { /* refused at once: the ask ends with this return, not a reply message */
-        ax_slots_release(&s->pending, pd->slot);
-        ev_timer_stop(s->loop, &pd->timer);
-        ax_free(pd);
+        pending_discard(s, pd);
         return rc;
     }
     s->ctr.asks++;
