@@ -87,25 +87,10 @@ void ax_registry_remove(ax_server *s, ax_actor *a)
     a->kprev = a->knext = NULL;
 }
 
-int ax_registry_route(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen, uint64_t msg_epoch,
-                      int spawn, ax_ref *out, const char **why)
-{
-    uint64_t epoch;
-    const char *dummy;
-    if (!why)
-        why = &dummy;
-    if (klen == 0 || klen > AX_KEY_MAX) {
-        *why = "invalid key";
-        return AX_EINVAL;
-    }
-    int rc = ax_route_check(s, key, klen, msg_epoch, &epoch, why);
-    if (rc)
-        return rc;
-    return ax_registry_get_or_spawn(s, type, tlen, key, klen, NULL, spawn, out, why);
-}
-
-int ax_registry_get_or_spawn(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen,
-                             const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
+/* Find or spawn; msg_epoch fences a routed message (0 = not fenced). The shard check
+ * is done once here, for both entry points. */
+static int get_or_spawn(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen,
+                        uint64_t msg_epoch, const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
 {
     const char *dummy;
     char buf[AX_NAME_MAX + 1 + AX_KEY_MAX];
@@ -116,7 +101,7 @@ int ax_registry_get_or_spawn(ax_server *s, const char *type, size_t tlen, const 
         return AX_EINVAL;
     }
     uint64_t epoch;
-    int frc = ax_route_check(s, key, klen, 0, &epoch, why);
+    int frc = ax_route_check(s, key, klen, msg_epoch, &epoch, why);
     if (frc)
         return frc; /* this node does not serve the key's shard now */
     memcpy(buf, type, tlen);
@@ -150,4 +135,16 @@ int ax_registry_get_or_spawn(ax_server *s, const char *type, size_t tlen, const 
         reaper_arm(s, ms);
     }
     return rc;
+}
+
+int ax_registry_get_or_spawn(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen,
+                             const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
+{
+    return get_or_spawn(s, type, tlen, key, klen, 0, o, spawn, out, why);
+}
+
+int ax_registry_route(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen, uint64_t msg_epoch,
+                      int spawn, ax_ref *out, const char **why)
+{
+    return get_or_spawn(s, type, tlen, key, klen, msg_epoch, NULL, spawn, out, why);
 }
