@@ -4,6 +4,7 @@
  * actors with the manager's reason (lease_lost, handover, shutdown) the moment it stops
  * serving it. Without a lease manager (not started) every shard is local. */
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "ax_mem.h"
@@ -37,6 +38,21 @@ struct ax_route_shard {
     route_wait *head, *tail;
     uint32_t n_wait;
 };
+
+/* The per-shard table, with what an owner lookup's callback needs to find its server.
+ * A lookup in flight on a store the server does not own (ax_route_start_store) may
+ * answer after ax_route_free: the table is then detached (s = NULL) and freed by the
+ * last such answer, so the callback never touches a server that is gone. */
+typedef struct route_tab {
+    ax_server *s;
+    uint32_t fetching; /* owner lookups in flight */
+    struct ax_route_shard sh[];
+} route_tab;
+
+static route_tab *tab_of(struct ax_route_shard *sh)
+{
+    return (route_tab *)(void *)((char *)sh - offsetof(route_tab, sh));
+}
 
 static uint32_t actor_shard(ax_server *s, const ax_actor *a)
 {
@@ -86,11 +102,8 @@ static void membership_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ax_shards_set_live_nodes(s->shards, ax_cluster_live_nodes(s));
 }
 
-int ax_route_start(ax_server *s, char *err, size_t errlen)
+static int route_start(ax_server *s, char *err, size_t errlen)
 {
-    s->lease_store = ax_lease_store_from_config(s->loop, &s->cfg, err, errlen);
-    if (!s->lease_store)
-        return AX_ECONFIG;
     /* the owner id is the wire id without the session part: a restarted node (new
      * boot hex) is a new owner, a re-handshake of the same process is not */
     char owner[sizeof s->node_id];
@@ -103,19 +116,44 @@ int ax_route_start(ax_server *s, char *err, size_t errlen)
     ax_shards_cbs cb = {.on_acquired = on_acquired, .on_lost = on_lost, .on_stopped = on_stopped, .ud = s};
     s->shards = ax_shards_new(s->loop, s->lease_store, &sc, &cb, err, errlen);
     if (!s->shards) {
-        ax_lease_store_free(s->lease_store);
+        if (!s->lease_store_borrowed)
+            ax_lease_store_free(s->lease_store);
         s->lease_store = NULL;
+        s->lease_store_borrowed = 0;
         return AX_ECONFIG;
     }
     ax_shards_start(s->shards);
     snprintf(s->route_owner, sizeof s->route_owner, "%s", owner);
-    s->route_shards = ax_calloc(s->cfg.shard_count, sizeof *s->route_shards);
+    route_tab *tab = ax_calloc(1, sizeof *tab + (size_t)s->cfg.shard_count * sizeof tab->sh[0]);
+    tab->s = s;
+    s->route_shards = tab->sh;
     ev_timer_init(&s->membership, membership_cb, MEMBERSHIP_POLL, MEMBERSHIP_POLL);
     s->membership.data = s;
     ev_timer_start(s->loop, &s->membership);
-    ax_log(AX_LOG_INFO, "shard", "%u shards, lease store %s, ttl %u ms", s->cfg.shard_count, s->cfg.lease_store,
-           s->cfg.lease_ttl_ms);
+    ax_log(AX_LOG_INFO, "shard", "%u shards, lease store %s, ttl %u ms", s->cfg.shard_count,
+           s->lease_store_borrowed ? "(given)" : s->cfg.lease_store, s->cfg.lease_ttl_ms);
     return AX_OK;
+}
+
+int ax_route_start(ax_server *s, char *err, size_t errlen)
+{
+    s->lease_store = ax_lease_store_from_config(s->loop, &s->cfg, err, errlen);
+    if (!s->lease_store)
+        return AX_ECONFIG;
+    s->lease_store_borrowed = 0;
+    return route_start(s, err, errlen);
+}
+
+int ax_route_start_store(ax_server *s, ax_lease_store *store, char *err, size_t errlen)
+{
+    if (!store || store->n_shards != s->cfg.shard_count) {
+        snprintf(err, errlen, "lease store has %u shards, shards.count is %u", store ? store->n_shards : 0,
+                 s->cfg.shard_count);
+        return AX_ECONFIG;
+    }
+    s->lease_store = store;
+    s->lease_store_borrowed = 1;
+    return route_start(s, err, errlen);
 }
 
 /* Begin releasing the leases. Returns 1 if the caller must keep the loop running
@@ -154,9 +192,16 @@ void ax_route_free(ax_server *s)
     }
     ax_shards_free(s->shards); /* manager before store */
     s->shards = NULL;
-    ax_lease_store_free(s->lease_store); /* cancels owner lookups (their callbacks run) */
+    if (!s->lease_store_borrowed)
+        ax_lease_store_free(s->lease_store); /* cancels owner lookups (their callbacks run) */
     s->lease_store = NULL;
-    ax_free(s->route_shards);
+    s->lease_store_borrowed = 0;
+    if (s->route_shards) {
+        route_tab *tab = tab_of(s->route_shards);
+        tab->s = NULL;
+        if (!tab->fetching)
+            ax_free(tab); /* else the last lookup's answer frees it */
+    }
     s->route_shards = NULL;
 }
 
@@ -291,21 +336,61 @@ static int deliver_local(ax_server *s, const char *type, size_t tlen, const char
     return AX_OK;
 }
 
+/* The owner's answer to a forwarded message, on its way to the original request (whose
+ * slot and gen are kept in u.client, the shard in req_id). EBUSY / ESTALE mean the
+ * cached owner or epoch is out of date, ENOCONN that the owner is gone: forget it, so
+ * the next message for the shard looks the owner up again instead of failing for the
+ * rest of the cache time. */
+static void keyed_reply(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+{
+    uint32_t shard = p->u.client.req_id;
+    if ((status == AX_EBUSY || status == AX_ESTALE || status == AX_ENOCONN) && s->route_shards &&
+        shard < s->cfg.shard_count)
+        s->route_shards[shard].owner[0] = 0;
+    ax_pending_complete(s, p->u.client.conn_slot, p->u.client.conn_gen, status, data, n);
+}
+
+static void keyed_unsent(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+{
+    (void)s, (void)p, (void)status, (void)data, (void)n; /* the caller answers the original request */
+}
+
 static int send_now(ax_server *s, struct ax_route_shard *rs, const char *type, size_t tlen, const char *key,
                     size_t klen, unsigned kflags, const char *msg, size_t mlen, const void *p, size_t n, ax_ref from,
                     ax_pending *pd)
 {
     if (strcmp(rs->owner, s->route_owner) == 0)
         return deliver_local(s, type, tlen, key, klen, kflags, msg, mlen, p, n, from, pd);
-    return ax_cluster_keyed_send(s, rs->owner, type, tlen, key, klen, rs->epoch, kflags, msg, mlen, p, n, from, pd);
+    ax_pending *via = NULL;
+    if (pd) {
+        double rem = ev_timer_remaining(s->loop, &pd->timer);
+        via = ax_pending_new(s, rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : 1, keyed_reply);
+        if (via) {
+            via->u.client.conn_slot = pd->slot;
+            via->u.client.conn_gen = pd->gen;
+            via->u.client.req_id = (uint32_t)(rs - s->route_shards);
+        }
+    }
+    int rc = ax_cluster_keyed_send(s, rs->owner, type, tlen, key, klen, rs->epoch, kflags, msg, mlen, p, n, from,
+                                   via ? via : pd);
+    if (rc && via) {
+        via->done = keyed_unsent;
+        ax_pending_complete(s, via->slot, via->gen, rc, NULL, 0);
+    }
+    return rc;
 }
 
 static void owner_cb(void *ud, uint32_t shard, const ax_lease_result *r)
 {
-    ax_server *s = ud;
-    if (!s->route_shards)
+    route_tab *tab = ud;
+    ax_server *s = tab->s;
+    tab->fetching--;
+    if (!s) {
+        if (!tab->fetching)
+            ax_free(tab);
         return;
-    struct ax_route_shard *rs = &s->route_shards[shard];
+    }
+    struct ax_route_shard *rs = &tab->sh[shard];
     rs->fetching = 0;
     rs->owner[0] = 0;
     if (r->status == AX_OK && r->granted && r->owner_len && r->owner_len < sizeof rs->owner) {
@@ -316,8 +401,10 @@ static void owner_cb(void *ud, uint32_t shard, const ax_lease_result *r)
     }
     if (!rs->owner[0]) {
         /* nobody holds it now (its owner died and the lease has not been taken over
-         * yet): a retryable error, as the issue allows, rather than a silent drop */
-        fail_waiters(s, rs, r->status == AX_OK ? AX_EBUSY : r->status);
+         * yet), or the store cannot say (unreachable: then no node serves anything
+         * beyond its deadline either): a retryable error rather than a silent drop.
+         * Not the store's AX_ECONN: to a client that means its own connection broke. */
+        fail_waiters(s, rs, r->status == AX_ECANCELED ? AX_ECANCELED : AX_EBUSY);
         return;
     }
     route_wait *w;
@@ -328,6 +415,10 @@ static void owner_cb(void *ud, uint32_t shard, const ax_lease_result *r)
         const char *type = w->data, *key = type + w->tlen, *msg = key + w->klen, *pl = msg + w->mlen;
         if (!w->pd_slot || pd) { /* skip asks that timed out while waiting */
             int rc = send_now(s, rs, type, w->tlen, key, w->klen, w->kflags, msg, w->mlen, pl, w->plen, w->from, pd);
+            /* a holder that is no node we know (our own previous boot after a restart,
+             * a node not yet peered) cannot be reached until its lease moves: retry */
+            if (rc == AX_ENOTFOUND && strcmp(rs->owner, s->route_owner) != 0)
+                rc = AX_EBUSY;
             if (rc)
                 complete(s, w->pd_slot, w->pd_gen, rc);
         }
@@ -369,12 +460,14 @@ int ax_route_send(ax_server *s, const char *type, size_t tlen, const char *key, 
     if (n)
         memcpy(w->data + tlen + klen + mlen, p, n);
     if (!rs->fetching) {
-        int rc = ax_lease_get(s->lease_store, shard, owner_cb, s);
+        route_tab *tab = tab_of(s->route_shards);
+        int rc = ax_lease_get(s->lease_store, shard, owner_cb, tab);
         if (rc) {
             ax_free(w);
             return rc;
         }
         rs->fetching = 1;
+        tab->fetching++;
     }
     if (rs->tail)
         rs->tail->next = w;

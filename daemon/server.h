@@ -202,6 +202,7 @@ typedef struct ax_server {
 
     struct ax_shards *shards;          /* lease manager (routing.c); NULL before start */
     struct ax_lease_store *lease_store;
+    int lease_store_borrowed;          /* ax_route_start_store: the caller frees the store */
     ev_timer shards_grace;
     int shards_stopped;
     struct ax_route_shard *route_shards; /* per shard: cached owner, waiting messages */
@@ -293,6 +294,9 @@ void ax_registry_free(ax_server *s);
 
 /* ---- routing.c: shards, leases and keyed routing ---- */
 int ax_route_start(ax_server *s, char *err, size_t errlen);
+/* Start routing over a store the caller owns (in-process tests: several nodes sharing one
+ * memory store): borrowed, it must outlive ax_route_free, which does not free it. */
+int ax_route_start_store(ax_server *s, struct ax_lease_store *store, char *err, size_t errlen);
 int ax_route_stop(ax_server *s); /* 1: keep the loop running until the releases finish */
 void ax_route_free(ax_server *s);
 uint32_t ax_route_shard_of(ax_server *s, const char *key, size_t klen);

@@ -81,6 +81,13 @@ static void usage(FILE *f)
         "        EXPIRES_IN_MS (owned: time to this node's renew deadline) and ACTORS\n"
         "        (keyed actors of the shard here), after a line with the shards owned,\n"
         "        the fair-share target and the lease store's state.\n"
+        "    nodes\n"
+        "        List the cluster's peers of this daemon: NODE (logical name), SESSION\n"
+        "        (the peer's current session number), STATE (idle, connecting, up,\n"
+        "        disconnected, down), RTT_MS (last heartbeat round trip), BYTES_IN,\n"
+        "        BYTES_OUT, FRAMES_IN, FRAMES_OUT and AUTH_FAILURES, after a line with\n"
+        "        this node's wire id. --json prints the whole document (wire ids,\n"
+        "        replayed/forged frame counts, heartbeat figures; see PROTOCOL.md).\n"
         "    spawn TYPE [NAME] [SPAWN OPTIONS]\n"
         "        Start an actor of TYPE (a type of a loaded plugin), registered as NAME\n"
         "        if given, and print its ref as @ID.GEN followed by the name. With\n"
@@ -614,6 +621,28 @@ static int cmd_doc(const opts *o, axc_conn *c, const char *what, int rc, char *d
         if (cJSON_IsNumber(ow) && cJSON_IsNumber(tg))
             printf("owned %d of target %d; lease store %s (%s)\n", (int)ow->valuedouble, (int)tg->valuedouble,
                    cJSON_IsString(sty) ? sty->valuestring : "?", cJSON_IsString(sco) ? sco->valuestring : "?");
+    } else if (!strcmp(what, "nodes")) {
+        /* a table of the columns only; --json has everything */
+        static const char *const node_cols[] = {"node", "session", "state", "rtt_ms", "bytes_in", "bytes_out",
+                                                "frames_in", "frames_out", "auth_failures", NULL};
+        const cJSON *me = cJSON_GetObjectItemCaseSensitive(d, "node"), *p;
+        const cJSON *on = cJSON_GetObjectItemCaseSensitive(d, "cluster");
+        printf("this node %s; cluster %s\n", cJSON_IsString(me) ? me->valuestring : "?",
+               cJSON_IsTrue(on) ? "on" : "off (no cluster.listen or cluster.peers)");
+        cJSON *tab = cJSON_CreateArray();
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(d, "peers")) {
+            cJSON *row = cJSON_CreateObject();
+            for (const char *const *k = node_cols; *k; k++) {
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, strcmp(*k, "node") ? *k : "name");
+                if (v)
+                    cJSON_AddItemToObject(row, *k, cJSON_Duplicate(v, 1));
+            }
+            cJSON_AddItemToArray(tab, row);
+        }
+        cJSON_AddItemToObject(d, "table_", tab);
+        rows = tab;
+        cols = node_cols;
+        empty = "(no peers)";
     } else if (!strcmp(what, "plugins list")) {
         rows = cJSON_IsArray(d) ? d : cJSON_GetObjectItemCaseSensitive(d, "plugins");
         cols = plugin_cols;
@@ -1103,7 +1132,7 @@ int main(int argc, char **argv)
     int is_plugins = !strcmp(cmd, "plugins");
     const char *sub = is_plugins && nargs > 0 ? args[0] : NULL;
     int rc;
-    if (!strcmp(cmd, "status") || !strcmp(cmd, "actors") || !strcmp(cmd, "shards")) {
+    if (!strcmp(cmd, "status") || !strcmp(cmd, "actors") || !strcmp(cmd, "shards") || !strcmp(cmd, "nodes")) {
         if ((rc = need_args(cmd, nargs, 0, 0, cmd)))
             return rc;
     } else if (!strcmp(cmd, "spawn")) {
@@ -1179,6 +1208,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "shards")) {
         rc = axc_shards(c, &doc);
         ex = cmd_doc(&o, c, "shards", rc, doc);
+    } else if (!strcmp(cmd, "nodes")) {
+        rc = axc_nodes(c, &doc);
+        ex = cmd_doc(&o, c, "nodes", rc, doc);
     } else if (!strcmp(cmd, "spawn")) {
         ex = cmd_spawn(&o, c, args[0], nargs > 1 ? args[1] : NULL, spawn_cfg);
     } else if (!strcmp(cmd, "tell")) {

@@ -27,13 +27,50 @@ typedef struct probe {
     int downs;
     char last_down[64];
     uint64_t last_mref;
+    int replies, last_status;
+    char last_reply[32];
+    ax_ref last_from;
 } probe;
+
+/* fwd / ask_remote: the payload is an ax_ref (maybe remote); plugin code tells "inc" to
+ * it, or asks it "get" with the reply arriving as "got". */
+static int p_fwd(ax_ctx *cx, probe *st, const ax_msg *m)
+{
+    (void)st;
+    ax_ref to;
+    if (m->len != sizeof to)
+        return AX_EINVAL;
+    memcpy(&to, m->data, sizeof to);
+    return ax_tell(cx, to, "inc", NULL, 0);
+}
+static int p_ask_remote(ax_ctx *cx, probe *st, const ax_msg *m)
+{
+    (void)st;
+    ax_ref to;
+    if (m->len != sizeof to)
+        return AX_EINVAL;
+    memcpy(&to, m->data, sizeof to);
+    int rc = ax_ask(cx, to, "get", NULL, 0, 3000, "got", 7);
+    if (rc != AX_OK) { /* refused at once: record it like a reply */
+        st->replies++;
+        st->last_status = rc;
+    }
+    return AX_OK;
+}
+static int p_got(ax_ctx *cx, probe *st, const ax_msg *m)
+{
+    (void)cx;
+    st->replies++;
+    st->last_status = m->status;
+    snprintf(st->last_reply, sizeof st->last_reply, "%.*s", (int)m->len, m->data ? (const char *)m->data : "");
+    return AX_OK;
+}
 
 static int p_inc(ax_ctx *cx, probe *st, const ax_msg *m)
 {
     (void)cx;
-    (void)m;
     st->n++;
+    st->last_from = m->from;
     return AX_OK;
 }
 static int p_get(ax_ctx *cx, probe *st, const ax_msg *m)
@@ -50,7 +87,8 @@ static int p_down(ax_ctx *cx, probe *st, const ax_msg *m)
     return AX_OK;
 }
 AX_ACTOR_TYPE(probe_type, "probe", probe, NULL, NULL, AX_MSG("inc", p_inc), AX_MSG("get", p_get),
-              AX_MSG("$down", p_down));
+              AX_MSG("$down", p_down), AX_MSG("fwd", p_fwd), AX_MSG("ask_remote", p_ask_remote),
+              AX_MSG("got", p_got));
 
 /* ---- nodes ---- */
 #define MAXN 4
@@ -442,6 +480,50 @@ START_TEST(forced_simultaneous_connects_end_with_one_link_every_time)
 }
 END_TEST
 
+/* Deliver a local message to actor r on node i with a binary payload. */
+static void local_send(int i, ax_ref r, const char *msg, const void *p, size_t n)
+{
+    ax_server *s = &N[i].s;
+    ax_env *e = ax_env_new(s, n);
+    memcpy(e->data, p, n);
+    e->m.id = ax_msg_lookup(s, msg, strlen(msg));
+    ck_assert_int_eq(ax_actor_deliver(s, ax_actor_get(s, r), e), 0);
+}
+
+START_TEST(plugin_actors_tell_and_ask_remote_actors_and_asks_fail_cleanly_on_node_loss)
+{
+    node_up(0, "a", (const char *const[]){"b", NULL}, NULL);
+    node_up(1, "b", (const char *const[]){"a", NULL}, NULL);
+    wait_state(0, "b", "up", 3000);
+    ax_ref src = spawn_probe(0), dst = spawn_probe(1);
+    ax_ref to = remote(0, 1, dst);
+    for (int k = 0; k < 10; k++)
+        local_send(0, src, "fwd", &to, sizeof to);
+    local_send(0, src, "ask_remote", &to, sizeof to);
+    pump(100);
+    probe *p = probe_of(0, src);
+    ck_assert_int_eq(p->replies, 1);
+    ck_assert_int_eq(p->last_status, AX_OK);
+    ck_assert_str_eq(p->last_reply, "10"); /* the asks came after the tells, in order */
+    /* the receiver sees the sender as a remote ref */
+    probe *d = probe_of(1, dst);
+    ck_assert_uint_eq(d->last_from.id, src.id);
+    ck_assert_uint_ne(d->last_from.node, 0);
+    /* the node is lost with an ask in flight: the asker gets ENOCONN, once */
+    ax_ovl_net_partition2(NET, "a", "b");
+    local_send(0, src, "ask_remote", &to, sizeof to);
+    wait_state(0, "b", "down", 3000);
+    pump(50);
+    ck_assert_int_eq(p->replies, 2);
+    ck_assert_int_eq(p->last_status, AX_ENOCONN);
+    /* and a tell to a down node is refused at once */
+    local_send(0, src, "ask_remote", &to, sizeof to);
+    pump(20);
+    ck_assert_int_eq(p->replies, 3);
+    ck_assert_int_eq(p->last_status, AX_ENOCONN);
+}
+END_TEST
+
 START_TEST(seeded_drops_and_delays_are_survived)
 {
     node_up(0, "a", (const char *const[]){"b", NULL}, NULL);
@@ -488,6 +570,7 @@ static Suite *suite(void)
     tcase_add_test(t, a_restarted_node_is_a_new_incarnation_and_old_requests_fail);
     tcase_add_test(t, forced_simultaneous_connects_end_with_one_link_every_time);
     tcase_add_test(t, seeded_drops_and_delays_are_survived);
+    tcase_add_test(t, plugin_actors_tell_and_ask_remote_actors_and_asks_fail_cleanly_on_node_loss);
     suite_add_tcase(s, t);
     return s;
 }

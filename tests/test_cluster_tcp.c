@@ -195,6 +195,25 @@ static void expect_get(axc_conn *c, const axc_target *t, const char *want)
     axc_free(v);
 }
 
+/* Ask "get" until it answers want (frames on another connection may still be on the
+ * way); fails after ms. */
+static void wait_get(axc_conn *c, const axc_target *t, const char *want, int ms)
+{
+    double end = now_s() + ms / 1000.0;
+    for (;;) {
+        int rc;
+        char *v = ask_text(c, t, "get", &rc);
+        ck_assert_msg(rc == 0, "ask get: %s (%s)", ax_errname(rc), axc_errmsg(c));
+        int ok = !strcmp(v, want);
+        if (!ok && now_s() > end)
+            ck_abort_msg("get is %s, want %s", v, want);
+        axc_free(v);
+        if (ok)
+            return;
+        usleep(20000);
+    }
+}
+
 /* ---------------- a hand-made peer (the test process) ---------------- */
 
 static int fp_connect(int port)
@@ -331,6 +350,7 @@ START_TEST(two_daemons_handshake_and_carry_tell_and_ask_from_a_client_on_either_
     ck_assert_int_eq(rc, AX_ENOPROC);
     axc_free(ask_text(ca, &t, "nosuch", &rc));
     ck_assert_int_eq(rc, AX_ENOMSG);
+    usleep(300000); /* a few heartbeats (100 ms) */
     cJSON *doc = nodes_doc(a.d);
     cJSON *p = peer_of(doc, "node-b");
     ck_assert_str_eq(str(p, "state"), "up");
@@ -338,9 +358,19 @@ START_TEST(two_daemons_handshake_and_carry_tell_and_ask_from_a_client_on_either_
     ck_assert(num(p, "session") >= 1);
     ck_assert(num(p, "frames_in") > 0 && num(p, "frames_out") > 0);
     ck_assert(num(p, "bytes_in") > 0 && num(p, "bytes_out") > 0);
-    ck_assert(num(p, "heartbeats_received") > 0 || num(p, "heartbeats_sent") > 0);
+    ck_assert(num(p, "heartbeats_received") > 0 && num(p, "heartbeats_sent") > 0);
+    ck_assert(num(p, "rtt_ms") > 0);
     ck_assert_int_eq((int)num(doc, "links"), 1);
     cJSON_Delete(doc);
+    /* axctl nodes: the operator's table */
+    const char *argv[] = {ax_h_build_path("libaxclient/axctl"), "-s", ax_h_sock(a.d), "nodes", NULL};
+    char *out = NULL;
+    ck_assert_int_eq(ax_h_run(argv, &out, NULL, 10000), 0);
+    ck_assert_msg(strstr(out, "NODE") && strstr(out, "SESSION") && strstr(out, "RTT_MS") && strstr(out, "BYTES_IN") &&
+                      strstr(out, "FRAMES_OUT") && strstr(out, "AUTH_FAILURES"),
+                  "%s", out);
+    ck_assert_msg(strstr(out, "node-b") && strstr(out, " up "), "%s", out);
+    free(out);
     axc_close(ca);
     axc_close(cb);
     ax_h_stop(a.d);
@@ -453,6 +483,16 @@ START_TEST(frames_claiming_an_unauthenticated_or_foreign_session_never_reach_act
     ck_assert_uint_eq(frame_type(&b), AX_PT_REFUSE);
     close(fd);
     ck_assert(ax_h_wait_log(a.d, "not authenticated", 3000));
+    /* 1b: a header announcing a body beyond cluster.max_frame: the link closes at once,
+     * before any body is buffered */
+    fd = fp_connect(a.port);
+    b.len = 0;
+    size_t st0 = ax_peer_frame_begin(&b, AX_PT_HELLO, 0);
+    (void)st0;
+    b.data[12] = 0x7f; /* body_len 0x7f000000 */
+    fp_send(fd, &b);
+    ck_assert_int_eq(fp_read(fd, &b, 3000), 0); /* EOF, no answer */
+    close(fd);
     /* 2: authenticated as node-x; then a forged frame, a replay, a foreign session */
     ax_psess s;
     char why[320];
@@ -471,7 +511,11 @@ START_TEST(frames_claiming_an_unauthenticated_or_foreign_session_never_reach_act
     fp_tell(&b, &s, 0, r.id, r.gen);
     b.data[11] ^= 1; /* claims another session: the MAC no longer matches either */
     fp_send(fd, &b);
-    expect_get(ca, &t, "1");
+    fp_tell(&b, &s, 0, r.id, r.gen); /* a last genuine one: once it counts, all were read */
+    fp_send(fd, &b);
+    wait_get(ca, &t, "2", 5000);
+    usleep(100000);
+    expect_get(ca, &t, "2");
     cJSON *doc = nodes_doc(a.d);
     cJSON *p = peer_of(doc, "node-x");
     ck_assert_ptr_nonnull(p);
@@ -620,6 +664,78 @@ START_TEST(a_data_flood_does_not_delay_heartbeats_beyond_the_timeout)
 }
 END_TEST
 
+/* A CA, certificates for node-a and node-b (SAN = the node name), and node-b's from a
+ * rogue CA, in dir. */
+static void make_certs(const char *dir)
+{
+    char script[2048];
+    snprintf(script, sizeof script,
+             "set -e; cd %s; "
+             "gen_ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key "
+             "-out $1.pem -days 2 -subj /CN=$1 2>/dev/null; }; "
+             "gen() { printf 'subjectAltName=DNS:%%s\n' $2 > $3.ext; "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $3.key -out $3.csr "
+             "-subj /CN=$2 2>/dev/null; openssl x509 -req -in $3.csr -CA $1.pem -CAkey $1.key -CAcreateserial "
+             "-out $3.pem -days 2 -extfile $3.ext 2>/dev/null; }; "
+             "gen_ca ca; gen_ca rogue; gen ca node-a a; gen ca node-b b; gen rogue node-b evil",
+             dir);
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    char *err = NULL;
+    int st = ax_h_run(argv, NULL, &err, 30000);
+    ck_assert_msg(st == 0, "openssl failed: %s", err ? err : "");
+    free(err);
+}
+
+START_TEST(tls_links_verify_certificates_and_carry_traffic)
+{
+    const char *dir = ax_h_tmpdir();
+    make_certs(dir);
+    char cert[3][300], key[3][300], ca[300];
+    const char *base[3] = {"a", "b", "evil"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(cert[i], sizeof cert[i], "cluster.tls_cert=%s/%s.pem", dir, base[i]);
+        snprintf(key[i], sizeof key[i], "cluster.tls_key=%s/%s.key", dir, base[i]);
+    }
+    snprintf(ca, sizeof ca, "cluster.tls_ca=%s/ca.pem", dir);
+    node a = {"node-a", free_port(), NULL, {{0}}, {0}}, b = {"node-b", free_port(), NULL, {{0}}, {0}};
+    node_start(&a, TOKEN, (const node *const[]){&b}, 1,
+               (const char *const[]){"--set", "cluster.tls=true", "--set", cert[0], "--set", key[0], "--set", ca, NULL});
+    node_start(&b, TOKEN, (const node *const[]){&a}, 1,
+               (const char *const[]){"--set", "cluster.tls=true", "--set", cert[1], "--set", key[1], "--set", ca, NULL});
+    wait_up(&a, &b);
+    axc_conn *ca_ = ax_h_connect(a.d), *cb = ax_h_connect(b.d);
+    axc_ref r = spawn_ok(cb, "counter", "c1");
+    axc_target t = axc_by_ref(&r);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(axc_tell(ca_, &t, "inc", NULL, 0), 0);
+    expect_get(ca_, &t, "10");
+    /* a node whose certificate another CA signed is refused by TLS itself */
+    ax_h_stop(b.d);
+    node evil = {"node-b", b.port, NULL, {{0}}, {0}};
+    node_start(&evil, TOKEN, (const node *const[]){&a}, 1,
+               (const char *const[]){"--set", "cluster.tls=true", "--set", cert[2], "--set", key[2], "--set", ca, NULL});
+    ck_assert(ax_h_wait_log(evil.d, "certificate verif", 5000) || ax_h_wait_log(a.d, "certificate verif", 5000));
+    usleep(300000);
+    cJSON *doc = nodes_doc(a.d);
+    ck_assert_str_ne(str(peer_of(doc, "node-b"), "state"), "up");
+    cJSON_Delete(doc);
+    /* TLS without the files is a configuration error at start */
+    const char *bin = ax_h_build_path("daemon/axactord");
+    char port[64];
+    snprintf(port, sizeof port, "cluster.listen=127.0.0.1:%d", free_port());
+    const char *argv[] = {bin, "--check-config", "--set", port, "--set", "cluster.auth_token=x", "--set",
+                          "cluster.tls=true", NULL};
+    char *err = NULL;
+    ck_assert_int_eq(ax_h_run(argv, NULL, &err, 10000), 1);
+    ck_assert_msg(strstr(err, "tls_cert"), "%s", err);
+    free(err);
+    axc_close(ca_);
+    axc_close(cb);
+    ax_h_stop(evil.d);
+    ax_h_stop(a.d);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("cluster_tcp");
@@ -633,6 +749,7 @@ static Suite *suite(void)
     tcase_add_test(t, simultaneous_connects_end_with_exactly_one_link);
     tcase_add_test(t, sigkill_fires_noconnection_once_and_a_restart_is_a_new_trusted_session);
     tcase_add_test(t, a_data_flood_does_not_delay_heartbeats_beyond_the_timeout);
+    tcase_add_test(t, tls_links_verify_certificates_and_carry_traffic);
     suite_add_tcase(s, t);
     return s;
 }

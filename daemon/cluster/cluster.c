@@ -41,8 +41,8 @@ int ax_cluster_config_check(const ax_config *c, char *err, size_t errlen)
                  c->cluster_hb_timeout_ms, c->cluster_hb_interval_ms);
         return AX_ECONFIG;
     }
-    if (c->cluster_tls) {
-        snprintf(err, errlen, "cluster.tls = true: TLS is not supported by this build yet");
+    if (c->cluster_tls && (!*c->cluster_tls_cert || !*c->cluster_tls_key || !*c->cluster_tls_ca)) {
+        snprintf(err, errlen, "cluster.tls = true needs cluster.tls_cert, cluster.tls_key and cluster.tls_ca");
         return AX_ECONFIG;
     }
     return 0;

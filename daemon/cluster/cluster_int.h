@@ -12,6 +12,7 @@
 #include "peer.h"
 
 #define AX_CL_QUEUE_MAX (64u << 20) /* unsent bytes per peer incarnation before EFULL */
+#define AX_CL_HS_MAX 256            /* incoming links in their handshake at once */
 
 enum { LK_HS = 0, LK_UP = 1, LK_DEAD = 2 };
 enum { NS_IDLE = 0, NS_CONNECTING, NS_UP, NS_DISCONNECTED, NS_DOWN };
@@ -108,6 +109,7 @@ struct ax_cluster {
     uint64_t next_req;
     uint64_t auth_failures, unauth_frames, late_replies, remote_dropped, handshakes;
     int stopping;
+    unsigned hs_full_logged;
 };
 
 /* ---- peer.c ---- */

@@ -98,6 +98,8 @@ int ax_cl_queue(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const ax_peer_rec 
     if (inc->down)
         return AX_ENOCONN;
     if (!ax_peer_type_is_data(type)) {
+        if (inc->ctlq.len > AX_CL_QUEUE_MAX)
+            return AX_EFULL;
         size_t st = ax_peer_frame_begin(&inc->ctlq, type, 0);
         ax_peer_rec_put(&inc->ctlq, type, r);
         return ax_peer_frame_end(&inc->ctlq, st, cl->max_frame);
@@ -530,10 +532,18 @@ static void cb_open(void *user, ax_ovl_link *ol, int outgoing, const char *to)
         ax_wbuf_free(&out);
         return;
     }
-    if (cl->stopping) {
+    int pending = 0;
+    for (ax_cl_link *k = cl->links; k; k = k->next)
+        pending += k->state == LK_HS && !k->outgoing;
+    if (cl->stopping || pending >= AX_CL_HS_MAX) {
+        /* unauthenticated connections are cheap to open: cap them (each also times out) */
+        if (!cl->stopping && !cl->hs_full_logged++)
+            ax_log(AX_LOG_WARN, "cluster", "%d incoming handshakes pending: refusing more (from %s)", pending,
+                   ol->ovl->ops->remote(ol));
         ol->ovl->ops->close(ol);
         return;
     }
+    cl->hs_full_logged = 0;
     ax_cl_link *l = link_new(cl, ol, 0);
     snprintf(l->remote, sizeof l->remote, "%s", ol->ovl->ops->remote(ol));
     if (link_hs_init(l, NULL) != 0)
@@ -546,10 +556,15 @@ static void cb_frame(void *user, ax_ovl_link *ol, const uint8_t *frame, size_t n
     ax_cl_link *l = ol->ud;
     if (!l || l->state == LK_DEAD)
         return;
-    if (l->state == LK_HS)
+    if (l->state == LK_HS) {
         on_hs_frame(l, frame, n);
-    else
+    } else {
+        ax_server *s = l->cl->s;
         on_up_frame(l, frame, n);
+        /* A REPLY may have answered a client: send it now, not after the loop's next
+         * wake-up (the runtime's check watcher already ran in this iteration). */
+        ax_listener_flush(s);
+    }
 }
 
 static void cb_drain(void *user, ax_ovl_link *ol)
@@ -565,9 +580,9 @@ static void cb_close(void *user, ax_ovl_link *ol, const char *why)
     ax_cl_link *l = ol->ud;
     if (!l)
         return;
-    if (l->state == LK_HS)
-        ax_log(AX_LOG_DEBUG, "cluster", "link %s closed during the handshake: %s", l->remote[0] ? l->remote : "?",
-               why);
+    if (l->state == LK_HS) /* TLS refusals matter; refused connects while a peer is away do not */
+        ax_log(strncmp(why, "TLS", 3) ? AX_LOG_DEBUG : AX_LOG_WARN, "cluster", "link %s%s%s closed during the handshake: %s",
+               l->node ? l->node->name : "", l->node ? " " : "", l->remote[0] ? l->remote : "?", why);
     link_gone(l, why);
 }
 

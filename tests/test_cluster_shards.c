@@ -1,0 +1,852 @@
+/* Keyed routing across real processes: one redis-server (the lease store) that the test
+ * starts on a free loopback port, and three axactord peering over loopback TCP. Proves:
+ * every key is reachable from every node and lives on exactly one; a SIGKILLed owner's
+ * keys are served by a survivor within ttl + 1 s at a higher epoch; a Redis restart is
+ * recovered without two nodes ever serving one shard at once; the epoch a key's actor
+ * runs under never goes backwards across a failover; an owner restarted while its old
+ * leases live causes only retryable errors; a paused (SIGSTOP) owner that wakes after its
+ * shards moved serves nothing stale. Skips (77) without redis-server. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "axactor/client.h"
+#include "harness.h"
+
+#define TOKEN "shards-token-51c0"
+#define NNODES 3
+#define NSHARDS 16
+#define TTL_MS 2000
+#define RENEW_MS 500
+#define SAFETY_MS 500
+#define HB_TIMEOUT_MS 1000
+
+/* ---------------- time ---------------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static int port_open(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* ---------------- a redis-server of our own ---------------- */
+
+typedef struct redis_proc {
+    pid_t pid;
+    int port;
+    char dir[64];
+} redis_proc;
+
+static void redis_start(redis_proc *r)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", r->port);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test never leaves a server behind */
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(126);
+        const char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", r->dir, NULL};
+        execvp("redis-server", (char *const *)argv);
+        _exit(127);
+    }
+    r->pid = pid;
+    for (int i = 0; i < 500 && !port_open(r->port); i++) { /* bounded: 5 s */
+        int st;
+        ck_assert_msg(waitpid(pid, &st, WNOHANG) == 0, "redis-server exited at start (port %d)", r->port);
+        sleep_ms(10);
+    }
+    ck_assert_msg(port_open(r->port), "redis-server did not listen within 5 s");
+}
+
+static void redis_kill(redis_proc *r, int sig)
+{
+    if (r->pid <= 0)
+        return;
+    kill(r->pid, sig);
+    for (int i = 0; i < 500; i++) { /* bounded: 5 s, then SIGKILL */
+        if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
+            r->pid = 0;
+            return;
+        }
+        sleep_ms(10);
+    }
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, NULL, 0);
+    r->pid = 0;
+}
+
+static void redis_up(redis_proc *r)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "/tmp/ax_shards_redis.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(r->dir));
+    r->port = free_port();
+    redis_start(r);
+}
+
+static void redis_down(redis_proc *r)
+{
+    char cmd[128];
+    redis_kill(r, SIGTERM);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", r->dir);
+}
+
+/* ---------------- three daemons ---------------- */
+
+typedef struct node {
+    const char *name;
+    int port;
+    int live;
+    ax_h_daemon *d;
+    axc_conn *c;
+    char args[48][96];
+    const char *argv[49];
+} node;
+
+static node N[NNODES];
+static redis_proc R;
+
+static const char *const *node_args(node *n)
+{
+    size_t k = 0;
+#define ARG(...) snprintf(n->args[k++], sizeof n->args[0], __VA_ARGS__)
+#define SET(...)                                                                                                  \
+    do {                                                                                                          \
+        ARG("--set");                                                                                             \
+        ARG(__VA_ARGS__);                                                                                         \
+    } while (0)
+    ARG("-n");
+    ARG("%s", n->name);
+    ARG("-p");
+    ARG("counter");
+    ARG("-p");
+    ARG("fence");
+    SET("cluster.listen=127.0.0.1:%d", n->port);
+    for (int i = 0; i < NNODES; i++)
+        if (&N[i] != n)
+            SET("cluster.peers=%s=127.0.0.1:%d", N[i].name, N[i].port);
+    SET("cluster.auth_token=%s", TOKEN);
+    SET("cluster.heartbeat_interval_ms=100");
+    SET("cluster.heartbeat_timeout_ms=%d", HB_TIMEOUT_MS);
+    SET("cluster.reconnect_backoff_max_ms=300");
+    SET("shards.count=%d", NSHARDS);
+    SET("lease.store=redis");
+    SET("lease.redis_host=127.0.0.1");
+    SET("lease.redis_port=%d", R.port);
+    SET("lease.redis_connect_timeout_ms=500");
+    SET("lease.ttl_ms=%d", TTL_MS);
+    SET("lease.renew_interval_ms=%d", RENEW_MS);
+    SET("lease.safety_margin_ms=%d", SAFETY_MS);
+#undef SET
+#undef ARG
+    for (size_t i = 0; i < k; i++)
+        n->argv[i] = n->args[i];
+    n->argv[k] = NULL;
+    return n->argv;
+}
+
+/* A connection to node i, made again if the daemon was restarted or the old one broke. */
+static axc_conn *conn(int i)
+{
+    node *n = &N[i];
+    ck_assert_msg(n->live, "node %s is not running", n->name);
+    if (n->c && axc_is_broken(n->c)) {
+        axc_close(n->c);
+        n->c = NULL;
+    }
+    if (!n->c)
+        n->c = ax_h_connect(n->d);
+    return n->c;
+}
+
+static cJSON *doc_of(int i, int (*fn)(axc_conn *, char **), const char *what)
+{
+    char *json = NULL;
+    axc_conn *c = conn(i);
+    int rc = fn(c, &json);
+    ck_assert_msg(rc == 0, "%s of %s: %s (%s)", what, N[i].name, ax_errname(rc), axc_errmsg(c));
+    cJSON *doc = cJSON_Parse(json);
+    ck_assert_msg(doc != NULL, "%s of %s: not JSON: %s", what, N[i].name, json);
+    axc_free(json);
+    return doc;
+}
+
+static double num(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, k);
+    ck_assert_msg(cJSON_IsNumber(v), "no number %s", k);
+    return v->valuedouble;
+}
+
+static const char *str(const cJSON *o, const char *k)
+{
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(o, k));
+    ck_assert_msg(s != NULL, "no string %s", k);
+    return s;
+}
+
+/* Every node sees every other as "up". */
+static int mesh_up(void)
+{
+    for (int i = 0; i < NNODES; i++) {
+        if (!N[i].live)
+            continue;
+        cJSON *doc = doc_of(i, axc_nodes, "nodes"), *p;
+        int up = 0;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItem(doc, "peers"))
+        {
+            for (int j = 0; j < NNODES; j++)
+                if (N[j].live && j != i && !strcmp(str(p, "name"), N[j].name) && !strcmp(str(p, "state"), "up"))
+                    up++;
+        }
+        cJSON_Delete(doc);
+        int want = 0;
+        for (int j = 0; j < NNODES; j++)
+            want += N[j].live && j != i;
+        if (up != want)
+            return 0;
+    }
+    return 1;
+}
+
+/* ---------------- the shard view, and the double-ownership sampler ---------------- */
+
+typedef struct view {
+    int owned[NSHARDS];  /* "owned" with expires_in_ms > 0 */
+    double epoch[NSHARDS];
+    double exp_ms[NSHARDS];
+    int actors[NSHARDS];
+    int live_nodes, target, n_owned;
+    double t0, t1; /* the request was sent after t0, answered before t1 */
+} view;
+
+static void view_of(int i, view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->t0 = now_s();
+    cJSON *doc = doc_of(i, axc_shards, "shards"), *sh;
+    v->t1 = now_s();
+    v->live_nodes = (int)num(doc, "live_nodes");
+    v->target = (int)num(doc, "target");
+    cJSON_ArrayForEach(sh, cJSON_GetObjectItem(doc, "shards"))
+    {
+        int k = (int)num(sh, "shard");
+        ck_assert_int_lt(k, NSHARDS);
+        ck_assert_int_ge(k, 0);
+        v->epoch[k] = num(sh, "epoch");
+        v->exp_ms[k] = num(sh, "expires_in_ms");
+        v->actors[k] = (int)num(sh, "actors");
+        if (!strcmp(str(sh, "state"), "owned") && v->exp_ms[k] > 0) {
+            v->owned[k] = 1;
+            v->n_owned++;
+        }
+    }
+    cJSON_Delete(doc);
+}
+
+/* What the sampler has seen: per shard, the highest epoch any node reported serving. */
+static double max_owned_epoch[NSHARDS];
+static int rounds, served_seen;
+
+/* One round: every live node's view, taken one after the other. Fails on double
+ * ownership: node A said at t it serves the shard until t + expires_in_ms, and node B,
+ * asked after A answered and before that deadline, says it serves the shard too. Also
+ * fails when a node serves an epoch lower than one already seen served (an older owner
+ * serving after a newer one). Returns the number of shards served by exactly one node. */
+static int sample_round(view vs[NNODES])
+{
+    for (int i = 0; i < NNODES; i++)
+        if (N[i].live)
+            view_of(i, &vs[i]);
+        else
+            memset(&vs[i], 0, sizeof vs[i]);
+    int covered = 0;
+    for (int k = 0; k < NSHARDS; k++) {
+        int owners = 0;
+        for (int a = 0; a < NNODES; a++) {
+            if (!vs[a].owned[k])
+                continue;
+            owners++;
+            served_seen++;
+            for (int b = 0; b < NNODES; b++) {
+                if (b == a || !vs[b].owned[k] || vs[b].t0 < vs[a].t1)
+                    continue; /* only pairs where b was asked after a answered */
+                ck_assert_msg(vs[b].t1 >= vs[a].t0 + vs[a].exp_ms[k] / 1000.0,
+                              "double ownership of shard %d: %s (epoch %.0f, %.0f ms left) and %s (epoch %.0f) "
+                              "in round %d",
+                              k, N[a].name, vs[a].epoch[k], vs[a].exp_ms[k], N[b].name, vs[b].epoch[k], rounds);
+            }
+            ck_assert_msg(vs[a].epoch[k] >= max_owned_epoch[k],
+                          "%s serves shard %d at epoch %.0f after epoch %.0f was served (round %d)", N[a].name, k,
+                          vs[a].epoch[k], max_owned_epoch[k], rounds);
+        }
+        for (int a = 0; a < NNODES; a++)
+            if (vs[a].owned[k] && vs[a].epoch[k] > max_owned_epoch[k])
+                max_owned_epoch[k] = vs[a].epoch[k];
+        covered += owners == 1;
+    }
+    rounds++;
+    return covered;
+}
+
+/* Sleep ms while sampling every ~50 ms. */
+static void sleep_sampling(int ms)
+{
+    view vs[NNODES];
+    double end = now_s() + ms / 1000.0;
+    while (now_s() < end) {
+        sample_round(vs);
+        sleep_ms(50);
+    }
+}
+
+/* Wait (bounded) until every shard is served by exactly one node and the live nodes
+ * agree on the membership and hold no more than their share. */
+static void wait_settled(int timeout_ms)
+{
+    view vs[NNODES];
+    int live = 0;
+    for (int i = 0; i < NNODES; i++)
+        live += N[i].live;
+    double end = now_s() + timeout_ms / 1000.0;
+    for (;;) {
+        int covered = sample_round(vs), ok = covered == NSHARDS;
+        for (int i = 0; i < NNODES; i++)
+            if (N[i].live && (vs[i].live_nodes != live || vs[i].n_owned > vs[i].target))
+                ok = 0;
+        if (ok)
+            return;
+        if (now_s() > end) {
+            cJSON *doc = doc_of(0, axc_shards, "shards");
+            char *txt = cJSON_Print(doc);
+            ck_abort_msg("shards not settled within %d ms (%d of %d served by one node); node a: %s", timeout_ms,
+                         covered, NSHARDS, txt);
+        }
+        sleep_ms(50);
+    }
+}
+
+static void cluster_up(void)
+{
+    static const char *names[NNODES] = {"node-a", "node-b", "node-c"};
+    memset(N, 0, sizeof N);
+    memset(max_owned_epoch, 0, sizeof max_owned_epoch);
+    rounds = served_seen = 0;
+    redis_up(&R);
+    for (int i = 0; i < NNODES; i++) {
+        N[i].name = names[i];
+        N[i].port = free_port();
+    }
+    for (int i = 0; i < NNODES; i++) {
+        N[i].d = ax_h_start(node_args(&N[i]));
+        N[i].live = 1;
+    }
+    double end = now_s() + 10;
+    while (!mesh_up()) {
+        ck_assert_msg(now_s() < end, "the three nodes did not peer within 10 s");
+        sleep_ms(50);
+    }
+    /* a fresh Redis quarantines every shard for one ttl: nothing is served before */
+    wait_settled(8 * TTL_MS);
+}
+
+static void node_kill(int i)
+{
+    axc_close(N[i].c);
+    N[i].c = NULL;
+    ax_h_kill(N[i].d);
+    N[i].live = 0;
+}
+
+static void node_restart(int i)
+{
+    ax_h_restart(N[i].d, NULL);
+    N[i].live = 1;
+}
+
+static void cluster_down(void)
+{
+    for (int i = 0; i < NNODES; i++) {
+        axc_close(N[i].c);
+        N[i].c = NULL;
+        if (N[i].live)
+            ax_h_stop(N[i].d); /* releases its leases: Redis must still run */
+        else
+            ax_h_destroy(N[i].d);
+        N[i].d = NULL;
+        N[i].live = 0;
+    }
+    redis_down(&R);
+    printf("  (%d sampling rounds, %d served shards seen, never two at once)\n", rounds, served_seen);
+}
+
+/* ---------------- keyed requests ---------------- */
+
+static int retryable(int rc)
+{
+    return rc == AX_EBUSY || rc == AX_ENOCONN || rc == AX_ETIMEDOUT || rc == AX_ESTALE;
+}
+
+/* Ask (type, key) msg through node i, retrying retryable errors for up to budget_ms.
+ * Returns the reply (axc_free) or NULL with *rc set. */
+static char *ask_key(int i, const char *type, const char *key, const char *msg, int budget_ms, int *rc)
+{
+    axc_target t = axc_by_key(type, key);
+    double end = now_s() + budget_ms / 1000.0;
+    for (;;) {
+        void *reply = NULL;
+        size_t n = 0;
+        *rc = axc_ask(conn(i), &t, msg, NULL, 0, 1000, &reply, &n);
+        if (*rc == 0)
+            return reply;
+        axc_free(reply);
+        if (!retryable(*rc) || now_s() > end)
+            return NULL;
+        sleep_ms(20);
+    }
+}
+
+static char *ask_key_ok(int i, const char *type, const char *key, const char *msg)
+{
+    int rc;
+    char *v = ask_key(i, type, key, msg, 10000, &rc);
+    ck_assert_msg(v != NULL, "ask %s %s %s through %s: %s (%s)", type, key, msg, N[i].name, ax_errname(rc),
+                  axc_errmsg(conn(i)));
+    return v;
+}
+
+/* An acknowledged tell; only "not delivered" errors are retried, so it lands once. */
+static void tell_key_ok(int i, const char *type, const char *key, const char *msg)
+{
+    axc_target t = axc_by_key(type, key);
+    double end = now_s() + 10;
+    int rc;
+    while ((rc = axc_tell(conn(i), &t, msg, NULL, 0)) == AX_EBUSY || rc == AX_ESTALE) {
+        ck_assert_msg(now_s() < end, "tell %s %s kept failing: %s", type, key, ax_errname(rc));
+        sleep_ms(20);
+    }
+    ck_assert_msg(rc == 0, "tell %s %s %s through %s: %s (%s)", type, key, msg, N[i].name, ax_errname(rc),
+                  axc_errmsg(conn(i)));
+}
+
+/* The node serving the shard of key (FNV-1a-64 as in PROTOCOL.md), and its epoch. */
+static uint32_t shard_of(const char *key)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    return (uint32_t)(h ^ (h >> 32)) % NSHARDS;
+}
+
+static int owner_of(uint32_t shard, double *epoch)
+{
+    view v;
+    for (int i = 0; i < NNODES; i++) {
+        if (!N[i].live)
+            continue;
+        view_of(i, &v);
+        if (v.owned[shard]) {
+            *epoch = v.epoch[shard];
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* ---------------- tests ---------------- */
+
+START_TEST(keyed_counters_are_reachable_from_every_node)
+{
+    char key[20][16];
+    cluster_up();
+    for (int k = 0; k < 20; k++) {
+        snprintf(key[k], sizeof key[k], "user:%d", k);
+        for (int i = 0; i < NNODES; i++)
+            tell_key_ok(i, "counter", key[k], "inc");
+    }
+    for (int k = 0; k < 20; k++)
+        for (int i = 0; i < NNODES; i++) {
+            char *v = ask_key_ok(i, "counter", key[k], "get");
+            ck_assert_msg(!strcmp(v, "3"), "%s through %s: %s, want 3", key[k], N[i].name, v);
+            axc_free(v);
+        }
+    /* one actor per key in the whole cluster, on the node that serves its shard */
+    int total = 0, seen[20] = {0};
+    view v;
+    for (int i = 0; i < NNODES; i++) {
+        view_of(i, &v);
+        for (int k = 0; k < NSHARDS; k++)
+            total += v.actors[k];
+        cJSON *doc = doc_of(i, axc_actors, "actors"), *a;
+        cJSON_ArrayForEach(a, cJSON_GetObjectItem(doc, "actors"))
+        {
+            const char *ak = cJSON_GetStringValue(cJSON_GetObjectItem(a, "key"));
+            if (!ak || strcmp(str(a, "type"), "counter"))
+                continue;
+            int k = atoi(ak + 5);
+            ck_assert_msg(!strncmp(ak, "user:", 5) && k >= 0 && k < 20, "unexpected key %s", ak);
+            seen[k]++;
+            ck_assert_msg(v.owned[shard_of(ak)], "%s runs %s but does not serve its shard %u", N[i].name, ak,
+                          shard_of(ak));
+        }
+        cJSON_Delete(doc);
+    }
+    ck_assert_int_eq(total, 20);
+    for (int k = 0; k < 20; k++)
+        ck_assert_msg(seen[k] == 1, "key %s has %d actors in the cluster", key[k], seen[k]);
+    cluster_down();
+}
+END_TEST
+
+START_TEST(sigkill_owner_then_key_is_served_by_a_survivor_within_ttl_plus_1s_with_higher_epoch)
+{
+    const uint32_t sh = shard_of("alice");
+    double worst = 0;
+    cluster_up();
+    for (int trial = 0; trial < 3; trial++) {
+        /* the counter lives on the owner; it starts again from 0 on the survivor */
+        tell_key_ok(trial % NNODES, "counter", "alice", "inc");
+        double old_epoch = 0;
+        int victim = owner_of(sh, &old_epoch);
+        ck_assert_msg(victim >= 0, "trial %d: nobody serves alice's shard %u", trial, sh);
+        int asker = (victim + 1) % NNODES;
+        double t0 = now_s();
+        node_kill(victim);
+        int rc, tries = 0;
+        char *v = NULL;
+        for (;;) { /* bounded: 15 s */
+            void *reply = NULL;
+            size_t n = 0;
+            axc_target t = axc_by_key("counter", "alice");
+            tries++;
+            rc = axc_ask(conn(asker), &t, "get", NULL, 0, 1000, &reply, &n);
+            if (rc == 0) {
+                v = reply;
+                break;
+            }
+            axc_free(reply);
+            ck_assert_msg(retryable(rc), "trial %d: ask alice through %s: %s (%s)", trial, N[asker].name,
+                          ax_errname(rc), axc_errmsg(conn(asker)));
+            ck_assert_msg(now_s() - t0 < 15, "trial %d: alice not served 15 s after the kill (last %s)", trial,
+                          ax_errname(rc));
+            sleep_ms(10);
+        }
+        double took = now_s() - t0;
+        if (took > worst)
+            worst = took;
+        printf("  trial %d: killed %s (epoch %.0f of shard %u); %s answered after %.0f ms (%d tries), value %s\n",
+               trial, N[victim].name, old_epoch, sh, N[asker].name, took * 1000, tries, v);
+        ck_assert_str_eq(v, "0"); /* a new actor: the state died with its node */
+        axc_free(v);
+        double new_epoch = 0;
+        int owner = owner_of(sh, &new_epoch);
+        ck_assert_msg(owner >= 0 && owner != victim, "trial %d: shard %u owner after failover: %d", trial, sh, owner);
+        ck_assert_msg(new_epoch > old_epoch, "trial %d: epoch %.0f after failover, %.0f before", trial, new_epoch,
+                      old_epoch);
+        ck_assert_msg(took <= (TTL_MS + 1000) / 1000.0, "trial %d: failover took %.0f ms > ttl + 1 s", trial,
+                      took * 1000);
+        /* bring the node back (a new boot) and let the shards rebalance */
+        node_restart(victim);
+        double end = now_s() + 10;
+        while (!mesh_up()) {
+            ck_assert_msg(now_s() < end, "the restarted node did not peer within 10 s");
+            sleep_ms(50);
+        }
+        wait_settled(8 * TTL_MS);
+    }
+    printf("  worst failover: %.0f ms (ttl %d ms, heartbeat timeout %d ms)\n", worst * 1000, TTL_MS, HB_TIMEOUT_MS);
+    cluster_down();
+}
+END_TEST
+
+START_TEST(redis_restart_nodes_recover_without_double_ownership)
+{
+    cluster_up();
+    view before[NNODES];
+    sample_round(before);
+    double epoch_before[NSHARDS] = {0};
+    for (int k = 0; k < NSHARDS; k++)
+        for (int i = 0; i < NNODES; i++)
+            if (before[i].owned[k])
+                epoch_before[k] = before[i].epoch[k];
+    for (int i = 0; i < NNODES; i++) {
+        char *v = ask_key_ok(i, "counter", "carol", "get");
+        axc_free(v);
+    }
+    double t0 = now_s();
+    redis_kill(&R, SIGKILL);
+    sleep_sampling(3000);
+    /* with the store gone every lease reaches its local deadline: nothing is served */
+    view vs[NNODES];
+    ck_assert_int_eq(sample_round(vs), 0);
+    for (int i = 0; i < NNODES; i++)
+        ck_assert_int_eq(vs[i].n_owned, 0);
+    /* keyed requests meanwhile fail with an error a client retries, through every node */
+    for (int i = 0; i < NNODES; i++) {
+        int rc;
+        char *v = ask_key(i, "counter", "carol", "get", 0, &rc);
+        ck_assert_msg(v == NULL && retryable(rc), "ask through %s without the store: %s (%s)", N[i].name,
+                      ax_errname(rc), axc_errmsg(conn(i)));
+    }
+    redis_start(&R); /* same port, empty: every shard is quarantined for one ttl */
+    double t_restart = now_s();
+    wait_settled(10 * TTL_MS);
+    double t_settled = now_s();
+    for (int i = 0; i < NNODES; i++)
+        for (int k = 0; k < 5; k++) {
+            char key[16];
+            snprintf(key, sizeof key, "carol-%d", k);
+            char *v = ask_key_ok(i, "counter", key, "get");
+            axc_free(v);
+        }
+    sleep_sampling(1000);
+    view after[NNODES];
+    sample_round(after);
+    for (int k = 0; k < NSHARDS; k++)
+        for (int i = 0; i < NNODES; i++)
+            if (after[i].owned[k])
+                ck_assert_msg(after[i].epoch[k] > epoch_before[k], "shard %d: epoch %.0f after, %.0f before", k,
+                              after[i].epoch[k], epoch_before[k]);
+    printf("  redis down %.0f ms; all %d shards served again %.0f ms after the restart\n", (t_restart - t0) * 1000,
+           NSHARDS, (t_settled - t_restart) * 1000);
+    cluster_down();
+}
+END_TEST
+
+/* Ask "epoch" of key through node i: the epoch its actor ran under (0 = not served). */
+static double fence_epoch(int i, const char *key)
+{
+    char *v = ask_key_ok(i, "fence", key, "epoch");
+    double e = strtod(v, NULL);
+    axc_free(v);
+    return e;
+}
+
+START_TEST(fence_epoch_seen_by_a_keyed_actor_never_decreases_across_failover)
+{
+    const char *key = "dave";
+    const uint32_t sh = shard_of(key);
+    cluster_up();
+    double last = 0, first = 0;
+    for (int r = 0; r < 5; r++)
+        for (int i = 0; i < NNODES; i++) {
+            double e = fence_epoch(i, key);
+            ck_assert_msg(e > 0, "served without an epoch");
+            ck_assert_msg(e >= last, "epoch went back from %.0f to %.0f", last, e);
+            last = e;
+            if (!first)
+                first = e;
+        }
+    ck_assert(first == last); /* no failover yet: one epoch */
+    double owner_epoch = 0;
+    int victim = owner_of(sh, &owner_epoch);
+    ck_assert_int_ge(victim, 0);
+    ck_assert(owner_epoch == last);
+    node_kill(victim);
+    /* keep asking from both survivors through the failover */
+    int changes = 0;
+    double end = now_s() + 15;
+    while (now_s() < end) {
+        for (int i = 0; i < NNODES; i++) {
+            if (!N[i].live)
+                continue;
+            int rc;
+            char *v = ask_key(i, "fence", key, "epoch", 0, &rc);
+            if (!v) {
+                ck_assert_msg(retryable(rc), "ask through %s: %s", N[i].name, ax_errname(rc));
+                continue;
+            }
+            double e = strtod(v, NULL);
+            axc_free(v);
+            ck_assert_msg(e >= last, "epoch went back from %.0f to %.0f through %s", last, e, N[i].name);
+            changes += e > last;
+            last = e;
+        }
+        if (last > first && changes)
+            break;
+        sleep_ms(20);
+    }
+    ck_assert_msg(last > first, "no higher epoch after the failover (%.0f)", last);
+    /* the new incarnation of the actor saw only that epoch */
+    int survivor = (victim + 1) % NNODES;
+    char *h = ask_key_ok(survivor, "fence", key, "hist");
+    unsigned long long n, lo, hi, dec;
+    ck_assert_int_eq(sscanf(h, "%llu %llu %llu %llu", &n, &lo, &hi, &dec), 4);
+    axc_free(h);
+    ck_assert_uint_eq(dec, 0);
+    ck_assert((double)lo > first);
+    ck_assert((double)hi == last);
+    printf("  %s: epoch %.0f before the kill of %s, %.0f after\n", key, first, N[victim].name, last);
+    cluster_down();
+}
+END_TEST
+
+START_TEST(a_restarted_owner_serves_its_old_keys_with_only_retryable_errors_meanwhile)
+{
+    const uint32_t sh = shard_of("erin");
+    cluster_up();
+    tell_key_ok(0, "counter", "erin", "inc");
+    double old_epoch = 0;
+    int victim = owner_of(sh, &old_epoch);
+    ck_assert_int_ge(victim, 0);
+    double t0 = now_s();
+    node_kill(victim);
+    node_restart(victim); /* a new boot while the old one's leases are still live */
+    /* ask through the restarted node and through a survivor: until the old leases
+     * expire and the shard is taken again, every error must be one to retry */
+    int askers[2] = {victim, (victim + 1) % NNODES}, errs[2] = {0, 0};
+    double took[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        axc_target t = axc_by_key("counter", "erin");
+        for (;;) { /* bounded: 15 s */
+            void *reply = NULL;
+            size_t n = 0;
+            int rc = axc_ask(conn(askers[k]), &t, "get", NULL, 0, 1000, &reply, &n);
+            axc_free(reply);
+            if (rc == 0)
+                break;
+            errs[k]++;
+            ck_assert_msg(retryable(rc), "ask erin through %s%s: %s (%s)", N[askers[k]].name,
+                          k ? "" : " (restarted)", ax_errname(rc), axc_errmsg(conn(askers[k])));
+            ck_assert_msg(now_s() - t0 < 15, "erin not served 15 s after the restart (last %s)", ax_errname(rc));
+            sleep_ms(10);
+        }
+        took[k] = now_s() - t0;
+    }
+    double new_epoch = 0;
+    ck_assert_int_ge(owner_of(sh, &new_epoch), 0);
+    ck_assert(new_epoch > old_epoch);
+    printf("  %s restarted: erin answered through it after %.0f ms (%d retryable errors), through %s after %.0f ms\n",
+           N[victim].name, took[0] * 1000, errs[0], N[askers[1]].name, took[1] * 1000);
+    double end = now_s() + 10;
+    while (!mesh_up()) {
+        ck_assert_msg(now_s() < end, "the restarted node did not peer within 10 s");
+        sleep_ms(50);
+    }
+    wait_settled(8 * TTL_MS);
+    cluster_down();
+}
+END_TEST
+
+START_TEST(a_paused_owner_resumes_without_serving_the_shards_that_moved)
+{
+    const uint32_t sh = shard_of("frank");
+    cluster_up();
+    tell_key_ok(0, "counter", "frank", "inc"); /* frank = 1 on the owner */
+    double old_epoch = 0;
+    int victim = owner_of(sh, &old_epoch);
+    ck_assert_int_ge(victim, 0);
+    int other = (victim + 1) % NNODES;
+    /* freeze the owner (a long GC pause, a stopped VM): the others take its shards */
+    double t0 = now_s();
+    ck_assert_int_eq(kill(ax_h_pid(N[victim].d), SIGSTOP), 0);
+    N[victim].live = 0; /* not sampled while it cannot answer */
+    char *v = ask_key_ok(other, "counter", "frank", "get");
+    double took = now_s() - t0;
+    ck_assert_str_eq(v, "0");
+    axc_free(v);
+    /* it wakes up right after the takeover, past its local deadline: it must not serve
+     * frank's shard any more */
+    ck_assert_int_eq(kill(ax_h_pid(N[victim].d), SIGCONT), 0);
+    N[victim].live = 1;
+    view vs[NNODES];
+    for (int r = 0; r < 40; r++) { /* dense sampling right after the wake-up */
+        sample_round(vs);
+        sleep_ms(10);
+    }
+    double end = now_s() + 10;
+    while (!mesh_up()) {
+        ck_assert_msg(now_s() < end, "the resumed node did not peer again within 10 s");
+        sleep_ms(50);
+    }
+    wait_settled(8 * TTL_MS);
+    for (int i = 0; i < NNODES; i++) { /* the frozen node's actor (frank = 1) is gone */
+        v = ask_key_ok(i, "counter", "frank", "get");
+        ck_assert_msg(!strcmp(v, "0"), "frank through %s: %s, want 0 (the new actor)", N[i].name, v);
+        axc_free(v);
+    }
+    double new_epoch = 0;
+    ck_assert_int_ge(owner_of(sh, &new_epoch), 0);
+    ck_assert(new_epoch > old_epoch);
+    printf("  froze %s: frank served by %s after %.0f ms; after the wake-up no stale owner\n", N[victim].name,
+           N[other].name, took * 1000);
+    cluster_down();
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("cluster_shards");
+    TCase *t = tcase_create("shards");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, keyed_counters_are_reachable_from_every_node);
+    tcase_add_test(t, sigkill_owner_then_key_is_served_by_a_survivor_within_ttl_plus_1s_with_higher_epoch);
+    tcase_add_test(t, redis_restart_nodes_recover_without_double_ownership);
+    tcase_add_test(t, fence_epoch_seen_by_a_keyed_actor_never_decreases_across_failover);
+    tcase_add_test(t, a_restarted_owner_serves_its_old_keys_with_only_retryable_errors_meanwhile);
+    tcase_add_test(t, a_paused_owner_resumes_without_serving_the_shards_that_moved);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    if (system("redis-server --version >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "redis-server not found: skipping\n");
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
