@@ -1096,6 +1096,7 @@ cJSON *ax_runtime_status_json(ax_server *s)
     CTR(events);
     CTR(events_lagged);
     CTR(idle_reaped);
+    CTR(route_retries);
 #undef CTR
     cJSON_AddNumberToObject(doc, "keyed_actors", (double)s->keyed.len);
     cJSON_AddNumberToObject(doc, "event_subscribers", (double)s->n_subs);

@@ -26,9 +26,13 @@ typedef struct route_wait {
     unsigned kflags;
     uint32_t pd_slot, pd_gen; /* completion (ask or acknowledged tell); slot 0 = none */
     ax_ref from;
+    uint32_t shard;
+    uint8_t tries;            /* sends so far: a stale owner is re-resolved once */
     size_t tlen, klen, mlen, plen;
     char data[]; /* type, key, msg, payload */
 } route_wait;
+
+#define MAX_SENDS 2
 
 struct ax_route_shard {
     char owner[AX_LEASE_NODE_MAX + 1];
@@ -336,47 +340,70 @@ static int deliver_local(ax_server *s, const char *type, size_t tlen, const char
     return AX_OK;
 }
 
-/* The owner's answer to a forwarded message, on its way to the original request (whose
- * slot and gen are kept in u.client, the shard in req_id). EBUSY / ESTALE mean the
- * cached owner or epoch is out of date, ENOCONN that the owner is gone: forget it, so
- * the next message for the shard looks the owner up again instead of failing for the
- * rest of the cache time. */
+static int wait_enqueue(ax_server *s, route_wait *w);
+
+/* The owner's answer to a forwarded message, on its way to the original request (kept
+ * in u.client: slot, gen). EBUSY / ESTALE mean the cached owner or epoch is out of date,
+ * ENOCONN that the owner is gone: forget it, and for EBUSY / ESTALE look the owner up
+ * again and send once more (the message is kept in ud for that) before answering the
+ * request with the retryable error. */
 static void keyed_reply(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
 {
-    uint32_t shard = p->u.client.req_id;
-    if ((status == AX_EBUSY || status == AX_ESTALE || status == AX_ENOCONN) && s->route_shards &&
-        shard < s->cfg.shard_count)
-        s->route_shards[shard].owner[0] = 0;
-    ax_pending_complete(s, p->u.client.conn_slot, p->u.client.conn_gen, status, data, n);
+    route_wait *w = p->ud;
+    p->ud = NULL;
+    if ((status == AX_EBUSY || status == AX_ESTALE || status == AX_ENOCONN) && s->route_shards)
+        s->route_shards[w->shard].owner[0] = 0;
+    if ((status == AX_EBUSY || status == AX_ESTALE) && w->tries < MAX_SENDS &&
+        ax_slots_get(&s->pending, w->pd_slot, w->pd_gen) && s->route_shards && !s->stopping) {
+        s->ctr.route_retries++;
+        if (wait_enqueue(s, w) == AX_OK)
+            return; /* w is queued again; the request is answered by the next send */
+    }
+    uint32_t slot = w->pd_slot, gen = w->pd_gen;
+    ax_free(w);
+    ax_pending_complete(s, slot, gen, status, data, n);
 }
 
 static void keyed_unsent(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
 {
-    (void)s, (void)p, (void)status, (void)data, (void)n; /* the caller answers the original request */
+    (void)s, (void)status, (void)data, (void)n; /* the caller answers the original request */
+    ax_free(p->ud);
+    p->ud = NULL;
 }
 
-static int send_now(ax_server *s, struct ax_route_shard *rs, const char *type, size_t tlen, const char *key,
-                    size_t klen, unsigned kflags, const char *msg, size_t mlen, const void *p, size_t n, ax_ref from,
-                    ax_pending *pd)
+/* Send w to the shard's cached owner. Takes w: frees it, or hands it to the pending
+ * request that waits for the owner's answer. Returns the send's error (the caller
+ * answers the request with it), or 0. */
+static int send_now(ax_server *s, struct ax_route_shard *rs, route_wait *w)
 {
-    if (strcmp(rs->owner, s->route_owner) == 0)
-        return deliver_local(s, type, tlen, key, klen, kflags, msg, mlen, p, n, from, pd);
-    ax_pending *via = NULL;
-    if (pd) {
+    const char *type = w->data, *key = type + w->tlen, *msg = key + w->klen, *pl = msg + w->mlen;
+    ax_pending *pd = w->pd_slot ? ax_slots_get(&s->pending, w->pd_slot, w->pd_gen) : NULL;
+    int rc;
+    w->tries++;
+    if (w->pd_slot && !pd) {
+        rc = AX_OK; /* the request timed out while its message waited: nothing to send */
+    } else if (strcmp(rs->owner, s->route_owner) == 0) {
+        rc = deliver_local(s, type, w->tlen, key, w->klen, w->kflags, msg, w->mlen, pl, w->plen, w->from, pd);
+    } else if (!pd) {
+        rc = ax_cluster_keyed_send(s, rs->owner, type, w->tlen, key, w->klen, rs->epoch, w->kflags, msg, w->mlen, pl,
+                                   w->plen, w->from, NULL);
+    } else {
         double rem = ev_timer_remaining(s->loop, &pd->timer);
-        via = ax_pending_new(s, rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : 1, keyed_reply);
-        if (via) {
-            via->u.client.conn_slot = pd->slot;
-            via->u.client.conn_gen = pd->gen;
-            via->u.client.req_id = (uint32_t)(rs - s->route_shards);
+        ax_pending *via = ax_pending_new(s, rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : 1, keyed_reply);
+        if (!via) {
+            ax_free(w);
+            return AX_ENOMEM;
         }
+        via->ud = w;
+        rc = ax_cluster_keyed_send(s, rs->owner, type, w->tlen, key, w->klen, rs->epoch, w->kflags, msg, w->mlen, pl,
+                                   w->plen, w->from, via);
+        if (rc) {
+            via->done = keyed_unsent; /* frees w */
+            ax_pending_complete(s, via->slot, via->gen, rc, NULL, 0);
+        }
+        return rc;
     }
-    int rc = ax_cluster_keyed_send(s, rs->owner, type, tlen, key, klen, rs->epoch, kflags, msg, mlen, p, n, from,
-                                   via ? via : pd);
-    if (rc && via) {
-        via->done = keyed_unsent;
-        ax_pending_complete(s, via->slot, via->gen, rc, NULL, 0);
-    }
+    ax_free(w);
     return rc;
 }
 
@@ -411,20 +438,42 @@ static void owner_cb(void *ud, uint32_t shard, const ax_lease_result *r)
     while ((w = rs->head)) {
         rs->head = w->next;
         rs->n_wait--;
-        ax_pending *pd = w->pd_slot ? ax_slots_get(&s->pending, w->pd_slot, w->pd_gen) : NULL;
-        const char *type = w->data, *key = type + w->tlen, *msg = key + w->klen, *pl = msg + w->mlen;
-        if (!w->pd_slot || pd) { /* skip asks that timed out while waiting */
-            int rc = send_now(s, rs, type, w->tlen, key, w->klen, w->kflags, msg, w->mlen, pl, w->plen, w->from, pd);
-            /* a holder that is no node we know (our own previous boot after a restart,
-             * a node not yet peered) cannot be reached until its lease moves: retry */
-            if (rc == AX_ENOTFOUND && strcmp(rs->owner, s->route_owner) != 0)
-                rc = AX_EBUSY;
-            if (rc)
-                complete(s, w->pd_slot, w->pd_gen, rc);
-        }
-        ax_free(w);
+        w->next = NULL;
+        uint32_t slot = w->pd_slot, gen = w->pd_gen;
+        int rc = send_now(s, rs, w);
+        /* a holder that is no node we know (our own previous boot after a restart,
+         * a node not yet peered) cannot be reached until its lease moves: retry */
+        if (rc == AX_ENOTFOUND && strcmp(rs->owner, s->route_owner) != 0)
+            rc = AX_EBUSY;
+        if (rc)
+            complete(s, slot, gen, rc);
     }
     rs->tail = NULL;
+}
+
+/* Queue w for its shard and make sure the owner is being looked up. Takes w on
+ * success; on an error the caller still owns it. */
+static int wait_enqueue(ax_server *s, route_wait *w)
+{
+    struct ax_route_shard *rs = &s->route_shards[w->shard];
+    if (rs->n_wait >= MAX_WAITERS)
+        return AX_EBUSY;
+    if (!rs->fetching) {
+        route_tab *tab = tab_of(s->route_shards);
+        int rc = ax_lease_get(s->lease_store, w->shard, owner_cb, tab);
+        if (rc)
+            return rc;
+        rs->fetching = 1;
+        tab->fetching++;
+    }
+    w->next = NULL;
+    if (rs->tail)
+        rs->tail->next = w;
+    else
+        rs->head = w;
+    rs->tail = w;
+    rs->n_wait++;
+    return AX_OK;
 }
 
 int ax_route_send(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
@@ -432,16 +481,6 @@ int ax_route_send(ax_server *s, const char *type, size_t tlen, const char *key, 
 {
     if (!s->shards || !s->route_shards || !s->cluster)
         return AX_EBUSY; /* alone: a shard we do not hold has no other owner to go to */
-    uint32_t shard = ax_shard_of(key, klen, s->cfg.shard_count);
-    struct ax_route_shard *rs = &s->route_shards[shard];
-    if (rs->owner[0] && ev_now(s->loop) - rs->at < OWNER_CACHE_S && !rs->head) {
-        int rc = send_now(s, rs, type, tlen, key, klen, kflags, msg, mlen, p, n, from, pd);
-        if (rc != AX_ENOCONN && rc != AX_ENOTFOUND)
-            return rc;
-        rs->owner[0] = 0; /* the cached owner is gone: look it up again */
-    }
-    if (rs->n_wait >= MAX_WAITERS)
-        return AX_EBUSY;
     route_wait *w = ax_try_malloc(sizeof *w + tlen + klen + mlen + n);
     if (!w)
         return AX_ENOMEM;
@@ -450,6 +489,8 @@ int ax_route_send(ax_server *s, const char *type, size_t tlen, const char *key, 
     w->pd_slot = pd ? pd->slot : 0;
     w->pd_gen = pd ? pd->gen : 0;
     w->from = from;
+    w->shard = ax_shard_of(key, klen, s->cfg.shard_count);
+    w->tries = 0;
     w->tlen = tlen;
     w->klen = klen;
     w->mlen = mlen;
@@ -459,21 +500,22 @@ int ax_route_send(ax_server *s, const char *type, size_t tlen, const char *key, 
     memcpy(w->data + tlen + klen, msg, mlen);
     if (n)
         memcpy(w->data + tlen + klen + mlen, p, n);
-    if (!rs->fetching) {
-        route_tab *tab = tab_of(s->route_shards);
-        int rc = ax_lease_get(s->lease_store, shard, owner_cb, tab);
-        if (rc) {
-            ax_free(w);
-            return rc;
+    struct ax_route_shard *rs = &s->route_shards[w->shard];
+    if (rs->owner[0] && ev_now(s->loop) - rs->at < OWNER_CACHE_S && !rs->head) {
+        /* the cached owner: send now; if it is gone, look it up (w kept for that) */
+        route_wait *copy = ax_try_malloc(sizeof *w + tlen + klen + mlen + n);
+        if (copy) {
+            memcpy(copy, w, sizeof *w + tlen + klen + mlen + n);
+            int rc = send_now(s, rs, copy);
+            if (rc != AX_ENOCONN && rc != AX_ENOTFOUND) {
+                ax_free(w);
+                return rc;
+            }
+            rs->owner[0] = 0;
         }
-        rs->fetching = 1;
-        tab->fetching++;
     }
-    if (rs->tail)
-        rs->tail->next = w;
-    else
-        rs->head = w;
-    rs->tail = w;
-    rs->n_wait++;
-    return AX_OK;
+    int rc = wait_enqueue(s, w);
+    if (rc)
+        ax_free(w);
+    return rc;
 }

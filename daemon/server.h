@@ -132,6 +132,7 @@ struct ax_pending {
         struct { uint32_t conn_slot, conn_gen, req_id; } client;
         struct { ax_ref asker; uint32_t reply_msg; uint64_t tag; } actor;
     } u;
+    void *ud; /* for the owner of done (e.g. routing keeps the message for a retry) */
 };
 
 /* ---- the context handed to plugin code ---- */
@@ -153,6 +154,7 @@ typedef struct ax_counters {
     uint64_t ask_timeouts, mailbox_full, no_handler, late_replies;
     uint64_t clients_accepted, clients_refused, bad_frames;
     uint64_t restarts, links, monitors, downs, events, events_lagged, idle_reaped;
+    uint64_t route_retries; /* forwarded keyed messages re-sent after EBUSY/ESTALE */
 } ax_counters;
 
 /* A lifecycle-event subscriber: an actor (node 0) or a client (AX_NODE_CLIENT). */
