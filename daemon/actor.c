@@ -346,7 +346,7 @@ static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const 
     t->live++;
     if (!ax_ref_is_none(opts.link_to)) {
         int noproc = 0;
-        ax_link(s, a, opts.link_to, &noproc);
+        ax_sup_link(s, a, opts.link_to, &noproc);
         if (noproc && !a->trap_exit) {
             spawn_unwind(s, a);
             *why = "link target does not exist (noproc)";
@@ -817,7 +817,7 @@ static int api_link(ax_ctx *cx, ax_ref other)
 {
     if (!cx->self)
         return AX_EINVAL;
-    int noproc = 0, rc = ax_link(cx->srv, cx->self, other, &noproc);
+    int noproc = 0, rc = ax_sup_link(cx->srv, cx->self, other, &noproc);
     if (noproc && !cx->self->trap_exit && !cx->fail_reason) {
         /* Erlang: linking to a dead process is an exit signal noproc */
         snprintf(cx->fail_buf, sizeof cx->fail_buf, "noproc");
@@ -826,20 +826,20 @@ static int api_link(ax_ctx *cx, ax_ref other)
     return rc;
 }
 
-static int api_unlink(ax_ctx *cx, ax_ref other) { return cx->self ? ax_unlink(cx->srv, cx->self, other) : AX_EINVAL; }
+static int api_unlink(ax_ctx *cx, ax_ref other) { return cx->self ? ax_sup_unlink(cx->srv, cx->self, other) : AX_EINVAL; }
 
 static int api_monitor(ax_ctx *cx, ax_ref other, uint64_t *mref)
 {
     if (!cx->self || !mref)
         return AX_EINVAL;
-    return ax_monitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, other, mref);
+    return ax_sup_monitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, other, mref);
 }
 
 static int api_demonitor(ax_ctx *cx, uint64_t mref, int flush)
 {
     if (!cx->self)
         return AX_EINVAL;
-    return ax_demonitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, mref, flush);
+    return ax_sup_demonitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, mref, flush);
 }
 
 static int api_trap_exit(ax_ctx *cx, int on)

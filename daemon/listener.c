@@ -533,7 +533,7 @@ static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *b
     }
     if (h->type == AX_T_MONITOR) {
         uint64_t mref;
-        ax_monitor(c->s, client_ref(c), (ax_ref){a->slot, a->gen, 0}, &mref);
+        ax_sup_monitor(c->s, client_ref(c), (ax_ref){a->slot, a->gen, 0}, &mref);
         c->monitored = 1;
         char doc[128];
         int n = snprintf(doc, sizeof doc, "{\"mref\":%llu,\"id\":%u,\"gen\":%u}", (unsigned long long)mref,
@@ -666,7 +666,7 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         if (h->type == AX_T_DEMONITOR) {
             ax_rbuf r;
             ax_rbuf_init(&r, body, h->body_len);
-            ax_demonitor(c->s, client_ref(c), ax_rbuf_u64(&r), 1);
+            ax_sup_demonitor(c->s, client_ref(c), ax_rbuf_u64(&r), 1);
         } else if (h->type == AX_T_SUBSCRIBE) {
             ax_rbuf r;
             const char *f;

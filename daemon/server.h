@@ -269,11 +269,11 @@ struct cJSON *ax_runtime_actors_json(ax_server *s);
 /* The one exit path of an incarnation. external: stopped from outside (final, no
  * restart). Otherwise the restart policy decides. */
 void ax_actor_exit(ax_server *s, ax_actor *a, const char *reason, int external);
-int ax_link(ax_server *s, ax_actor *a, ax_ref other, int *noproc);
-int ax_unlink(ax_server *s, ax_actor *a, ax_ref other);
+int ax_sup_link(ax_server *s, ax_actor *a, ax_ref other, int *noproc);
+int ax_sup_unlink(ax_server *s, ax_actor *a, ax_ref other);
 /* Monitor target on behalf of watcher (an actor ref or a client ref). */
-int ax_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t *mref);
-int ax_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush);
+int ax_sup_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t *mref);
+int ax_sup_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush);
 /* Deliver a down to a watcher (local actor, client or remote). */
 void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason);
 /* A client went away: remove the monitors it held on local actors. */

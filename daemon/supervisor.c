@@ -173,7 +173,7 @@ static void send_exit_signal(ax_server *s, ax_actor *to, ax_ref from, const char
         ax_env_free(s, e);
 }
 
-int ax_link(ax_server *s, ax_actor *a, ax_ref other, int *noproc)
+int ax_sup_link(ax_server *s, ax_actor *a, ax_ref other, int *noproc)
 {
     ax_actor *b = ax_actor_get_any(s, other);
     if (!b || b->st == AX_ST_STOPPING) {
@@ -202,7 +202,7 @@ int ax_link(ax_server *s, ax_actor *a, ax_ref other, int *noproc)
     return AX_OK;
 }
 
-int ax_unlink(ax_server *s, ax_actor *a, ax_ref other)
+int ax_sup_unlink(ax_server *s, ax_actor *a, ax_ref other)
 {
     link_del(a, other);
     ax_actor *b = ax_actor_get_any(s, other);
@@ -300,7 +300,7 @@ void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref
         ax_env_free(s, e);
 }
 
-int ax_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t *mref)
+int ax_sup_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t *mref)
 {
     uint64_t ref = ++s->next_mref;
     *mref = ref;
@@ -335,7 +335,7 @@ static void flush_down(ax_server *s, ax_actor *w, uint64_t mref)
     w->ctl = keep;
 }
 
-int ax_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush)
+int ax_sup_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush)
 {
     ax_ref target = AX_REF_NONE;
     ax_cluster_demonitor_mref(s, watcher, mref); /* a no-op unless mref watches a remote actor */

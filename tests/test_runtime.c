@@ -252,7 +252,7 @@ START_TEST(control_message_overtakes_queued_user_messages)
     o.trap_exit = 1;
     ax_ref a = spawn_opts("a", &o);
     ax_ref b = spawn_opts("b", NULL);
-    ck_assert_int_eq(ax_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
+    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
     ck_assert_int_eq(send_kind(a, "letter", "x"), 0);
     ck_assert_int_eq(send_kind(a, "letter", "y"), 0);
     ax_actor_stop(&S, ax_actor_get(&S, b), "boom"); /* b's exit signal reaches a's control box */
@@ -379,7 +379,7 @@ START_TEST(intensity_exceeded_stops_the_actor_and_fires_links)
     ax_spawn_opts w = AX_SPAWN_OPTS_INIT;
     w.trap_exit = 1;
     ax_ref watcher = spawn_opts("watcher", &w);
-    ck_assert_int_eq(ax_link(&S, ax_actor_get(&S, watcher), r, &(int){0}), 0);
+    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, watcher), r, &(int){0}), 0);
     for (int i = 0; i < 4; i++) {
         ck_assert_int_eq(send_kind(r, "crash", NULL), 0);
         run();
@@ -487,7 +487,7 @@ START_TEST(link_propagates_abnormal_exit)
 {
     ax_ref a = spawn_opts("a", NULL);
     ax_ref b = spawn_opts("b", NULL);
-    ck_assert_int_eq(ax_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
+    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
     send_kind(a, "fail", "boom");
     run();
     run();
@@ -501,7 +501,7 @@ START_TEST(normal_exit_does_not_kill_linked_actors)
 {
     ax_ref a = spawn_opts("a", NULL);
     ax_ref b = spawn_opts("b", NULL);
-    ck_assert_int_eq(ax_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
+    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
     send_kind(a, "exit", "normal");
     run();
     run();
@@ -516,7 +516,7 @@ START_TEST(trap_exit_converts_a_linked_crash_into_a_message)
     o.trap_exit = 1;
     ax_ref t = spawn_opts("trapper", &o);
     ax_ref c = spawn_opts("crasher", NULL);
-    ck_assert_int_eq(ax_link(&S, ax_actor_get(&S, c), t, &(int){0}), 0);
+    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, c), t, &(int){0}), 0);
     send_kind(c, "crash", NULL);
     run();
     run();
@@ -539,7 +539,7 @@ START_TEST(kill_is_not_trappable)
     /* and through a link: an actor exiting with reason kill kills a trapping partner */
     ax_ref t2 = spawn_opts("trapper2", &o);
     ax_ref k = spawn_opts("killer", NULL);
-    ck_assert_int_eq(ax_link(&S, ax_actor_get(&S, k), t2, &(int){0}), 0);
+    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, k), t2, &(int){0}), 0);
     send_kind(k, "fail", "kill");
     run();
     run();
@@ -557,7 +557,7 @@ START_TEST(link_to_dead_actor_delivers_noproc_at_once)
     o.trap_exit = 1;
     ax_ref t = spawn_opts("trapper", &o);
     int noproc = 0;
-    ck_assert_int_eq(ax_link(&S, ax_actor_get(&S, t), dead, &noproc), AX_ENOPROC);
+    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, t), dead, &noproc), AX_ENOPROC);
     ck_assert_int_eq(noproc, 1);
     run();
     ck_assert_int_eq(state_of(t)->exits, 1);
@@ -569,8 +569,8 @@ START_TEST(unlink_stops_propagation)
 {
     ax_ref a = spawn_opts("a", NULL);
     ax_ref b = spawn_opts("b", NULL);
-    ck_assert_int_eq(ax_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
-    ax_unlink(&S, ax_actor_get(&S, b), a);
+    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
+    ax_sup_unlink(&S, ax_actor_get(&S, b), a);
     send_kind(a, "crash", NULL);
     run();
     run();
@@ -585,7 +585,7 @@ START_TEST(monitor_delivers_down_with_reason)
     ax_ref w = spawn_opts("w", NULL);
     ax_ref t = spawn_opts("t", NULL);
     uint64_t mref;
-    ck_assert_int_eq(ax_monitor(&S, w, t, &mref), 0);
+    ck_assert_int_eq(ax_sup_monitor(&S, w, t, &mref), 0);
     send_kind(t, "fail", "oops");
     run();
     run();
@@ -607,7 +607,7 @@ START_TEST(exactly_one_down_per_monitor_under_a_crash_storm)
     ax_ref t = spawn_opts("t", &o);
     uint64_t m[20];
     for (int i = 0; i < 20; i++)
-        ck_assert_int_eq(ax_monitor(&S, w, t, &m[i]), 0);
+        ck_assert_int_eq(ax_sup_monitor(&S, w, t, &m[i]), 0);
     for (int i = 0; i < 60; i++) { /* restarts do not fire monitors; the final stop does */
         send_kind(t, "crash", NULL);
         run();
@@ -625,12 +625,12 @@ START_TEST(demonitor_with_flush_guarantees_no_down)
     ax_ref w = spawn_opts("w", NULL);
     ax_ref t = spawn_opts("t", NULL);
     uint64_t mref;
-    ck_assert_int_eq(ax_monitor(&S, w, t, &mref), 0);
+    ck_assert_int_eq(ax_sup_monitor(&S, w, t, &mref), 0);
     /* the target dies first, its down is queued for w (not yet handled), then w
      * demonitors with flush */
     ax_actor_exit(&S, ax_actor_get(&S, t), "stopped", 1);
     ck_assert_uint_eq(ax_actor_get(&S, w)->ctl.len, 1);
-    ax_demonitor(&S, w, mref, 1);
+    ax_sup_demonitor(&S, w, mref, 1);
     run();
     ck_assert_int_eq(state_of(w)->downs, 0);
 }
@@ -643,7 +643,7 @@ START_TEST(monitoring_a_dead_actor_gives_noproc_at_once)
     ax_actor_stop(&S, ax_actor_get(&S, t), "stopped");
     run();
     uint64_t mref;
-    ck_assert_int_eq(ax_monitor(&S, w, t, &mref), 0);
+    ck_assert_int_eq(ax_sup_monitor(&S, w, t, &mref), 0);
     run();
     ck_assert_int_eq(state_of(w)->downs, 1);
     ck_assert_str_eq(state_of(w)->last_reason, "noproc");

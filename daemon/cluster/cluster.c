@@ -514,7 +514,7 @@ static void on_monitor(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
         return;
     }
     uint64_t lmref = 0;
-    if (ax_monitor(s, watcher, target, &lmref) != AX_OK)
+    if (ax_sup_monitor(s, watcher, target, &lmref) != AX_OK)
         return;
     ax_cl_lmon *m = ax_malloc(sizeof *m);
     m->rmref = r->mref;
@@ -536,7 +536,7 @@ static void on_demonitor(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
     if (!m)
         return;
     ax_hmap_del(&cl->lmons_by_local, KEY8(&m->lmref));
-    ax_demonitor(cl->s, m->watcher, m->lmref, 0);
+    ax_sup_demonitor(cl->s, m->watcher, m->lmref, 0);
     ax_free(m);
 }
 

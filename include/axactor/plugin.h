@@ -245,6 +245,32 @@ static inline void ax_plog(ax_ctx *cx, int level, const char *fmt, ...)
     ax_api_of(cx)->log(cx, level, buf);
 }
 
+/* Supervision from plugin code (Erlang semantics; see PROTOCOL.md "Lifecycle events and
+ * monitors"). System messages arrive at handlers declared under these names:
+ *   "$exit"  a linked actor exited and this actor traps exits: m->from = the actor,
+ *            data = the reason ("noproc" when linking to a dead actor);
+ *   "$down"  a monitored actor exited: m->tag = the monitor ref, m->from = the actor,
+ *            data = its reason ("noproc", or "noconnection" when its node was lost);
+ *   "$event" a lifecycle event (after ax_subscribe_events): data = a JSON document.
+ * A type without such a handler simply does not receive them. */
+static inline int ax_link(ax_ctx *cx, ax_ref other) { return ax_api_of(cx)->link(cx, other); }
+static inline int ax_unlink(ax_ctx *cx, ax_ref other) { return ax_api_of(cx)->unlink(cx, other); }
+static inline int ax_monitor(ax_ctx *cx, ax_ref other, uint64_t *mref) { return ax_api_of(cx)->monitor(cx, other, mref); }
+/* flush != 0: a "$down" for mref already queued is removed too */
+static inline int ax_demonitor(ax_ctx *cx, uint64_t mref, int flush) { return ax_api_of(cx)->demonitor(cx, mref, flush); }
+static inline int ax_trap_exit(ax_ctx *cx, int on) { return ax_api_of(cx)->trap_exit(cx, on); }
+static inline int ax_subscribe_events(ax_ctx *cx, int on) { return ax_api_of(cx)->subscribe_events(cx, on); }
+static inline int ax_get_or_spawn(ax_ctx *cx, const char *type, const char *key, const ax_spawn_opts *o, ax_ref *out)
+{
+    return ax_api_of(cx)->get_or_spawn(cx, type, key, o, out);
+}
+static inline int ax_lookup(ax_ctx *cx, const char *name, ax_ref *out) { return ax_api_of(cx)->lookup(cx, name, out); }
+static inline int ax_send_after(ax_ctx *cx, ax_ref to, const char *msg, const void *p, size_t n, uint32_t ms)
+{
+    uint32_t id = ax_msg_id(cx, msg);
+    return id ? ax_api_of(cx)->send_after(cx, to, id, p, n, ms) : AX_EINVAL;
+}
+
 /* Parse a payload as a decimal int64 (optional sign, no spaces). 0 or AX_EINVAL. */
 static inline int ax_msg_i64(const ax_msg *m, int64_t *out)
 {
