@@ -12,6 +12,7 @@
 #include "mailbox.h"
 #include "peer.h"
 #include "server.h"
+#include "shard.h"
 #include "cluster/cluster.h"
 
 #define RUN_TURN_BUDGET 4096 /* actor turns per loop iteration before I/O gets a look */
@@ -337,6 +338,8 @@ static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const 
         memcpy(a->key, key, key_len);
         a->key[key_len] = 0;
         a->key_len = key_len;
+        size_t tl = strlen(a->key);
+        a->shard = ax_route_shard_of(s, a->key + tl + 1, key_len - tl - 1);
         ax_hmap_put(&s->keyed, a->key, key_len, a);
         a->knext = s->keyed_head;
         if (s->keyed_head)
@@ -486,6 +489,12 @@ static int run_actor(ax_server *s, ax_actor *a)
 {
     uint32_t budget = s->cfg.batch;
     ax_ctx cx;
+    if (a->key && s->shards && !ax_shards_serving(s->shards, a->shard, NULL)) {
+        /* past the shard's local deadline: never handle another message, even if the
+         * manager's timer (on_lost) has not run yet on a busy loop */
+        ax_actor_exit(s, a, "lease_lost", 1);
+        return 0;
+    }
     a->running = 1;
     while (budget-- > 0 && a->st != AX_ST_DEAD && a->st != AX_ST_RESTARTING) {
         ax_env *e = ax_mailbox_next(a);

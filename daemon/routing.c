@@ -58,12 +58,6 @@ static route_tab *tab_of(struct ax_route_shard *sh)
     return (route_tab *)(void *)((char *)sh - offsetof(route_tab, sh));
 }
 
-static uint32_t actor_shard(ax_server *s, const ax_actor *a)
-{
-    const char *key = a->key + strlen(a->key) + 1;
-    size_t klen = a->key_len - strlen(a->key) - 1;
-    return ax_shard_of(key, klen, s->cfg.shard_count);
-}
 
 static void on_acquired(void *ud, uint32_t shard, uint64_t epoch)
 {
@@ -78,7 +72,7 @@ static void on_lost(void *ud, uint32_t shard, uint64_t epoch, const char *reason
     /* From now on deliveries are refused (the actor is STOPPING) and the stop runs
      * before any queued user message (control mailbox first). */
     for (ax_actor *a = s->keyed_head; a; a = a->knext) {
-        if (a->st != AX_ST_DEAD && a->st != AX_ST_STOPPING && actor_shard(s, a) == shard) {
+        if (a->st != AX_ST_DEAD && a->st != AX_ST_STOPPING && a->shard == shard) {
             ax_actor_stop(s, a, reason);
             n++;
         }
@@ -236,7 +230,7 @@ uint64_t ax_route_actor_epoch(ax_server *s, const ax_actor *a)
     uint64_t e = 0;
     if (!a->key || !s->shards)
         return 0;
-    ax_shards_serving(s->shards, actor_shard(s, a), &e);
+    ax_shards_serving(s->shards, a->shard, &e);
     return e;
 }
 
@@ -251,7 +245,7 @@ cJSON *ax_route_shards_json(ax_server *s, int all)
     uint32_t *count = ax_calloc(s->cfg.shard_count, sizeof *count);
     for (ax_actor *a = s->keyed_head; a; a = a->knext)
         if (a->st != AX_ST_DEAD)
-            count[actor_shard(s, a)]++;
+            count[a->shard]++;
     cJSON *arr = cJSON_GetObjectItem(doc, "shards"), *it;
     cJSON_ArrayForEach(it, arr)
     {

@@ -111,6 +111,7 @@ typedef struct ax_actor {
     ax_actor_ext *x;
     char *key;             /* keyed actors: "type\0key" registry key (owned), else NULL */
     size_t key_len;
+    uint32_t shard;        /* keyed actors: the key's shard */
     struct ax_actor *kprev, *knext; /* keyed actors list (idle reaper) */
     double last_msg;       /* loop time of the last user message (idle reaper) */
     uint64_t processed;
