@@ -688,7 +688,7 @@ static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n,
         return AX_ENOMEM;
     }
     if (to.node != 0) {
-        rc = ax_cluster_ask(s, to, msg, p, n, pd); /* a remote ref: only the bytes cross */
+        rc = ax_cluster_ask(s, to, msg, p, n, pd, (ax_ref){cx->self->slot, cx->self->gen, 0}); /* only bytes cross */
     } else {
         e->ask = pd->slot;
         e->ask_gen = pd->gen;

@@ -315,8 +315,8 @@ int ax_cluster_tell(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, siz
     return ax_cluster_tell_named(s, to, name, strlen(name), p, n, from);
 }
 
-int ax_cluster_ask_named(ax_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
-                         ax_pending *pd, uint32_t timeout_ms)
+static int ask_named(ax_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
+                     ax_pending *pd, uint32_t timeout_ms, ax_ref from)
 {
     ax_cl_inc *inc;
     int rc = target_inc(s, to, &inc);
@@ -327,6 +327,10 @@ int ax_cluster_ask_named(ax_server *s, ax_ref to, const char *msg, size_t msg_le
     ax_cluster *cl = s->cluster;
     ax_peer_rec r = {.req = ++cl->next_req, .to_id = to.id, .to_gen = to.gen, .timeout_ms = timeout_ms ? timeout_ms : 1,
                      .msg = msg, .msg_len = msg_len, .payload = p, .payload_len = n};
+    if (from.node == 0) { /* the asking actor, so the handler sees m->from */
+        r.from_id = from.id;
+        r.from_gen = from.gen;
+    }
     rc = ax_cl_queue(cl, inc, AX_PT_ASK, &r);
     if (rc)
         return rc;
@@ -339,12 +343,18 @@ int ax_cluster_ask_named(ax_server *s, ax_ref to, const char *msg, size_t msg_le
     return 0;
 }
 
-int ax_cluster_ask(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_pending *pd)
+int ax_cluster_ask_named(ax_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
+                         ax_pending *pd, uint32_t timeout_ms)
+{
+    return ask_named(s, to, msg, msg_len, p, n, pd, timeout_ms, AX_REF_NONE);
+}
+
+int ax_cluster_ask(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_pending *pd, ax_ref from)
 {
     const char *name = ax_msg_name(s, msg_id);
     double rem = pd ? ev_timer_remaining(s->loop, &pd->timer) : 0;
     uint32_t ms = rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : s->cfg.ask_timeout_ms;
-    return ax_cluster_ask_named(s, to, name, strlen(name), p, n, pd, ms);
+    return ask_named(s, to, name, strlen(name), p, n, pd, ms, from);
 }
 
 /* ---------------- remote monitors ---------------- */

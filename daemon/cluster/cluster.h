@@ -33,7 +33,7 @@ void ax_cluster_stop(ax_server *s);
  * timer still bounds it); on an error return pd is untouched (the caller completes or
  * frees it). */
 int ax_cluster_tell(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_ref from);
-int ax_cluster_ask(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_pending *pd);
+int ax_cluster_ask(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_pending *pd, ax_ref from);
 /* The same with a message name (client plane: names are not interned from clients). */
 int ax_cluster_tell_named(ax_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
                           ax_ref from);
