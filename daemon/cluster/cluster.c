@@ -448,24 +448,46 @@ void ax_cl_remote_ask_done(ax_server *s, ax_pending *p, int status, const void *
         ax_cl_send_reply(cl, inc, req, status, data, status == AX_OK ? n : 0);
 }
 
+int ax_cl_deliver(ax_cluster *cl, ax_cl_inc *inc, ax_actor *a, const ax_peer_rec *r, uint32_t id, int ask)
+{
+    ax_server *s = cl->s;
+    ax_env *e = ax_env_new(s, r->payload_len);
+    ax_pending *pd = e && ask ? ax_pending_new(s, r->timeout_ms, ax_cl_remote_ask_done) : NULL;
+    if (!e || (ask && !pd)) {
+        ax_env_free(s, e);
+        if (ask)
+            ax_cl_send_reply(cl, inc, r->req, AX_ENOMEM, NULL, 0);
+        return AX_ENOMEM;
+    }
+    if (r->payload_len)
+        memcpy(e->data, r->payload, r->payload_len);
+    e->m.id = id;
+    e->epoch = r->epoch;
+    if (r->from_id)
+        e->m.from = (ax_ref){r->from_id, r->from_gen, inc->idx};
+    if (pd) {
+        pd->u.client.conn_slot = inc->idx;
+        pd->u.client.conn_gen = (uint32_t)r->req;
+        pd->u.client.req_id = (uint32_t)(r->req >> 32);
+        e->ask = pd->slot;
+        e->ask_gen = pd->gen;
+    }
+    int rc = ax_actor_deliver(s, a, e);
+    if (rc) {
+        e->ask = 0;
+        ax_env_free(s, e);
+        if (pd)
+            ax_pending_complete(s, pd->slot, pd->gen, rc, NULL, 0); /* sends the error back */
+    }
+    return rc;
+}
+
 static void on_tell(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
 {
     ax_server *s = cl->s;
     ax_actor *a = r->to_id <= UINT32_MAX ? ax_actor_get(s, (ax_ref){r->to_id, r->to_gen, 0}) : NULL;
-    ax_env *e = a ? ax_env_new(s, r->payload_len) : NULL;
-    if (!e) {
+    if (!a || ax_cl_deliver(cl, inc, a, r, ax_msg_lookup(s, r->msg, r->msg_len), 0) != 0)
         cl->remote_dropped++;
-        return;
-    }
-    if (r->payload_len)
-        memcpy(e->data, r->payload, r->payload_len);
-    e->m.id = ax_msg_lookup(s, r->msg, r->msg_len);
-    if (r->from_id)
-        e->m.from = (ax_ref){r->from_id, r->from_gen, inc->idx};
-    if (ax_actor_deliver(s, a, e) != 0) {
-        ax_env_free(s, e);
-        cl->remote_dropped++;
-    }
 }
 
 static void on_ask(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
@@ -476,29 +498,7 @@ static void on_ask(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
         ax_cl_send_reply(cl, inc, r->req, AX_ENOPROC, NULL, 0);
         return;
     }
-    ax_env *e = ax_env_new(s, r->payload_len);
-    ax_pending *pd = e ? ax_pending_new(s, r->timeout_ms, ax_cl_remote_ask_done) : NULL;
-    if (!pd) {
-        ax_env_free(s, e);
-        ax_cl_send_reply(cl, inc, r->req, AX_ENOMEM, NULL, 0);
-        return;
-    }
-    pd->u.client.conn_slot = inc->idx;
-    pd->u.client.conn_gen = (uint32_t)r->req;
-    pd->u.client.req_id = (uint32_t)(r->req >> 32);
-    if (r->payload_len)
-        memcpy(e->data, r->payload, r->payload_len);
-    e->m.id = ax_msg_lookup(s, r->msg, r->msg_len);
-    if (r->from_id)
-        e->m.from = (ax_ref){r->from_id, r->from_gen, inc->idx};
-    e->ask = pd->slot;
-    e->ask_gen = pd->gen;
-    int rc = ax_actor_deliver(s, a, e);
-    if (rc) {
-        e->ask = 0;
-        ax_env_free(s, e);
-        ax_pending_complete(s, pd->slot, pd->gen, rc, NULL, 0); /* sends the error back */
-    }
+    ax_cl_deliver(cl, inc, a, r, ax_msg_lookup(s, r->msg, r->msg_len), 1); /* errors are answered */
 }
 
 static void on_reply(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)

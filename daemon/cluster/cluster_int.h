@@ -129,6 +129,10 @@ void ax_cl_on_frame(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const uint8_t 
 void ax_cl_inc_down(ax_cluster *cl, ax_cl_inc *inc, const char *why);
 ax_cl_inc *ax_cl_inc_new(ax_cluster *cl, ax_cl_node *n, const char *boot);
 void ax_cl_send_reply(ax_cluster *cl, ax_cl_inc *inc, uint64_t req, int status, const void *p, size_t n);
+/* Deliver a peer record's message (payload, from, epoch) to local actor a. For an ask the
+ * runtime's answer, or the delivery error, goes back as REPLY r->req. Returns 0 or the
+ * delivery error (for tells, the caller reports or counts it). */
+int ax_cl_deliver(ax_cluster *cl, ax_cl_inc *inc, ax_actor *a, const ax_peer_rec *r, uint32_t id, int ask);
 /* pending-ask completion for asks that came from a peer: sends the REPLY back */
 void ax_cl_remote_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n);
 

@@ -25,9 +25,6 @@ void ax_cl_on_keyed(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
         rc = AX_ENOPROC;
     if (!rc && !ax_actor_handles(a, id))
         rc = AX_ENOMSG;
-    ax_env *e = rc ? NULL : ax_env_new(s, r->payload_len);
-    if (!rc && !e)
-        rc = AX_ENOMEM;
     if (rc) {
         if (r->req)
             ax_cl_send_reply(cl, inc, r->req, rc, NULL, 0);
@@ -35,40 +32,11 @@ void ax_cl_on_keyed(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
             cl->remote_dropped++;
         return;
     }
-    if (r->payload_len)
-        memcpy(e->data, r->payload, r->payload_len);
-    e->m.id = id;
-    e->epoch = r->epoch;
-    if (r->from_id)
-        e->m.from = (ax_ref){r->from_id, r->from_gen, inc->idx};
-    ax_pending *pd = NULL;
-    if (ask) {
-        pd = ax_pending_new(s, r->timeout_ms, ax_cl_remote_ask_done);
-        if (!pd) {
-            ax_env_free(s, e);
-            ax_cl_send_reply(cl, inc, r->req, AX_ENOMEM, NULL, 0);
-            return;
-        }
-        pd->u.client.conn_slot = inc->idx;
-        pd->u.client.conn_gen = (uint32_t)r->req;
-        pd->u.client.req_id = (uint32_t)(r->req >> 32);
-        e->ask = pd->slot;
-        e->ask_gen = pd->gen;
-    }
-    rc = ax_actor_deliver(s, a, e);
-    if (rc) {
-        e->ask = 0;
-        ax_env_free(s, e);
-        if (pd)
-            ax_pending_complete(s, pd->slot, pd->gen, rc, NULL, 0); /* sends the error back */
-        else if (r->req)
-            ax_cl_send_reply(cl, inc, r->req, rc, NULL, 0);
-        else
-            cl->remote_dropped++;
-        return;
-    }
+    rc = ax_cl_deliver(cl, inc, a, r, id, ask); /* an ask's errors are answered there */
     if (!ask && r->req)
-        ax_cl_send_reply(cl, inc, r->req, AX_OK, NULL, 0); /* acknowledged: it is queued */
+        ax_cl_send_reply(cl, inc, r->req, rc, NULL, 0); /* acknowledged: queued, or why not */
+    else if (!ask && rc)
+        cl->remote_dropped++;
 }
 
 int ax_cluster_keyed_send(ax_server *s, const char *owner, const char *type, size_t tlen, const char *key,
