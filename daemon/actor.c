@@ -1037,6 +1037,36 @@ static const char *state_name(uint8_t st)
     return st == AX_ST_RUNNING ? "running" : st == AX_ST_STOPPING ? "stopping" : st == AX_ST_RESTARTING ? "restarting" : "dead";
 }
 
+static int utf8_printable(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = p[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!len || i + len > n || (len == 1 && (c < 0x20 || c == 0x7f)))
+            return 0;
+        for (size_t j = 1; j < len; j++)
+            if ((p[i + j] & 0xc0) != 0x80)
+                return 0;
+        i += len;
+    }
+    return 1;
+}
+
+void ax_json_add_key(cJSON *o, const ax_actor *a)
+{
+    size_t tl = strlen(a->key), n = a->key_len - tl - 1;
+    const unsigned char *k = (const unsigned char *)a->key + tl + 1;
+    if (utf8_printable(k, n)) {
+        cJSON_AddStringToObject(o, "key", (const char *)k);
+        return;
+    }
+    char *hex = ax_malloc(2 * n + 1);
+    for (size_t i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02x", k[i]);
+    cJSON_AddStringToObject(o, "key_hex", hex);
+    ax_free(hex);
+}
+
 cJSON *ax_runtime_actors_json(ax_server *s)
 {
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "actors");
@@ -1062,7 +1092,7 @@ cJSON *ax_runtime_actors_json(ax_server *s)
         if (a->trap_exit)
             cJSON_AddBoolToObject(o, "trap_exit", 1);
         if (a->key)
-            cJSON_AddStringToObject(o, "key", a->key + strlen(a->key) + 1);
+            ax_json_add_key(o, a);
         cJSON_AddItemToArray(arr, o);
     }
     return doc;

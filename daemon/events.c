@@ -69,7 +69,7 @@ static char *event_doc(ax_server *s, ax_actor *a, const char *event, const char 
     cJSON_AddStringToObject(o, "name", a->name ? a->name : "");
     cJSON_AddStringToObject(o, "type", a->type->name);
     if (a->key)
-        cJSON_AddStringToObject(o, "key", a->key + strlen(a->key) + 1);
+        ax_json_add_key(o, a);
     if (reason)
         cJSON_AddStringToObject(o, "reason", reason);
     if (strcmp(event, "restarted") == 0)

@@ -265,6 +265,9 @@ void ax_pending_complete(ax_server *s, uint32_t slot, uint32_t gen, int status, 
 /* JSON documents for the control plane (cJSON; caller frees with cJSON_Delete). */
 struct cJSON *ax_runtime_status_json(ax_server *s);
 struct cJSON *ax_runtime_actors_json(ax_server *s);
+/* Add a keyed actor's key to a document: "key" when it is valid UTF-8 without control
+ * characters, else "key_hex" (keys are bytes; JSON documents must stay valid). */
+void ax_json_add_key(struct cJSON *o, const ax_actor *a);
 
 /* ---- supervisor.c: restarts, links, monitors ---- */
 /* The one exit path of an incarnation. external: stopped from outside (final, no

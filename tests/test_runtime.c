@@ -2,6 +2,7 @@
  * capacity), supervision (restart policies, intensity, mailbox policies), links and
  * trap-exit, monitors, the lifecycle stream and the keyed registry with its reaper.
  * A test actor type is registered directly (no plugin file) on a real libev loop. */
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -718,6 +719,26 @@ START_TEST(idle_reaper_stops_an_idle_actor_and_not_a_busy_one)
 }
 END_TEST
 
+START_TEST(binary_keys_stay_valid_json_as_key_hex)
+{
+    ax_ref r1, r2;
+    ck_assert_int_eq(ax_registry_get_or_spawn(&S, "tact", 4, "alice", 5, NULL, 1, &r1, NULL), 0);
+    ck_assert_int_eq(ax_registry_get_or_spawn(&S, "tact", 4, "\xff\x01", 2, NULL, 1, &r2, NULL), 0);
+    cJSON *doc = ax_runtime_actors_json(&S), *it;
+    int plain = 0, hex = 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(doc, "actors"))
+    {
+        const char *k = cJSON_GetStringValue(cJSON_GetObjectItem(it, "key"));
+        const char *h = cJSON_GetStringValue(cJSON_GetObjectItem(it, "key_hex"));
+        plain += k && !strcmp(k, "alice");
+        hex += h && !strcmp(h, "ff01");
+    }
+    cJSON_Delete(doc);
+    ck_assert_int_eq(plain, 1);
+    ck_assert_int_eq(hex, 1);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("runtime");
@@ -754,6 +775,7 @@ static Suite *suite(void)
     tcase_add_test(tc, slow_subscriber_gets_lagged_marker_and_daemon_keeps_going);
     tcase_add_test(tc, concurrent_get_or_spawn_on_one_key_yields_one_actor);
     tcase_add_test(tc, idle_reaper_stops_an_idle_actor_and_not_a_busy_one);
+    tcase_add_test(tc, binary_keys_stay_valid_json_as_key_hex);
     suite_add_tcase(s, tc);
     return s;
 }
