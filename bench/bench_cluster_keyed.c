@@ -114,6 +114,7 @@ static void cleanup(void)
     }
 }
 
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail(const char *fmt, ...)
 {
     va_list ap;
