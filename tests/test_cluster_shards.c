@@ -23,6 +23,7 @@
 
 #include "axactor/client.h"
 #include "harness.h"
+#include "redis_test_util.h"
 
 #define TOKEN "shards-token-51c0"
 #define NNODES 3
@@ -31,112 +32,6 @@
 #define RENEW_MS 500
 #define SAFETY_MS 500
 #define HB_TIMEOUT_MS 1000
-
-/* ---------------- time ---------------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static int port_open(int port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                             .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-/* ---------------- a redis-server of our own ---------------- */
-
-typedef struct redis_proc {
-    pid_t pid;
-    int port;
-    char dir[64];
-} redis_proc;
-
-static void redis_start(redis_proc *r)
-{
-    char port[16];
-    snprintf(port, sizeof port, "%d", r->port);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test never leaves a server behind */
-        if (!freopen("/dev/null", "w", stdout))
-            _exit(126);
-        const char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no", "--dir", r->dir, NULL};
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
-    r->pid = pid;
-    for (int i = 0; i < 500 && !port_open(r->port); i++) { /* bounded: 5 s */
-        int st;
-        ck_assert_msg(waitpid(pid, &st, WNOHANG) == 0, "redis-server exited at start (port %d)", r->port);
-        sleep_ms(10);
-    }
-    ck_assert_msg(port_open(r->port), "redis-server did not listen within 5 s");
-}
-
-static void redis_kill(redis_proc *r, int sig)
-{
-    if (r->pid <= 0)
-        return;
-    kill(r->pid, sig);
-    for (int i = 0; i < 500; i++) { /* bounded: 5 s, then SIGKILL */
-        if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
-            r->pid = 0;
-            return;
-        }
-        sleep_ms(10);
-    }
-    kill(r->pid, SIGKILL);
-    waitpid(r->pid, NULL, 0);
-    r->pid = 0;
-}
-
-static void redis_up(redis_proc *r)
-{
-    memset(r, 0, sizeof *r);
-    snprintf(r->dir, sizeof r->dir, "/tmp/ax_shards_redis.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(r->dir));
-    r->port = free_port();
-    redis_start(r);
-}
-
-static void redis_down(redis_proc *r)
-{
-    char cmd[128];
-    redis_kill(r, SIGTERM);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", r->dir);
-}
 
 /* ---------------- three daemons ---------------- */
 
@@ -379,7 +274,7 @@ static void cluster_up(void)
     memset(N, 0, sizeof N);
     memset(max_owned_epoch, 0, sizeof max_owned_epoch);
     rounds = served_seen = 0;
-    redis_up(&R);
+    redis_up(&R, NULL);
     for (int i = 0; i < NNODES; i++) {
         N[i].name = names[i];
         N[i].port = free_port();

@@ -1,0 +1,134 @@
+/* Shared by the tests that need loopback ports or a redis-server of their own
+ * (test_lease_redis, test_cluster_shards, test_cluster_tcp): a free loopback port, a
+ * monotonic clock, a bounded sleep, and a redis-server started on a free port in a temp
+ * dir (optionally with a password), killed, restarted and removed. Every wait is bounded. */
+#ifndef AX_REDIS_TEST_UTIL_H
+#define AX_REDIS_TEST_UTIL_H
+
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static inline void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static inline int free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static inline int port_open(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+typedef struct redis_proc {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char password[64];
+} redis_proc;
+
+/* (Re)start redis-server on r->port in r->dir; fails the test unless it listens in 5 s. */
+static inline void redis_start(redis_proc *r)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", r->port);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test never leaves a server behind */
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(126);
+        const char *argv[16] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", r->dir};
+        int argc = 11;
+        if (r->password[0]) {
+            argv[argc++] = "--requirepass";
+            argv[argc++] = r->password;
+        }
+        argv[argc] = NULL;
+        execvp("redis-server", (char *const *)argv);
+        _exit(127);
+    }
+    r->pid = pid;
+    for (int i = 0; i < 500 && !port_open(r->port); i++) { /* bounded: 5 s */
+        int st;
+        ck_assert_msg(waitpid(pid, &st, WNOHANG) == 0, "redis-server exited at start (port %d)", r->port);
+        sleep_ms(10);
+    }
+    ck_assert_msg(port_open(r->port), "redis-server did not listen within 5 s");
+}
+
+static inline void redis_kill(redis_proc *r, int sig)
+{
+    if (r->pid <= 0)
+        return;
+    kill(r->pid, sig);
+    for (int i = 0; i < 500; i++) { /* bounded: 5 s, then SIGKILL */
+        if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
+            r->pid = 0;
+            return;
+        }
+        sleep_ms(10);
+    }
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, NULL, 0);
+    r->pid = 0;
+}
+
+/* A fresh server on a free port in a new temp dir; password NULL or "" = none. */
+static inline void redis_up(redis_proc *r, const char *password)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "/tmp/ax_test_redis.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(r->dir));
+    if (password)
+        snprintf(r->password, sizeof r->password, "%s", password);
+    r->port = free_port();
+    redis_start(r);
+}
+
+static inline void redis_down(redis_proc *r)
+{
+    char cmd[128];
+    redis_kill(r, SIGTERM);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", r->dir);
+}
+
+#endif
