@@ -401,9 +401,13 @@ int ax_actor_spawn_keyed(ax_server *s, ax_type *t, const char *key, size_t key_l
 void ax_actor_terminate(ax_server *s, ax_actor *a, const char *reason)
 {
     a->st = AX_ST_DEAD;
+    /* A keyed actor stopped because its shard left this node: what it had queued was
+     * not handled and may be sent again to the shard's next owner (retryable EBUSY). */
+    int moved = a->key && (!strcmp(reason, "lease_lost") || !strcmp(reason, "handover") ||
+                           !strcmp(reason, "shutdown") || !strcmp(reason, "store_regressed"));
     ax_mq_splice(&a->ctl, &a->user);
     for (ax_env *e; (e = ax_mq_pop(&a->ctl));)
-        ax_env_drop(s, e, AX_ENOPROC);
+        ax_env_drop(s, e, moved ? AX_EBUSY : AX_ENOPROC);
     if (a->name)
         ax_hmap_del(&s->names, a->name, strlen(a->name));
     ax_registry_remove(s, a);
@@ -484,18 +488,43 @@ static void exit_reason_for_error(ax_ctx *cx, int rc)
     cx->fail_reason = cx->fail_buf;
 }
 
+/* A keyed actor handles a message only while its shard's local deadline is ahead of a
+ * fresh monotonic clock read (never the loop's cached time: after a stall, SIGSTOP, a VM
+ * pause, a slow handler, it is seconds old). Past it, every shard whose deadline passed
+ * is dropped at once (their actors get a stop) before anything else runs, and this actor
+ * ends with "lease_lost". Returns 1 if the actor may go on. */
+static int keyed_may_run(ax_server *s, ax_actor *a)
+{
+    if (ax_shards_serving(s->shards, a->shard, NULL))
+        return 1;
+    ax_shards_expire(s->shards);
+    if (a->st != AX_ST_DEAD && a->st != AX_ST_RESTARTING)
+        ax_actor_exit(s, a, "lease_lost", 1);
+    return 0;
+}
+
+/* The same in the middle of a batch, with the envelope taken from the mailbox but not
+ * handled: it is refused (its asker gets AX_EBUSY, retryable) before the actor ends. */
+static int keyed_may_run_with(ax_server *s, ax_actor *a, ax_env *e)
+{
+    if (ax_shards_serving(s->shards, a->shard, NULL))
+        return 1;
+    a->running = 0;
+    ax_env_drop(s, e, AX_EBUSY);
+    keyed_may_run(s, a);
+    return 0;
+}
+
 /* Run one actor for up to one batch. Returns 1 if it still has work. */
 static int run_actor(ax_server *s, ax_actor *a)
 {
     uint32_t budget = s->cfg.batch;
     ax_ctx cx;
-    if (a->key && s->shards && !ax_shards_serving(s->shards, a->shard, NULL)) {
-        /* past the shard's local deadline: never handle another message, even if the
-         * manager's timer (on_lost) has not run yet on a busy loop */
-        ax_actor_exit(s, a, "lease_lost", 1);
+    int fenced = a->key && s->shards;
+    if (fenced && !keyed_may_run(s, a))
         return 0;
-    }
     a->running = 1;
+    uint64_t processed_at_start = a->processed;
     while (budget-- > 0 && a->st != AX_ST_DEAD && a->st != AX_ST_RESTARTING) {
         ax_env *e = ax_mailbox_next(a);
         if (!e)
@@ -518,6 +547,8 @@ static int run_actor(ax_server *s, ax_actor *a)
                 continue;
             e = msg; /* trapped: handled as a "$exit" message below */
         }
+        if (fenced && a->processed != processed_at_start && !keyed_may_run_with(s, a, e))
+            return 0; /* a handler of this batch ran: the clock may have passed the deadline */
         ax_handler_fn fn = find_handler(a->type, e->m.id);
         if (!fn) { /* system message the type does not handle, or an unknown reply name */
             ax_env_drop(s, e, AX_ENOMSG);

@@ -136,6 +136,41 @@ static const key_def keys[] = {
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
+/* Per key: where its value was last set; per list key also one origin per item. */
+struct ax_config_origins {
+    char *key[NKEYS];
+    char **items[NKEYS];
+    size_t n_items[NKEYS];
+};
+
+static void origins_free(struct ax_config_origins *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < NKEYS; i++) {
+        ax_free(o->key[i]);
+        for (size_t j = 0; j < o->n_items[i]; j++)
+            ax_free(o->items[i][j]);
+        ax_free(o->items[i]);
+    }
+    ax_free(o);
+}
+
+static struct ax_config_origins *origins_copy(const struct ax_config_origins *o)
+{
+    if (!o)
+        return NULL;
+    struct ax_config_origins *d = ax_calloc(1, sizeof *d);
+    for (size_t i = 0; i < NKEYS; i++) {
+        d->key[i] = o->key[i] ? ax_strdup(o->key[i]) : NULL;
+        d->n_items[i] = o->n_items[i];
+        d->items[i] = o->n_items[i] ? ax_malloc(o->n_items[i] * sizeof *d->items[i]) : NULL;
+        for (size_t j = 0; j < o->n_items[i]; j++)
+            d->items[i][j] = ax_strdup(o->items[i][j]);
+    }
+    return d;
+}
+
 size_t ax_config_key_count(void) { return NKEYS; }
 const char *ax_config_key_name(size_t i) { return i < NKEYS ? keys[i].name : NULL; }
 
@@ -394,6 +429,30 @@ static int set_value(ax_config *c, const key_def *k, const char *v, int replace,
     return fail(why, n, "%s: unsupported key type", k->name);
 }
 
+/* Record where key k got its value (after a successful set_value); the list's item
+ * origins follow its items (cleared, appended). */
+static void note_origin(ax_config *c, const key_def *k, const char *origin)
+{
+    size_t i = (size_t)(k - keys);
+    if (!origin)
+        return;
+    if (!c->origins)
+        c->origins = ax_calloc(1, sizeof *c->origins);
+    struct ax_config_origins *o = c->origins;
+    ax_free(o->key[i]);
+    o->key[i] = ax_strdup(origin);
+    if (k->type != K_LIST)
+        return;
+    size_t want = *list_count(c, k);
+    while (o->n_items[i] > want)
+        ax_free(o->items[i][--o->n_items[i]]);
+    if (o->n_items[i] < want) {
+        o->items[i] = ax_realloc(o->items[i], want * sizeof *o->items[i]);
+        while (o->n_items[i] < want)
+            o->items[i][o->n_items[i]++] = ax_strdup(origin);
+    }
+}
+
 static const key_def *find_key(const char *name)
 {
     for (size_t i = 0; i < NKEYS; i++)
@@ -423,6 +482,7 @@ void ax_config_free(ax_config *c)
         else if (k->type == K_LIST)
             list_clear(c, k);
     }
+    origins_free(c->origins);
     memset(c, 0, sizeof *c);
 }
 
@@ -442,6 +502,7 @@ static void config_copy(ax_config *dst, const ax_config *src)
             *list_items(dst, k) = items;
         }
     }
+    dst->origins = origins_copy(src->origins);
 }
 
 int ax_config_defaults(ax_config *c)
@@ -469,7 +530,24 @@ int ax_config_set(ax_config *c, const char *key, const char *value, char *err, s
         return fail(err, errlen, "unknown key \"%.128s\"", key ? key : "");
     if (!value)
         return fail(err, errlen, "%s: missing value", k->name);
-    return set_value(c, k, value, 0, err, errlen);
+    int rc = set_value(c, k, value, 0, err, errlen);
+    if (rc == 0) {
+        char origin[160];
+        snprintf(origin, sizeof origin, "--set %s", k->name);
+        note_origin(c, k, origin);
+    }
+    return rc;
+}
+
+const char *ax_config_origin(const ax_config *c, const char *key, size_t item)
+{
+    const key_def *k = key ? find_key(key) : NULL;
+    if (!k || !c->origins)
+        return NULL;
+    size_t i = (size_t)(k - keys);
+    if (k->type == K_LIST)
+        return item < c->origins->n_items[i] ? c->origins->items[i][item] : NULL;
+    return c->origins->key[i];
 }
 
 static char *trim(char *s)
@@ -515,6 +593,7 @@ static int parse_value(char *v, char **out, char *why, size_t n)
 
 typedef struct parser {
     ax_config *c;
+    const char *name; /* file name, for origins */
     char section[64];
     unsigned seen[NKEYS]; /* line a key was first set on; 0 = not yet */
 } parser;
@@ -560,6 +639,11 @@ static int parse_line(parser *p, char *line, unsigned lineno, char *why, size_t 
     if (k->type != K_LIST && p->seen[i])
         return fail(why, n, "duplicate key \"%s\" (first set on line %u)", k->name, p->seen[i]);
     rc = set_value(p->c, k, value, !p->seen[i], why, n);
+    if (rc == 0) {
+        char origin[AX_PATH_MAX + 16];
+        snprintf(origin, sizeof origin, "%s:%u", p->name, lineno);
+        note_origin(p->c, k, origin);
+    }
     if (!p->seen[i])
         p->seen[i] = lineno;
     return rc;
@@ -569,7 +653,7 @@ static int parse_line(parser *p, char *line, unsigned lineno, char *why, size_t 
 static int parse_text(ax_config *c, const char *text, size_t len, const char *name, char *err, size_t errlen)
 {
     ax_config tmp;
-    parser p = {.c = &tmp};
+    parser p = {.c = &tmp, .name = name};
     char line[CFG_LINE_MAX + 1], why[512];
     unsigned lineno = 0;
     int rc = 0;

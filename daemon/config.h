@@ -64,6 +64,8 @@ typedef struct ax_config {
     uint32_t cluster_keepalive_probes;      /* cluster.keepalive_probes, default 3 */
     uint8_t cluster_tls;               /* cluster.tls, default false */
     char *cluster_tls_cert, *cluster_tls_key, *cluster_tls_ca; /* PEM paths, default "" */
+    /* Where each value came from (owned, see ax_config_origin); NULL = all defaults. */
+    struct ax_config_origins *origins;
 } ax_config;
 
 /* Fill every field with its default. Returns 0. */
@@ -76,6 +78,10 @@ int ax_config_load_string(ax_config *c, const char *text, const char *name, char
 /* Set one key ("runtime.batch", "64") as if read from a file; AX_ECONFIG + err on a bad
  * key or value, *c unchanged. */
 int ax_config_set(ax_config *c, const char *key, const char *value, char *err, size_t errlen);
+/* Where key's value (item-th entry for a list key) was set: "PATH:LINE" for a file line,
+ * "--set KEY" for a command-line flag, NULL for the built-in default. Valid until c
+ * changes. For messages of checks made after parsing ("PATH:LINE: reason"). */
+const char *ax_config_origin(const ax_config *c, const char *key, size_t item);
 /* Free owned strings; accepts a zeroed struct; leaves *c zeroed. */
 void ax_config_free(ax_config *c);
 /* Write every key with its current value as a valid config file (axactord --print-config). */

@@ -7,11 +7,12 @@
 
 #include "ax_mem.h"
 #include "lease.h"
+#include "monotime.h"
 
 typedef struct mem_shard {
     char *owner;     /* NULL: not held */
     uint64_t epoch;  /* last epoch granted; never goes down */
-    double expires;  /* ev time the lease ends */
+    double expires;  /* monotonic time (ax_mono_now) the lease ends */
 } mem_shard;
 
 typedef struct mem_reply {
@@ -118,7 +119,7 @@ static int mem_is_cut(const mem_store *m, const char *node)
 static mem_shard *mem_shard_at(mem_store *m, uint32_t shard)
 {
     mem_shard *s = &m->shards[shard];
-    if (s->owner && ev_now(m->loop) >= s->expires) {
+    if (s->owner && ax_mono_now() >= s->expires) {
         ax_free(s->owner);
         s->owner = NULL;
     }
@@ -127,7 +128,7 @@ static mem_shard *mem_shard_at(mem_store *m, uint32_t shard)
 
 static int64_t mem_ttl_left(mem_store *m, const mem_shard *s)
 {
-    return (int64_t)ceil((s->expires - ev_now(m->loop)) * 1000.0);
+    return (int64_t)ceil((s->expires - ax_mono_now()) * 1000.0);
 }
 
 /* Common argument checks; on a cut node queues AX_ECONN and returns 1. */
@@ -175,7 +176,7 @@ static int mem_acquire(ax_lease_store *st, uint32_t shard, const char *node, uin
             ax_free(s->owner);
             s->owner = ax_strdup(node);
             s->epoch = e;
-            s->expires = ev_now(m->loop) + ttl_ms / 1000.0;
+            s->expires = ax_mono_now() + ttl_ms / 1000.0;
             r.granted = 1;
             r.owner = node;
             r.owner_len = strlen(node);
@@ -199,7 +200,7 @@ static int mem_renew(ax_lease_store *st, uint32_t shard, const char *node, uint6
     mem_shard *s = mem_shard_at(m, shard);
     ax_lease_result r = {.status = AX_OK, .epoch = s->epoch, .ttl_ms = -1};
     if (s->owner && !strcmp(s->owner, node) && s->epoch == epoch) {
-        s->expires = ev_now(m->loop) + ttl_ms / 1000.0;
+        s->expires = ax_mono_now() + ttl_ms / 1000.0;
         r.granted = 1;
         r.ttl_ms = ttl_ms;
     }

@@ -227,11 +227,11 @@ int ax_route_check(ax_server *s, const char *key, size_t klen, uint64_t msg_epoc
 
 uint64_t ax_route_actor_epoch(ax_server *s, const ax_actor *a)
 {
-    uint64_t e = 0;
+    /* a keyed actor runs only within one epoch of its shard (it is stopped when the
+     * shard is lost) and a handler starts only before the deadline (actor.c) */
     if (!a->key || !s->shards)
         return 0;
-    ax_shards_serving(s->shards, a->shard, &e);
-    return e;
+    return ax_shards_epoch(s->shards, a->shard);
 }
 
 cJSON *ax_route_shards_json(ax_server *s, int all)

@@ -12,6 +12,7 @@
 
 #include "ax_mem.h"
 #include "log.h"
+#include "monotime.h"
 
 /* ---- the hash ---- */
 
@@ -105,7 +106,7 @@ typedef struct shard_ent {
     uint32_t seq;      /* bumped on every state change: late replies are recognised */
     uint64_t epoch;    /* owned: our epoch */
     uint64_t seen;     /* highest epoch seen for the shard (min_epoch for acquire) */
-    double deadline;   /* owned: stop serving at this loop time */
+    double deadline;   /* owned: stop serving at this monotonic time (ax_mono_now) */
     double renew_due;  /* owned: next renew */
     double held_until; /* free: another node holds it until about then (skip until) */
 } shard_ent;
@@ -136,6 +137,7 @@ struct ax_shards {
     char **names;
     size_t n_names;
     uint64_t lost_total, acquired_total, renew_errors;
+    uint64_t late_losses; /* shards dropped by ax_shards_expire (a stall), not by the timer */
     uint32_t lost_batch;  /* shards lost since the last summary line */
     int renew_failing;    /* renew failures logged once until a renew succeeds */
 };
@@ -171,10 +173,12 @@ static void really_free(ax_shards *m)
     ax_free(m);
 }
 
+/* Every time in the manager (sent, deadline, renew_due, rounds) is monotonic and read
+ * fresh: a deadline is never checked against a time cached before a stall. */
 static double now_fresh(ax_shards *m)
 {
-    ev_now_update(m->loop);
-    return ev_now(m->loop);
+    (void)m;
+    return ax_mono_now();
 }
 
 /* Stop serving shard i (it was OWNED). */
@@ -440,7 +444,7 @@ static void schedule(ax_shards *m, double at)
         at = m->last_tick + m->quantum;
     if (ev_is_active(&m->tick) && m->tick_at <= at)
         return;
-    double in = at - ev_now(m->loop);
+    double in = at - now_fresh(m);
     ev_timer_stop(m->loop, &m->tick);
     ev_timer_set(&m->tick, in > 0 ? in : 0, 0);
     ev_timer_start(m->loop, &m->tick);
@@ -587,7 +591,7 @@ void ax_shards_start(ax_shards *m)
     if (m->started || m->stopping)
         return;
     m->started = 1;
-    m->next_round = ev_now(m->loop);
+    m->next_round = now_fresh(m);
     schedule(m, m->next_round);
 }
 
@@ -604,7 +608,7 @@ void ax_shards_set_live_nodes(ax_shards *m, uint32_t n)
     /* Membership changed: shards may be handed over now, so look again at all of them,
      * this round and the next. */
     m->reset_rounds = 2;
-    m->next_round = ev_now(m->loop);
+    m->next_round = now_fresh(m);
     if (m->started)
         schedule(m, m->next_round);
 }
@@ -635,16 +639,48 @@ void ax_shards_free(ax_shards *m)
         really_free(m);
 }
 
-int ax_shards_serving(ax_shards *m, uint32_t shard, uint64_t *epoch)
+int ax_shards_serving_at(ax_shards *m, uint32_t shard, double now, uint64_t *epoch)
 {
     if (shard >= m->n)
         return 0;
     const shard_ent *e = &m->sh[shard];
-    if (e->st != AX_SHARD_OWNED || ev_now(m->loop) >= e->deadline)
+    if (e->st != AX_SHARD_OWNED || now >= e->deadline)
         return 0;
     if (epoch)
         *epoch = e->epoch;
     return 1;
+}
+
+int ax_shards_serving(ax_shards *m, uint32_t shard, uint64_t *epoch)
+{
+    return ax_shards_serving_at(m, shard, now_fresh(m), epoch);
+}
+
+uint64_t ax_shards_epoch(const ax_shards *m, uint32_t shard)
+{
+    return shard < m->n && m->sh[shard].st == AX_SHARD_OWNED ? m->sh[shard].epoch : 0;
+}
+
+uint32_t ax_shards_expire(ax_shards *m)
+{
+    if (m->dead)
+        return 0;
+    double now = now_fresh(m);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < m->n; i++)
+        if (m->sh[i].st == AX_SHARD_OWNED && now >= m->sh[i].deadline) {
+            lose(m, i, AX_SHARD_LOST);
+            n++;
+        }
+    if (n) {
+        m->late_losses += n;
+        log_lost(m, AX_SHARD_LOST);
+        ax_log(AX_LOG_WARN, "shards",
+               "the clock passed the local deadline of %u shard(s) before the lease timer ran (a stall: "
+               "SIGSTOP, VM pause, slow handler, swap); they were dropped before anything else ran",
+               n);
+    }
+    return n;
 }
 
 int ax_shards_fence(ax_shards *m, uint32_t shard, uint64_t msg_epoch)
@@ -660,7 +696,7 @@ int ax_shards_info(ax_shards *m, uint32_t shard, ax_shard_info *out)
     if (shard >= m->n)
         return AX_EINVAL;
     const shard_ent *e = &m->sh[shard];
-    double now = ev_now(m->loop);
+    double now = now_fresh(m);
     memset(out, 0, sizeof *out);
     out->state = e->st;
     out->renewing = e->renewing;
@@ -694,6 +730,7 @@ cJSON *ax_shards_json(ax_shards *m, int all)
     cJSON_AddNumberToObject(o, "acquired_total", (double)m->acquired_total);
     cJSON_AddNumberToObject(o, "lost_total", (double)m->lost_total);
     cJSON_AddNumberToObject(o, "renew_errors", (double)m->renew_errors);
+    cJSON_AddNumberToObject(o, "stall_losses", (double)m->late_losses);
     cJSON_AddStringToObject(st, "type", ls.store ? ls.store : "?");
     cJSON_AddStringToObject(st, "conn", ls.conn ? ls.conn : "?");
     cJSON_AddStringToObject(st, "last_error", ls.last_error ? ls.last_error : "");

@@ -89,8 +89,18 @@ void ax_shards_stop(ax_shards *m);
 void ax_shards_free(ax_shards *m);
 
 /* Does this node serve shard now? 1 and *epoch (if non-NULL), else 0. Checks the local
- * deadline itself, so it is exact even between timer runs. */
+ * deadline itself against a fresh CLOCK_MONOTONIC read, so it is exact even between timer
+ * runs and after a stall (the loop's cached time is never used for it). */
 int ax_shards_serving(ax_shards *m, uint32_t shard, uint64_t *epoch);
+/* The same at a monotonic time the caller has just read (ax_mono_now). */
+int ax_shards_serving_at(ax_shards *m, uint32_t shard, double now, uint64_t *epoch);
+/* The epoch this node holds shard at (owned, whatever its deadline), else 0: the
+ * fencing token of a keyed actor's handler that began before the deadline. */
+uint64_t ax_shards_epoch(const ax_shards *m, uint32_t shard);
+/* Drop now (on_lost "lease_lost") every owned shard whose local deadline the clock has
+ * passed, without waiting for the manager's timer: for a caller that found a deadline
+ * passed (after a stall) and must not run anything of those shards. Returns how many. */
+uint32_t ax_shards_expire(ax_shards *m);
 /* Fencing check for a routed message carrying msg_epoch (0 = not fenced): 0 to accept,
  * AX_EBUSY if this node does not serve the shard (sender re-resolves), AX_ESTALE if the
  * epoch is not the shard's current one here. */

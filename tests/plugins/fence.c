@@ -6,9 +6,18 @@
  * Messages:
  *   epoch  reply the epoch seen for this message, as decimal text
  *   hist   reply "<messages> <lowest> <highest> <decreases>" over this actor's life
- *   inc    record only (for tells) */
+ *   inc    record only (for tells)
+ *   rec    (payload: the key) append "PID KEY EPOCH MONO_NS" to the file named by
+ *          $AX_FENCE_LOG (one write per line, O_APPEND: daemons share the file), reply the epoch
+ *   slow   (payload: "KEY MS") record as rec does, then stay busy that long (a handler
+ *          that blocks its loop past the lease ttl)
+ * Times are CLOCK_MONOTONIC, system-wide: records of several daemons compare. */
 #include <axactor/plugin.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct {
     uint64_t n, lo, hi, last, decreases;
@@ -51,6 +60,61 @@ static int f_inc(ax_ctx *cx, fence *self, const ax_msg *m)
     return AX_OK;
 }
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int log_fd = -2; /* -2: not opened yet; -1: no $AX_FENCE_LOG */
+
+static void rec_line(ax_ctx *cx, fence *self, const ax_msg *m)
+{
+    uint64_t e = record(cx, self);
+    if (log_fd == -2) {
+        const char *path = getenv("AX_FENCE_LOG");
+        log_fd = path ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644) : -1;
+    }
+    if (log_fd < 0)
+        return;
+    char line[256];
+    int klen = (int)(m->len > 64 ? 64 : m->len);
+    int n = snprintf(line, sizeof line, "%ld %.*s %llu %lld\n", (long)getpid(), klen, (const char *)m->data,
+                     (unsigned long long)e, (long long)mono_ns());
+    if (n > 0 && write(log_fd, line, (size_t)n) < 0)
+        return;
+}
+
+static int f_rec(ax_ctx *cx, fence *self, const ax_msg *m)
+{
+    rec_line(cx, self, m);
+    return ax_reply_i64(cx, (int64_t)self->last);
+}
+
+static int f_slow(ax_ctx *cx, fence *self, const ax_msg *m)
+{
+    /* payload "KEY MS" */
+    const char *p = m->data;
+    size_t sp = m->len;
+    while (sp > 0 && p[sp - 1] != ' ')
+        sp--;
+    if (!sp)
+        return AX_EINVAL;
+    char buf[16];
+    size_t n = m->len - sp < sizeof buf - 1 ? m->len - sp : sizeof buf - 1;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = p[sp + i];
+    buf[n] = 0;
+    ax_msg km = *m;
+    km.len = sp - 1;
+    rec_line(cx, self, &km);
+    int64_t end = mono_ns() + (int64_t)atoi(buf) * 1000000;
+    while (mono_ns() < end)
+        ; /* busy: the loop does nothing else meanwhile */
+    return ax_reply_str(cx, "ok");
+}
+
 AX_ACTOR_TYPE(fence_type, "fence", fence, NULL, NULL, AX_MSG("epoch", f_epoch), AX_MSG("hist", f_hist),
-              AX_MSG("inc", f_inc));
+              AX_MSG("inc", f_inc), AX_MSG("rec", f_rec), AX_MSG("slow", f_slow));
 AX_PLUGIN("fence", &fence_type);

@@ -1,0 +1,17 @@
+/* The clock for safety deadlines (leases, fencing): CLOCK_MONOTONIC read fresh at every
+ * call. Never the loop's cached time (ev_now), which is stale after any stall (SIGSTOP,
+ * a VM pause, a slow handler, swap) and follows the wall clock's jumps. */
+#ifndef AX_MONOTIME_H
+#define AX_MONOTIME_H
+
+#include <time.h>
+
+/* Seconds since an arbitrary fixed point (boot); system-wide, never goes backwards. */
+static inline double ax_mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+#endif
