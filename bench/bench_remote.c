@@ -29,7 +29,7 @@ struct pp_cmd { /* the pingpong plugin's binary start/burst payload */
 };
 
 static char tmpdir[] = "/tmp/axbench-remote.XXXXXX";
-static pid_t pids[4];
+static pid_t pids[8];
 static int npids;
 
 static double now_s(void)
@@ -93,10 +93,51 @@ static pid_t spawn_argv(char *const argv[], const char *out)
     return p;
 }
 
+/* Clustered daemons need a shared lease store (the memory store is refused): a
+ * redis-server on a free loopback port, started once. It carries only the two nodes'
+ * lease traffic; no message of this benchmark goes through it. */
+static int redis_port;
+
+static int port_open(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static void store_start(void)
+{
+    char port[16], log[300];
+    redis_port = free_port();
+    snprintf(port, sizeof port, "%d", redis_port);
+    snprintf(log, sizeof log, "%s/redis.log", tmpdir);
+    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--dir", tmpdir, NULL};
+    if (spawn_argv(argv, log) <= 0) {
+        fprintf(stderr, "bench_remote: cannot start redis-server (the lease store)\n");
+        cleanup();
+        exit(1);
+    }
+    for (int i = 0; i < 500 && !port_open(redis_port); i++) /* bounded: 5 s */
+        usleep(10000);
+    if (!port_open(redis_port)) {
+        fprintf(stderr, "bench_remote: redis-server did not listen on %d (see %s)\n", redis_port, log);
+        cleanup();
+        exit(1);
+    }
+}
+
 static axc_conn *start_node(const char *daemon, const char *plugdir, const char *name, int port, const char *peer,
                             int peer_port)
 {
-    char sock[300], listen[64], peers[128], pd[600], logp[300];
+    char sock[300], listen[64], peers[128], pd[600], logp[300], rport[64];
+    if (!redis_port)
+        store_start();
+    snprintf(rport, sizeof rport, "lease.redis_port=%d", redis_port);
     snprintf(sock, sizeof sock, "%s/%s.sock", tmpdir, name);
     snprintf(logp, sizeof logp, "%s/%s.log", tmpdir, name);
     snprintf(listen, sizeof listen, "cluster.listen=127.0.0.1:%d", port);
@@ -104,7 +145,7 @@ static axc_conn *start_node(const char *daemon, const char *plugdir, const char 
     snprintf(pd, sizeof pd, "%s", plugdir);
     char *argv[] = {(char *)daemon, "-s", sock, "-n", (char *)name, "--plugin-dir", pd, "-p", "pingpong",
                     "-l", "warn", "--set", listen, "--set", peers, "--set",
-                    "cluster.auth_token=bench-token", NULL};
+                    "cluster.auth_token=bench-token-0123456789", "--set", "lease.store=redis", "--set", rport, NULL};
     spawn_argv(argv, logp);
     char err[256] = "";
     for (int i = 0; i < 500; i++) {

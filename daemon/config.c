@@ -217,6 +217,8 @@ static const char *check_peer_entry(const char *v)
     for (const char *p = v; p < eq; p++)
         if (!name_char(*p))
             return "node names use only A-Z a-z 0-9 . _ -";
+    if (strpbrk(eq + 1, ", \t;"))
+        return "one peer per value: repeat cluster.peers (one line each) instead of a list";
     return check_hostport(eq + 1);
 }
 
@@ -533,7 +535,7 @@ int ax_config_set(ax_config *c, const char *key, const char *value, char *err, s
     int rc = set_value(c, k, value, 0, err, errlen);
     if (rc == 0) {
         char origin[160];
-        snprintf(origin, sizeof origin, "--set %s", k->name);
+        snprintf(origin, sizeof origin, "command line (%s)", k->name);
         note_origin(c, k, origin);
     }
     return rc;

@@ -79,7 +79,7 @@ int ax_config_load_string(ax_config *c, const char *text, const char *name, char
  * key or value, *c unchanged. */
 int ax_config_set(ax_config *c, const char *key, const char *value, char *err, size_t errlen);
 /* Where key's value (item-th entry for a list key) was set: "PATH:LINE" for a file line,
- * "--set KEY" for a command-line flag, NULL for the built-in default. Valid until c
+ * "command line (KEY)" for a flag (--set or its short form), NULL for the built-in default. Valid until c
  * changes. For messages of checks made after parsing ("PATH:LINE: reason"). */
 const char *ax_config_origin(const ax_config *c, const char *key, size_t item);
 /* Free owned strings; accepts a zeroed struct; leaves *c zeroed. */

@@ -8,6 +8,7 @@
 
 #include "ax_build_config.h"
 #include "ax_mem.h"
+#include "config_check.h"
 #include "log.h"
 #include "sdnotify.h"
 #include "server.h"
@@ -123,7 +124,8 @@ int main(int argc, char **argv)
     }
     /* Secure by default: a cluster without auth_token (and without allow_insecure_auth)
      * is refused here, before anything starts; --check-config reports it too. */
-    if (!print && (ax_cluster_config_check(&cfg, err, sizeof err) != 0 || ax_shards_config_check(&cfg, err, sizeof err) != 0)) {
+    if (!print && (ax_cluster_config_check(&cfg, err, sizeof err) != 0 || ax_shards_config_check(&cfg, err, sizeof err) != 0 ||
+                   ax_config_check_deploy(&cfg, err, sizeof err) != 0)) {
         fprintf(stderr, "axactord: %s\n", err);
         ax_config_free(&cfg);
         return 1;

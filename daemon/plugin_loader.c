@@ -12,6 +12,7 @@
 
 #include "ax_mem.h"
 #include "log.h"
+#include "config_check.h"
 #include "server.h"
 
 #define MAX_TYPES_PER_PLUGIN 256
@@ -108,13 +109,7 @@ static ax_plugin *plugin_by_name(ax_server *s, const char *name, size_t *idx)
 /* A bare name ("counter") is looked up as plugins.dir/counter.so. */
 static int resolve_path(ax_server *s, const char *in, char *out, size_t outlen)
 {
-    int n;
-    if (strchr(in, '/'))
-        n = snprintf(out, outlen, "%s", in);
-    else
-        n = snprintf(out, outlen, "%s/%s%s", s->cfg.plugin_dir, in,
-                     strlen(in) > 3 && strcmp(in + strlen(in) - 3, ".so") == 0 ? "" : ".so");
-    return n > 0 && (size_t)n < outlen ? 0 : -1;
+    return ax_plugin_resolve(s->cfg.plugin_dir, in, out, outlen);
 }
 
 int ax_plugin_load(ax_server *s, const char *in, ax_plugin **out, char *err, size_t errlen)

@@ -860,6 +860,88 @@ END_TEST
 
 /* ---------- configuration ---------- */
 
+
+/* Run `axactord --check-config -c FILE` (and a real start on the same file) and expect
+ * exit 1 with "FILE:LINE:" and every needle in stderr. */
+static void expect_unsafe_config(const char *name, const char *text, int line, const char *const *needles)
+{
+    const char *f = ax_h_write_file(NULL, name, text);
+    char path[4096], want[4200], sockpath[4096];
+    snprintf(path, sizeof path, "%s", f);
+    snprintf(want, sizeof want, "%s:%d:", path, line);
+    snprintf(sockpath, sizeof sockpath, "%s/unsafe.sock", ax_h_tmpdir());
+    const char *exe = ax_h_build_path("daemon/axactord");
+    const char *pd = ax_h_build_path("plugins");
+    const char *check[] = {exe, "--check-config", "--plugin-dir", pd, "-c", path, NULL};
+    const char *run[] = {exe, "--plugin-dir", pd, "-c", path, "-s", sockpath, NULL};
+    const char *const *argvs[] = {check, run};
+    for (int k = 0; k < 2; k++) {
+        char *out = NULL, *err = NULL;
+        int st = ax_h_run(argvs[k], &out, &err, 10000);
+        ck_assert_msg(st == 1, "%s %s: exit %d, stderr:\n%s", name, k ? "start" : "--check-config", st, err);
+        ck_assert_msg(strstr(err, want), "%s: stderr lacks \"%s\":\n%s", name, want, err);
+        for (size_t i = 0; needles[i]; i++)
+            ck_assert_msg(strstr(err, needles[i]), "%s: stderr lacks \"%s\":\n%s", name, needles[i], err);
+        ck_assert_msg(access(sockpath, F_OK) != 0, "%s: the refused start created its socket", name);
+        free(out);
+        free(err);
+    }
+}
+
+START_TEST(check_config_refuses_cluster_configs_that_cannot_be_safe)
+{
+    /* a cluster on the per-process memory store: split brain */
+    expect_unsafe_config("mem.conf",
+                         "[node]\nname = a\n[cluster]\nlisten = 127.0.0.1:7401\nauth_token = 0123456789abcdef\n"
+                         "[lease]\nstore = memory\n",
+                         7, (const char *const[]){"lease.store = memory", "split brain", "lease.store = redis", NULL});
+    /* the default store is memory too: the line that turned the cluster on is named */
+    expect_unsafe_config("memdef.conf", "[cluster]\nauth_token = 0123456789abcdef\npeers = b=127.0.0.1:7402\n", 3,
+                         (const char *const[]){"lease.store = redis", NULL});
+    const char *redis = "[lease]\nstore = redis\n";
+    char text[2048];
+    /* several peers in one value */
+    snprintf(text, sizeof text, "%s[cluster]\nauth_token = 0123456789abcdef\npeers = b=127.0.0.1:7402,c=127.0.0.1:7403\n",
+             redis);
+    expect_unsafe_config("comma.conf", text, 5, (const char *const[]){"one peer per value", NULL});
+    /* the same peer name twice */
+    snprintf(text, sizeof text,
+             "%s[cluster]\nauth_token = 0123456789abcdef\npeers = b=127.0.0.1:7402\npeers = b=127.0.0.1:7403\n", redis);
+    expect_unsafe_config("dup.conf", text, 6, (const char *const[]){"duplicate peer name \"b\"", ":5", NULL});
+    /* the node itself as a peer */
+    snprintf(text, sizeof text,
+             "[node]\nname = a\n%s[cluster]\nauth_token = 0123456789abcdef\npeers = b=127.0.0.1:7402\n"
+             "peers = a=127.0.0.1:7401\n",
+             redis);
+    expect_unsafe_config("self.conf", text, 8, (const char *const[]){"this node's own name", NULL});
+    /* TLS files that do not exist */
+    snprintf(text, sizeof text,
+             "%s[cluster]\nauth_token = 0123456789abcdef\nlisten = 127.0.0.1:7401\ntls = true\n"
+             "tls_cert = /nonexistent/axactor/cert.pem\ntls_key = /nonexistent/axactor/key.pem\n"
+             "tls_ca = /nonexistent/axactor/ca.pem\n",
+             redis);
+    expect_unsafe_config("tls.conf", text, 7,
+                         (const char *const[]){"/nonexistent/axactor/cert.pem", "No such file or directory", "errno 2",
+                                               NULL});
+    /* a plugin that does not exist, and one that is not a file */
+    expect_unsafe_config("plug.conf", "[plugins]\nload = counter\nload = /nonexistent/axactor/x.so\n", 3,
+                         (const char *const[]){"/nonexistent/axactor/x.so", "errno 2", NULL});
+    snprintf(text, sizeof text, "[plugins]\nload = %s\n", ax_h_tmpdir());
+    expect_unsafe_config("plugdir.conf", text, 2, (const char *const[]){"not a regular file", NULL});
+    /* and a good cluster config passes */
+    const char *good = ax_h_write_file(NULL, "good.conf",
+                                       "[node]\nname = a\n[cluster]\nlisten = 127.0.0.1:7401\nauth_token = "
+                                       "0123456789abcdef\npeers = b=127.0.0.1:7402\n[lease]\nstore = redis\n");
+    char gpath[4096];
+    snprintf(gpath, sizeof gpath, "%s", good);
+    const char *check[] = {ax_h_build_path("daemon/axactord"), "--check-config", "-c", gpath, NULL};
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(ax_h_run(check, &out, &err, 10000) == 0, "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 START_TEST(config_error_exits_nonzero_with_offending_line)
 {
     const char *bad = ax_h_write_file(NULL, "bad.conf",
@@ -911,7 +993,7 @@ START_TEST(config_error_exits_nonzero_with_offending_line)
                                        "load = counter\n");
     char goodpath[4096];
     snprintf(goodpath, sizeof goodpath, "%s", good);
-    const char *check3[] = {exe, "--check-config", "-c", goodpath, NULL};
+    const char *check3[] = {exe, "--check-config", "--plugin-dir", ax_h_build_path("plugins"), "-c", goodpath, NULL};
     st = ax_h_run(check3, &out, &err, 10000);
     ck_assert_msg(st == 0, "--check-config on a good file: exit %d\nstderr:\n%s", st, err);
     free(out);
@@ -1128,6 +1210,7 @@ static Suite *integration_suite(void)
     tcase_add_test(tc, plugin_unload_refused_while_actors_live_then_reload_works);
     tcase_add_test(tc, configured_plugin_that_is_refused_stops_the_start);
     tcase_add_test(tc, config_error_exits_nonzero_with_offending_line);
+    tcase_add_test(tc, check_config_refuses_cluster_configs_that_cannot_be_safe);
     tcase_add_test(tc, sigterm_stops_cleanly_and_removes_socket);
     tcase_add_test(tc, sigint_stops_cleanly_too);
     tcase_add_test(tc, socket_is_mode_0660);

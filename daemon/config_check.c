@@ -1,0 +1,119 @@
+/* Whole-configuration checks (config_check.h): what must hold between keys, and files
+ * that must be readable, each reported at the line (or flag) that set the value. */
+#include "config_check.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "axactor/errors.h"
+
+static int failf(char *err, size_t n, const char *origin, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int failf(char *err, size_t n, const char *origin, const char *fmt, ...)
+{
+    char why[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (err && n)
+        snprintf(err, n, "%s: %s", origin ? origin : "(default)", why);
+    return AX_ECONFIG;
+}
+
+int ax_plugin_resolve(const char *dir, const char *in, char *out, size_t outlen)
+{
+    int n;
+    size_t len = strlen(in);
+    if (strchr(in, '/'))
+        n = snprintf(out, outlen, "%s", in);
+    else
+        n = snprintf(out, outlen, "%s/%s%s", dir, in, len > 3 && !strcmp(in + len - 3, ".so") ? "" : ".so");
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+/* A regular file this process can open for reading; else why not, with errno. */
+static const char *unreadable(const char *path, char *buf, size_t n)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(buf, n, "%s (errno %d)", strerror(errno), errno);
+        return buf;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(buf, n, "not a regular file");
+        return buf;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        snprintf(buf, n, "%s (errno %d)", strerror(errno), errno);
+        return buf;
+    }
+    close(fd);
+    return NULL;
+}
+
+static int cluster_enabled(const ax_config *c)
+{
+    return (c->cluster_listen && *c->cluster_listen) || c->n_cluster_peers > 0;
+}
+
+int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen)
+{
+    char buf[256];
+    const char *why;
+
+    if (cluster_enabled(c) && c->lease_store && !strcmp(c->lease_store, "memory")) {
+        const char *o = ax_config_origin(c, "lease.store", 0);
+        if (!o)
+            o = ax_config_origin(c, c->n_cluster_peers ? "cluster.peers" : "cluster.listen", 0);
+        return failf(err, errlen, o,
+                     "the cluster is enabled (cluster.listen or cluster.peers is set) but lease.store = memory: "
+                     "the memory store lives inside one daemon, so every node would grant itself the same shards "
+                     "and a keyed actor would run on several nodes at once (split brain). Set lease.store = redis "
+                     "(with lease.redis_host and lease.redis_port) to the same Redis on every node");
+    }
+
+    /* peers: one name=host:port per value, each name once, never the node itself */
+    for (size_t i = 0; i < c->n_cluster_peers; i++) {
+        const char *e = c->cluster_peers[i], *eq = strchr(e, '=');
+        size_t nl = eq ? (size_t)(eq - e) : strlen(e);
+        const char *o = ax_config_origin(c, "cluster.peers", i);
+        if (c->node_name && strlen(c->node_name) == nl && !strncmp(e, c->node_name, nl))
+            return failf(err, errlen, o,
+                         "cluster.peers: \"%.*s\" is this node's own name (node.name): list the other nodes only",
+                         (int)nl, e);
+        for (size_t j = 0; j < i; j++) {
+            const char *f = c->cluster_peers[j], *feq = strchr(f, '=');
+            size_t fl = feq ? (size_t)(feq - f) : strlen(f);
+            if (fl == nl && !strncmp(e, f, nl)) {
+                const char *o1 = ax_config_origin(c, "cluster.peers", j);
+                return failf(err, errlen, o, "cluster.peers: duplicate peer name \"%.*s\" (also set at %s)", (int)nl,
+                             e, o1 ? o1 : "(default)");
+            }
+        }
+    }
+
+    if (c->cluster_tls) {
+        static const char *const keys[] = {"cluster.tls_cert", "cluster.tls_key", "cluster.tls_ca"};
+        const char *paths[] = {c->cluster_tls_cert, c->cluster_tls_key, c->cluster_tls_ca};
+        for (int k = 0; k < 3; k++)
+            if (paths[k] && *paths[k] && (why = unreadable(paths[k], buf, sizeof buf)))
+                return failf(err, errlen, ax_config_origin(c, keys[k], 0), "%s: cannot read %s: %s", keys[k],
+                             paths[k], why);
+    }
+
+    for (size_t i = 0; i < c->n_plugins; i++) {
+        char path[4096];
+        const char *o = ax_config_origin(c, "plugins.load", i);
+        if (ax_plugin_resolve(c->plugin_dir ? c->plugin_dir : "", c->plugins[i], path, sizeof path) != 0)
+            return failf(err, errlen, o, "plugins.load: path too long: \"%.64s\"", c->plugins[i]);
+        if ((why = unreadable(path, buf, sizeof buf)))
+            return failf(err, errlen, o, "plugins.load: cannot read plugin \"%s\" at %s: %s", c->plugins[i], path, why);
+    }
+    return 0;
+}

@@ -1,0 +1,21 @@
+/* Checks of a whole configuration that no single line can make: settings that cannot
+ * be safe together (a cluster on the per-process memory lease store), peers that cannot
+ * work (the same name twice, the node itself), files that cannot be read (TLS, plugins).
+ * Run by axactord before it starts and by --check-config. */
+#ifndef AX_CONFIG_CHECK_H
+#define AX_CONFIG_CHECK_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* 0, or AX_ECONFIG with "ORIGIN: reason" in err, ORIGIN being where the offending value
+ * was set ("PATH:LINE", "command line (KEY)") or "(default)". Reads files (access + open), changes
+ * nothing. */
+int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen);
+
+/* The path a plugins.load entry names: itself if it has a '/', else DIR/NAME.so (".so"
+ * not doubled). 0, or -1 if it does not fit. */
+int ax_plugin_resolve(const char *dir, const char *in, char *out, size_t outlen);
+
+#endif
