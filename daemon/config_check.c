@@ -25,6 +25,25 @@ static int failf(char *err, size_t n, const char *origin, const char *fmt, ...)
     return AX_ECONFIG;
 }
 
+void ax_config_store_identity(const ax_config *c, char *buf, size_t n)
+{
+    if (!c->lease_store || strcmp(c->lease_store, "redis") != 0) {
+        snprintf(buf, n, "memory");
+        return;
+    }
+    char raw[600];
+    snprintf(raw, sizeof raw, "redis:%s:%u/%u/%s", c->redis_host ? c->redis_host : "", c->redis_port, c->redis_db,
+             c->redis_prefix ? c->redis_prefix : "");
+    size_t w = 0;
+    for (const unsigned char *p = (const unsigned char *)raw; *p && w + 4 < n; p++) {
+        if (*p >= 0x20 && *p <= 0x7e && *p != '%')
+            buf[w++] = (char)*p;
+        else
+            w += (size_t)snprintf(buf + w, n - w, "%%%02X", *p);
+    }
+    buf[w < n ? w : n - 1] = 0;
+}
+
 int ax_plugin_resolve(const char *dir, const char *in, char *out, size_t outlen)
 {
     int n;

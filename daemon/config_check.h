@@ -14,6 +14,11 @@
  * nothing. */
 int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen);
 
+/* The identity of the lease store a config names, compared in the peer handshake (nodes
+ * on different stores must not form one cluster): "memory", or "redis:HOST:PORT/DB/PREFIX"
+ * with bytes outside printable ASCII as %XX. No secret in it (no password). */
+void ax_config_store_identity(const ax_config *c, char *buf, size_t n);
+
 /* The path a plugins.load entry names: itself if it has a '/', else DIR/NAME.so (".so"
  * not doubled). 0, or -1 if it does not fit. */
 int ax_plugin_resolve(const char *dir, const char *in, char *out, size_t outlen);

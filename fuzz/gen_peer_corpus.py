@@ -17,8 +17,9 @@ def blob(x):
 
 A = 'node-a@boot-0000000000000001-session-1'
 B = 'node-b@boot-0000000000000002-session-1'
-hello = struct.pack('>HHI', 1, 1, 3) + s(A) + s('node-b') + bytes(32)
-ack = struct.pack('>HI', 1, 3) + s(B) + bytes(32) + bytes(32)
+params = struct.pack('>I', 256) + s('redis:127.0.0.1:6379/0/axactor:')  # shard count, lease store
+hello = struct.pack('>HHI', 1, 1, 3) + s(A) + s('node-b') + bytes(32) + params
+ack = struct.pack('>HI', 1, 3) + s(B) + bytes(32) + bytes(32) + params
 tell = struct.pack('>QIQI', 1, 1, 2, 1) + s('inc') + blob(b'42')
 ask = struct.pack('>QQIQII', 7, 1, 1, 0, 0, 1000) + s('get') + blob(b'')
 reply = struct.pack('>QI', 7, 0) + blob(b'5')
@@ -29,6 +30,9 @@ seeds = {
     'hello_bad_range': hdr(0x40, struct.pack('>HHI', 9, 7, 0) + s(A) + s('') + bytes(32)),
     'hello_no_session': hdr(0x40, struct.pack('>HHI', 1, 1, 0) + s('node-a@boot-zz') + s('') + bytes(32)),
     'hello_then_auth': hdr(0x40, hello) + hdr(0x42, bytes(32)),
+    'hello_no_params': hdr(0x40, struct.pack('>HHI', 1, 1, 3) + s(A) + s('node-b') + bytes(32)),
+    'hello_zero_shards': hdr(0x40, struct.pack('>HHI', 1, 1, 3) + s(A) + s('') + bytes(32) + struct.pack('>I', 0) + s('memory')),
+    'hello_store_ctl': hdr(0x40, struct.pack('>HHI', 1, 1, 3) + s(A) + s('') + bytes(32) + struct.pack('>I', 16) + s(b'redis\x01x')),
     'hello_ack': hdr(0x41, ack),
     'auth_ok_forged': hdr(0x43, b'', session=1, seq=1, mac=b'\x11' * 16),
     'refuse': hdr(0x44, struct.pack('>i', -20) + s('authentication failed')),

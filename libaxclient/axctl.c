@@ -624,7 +624,7 @@ static int cmd_doc(const opts *o, axc_conn *c, const char *what, int rc, char *d
     } else if (!strcmp(what, "nodes")) {
         /* a table of the columns only; --json has everything */
         static const char *const node_cols[] = {"node", "session", "state", "rtt_ms", "bytes_in", "bytes_out",
-                                                "frames_in", "frames_out", "auth_failures", NULL};
+                                                "frames_in", "frames_out", "auth_failures", "last_error", NULL};
         const cJSON *me = cJSON_GetObjectItemCaseSensitive(d, "node"), *p;
         const cJSON *on = cJSON_GetObjectItemCaseSensitive(d, "cluster");
         printf("this node %s; cluster %s\n", cJSON_IsString(me) ? me->valuestring : "?",

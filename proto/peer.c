@@ -177,6 +177,19 @@ void ax_peer_hello_put(ax_wbuf *b, const ax_peer_hello *h)
     ax_wbuf_str(b, h->wire_id, h->wire_id_len);
     ax_wbuf_str(b, h->to_name, h->to_name_len);
     ax_wbuf_put(b, h->nonce, AX_PEER_NONCE_SIZE);
+    ax_wbuf_u32(b, h->shard_count);
+    ax_wbuf_str(b, h->store, h->store_len);
+}
+
+/* The lease store identity: 1..255 printable ASCII bytes. */
+static int store_id_valid(const char *s, size_t n)
+{
+    if (!n || n > AX_PEER_STORE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return 0;
+    return 1;
 }
 
 int ax_peer_hello_get(const void *p, size_t n, ax_peer_hello *h, const char **why)
@@ -191,9 +204,13 @@ int ax_peer_hello_get(const void *p, size_t n, ax_peer_hello *h, const char **wh
     ax_rbuf_str(&r, &t.wire_id, &t.wire_id_len);
     ax_rbuf_str(&r, &t.to_name, &t.to_name_len);
     rbuf_fixed(&r, AX_PEER_NONCE_SIZE, &nonce);
+    t.shard_count = ax_rbuf_u32(&r);
+    ax_rbuf_str(&r, &t.store, &t.store_len);
     if (!r.err) {
         if (t.min_ver < 1 || t.min_ver > t.max_ver)
             fail(&r, "HELLO: bad version range");
+        else if (!t.shard_count || !store_id_valid(t.store, t.store_len))
+            fail(&r, "HELLO: bad shard count or lease store identity");
         else if (ax_name_valid(t.wire_id, t.wire_id_len) != 0)
             fail(&r, "HELLO: wire id is not a valid name");
         else if (t.to_name_len && ax_name_valid(t.to_name, t.to_name_len) != 0)
@@ -213,6 +230,8 @@ void ax_peer_hello_ack_put(ax_wbuf *b, const ax_peer_hello_ack *h)
     ax_wbuf_str(b, h->wire_id, h->wire_id_len);
     ax_wbuf_put(b, h->nonce, AX_PEER_NONCE_SIZE);
     ax_wbuf_put(b, h->proof, AX_PEER_PROOF_SIZE);
+    ax_wbuf_u32(b, h->shard_count);
+    ax_wbuf_str(b, h->store, h->store_len);
 }
 
 int ax_peer_hello_ack_get(const void *p, size_t n, ax_peer_hello_ack *h, const char **why)
@@ -226,9 +245,13 @@ int ax_peer_hello_ack_get(const void *p, size_t n, ax_peer_hello_ack *h, const c
     ax_rbuf_str(&r, &t.wire_id, &t.wire_id_len);
     rbuf_fixed(&r, AX_PEER_NONCE_SIZE, &nonce);
     rbuf_fixed(&r, AX_PEER_PROOF_SIZE, &proof);
+    t.shard_count = ax_rbuf_u32(&r);
+    ax_rbuf_str(&r, &t.store, &t.store_len);
     if (!r.err) {
         if (t.version < 1)
             fail(&r, "HELLO_ACK: version 0");
+        else if (!t.shard_count || !store_id_valid(t.store, t.store_len))
+            fail(&r, "HELLO_ACK: bad shard count or lease store identity");
         else if (ax_name_valid(t.wire_id, t.wire_id_len) != 0)
             fail(&r, "HELLO_ACK: wire id is not a valid name");
     }

@@ -31,8 +31,9 @@
 /* Peer frame types, 0x40-0x7f. 0x40-0x47 handshake (unauthenticated, session 0,
  * seq 0, MAC zero) except AUTH_OK; 0x48-0x5f control; 0x60-0x7f data. */
 enum ax_peer_type {
-    AX_PT_HELLO = 0x40,     /* u16 min_ver, u16 max_ver, u32 features, str wire_id, str to_name, nonce */
-    AX_PT_HELLO_ACK = 0x41, /* u16 version, u32 features, str wire_id, nonce, proof */
+    AX_PT_HELLO = 0x40,     /* u16 min_ver, u16 max_ver, u32 features, str wire_id, str to_name, nonce,
+                             * u32 shard_count, str store */
+    AX_PT_HELLO_ACK = 0x41, /* u16 version, u32 features, str wire_id, nonce, proof, u32 shard_count, str store */
     AX_PT_AUTH = 0x42,      /* proof */
     AX_PT_AUTH_OK = 0x43,   /* (empty) - the first authenticated frame */
     AX_PT_REFUSE = 0x44,    /* i32 code, str reason */
@@ -73,6 +74,8 @@ int ax_peer_hdr_decode(const uint8_t *p, size_t len, uint32_t max_body, ax_peer_
 size_t ax_peer_frame_begin(ax_wbuf *b, uint8_t type, uint32_t session);
 int ax_peer_frame_end(ax_wbuf *b, size_t start, uint32_t max_body);
 
+#define AX_PEER_STORE_MAX 255 /* lease store identity in HELLO / HELLO_ACK */
+
 /* ---- bodies ---- */
 typedef struct ax_peer_hello {
     uint16_t min_ver, max_ver;
@@ -82,6 +85,9 @@ typedef struct ax_peer_hello {
     const char *to_name; /* the logical name the sender wants to reach; may be empty */
     size_t to_name_len;
     const uint8_t *nonce; /* AX_PEER_NONCE_SIZE bytes */
+    uint32_t shard_count; /* the sender's shards.count (must agree in a cluster) */
+    const char *store;    /* the sender's lease store identity (printable, <= 255 bytes) */
+    size_t store_len;
 } ax_peer_hello;
 void ax_peer_hello_put(ax_wbuf *b, const ax_peer_hello *h);
 int ax_peer_hello_get(const void *p, size_t n, ax_peer_hello *h, const char **why);
@@ -93,6 +99,9 @@ typedef struct ax_peer_hello_ack {
     size_t wire_id_len;
     const uint8_t *nonce; /* AX_PEER_NONCE_SIZE */
     const uint8_t *proof; /* AX_PEER_PROOF_SIZE */
+    uint32_t shard_count; /* as in HELLO */
+    const char *store;
+    size_t store_len;
 } ax_peer_hello_ack;
 void ax_peer_hello_ack_put(ax_wbuf *b, const ax_peer_hello_ack *h);
 int ax_peer_hello_ack_get(const void *p, size_t n, ax_peer_hello_ack *h, const char **why);

@@ -280,7 +280,15 @@ static int fp_handshake(int port, const char *id, const char *token, uint16_t lo
 {
     int fd = fp_connect(port);
     ax_hs hs;
-    ax_hs_cfg c = {.self_id = id, .token = token, .token_len = strlen(token), .min_ver = lo, .max_ver = hi};
+    char store[128]; /* what the daemons of this test present: their redis, default db and prefix */
+    snprintf(store, sizeof store, "redis:127.0.0.1:%d/0/axactor:", store_port());
+    ax_hs_cfg c = {.self_id = id,
+                   .token = token,
+                   .token_len = strlen(token),
+                   .min_ver = lo,
+                   .max_ver = hi,
+                   .shard_count = 256,
+                   .store = store};
     ck_assert_int_eq(ax_hs_init(&hs, AX_HS_INITIATOR, &c), 0);
     ax_wbuf out, in;
     ax_wbuf_init(&out);
@@ -406,6 +414,61 @@ START_TEST(cluster_without_token_refuses_to_start_unless_insecure_is_allowed)
     node a = {"node-a", free_port(), NULL, {{0}}, {0}};
     node_start(&a, NULL, NULL, 0, (const char *const[]){"--set", "cluster.allow_insecure_auth=true", NULL});
     ck_assert(ax_h_wait_log(a.d, "NOT authenticated", 5000));
+    ax_h_stop(a.d);
+}
+END_TEST
+
+
+/* Two nodes that would shard keys differently, or keep leases in different stores, do
+ * not form a cluster: the handshake is refused, both logs say why, `axctl nodes` shows it. */
+START_TEST(peers_with_another_shard_count_or_lease_store_are_refused)
+{
+    node a = {"node-a", free_port(), NULL, {{0}}, {0}};
+    node b = {"node-b", free_port(), NULL, {{0}}, {0}};
+    node_start(&a, TOKEN, (const node *const[]){&b}, 1, (const char *const[]){"--set", "shards.count=256", NULL});
+    node_start(&b, TOKEN, (const node *const[]){&a}, 1, (const char *const[]){"--set", "shards.count=128", NULL});
+    ck_assert(ax_h_wait_log(a.d, "shards.count differs", 5000));
+    ck_assert(ax_h_wait_log(b.d, "shards.count differs", 5000));
+    ck_assert(ax_h_wait_log(a.d, "has 128", 1000) && ax_h_wait_log(a.d, "has 256", 1000));
+    usleep(300000);
+    cJSON *doc = nodes_doc(a.d);
+    cJSON *p = peer_of(doc, "node-b");
+    ck_assert_str_ne(str(p, "state"), "up");
+    ck_assert_msg(strstr(str(p, "last_error"), "shards.count differs"), "%s", str(p, "last_error"));
+    cJSON_Delete(doc);
+    const char *argv[] = {ax_h_build_path("libaxclient/axctl"), "-s", ax_h_sock(a.d), "nodes", NULL};
+    char *out = NULL;
+    ck_assert_int_eq(ax_h_run(argv, &out, NULL, 10000), 0);
+    ck_assert_msg(strstr(out, "LAST_ERROR") && strstr(out, "shards.count differs"), "%s", out);
+    free(out);
+    ax_h_stop(b.d);
+    /* the same count but another store (another key prefix in the same Redis) */
+    node_start(&b, TOKEN, (const node *const[]){&a}, 1,
+               (const char *const[]){"--set", "lease.redis_prefix=other:", NULL});
+    ck_assert(ax_h_wait_log(b.d, "lease store differs", 5000));
+    ck_assert(ax_h_wait_log(a.d, "lease store differs", 5000));
+    ck_assert(ax_h_wait_log(a.d, "other:", 1000));
+    usleep(300000);
+    doc = nodes_doc(a.d);
+    p = peer_of(doc, "node-b");
+    ck_assert_str_ne(str(p, "state"), "up");
+    ck_assert_msg(strstr(str(p, "last_error"), "lease store differs"), "%s", str(p, "last_error"));
+    cJSON_Delete(doc);
+    ax_h_stop(b.d);
+    /* and a node that agrees joins, clearing the error */
+    node_start(&b, TOKEN, (const node *const[]){&a}, 1, NULL);
+    double end = now_s() + 5;
+    for (;;) {
+        doc = nodes_doc(a.d);
+        p = peer_of(doc, "node-b");
+        int up = !strcmp(str(p, "state"), "up") && !*str(p, "last_error");
+        cJSON_Delete(doc);
+        if (up)
+            break;
+        ck_assert_msg(now_s() < end, "node-b with matching settings did not join within 5 s");
+        usleep(50000);
+    }
+    ax_h_stop(b.d);
     ax_h_stop(a.d);
 }
 END_TEST
@@ -748,6 +811,7 @@ static Suite *suite(void)
     Suite *s = suite_create("cluster_tcp");
     TCase *t = tcase_create("tcp");
     tcase_set_timeout(t, 120);
+    tcase_add_test(t, peers_with_another_shard_count_or_lease_store_are_refused);
     tcase_add_test(t, two_daemons_handshake_and_carry_tell_and_ask_from_a_client_on_either_node);
     tcase_add_test(t, cluster_without_token_refuses_to_start_unless_insecure_is_allowed);
     tcase_add_test(t, version_mismatch_is_refused_with_a_reason_logged_on_both_sides);

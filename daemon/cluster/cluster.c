@@ -9,6 +9,7 @@
 
 #include "ax_mem.h"
 #include "cluster_int.h"
+#include "config_check.h"
 #include "log.h"
 
 #define KEY8(p) ((const char *)(p)), 8
@@ -154,6 +155,8 @@ static ax_cluster *cluster_new(ax_server *s, char *err, size_t errlen)
     cl->session_counter = self.session;
     cl->token = ax_strdup(c->cluster_auth_token ? c->cluster_auth_token : "");
     cl->token_len = strlen(cl->token);
+    cl->shard_count = c->shard_count;
+    ax_config_store_identity(c, cl->store_id, sizeof cl->store_id);
     cl->max_frame = c->cluster_max_frame;
     cl->hb_interval = c->cluster_hb_interval_ms / 1000.0;
     cl->hb_timeout = c->cluster_hb_timeout_ms / 1000.0;
@@ -655,6 +658,7 @@ cJSON *ax_cluster_nodes_json(ax_server *s)
         cJSON_AddNumberToObject(o, "frames_in", (double)n->frames_in);
         cJSON_AddNumberToObject(o, "frames_out", (double)n->frames_out);
         cJSON_AddNumberToObject(o, "auth_failures", (double)n->auth_failures);
+        cJSON_AddStringToObject(o, "last_error", n->last_error);
         cJSON_AddNumberToObject(o, "replayed", (double)n->replayed);
         cJSON_AddNumberToObject(o, "forged", (double)n->forged);
         cJSON_AddNumberToObject(o, "downs", (double)n->downs);

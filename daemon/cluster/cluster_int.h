@@ -81,6 +81,7 @@ struct ax_cl_node {
     uint64_t auth_failures, replayed, forged, dropped, downs;
     uint64_t hb_sent, hb_recv;
     double hb_gap_max;    /* longest gap between two heartbeats received, seconds */
+    char last_error[320]; /* why the last handshake with it failed; "" once a link is up */
     double last_hb;
     double backoff_ms;
     ev_timer reconnect;
@@ -97,6 +98,8 @@ struct ax_cluster {
     uint64_t session_counter;
     char *token;
     size_t token_len;
+    uint32_t shard_count;   /* shards.count, checked in the handshake */
+    char store_id[256];     /* lease store identity (ax_config_store_identity), checked too */
     uint32_t max_frame;
     double hb_interval, hb_timeout, connect_timeout, backoff_min, backoff_max;
     ax_cl_node *nodes;

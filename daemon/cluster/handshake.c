@@ -200,6 +200,8 @@ int ax_hs_init(ax_hs *h, int role, const ax_hs_cfg *cfg)
     h->min_ver = lo;
     h->max_ver = hi;
     h->features = cfg->features ? cfg->features : AX_PEER_FEAT_KNOWN;
+    h->shard_count = cfg->shard_count ? cfg->shard_count : 1;
+    snprintf(h->store, sizeof h->store, "%s", cfg->store && *cfg->store ? cfg->store : "memory");
     /* Fixed-size key material, so an empty token (insecure mode) is still a valid key. */
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned kl = 0;
@@ -242,8 +244,8 @@ int ax_hs_start(ax_hs *h, ax_wbuf *out)
 {
     if (h->role != AX_HS_INITIATOR || h->state != ST_NEW)
         return AX_EINVAL;
-    ax_peer_hello m = {h->min_ver, h->max_ver, h->features, h->self_id, strlen(h->self_id),
-                       h->expect, strlen(h->expect), h->nonce_a};
+    ax_peer_hello m = {h->min_ver,  h->max_ver,      h->features, h->self_id, strlen(h->self_id),
+                       h->expect,   strlen(h->expect), h->nonce_a, h->shard_count, h->store, strlen(h->store)};
     write_plain(out, AX_PT_HELLO, put_hello, &m);
     h->state = ST_WAIT_ACK;
     return 0;
@@ -256,6 +258,31 @@ static int make_session(ax_hs *h, const uint8_t k_tx[32], const uint8_t k_rx[32]
     h->sess.tx_session = (uint32_t)h->self.session;
     h->sess.rx_session = (uint32_t)h->peer.session;
     return h->sess.tx && h->sess.rx ? 0 : AX_ENOMEM;
+}
+
+/* Nodes that would split the keyed actors differently (another shard count) or keep
+ * their leases apart (another store) cannot form one cluster: refused, both sides log
+ * why. */
+static int check_cluster_params(ax_hs *h, uint32_t shards, const char *store, size_t store_len, ax_wbuf *out)
+{
+    char r[700];
+    if (shards != h->shard_count) {
+        snprintf(r, sizeof r,
+                 "shards.count differs: %.64s has %u, %.64s has %u (every node of a cluster must use the same "
+                 "value)",
+                 h->peer.name, shards, h->self.name, h->shard_count);
+        ax_hs_refuse(h, AX_ECONFIG, r, out);
+        return h->code;
+    }
+    if (store_len != strlen(h->store) || memcmp(store, h->store, store_len)) {
+        snprintf(r, sizeof r,
+                 "lease store differs: %.64s uses %.*s, %.64s uses %s (every node of a cluster must use the same "
+                 "store, named the same way)",
+                 h->peer.name, (int)store_len, store, h->self.name, h->store);
+        ax_hs_refuse(h, AX_ECONFIG, r, out);
+        return h->code;
+    }
+    return 0;
 }
 
 /* Identity checks common to both roles. */
@@ -299,6 +326,8 @@ static int on_hello(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
         ax_hs_refuse(h, AX_ENOTFOUND, r, out);
         return h->code;
     }
+    if ((rc = check_cluster_params(h, m.shard_count, m.store, m.store_len, out)) != 0)
+        return rc;
     h->version = v;
     h->peer_features = m.features;
     h->features &= m.features;
@@ -309,7 +338,8 @@ static int on_hello(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
         return hs_fail(h, AX_ENOMEM, "key derivation failed");
     /* Keep proof_a to check AUTH against; keys wait until the initiator has proven itself. */
     rc = make_session(h, kb, ka);
-    ax_peer_hello_ack ack = {h->version, h->features, h->self_id, strlen(h->self_id), h->nonce_b, pb};
+    ax_peer_hello_ack ack = {h->version,      h->features, h->self_id, strlen(h->self_id), h->nonce_b, pb,
+                             h->shard_count, h->store,    strlen(h->store)};
     write_plain(out, AX_PT_HELLO_ACK, put_ack, &ack);
     memcpy(h->expect, r, strlen(r) + 1); /* responder: remember the peer's full wire id */
     /* proof_a is recomputed on AUTH from the same transcript: nothing secret lingers. */
@@ -347,6 +377,8 @@ static int on_ack(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
         ax_hs_refuse(h, AX_ENOTFOUND, r, out);
         return h->code;
     }
+    if ((rc = check_cluster_params(h, m.shard_count, m.store, m.store_len, out)) != 0)
+        return rc;
     h->version = m.version;
     h->peer_features = m.features;
     h->features &= m.features;

@@ -44,6 +44,9 @@ typedef struct ax_hs_cfg {
     uint16_t min_ver, max_ver; /* 0,0 = AX_PEER_VERSION_MIN..AX_PEER_VERSION */
     uint32_t features;         /* 0 = AX_PEER_FEAT_KNOWN */
     const uint8_t *nonce;      /* tests only: a fixed nonce; NULL = RAND_bytes */
+    uint32_t shard_count;      /* shards.count; 0 = 1. A peer with another count is refused */
+    const char *store;         /* lease store identity (ax_lease_store_identity); NULL = "memory".
+                                * A peer on another store is refused */
 } ax_hs_cfg;
 
 typedef struct ax_hs {
@@ -55,6 +58,8 @@ typedef struct ax_hs {
     uint32_t features; /* ours before the handshake, the common set after */
     uint32_t peer_features;
     uint8_t key[32];   /* SHA-256 of the token: the HMAC/HKDF key material */
+    uint32_t shard_count;
+    char store[AX_PEER_STORE_MAX + 1];
     uint8_t nonce_a[AX_PEER_NONCE_SIZE], nonce_b[AX_PEER_NONCE_SIZE];
     ax_psess sess;     /* the session being built; take it with ax_hs_take_session */
     int code;          /* on failure: AX_E* */

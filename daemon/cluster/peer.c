@@ -211,7 +211,12 @@ static int link_hs_init(ax_cl_link *l, const char *expect)
     ax_cluster *cl = l->cl;
     char self[AX_NODE_ID_MAX + 1];
     self_wire_id(cl, self, sizeof self);
-    ax_hs_cfg hc = {.self_id = self, .expect_name = expect, .token = cl->token, .token_len = cl->token_len};
+    ax_hs_cfg hc = {.self_id = self,
+                    .expect_name = expect,
+                    .token = cl->token,
+                    .token_len = cl->token_len,
+                    .shard_count = cl->shard_count,
+                    .store = cl->store_id};
     return ax_hs_init(&l->hs, l->outgoing ? AX_HS_INITIATOR : AX_HS_RESPONDER, &hc);
 }
 
@@ -318,6 +323,7 @@ static void link_established(ax_cl_link *l)
     const ax_node_id *pid = &l->hs.peer;
     double now = now_of(cl);
     cl->handshakes++;
+    n->last_error[0] = 0;
     if (n->inc && strcmp(n->inc->boot, pid->boot) != 0) {
         if (!n->inc->down) {
             ax_log(AX_LOG_WARN, "cluster", "peer %s restarted (was %s): declaring the old incarnation down",
@@ -398,6 +404,8 @@ static void hs_failed(ax_cl_link *l, int rc, ax_wbuf *out)
             n->auth_failures++;
     }
     int dup = rc == AX_EEXIST && l->hs.refused_by_peer;
+    if (n && rc != AX_EEXIST) /* shown in `axctl nodes` until a handshake succeeds */
+        snprintf(n->last_error, sizeof n->last_error, "%s", l->hs.why);
     ax_log(dup ? AX_LOG_DEBUG : AX_LOG_WARN, "cluster", "handshake with %s (%s) failed: %s",
            l->hs.peer.name[0] ? l->hs.peer.name : (n ? n->name : "?"), l->remote, l->hs.why);
     send_raw(l, out);
