@@ -223,6 +223,12 @@ int ax_actor_deliver(ax_server *s, ax_actor *a, ax_env *e)
     case AX_ENV_REPLY: /* the asker asked for it: not refused for capacity */
         ax_mq_push(&a->user, e);
         break;
+    case AX_ENV_SYS:
+        /* $exit and $down: in order with what their sender sent before, never refused.
+         * $event (the lifecycle stream, bounded per subscriber by events_buffer) rides
+         * the control mailbox: it reports on other actors, not a signal from them. */
+        ax_mq_push(e->m.id == s->sys_event_id ? &a->ctl : &a->user, e);
+        break;
     default:
         ax_mq_push(&a->ctl, e);
         break;
@@ -538,14 +544,15 @@ static int run_actor(ax_server *s, ax_actor *a)
             return 0;
         }
         if (e->kind == AX_ENV_EXIT) {
-            ax_env *msg = NULL;
             a->running = 0;
-            if (ax_handle_exit_signal(s, a, e, &msg))
+            if (ax_handle_exit_signal(s, a, e))
                 return 0;
             a->running = 1;
-            if (!msg)
-                continue;
-            e = msg; /* trapped: handled as a "$exit" message below */
+            continue; /* a signal of a link that was removed meanwhile */
+        }
+        if (e->kind == AX_ENV_SYS && e->m.id == s->sys_exit_id && !ax_exit_msg_live(s, a, e)) {
+            ax_env_free(s, e);
+            continue;
         }
         if (fenced && a->processed != processed_at_start && !keyed_may_run_with(s, a, e))
             return 0; /* a handler of this batch ran: the clock may have passed the deadline */
@@ -765,6 +772,18 @@ static int api_stop(ax_ctx *cx, ax_ref who, const char *reason)
         return AX_OK;
     }
     return ax_actor_stop(cx->srv, ax_actor_get(cx->srv, who), reason);
+}
+
+/* Erlang's exit/2 (ABI 1.1): see ax_sup_exit. Links are node-local, so a ref of another
+ * node is refused. */
+static int api_exit(ax_ctx *cx, ax_ref who, const char *reason)
+{
+    if (who.node != 0)
+        return who.node == AX_NODE_CLIENT ? AX_EINVAL : AX_ENOTSUP;
+    if (reason && (!*reason || ax_name_valid(reason, strlen(reason)) != 0))
+        return AX_EINVAL;
+    ax_ref from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
+    return ax_sup_exit(cx->srv, from, ax_actor_get_any(cx->srv, who), reason ? reason : "normal");
 }
 
 static int api_fail(ax_ctx *cx, const char *reason)
@@ -1015,6 +1034,7 @@ void ax_runtime_init(ax_server *s)
     api->key = api_key;
     api->tell_key = api_tell_key;
     api->ask_key = api_ask_key;
+    api->exit = api_exit; /* ABI 1.1 */
     s->sys_exit_id = ax_msg_intern(s, "$exit", 5);
     s->sys_down_id = ax_msg_intern(s, "$down", 5);
     s->sys_event_id = ax_msg_intern(s, "$event", 6);

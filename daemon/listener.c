@@ -548,6 +548,37 @@ static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *b
         send_empty(c, AX_T_OK, h->req_id);
 }
 
+/* EXIT: Erlang's exit/2 from a client (no sender ref: m->from is none). */
+static void handle_exit(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+{
+    ax_wire_target t;
+    const char *reason, *why = NULL;
+    size_t rlen;
+    char wbuf[320], rbuf[AX_NAME_MAX + 1];
+    int code;
+    if (ax_body_exit_get(body, h->body_len, &t, &reason, &rlen, &why) != 0) {
+        bad_body(c, h->req_id, why);
+        return;
+    }
+    if (t.kind == AX_TGT_REF && t.ref.node_len &&
+        (t.ref.node_len != strlen(c->s->node_id) || memcmp(t.ref.node, c->s->node_id, t.ref.node_len))) {
+        send_error(c, h->req_id, AX_ENOTSUP, "exit signals reach actors of this node only (links are node-local)");
+        return;
+    }
+    ax_actor *a = resolve(c, &t, &code, wbuf, sizeof wbuf);
+    if (!a) {
+        send_error(c, h->req_id, code, wbuf);
+        return;
+    }
+    memcpy(rbuf, reason, rlen);
+    rbuf[rlen] = 0;
+    code = ax_sup_exit(c->s, AX_REF_NONE, a, rbuf);
+    if (code)
+        send_error(c, h->req_id, code, NULL);
+    else
+        send_empty(c, AX_T_OK, h->req_id);
+}
+
 static void handle_plugin(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     ax_rbuf r;
@@ -631,6 +662,9 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     case AX_T_STOP:
     case AX_T_RESOLVE:
         handle_target_op(c, h, body);
+        break;
+    case AX_T_EXIT:
+        handle_exit(c, h, body);
         break;
     case AX_T_STATUS:
     case AX_T_ACTORS:

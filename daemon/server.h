@@ -20,8 +20,11 @@ enum ax_env_kind {
     AX_ENV_USER = 0,  /* a tell or ask from an actor or client */
     AX_ENV_REPLY = 1, /* an ask's reply delivered to the asking actor */
     AX_ENV_STOP = 2,  /* control: stop with reason (data = reason text) */
-    AX_ENV_SYS = 3,   /* control: system message ($exit, $down, $event) for the handler */
-    AX_ENV_EXIT = 4,  /* control: exit signal from a linked actor (data = reason) */
+    AX_ENV_SYS = 3,   /* system message ($exit, $down, $event) for the handler: rides the USER
+                       * mailbox in arrival order (never refused for capacity), so it comes
+                       * after every message its sender sent earlier (Erlang's signal order) */
+    AX_ENV_EXIT = 4,  /* control: an exit signal that ends a non-trapping actor (data = the
+                       * reason it exits with); decided when the signal arrived */
     AX_ENV_KILL = 5,  /* control: stop with reason "killed"; untrappable, never restarted */
 };
 
@@ -33,6 +36,8 @@ typedef struct ax_env {
     ax_msg m;        /* what the handler sees; m.data points into data[] */
     uint8_t kind;    /* enum ax_env_kind */
     uint8_t pooled;  /* allocated from the small-envelope pool */
+    uint8_t link_sig; /* an exit signal of the link with m.from: ignored when taken if the
+                       * receiver has unlinked meanwhile */
     uint32_t ask;    /* pending-ask slot (0 = no reply wanted) */
     uint32_t ask_gen;
     uint64_t epoch;
@@ -282,8 +287,18 @@ int ax_sup_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush);
 void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason);
 /* A client went away: remove the monitors it held on local actors. */
 void ax_monitors_drop_watcher(ax_server *s, ax_ref watcher);
-/* Handle a control envelope (EXIT/KILL). Returns 1 if the actor is gone/restarting. */
-int ax_handle_exit_signal(ax_server *s, ax_actor *a, ax_env *e, ax_env **as_msg);
+/* Handle a control EXIT envelope when taken: the actor exits with its reason (restart
+ * policy applies), unless it was a link's signal and the link is gone (ignored; e freed).
+ * Returns 1 if the actor is gone/restarting. */
+int ax_handle_exit_signal(ax_server *s, ax_actor *a, ax_env *e);
+/* A "$exit" message about to be handled: 0 if it must be dropped (its link was removed
+ * by ax_unlink after it was queued), else 1 (and the link entry is consumed). */
+int ax_exit_msg_live(ax_server *s, ax_actor *a, const ax_env *e);
+/* Erlang's exit/2: an exit signal with reason from `from` (AX_REF_NONE: a client) to a.
+ * "kill": untrappable, a ends with "killed" (restart policy applies); a trapping a gets
+ * "$exit"; "normal" to a non-trapping a is ignored; any other reason ends a (restart
+ * policy applies). */
+int ax_sup_exit(ax_server *s, ax_ref from, ax_actor *a, const char *reason);
 void ax_actor_free_ext(ax_server *s, ax_actor *a, const char *reason);
 int ax_reason_is_normal(const char *r);
 

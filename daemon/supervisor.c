@@ -18,8 +18,8 @@ void ax_actor_call_on_stop(ax_server *s, ax_actor *a, const char *reason);
 
 int ax_reason_is_normal(const char *r)
 {
-    /* "stopped" is the reason of a stop requested from outside */
-    return strcmp(r, "normal") == 0 || strcmp(r, "shutdown") == 0 || strcmp(r, "stopped") == 0;
+    /* OTP's rule for transient children: normal, shutdown and {shutdown, _} */
+    return strcmp(r, "normal") == 0 || strcmp(r, "shutdown") == 0 || strncmp(r, "shutdown:", 9) == 0;
 }
 
 static ax_actor_ext *ext(ax_actor *a)
@@ -111,9 +111,16 @@ void ax_actor_exit(ax_server *s, ax_actor *a, const char *reason, int external)
     ax_free(x->restart_reason);
     x->restart_reason = ax_strdup(reason);
     if (a->opts.mailbox_policy == AX_MAILBOX_DRAIN_AND_DROP) {
-        /* queued user messages die with the incarnation; their askers hear it now */
-        for (ax_env *e; (e = ax_mq_pop(&a->user));)
-            ax_env_drop(s, e, AX_ECANCELED);
+        /* queued user messages die with the incarnation; their askers hear it now.
+         * Signals ($down, $exit, $event) share the queue and are owed: they stay. */
+        ax_mq keep = {0};
+        for (ax_env *e; (e = ax_mq_pop(&a->user));) {
+            if (e->kind == AX_ENV_SYS)
+                ax_mq_push(&keep, e);
+            else
+                ax_env_drop(s, e, AX_ECANCELED);
+        }
+        a->user = keep;
     }
     if (a->opts.backoff_ms) {
         a->st = AX_ST_RESTARTING;
@@ -158,19 +165,75 @@ static void link_del(ax_actor *a, ax_ref r)
 
 static ax_ref self_ref(const ax_actor *a) { return (ax_ref){a->slot, a->gen, 0}; }
 
-/* Send an exit signal (from `from`, with reason) to actor `to` via its control box. */
-static void send_exit_signal(ax_server *s, ax_actor *to, ax_ref from, const char *reason)
+/* An exit signal from `from` with reason arrives at `to`; what it does is decided now,
+ * on arrival, as in Erlang: a trapping actor gets "$exit" queued behind everything
+ * that arrived before it (so after every message `from` sent earlier); "normal" to a
+ * non-trapping actor is ignored; anything else ends a non-trapping actor (control
+ * mailbox: it overtakes queued messages, which die with the incarnation as in Erlang).
+ * link: the signal of the link with `from`, which `to` keeps until the signal is taken
+ * (ax_unlink before that cancels it). */
+static void exit_signal(ax_server *s, ax_actor *to, ax_ref from, const char *reason, int link)
 {
+    int trap = to->trap_exit;
+    if (!trap && strcmp(reason, "normal") == 0) {
+        if (link)
+            link_del(to, from);
+        return;
+    }
     size_t n = strlen(reason);
+    if (n > AX_NAME_MAX)
+        n = AX_NAME_MAX;
     ax_env *e = ax_env_new(s, n + 1);
     if (!e)
         return;
-    memcpy(e->data, reason, n + 1);
+    memcpy(e->data, reason, n);
+    e->data[n] = 0;
     e->m.len = n;
     e->m.from = from;
-    e->kind = AX_ENV_EXIT;
-    if (ax_actor_deliver(s, to, e) != 0)
+    e->link_sig = (uint8_t)link;
+    if (trap) {
+        e->kind = AX_ENV_SYS;
+        e->m.id = s->sys_exit_id;
+    } else {
+        e->kind = AX_ENV_EXIT;
+    }
+    if (ax_actor_deliver(s, to, e) != 0) {
         ax_env_free(s, e);
+        if (link)
+            link_del(to, from);
+    }
+}
+
+int ax_sup_exit(ax_server *s, ax_ref from, ax_actor *a, const char *reason)
+{
+    if (!a || a->st == AX_ST_DEAD || a->st == AX_ST_STOPPING)
+        return AX_ENOPROC;
+    if (!reason || !*reason)
+        reason = "normal";
+    if (strcmp(reason, "kill") == 0) { /* untrappable */
+        ax_env *e = ax_env_new(s, sizeof "killed");
+        if (!e)
+            return AX_ENOMEM;
+        memcpy(e->data, "killed", sizeof "killed");
+        e->m.len = sizeof "killed" - 1;
+        e->m.from = from;
+        e->kind = AX_ENV_EXIT;
+        if (a->st == AX_ST_RESTARTING) { /* no incarnation runs: it ends now */
+            ax_env_free(s, e);
+            ax_actor_exit(s, a, "killed", 0);
+            return AX_OK;
+        }
+        ax_mq_push(&a->ctl, e);
+        ax_actor_schedule(s, a);
+        return AX_OK;
+    }
+    if (a->st == AX_ST_RESTARTING) {
+        if (strcmp(reason, "normal") != 0 && !a->trap_exit)
+            ax_actor_exit(s, a, reason, 0);
+        return AX_OK;
+    }
+    exit_signal(s, a, from, reason, 0);
+    return AX_OK;
 }
 
 int ax_sup_link(ax_server *s, ax_actor *a, ax_ref other, int *noproc)
@@ -211,27 +274,36 @@ int ax_sup_unlink(ax_server *s, ax_actor *a, ax_ref other)
     return AX_OK;
 }
 
-int ax_handle_exit_signal(ax_server *s, ax_actor *a, ax_env *e, ax_env **as_msg)
+static int has_link(const ax_actor *a, ax_ref r)
+{
+    return a->x && ref_index(a->x->links, a->x->n_links, r) >= 0;
+}
+
+int ax_exit_msg_live(ax_server *s, ax_actor *a, const ax_env *e)
+{
+    (void)s;
+    if (!e->link_sig)
+        return 1;
+    if (!has_link(a, e->m.from))
+        return 0; /* unlinked after the signal arrived: it has no effect */
+    link_del(a, e->m.from);
+    return 1;
+}
+
+int ax_handle_exit_signal(ax_server *s, ax_actor *a, ax_env *e)
 {
     char reason[AX_NAME_MAX + 1];
     size_t n = e->m.len < AX_NAME_MAX ? e->m.len : AX_NAME_MAX;
     memcpy(reason, e->data, n);
     reason[n] = 0;
-    link_del(a, e->m.from);
-    if (strcmp(reason, "kill") == 0) {
-        ax_env_free(s, e);
-        ax_actor_exit(s, a, "killed", 0); /* untrappable */
-        return 1;
-    }
-    if (a->trap_exit) {
-        e->kind = AX_ENV_SYS;
-        e->m.id = s->sys_exit_id;
-        *as_msg = e;
-        return 0;
+    if (e->link_sig) {
+        if (!has_link(a, e->m.from)) {
+            ax_env_free(s, e);
+            return 0;
+        }
+        link_del(a, e->m.from);
     }
     ax_env_free(s, e);
-    if (strcmp(reason, "normal") == 0)
-        return 0;
     ax_actor_exit(s, a, reason, 0);
     return 1;
 }
@@ -247,13 +319,15 @@ static void mon_add(ax_mon **v, uint32_t *n, uint32_t *cap, uint64_t mref, ax_re
     (*v)[(*n)++] = (ax_mon){mref, other};
 }
 
+/* Order-preserving: the monitors of a target fire in the order they were created. */
 static int mon_del(ax_mon *v, uint32_t *n, uint64_t mref, ax_ref *other)
 {
     for (uint32_t i = 0; i < *n; i++) {
         if (v[i].mref == mref) {
             if (other)
                 *other = v[i].other;
-            v[i] = v[--*n];
+            memmove(&v[i], &v[i + 1], (size_t)(*n - i - 1) * sizeof *v);
+            --*n;
             return 1;
         }
     }
@@ -322,17 +396,18 @@ int ax_sup_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t *mref)
     return AX_OK;
 }
 
-/* Remove queued "$down" messages for mref from the watcher's control box. */
+/* Remove a queued "$down" for mref from the watcher's mailbox (signals ride the user
+ * mailbox, in order with messages). */
 static void flush_down(ax_server *s, ax_actor *w, uint64_t mref)
 {
     ax_mq keep = {0};
-    for (ax_env *e; (e = ax_mq_pop(&w->ctl));) {
+    for (ax_env *e; (e = ax_mq_pop(&w->user));) {
         if (e->kind == AX_ENV_SYS && e->m.id == s->sys_down_id && e->m.tag == mref)
             ax_env_free(s, e);
         else
             ax_mq_push(&keep, e);
     }
-    w->ctl = keep;
+    w->user = keep;
 }
 
 int ax_sup_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush)
@@ -390,9 +465,10 @@ void ax_actor_free_ext(ax_server *s, ax_actor *a, const char *reason)
         ax_actor *b = ax_actor_get_any(s, x->links[i]);
         if (!b)
             continue;
-        link_del(b, me);
-        if (reason)
-            send_exit_signal(s, b, me, reason);
+        if (reason && b->st != AX_ST_DEAD)
+            exit_signal(s, b, me, reason, 1); /* b keeps its link entry until it takes the signal */
+        else
+            link_del(b, me);
     }
     for (uint32_t i = 0; i < x->n_watchers; i++)
         if (reason)

@@ -130,6 +130,12 @@ static void usage(FILE *f)
         "    stop TARGET\n"
         "        Stop an actor for good (reason \"stopped\"; no restart). Prints\n"
         "        nothing.\n"
+        "    exit TARGET [REASON]\n"
+        "        Send an exit signal, as Erlang's exit/2 (REASON defaults to\n"
+        "        \"normal\"): an actor that traps exits receives it as a \"$exit\"\n"
+        "        message; \"normal\" to one that does not is ignored; \"kill\" cannot\n"
+        "        be trapped (the actor ends with \"killed\"); any other reason ends it.\n"
+        "        Unlike stop, the actor's restart policy applies. Prints nothing.\n"
         "    monitor TARGET\n"
         "        Watch an actor and print its down event when it stops for good (an\n"
         "        actor that restarts is still up): \"down @ID.GEN mref=N reason=R\", or\n"
@@ -1145,6 +1151,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "stop") || !strcmp(cmd, "monitor")) {
         if ((rc = need_args(cmd, nargs, 1, 1, !strcmp(cmd, "stop") ? "stop TARGET" : "monitor TARGET")))
             return rc;
+    } else if (!strcmp(cmd, "exit")) {
+        if ((rc = need_args(cmd, nargs, 1, 2, "exit TARGET [REASON]")))
+            return rc;
     } else if (!strcmp(cmd, "events")) {
         if ((rc = need_args(cmd, nargs, 0, 1, "events [NAME] [--actor NAME] [--follow]")))
             return rc;
@@ -1168,9 +1177,10 @@ int main(int argc, char **argv)
     } else {
         return usage_error("unknown command '%s'", cmd);
     }
-    int targets = !strcmp(cmd, "tell") || !strcmp(cmd, "ask") || !strcmp(cmd, "stop") || !strcmp(cmd, "monitor");
+    int targets = !strcmp(cmd, "tell") || !strcmp(cmd, "ask") || !strcmp(cmd, "stop") || !strcmp(cmd, "monitor") ||
+                  !strcmp(cmd, "exit");
     if (o.key && !targets && strcmp(cmd, "spawn"))
-        return usage_error("--key is only valid with spawn, tell, ask, stop and monitor");
+        return usage_error("--key is only valid with spawn, tell, ask, stop, exit and monitor");
     if ((o.mailbox || o.config || o.restart || o.max_restarts || o.restart_window_ms || o.backoff_ms ||
          o.mailbox_policy || o.idle_timeout_ms || o.trap_exit) &&
         strcmp(cmd, "spawn"))
@@ -1222,6 +1232,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "stop")) {
         rc = axc_stop(c, &t);
         ex = rc ? report(&o, c, rc, "stop", NULL) : print_ok(&o);
+    } else if (!strcmp(cmd, "exit")) {
+        rc = axc_exit(c, &t, nargs > 1 ? args[1] : "normal");
+        ex = rc ? report(&o, c, rc, "exit", NULL) : print_ok(&o);
     } else if (!strcmp(cmd, "monitor")) {
         ex = cmd_monitor(&o, c, &t);
     } else if (!strcmp(cmd, "events")) {

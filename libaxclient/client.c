@@ -1269,6 +1269,28 @@ AXC_EXPORT int axc_stop(axc_conn *c, const axc_target *t)
     return get_ok(c, &f, "stop");
 }
 
+AXC_EXPORT int axc_exit(axc_conn *c, const axc_target *t, const char *reason)
+{
+    ax_wire_target w;
+    size_t tsz;
+    rframe f;
+    int rc = usable(c);
+    if (!reason)
+        reason = "normal";
+    if (!rc && ax_name_valid(reason, strlen(reason)) != 0)
+        return seterr(c, AX_EINVAL, "exit: the reason must be a name (1..255 printable bytes, no spaces)");
+    if (rc || (rc = target_wire(c, t, &w, &tsz)))
+        return rc;
+    uint32_t id = next_id(c);
+    size_t mark = c->out.len;
+    size_t start = ax_frame_begin(&c->out, AX_T_EXIT, 0, id);
+    ax_put_target(&c->out, &w);
+    ax_wbuf_str(&c->out, reason, strlen(reason));
+    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+        return rc;
+    return get_ok(c, &f, "exit");
+}
+
 AXC_EXPORT int axc_resolve(axc_conn *c, const axc_target *t, axc_ref *out)
 {
     ax_wire_target w;

@@ -98,6 +98,7 @@ const char *ax_frame_type_name(uint8_t type)
     case AX_T_REPLY: return "REPLY";
     case AX_T_STOP: return "STOP";
     case AX_T_RESOLVE: return "RESOLVE";
+    case AX_T_EXIT: return "EXIT";
     case AX_T_STATUS: return "STATUS";
     case AX_T_ACTORS: return "ACTORS";
     case AX_T_PLUGINS: return "PLUGINS";
@@ -625,6 +626,27 @@ int ax_body_target_get(const void *p, size_t len, ax_wire_target *tgt, const cha
     return 0;
 }
 
+int ax_body_exit_get(const void *p, size_t len, ax_wire_target *tgt, const char **reason, size_t *reason_len,
+                     const char **why)
+{
+    ax_rbuf r;
+    ax_wire_target t;
+    const char *s = NULL;
+    size_t n = 0;
+    int rc;
+    ax_rbuf_init(&r, p, len);
+    ax_get_target(&r, &t);
+    ax_rbuf_str(&r, &s, &n);
+    if (!r.err && ax_name_valid(s, n) != 0)
+        rfail(&r, "EXIT reason is not a valid name");
+    if ((rc = finish(&r, why)))
+        return rc;
+    *tgt = t;
+    *reason = s;
+    *reason_len = n;
+    return 0;
+}
+
 int ax_body_blob_get(const void *p, size_t len, const void **out, size_t *n, const char **why)
 {
     ax_rbuf r;
@@ -690,6 +712,7 @@ int ax_body_validate(uint8_t type, const void *p, size_t len, const char **why)
     case AX_T_STOP:
     case AX_T_MONITOR:
     case AX_T_RESOLVE: return ax_body_target_get(p, len, &u.tgt, why);
+    case AX_T_EXIT: return ax_body_exit_get(p, len, &u.tgt, &s, &n, why);
     case AX_T_REPLY:
     case AX_T_EVENT:
     case AX_T_JSON: return ax_body_blob_get(p, len, &q, &n, why);

@@ -37,6 +37,7 @@ enum ax_frame_type {
     AX_T_REPLY = 0x14,     /* d->c  blob payload */
     AX_T_STOP = 0x15,      /* c->d  target */
     AX_T_RESOLVE = 0x16,   /* c->d  target  -> REF */
+    AX_T_EXIT = 0x17,      /* c->d  target, str reason -> OK (Erlang's exit/2) */
     AX_T_STATUS = 0x20,    /* c->d  (empty) -> JSON */
     AX_T_ACTORS = 0x21,    /* c->d  (empty) -> JSON */
     AX_T_PLUGINS = 0x22,   /* c->d  (empty) -> JSON */
@@ -222,6 +223,9 @@ void ax_body_hello_put(ax_wbuf *b, const ax_body_hello *h);
 void ax_body_hello_ok_put(ax_wbuf *b, const ax_body_hello_ok *h);
 int ax_body_ref_get(const void *p, size_t len, ax_wire_ref *r, const char **why);       /* REF */
 int ax_body_target_get(const void *p, size_t len, ax_wire_target *t, const char **why); /* STOP, RESOLVE */
+/* EXIT: target, str reason (a valid name). */
+int ax_body_exit_get(const void *p, size_t len, ax_wire_target *t, const char **reason, size_t *reason_len,
+                     const char **why);
 int ax_body_blob_get(const void *p, size_t len, const void **out, size_t *n,
                      const char **why); /* REPLY, JSON */
 /* PLUGIN_LOAD (path: 1..AX_PATH_MAX bytes, no NUL) or PLUGIN_UNLOAD (a valid name). */

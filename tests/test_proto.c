@@ -101,7 +101,7 @@ END_TEST
 
 START_TEST(header_with_unknown_type_is_rejected)
 {
-    static const uint8_t bad[] = {0x00, 0x05, 0x0f, 0x17, 0x2b, 0x3f, 0x40, 0x7f, 0x80, 0xff};
+    static const uint8_t bad[] = {0x00, 0x05, 0x0f, 0x18, 0x2b, 0x3f, 0x40, 0x7f, 0x80, 0xff};
     uint8_t b[AX_FRAME_HDR_SIZE];
     size_t i;
     for (i = 0; i < sizeof bad; i++) {
@@ -160,7 +160,7 @@ START_TEST(every_client_type_is_known_and_named)
 {
     static const uint8_t types[] = {AX_T_HELLO, AX_T_HELLO_OK, AX_T_ERROR, AX_T_OK, AX_T_SPAWN,
                                     AX_T_REF, AX_T_TELL, AX_T_ASK, AX_T_REPLY, AX_T_STOP,
-                                    AX_T_RESOLVE, AX_T_STATUS, AX_T_ACTORS, AX_T_PLUGINS,
+                                    AX_T_RESOLVE, AX_T_EXIT, AX_T_STATUS, AX_T_ACTORS, AX_T_PLUGINS,
                                     AX_T_PLUGIN_LOAD, AX_T_PLUGIN_UNLOAD, AX_T_NODES, AX_T_SHARDS, AX_T_JSON,
                                     AX_T_SUBSCRIBE, AX_T_UNSUBSCRIBE, AX_T_MONITOR, AX_T_DEMONITOR,
                                     AX_T_EVENT};
@@ -353,6 +353,7 @@ static void build_samples(sample *s, size_t *n)
     ax_put_target(NEXT(AX_T_STOP), &t);
     t.ref.node_len = 0;
     ax_put_target(NEXT(AX_T_RESOLVE), &t);
+    ax_wbuf_str((ax_put_target(NEXT(AX_T_EXIT), &t), &s[i - 1].b), "shutdown:maintenance", 20);
     ax_wbuf_str(NEXT(AX_T_PLUGIN_LOAD), "/usr/lib/axactor/plugins/counter.so", 35);
     ax_wbuf_str(NEXT(AX_T_PLUGIN_UNLOAD), "counter", 7);
     ax_wbuf_blob(NEXT(AX_T_JSON), "{}", 2);

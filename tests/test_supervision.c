@@ -1293,12 +1293,205 @@ START_TEST(axctl_monitor_prints_the_down_and_exits_0)
 }
 END_TEST
 
+
+/* ---- Erlang's signal order and exit/2 (issue 8) ---- */
+
+/* The trail of what an actor received, in order. */
+static char *trail_of(axc_conn *c, const char *name) { return ask_str(c, name, "trail", NULL); }
+
+START_TEST(a_result_sent_before_exiting_arrives_before_the_exit_signal_and_the_down)
+{
+    ax_h_daemon *d = ax_h_start(SUP);
+    axc_conn *c = ax_h_connect(d);
+    spawn_ok(c, "p", "{\"trap_exit\":true}");
+    spawn_ok(c, "w", NULL);
+    ck_assert_int_eq(ask_num(c, "p", "link", "w"), 0);
+    int64_t mref = ask_num(c, "p", "monitor", "w");
+    (void)ask_rc(c, "w", "report", "p"); /* tells p "note result", then dies with "done" */
+    wait_num(c, "p", "downs", 1, 5000);
+    wait_num(c, "p", "exits", 1, 5000);
+    char want[160], *t = trail_of(c, "p");
+    snprintf(want, sizeof want, "result,EXIT:done,DOWN#%lld:done,", (long long)mref);
+    ck_assert_msg(!strcmp(t, want), "p received '%s', want '%s' (the result first)", t, want);
+    axc_free(t);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+START_TEST(unlink_cancels_an_exit_signal_that_already_arrived)
+{
+    ax_h_daemon *d = ax_h_start(SUP);
+    axc_conn *c = ax_h_connect(d);
+    spawn_ok(c, "p", "{\"trap_exit\":true}");
+    axc_ref rw = spawn_ok(c, "w", NULL);
+    char wref[64];
+    ref_text(&rw, wref, sizeof wref); /* by ref: the name is gone once w is */
+    ck_assert_int_eq(ask_num(c, "p", "link", wref), 0);
+    /* one write, read at once: w's crash and then p's unlink are queued before either
+     * runs; w runs first and dies, its exit signal arrives at p behind the unlink; p
+     * then unlinks and the signal of the removed link, already queued, has no effect */
+    axc_target tw = axc_by_name("w"), tp = axc_by_name("p");
+    uint32_t id;
+    ck_assert_int_eq(axc_send_ask(c, &tw, "crash", NULL, 0, 5000, &id), 0);
+    ck_assert_int_eq(axc_send_ask(c, &tp, "unlink", wref, strlen(wref), 5000, &id), 0);
+    ck_assert_int_eq(axc_flush(c), 0);
+    for (int i = 0; i < 2; i++) {
+        axc_result r;
+        ck_assert_int_eq(axc_poll_result(c, 5000, &r), 1);
+        if (i == 1)
+            ck_assert_msg(r.status == 0 && !strcmp(r.data, "0"), "unlink: %d %s", r.status, (char *)r.data);
+        axc_free(r.data);
+    }
+    ck_assert_err(ask_rc(c, "w", "get", NULL), AX_ENOPROC, c);
+    ck_assert_int_eq(ask_num(c, "p", "exits", NULL), 0);
+    char *t = trail_of(c, "p");
+    ck_assert_msg(!strstr(t, "EXIT"), "p got an exit signal of a link it had removed: '%s'", t);
+    axc_free(t);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+START_TEST(an_actor_exiting_with_kill_sends_kill_not_killed_over_its_links)
+{
+    ax_h_daemon *d = ax_h_start(SUP);
+    axc_conn *c = ax_h_connect(d);
+    spawn_ok(c, "p", "{\"trap_exit\":true}");
+    spawn_ok(c, "q", NULL);
+    spawn_ok(c, "w", NULL);
+    ck_assert_int_eq(ask_num(c, "p", "link", "w"), 0);
+    ck_assert_int_eq(ask_num(c, "q", "link", "w"), 0);
+    int64_t mq = ask_num(c, "p", "monitor", "q");
+    (void)ask_rc(c, "w", "fail", "kill");
+    /* a trapping partner gets "kill" as an ordinary $exit and lives; a non-trapping one
+     * ends with reason "kill" (not "killed") */
+    wait_num(c, "p", "exits", 1, 5000);
+    wait_num(c, "p", "downs", 1, 5000);
+    char want[160], *t = trail_of(c, "p");
+    snprintf(want, sizeof want, "EXIT:kill,DOWN#%lld:kill,", (long long)mq);
+    ck_assert_msg(!strcmp(t, want), "p received '%s', want '%s'", t, want);
+    axc_free(t);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+START_TEST(axctl_exit_and_ax_exit_follow_erlang_exit_2)
+{
+    ax_h_daemon *d = ax_h_start(SUP);
+    axc_conn *c = ax_h_connect(d);
+    spawn_ok(c, "t1", "{\"trap_exit\":true}");
+    axc_ref r2 = spawn_ok(c, "t2", NULL);
+    axc_ref r3 = spawn_ok(c, "t3", "{\"restart\":\"permanent\"}");
+    axc_ref r4 = spawn_ok(c, "t4", "{\"trap_exit\":true,\"restart\":\"permanent\"}");
+    spawn_ok(c, "a", NULL);
+    /* a trapping target receives it as $exit and lives on */
+    run_result r = axctl(d, "exit", "t1", "bye", NULL);
+    ck_assert_exit(r, 0, "axctl exit t1 bye");
+    rr_free(&r);
+    wait_num(c, "t1", "exits", 1, 5000);
+    expect_str(c, "t1", "last", "bye");
+    /* from an actor (ax_exit): the same, with the sender as m->from */
+    ck_assert_int_eq(ask_num(c, "a", "xexit", "t1 hello"), 0);
+    wait_num(c, "t1", "exits", 2, 5000);
+    expect_str(c, "t1", "last", "hello");
+    /* "normal" to a non-trapping target is ignored */
+    r = axctl(d, "exit", "t2", NULL);
+    ck_assert_exit(r, 0, "axctl exit t2");
+    rr_free(&r);
+    ck_assert_int_eq(ask_num(c, "t2", "get", NULL), 0);
+    /* any other reason ends it with that reason (temporary: for good) */
+    uint64_t m2 = monitor_ok(c, "t2");
+    r = axctl(d, "exit", "t2", "bye", NULL);
+    ck_assert_exit(r, 0, "axctl exit t2 bye");
+    rr_free(&r);
+    ck_assert_str_eq(wait_down(c, m2, 5000), "bye");
+    /* ... and, unlike stop, the restart policy applies: permanent t3 comes back */
+    ck_assert_int_eq(ask_num(c, "t3", "hit", NULL), 1);
+    r = axctl(d, "exit", "t3", "bye", NULL);
+    ck_assert_exit(r, 0, "axctl exit t3 bye");
+    rr_free(&r);
+    wait_status(c, "counters.restarts", 1, 5000);
+    ck_assert_int_eq(ask_num(c, "t3", "hit", NULL), 1); /* a fresh incarnation, same name */
+    /* kill cannot be trapped: t4 ends with "killed" and its policy restarts it */
+    r = axctl(d, "exit", "t4", "kill", NULL);
+    ck_assert_exit(r, 0, "axctl exit t4 kill");
+    rr_free(&r);
+    wait_status(c, "counters.restarts", 2, 5000);
+    ck_assert_int_eq(ask_num(c, "t4", "exits", NULL), 0); /* never saw it as $exit */
+    /* a reason that is not a name, and a target that is gone */
+    r = axctl(d, "exit", "t4", "two words", NULL);
+    ck_assert_msg(r.status != 0, "axctl exit with a bad reason: exit 0");
+    rr_free(&r);
+    char t2ref[64];
+    ref_text(&r2, t2ref, sizeof t2ref);
+    r = axctl(d, "exit", t2ref, "bye", NULL);
+    ck_assert_exit(r, 1, "axctl exit of a stopped actor");
+    ck_assert_msg(strstr(r.err, "no actor"), "%s", r.err);
+    rr_free(&r);
+    (void)r2, (void)r3, (void)r4;
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+START_TEST(transient_restarts_after_anything_but_normal_and_shutdown)
+{
+    ax_h_daemon *d = ax_h_start(SUP);
+    axc_conn *c = ax_h_connect(d);
+    spawn_ok(c, "t", "{\"restart\":\"transient\"}");
+    spawn_ok(c, "u", "{\"restart\":\"transient\"}");
+    uint64_t mt = monitor_ok(c, "t");
+    (void)ask_rc(c, "t", "fail", "shutdown:maintenance"); /* OTP's {shutdown, _}: normal */
+    ck_assert_str_eq(wait_down(c, mt, 5000), "shutdown:maintenance");
+    (void)ask_rc(c, "u", "fail", "stopped"); /* any other reason is abnormal */
+    wait_status(c, "counters.restarts", 1, 5000);
+    ck_assert_int_eq(ask_num(c, "u", "get", NULL), 0);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+START_TEST(monitors_of_one_target_fire_in_the_order_they_were_created)
+{
+    ax_h_daemon *d = ax_h_start(SUP);
+    axc_conn *c = ax_h_connect(d);
+    spawn_ok(c, "p", NULL);
+    spawn_ok(c, "t", NULL);
+    int64_t m[5];
+    for (int i = 0; i < 4; i++)
+        m[i] = ask_num(c, "p", "monitor", "t");
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)m[0]);
+    ck_assert_int_eq(ask_num(c, "p", "demonitor", buf), 0);
+    m[4] = ask_num(c, "p", "monitor", "t");
+    run_result r = axctl(d, "stop", "t", NULL);
+    ck_assert_exit(r, 0, "axctl stop t");
+    rr_free(&r);
+    wait_num(c, "p", "downs", 4, 5000);
+    char want[256], *t = trail_of(c, "p");
+    snprintf(want, sizeof want, "DOWN#%lld:stopped,DOWN#%lld:stopped,DOWN#%lld:stopped,DOWN#%lld:stopped,",
+             (long long)m[1], (long long)m[2], (long long)m[3], (long long)m[4]);
+    ck_assert_msg(!strcmp(t, want), "downs came as '%s', want '%s'", t, want);
+    axc_free(t);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
 static Suite *supervision_suite(void)
 {
     Suite *s = suite_create("supervision");
     TCase *tc = tcase_create("daemon");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, transient_actor_exiting_normally_is_not_restarted);
+    tcase_add_test(tc, a_result_sent_before_exiting_arrives_before_the_exit_signal_and_the_down);
+    tcase_add_test(tc, unlink_cancels_an_exit_signal_that_already_arrived);
+    tcase_add_test(tc, an_actor_exiting_with_kill_sends_kill_not_killed_over_its_links);
+    tcase_add_test(tc, axctl_exit_and_ax_exit_follow_erlang_exit_2);
+    tcase_add_test(tc, transient_restarts_after_anything_but_normal_and_shutdown);
+    tcase_add_test(tc, monitors_of_one_target_fire_in_the_order_they_were_created);
     tcase_add_test(tc, crashed_transient_actor_is_restarted_with_same_ref);
     tcase_add_test(tc, intensity_exceeded_stops_actor_and_fires_links);
     tcase_add_test(tc, keep_preserves_order_of_1000_queued_messages);

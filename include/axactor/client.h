@@ -82,6 +82,11 @@ int axc_tell_noreply(axc_conn *c, const axc_target *t, const char *msg, const vo
 int axc_ask(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
             int timeout_ms, void **reply, size_t *reply_len);
 int axc_stop(axc_conn *c, const axc_target *t);
+/* Erlang's exit/2: send the target an exit signal with reason (a name; NULL = "normal").
+ * A target that traps exits gets it as "$exit"; "normal" to one that does not is ignored;
+ * "kill" is untrappable (the target ends with "killed"); any other reason ends it. Unlike
+ * axc_stop, its restart policy applies. Actors of the daemon's own node only (ENOTSUP). */
+int axc_exit(axc_conn *c, const axc_target *t, const char *reason);
 
 /* ---- keyed actors and request flags ----
  * Flags of axc_tell_ex / axc_ask_ex (the wire flags of the same values):

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define AX_ABI_MAJOR 1
-#define AX_ABI_MINOR 0
+#define AX_ABI_MINOR 1
 #define AX_PLUGIN_SYMBOL "axactor_plugin"
 
 #define AX_STR_(x) #x
@@ -165,6 +165,9 @@ typedef struct ax_api {
                     int direct);
     int (*ask_key)(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
                    uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag, int direct);
+    /* ---- ABI 1.1 ---- */
+    /* Erlang's exit/2; see ax_exit below. */
+    int (*exit)(ax_ctx *cx, ax_ref who, const char *reason);
 } ax_api;
 
 /* The first member of every ax_ctx is the daemon's function table. */
@@ -212,7 +215,27 @@ static inline int ax_spawn(ax_ctx *cx, const char *type, const ax_spawn_opts *o,
 {
     return ax_api_of(cx)->spawn(cx, type, o, out);
 }
+/* Stop another actor for good, as a supervisor stops a child: the stop overtakes its
+ * queued messages (control mailbox; they are answered ENOPROC), its on_stop runs with
+ * `reason` ("normal" if NULL; "kill": untrappable, with "killed"), its links and monitors
+ * fire with that reason, and it is NOT restarted, whatever its policy. Stopping itself
+ * (who = ax_self(cx)) is different: the actor exits with `reason` once the handler
+ * returns and its restart policy decides, as for ax_fail. For Erlang's exit/2 (trappable,
+ * restart policy applies) use ax_exit. */
 static inline int ax_stop(ax_ctx *cx, ax_ref who, const char *reason) { return ax_api_of(cx)->stop(cx, who, reason); }
+/* Erlang's exit/2 (ABI 1.1; AX_ENOTSUP from a 1.0 daemon): send `who` an exit signal with
+ * `reason` (a name; NULL = "normal"). A target that traps exits receives it as "$exit"
+ * (m->from = the sender) in order after everything the sender sent it before; "normal"
+ * to a target that does not trap is ignored; "kill" cannot be trapped: the target ends
+ * with reason "killed"; any other reason ends a non-trapping target with that reason.
+ * Unlike ax_stop the target's restart policy applies. Local refs only (AX_ENOTSUP for
+ * another node's); AX_ENOPROC if the target is gone. */
+static inline int ax_exit(ax_ctx *cx, ax_ref who, const char *reason)
+{
+    if (!AX_API_HAS(cx, exit))
+        return AX_ENOTSUP;
+    return ax_api_of(cx)->exit(cx, who, reason);
+}
 static inline uint64_t ax_ctx_epoch(ax_ctx *cx) { return ax_api_of(cx)->epoch(cx); }
 /* Routed ("ensure") messages to the keyed actor of (type, key) anywhere in the cluster;
  * AX_ENOTSUP from a daemon older than this ABI addition. */

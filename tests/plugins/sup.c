@@ -18,9 +18,16 @@
  *   trap 1|0         trap exits on or off
  *   subscribe        receive lifecycle events as "$event" messages
  *   churn N          spawn N anonymous "sup" actors and stop each; reply N
+ *   note X           append "X," to the trail (what arrived, in order)
+ *   report TARGET    tell TARGET "note result", then exit with ax_fail "done" (a worker
+ *                    that sends its result and then dies)
+ *   xexit TARGET R   ax_exit(TARGET, R) (Erlang's exit/2); reply 0 or the error code
+ *   unlink TARGET    unlink; reply 0 or the error code
+ * "$exit" appends "EXIT:<reason>," and "$down" "DOWN#<mref>:<reason>," to the trail.
  * Queries: get (handled count), seqnext, seqbad, downs, exits, events, last (the reason
- * of the last "$down" or "$exit"). */
+ * of the last "$down" or "$exit"), trail. */
 #include <axactor/plugin.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -29,7 +36,15 @@ typedef struct {
     int64_t seq_next, seq_bad;
     int64_t downs, exits, events;
     char last[128];
+    char trail[1024];
 } sup;
+
+static void trail_add(sup *self, const char *piece)
+{
+    size_t used = strlen(self->trail), n = strlen(piece);
+    if (used + n + 1 < sizeof self->trail)
+        memcpy(self->trail + used, piece, n + 1);
+}
 
 /* The api entries plugin.h has no wrapper for; AX_ENOTSUP from an older daemon. */
 static inline int sup_lookup(ax_ctx *cx, const char *name, ax_ref *out)
@@ -246,6 +261,9 @@ static int on_exit_msg(ax_ctx *cx, sup *self, const ax_msg *m)
     (void)cx;
     self->exits++;
     note(self, m);
+    char piece[160];
+    snprintf(piece, sizeof piece, "EXIT:%s,", self->last);
+    trail_add(self, piece);
     return AX_OK;
 }
 
@@ -254,7 +272,79 @@ static int on_down(ax_ctx *cx, sup *self, const ax_msg *m)
     (void)cx;
     self->downs++;
     note(self, m);
+    char piece[180];
+    snprintf(piece, sizeof piece, "DOWN#%llu:%s,", (unsigned long long)m->tag, self->last);
+    trail_add(self, piece);
     return AX_OK;
+}
+
+static int do_note(ax_ctx *cx, sup *self, const ax_msg *m)
+{
+    char buf[128];
+    (void)cx;
+    self->handled++;
+    char piece[140];
+    snprintf(piece, sizeof piece, "%s,", payload(m, buf, sizeof buf));
+    trail_add(self, piece);
+    return AX_OK;
+}
+
+static int report(ax_ctx *cx, sup *self, const ax_msg *m)
+{
+    ax_ref r;
+    self->handled++;
+    int rc = sup_resolve(cx, m, &r);
+    if (rc == AX_OK)
+        rc = ax_tell(cx, r, "note", "result", 6);
+    if (rc != AX_OK)
+        return rc;
+    return ax_fail(cx, "done");
+}
+
+/* Payload "TARGET REASON": the message with only TARGET, and REASON in buf. */
+static int split_target(const ax_msg *m, ax_msg *tm, char *reason, size_t cap)
+{
+    const char *p = m->data, *sp = m->len ? memchr(p, ' ', m->len) : NULL;
+    if (!sp)
+        return AX_EINVAL;
+    *tm = *m;
+    tm->len = (size_t)(sp - p);
+    size_t n = m->len - tm->len - 1;
+    if (!n || n >= cap)
+        return AX_EINVAL;
+    memcpy(reason, sp + 1, n);
+    reason[n] = 0;
+    return AX_OK;
+}
+
+static int xexit(ax_ctx *cx, sup *self, const ax_msg *m)
+{
+    ax_msg tm;
+    ax_ref r;
+    char reason[128];
+    self->handled++;
+    int rc = split_target(m, &tm, reason, sizeof reason);
+    if (rc == AX_OK)
+        rc = sup_resolve(cx, &tm, &r);
+    if (rc == AX_OK)
+        rc = ax_exit(cx, r, reason);
+    return ax_reply_i64(cx, rc);
+}
+
+static int do_unlink(ax_ctx *cx, sup *self, const ax_msg *m)
+{
+    ax_ref r;
+    self->handled++;
+    int rc = sup_resolve(cx, m, &r);
+    if (rc == AX_OK)
+        rc = ax_unlink(cx, r);
+    return ax_reply_i64(cx, rc);
+}
+
+static int q_trail(ax_ctx *cx, sup *self, const ax_msg *m)
+{
+    (void)m;
+    return ax_reply_str(cx, self->trail);
 }
 
 static int on_event(ax_ctx *cx, sup *self, const ax_msg *m)
@@ -290,6 +380,8 @@ AX_ACTOR_TYPE(sup_type, "sup", sup, NULL, NULL, AX_MSG("crash", crash), AX_MSG("
               AX_MSG("churn", churn), AX_MSG("$exit", on_exit_msg), AX_MSG("$down", on_down),
               AX_MSG("$event", on_event), AX_MSG("get", q_get), AX_MSG("seqnext", q_seqnext),
               AX_MSG("seqbad", q_seqbad), AX_MSG("downs", q_downs), AX_MSG("exits", q_exits),
-              AX_MSG("events", q_events), AX_MSG("last", q_last));
+              AX_MSG("events", q_events), AX_MSG("last", q_last), AX_MSG("note", do_note),
+              AX_MSG("report", report), AX_MSG("xexit", xexit), AX_MSG("unlink", do_unlink),
+              AX_MSG("trail", q_trail));
 
 AX_PLUGIN("sup", &sup_type);
