@@ -504,8 +504,19 @@ static int keyed_may_run(ax_server *s, ax_actor *a)
     if (ax_shards_serving(s->shards, a->shard, NULL))
         return 1;
     ax_shards_expire(s->shards);
-    if (a->st != AX_ST_DEAD && a->st != AX_ST_RESTARTING)
-        ax_actor_exit(s, a, "lease_lost", 1);
+    if (a->st == AX_ST_DEAD || a->st == AX_ST_RESTARTING)
+        return 0;
+    /* A stop queued for it (the manager's on_lost: handover, shutdown, lease_lost) says
+     * why the shard went: on_stop hears that reason, not a generic one. */
+    char reason[AX_NAME_MAX + 1] = "lease_lost";
+    for (ax_env *e = a->ctl.head; e; e = e->next)
+        if (e->kind == AX_ENV_STOP || e->kind == AX_ENV_KILL) {
+            size_t n = e->m.len < AX_NAME_MAX ? e->m.len : AX_NAME_MAX;
+            memcpy(reason, e->data, n);
+            reason[n] = 0;
+            break;
+        }
+    ax_actor_exit(s, a, reason, 1);
     return 0;
 }
 

@@ -50,6 +50,7 @@ static void default_node_name(char *buf, size_t n);
 static const char *check_listen(const char *v);
 static const char *check_peer_entry(const char *v);
 static const char *check_lease_store(const char *v);
+static const char *check_store_name(const char *v);
 
 #define FIELD(f) .off = offsetof(ax_config, f), .size = sizeof(((ax_config *)0)->f)
 #define KEY(n, t, f, d, lo, hi, ...) {.name = n, .type = t, FIELD(f), .def = d, .min = lo, .max = hi, __VA_ARGS__}
@@ -99,6 +100,8 @@ static const key_def keys[] = {
     KEY("lease.redis_password", K_STR, redis_password, "", 0, 512, .doc = "Redis AUTH password; empty = no AUTH"),
     KEY("lease.redis_db", K_UINT, redis_db, "0", 0, 1000000, .doc = "Redis database number (SELECT)"),
     KEY("lease.redis_prefix", K_STR, redis_prefix, "axactor:", 0, 200, .doc = "prefix of every Redis key"),
+    KEY("lease.store_name", K_STR, lease_store_name, "", 0, 255, .check = check_store_name,
+        .doc = "name of the lease store compared between peers; empty: redis:HOST:PORT/DB/PREFIX"),
     KEY("lease.redis_connect_timeout_ms", K_DURATION, redis_connect_timeout_ms, "2000", 10, 600000,
         .doc = "Redis connect timeout, and the longest wait for one reply, milliseconds"),
     KEY("cluster.listen", K_STR, cluster_listen, "", 0, 255, .check = check_listen,
@@ -225,6 +228,14 @@ static const char *check_peer_entry(const char *v)
 static const char *check_log_target(const char *v)
 {
     return !strcmp(v, "stderr") || !strcmp(v, "journal") ? NULL : "must be stderr or journal";
+}
+
+static const char *check_store_name(const char *v)
+{
+    for (; *v; v++)
+        if ((unsigned char)*v < 0x21 || (unsigned char)*v > 0x7e)
+            return "printable ASCII without spaces";
+    return NULL;
 }
 
 static const char *check_lease_store(const char *v)

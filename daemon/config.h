@@ -45,6 +45,7 @@ typedef struct ax_config {
     char *redis_password;      /* lease.redis_password, default "" (no AUTH) */
     uint32_t redis_db;         /* lease.redis_db, default 0 */
     char *redis_prefix;        /* lease.redis_prefix, default "axactor:" */
+    char *lease_store_name;    /* lease.store_name: identity compared in the handshake, default "" */
     uint32_t redis_connect_timeout_ms; /* lease.redis_connect_timeout_ms, default 2000 */
     /* [cluster] (daemon/cluster/; enabled when listen or peers is set) */
     char *cluster_listen;      /* cluster.listen: "host:port" for peers, default "" (off) */

@@ -27,6 +27,10 @@ static int failf(char *err, size_t n, const char *origin, const char *fmt, ...)
 
 void ax_config_store_identity(const ax_config *c, char *buf, size_t n)
 {
+    if (c->lease_store_name && *c->lease_store_name) { /* the operator names it */
+        snprintf(buf, n, "%s", c->lease_store_name);
+        return;
+    }
     if (!c->lease_store || strcmp(c->lease_store, "redis") != 0) {
         snprintf(buf, n, "memory");
         return;

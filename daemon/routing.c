@@ -11,6 +11,7 @@
 #include "log.h"
 #include "cluster/cluster.h"
 #include "mailbox.h"
+#include "monotime.h"
 #include "peer.h"
 #include "server.h"
 #include "shard.h"
@@ -96,8 +97,24 @@ static void membership_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     ax_server *s = w->data;
+    if (s->lease_store) {
+        ax_lease_state ls;
+        ax_lease_store_state(s->lease_store, &ls);
+        int up = ls.conn && !strcmp(ls.conn, "connected");
+        if (up)
+            s->store_down_since = 0;
+        else if (!s->store_down_since)
+            s->store_down_since = ax_mono_now();
+    }
     if (s->shards && !s->stopping)
         ax_shards_set_live_nodes(s->shards, ax_cluster_live_nodes(s));
+}
+
+int ax_route_store_ok(ax_server *s)
+{
+    if (!s->shards || !s->store_down_since)
+        return 1;
+    return ax_mono_now() - s->store_down_since < s->cfg.lease_renew_interval_ms / 1000.0;
 }
 
 static int route_start(ax_server *s, char *err, size_t errlen)

@@ -216,6 +216,7 @@ typedef struct ax_server {
     struct ax_route_shard *route_shards; /* per shard: cached owner, waiting messages */
     char route_owner[256];               /* this node's lease owner id */
     ev_timer membership;
+    double store_down_since;             /* monotonic time the store connection was lost; 0 = up */
 
     /* client listener (listener.c) */
     int listen_fd;
@@ -334,6 +335,10 @@ int ax_route_send(ax_server *s, const char *type, size_t tlen, const char *key, 
                   const char *msg, size_t mlen, const void *p, size_t n, ax_ref from, ax_pending *pd);
 struct cJSON *ax_route_shards_json(ax_server *s, int all);
 void ax_route_status(ax_server *s, struct cJSON *doc); /* adds "shards" and "lease_store" */
+/* Does this node reach its lease store (connected, or lost for less than one renew
+ * interval)? 1 without a lease manager. Sent in heartbeats: peers count a node in the
+ * fair share only while it does. */
+int ax_route_store_ok(ax_server *s);
 
 /* ---- events.c: the lifecycle stream ---- */
 void ax_event_emit(ax_server *s, ax_actor *a, const char *event, const char *reason);

@@ -36,7 +36,8 @@ seeds = {
     'hello_ack': hdr(0x41, ack),
     'auth_ok_forged': hdr(0x43, b'', session=1, seq=1, mac=b'\x11' * 16),
     'refuse': hdr(0x44, struct.pack('>i', -20) + s('authentication failed')),
-    'ping': hdr(0x48, struct.pack('>QQ', 1, 2), session=1, seq=1),
+    'ping': hdr(0x48, struct.pack('>QQB', 1, 2, 1), session=1, seq=1),
+    'ping_old': hdr(0x48, struct.pack('>QQ', 1, 2), session=1, seq=1),
     'close': hdr(0x4a, struct.pack('>i', -22) + s('shutdown'), session=1, seq=2),
     'tell_batch': hdr(0x60, tell * 3, session=1, seq=3),
     'tell_before_auth': hdr(0x60, tell, session=5, seq=1, mac=b'\x42' * 16),
@@ -46,7 +47,7 @@ seeds = {
     'truncated_record': hdr(0x60, tell[:-1], session=1, seq=3),
     'oversize': hdr(0x60, b'', session=1)[:12] + struct.pack('>I', 0xffffffff) + bytes(24),
     'bad_magic': hdr(0x40, hello, magic=0x4158),
-    'bad_flags': hdr(0x48, struct.pack('>QQ', 1, 2), flags=1),
+    'bad_flags': hdr(0x48, struct.pack('>QQB', 1, 2, 0x80), flags=1),
     'client_type': hdr(0x12, b''),
 }
 os.makedirs(OUT, exist_ok=True)

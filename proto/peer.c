@@ -304,6 +304,9 @@ int ax_peer_ping_get(const void *p, size_t n, ax_peer_ping *pg, const char **why
     ax_rbuf_init(&r, p, n);
     t.id = ax_rbuf_u64(&r);
     t.sent_us = ax_rbuf_u64(&r);
+    t.flags = ax_rbuf_u8(&r);
+    if (!r.err && (t.flags & ~AX_PING_KNOWN))
+        fail(&r, "PING: unknown flags");
     if (finish(&r, why))
         return AX_EPROTO;
     *pg = t;

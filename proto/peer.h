@@ -37,8 +37,8 @@ enum ax_peer_type {
     AX_PT_AUTH = 0x42,      /* proof */
     AX_PT_AUTH_OK = 0x43,   /* (empty) - the first authenticated frame */
     AX_PT_REFUSE = 0x44,    /* i32 code, str reason */
-    AX_PT_PING = 0x48,      /* u64 id, u64 sent_us */
-    AX_PT_PONG = 0x49,      /* u64 id, u64 sent_us (echoed) */
+    AX_PT_PING = 0x48,      /* u64 id, u64 sent_us, u8 flags (AX_PING_*) */
+    AX_PT_PONG = 0x49,      /* u64 id, u64 sent_us, u8 flags (echoed) */
     AX_PT_CLOSE = 0x4a,     /* i32 code, str reason */
     AX_PT_MONITOR = 0x50,   /* records: u64 mref, u64 watcher_id, u32 watcher_gen, u64 target_id, u32 target_gen */
     AX_PT_DEMONITOR = 0x51, /* records: u64 mref */
@@ -116,8 +116,11 @@ typedef struct ax_peer_reason { /* REFUSE, CLOSE */
 void ax_peer_reason_put(ax_wbuf *b, int32_t code, const char *reason);
 int ax_peer_reason_get(const void *p, size_t n, ax_peer_reason *r, const char **why);
 
+#define AX_PING_STORE_OK 0x01u /* the sender reaches its lease store (it counts in the fair share) */
+#define AX_PING_KNOWN 0x01u
 typedef struct ax_peer_ping {
     uint64_t id, sent_us;
+    uint8_t flags;
 } ax_peer_ping;
 int ax_peer_ping_get(const void *p, size_t n, ax_peer_ping *pg, const char **why);
 

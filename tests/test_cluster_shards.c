@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +40,7 @@
 typedef struct node {
     const char *name;
     int port;
+    int store_port; /* 0: R.port; else a proxy in front of it (store cuts) */
     int live;
     ax_h_daemon *d;
     axc_conn *c;
@@ -75,7 +77,8 @@ static const char *const *node_args(node *n)
     SET("shards.count=%d", NSHARDS);
     SET("lease.store=redis");
     SET("lease.redis_host=127.0.0.1");
-    SET("lease.redis_port=%d", R.port);
+    SET("lease.redis_port=%d", n->store_port ? n->store_port : R.port);
+    SET("lease.store_name=test-redis-%d", R.port); /* one name: some reach it through a proxy */
     SET("lease.redis_connect_timeout_ms=500");
     SET("lease.ttl_ms=%d", TTL_MS);
     SET("lease.renew_interval_ms=%d", RENEW_MS);
@@ -269,7 +272,10 @@ static void wait_settled(int timeout_ms)
     }
 }
 
-static void cluster_up(void)
+static void (*before_nodes)(void); /* run by cluster_up_n once redis is up, before any node */
+
+/* Start redis and the first `first` nodes (the others can be started later). */
+static void cluster_up_n(int first)
 {
     static const char *names[NNODES] = {"node-a", "node-b", "node-c"};
     memset(N, 0, sizeof N);
@@ -280,7 +286,9 @@ static void cluster_up(void)
         N[i].name = names[i];
         N[i].port = free_port();
     }
-    for (int i = 0; i < NNODES; i++) {
+    if (before_nodes)
+        before_nodes();
+    for (int i = 0; i < first; i++) {
         N[i].d = ax_h_start(node_args(&N[i]));
         N[i].live = 1;
     }
@@ -292,6 +300,8 @@ static void cluster_up(void)
     /* a fresh Redis quarantines every shard for one ttl: nothing is served before */
     wait_settled(8 * TTL_MS);
 }
+
+static void cluster_up(void) { cluster_up_n(NNODES); }
 
 static void node_kill(int i)
 {
@@ -1003,6 +1013,225 @@ END_TEST
         if (!only || strstr(#fn, only))                                                                           \
             tcase_add_test(t, fn);                                                                                \
     } while (0)
+/* ---------------- a TCP proxy in front of redis, to cut one node from the store ---------------- */
+
+typedef struct proxy {
+    int port, lfd, to_port;
+    volatile int cut, stop;
+    int a[16], b[16]; /* client side, redis side; -1 free */
+    pthread_t th;
+} proxy;
+
+static void proxy_close_all(proxy *p)
+{
+    for (int i = 0; i < 16; i++)
+        if (p->a[i] >= 0) {
+            close(p->a[i]);
+            close(p->b[i]);
+            p->a[i] = p->b[i] = -1;
+        }
+}
+
+static void *proxy_main(void *arg)
+{
+    proxy *p = arg;
+    while (!p->stop) {
+        if (p->cut)
+            proxy_close_all(p);
+        struct pollfd fds[33];
+        int nf = 0;
+        fds[nf++] = (struct pollfd){.fd = p->lfd, .events = POLLIN};
+        for (int i = 0; i < 16; i++)
+            if (p->a[i] >= 0) {
+                fds[nf++] = (struct pollfd){.fd = p->a[i], .events = POLLIN};
+                fds[nf++] = (struct pollfd){.fd = p->b[i], .events = POLLIN};
+            }
+        if (poll(fds, (nfds_t)nf, 20) <= 0)
+            continue;
+        if (fds[0].revents & POLLIN) {
+            int c = accept(p->lfd, NULL, NULL);
+            int slot = -1;
+            for (int i = 0; i < 16 && slot < 0; i++)
+                if (p->a[i] < 0)
+                    slot = i;
+            if (c >= 0 && (p->cut || slot < 0)) {
+                close(c); /* cut: the store is unreachable */
+            } else if (c >= 0) {
+                struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                                         .sin_port = htons((uint16_t)p->to_port)};
+                int r = socket(AF_INET, SOCK_STREAM, 0);
+                if (r < 0 || connect(r, (struct sockaddr *)&sa, sizeof sa) != 0) {
+                    close(c);
+                    if (r >= 0)
+                        close(r);
+                } else {
+                    p->a[slot] = c;
+                    p->b[slot] = r;
+                }
+            }
+        }
+        for (int k = 1; k < nf; k++) {
+            if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            int from = fds[k].fd, i = 0;
+            while (i < 16 && p->a[i] != from && p->b[i] != from)
+                i++;
+            if (i == 16)
+                continue;
+            int to = p->a[i] == from ? p->b[i] : p->a[i];
+            char buf[16384];
+            ssize_t n = read(from, buf, sizeof buf);
+            if (n <= 0 || write(to, buf, (size_t)n) != n) {
+                close(p->a[i]);
+                close(p->b[i]);
+                p->a[i] = p->b[i] = -1;
+            }
+        }
+    }
+    proxy_close_all(p);
+    close(p->lfd);
+    return NULL;
+}
+
+static proxy PX;
+#define CUT_NODE 2
+
+static void proxy_stop(proxy *p)
+{
+    p->stop = 1;
+    pthread_join(p->th, NULL);
+}
+
+static void proxy_for_cut_node(void)
+{
+    proxy *p = &PX;
+    memset(p, 0, sizeof *p);
+    for (int i = 0; i < 16; i++)
+        p->a[i] = p->b[i] = -1;
+    p->to_port = R.port;
+    p->port = free_port();
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)p->port)};
+    p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(p->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ck_assert_int_eq(bind(p->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(p->lfd, 16), 0);
+    ck_assert_int_eq(pthread_create(&p->th, NULL, proxy_main, p), 0);
+    N[CUT_NODE].store_port = p->port;
+}
+
+START_TEST(a_node_cut_from_the_store_but_not_its_peers_loses_its_shards_to_the_others)
+{
+    before_nodes = proxy_for_cut_node;
+    cluster_up();
+    before_nodes = NULL;
+    const int v = CUT_NODE;
+    view vs[NNODES];
+    view_of(v, &vs[v]);
+    /* keys of the cut node's shards, and their epochs there */
+    char keys[10][32];
+    int nk = 0;
+    for (int i = 0; i < 2000 && nk < 10; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "cut-%d", i);
+        if (vs[v].owned[shard_of(k)])
+            snprintf(keys[nk++], sizeof keys[0], "%s", k);
+    }
+    ck_assert_int_gt(nk, 0);
+    for (int i = 0; i < nk; i++)
+        tell_key_ok(v, "counter", keys[i], "inc");
+    double t0 = now_s();
+    PX.cut = 1; /* node-c keeps its peers, loses redis */
+    /* every key is served again, by a node that reaches the store, within the failover
+     * bound: ttl (its last renew) + renew interval (seen as store-less) + the acquire poll */
+    double bound = (TTL_MS + 2 * RENEW_MS) / 1000.0 + 1.0, last = 0;
+    int moved = 0;
+    while (!moved) { /* sampled: never two owners, and until every such shard moved */
+        view now[NNODES];
+        sample_round(now);
+        moved = 1;
+        for (int i = 0; i < nk; i++) {
+            uint32_t k = shard_of(keys[i]);
+            if (!now[(v + 1) % NNODES].owned[k] && !now[(v + 2) % NNODES].owned[k])
+                moved = 0;
+        }
+        last = now_s() - t0;
+        ck_assert_msg(moved || last < bound + 5, "the cut node's shards did not move within %.0f ms",
+                      (bound + 5) * 1000);
+        if (!moved)
+            sleep_ms(20);
+    }
+    ck_assert_msg(last <= bound, "the cut node's shards were served again after %.0f ms (bound %.0f ms)",
+                  last * 1000, bound * 1000);
+    int other = (v + 1) % NNODES;
+    for (int i = 0; i < nk; i++) { /* a new actor on the new owner: the count starts over */
+        char *r = ask_key_ok(other, "counter", keys[i], "get");
+        ck_assert_str_eq(r, "0");
+        axc_free(r);
+    }
+    view_of(v, &vs[v]);
+    ck_assert_int_eq(vs[v].n_owned, 0);
+    /* healed: it reaches the store again and gets its share back by handover */
+    PX.cut = 0;
+    wait_settled(10 * TTL_MS);
+    view_of(v, &vs[v]);
+    ck_assert_int_gt(vs[v].n_owned, 0);
+    printf("  %s cut from redis: its %d keys served by the others after %.0f ms at most (bound %.0f ms); "
+           "healed, it serves %d shards again\n",
+           N[v].name, nk, last * 1000, bound * 1000, vs[v].n_owned);
+    cluster_down();
+    proxy_stop(&PX);
+}
+END_TEST
+
+
+START_TEST(a_handover_stops_the_keyed_actors_with_reason_handover)
+{
+    char stoplog[512];
+    snprintf(stoplog, sizeof stoplog, "%s/stops-%d.log", ax_h_tmpdir(), (int)getpid());
+    unlink(stoplog);
+    setenv("AX_FENCE_STOPLOG", stoplog, 1);
+    cluster_up_n(2); /* node-a and node-b hold every shard */
+    pid_t pa = ax_h_pid(N[0].d), pb = ax_h_pid(N[1].d);
+    for (int i = 0; i < 200; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "ho-%d", i);
+        char *v = ask_key_ok(i % 2, "fence", k, "epoch");
+        axc_free(v);
+    }
+    /* node-c joins: a and b hand shards over to it */
+    N[2].d = ax_h_start(node_args(&N[2]));
+    N[2].live = 1;
+    double end = now_s() + 10;
+    while (!mesh_up()) {
+        ck_assert_msg(now_s() < end, "node-c did not peer within 10 s");
+        sleep_ms(50);
+    }
+    wait_settled(8 * TTL_MS);
+    FILE *f = fopen(stoplog, "r");
+    ck_assert_msg(f != NULL, "no actor stopped (no %s)", stoplog);
+    long pid;
+    char key[80], reason[80];
+    int handover = 0, other = 0;
+    while (fscanf(f, "%ld %79s %79s", &pid, key, reason) == 3) {
+        if (pid != pa && pid != pb)
+            continue;
+        if (!strcmp(reason, "handover"))
+            handover++;
+        else if (other++ < 5)
+            printf("  %s stopped with reason %s\n", key, reason);
+    }
+    fclose(f);
+    unsetenv("AX_FENCE_STOPLOG");
+    printf("  node-c joined: %d keyed actors stopped by the handover with reason handover, %d otherwise\n",
+           handover, other);
+    ck_assert_int_gt(handover, 0);
+    ck_assert_msg(other == 0, "%d actors stopped by the handover saw another reason than handover", other);
+    cluster_down();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("cluster_shards");
@@ -1016,6 +1245,8 @@ static Suite *suite(void)
     ADD(a_paused_owner_resumes_without_serving_the_shards_that_moved);
     ADD(a_paused_owner_handles_nothing_at_its_old_epoch_after_sigcont);
     ADD(a_handler_busy_past_the_ttl_lets_nothing_after_it_run_at_the_old_epoch);
+    ADD(a_node_cut_from_the_store_but_not_its_peers_loses_its_shards_to_the_others);
+    ADD(a_handover_stops_the_keyed_actors_with_reason_handover);
     suite_add_tcase(s, t);
     return s;
 }

@@ -659,6 +659,7 @@ cJSON *ax_cluster_nodes_json(ax_server *s)
         cJSON_AddNumberToObject(o, "frames_out", (double)n->frames_out);
         cJSON_AddNumberToObject(o, "auth_failures", (double)n->auth_failures);
         cJSON_AddStringToObject(o, "last_error", n->last_error);
+        cJSON_AddBoolToObject(o, "store_ok", n->state == NS_UP && n->store_ok);
         cJSON_AddNumberToObject(o, "replayed", (double)n->replayed);
         cJSON_AddNumberToObject(o, "forged", (double)n->forged);
         cJSON_AddNumberToObject(o, "downs", (double)n->downs);

@@ -82,6 +82,7 @@ struct ax_cl_node {
     uint64_t hb_sent, hb_recv;
     double hb_gap_max;    /* longest gap between two heartbeats received, seconds */
     char last_error[320]; /* why the last handshake with it failed; "" once a link is up */
+    int store_ok;         /* its heartbeats say it reaches the lease store */
     double last_hb;
     double backoff_ms;
     ev_timer reconnect;

@@ -89,7 +89,9 @@ uint32_t ax_cluster_live_nodes(ax_server *s)
     uint32_t n = 1;
     if (!cl)
         return 1;
+    /* a peer that cannot reach the lease store cannot hold shards: it does not count,
+     * so the others' share grows and they take its shards as its leases expire */
     for (ax_cl_node *nd = cl->nodes; nd; nd = nd->next)
-        n += nd->state == NS_UP;
+        n += nd->state == NS_UP && nd->store_ok;
     return n;
 }

@@ -324,6 +324,7 @@ static void link_established(ax_cl_link *l)
     double now = now_of(cl);
     cl->handshakes++;
     n->last_error[0] = 0;
+    n->store_ok = 1; /* until its first heartbeat says otherwise */
     if (n->inc && strcmp(n->inc->boot, pid->boot) != 0) {
         if (!n->inc->down) {
             ax_log(AX_LOG_WARN, "cluster", "peer %s restarted (was %s): declaring the old incarnation down",
@@ -462,6 +463,13 @@ static void on_ping(ax_cl_link *l, uint8_t type, const uint8_t *body, size_t bn)
             n->hb_gap_max = now - n->last_hb;
         n->last_hb = now;
         n->hb_recv++;
+        int ok = (pg.flags & AX_PING_STORE_OK) != 0;
+        if (ok != n->store_ok)
+            ax_log(ok ? AX_LOG_INFO : AX_LOG_WARN, "cluster",
+                   ok ? "peer %s reaches the lease store again: it counts in the fair share"
+                      : "peer %s cannot reach the lease store: its shards are taken over as their leases expire",
+                   n->name);
+        n->store_ok = ok;
         send_direct(l, AX_PT_PONG, body, bn);
     } else {
         uint64_t now_us = (uint64_t)(now * 1e6);
@@ -620,11 +628,12 @@ static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)
             continue;
         }
         if (n->link && n->link->state == LK_UP) {
-            uint8_t body[16];
+            uint8_t body[17];
             uint64_t v[2] = {++n->ping_id, (uint64_t)(now * 1e6)};
             for (int k = 0; k < 2; k++)
                 for (int i = 0; i < 8; i++)
                     body[8 * k + i] = (uint8_t)(v[k] >> (56 - 8 * i));
+            body[16] = ax_route_store_ok(cl->s) ? AX_PING_STORE_OK : 0;
             send_direct(n->link, AX_PT_PING, body, sizeof body);
             n->hb_sent++;
         }

@@ -11,7 +11,8 @@
  *          $AX_FENCE_LOG (one write per line, O_APPEND: daemons share the file), reply the epoch
  *   slow   (payload: "KEY MS") record as rec does, then stay busy that long (a handler
  *          that blocks its loop past the lease ttl)
- * Times are CLOCK_MONOTONIC, system-wide: records of several daemons compare. */
+ * Times are CLOCK_MONOTONIC, system-wide: records of several daemons compare.
+ * on_stop appends "PID KEY REASON" to $AX_FENCE_STOPLOG. */
 #include <axactor/plugin.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -115,6 +116,24 @@ static int f_slow(ax_ctx *cx, fence *self, const ax_msg *m)
     return ax_reply_str(cx, "ok");
 }
 
-AX_ACTOR_TYPE(fence_type, "fence", fence, NULL, NULL, AX_MSG("epoch", f_epoch), AX_MSG("hist", f_hist),
+/* on_stop: "PID KEY REASON" to $AX_FENCE_STOPLOG (why each keyed actor ended) */
+static void f_stop(ax_ctx *cx, fence *self, const char *reason)
+{
+    (void)self;
+    const char *path = getenv("AX_FENCE_STOPLOG");
+    const char *key = AX_API_HAS(cx, key) ? ax_api_of(cx)->key(cx) : NULL;
+    if (!path || !key)
+        return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    char line[256];
+    int n = snprintf(line, sizeof line, "%ld %.64s %.64s\n", (long)getpid(), key, reason);
+    if (n > 0 && write(fd, line, (size_t)n) < 0)
+        n = 0;
+    close(fd);
+}
+
+AX_ACTOR_TYPE(fence_type, "fence", fence, NULL, f_stop, AX_MSG("epoch", f_epoch), AX_MSG("hist", f_hist),
               AX_MSG("inc", f_inc), AX_MSG("rec", f_rec), AX_MSG("slow", f_slow));
 AX_PLUGIN("fence", &fence_type);
