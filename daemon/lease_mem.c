@@ -168,6 +168,17 @@ static int mem_acquire(ax_lease_store *st, uint32_t shard, const char *node, uin
         r.owner_len = strlen(s->owner);
         r.epoch = s->epoch;
         r.ttl_ms = mem_ttl_left(m, s);
+    } else if (s->epoch < min_epoch) {
+        /* the caller knows a newer epoch than this store: it went back in time; quarantine
+         * the shard for one ttl (a lease granted before may still be served until then) */
+        s->epoch = min_epoch;
+        ax_free(s->owner);
+        s->owner = ax_strdup("");
+        s->expires = ax_mono_now() + ttl_ms / 1000.0;
+        r.owner = "";
+        r.owner_len = 0;
+        r.epoch = min_epoch;
+        r.ttl_ms = ttl_ms;
     } else {
         uint64_t e = (s->epoch > min_epoch ? s->epoch : min_epoch) + 1;
         if (e > AX_LEASE_EPOCH_MAX) {

@@ -62,8 +62,20 @@ static route_tab *tab_of(struct ax_route_shard *sh)
 
 static void on_acquired(void *ud, uint32_t shard, uint64_t epoch)
 {
-    (void)ud;
+    ax_server *s = ud;
     ax_log(AX_LOG_DEBUG, "shard", "serving shard %u at epoch %llu", shard, (unsigned long long)epoch);
+    ax_cluster_share_epoch(s, shard, epoch); /* every member learns it: the next grant exceeds it */
+}
+
+void ax_route_note_epoch(ax_server *s, uint32_t shard, uint64_t epoch, const char *from)
+{
+    if (s->shards)
+        ax_shards_note_epoch(s->shards, shard, epoch, from);
+}
+
+size_t ax_route_known_epochs(ax_server *s, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap)
+{
+    return s->shards ? ax_shards_known_epochs(s->shards, from, sh, ep, cap) : 0;
 }
 
 static void on_lost(void *ud, uint32_t shard, uint64_t epoch, const char *reason)
@@ -291,6 +303,8 @@ void ax_route_status(ax_server *s, cJSON *doc)
     cJSON_AddNumberToObject(st, "ops", (double)ls.ops);
     cJSON_AddNumberToObject(st, "errors", (double)ls.errors);
     cJSON_AddNumberToObject(st, "reconnects", (double)ls.reconnects);
+    /* lease records older than an epoch known in the cluster: the store went back */
+    cJSON_AddNumberToObject(st, "regressions", (double)ax_shards_regressions(s->shards));
 }
 
 /* ---------------- keyed messages for shards held elsewhere ---------------- */

@@ -339,6 +339,11 @@ void ax_route_status(ax_server *s, struct cJSON *doc); /* adds "shards" and "lea
  * interval)? 1 without a lease manager. Sent in heartbeats: peers count a node in the
  * fair share only while it does. */
 int ax_route_store_ok(ax_server *s);
+/* Epochs never go backwards: a peer knows `epoch` for shard (EPOCHS record). */
+void ax_route_note_epoch(ax_server *s, uint32_t shard, uint64_t epoch, const char *from);
+/* The highest epoch known per shard, for shards >= from where one is known (ascending):
+ * up to cap pairs; returns how many. */
+size_t ax_route_known_epochs(ax_server *s, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap);
 
 /* ---- events.c: the lifecycle stream ---- */
 void ax_event_emit(ax_server *s, ax_actor *a, const char *event, const char *reason);

@@ -109,6 +109,7 @@ typedef struct shard_ent {
     double deadline;   /* owned: stop serving at this monotonic time (ax_mono_now) */
     double renew_due;  /* owned: next renew */
     double held_until; /* free: another node holds it until about then (skip until) */
+    uint8_t regressed_logged; /* a regression of this shard was logged (once) */
 } shard_ent;
 
 enum req_kind { REQ_ACQUIRE, REQ_RENEW, REQ_RELEASE };
@@ -118,6 +119,7 @@ typedef struct req {
     uint32_t seq;
     uint8_t kind;
     double sent;
+    uint64_t min; /* acquire: the min_epoch sent */
 } req;
 
 struct ax_shards {
@@ -138,6 +140,7 @@ struct ax_shards {
     size_t n_names;
     uint64_t lost_total, acquired_total, renew_errors;
     uint64_t late_losses; /* shards dropped by ax_shards_expire (a stall), not by the timer */
+    uint64_t regressions; /* lease records older than a known epoch (the store went back) */
     uint32_t lost_batch;  /* shards lost since the last summary line */
     int renew_failing;    /* renew failures logged once until a renew succeeds */
 };
@@ -333,6 +336,27 @@ static void send_renew(ax_shards *m, uint32_t i, double now)
     }
 }
 
+/* The store showed (or granted) epoch for shard i although `known` is known: it went back
+ * in time for this shard. Counted always, logged loudly once per shard. */
+static void regression(ax_shards *m, uint32_t i, uint64_t epoch, uint64_t known, const char *what)
+{
+    m->regressions++;
+    if (m->sh[i].regressed_logged)
+        return;
+    m->sh[i].regressed_logged = 1;
+    char seen[160];
+    if (epoch == known)
+        snprintf(seen, sizeof seen, "its epoch counter was below the known epoch %llu", (unsigned long long)known);
+    else
+        snprintf(seen, sizeof seen, "%s epoch %llu, but epoch %llu is known", what, (unsigned long long)epoch,
+                 (unsigned long long)known);
+    ax_log(AX_LOG_ERROR, "shards",
+           "LEASE STORE REGRESSED: shard %u: %s; the store lost lease data (restored from an old copy, or "
+           "failed over to a lagging replica). Shard not served until acquired above %llu (after a quarantine "
+           "of one ttl)",
+           i, seen, (unsigned long long)known);
+}
+
 static void acquire_cb(void *ud, uint32_t i, const ax_lease_result *r)
 {
     req *q = ud;
@@ -355,15 +379,23 @@ static void acquire_cb(void *ud, uint32_t i, const ax_lease_result *r)
         if (r->status != AX_EIO && r->status != AX_EPROTO)
             m->round_active = 0;
     } else if (!r->granted) {
+        if (r->owner_len && r->epoch < e->seen)
+            regression(m, i, r->epoch, e->seen, "is held in the store at");
+        else if (!r->owner_len && q->min && r->epoch == q->min)
+            /* the store's counter was below what we know: it quarantined the shard */
+            regression(m, i, q->min, q->min, NULL);
         if (r->epoch > e->seen)
             e->seen = r->epoch;
         e->holder = intern_holder(m, r->owner, r->owner_len);
         e->held_until = now + (r->ttl_ms > 0 ? r->ttl_ms / 1000.0 : m->renew);
     } else {
+        int stale = r->epoch < e->seen; /* below a known epoch: the store went back */
+        if (stale)
+            regression(m, i, r->epoch, e->seen, "was granted at");
         if (r->epoch > e->seen)
             e->seen = r->epoch;
         double deadline = q->sent + m->ttl - m->safety;
-        if (m->stopping || now >= deadline) {
+        if (m->stopping || now >= deadline || stale) {
             /* Never served: give it straight back (too late to be safe, or shutting down). */
             send_release(m, i, r->epoch, now);
         } else {
@@ -394,6 +426,7 @@ static void send_acquire(ax_shards *m, uint32_t i, double now)
     e->st = AX_SHARD_ACQUIRING;
     e->seq++;
     req *q = req_new(m, i, REQ_ACQUIRE, now);
+    q->min = e->seen;
     m->inflight++;
     m->inflight_acq++;
     m->acquiring++;
@@ -656,6 +689,37 @@ int ax_shards_serving(ax_shards *m, uint32_t shard, uint64_t *epoch)
     return ax_shards_serving_at(m, shard, now_fresh(m), epoch);
 }
 
+void ax_shards_note_epoch(ax_shards *m, uint32_t shard, uint64_t epoch, const char *from)
+{
+    if (m->dead || shard >= m->n || !epoch)
+        return;
+    shard_ent *e = &m->sh[shard];
+    if (epoch > e->seen)
+        e->seen = epoch;
+    if (e->st == AX_SHARD_OWNED && e->epoch < epoch) {
+        ax_log(AX_LOG_ERROR, "shards", "%s knows epoch %llu of shard %u, this node holds it at %llu",
+               from ? from : "a peer", (unsigned long long)epoch, shard, (unsigned long long)e->epoch);
+        regression(m, shard, e->epoch, epoch, "is held by this node at");
+        hand_back(m, shard, AX_SHARD_REGRESSED, now_fresh(m));
+        log_lost(m, AX_SHARD_REGRESSED);
+    }
+}
+
+size_t ax_shards_known_epochs(const ax_shards *m, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap)
+{
+    size_t k = 0;
+    for (uint32_t i = from; i < m->n && k < cap; i++) {
+        uint64_t v = m->sh[i].seen > m->sh[i].epoch ? m->sh[i].seen : m->sh[i].epoch;
+        if (v) {
+            sh[k] = i;
+            ep[k++] = v;
+        }
+    }
+    return k;
+}
+
+uint64_t ax_shards_regressions(const ax_shards *m) { return m->regressions; }
+
 uint64_t ax_shards_epoch(const ax_shards *m, uint32_t shard)
 {
     return shard < m->n && m->sh[shard].st == AX_SHARD_OWNED ? m->sh[shard].epoch : 0;
@@ -731,6 +795,7 @@ cJSON *ax_shards_json(ax_shards *m, int all)
     cJSON_AddNumberToObject(o, "lost_total", (double)m->lost_total);
     cJSON_AddNumberToObject(o, "renew_errors", (double)m->renew_errors);
     cJSON_AddNumberToObject(o, "stall_losses", (double)m->late_losses);
+    cJSON_AddNumberToObject(o, "store_regressions", (double)m->regressions);
     cJSON_AddStringToObject(st, "type", ls.store ? ls.store : "?");
     cJSON_AddStringToObject(st, "conn", ls.conn ? ls.conn : "?");
     cJSON_AddStringToObject(st, "last_error", ls.last_error ? ls.last_error : "");

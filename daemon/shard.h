@@ -49,6 +49,8 @@ typedef struct ax_shards_cfg {
 #define AX_SHARD_LOST "lease_lost"   /* renew refused, or not confirmed by the local deadline */
 #define AX_SHARD_HANDOVER "handover" /* released to rebalance (more live nodes) */
 #define AX_SHARD_SHUTDOWN "shutdown" /* ax_shards_stop */
+#define AX_SHARD_REGRESSED "store_regressed" /* a newer epoch exists than the one we hold: the
+                                              * store went back in time (restore, failover) */
 
 typedef struct ax_shards_cbs {
     /* Start serving shard at epoch (fencing token for routed messages). */
@@ -94,6 +96,16 @@ void ax_shards_free(ax_shards *m);
 int ax_shards_serving(ax_shards *m, uint32_t shard, uint64_t *epoch);
 /* The same at a monotonic time the caller has just read (ax_mono_now). */
 int ax_shards_serving_at(ax_shards *m, uint32_t shard, double now, uint64_t *epoch);
+/* Another member knows epoch for shard (heartbeat-time sharing, PROTOCOL.md "Epochs
+ * never go backwards"): remembered as the least epoch the next acquisition must exceed;
+ * if this node holds the shard at a lower epoch, the store has regressed and it stops
+ * serving it at once (on_lost "store_regressed"). from: for the log. */
+void ax_shards_note_epoch(ax_shards *m, uint32_t shard, uint64_t epoch, const char *from);
+/* The highest epoch known per shard, for shards >= from where one is known, ascending:
+ * up to cap pairs into sh/ep; returns how many. */
+size_t ax_shards_known_epochs(const ax_shards *m, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap);
+uint64_t ax_shards_regressions(const ax_shards *m);
+
 /* The epoch this node holds shard at (owned, whatever its deadline), else 0: the
  * fencing token of a keyed actor's handler that began before the deadline. */
 uint64_t ax_shards_epoch(const ax_shards *m, uint32_t shard);

@@ -43,6 +43,8 @@ seeds = {
     'tell_before_auth': hdr(0x60, tell, session=5, seq=1, mac=b'\x42' * 16),
     'ask': hdr(0x61, ask, session=1, seq=4),
     'reply': hdr(0x62, reply, session=1, seq=5),
+    'epochs': hdr(0x53, struct.pack('>IQ', 3, 1796161848072) * 4, session=1, seq=8),
+    'epochs_zero': hdr(0x53, struct.pack('>IQ', 3, 0), session=1, seq=8),
     'monitor_down': hdr(0x50, mon, session=1, seq=6) + hdr(0x52, down, session=1, seq=7),
     'truncated_record': hdr(0x60, tell[:-1], session=1, seq=3),
     'oversize': hdr(0x60, b'', session=1)[:12] + struct.pack('>I', 0xffffffff) + bytes(24),

@@ -40,6 +40,7 @@ const char *ax_peer_type_name(uint8_t type)
     case AX_PT_MONITOR: return "MONITOR";
     case AX_PT_DEMONITOR: return "DEMONITOR";
     case AX_PT_DOWN: return "DOWN";
+    case AX_PT_EPOCHS: return "EPOCHS";
     case AX_PT_TELL: return "TELL";
     case AX_PT_ASK: return "ASK";
     case AX_PT_REPLY: return "REPLY";
@@ -326,6 +327,10 @@ void ax_peer_rec_put(ax_wbuf *b, uint8_t type, const ax_peer_rec *r)
     case AX_PT_DEMONITOR:
         ax_wbuf_u64(b, r->mref);
         break;
+    case AX_PT_EPOCHS:
+        ax_wbuf_u32(b, r->shard);
+        ax_wbuf_u64(b, r->epoch);
+        break;
     case AX_PT_DOWN:
         ax_wbuf_u64(b, r->mref);
         ax_wbuf_u64(b, r->to_id);
@@ -386,6 +391,12 @@ int ax_peer_rec_next(ax_rbuf *r, uint8_t type, ax_peer_rec *out, const char **wh
         break;
     case AX_PT_DEMONITOR:
         t.mref = ax_rbuf_u64(r);
+        break;
+    case AX_PT_EPOCHS:
+        t.shard = ax_rbuf_u32(r);
+        t.epoch = ax_rbuf_u64(r);
+        if (!r->err && (t.epoch == 0 || t.epoch >= (1ull << 53)))
+            fail(r, "EPOCHS: epoch must be 1..2^53-1");
         break;
     case AX_PT_DOWN:
         t.mref = ax_rbuf_u64(r);
@@ -498,6 +509,7 @@ int ax_peer_body_validate(uint8_t type, const void *p, size_t n, const char **wh
         return 0;
     case AX_PT_MONITOR:
     case AX_PT_DEMONITOR:
+    case AX_PT_EPOCHS:
     case AX_PT_DOWN:
     case AX_PT_TELL:
     case AX_PT_ASK:

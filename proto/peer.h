@@ -43,6 +43,7 @@ enum ax_peer_type {
     AX_PT_MONITOR = 0x50,   /* records: u64 mref, u64 watcher_id, u32 watcher_gen, u64 target_id, u32 target_gen */
     AX_PT_DEMONITOR = 0x51, /* records: u64 mref */
     AX_PT_DOWN = 0x52,      /* records: u64 mref, u64 target_id, u32 target_gen, str reason */
+    AX_PT_EPOCHS = 0x53,    /* records: u32 shard, u64 epoch (highest epoch the sender knows) */
     AX_PT_TELL = 0x60,      /* records: u64 to_id, u32 to_gen, u64 from_id, u32 from_gen, str msg, blob payload */
     AX_PT_ASK = 0x61,       /* records: u64 req, u64 to_id, u32 to_gen, u64 from_id, u32 from_gen, u32 timeout_ms, str msg, blob payload */
     AX_PT_REPLY = 0x62,     /* records: u64 req, i32 status, blob payload */
@@ -127,6 +128,7 @@ int ax_peer_ping_get(const void *p, size_t n, ax_peer_ping *pg, const char **why
 /* Records of control and data frames. A body is a sequence of one or more records of
  * the frame's type; the reader yields them one at a time. */
 typedef struct ax_peer_rec {
+    uint32_t shard; /* EPOCHS */
     uint64_t req, mref;
     uint64_t to_id, from_id; /* MONITOR: watcher = from, target = to; DOWN: target = to */
     uint32_t to_gen, from_gen;

@@ -209,7 +209,18 @@ START_TEST(mem_store_acquire_renew_release_and_fencing)
     r = do_acquire(loop, st, 3, "node-b", 10000, 0);
     ck_assert_int_eq(r.r.granted, 1);
     ck_assert_uint_eq(r.r.epoch, 3);
-    r = do_acquire(loop, st, 4, "node-b", 10000, 41); /* min_epoch floor */
+    /* a caller that knows epoch 41 where the store has less: the store went back in time,
+     * so the shard is quarantined for one ttl (an old lease may still be served), then
+     * granted above 41 */
+    r = do_acquire(loop, st, 4, "node-b", 100, 41);
+    ck_assert_int_eq(r.r.granted, 0);
+    ck_assert_str_eq(r.owner, "");
+    ck_assert_uint_eq(r.r.epoch, 41);
+    r = do_acquire(loop, st, 4, "node-a", 100, 41); /* anyone: still quarantined */
+    ck_assert_int_eq(r.r.granted, 0);
+    run_for(loop, 0.15);
+    r = do_acquire(loop, st, 4, "node-b", 10000, 41);
+    ck_assert_int_eq(r.r.granted, 1);
     ck_assert_uint_eq(r.r.epoch, 42);
 
     /* bad arguments: refused at once, no callback */

@@ -580,6 +580,7 @@ void ax_cl_on_frame(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const uint8_t 
         case AX_PT_DEMONITOR: on_demonitor(cl, inc, &r); break;
         case AX_PT_DOWN: on_down(cl, inc, &r); break;
         case AX_PT_KEYED: ax_cl_on_keyed(cl, inc, &r); break;
+        case AX_PT_EPOCHS: ax_route_note_epoch(cl->s, r.shard, r.epoch, inc->wire_id); break;
         default: return;
         }
     }

@@ -69,6 +69,8 @@ int ax_cluster_keyed_send(ax_server *s, const char *owner, const char *type, siz
                           size_t n, ax_ref from, ax_pending *pd);
 /* Nodes up now, this one included (>= 1): the fair-share divisor of the shard manager. */
 uint32_t ax_cluster_live_nodes(ax_server *s);
+/* Tell every peer that is up the epoch this node now holds shard at (EPOCHS). */
+void ax_cluster_share_epoch(ax_server *s, uint32_t shard, uint64_t epoch);
 
 /* {"node": ..., "peers": [{name, wire_id, session, state, rtt_ms, bytes_in, ...}]} */
 struct cJSON *ax_cluster_nodes_json(ax_server *s);

@@ -123,6 +123,8 @@ ax_cl_node *ax_cl_node_get(ax_cluster *cl, const char *name, int create);
 /* Append one record to the incarnation's queues (a control or data frame, batched).
  * AX_ENOCONN (down), AX_EFULL, AX_ETOOBIG. */
 int ax_cl_queue(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const ax_peer_rec *r);
+/* Queue the highest epoch this node knows of every shard (EPOCHS frames) for inc. */
+void ax_cl_send_epochs(ax_cluster *cl, ax_cl_inc *inc);
 void ax_cl_flush_node(ax_cluster *cl, ax_cl_node *n);
 const char *ax_cl_state_name(int st);
 extern const ax_ovl_cbs ax_cl_ovl_cbs;

@@ -83,6 +83,19 @@ int ax_cluster_keyed_send(ax_server *s, const char *owner, const char *type, siz
     return AX_OK;
 }
 
+void ax_cluster_share_epoch(ax_server *s, uint32_t shard, uint64_t epoch)
+{
+    ax_cluster *cl = s->cluster;
+    if (!cl)
+        return;
+    ax_peer_rec r = {.shard = shard, .epoch = epoch};
+    for (ax_cl_node *nd = cl->nodes; nd; nd = nd->next)
+        if (nd->state == NS_UP && nd->inc && !nd->inc->down) {
+            ax_cl_queue(cl, nd->inc, AX_PT_EPOCHS, &r);
+            ax_cl_flush_node(cl, nd);
+        }
+}
+
 uint32_t ax_cluster_live_nodes(ax_server *s)
 {
     ax_cluster *cl = s->cluster;

@@ -93,6 +93,27 @@ static void close_batch(ax_cl_inc *inc, uint32_t max_frame)
     inc->open_at = SIZE_MAX;
 }
 
+void ax_cl_send_epochs(ax_cluster *cl, ax_cl_inc *inc)
+{
+    enum { PER_FRAME = 4096 }; /* 12-byte records: 48 KiB frames */
+    uint32_t *sh = ax_malloc(PER_FRAME * sizeof *sh);
+    uint64_t *ep = ax_malloc(PER_FRAME * sizeof *ep);
+    size_t n = ax_route_known_epochs(cl->s, 0, sh, ep, PER_FRAME);
+    for (uint32_t from = 0; n > 0 && !inc->down;) {
+        size_t st = ax_peer_frame_begin(&inc->ctlq, AX_PT_EPOCHS, 0);
+        for (size_t i = 0; i < n; i++) {
+            ax_peer_rec r = {.shard = sh[i], .epoch = ep[i]};
+            ax_peer_rec_put(&inc->ctlq, AX_PT_EPOCHS, &r);
+        }
+        if (ax_peer_frame_end(&inc->ctlq, st, cl->max_frame) != 0)
+            break;
+        from = sh[n - 1] + 1;
+        n = n == PER_FRAME ? ax_route_known_epochs(cl->s, from, sh, ep, PER_FRAME) : 0;
+    }
+    ax_free(sh);
+    ax_free(ep);
+}
+
 int ax_cl_queue(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const ax_peer_rec *r)
 {
     if (inc->down)
@@ -357,6 +378,7 @@ static void link_established(ax_cl_link *l)
     ev_timer_stop(cl->s->loop, &n->reconnect);
     ax_log(AX_LOG_INFO, "cluster", "peer %s up (session %llu, %s link, %s)", n->inc->wire_id,
            (unsigned long long)n->inc->session, l->outgoing ? "outgoing" : "incoming", l->remote);
+    ax_cl_send_epochs(cl, n->inc);
     ax_cl_flush_node(cl, n);
 }
 
