@@ -48,6 +48,8 @@ frames = {
     "reply": hdr(0x14, blob("42")),
     "stop_ref": hdr(0x15, b"\x00" + ref("", 3, 2)),
     "resolve": hdr(0x16, tgt_name("room")),
+    "exit": hdr(0x17, tgt_name("worker") + s("shutdown:maintenance")),
+    "exit_bad_reason": hdr(0x17, tgt_name("worker") + s("two words")),
     "plugin_load": hdr(0x23, s("/usr/lib/axactor/plugins/counter.so")),
     "plugin_unload": hdr(0x24, s("counter")),
     "json": hdr(0x2f, blob('{"actors":[]}')),

@@ -1480,6 +1480,43 @@ START_TEST(monitors_of_one_target_fire_in_the_order_they_were_created)
 }
 END_TEST
 
+/* trap_exit is decided when the signal arrives, as in Erlang: turning it off or on after
+ * the signal arrived (but before it is taken) does not change what the signal does. */
+START_TEST(trap_exit_is_decided_when_the_exit_signal_arrives)
+{
+    ax_h_daemon *d = ax_h_start(SUP);
+    axc_conn *c = ax_h_connect(d);
+    for (int k = 0; k < 2; k++) {
+        const char *pn = k ? "p2" : "p1", *wn = k ? "w2" : "w1";
+        spawn_ok(c, pn, k ? NULL : "{\"trap_exit\":true}");
+        axc_ref rw = spawn_ok(c, wn, NULL);
+        char wref[64];
+        ref_text(&rw, wref, sizeof wref);
+        ck_assert_int_eq(ask_num(c, pn, "link", wref), 0);
+        uint64_t mp = monitor_ok(c, pn);
+        /* one write: w dies first (its signal arrives at p), then p flips trap_exit */
+        axc_target tw = axc_by_name(wn), tp = axc_by_name(pn);
+        uint32_t id;
+        ck_assert_int_eq(axc_send_ask(c, &tw, "fail", "boom", 4, 5000, &id), 0);
+        ck_assert_int_eq(axc_send_ask(c, &tp, "trap", k ? "1" : "0", 1, 5000, &id), 0);
+        ck_assert_int_eq(axc_flush(c), 0);
+        for (int i = 0; i < 2; i++) {
+            axc_result r;
+            ck_assert_int_eq(axc_poll_result(c, 5000, &r), 1);
+            axc_free(r.data);
+        }
+        if (!k) { /* it trapped when the signal arrived: a $exit, although it traps no more */
+            wait_num(c, pn, "exits", 1, 5000);
+            expect_str(c, pn, "last", "boom");
+        } else { /* it did not trap when the signal arrived: it ends, trap 1 comes too late */
+            ck_assert_str_eq(wait_down(c, mp, 5000), "boom");
+        }
+    }
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
 static Suite *supervision_suite(void)
 {
     Suite *s = suite_create("supervision");
@@ -1488,6 +1525,7 @@ static Suite *supervision_suite(void)
     tcase_add_test(tc, transient_actor_exiting_normally_is_not_restarted);
     tcase_add_test(tc, a_result_sent_before_exiting_arrives_before_the_exit_signal_and_the_down);
     tcase_add_test(tc, unlink_cancels_an_exit_signal_that_already_arrived);
+    tcase_add_test(tc, trap_exit_is_decided_when_the_exit_signal_arrives);
     tcase_add_test(tc, an_actor_exiting_with_kill_sends_kill_not_killed_over_its_links);
     tcase_add_test(tc, axctl_exit_and_ax_exit_follow_erlang_exit_2);
     tcase_add_test(tc, transient_restarts_after_anything_but_normal_and_shutdown);
