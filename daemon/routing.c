@@ -243,15 +243,13 @@ int ax_route_check(ax_server *s, const char *key, size_t klen, uint64_t msg_epoc
     if (!s->shards)
         return AX_OK;
     uint32_t shard = ax_shard_of(key, klen, s->cfg.shard_count);
-    int rc = ax_shards_fence(s->shards, shard, msg_epoch);
+    /* admission with the coarse clock: the handler's own check (actor.c) is precise */
+    int rc = ax_shards_fence_at(s->shards, shard, msg_epoch, ax_mono_coarse_now(), epoch);
     if (rc == AX_EBUSY)
         *why = "the key's shard is not served by this node now (retry: it may be moving)";
     else if (rc == AX_ESTALE)
         *why = "stale shard epoch: the shard changed owner; re-resolve";
-    if (rc)
-        return rc;
-    ax_shards_serving(s->shards, shard, epoch);
-    return AX_OK;
+    return rc;
 }
 
 uint64_t ax_route_actor_epoch(ax_server *s, const ax_actor *a)

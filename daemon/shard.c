@@ -747,6 +747,18 @@ uint32_t ax_shards_expire(ax_shards *m)
     return n;
 }
 
+int ax_shards_fence_at(ax_shards *m, uint32_t shard, uint64_t msg_epoch, double now, uint64_t *epoch)
+{
+    uint64_t e;
+    if (!ax_shards_serving_at(m, shard, now, &e))
+        return AX_EBUSY;
+    if (msg_epoch != 0 && msg_epoch != e)
+        return AX_ESTALE;
+    if (epoch)
+        *epoch = e;
+    return 0;
+}
+
 int ax_shards_fence(ax_shards *m, uint32_t shard, uint64_t msg_epoch)
 {
     uint64_t epoch;

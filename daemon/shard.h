@@ -117,6 +117,9 @@ uint32_t ax_shards_expire(ax_shards *m);
  * AX_EBUSY if this node does not serve the shard (sender re-resolves), AX_ESTALE if the
  * epoch is not the shard's current one here. */
 int ax_shards_fence(ax_shards *m, uint32_t shard, uint64_t msg_epoch);
+/* The same at monotonic time now, giving the shard's epoch on success (epoch may be
+ * NULL). An admission check: the handler is checked again, precisely, before it runs. */
+int ax_shards_fence_at(ax_shards *m, uint32_t shard, uint64_t msg_epoch, double now, uint64_t *epoch);
 
 typedef struct ax_shard_info {
     int state;             /* enum ax_shard_state */
