@@ -126,6 +126,8 @@ static ax_actor *resolve_ex(ax_conn *c, const ax_wire_target *t, int ensure, uin
 {
     ax_server *s = c->s;
     ax_actor *a = NULL;
+    *code = AX_ENOPROC; /* also when a routed key's actor is gone right after routing */
+    snprintf(why, wlen, "no such actor");
     switch (t->kind) {
     case AX_TGT_REF:
         if (t->ref.node_len && (t->ref.node_len != strlen(s->node_id) ||

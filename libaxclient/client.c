@@ -409,9 +409,9 @@ static int get_error(axc_conn *c, const rframe *f, int *code, const char **msg, 
 /* A req_id-0 ERROR: the daemon is ending the whole connection. */
 static int conn_error(axc_conn *c, const rframe *f)
 {
-    int code;
-    const char *msg;
-    size_t len;
+    int code = 0;
+    const char *msg = NULL;
+    size_t len = 0;
     int rc = get_error(c, f, &code, &msg, &len);
     if (rc)
         return rc;
@@ -434,9 +434,9 @@ static int complete_pipelined(axc_conn *c, pend *e, const rframe *f)
         return D_PIPE;
     }
     if (f->h.type == AX_T_ERROR) {
-        int code;
-        const char *msg;
-        size_t len;
+        int code = 0;
+        const char *msg = NULL;
+        size_t len = 0;
         int rc = get_error(c, f, &code, &msg, &len);
         if (rc)
             return rc;
@@ -606,7 +606,7 @@ static int check_name(axc_conn *c, const char *what, const char *s, size_t *len)
 /* Wire form of a target; *size gets its encoded length. */
 static int target_wire(axc_conn *c, const axc_target *t, ax_wire_target *w, size_t *size)
 {
-    size_t a, b;
+    size_t a = 0, b = 0;
     int rc;
     memset(w, 0, sizeof *w);
     if (!t)
@@ -655,7 +655,7 @@ static int put_msg(axc_conn *c, uint8_t type, uint16_t flags, uint32_t id, const
                    const char *msg, const void *p, size_t n, uint32_t timeout_ms)
 {
     ax_body_msg m;
-    size_t tsz, ml;
+    size_t tsz = 0, ml = 0;
     int rc;
     memset(&m, 0, sizeof m);
     if ((rc = target_wire(c, t, &m.target, &tsz)) || (rc = check_name(c, "message name", msg, &ml)))
@@ -690,9 +690,9 @@ static int put_simple(axc_conn *c, uint8_t type, uint32_t id, const char *s1, si
 
 static int daemon_error(axc_conn *c, const rframe *f)
 {
-    int code;
-    const char *msg;
-    size_t len;
+    int code = 0;
+    const char *msg = NULL;
+    size_t len = 0;
     int rc = get_error(c, f, &code, &msg, &len);
     if (rc)
         return rc;
@@ -903,9 +903,9 @@ static int hello(axc_conn *c, const char *path, int64_t deadline)
     if (rc < 0)
         return rc;
     if (f.h.type == AX_T_ERROR) {
-        int code;
-        const char *msg;
-        size_t len;
+        int code = 0;
+        const char *msg = NULL;
+        size_t len = 0;
         if ((rc = get_error(c, &f, &code, &msg, &len)))
             return rc;
         if (!len)
@@ -1046,7 +1046,7 @@ AXC_EXPORT void axc_free(void *p)
 AXC_EXPORT int axc_spawn(axc_conn *c, const char *type, const char *name, const char *config_json,
                          axc_ref *out)
 {
-    size_t tl, nl = 0, cl = 0;
+    size_t tl = 0, nl = 0, cl = 0;
     rframe f;
     int rc = usable(c);
     if (rc || (rc = check_name(c, "actor type", type, &tl)))
@@ -1364,7 +1364,7 @@ AXC_EXPORT int axc_plugin_load(axc_conn *c, const char *path, char **json)
 
 AXC_EXPORT int axc_plugin_unload(axc_conn *c, const char *name)
 {
-    size_t n;
+    size_t n = 0;
     int rc = usable(c);
     if (rc || (rc = check_name(c, "plugin name", name, &n)))
         return rc;

@@ -250,7 +250,7 @@ static int tls_step(tcp_link *l)
         ev_io_start(loop, &l->wio);
         return 0;
     }
-    char why[256], msg[320];
+    char why[256], msg[256 + sizeof l->remote + 4];
     snprintf(msg, sizeof msg, "%s (%s)", tls_why(l, why, sizeof why), l->remote);
     link_fail(l, msg);
     return -1;
