@@ -51,12 +51,44 @@ static void mark_dirty(ax_conn *c)
 
 /* ---------- writing responses ---------- */
 
+/* ERROR messages are valid UTF-8 (PROTOCOL.md): bytes a client sent (a key, a path) that
+ * are not, and control characters, are written as \xNN instead of echoed. */
+static void utf8_escape(const char *in, char *out, size_t cap)
+{
+    const unsigned char *p = (const unsigned char *)in;
+    size_t w = 0;
+    while (*p && w + 5 < cap) {
+        size_t len = 0;
+        if (*p >= 0x20 && *p < 0x7f)
+            len = 1;
+        else if (*p >= 0xc2 && *p <= 0xdf && (p[1] & 0xc0) == 0x80)
+            len = 2;
+        else if (*p >= 0xe0 && *p <= 0xef && (p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80 &&
+                 !(*p == 0xe0 && p[1] < 0xa0) && !(*p == 0xed && p[1] > 0x9f))
+            len = 3;
+        else if (*p >= 0xf0 && *p <= 0xf4 && (p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80 &&
+                 (p[3] & 0xc0) == 0x80 && !(*p == 0xf0 && p[1] < 0x90) && !(*p == 0xf4 && p[1] > 0x8f))
+            len = 4;
+        if (len && w + len < cap) {
+            memcpy(out + w, p, len);
+            w += len;
+            p += len;
+        } else {
+            w += (size_t)snprintf(out + w, cap - w, "\\x%02x", *p);
+            p++;
+        }
+    }
+    out[w] = 0;
+}
+
 static void send_error(ax_conn *c, uint32_t req, int code, const char *msg)
 {
     if (c->fd < 0)
         return;
+    char clean[1024];
+    utf8_escape(msg ? msg : ax_strerror(code), clean, sizeof clean);
     size_t st = ax_frame_begin(&c->out, AX_T_ERROR, 0, req);
-    ax_body_error_put(&c->out, code, msg ? msg : ax_strerror(code));
+    ax_body_error_put(&c->out, code, clean);
     ax_frame_end(&c->out, st, AX_FRAME_MAX_LIMIT);
     mark_dirty(c);
 }
@@ -583,14 +615,12 @@ static void handle_exit(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 
 static void handle_plugin(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
-    ax_rbuf r;
-    const char *str;
+    const char *str, *why = NULL;
     size_t n;
-    char arg[4097], err[512];
-    ax_rbuf_init(&r, body, h->body_len);
-    ax_rbuf_str(&r, &str, &n);
-    if (ax_rbuf_done(&r) != 0 || n == 0 || n >= sizeof arg || memchr(str, 0, n)) {
-        bad_body(c, h->req_id, r.why ? r.why : "bad plugin path or name");
+    char arg[AX_PATH_MAX + 1], err[512];
+    /* the codec's rules: a path for LOAD, a valid name for UNLOAD (EPROTO and close) */
+    if (ax_body_plugin_get(body, h->body_len, h->type, &str, &n, &why) != 0) {
+        bad_body(c, h->req_id, why ? why : "bad plugin path or name");
         return;
     }
     memcpy(arg, str, n);

@@ -472,6 +472,64 @@ END_TEST
 /* PROTOCOL.md, connection rule 4: a body that fails the rules of its frame type is a
  * protocol error like a bad header: one ERROR EPROTO (with the frame's req_id), then the
  * daemon closes that connection. */
+/* Is p[0..n) valid UTF-8 without control characters? */
+static int utf8_clean(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t len = p[i] < 0x80 ? 1 : (p[i] & 0xe0) == 0xc0 ? 2 : (p[i] & 0xf0) == 0xe0 ? 3 : (p[i] & 0xf8) == 0xf0 ? 4 : 0;
+        if (!len || i + len > n || (len == 1 && (p[i] < 0x20 || p[i] == 0x7f)) || (len == 2 && p[i] < 0xc2))
+            return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((p[i + k] & 0xc0) != 0x80)
+                return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* Bytes a client sends (a key, a path) come back escaped in ERROR messages, never raw. */
+START_TEST(error_messages_are_valid_utf8_whatever_the_client_sent)
+{
+    ax_h_daemon *d = ax_h_start(COUNTER);
+    axc_conn *c = ax_h_connect(d);
+    /* a DIRECT ask to a missing keyed actor whose key is not UTF-8: ENOTFOUND names the key */
+    axc_target t = axc_by_key("counter", "k\xff\xfe\x01z");
+    void *reply = NULL;
+    size_t rn = 0;
+    int rc = axc_ask_ex(c, &t, "get", NULL, 0, 2000, AXC_DIRECT, &reply, &rn);
+    ck_assert_int_eq(rc, AX_ENOTFOUND);
+    const char *m = axc_errmsg(c);
+    ck_assert_msg(utf8_clean((const unsigned char *)m, strlen(m)), "not clean UTF-8: %s", m);
+    ck_assert_msg(strstr(m, "\\xff\\xfe\\x01"), "the key's bytes are not escaped: %s", m);
+    /* through a raw connection, so libaxclient's own cleaning is out of the way */
+    int fd = ax_h_raw_hello(d);
+    static const char path[] = "/nonexistent/\xc3\x28\xff.so";
+    uint8_t body[64];
+    size_t bl = sizeof path - 1;
+    body[0] = 0;
+    body[1] = (uint8_t)bl;
+    memcpy(body + 2, path, bl);
+    uint8_t hdr[AX_FRAME_HDR_SIZE];
+    ax_frame_hdr h = {AX_PROTO_VERSION, AX_T_PLUGIN_LOAD, 0, 9, (uint32_t)(bl + 2)};
+    ax_frame_hdr_encode(&h, hdr);
+    ck_assert_int_eq(ax_h_raw_write(fd, hdr, sizeof hdr), 0);
+    ck_assert_int_eq(ax_h_raw_write(fd, body, bl + 2), 0);
+    uint8_t type, *b = NULL;
+    uint32_t req;
+    size_t n = 0;
+    ck_assert_int_eq(ax_h_raw_read_frame(fd, 5000, &type, &req, &b, &n), 1);
+    ck_assert_uint_eq(type, AX_T_ERROR);
+    ck_assert_uint_ge(n, 6);
+    size_t ml = (size_t)b[4] << 8 | b[5];
+    ck_assert_uint_eq(ml + 6, n);
+    ck_assert_msg(utf8_clean(b + 6, ml), "ERROR message is not clean UTF-8: %.*s", (int)ml, b + 6);
+    free(b);
+    close(fd);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
 START_TEST(malformed_body_gets_eproto_and_closes_connection)
 {
     ax_h_daemon *d = ax_h_start(COUNTER);
@@ -487,6 +545,9 @@ START_TEST(malformed_body_gets_eproto_and_closes_connection)
         {AX_T_SPAWN, "\x00\x09xx", 4},      /* str longer than the body */
         {AX_T_STOP, "\x01\x00\x02" "c1zz", 7}, /* trailing bytes */
         {AX_T_STATUS, "x", 1},              /* STATUS has an empty body */
+        {AX_T_PLUGIN_UNLOAD, "\x00\x08two word", 10}, /* not a valid plugin name */
+        {AX_T_PLUGIN_UNLOAD, "\x00\x00", 2},          /* empty name */
+        {AX_T_EXIT, "\x01\x00\x02" "c1" "\x00\x03a b", 10}, /* reason is not a name */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int fd = ax_h_raw_hello(d);
@@ -1204,6 +1265,7 @@ static Suite *integration_suite(void)
     tcase_add_test(tc, oversize_frame_closes_only_that_connection);
     tcase_add_test(tc, client_refuses_oversize_request_and_stays_usable);
     tcase_add_test(tc, malformed_body_gets_eproto_and_closes_connection);
+    tcase_add_test(tc, error_messages_are_valid_utf8_whatever_the_client_sent);
     tcase_add_test(tc, hello_rules_are_enforced_per_connection);
     tcase_add_test(tc, max_size_frames_back_to_back_are_all_handled);
     tcase_add_test(tc, max_clients_refuses_extra_connections);
