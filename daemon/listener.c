@@ -766,10 +766,21 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 
 /* ---------- connection I/O ---------- */
 
+/* Backpressure, checked after every request: a client whose queued output reached
+ * client.outbuf_max is not read (nor are its buffered requests handled) until it drains
+ * to half of it, whatever the request mix (a burst of SHARDS or STATUS requests). */
+static void pause_input(ax_conn *c)
+{
+    if (c->paused)
+        return;
+    c->paused = 1;
+    ev_io_stop(c->s->loop, &c->rio);
+}
+
 static void process_input(ax_conn *c)
 {
     size_t off = 0;
-    while (c->fd >= 0 && c->in_len - off >= AX_FRAME_HDR_SIZE) {
+    while (c->fd >= 0 && !c->paused && c->in_len - off >= AX_FRAME_HDR_SIZE) {
         ax_frame_hdr h;
         const char *why = NULL;
         int rc = ax_frame_hdr_decode(c->in + off, c->in_len - off, c->s->cfg.max_frame, &h, &why);
@@ -787,6 +798,8 @@ static void process_input(ax_conn *c)
         if (handle_frame(c, &h, c->in + off + AX_FRAME_HDR_SIZE) != 0)
             return;
         off += AX_FRAME_HDR_SIZE + h.body_len;
+        if (c->out.len >= c->s->cfg.client_outbuf_max)
+            pause_input(c);
     }
     if (off) {
         memmove(c->in, c->in + off, c->in_len - off);
@@ -800,6 +813,8 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     ax_conn *c = w->data;
     ax_server *s = c->s;
+    if (c->in_len) /* requests left buffered by a pause */
+        process_input(c);
     for (int rounds = 0; rounds < 16 && c->fd >= 0 && !c->paused; rounds++) {
         if (c->in_cap - c->in_len < READ_CHUNK) {
             /* never more than one whole max-size frame plus a read chunk */
@@ -868,11 +883,12 @@ static void conn_flush(ax_conn *c)
         ev_io_stop(s->loop, &c->wio);
     /* Backpressure: a client that does not read its replies stops being read. */
     if (!c->paused && c->out.len > s->cfg.client_outbuf_max) {
-        c->paused = 1;
-        ev_io_stop(s->loop, &c->rio);
+        pause_input(c);
     } else if (c->paused && c->out.len <= s->cfg.client_outbuf_max / 2) {
         c->paused = 0;
         ev_io_start(s->loop, &c->rio);
+        if (c->in_len) /* handle what it sent meanwhile, even if it sends nothing more */
+            ev_feed_event(s->loop, &c->rio, EV_READ);
     }
 }
 

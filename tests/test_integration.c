@@ -747,6 +747,55 @@ END_TEST
 /* A client that sends asks and never reads the replies: the daemon bounds what it queues
  * for it (client.outbuf_max) by no longer reading from it, or by dropping it; either way
  * other clients keep being served and the daemon stops cleanly afterwards. */
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kb = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* client.outbuf_max holds per request, not per read: a burst of requests with large
+ * replies from a client that does not read stops being handled once the bound is
+ * reached, and is handled in full (nothing lost) once the client reads. */
+START_TEST(output_bound_holds_within_one_burst_of_requests)
+{
+    ax_h_daemon *d = ax_h_start((const char *const[]){"--set", "client.outbuf_max=1M", NULL});
+    int fd = ax_h_raw_hello(d);
+    enum { NREQ = 4096 }; /* 64 KiB of SHARDS requests, one write; each reply ~25 KB */
+    uint8_t *burst = malloc((size_t)NREQ * AX_FRAME_HDR_SIZE);
+    for (uint32_t i = 0; i < NREQ; i++) {
+        ax_frame_hdr h = {AX_PROTO_VERSION, AX_T_SHARDS, 0, i + 1, 0};
+        ax_frame_hdr_encode(&h, burst + (size_t)i * AX_FRAME_HDR_SIZE);
+    }
+    long before = rss_kb(ax_h_pid(d));
+    ck_assert_int_eq(ax_h_raw_write(fd, burst, (size_t)NREQ * AX_FRAME_HDR_SIZE), 0);
+    free(burst);
+    usleep(500000); /* the daemon handles what it will */
+    long during = rss_kb(ax_h_pid(d));
+    printf("  %d SHARDS requests unread: daemon RSS %ld -> %ld KiB (bound 1 MiB of output)\n", NREQ, before, during);
+    ck_assert_msg(during - before < 16 * 1024, "RSS grew by %ld KiB for a client that does not read", during - before);
+    /* the client reads: every request is answered, in order */
+    for (uint32_t i = 0; i < NREQ; i++) {
+        uint8_t type, *body = NULL;
+        uint32_t req;
+        size_t n = 0;
+        ck_assert_int_eq(ax_h_raw_read_frame(fd, 10000, &type, &req, &body, &n), 1);
+        ck_assert_uint_eq(type, AX_T_JSON);
+        ck_assert_uint_eq(req, i + 1);
+        free(body);
+    }
+    close(fd);
+    ax_h_stop(d);
+}
+END_TEST
+
 START_TEST(client_that_never_reads_does_not_stall_others)
 {
     ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "echo", "--set", "client.outbuf_max=65536", NULL});
@@ -1271,6 +1320,7 @@ static Suite *integration_suite(void)
     tcase_add_test(tc, max_clients_refuses_extra_connections);
     tcase_add_test(tc, pipelined_asks_then_stop_each_get_one_answer);
     tcase_add_test(tc, client_that_never_reads_does_not_stall_others);
+    tcase_add_test(tc, output_bound_holds_within_one_burst_of_requests);
     tcase_add_test(tc, wrong_abi_plugin_is_refused_and_daemon_keeps_serving);
     tcase_add_test(tc, plugin_unload_refused_while_actors_live_then_reload_works);
     tcase_add_test(tc, configured_plugin_that_is_refused_stops_the_start);
