@@ -3,17 +3,23 @@
  * registered. A refused or failed load unwinds completely; the daemon keeps running. */
 #include <cjson/cJSON.h>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ax_mem.h"
 #include "log.h"
 #include "config_check.h"
 #include "server.h"
+
+/* after ev.h: elf.h defines EV_NONE/EV_CURRENT/EV_NUM (ELF versions), which libev uses */
+#include <elf.h>
+#include <link.h>
 
 #define MAX_TYPES_PER_PLUGIN 256
 #define MAX_MSGS_PER_TYPE 1024
@@ -106,6 +112,95 @@ static ax_plugin *plugin_by_name(ax_server *s, const char *name, size_t *idx)
     return NULL;
 }
 
+/* ELF of this machine: what dlopen would map, checked before it maps anything (a
+ * truncated or crafted file makes the dynamic loader fault on pages past the file's
+ * end: SIGBUS in the daemon). */
+#if defined(__x86_64__)
+#define AX_ELF_MACHINE EM_X86_64
+#elif defined(__aarch64__)
+#define AX_ELF_MACHINE EM_AARCH64
+#elif defined(__i386__)
+#define AX_ELF_MACHINE EM_386
+#elif defined(__arm__)
+#define AX_ELF_MACHINE EM_ARM
+#elif defined(__riscv)
+#define AX_ELF_MACHINE EM_RISCV
+#elif defined(__powerpc64__)
+#define AX_ELF_MACHINE EM_PPC64
+#elif defined(__s390x__)
+#define AX_ELF_MACHINE EM_S390
+#endif
+#if __SIZEOF_POINTER__ == 8
+#define AX_ELF_CLASS ELFCLASS64
+#else
+#define AX_ELF_CLASS ELFCLASS32
+#endif
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define AX_ELF_DATA ELFDATA2LSB
+#else
+#define AX_ELF_DATA ELFDATA2MSB
+#endif
+
+static int elf_check(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return fail(err, errlen, AX_ENOTFOUND, "%s: %s", path, strerror(errno));
+    struct stat st;
+    ElfW(Ehdr) eh;
+    const char *why = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        why = "not a regular file";
+    else if (pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh)
+        why = "shorter than an ELF header (truncated?)";
+    else if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
+        why = "not an ELF file";
+    else if (eh.e_ident[EI_CLASS] != AX_ELF_CLASS || eh.e_ident[EI_DATA] != AX_ELF_DATA)
+        why = "ELF class or byte order of another machine";
+#ifdef AX_ELF_MACHINE
+    else if (eh.e_machine != AX_ELF_MACHINE)
+        why = "ELF file for another machine type";
+#endif
+    else if (eh.e_type != ET_DYN)
+        why = "not a shared object (ELF type is not ET_DYN)";
+    else if (eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 || eh.e_phnum > 4096 ||
+             (uint64_t)eh.e_phoff + (uint64_t)eh.e_phnum * sizeof(ElfW(Phdr)) > (uint64_t)st.st_size)
+        why = "program headers missing or past the end of the file (truncated?)";
+    for (unsigned i = 0; !why && i < eh.e_phnum; i++) {
+        ElfW(Phdr) ph;
+        if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (uint64_t)i * sizeof ph)) != (ssize_t)sizeof ph)
+            why = "cannot read a program header";
+        else if ((ph.p_type == PT_LOAD || ph.p_type == PT_DYNAMIC) &&
+                 ((uint64_t)ph.p_offset + ph.p_filesz > (uint64_t)st.st_size || ph.p_filesz > ph.p_memsz))
+            why = "a segment lies past the end of the file (truncated?)";
+    }
+    if (!why && eh.e_shoff &&
+        (eh.e_shentsize != sizeof(ElfW(Shdr)) ||
+         (uint64_t)eh.e_shoff + (uint64_t)eh.e_shnum * sizeof(ElfW(Shdr)) > (uint64_t)st.st_size))
+        why = "section headers past the end of the file (truncated?)";
+    close(fd);
+    return why ? fail(err, errlen, AX_EABI, "%s: %s; not loaded", path, why) : 0;
+}
+
+/* The descriptor must be a data object, aligned and large enough, in the plugin's own
+ * file: anything else is refused before a field of it is read. */
+static int desc_check(const char *path, const void *d, char *err, size_t errlen)
+{
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    if ((uintptr_t)d % _Alignof(ax_plugin_desc) != 0)
+        return fail(err, errlen, AX_EABI, "%s: '%s' is misaligned (not an ax_plugin_desc)", path, AX_PLUGIN_SYMBOL);
+    if (!dladdr1(d, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym)
+        return fail(err, errlen, AX_EABI, "%s: '%s' is not a symbol of a loaded object", path, AX_PLUGIN_SYMBOL);
+    if (ELF64_ST_TYPE(sym->st_info) != STT_OBJECT)
+        return fail(err, errlen, AX_EABI, "%s: '%s' is not a data object (not an ax_plugin_desc)", path,
+                    AX_PLUGIN_SYMBOL);
+    if (sym->st_size < MIN_DESC_SIZE)
+        return fail(err, errlen, AX_EABI, "%s: '%s' is %zu bytes, smaller than a descriptor", path, AX_PLUGIN_SYMBOL,
+                    (size_t)sym->st_size);
+    return 0;
+}
+
 /* A bare name ("counter") is looked up as plugins.dir/counter.so. */
 static int resolve_path(ax_server *s, const char *in, char *out, size_t outlen)
 {
@@ -125,6 +220,8 @@ int ax_plugin_load(ax_server *s, const char *in, ax_plugin **out, char *err, siz
         return fail(err, errlen, AX_ENOTFOUND, "%s: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode))
         return fail(err, errlen, AX_EINVAL, "%s: not a regular file", path);
+    if ((rc = elf_check(path, err, errlen)) != 0)
+        return rc;
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         const char *e = dlerror();
@@ -136,6 +233,8 @@ int ax_plugin_load(ax_server *s, const char *in, ax_plugin **out, char *err, siz
                   AX_PLUGIN_SYMBOL);
         goto out_close;
     }
+    if ((rc = desc_check(path, d, err, errlen)) != 0)
+        goto out_close;
     if (d->abi_major != AX_ABI_MAJOR) {
         rc = fail(err, errlen, AX_EABI, "%s: plugin ABI %u.%u, daemon ABI %u.%u: major versions differ", path,
                   d->abi_major, d->abi_minor, AX_ABI_MAJOR, AX_ABI_MINOR);

@@ -796,6 +796,72 @@ START_TEST(output_bound_holds_within_one_burst_of_requests)
 }
 END_TEST
 
+/* Files that are not a loadable plugin of this machine are refused before dlopen maps
+ * them (a truncated .so made the dynamic loader SIGBUS the daemon), and a descriptor
+ * symbol that is not an aligned data object is refused before a field is read. */
+START_TEST(truncated_or_malformed_plugin_files_are_refused_and_the_daemon_lives)
+{
+    ax_h_daemon *d = ax_h_start(COUNTER);
+    axc_conn *c = ax_h_connect(d);
+    /* the first 1000 bytes of counter.so, and other broken copies */
+    FILE *in = fopen(ax_h_build_path("plugins/counter.so"), "rb");
+    ck_assert_ptr_nonnull(in);
+    static unsigned char so[1 << 20];
+    size_t n = fread(so, 1, sizeof so, in);
+    fclose(in);
+    ck_assert_uint_gt(n, 4096);
+    struct {
+        const char *name;
+        size_t len;
+        int patch; /* byte offset to corrupt, -1 none */
+        const char *why;
+    } cases[] = {
+        {"trunc1000.so", 1000, -1, "truncated"},
+        {"trunc32.so", 32, -1, "shorter than an ELF header"},
+        {"half.so", 0, -1, "truncated"},   /* len set below: half the file */
+        {"notelf.so", 0, 1, "not an ELF file"},
+        {"othermachine.so", 0, 18, "another machine"},
+    };
+    cases[2].len = n / 2;
+    cases[3].len = cases[4].len = n;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", ax_h_tmpdir(), cases[i].name);
+        FILE *f = fopen(path, "wb");
+        ck_assert_ptr_nonnull(f);
+        unsigned char saved = cases[i].patch >= 0 ? so[cases[i].patch] : 0;
+        if (cases[i].patch >= 0)
+            so[cases[i].patch] ^= 0x5a;
+        ck_assert_uint_eq(fwrite(so, 1, cases[i].len, f), cases[i].len);
+        if (cases[i].patch >= 0)
+            so[cases[i].patch] = saved;
+        fclose(f);
+        char *json = NULL;
+        int rc = axc_plugin_load(c, path, &json);
+        ck_assert_msg(rc == AX_EABI, "%s: %d %s (%s)", cases[i].name, rc, ax_errname(rc), axc_errmsg(c));
+        ck_assert_msg(strstr(axc_errmsg(c), cases[i].why), "%s: %s", cases[i].name, axc_errmsg(c));
+        axc_free(json);
+    }
+    /* descriptors that are not an aligned ax_plugin_desc object */
+    const char *bad[][2] = {{"plugins/bad_desc_func.so", "not a data object"},
+                            {"plugins/bad_desc_misaligned.so", "misaligned"}};
+    for (size_t i = 0; i < 2; i++) {
+        char *json = NULL;
+        int rc = axc_plugin_load(c, ax_h_build_path(bad[i][0]), &json);
+        ck_assert_msg(rc == AX_EABI, "%s: %d %s (%s)", bad[i][0], rc, ax_errname(rc), axc_errmsg(c));
+        ck_assert_msg(strstr(axc_errmsg(c), bad[i][1]), "%s: %s", bad[i][0], axc_errmsg(c));
+        axc_free(json);
+    }
+    /* the daemon serves on, and a good plugin still loads */
+    spawn_ok(c, "counter", "c1", NULL);
+    char *json = NULL;
+    ck_assert_int_eq(axc_plugin_load(c, ax_h_build_path("plugins/echo.so"), &json), 0);
+    axc_free(json);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
 START_TEST(client_that_never_reads_does_not_stall_others)
 {
     ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "echo", "--set", "client.outbuf_max=65536", NULL});
@@ -1321,6 +1387,7 @@ static Suite *integration_suite(void)
     tcase_add_test(tc, pipelined_asks_then_stop_each_get_one_answer);
     tcase_add_test(tc, client_that_never_reads_does_not_stall_others);
     tcase_add_test(tc, output_bound_holds_within_one_burst_of_requests);
+    tcase_add_test(tc, truncated_or_malformed_plugin_files_are_refused_and_the_daemon_lives);
     tcase_add_test(tc, wrong_abi_plugin_is_refused_and_daemon_keeps_serving);
     tcase_add_test(tc, plugin_unload_refused_while_actors_live_then_reload_works);
     tcase_add_test(tc, configured_plugin_that_is_refused_stops_the_start);
