@@ -44,10 +44,47 @@ static void usage(FILE *f)
 "  -V, --version           show the version and exit\n"
 "\n"
 "Flags override the file. Signals: SIGTERM and SIGINT stop every actor (on_stop runs),\n"
-"answer pending requests, remove the socket and exit 0.\n"
+"answer pending requests, release the shard leases, remove the socket and exit 0.\n"
+"SIGHUP reads the file and the flags again: a bad configuration is refused (logged, the\n"
+"running one stays); log.level and log.target change at once, plugins newly listed in\n"
+"plugins.load are loaded, new cluster.peers are dialed (a changed address is used at the\n"
+"next connect); other changed keys are logged as needing a restart. Logs go to stderr\n"
+"or the journal: there is no log file to reopen. SIGUSR1 and SIGUSR2 are ignored.\n"
 "\n"
 "Exit status: 0 clean stop; 1 configuration or start-up error; 2 usage error.\n"
 "Under systemd (Type=notify) READY=1 is sent once the socket serves.\n");
+}
+
+/* Where the configuration comes from: the file, then the flags in order. Kept for SIGHUP,
+ * which reads both again. */
+typedef struct cfg_source {
+    const char *path;
+    struct { const char *key; char *val; } sets[128];
+    size_t nsets;
+} cfg_source;
+
+static int load_config(const cfg_source *src, ax_config *cfg, int check, char *err, size_t errlen)
+{
+    ax_config_defaults(cfg);
+    if (src->path && ax_config_load(cfg, src->path, err, errlen) != 0)
+        goto bad;
+    for (size_t i = 0; i < src->nsets; i++)
+        if (ax_config_set(cfg, src->sets[i].key, src->sets[i].val, err, errlen) != 0)
+            goto bad;
+    /* Secure by default: a cluster without auth_token (and without allow_insecure_auth)
+     * is refused here, before anything starts; --check-config reports it too. */
+    if (check && (ax_cluster_config_check(cfg, err, errlen) != 0 || ax_shards_config_check(cfg, err, errlen) != 0 ||
+                  ax_config_check_deploy(cfg, err, errlen) != 0))
+        goto bad;
+    return 0;
+bad:
+    ax_config_free(cfg);
+    return AX_ECONFIG;
+}
+
+static int reload_config(void *ud, ax_config *out, char *err, size_t errlen)
+{
+    return load_config(ud, out, 1, err, errlen);
 }
 
 int main(int argc, char **argv)
@@ -60,18 +97,15 @@ int main(int argc, char **argv)
         {"set", required_argument, 0, OPT_SET},  {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
     };
-    const char *config_path = NULL;
+    static cfg_source src; /* flags are applied after the file, in order: kept as pairs */
     int check = 0, print = 0, opt;
-    /* Flags are applied after the file, in order, so remember them as key/value pairs. */
-    struct { const char *key; char *val; } sets[128];
-    size_t nsets = 0;
     char err[512];
 
     while ((opt = getopt_long(argc, argv, "c:s:n:p:l:hV", opts, NULL)) != -1) {
         const char *key = NULL;
         char *val = optarg;
         switch (opt) {
-        case 'c': config_path = optarg; break;
+        case 'c': src.path = optarg; break;
         case OPT_CHECK: check = 1; break;
         case OPT_PRINT: print = 1; break;
         case 's': key = "client.socket"; break;
@@ -95,12 +129,12 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
         if (key) {
-            if (nsets == sizeof sets / sizeof sets[0]) {
+            if (src.nsets == sizeof src.sets / sizeof src.sets[0]) {
                 fprintf(stderr, "axactord: too many configuration flags\n");
                 return 2;
             }
-            sets[nsets].key = key;
-            sets[nsets++].val = val;
+            src.sets[src.nsets].key = key;
+            src.sets[src.nsets++].val = val;
         }
     }
     if (optind < argc) {
@@ -109,32 +143,15 @@ int main(int argc, char **argv)
     }
 
     ax_config cfg;
-    ax_config_defaults(&cfg);
-    if (config_path && ax_config_load(&cfg, config_path, err, sizeof err) != 0) {
+    if (load_config(&src, &cfg, !print, err, sizeof err) != 0) {
         fprintf(stderr, "axactord: %s\n", err);
-        ax_config_free(&cfg);
-        return 1;
-    }
-    for (size_t i = 0; i < nsets; i++) {
-        if (ax_config_set(&cfg, sets[i].key, sets[i].val, err, sizeof err) != 0) {
-            fprintf(stderr, "axactord: %s\n", err);
-            ax_config_free(&cfg);
-            return 1;
-        }
-    }
-    /* Secure by default: a cluster without auth_token (and without allow_insecure_auth)
-     * is refused here, before anything starts; --check-config reports it too. */
-    if (!print && (ax_cluster_config_check(&cfg, err, sizeof err) != 0 || ax_shards_config_check(&cfg, err, sizeof err) != 0 ||
-                   ax_config_check_deploy(&cfg, err, sizeof err) != 0)) {
-        fprintf(stderr, "axactord: %s\n", err);
-        ax_config_free(&cfg);
         return 1;
     }
     if (check || print) {
         if (print)
             ax_config_print(&cfg, stdout);
         else
-            printf("%s: configuration OK\n", config_path ? config_path : "(embedded defaults)");
+            printf("%s: configuration OK\n", src.path ? src.path : "(embedded defaults)");
         ax_config_free(&cfg);
         return 0;
     }
@@ -151,6 +168,9 @@ int main(int argc, char **argv)
     }
     static ax_server server; /* the daemon's one server state */
     ax_server_init(&server, loop, &cfg);
+    server.reload = reload_config;
+    server.reload_ud = &src;
+    ax_server_signals_start(&server);
     int rc = 0;
     for (size_t i = 0; i < server.cfg.n_plugins; i++) {
         if (ax_plugin_load(&server, server.cfg.plugins[i], NULL, err, sizeof err) != 0) {

@@ -9,10 +9,105 @@
 
 #include "ax_mem.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "cluster/cluster.h"
 
 void ax_runtime_stop_all(ax_server *s, const char *reason);
+
+static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ax_server *s = w->data;
+    ax_log(AX_LOG_INFO, "server", "received SIGHUP: reloading the configuration");
+    ax_sd_notify("RELOADING=1");
+    ax_server_reload(s);
+    ax_sd_notify("READY=1");
+}
+
+static int str_differs(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : ""); }
+
+static int list_has(char *const *v, size_t n, const char *x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i], x))
+            return 1;
+    return 0;
+}
+
+int ax_server_reload(ax_server *s)
+{
+    char err[768];
+    ax_config nc;
+    if (!s->reload) {
+        ax_log(AX_LOG_WARN, "server", "reload: no configuration source; nothing changed");
+        return AX_ECONFIG;
+    }
+    if (s->reload(s->reload_ud, &nc, err, sizeof err) != 0) {
+        s->reload_errors++;
+        ax_log(AX_LOG_ERROR, "server", "reload refused, the running configuration stays: %s", err);
+        return AX_ECONFIG;
+    }
+    s->reloads++;
+    /* what needs a restart: named, not applied */
+    struct { const char *key; int differs; } fixed[] = {
+        {"node.name", str_differs(nc.node_name, s->cfg.node_name)},
+        {"client.socket", str_differs(nc.socket_path, s->cfg.socket_path)},
+        {"shards.count", nc.shard_count != s->cfg.shard_count},
+        {"lease.store", str_differs(nc.lease_store, s->cfg.lease_store)},
+        {"lease.redis_host", str_differs(nc.redis_host, s->cfg.redis_host)},
+        {"lease.redis_port", nc.redis_port != s->cfg.redis_port},
+        {"cluster.listen", str_differs(nc.cluster_listen, s->cfg.cluster_listen)},
+        {"cluster.auth_token", str_differs(nc.cluster_auth_token, s->cfg.cluster_auth_token)},
+        {"runtime.mailbox_capacity", nc.mailbox_capacity != s->cfg.mailbox_capacity},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (fixed[i].differs)
+            ax_log(AX_LOG_WARN, "server", "reload: %s changed; it takes effect at the next restart", fixed[i].key);
+    /* log level and target */
+    if (nc.log_level != s->cfg.log_level || str_differs(nc.log_target, s->cfg.log_target)) {
+        ax_log_set_level(nc.log_level);
+        ax_log_set_target(nc.log_target);
+        s->cfg.log_level = nc.log_level;
+        char *t = s->cfg.log_target;
+        s->cfg.log_target = nc.log_target;
+        nc.log_target = t;
+        ax_log(AX_LOG_INFO, "server", "reload: log level %s, target %s", ax_log_level_name(s->cfg.log_level),
+               s->cfg.log_target);
+    }
+    /* plugins.load additions (a plugin already loaded stays; removals need plugins unload) */
+    int loaded = 0;
+    for (size_t i = 0; i < nc.n_plugins; i++) {
+        if (list_has(s->cfg.plugins, s->cfg.n_plugins, nc.plugins[i]))
+            continue;
+        if (ax_plugin_load(s, nc.plugins[i], NULL, err, sizeof err) == 0) {
+            loaded++;
+            ax_log(AX_LOG_INFO, "plugin", "reload: loaded %s", nc.plugins[i]);
+        } else {
+            ax_log(AX_LOG_ERROR, "plugin", "reload: cannot load %s: %s", nc.plugins[i], err);
+        }
+    }
+    char **pv = s->cfg.plugins;
+    size_t pn = s->cfg.n_plugins;
+    s->cfg.plugins = nc.plugins;
+    s->cfg.n_plugins = nc.n_plugins;
+    nc.plugins = pv;
+    nc.n_plugins = pn;
+    /* cluster.peers additions and address changes */
+    int peers = ax_cluster_reload_peers(s, nc.cluster_peers, nc.n_cluster_peers);
+    if (s->cluster) {
+        char **v = s->cfg.cluster_peers;
+        size_t n = s->cfg.n_cluster_peers;
+        s->cfg.cluster_peers = nc.cluster_peers;
+        s->cfg.n_cluster_peers = nc.n_cluster_peers;
+        nc.cluster_peers = v;
+        nc.n_cluster_peers = n;
+    }
+    ax_config_free(&nc);
+    ax_log(AX_LOG_INFO, "server", "configuration reloaded: %d plugin(s) loaded, %d peer(s) added", loaded, peers);
+    return 0;
+}
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -48,10 +143,20 @@ int ax_server_init(ax_server *s, struct ev_loop *loop, const ax_config *cfg)
     ax_runtime_init(s);
     ev_signal_init(&s->sig_term, signal_cb, SIGTERM);
     ev_signal_init(&s->sig_int, signal_cb, SIGINT);
-    s->sig_term.data = s->sig_int.data = s;
-    ev_signal_start(loop, &s->sig_term);
-    ev_signal_start(loop, &s->sig_int);
+    ev_signal_init(&s->sig_hup, hup_cb, SIGHUP);
+    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
     return AX_OK;
+}
+
+void ax_server_signals_start(ax_server *s)
+{
+    /* one loop may own a signal: the daemon's, not the in-process test nodes' */
+    ev_signal_start(s->loop, &s->sig_term);
+    ev_signal_start(s->loop, &s->sig_int);
+    ev_signal_start(s->loop, &s->sig_hup);
+    /* SIGUSR1/SIGUSR2 mean nothing to axactord: ignored rather than fatal */
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
 }
 
 void ax_server_shutdown(ax_server *s, const char *why)
@@ -87,6 +192,7 @@ void ax_server_free(ax_server *s)
     ax_hmap_free(&s->types);
     ev_signal_stop(s->loop, &s->sig_term);
     ev_signal_stop(s->loop, &s->sig_int);
+    ev_signal_stop(s->loop, &s->sig_hup);
     ax_config_free(&s->cfg);
     s->loop = NULL;
 }

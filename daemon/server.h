@@ -226,7 +226,12 @@ typedef struct ax_server {
     uint32_t n_conns;
     int socket_created;
 
-    ev_signal sig_term, sig_int;
+    ev_signal sig_term, sig_int, sig_hup;
+    /* SIGHUP: read the configuration again (file and flags, validated); installed by
+     * main. 0 and *out filled, or AX_ECONFIG with err. NULL: SIGHUP only logs. */
+    int (*reload)(void *ud, ax_config *out, char *err, size_t errlen);
+    void *reload_ud;
+    uint64_t reloads, reload_errors;
     ev_timer stop_timer;
     ev_timer accept_pause;
     int stopping;
@@ -237,8 +242,15 @@ typedef struct ax_server {
 /* ---- server.c ---- */
 int ax_server_init(ax_server *s, struct ev_loop *loop, const ax_config *cfg);
 void ax_server_free(ax_server *s);
+/* Handle SIGTERM/SIGINT (stop), SIGHUP (reload), ignore SIGUSR1/2: for the daemon's
+ * loop only (libev lets one loop own a signal). */
+void ax_server_signals_start(ax_server *s);
 /* Stop every actor (on_stop runs), close clients, remove the socket, break the loop. */
 void ax_server_shutdown(ax_server *s, const char *why);
+/* Apply what can change at run time from a reloaded configuration (SIGHUP): log level
+ * and target, plugins.load additions, cluster.peers additions; what cannot is logged as
+ * needing a restart. Returns 0, or AX_ECONFIG (nothing changed) when it cannot be read. */
+int ax_server_reload(ax_server *s);
 
 /* ---- actor.c: the runtime ---- */
 void ax_runtime_init(ax_server *s);

@@ -473,6 +473,30 @@ START_TEST(peers_with_another_shard_count_or_lease_store_are_refused)
 }
 END_TEST
 
+/* SIGHUP applies a new cluster.peers entry: the node dials the new peer at once. */
+START_TEST(sighup_adds_a_peer_from_the_reloaded_config)
+{
+    node a = {"node-a", free_port(), NULL, {{0}}, {0}};
+    node b = {"node-b", free_port(), NULL, {{0}}, {0}};
+    char cpath[4096];
+    snprintf(cpath, sizeof cpath, "%s", ax_h_write_file(NULL, "peers.conf", "[log]\nlevel = info\n"));
+    node_start(&a, TOKEN, NULL, 0, (const char *const[]){"-c", cpath, NULL});
+    node_start(&b, TOKEN, NULL, 0, NULL);
+    usleep(300000);
+    cJSON *doc = nodes_doc(a.d);
+    ck_assert_ptr_null(peer_of(doc, "node-b")); /* nobody dials anybody */
+    cJSON_Delete(doc);
+    char text[256];
+    snprintf(text, sizeof text, "[cluster]\npeers = node-b=127.0.0.1:%d\n", b.port);
+    ax_h_write_file(NULL, "peers.conf", text);
+    ck_assert_int_eq(kill(ax_h_pid(a.d), SIGHUP), 0);
+    ck_assert(ax_h_wait_log(a.d, "reload: new peer node-b", 5000));
+    cJSON_Delete(wait_peer_state(a.d, "node-b", "up", 10000));
+    ax_h_stop(b.d);
+    ax_h_stop(a.d);
+}
+END_TEST
+
 START_TEST(version_mismatch_is_refused_with_a_reason_logged_on_both_sides)
 {
     node a = {"node-a", free_port(), NULL, {{0}}, {0}};
@@ -811,6 +835,7 @@ static Suite *suite(void)
     Suite *s = suite_create("cluster_tcp");
     TCase *t = tcase_create("tcp");
     tcase_set_timeout(t, 120);
+    tcase_add_test(t, sighup_adds_a_peer_from_the_reloaded_config);
     tcase_add_test(t, peers_with_another_shard_count_or_lease_store_are_refused);
     tcase_add_test(t, two_daemons_handshake_and_carry_tell_and_ask_from_a_client_on_either_node);
     tcase_add_test(t, cluster_without_token_refuses_to_start_unless_insecure_is_allowed);

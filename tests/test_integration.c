@@ -862,6 +862,46 @@ START_TEST(truncated_or_malformed_plugin_files_are_refused_and_the_daemon_lives)
 }
 END_TEST
 
+/* Each signal sent to a real daemon: SIGHUP reloads (a good file applies, a bad one is
+ * refused and changes nothing), SIGUSR1/SIGUSR2 are ignored, SIGTERM stops cleanly. */
+START_TEST(signals_reload_or_are_ignored_and_never_kill_the_daemon)
+{
+    const char *conf = ax_h_write_file(NULL, "hup.conf", "[log]\nlevel = info\n[plugins]\nload = counter\n");
+    char cpath[4096];
+    snprintf(cpath, sizeof cpath, "%s", conf);
+    ax_h_daemon *d = ax_h_start((const char *const[]){"-c", cpath, NULL});
+    axc_conn *c = ax_h_connect(d);
+    spawn_ok(c, "counter", "c1", NULL);
+    pid_t pid = ax_h_pid(d);
+    /* a good new file: a plugin more, another log level */
+    ax_h_write_file(NULL, "hup.conf", "[log]\nlevel = debug\n[plugins]\nload = counter\nload = echo\n");
+    ck_assert_int_eq(kill(pid, SIGHUP), 0);
+    ck_assert_msg(ax_h_wait_log(d, "configuration reloaded: 1 plugin(s) loaded", 5000), "no reload:\n%s", ax_h_log(d));
+    ck_assert_msg(ax_h_wait_log(d, "log level debug", 1000), "log level not applied:\n%s", ax_h_log(d));
+    char *json = NULL;
+    ck_assert_int_eq(axc_plugins(c, &json), 0);
+    ck_assert_msg(strstr(json, "\"echo\""), "echo not loaded after SIGHUP: %s", json);
+    axc_free(json);
+    spawn_ok(c, "echo", "e1", NULL);
+    /* a bad file: refused, nothing changes, the daemon serves on */
+    ax_h_write_file(NULL, "hup.conf", "[log]\nlevel = loud\n");
+    ck_assert_int_eq(kill(pid, SIGHUP), 0);
+    ck_assert_msg(ax_h_wait_log(d, "reload refused", 5000), "bad reload not logged:\n%s", ax_h_log(d));
+    ck_assert_msg(ax_h_wait_log(d, "hup.conf:2", 1000), "the refusal does not name the line:\n%s", ax_h_log(d));
+    axc_target t = axc_by_name("c1");
+    expect_get(c, &t, "0");
+    /* the user signals mean nothing and kill nothing */
+    ck_assert_int_eq(kill(pid, SIGUSR1), 0);
+    ck_assert_int_eq(kill(pid, SIGUSR2), 0);
+    usleep(200000);
+    int st;
+    ck_assert_msg(!ax_h_exited(d, &st), "the daemon died of a user signal (status %d)", st);
+    expect_get(c, &t, "0");
+    axc_close(c);
+    ax_h_stop(d); /* SIGTERM: exit 0, socket removed */
+}
+END_TEST
+
 START_TEST(client_that_never_reads_does_not_stall_others)
 {
     ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "echo", "--set", "client.outbuf_max=65536", NULL});
@@ -1388,6 +1428,7 @@ static Suite *integration_suite(void)
     tcase_add_test(tc, client_that_never_reads_does_not_stall_others);
     tcase_add_test(tc, output_bound_holds_within_one_burst_of_requests);
     tcase_add_test(tc, truncated_or_malformed_plugin_files_are_refused_and_the_daemon_lives);
+    tcase_add_test(tc, signals_reload_or_are_ignored_and_never_kill_the_daemon);
     tcase_add_test(tc, wrong_abi_plugin_is_refused_and_daemon_keeps_serving);
     tcase_add_test(tc, plugin_unload_refused_while_actors_live_then_reload_works);
     tcase_add_test(tc, configured_plugin_that_is_refused_stops_the_start);

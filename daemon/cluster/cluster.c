@@ -178,6 +178,40 @@ static ax_cluster *cluster_new(ax_server *s, char *err, size_t errlen)
     return cl;
 }
 
+int ax_cluster_reload_peers(ax_server *s, char *const *peers, size_t n)
+{
+    ax_cluster *cl = s->cluster;
+    int added = 0;
+    if (!cl) {
+        if (n)
+            ax_log(AX_LOG_WARN, "cluster", "reload: cluster.peers set but the cluster is off; it needs a restart");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *e = peers[i], *eq = strchr(e, '=');
+        char name[AX_NODE_ID_MAX + 1];
+        snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - e : 0), e);
+        if (!eq || !*name || !strcmp(name, cl->name))
+            continue;
+        int rc = ax_cl_add_peer(cl, name, eq + 1);
+        if (rc == 1) {
+            added++;
+            ax_log(AX_LOG_INFO, "cluster", "reload: new peer %s at %s", name, eq + 1);
+        } else if (rc < 0) {
+            ax_log(AX_LOG_WARN, "cluster", "reload: peer %s at %s not added: %s", name, eq + 1, ax_strerror(rc));
+        }
+    }
+    for (ax_cl_node *nd = cl->nodes; nd; nd = nd->next) {
+        int listed = 0;
+        for (size_t i = 0; i < n && !listed; i++)
+            listed = !strncmp(peers[i], nd->name, strlen(nd->name)) && peers[i][strlen(nd->name)] == '=';
+        if (nd->in_book && !listed)
+            ax_log(AX_LOG_WARN, "cluster", "reload: peer %s is no longer listed; removing a peer needs a restart",
+                   nd->name);
+    }
+    return added;
+}
+
 static void cluster_free(ax_cluster *cl)
 {
     while (cl->nodes) {

@@ -69,6 +69,10 @@ int ax_cluster_keyed_send(ax_server *s, const char *owner, const char *type, siz
                           size_t n, ax_ref from, ax_pending *pd);
 /* Nodes up now, this one included (>= 1): the fair-share divisor of the shard manager. */
 uint32_t ax_cluster_live_nodes(ax_server *s);
+/* SIGHUP: apply a reloaded cluster.peers: new entries are added and dialed, changed
+ * addresses are used at the next connect; removing a peer needs a restart (logged).
+ * Returns how many were added. */
+int ax_cluster_reload_peers(ax_server *s, char *const *peers, size_t n);
 /* Tell every peer that is up the epoch this node now holds shard at (EPOCHS). */
 void ax_cluster_share_epoch(ax_server *s, uint32_t shard, uint64_t epoch);
 

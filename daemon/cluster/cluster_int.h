@@ -125,6 +125,9 @@ ax_cl_node *ax_cl_node_get(ax_cluster *cl, const char *name, int create);
 int ax_cl_queue(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const ax_peer_rec *r);
 /* Queue the highest epoch this node knows of every shard (EPOCHS frames) for inc. */
 void ax_cl_send_epochs(ax_cluster *cl, ax_cl_inc *inc);
+/* Put name=addr in the address book at run time and dial it if it is new: 1 added, 0 the
+ * address changed (used at the next connect), or an error (AX_ENOTSUP, AX_EINVAL). */
+int ax_cl_add_peer(ax_cluster *cl, const char *name, const char *addr);
 void ax_cl_flush_node(ax_cluster *cl, ax_cl_node *n);
 const char *ax_cl_state_name(int st);
 extern const ax_ovl_cbs ax_cl_ovl_cbs;

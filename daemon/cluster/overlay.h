@@ -43,6 +43,9 @@ typedef struct ax_ovl_ops {
     void (*free)(ax_ovl *o); /* closes every link (no callbacks) */
     /* A description of the far end for logs and `axctl nodes` ("127.0.0.1:7401"). */
     const char *(*remote)(const ax_ovl_link *l);
+    /* Add (or change the address of) an address-book entry at run time (SIGHUP reload).
+     * NULL if the overlay has no address book. 0 or AX_EINVAL. */
+    int (*set_peer)(ax_ovl *o, const char *name, const char *addr);
 } ax_ovl_ops;
 
 /* Common head of every overlay and link implementation. */

@@ -589,8 +589,29 @@ static int tls_setup(tcp_ovl *t, const ax_ovl_tcp_cfg *cfg, char *err, size_t er
     return 0;
 }
 
+static int tcp_set_peer(ax_ovl *o, const char *name, const char *addr)
+{
+    tcp_ovl *t = (tcp_ovl *)o;
+    char host[256], port[8];
+    if (!name || !*name || !addr || split_hostport(addr, host, sizeof host, port, sizeof port) != 0)
+        return AX_EINVAL;
+    for (size_t i = 0; i < t->n_book; i++)
+        if (!strcmp(t->names[i], name)) {
+            ax_free(t->addrs[i]);
+            t->addrs[i] = ax_strdup(addr);
+            return 0;
+        }
+    t->names = ax_realloc(t->names, (t->n_book + 2) * sizeof *t->names);
+    t->addrs = ax_realloc(t->addrs, (t->n_book + 2) * sizeof *t->addrs);
+    t->names[t->n_book] = ax_strdup(name);
+    t->addrs[t->n_book++] = ax_strdup(addr);
+    t->names[t->n_book] = t->addrs[t->n_book] = NULL;
+    return 0;
+}
+
 static const ax_ovl_ops tcp_ops = {
     .name = "tcp",
+    .set_peer = tcp_set_peer,
     .connect = tcp_connect,
     .send = tcp_send,
     .queued = tcp_queued,

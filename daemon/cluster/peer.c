@@ -688,6 +688,23 @@ int ax_cl_peer_start(ax_cluster *cl)
     return 0;
 }
 
+int ax_cl_add_peer(ax_cluster *cl, const char *name, const char *addr)
+{
+    if (!cl->ovl->ops->set_peer)
+        return AX_ENOTSUP;
+    int rc = cl->ovl->ops->set_peer(cl->ovl, name, addr);
+    if (rc)
+        return rc;
+    ax_cl_node *n = ax_cl_node_get(cl, name, 1);
+    int added = !n->in_book;
+    n->in_book = 1;
+    if (added) {
+        n->backoff_ms = cl->backoff_min;
+        node_dial(n);
+    }
+    return added ? 1 : 0;
+}
+
 void ax_cl_peer_stop(ax_cluster *cl)
 {
     cl->stopping = 1;
