@@ -40,6 +40,7 @@ typedef struct key_def {
     void (*def_fn)(char *buf, size_t n); /* or a default computed at run time */
     uint64_t min, max;
     const char *(*check)(const char *v); /* strings: NULL if fine, else why not */
+    int secret;                          /* never printed by ax_config_print */
     const char *doc;                     /* one line, printed by ax_config_print */
 } key_def;
 
@@ -97,7 +98,10 @@ static const key_def keys[] = {
         .doc = "stop serving a shard this long before its lease can expire, milliseconds"),
     KEY("lease.redis_host", K_STR, redis_host, "127.0.0.1", 1, 255, .doc = "Redis address (an IP address avoids DNS)"),
     KEY("lease.redis_port", K_UINT, redis_port, "6379", 1, 65535, .doc = "Redis TCP port"),
-    KEY("lease.redis_password", K_STR, redis_password, "", 0, 512, .doc = "Redis AUTH password; empty = no AUTH"),
+    KEY("lease.redis_password", K_STR, redis_password, "", 0, 512, .secret = 1,
+        .doc = "Redis AUTH password; empty = no AUTH (prefer redis_password_file)"),
+    KEY("lease.redis_password_file", K_STR, redis_password_file, "", 0, AX_PATH_MAX - 1,
+        .doc = "file holding the Redis password (or systemd credential lease.redis_password)"),
     KEY("lease.redis_db", K_UINT, redis_db, "0", 0, 1000000, .doc = "Redis database number (SELECT)"),
     KEY("lease.redis_prefix", K_STR, redis_prefix, "axactor:", 0, 200, .doc = "prefix of every Redis key"),
     KEY("lease.store_name", K_STR, lease_store_name, "", 0, 255, .check = check_store_name,
@@ -108,8 +112,10 @@ static const key_def keys[] = {
         .doc = "host:port peers connect to; empty = accept no peers"),
     KEY("cluster.peers", K_LIST, cluster_peers, NULL, 3, 320, .count_off = offsetof(ax_config, n_cluster_peers),
         .check = check_peer_entry, .doc = "address book entry name=host:port; repeat the line for more"),
-    KEY("cluster.auth_token", K_STR, cluster_auth_token, "", 0, 1024,
-        .doc = "shared secret every node of the cluster holds (HMAC-SHA256 challenge/response)"),
+    KEY("cluster.auth_token", K_STR, cluster_auth_token, "", 0, 1024, .secret = 1,
+        .doc = "shared secret every node of the cluster holds (prefer auth_token_file)"),
+    KEY("cluster.auth_token_file", K_STR, cluster_auth_token_file, "", 0, AX_PATH_MAX - 1,
+        .doc = "file holding auth_token (or systemd credential cluster.auth_token)"),
     KEY("cluster.allow_insecure_auth", K_BOOL, cluster_allow_insecure, "false", 0, 1,
         .doc = "run a cluster without auth_token (no authentication: tests only)"),
     KEY("cluster.heartbeat_interval_ms", K_DURATION, cluster_hb_interval_ms, "1000", 10, 600000,
@@ -765,6 +771,11 @@ void ax_config_print(const ax_config *c, FILE *out)
             sec_len = sl;
         }
         void *f = field(c, k);
+        if (k->secret) { /* secrets never leave the daemon: not even --print-config */
+            const char *v = *(char **)f;
+            fprintf(out, "# %s\n# %s: %s\n", k->doc, key, v && *v ? "set (not shown)" : "not set");
+            continue;
+        }
         if (k->type == K_UINT || k->type == K_SIZE || k->type == K_DURATION)
             fprintf(out, "# %s (%llu..%llu)\n", k->doc, (unsigned long long)k->min, (unsigned long long)k->max);
         else

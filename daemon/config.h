@@ -42,7 +42,8 @@ typedef struct ax_config {
     uint32_t lease_safety_margin_ms;  /* lease.safety_margin_ms, default 1000 */
     char *redis_host;          /* lease.redis_host, default 127.0.0.1 */
     uint32_t redis_port;       /* lease.redis_port, default 6379 */
-    char *redis_password;      /* lease.redis_password, default "" (no AUTH) */
+    char *redis_password;      /* lease.redis_password, default "" (no AUTH); secret */
+    char *redis_password_file; /* lease.redis_password_file: read into redis_password */
     uint32_t redis_db;         /* lease.redis_db, default 0 */
     char *redis_prefix;        /* lease.redis_prefix, default "axactor:" */
     char *lease_store_name;    /* lease.store_name: identity compared in the handshake, default "" */
@@ -51,7 +52,8 @@ typedef struct ax_config {
     char *cluster_listen;      /* cluster.listen: "host:port" for peers, default "" (off) */
     char **cluster_peers;      /* cluster.peers (repeatable): "name=host:port" address book */
     size_t n_cluster_peers;
-    char *cluster_auth_token;  /* cluster.auth_token: shared secret, default "" */
+    char *cluster_auth_token;  /* cluster.auth_token: shared secret, default ""; secret */
+    char *cluster_auth_token_file; /* cluster.auth_token_file: read into cluster_auth_token */
     uint8_t cluster_allow_insecure; /* cluster.allow_insecure_auth, default false */
     uint32_t cluster_hb_interval_ms;   /* cluster.heartbeat_interval_ms, default 1000 */
     uint32_t cluster_hb_timeout_ms;    /* cluster.heartbeat_timeout_ms, default 5000 */
@@ -85,7 +87,15 @@ int ax_config_set(ax_config *c, const char *key, const char *value, char *err, s
 const char *ax_config_origin(const ax_config *c, const char *key, size_t item);
 /* Free owned strings; accepts a zeroed struct; leaves *c zeroed. */
 void ax_config_free(ax_config *c);
-/* Write every key with its current value as a valid config file (axactord --print-config). */
+/* Fill the secrets from where the config says they are: cluster.auth_token_file and
+ * lease.redis_password_file, else the systemd credentials "cluster.auth_token" and
+ * "lease.redis_password" in $CREDENTIALS_DIRECTORY when the key is empty. A file must be
+ * a regular file of at most 4 KiB (one trailing newline is dropped). 0, or AX_ECONFIG
+ * with "ORIGIN: reason" (the path and errno for a file that cannot be read); both a
+ * value and a _file for one secret is an error. */
+int ax_config_load_secrets(ax_config *c, char *err, size_t errlen);
+/* Write every key with its current value as a valid config file (axactord --print-config);
+ * secrets are never written (a comment says whether they are set). */
 void ax_config_print(const ax_config *c, FILE *out);
 /* The key table, for tests and tools: key i's full name ("runtime.batch"), NULL past the end. */
 size_t ax_config_key_count(void);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -83,6 +84,83 @@ static const char *unreadable(const char *path, char *buf, size_t n)
 static int cluster_enabled(const ax_config *c)
 {
     return (c->cluster_listen && *c->cluster_listen) || c->n_cluster_peers > 0;
+}
+
+/* Read a secret from path: regular file, <= 4 KiB, one trailing newline dropped. */
+static int read_secret(const char *path, char **out, char *why, size_t wn)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        snprintf(why, wn, "cannot read %s: %s (errno %d)", path, strerror(errno), errno);
+        return -1;
+    }
+    struct stat st;
+    char buf[4097];
+    ssize_t n = -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        snprintf(why, wn, "%s is not a regular file", path);
+    else if (st.st_size > 4096)
+        snprintf(why, wn, "%s is larger than 4096 bytes (not a secret?)", path);
+    else if ((n = read(fd, buf, sizeof buf - 1)) < 0)
+        snprintf(why, wn, "cannot read %s: %s (errno %d)", path, strerror(errno), errno);
+    close(fd);
+    if (n < 0)
+        return -1;
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    buf[n] = 0;
+    if (memchr(buf, 0, (size_t)n) || memchr(buf, '\n', (size_t)n)) {
+        snprintf(why, wn, "%s holds a NUL byte or more than one line", path);
+        return -1;
+    }
+    *out = strdup(buf);
+    return *out ? 0 : -1;
+}
+
+/* One secret: key (the value), file_key (its _file), cred (the systemd credential name). */
+static int load_secret(ax_config *c, const char *key, char **val, const char *file_key, const char *file,
+                       const char *cred, char *err, size_t errlen)
+{
+    char why[700], path[4200];
+    char *v = NULL;
+    if (file && *file) {
+        if (*val && **val)
+            return failf(err, errlen, ax_config_origin(c, file_key, 0), "set %s or %s, not both", key, file_key);
+        if (read_secret(file, &v, why, sizeof why) != 0)
+            return failf(err, errlen, ax_config_origin(c, file_key, 0), "%s: %s", file_key, why);
+    } else if (!(*val && **val)) {
+        const char *dir = getenv("CREDENTIALS_DIRECTORY"); /* systemd LoadCredential= */
+        if (!dir || !*dir)
+            return 0;
+        snprintf(path, sizeof path, "%s/%s", dir, cred);
+        if (access(path, F_OK) != 0)
+            return 0;
+        if (read_secret(path, &v, why, sizeof why) != 0)
+            return failf(err, errlen, "systemd credential", "%s: %s", cred, why);
+    } else {
+        return 0;
+    }
+    char e2[256];
+    int rc = ax_config_set(c, key, v, e2, sizeof e2);
+    memset(v, 0, strlen(v));
+    free(v);
+    if (rc != 0)
+        return failf(err, errlen, file && *file ? ax_config_origin(c, file_key, 0) : "systemd credential",
+                     "the secret read for %s is not valid: %s", key, e2);
+    return 0;
+}
+
+int ax_config_load_secrets(ax_config *c, char *err, size_t errlen)
+{
+    if (load_secret(c, "cluster.auth_token", &c->cluster_auth_token, "cluster.auth_token_file",
+                    c->cluster_auth_token_file, "cluster.auth_token", err, errlen) != 0)
+        return AX_ECONFIG;
+    if (load_secret(c, "lease.redis_password", &c->redis_password, "lease.redis_password_file",
+                    c->redis_password_file, "lease.redis_password", err, errlen) != 0)
+        return AX_ECONFIG;
+    return 0;
 }
 
 int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen)

@@ -71,6 +71,8 @@ static int load_config(const cfg_source *src, ax_config *cfg, int check, char *e
     for (size_t i = 0; i < src->nsets; i++)
         if (ax_config_set(cfg, src->sets[i].key, src->sets[i].val, err, errlen) != 0)
             goto bad;
+    if (ax_config_load_secrets(cfg, err, errlen) != 0)
+        goto bad;
     /* Secure by default: a cluster without auth_token (and without allow_insecure_auth)
      * is refused here, before anything starts; --check-config reports it too. */
     if (check && (ax_cluster_config_check(cfg, err, errlen) != 0 || ax_shards_config_check(cfg, err, errlen) != 0 ||

@@ -1161,6 +1161,67 @@ START_TEST(check_config_refuses_cluster_configs_that_cannot_be_safe)
 }
 END_TEST
 
+/* Secrets come from files or systemd credentials, and --print-config never shows them. */
+START_TEST(secrets_come_from_files_or_credentials_and_are_never_printed)
+{
+    const char *exe = ax_h_build_path("daemon/axactord");
+    char tok[4096], dir[4096], conf[4096];
+    snprintf(tok, sizeof tok, "%s", ax_h_write_file(NULL, "auth_token", "s3cret-token-0123456789abcdef\n"));
+    snprintf(conf, sizeof conf, "%s",
+             ax_h_write_file(NULL, "sec.conf",
+                             "[cluster]\nlisten = 127.0.0.1:7409\n[lease]\nstore = redis\n"));
+    char flag[4200];
+    snprintf(flag, sizeof flag, "cluster.auth_token_file=%s", tok);
+    /* from a file: the cluster config is complete, and the token is not printed */
+    const char *check[] = {exe, "--check-config", "-c", conf, "--set", flag, NULL};
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(ax_h_run(check, &out, &err, 10000) == 0, "%s", err);
+    free(out);
+    free(err);
+    const char *print[] = {exe, "--print-config", "-c", conf, "--set", flag,
+                           "--set", "lease.redis_password=hunter2-password", NULL};
+    ck_assert_int_eq(ax_h_run(print, &out, &err, 10000), 0);
+    ck_assert_msg(!strstr(out, "s3cret-token") && !strstr(out, "hunter2"), "--print-config shows a secret:\n%s", out);
+    ck_assert_msg(strstr(out, "auth_token: set (not shown)") && strstr(out, "redis_password: set (not shown)"), "%s",
+                  out);
+    free(out);
+    free(err);
+    /* a token file that cannot be read: refused, at the line that names it */
+    const char *bad = ax_h_write_file(NULL, "sec2.conf",
+                                      "[cluster]\nlisten = 127.0.0.1:7409\nauth_token_file = /nonexistent/axactor/t\n"
+                                      "[lease]\nstore = redis\n");
+    char badp[4096], want[4200];
+    snprintf(badp, sizeof badp, "%s", bad);
+    snprintf(want, sizeof want, "%s:3:", badp);
+    const char *check2[] = {exe, "--check-config", "-c", badp, NULL};
+    ck_assert_int_eq(ax_h_run(check2, &out, &err, 10000), 1);
+    ck_assert_msg(strstr(err, want) && strstr(err, "/nonexistent/axactor/t") && strstr(err, "errno 2"), "%s", err);
+    free(out);
+    free(err);
+    /* a token and a token file: which one? refused */
+    const char *check3[] = {exe, "--check-config", "-c", conf, "--set", flag, "--set", "cluster.auth_token=x", NULL};
+    ck_assert_int_eq(ax_h_run(check3, &out, &err, 10000), 1);
+    ck_assert_msg(strstr(err, "not both"), "%s", err);
+    free(out);
+    free(err);
+    /* a systemd credential (LoadCredential=cluster.auth_token:...) when nothing else is set */
+    snprintf(dir, sizeof dir, "%s/creds", ax_h_tmpdir());
+    mkdir(dir, 0700);
+    ax_h_write_file(dir, "cluster.auth_token", "from-credentials-0123456789\n");
+    const char *check4[] = {exe, "--check-config", "-c", conf, NULL};
+    ck_assert_int_eq(ax_h_run(check4, &out, &err, 10000), 1); /* without it: no token */
+    ck_assert_msg(strstr(err, "auth_token"), "%s", err);
+    free(out);
+    free(err);
+    setenv("CREDENTIALS_DIRECTORY", dir, 1);
+    int st = ax_h_run(check4, &out, &err, 10000);
+    unsetenv("CREDENTIALS_DIRECTORY");
+    ck_assert_msg(st == 0, "with the credential: %s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 START_TEST(config_error_exits_nonzero_with_offending_line)
 {
     const char *bad = ax_h_write_file(NULL, "bad.conf",
@@ -1434,6 +1495,7 @@ static Suite *integration_suite(void)
     tcase_add_test(tc, configured_plugin_that_is_refused_stops_the_start);
     tcase_add_test(tc, config_error_exits_nonzero_with_offending_line);
     tcase_add_test(tc, check_config_refuses_cluster_configs_that_cannot_be_safe);
+    tcase_add_test(tc, secrets_come_from_files_or_credentials_and_are_never_printed);
     tcase_add_test(tc, sigterm_stops_cleanly_and_removes_socket);
     tcase_add_test(tc, sigint_stops_cleanly_too);
     tcase_add_test(tc, socket_is_mode_0660);
