@@ -69,6 +69,8 @@ static const key_def keys[] = {
         .doc = "largest frame body accepted from a client, bytes"),
     KEY("client.outbuf_max", K_SIZE, client_outbuf_max, "8388608", 65536, 1073741824,
         .doc = "unsent bytes queued to one client before its requests stop being read"),
+    KEY("client.hello_timeout_ms", K_DURATION, client_hello_timeout_ms, "10000", 10, 600000,
+        .doc = "a client that sends no HELLO this long after connecting is closed, milliseconds"),
     KEY("log.level", K_LEVEL, log_level, "info", 0, 0, .doc = "error, warn, info or debug"),
     KEY("log.target", K_STR, log_target, "stderr", 1, 16, .check = check_log_target,
         .doc = "stderr (ISO timestamps) or journal (priority prefixes for journald)"),

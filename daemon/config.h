@@ -19,6 +19,7 @@ typedef struct ax_config {
     uint32_t max_clients;      /* client.max_clients, default 1024 */
     uint32_t max_frame;        /* client.max_frame, bytes, default 1 MiB */
     uint32_t client_outbuf_max;/* client.outbuf_max, bytes, default 8 MiB */
+    uint32_t client_hello_timeout_ms; /* client.hello_timeout_ms, default 10000 */
     /* [log] */
     int log_level;             /* log.level: error|warn|info|debug, default info */
     char *log_target;          /* log.target: stderr|journal, default stderr */

@@ -179,6 +179,18 @@ int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen)
                      "(with lease.redis_host and lease.redis_port) to the same Redis on every node");
     }
 
+    /* a guessable token is no authentication: at least 16 bytes (32 random hex digits
+     * recommended: openssl rand -hex 32) */
+    if (cluster_enabled(c) && c->cluster_auth_token && *c->cluster_auth_token &&
+        strlen(c->cluster_auth_token) < 16) {
+        const char *o = ax_config_origin(c, "cluster.auth_token", 0);
+        if (!o)
+            o = ax_config_origin(c, "cluster.auth_token_file", 0);
+        return failf(err, errlen, o,
+                     "cluster.auth_token is %zu bytes: at least 16 are needed (e.g. openssl rand -hex 32)",
+                     strlen(c->cluster_auth_token));
+    }
+
     /* peers: one name=host:port per value, each name once, never the node itself */
     for (size_t i = 0; i < c->n_cluster_peers; i++) {
         const char *e = c->cluster_peers[i], *eq = strchr(e, '=');

@@ -26,6 +26,7 @@ typedef struct ax_conn {
     int fd;
     ax_server *s;
     ev_io rio, wio;
+    ev_timer hello_timer; /* a client that sends no HELLO in time is closed */
     uint8_t *in;
     size_t in_len, in_cap;
     ax_wbuf out;
@@ -662,6 +663,7 @@ static void handle_hello(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         return;
     }
     c->hello = 1;
+    ev_timer_stop(c->s->loop, &c->hello_timer);
     size_t st = ax_frame_begin(&c->out, AX_T_HELLO_OK, 0, h->req_id);
     ax_wbuf_u16(&c->out, hb.max_ver < AX_PROTO_VERSION ? hb.max_ver : AX_PROTO_VERSION);
     ax_wbuf_str(&c->out, c->s->node_id, strlen(c->s->node_id));
@@ -919,6 +921,7 @@ static void conn_close(ax_conn *c, const char *why)
         (void)!send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
+    ev_timer_stop(s->loop, &c->hello_timer);
     ax_events_unsubscribe(s, client_ref(c));
     if (c->monitored)
         ax_monitors_drop_watcher(s, client_ref(c));
@@ -993,6 +996,17 @@ static void refuse(int fd, int code, const char *msg)
     close(fd);
 }
 
+static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    ax_conn *c = w->data;
+    ax_log(AX_LOG_INFO, "client", "pid %d sent no HELLO within client.hello_timeout_ms (%u ms); closing", (int)c->pid,
+           c->s->cfg.client_hello_timeout_ms);
+    send_error(c, 0, AX_ETIMEDOUT, "no HELLO within client.hello_timeout_ms");
+    conn_close(c, "hello timeout");
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -1039,6 +1053,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
         c->rio.data = c->wio.data = c;
         ev_io_start(loop, &c->rio);
+        ev_timer_init(&c->hello_timer, hello_timeout_cb, s->cfg.client_hello_timeout_ms / 1000.0, 0.);
+        c->hello_timer.data = c;
+        ev_timer_start(loop, &c->hello_timer);
         s->n_conns++;
         s->ctr.clients_accepted++;
         ax_log(AX_LOG_DEBUG, "client", "accepted pid %d uid %d", (int)cr.pid, (int)cr.uid);

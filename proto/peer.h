@@ -76,6 +76,9 @@ size_t ax_peer_frame_begin(ax_wbuf *b, uint8_t type, uint32_t session);
 int ax_peer_frame_end(ax_wbuf *b, size_t start, uint32_t max_body);
 
 #define AX_PEER_STORE_MAX 255 /* lease store identity in HELLO / HELLO_ACK */
+/* Largest body accepted before the peer authenticated: what HELLO, HELLO_ACK, AUTH or a
+ * REFUSE can need, not cluster.max_frame (strangers must not make a node buffer MiBs). */
+#define AX_PEER_HS_MAX_BODY 2048u
 
 /* ---- bodies ---- */
 typedef struct ax_peer_hello {

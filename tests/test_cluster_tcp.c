@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,7 +30,7 @@
 #include "redis_test_util.h" /* free_port, now_s */
 #include "peer.h"
 
-#define TOKEN "test-token-3f9a"
+#define TOKEN "test-token-3f9a-0123"
 
 /* ---------------- helpers ---------------- */
 
@@ -497,6 +498,91 @@ START_TEST(sighup_adds_a_peer_from_the_reloaded_config)
 }
 END_TEST
 
+/* 1 if fd reaches EOF (or a reset) within ms. */
+static int closed_within(int fd, int ms)
+{
+    double end = now_s() + ms / 1000.0;
+    char buf[4096];
+    while (now_s() < end) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 20) == 1) {
+            ssize_t n = recv(fd, buf, sizeof buf, 0);
+            if (n <= 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Before a peer authenticated, a frame may only be as large as a handshake needs: a
+ * stranger that declares a 1 MiB HELLO is dropped at once, not buffered. */
+START_TEST(a_stranger_declaring_a_huge_hello_is_dropped_at_once)
+{
+    node a = {"node-a", free_port(), NULL, {{0}}, {0}};
+    node_start(&a, TOKEN, NULL, 0, NULL);
+    int fd = fp_connect(a.port);
+    uint8_t hdr[AX_PEER_HDR_SIZE];
+    ax_peer_hdr h = {.version = AX_PEER_VERSION, .type = AX_PT_HELLO, .body_len = 1u << 20};
+    ax_peer_hdr_encode(&h, hdr);
+    ck_assert_int_eq(send(fd, hdr, sizeof hdr, MSG_NOSIGNAL), (ssize_t)sizeof hdr);
+    ck_assert_msg(closed_within(fd, 1000), "a pre-auth frame of 1 MiB was accepted for buffering");
+    close(fd);
+    /* a real peer still gets in */
+    node b = {"node-b", free_port(), NULL, {{0}}, {0}};
+    node_start(&b, TOKEN, (const node *const[]){&a}, 1, NULL);
+    cJSON_Delete(wait_peer_state(a.d, "node-b", "up", 10000));
+    ax_h_stop(b.d);
+    ax_h_stop(a.d);
+}
+END_TEST
+
+static double cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* fields after the command name */
+    unsigned long ut = 0, st = 0;
+    ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st), 2);
+    return (double)(ut + st);
+}
+
+/* Out of file descriptors, the peer listener pauses instead of spinning on accept. */
+START_TEST(peer_accept_pauses_when_out_of_descriptors)
+{
+    struct rlimit old, low;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 48; /* the daemon inherits it */
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    node a = {"node-a", free_port(), NULL, {{0}}, {0}};
+    node_start(&a, TOKEN, NULL, 0, NULL);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    int fds[120], n = 0;
+    for (; n < 120; n++) /* many more than the daemon can take: the rest wait in the backlog */
+        fds[n] = fp_connect(a.port);
+    ck_assert(ax_h_wait_log(a.d, "Too many open files", 3000));
+    double t0 = cpu_ticks(ax_h_pid(a.d));
+    usleep(1000000);
+    double used = cpu_ticks(ax_h_pid(a.d)) - t0, hz = (double)sysconf(_SC_CLK_TCK);
+    printf("  out of fds: the daemon used %.0f%% of a CPU over 1 s\n", 100 * used / hz);
+    ck_assert_msg(used < 0.2 * hz, "the peer listener spins when out of fds: %.0f%% CPU", 100 * used / hz);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    /* and it serves again once descriptors are free */
+    axc_conn *c = ax_h_connect(a.d);
+    char *json = NULL;
+    ck_assert_int_eq(axc_status(c, &json), 0);
+    axc_free(json);
+    axc_close(c);
+    ax_h_stop(a.d);
+}
+END_TEST
+
 START_TEST(version_mismatch_is_refused_with_a_reason_logged_on_both_sides)
 {
     node a = {"node-a", free_port(), NULL, {{0}}, {0}};
@@ -531,7 +617,7 @@ START_TEST(wrong_token_and_same_name_spoofing_are_refused_and_counted)
     axc_target t = axc_by_ref(&r);
     /* another process claims to be node-b, with the wrong token */
     node evil = {"node-b", free_port(), NULL, {{0}}, {0}};
-    node_start(&evil, "not-the-token", (const node *const[]){&a}, 1, NULL);
+    node_start(&evil, "not-the-token-0123456", (const node *const[]){&a}, 1, NULL);
     /* the dialer checks the responder's proof first: evil finds the mismatch and
      * refuses; node-a logs the refusal with its reason */
     ck_assert(ax_h_wait_log(evil.d, "failed authentication", 5000));
@@ -835,6 +921,8 @@ static Suite *suite(void)
     Suite *s = suite_create("cluster_tcp");
     TCase *t = tcase_create("tcp");
     tcase_set_timeout(t, 120);
+    tcase_add_test(t, a_stranger_declaring_a_huge_hello_is_dropped_at_once);
+    tcase_add_test(t, peer_accept_pauses_when_out_of_descriptors);
     tcase_add_test(t, sighup_adds_a_peer_from_the_reloaded_config);
     tcase_add_test(t, peers_with_another_shard_count_or_lease_store_are_refused);
     tcase_add_test(t, two_daemons_handshake_and_carry_tell_and_ask_from_a_client_on_either_node);

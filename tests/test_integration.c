@@ -902,6 +902,31 @@ START_TEST(signals_reload_or_are_ignored_and_never_kill_the_daemon)
 }
 END_TEST
 
+/* A client that connects and never sends HELLO is closed after client.hello_timeout_ms. */
+START_TEST(a_client_that_sends_no_hello_is_closed_after_the_timeout)
+{
+    ax_h_daemon *d = ax_h_start((const char *const[]){"--set", "client.hello_timeout_ms=300", NULL});
+    int fd = ax_h_raw_connect(ax_h_sock(d));
+    ck_assert_msg(ax_h_raw_wait_eof(fd, 3000), "a silent client was not closed");
+    close(fd);
+    /* one that says HELLO in time stays */
+    fd = ax_h_raw_hello(d);
+    usleep(600000);
+    uint8_t hdr[AX_FRAME_HDR_SIZE];
+    ax_frame_hdr h = {AX_PROTO_VERSION, AX_T_STATUS, 0, 5, 0};
+    ax_frame_hdr_encode(&h, hdr);
+    ck_assert_int_eq(ax_h_raw_write(fd, hdr, sizeof hdr), 0);
+    uint8_t type, *body = NULL;
+    uint32_t req;
+    size_t n = 0;
+    ck_assert_int_eq(ax_h_raw_read_frame(fd, 5000, &type, &req, &body, &n), 1);
+    ck_assert_uint_eq(type, AX_T_JSON);
+    free(body);
+    close(fd);
+    ax_h_stop(d);
+}
+END_TEST
+
 START_TEST(client_that_never_reads_does_not_stall_others)
 {
     ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "echo", "--set", "client.outbuf_max=65536", NULL});
@@ -1133,6 +1158,9 @@ START_TEST(check_config_refuses_cluster_configs_that_cannot_be_safe)
              "peers = a=127.0.0.1:7401\n",
              redis);
     expect_unsafe_config("self.conf", text, 8, (const char *const[]){"this node's own name", NULL});
+    /* a token too short to be a secret */
+    snprintf(text, sizeof text, "%s[cluster]\nlisten = 127.0.0.1:7401\nauth_token = short-token\n", redis);
+    expect_unsafe_config("shorttoken.conf", text, 5, (const char *const[]){"at least 16", NULL});
     /* TLS files that do not exist */
     snprintf(text, sizeof text,
              "%s[cluster]\nauth_token = 0123456789abcdef\nlisten = 127.0.0.1:7401\ntls = true\n"
@@ -1490,6 +1518,7 @@ static Suite *integration_suite(void)
     tcase_add_test(tc, output_bound_holds_within_one_burst_of_requests);
     tcase_add_test(tc, truncated_or_malformed_plugin_files_are_refused_and_the_daemon_lives);
     tcase_add_test(tc, signals_reload_or_are_ignored_and_never_kill_the_daemon);
+    tcase_add_test(tc, a_client_that_sends_no_hello_is_closed_after_the_timeout);
     tcase_add_test(tc, wrong_abi_plugin_is_refused_and_daemon_keeps_serving);
     tcase_add_test(tc, plugin_unload_refused_while_actors_live_then_reload_works);
     tcase_add_test(tc, configured_plugin_that_is_refused_stops_the_start);

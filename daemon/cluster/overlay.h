@@ -62,6 +62,8 @@ struct ax_ovl_link {
     ax_ovl *ovl;
     void *ud;
     int outgoing;
+    uint32_t max_frame; /* largest body accepted on this link; 0 = the overlay's max_frame
+                         * (the cluster keeps it small until the peer authenticated) */
 };
 
 /* ---- TCP (overlay_tcp.c) ---- */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ax_mem.h"
+#include "log.h"
 #include "overlay.h"
 #include "peer.h"
 
@@ -56,7 +57,13 @@ struct tcp_ovl {
     uint32_t ka_idle, ka_intvl, ka_cnt;
     SSL_CTX *tls;
     tcp_link *links;
+    uint32_t n_tls_hs;   /* incoming links in their TLS handshake (capped like peer handshakes) */
+    ev_timer accept_pause; /* accepting paused after EMFILE/ENFILE: resumes after a while */
+    int accept_paused_logged;
 };
+
+#define TLS_HS_MAX 256        /* incoming links in the TLS phase at once */
+#define ACCEPT_PAUSE_S 0.25   /* accepting stops this long when the process is out of fds */
 
 static const ax_ovl_ops tcp_ops;
 
@@ -112,6 +119,9 @@ static void link_stop(tcp_link *l)
     ev_io_stop(loop, &l->rio);
     ev_io_stop(loop, &l->wio);
     ev_timer_stop(loop, &l->ctimer);
+    if (l->tls_hs && !l->pub.outgoing && l->t->n_tls_hs)
+        l->t->n_tls_hs--;
+    l->tls_hs = 0;
     if (l->ssl) {
         SSL_free(l->ssl);
         l->ssl = NULL;
@@ -234,6 +244,8 @@ static int tls_step(tcp_link *l)
     int r = SSL_do_handshake(l->ssl);
     struct ev_loop *loop = l->t->pub.loop;
     if (r == 1) {
+        if (!l->pub.outgoing && l->t->n_tls_hs)
+            l->t->n_tls_hs--;
         l->tls_hs = 0;
         ev_timer_stop(loop, &l->ctimer);
         ev_io_stop(loop, &l->wio);
@@ -276,6 +288,8 @@ static void tcp_ready(tcp_link *l)
         SSL_set_accept_state(l->ssl);
     }
     l->tls_hs = 1;
+    if (!l->pub.outgoing)
+        l->t->n_tls_hs++;
     ev_timer_stop(l->t->pub.loop, &l->ctimer);
     ev_timer_set(&l->ctimer, l->t->connect_timeout_ms / 1000.0, 0.);
     ev_timer_start(l->t->pub.loop, &l->ctimer);
@@ -305,7 +319,8 @@ static void deliver(tcp_link *l)
     while (!l->dead && l->in_len - off >= AX_PEER_HDR_SIZE) {
         ax_peer_hdr h;
         const char *why = "bad frame";
-        int rc = ax_peer_hdr_decode(l->in + off, l->in_len - off, o->max_frame, &h, &why);
+        int rc = ax_peer_hdr_decode(l->in + off, l->in_len - off, l->pub.max_frame ? l->pub.max_frame : o->max_frame,
+                                    &h, &why);
         if (rc != 0) {
             char msg[256];
             snprintf(msg, sizeof msg, "bad peer frame from %s: %s", l->remote, why);
@@ -331,7 +346,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     tcp_link *l = w->data;
-    size_t limit = AX_PEER_HDR_SIZE + (size_t)l->t->pub.max_frame + READ_CHUNK;
+    size_t limit = AX_PEER_HDR_SIZE + (size_t)(l->pub.max_frame ? l->pub.max_frame : l->t->pub.max_frame) + READ_CHUNK;
     l->in_cb++; /* l stays allocated until this callback is done with it */
     if (l->tls_hs) {
         tls_step(l);
@@ -446,6 +461,13 @@ static void describe(const struct sockaddr *sa, socklen_t len, char *out, size_t
         snprintf(out, n, "%s:%s", h, p);
 }
 
+static void accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    tcp_ovl *t = w->data;
+    ev_io_start(loop, &t->lio);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -455,8 +477,23 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(t->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* the connection stays in the backlog: retrying at once would spin */
+                if (!t->accept_paused_logged++)
+                    ax_log(AX_LOG_WARN, "cluster", "accepting peers paused: %s (retrying every %.0f ms)",
+                           strerror(errno), ACCEPT_PAUSE_S * 1000);
+                ev_io_stop(t->pub.loop, &t->lio);
+                ev_timer_set(&t->accept_pause, ACCEPT_PAUSE_S, 0.);
+                ev_timer_start(t->pub.loop, &t->accept_pause);
+            }
             return;
+        }
+        if (t->tls && t->n_tls_hs >= TLS_HS_MAX) {
+            /* strangers in the TLS phase are cheap to open: cap them as handshakes are */
+            close(fd);
+            continue;
+        }
         set_sockopts(t, fd);
         tcp_link *l = link_new(t, fd, 0);
         describe((struct sockaddr *)&ss, sl, l->remote, sizeof l->remote);
@@ -546,6 +583,7 @@ static void tcp_free(ax_ovl *o)
     }
     if (t->lfd >= 0) {
         ev_io_stop(o->loop, &t->lio);
+        ev_timer_stop(o->loop, &t->accept_pause);
         close(t->lfd);
     }
     for (size_t i = 0; i < t->n_book; i++) {
@@ -683,6 +721,8 @@ int ax_ovl_tcp_new(struct ev_loop *loop, const ax_ovl_tcp_cfg *cfg, const ax_ovl
         freeaddrinfo(ai);
         t->lfd = fd;
         ev_io_init(&t->lio, accept_cb, fd, EV_READ);
+        ev_timer_init(&t->accept_pause, accept_resume_cb, ACCEPT_PAUSE_S, 0.);
+        t->accept_pause.data = t;
         t->lio.data = t;
         ev_io_start(loop, &t->lio);
     }

@@ -364,6 +364,8 @@ static void link_established(ax_cl_link *l)
     ax_hs_take_session(&l->hs, &l->sess);
     ax_hs_clear(&l->hs);
     l->state = LK_UP;
+    if (l->ol)
+        l->ol->max_frame = 0; /* authenticated: cluster.max_frame */
     ax_cl_link *old = n->link;
     n->link = l;
     if (n->dialing == l)
@@ -558,6 +560,7 @@ static void cb_open(void *user, ax_ovl_link *ol, int outgoing, const char *to)
 {
     ax_cluster *cl = user;
     (void)to;
+    ol->max_frame = AX_PEER_HS_MAX_BODY; /* until the handshake authenticated the peer */
     if (outgoing) {
         ax_cl_link *l = ol->ud;
         if (!l)
