@@ -583,6 +583,30 @@ START_TEST(peer_accept_pauses_when_out_of_descriptors)
 }
 END_TEST
 
+/* A flood of strangers that connect and say nothing cannot keep a real peer out. */
+START_TEST(a_flood_of_idle_strangers_does_not_keep_a_real_peer_out)
+{
+    node a = {"node-a", free_port(), NULL, {{0}}, {0}};
+    node b = {"node-b", free_port(), NULL, {{0}}, {0}};
+    node_start(&a, TOKEN, NULL, 0, NULL);
+    enum { NS = 300 };
+    static int fds[NS];
+    for (int i = 0; i < NS; i++)
+        fds[i] = fp_connect(a.port);
+    usleep(200000); /* a has accepted them: its handshake slots are full */
+    double t0 = now_s();
+    node_start(&b, TOKEN, (const node *const[]){&a}, 1, NULL);
+    cJSON_Delete(wait_peer_state(b.d, "node-a", "up", 10000));
+    double took = now_s() - t0;
+    printf("  %d idle strangers: node-b peered with node-a after %.0f ms\n", NS, took * 1000);
+    ck_assert_msg(took < 3.0, "a real peer needed %.1f s to get past %d idle strangers", took, NS);
+    for (int i = 0; i < NS; i++)
+        close(fds[i]);
+    ax_h_stop(b.d);
+    ax_h_stop(a.d);
+}
+END_TEST
+
 START_TEST(version_mismatch_is_refused_with_a_reason_logged_on_both_sides)
 {
     node a = {"node-a", free_port(), NULL, {{0}}, {0}};
@@ -921,6 +945,7 @@ static Suite *suite(void)
     Suite *s = suite_create("cluster_tcp");
     TCase *t = tcase_create("tcp");
     tcase_set_timeout(t, 120);
+    tcase_add_test(t, a_flood_of_idle_strangers_does_not_keep_a_real_peer_out);
     tcase_add_test(t, a_stranger_declaring_a_huge_hello_is_dropped_at_once);
     tcase_add_test(t, peer_accept_pauses_when_out_of_descriptors);
     tcase_add_test(t, sighup_adds_a_peer_from_the_reloaded_config);

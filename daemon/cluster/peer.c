@@ -574,8 +574,22 @@ static void cb_open(void *user, ax_ovl_link *ol, int outgoing, const char *to)
         return;
     }
     int pending = 0;
+    ax_cl_link *oldest = NULL; /* links are prepended: the last pending one is the oldest */
     for (ax_cl_link *k = cl->links; k; k = k->next)
-        pending += k->state == LK_HS && !k->outgoing;
+        if (k->state == LK_HS && !k->outgoing) {
+            pending++;
+            oldest = k;
+        }
+    if (!cl->stopping && pending >= AX_CL_HS_MAX && oldest) {
+        /* Full of strangers that have not authenticated: the oldest makes room, so a
+         * flood of idle connections cannot keep a real peer out (a real handshake takes
+         * one round trip; a flood would have to open 256 links within it). */
+        if (!cl->hs_full_logged++)
+            ax_log(AX_LOG_WARN, "cluster", "%d incoming handshakes pending: dropping the oldest for %s", pending,
+                   ol->ovl->ops->remote(ol));
+        link_close(oldest, AX_EBUSY, "too many pending handshakes: the oldest made room", 0);
+        pending--;
+    }
     if (cl->stopping || pending >= AX_CL_HS_MAX) {
         /* unauthenticated connections are cheap to open: cap them (each also times out) */
         if (!cl->stopping && !cl->hs_full_logged++)
