@@ -1094,6 +1094,37 @@ static int claim_path(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* The socket's directory must be a real directory owned by the daemon's user or root and
+ * writable by nobody else: whoever can write to it can replace the socket with a
+ * listener of their own (and capture what root's axctl sends). */
+static int check_socket_dir(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(dir, &st) != 0) {
+        snprintf(err, errlen, "socket directory %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "socket directory %s is not a directory (a symlink?); refusing it", dir);
+        return -1;
+    }
+    if (st.st_uid != geteuid() && st.st_uid != 0) {
+        snprintf(err, errlen,
+                 "socket directory %s is owned by uid %u, not by the daemon's user (uid %u) or root: that user "
+                 "could replace the socket; use a directory of the daemon's own",
+                 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+        return -1;
+    }
+    if ((st.st_mode & S_IWOTH) || ((st.st_mode & S_IWGRP) && st.st_gid != getegid())) {
+        snprintf(err, errlen,
+                 "socket directory %s is writable by %s (mode %04o): they could replace the socket; use a "
+                 "directory of the daemon's own (mode 0750)",
+                 dir, (st.st_mode & S_IWOTH) ? "everyone" : "another group", (unsigned)(st.st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
 int ax_listener_start(ax_server *s, char *err, size_t errlen)
 {
     const char *path = s->cfg.socket_path;
@@ -1102,48 +1133,76 @@ int ax_listener_start(ax_server *s, char *err, size_t errlen)
         snprintf(err, errlen, "client.socket path is too long (max %zu bytes)", sizeof sa.sun_path - 1);
         return AX_ECONFIG;
     }
-    strcpy(sa.sun_path, path);
     /* The socket lives in a directory of its own; create it (0750) if missing. */
     char dir[sizeof sa.sun_path];
     strcpy(dir, path);
     char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = 0;
-        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "cannot create socket directory %s: %s", dir, strerror(errno));
-            return AX_EIO;
-        }
+    if (!slash || slash == dir) {
+        snprintf(err, errlen, "client.socket %s must be in a directory of its own (e.g. /run/axactor/)", path);
+        return AX_ECONFIG;
     }
+    *slash = 0;
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create socket directory %s: %s", dir, strerror(errno));
+        return AX_EIO;
+    }
+    if (check_socket_dir(dir, err, errlen) != 0)
+        return AX_ECONFIG;
     if (claim_path(path, err, errlen) != 0)
         return AX_EIO;
+    /* Bind in a private directory (0700) with the final mode from the umask, set the group
+     * there, then rename into place: the socket is never visible with other permissions,
+     * and nothing is chmod/chowned by a path another user could swap. */
+    char priv[sizeof sa.sun_path];
+    int n = snprintf(priv, sizeof priv, "%s/.axactord-XXXXXX", dir);
+    if (n < 0 || (size_t)n + 3 >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "client.socket directory %s is too long for a private bind (max %zu bytes)", dir,
+                 sizeof sa.sun_path - 22);
+        return AX_ECONFIG;
+    }
+    if (!mkdtemp(priv)) {
+        snprintf(err, errlen, "cannot create a private directory in %s: %s", dir, strerror(errno));
+        return AX_EIO;
+    }
+    size_t pl = strlen(priv); /* fits: checked above */
+    memcpy(sa.sun_path, priv, pl);
+    memcpy(sa.sun_path + pl, "/s", 3);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
+        rmdir(priv);
         return AX_EIO;
     }
-    mode_t old = umask(0177); /* never visible with wider permissions than 0600 */
+    mode_t old = umask(0777 & ~(mode_t)s->cfg.socket_mode);
     int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     umask(old);
+    const char *what = NULL;
+    int code = AX_EIO;
     if (rc != 0) {
-        snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
-        close(fd);
-        return AX_EIO;
-    }
-    s->socket_created = 1;
-    if (s->cfg.socket_group && *s->cfg.socket_group) {
+        what = "bind";
+    } else if (s->cfg.socket_group && *s->cfg.socket_group) {
         struct group *g = getgrnam(s->cfg.socket_group);
-        if (!g || chown(path, (uid_t)-1, g->gr_gid) != 0) {
+        if (!g || chown(sa.sun_path, (uid_t)-1, g->gr_gid) != 0) {
             snprintf(err, errlen, "client.socket_group '%s': %s", s->cfg.socket_group,
                      g ? strerror(errno) : "no such group");
-            close(fd);
-            return AX_ECONFIG;
+            code = AX_ECONFIG;
+            what = "";
         }
     }
-    if (chmod(path, (mode_t)s->cfg.socket_mode) != 0 || listen(fd, SOMAXCONN) != 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    if (!what && rename(sa.sun_path, path) != 0)
+        what = "rename into place";
+    if (!what && listen(fd, SOMAXCONN) != 0)
+        what = "listen";
+    if (what) {
+        if (*what)
+            snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+        unlink(sa.sun_path);
+        rmdir(priv);
         close(fd);
-        return AX_EIO;
+        return code;
     }
+    rmdir(priv);
+    s->socket_created = 1;
     s->listen_fd = fd;
     ax_slots_init(&s->conns, s->cfg.max_clients + 16);
     ev_io_init(&s->listen_io, accept_cb, fd, EV_READ);

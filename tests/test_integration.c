@@ -930,6 +930,52 @@ START_TEST(a_client_that_sends_no_hello_is_closed_after_the_timeout)
 }
 END_TEST
 
+/* The socket's directory must be the daemon's own: owned by it (or root) and writable by
+ * nobody else, a real directory; else another user could swap in a listener of theirs. */
+START_TEST(socket_directory_of_another_user_or_writable_by_others_is_refused)
+{
+    const char *exe = ax_h_build_path("daemon/axactord");
+    char base[4096], d1[4200], d2[4200], d3[4200], sock[4300];
+    snprintf(base, sizeof base, "%s", ax_h_tmpdir());
+    typedef struct {
+        const char *dir;
+        const char *why;
+    } dcase;
+    dcase cases[3];
+    int nc = 0;
+    snprintf(d2, sizeof d2, "%s/everyone", base);
+    ck_assert_int_eq(mkdir(d2, 0777), 0);
+    ck_assert_int_eq(chmod(d2, 0777), 0);
+    cases[nc++] = (dcase){d2, "writable by everyone"};
+    snprintf(d3, sizeof d3, "%s/link", base);
+    ck_assert_int_eq(symlink(base, d3), 0);
+    cases[nc++] = (dcase){d3, "not a directory"};
+    if (geteuid() == 0) { /* a directory of another user: needs root to make */
+        snprintf(d1, sizeof d1, "%s/nobody", base);
+        ck_assert_int_eq(mkdir(d1, 0750), 0);
+        ck_assert_int_eq(chown(d1, 65534, 65534), 0);
+        cases[nc++] = (dcase){d1, "owned by uid 65534"};
+    }
+    for (int i = 0; i < nc; i++) {
+        snprintf(sock, sizeof sock, "%s/ax.sock", cases[i].dir);
+        const char *argv[] = {exe, "-s", sock, NULL};
+        char *out = NULL, *err = NULL;
+        int st = ax_h_run(argv, &out, &err, 10000);
+        ck_assert_msg(st == 1, "socket in %s: exit %d\n%s", cases[i].dir, st, err);
+        ck_assert_msg(strstr(err, cases[i].why), "socket in %s: %s", cases[i].dir, err);
+        ck_assert_msg(access(sock, F_OK) != 0, "a socket was created in %s", cases[i].dir);
+        free(out);
+        free(err);
+    }
+    /* a directory of its own is accepted, and the socket has exactly its mode */
+    ax_h_daemon *d = ax_h_start(NULL);
+    struct stat st;
+    ck_assert_int_eq(stat(ax_h_sock(d), &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0660);
+    ax_h_stop(d);
+}
+END_TEST
+
 START_TEST(client_that_never_reads_does_not_stall_others)
 {
     ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "echo", "--set", "client.outbuf_max=65536", NULL});
@@ -1522,6 +1568,7 @@ static Suite *integration_suite(void)
     tcase_add_test(tc, truncated_or_malformed_plugin_files_are_refused_and_the_daemon_lives);
     tcase_add_test(tc, signals_reload_or_are_ignored_and_never_kill_the_daemon);
     tcase_add_test(tc, a_client_that_sends_no_hello_is_closed_after_the_timeout);
+    tcase_add_test(tc, socket_directory_of_another_user_or_writable_by_others_is_refused);
     tcase_add_test(tc, wrong_abi_plugin_is_refused_and_daemon_keeps_serving);
     tcase_add_test(tc, plugin_unload_refused_while_actors_live_then_reload_works);
     tcase_add_test(tc, configured_plugin_that_is_refused_stops_the_start);
