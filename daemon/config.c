@@ -52,6 +52,7 @@ static const char *check_listen(const char *v);
 static const char *check_peer_entry(const char *v);
 static const char *check_lease_store(const char *v);
 static const char *check_store_name(const char *v);
+static const char *check_runtime_load(const char *v);
 
 #define FIELD(f) .off = offsetof(ax_config, f), .size = sizeof(((ax_config *)0)->f)
 #define KEY(n, t, f, d, lo, hi, ...) {.name = n, .type = t, FIELD(f), .def = d, .min = lo, .max = hi, __VA_ARGS__}
@@ -88,6 +89,11 @@ static const key_def keys[] = {
         .doc = "directory searched for plugins given by name"),
     KEY("plugins.load", K_LIST, plugins, NULL, 1, AX_PATH_MAX - 1, .count_off = offsetof(ax_config, n_plugins),
         .doc = "plugin loaded at start (name or path); repeat the line for more"),
+    KEY("plugins.runtime_load", K_STR, plugins_runtime_load, "owner", 2, 5, .check = check_runtime_load,
+        .doc = "who may load plugins at run time: off, owner (root or the daemon's user) or group (any client)"),
+    KEY("plugins.trusted_dirs", K_LIST, plugins_trusted_dirs, NULL, 1, AX_PATH_MAX - 1,
+        .count_off = offsetof(ax_config, n_plugins_trusted_dirs), .check = check_abs_path,
+        .doc = "more directories run-time loads may come from (besides plugins.dir); repeat the line"),
     KEY("shards.count", K_UINT, shard_count, "256", 1, 65536,
         .doc = "number of shards keys hash to; every node of a cluster must agree"),
     KEY("lease.store", K_STR, lease_store, "memory", 1, 16, .check = check_lease_store,
@@ -236,6 +242,11 @@ static const char *check_peer_entry(const char *v)
 static const char *check_log_target(const char *v)
 {
     return !strcmp(v, "stderr") || !strcmp(v, "journal") ? NULL : "must be stderr or journal";
+}
+
+static const char *check_runtime_load(const char *v)
+{
+    return !strcmp(v, "off") || !strcmp(v, "owner") || !strcmp(v, "group") ? NULL : "must be off, owner or group";
 }
 
 static const char *check_store_name(const char *v)

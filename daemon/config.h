@@ -34,6 +34,9 @@ typedef struct ax_config {
     char *plugin_dir;          /* plugins.dir: relative plugin names are looked up here */
     char **plugins;            /* plugins.load (repeatable): plugins loaded at start */
     size_t n_plugins;
+    char *plugins_runtime_load; /* plugins.runtime_load: off | owner | group, default owner */
+    char **plugins_trusted_dirs; /* plugins.trusted_dirs (repeatable): more run-time load dirs */
+    size_t n_plugins_trusted_dirs;
     /* [shards] */
     uint32_t shard_count;      /* shards.count: 1..65536, default 256 */
     /* [lease] (checked together by ax_shards_config_check in shard.h) */

@@ -628,7 +628,7 @@ static void handle_plugin(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body
     arg[n] = 0;
     if (h->type == AX_T_PLUGIN_LOAD) {
         ax_plugin *p;
-        int rc = ax_plugin_load(c->s, arg, &p, err, sizeof err);
+        int rc = ax_plugin_load_runtime(c->s, arg, c->uid, &p, err, sizeof err);
         if (rc) {
             ax_log(AX_LOG_WARN, "plugin", "load refused: %s", err);
             send_error(c, h->req_id, rc, err);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -205,6 +206,60 @@ static int desc_check(const char *path, const void *d, char *err, size_t errlen)
 static int resolve_path(ax_server *s, const char *in, char *out, size_t outlen)
 {
     return ax_plugin_resolve(s->cfg.plugin_dir, in, out, outlen);
+}
+
+/* Owned by root or the daemon's user and writable by nobody else (st of a file or dir). */
+static const char *untrusted(const struct stat *st)
+{
+    if (st->st_uid != 0 && st->st_uid != geteuid())
+        return "is owned by another user";
+    if ((st->st_mode & S_IWOTH) || ((st->st_mode & S_IWGRP) && st->st_gid != getegid()))
+        return "is writable by others";
+    return NULL;
+}
+
+int ax_plugin_load_runtime(ax_server *s, const char *in, uid_t client_uid, ax_plugin **out, char *err, size_t errlen)
+{
+    const char *mode = s->cfg.plugins_runtime_load ? s->cfg.plugins_runtime_load : "owner";
+    if (!strcmp(mode, "off"))
+        return fail(err, errlen, AX_EPERM, "loading plugins at run time is off (plugins.runtime_load = off)");
+    if (!strcmp(mode, "owner") && client_uid != 0 && client_uid != geteuid())
+        return fail(err, errlen, AX_EPERM,
+                    "only root or the daemon's user may load plugins at run time (uid %u; plugins.runtime_load = "
+                    "owner)",
+                    (unsigned)client_uid);
+    /* where from: plugins.dir (a relative path is taken under it, never the cwd) or a
+     * trusted directory, resolved (no symlink games), owned and writable as a system dir */
+    char path[PATH_MAX], real[PATH_MAX], dreal[PATH_MAX];
+    int n = in && in[0] == '/' ? snprintf(path, sizeof path, "%s", in)
+            : in && strchr(in, '/') ? snprintf(path, sizeof path, "%s/%s", s->cfg.plugin_dir, in)
+                                    : (ax_plugin_resolve(s->cfg.plugin_dir, in ? in : "", path, sizeof path) ? -1 : 1);
+    if (!in || !*in || n < 0 || (size_t)n >= sizeof path)
+        return fail(err, errlen, AX_EINVAL, "invalid plugin path");
+    if (!realpath(path, real))
+        return fail(err, errlen, AX_ENOTFOUND, "%s: %s", path, strerror(errno));
+    char *slash = strrchr(real, '/');
+    size_t dl = slash ? (size_t)(slash - real) : 0;
+    int allowed = 0;
+    for (size_t i = 0; i <= s->cfg.n_plugins_trusted_dirs && !allowed; i++) {
+        const char *d = i == 0 ? s->cfg.plugin_dir : s->cfg.plugins_trusted_dirs[i - 1];
+        if (d && realpath(d, dreal) && strlen(dreal) == (dl ? dl : 1) && !strncmp(dreal, real, dl ? dl : 1))
+            allowed = 1;
+    }
+    if (!allowed)
+        return fail(err, errlen, AX_EPERM,
+                    "%s: run-time loads come only from plugins.dir (%s) or plugins.trusted_dirs", real,
+                    s->cfg.plugin_dir);
+    struct stat st;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%.*s", (int)(dl ? dl : 1), real);
+    const char *why = stat(dir, &st) != 0 ? "is gone" : untrusted(&st);
+    if (why)
+        return fail(err, errlen, AX_EPERM, "%s: its directory %s %s", real, dir, why);
+    why = stat(real, &st) != 0 ? "is gone" : untrusted(&st);
+    if (why)
+        return fail(err, errlen, AX_EPERM, "%s %s", real, why);
+    return ax_plugin_load(s, real, out, err, errlen);
 }
 
 int ax_plugin_load(ax_server *s, const char *in, ax_plugin **out, char *err, size_t errlen)

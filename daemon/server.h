@@ -6,6 +6,7 @@
 
 #include <ev.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "axactor/plugin.h"
 #include "config.h"
@@ -380,6 +381,12 @@ ax_actor *ax_actor_get_any(ax_server *s, ax_ref r); /* also RESTARTING/STOPPING 
 /* Load a plugin by path (or by name under plugins.dir). On failure nothing stays
  * registered or mapped and *why says what was wrong (static or in errbuf). */
 int ax_plugin_load(ax_server *s, const char *path, ax_plugin **out, char *err, size_t errlen);
+/* A load requested by a client at run time (PLUGIN_LOAD): allowed by plugins.runtime_load
+ * for client_uid, only from plugins.dir or plugins.trusted_dirs (a relative path under
+ * plugins.dir), directory and file owned by root or the daemon's user and writable by
+ * nobody else; else AX_EPERM saying why, and nothing changes. */
+int ax_plugin_load_runtime(ax_server *s, const char *path, uid_t client_uid, ax_plugin **out, char *err,
+                           size_t errlen);
 int ax_plugin_unload(ax_server *s, const char *name, char *err, size_t errlen);
 void ax_plugins_unload_all(ax_server *s);
 struct cJSON *ax_plugin_json(const ax_plugin *p);

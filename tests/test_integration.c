@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -804,7 +806,9 @@ END_TEST
  * symbol that is not an aligned data object is refused before a field is read. */
 START_TEST(truncated_or_malformed_plugin_files_are_refused_and_the_daemon_lives)
 {
-    ax_h_daemon *d = ax_h_start(COUNTER);
+    char trusted[4200];
+    snprintf(trusted, sizeof trusted, "plugins.trusted_dirs=%s", ax_h_tmpdir());
+    ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "counter", "--set", trusted, NULL});
     axc_conn *c = ax_h_connect(d);
     /* the first 1000 bytes of counter.so, and other broken copies */
     FILE *in = fopen(ax_h_build_path("plugins/counter.so"), "rb");
@@ -976,6 +980,102 @@ START_TEST(socket_directory_of_another_user_or_writable_by_others_is_refused)
 }
 END_TEST
 
+/* In a child running as uid/gid 65534 (nobody/nogroup): connect and PLUGIN_LOAD path;
+ * returns the load's result code (0 or a negative AX_E*), 100 + n when it could not try. */
+static int load_as_nobody(const char *sock, const char *path)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+            _exit(101);
+        axc_conn *c = NULL;
+        char e[256];
+        if (axc_connect(sock, 5000, &c, e, sizeof e) != 0)
+            _exit(102);
+        char *json = NULL;
+        int rc = axc_plugin_load(c, path, &json);
+        axc_free(json);
+        axc_close(c);
+        _exit(rc == 0 ? 0 : (-rc) & 0x7f);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    int code = WEXITSTATUS(st);
+    return code >= 100 ? code : -code;
+}
+
+/* Loading a plugin runs its code as the daemon: a privileged request (plugins.runtime_load),
+ * and only from trusted directories. Needs root to make a second uid. */
+START_TEST(runtime_plugin_loads_are_privileged_and_from_trusted_dirs_only)
+{
+    if (geteuid() != 0) {
+        printf("  (not root: the second-uid part is skipped)\n");
+    }
+    const char *echo = ax_h_build_path("plugins/echo.so");
+    char echo_path[4096];
+    snprintf(echo_path, sizeof echo_path, "%s", echo);
+    for (int k = 0; k < 2 && geteuid() == 0; k++) {
+        const char *mode = k ? "plugins.runtime_load=group" : "plugins.runtime_load=owner";
+        ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "counter", "--set", "client.socket_group=nogroup",
+                                                          "--set", mode, NULL});
+        /* let gid 65534 reach the socket: its directory becomes root:nogroup 0750 */
+        ck_assert_int_eq(chown(ax_h_dir(d), 0, 65534), 0);
+        ck_assert_int_eq(chmod(ax_h_dir(d), 0750), 0);
+        int rc = load_as_nobody(ax_h_sock(d), echo_path);
+        if (!k)
+            ck_assert_msg(rc == AX_EPERM, "owner mode: a load by uid 65534 gave %d (%s)", rc, ax_errname(rc));
+        else
+            ck_assert_msg(rc == 0, "group mode: a load by uid 65534 gave %d (%s)", rc, ax_errname(rc));
+        ck_assert(ax_h_wait_log(d, k ? "loaded plugin" : "only root or the daemon's user", 3000) || k);
+        ax_h_stop(d);
+    }
+    /* root, but from places that are not trusted */
+    ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "counter", NULL});
+    axc_conn *c = ax_h_connect(d);
+    char other[4400], *json = NULL;
+    snprintf(other, sizeof other, "%s/echo-copy.so", ax_h_tmpdir());
+    FILE *in = fopen(echo_path, "rb"), *out = fopen(other, "wb");
+    ck_assert(in && out);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, in);
+    ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+    ck_assert_int_eq(axc_plugin_load(c, other, &json), AX_EPERM);
+    ck_assert_msg(strstr(axc_errmsg(c), "plugins.dir"), "%s", axc_errmsg(c));
+    /* off: nobody */
+    axc_close(c);
+    ax_h_stop(d);
+    d = ax_h_start((const char *const[]){"-p", "counter", "--set", "plugins.runtime_load=off", NULL});
+    c = ax_h_connect(d);
+    ck_assert_int_eq(axc_plugin_load(c, echo_path, &json), AX_EPERM);
+    ck_assert_msg(strstr(axc_errmsg(c), "off"), "%s", axc_errmsg(c));
+    axc_close(c);
+    ax_h_stop(d);
+    /* a trusted directory that others may write to is no trusted directory */
+    char wdir[4200], trusted[4300];
+    snprintf(wdir, sizeof wdir, "%s/writable", ax_h_tmpdir());
+    ck_assert_int_eq(mkdir(wdir, 0777), 0);
+    ck_assert_int_eq(chmod(wdir, 0777), 0);
+    snprintf(other, sizeof other, "%s/echo.so", wdir);
+    out = fopen(other, "wb");
+    ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+    fclose(out);
+    snprintf(trusted, sizeof trusted, "plugins.trusted_dirs=%s", wdir);
+    d = ax_h_start((const char *const[]){"-p", "counter", "--set", trusted, NULL});
+    c = ax_h_connect(d);
+    ck_assert_int_eq(axc_plugin_load(c, other, &json), AX_EPERM);
+    ck_assert_msg(strstr(axc_errmsg(c), "writable by others"), "%s", axc_errmsg(c));
+    /* a relative path is taken under plugins.dir, never the daemon's cwd */
+    ck_assert_int_eq(axc_plugin_load(c, "./echo.so", &json), 0);
+    axc_free(json);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
 START_TEST(client_that_never_reads_does_not_stall_others)
 {
     ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "echo", "--set", "client.outbuf_max=65536", NULL});
@@ -1062,7 +1162,9 @@ static int json_plugin_names(const char *json, char *out, size_t outlen)
 
 START_TEST(wrong_abi_plugin_is_refused_and_daemon_keeps_serving)
 {
-    ax_h_daemon *d = ax_h_start(COUNTER);
+    char trusted[4200];
+    snprintf(trusted, sizeof trusted, "plugins.trusted_dirs=%s", ax_h_tmpdir());
+    ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "counter", "--set", trusted, NULL});
     axc_conn *c = ax_h_connect(d);
     spawn_ok(c, "counter", "c1", NULL);
     char *json = NULL;
@@ -1079,7 +1181,7 @@ START_TEST(wrong_abi_plugin_is_refused_and_daemon_keeps_serving)
     ck_assert_ptr_nonnull(strstr(axc_errmsg(c), "axactor_plugin"));
     ck_assert_err(axc_plugin_load(c, ax_h_build_path("plugins/does_not_exist.so"), &json), AX_ENOTFOUND, c);
     /* a file that is not a shared object at all */
-    const char *notso = ax_h_write_file(ax_h_dir(d), "notso.so", "this is not an ELF file\n");
+    const char *notso = ax_h_write_file(NULL, "notso.so", "this is not an ELF file\n");
     ck_assert_err(axc_plugin_load(c, notso, &json), AX_EABI, c);
     /* the same plugin twice */
     ck_assert_err(axc_plugin_load(c, "counter", &json), AX_EEXIST, c);
@@ -1569,6 +1671,7 @@ static Suite *integration_suite(void)
     tcase_add_test(tc, signals_reload_or_are_ignored_and_never_kill_the_daemon);
     tcase_add_test(tc, a_client_that_sends_no_hello_is_closed_after_the_timeout);
     tcase_add_test(tc, socket_directory_of_another_user_or_writable_by_others_is_refused);
+    tcase_add_test(tc, runtime_plugin_loads_are_privileged_and_from_trusted_dirs_only);
     tcase_add_test(tc, wrong_abi_plugin_is_refused_and_daemon_keeps_serving);
     tcase_add_test(tc, plugin_unload_refused_while_actors_live_then_reload_works);
     tcase_add_test(tc, configured_plugin_that_is_refused_stops_the_start);
