@@ -1129,13 +1129,46 @@ void ax_json_add_key(cJSON *o, const ax_actor *a)
     ax_free(hex);
 }
 
-cJSON *ax_runtime_actors_json(ax_server *s)
+static int prefix_of(const char *p, size_t pn, const char *s, size_t sn)
 {
+    return pn <= sn && (!pn || !memcmp(p, s, pn));
+}
+
+cJSON *ax_runtime_actors_json(ax_server *s) { return ax_runtime_actors_page(s, NULL, 0); }
+
+cJSON *ax_runtime_actors_page(ax_server *s, const ax_actors_query *q, size_t max_bytes)
+{
+    ax_actors_query none;
+    if (!q) {
+        memset(&none, 0, sizeof none);
+        q = &none;
+    }
+    uint32_t limit = q->limit ? q->limit : AX_ACTORS_PAGE;
+    if (limit > AX_ACTORS_PAGE_MAX)
+        limit = AX_ACTORS_PAGE_MAX;
+    if (!max_bytes)
+        max_bytes = (size_t)s->cfg.max_frame / 2;
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "actors");
-    for (uint32_t i = 1; i < s->actors.cap; i++) {
+    uint32_t n = 0, i = q->cursor ? (uint32_t)q->cursor : 1;
+    size_t bytes = 64;
+    for (; i < s->actors.cap && n < limit && bytes < max_bytes; i++) {
         ax_actor *a = s->actors.ptr[i];
         if (!a)
             continue;
+        if (q->type_len && (strlen(a->type->name) != q->type_len || memcmp(a->type->name, q->type, q->type_len)))
+            continue;
+        if (q->name_len && (!a->name || !prefix_of(q->name, q->name_len, a->name, strlen(a->name))))
+            continue;
+        if (q->state_len && (strlen(state_name(a->st)) != q->state_len || memcmp(state_name(a->st), q->state, q->state_len)))
+            continue;
+        if (q->key_len) {
+            const char *k = a->key ? memchr(a->key, 0, a->key_len) : NULL; /* "type\0key" */
+            if (!k || !prefix_of(q->key, q->key_len, k + 1, a->key_len - (size_t)(k + 1 - a->key)))
+                continue;
+        }
+        /* a row is ~300 bytes of JSON plus its name and key (up to 6x escaped) */
+        bytes += 320 + (a->name ? strlen(a->name) : 0) + (a->key ? 6 * a->key_len : 0);
+        n++;
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "id", a->slot);
         cJSON_AddNumberToObject(o, "gen", a->gen);
@@ -1157,6 +1190,10 @@ cJSON *ax_runtime_actors_json(ax_server *s)
             ax_json_add_key(o, a);
         cJSON_AddItemToArray(arr, o);
     }
+    /* the cursor of the next page, 0 when the scan reached the end */
+    while (i < s->actors.cap && !s->actors.ptr[i])
+        i++;
+    cJSON_AddNumberToObject(doc, "next", i < s->actors.cap ? i : 0);
     return doc;
 }
 

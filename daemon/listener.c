@@ -700,8 +700,17 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     case AX_T_EXIT:
         handle_exit(c, h, body);
         break;
+    case AX_T_ACTORS: {
+        ax_actors_query q;
+        const char *why = NULL;
+        if (ax_body_actors_get(body, h->body_len, &q, &why) != 0) {
+            bad_body(c, h->req_id, why);
+            break;
+        }
+        send_json(c, h->req_id, ax_runtime_actors_page(c->s, &q, 0));
+        break;
+    }
     case AX_T_STATUS:
-    case AX_T_ACTORS:
     case AX_T_PLUGINS:
     case AX_T_NODES:
     case AX_T_SHARDS:
@@ -711,7 +720,6 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         }
         send_json(c, h->req_id,
                   h->type == AX_T_STATUS   ? ax_runtime_status_json(c->s)
-                  : h->type == AX_T_ACTORS ? ax_runtime_actors_json(c->s)
                   : h->type == AX_T_NODES  ? ax_cluster_nodes_json(c->s)
                   : h->type == AX_T_SHARDS ? ax_route_shards_json(c->s, 1)
                                            : ax_plugins_json(c->s));

@@ -283,7 +283,14 @@ void ax_pending_complete(ax_server *s, uint32_t slot, uint32_t gen, int status, 
 
 /* JSON documents for the control plane (cJSON; caller frees with cJSON_Delete). */
 struct cJSON *ax_runtime_status_json(ax_server *s);
-struct cJSON *ax_runtime_actors_json(ax_server *s);
+struct cJSON *ax_runtime_actors_json(ax_server *s); /* the first page, no filters */
+/* One page of the ACTORS document: actors from slot q->cursor on that match q's filters,
+ * at most q->limit (0: AX_ACTORS_PAGE) and about max_bytes of JSON (0: half of
+ * client.max_frame), and "next": the cursor of the next page (0 = no more). q NULL: no
+ * filters. The daemon never builds a document larger than a frame. */
+#define AX_ACTORS_PAGE 1000
+#define AX_ACTORS_PAGE_MAX 10000
+struct cJSON *ax_runtime_actors_page(ax_server *s, const ax_actors_query *q, size_t max_bytes);
 /* Add a keyed actor's key to a document: "key" when it is valid UTF-8 without control
  * characters, else "key_hex" (keys are bytes; JSON documents must stay valid). */
 void ax_json_add_key(struct cJSON *o, const ax_actor *a);

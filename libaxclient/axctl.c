@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,8 @@ typedef struct opts {
     /* spawn options, as given (checked before connecting) */
     const char *restart, *max_restarts, *restart_window_ms, *backoff_ms, *mailbox_policy, *idle_timeout_ms;
     int trap_exit;
+    /* actors filters */
+    const char *f_type, *f_name, *f_state;
 } opts;
 
 /* Long-only options. */
@@ -51,6 +54,9 @@ enum {
     OPT_MAILBOX_POLICY,
     OPT_IDLE_TIMEOUT,
     OPT_TRAP_EXIT,
+    OPT_TYPE,
+    OPT_NAME,
+    OPT_STATE,
 };
 
 static void usage(FILE *f)
@@ -72,9 +78,12 @@ static void usage(FILE *f)
         "    status\n"
         "        Show the daemon's status document as \"key: value\" lines (nested\n"
         "        objects are flattened to dotted keys).\n"
-        "    actors\n"
-        "        List live actors as a table. Columns: ID, NAME, TYPE, STATE, MAILBOX,\n"
-        "        then every other field the daemon reports, alphabetically.\n"
+        "    actors [--type TYPE] [--name PREFIX] [--state STATE] [--key PREFIX]\n"
+        "        List live actors as a table, page by page (any number of actors), in a\n"
+        "        fixed column order: ID, GEN, NAME, TYPE, STATE, MAILBOX, CAPACITY,\n"
+        "        PROCESSED, RESTARTS, RESTART, LINKS, MONITORS, KEY. Filters: --type (the\n"
+        "        exact type), --name and --key (prefixes), --state (running, stopping,\n"
+        "        restarting). --json prints one document {\"actors\":[...]}.\n"
         "    shards\n"
         "        List the shards of keyed actors: SHARD, STATE (owned, free, acquiring,\n"
         "        releasing), OWNER (node holding the lease), EPOCH (fencing token),\n"
@@ -593,6 +602,89 @@ static int connect_or_report(const opts *o, axc_conn **c)
     return 0;
 }
 
+/* actors: every page (ACTORS with a cursor), streamed: a fixed column order, or one JSON
+ * document; nothing is held but the page being printed. */
+static int cmd_actors(const opts *o, axc_conn *c)
+{
+    static const char *const cols[] = {"id",        "gen",      "name",     "type",  "state",
+                                       "mailbox",   "capacity", "processed", "restarts", "restart",
+                                       "links",     "monitors", "key",      NULL};
+    static const int width[] = {8, 4, 16, 12, 10, 7, 8, 9, 8, 9, 5, 8, 0};
+    axc_actors_query q = {.type = o->f_type, .name_prefix = o->f_name, .state = o->f_state, .key_prefix = o->key};
+    size_t rows = 0;
+    if (o->json)
+        fputs("{\"actors\":[", stdout);
+    for (int page = 0;; page++) {
+        char *doc = NULL;
+        int rc = axc_actors_page(c, &q, &doc);
+        if (rc) {
+            if (o->json)
+                puts("]}");
+            return report(o, c, rc, "actors", NULL);
+        }
+        cJSON *d = cJSON_Parse(doc);
+        axc_free(doc);
+        const cJSON *arr = d ? cJSON_GetObjectItemCaseSensitive(d, "actors") : NULL;
+        const cJSON *next = d ? cJSON_GetObjectItemCaseSensitive(d, "next") : NULL;
+        if (!cJSON_IsArray(arr)) {
+            cJSON_Delete(d);
+            return report(o, c, AX_EPROTO, "actors", "the daemon sent a document that is not an actors page");
+        }
+        const cJSON *row;
+        cJSON_ArrayForEach(row, arr) {
+            if (o->json) {
+                char *t = cJSON_PrintUnformatted(row);
+                printf("%s%s", rows ? "," : "", t ? t : "{}");
+                cJSON_free(t);
+            } else {
+                if (!rows) {
+                    for (int k = 0; cols[k]; k++) {
+                        char h[16];
+                        size_t n = strlen(cols[k]);
+                        for (size_t i = 0; i <= n; i++)
+                            h[i] = (char)toupper((unsigned char)cols[k][i]);
+                        if (cols[k + 1])
+                            printf("%-*s  ", width[k], h);
+                        else
+                            printf("%s\n", h);
+                    }
+                }
+                for (int k = 0; cols[k]; k++) {
+                    const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, cols[k]);
+                    if (!v && !strcmp(cols[k], "key"))
+                        v = cJSON_GetObjectItemCaseSensitive(row, "key_hex");
+                    char buf[64];
+                    char *txt = NULL;
+                    const char *out = "-";
+                    if (cJSON_IsString(v)) {
+                        txt = xstrdup(v->valuestring);
+                        sanitize(txt);
+                        out = *txt ? txt : "-";
+                    } else if (cJSON_IsNumber(v)) {
+                        snprintf(buf, sizeof buf, "%.0f", v->valuedouble);
+                        out = buf;
+                    }
+                    if (cols[k + 1])
+                        printf("%-*s  ", width[k], out);
+                    else
+                        printf("%s\n", out);
+                    free(txt);
+                }
+            }
+            rows++;
+        }
+        q.cursor = cJSON_IsNumber(next) ? (uint64_t)next->valuedouble : 0;
+        cJSON_Delete(d);
+        if (!q.cursor)
+            break;
+    }
+    if (o->json)
+        puts("]}");
+    else if (!rows)
+        puts("(no actors)");
+    return 0;
+}
+
 /* status / actors / plugins list / plugins load: a JSON document. */
 static int cmd_doc(const opts *o, axc_conn *c, const char *what, int rc, char *doc)
 {
@@ -1048,6 +1140,9 @@ int main(int argc, char **argv)
         {"mailbox-policy", required_argument, NULL, OPT_MAILBOX_POLICY},
         {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_TIMEOUT},
         {"trap-exit", no_argument, NULL, OPT_TRAP_EXIT},
+        {"type", required_argument, NULL, OPT_TYPE},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"state", required_argument, NULL, OPT_STATE},
         {NULL, 0, NULL, 0},
     };
     opts o = {.timeout_ms = DEFAULT_TIMEOUT_MS};
@@ -1107,6 +1202,15 @@ int main(int argc, char **argv)
             break;
         case OPT_TRAP_EXIT:
             o.trap_exit = 1;
+            break;
+        case OPT_TYPE:
+            o.f_type = optarg;
+            break;
+        case OPT_NAME:
+            o.f_name = optarg;
+            break;
+        case OPT_STATE:
+            o.f_state = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -1179,8 +1283,10 @@ int main(int argc, char **argv)
     }
     int targets = !strcmp(cmd, "tell") || !strcmp(cmd, "ask") || !strcmp(cmd, "stop") || !strcmp(cmd, "monitor") ||
                   !strcmp(cmd, "exit");
-    if (o.key && !targets && strcmp(cmd, "spawn"))
-        return usage_error("--key is only valid with spawn, tell, ask, stop, exit and monitor");
+    if (o.key && !targets && strcmp(cmd, "spawn") && strcmp(cmd, "actors"))
+        return usage_error("--key is only valid with spawn, tell, ask, stop, exit, monitor and actors");
+    if ((o.f_type || o.f_name || o.f_state) && strcmp(cmd, "actors"))
+        return usage_error("--type, --name and --state are only valid with actors");
     if ((o.mailbox || o.config || o.restart || o.max_restarts || o.restart_window_ms || o.backoff_ms ||
          o.mailbox_policy || o.idle_timeout_ms || o.trap_exit) &&
         strcmp(cmd, "spawn"))
@@ -1213,8 +1319,7 @@ int main(int argc, char **argv)
         rc = axc_status(c, &doc);
         ex = cmd_doc(&o, c, "status", rc, doc);
     } else if (!strcmp(cmd, "actors")) {
-        rc = axc_actors(c, &doc);
-        ex = cmd_doc(&o, c, "actors", rc, doc);
+        ex = cmd_actors(&o, c);
     } else if (!strcmp(cmd, "shards")) {
         rc = axc_shards(c, &doc);
         ex = cmd_doc(&o, c, "shards", rc, doc);

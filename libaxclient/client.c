@@ -1332,6 +1332,34 @@ AXC_EXPORT int axc_actors(axc_conn *c, char **json)
     return json_call(c, AX_T_ACTORS, "actors", json);
 }
 
+AXC_EXPORT int axc_actors_page(axc_conn *c, const axc_actors_query *q, char **json)
+{
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    if (!json || !q)
+        return seterr(c, AX_EINVAL, "actors: query or json is NULL");
+    ax_actors_query w = {.cursor = q->cursor, .limit = q->limit};
+    w.type = q->type ? q->type : "";
+    w.name = q->name_prefix ? q->name_prefix : "";
+    w.state = q->state ? q->state : "";
+    w.key = q->key_prefix ? q->key_prefix : "";
+    w.type_len = strlen(w.type);
+    w.name_len = strlen(w.name);
+    w.state_len = strlen(w.state);
+    w.key_len = strlen(w.key);
+    if (w.type_len > AX_NAME_MAX || w.name_len > AX_NAME_MAX || w.state_len > AX_NAME_MAX || w.key_len > AX_KEY_MAX)
+        return seterr(c, AX_EINVAL, "actors: a filter is too long");
+    rframe f;
+    uint32_t id = next_id(c);
+    size_t mark = c->out.len;
+    size_t start = ax_frame_begin(&c->out, AX_T_ACTORS, 0, id);
+    ax_body_actors_put(&c->out, &w);
+    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+        return rc;
+    return get_blob(c, &f, AX_T_JSON, "actors", json, NULL);
+}
+
 AXC_EXPORT int axc_plugins(axc_conn *c, char **json)
 {
     return json_call(c, AX_T_PLUGINS, "plugins", json);

@@ -626,6 +626,43 @@ int ax_body_target_get(const void *p, size_t len, ax_wire_target *tgt, const cha
     return 0;
 }
 
+int ax_body_actors_get(const void *p, size_t len, ax_actors_query *q, const char **why)
+{
+    ax_rbuf r;
+    ax_actors_query t;
+    int rc;
+    memset(&t, 0, sizeof t);
+    if (len == 0) {
+        *q = t;
+        return 0;
+    }
+    ax_rbuf_init(&r, p, len);
+    t.cursor = ax_rbuf_u64(&r);
+    t.limit = ax_rbuf_u32(&r);
+    ax_rbuf_str(&r, &t.type, &t.type_len);
+    ax_rbuf_str(&r, &t.name, &t.name_len);
+    ax_rbuf_str(&r, &t.state, &t.state_len);
+    ax_rbuf_str(&r, &t.key, &t.key_len);
+    if (!r.err && ((t.type_len && ax_name_valid(t.type, t.type_len)) || (t.name_len && ax_name_valid(t.name, t.name_len)) ||
+                   (t.state_len && ax_name_valid(t.state, t.state_len)) || (t.key_len && memchr(t.key, 0, t.key_len)) ||
+                   t.key_len > AX_KEY_MAX || t.cursor > UINT32_MAX))
+        rfail(&r, "ACTORS: bad filter or cursor");
+    if ((rc = finish(&r, why)))
+        return rc;
+    *q = t;
+    return 0;
+}
+
+void ax_body_actors_put(ax_wbuf *b, const ax_actors_query *q)
+{
+    ax_wbuf_u64(b, q->cursor);
+    ax_wbuf_u32(b, q->limit);
+    ax_wbuf_str(b, q->type, q->type_len);
+    ax_wbuf_str(b, q->name, q->name_len);
+    ax_wbuf_str(b, q->state, q->state_len);
+    ax_wbuf_str(b, q->key, q->key_len);
+}
+
 int ax_body_exit_get(const void *p, size_t len, ax_wire_target *tgt, const char **reason, size_t *reason_len,
                      const char **why)
 {
@@ -742,8 +779,11 @@ int ax_body_validate(uint8_t type, const void *p, size_t len, const char **why)
     case AX_T_PLUGIN_UNLOAD: return ax_body_plugin_get(p, len, type, &s, &n, why);
     case AX_T_OK:
     case AX_T_UNSUBSCRIBE:
+    case AX_T_ACTORS: {
+        ax_actors_query aq;
+        return ax_body_actors_get(p, len, &aq, why);
+    }
     case AX_T_STATUS:
-    case AX_T_ACTORS:
     case AX_T_PLUGINS:
     case AX_T_NODES:
     case AX_T_SHARDS:

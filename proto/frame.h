@@ -223,6 +223,18 @@ void ax_body_hello_put(ax_wbuf *b, const ax_body_hello *h);
 void ax_body_hello_ok_put(ax_wbuf *b, const ax_body_hello_ok *h);
 int ax_body_ref_get(const void *p, size_t len, ax_wire_ref *r, const char **why);       /* REF */
 int ax_body_target_get(const void *p, size_t len, ax_wire_target *t, const char **why); /* STOP, RESOLVE */
+/* ACTORS query (an empty body = the first page, no filters): u64 cursor (0 = from the
+ * start), u32 limit (0 = the daemon's default page), str type (exact), str name_prefix,
+ * str state, str key_prefix (each empty = any). */
+typedef struct ax_actors_query {
+    uint64_t cursor;
+    uint32_t limit;
+    const char *type, *name, *state, *key;
+    size_t type_len, name_len, state_len, key_len;
+} ax_actors_query;
+int ax_body_actors_get(const void *p, size_t len, ax_actors_query *q, const char **why);
+void ax_body_actors_put(ax_wbuf *b, const ax_actors_query *q);
+
 /* EXIT: target, str reason (a valid name). */
 int ax_body_exit_get(const void *p, size_t len, ax_wire_target *t, const char **reason, size_t *reason_len,
                      const char **why);

@@ -88,6 +88,18 @@ int axc_stop(axc_conn *c, const axc_target *t);
  * axc_stop, its restart policy applies. Actors of the daemon's own node only (ENOTSUP). */
 int axc_exit(axc_conn *c, const axc_target *t, const char *reason);
 
+/* One page of the actors listing (PROTOCOL.md, ACTORS): actors from cursor on (0 = the
+ * start) matching the filters (NULL or "" = any; type exact, the others prefixes, state
+ * one of running/stopping/restarting), at most limit (0 = the daemon's page size), as
+ * {"actors":[...],"next":N}; call again with cursor = next until it is 0. axc_actors is
+ * the first page without filters. */
+typedef struct axc_actors_query {
+    uint64_t cursor;
+    uint32_t limit;
+    const char *type, *name_prefix, *state, *key_prefix;
+} axc_actors_query;
+int axc_actors_page(axc_conn *c, const axc_actors_query *q, char **json);
+
 /* ---- keyed actors and request flags ----
  * Flags of axc_tell_ex / axc_ask_ex (the wire flags of the same values):
  *   AXC_NOREPLY  tell only: fire-and-forget, exactly as axc_tell_noreply;
