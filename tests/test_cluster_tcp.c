@@ -9,6 +9,7 @@
  * handshake; a data flood not delaying heartbeats; secure by default. */
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -890,6 +891,54 @@ static void make_certs(const char *dir)
     free(err);
 }
 
+static int fd_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Idle strangers in the TLS phase are capped like handshakes (1,200 held ~900 fds before),
+ * and a real TLS peer still gets in. */
+START_TEST(idle_connections_in_the_tls_phase_are_capped)
+{
+    const char *dir = ax_h_tmpdir();
+    make_certs(dir);
+    char cert[2][300], key[2][300], ca[300];
+    const char *base[2] = {"a", "b"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cert[i], sizeof cert[i], "cluster.tls_cert=%s/%s.pem", dir, base[i]);
+        snprintf(key[i], sizeof key[i], "cluster.tls_key=%s/%s.key", dir, base[i]);
+    }
+    snprintf(ca, sizeof ca, "cluster.tls_ca=%s/ca.pem", dir);
+    node a = {"node-a", free_port(), NULL, {{0}}, {0}}, b = {"node-b", free_port(), NULL, {{0}}, {0}};
+    node_start(&a, TOKEN, NULL, 0,
+               (const char *const[]){"--set", "cluster.tls=true", "--set", cert[0], "--set", key[0], "--set", ca, NULL});
+    int base_fds = fd_count(ax_h_pid(a.d));
+    enum { NS = 1200 };
+    static int fds[NS];
+    for (int i = 0; i < NS; i++)
+        fds[i] = fp_connect(a.port);
+    usleep(500000);
+    int held = fd_count(ax_h_pid(a.d)) - base_fds;
+    printf("  %d idle TCP connections to a TLS listener: the daemon holds %d fds for them\n", NS, held);
+    ck_assert_msg(held <= 256 + 16, "the daemon holds %d fds for %d idle connections", held, NS);
+    node_start(&b, TOKEN, (const node *const[]){&a}, 1,
+               (const char *const[]){"--set", "cluster.tls=true", "--set", cert[1], "--set", key[1], "--set", ca, NULL});
+    cJSON_Delete(wait_peer_state(b.d, "node-a", "up", 10000));
+    for (int i = 0; i < NS; i++)
+        close(fds[i]);
+    ax_h_stop(b.d);
+    ax_h_stop(a.d);
+}
+END_TEST
+
 START_TEST(tls_links_verify_certificates_and_carry_traffic)
 {
     const char *dir = ax_h_tmpdir();
@@ -959,6 +1008,7 @@ static Suite *suite(void)
     tcase_add_test(t, sigkill_fires_noconnection_once_and_a_restart_is_a_new_trusted_session);
     tcase_add_test(t, a_data_flood_does_not_delay_heartbeats_beyond_the_timeout);
     tcase_add_test(t, tls_links_verify_certificates_and_carry_traffic);
+    tcase_add_test(t, idle_connections_in_the_tls_phase_are_capped);
     suite_add_tcase(s, t);
     return s;
 }

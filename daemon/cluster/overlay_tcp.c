@@ -490,9 +490,18 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         if (t->tls && t->n_tls_hs >= TLS_HS_MAX) {
-            /* strangers in the TLS phase are cheap to open: cap them as handshakes are */
-            close(fd);
-            continue;
+            /* strangers in the TLS phase are cheap to open: capped as handshakes are, the
+             * oldest making room (links are prepended: the last one is the oldest) */
+            tcp_link *oldest = NULL;
+            for (tcp_link *k = t->links; k; k = k->next)
+                if (k->tls_hs && !k->pub.outgoing && !k->dead)
+                    oldest = k;
+            if (oldest)
+                link_fail(oldest, "TLS: too many links in their TLS handshake; the oldest made room");
+            if (t->n_tls_hs >= TLS_HS_MAX) {
+                close(fd);
+                continue;
+            }
         }
         set_sockopts(t, fd);
         tcp_link *l = link_new(t, fd, 0);
