@@ -18,6 +18,7 @@
  *   trap 1|0         trap exits on or off
  *   subscribe        receive lifecycle events as "$event" messages
  *   churn N          spawn N anonymous "sup" actors and stop each; reply N
+ *   spawnkeep N      spawn N anonymous "sup" actors that stay; reply N
  *   note X           append "X," to the trail (what arrived, in order)
  *   report TARGET    tell TARGET "note result", then exit with ax_fail "done" (a worker
  *                    that sends its result and then dies)
@@ -256,6 +257,22 @@ static int churn(ax_ctx *cx, sup *self, const ax_msg *m)
     return ax_reply_i64(cx, n);
 }
 
+static int spawnkeep(ax_ctx *cx, sup *self, const ax_msg *m)
+{
+    int64_t n;
+    self->handled++;
+    if (ax_msg_i64(m, &n) != AX_OK || n < 0 || n > 2000000)
+        return AX_EINVAL;
+    for (int64_t i = 0; i < n; i++) {
+        ax_spawn_opts o = AX_SPAWN_OPTS_INIT;
+        ax_ref r;
+        int rc = ax_spawn(cx, "sup", &o, &r);
+        if (rc != AX_OK)
+            return rc;
+    }
+    return ax_reply_i64(cx, n);
+}
+
 static int on_exit_msg(ax_ctx *cx, sup *self, const ax_msg *m)
 {
     (void)cx;
@@ -382,6 +399,6 @@ AX_ACTOR_TYPE(sup_type, "sup", sup, NULL, NULL, AX_MSG("crash", crash), AX_MSG("
               AX_MSG("seqbad", q_seqbad), AX_MSG("downs", q_downs), AX_MSG("exits", q_exits),
               AX_MSG("events", q_events), AX_MSG("last", q_last), AX_MSG("note", do_note),
               AX_MSG("report", report), AX_MSG("xexit", xexit), AX_MSG("unlink", do_unlink),
-              AX_MSG("trail", q_trail));
+              AX_MSG("trail", q_trail), AX_MSG("spawnkeep", spawnkeep));
 
 AX_PLUGIN("sup", &sup_type);
