@@ -36,6 +36,17 @@ static int list_has(char *const *v, size_t n, const char *x)
     return 0;
 }
 
+/* Exchange two configs' lists (the running one takes the reloaded one's). */
+static void swap_list(char ***a, size_t *an, char ***b, size_t *bn)
+{
+    char **v = *a;
+    size_t n = *an;
+    *a = *b;
+    *an = *bn;
+    *b = v;
+    *bn = n;
+}
+
 int ax_server_reload(ax_server *s)
 {
     char err[768];
@@ -88,23 +99,12 @@ int ax_server_reload(ax_server *s)
             ax_log(AX_LOG_ERROR, "plugin", "reload: cannot load %s: %s", nc.plugins[i], err);
         }
     }
-    char **pv = s->cfg.plugins;
-    size_t pn = s->cfg.n_plugins;
-    s->cfg.plugins = nc.plugins;
-    s->cfg.n_plugins = nc.n_plugins;
-    nc.plugins = pv;
-    nc.n_plugins = pn;
+    swap_list(&s->cfg.plugins, &s->cfg.n_plugins, &nc.plugins, &nc.n_plugins);
     /* cluster.peers additions and address changes */
     int peers = ax_cluster_reload_peers(s, nc.cluster_peers, nc.n_cluster_peers);
-    if (s->cluster) {
-        char **v = s->cfg.cluster_peers;
-        size_t n = s->cfg.n_cluster_peers;
-        s->cfg.cluster_peers = nc.cluster_peers;
-        s->cfg.n_cluster_peers = nc.n_cluster_peers;
-        nc.cluster_peers = v;
-        nc.n_cluster_peers = n;
-    }
-    ax_config_free(&nc);
+    if (s->cluster)
+        swap_list(&s->cfg.cluster_peers, &s->cfg.n_cluster_peers, &nc.cluster_peers, &nc.n_cluster_peers);
+    ax_config_free(&nc); /* frees what was swapped out */
     ax_log(AX_LOG_INFO, "server", "configuration reloaded: %d plugin(s) loaded, %d peer(s) added", loaded, peers);
     return 0;
 }
