@@ -910,12 +910,12 @@ START_TEST(a_paused_owner_handles_nothing_at_its_old_epoch_after_sigcont)
     for (size_t i = 0; i < n; i++) {
         uint32_t k = shard_of(v[i].key);
         after += v[i].node == victim && v[i].t >= t_cont[0] && v[i].t < t_cont[0] + 0.5;
-        moved += v[i].node != victim && before.owned[k] && v[i].t > t_stop && v[i].t < t_cont[0] &&
-                 v[i].epoch > (uint64_t)before.epoch[k];
+        /* a takeover happened (during any of the freezes): the test is about something */
+        moved += v[i].node != victim && before.owned[k] && v[i].t > t_stop && v[i].epoch > (uint64_t)before.epoch[k];
     }
     int bad = fence_violations(v, n, t_cont[0]);
     printf("  SIGSTOP %s 3 x 2.2 s under load: %zu records (%llu asks ok, %llu errors), %zu handled by it in the "
-           "0.5 s after the first SIGCONT, %zu of its shards by new owners meanwhile; %d at a superseded epoch\n",
+           "0.5 s after the first SIGCONT, %zu of its shards by new owners; %d at a superseded epoch\n",
            N[victim].name, n, (unsigned long long)(L[0].ok + L[1].ok + L[2].ok),
            (unsigned long long)(L[0].errors + L[1].errors + L[2].errors), after, moved, bad);
     free(v);
