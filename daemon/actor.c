@@ -409,8 +409,8 @@ void ax_actor_terminate(ax_server *s, ax_actor *a, const char *reason)
     a->st = AX_ST_DEAD;
     /* A keyed actor stopped because its shard left this node: what it had queued was
      * not handled and may be sent again to the shard's next owner (retryable EBUSY). */
-    int moved = a->key && (!strcmp(reason, "lease_lost") || !strcmp(reason, "handover") ||
-                           !strcmp(reason, "shutdown") || !strcmp(reason, "store_regressed"));
+    int moved = a->key && (!strcmp(reason, AX_SHARD_LOST) || !strcmp(reason, AX_SHARD_HANDOVER) ||
+                           !strcmp(reason, AX_SHARD_SHUTDOWN) || !strcmp(reason, AX_SHARD_REGRESSED));
     ax_mq_splice(&a->ctl, &a->user);
     for (ax_env *e; (e = ax_mq_pop(&a->ctl));)
         ax_env_drop(s, e, moved ? AX_EBUSY : AX_ENOPROC);
@@ -508,7 +508,7 @@ static int keyed_may_run(ax_server *s, ax_actor *a)
         return 0;
     /* A stop queued for it (the manager's on_lost: handover, shutdown, lease_lost) says
      * why the shard went: on_stop hears that reason, not a generic one. */
-    char reason[AX_NAME_MAX + 1] = "lease_lost";
+    char reason[AX_NAME_MAX + 1] = AX_SHARD_LOST;
     for (ax_env *e = a->ctl.head; e; e = e->next)
         if (e->kind == AX_ENV_STOP || e->kind == AX_ENV_KILL) {
             size_t n = e->m.len < AX_NAME_MAX ? e->m.len : AX_NAME_MAX;
