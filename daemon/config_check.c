@@ -49,6 +49,18 @@ void ax_config_store_identity(const ax_config *c, char *buf, size_t n)
     buf[w < n ? w : n - 1] = 0;
 }
 
+const char AX_UNTRUSTED_OWNER[] = "is owned by another user";
+const char AX_UNTRUSTED_WRITABLE[] = "is writable by others";
+
+const char *ax_untrusted(const struct stat *st)
+{
+    if (st->st_uid != 0 && st->st_uid != geteuid())
+        return AX_UNTRUSTED_OWNER;
+    if ((st->st_mode & S_IWOTH) || ((st->st_mode & S_IWGRP) && st->st_gid != getegid()))
+        return AX_UNTRUSTED_WRITABLE;
+    return NULL;
+}
+
 int ax_plugin_resolve(const char *dir, const char *in, char *out, size_t outlen)
 {
     int n;

@@ -19,6 +19,13 @@ int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen);
  * with bytes outside printable ASCII as %XX. No secret in it (no password). */
 void ax_config_store_identity(const ax_config *c, char *buf, size_t n);
 
+/* Is a file or directory safe to trust (a plugin, the socket's directory): owned by root
+ * or the daemon's user, writable by nobody else? NULL if so, else AX_UNTRUSTED_OWNER or
+ * AX_UNTRUSTED_WRITABLE (short texts for messages). */
+struct stat;
+extern const char AX_UNTRUSTED_OWNER[], AX_UNTRUSTED_WRITABLE[];
+const char *ax_untrusted(const struct stat *st);
+
 /* The path a plugins.load entry names: itself if it has a '/', else DIR/NAME.so (".so"
  * not doubled). 0, or -1 if it does not fit. */
 int ax_plugin_resolve(const char *dir, const char *in, char *out, size_t outlen);

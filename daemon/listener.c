@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ax_mem.h"
+#include "config_check.h"
 #include "log.h"
 #include "peer.h"
 #include "server.h"
@@ -1116,14 +1117,15 @@ static int check_socket_dir(const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "socket directory %s is not a directory (a symlink?); refusing it", dir);
         return -1;
     }
-    if (st.st_uid != geteuid() && st.st_uid != 0) {
+    const char *why = ax_untrusted(&st);
+    if (why == AX_UNTRUSTED_OWNER) {
         snprintf(err, errlen,
                  "socket directory %s is owned by uid %u, not by the daemon's user (uid %u) or root: that user "
                  "could replace the socket; use a directory of the daemon's own",
                  dir, (unsigned)st.st_uid, (unsigned)geteuid());
         return -1;
     }
-    if ((st.st_mode & S_IWOTH) || ((st.st_mode & S_IWGRP) && st.st_gid != getegid())) {
+    if (why) {
         snprintf(err, errlen,
                  "socket directory %s is writable by %s (mode %04o): they could replace the socket; use a "
                  "directory of the daemon's own (mode 0750)",

@@ -208,16 +208,6 @@ static int resolve_path(ax_server *s, const char *in, char *out, size_t outlen)
     return ax_plugin_resolve(s->cfg.plugin_dir, in, out, outlen);
 }
 
-/* Owned by root or the daemon's user and writable by nobody else (st of a file or dir). */
-static const char *untrusted(const struct stat *st)
-{
-    if (st->st_uid != 0 && st->st_uid != geteuid())
-        return "is owned by another user";
-    if ((st->st_mode & S_IWOTH) || ((st->st_mode & S_IWGRP) && st->st_gid != getegid()))
-        return "is writable by others";
-    return NULL;
-}
-
 int ax_plugin_load_runtime(ax_server *s, const char *in, uid_t client_uid, ax_plugin **out, char *err, size_t errlen)
 {
     const char *mode = s->cfg.plugins_runtime_load ? s->cfg.plugins_runtime_load : "owner";
@@ -253,10 +243,10 @@ int ax_plugin_load_runtime(ax_server *s, const char *in, uid_t client_uid, ax_pl
     struct stat st;
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%.*s", (int)(dl ? dl : 1), real);
-    const char *why = stat(dir, &st) != 0 ? "is gone" : untrusted(&st);
+    const char *why = stat(dir, &st) != 0 ? "is gone" : ax_untrusted(&st);
     if (why)
         return fail(err, errlen, AX_EPERM, "%s: its directory %s %s", real, dir, why);
-    why = stat(real, &st) != 0 ? "is gone" : untrusted(&st);
+    why = stat(real, &st) != 0 ? "is gone" : ax_untrusted(&st);
     if (why)
         return fail(err, errlen, AX_EPERM, "%s %s", real, why);
     return ax_plugin_load(s, real, out, err, errlen);
