@@ -311,8 +311,27 @@ static void node_kill(int i)
     N[i].live = 0;
 }
 
+/* Wait (bounded) until port can be bound as a listener again: a free port chosen for a
+ * node lies in the ephemeral range, so some short-lived connection of the machine may
+ * hold it for a moment when the node restarts on it (seen once in CI: EADDRINUSE). */
+static void wait_port_bindable(int port)
+{
+    for (int i = 0; i < 250; i++) { /* bounded: 5 s */
+        int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                                 .sin_port = htons((uint16_t)port)};
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        int ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        close(fd);
+        if (ok)
+            return;
+        sleep_ms(20);
+    }
+}
+
 static void node_restart(int i)
 {
+    wait_port_bindable(N[i].port);
     ax_h_restart(N[i].d, NULL);
     N[i].live = 1;
 }
