@@ -2,12 +2,12 @@
  * Two runtimes (libaxd) in one process, each on its own libev loop, with the same
  * built-in actor type and K keyed actors:
  *
- *   fenced    a lease manager over the memory store (ax_route_start, as axactord runs by
+ *   fenced    a lease manager over the memory store (axd_route_start, as axactord runs by
  *             default), every shard acquired; each message resolves its key through
- *             ax_registry_route carrying the shard's current epoch (as a routed client
+ *             axd_registry_route carrying the shard's current epoch (as a routed client
  *             TELL/ASK does: the fencing check, then get_or_spawn)
  *   unfenced  no lease manager; each message resolves its key through
- *             ax_registry_get_or_spawn
+ *             axd_registry_get_or_spawn
  *
  * For each: N resolves alone (resolve), N tells (resolve, envelope, deliver, handled)
  * and N asks (the same plus a pending ask answered by the handler), round-robin over the
@@ -57,9 +57,9 @@ typedef struct {
 typedef struct {
     const char *label;
     int fenced;
-    ax_server srv;
+    axd_server srv;
     struct ev_loop *loop;
-    ax_type *type;
+    axd_type *type;
     uint32_t inc_id, get_id;
 } runtime;
 
@@ -81,9 +81,9 @@ static void die(const runtime *rt, const char *what, int rc, const char *why)
 
 static void runtime_init(runtime *rt, const char *label, int fenced)
 {
-    ax_config cfg;
+    axd_config cfg;
     char err[512];
-    ax_config_defaults(&cfg);
+    axd_config_defaults(&cfg);
     cfg.log_level = AX_LOG_WARN;
     rt->label = label;
     rt->fenced = fenced;
@@ -92,30 +92,30 @@ static void runtime_init(runtime *rt, const char *label, int fenced)
         fprintf(stderr, "bench_keyed_fence: cannot create an event loop\n");
         exit(1);
     }
-    ax_server_init(&rt->srv, rt->loop, &cfg);
+    axd_server_init(&rt->srv, rt->loop, &cfg);
     /* two runtimes in one process: neither needs SIGTERM/SIGINT, and a signal may only
      * be watched by one loop */
     ev_signal_stop(rt->loop, &rt->srv.sig_term);
     ev_signal_stop(rt->loop, &rt->srv.sig_int);
-    if (ax_type_register(&rt->srv, &fcount_type, NULL, &rt->type, err, sizeof err) != 0) {
+    if (axd_type_register(&rt->srv, &fcount_type, NULL, &rt->type, err, sizeof err) != 0) {
         fprintf(stderr, "bench_keyed_fence: cannot register the bench type: %s\n", err);
         exit(1);
     }
-    rt->inc_id = ax_msg_lookup(&rt->srv, "inc", 3);
-    rt->get_id = ax_msg_lookup(&rt->srv, "get", 3);
+    rt->inc_id = axd_msg_lookup(&rt->srv, "inc", 3);
+    rt->get_id = axd_msg_lookup(&rt->srv, "get", 3);
     if (!fenced)
         return;
-    if (ax_route_start(&rt->srv, err, sizeof err) != 0) {
-        fprintf(stderr, "bench_keyed_fence: ax_route_start: %s\n", err);
+    if (axd_route_start(&rt->srv, err, sizeof err) != 0) {
+        fprintf(stderr, "bench_keyed_fence: axd_route_start: %s\n", err);
         exit(1);
     }
     /* the memory store grants from the loop: turn it until every shard is ours */
     double t0 = now_s();
-    while (ax_shards_count_owned(rt->srv.shards) < rt->srv.cfg.shard_count) {
+    while (axd_shards_count_owned(rt->srv.shards) < rt->srv.cfg.shard_count) {
         ev_run(rt->loop, EVRUN_NOWAIT);
         if (now_s() - t0 > 10.0) {
             fprintf(stderr, "bench_keyed_fence: only %u of %u shards acquired after 10 s\n",
-                    ax_shards_count_owned(rt->srv.shards), rt->srv.cfg.shard_count);
+                    axd_shards_count_owned(rt->srv.shards), rt->srv.cfg.shard_count);
             exit(1);
         }
     }
@@ -123,27 +123,27 @@ static void runtime_init(runtime *rt, const char *label, int fenced)
 
 static void runtime_free(runtime *rt)
 {
-    ax_runtime_stop_all(&rt->srv, "shutdown");
+    axd_runtime_stop_all(&rt->srv, "shutdown");
     if (rt->fenced) { /* release the leases, as a daemon shutting down does (bounded) */
         double t0 = now_s();
-        if (ax_route_stop(&rt->srv))
+        if (axd_route_stop(&rt->srv))
             while (!rt->srv.shards_stopped && now_s() - t0 < 5.0)
                 ev_run(rt->loop, EVRUN_NOWAIT);
         if (ev_is_active(&rt->srv.shards_grace))
             ev_timer_stop(rt->loop, &rt->srv.shards_grace);
     }
-    ax_server_free(&rt->srv);
-    ax_type_unregister(&rt->srv, rt->type);
+    axd_server_free(&rt->srv);
+    axd_type_unregister(&rt->srv, rt->type);
     ev_loop_destroy(rt->loop);
 }
 
-/* The keyed lookup under test: fenced through ax_registry_route with the key's epoch,
- * unfenced through ax_registry_get_or_spawn. */
+/* The keyed lookup under test: fenced through axd_registry_route with the key's epoch,
+ * unfenced through axd_registry_get_or_spawn. */
 static inline int resolve(runtime *rt, const fkey *k, ax_ref *out, const char **why)
 {
     if (rt->fenced)
-        return ax_registry_route(&rt->srv, "fcount", 6, k->k, k->len, k->epoch, 1, out, why);
-    return ax_registry_get_or_spawn(&rt->srv, "fcount", 6, k->k, k->len, NULL, 1, out, why);
+        return axd_registry_route(&rt->srv, "fcount", 6, k->k, k->len, k->epoch, 1, out, why);
+    return axd_registry_get_or_spawn(&rt->srv, "fcount", 6, k->k, k->len, NULL, 1, out, why);
 }
 
 /* Turn the loop until no actor is ready (bounded). */
@@ -164,15 +164,15 @@ static void prepare_keys(runtime *rt, fkey *keys, size_t nk)
     for (size_t i = 0; i < nk; i++) {
         ax_ref r;
         uint64_t epoch = 0;
-        int rc = ax_route_check(&rt->srv, keys[i].k, keys[i].len, 0, &epoch, &why);
+        int rc = axd_route_check(&rt->srv, keys[i].k, keys[i].len, 0, &epoch, &why);
         if (rc)
-            die(rt, "ax_route_check", rc, why);
+            die(rt, "axd_route_check", rc, why);
         if (rt->fenced) {
             if (!epoch)
                 die(rt, "shard epoch", AX_EINVAL, "a served shard without an epoch");
             keys[i].epoch = epoch;
             /* the check is live: a wrong epoch is refused */
-            if (ax_registry_route(&rt->srv, "fcount", 6, keys[i].k, keys[i].len, epoch + 1, 1, &r, &why) != AX_ESTALE)
+            if (axd_registry_route(&rt->srv, "fcount", 6, keys[i].k, keys[i].len, epoch + 1, 1, &r, &why) != AX_ESTALE)
                 die(rt, "fencing", AX_EINVAL, "a stale epoch was accepted");
         }
         if ((rc = resolve(rt, &keys[i], &r, &why)) != 0)
@@ -199,7 +199,7 @@ static double run_resolve(runtime *rt, const fkey *keys, size_t nk, size_t n)
     return dt;
 }
 
-static void ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+static void ask_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
 {
     (void)s;
     (void)p;
@@ -215,7 +215,7 @@ static void ask_done(ax_server *s, ax_pending *p, int status, const void *data, 
  * seconds until every one was handled (and, for asks, answered). */
 static double run_msgs(runtime *rt, const fkey *keys, size_t nk, size_t n, int ask)
 {
-    ax_server *s = &rt->srv;
+    axd_server *s = &rt->srv;
     const char *why = NULL;
     uint64_t goal = s->ctr.delivered + n, replies_goal = g_replies + (ask ? n : 0);
     double t0 = now_s();
@@ -224,23 +224,23 @@ static double run_msgs(runtime *rt, const fkey *keys, size_t nk, size_t n, int a
         int rc = resolve(rt, &keys[i % nk], &r, &why);
         if (rc)
             die(rt, "resolve", rc, why);
-        ax_actor *a = ax_actor_get(s, r);
+        axd_actor *a = axd_actor_get(s, r);
         uint32_t id = ask ? rt->get_id : rt->inc_id;
-        if (!a || !ax_actor_handles(a, id))
+        if (!a || !axd_actor_handles(a, id))
             die(rt, "resolve", AX_ENOMSG, "no handler");
-        ax_env *e = ax_env_new(s, 0);
+        axd_env *e = axd_env_new(s, 0);
         if (!e)
-            die(rt, "ax_env_new", AX_ENOMEM, NULL);
+            die(rt, "axd_env_new", AX_ENOMEM, NULL);
         e->m.id = id;
         e->epoch = keys[i % nk].epoch;
         if (ask) {
-            ax_pending *p = ax_pending_new(s, s->cfg.ask_timeout_ms, ask_done);
+            axd_pending *p = axd_pending_new(s, s->cfg.ask_timeout_ms, ask_done);
             if (!p)
-                die(rt, "ax_pending_new", AX_ENOMEM, NULL);
+                die(rt, "axd_pending_new", AX_ENOMEM, NULL);
             e->ask = p->slot;
             e->ask_gen = p->gen;
         }
-        if ((rc = ax_actor_deliver(s, a, e)) != 0)
+        if ((rc = axd_actor_deliver(s, a, e)) != 0)
             die(rt, "deliver", rc, NULL);
         if ((i + 1) % nk == 0)
             drain(rt);
@@ -303,7 +303,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_keyed_fence: --n 1..100M, --keys 1..1M, --runs 1..15\n");
         return 2;
     }
-    ax_log_set_level(AX_LOG_WARN);
+    axd_log_set_level(AX_LOG_WARN);
     fkey *kf = calloc(nk, sizeof *kf), *ku = calloc(nk, sizeof *ku);
     if (!kf || !ku) {
         fprintf(stderr, "bench_keyed_fence: out of memory\n");
@@ -334,9 +334,9 @@ int main(int argc, char **argv)
         ru[2][i] = (double)n / run_msgs(&U, ku, nk, n, 1);
         rf[2][i] = (double)n / run_msgs(&F, kf, nk, n, 1);
     }
-    if (ax_shards_count_owned(F.srv.shards) != F.srv.cfg.shard_count) {
+    if (axd_shards_count_owned(F.srv.shards) != F.srv.cfg.shard_count) {
         fprintf(stderr, "bench_keyed_fence: shards were lost during the run (%u of %u owned)\n",
-                ax_shards_count_owned(F.srv.shards), F.srv.cfg.shard_count);
+                axd_shards_count_owned(F.srv.shards), F.srv.cfg.shard_count);
         return 1;
     }
     report("keyed_resolve_fenced", median(rf[0], runs), median(ru[0], runs));

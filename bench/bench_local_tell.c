@@ -37,24 +37,24 @@ static void die(const char *what, int rc)
 }
 
 /* Tell `to` a message from outside any actor (as the client listener does). */
-static void inject(ax_server *s, ax_ref to, const char *msg, ax_ref peer, int64_t n)
+static void inject(axd_server *s, ax_ref to, const char *msg, ax_ref peer, int64_t n)
 {
     struct pp_cmd c = {peer, n};
-    ax_env *e = ax_env_new(s, sizeof c);
+    axd_env *e = axd_env_new(s, sizeof c);
     if (!e)
-        die("ax_env_new", AX_ENOMEM);
+        die("axd_env_new", AX_ENOMEM);
     memcpy(e->data, &c, sizeof c);
-    e->m.id = ax_msg_lookup(s, msg, strlen(msg));
-    int rc = ax_actor_deliver(s, ax_actor_get(s, to), e);
+    e->m.id = axd_msg_lookup(s, msg, strlen(msg));
+    int rc = axd_actor_deliver(s, axd_actor_get(s, to), e);
     if (rc) {
-        ax_env_free(s, e);
+        axd_env_free(s, e);
         die(msg, rc);
     }
 }
 
-static uint64_t processed(ax_server *s, ax_ref r)
+static uint64_t processed(axd_server *s, ax_ref r)
 {
-    ax_actor *a = ax_actor_get(s, r);
+    axd_actor *a = axd_actor_get(s, r);
     if (!a) {
         fprintf(stderr, "bench_local_tell: an actor died during the run\n");
         exit(1);
@@ -64,7 +64,7 @@ static uint64_t processed(ax_server *s, ax_ref r)
 
 /* One run: tell `a` msg(b, n) and turn the loop until `b` handled `want` more
  * messages. Returns the elapsed seconds. */
-static double run_once(ax_server *s, ax_ref a, ax_ref b, const char *msg, int64_t n, uint64_t want)
+static double run_once(axd_server *s, ax_ref a, ax_ref b, const char *msg, int64_t n, uint64_t want)
 {
     uint64_t goal = processed(s, b) + want;
     double t0 = now_s();
@@ -86,7 +86,7 @@ static int cmp_double(const void *x, const void *y)
 
 /* Messages per second for `kind`: calibrate n so one run takes >= seconds, then the
  * median of `runs` runs. */
-static double measure(ax_server *s, ax_ref a, ax_ref b, const char *kind, double seconds, int runs)
+static double measure(axd_server *s, ax_ref a, ax_ref b, const char *kind, double seconds, int runs)
 {
     int pingpong = strcmp(kind, "start") == 0;
     int64_t n = 100000;
@@ -160,23 +160,23 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    ax_config cfg;
+    axd_config cfg;
     char err[512];
-    ax_config_defaults(&cfg);
-    ax_log_set_level(AX_LOG_WARN);
+    axd_config_defaults(&cfg);
+    axd_log_set_level(AX_LOG_WARN);
     cfg.log_level = AX_LOG_WARN;
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
-    static ax_server srv;
-    ax_server_init(&srv, loop, &cfg);
-    if (ax_plugin_load(&srv, plugin, NULL, err, sizeof err) != 0) {
+    static axd_server srv;
+    axd_server_init(&srv, loop, &cfg);
+    if (axd_plugin_load(&srv, plugin, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "bench_local_tell: cannot load %s: %s\n", plugin, err);
         return 1;
     }
     ax_ref a, b;
     const char *why = "";
     int rc;
-    if ((rc = ax_actor_spawn(&srv, "pingpong", 8, NULL, &a, &why)) != 0 ||
-        (rc = ax_actor_spawn(&srv, "pingpong", 8, NULL, &b, &why)) != 0) {
+    if ((rc = axd_actor_spawn(&srv, "pingpong", 8, NULL, &a, &why)) != 0 ||
+        (rc = axd_actor_spawn(&srv, "pingpong", 8, NULL, &b, &why)) != 0) {
         fprintf(stderr, "bench_local_tell: spawn: %s (%s)\n", ax_strerror(rc), why);
         return 1;
     }
@@ -185,7 +185,7 @@ int main(int argc, char **argv)
     report("local_tell_pingpong", measure(&srv, a, b, "start", seconds, runs), erl_pp);
     report("local_tell_burst", measure(&srv, a, b, "burst", seconds, runs), erl_burst);
 
-    ax_server_free(&srv);
+    axd_server_free(&srv);
     ev_loop_destroy(loop);
     return 0;
 }

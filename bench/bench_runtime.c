@@ -54,8 +54,8 @@ static int b_crash(ax_ctx *cx, bcount *st, const ax_msg *m)
 
 AX_ACTOR_TYPE(bcount_type, "bcount", bcount, NULL, NULL, AX_MSG("inc", b_inc), AX_MSG("crash", b_crash));
 
-static ax_server srv;
-static ax_type *btype;
+static axd_server srv;
+static axd_type *btype;
 
 static double now_s(void)
 {
@@ -98,9 +98,9 @@ static void drain_all(void)
 static void stop_all(const ax_ref *refs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        int rc = ax_actor_stop(&srv, ax_actor_get(&srv, refs[i]), "normal");
+        int rc = axd_actor_stop(&srv, axd_actor_get(&srv, refs[i]), "normal");
         if (rc)
-            die("ax_actor_stop", rc, NULL);
+            die("axd_actor_stop", rc, NULL);
     }
 }
 
@@ -108,9 +108,9 @@ static void spawn_all(ax_ref *refs, size_t n)
 {
     const char *why = NULL;
     for (size_t i = 0; i < n; i++) {
-        int rc = ax_actor_spawn(&srv, "bcount", 6, NULL, &refs[i], &why);
+        int rc = axd_actor_spawn(&srv, "bcount", 6, NULL, &refs[i], &why);
         if (rc)
-            die("ax_actor_spawn", rc, why);
+            die("axd_actor_spawn", rc, why);
     }
 }
 
@@ -136,22 +136,22 @@ static double run_gos(const bkey *keys, ax_ref *refs, size_t n)
     const char *why = NULL;
     double t0 = now_s();
     for (size_t i = 0; i < n; i++) {
-        int rc = ax_registry_get_or_spawn(&srv, "bcount", 6, keys[i].k, keys[i].len, NULL, 1, &refs[i], &why);
+        int rc = axd_registry_get_or_spawn(&srv, "bcount", 6, keys[i].k, keys[i].len, NULL, 1, &refs[i], &why);
         if (rc)
-            die("ax_registry_get_or_spawn", rc, why);
+            die("axd_registry_get_or_spawn", rc, why);
     }
     return now_s() - t0;
 }
 
-static void inject_crash(uint32_t msg, ax_actor *a)
+static void inject_crash(uint32_t msg, axd_actor *a)
 {
-    ax_env *e = ax_env_new(&srv, 0);
+    axd_env *e = axd_env_new(&srv, 0);
     if (!e)
-        die("ax_env_new", AX_ENOMEM, NULL);
+        die("axd_env_new", AX_ENOMEM, NULL);
     e->m.id = msg;
-    int rc = ax_actor_deliver(&srv, a, e);
+    int rc = axd_actor_deliver(&srv, a, e);
     if (rc) {
-        ax_env_free(&srv, e);
+        axd_env_free(&srv, e);
         die("deliver crash", rc, NULL);
     }
 }
@@ -161,8 +161,8 @@ static void inject_crash(uint32_t msg, ax_actor *a)
  * max_restarts within the window, i.e. faster than the intensity ceiling. */
 static double run_restart(ax_ref r, size_t n)
 {
-    uint32_t crash = ax_msg_lookup(&srv, "crash", 5);
-    ax_actor *a = ax_actor_get(&srv, r);
+    uint32_t crash = axd_msg_lookup(&srv, "crash", 5);
+    axd_actor *a = axd_actor_get(&srv, r);
     if (!a)
         die("restart actor", AX_ENOPROC, NULL);
     uint64_t goal = a->restarts + n;
@@ -174,7 +174,7 @@ static double run_restart(ax_ref r, size_t n)
             sent++;
         }
         ev_run(srv.loop, EVRUN_NOWAIT);
-        if (!(a = ax_actor_get(&srv, r)))
+        if (!(a = axd_actor_get(&srv, r)))
             return -1.0;
         if (now_s() - t0 > LOOP_LIMIT_S)
             die("restart", AX_ETIMEDOUT, "restarts did not finish");
@@ -268,14 +268,14 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    ax_config cfg;
+    axd_config cfg;
     char err[512];
-    ax_config_defaults(&cfg);
-    ax_log_set_level(AX_LOG_WARN);
+    axd_config_defaults(&cfg);
+    axd_log_set_level(AX_LOG_WARN);
     cfg.log_level = AX_LOG_WARN;
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
-    ax_server_init(&srv, loop, &cfg);
-    if (ax_type_register(&srv, &bcount_type, NULL, &btype, err, sizeof err) != 0) {
+    axd_server_init(&srv, loop, &cfg);
+    if (axd_type_register(&srv, &bcount_type, NULL, &btype, err, sizeof err) != 0) {
         fprintf(stderr, "bench_runtime: cannot register the bench type: %s\n", err);
         return 1;
     }
@@ -290,8 +290,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         keys[i].len = (size_t)snprintf(keys[i].k, sizeof keys[i].k, "k%zu", i);
 
-    printf("# runtime: actor type bcount (%zu-byte state, %zu-byte ax_actor), N = %zu, median of %d; "
-           "rss at %zu actors\n", sizeof(bcount), sizeof(ax_actor), n, runs, rss_n);
+    printf("# runtime: actor type bcount (%zu-byte state, %zu-byte axd_actor), N = %zu, median of %d; "
+           "rss at %zu actors\n", sizeof(bcount), sizeof(axd_actor), n, runs, rss_n);
     fflush(stdout);
 
     /* RSS first, on a heap nothing else has used yet */
@@ -346,7 +346,7 @@ int main(int argc, char **argv)
     o.restart_window_ms = 1;
     ax_ref r;
     const char *why = NULL;
-    int rc = ax_actor_spawn(&srv, "bcount", 6, &o, &r, &why);
+    int rc = axd_actor_spawn(&srv, "bcount", 6, &o, &r, &why);
     if (rc)
         die("spawn the restarting actor", rc, why);
     double dt = run_restart(r, n < 10000 ? n : 10000); /* warm-up */
@@ -364,9 +364,9 @@ int main(int argc, char **argv)
 
     free(refs);
     free(keys);
-    ax_runtime_stop_all(&srv, "shutdown");
-    ax_server_free(&srv);
-    ax_type_unregister(&srv, btype);
+    axd_runtime_stop_all(&srv, "shutdown");
+    axd_server_free(&srv);
+    axd_type_unregister(&srv, btype);
     ev_loop_destroy(loop);
     return 0;
 }

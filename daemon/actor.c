@@ -20,16 +20,16 @@
 
 /* ---------------- message names ---------------- */
 
-uint32_t ax_msg_lookup(ax_server *s, const char *name, size_t len)
+uint32_t axd_msg_lookup(axd_server *s, const char *name, size_t len)
 {
-    return (uint32_t)(uintptr_t)ax_hmap_get(&s->msg_names, name, len);
+    return (uint32_t)(uintptr_t)axd_hmap_get(&s->msg_names, name, len);
 }
 
-uint32_t ax_msg_intern(ax_server *s, const char *name, size_t len)
+uint32_t axd_msg_intern(axd_server *s, const char *name, size_t len)
 {
     if (len == 0 || len > AX_NAME_MAX)
         return 0;
-    uint32_t id = ax_msg_lookup(s, name, len);
+    uint32_t id = axd_msg_lookup(s, name, len);
     if (id)
         return id;
     /* '$' names are system messages; plugins may declare handlers for them. */
@@ -41,27 +41,27 @@ uint32_t ax_msg_intern(ax_server *s, const char *name, size_t len)
     }
     id = ++s->n_msg_ids;
     s->msg_by_id[id] = ax_strndup(name, len);
-    ax_hmap_put(&s->msg_names, s->msg_by_id[id], len, (void *)(uintptr_t)id);
+    axd_hmap_put(&s->msg_names, s->msg_by_id[id], len, (void *)(uintptr_t)id);
     return id;
 }
 
-const char *ax_msg_name(ax_server *s, uint32_t id)
+const char *axd_msg_name(axd_server *s, uint32_t id)
 {
     return id && id <= s->n_msg_ids ? s->msg_by_id[id] : "?";
 }
 
 /* ---------------- envelopes ---------------- */
 
-ax_env *ax_env_new(ax_server *s, size_t n)
+axd_env *axd_env_new(axd_server *s, size_t n)
 {
-    ax_env *e;
-    if (n <= AX_ENV_POOL_PAYLOAD) {
+    axd_env *e;
+    if (n <= AXD_ENV_POOL_PAYLOAD) {
         if (s->env_pool) {
             e = s->env_pool;
             s->env_pool = e->next;
             s->env_pool_len--;
         } else {
-            e = ax_malloc(sizeof *e + AX_ENV_POOL_PAYLOAD);
+            e = ax_malloc(sizeof *e + AXD_ENV_POOL_PAYLOAD);
         }
         memset(e, 0, sizeof *e);
         e->pooled = 1;
@@ -77,7 +77,7 @@ ax_env *ax_env_new(ax_server *s, size_t n)
     return e;
 }
 
-void ax_env_free(ax_server *s, ax_env *e)
+void axd_env_free(axd_server *s, axd_env *e)
 {
     if (!e)
         return;
@@ -91,11 +91,11 @@ void ax_env_free(ax_server *s, ax_env *e)
 }
 
 /* An envelope that will never be handled: its asker gets `status` now. */
-void ax_env_drop(ax_server *s, ax_env *e, int status)
+void axd_env_drop(axd_server *s, axd_env *e, int status)
 {
     if (e->ask)
-        ax_pending_complete(s, e->ask, e->ask_gen, status, NULL, 0);
-    ax_env_free(s, e);
+        axd_pending_complete(s, e->ask, e->ask_gen, status, NULL, 0);
+    axd_env_free(s, e);
 }
 
 /* ---------------- pending asks ---------------- */
@@ -104,19 +104,19 @@ static void pending_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ax_pending *p = w->data;
-    ax_server *s = ev_userdata(loop);
+    axd_pending *p = w->data;
+    axd_server *s = ev_userdata(loop);
     s->ctr.ask_timeouts++;
-    ax_pending_complete(s, p->slot, p->gen, AX_ETIMEDOUT, NULL, 0);
+    axd_pending_complete(s, p->slot, p->gen, AX_ETIMEDOUT, NULL, 0);
 }
 
-ax_pending *ax_pending_new(ax_server *s, uint32_t timeout_ms, ax_pending_done done)
+axd_pending *axd_pending_new(axd_server *s, uint32_t timeout_ms, axd_pending_done done)
 {
-    ax_pending *p = ax_try_malloc(sizeof *p);
+    axd_pending *p = ax_try_malloc(sizeof *p);
     if (!p)
         return NULL;
     memset(p, 0, sizeof *p);
-    p->slot = ax_slots_alloc(&s->pending, p, &p->gen);
+    p->slot = axd_slots_alloc(&s->pending, p, &p->gen);
     if (!p->slot) {
         ax_free(p);
         return NULL;
@@ -128,14 +128,14 @@ ax_pending *ax_pending_new(ax_server *s, uint32_t timeout_ms, ax_pending_done do
     return p;
 }
 
-void ax_pending_complete(ax_server *s, uint32_t slot, uint32_t gen, int status, const void *data, size_t n)
+void axd_pending_complete(axd_server *s, uint32_t slot, uint32_t gen, int status, const void *data, size_t n)
 {
-    ax_pending *p = ax_slots_get(&s->pending, slot, gen);
+    axd_pending *p = axd_slots_get(&s->pending, slot, gen);
     if (!p) {
         s->ctr.late_replies++; /* the ask already timed out or its asker is gone */
         return;
     }
-    ax_slots_release(&s->pending, slot);
+    axd_slots_release(&s->pending, slot);
     ev_timer_stop(s->loop, &p->timer);
     p->done(s, p, status, data, n);
     ax_free(p);
@@ -143,9 +143,9 @@ void ax_pending_complete(ax_server *s, uint32_t slot, uint32_t gen, int status, 
 
 /* ---------------- scheduling ---------------- */
 
-void ax_actor_schedule(ax_server *s, ax_actor *a)
+void axd_actor_schedule(axd_server *s, axd_actor *a)
 {
-    if (a->in_ready || a->running || a->st == AX_ST_DEAD || a->st == AX_ST_RESTARTING)
+    if (a->in_ready || a->running || a->st == AXD_ST_DEAD || a->st == AXD_ST_RESTARTING)
         return;
     a->in_ready = 1;
     a->ready_next = NULL;
@@ -158,9 +158,9 @@ void ax_actor_schedule(ax_server *s, ax_actor *a)
         ev_idle_start(s->loop, &s->run_idle);
 }
 
-static ax_actor *ready_pop(ax_server *s)
+static axd_actor *ready_pop(axd_server *s)
 {
-    ax_actor *a = s->ready_head;
+    axd_actor *a = s->ready_head;
     if (a) {
         s->ready_head = a->ready_next;
         if (!s->ready_head)
@@ -171,29 +171,29 @@ static ax_actor *ready_pop(ax_server *s)
     return a;
 }
 
-ax_actor *ax_actor_get(ax_server *s, ax_ref r)
+axd_actor *axd_actor_get(axd_server *s, ax_ref r)
 {
     if (r.node != 0)
         return NULL;
-    ax_actor *a = ax_slots_get(&s->actors, r.id, r.gen);
-    return a && (a->st == AX_ST_RUNNING || a->st == AX_ST_RESTARTING) ? a : NULL;
+    axd_actor *a = axd_slots_get(&s->actors, r.id, r.gen);
+    return a && (a->st == AXD_ST_RUNNING || a->st == AXD_ST_RESTARTING) ? a : NULL;
 }
 
-ax_actor *ax_actor_get_any(ax_server *s, ax_ref r)
+axd_actor *axd_actor_get_any(axd_server *s, ax_ref r)
 {
     if (r.node != 0)
         return NULL;
-    ax_actor *a = ax_slots_get(&s->actors, r.id, r.gen);
-    return a && a->st != AX_ST_DEAD ? a : NULL;
+    axd_actor *a = axd_slots_get(&s->actors, r.id, r.gen);
+    return a && a->st != AXD_ST_DEAD ? a : NULL;
 }
 
-ax_actor *ax_actor_by_name(ax_server *s, const char *name, size_t len)
+axd_actor *axd_actor_by_name(axd_server *s, const char *name, size_t len)
 {
-    ax_actor *a = ax_hmap_get(&s->names, name, len);
-    return a && a->st != AX_ST_DEAD ? a : NULL;
+    axd_actor *a = axd_hmap_get(&s->names, name, len);
+    return a && a->st != AXD_ST_DEAD ? a : NULL;
 }
 
-static ax_handler_fn find_handler(const ax_type *t, uint32_t id)
+static ax_handler_fn find_handler(const axd_type *t, uint32_t id)
 {
     for (size_t i = 0; i < t->n_handlers; i++)
         if (t->handlers[i].id == id)
@@ -201,16 +201,16 @@ static ax_handler_fn find_handler(const ax_type *t, uint32_t id)
     return NULL;
 }
 
-int ax_actor_handles(const ax_actor *a, uint32_t id) { return id && find_handler(a->type, id) != NULL; }
+int axd_actor_handles(const axd_actor *a, uint32_t id) { return id && find_handler(a->type, id) != NULL; }
 
-int ax_actor_deliver(ax_server *s, ax_actor *a, ax_env *e)
+int axd_actor_deliver(axd_server *s, axd_actor *a, axd_env *e)
 {
-    if (!a || a->st == AX_ST_DEAD || (a->st == AX_ST_STOPPING && e->kind != AX_ENV_KILL))
+    if (!a || a->st == AXD_ST_DEAD || (a->st == AXD_ST_STOPPING && e->kind != AXD_ENV_KILL))
         return AX_ENOPROC;
     switch (e->kind) {
-    case AX_ENV_USER:
+    case AXD_ENV_USER:
         a->last_msg = ev_now(s->loop);
-        if (!ax_actor_handles(a, e->m.id)) {
+        if (!axd_actor_handles(a, e->m.id)) {
             s->ctr.no_handler++;
             return AX_ENOMSG;
         }
@@ -218,28 +218,28 @@ int ax_actor_deliver(ax_server *s, ax_actor *a, ax_env *e)
             s->ctr.mailbox_full++;
             return AX_EFULL;
         }
-        ax_mq_push(&a->user, e);
+        axd_mq_push(&a->user, e);
         break;
-    case AX_ENV_REPLY: /* the asker asked for it: not refused for capacity */
-        ax_mq_push(&a->user, e);
+    case AXD_ENV_REPLY: /* the asker asked for it: not refused for capacity */
+        axd_mq_push(&a->user, e);
         break;
-    case AX_ENV_SYS:
+    case AXD_ENV_SYS:
         /* $exit and $down: in order with what their sender sent before, never refused.
          * $event (the lifecycle stream, bounded per subscriber by events_buffer) rides
          * the control mailbox: it reports on other actors, not a signal from them. */
-        ax_mq_push(e->m.id == s->sys_event_id ? &a->ctl : &a->user, e);
+        axd_mq_push(e->m.id == s->sys_event_id ? &a->ctl : &a->user, e);
         break;
     default:
-        ax_mq_push(&a->ctl, e);
+        axd_mq_push(&a->ctl, e);
         break;
     }
-    ax_actor_schedule(s, a);
+    axd_actor_schedule(s, a);
     return AX_OK;
 }
 
 /* ---------------- spawn / stop ---------------- */
 
-static void ctx_init(ax_ctx *cx, ax_server *s, ax_actor *a, ax_env *e)
+static void ctx_init(ax_ctx *cx, axd_server *s, axd_actor *a, axd_env *e)
 {
     cx->api = &s->api;
     cx->srv = s;
@@ -251,7 +251,7 @@ static void ctx_init(ax_ctx *cx, ax_server *s, ax_actor *a, ax_env *e)
 }
 
 /* Run on_start for a fresh incarnation (state already zeroed). 0 or the error. */
-int ax_actor_start(ax_server *s, ax_actor *a)
+int axd_actor_start(axd_server *s, axd_actor *a)
 {
     if (!a->type->desc->on_start)
         return AX_OK;
@@ -266,18 +266,18 @@ int ax_actor_start(ax_server *s, ax_actor *a)
 }
 
 /* Undo a spawn whose first on_start failed: nothing fires, the ref never existed. */
-static void spawn_unwind(ax_server *s, ax_actor *a)
+static void spawn_unwind(axd_server *s, axd_actor *a)
 {
-    a->st = AX_ST_DEAD;
+    a->st = AXD_ST_DEAD;
     if (a->name)
-        ax_hmap_del(&s->names, a->name, strlen(a->name));
-    ax_registry_remove(s, a);
-    ax_mq_splice(&a->user, &a->ctl);
-    for (ax_env *e; (e = ax_mq_pop(&a->user));)
-        ax_env_drop(s, e, AX_ENOPROC);
-    ax_actor_free_ext(s, a, NULL);
+        axd_hmap_del(&s->names, a->name, strlen(a->name));
+    axd_registry_remove(s, a);
+    axd_mq_splice(&a->user, &a->ctl);
+    for (axd_env *e; (e = axd_mq_pop(&a->user));)
+        axd_env_drop(s, e, AX_ENOPROC);
+    axd_actor_free_ext(s, a, NULL);
     a->type->live--;
-    ax_slots_release(&s->actors, a->slot);
+    axd_slots_release(&s->actors, a->slot);
     ax_free(a->key);
     ax_free(a->name);
     ax_free(a->state);
@@ -286,7 +286,7 @@ static void spawn_unwind(ax_server *s, ax_actor *a)
 
 /* Create an actor; key (registry key "type\0key", owned by the caller) is set for
  * keyed actors before on_start runs, so a racing get_or_spawn finds it. */
-static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const char *key, size_t key_len,
+static int actor_create(axd_server *s, axd_type *t, const ax_spawn_opts *o, const char *key, size_t key_len,
                         ax_ref *out, const char **why)
 {
     ax_spawn_opts opts = AX_SPAWN_OPTS_INIT;
@@ -299,7 +299,7 @@ static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const 
             *why = "invalid actor name";
             return AX_EINVAL;
         }
-        if (ax_hmap_get(&s->names, opts.name, nlen)) {
+        if (axd_hmap_get(&s->names, opts.name, nlen)) {
             *why = "an actor with this name already exists";
             return AX_EEXIST;
         }
@@ -308,7 +308,7 @@ static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const 
         *why = "invalid restart or mailbox policy";
         return AX_EINVAL;
     }
-    ax_actor *a = ax_try_malloc(sizeof *a);
+    axd_actor *a = ax_try_malloc(sizeof *a);
     if (!a) {
         *why = "out of memory";
         return AX_ENOMEM;
@@ -322,7 +322,7 @@ static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const 
     }
     if (a->state)
         memset(a->state, 0, t->desc->state_size);
-    a->slot = ax_slots_alloc(&s->actors, a, &a->gen);
+    a->slot = axd_slots_alloc(&s->actors, a, &a->gen);
     if (!a->slot) {
         ax_free(a->state);
         ax_free(a);
@@ -337,7 +337,7 @@ static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const 
     a->started_at = a->last_msg = ev_now(s->loop);
     if (opts.name) {
         a->name = ax_strndup(opts.name, nlen);
-        ax_hmap_put(&s->names, a->name, nlen, a);
+        axd_hmap_put(&s->names, a->name, nlen, a);
     }
     if (key) {
         a->key = ax_malloc(key_len + 1); /* NUL-terminated: the key part is read as a C string */
@@ -345,8 +345,8 @@ static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const 
         a->key[key_len] = 0;
         a->key_len = key_len;
         size_t tl = strlen(a->key);
-        a->shard = ax_route_shard_of(s, a->key + tl + 1, key_len - tl - 1);
-        ax_hmap_put(&s->keyed, a->key, key_len, a);
+        a->shard = axd_route_shard_of(s, a->key + tl + 1, key_len - tl - 1);
+        axd_hmap_put(&s->keyed, a->key, key_len, a);
         a->knext = s->keyed_head;
         if (s->keyed_head)
             s->keyed_head->kprev = a;
@@ -355,14 +355,14 @@ static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const 
     t->live++;
     if (!ax_ref_is_none(opts.link_to)) {
         int noproc = 0;
-        ax_sup_link(s, a, opts.link_to, &noproc);
+        axd_sup_link(s, a, opts.link_to, &noproc);
         if (noproc && !a->trap_exit) {
             spawn_unwind(s, a);
             *why = "link target does not exist (noproc)";
             return AX_ENOPROC;
         }
     }
-    int rc = ax_actor_start(s, a);
+    int rc = axd_actor_start(s, a);
     if (rc != AX_OK) {
         /* A failed first start leaves nothing behind; messages it sent stay sent. */
         spawn_unwind(s, a);
@@ -370,23 +370,23 @@ static int actor_create(ax_server *s, ax_type *t, const ax_spawn_opts *o, const 
         return rc;
     }
     s->ctr.spawned++;
-    ax_log(AX_LOG_DEBUG, "actor", "spawned %s @%u.%u%s%s", t->name, a->slot, a->gen, a->name ? " " : "",
+    axd_log(AX_LOG_DEBUG, "actor", "spawned %s @%u.%u%s%s", t->name, a->slot, a->gen, a->name ? " " : "",
            a->name ? a->name : "");
     if (out)
         *out = (ax_ref){a->slot, a->gen, 0};
-    ax_event_emit(s, a, "started", NULL);
+    axd_event_emit(s, a, "started", NULL);
     if (a->ctl.len || a->user.len)
-        ax_actor_schedule(s, a);
+        axd_actor_schedule(s, a);
     return AX_OK;
 }
 
-int ax_actor_spawn(ax_server *s, const char *type, size_t type_len, const ax_spawn_opts *o,
+int axd_actor_spawn(axd_server *s, const char *type, size_t type_len, const ax_spawn_opts *o,
                    ax_ref *out, const char **why)
 {
     const char *dummy;
     if (!why)
         why = &dummy;
-    ax_type *t = ax_hmap_get(&s->types, type, type_len);
+    axd_type *t = axd_hmap_get(&s->types, type, type_len);
     if (!t) {
         *why = "unknown actor type";
         return AX_ENOTYPE;
@@ -394,9 +394,9 @@ int ax_actor_spawn(ax_server *s, const char *type, size_t type_len, const ax_spa
     return actor_create(s, t, o, NULL, 0, out, why);
 }
 
-int ax_actor_spawn_keyed(ax_server *s, ax_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
+int axd_actor_spawn_keyed(axd_server *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
                          ax_ref *out, const char **why);
-int ax_actor_spawn_keyed(ax_server *s, ax_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
+int axd_actor_spawn_keyed(axd_server *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
                          ax_ref *out, const char **why)
 {
     return actor_create(s, t, o, key, key_len, out, why);
@@ -404,28 +404,28 @@ int ax_actor_spawn_keyed(ax_server *s, ax_type *t, const char *key, size_t key_l
 
 /* Final end of an actor (on_stop already ran): fail what is queued, fire links and
  * monitors, emit "stopped", release the name, key and slot. */
-void ax_actor_terminate(ax_server *s, ax_actor *a, const char *reason)
+void axd_actor_terminate(axd_server *s, axd_actor *a, const char *reason)
 {
-    a->st = AX_ST_DEAD;
+    a->st = AXD_ST_DEAD;
     /* A keyed actor stopped because its shard left this node: what it had queued was
      * not handled and may be sent again to the shard's next owner (retryable EBUSY). */
-    int moved = a->key && (!strcmp(reason, AX_SHARD_LOST) || !strcmp(reason, AX_SHARD_HANDOVER) ||
-                           !strcmp(reason, AX_SHARD_SHUTDOWN) || !strcmp(reason, AX_SHARD_REGRESSED));
-    ax_mq_splice(&a->ctl, &a->user);
-    for (ax_env *e; (e = ax_mq_pop(&a->ctl));)
-        ax_env_drop(s, e, moved ? AX_EBUSY : AX_ENOPROC);
+    int moved = a->key && (!strcmp(reason, AXD_SHARD_LOST) || !strcmp(reason, AXD_SHARD_HANDOVER) ||
+                           !strcmp(reason, AXD_SHARD_SHUTDOWN) || !strcmp(reason, AXD_SHARD_REGRESSED));
+    axd_mq_splice(&a->ctl, &a->user);
+    for (axd_env *e; (e = axd_mq_pop(&a->ctl));)
+        axd_env_drop(s, e, moved ? AX_EBUSY : AX_ENOPROC);
     if (a->name)
-        ax_hmap_del(&s->names, a->name, strlen(a->name));
-    ax_registry_remove(s, a);
-    ax_event_emit(s, a, "stopped", reason);
-    ax_actor_free_ext(s, a, reason); /* fires links and monitors */
+        axd_hmap_del(&s->names, a->name, strlen(a->name));
+    axd_registry_remove(s, a);
+    axd_event_emit(s, a, "stopped", reason);
+    axd_actor_free_ext(s, a, reason); /* fires links and monitors */
     a->type->live--;
     s->ctr.stopped++;
-    ax_log(AX_LOG_DEBUG, "actor", "stopped %s @%u.%u: %s", a->type->name, a->slot, a->gen, reason);
-    ax_slots_release(&s->actors, a->slot);
+    axd_log(AX_LOG_DEBUG, "actor", "stopped %s @%u.%u: %s", a->type->name, a->slot, a->gen, reason);
+    axd_slots_release(&s->actors, a->slot);
     if (a->in_ready) {
         /* unlink from the ready queue (only happens on shutdown paths) */
-        ax_actor **pp = &s->ready_head, *prev = NULL;
+        axd_actor **pp = &s->ready_head, *prev = NULL;
         while (*pp && *pp != a) {
             prev = *pp;
             pp = &(*pp)->ready_next;
@@ -443,8 +443,8 @@ void ax_actor_terminate(ax_server *s, ax_actor *a, const char *reason)
 }
 
 /* Call on_stop for the incarnation that is ending. */
-void ax_actor_call_on_stop(ax_server *s, ax_actor *a, const char *reason);
-void ax_actor_call_on_stop(ax_server *s, ax_actor *a, const char *reason)
+void axd_actor_call_on_stop(axd_server *s, axd_actor *a, const char *reason);
+void axd_actor_call_on_stop(axd_server *s, axd_actor *a, const char *reason)
 {
     if (!a->type->desc->on_stop)
         return;
@@ -457,9 +457,9 @@ void ax_actor_call_on_stop(ax_server *s, ax_actor *a, const char *reason)
 
 /* Stop from outside (client, another actor): final, never restarted. "kill" cannot be
  * trapped and ends the actor with reason "killed". */
-int ax_actor_stop(ax_server *s, ax_actor *a, const char *reason)
+int axd_actor_stop(axd_server *s, axd_actor *a, const char *reason)
 {
-    if (!a || a->st == AX_ST_DEAD || a->st == AX_ST_STOPPING)
+    if (!a || a->st == AXD_ST_DEAD || a->st == AXD_ST_STOPPING)
         return AX_ENOPROC;
     int kill = strcmp(reason, "kill") == 0;
     if (kill)
@@ -467,22 +467,22 @@ int ax_actor_stop(ax_server *s, ax_actor *a, const char *reason)
     size_t n = strlen(reason);
     if (n > AX_NAME_MAX)
         n = AX_NAME_MAX;
-    ax_env *e = ax_env_new(s, n + 1);
+    axd_env *e = axd_env_new(s, n + 1);
     if (!e)
         return AX_ENOMEM;
     memcpy(e->data, reason, n);
     e->data[n] = 0;
     e->m.len = n;
-    e->kind = kill ? AX_ENV_KILL : AX_ENV_STOP;
-    if (a->st == AX_ST_RESTARTING) {
+    e->kind = kill ? AXD_ENV_KILL : AXD_ENV_STOP;
+    if (a->st == AXD_ST_RESTARTING) {
         /* no incarnation runs during a backoff: end it now */
-        ax_env_free(s, e);
-        ax_actor_terminate(s, a, reason);
+        axd_env_free(s, e);
+        axd_actor_terminate(s, a, reason);
         return AX_OK;
     }
-    a->st = AX_ST_STOPPING; /* refuses new user messages from now on */
-    ax_mq_push(&a->ctl, e);
-    ax_actor_schedule(s, a);
+    a->st = AXD_ST_STOPPING; /* refuses new user messages from now on */
+    axd_mq_push(&a->ctl, e);
+    axd_actor_schedule(s, a);
     return AX_OK;
 }
 
@@ -499,41 +499,41 @@ static void exit_reason_for_error(ax_ctx *cx, int rc)
  * pause, a slow handler, it is seconds old). Past it, every shard whose deadline passed
  * is dropped at once (their actors get a stop) before anything else runs, and this actor
  * ends with "lease_lost". Returns 1 if the actor may go on. */
-static int keyed_may_run(ax_server *s, ax_actor *a)
+static int keyed_may_run(axd_server *s, axd_actor *a)
 {
-    if (ax_shards_serving(s->shards, a->shard, NULL))
+    if (axd_shards_serving(s->shards, a->shard, NULL))
         return 1;
-    ax_shards_expire(s->shards);
-    if (a->st == AX_ST_DEAD || a->st == AX_ST_RESTARTING)
+    axd_shards_expire(s->shards);
+    if (a->st == AXD_ST_DEAD || a->st == AXD_ST_RESTARTING)
         return 0;
     /* A stop queued for it (the manager's on_lost: handover, shutdown, lease_lost) says
      * why the shard went: on_stop hears that reason, not a generic one. */
-    char reason[AX_NAME_MAX + 1] = AX_SHARD_LOST;
-    for (ax_env *e = a->ctl.head; e; e = e->next)
-        if (e->kind == AX_ENV_STOP || e->kind == AX_ENV_KILL) {
+    char reason[AX_NAME_MAX + 1] = AXD_SHARD_LOST;
+    for (axd_env *e = a->ctl.head; e; e = e->next)
+        if (e->kind == AXD_ENV_STOP || e->kind == AXD_ENV_KILL) {
             size_t n = e->m.len < AX_NAME_MAX ? e->m.len : AX_NAME_MAX;
             memcpy(reason, e->data, n);
             reason[n] = 0;
             break;
         }
-    ax_actor_exit(s, a, reason, 1);
+    axd_actor_exit(s, a, reason, 1);
     return 0;
 }
 
 /* The same in the middle of a batch, with the envelope taken from the mailbox but not
  * handled: it is refused (its asker gets AX_EBUSY, retryable) before the actor ends. */
-static int keyed_may_run_with(ax_server *s, ax_actor *a, ax_env *e)
+static int keyed_may_run_with(axd_server *s, axd_actor *a, axd_env *e)
 {
-    if (ax_shards_serving(s->shards, a->shard, NULL))
+    if (axd_shards_serving(s->shards, a->shard, NULL))
         return 1;
     a->running = 0;
-    ax_env_drop(s, e, AX_EBUSY);
+    axd_env_drop(s, e, AX_EBUSY);
     keyed_may_run(s, a);
     return 0;
 }
 
 /* Run one actor for up to one batch. Returns 1 if it still has work. */
-static int run_actor(ax_server *s, ax_actor *a)
+static int run_actor(axd_server *s, axd_actor *a)
 {
     uint32_t budget = s->cfg.batch;
     ax_ctx cx;
@@ -542,37 +542,37 @@ static int run_actor(ax_server *s, ax_actor *a)
         return 0;
     a->running = 1;
     uint64_t processed_at_start = a->processed;
-    while (budget-- > 0 && a->st != AX_ST_DEAD && a->st != AX_ST_RESTARTING) {
-        ax_env *e = ax_mailbox_next(a);
+    while (budget-- > 0 && a->st != AXD_ST_DEAD && a->st != AXD_ST_RESTARTING) {
+        axd_env *e = axd_mailbox_next(a);
         if (!e)
             break;
-        if (e->kind == AX_ENV_STOP || e->kind == AX_ENV_KILL) {
+        if (e->kind == AXD_ENV_STOP || e->kind == AXD_ENV_KILL) {
             a->running = 0;
             char reason[AX_NAME_MAX + 1];
             memcpy(reason, e->data, e->m.len + 1);
-            ax_env_free(s, e);
-            ax_actor_exit(s, a, reason, 1);
+            axd_env_free(s, e);
+            axd_actor_exit(s, a, reason, 1);
             return 0;
         }
-        if (e->kind == AX_ENV_EXIT) {
+        if (e->kind == AXD_ENV_EXIT) {
             a->running = 0;
-            if (ax_handle_exit_signal(s, a, e))
+            if (axd_handle_exit_signal(s, a, e))
                 return 0;
             a->running = 1;
             continue; /* a signal of a link that was removed meanwhile */
         }
-        if (e->kind == AX_ENV_SYS && e->m.id == s->sys_exit_id && !ax_exit_msg_live(s, a, e)) {
-            ax_env_free(s, e);
+        if (e->kind == AXD_ENV_SYS && e->m.id == s->sys_exit_id && !axd_exit_msg_live(s, a, e)) {
+            axd_env_free(s, e);
             continue;
         }
         if (fenced && a->processed != processed_at_start && !keyed_may_run_with(s, a, e))
             return 0; /* a handler of this batch ran: the clock may have passed the deadline */
         ax_handler_fn fn = find_handler(a->type, e->m.id);
         if (!fn) { /* system message the type does not handle, or an unknown reply name */
-            ax_env_drop(s, e, AX_ENOMSG);
+            axd_env_drop(s, e, AX_ENOMSG);
             continue;
         }
-        e->m.name = ax_msg_name(s, e->m.id);
+        e->m.name = axd_msg_name(s, e->m.id);
         ctx_init(&cx, s, a, e);
         int rc = fn(&cx, a->state, &e->m);
         a->processed++;
@@ -580,34 +580,34 @@ static int run_actor(ax_server *s, ax_actor *a)
         if (rc != AX_OK && !cx.fail_reason)
             exit_reason_for_error(&cx, rc);
         if (e->ask && !cx.replied)
-            ax_pending_complete(s, e->ask, e->ask_gen, rc == AX_OK ? AX_OK : (rc < 0 ? rc : AX_EFAILED), NULL, 0);
-        ax_env_free(s, e);
+            axd_pending_complete(s, e->ask, e->ask_gen, rc == AX_OK ? AX_OK : (rc < 0 ? rc : AX_EFAILED), NULL, 0);
+        axd_env_free(s, e);
         if (cx.fail_reason || cx.exit_reason) {
             const char *r = cx.fail_reason ? cx.fail_reason : cx.exit_reason;
             char reason[128];
             snprintf(reason, sizeof reason, "%s", r);
             if (cx.fail_reason) {
                 s->ctr.failed++;
-                ax_log(AX_LOG_INFO, "actor", "%s @%u.%u failed: %s", a->type->name, a->slot, a->gen, reason);
+                axd_log(AX_LOG_INFO, "actor", "%s @%u.%u failed: %s", a->type->name, a->slot, a->gen, reason);
             }
             a->running = 0;
-            ax_actor_exit(s, a, reason, 0);
+            axd_actor_exit(s, a, reason, 0);
             return 0;
         }
     }
     a->running = 0;
-    return a->st != AX_ST_DEAD && a->st != AX_ST_RESTARTING && (a->ctl.len || a->user.len);
+    return a->st != AXD_ST_DEAD && a->st != AXD_ST_RESTARTING && (a->ctl.len || a->user.len);
 }
 
 /* Run ready actors; called from the loop's check watcher and right after client I/O so
  * a request is answered in the same loop iteration. */
-void ax_runtime_run(ax_server *s)
+void axd_runtime_run(axd_server *s)
 {
     unsigned turns = 0;
-    ax_actor *a;
+    axd_actor *a;
     while (turns++ < RUN_TURN_BUDGET && (a = ready_pop(s))) {
         if (run_actor(s, a))
-            ax_actor_schedule(s, a);
+            axd_actor_schedule(s, a);
     }
     if (!s->ready_head && ev_is_active(&s->run_idle))
         ev_idle_stop(s->loop, &s->run_idle);
@@ -617,9 +617,9 @@ static void run_check_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ax_server *s = w->data;
-    ax_runtime_run(s);
-    ax_listener_flush(s);
+    axd_server *s = w->data;
+    axd_runtime_run(s);
+    axd_listener_flush(s);
 }
 
 static void run_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
@@ -634,19 +634,19 @@ static void run_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
 
 static uint32_t api_msg_id(ax_ctx *cx, const char *name)
 {
-    return name ? ax_msg_intern(cx->srv, name, strlen(name)) : 0;
+    return name ? axd_msg_intern(cx->srv, name, strlen(name)) : 0;
 }
 
 static ax_ref api_self(ax_ctx *cx) { return (ax_ref){cx->self->slot, cx->self->gen, 0}; }
 
-static int send_user(ax_server *s, ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, ax_env **pe)
+static int send_user(axd_server *s, ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, axd_env **pe)
 {
-    ax_actor *a = ax_actor_get(s, to);
+    axd_actor *a = axd_actor_get(s, to);
     if (!a)
         return AX_ENOPROC;
     if (!msg || msg > s->n_msg_ids)
         return AX_EINVAL;
-    ax_env *e = ax_env_new(s, n);
+    axd_env *e = axd_env_new(s, n);
     if (!e)
         return AX_ENOMEM;
     if (n)
@@ -660,13 +660,13 @@ static int send_user(ax_server *s, ax_ctx *cx, ax_ref to, uint32_t msg, const vo
 
 static int api_tell(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n)
 {
-    ax_server *s = cx->srv;
-    ax_env *e;
+    axd_server *s = cx->srv;
+    axd_env *e;
     if (to.node != 0) { /* a remote ref: only the bytes cross */
-        if (to.node == AX_NODE_CLIENT || !msg || msg > s->n_msg_ids)
+        if (to.node == AXD_NODE_CLIENT || !msg || msg > s->n_msg_ids)
             return AX_EINVAL;
         ax_ref from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
-        int rc = ax_cluster_tell(s, to, msg, p, n, from);
+        int rc = axd_cluster_tell(s, to, msg, p, n, from);
         if (rc == AX_OK)
             s->ctr.tells++;
         return rc;
@@ -674,37 +674,37 @@ static int api_tell(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n
     int rc = send_user(s, cx, to, msg, p, n, &e);
     if (rc)
         return rc;
-    rc = ax_actor_deliver(s, ax_actor_get(s, to), e);
+    rc = axd_actor_deliver(s, axd_actor_get(s, to), e);
     if (rc)
-        ax_env_free(s, e);
+        axd_env_free(s, e);
     else
         s->ctr.tells++;
     return rc;
 }
 
-static void actor_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+static void actor_ask_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
 {
-    ax_actor *a = ax_actor_get(s, p->u.actor.asker);
+    axd_actor *a = axd_actor_get(s, p->u.actor.asker);
     if (!a)
         return;
-    ax_env *e = ax_env_new(s, status == AX_OK ? n : 0);
+    axd_env *e = axd_env_new(s, status == AX_OK ? n : 0);
     if (!e)
         return;
     if (status == AX_OK && n)
         memcpy(e->data, data, n);
-    e->kind = AX_ENV_REPLY;
+    e->kind = AXD_ENV_REPLY;
     e->m.id = p->u.actor.reply_msg;
     e->m.tag = p->u.actor.tag;
     e->m.status = status;
-    if (ax_actor_deliver(s, a, e))
-        ax_env_free(s, e);
+    if (axd_actor_deliver(s, a, e))
+        axd_env_free(s, e);
 }
 
 /* A pending ask whose reply goes to the running actor as message reply_msg. */
-static ax_pending *actor_pending(ax_ctx *cx, uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag)
+static axd_pending *actor_pending(ax_ctx *cx, uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag)
 {
-    ax_server *s = cx->srv;
-    ax_pending *pd = ax_pending_new(s, timeout_ms ? timeout_ms : s->cfg.ask_timeout_ms, actor_ask_done);
+    axd_server *s = cx->srv;
+    axd_pending *pd = axd_pending_new(s, timeout_ms ? timeout_ms : s->cfg.ask_timeout_ms, actor_ask_done);
     if (pd) {
         pd->u.actor.asker = (ax_ref){cx->self->slot, cx->self->gen, 0};
         pd->u.actor.reply_msg = reply_msg;
@@ -714,9 +714,9 @@ static ax_pending *actor_pending(ax_ctx *cx, uint32_t timeout_ms, uint32_t reply
 }
 
 /* Drop a pending ask that was never handed on: no completion runs. */
-static void pending_discard(ax_server *s, ax_pending *pd)
+static void pending_discard(axd_server *s, axd_pending *pd)
 {
-    ax_slots_release(&s->pending, pd->slot);
+    axd_slots_release(&s->pending, pd->slot);
     ev_timer_stop(s->loop, &pd->timer);
     ax_free(pd);
 }
@@ -724,27 +724,27 @@ static void pending_discard(ax_server *s, ax_pending *pd)
 static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, uint32_t timeout_ms,
                    uint32_t reply_msg, uint64_t tag)
 {
-    ax_server *s = cx->srv;
-    ax_env *e = NULL;
+    axd_server *s = cx->srv;
+    axd_env *e = NULL;
     int rc;
-    if (!reply_msg || reply_msg > s->n_msg_ids || !cx->self || !msg || msg > s->n_msg_ids || to.node == AX_NODE_CLIENT)
+    if (!reply_msg || reply_msg > s->n_msg_ids || !cx->self || !msg || msg > s->n_msg_ids || to.node == AXD_NODE_CLIENT)
         return AX_EINVAL;
     if (to.node == 0 && (rc = send_user(s, cx, to, msg, p, n, &e)))
         return rc;
-    ax_pending *pd = actor_pending(cx, timeout_ms, reply_msg, tag);
+    axd_pending *pd = actor_pending(cx, timeout_ms, reply_msg, tag);
     if (!pd) {
-        ax_env_free(s, e);
+        axd_env_free(s, e);
         return AX_ENOMEM;
     }
     if (to.node != 0) {
-        rc = ax_cluster_ask(s, to, msg, p, n, pd, (ax_ref){cx->self->slot, cx->self->gen, 0}); /* only bytes cross */
+        rc = axd_cluster_ask(s, to, msg, p, n, pd, (ax_ref){cx->self->slot, cx->self->gen, 0}); /* only bytes cross */
     } else {
         e->ask = pd->slot;
         e->ask_gen = pd->gen;
-        rc = ax_actor_deliver(s, ax_actor_get(s, to), e);
+        rc = axd_actor_deliver(s, axd_actor_get(s, to), e);
         if (rc) {
             e->ask = 0;
-            ax_env_free(s, e);
+            axd_env_free(s, e);
         }
     }
     if (rc) { /* refused at once: the ask ends with this return, not a reply message */
@@ -761,7 +761,7 @@ static int api_reply(ax_ctx *cx, const void *p, size_t n)
         return AX_OK;
     cx->replied = 1;
     cx->srv->ctr.replies++;
-    ax_pending_complete(cx->srv, cx->cur->ask, cx->cur->ask_gen, AX_OK, p, n);
+    axd_pending_complete(cx->srv, cx->cur->ask, cx->cur->ask_gen, AX_OK, p, n);
     return AX_OK;
 }
 
@@ -769,7 +769,7 @@ static int api_spawn(ax_ctx *cx, const char *type, const ax_spawn_opts *o, ax_re
 {
     if (!type)
         return AX_EINVAL;
-    return ax_actor_spawn(cx->srv, type, strlen(type), o, out, NULL);
+    return axd_actor_spawn(cx->srv, type, strlen(type), o, out, NULL);
 }
 
 static int api_stop(ax_ctx *cx, ax_ref who, const char *reason)
@@ -782,19 +782,19 @@ static int api_stop(ax_ctx *cx, ax_ref who, const char *reason)
         cx->exit_reason = cx->exit_buf;
         return AX_OK;
     }
-    return ax_actor_stop(cx->srv, ax_actor_get(cx->srv, who), reason);
+    return axd_actor_stop(cx->srv, axd_actor_get(cx->srv, who), reason);
 }
 
-/* Erlang's exit/2 (ABI 1.1): see ax_sup_exit. Links are node-local, so a ref of another
+/* Erlang's exit/2 (ABI 1.1): see axd_sup_exit. Links are node-local, so a ref of another
  * node is refused. */
 static int api_exit(ax_ctx *cx, ax_ref who, const char *reason)
 {
     if (who.node != 0)
-        return who.node == AX_NODE_CLIENT ? AX_EINVAL : AX_ENOTSUP;
+        return who.node == AXD_NODE_CLIENT ? AX_EINVAL : AX_ENOTSUP;
     if (reason && (!*reason || ax_name_valid(reason, strlen(reason)) != 0))
         return AX_EINVAL;
     ax_ref from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
-    return ax_sup_exit(cx->srv, from, ax_actor_get_any(cx->srv, who), reason ? reason : "normal");
+    return axd_sup_exit(cx->srv, from, axd_actor_get_any(cx->srv, who), reason ? reason : "normal");
 }
 
 static int api_fail(ax_ctx *cx, const char *reason)
@@ -808,7 +808,7 @@ static int api_fail(ax_ctx *cx, const char *reason)
 
 static int api_lookup(ax_ctx *cx, const char *name, ax_ref *out)
 {
-    ax_actor *a = name ? ax_actor_by_name(cx->srv, name, strlen(name)) : NULL;
+    axd_actor *a = name ? axd_actor_by_name(cx->srv, name, strlen(name)) : NULL;
     if (!a)
         return AX_ENOTFOUND;
     *out = (ax_ref){a->slot, a->gen, 0};
@@ -821,20 +821,20 @@ static void api_log(ax_ctx *cx, int level, const char *text)
         level = AX_LOG_ERROR;
     if (level > AX_LOG_DEBUG)
         level = AX_LOG_DEBUG;
-    ax_log(level, cx->self ? cx->self->type->name : "plugin", "%s", text ? text : "");
+    axd_log(level, cx->self ? cx->self->type->name : "plugin", "%s", text ? text : "");
 }
 
 static uint64_t api_epoch(ax_ctx *cx)
 {
     if (cx->self && cx->self->key)
-        return ax_route_actor_epoch(cx->srv, cx->self); /* the shard's current fencing token */
+        return axd_route_actor_epoch(cx->srv, cx->self); /* the shard's current fencing token */
     return cx->cur ? cx->cur->epoch : 0;
 }
 static double api_now(ax_ctx *cx) { return ev_now(cx->srv->loop); }
 
 typedef struct send_after_timer {
     ev_timer t;
-    ax_server *s;
+    axd_server *s;
     ax_ref to, from;
     uint32_t msg;
     size_t n;
@@ -846,16 +846,16 @@ static void send_after_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     send_after_timer *t = (send_after_timer *)w;
-    ax_server *s = t->s;
-    ax_actor *a = ax_actor_get(s, t->to);
+    axd_server *s = t->s;
+    axd_actor *a = axd_actor_get(s, t->to);
     if (a) {
-        ax_env *e = ax_env_new(s, t->n);
+        axd_env *e = axd_env_new(s, t->n);
         if (e) {
             memcpy(e->data, t->data, t->n);
             e->m.id = t->msg;
             e->m.from = t->from;
-            if (ax_actor_deliver(s, a, e))
-                ax_env_free(s, e);
+            if (axd_actor_deliver(s, a, e))
+                axd_env_free(s, e);
         }
     }
     ax_free(t);
@@ -863,8 +863,8 @@ static void send_after_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static int api_send_after(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, uint32_t ms)
 {
-    ax_server *s = cx->srv;
-    if (!ax_actor_get(s, to))
+    axd_server *s = cx->srv;
+    if (!axd_actor_get(s, to))
         return AX_ENOPROC;
     if (!msg || msg > s->n_msg_ids)
         return AX_EINVAL;
@@ -887,7 +887,7 @@ static int api_link(ax_ctx *cx, ax_ref other)
 {
     if (!cx->self)
         return AX_EINVAL;
-    int noproc = 0, rc = ax_sup_link(cx->srv, cx->self, other, &noproc);
+    int noproc = 0, rc = axd_sup_link(cx->srv, cx->self, other, &noproc);
     if (noproc && !cx->self->trap_exit && !cx->fail_reason) {
         /* Erlang: linking to a dead process is an exit signal noproc */
         snprintf(cx->fail_buf, sizeof cx->fail_buf, "noproc");
@@ -896,20 +896,20 @@ static int api_link(ax_ctx *cx, ax_ref other)
     return rc;
 }
 
-static int api_unlink(ax_ctx *cx, ax_ref other) { return cx->self ? ax_sup_unlink(cx->srv, cx->self, other) : AX_EINVAL; }
+static int api_unlink(ax_ctx *cx, ax_ref other) { return cx->self ? axd_sup_unlink(cx->srv, cx->self, other) : AX_EINVAL; }
 
 static int api_monitor(ax_ctx *cx, ax_ref other, uint64_t *mref)
 {
     if (!cx->self || !mref)
         return AX_EINVAL;
-    return ax_sup_monitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, other, mref);
+    return axd_sup_monitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, other, mref);
 }
 
 static int api_demonitor(ax_ctx *cx, uint64_t mref, int flush)
 {
     if (!cx->self)
         return AX_EINVAL;
-    return ax_sup_demonitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, mref, flush);
+    return axd_sup_demonitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, mref, flush);
 }
 
 static int api_trap_exit(ax_ctx *cx, int on)
@@ -924,7 +924,7 @@ static int api_get_or_spawn(ax_ctx *cx, const char *type, const char *key, const
 {
     if (!type || !key)
         return AX_EINVAL;
-    return ax_registry_get_or_spawn(cx->srv, type, strlen(type), key, strlen(key), o, 1, out, NULL);
+    return axd_registry_get_or_spawn(cx->srv, type, strlen(type), key, strlen(key), o, 1, out, NULL);
 }
 
 static int api_subscribe_events(ax_ctx *cx, int on)
@@ -932,30 +932,30 @@ static int api_subscribe_events(ax_ctx *cx, int on)
     if (!cx->self)
         return AX_EINVAL;
     ax_ref me = {cx->self->slot, cx->self->gen, 0};
-    return on ? ax_events_subscribe(cx->srv, me, NULL, 0, 0) : ax_events_unsubscribe(cx->srv, me);
+    return on ? axd_events_subscribe(cx->srv, me, NULL, 0, 0) : axd_events_unsubscribe(cx->srv, me);
 }
 
 /* Keyed routing from plugin code: deliver here when this node serves the key's shard,
  * else forward to the shard's owner. */
 static int key_send(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
-                    int direct, ax_pending *pd)
+                    int direct, axd_pending *pd)
 {
-    ax_server *s = cx->srv;
+    axd_server *s = cx->srv;
     ax_ref ref, from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
     const char *why = NULL;
     if (!type || !key || !msg || msg > s->n_msg_ids)
         return AX_EINVAL;
     size_t tlen = strlen(type), klen = strlen(key);
-    int rc = ax_registry_route(s, type, tlen, key, klen, 0, !direct, &ref, &why);
+    int rc = axd_registry_route(s, type, tlen, key, klen, 0, !direct, &ref, &why);
     if (rc == AX_EBUSY && s->cluster) {
-        const char *name = ax_msg_name(s, msg);
-        return ax_route_send(s, type, tlen, key, klen, (pd ? AX_PK_ASK : 0) | (direct ? AX_PK_DIRECT : 0), name,
+        const char *name = axd_msg_name(s, msg);
+        return axd_route_send(s, type, tlen, key, klen, (pd ? AX_PK_ASK : 0) | (direct ? AX_PK_DIRECT : 0), name,
                              strlen(name), p, n, from, pd);
     }
     if (rc)
         return rc;
-    ax_actor *a = ax_actor_get(s, ref);
-    ax_env *e;
+    axd_actor *a = axd_actor_get(s, ref);
+    axd_env *e;
     rc = send_user(s, cx, ref, msg, p, n, &e);
     if (rc)
         return rc;
@@ -963,10 +963,10 @@ static int key_send(ax_ctx *cx, const char *type, const char *key, uint32_t msg,
         e->ask = pd->slot;
         e->ask_gen = pd->gen;
     }
-    rc = ax_actor_deliver(s, a, e);
+    rc = axd_actor_deliver(s, a, e);
     if (rc) {
         e->ask = 0;
-        ax_env_free(s, e);
+        axd_env_free(s, e);
     }
     return rc;
 }
@@ -983,10 +983,10 @@ static int api_tell_key(ax_ctx *cx, const char *type, const char *key, uint32_t 
 static int api_ask_key(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
                        uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag, int direct)
 {
-    ax_server *s = cx->srv;
+    axd_server *s = cx->srv;
     if (!cx->self || !reply_msg || reply_msg > s->n_msg_ids)
         return AX_EINVAL;
-    ax_pending *pd = actor_pending(cx, timeout_ms, reply_msg, tag);
+    axd_pending *pd = actor_pending(cx, timeout_ms, reply_msg, tag);
     if (!pd)
         return AX_ENOMEM;
     int rc = key_send(cx, type, key, msg, p, n, direct, pd);
@@ -1005,13 +1005,13 @@ static const char *api_key(ax_ctx *cx)
     return cx->self->key + strlen(cx->self->key) + 1; /* "type\0key" */
 }
 
-void ax_runtime_init(ax_server *s)
+void axd_runtime_init(axd_server *s)
 {
-    ax_slots_init(&s->actors, s->cfg.max_actors);
-    ax_slots_init(&s->pending, 1u << 24);
-    ax_hmap_init(&s->names);
-    ax_hmap_init(&s->msg_names);
-    ax_hmap_init(&s->types);
+    axd_slots_init(&s->actors, s->cfg.max_actors);
+    axd_slots_init(&s->pending, 1u << 24);
+    axd_hmap_init(&s->names);
+    axd_hmap_init(&s->msg_names);
+    axd_hmap_init(&s->types);
     ev_check_init(&s->run_check, run_check_cb);
     s->run_check.data = s;
     ev_check_start(s->loop, &s->run_check);
@@ -1046,43 +1046,43 @@ void ax_runtime_init(ax_server *s)
     api->tell_key = api_tell_key;
     api->ask_key = api_ask_key;
     api->exit = api_exit; /* ABI 1.1 */
-    s->sys_exit_id = ax_msg_intern(s, "$exit", 5);
-    s->sys_down_id = ax_msg_intern(s, "$down", 5);
-    s->sys_event_id = ax_msg_intern(s, "$event", 6);
-    ax_registry_init(s);
+    s->sys_exit_id = axd_msg_intern(s, "$exit", 5);
+    s->sys_down_id = axd_msg_intern(s, "$down", 5);
+    s->sys_event_id = axd_msg_intern(s, "$event", 6);
+    axd_registry_init(s);
 }
 
 /* Stop every actor now (shutdown): on_stop runs, queued asks fail, nothing restarts. */
-void ax_runtime_stop_all(ax_server *s, const char *reason)
+void axd_runtime_stop_all(axd_server *s, const char *reason)
 {
     for (uint32_t i = 1; i < s->actors.cap; i++) {
-        ax_actor *a = s->actors.ptr[i];
-        if (a && a->st != AX_ST_DEAD)
-            ax_actor_exit(s, a, reason, 1);
+        axd_actor *a = s->actors.ptr[i];
+        if (a && a->st != AXD_ST_DEAD)
+            axd_actor_exit(s, a, reason, 1);
     }
     s->ready_head = s->ready_tail = NULL;
 }
 
-void ax_runtime_free(ax_server *s)
+void axd_runtime_free(axd_server *s)
 {
-    ax_runtime_stop_all(s, "shutdown");
-    ax_registry_free(s);
-    ax_events_free(s);
+    axd_runtime_stop_all(s, "shutdown");
+    axd_registry_free(s);
+    axd_events_free(s);
     /* fail what is still pending (clients are gone by now) */
     for (uint32_t i = 1; i < s->pending.cap; i++) {
-        ax_pending *p = s->pending.ptr[i];
+        axd_pending *p = s->pending.ptr[i];
         if (p)
-            ax_pending_complete(s, p->slot, p->gen, AX_ECANCELED, NULL, 0);
+            axd_pending_complete(s, p->slot, p->gen, AX_ECANCELED, NULL, 0);
     }
-    ax_slots_free(&s->actors);
-    ax_slots_free(&s->pending);
-    ax_hmap_free(&s->names);
-    ax_hmap_free(&s->msg_names);
+    axd_slots_free(&s->actors);
+    axd_slots_free(&s->pending);
+    axd_hmap_free(&s->names);
+    axd_hmap_free(&s->msg_names);
     for (uint32_t i = 1; i <= s->n_msg_ids; i++)
         ax_free(s->msg_by_id[i]);
     ax_free(s->msg_by_id);
     while (s->env_pool) {
-        ax_env *e = s->env_pool;
+        axd_env *e = s->env_pool;
         s->env_pool = e->next;
         ax_free(e);
     }
@@ -1096,7 +1096,7 @@ void ax_runtime_free(ax_server *s)
 
 static const char *state_name(uint8_t st)
 {
-    return st == AX_ST_RUNNING ? "running" : st == AX_ST_STOPPING ? "stopping" : st == AX_ST_RESTARTING ? "restarting" : "dead";
+    return st == AXD_ST_RUNNING ? "running" : st == AXD_ST_STOPPING ? "stopping" : st == AXD_ST_RESTARTING ? "restarting" : "dead";
 }
 
 static int utf8_printable(const unsigned char *p, size_t n)
@@ -1114,7 +1114,7 @@ static int utf8_printable(const unsigned char *p, size_t n)
     return 1;
 }
 
-void ax_json_add_key(cJSON *o, const ax_actor *a)
+void axd_json_add_key(cJSON *o, const axd_actor *a)
 {
     size_t tl = strlen(a->key), n = a->key_len - tl - 1;
     const unsigned char *k = (const unsigned char *)a->key + tl + 1;
@@ -1134,25 +1134,25 @@ static int prefix_of(const char *p, size_t pn, const char *s, size_t sn)
     return pn <= sn && (!pn || !memcmp(p, s, pn));
 }
 
-cJSON *ax_runtime_actors_json(ax_server *s) { return ax_runtime_actors_page(s, NULL, 0); }
+cJSON *axd_runtime_actors_json(axd_server *s) { return axd_runtime_actors_page(s, NULL, 0); }
 
-cJSON *ax_runtime_actors_page(ax_server *s, const ax_actors_query *q, size_t max_bytes)
+cJSON *axd_runtime_actors_page(axd_server *s, const ax_actors_query *q, size_t max_bytes)
 {
     ax_actors_query none;
     if (!q) {
         memset(&none, 0, sizeof none);
         q = &none;
     }
-    uint32_t limit = q->limit ? q->limit : AX_ACTORS_PAGE;
-    if (limit > AX_ACTORS_PAGE_MAX)
-        limit = AX_ACTORS_PAGE_MAX;
+    uint32_t limit = q->limit ? q->limit : AXD_ACTORS_PAGE;
+    if (limit > AXD_ACTORS_PAGE_MAX)
+        limit = AXD_ACTORS_PAGE_MAX;
     if (!max_bytes)
         max_bytes = (size_t)s->cfg.max_frame / 2;
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "actors");
     uint32_t n = 0, i = q->cursor ? (uint32_t)q->cursor : 1;
     size_t bytes = 64;
     for (; i < s->actors.cap && n < limit && bytes < max_bytes; i++) {
-        ax_actor *a = s->actors.ptr[i];
+        axd_actor *a = s->actors.ptr[i];
         if (!a)
             continue;
         if (q->type_len && (strlen(a->type->name) != q->type_len || memcmp(a->type->name, q->type, q->type_len)))
@@ -1187,7 +1187,7 @@ cJSON *ax_runtime_actors_page(ax_server *s, const ax_actors_query *q, size_t max
         if (a->trap_exit)
             cJSON_AddBoolToObject(o, "trap_exit", 1);
         if (a->key)
-            ax_json_add_key(o, a);
+            axd_json_add_key(o, a);
         cJSON_AddItemToArray(arr, o);
     }
     /* the cursor of the next page, 0 when the scan reached the end */
@@ -1197,7 +1197,7 @@ cJSON *ax_runtime_actors_page(ax_server *s, const ax_actors_query *q, size_t max
     return doc;
 }
 
-cJSON *ax_runtime_status_json(ax_server *s)
+cJSON *axd_runtime_status_json(axd_server *s)
 {
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "node", s->node_id);
@@ -1238,6 +1238,6 @@ cJSON *ax_runtime_status_json(ax_server *s)
 #undef CTR
     cJSON_AddNumberToObject(doc, "keyed_actors", (double)s->keyed.len);
     cJSON_AddNumberToObject(doc, "event_subscribers", (double)s->n_subs);
-    ax_route_status(s, doc);
+    axd_route_status(s, doc);
     return doc;
 }

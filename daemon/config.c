@@ -34,14 +34,14 @@ enum ktype {
 typedef struct key_def {
     const char *name; /* "section.key"; keys of one section stay together */
     enum ktype type;
-    size_t off, size; /* the field in ax_config */
+    size_t off, size; /* the field in axd_config */
     size_t count_off; /* K_LIST: its size_t element count */
     const char *def;  /* default as file text, parsed like a file value */
     void (*def_fn)(char *buf, size_t n); /* or a default computed at run time */
     uint64_t min, max;
     const char *(*check)(const char *v); /* strings: NULL if fine, else why not */
-    int secret;                          /* never printed by ax_config_print */
-    const char *doc;                     /* one line, printed by ax_config_print */
+    int secret;                          /* never printed by axd_config_print */
+    const char *doc;                     /* one line, printed by axd_config_print */
 } key_def;
 
 static const char *check_node_name(const char *v);
@@ -54,7 +54,7 @@ static const char *check_lease_store(const char *v);
 static const char *check_store_name(const char *v);
 static const char *check_runtime_load(const char *v);
 
-#define FIELD(f) .off = offsetof(ax_config, f), .size = sizeof(((ax_config *)0)->f)
+#define FIELD(f) .off = offsetof(axd_config, f), .size = sizeof(((axd_config *)0)->f)
 #define KEY(n, t, f, d, lo, hi, ...) {.name = n, .type = t, FIELD(f), .def = d, .min = lo, .max = hi, __VA_ARGS__}
 
 static const key_def keys[] = {
@@ -87,12 +87,12 @@ static const key_def keys[] = {
         .doc = "lifecycle events buffered per subscriber"),
     KEY("plugins.dir", K_STR, plugin_dir, AX_PLUGINDIR, 1, AX_PATH_MAX - 1,
         .doc = "directory searched for plugins given by name"),
-    KEY("plugins.load", K_LIST, plugins, NULL, 1, AX_PATH_MAX - 1, .count_off = offsetof(ax_config, n_plugins),
+    KEY("plugins.load", K_LIST, plugins, NULL, 1, AX_PATH_MAX - 1, .count_off = offsetof(axd_config, n_plugins),
         .doc = "plugin loaded at start (name or path); repeat the line for more"),
     KEY("plugins.runtime_load", K_STR, plugins_runtime_load, "owner", 2, 5, .check = check_runtime_load,
         .doc = "who may load plugins at run time: off, owner (root or the daemon's user) or group (any client)"),
     KEY("plugins.trusted_dirs", K_LIST, plugins_trusted_dirs, NULL, 1, AX_PATH_MAX - 1,
-        .count_off = offsetof(ax_config, n_plugins_trusted_dirs), .check = check_abs_path,
+        .count_off = offsetof(axd_config, n_plugins_trusted_dirs), .check = check_abs_path,
         .doc = "more directories run-time loads may come from (besides plugins.dir); repeat the line"),
     KEY("shards.count", K_UINT, shard_count, "256", 1, 65536,
         .doc = "number of shards keys hash to; every node of a cluster must agree"),
@@ -118,7 +118,7 @@ static const key_def keys[] = {
         .doc = "Redis connect timeout, and the longest wait for one reply, milliseconds"),
     KEY("cluster.listen", K_STR, cluster_listen, "", 0, 255, .check = check_listen,
         .doc = "host:port peers connect to; empty = accept no peers"),
-    KEY("cluster.peers", K_LIST, cluster_peers, NULL, 3, 320, .count_off = offsetof(ax_config, n_cluster_peers),
+    KEY("cluster.peers", K_LIST, cluster_peers, NULL, 3, 320, .count_off = offsetof(axd_config, n_cluster_peers),
         .check = check_peer_entry, .doc = "address book entry name=host:port; repeat the line for more"),
     KEY("cluster.auth_token", K_STR, cluster_auth_token, "", 0, 1024, .secret = 1,
         .doc = "shared secret every node of the cluster holds (prefer auth_token_file)"),
@@ -154,13 +154,13 @@ static const key_def keys[] = {
 #define NKEYS (sizeof keys / sizeof keys[0])
 
 /* Per key: where its value was last set; per list key also one origin per item. */
-struct ax_config_origins {
+struct axd_config_origins {
     char *key[NKEYS];
     char **items[NKEYS];
     size_t n_items[NKEYS];
 };
 
-static void origins_free(struct ax_config_origins *o)
+static void origins_free(struct axd_config_origins *o)
 {
     if (!o)
         return;
@@ -173,11 +173,11 @@ static void origins_free(struct ax_config_origins *o)
     ax_free(o);
 }
 
-static struct ax_config_origins *origins_copy(const struct ax_config_origins *o)
+static struct axd_config_origins *origins_copy(const struct axd_config_origins *o)
 {
     if (!o)
         return NULL;
-    struct ax_config_origins *d = ax_calloc(1, sizeof *d);
+    struct axd_config_origins *d = ax_calloc(1, sizeof *d);
     for (size_t i = 0; i < NKEYS; i++) {
         d->key[i] = o->key[i] ? ax_strdup(o->key[i]) : NULL;
         d->n_items[i] = o->n_items[i];
@@ -188,8 +188,8 @@ static struct ax_config_origins *origins_copy(const struct ax_config_origins *o)
     return d;
 }
 
-size_t ax_config_key_count(void) { return NKEYS; }
-const char *ax_config_key_name(size_t i) { return i < NKEYS ? keys[i].name : NULL; }
+size_t axd_config_key_count(void) { return NKEYS; }
+const char *axd_config_key_name(size_t i) { return i < NKEYS ? keys[i].name : NULL; }
 
 /* ---- value checks ---- */
 
@@ -278,7 +278,7 @@ static void default_node_name(char *buf, size_t n)
 
 /* ---- typed field access ---- */
 
-static void *field(const ax_config *c, const key_def *k) { return (char *)c + k->off; }
+static void *field(const axd_config *c, const key_def *k) { return (char *)c + k->off; }
 
 static void put_uint(void *p, size_t size, uint64_t v)
 {
@@ -302,10 +302,10 @@ static uint64_t get_uint(const void *p, size_t size)
     }
 }
 
-static char ***list_items(const ax_config *c, const key_def *k) { return field(c, k); }
-static size_t *list_count(const ax_config *c, const key_def *k) { return (size_t *)((char *)c + k->count_off); }
+static char ***list_items(const axd_config *c, const key_def *k) { return field(c, k); }
+static size_t *list_count(const axd_config *c, const key_def *k) { return (size_t *)((char *)c + k->count_off); }
 
-static void list_clear(ax_config *c, const key_def *k)
+static void list_clear(axd_config *c, const key_def *k)
 {
     char **items = *list_items(c, k);
     for (size_t i = 0; i < *list_count(c, k); i++)
@@ -361,7 +361,7 @@ static int parse_number(const char *v, const unit *units, uint64_t *out)
     return -1;
 }
 
-int ax_config_parse_bool(const char *s, int *out)
+int axd_config_parse_bool(const char *s, int *out)
 {
     static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no", "off", "0"};
     for (size_t i = 0; s && i < 4; i++) {
@@ -374,9 +374,9 @@ int ax_config_parse_bool(const char *s, int *out)
 }
 
 /* Set key k from text v. For lists, replace drops the current items first (a file's first
- * line for a list replaces what it inherits; later lines and ax_config_set append) and an
+ * line for a list replaces what it inherits; later lines and axd_config_set append) and an
  * empty value clears the list. On error *c is unchanged and why says "key: reason". */
-static int set_value(ax_config *c, const key_def *k, const char *v, int replace, char *why, size_t n)
+static int set_value(axd_config *c, const key_def *k, const char *v, int replace, char *why, size_t n)
 {
     uint64_t num = 0;
     int rc;
@@ -445,13 +445,13 @@ static int set_value(ax_config *c, const key_def *k, const char *v, int replace,
     }
     case K_BOOL: {
         int b;
-        if (ax_config_parse_bool(v, &b) != 0)
+        if (axd_config_parse_bool(v, &b) != 0)
             return fail(why, n, "%s: not a boolean (true/false/yes/no/on/off/1/0): \"%.64s\"", k->name, v);
         put_uint(field(c, k), k->size, (uint64_t)b);
         return 0;
     }
     case K_LEVEL: {
-        int level = ax_log_level_parse(v);
+        int level = axd_log_level_parse(v);
         if (level < 0)
             return fail(why, n, "%s: must be error, warn, info or debug: \"%.64s\"", k->name, v);
         memcpy(field(c, k), &level, sizeof level);
@@ -463,14 +463,14 @@ static int set_value(ax_config *c, const key_def *k, const char *v, int replace,
 
 /* Record where key k got its value (after a successful set_value); the list's item
  * origins follow its items (cleared, appended). */
-static void note_origin(ax_config *c, const key_def *k, const char *origin)
+static void note_origin(axd_config *c, const key_def *k, const char *origin)
 {
     size_t i = (size_t)(k - keys);
     if (!origin)
         return;
     if (!c->origins)
         c->origins = ax_calloc(1, sizeof *c->origins);
-    struct ax_config_origins *o = c->origins;
+    struct axd_config_origins *o = c->origins;
     ax_free(o->key[i]);
     o->key[i] = ax_strdup(origin);
     if (k->type != K_LIST)
@@ -504,7 +504,7 @@ static int section_known(const char *s)
 
 /* ---- whole configs ---- */
 
-void ax_config_free(ax_config *c)
+void axd_config_free(axd_config *c)
 {
     if (!c)
         return;
@@ -519,7 +519,7 @@ void ax_config_free(ax_config *c)
 }
 
 /* Deep copy: every owned pointer is a table key, so the table says what to duplicate. */
-static void config_copy(ax_config *dst, const ax_config *src)
+static void config_copy(axd_config *dst, const axd_config *src)
 {
     *dst = *src;
     for (const key_def *k = keys; k < keys + NKEYS; k++) {
@@ -537,7 +537,7 @@ static void config_copy(ax_config *dst, const ax_config *src)
     dst->origins = origins_copy(src->origins);
 }
 
-int ax_config_defaults(ax_config *c)
+int axd_config_defaults(axd_config *c)
 {
     memset(c, 0, sizeof *c);
     for (const key_def *k = keys; k < keys + NKEYS; k++) {
@@ -555,7 +555,7 @@ int ax_config_defaults(ax_config *c)
     return 0;
 }
 
-int ax_config_set(ax_config *c, const char *key, const char *value, char *err, size_t errlen)
+int axd_config_set(axd_config *c, const char *key, const char *value, char *err, size_t errlen)
 {
     const key_def *k = key ? find_key(key) : NULL;
     if (!k)
@@ -571,7 +571,7 @@ int ax_config_set(ax_config *c, const char *key, const char *value, char *err, s
     return rc;
 }
 
-const char *ax_config_origin(const ax_config *c, const char *key, size_t item)
+const char *axd_config_origin(const axd_config *c, const char *key, size_t item)
 {
     const key_def *k = key ? find_key(key) : NULL;
     if (!k || !c->origins)
@@ -624,7 +624,7 @@ static int parse_value(char *v, char **out, char *why, size_t n)
 }
 
 typedef struct parser {
-    ax_config *c;
+    axd_config *c;
     const char *name; /* file name, for origins */
     char section[64];
     unsigned seen[NKEYS]; /* line a key was first set on; 0 = not yet */
@@ -682,9 +682,9 @@ static int parse_line(parser *p, char *line, unsigned lineno, char *why, size_t 
 }
 
 /* Parse text[0..len) into a copy of *c; swap it in only if every line was good. */
-static int parse_text(ax_config *c, const char *text, size_t len, const char *name, char *err, size_t errlen)
+static int parse_text(axd_config *c, const char *text, size_t len, const char *name, char *err, size_t errlen)
 {
-    ax_config tmp;
+    axd_config tmp;
     parser p = {.c = &tmp, .name = name};
     char line[CFG_LINE_MAX + 1], why[512];
     unsigned lineno = 0;
@@ -708,20 +708,20 @@ static int parse_text(ax_config *c, const char *text, size_t len, const char *na
     }
     if (rc != 0) {
         fail(err, errlen, "%s:%u: %s", name, lineno, why);
-        ax_config_free(&tmp);
+        axd_config_free(&tmp);
         return AX_ECONFIG;
     }
-    ax_config_free(c);
+    axd_config_free(c);
     *c = tmp;
     return 0;
 }
 
-int ax_config_load_string(ax_config *c, const char *text, const char *name, char *err, size_t errlen)
+int axd_config_load_string(axd_config *c, const char *text, const char *name, char *err, size_t errlen)
 {
     return parse_text(c, text ? text : "", text ? strlen(text) : 0, name ? name : "(string)", err, errlen);
 }
 
-int ax_config_load(ax_config *c, const char *path, char *err, size_t errlen)
+int axd_config_load(axd_config *c, const char *path, char *err, size_t errlen)
 {
     size_t len = 0, cap = 16384;
     char *buf;
@@ -769,7 +769,7 @@ static void print_quoted(FILE *out, const char *s)
     fputc('"', out);
 }
 
-void ax_config_print(const ax_config *c, FILE *out)
+void axd_config_print(const axd_config *c, FILE *out)
 {
     size_t sec_len = 0;
     const char *sec = "";
@@ -822,7 +822,7 @@ void ax_config_print(const ax_config *c, FILE *out)
         case K_LEVEL: {
             int level;
             memcpy(&level, f, sizeof level);
-            fprintf(out, "%s = %s\n", key, ax_log_level_name(level));
+            fprintf(out, "%s = %s\n", key, axd_log_level_name(level));
             break;
         }
         }

@@ -2,14 +2,14 @@
  * following keys "section.key", '#' comments, repeatable keys for lists). One table in
  * config.c defines every key with its type, default, bounds and doc line;
  * conf/axactord.conf documents the same keys (tests/test_config.c checks they agree).
- * Command-line flags override file values through ax_config_set(). */
-#ifndef AX_CONFIG_H
-#define AX_CONFIG_H
+ * Command-line flags override file values through axd_config_set(). */
+#ifndef AXD_CONFIG_H
+#define AXD_CONFIG_H
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
-typedef struct ax_config {
+typedef struct axd_config {
     /* [node] */
     char *node_name;           /* node.name, default: the host name */
     /* [client] */
@@ -39,7 +39,7 @@ typedef struct ax_config {
     size_t n_plugins_trusted_dirs;
     /* [shards] */
     uint32_t shard_count;      /* shards.count: 1..65536, default 256 */
-    /* [lease] (checked together by ax_shards_config_check in shard.h) */
+    /* [lease] (checked together by axd_shards_config_check in shard.h) */
     char *lease_store;         /* lease.store: memory|redis, default memory */
     uint32_t lease_ttl_ms;     /* lease.ttl_ms, default 10000 */
     uint32_t lease_renew_interval_ms; /* lease.renew_interval_ms, default 3000 */
@@ -71,41 +71,41 @@ typedef struct ax_config {
     uint32_t cluster_keepalive_probes;      /* cluster.keepalive_probes, default 3 */
     uint8_t cluster_tls;               /* cluster.tls, default false */
     char *cluster_tls_cert, *cluster_tls_key, *cluster_tls_ca; /* PEM paths, default "" */
-    /* Where each value came from (owned, see ax_config_origin); NULL = all defaults. */
-    struct ax_config_origins *origins;
-} ax_config;
+    /* Where each value came from (owned, see axd_config_origin); NULL = all defaults. */
+    struct axd_config_origins *origins;
+} axd_config;
 
 /* Fill every field with its default. Returns 0. */
-int ax_config_defaults(ax_config *c);
+int axd_config_defaults(axd_config *c);
 /* Parse a file over the current values. On error returns AX_ECONFIG and writes
  * "PATH:LINE: reason" into err; *c is left unchanged (parse into a copy, then swap). */
-int ax_config_load(ax_config *c, const char *path, char *err, size_t errlen);
+int axd_config_load(axd_config *c, const char *path, char *err, size_t errlen);
 /* Same, from a string (for tests); name is used in messages. */
-int ax_config_load_string(ax_config *c, const char *text, const char *name, char *err, size_t errlen);
+int axd_config_load_string(axd_config *c, const char *text, const char *name, char *err, size_t errlen);
 /* Set one key ("runtime.batch", "64") as if read from a file; AX_ECONFIG + err on a bad
  * key or value, *c unchanged. */
-int ax_config_set(ax_config *c, const char *key, const char *value, char *err, size_t errlen);
+int axd_config_set(axd_config *c, const char *key, const char *value, char *err, size_t errlen);
 /* Where key's value (item-th entry for a list key) was set: "PATH:LINE" for a file line,
  * "command line (KEY)" for a flag (--set or its short form), NULL for the built-in default. Valid until c
  * changes. For messages of checks made after parsing ("PATH:LINE: reason"). */
-const char *ax_config_origin(const ax_config *c, const char *key, size_t item);
+const char *axd_config_origin(const axd_config *c, const char *key, size_t item);
 /* Free owned strings; accepts a zeroed struct; leaves *c zeroed. */
-void ax_config_free(ax_config *c);
+void axd_config_free(axd_config *c);
 /* Fill the secrets from where the config says they are: cluster.auth_token_file and
  * lease.redis_password_file, else the systemd credentials "cluster.auth_token" and
  * "lease.redis_password" in $CREDENTIALS_DIRECTORY when the key is empty. A file must be
  * a regular file of at most 4 KiB (one trailing newline is dropped). 0, or AX_ECONFIG
  * with "ORIGIN: reason" (the path and errno for a file that cannot be read); both a
  * value and a _file for one secret is an error. */
-int ax_config_load_secrets(ax_config *c, char *err, size_t errlen);
+int axd_config_load_secrets(axd_config *c, char *err, size_t errlen);
 /* Write every key with its current value as a valid config file (axactord --print-config);
  * secrets are never written (a comment says whether they are set). */
-void ax_config_print(const ax_config *c, FILE *out);
+void axd_config_print(const axd_config *c, FILE *out);
 /* The key table, for tests and tools: key i's full name ("runtime.batch"), NULL past the end. */
-size_t ax_config_key_count(void);
-const char *ax_config_key_name(size_t i);
+size_t axd_config_key_count(void);
+const char *axd_config_key_name(size_t i);
 /* true/yes/on/1 -> 1, false/no/off/0 -> 0 (the file syntax for booleans, for flags and
  * environment variables too). 0, or AX_ECONFIG with *out untouched. */
-int ax_config_parse_bool(const char *s, int *out);
+int axd_config_parse_bool(const char *s, int *out);
 
 #endif

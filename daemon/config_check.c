@@ -26,7 +26,7 @@ static int failf(char *err, size_t n, const char *origin, const char *fmt, ...)
     return AX_ECONFIG;
 }
 
-void ax_config_store_identity(const ax_config *c, char *buf, size_t n)
+void axd_config_store_identity(const axd_config *c, char *buf, size_t n)
 {
     if (c->lease_store_name && *c->lease_store_name) { /* the operator names it */
         snprintf(buf, n, "%s", c->lease_store_name);
@@ -49,19 +49,19 @@ void ax_config_store_identity(const ax_config *c, char *buf, size_t n)
     buf[w < n ? w : n - 1] = 0;
 }
 
-const char AX_UNTRUSTED_OWNER[] = "is owned by another user";
-const char AX_UNTRUSTED_WRITABLE[] = "is writable by others";
+const char AXD_UNTRUSTED_OWNER[] = "is owned by another user";
+const char AXD_UNTRUSTED_WRITABLE[] = "is writable by others";
 
-const char *ax_untrusted(const struct stat *st)
+const char *axd_untrusted(const struct stat *st)
 {
     if (st->st_uid != 0 && st->st_uid != geteuid())
-        return AX_UNTRUSTED_OWNER;
+        return AXD_UNTRUSTED_OWNER;
     if ((st->st_mode & S_IWOTH) || ((st->st_mode & S_IWGRP) && st->st_gid != getegid()))
-        return AX_UNTRUSTED_WRITABLE;
+        return AXD_UNTRUSTED_WRITABLE;
     return NULL;
 }
 
-int ax_plugin_resolve(const char *dir, const char *in, char *out, size_t outlen)
+int axd_plugin_resolve(const char *dir, const char *in, char *out, size_t outlen)
 {
     int n;
     size_t len = strlen(in);
@@ -93,7 +93,7 @@ static const char *unreadable(const char *path, char *buf, size_t n)
     return NULL;
 }
 
-static int cluster_enabled(const ax_config *c)
+static int cluster_enabled(const axd_config *c)
 {
     return (c->cluster_listen && *c->cluster_listen) || c->n_cluster_peers > 0;
 }
@@ -132,16 +132,16 @@ static int read_secret(const char *path, char **out, char *why, size_t wn)
 }
 
 /* One secret: key (the value), file_key (its _file), cred (the systemd credential name). */
-static int load_secret(ax_config *c, const char *key, char **val, const char *file_key, const char *file,
+static int load_secret(axd_config *c, const char *key, char **val, const char *file_key, const char *file,
                        const char *cred, char *err, size_t errlen)
 {
     char why[700], path[4200];
     char *v = NULL;
     if (file && *file) {
         if (*val && **val)
-            return failf(err, errlen, ax_config_origin(c, file_key, 0), "set %s or %s, not both", key, file_key);
+            return failf(err, errlen, axd_config_origin(c, file_key, 0), "set %s or %s, not both", key, file_key);
         if (read_secret(file, &v, why, sizeof why) != 0)
-            return failf(err, errlen, ax_config_origin(c, file_key, 0), "%s: %s", file_key, why);
+            return failf(err, errlen, axd_config_origin(c, file_key, 0), "%s: %s", file_key, why);
     } else if (!(*val && **val)) {
         const char *dir = getenv("CREDENTIALS_DIRECTORY"); /* systemd LoadCredential= */
         if (!dir || !*dir)
@@ -155,16 +155,16 @@ static int load_secret(ax_config *c, const char *key, char **val, const char *fi
         return 0;
     }
     char e2[256];
-    int rc = ax_config_set(c, key, v, e2, sizeof e2);
+    int rc = axd_config_set(c, key, v, e2, sizeof e2);
     memset(v, 0, strlen(v));
     free(v);
     if (rc != 0)
-        return failf(err, errlen, file && *file ? ax_config_origin(c, file_key, 0) : "systemd credential",
+        return failf(err, errlen, file && *file ? axd_config_origin(c, file_key, 0) : "systemd credential",
                      "the secret read for %s is not valid: %s", key, e2);
     return 0;
 }
 
-int ax_config_load_secrets(ax_config *c, char *err, size_t errlen)
+int axd_config_load_secrets(axd_config *c, char *err, size_t errlen)
 {
     if (load_secret(c, "cluster.auth_token", &c->cluster_auth_token, "cluster.auth_token_file",
                     c->cluster_auth_token_file, "cluster.auth_token", err, errlen) != 0)
@@ -175,15 +175,15 @@ int ax_config_load_secrets(ax_config *c, char *err, size_t errlen)
     return 0;
 }
 
-int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen)
+int axd_config_check_deploy(const axd_config *c, char *err, size_t errlen)
 {
     char buf[256];
     const char *why;
 
     if (cluster_enabled(c) && c->lease_store && !strcmp(c->lease_store, "memory")) {
-        const char *o = ax_config_origin(c, "lease.store", 0);
+        const char *o = axd_config_origin(c, "lease.store", 0);
         if (!o)
-            o = ax_config_origin(c, c->n_cluster_peers ? "cluster.peers" : "cluster.listen", 0);
+            o = axd_config_origin(c, c->n_cluster_peers ? "cluster.peers" : "cluster.listen", 0);
         return failf(err, errlen, o,
                      "the cluster is enabled (cluster.listen or cluster.peers is set) but lease.store = memory: "
                      "the memory store lives inside one daemon, so every node would grant itself the same shards "
@@ -195,9 +195,9 @@ int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen)
      * recommended: openssl rand -hex 32) */
     if (cluster_enabled(c) && c->cluster_auth_token && *c->cluster_auth_token &&
         strlen(c->cluster_auth_token) < 16) {
-        const char *o = ax_config_origin(c, "cluster.auth_token", 0);
+        const char *o = axd_config_origin(c, "cluster.auth_token", 0);
         if (!o)
-            o = ax_config_origin(c, "cluster.auth_token_file", 0);
+            o = axd_config_origin(c, "cluster.auth_token_file", 0);
         return failf(err, errlen, o,
                      "cluster.auth_token is %zu bytes: at least 16 are needed (e.g. openssl rand -hex 32)",
                      strlen(c->cluster_auth_token));
@@ -207,7 +207,7 @@ int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen)
     for (size_t i = 0; i < c->n_cluster_peers; i++) {
         const char *e = c->cluster_peers[i], *eq = strchr(e, '=');
         size_t nl = eq ? (size_t)(eq - e) : strlen(e);
-        const char *o = ax_config_origin(c, "cluster.peers", i);
+        const char *o = axd_config_origin(c, "cluster.peers", i);
         if (c->node_name && strlen(c->node_name) == nl && !strncmp(e, c->node_name, nl))
             return failf(err, errlen, o,
                          "cluster.peers: \"%.*s\" is this node's own name (node.name): list the other nodes only",
@@ -216,7 +216,7 @@ int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen)
             const char *f = c->cluster_peers[j], *feq = strchr(f, '=');
             size_t fl = feq ? (size_t)(feq - f) : strlen(f);
             if (fl == nl && !strncmp(e, f, nl)) {
-                const char *o1 = ax_config_origin(c, "cluster.peers", j);
+                const char *o1 = axd_config_origin(c, "cluster.peers", j);
                 return failf(err, errlen, o, "cluster.peers: duplicate peer name \"%.*s\" (also set at %s)", (int)nl,
                              e, o1 ? o1 : "(default)");
             }
@@ -228,14 +228,14 @@ int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen)
         const char *paths[] = {c->cluster_tls_cert, c->cluster_tls_key, c->cluster_tls_ca};
         for (int k = 0; k < 3; k++)
             if (paths[k] && *paths[k] && (why = unreadable(paths[k], buf, sizeof buf)))
-                return failf(err, errlen, ax_config_origin(c, keys[k], 0), "%s: cannot read %s: %s", keys[k],
+                return failf(err, errlen, axd_config_origin(c, keys[k], 0), "%s: cannot read %s: %s", keys[k],
                              paths[k], why);
     }
 
     for (size_t i = 0; i < c->n_plugins; i++) {
         char path[4096];
-        const char *o = ax_config_origin(c, "plugins.load", i);
-        if (ax_plugin_resolve(c->plugin_dir ? c->plugin_dir : "", c->plugins[i], path, sizeof path) != 0)
+        const char *o = axd_config_origin(c, "plugins.load", i);
+        if (axd_plugin_resolve(c->plugin_dir ? c->plugin_dir : "", c->plugins[i], path, sizeof path) != 0)
             return failf(err, errlen, o, "plugins.load: path too long: \"%.64s\"", c->plugins[i]);
         if ((why = unreadable(path, buf, sizeof buf)))
             return failf(err, errlen, o, "plugins.load: cannot read plugin \"%s\" at %s: %s", c->plugins[i], path, why);

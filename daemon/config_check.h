@@ -2,8 +2,8 @@
  * be safe together (a cluster on the per-process memory lease store), peers that cannot
  * work (the same name twice, the node itself), files that cannot be read (TLS, plugins).
  * Run by axactord before it starts and by --check-config. */
-#ifndef AX_CONFIG_CHECK_H
-#define AX_CONFIG_CHECK_H
+#ifndef AXD_CONFIG_CHECK_H
+#define AXD_CONFIG_CHECK_H
 
 #include <stddef.h>
 
@@ -12,22 +12,22 @@
 /* 0, or AX_ECONFIG with "ORIGIN: reason" in err, ORIGIN being where the offending value
  * was set ("PATH:LINE", "command line (KEY)") or "(default)". Reads files (access + open), changes
  * nothing. */
-int ax_config_check_deploy(const ax_config *c, char *err, size_t errlen);
+int axd_config_check_deploy(const axd_config *c, char *err, size_t errlen);
 
 /* The identity of the lease store a config names, compared in the peer handshake (nodes
  * on different stores must not form one cluster): "memory", or "redis:HOST:PORT/DB/PREFIX"
  * with bytes outside printable ASCII as %XX. No secret in it (no password). */
-void ax_config_store_identity(const ax_config *c, char *buf, size_t n);
+void axd_config_store_identity(const axd_config *c, char *buf, size_t n);
 
 /* Is a file or directory safe to trust (a plugin, the socket's directory): owned by root
- * or the daemon's user, writable by nobody else? NULL if so, else AX_UNTRUSTED_OWNER or
- * AX_UNTRUSTED_WRITABLE (short texts for messages). */
+ * or the daemon's user, writable by nobody else? NULL if so, else AXD_UNTRUSTED_OWNER or
+ * AXD_UNTRUSTED_WRITABLE (short texts for messages). */
 struct stat;
-extern const char AX_UNTRUSTED_OWNER[], AX_UNTRUSTED_WRITABLE[];
-const char *ax_untrusted(const struct stat *st);
+extern const char AXD_UNTRUSTED_OWNER[], AXD_UNTRUSTED_WRITABLE[];
+const char *axd_untrusted(const struct stat *st);
 
 /* The path a plugins.load entry names: itself if it has a '/', else DIR/NAME.so (".so"
  * not doubled). 0, or -1 if it does not fit. */
-int ax_plugin_resolve(const char *dir, const char *in, char *out, size_t outlen);
+int axd_plugin_resolve(const char *dir, const char *in, char *out, size_t outlen);
 
 #endif

@@ -10,7 +10,7 @@
 #include "log.h"
 #include "server.h"
 
-static int sub_index(ax_server *s, ax_ref who)
+static int sub_index(axd_server *s, ax_ref who)
 {
     for (size_t i = 0; i < s->n_subs; i++)
         if (ax_ref_eq(s->subs[i].who, who))
@@ -18,7 +18,7 @@ static int sub_index(ax_server *s, ax_ref who)
     return -1;
 }
 
-int ax_events_subscribe(ax_server *s, ax_ref who, const char *filter, size_t flen, uint32_t req_id)
+int axd_events_subscribe(axd_server *s, ax_ref who, const char *filter, size_t flen, uint32_t req_id)
 {
     int i = sub_index(s, who);
     if (i < 0) {
@@ -34,14 +34,14 @@ int ax_events_subscribe(ax_server *s, ax_ref who, const char *filter, size_t fle
     s->subs[i].filter = flen ? ax_strndup(filter, flen) : NULL;
     s->subs[i].req_id = req_id;
     if (who.node == 0) {
-        ax_actor *a = ax_actor_get_any(s, who);
+        axd_actor *a = axd_actor_get_any(s, who);
         if (a)
             a->subscribed = 1;
     }
     return AX_OK;
 }
 
-int ax_events_unsubscribe(ax_server *s, ax_ref who)
+int axd_events_unsubscribe(axd_server *s, ax_ref who)
 {
     int i = sub_index(s, who);
     if (i < 0)
@@ -51,7 +51,7 @@ int ax_events_unsubscribe(ax_server *s, ax_ref who)
     return AX_OK;
 }
 
-void ax_events_free(ax_server *s)
+void axd_events_free(axd_server *s)
 {
     for (size_t i = 0; i < s->n_subs; i++)
         ax_free(s->subs[i].filter);
@@ -60,7 +60,7 @@ void ax_events_free(ax_server *s)
     s->n_subs = s->cap_subs = 0;
 }
 
-static char *event_doc(ax_server *s, ax_actor *a, const char *event, const char *reason)
+static char *event_doc(axd_server *s, axd_actor *a, const char *event, const char *reason)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "event", event);
@@ -69,7 +69,7 @@ static char *event_doc(ax_server *s, ax_actor *a, const char *event, const char 
     cJSON_AddStringToObject(o, "name", a->name ? a->name : "");
     cJSON_AddStringToObject(o, "type", a->type->name);
     if (a->key)
-        ax_json_add_key(o, a);
+        axd_json_add_key(o, a);
     if (reason)
         cJSON_AddStringToObject(o, "reason", reason);
     if (strcmp(event, "restarted") == 0)
@@ -81,37 +81,37 @@ static char *event_doc(ax_server *s, ax_actor *a, const char *event, const char 
 }
 
 /* Deliver one document to an actor subscriber; -1 if its buffer is full or it is gone. */
-static int to_actor(ax_server *s, ax_event_sub *sub, const char *doc, size_t n)
+static int to_actor(axd_server *s, axd_event_sub *sub, const char *doc, size_t n)
 {
-    ax_actor *a = ax_actor_get_any(s, sub->who);
+    axd_actor *a = axd_actor_get_any(s, sub->who);
     if (!a)
         return -2;
     if (a->ctl.len >= s->cfg.events_buffer)
         return -1;
-    ax_env *e = ax_env_new(s, n);
+    axd_env *e = axd_env_new(s, n);
     if (!e)
         return -1;
     memcpy(e->data, doc, n);
-    e->kind = AX_ENV_SYS;
+    e->kind = AXD_ENV_SYS;
     e->m.id = s->sys_event_id;
-    if (ax_actor_deliver(s, a, e) != 0) {
-        ax_env_free(s, e);
+    if (axd_actor_deliver(s, a, e) != 0) {
+        axd_env_free(s, e);
         return -1;
     }
     return 0;
 }
 
-static int to_sub(ax_server *s, ax_event_sub *sub, const char *doc, size_t n)
+static int to_sub(axd_server *s, axd_event_sub *sub, const char *doc, size_t n)
 {
-    if (sub->who.node == AX_NODE_CLIENT) {
-        if (!ax_listener_client_alive(s, sub->who))
+    if (sub->who.node == AXD_NODE_CLIENT) {
+        if (!axd_listener_client_alive(s, sub->who))
             return -2;
-        return ax_listener_send_event(s, sub->who, sub->req_id, doc, n, 0);
+        return axd_listener_send_event(s, sub->who, sub->req_id, doc, n, 0);
     }
     return to_actor(s, sub, doc, n);
 }
 
-void ax_event_emit(ax_server *s, ax_actor *a, const char *event, const char *reason)
+void axd_event_emit(axd_server *s, axd_actor *a, const char *event, const char *reason)
 {
     if (!s->n_subs)
         return;
@@ -119,7 +119,7 @@ void ax_event_emit(ax_server *s, ax_actor *a, const char *event, const char *rea
     size_t n = 0;
     s->ctr.events++;
     for (size_t i = 0; i < s->n_subs;) {
-        ax_event_sub *sub = &s->subs[i];
+        axd_event_sub *sub = &s->subs[i];
         if (sub->filter && (!a->name || strcmp(sub->filter, a->name) != 0)) {
             i++;
             continue;

@@ -10,7 +10,7 @@
 
 static uint64_t seed_k0 = 0x736f6d6570736575ull, seed_k1 = 0x646f72616e646f6dull;
 
-void ax_hash_seed_init(void)
+void axd_hash_seed_init(void)
 {
     /* Once per process: maps hashed under the old seed would become unreadable (several
      * servers share a process in the in-memory cluster tests). */
@@ -34,7 +34,7 @@ void ax_hash_seed_init(void)
         v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                                    \
     } while (0)
 
-uint64_t ax_hash(const void *data, size_t n)
+uint64_t axd_hash(const void *data, size_t n)
 {
     const uint8_t *p = data;
     uint64_t v0 = 0x736f6d6570736575ull ^ seed_k0, v1 = 0x646f72616e646f6dull ^ seed_k1;
@@ -61,8 +61,8 @@ uint64_t ax_hash(const void *data, size_t n)
 
 #define TOMB ((const char *)1)
 
-void ax_hmap_init(ax_hmap *m) { memset(m, 0, sizeof *m); }
-void ax_hmap_free(ax_hmap *m)
+void axd_hmap_init(axd_hmap *m) { memset(m, 0, sizeof *m); }
+void axd_hmap_free(axd_hmap *m)
 {
     if (!m)
         return;
@@ -70,13 +70,13 @@ void ax_hmap_free(ax_hmap *m)
     memset(m, 0, sizeof *m);
 }
 
-static ax_hmap_ent *find(const ax_hmap *m, const char *key, size_t klen, uint64_t h)
+static axd_hmap_ent *find(const axd_hmap *m, const char *key, size_t klen, uint64_t h)
 {
     if (!m->cap)
         return NULL;
     size_t mask = m->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-        ax_hmap_ent *e = &m->ents[i];
+        axd_hmap_ent *e = &m->ents[i];
         if (!e->key)
             return NULL;
         if (e->key != TOMB && e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
@@ -84,18 +84,18 @@ static ax_hmap_ent *find(const ax_hmap *m, const char *key, size_t klen, uint64_
     }
 }
 
-void *ax_hmap_get(const ax_hmap *m, const char *key, size_t klen)
+void *axd_hmap_get(const axd_hmap *m, const char *key, size_t klen)
 {
-    ax_hmap_ent *e = find(m, key, klen, ax_hash(key, klen));
+    axd_hmap_ent *e = find(m, key, klen, axd_hash(key, klen));
     return e ? e->val : NULL;
 }
 
-static void grow(ax_hmap *m)
+static void grow(axd_hmap *m)
 {
     size_t ncap = m->cap ? m->cap * 2 : 16;
     if (m->len * 2 < m->cap)
         ncap = m->cap; /* mostly tombstones: rehash in place size */
-    ax_hmap_ent *old = m->ents;
+    axd_hmap_ent *old = m->ents;
     size_t ocap = m->cap;
     m->ents = ax_calloc(ncap, sizeof *m->ents);
     m->cap = ncap;
@@ -112,10 +112,10 @@ static void grow(ax_hmap *m)
     ax_free(old);
 }
 
-void *ax_hmap_put(ax_hmap *m, const char *key, size_t klen, void *val)
+void *axd_hmap_put(axd_hmap *m, const char *key, size_t klen, void *val)
 {
-    uint64_t h = ax_hash(key, klen);
-    ax_hmap_ent *e = find(m, key, klen, h);
+    uint64_t h = axd_hash(key, klen);
+    axd_hmap_ent *e = find(m, key, klen, h);
     if (e) {
         void *old = e->val;
         e->key = key;
@@ -129,14 +129,14 @@ void *ax_hmap_put(ax_hmap *m, const char *key, size_t klen, void *val)
         i = (i + 1) & mask;
     if (m->ents[i].key == TOMB)
         m->tombs--;
-    m->ents[i] = (ax_hmap_ent){key, klen, h, val};
+    m->ents[i] = (axd_hmap_ent){key, klen, h, val};
     m->len++;
     return NULL;
 }
 
-void *ax_hmap_del(ax_hmap *m, const char *key, size_t klen)
+void *axd_hmap_del(axd_hmap *m, const char *key, size_t klen)
 {
-    ax_hmap_ent *e = find(m, key, klen, ax_hash(key, klen));
+    axd_hmap_ent *e = find(m, key, klen, axd_hash(key, klen));
     if (!e)
         return NULL;
     void *old = e->val;
@@ -147,7 +147,7 @@ void *ax_hmap_del(ax_hmap *m, const char *key, size_t klen)
     return old;
 }
 
-size_t ax_hmap_next(const ax_hmap *m, size_t i, ax_hmap_ent **e)
+size_t axd_hmap_next(const axd_hmap *m, size_t i, axd_hmap_ent **e)
 {
     for (; i < m->cap; i++) {
         if (m->ents[i].key && m->ents[i].key != TOMB) {
@@ -158,13 +158,13 @@ size_t ax_hmap_next(const ax_hmap *m, size_t i, ax_hmap_ent **e)
     return 0;
 }
 
-void ax_slots_init(ax_slots *s, uint32_t limit)
+void axd_slots_init(axd_slots *s, uint32_t limit)
 {
     memset(s, 0, sizeof *s);
     s->limit = limit;
 }
 
-void ax_slots_free(ax_slots *s)
+void axd_slots_free(axd_slots *s)
 {
     if (!s)
         return;
@@ -174,7 +174,7 @@ void ax_slots_free(ax_slots *s)
     memset(s, 0, sizeof *s);
 }
 
-uint32_t ax_slots_alloc(ax_slots *s, void *p, uint32_t *gen)
+uint32_t axd_slots_alloc(axd_slots *s, void *p, uint32_t *gen)
 {
     uint32_t idx;
     if (s->free_head) {
@@ -206,7 +206,7 @@ uint32_t ax_slots_alloc(ax_slots *s, void *p, uint32_t *gen)
     return idx;
 }
 
-void ax_slots_release(ax_slots *s, uint32_t idx)
+void axd_slots_release(axd_slots *s, uint32_t idx)
 {
     if (idx == 0 || idx >= s->cap || !s->ptr[idx])
         return;

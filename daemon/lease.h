@@ -3,19 +3,19 @@
  * and redis (lease_redis.c: hiredis on the libev loop, atomic Lua scripts). The shard
  * manager (shard.h) drives a store; nothing else should. See PROTOCOL.md, "Leases and
  * shards", for the semantics every store must keep. */
-#ifndef AX_LEASE_H
-#define AX_LEASE_H
+#ifndef AXD_LEASE_H
+#define AXD_LEASE_H
 
 #include <ev.h>
 #include <stdint.h>
 
 #include "axactor/errors.h"
 
-#define AX_LEASE_NODE_MAX 255u /* longest owner id, bytes */
+#define AXD_LEASE_NODE_MAX 255u /* longest owner id, bytes */
 /* Epochs stay below 2^53 so Lua (doubles) compares them exactly. */
-#define AX_LEASE_EPOCH_MAX ((UINT64_C(1) << 53) - 1)
+#define AXD_LEASE_EPOCH_MAX ((UINT64_C(1) << 53) - 1)
 
-typedef struct ax_lease_store ax_lease_store;
+typedef struct axd_lease_store axd_lease_store;
 
 /* The outcome of one operation, valid only during the callback (copy what you keep).
  *   status  AX_OK: the store answered; the fields below hold its answer.
@@ -33,29 +33,29 @@ typedef struct ax_lease_store ax_lease_store;
  *           free shard (get) the last epoch granted (0 = never).
  *   ttl_ms  acquire: the holder's remaining time (granted: the requested ttl);
  *           get: remaining time, -1 none / unknown. */
-typedef struct ax_lease_result {
+typedef struct axd_lease_result {
     int status;
     int granted;
     const char *owner;
     size_t owner_len;
     uint64_t epoch;
     int64_t ttl_ms;
-} ax_lease_result;
+} axd_lease_result;
 
 /* Called exactly once per accepted operation, always from the loop (never from inside
  * the call that started it). shard is the operation's shard. */
-typedef void (*ax_lease_cb)(void *ud, uint32_t shard, const ax_lease_result *r);
+typedef void (*axd_lease_cb)(void *ud, uint32_t shard, const axd_lease_result *r);
 
 /* Connection state for status output. Strings are static or owned by the store and
  * valid until its next operation or loop iteration. */
-typedef struct ax_lease_state {
+typedef struct axd_lease_state {
     const char *store;       /* "memory" or "redis" */
     const char *conn;        /* "connected", "connecting", "reconnecting" */
     const char *last_error;  /* "" if none since start */
     uint64_t ops, errors, reconnects;
-} ax_lease_state;
+} axd_lease_state;
 
-typedef struct ax_lease_ops {
+typedef struct axd_lease_ops {
     /* Each returns 0 when the callback will be called, or a negative AX_E* (AX_EINVAL
      * for a bad argument: shard out of range, node empty / too long / containing NUL,
      * ttl 0; AX_ECANCELED after free began) and then the callback is never called.
@@ -63,78 +63,78 @@ typedef struct ax_lease_ops {
      * granted epoch is always above it (so epochs never go backwards, even if the store
      * lost its data). Re-acquiring a shard the store says `node` holds is granted with a
      * new epoch. */
-    int (*acquire)(ax_lease_store *st, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
-                   ax_lease_cb cb, void *ud);
-    int (*renew)(ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch, uint32_t ttl_ms,
-                 ax_lease_cb cb, void *ud);
-    int (*release)(ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch, ax_lease_cb cb,
+    int (*acquire)(axd_lease_store *st, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
+                   axd_lease_cb cb, void *ud);
+    int (*renew)(axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch, uint32_t ttl_ms,
+                 axd_lease_cb cb, void *ud);
+    int (*release)(axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch, axd_lease_cb cb,
                    void *ud);
-    int (*get)(ax_lease_store *st, uint32_t shard, ax_lease_cb cb, void *ud);
-    void (*state)(ax_lease_store *st, ax_lease_state *out);
+    int (*get)(axd_lease_store *st, uint32_t shard, axd_lease_cb cb, void *ud);
+    void (*state)(axd_lease_store *st, axd_lease_state *out);
     /* Completes every pending operation with AX_ECANCELED (callbacks run inside free),
      * then frees. Must not be called from inside one of the store's callbacks. */
-    void (*free)(ax_lease_store *st);
-} ax_lease_ops;
+    void (*free)(axd_lease_store *st);
+} axd_lease_ops;
 
-struct ax_lease_store {
-    const ax_lease_ops *ops;
+struct axd_lease_store {
+    const axd_lease_ops *ops;
     uint32_t n_shards; /* valid shards: 0 .. n_shards-1 */
 };
 
-static inline int ax_lease_acquire(ax_lease_store *st, uint32_t shard, const char *node, uint32_t ttl_ms,
-                                   uint64_t min_epoch, ax_lease_cb cb, void *ud)
+static inline int axd_lease_acquire(axd_lease_store *st, uint32_t shard, const char *node, uint32_t ttl_ms,
+                                   uint64_t min_epoch, axd_lease_cb cb, void *ud)
 {
     return st->ops->acquire(st, shard, node, ttl_ms, min_epoch, cb, ud);
 }
-static inline int ax_lease_renew(ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch,
-                                 uint32_t ttl_ms, ax_lease_cb cb, void *ud)
+static inline int axd_lease_renew(axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch,
+                                 uint32_t ttl_ms, axd_lease_cb cb, void *ud)
 {
     return st->ops->renew(st, shard, node, epoch, ttl_ms, cb, ud);
 }
-static inline int ax_lease_release(ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch,
-                                   ax_lease_cb cb, void *ud)
+static inline int axd_lease_release(axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch,
+                                   axd_lease_cb cb, void *ud)
 {
     return st->ops->release(st, shard, node, epoch, cb, ud);
 }
-static inline int ax_lease_get(ax_lease_store *st, uint32_t shard, ax_lease_cb cb, void *ud)
+static inline int axd_lease_get(axd_lease_store *st, uint32_t shard, axd_lease_cb cb, void *ud)
 {
     return st->ops->get(st, shard, cb, ud);
 }
-static inline void ax_lease_store_state(ax_lease_store *st, ax_lease_state *out) { st->ops->state(st, out); }
+static inline void axd_lease_store_state(axd_lease_store *st, axd_lease_state *out) { st->ops->state(st, out); }
 /* Accepts NULL. */
-static inline void ax_lease_store_free(ax_lease_store *st)
+static inline void axd_lease_store_free(axd_lease_store *st)
 {
     if (st)
         st->ops->free(st);
 }
 
 /* Checks shared by the stores: 0 or AX_EINVAL. */
-int ax_lease_check_node(const char *node);
+int axd_lease_check_node(const char *node);
 
 /* ---- memory store (lease_mem.c) ---- */
 /* A store in this process, on loop; time is ev_now(loop). Several managers on the same
- * loop may share it (in-process multi-node tests). Caller frees with ax_lease_store_free. */
-ax_lease_store *ax_lease_mem_new(struct ev_loop *loop, uint32_t n_shards);
+ * loop may share it (in-process multi-node tests). Caller frees with axd_lease_store_free. */
+axd_lease_store *axd_lease_mem_new(struct ev_loop *loop, uint32_t n_shards);
 /* Fault injection for tests: while cut, operations from `node` fail with AX_ECONN and
  * change nothing (node NULL: every node). */
-void ax_lease_mem_cut(ax_lease_store *st, const char *node, int cut);
+void axd_lease_mem_cut(axd_lease_store *st, const char *node, int cut);
 /* Fault injection for tests: replies are delivered delay_ms after the operation was
  * applied (the store applies it at once). */
-void ax_lease_mem_set_delay(ax_lease_store *st, uint32_t delay_ms);
+void axd_lease_mem_set_delay(axd_lease_store *st, uint32_t delay_ms);
 
 /* ---- redis store (lease_redis.c) ---- */
-typedef struct ax_lease_redis_cfg {
+typedef struct axd_lease_redis_cfg {
     const char *host;           /* IP address (a host name is resolved blocking, at each connect) */
     uint16_t port;
     const char *password;       /* NULL or "" = no AUTH */
     uint32_t db;                /* SELECT db when non-zero */
     const char *prefix;         /* key prefix, e.g. "axactor:" */
     uint32_t connect_timeout_ms; /* also the bound on one request's round trip */
-} ax_lease_redis_cfg;
+} axd_lease_redis_cfg;
 
 /* Creates the store and starts connecting (never blocks on the network). Strings are
- * copied. NULL + err on a bad configuration. Caller frees with ax_lease_store_free. */
-ax_lease_store *ax_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, const ax_lease_redis_cfg *cfg,
+ * copied. NULL + err on a bad configuration. Caller frees with axd_lease_store_free. */
+axd_lease_store *axd_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, const axd_lease_redis_cfg *cfg,
                                    char *err, size_t errlen);
 
 #endif

@@ -12,21 +12,21 @@
 typedef struct mem_shard {
     char *owner;     /* NULL: not held */
     uint64_t epoch;  /* last epoch granted; never goes down */
-    double expires;  /* monotonic time (ax_mono_now) the lease ends */
+    double expires;  /* monotonic time (axd_mono_now) the lease ends */
 } mem_shard;
 
 typedef struct mem_reply {
     struct mem_reply *next;
     double due;
-    ax_lease_cb cb;
+    axd_lease_cb cb;
     void *ud;
     uint32_t shard;
-    ax_lease_result r;
+    axd_lease_result r;
     char *owner; /* owned copy behind r.owner */
 } mem_reply;
 
 typedef struct mem_store {
-    ax_lease_store base;
+    axd_lease_store base;
     struct ev_loop *loop;
     mem_shard *shards;
     mem_reply *head, *tail;
@@ -38,12 +38,12 @@ typedef struct mem_store {
     uint64_t ops, errors;
 } mem_store;
 
-int ax_lease_check_node(const char *node)
+int axd_lease_check_node(const char *node)
 {
     if (!node)
         return AX_EINVAL;
     size_t n = strlen(node);
-    return n >= 1 && n <= AX_LEASE_NODE_MAX ? 0 : AX_EINVAL;
+    return n >= 1 && n <= AXD_LEASE_NODE_MAX ? 0 : AX_EINVAL;
 }
 
 static void mem_arm(mem_store *m)
@@ -79,7 +79,7 @@ static void mem_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Queue a reply (kept sorted by due time, FIFO among equals). */
-static void mem_reply_queue(mem_store *m, uint32_t shard, ax_lease_cb cb, void *ud, const ax_lease_result *res)
+static void mem_reply_queue(mem_store *m, uint32_t shard, axd_lease_cb cb, void *ud, const axd_lease_result *res)
 {
     mem_reply *r = ax_calloc(1, sizeof *r), **pp = &m->head;
     r->due = ev_now(m->loop) + m->delay_ms / 1000.0;
@@ -119,7 +119,7 @@ static int mem_is_cut(const mem_store *m, const char *node)
 static mem_shard *mem_shard_at(mem_store *m, uint32_t shard)
 {
     mem_shard *s = &m->shards[shard];
-    if (s->owner && ax_mono_now() >= s->expires) {
+    if (s->owner && axd_mono_now() >= s->expires) {
         ax_free(s->owner);
         s->owner = NULL;
     }
@@ -128,11 +128,11 @@ static mem_shard *mem_shard_at(mem_store *m, uint32_t shard)
 
 static int64_t mem_ttl_left(mem_store *m, const mem_shard *s)
 {
-    return (int64_t)ceil((s->expires - ax_mono_now()) * 1000.0);
+    return (int64_t)ceil((s->expires - axd_mono_now()) * 1000.0);
 }
 
 /* Common argument checks; on a cut node queues AX_ECONN and returns 1. */
-static int mem_pre(mem_store *m, uint32_t shard, const char *node, int need_node, ax_lease_cb cb, void *ud,
+static int mem_pre(mem_store *m, uint32_t shard, const char *node, int need_node, axd_lease_cb cb, void *ud,
                    int *rc)
 {
     *rc = 0;
@@ -140,29 +140,29 @@ static int mem_pre(mem_store *m, uint32_t shard, const char *node, int need_node
         *rc = AX_ECANCELED;
         return 1;
     }
-    if (!cb || shard >= m->base.n_shards || (need_node && ax_lease_check_node(node) != 0)) {
+    if (!cb || shard >= m->base.n_shards || (need_node && axd_lease_check_node(node) != 0)) {
         *rc = AX_EINVAL;
         return 1;
     }
     if (mem_is_cut(m, need_node ? node : NULL)) {
-        ax_lease_result r = {.status = AX_ECONN, .ttl_ms = -1};
+        axd_lease_result r = {.status = AX_ECONN, .ttl_ms = -1};
         mem_reply_queue(m, shard, cb, ud, &r);
         return 1;
     }
     return 0;
 }
 
-static int mem_acquire(ax_lease_store *st, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
-                       ax_lease_cb cb, void *ud)
+static int mem_acquire(axd_lease_store *st, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
+                       axd_lease_cb cb, void *ud)
 {
     mem_store *m = (mem_store *)st;
     int rc;
-    if (!ttl_ms || min_epoch >= AX_LEASE_EPOCH_MAX)
+    if (!ttl_ms || min_epoch >= AXD_LEASE_EPOCH_MAX)
         return AX_EINVAL;
     if (mem_pre(m, shard, node, 1, cb, ud, &rc))
         return rc;
     mem_shard *s = mem_shard_at(m, shard);
-    ax_lease_result r = {.status = AX_OK, .ttl_ms = -1};
+    axd_lease_result r = {.status = AX_OK, .ttl_ms = -1};
     if (s->owner && strcmp(s->owner, node) != 0) {
         r.owner = s->owner;
         r.owner_len = strlen(s->owner);
@@ -174,20 +174,20 @@ static int mem_acquire(ax_lease_store *st, uint32_t shard, const char *node, uin
         s->epoch = min_epoch;
         ax_free(s->owner);
         s->owner = ax_strdup("");
-        s->expires = ax_mono_now() + ttl_ms / 1000.0;
+        s->expires = axd_mono_now() + ttl_ms / 1000.0;
         r.owner = "";
         r.owner_len = 0;
         r.epoch = min_epoch;
         r.ttl_ms = ttl_ms;
     } else {
         uint64_t e = (s->epoch > min_epoch ? s->epoch : min_epoch) + 1;
-        if (e > AX_LEASE_EPOCH_MAX) {
+        if (e > AXD_LEASE_EPOCH_MAX) {
             r.status = AX_ETOOBIG;
         } else {
             ax_free(s->owner);
             s->owner = ax_strdup(node);
             s->epoch = e;
-            s->expires = ax_mono_now() + ttl_ms / 1000.0;
+            s->expires = axd_mono_now() + ttl_ms / 1000.0;
             r.granted = 1;
             r.owner = node;
             r.owner_len = strlen(node);
@@ -199,8 +199,8 @@ static int mem_acquire(ax_lease_store *st, uint32_t shard, const char *node, uin
     return 0;
 }
 
-static int mem_renew(ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch, uint32_t ttl_ms,
-                     ax_lease_cb cb, void *ud)
+static int mem_renew(axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch, uint32_t ttl_ms,
+                     axd_lease_cb cb, void *ud)
 {
     mem_store *m = (mem_store *)st;
     int rc;
@@ -209,9 +209,9 @@ static int mem_renew(ax_lease_store *st, uint32_t shard, const char *node, uint6
     if (mem_pre(m, shard, node, 1, cb, ud, &rc))
         return rc;
     mem_shard *s = mem_shard_at(m, shard);
-    ax_lease_result r = {.status = AX_OK, .epoch = s->epoch, .ttl_ms = -1};
+    axd_lease_result r = {.status = AX_OK, .epoch = s->epoch, .ttl_ms = -1};
     if (s->owner && !strcmp(s->owner, node) && s->epoch == epoch) {
-        s->expires = ax_mono_now() + ttl_ms / 1000.0;
+        s->expires = axd_mono_now() + ttl_ms / 1000.0;
         r.granted = 1;
         r.ttl_ms = ttl_ms;
     }
@@ -219,7 +219,7 @@ static int mem_renew(ax_lease_store *st, uint32_t shard, const char *node, uint6
     return 0;
 }
 
-static int mem_release(ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch, ax_lease_cb cb,
+static int mem_release(axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch, axd_lease_cb cb,
                        void *ud)
 {
     mem_store *m = (mem_store *)st;
@@ -227,7 +227,7 @@ static int mem_release(ax_lease_store *st, uint32_t shard, const char *node, uin
     if (mem_pre(m, shard, node, 1, cb, ud, &rc))
         return rc;
     mem_shard *s = mem_shard_at(m, shard);
-    ax_lease_result r = {.status = AX_OK, .epoch = s->epoch, .ttl_ms = -1};
+    axd_lease_result r = {.status = AX_OK, .epoch = s->epoch, .ttl_ms = -1};
     if (s->owner && !strcmp(s->owner, node) && s->epoch == epoch) {
         ax_free(s->owner);
         s->owner = NULL;
@@ -237,14 +237,14 @@ static int mem_release(ax_lease_store *st, uint32_t shard, const char *node, uin
     return 0;
 }
 
-static int mem_get(ax_lease_store *st, uint32_t shard, ax_lease_cb cb, void *ud)
+static int mem_get(axd_lease_store *st, uint32_t shard, axd_lease_cb cb, void *ud)
 {
     mem_store *m = (mem_store *)st;
     int rc;
     if (mem_pre(m, shard, NULL, 0, cb, ud, &rc))
         return rc;
     mem_shard *s = mem_shard_at(m, shard);
-    ax_lease_result r = {.status = AX_OK, .epoch = s->epoch, .ttl_ms = -1};
+    axd_lease_result r = {.status = AX_OK, .epoch = s->epoch, .ttl_ms = -1};
     if (s->owner) {
         r.granted = 1;
         r.owner = s->owner;
@@ -255,7 +255,7 @@ static int mem_get(ax_lease_store *st, uint32_t shard, ax_lease_cb cb, void *ud)
     return 0;
 }
 
-static void mem_state(ax_lease_store *st, ax_lease_state *out)
+static void mem_state(axd_lease_store *st, axd_lease_state *out)
 {
     mem_store *m = (mem_store *)st;
     memset(out, 0, sizeof *out);
@@ -266,7 +266,7 @@ static void mem_state(ax_lease_store *st, ax_lease_state *out)
     out->errors = m->errors;
 }
 
-static void mem_free(ax_lease_store *st)
+static void mem_free(axd_lease_store *st)
 {
     mem_store *m = (mem_store *)st;
     m->freeing = 1;
@@ -276,7 +276,7 @@ static void mem_free(ax_lease_store *st)
         m->head = r->next;
         if (!m->head)
             m->tail = NULL;
-        ax_lease_result c = {.status = AX_ECANCELED, .owner = "", .ttl_ms = -1};
+        axd_lease_result c = {.status = AX_ECANCELED, .owner = "", .ttl_ms = -1};
         r->cb(r->ud, r->shard, &c);
         ax_free(r->owner);
         ax_free(r);
@@ -290,7 +290,7 @@ static void mem_free(ax_lease_store *st)
     ax_free(m);
 }
 
-static const ax_lease_ops mem_ops = {
+static const axd_lease_ops mem_ops = {
     .acquire = mem_acquire,
     .renew = mem_renew,
     .release = mem_release,
@@ -299,7 +299,7 @@ static const ax_lease_ops mem_ops = {
     .free = mem_free,
 };
 
-ax_lease_store *ax_lease_mem_new(struct ev_loop *loop, uint32_t n_shards)
+axd_lease_store *axd_lease_mem_new(struct ev_loop *loop, uint32_t n_shards)
 {
     if (!loop || n_shards == 0)
         return NULL;
@@ -313,7 +313,7 @@ ax_lease_store *ax_lease_mem_new(struct ev_loop *loop, uint32_t n_shards)
     return &m->base;
 }
 
-void ax_lease_mem_cut(ax_lease_store *st, const char *node, int cut)
+void axd_lease_mem_cut(axd_lease_store *st, const char *node, int cut)
 {
     mem_store *m = (mem_store *)st;
     if (!node) {
@@ -335,4 +335,4 @@ void ax_lease_mem_cut(ax_lease_store *st, const char *node, int cut)
     }
 }
 
-void ax_lease_mem_set_delay(ax_lease_store *st, uint32_t delay_ms) { ((mem_store *)st)->delay_ms = delay_ms; }
+void axd_lease_mem_set_delay(axd_lease_store *st, uint32_t delay_ms) { ((mem_store *)st)->delay_ms = delay_ms; }

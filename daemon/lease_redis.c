@@ -89,12 +89,12 @@ typedef struct rreq {
     int status;     /* fail queue: the error to deliver */
     double sent;
     char *node;
-    ax_lease_cb cb;
+    axd_lease_cb cb;
     void *ud;
 } rreq;
 
 typedef struct redis_store {
-    ax_lease_store base;
+    axd_lease_store base;
     struct ev_loop *loop;
     char *host, *password, *prefix;
     uint16_t port;
@@ -127,7 +127,7 @@ static void set_error(redis_store *st, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     if (strcmp(buf, st->last_error) != 0) /* logged once per distinct error */
-        ax_log(AX_LOG_WARN, "lease", "redis %s:%u: %s", st->host, st->port, buf);
+        axd_log(AX_LOG_WARN, "lease", "redis %s:%u: %s", st->host, st->port, buf);
     memcpy(st->last_error, buf, sizeof buf);
 }
 
@@ -161,7 +161,7 @@ static void rreq_free(rreq *q)
     ax_free(q);
 }
 
-static void deliver(redis_store *st, rreq *q, ax_lease_result *r)
+static void deliver(redis_store *st, rreq *q, axd_lease_result *r)
 {
     if (!r->owner) {
         r->owner = "";
@@ -183,7 +183,7 @@ static void fail_cb(struct ev_loop *loop, ev_timer *w, int revents)
     while (st->fail_head) {
         rreq *q = st->fail_head;
         list_del(&st->fail_head, &st->fail_tail, q);
-        ax_lease_result r = {.status = q->status, .ttl_ms = -1};
+        axd_lease_result r = {.status = q->status, .ttl_ms = -1};
         deliver(st, q, &r);
         if (q == last)
             break;
@@ -293,7 +293,7 @@ static void handshake_cb(redisAsyncContext *ac, void *reply, void *privdata)
         st->ready = 1;
         st->backoff = BACKOFF_MIN;
         if (st->ever_ready)
-            ax_log(AX_LOG_INFO, "lease", "redis %s:%u: connected again", st->host, st->port);
+            axd_log(AX_LOG_INFO, "lease", "redis %s:%u: connected again", st->host, st->port);
         st->ever_ready = 1;
         st->last_error[0] = 0;
     }
@@ -370,15 +370,15 @@ static int parse_epoch(const redisReply *r, uint64_t *out)
             return -1;
         v = v * 10 + (uint64_t)(r->str[i] - '0');
     }
-    if (v > AX_LEASE_EPOCH_MAX)
+    if (v > AXD_LEASE_EPOCH_MAX)
         return -1;
     *out = v;
     return 0;
 }
 
-static int parse_owner(const redisReply *r, ax_lease_result *res)
+static int parse_owner(const redisReply *r, axd_lease_result *res)
 {
-    if (!r || r->type != REDIS_REPLY_STRING || r->len > AX_LEASE_NODE_MAX || (r->len && !r->str) ||
+    if (!r || r->type != REDIS_REPLY_STRING || r->len > AXD_LEASE_NODE_MAX || (r->len && !r->str) ||
         (r->len && memchr(r->str, 0, r->len)))
         return -1;
     res->owner = r->len ? r->str : "";
@@ -387,7 +387,7 @@ static int parse_owner(const redisReply *r, ax_lease_result *res)
 }
 
 /* Fill res from a script's reply; AX_EPROTO (why set) if its shape is wrong. */
-static int parse_reply(int op, const redisReply *r, ax_lease_result *res, const char **why)
+static int parse_reply(int op, const redisReply *r, axd_lease_result *res, const char **why)
 {
     switch (op) {
     case OP_ACQUIRE:
@@ -433,7 +433,7 @@ static void op_cb(redisAsyncContext *ac, void *reply, void *privdata)
     rreq *q = privdata;
     redis_store *st = q->st;
     redisReply *r = reply;
-    ax_lease_result res = {.status = AX_OK, .ttl_ms = -1};
+    axd_lease_result res = {.status = AX_OK, .ttl_ms = -1};
     const char *why = NULL;
 
     if (r && !q->evaled && reply_is_error(r, "NOSCRIPT") && st->ac == ac && !st->freeing) {
@@ -495,12 +495,12 @@ static int send_op(redis_store *st, rreq *q, int eval)
 }
 
 static int submit(redis_store *st, uint8_t op, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t epoch,
-                  ax_lease_cb cb, void *ud)
+                  axd_lease_cb cb, void *ud)
 {
     if (st->freeing)
         return AX_ECANCELED;
-    if (!cb || shard >= st->base.n_shards || (op != OP_GET && ax_lease_check_node(node) != 0) ||
-        ((op == OP_ACQUIRE || op == OP_RENEW) && !ttl_ms) || epoch >= AX_LEASE_EPOCH_MAX)
+    if (!cb || shard >= st->base.n_shards || (op != OP_GET && axd_lease_check_node(node) != 0) ||
+        ((op == OP_ACQUIRE || op == OP_RENEW) && !ttl_ms) || epoch >= AXD_LEASE_EPOCH_MAX)
         return AX_EINVAL;
     rreq *q = ax_calloc(1, sizeof *q);
     q->st = st;
@@ -525,30 +525,30 @@ static int submit(redis_store *st, uint8_t op, uint32_t shard, const char *node,
     return 0;
 }
 
-static int rs_acquire(ax_lease_store *s, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
-                      ax_lease_cb cb, void *ud)
+static int rs_acquire(axd_lease_store *s, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
+                      axd_lease_cb cb, void *ud)
 {
     return submit((redis_store *)s, OP_ACQUIRE, shard, node, ttl_ms, min_epoch, cb, ud);
 }
 
-static int rs_renew(ax_lease_store *s, uint32_t shard, const char *node, uint64_t epoch, uint32_t ttl_ms,
-                    ax_lease_cb cb, void *ud)
+static int rs_renew(axd_lease_store *s, uint32_t shard, const char *node, uint64_t epoch, uint32_t ttl_ms,
+                    axd_lease_cb cb, void *ud)
 {
     return submit((redis_store *)s, OP_RENEW, shard, node, ttl_ms, epoch, cb, ud);
 }
 
-static int rs_release(ax_lease_store *s, uint32_t shard, const char *node, uint64_t epoch, ax_lease_cb cb,
+static int rs_release(axd_lease_store *s, uint32_t shard, const char *node, uint64_t epoch, axd_lease_cb cb,
                       void *ud)
 {
     return submit((redis_store *)s, OP_RELEASE, shard, node, 0, epoch, cb, ud);
 }
 
-static int rs_get(ax_lease_store *s, uint32_t shard, ax_lease_cb cb, void *ud)
+static int rs_get(axd_lease_store *s, uint32_t shard, axd_lease_cb cb, void *ud)
 {
     return submit((redis_store *)s, OP_GET, shard, NULL, 0, 0, cb, ud);
 }
 
-static void rs_state(ax_lease_store *s, ax_lease_state *out)
+static void rs_state(axd_lease_store *s, axd_lease_state *out)
 {
     redis_store *st = (redis_store *)s;
     memset(out, 0, sizeof *out);
@@ -560,7 +560,7 @@ static void rs_state(ax_lease_store *s, ax_lease_state *out)
     out->reconnects = st->reconnects;
 }
 
-static void rs_free(ax_lease_store *s)
+static void rs_free(axd_lease_store *s)
 {
     redis_store *st = (redis_store *)s;
     st->freeing = 1;
@@ -571,7 +571,7 @@ static void rs_free(ax_lease_store *s)
     while (st->fail_head) {
         rreq *q = st->fail_head;
         list_del(&st->fail_head, &st->fail_tail, q);
-        ax_lease_result r = {.status = AX_ECANCELED, .ttl_ms = -1};
+        axd_lease_result r = {.status = AX_ECANCELED, .ttl_ms = -1};
         deliver(st, q, &r);
     }
     ax_free(st->host);
@@ -580,7 +580,7 @@ static void rs_free(ax_lease_store *s)
     ax_free(st);
 }
 
-static const ax_lease_ops redis_ops = {
+static const axd_lease_ops redis_ops = {
     .acquire = rs_acquire,
     .renew = rs_renew,
     .release = rs_release,
@@ -600,7 +600,7 @@ static int sha1_hex(const char *s, char out[41])
     return 0;
 }
 
-ax_lease_store *ax_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, const ax_lease_redis_cfg *cfg,
+axd_lease_store *axd_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, const axd_lease_redis_cfg *cfg,
                                    char *err, size_t errlen)
 {
     const char *why = NULL;

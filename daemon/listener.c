@@ -18,14 +18,14 @@
 #include "server.h"
 #include "cluster/cluster.h"
 
-void ax_runtime_run(ax_server *s);
+void axd_runtime_run(axd_server *s);
 
 #define READ_CHUNK 65536
 
-typedef struct ax_conn {
+typedef struct axd_conn {
     uint32_t slot, gen;
     int fd;
-    ax_server *s;
+    axd_server *s;
     ev_io rio, wio;
     ev_timer hello_timer; /* a client that sends no HELLO in time is closed */
     uint8_t *in;
@@ -34,15 +34,15 @@ typedef struct ax_conn {
     uint8_t hello, dirty, paused;
     uint8_t bad_body; /* a request body broke its type's rules: close after answering */
     uint8_t monitored; /* holds monitors: drop them when the connection closes */
-    struct ax_conn *dirty_next;
+    struct axd_conn *dirty_next;
     pid_t pid;
     uid_t uid;
-} ax_conn;
+} axd_conn;
 
-static void conn_close(ax_conn *c, const char *why);
-static void conn_flush(ax_conn *c);
+static void conn_close(axd_conn *c, const char *why);
+static void conn_flush(axd_conn *c);
 
-static void mark_dirty(ax_conn *c)
+static void mark_dirty(axd_conn *c)
 {
     if (c->dirty)
         return;
@@ -83,7 +83,7 @@ static void utf8_escape(const char *in, char *out, size_t cap)
     out[w] = 0;
 }
 
-static void send_error(ax_conn *c, uint32_t req, int code, const char *msg)
+static void send_error(axd_conn *c, uint32_t req, int code, const char *msg)
 {
     if (c->fd < 0)
         return;
@@ -95,7 +95,7 @@ static void send_error(ax_conn *c, uint32_t req, int code, const char *msg)
     mark_dirty(c);
 }
 
-static void send_empty(ax_conn *c, uint8_t type, uint32_t req)
+static void send_empty(axd_conn *c, uint8_t type, uint32_t req)
 {
     if (c->fd < 0)
         return;
@@ -104,7 +104,7 @@ static void send_empty(ax_conn *c, uint8_t type, uint32_t req)
     mark_dirty(c);
 }
 
-static void send_ref(ax_conn *c, uint32_t req, ax_ref r)
+static void send_ref(axd_conn *c, uint32_t req, ax_ref r)
 {
     if (c->fd < 0)
         return;
@@ -115,7 +115,7 @@ static void send_ref(ax_conn *c, uint32_t req, ax_ref r)
     mark_dirty(c);
 }
 
-static void send_blob(ax_conn *c, uint8_t type, uint32_t req, const void *p, size_t n)
+static void send_blob(axd_conn *c, uint8_t type, uint32_t req, const void *p, size_t n)
 {
     if (c->fd < 0)
         return;
@@ -128,7 +128,7 @@ static void send_blob(ax_conn *c, uint8_t type, uint32_t req, const void *p, siz
     mark_dirty(c);
 }
 
-static void send_json(ax_conn *c, uint32_t req, cJSON *doc)
+static void send_json(axd_conn *c, uint32_t req, cJSON *doc)
 {
     char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
@@ -144,10 +144,10 @@ static void send_json(ax_conn *c, uint32_t req, cJSON *doc)
 
 /* A body that breaks its type's rules is a protocol error like a bad header: one
  * ERROR (even for NOREPLY), then the connection closes (see handle_frame). */
-static void bad_body(ax_conn *c, uint32_t req, const char *why)
+static void bad_body(axd_conn *c, uint32_t req, const char *why)
 {
     c->s->ctr.bad_frames++;
-    ax_log(AX_LOG_WARN, "client", "pid %d: malformed request body (%s); closing the connection", (int)c->pid,
+    axd_log(AX_LOG_WARN, "client", "pid %d: malformed request body (%s); closing the connection", (int)c->pid,
            why ? why : "?");
     send_error(c, req, AX_EPROTO, why ? why : "malformed body");
     c->bad_body = 1;
@@ -155,11 +155,11 @@ static void bad_body(ax_conn *c, uint32_t req, const char *why)
 
 /* Find the actor a target names. For (type, key) targets, ensure spawns the keyed
  * actor when absent (routing "ensure"); DIRECT only finds a live one. */
-static ax_actor *resolve_ex(ax_conn *c, const ax_wire_target *t, int ensure, uint64_t epoch, int *code, char *why,
+static axd_actor *resolve_ex(axd_conn *c, const ax_wire_target *t, int ensure, uint64_t epoch, int *code, char *why,
                             size_t wlen)
 {
-    ax_server *s = c->s;
-    ax_actor *a = NULL;
+    axd_server *s = c->s;
+    axd_actor *a = NULL;
     *code = AX_ENOPROC; /* also when a routed key's actor is gone right after routing */
     snprintf(why, wlen, "no such actor");
     switch (t->kind) {
@@ -172,7 +172,7 @@ static ax_actor *resolve_ex(ax_conn *c, const ax_wire_target *t, int ensure, uin
             return NULL;
         }
         if (t->ref.id <= UINT32_MAX)
-            a = ax_actor_get(s, (ax_ref){t->ref.id, t->ref.gen, 0});
+            a = axd_actor_get(s, (ax_ref){t->ref.id, t->ref.gen, 0});
         if (!a) {
             *code = AX_ENOPROC;
             snprintf(why, wlen, "no actor @%llu.%u (stopped, or a stale ref)", (unsigned long long)t->ref.id,
@@ -180,7 +180,7 @@ static ax_actor *resolve_ex(ax_conn *c, const ax_wire_target *t, int ensure, uin
         }
         return a;
     case AX_TGT_NAME:
-        a = ax_actor_by_name(s, t->name, t->name_len);
+        a = axd_actor_by_name(s, t->name, t->name_len);
         if (!a) {
             *code = AX_ENOPROC;
             snprintf(why, wlen, "no actor named '%.*s'", (int)t->name_len, t->name);
@@ -189,26 +189,26 @@ static ax_actor *resolve_ex(ax_conn *c, const ax_wire_target *t, int ensure, uin
     default: {
         ax_ref r;
         const char *w = NULL;
-        int rc = ax_registry_route(s, t->name, t->name_len, t->key, t->key_len, epoch, ensure, &r, &w);
+        int rc = axd_registry_route(s, t->name, t->name_len, t->key, t->key_len, epoch, ensure, &r, &w);
         if (rc) {
             *code = rc;
             snprintf(why, wlen, "%.*s key '%.*s': %s", (int)t->name_len, t->name, (int)(t->key_len > 64 ? 64 : t->key_len),
                      t->key, w ? w : ax_strerror(rc));
             return NULL;
         }
-        return ax_actor_get(s, r);
+        return axd_actor_get(s, r);
     }
     }
 }
 
-static ax_actor *resolve(ax_conn *c, const ax_wire_target *t, int *code, char *why, size_t wlen)
+static axd_actor *resolve(axd_conn *c, const ax_wire_target *t, int *code, char *why, size_t wlen)
 {
     return resolve_ex(c, t, 0, 0, code, why, wlen);
 }
 
-static void client_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+static void client_ask_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
 {
-    ax_conn *c = ax_slots_get(&s->conns, p->u.client.conn_slot, p->u.client.conn_gen);
+    axd_conn *c = axd_slots_get(&s->conns, p->u.client.conn_slot, p->u.client.conn_gen);
     if (!c)
         return; /* the client left; nobody to answer */
     if (status == AX_OK)
@@ -221,12 +221,12 @@ static void client_ask_done(ax_server *s, ax_pending *p, int status, const void 
 
 /* TELL/ASK to a REF naming another node's wire id: hand it to the cluster (remote TELL
  * is answered OK once queued for the peer; ASK by the remote actor's REPLY or ERROR). */
-static void forward_remote(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, int noreply)
+static void forward_remote(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, int noreply)
 {
-    ax_server *s = c->s;
+    axd_server *s = c->s;
     uint32_t node = 0;
     char wbuf[320];
-    int code = ax_cluster_node_of(s, m->target.ref.node, m->target.ref.node_len, &node);
+    int code = axd_cluster_node_of(s, m->target.ref.node, m->target.ref.node_len, &node);
     if (code || node == 0 || m->target.ref.id > UINT32_MAX) {
         if (!code)
             code = node == 0 ? AX_ENOTFOUND : AX_ENOPROC;
@@ -238,7 +238,7 @@ static void forward_remote(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg 
     }
     ax_ref to = {m->target.ref.id, m->target.ref.gen, node};
     if (h->type == AX_T_TELL) {
-        code = ax_cluster_tell_named(s, to, m->msg, m->msg_len, m->payload, m->payload_len, AX_REF_NONE);
+        code = axd_cluster_tell_named(s, to, m->msg, m->msg_len, m->payload, m->payload_len, AX_REF_NONE);
         s->ctr.tells += code == 0;
         if (noreply)
             return;
@@ -248,7 +248,7 @@ static void forward_remote(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg 
             send_empty(c, AX_T_OK, h->req_id);
         return;
     }
-    ax_pending *p = ax_pending_new(s, m->timeout_ms, client_ask_done);
+    axd_pending *p = axd_pending_new(s, m->timeout_ms, client_ask_done);
     if (!p) {
         send_error(c, h->req_id, AX_ENOMEM, "too many asks in flight");
         return;
@@ -256,18 +256,18 @@ static void forward_remote(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg 
     p->u.client.conn_slot = c->slot;
     p->u.client.conn_gen = c->gen;
     p->u.client.req_id = h->req_id;
-    code = ax_cluster_ask_named(s, to, m->msg, m->msg_len, m->payload, m->payload_len, p, m->timeout_ms);
+    code = axd_cluster_ask_named(s, to, m->msg, m->msg_len, m->payload, m->payload_len, p, m->timeout_ms);
     s->ctr.asks += code == 0;
     if (code)
-        ax_pending_complete(s, p->slot, p->gen, code, NULL, 0); /* answers the client */
+        axd_pending_complete(s, p->slot, p->gen, code, NULL, 0); /* answers the client */
 }
 
 /* An acknowledged TELL that went to another node: OK once the owner queued it. */
-static void client_tell_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+static void client_tell_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
 {
     (void)data;
     (void)n;
-    ax_conn *c = ax_slots_get(&s->conns, p->u.client.conn_slot, p->u.client.conn_gen);
+    axd_conn *c = axd_slots_get(&s->conns, p->u.client.conn_slot, p->u.client.conn_gen);
     if (!c)
         return;
     if (status == AX_OK)
@@ -278,13 +278,13 @@ static void client_tell_done(ax_server *s, ax_pending *p, int status, const void
                                       : ax_strerror(status));
 }
 
-static void forward_keyed(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, int noreply)
+static void forward_keyed(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, int noreply)
 {
-    ax_server *s = c->s;
+    axd_server *s = c->s;
     int ask = h->type == AX_T_ASK;
-    ax_pending *p = NULL;
+    axd_pending *p = NULL;
     if (!noreply) {
-        p = ax_pending_new(s, ask ? m->timeout_ms : s->cfg.ask_timeout_ms, ask ? client_ask_done : client_tell_done);
+        p = axd_pending_new(s, ask ? m->timeout_ms : s->cfg.ask_timeout_ms, ask ? client_ask_done : client_tell_done);
         if (!p) {
             send_error(c, h->req_id, AX_ENOMEM, "too many requests in flight");
             return;
@@ -294,11 +294,11 @@ static void forward_keyed(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg *
         p->u.client.req_id = h->req_id;
     }
     unsigned kflags = (ask ? AX_PK_ASK : 0) | ((h->flags & AX_F_DIRECT) ? AX_PK_DIRECT : 0);
-    int rc = ax_route_send(s, m->target.name, m->target.name_len, m->target.key, m->target.key_len, kflags, m->msg,
+    int rc = axd_route_send(s, m->target.name, m->target.name_len, m->target.key, m->target.key_len, kflags, m->msg,
                            m->msg_len, m->payload, m->payload_len, AX_REF_NONE, p);
     if (rc) {
         if (p)
-            ax_pending_complete(s, p->slot, p->gen, rc, NULL, 0); /* answers the client */
+            axd_pending_complete(s, p->slot, p->gen, rc, NULL, 0); /* answers the client */
         return;
     }
     if (ask)
@@ -307,9 +307,9 @@ static void forward_keyed(ax_conn *c, const ax_frame_hdr *h, const ax_body_msg *
         s->ctr.tells++;
 }
 
-static void handle_msg(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+static void handle_msg(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
-    ax_server *s = c->s;
+    axd_server *s = c->s;
     ax_body_msg m;
     const char *why = NULL;
     char wbuf[320];
@@ -325,21 +325,21 @@ static void handle_msg(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         forward_remote(c, h, &m, noreply); /* a ref on another node: the cluster carries it */
         return;
     }
-    ax_actor *a = resolve_ex(c, &m.target, !(h->flags & AX_F_DIRECT), m.epoch, &code, wbuf, sizeof wbuf);
+    axd_actor *a = resolve_ex(c, &m.target, !(h->flags & AX_F_DIRECT), m.epoch, &code, wbuf, sizeof wbuf);
     if (!a && code == AX_EBUSY && m.target.kind == AX_TGT_KEY && s->cluster) {
         forward_keyed(c, h, &m, noreply); /* the key's shard is held by another node */
         return;
     }
     if (!a)
         goto refuse;
-    uint32_t id = ax_msg_lookup(s, m.msg, m.msg_len);
-    if (!ax_actor_handles(a, id)) {
+    uint32_t id = axd_msg_lookup(s, m.msg, m.msg_len);
+    if (!axd_actor_handles(a, id)) {
         code = AX_ENOMSG;
         snprintf(wbuf, sizeof wbuf, "actor type '%s' has no message '%.*s'", a->type->name, (int)m.msg_len, m.msg);
         s->ctr.no_handler++;
         goto refuse;
     }
-    ax_env *e = ax_env_new(s, m.payload_len);
+    axd_env *e = axd_env_new(s, m.payload_len);
     if (!e) {
         code = AX_ENOMEM;
         snprintf(wbuf, sizeof wbuf, "out of memory for a %zu-byte payload", m.payload_len);
@@ -349,11 +349,11 @@ static void handle_msg(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         memcpy(e->data, m.payload, m.payload_len);
     e->m.id = id;
     e->epoch = m.epoch;
-    ax_pending *p = NULL;
+    axd_pending *p = NULL;
     if (h->type == AX_T_ASK) {
-        p = ax_pending_new(s, m.timeout_ms, client_ask_done);
+        p = axd_pending_new(s, m.timeout_ms, client_ask_done);
         if (!p) {
-            ax_env_free(s, e);
+            axd_env_free(s, e);
             code = AX_ENOMEM;
             snprintf(wbuf, sizeof wbuf, "too many asks in flight");
             goto refuse;
@@ -364,12 +364,12 @@ static void handle_msg(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         e->ask = p->slot;
         e->ask_gen = p->gen;
     }
-    code = ax_actor_deliver(s, a, e);
+    code = axd_actor_deliver(s, a, e);
     if (code) {
         e->ask = 0;
-        ax_env_free(s, e);
+        axd_env_free(s, e);
         if (p)
-            ax_pending_complete(s, p->slot, p->gen, code,  NULL, 0); /* answers the client */
+            axd_pending_complete(s, p->slot, p->gen, code,  NULL, 0); /* answers the client */
         else if (!noreply)
             send_error(c, h->req_id, code, code == AX_EFULL ? "mailbox full" : ax_strerror(code));
         return;
@@ -470,7 +470,7 @@ static int parse_spawn_config(const char *txt, size_t n, ax_spawn_opts *o, char 
     return rc;
 }
 
-static void handle_spawn(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+static void handle_spawn(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     ax_body_spawn sp;
     const char *why = NULL;
@@ -492,7 +492,7 @@ static void handle_spawn(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
             send_error(c, h->req_id, AX_EINVAL, "a keyed spawn has no name");
             return;
         }
-        rc = ax_registry_get_or_spawn(c->s, sp.type, sp.type_len, key, klen, &o, 1, &r, &why);
+        rc = axd_registry_get_or_spawn(c->s, sp.type, sp.type_len, key, klen, &o, 1, &r, &why);
         if (rc) {
             snprintf(wbuf, sizeof wbuf, "get_or_spawn %.*s: %s", (int)sp.type_len, sp.type, why ? why : ax_strerror(rc));
             send_error(c, h->req_id, rc, wbuf);
@@ -506,7 +506,7 @@ static void handle_spawn(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         name[sp.name_len] = 0;
         o.name = name;
     }
-    rc = ax_actor_spawn(c->s, sp.type, sp.type_len, &o, &r, &why);
+    rc = axd_actor_spawn(c->s, sp.type, sp.type_len, &o, &r, &why);
     if (rc) {
         snprintf(wbuf, sizeof wbuf, "spawn %.*s: %s", (int)sp.type_len, sp.type, why ? why : ax_strerror(rc));
         send_error(c, h->req_id, rc, wbuf);
@@ -515,16 +515,16 @@ static void handle_spawn(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     send_ref(c, h->req_id, r);
 }
 
-static ax_ref client_ref(const ax_conn *c) { return (ax_ref){c->slot, c->gen, AX_NODE_CLIENT}; }
+static ax_ref client_ref(const axd_conn *c) { return (ax_ref){c->slot, c->gen, AXD_NODE_CLIENT}; }
 
 /* MONITOR of a remote ref: the down arrives as an EVENT like a local one, exactly once
  * (the actor's reason, noproc, or noconnection when its node is lost). */
-static void monitor_remote(ax_conn *c, const ax_frame_hdr *h, const ax_wire_target *t)
+static void monitor_remote(axd_conn *c, const ax_frame_hdr *h, const ax_wire_target *t)
 {
-    ax_server *s = c->s;
+    axd_server *s = c->s;
     uint32_t node = 0;
     char doc[128];
-    int code = ax_cluster_node_of(s, t->ref.node, t->ref.node_len, &node);
+    int code = axd_cluster_node_of(s, t->ref.node, t->ref.node_len, &node);
     if ((code && code != AX_ENOCONN) || (!code && node == 0) || t->ref.id > UINT32_MAX) {
         snprintf(doc, sizeof doc, "ref names node '%.*s': not a peer of this node", (int)(t->ref.node_len > 64 ? 64 : t->ref.node_len), t->ref.node);
         send_error(c, h->req_id, AX_ENOTFOUND, doc);
@@ -533,15 +533,15 @@ static void monitor_remote(ax_conn *c, const ax_frame_hdr *h, const ax_wire_targ
     uint64_t mref = ++s->next_mref;
     ax_ref target = {t->ref.id, t->ref.gen, node};
     if (code == AX_ENOCONN)
-        ax_runtime_deliver_down(s, client_ref(c), mref, target, "noconnection");
+        axd_runtime_deliver_down(s, client_ref(c), mref, target, "noconnection");
     else
-        ax_cluster_monitor(s, client_ref(c), target, mref);
+        axd_cluster_monitor(s, client_ref(c), target, mref);
     int n = snprintf(doc, sizeof doc, "{\"mref\":%llu,\"id\":%llu,\"gen\":%u}", (unsigned long long)mref,
                      (unsigned long long)t->ref.id, t->ref.gen);
     send_blob(c, AX_T_JSON, h->req_id, doc, (size_t)n);
 }
 
-static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+static void handle_target_op(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     ax_rbuf r;
     ax_wire_target t;
@@ -558,7 +558,7 @@ static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *b
         monitor_remote(c, h, &t); /* a ref on another node: the cluster watches it */
         return;
     }
-    ax_actor *a = resolve(c, &t, &code, wbuf, sizeof wbuf);
+    axd_actor *a = resolve(c, &t, &code, wbuf, sizeof wbuf);
     if (!a) {
         send_error(c, h->req_id, code, wbuf);
         return;
@@ -569,7 +569,7 @@ static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *b
     }
     if (h->type == AX_T_MONITOR) {
         uint64_t mref;
-        ax_sup_monitor(c->s, client_ref(c), (ax_ref){a->slot, a->gen, 0}, &mref);
+        axd_sup_monitor(c->s, client_ref(c), (ax_ref){a->slot, a->gen, 0}, &mref);
         c->monitored = 1;
         char doc[128];
         int n = snprintf(doc, sizeof doc, "{\"mref\":%llu,\"id\":%u,\"gen\":%u}", (unsigned long long)mref,
@@ -577,7 +577,7 @@ static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *b
         send_blob(c, AX_T_JSON, h->req_id, doc, (size_t)n);
         return;
     }
-    code = ax_actor_stop(c->s, a, "stopped");
+    code = axd_actor_stop(c->s, a, "stopped");
     if (code)
         send_error(c, h->req_id, code, NULL);
     else
@@ -585,7 +585,7 @@ static void handle_target_op(ax_conn *c, const ax_frame_hdr *h, const uint8_t *b
 }
 
 /* EXIT: Erlang's exit/2 from a client (no sender ref: m->from is none). */
-static void handle_exit(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+static void handle_exit(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     ax_wire_target t;
     const char *reason, *why = NULL;
@@ -601,21 +601,21 @@ static void handle_exit(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         send_error(c, h->req_id, AX_ENOTSUP, "exit signals reach actors of this node only (links are node-local)");
         return;
     }
-    ax_actor *a = resolve(c, &t, &code, wbuf, sizeof wbuf);
+    axd_actor *a = resolve(c, &t, &code, wbuf, sizeof wbuf);
     if (!a) {
         send_error(c, h->req_id, code, wbuf);
         return;
     }
     memcpy(rbuf, reason, rlen);
     rbuf[rlen] = 0;
-    code = ax_sup_exit(c->s, AX_REF_NONE, a, rbuf);
+    code = axd_sup_exit(c->s, AX_REF_NONE, a, rbuf);
     if (code)
         send_error(c, h->req_id, code, NULL);
     else
         send_empty(c, AX_T_OK, h->req_id);
 }
 
-static void handle_plugin(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+static void handle_plugin(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     const char *str, *why = NULL;
     size_t n;
@@ -628,16 +628,16 @@ static void handle_plugin(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body
     memcpy(arg, str, n);
     arg[n] = 0;
     if (h->type == AX_T_PLUGIN_LOAD) {
-        ax_plugin *p;
-        int rc = ax_plugin_load_runtime(c->s, arg, c->uid, &p, err, sizeof err);
+        axd_plugin *p;
+        int rc = axd_plugin_load_runtime(c->s, arg, c->uid, &p, err, sizeof err);
         if (rc) {
-            ax_log(AX_LOG_WARN, "plugin", "load refused: %s", err);
+            axd_log(AX_LOG_WARN, "plugin", "load refused: %s", err);
             send_error(c, h->req_id, rc, err);
         } else {
-            send_json(c, h->req_id, ax_plugin_json(p));
+            send_json(c, h->req_id, axd_plugin_json(p));
         }
     } else {
-        int rc = ax_plugin_unload(c->s, arg, err, sizeof err);
+        int rc = axd_plugin_unload(c->s, arg, err, sizeof err);
         if (rc)
             send_error(c, h->req_id, rc, err);
         else
@@ -645,7 +645,7 @@ static void handle_plugin(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body
     }
 }
 
-static void handle_hello(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+static void handle_hello(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     ax_body_hello hb;
     const char *why;
@@ -659,7 +659,7 @@ static void handle_hello(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         snprintf(m, sizeof m, "no common protocol version: client speaks %u..%u, daemon %u..%u", hb.min_ver,
                  hb.max_ver, AX_PROTO_VERSION_MIN, AX_PROTO_VERSION);
         send_error(c, h->req_id, AX_EVERSION, m);
-        ax_log(AX_LOG_WARN, "client", "fd %d: %s", c->fd, m);
+        axd_log(AX_LOG_WARN, "client", "fd %d: %s", c->fd, m);
         conn_close(c, m);
         return;
     }
@@ -674,7 +674,7 @@ static void handle_hello(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 }
 
 /* Returns 0 to go on reading frames, -1 if the connection was closed. */
-static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+static int handle_frame(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     if (!c->hello) {
         if (h->type != AX_T_HELLO) {
@@ -708,7 +708,7 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
             bad_body(c, h->req_id, why);
             break;
         }
-        send_json(c, h->req_id, ax_runtime_actors_page(c->s, &q, 0));
+        send_json(c, h->req_id, axd_runtime_actors_page(c->s, &q, 0));
         break;
     }
     case AX_T_STATUS:
@@ -720,10 +720,10 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
             break;
         }
         send_json(c, h->req_id,
-                  h->type == AX_T_STATUS   ? ax_runtime_status_json(c->s)
-                  : h->type == AX_T_NODES  ? ax_cluster_nodes_json(c->s)
-                  : h->type == AX_T_SHARDS ? ax_route_shards_json(c->s, 1)
-                                           : ax_plugins_json(c->s));
+                  h->type == AX_T_STATUS   ? axd_runtime_status_json(c->s)
+                  : h->type == AX_T_NODES  ? axd_cluster_nodes_json(c->s)
+                  : h->type == AX_T_SHARDS ? axd_route_shards_json(c->s, 1)
+                                           : axd_plugins_json(c->s));
         break;
     case AX_T_PLUGIN_LOAD:
     case AX_T_PLUGIN_UNLOAD:
@@ -743,16 +743,16 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         if (h->type == AX_T_DEMONITOR) {
             ax_rbuf r;
             ax_rbuf_init(&r, body, h->body_len);
-            ax_sup_demonitor(c->s, client_ref(c), ax_rbuf_u64(&r), 1);
+            axd_sup_demonitor(c->s, client_ref(c), ax_rbuf_u64(&r), 1);
         } else if (h->type == AX_T_SUBSCRIBE) {
             ax_rbuf r;
             const char *f;
             size_t n;
             ax_rbuf_init(&r, body, h->body_len);
             ax_rbuf_str(&r, &f, &n);
-            ax_events_subscribe(c->s, client_ref(c), f, n, h->req_id);
+            axd_events_subscribe(c->s, client_ref(c), f, n, h->req_id);
         } else {
-            ax_events_unsubscribe(c->s, client_ref(c));
+            axd_events_unsubscribe(c->s, client_ref(c));
         }
         send_empty(c, AX_T_OK, h->req_id);
         break;
@@ -780,7 +780,7 @@ static int handle_frame(ax_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 /* Backpressure, checked after every request: a client whose queued output reached
  * client.outbuf_max is not read (nor are its buffered requests handled) until it drains
  * to half of it, whatever the request mix (a burst of SHARDS or STATUS requests). */
-static void pause_input(ax_conn *c)
+static void pause_input(axd_conn *c)
 {
     if (c->paused)
         return;
@@ -788,7 +788,7 @@ static void pause_input(ax_conn *c)
     ev_io_stop(c->s->loop, &c->rio);
 }
 
-static void process_input(ax_conn *c)
+static void process_input(axd_conn *c)
 {
     size_t off = 0;
     while (c->fd >= 0 && !c->paused && c->in_len - off >= AX_FRAME_HDR_SIZE) {
@@ -799,7 +799,7 @@ static void process_input(ax_conn *c)
             break;
         if (rc != 0) {
             c->s->ctr.bad_frames++;
-            ax_log(AX_LOG_WARN, "client", "pid %d: bad frame (%s); closing the connection", (int)c->pid, why);
+            axd_log(AX_LOG_WARN, "client", "pid %d: bad frame (%s); closing the connection", (int)c->pid, why);
             send_error(c, 0, rc, why);
             conn_close(c, why);
             return;
@@ -822,8 +822,8 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ax_conn *c = w->data;
-    ax_server *s = c->s;
+    axd_conn *c = w->data;
+    axd_server *s = c->s;
     if (c->in_len) /* requests left buffered by a pause */
         process_input(c);
     for (int rounds = 0; rounds < 16 && c->fd >= 0 && !c->paused; rounds++) {
@@ -859,8 +859,8 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
     }
     /* Answer in this loop iteration: run what the requests made ready, then write. */
-    ax_runtime_run(s);
-    ax_listener_flush(s);
+    axd_runtime_run(s);
+    axd_listener_flush(s);
 }
 
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -870,9 +870,9 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
     conn_flush(w->data);
 }
 
-static void conn_flush(ax_conn *c)
+static void conn_flush(axd_conn *c)
 {
-    ax_server *s = c->s;
+    axd_server *s = c->s;
     while (c->fd >= 0 && c->out.len) {
         ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
         if (n > 0) {
@@ -903,10 +903,10 @@ static void conn_flush(ax_conn *c)
     }
 }
 
-void ax_listener_flush(ax_server *s)
+void axd_listener_flush(axd_server *s)
 {
     while (s->dirty) {
-        ax_conn *c = s->dirty;
+        axd_conn *c = s->dirty;
         s->dirty = c->dirty_next;
         c->dirty = 0;
         c->dirty_next = NULL;
@@ -921,9 +921,9 @@ void ax_listener_flush(ax_server *s)
     }
 }
 
-static void conn_close(ax_conn *c, const char *why)
+static void conn_close(axd_conn *c, const char *why)
 {
-    ax_server *s = c->s;
+    axd_server *s = c->s;
     if (c->fd < 0)
         return;
     if (c->out.len) /* best effort: the last ERROR frame, if any, without blocking */
@@ -931,32 +931,32 @@ static void conn_close(ax_conn *c, const char *why)
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
     ev_timer_stop(s->loop, &c->hello_timer);
-    ax_events_unsubscribe(s, client_ref(c));
+    axd_events_unsubscribe(s, client_ref(c));
     if (c->monitored)
-        ax_monitors_drop_watcher(s, client_ref(c));
+        axd_monitors_drop_watcher(s, client_ref(c));
     close(c->fd);
     c->fd = -1;
-    ax_slots_release(&s->conns, c->slot);
+    axd_slots_release(&s->conns, c->slot);
     s->n_conns--;
     if (why)
-        ax_log(AX_LOG_DEBUG, "client", "pid %d disconnected: %s", (int)c->pid, why);
+        axd_log(AX_LOG_DEBUG, "client", "pid %d disconnected: %s", (int)c->pid, why);
     ax_wbuf_free(&c->out);
     ax_free(c->in);
     c->in = NULL;
     c->in_len = c->in_cap = 0;
-    mark_dirty(c); /* ax_listener_flush frees it */
+    mark_dirty(c); /* axd_listener_flush frees it */
 }
 
 /* ---------- events to clients ---------- */
 
-int ax_listener_client_alive(ax_server *s, ax_ref client)
+int axd_listener_client_alive(axd_server *s, ax_ref client)
 {
-    return ax_slots_get(&s->conns, client.id, client.gen) != NULL;
+    return axd_slots_get(&s->conns, client.id, client.gen) != NULL;
 }
 
-int ax_listener_send_event(ax_server *s, ax_ref client, uint32_t req_id, const char *json, size_t n, int force)
+int axd_listener_send_event(axd_server *s, ax_ref client, uint32_t req_id, const char *json, size_t n, int force)
 {
-    ax_conn *c = ax_slots_get(&s->conns, client.id, client.gen);
+    axd_conn *c = axd_slots_get(&s->conns, client.id, client.gen);
     if (!c || c->fd < 0)
         return -2;
     /* a subscriber that does not read may hold at most half the output bound */
@@ -968,7 +968,7 @@ int ax_listener_send_event(ax_server *s, ax_ref client, uint32_t req_id, const c
 
 /* ---------- the listening socket ---------- */
 
-static int peer_allowed(ax_server *s, int fd, struct ucred *cr)
+static int peer_allowed(axd_server *s, int fd, struct ucred *cr)
 {
     socklen_t len = sizeof *cr;
     struct stat st;
@@ -1009,8 +1009,8 @@ static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ax_conn *c = w->data;
-    ax_log(AX_LOG_INFO, "client", "pid %d sent no HELLO within client.hello_timeout_ms (%u ms); closing", (int)c->pid,
+    axd_conn *c = w->data;
+    axd_log(AX_LOG_INFO, "client", "pid %d sent no HELLO within client.hello_timeout_ms (%u ms); closing", (int)c->pid,
            c->s->cfg.client_hello_timeout_ms);
     send_error(c, 0, AX_ETIMEDOUT, "no HELLO within client.hello_timeout_ms");
     conn_close(c, "hello timeout");
@@ -1019,13 +1019,13 @@ static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
-    ax_server *s = w->data;
+    axd_server *s = w->data;
     for (int i = 0; i < 64; i++) {
         int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
                 /* Out of descriptors: stop accepting for a second rather than spin. */
-                ax_log(AX_LOG_WARN, "client", "accept: %s; pausing accepts for 1 s", strerror(errno));
+                axd_log(AX_LOG_WARN, "client", "accept: %s; pausing accepts for 1 s", strerror(errno));
                 ev_io_stop(loop, &s->listen_io);
                 ev_timer_start(loop, &s->accept_pause);
             }
@@ -1034,20 +1034,20 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         struct ucred cr = {0};
         if (!peer_allowed(s, fd, &cr)) {
             s->ctr.clients_refused++;
-            ax_log(AX_LOG_WARN, "client", "refused pid %d uid %d gid %d: not root, the daemon's user or the socket's group",
+            axd_log(AX_LOG_WARN, "client", "refused pid %d uid %d gid %d: not root, the daemon's user or the socket's group",
                    (int)cr.pid, (int)cr.uid, (int)cr.gid);
             refuse(fd, AX_EPERM, "permission denied: not root, the daemon's user or in the socket's group");
             continue;
         }
         if (s->n_conns >= s->cfg.max_clients) {
             s->ctr.clients_refused++;
-            ax_log(AX_LOG_WARN, "client", "refused pid %d: client.max_clients (%u) reached", (int)cr.pid,
+            axd_log(AX_LOG_WARN, "client", "refused pid %d: client.max_clients (%u) reached", (int)cr.pid,
                    s->cfg.max_clients);
             refuse(fd, AX_EBUSY, "too many clients (client.max_clients)");
             continue;
         }
-        ax_conn *c = ax_calloc(1, sizeof *c);
-        c->slot = ax_slots_alloc(&s->conns, c, &c->gen);
+        axd_conn *c = ax_calloc(1, sizeof *c);
+        c->slot = axd_slots_alloc(&s->conns, c, &c->gen);
         if (!c->slot) {
             ax_free(c);
             close(fd);
@@ -1067,14 +1067,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         ev_timer_start(loop, &c->hello_timer);
         s->n_conns++;
         s->ctr.clients_accepted++;
-        ax_log(AX_LOG_DEBUG, "client", "accepted pid %d uid %d", (int)cr.pid, (int)cr.uid);
+        axd_log(AX_LOG_DEBUG, "client", "accepted pid %d uid %d", (int)cr.pid, (int)cr.uid);
     }
 }
 
 static void accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
-    ax_server *s = w->data;
+    axd_server *s = w->data;
     if (s->listen_fd >= 0)
         ev_io_start(loop, &s->listen_io);
 }
@@ -1117,8 +1117,8 @@ static int check_socket_dir(const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "socket directory %s is not a directory (a symlink?); refusing it", dir);
         return -1;
     }
-    const char *why = ax_untrusted(&st);
-    if (why == AX_UNTRUSTED_OWNER) {
+    const char *why = axd_untrusted(&st);
+    if (why == AXD_UNTRUSTED_OWNER) {
         snprintf(err, errlen,
                  "socket directory %s is owned by uid %u, not by the daemon's user (uid %u) or root: that user "
                  "could replace the socket; use a directory of the daemon's own",
@@ -1135,7 +1135,7 @@ static int check_socket_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-int ax_listener_start(ax_server *s, char *err, size_t errlen)
+int axd_listener_start(axd_server *s, char *err, size_t errlen)
 {
     const char *path = s->cfg.socket_path;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -1214,17 +1214,17 @@ int ax_listener_start(ax_server *s, char *err, size_t errlen)
     rmdir(priv);
     s->socket_created = 1;
     s->listen_fd = fd;
-    ax_slots_init(&s->conns, s->cfg.max_clients + 16);
+    axd_slots_init(&s->conns, s->cfg.max_clients + 16);
     ev_io_init(&s->listen_io, accept_cb, fd, EV_READ);
     s->listen_io.data = s;
     ev_io_start(s->loop, &s->listen_io);
     ev_timer_init(&s->accept_pause, accept_pause_cb, 1.0, 0.);
     s->accept_pause.data = s;
-    ax_log(AX_LOG_INFO, "client", "listening on %s (mode %04o)", path, s->cfg.socket_mode);
+    axd_log(AX_LOG_INFO, "client", "listening on %s (mode %04o)", path, s->cfg.socket_mode);
     return AX_OK;
 }
 
-void ax_listener_stop(ax_server *s)
+void axd_listener_stop(axd_server *s)
 {
     if (s->listen_fd >= 0) {
         ev_io_stop(s->loop, &s->listen_io);
@@ -1232,14 +1232,14 @@ void ax_listener_stop(ax_server *s)
         close(s->listen_fd);
         s->listen_fd = -1;
     }
-    ax_listener_flush(s);
+    axd_listener_flush(s);
     for (uint32_t i = 1; i < s->conns.cap; i++) {
-        ax_conn *c = s->conns.ptr[i];
+        axd_conn *c = s->conns.ptr[i];
         if (c)
             conn_close(c, "daemon stopping");
     }
-    ax_listener_flush(s);
-    ax_slots_free(&s->conns);
+    axd_listener_flush(s);
+    axd_slots_free(&s->conns);
     if (s->socket_created) {
         unlink(s->cfg.socket_path);
         s->socket_created = 0;

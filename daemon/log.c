@@ -12,7 +12,7 @@
 
 #define LOG_LINE_MAX 2048 /* longer lines are cut and end in "..." */
 
-int ax_log_threshold = AX_LOG_INFO;
+int axd_log_threshold = AX_LOG_INFO;
 static int log_journal; /* 0: ISO timestamps; 1: "<prio>" prefixes for journald */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -24,9 +24,9 @@ static int clamp_level(int level)
     return level < AX_LOG_ERROR ? AX_LOG_ERROR : level > AX_LOG_DEBUG ? AX_LOG_DEBUG : level;
 }
 
-void ax_log_set_level(int level) { ax_log_threshold = clamp_level(level); }
+void axd_log_set_level(int level) { axd_log_threshold = clamp_level(level); }
 
-int ax_log_level_parse(const char *s)
+int axd_log_level_parse(const char *s)
 {
     if (!s)
         return -1;
@@ -36,9 +36,9 @@ int ax_log_level_parse(const char *s)
     return -1;
 }
 
-const char *ax_log_level_name(int level) { return level_names[clamp_level(level)]; }
+const char *axd_log_level_name(int level) { return level_names[clamp_level(level)]; }
 
-void ax_log_set_target(const char *target) { log_journal = target && !strcmp(target, "journal"); }
+void axd_log_set_target(const char *target) { log_journal = target && !strcmp(target, "journal"); }
 
 /* Control bytes could forge extra log lines or terminal escapes. */
 static void sanitize(char *p, size_t n)
@@ -75,7 +75,7 @@ static int appendf(char *line, size_t *len, size_t room, const char *fmt, ...)
     return ok;
 }
 
-void ax_log_write(int level, const char *subsys, const char *fmt, ...)
+void axd_log_write(int level, const char *subsys, const char *fmt, ...)
 {
     char line[LOG_LINE_MAX];
     const size_t room = sizeof line - 1; /* one byte kept for the '\n' */

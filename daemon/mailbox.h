@@ -1,11 +1,11 @@
 /* Mailbox queues: intrusive FIFOs of envelopes. Every actor has two: control (stop,
  * exit signals, down) and user (bounded by the actor's capacity). The runtime always
  * drains control before user. */
-#ifndef AX_MAILBOX_H
-#define AX_MAILBOX_H
+#ifndef AXD_MAILBOX_H
+#define AXD_MAILBOX_H
 #include "server.h"
 
-static inline void ax_mq_push(ax_mq *q, ax_env *e)
+static inline void axd_mq_push(axd_mq *q, axd_env *e)
 {
     e->next = NULL;
     if (q->tail)
@@ -16,9 +16,9 @@ static inline void ax_mq_push(ax_mq *q, ax_env *e)
     q->len++;
 }
 
-static inline ax_env *ax_mq_pop(ax_mq *q)
+static inline axd_env *axd_mq_pop(axd_mq *q)
 {
-    ax_env *e = q->head;
+    axd_env *e = q->head;
     if (e) {
         q->head = e->next;
         if (!q->head)
@@ -30,7 +30,7 @@ static inline ax_env *ax_mq_pop(ax_mq *q)
 }
 
 /* Append all of src to dst (src becomes empty). */
-static inline void ax_mq_splice(ax_mq *dst, ax_mq *src)
+static inline void axd_mq_splice(axd_mq *dst, axd_mq *src)
 {
     if (!src->head)
         return;
@@ -45,9 +45,9 @@ static inline void ax_mq_splice(ax_mq *dst, ax_mq *src)
 }
 
 /* Next envelope to run: control first, then user. */
-static inline ax_env *ax_mailbox_next(ax_actor *a)
+static inline axd_env *axd_mailbox_next(axd_actor *a)
 {
-    ax_env *e = ax_mq_pop(&a->ctl);
-    return e ? e : ax_mq_pop(&a->user);
+    axd_env *e = axd_mq_pop(&a->ctl);
+    return e ? e : axd_mq_pop(&a->user);
 }
 #endif

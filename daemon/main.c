@@ -63,28 +63,28 @@ typedef struct cfg_source {
     size_t nsets;
 } cfg_source;
 
-static int load_config(const cfg_source *src, ax_config *cfg, int check, char *err, size_t errlen)
+static int load_config(const cfg_source *src, axd_config *cfg, int check, char *err, size_t errlen)
 {
-    ax_config_defaults(cfg);
-    if (src->path && ax_config_load(cfg, src->path, err, errlen) != 0)
+    axd_config_defaults(cfg);
+    if (src->path && axd_config_load(cfg, src->path, err, errlen) != 0)
         goto bad;
     for (size_t i = 0; i < src->nsets; i++)
-        if (ax_config_set(cfg, src->sets[i].key, src->sets[i].val, err, errlen) != 0)
+        if (axd_config_set(cfg, src->sets[i].key, src->sets[i].val, err, errlen) != 0)
             goto bad;
-    if (ax_config_load_secrets(cfg, err, errlen) != 0)
+    if (axd_config_load_secrets(cfg, err, errlen) != 0)
         goto bad;
     /* Secure by default: a cluster without auth_token (and without allow_insecure_auth)
      * is refused here, before anything starts; --check-config reports it too. */
-    if (check && (ax_cluster_config_check(cfg, err, errlen) != 0 || ax_shards_config_check(cfg, err, errlen) != 0 ||
-                  ax_config_check_deploy(cfg, err, errlen) != 0))
+    if (check && (axd_cluster_config_check(cfg, err, errlen) != 0 || axd_shards_config_check(cfg, err, errlen) != 0 ||
+                  axd_config_check_deploy(cfg, err, errlen) != 0))
         goto bad;
     return 0;
 bad:
-    ax_config_free(cfg);
+    axd_config_free(cfg);
     return AX_ECONFIG;
 }
 
-static int reload_config(void *ud, ax_config *out, char *err, size_t errlen)
+static int reload_config(void *ud, axd_config *out, char *err, size_t errlen)
 {
     return load_config(ud, out, 1, err, errlen);
 }
@@ -144,71 +144,71 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    ax_config cfg;
+    axd_config cfg;
     if (load_config(&src, &cfg, !print, err, sizeof err) != 0) {
         fprintf(stderr, "axactord: %s\n", err);
         return 1;
     }
     if (check || print) {
         if (print)
-            ax_config_print(&cfg, stdout);
+            axd_config_print(&cfg, stdout);
         else
             printf("%s: configuration OK\n", src.path ? src.path : "(embedded defaults)");
-        ax_config_free(&cfg);
+        axd_config_free(&cfg);
         return 0;
     }
 
-    ax_log_set_level(cfg.log_level);
-    ax_log_set_target(cfg.log_target);
+    axd_log_set_level(cfg.log_level);
+    axd_log_set_target(cfg.log_target);
     signal(SIGPIPE, SIG_IGN);
 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     if (!loop) {
         fprintf(stderr, "axactord: cannot initialise the event loop\n");
-        ax_config_free(&cfg);
+        axd_config_free(&cfg);
         return 1;
     }
-    static ax_server server; /* the daemon's one server state */
-    ax_server_init(&server, loop, &cfg);
+    static axd_server server; /* the daemon's one server state */
+    axd_server_init(&server, loop, &cfg);
     server.reload = reload_config;
     server.reload_ud = &src;
-    ax_server_signals_start(&server);
+    axd_server_signals_start(&server);
     int rc = 0;
     for (size_t i = 0; i < server.cfg.n_plugins; i++) {
-        if (ax_plugin_load(&server, server.cfg.plugins[i], NULL, err, sizeof err) != 0) {
-            ax_log(AX_LOG_ERROR, "plugin", "cannot load configured plugin: %s", err);
+        if (axd_plugin_load(&server, server.cfg.plugins[i], NULL, err, sizeof err) != 0) {
+            axd_log(AX_LOG_ERROR, "plugin", "cannot load configured plugin: %s", err);
             rc = 1;
             goto out;
         }
     }
-    if (ax_route_start(&server, err, sizeof err) != 0) {
-        ax_log(AX_LOG_ERROR, "shard", "%s", err);
+    if (axd_route_start(&server, err, sizeof err) != 0) {
+        axd_log(AX_LOG_ERROR, "shard", "%s", err);
         rc = 1;
         goto out;
     }
     if (server.cfg.lease_store && strcmp(server.cfg.lease_store, "memory") == 0) {
         /* The embedded store grants at once: let the first acquisitions land before
          * serving, so keyed requests right after READY find their shards (bounded). */
-        for (int i = 0; i < 1000 && ax_shards_count_owned(server.shards) < ax_shards_target(server.shards); i++)
+        for (int i = 0; i < 1000 && axd_shards_count_owned(server.shards) < axd_shards_target(server.shards); i++)
             ev_run(loop, EVRUN_NOWAIT);
     }
-    if (ax_listener_start(&server, err, sizeof err) != 0) {
-        ax_log(AX_LOG_ERROR, "server", "%s", err);
+    if (axd_listener_start(&server, err, sizeof err) != 0) {
+        axd_log(AX_LOG_ERROR, "server", "%s", err);
         rc = 1;
         goto out;
     }
-    if (ax_cluster_start(&server, err, sizeof err) != 0) {
-        ax_log(AX_LOG_ERROR, "cluster", "%s", err);
+    if (axd_cluster_start(&server, err, sizeof err) != 0) {
+        axd_log(AX_LOG_ERROR, "cluster", "%s", err);
         rc = 1;
         goto out;
     }
-    ax_log(AX_LOG_INFO, "server", "axactord %s serving as %s", AX_VERSION, server.node_id);
-    ax_sd_notify("READY=1\nSTATUS=serving");
+    axd_log(AX_LOG_INFO, "server", "axactord %s serving as %s", AX_VERSION, server.node_id);
+    axd_sd_notify("READY=1\nSTATUS=serving");
     ev_run(loop, 0);
-    ax_sd_notify("STOPPING=1");
+    axd_sd_notify("STOPPING=1");
     rc = server.exit_code;
 out:
-    ax_server_free(&server);
+    axd_server_free(&server);
     ev_loop_destroy(loop);
     return rc;
 }

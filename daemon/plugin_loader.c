@@ -39,14 +39,14 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
-int ax_type_register(ax_server *s, const ax_actor_type *d, ax_plugin *p, ax_type **out, char *err, size_t errlen)
+int axd_type_register(axd_server *s, const ax_actor_type *d, axd_plugin *p, axd_type **out, char *err, size_t errlen)
 {
     if (!d || d->size < MIN_TYPE_SIZE)
         return fail(err, errlen, AX_EABI, "actor type descriptor is missing or too small");
     if (!d->name || ax_name_valid(d->name, strnlen(d->name, AX_NAME_MAX + 1)) != 0)
         return fail(err, errlen, AX_EABI, "actor type has an invalid name");
     size_t nlen = strlen(d->name);
-    if (ax_hmap_get(&s->types, d->name, nlen))
+    if (axd_hmap_get(&s->types, d->name, nlen))
         return fail(err, errlen, AX_EEXIST, "actor type '%s' is already registered", d->name);
     if (d->state_size > MAX_STATE_SIZE)
         return fail(err, errlen, AX_EABI, "type '%s': state_size %zu exceeds %u", d->name, d->state_size,
@@ -62,37 +62,37 @@ int ax_type_register(ax_server *s, const ax_actor_type *d, ax_plugin *p, ax_type
             if (strcmp(d->msgs[j].name, m->name) == 0)
                 return fail(err, errlen, AX_EABI, "type '%s': message '%s' declared twice", d->name, m->name);
     }
-    ax_type *t = ax_calloc(1, sizeof *t);
+    axd_type *t = ax_calloc(1, sizeof *t);
     t->desc = d;
     t->plugin = p;
     t->name = ax_strndup(d->name, nlen);
     t->handlers = ax_calloc(d->n_msgs, sizeof *t->handlers);
     t->n_handlers = d->n_msgs;
     for (size_t i = 0; i < d->n_msgs; i++) {
-        t->handlers[i].id = ax_msg_intern(s, d->msgs[i].name, strlen(d->msgs[i].name));
+        t->handlers[i].id = axd_msg_intern(s, d->msgs[i].name, strlen(d->msgs[i].name));
         t->handlers[i].fn = d->msgs[i].fn;
     }
-    ax_hmap_put(&s->types, t->name, nlen, t);
+    axd_hmap_put(&s->types, t->name, nlen, t);
     *out = t;
     return AX_OK;
 }
 
-void ax_type_unregister(ax_server *s, ax_type *t)
+void axd_type_unregister(axd_server *s, axd_type *t)
 {
     if (!t)
         return;
-    ax_hmap_del(&s->types, t->name, strlen(t->name));
+    axd_hmap_del(&s->types, t->name, strlen(t->name));
     ax_free(t->handlers);
     ax_free(t->name);
     ax_free(t);
 }
 
-static void plugin_free(ax_server *s, ax_plugin *p)
+static void plugin_free(axd_server *s, axd_plugin *p)
 {
     if (!p)
         return;
     for (size_t i = 0; i < p->n_types; i++)
-        ax_type_unregister(s, p->types[i]);
+        axd_type_unregister(s, p->types[i]);
     ax_free(p->types);
     if (p->dl)
         dlclose(p->dl);
@@ -101,7 +101,7 @@ static void plugin_free(ax_server *s, ax_plugin *p)
     ax_free(p);
 }
 
-static ax_plugin *plugin_by_name(ax_server *s, const char *name, size_t *idx)
+static axd_plugin *plugin_by_name(axd_server *s, const char *name, size_t *idx)
 {
     for (size_t i = 0; i < s->n_plugins; i++) {
         if (strcmp(s->plugins[i]->name, name) == 0) {
@@ -117,29 +117,29 @@ static ax_plugin *plugin_by_name(ax_server *s, const char *name, size_t *idx)
  * truncated or crafted file makes the dynamic loader fault on pages past the file's
  * end: SIGBUS in the daemon). */
 #if defined(__x86_64__)
-#define AX_ELF_MACHINE EM_X86_64
+#define AXD_ELF_MACHINE EM_X86_64
 #elif defined(__aarch64__)
-#define AX_ELF_MACHINE EM_AARCH64
+#define AXD_ELF_MACHINE EM_AARCH64
 #elif defined(__i386__)
-#define AX_ELF_MACHINE EM_386
+#define AXD_ELF_MACHINE EM_386
 #elif defined(__arm__)
-#define AX_ELF_MACHINE EM_ARM
+#define AXD_ELF_MACHINE EM_ARM
 #elif defined(__riscv)
-#define AX_ELF_MACHINE EM_RISCV
+#define AXD_ELF_MACHINE EM_RISCV
 #elif defined(__powerpc64__)
-#define AX_ELF_MACHINE EM_PPC64
+#define AXD_ELF_MACHINE EM_PPC64
 #elif defined(__s390x__)
-#define AX_ELF_MACHINE EM_S390
+#define AXD_ELF_MACHINE EM_S390
 #endif
 #if __SIZEOF_POINTER__ == 8
-#define AX_ELF_CLASS ELFCLASS64
+#define AXD_ELF_CLASS ELFCLASS64
 #else
-#define AX_ELF_CLASS ELFCLASS32
+#define AXD_ELF_CLASS ELFCLASS32
 #endif
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define AX_ELF_DATA ELFDATA2LSB
+#define AXD_ELF_DATA ELFDATA2LSB
 #else
-#define AX_ELF_DATA ELFDATA2MSB
+#define AXD_ELF_DATA ELFDATA2MSB
 #endif
 
 static int elf_check(const char *path, char *err, size_t errlen)
@@ -156,10 +156,10 @@ static int elf_check(const char *path, char *err, size_t errlen)
         why = "shorter than an ELF header (truncated?)";
     else if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
         why = "not an ELF file";
-    else if (eh.e_ident[EI_CLASS] != AX_ELF_CLASS || eh.e_ident[EI_DATA] != AX_ELF_DATA)
+    else if (eh.e_ident[EI_CLASS] != AXD_ELF_CLASS || eh.e_ident[EI_DATA] != AXD_ELF_DATA)
         why = "ELF class or byte order of another machine";
-#ifdef AX_ELF_MACHINE
-    else if (eh.e_machine != AX_ELF_MACHINE)
+#ifdef AXD_ELF_MACHINE
+    else if (eh.e_machine != AXD_ELF_MACHINE)
         why = "ELF file for another machine type";
 #endif
     else if (eh.e_type != ET_DYN)
@@ -203,12 +203,12 @@ static int desc_check(const char *path, const void *d, char *err, size_t errlen)
 }
 
 /* A bare name ("counter") is looked up as plugins.dir/counter.so. */
-static int resolve_path(ax_server *s, const char *in, char *out, size_t outlen)
+static int resolve_path(axd_server *s, const char *in, char *out, size_t outlen)
 {
-    return ax_plugin_resolve(s->cfg.plugin_dir, in, out, outlen);
+    return axd_plugin_resolve(s->cfg.plugin_dir, in, out, outlen);
 }
 
-int ax_plugin_load_runtime(ax_server *s, const char *in, uid_t client_uid, ax_plugin **out, char *err, size_t errlen)
+int axd_plugin_load_runtime(axd_server *s, const char *in, uid_t client_uid, axd_plugin **out, char *err, size_t errlen)
 {
     const char *mode = s->cfg.plugins_runtime_load ? s->cfg.plugins_runtime_load : "owner";
     if (!strcmp(mode, "off"))
@@ -223,7 +223,7 @@ int ax_plugin_load_runtime(ax_server *s, const char *in, uid_t client_uid, ax_pl
     char path[PATH_MAX], real[PATH_MAX], dreal[PATH_MAX];
     int n = in && in[0] == '/' ? snprintf(path, sizeof path, "%s", in)
             : in && strchr(in, '/') ? snprintf(path, sizeof path, "%s/%s", s->cfg.plugin_dir, in)
-                                    : (ax_plugin_resolve(s->cfg.plugin_dir, in ? in : "", path, sizeof path) ? -1 : 1);
+                                    : (axd_plugin_resolve(s->cfg.plugin_dir, in ? in : "", path, sizeof path) ? -1 : 1);
     if (!in || !*in || n < 0 || (size_t)n >= sizeof path)
         return fail(err, errlen, AX_EINVAL, "invalid plugin path");
     if (!realpath(path, real))
@@ -243,21 +243,21 @@ int ax_plugin_load_runtime(ax_server *s, const char *in, uid_t client_uid, ax_pl
     struct stat st;
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%.*s", (int)(dl ? dl : 1), real);
-    const char *why = stat(dir, &st) != 0 ? "is gone" : ax_untrusted(&st);
+    const char *why = stat(dir, &st) != 0 ? "is gone" : axd_untrusted(&st);
     if (why)
         return fail(err, errlen, AX_EPERM, "%s: its directory %s %s", real, dir, why);
-    why = stat(real, &st) != 0 ? "is gone" : ax_untrusted(&st);
+    why = stat(real, &st) != 0 ? "is gone" : axd_untrusted(&st);
     if (why)
         return fail(err, errlen, AX_EPERM, "%s %s", real, why);
-    return ax_plugin_load(s, real, out, err, errlen);
+    return axd_plugin_load(s, real, out, err, errlen);
 }
 
-int ax_plugin_load(ax_server *s, const char *in, ax_plugin **out, char *err, size_t errlen)
+int axd_plugin_load(axd_server *s, const char *in, axd_plugin **out, char *err, size_t errlen)
 {
     char path[PATH_MAX];
     struct stat st;
     int rc;
-    ax_plugin *p = NULL;
+    axd_plugin *p = NULL;
 
     if (!in || !*in || resolve_path(s, in, path, sizeof path) != 0)
         return fail(err, errlen, AX_EINVAL, "invalid plugin path");
@@ -309,7 +309,7 @@ int ax_plugin_load(ax_server *s, const char *in, ax_plugin **out, char *err, siz
         goto out_close;
     }
     if (d->abi_minor > AX_ABI_MINOR)
-        ax_log(AX_LOG_WARN, "plugin", "%s: built for ABI %u.%u, daemon has %u.%u; newer calls are unavailable",
+        axd_log(AX_LOG_WARN, "plugin", "%s: built for ABI %u.%u, daemon has %u.%u; newer calls are unavailable",
                path, d->abi_major, d->abi_minor, AX_ABI_MAJOR, AX_ABI_MINOR);
 
     p = ax_calloc(1, sizeof *p);
@@ -320,7 +320,7 @@ int ax_plugin_load(ax_server *s, const char *in, ax_plugin **out, char *err, siz
     p->types = ax_calloc(d->n_types, sizeof *p->types);
     for (size_t i = 0; i < d->n_types; i++) {
         char terr[256];
-        rc = ax_type_register(s, d->types[i], p, &p->types[p->n_types], terr, sizeof terr);
+        rc = axd_type_register(s, d->types[i], p, &p->types[p->n_types], terr, sizeof terr);
         if (rc) {
             fail(err, errlen, rc, "%s: %s", path, terr);
             plugin_free(s, p); /* unregisters the types done so far and dlcloses */
@@ -330,7 +330,7 @@ int ax_plugin_load(ax_server *s, const char *in, ax_plugin **out, char *err, siz
     }
     s->plugins = ax_realloc(s->plugins, (s->n_plugins + 1) * sizeof *s->plugins);
     s->plugins[s->n_plugins++] = p;
-    ax_log(AX_LOG_INFO, "plugin", "loaded %s (%s, ABI %u.%u, %zu types)", p->name, path, d->abi_major,
+    axd_log(AX_LOG_INFO, "plugin", "loaded %s (%s, ABI %u.%u, %zu types)", p->name, path, d->abi_major,
            d->abi_minor, p->n_types);
     if (out)
         *out = p;
@@ -341,10 +341,10 @@ out_close:
     return rc;
 }
 
-int ax_plugin_unload(ax_server *s, const char *name, char *err, size_t errlen)
+int axd_plugin_unload(axd_server *s, const char *name, char *err, size_t errlen)
 {
     size_t idx;
-    ax_plugin *p = plugin_by_name(s, name, &idx);
+    axd_plugin *p = plugin_by_name(s, name, &idx);
     if (!p)
         return fail(err, errlen, AX_ENOTFOUND, "no plugin named '%s' is loaded", name);
     uint32_t live = 0;
@@ -354,12 +354,12 @@ int ax_plugin_unload(ax_server *s, const char *name, char *err, size_t errlen)
         return fail(err, errlen, AX_EBUSY, "plugin '%s' still has %u live actors; stop them first", name, live);
     memmove(&s->plugins[idx], &s->plugins[idx + 1], (s->n_plugins - idx - 1) * sizeof *s->plugins);
     s->n_plugins--;
-    ax_log(AX_LOG_INFO, "plugin", "unloaded %s", name);
+    axd_log(AX_LOG_INFO, "plugin", "unloaded %s", name);
     plugin_free(s, p);
     return AX_OK;
 }
 
-void ax_plugins_unload_all(ax_server *s)
+void axd_plugins_unload_all(axd_server *s)
 {
     while (s->n_plugins)
         plugin_free(s, s->plugins[--s->n_plugins]);
@@ -367,7 +367,7 @@ void ax_plugins_unload_all(ax_server *s)
     s->plugins = NULL;
 }
 
-cJSON *ax_plugin_json(const ax_plugin *p)
+cJSON *axd_plugin_json(const axd_plugin *p)
 {
     cJSON *o = cJSON_CreateObject();
     char abi[32];
@@ -385,10 +385,10 @@ cJSON *ax_plugin_json(const ax_plugin *p)
     return o;
 }
 
-cJSON *ax_plugins_json(ax_server *s)
+cJSON *axd_plugins_json(axd_server *s)
 {
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "plugins");
     for (size_t i = 0; i < s->n_plugins; i++)
-        cJSON_AddItemToArray(arr, ax_plugin_json(s->plugins[i]));
+        cJSON_AddItemToArray(arr, axd_plugin_json(s->plugins[i]));
     return doc;
 }

@@ -7,13 +7,13 @@
 #include "log.h"
 #include "server.h"
 
-int ax_actor_spawn_keyed(ax_server *s, ax_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
+int axd_actor_spawn_keyed(axd_server *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
                          ax_ref *out, const char **why);
 
 #define REAPER_MIN_MS 20
 #define REAPER_MAX_MS 1000
 
-static uint32_t idle_ms(const ax_server *s, const ax_actor *a)
+static uint32_t idle_ms(const axd_server *s, const axd_actor *a)
 {
     uint32_t v = a->opts.idle_timeout_ms;
     if (v == UINT32_MAX)
@@ -24,24 +24,24 @@ static uint32_t idle_ms(const ax_server *s, const ax_actor *a)
 static void reaper_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
-    ax_server *s = w->data;
+    axd_server *s = w->data;
     double now = ev_now(loop);
-    ax_actor *next;
-    for (ax_actor *a = s->keyed_head; a; a = next) {
+    axd_actor *next;
+    for (axd_actor *a = s->keyed_head; a; a = next) {
         next = a->knext;
         uint32_t ms = idle_ms(s, a);
         /* busy = something queued or running: never reaped, whatever the timestamps say */
-        if (!ms || a->st != AX_ST_RUNNING || a->user.len || a->ctl.len || a->running)
+        if (!ms || a->st != AXD_ST_RUNNING || a->user.len || a->ctl.len || a->running)
             continue;
         if ((now - a->last_msg) * 1000.0 >= ms) {
             s->ctr.idle_reaped++;
-            ax_actor_stop(s, a, "idle");
+            axd_actor_stop(s, a, "idle");
         }
     }
 }
 
 /* Re-arm the reaper at a quarter of the smallest idle timeout in use (bounded). */
-static void reaper_arm(ax_server *s, uint32_t timeout_ms)
+static void reaper_arm(axd_server *s, uint32_t timeout_ms)
 {
     if (!timeout_ms)
         return;
@@ -58,26 +58,26 @@ static void reaper_arm(ax_server *s, uint32_t timeout_ms)
     ev_timer_start(s->loop, &s->reaper);
 }
 
-void ax_registry_init(ax_server *s)
+void axd_registry_init(axd_server *s)
 {
-    ax_hmap_init(&s->keyed);
+    axd_hmap_init(&s->keyed);
     ev_timer_init(&s->reaper, reaper_cb, 1., 1.);
     s->reaper.data = s;
     s->reaper_ms = 0;
 }
 
-void ax_registry_free(ax_server *s)
+void axd_registry_free(axd_server *s)
 {
     ev_timer_stop(s->loop, &s->reaper);
-    ax_hmap_free(&s->keyed);
+    axd_hmap_free(&s->keyed);
 }
 
-void ax_registry_remove(ax_server *s, ax_actor *a)
+void axd_registry_remove(axd_server *s, axd_actor *a)
 {
     if (!a->key)
         return;
-    if (ax_hmap_get(&s->keyed, a->key, a->key_len) == a)
-        ax_hmap_del(&s->keyed, a->key, a->key_len);
+    if (axd_hmap_get(&s->keyed, a->key, a->key_len) == a)
+        axd_hmap_del(&s->keyed, a->key, a->key_len);
     if (a->kprev)
         a->kprev->knext = a->knext;
     else if (s->keyed_head == a)
@@ -89,7 +89,7 @@ void ax_registry_remove(ax_server *s, ax_actor *a)
 
 /* Find or spawn; msg_epoch fences a routed message (0 = not fenced). The shard check
  * is done once here, for both entry points. */
-static int get_or_spawn(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen,
+static int get_or_spawn(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen,
                         uint64_t msg_epoch, const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
 {
     const char *dummy;
@@ -101,15 +101,15 @@ static int get_or_spawn(ax_server *s, const char *type, size_t tlen, const char 
         return AX_EINVAL;
     }
     uint64_t epoch;
-    int frc = ax_route_check(s, key, klen, msg_epoch, &epoch, why);
+    int frc = axd_route_check(s, key, klen, msg_epoch, &epoch, why);
     if (frc)
         return frc; /* this node does not serve the key's shard now */
     memcpy(buf, type, tlen);
     buf[tlen] = 0;
     memcpy(buf + tlen + 1, key, klen);
     size_t blen = tlen + 1 + klen;
-    ax_actor *a = ax_hmap_get(&s->keyed, buf, blen);
-    if (a && a->st != AX_ST_DEAD && a->st != AX_ST_STOPPING) {
+    axd_actor *a = axd_hmap_get(&s->keyed, buf, blen);
+    if (a && a->st != AXD_ST_DEAD && a->st != AXD_ST_STOPPING) {
         *out = (ax_ref){a->slot, a->gen, 0};
         return AX_OK;
     }
@@ -117,19 +117,19 @@ static int get_or_spawn(ax_server *s, const char *type, size_t tlen, const char 
         *why = "no live actor for this key";
         return AX_ENOTFOUND;
     }
-    ax_type *t = ax_hmap_get(&s->types, type, tlen);
+    axd_type *t = axd_hmap_get(&s->types, type, tlen);
     if (!t) {
         *why = "unknown actor type";
         return AX_ENOTYPE;
     }
     if (a) /* a stopping incarnation still holds the key: the new one replaces it */
-        ax_registry_remove(s, a);
+        axd_registry_remove(s, a);
     ax_spawn_opts opts = AX_SPAWN_OPTS_INIT;
     if (o)
         memcpy(&opts, o, o->size < sizeof opts ? o->size : sizeof opts);
     opts.size = sizeof opts;
     opts.name = NULL; /* keyed actors are found by key, not name */
-    int rc = ax_actor_spawn_keyed(s, t, buf, blen, &opts, out, why);
+    int rc = axd_actor_spawn_keyed(s, t, buf, blen, &opts, out, why);
     if (rc == AX_OK) {
         uint32_t ms = opts.idle_timeout_ms == UINT32_MAX ? 0 : opts.idle_timeout_ms ? opts.idle_timeout_ms : s->cfg.idle_timeout_ms;
         reaper_arm(s, ms);
@@ -137,13 +137,13 @@ static int get_or_spawn(ax_server *s, const char *type, size_t tlen, const char 
     return rc;
 }
 
-int ax_registry_get_or_spawn(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen,
+int axd_registry_get_or_spawn(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen,
                              const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
 {
     return get_or_spawn(s, type, tlen, key, klen, 0, o, spawn, out, why);
 }
 
-int ax_registry_route(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen, uint64_t msg_epoch,
+int axd_registry_route(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen, uint64_t msg_epoch,
                       int spawn, ax_ref *out, const char **why)
 {
     return get_or_spawn(s, type, tlen, key, klen, msg_epoch, NULL, spawn, out, why);

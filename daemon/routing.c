@@ -35,8 +35,8 @@ typedef struct route_wait {
 
 #define MAX_SENDS 2
 
-struct ax_route_shard {
-    char owner[AX_LEASE_NODE_MAX + 1];
+struct axd_route_shard {
+    char owner[AXD_LEASE_NODE_MAX + 1];
     uint64_t epoch;
     double at;
     uint8_t fetching;
@@ -45,16 +45,16 @@ struct ax_route_shard {
 };
 
 /* The per-shard table, with what an owner lookup's callback needs to find its server.
- * A lookup in flight on a store the server does not own (ax_route_start_store) may
- * answer after ax_route_free: the table is then detached (s = NULL) and freed by the
+ * A lookup in flight on a store the server does not own (axd_route_start_store) may
+ * answer after axd_route_free: the table is then detached (s = NULL) and freed by the
  * last such answer, so the callback never touches a server that is gone. */
 typedef struct route_tab {
-    ax_server *s;
+    axd_server *s;
     uint32_t fetching; /* owner lookups in flight */
-    struct ax_route_shard sh[];
+    struct axd_route_shard sh[];
 } route_tab;
 
-static route_tab *tab_of(struct ax_route_shard *sh)
+static route_tab *tab_of(struct axd_route_shard *sh)
 {
     return (route_tab *)(void *)((char *)sh - offsetof(route_tab, sh));
 }
@@ -62,41 +62,41 @@ static route_tab *tab_of(struct ax_route_shard *sh)
 
 static void on_acquired(void *ud, uint32_t shard, uint64_t epoch)
 {
-    ax_server *s = ud;
-    ax_log(AX_LOG_DEBUG, "shard", "serving shard %u at epoch %llu", shard, (unsigned long long)epoch);
-    ax_cluster_share_epoch(s, shard, epoch); /* every member learns it: the next grant exceeds it */
+    axd_server *s = ud;
+    axd_log(AX_LOG_DEBUG, "shard", "serving shard %u at epoch %llu", shard, (unsigned long long)epoch);
+    axd_cluster_share_epoch(s, shard, epoch); /* every member learns it: the next grant exceeds it */
 }
 
-void ax_route_note_epoch(ax_server *s, uint32_t shard, uint64_t epoch, const char *from)
+void axd_route_note_epoch(axd_server *s, uint32_t shard, uint64_t epoch, const char *from)
 {
     if (s->shards)
-        ax_shards_note_epoch(s->shards, shard, epoch, from);
+        axd_shards_note_epoch(s->shards, shard, epoch, from);
 }
 
-size_t ax_route_known_epochs(ax_server *s, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap)
+size_t axd_route_known_epochs(axd_server *s, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap)
 {
-    return s->shards ? ax_shards_known_epochs(s->shards, from, sh, ep, cap) : 0;
+    return s->shards ? axd_shards_known_epochs(s->shards, from, sh, ep, cap) : 0;
 }
 
 static void on_lost(void *ud, uint32_t shard, uint64_t epoch, const char *reason)
 {
-    ax_server *s = ud;
+    axd_server *s = ud;
     uint32_t n = 0;
     /* From now on deliveries are refused (the actor is STOPPING) and the stop runs
      * before any queued user message (control mailbox first). */
-    for (ax_actor *a = s->keyed_head; a; a = a->knext) {
-        if (a->st != AX_ST_DEAD && a->st != AX_ST_STOPPING && a->shard == shard) {
-            ax_actor_stop(s, a, reason);
+    for (axd_actor *a = s->keyed_head; a; a = a->knext) {
+        if (a->st != AXD_ST_DEAD && a->st != AXD_ST_STOPPING && a->shard == shard) {
+            axd_actor_stop(s, a, reason);
             n++;
         }
     }
-    ax_log(strcmp(reason, AX_SHARD_LOST) == 0 ? AX_LOG_WARN : AX_LOG_DEBUG, "shard",
+    axd_log(strcmp(reason, AXD_SHARD_LOST) == 0 ? AX_LOG_WARN : AX_LOG_DEBUG, "shard",
            "stopped serving shard %u (epoch %llu): %s; %u actors stopped", shard, (unsigned long long)epoch, reason, n);
 }
 
 static void on_stopped(void *ud)
 {
-    ax_server *s = ud;
+    axd_server *s = ud;
     s->shards_stopped = 1;
     if (s->stopping)
         ev_break(s->loop, EVBREAK_ALL);
@@ -108,28 +108,28 @@ static void membership_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ax_server *s = w->data;
+    axd_server *s = w->data;
     if (s->lease_store) {
-        ax_lease_state ls;
-        ax_lease_store_state(s->lease_store, &ls);
+        axd_lease_state ls;
+        axd_lease_store_state(s->lease_store, &ls);
         int up = ls.conn && !strcmp(ls.conn, "connected");
         if (up)
             s->store_down_since = 0;
         else if (!s->store_down_since)
-            s->store_down_since = ax_mono_now();
+            s->store_down_since = axd_mono_now();
     }
     if (s->shards && !s->stopping)
-        ax_shards_set_live_nodes(s->shards, ax_cluster_live_nodes(s));
+        axd_shards_set_live_nodes(s->shards, axd_cluster_live_nodes(s));
 }
 
-int ax_route_store_ok(ax_server *s)
+int axd_route_store_ok(axd_server *s)
 {
     if (!s->shards || !s->store_down_since)
         return 1;
-    return ax_mono_now() - s->store_down_since < s->cfg.lease_renew_interval_ms / 1000.0;
+    return axd_mono_now() - s->store_down_since < s->cfg.lease_renew_interval_ms / 1000.0;
 }
 
-static int route_start(ax_server *s, char *err, size_t errlen)
+static int route_start(axd_server *s, char *err, size_t errlen)
 {
     /* the owner id is the wire id without the session part: a restarted node (new
      * boot hex) is a new owner, a re-handshake of the same process is not */
@@ -138,18 +138,18 @@ static int route_start(ax_server *s, char *err, size_t errlen)
     char *sess = strstr(owner, "-session-");
     if (sess)
         *sess = 0;
-    ax_shards_cfg sc;
-    ax_shards_cfg_from_config(&sc, &s->cfg, owner);
-    ax_shards_cbs cb = {.on_acquired = on_acquired, .on_lost = on_lost, .on_stopped = on_stopped, .ud = s};
-    s->shards = ax_shards_new(s->loop, s->lease_store, &sc, &cb, err, errlen);
+    axd_shards_cfg sc;
+    axd_shards_cfg_from_config(&sc, &s->cfg, owner);
+    axd_shards_cbs cb = {.on_acquired = on_acquired, .on_lost = on_lost, .on_stopped = on_stopped, .ud = s};
+    s->shards = axd_shards_new(s->loop, s->lease_store, &sc, &cb, err, errlen);
     if (!s->shards) {
         if (!s->lease_store_borrowed)
-            ax_lease_store_free(s->lease_store);
+            axd_lease_store_free(s->lease_store);
         s->lease_store = NULL;
         s->lease_store_borrowed = 0;
         return AX_ECONFIG;
     }
-    ax_shards_start(s->shards);
+    axd_shards_start(s->shards);
     snprintf(s->route_owner, sizeof s->route_owner, "%s", owner);
     route_tab *tab = ax_calloc(1, sizeof *tab + (size_t)s->cfg.shard_count * sizeof tab->sh[0]);
     tab->s = s;
@@ -157,21 +157,21 @@ static int route_start(ax_server *s, char *err, size_t errlen)
     ev_timer_init(&s->membership, membership_cb, MEMBERSHIP_POLL, MEMBERSHIP_POLL);
     s->membership.data = s;
     ev_timer_start(s->loop, &s->membership);
-    ax_log(AX_LOG_INFO, "shard", "%u shards, lease store %s, ttl %u ms", s->cfg.shard_count,
+    axd_log(AX_LOG_INFO, "shard", "%u shards, lease store %s, ttl %u ms", s->cfg.shard_count,
            s->lease_store_borrowed ? "(given)" : s->cfg.lease_store, s->cfg.lease_ttl_ms);
     return AX_OK;
 }
 
-int ax_route_start(ax_server *s, char *err, size_t errlen)
+int axd_route_start(axd_server *s, char *err, size_t errlen)
 {
-    s->lease_store = ax_lease_store_from_config(s->loop, &s->cfg, err, errlen);
+    s->lease_store = axd_lease_store_from_config(s->loop, &s->cfg, err, errlen);
     if (!s->lease_store)
         return AX_ECONFIG;
     s->lease_store_borrowed = 0;
     return route_start(s, err, errlen);
 }
 
-int ax_route_start_store(ax_server *s, ax_lease_store *store, char *err, size_t errlen)
+int axd_route_start_store(axd_server *s, axd_lease_store *store, char *err, size_t errlen)
 {
     if (!store || store->n_shards != s->cfg.shard_count) {
         snprintf(err, errlen, "lease store has %u shards, shards.count is %u", store ? store->n_shards : 0,
@@ -189,15 +189,15 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)w;
     (void)revents;
-    ax_log(AX_LOG_WARN, "shard", "lease releases not confirmed within %.0f s; exiting anyway", SHARDS_STOP_GRACE);
+    axd_log(AX_LOG_WARN, "shard", "lease releases not confirmed within %.0f s; exiting anyway", SHARDS_STOP_GRACE);
     ev_break(loop, EVBREAK_ALL);
 }
 
-int ax_route_stop(ax_server *s)
+int axd_route_stop(axd_server *s)
 {
     if (!s->shards || s->shards_stopped)
         return 0;
-    ax_shards_stop(s->shards);
+    axd_shards_stop(s->shards);
     if (s->shards_stopped)
         return 0;
     ev_timer_init(&s->shards_grace, grace_cb, SHARDS_STOP_GRACE, 0.);
@@ -205,9 +205,9 @@ int ax_route_stop(ax_server *s)
     return 1;
 }
 
-static void fail_waiters(ax_server *s, struct ax_route_shard *rs, int rc);
+static void fail_waiters(axd_server *s, struct axd_route_shard *rs, int rc);
 
-void ax_route_free(ax_server *s)
+void axd_route_free(axd_server *s)
 {
     if (ev_is_active(&s->shards_grace))
         ev_timer_stop(s->loop, &s->shards_grace);
@@ -217,10 +217,10 @@ void ax_route_free(ax_server *s)
         for (uint32_t i = 0; i < s->cfg.shard_count; i++)
             fail_waiters(s, &s->route_shards[i], AX_ECANCELED);
     }
-    ax_shards_free(s->shards); /* manager before store */
+    axd_shards_free(s->shards); /* manager before store */
     s->shards = NULL;
     if (!s->lease_store_borrowed)
-        ax_lease_store_free(s->lease_store); /* cancels owner lookups (their callbacks run) */
+        axd_lease_store_free(s->lease_store); /* cancels owner lookups (their callbacks run) */
     s->lease_store = NULL;
     s->lease_store_borrowed = 0;
     if (s->route_shards) {
@@ -232,19 +232,19 @@ void ax_route_free(ax_server *s)
     s->route_shards = NULL;
 }
 
-uint32_t ax_route_shard_of(ax_server *s, const char *key, size_t klen)
+uint32_t axd_route_shard_of(axd_server *s, const char *key, size_t klen)
 {
-    return ax_shard_of(key, klen, s->cfg.shard_count);
+    return axd_shard_of(key, klen, s->cfg.shard_count);
 }
 
-int ax_route_check(ax_server *s, const char *key, size_t klen, uint64_t msg_epoch, uint64_t *epoch, const char **why)
+int axd_route_check(axd_server *s, const char *key, size_t klen, uint64_t msg_epoch, uint64_t *epoch, const char **why)
 {
     *epoch = 0;
     if (!s->shards)
         return AX_OK;
-    uint32_t shard = ax_shard_of(key, klen, s->cfg.shard_count);
+    uint32_t shard = axd_shard_of(key, klen, s->cfg.shard_count);
     /* admission with the coarse clock: the handler's own check (actor.c) is precise */
-    int rc = ax_shards_fence_at(s->shards, shard, msg_epoch, ax_mono_coarse_now(), epoch);
+    int rc = axd_shards_fence_at(s->shards, shard, msg_epoch, axd_mono_coarse_now(), epoch);
     if (rc == AX_EBUSY)
         *why = "the key's shard is not served by this node now (retry: it may be moving)";
     else if (rc == AX_ESTALE)
@@ -252,26 +252,26 @@ int ax_route_check(ax_server *s, const char *key, size_t klen, uint64_t msg_epoc
     return rc;
 }
 
-uint64_t ax_route_actor_epoch(ax_server *s, const ax_actor *a)
+uint64_t axd_route_actor_epoch(axd_server *s, const axd_actor *a)
 {
     /* a keyed actor runs only within one epoch of its shard (it is stopped when the
      * shard is lost) and a handler starts only before the deadline (actor.c) */
     if (!a->key || !s->shards)
         return 0;
-    return ax_shards_epoch(s->shards, a->shard);
+    return axd_shards_epoch(s->shards, a->shard);
 }
 
-cJSON *ax_route_shards_json(ax_server *s, int all)
+cJSON *axd_route_shards_json(axd_server *s, int all)
 {
     if (!s->shards) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "error", "no lease manager");
         return o;
     }
-    cJSON *doc = ax_shards_json(s->shards, all);
+    cJSON *doc = axd_shards_json(s->shards, all);
     uint32_t *count = ax_calloc(s->cfg.shard_count, sizeof *count);
-    for (ax_actor *a = s->keyed_head; a; a = a->knext)
-        if (a->st != AX_ST_DEAD)
+    for (axd_actor *a = s->keyed_head; a; a = a->knext)
+        if (a->st != AXD_ST_DEAD)
             count[a->shard]++;
     cJSON *arr = cJSON_GetObjectItem(doc, "shards"), *it;
     cJSON_ArrayForEach(it, arr)
@@ -284,16 +284,16 @@ cJSON *ax_route_shards_json(ax_server *s, int all)
     return doc;
 }
 
-void ax_route_status(ax_server *s, cJSON *doc)
+void axd_route_status(axd_server *s, cJSON *doc)
 {
     cJSON *o = cJSON_AddObjectToObject(doc, "shards");
     cJSON_AddNumberToObject(o, "count", s->cfg.shard_count);
     if (!s->shards)
         return;
-    ax_lease_state ls;
-    ax_lease_store_state(s->lease_store, &ls);
-    cJSON_AddNumberToObject(o, "owned", ax_shards_count_owned(s->shards));
-    cJSON_AddNumberToObject(o, "target", ax_shards_target(s->shards));
+    axd_lease_state ls;
+    axd_lease_store_state(s->lease_store, &ls);
+    cJSON_AddNumberToObject(o, "owned", axd_shards_count_owned(s->shards));
+    cJSON_AddNumberToObject(o, "target", axd_shards_target(s->shards));
     cJSON *st = cJSON_AddObjectToObject(doc, "lease_store");
     cJSON_AddStringToObject(st, "type", ls.store ? ls.store : "?");
     cJSON_AddStringToObject(st, "state", ls.conn ? ls.conn : "?");
@@ -302,18 +302,18 @@ void ax_route_status(ax_server *s, cJSON *doc)
     cJSON_AddNumberToObject(st, "errors", (double)ls.errors);
     cJSON_AddNumberToObject(st, "reconnects", (double)ls.reconnects);
     /* lease records older than an epoch known in the cluster: the store went back */
-    cJSON_AddNumberToObject(st, "regressions", (double)ax_shards_regressions(s->shards));
+    cJSON_AddNumberToObject(st, "regressions", (double)axd_shards_regressions(s->shards));
 }
 
 /* ---------------- keyed messages for shards held elsewhere ---------------- */
 
-static void complete(ax_server *s, uint32_t slot, uint32_t gen, int rc)
+static void complete(axd_server *s, uint32_t slot, uint32_t gen, int rc)
 {
     if (slot)
-        ax_pending_complete(s, slot, gen, rc, NULL, 0);
+        axd_pending_complete(s, slot, gen, rc, NULL, 0);
 }
 
-static void fail_waiters(ax_server *s, struct ax_route_shard *rs, int rc)
+static void fail_waiters(axd_server *s, struct axd_route_shard *rs, int rc)
 {
     route_wait *w;
     while ((w = rs->head)) {
@@ -327,22 +327,22 @@ static void fail_waiters(ax_server *s, struct ax_route_shard *rs, int rc)
 
 /* Deliver here after all (the lookup found this node, e.g. it acquired the shard in
  * the meantime). The pd, if any, completes with the reply (ask) or the enqueue (tell). */
-static int deliver_local(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen,
+static int deliver_local(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen,
                          unsigned kflags, const char *msg, size_t mlen, const void *p, size_t n, ax_ref from,
-                         ax_pending *pd)
+                         axd_pending *pd)
 {
     ax_ref ref;
     const char *why = NULL;
-    int rc = ax_registry_route(s, type, tlen, key, klen, 0, !(kflags & AX_PK_DIRECT), &ref, &why);
-    ax_actor *a = rc ? NULL : ax_actor_get(s, ref);
-    uint32_t id = a ? ax_msg_lookup(s, msg, mlen) : 0;
+    int rc = axd_registry_route(s, type, tlen, key, klen, 0, !(kflags & AX_PK_DIRECT), &ref, &why);
+    axd_actor *a = rc ? NULL : axd_actor_get(s, ref);
+    uint32_t id = a ? axd_msg_lookup(s, msg, mlen) : 0;
     if (!rc && !a)
         rc = AX_ENOPROC;
-    if (!rc && !ax_actor_handles(a, id))
+    if (!rc && !axd_actor_handles(a, id))
         rc = AX_ENOMSG;
     if (rc)
         return rc;
-    ax_env *e = ax_env_new(s, n);
+    axd_env *e = axd_env_new(s, n);
     if (!e)
         return AX_ENOMEM;
     if (n)
@@ -353,41 +353,41 @@ static int deliver_local(ax_server *s, const char *type, size_t tlen, const char
         e->ask = pd->slot;
         e->ask_gen = pd->gen;
     }
-    rc = ax_actor_deliver(s, a, e);
+    rc = axd_actor_deliver(s, a, e);
     if (rc) {
-        ax_env_free(s, e);
+        axd_env_free(s, e);
         return rc;
     }
     if (pd && !(kflags & AX_PK_ASK))
-        ax_pending_complete(s, pd->slot, pd->gen, AX_OK, NULL, 0);
+        axd_pending_complete(s, pd->slot, pd->gen, AX_OK, NULL, 0);
     return AX_OK;
 }
 
-static int wait_enqueue(ax_server *s, route_wait *w);
+static int wait_enqueue(axd_server *s, route_wait *w);
 
 /* The owner's answer to a forwarded message, on its way to the original request (kept
  * in u.client: slot, gen). EBUSY / ESTALE mean the cached owner or epoch is out of date,
  * ENOCONN that the owner is gone: forget it, and for EBUSY / ESTALE look the owner up
  * again and send once more (the message is kept in ud for that) before answering the
  * request with the retryable error. */
-static void keyed_reply(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+static void keyed_reply(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
 {
     route_wait *w = p->ud;
     p->ud = NULL;
     if ((status == AX_EBUSY || status == AX_ESTALE || status == AX_ENOCONN) && s->route_shards)
         s->route_shards[w->shard].owner[0] = 0;
     if ((status == AX_EBUSY || status == AX_ESTALE) && w->tries < MAX_SENDS &&
-        ax_slots_get(&s->pending, w->pd_slot, w->pd_gen) && s->route_shards && !s->stopping) {
+        axd_slots_get(&s->pending, w->pd_slot, w->pd_gen) && s->route_shards && !s->stopping) {
         s->ctr.route_retries++;
         if (wait_enqueue(s, w) == AX_OK)
             return; /* w is queued again; the request is answered by the next send */
     }
     uint32_t slot = w->pd_slot, gen = w->pd_gen;
     ax_free(w);
-    ax_pending_complete(s, slot, gen, status, data, n);
+    axd_pending_complete(s, slot, gen, status, data, n);
 }
 
-static void keyed_unsent(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+static void keyed_unsent(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
 {
     (void)s, (void)status, (void)data, (void)n; /* the caller answers the original request */
     ax_free(p->ud);
@@ -397,10 +397,10 @@ static void keyed_unsent(ax_server *s, ax_pending *p, int status, const void *da
 /* Send w to the shard's cached owner. Takes w: frees it, or hands it to the pending
  * request that waits for the owner's answer. Returns the send's error (the caller
  * answers the request with it), or 0. */
-static int send_now(ax_server *s, struct ax_route_shard *rs, route_wait *w)
+static int send_now(axd_server *s, struct axd_route_shard *rs, route_wait *w)
 {
     const char *type = w->data, *key = type + w->tlen, *msg = key + w->klen, *pl = msg + w->mlen;
-    ax_pending *pd = w->pd_slot ? ax_slots_get(&s->pending, w->pd_slot, w->pd_gen) : NULL;
+    axd_pending *pd = w->pd_slot ? axd_slots_get(&s->pending, w->pd_slot, w->pd_gen) : NULL;
     int rc;
     w->tries++;
     if (w->pd_slot && !pd) {
@@ -408,21 +408,21 @@ static int send_now(ax_server *s, struct ax_route_shard *rs, route_wait *w)
     } else if (strcmp(rs->owner, s->route_owner) == 0) {
         rc = deliver_local(s, type, w->tlen, key, w->klen, w->kflags, msg, w->mlen, pl, w->plen, w->from, pd);
     } else if (!pd) {
-        rc = ax_cluster_keyed_send(s, rs->owner, type, w->tlen, key, w->klen, rs->epoch, w->kflags, msg, w->mlen, pl,
+        rc = axd_cluster_keyed_send(s, rs->owner, type, w->tlen, key, w->klen, rs->epoch, w->kflags, msg, w->mlen, pl,
                                    w->plen, w->from, NULL);
     } else {
         double rem = ev_timer_remaining(s->loop, &pd->timer);
-        ax_pending *via = ax_pending_new(s, rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : 1, keyed_reply);
+        axd_pending *via = axd_pending_new(s, rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : 1, keyed_reply);
         if (!via) {
             ax_free(w);
             return AX_ENOMEM;
         }
         via->ud = w;
-        rc = ax_cluster_keyed_send(s, rs->owner, type, w->tlen, key, w->klen, rs->epoch, w->kflags, msg, w->mlen, pl,
+        rc = axd_cluster_keyed_send(s, rs->owner, type, w->tlen, key, w->klen, rs->epoch, w->kflags, msg, w->mlen, pl,
                                    w->plen, w->from, via);
         if (rc) {
             via->done = keyed_unsent; /* frees w */
-            ax_pending_complete(s, via->slot, via->gen, rc, NULL, 0);
+            axd_pending_complete(s, via->slot, via->gen, rc, NULL, 0);
         }
         return rc;
     }
@@ -430,17 +430,17 @@ static int send_now(ax_server *s, struct ax_route_shard *rs, route_wait *w)
     return rc;
 }
 
-static void owner_cb(void *ud, uint32_t shard, const ax_lease_result *r)
+static void owner_cb(void *ud, uint32_t shard, const axd_lease_result *r)
 {
     route_tab *tab = ud;
-    ax_server *s = tab->s;
+    axd_server *s = tab->s;
     tab->fetching--;
     if (!s) {
         if (!tab->fetching)
             ax_free(tab);
         return;
     }
-    struct ax_route_shard *rs = &tab->sh[shard];
+    struct axd_route_shard *rs = &tab->sh[shard];
     rs->fetching = 0;
     rs->owner[0] = 0;
     if (r->status == AX_OK && r->granted && r->owner_len && r->owner_len < sizeof rs->owner) {
@@ -476,14 +476,14 @@ static void owner_cb(void *ud, uint32_t shard, const ax_lease_result *r)
 
 /* Queue w for its shard and make sure the owner is being looked up. Takes w on
  * success; on an error the caller still owns it. */
-static int wait_enqueue(ax_server *s, route_wait *w)
+static int wait_enqueue(axd_server *s, route_wait *w)
 {
-    struct ax_route_shard *rs = &s->route_shards[w->shard];
+    struct axd_route_shard *rs = &s->route_shards[w->shard];
     if (rs->n_wait >= MAX_WAITERS)
         return AX_EBUSY;
     if (!rs->fetching) {
         route_tab *tab = tab_of(s->route_shards);
-        int rc = ax_lease_get(s->lease_store, w->shard, owner_cb, tab);
+        int rc = axd_lease_get(s->lease_store, w->shard, owner_cb, tab);
         if (rc)
             return rc;
         rs->fetching = 1;
@@ -499,8 +499,8 @@ static int wait_enqueue(ax_server *s, route_wait *w)
     return AX_OK;
 }
 
-int ax_route_send(ax_server *s, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
-                  const char *msg, size_t mlen, const void *p, size_t n, ax_ref from, ax_pending *pd)
+int axd_route_send(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
+                  const char *msg, size_t mlen, const void *p, size_t n, ax_ref from, axd_pending *pd)
 {
     if (!s->shards || !s->route_shards || !s->cluster)
         return AX_EBUSY; /* alone: a shard we do not hold has no other owner to go to */
@@ -512,7 +512,7 @@ int ax_route_send(ax_server *s, const char *type, size_t tlen, const char *key, 
     w->pd_slot = pd ? pd->slot : 0;
     w->pd_gen = pd ? pd->gen : 0;
     w->from = from;
-    w->shard = ax_shard_of(key, klen, s->cfg.shard_count);
+    w->shard = axd_shard_of(key, klen, s->cfg.shard_count);
     w->tries = 0;
     w->tlen = tlen;
     w->klen = klen;
@@ -523,7 +523,7 @@ int ax_route_send(ax_server *s, const char *type, size_t tlen, const char *key, 
     memcpy(w->data + tlen + klen, msg, mlen);
     if (n)
         memcpy(w->data + tlen + klen + mlen, p, n);
-    struct ax_route_shard *rs = &s->route_shards[w->shard];
+    struct axd_route_shard *rs = &s->route_shards[w->shard];
     if (rs->owner[0] && ev_now(s->loop) - rs->at < OWNER_CACHE_S && !rs->head) {
         /* the cached owner: send now; if it is gone, look it up (w kept for that) */
         route_wait *copy = ax_try_malloc(sizeof *w + tlen + klen + mlen + n);

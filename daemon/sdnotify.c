@@ -14,7 +14,7 @@
 
 #include "axactor/errors.h"
 
-int ax_sd_notify(const char *state)
+int axd_sd_notify(const char *state)
 {
     const char *path = getenv("NOTIFY_SOCKET");
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -48,14 +48,14 @@ int ax_sd_notify(const char *state)
     return rc;
 }
 
-int ax_sd_notifyf(const char *fmt, ...)
+int axd_sd_notifyf(const char *fmt, ...)
 {
     char buf[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    return ax_sd_notify(buf);
+    return axd_sd_notify(buf);
 }
 
 /* A positive decimal with nothing after it, else 0. */
@@ -70,7 +70,7 @@ static unsigned long long env_number(const char *name)
     return errno || *end ? 0 : v;
 }
 
-uint64_t ax_sd_watchdog_usec(void)
+uint64_t axd_sd_watchdog_usec(void)
 {
     /* WATCHDOG_PID guards against a child that inherited the environment. */
     if (getenv("WATCHDOG_PID") && env_number("WATCHDOG_PID") != (unsigned long long)getpid())

@@ -13,17 +13,17 @@
 #include "server.h"
 #include "cluster/cluster.h"
 
-void ax_runtime_stop_all(ax_server *s, const char *reason);
+void axd_runtime_stop_all(axd_server *s, const char *reason);
 
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ax_server *s = w->data;
-    ax_log(AX_LOG_INFO, "server", "received SIGHUP: reloading the configuration");
-    ax_sd_notify("RELOADING=1");
-    ax_server_reload(s);
-    ax_sd_notify("READY=1");
+    axd_server *s = w->data;
+    axd_log(AX_LOG_INFO, "server", "received SIGHUP: reloading the configuration");
+    axd_sd_notify("RELOADING=1");
+    axd_server_reload(s);
+    axd_sd_notify("READY=1");
 }
 
 static int str_differs(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : ""); }
@@ -47,17 +47,17 @@ static void swap_list(char ***a, size_t *an, char ***b, size_t *bn)
     *bn = n;
 }
 
-int ax_server_reload(ax_server *s)
+int axd_server_reload(axd_server *s)
 {
     char err[768];
-    ax_config nc;
+    axd_config nc;
     if (!s->reload) {
-        ax_log(AX_LOG_WARN, "server", "reload: no configuration source; nothing changed");
+        axd_log(AX_LOG_WARN, "server", "reload: no configuration source; nothing changed");
         return AX_ECONFIG;
     }
     if (s->reload(s->reload_ud, &nc, err, sizeof err) != 0) {
         s->reload_errors++;
-        ax_log(AX_LOG_ERROR, "server", "reload refused, the running configuration stays: %s", err);
+        axd_log(AX_LOG_ERROR, "server", "reload refused, the running configuration stays: %s", err);
         return AX_ECONFIG;
     }
     s->reloads++;
@@ -75,16 +75,16 @@ int ax_server_reload(ax_server *s)
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (fixed[i].differs)
-            ax_log(AX_LOG_WARN, "server", "reload: %s changed; it takes effect at the next restart", fixed[i].key);
+            axd_log(AX_LOG_WARN, "server", "reload: %s changed; it takes effect at the next restart", fixed[i].key);
     /* log level and target */
     if (nc.log_level != s->cfg.log_level || str_differs(nc.log_target, s->cfg.log_target)) {
-        ax_log_set_level(nc.log_level);
-        ax_log_set_target(nc.log_target);
+        axd_log_set_level(nc.log_level);
+        axd_log_set_target(nc.log_target);
         s->cfg.log_level = nc.log_level;
         char *t = s->cfg.log_target;
         s->cfg.log_target = nc.log_target;
         nc.log_target = t;
-        ax_log(AX_LOG_INFO, "server", "reload: log level %s, target %s", ax_log_level_name(s->cfg.log_level),
+        axd_log(AX_LOG_INFO, "server", "reload: log level %s, target %s", axd_log_level_name(s->cfg.log_level),
                s->cfg.log_target);
     }
     /* plugins.load additions (a plugin already loaded stays; removals need plugins unload) */
@@ -92,20 +92,20 @@ int ax_server_reload(ax_server *s)
     for (size_t i = 0; i < nc.n_plugins; i++) {
         if (list_has(s->cfg.plugins, s->cfg.n_plugins, nc.plugins[i]))
             continue;
-        if (ax_plugin_load(s, nc.plugins[i], NULL, err, sizeof err) == 0) {
+        if (axd_plugin_load(s, nc.plugins[i], NULL, err, sizeof err) == 0) {
             loaded++;
-            ax_log(AX_LOG_INFO, "plugin", "reload: loaded %s", nc.plugins[i]);
+            axd_log(AX_LOG_INFO, "plugin", "reload: loaded %s", nc.plugins[i]);
         } else {
-            ax_log(AX_LOG_ERROR, "plugin", "reload: cannot load %s: %s", nc.plugins[i], err);
+            axd_log(AX_LOG_ERROR, "plugin", "reload: cannot load %s: %s", nc.plugins[i], err);
         }
     }
     swap_list(&s->cfg.plugins, &s->cfg.n_plugins, &nc.plugins, &nc.n_plugins);
     /* cluster.peers additions and address changes */
-    int peers = ax_cluster_reload_peers(s, nc.cluster_peers, nc.n_cluster_peers);
+    int peers = axd_cluster_reload_peers(s, nc.cluster_peers, nc.n_cluster_peers);
     if (s->cluster)
         swap_list(&s->cfg.cluster_peers, &s->cfg.n_cluster_peers, &nc.cluster_peers, &nc.n_cluster_peers);
-    ax_config_free(&nc); /* frees what was swapped out */
-    ax_log(AX_LOG_INFO, "server", "configuration reloaded: %d plugin(s) loaded, %d peer(s) added", loaded, peers);
+    axd_config_free(&nc); /* frees what was swapped out */
+    axd_log(AX_LOG_INFO, "server", "configuration reloaded: %d plugin(s) loaded, %d peer(s) added", loaded, peers);
     return 0;
 }
 
@@ -113,13 +113,13 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ax_server *s = w->data;
-    ax_log(AX_LOG_INFO, "server", "received %s, stopping", strsignal(w->signum));
-    ax_server_shutdown(s, "shutdown");
+    axd_server *s = w->data;
+    axd_log(AX_LOG_INFO, "server", "received %s, stopping", strsignal(w->signum));
+    axd_server_shutdown(s, "shutdown");
 }
 
 /* The wire id: NAME@boot-<hex>-session-<n>; the boot part is fresh at every start. */
-static void make_node_id(ax_server *s)
+static void make_node_id(axd_server *s)
 {
     unsigned char r[8];
     char hex[17];
@@ -130,7 +130,7 @@ static void make_node_id(ax_server *s)
     snprintf(s->node_id, sizeof s->node_id, "%s@boot-%s-session-1", s->cfg.node_name, hex);
 }
 
-int ax_server_init(ax_server *s, struct ev_loop *loop, const ax_config *cfg)
+int axd_server_init(axd_server *s, struct ev_loop *loop, const axd_config *cfg)
 {
     memset(s, 0, sizeof *s);
     s->loop = loop;
@@ -138,9 +138,9 @@ int ax_server_init(ax_server *s, struct ev_loop *loop, const ax_config *cfg)
     s->listen_fd = -1;
     ev_set_userdata(loop, s);
     s->started_at = ev_now(loop);
-    ax_hash_seed_init();
+    axd_hash_seed_init();
     make_node_id(s);
-    ax_runtime_init(s);
+    axd_runtime_init(s);
     ev_signal_init(&s->sig_term, signal_cb, SIGTERM);
     ev_signal_init(&s->sig_int, signal_cb, SIGINT);
     ev_signal_init(&s->sig_hup, hup_cb, SIGHUP);
@@ -148,7 +148,7 @@ int ax_server_init(ax_server *s, struct ev_loop *loop, const ax_config *cfg)
     return AX_OK;
 }
 
-void ax_server_signals_start(ax_server *s)
+void axd_server_signals_start(axd_server *s)
 {
     /* one loop may own a signal: the daemon's, not the in-process test nodes' */
     ev_signal_start(s->loop, &s->sig_term);
@@ -159,40 +159,40 @@ void ax_server_signals_start(ax_server *s)
     signal(SIGUSR2, SIG_IGN);
 }
 
-void ax_server_shutdown(ax_server *s, const char *why)
+void axd_server_shutdown(axd_server *s, const char *why)
 {
     if (s->stopping)
         return;
     s->stopping = 1;
-    ax_log(AX_LOG_INFO, "server", "shutting down: %s", why);
+    axd_log(AX_LOG_INFO, "server", "shutting down: %s", why);
     /* Stop accepting first so no new work arrives, then stop actors (their on_stop
      * runs and queued asks are answered), then flush those answers and close. */
     if (s->listen_fd >= 0) {
         ev_io_stop(s->loop, &s->listen_io);
         ev_timer_stop(s->loop, &s->accept_pause);
     }
-    ax_cluster_stop(s); /* peers see CLOSE; remote asks fail before actors stop */
-    ax_runtime_stop_all(s, why);
-    ax_listener_stop(s);
+    axd_cluster_stop(s); /* peers see CLOSE; remote asks fail before actors stop */
+    axd_runtime_stop_all(s, why);
+    axd_listener_stop(s);
     /* Release the shard leases so survivors need not wait for them to expire; the
      * loop ends when the releases are answered (or after a grace time). */
-    if (!ax_route_stop(s))
+    if (!axd_route_stop(s))
         ev_break(s->loop, EVBREAK_ALL);
 }
 
-void ax_server_free(ax_server *s)
+void axd_server_free(axd_server *s)
 {
     if (!s || !s->loop)
         return;
-    ax_listener_stop(s);
-    ax_cluster_stop(s);
-    ax_runtime_free(s);
-    ax_route_free(s);
-    ax_plugins_unload_all(s); /* unregisters their types */
-    ax_hmap_free(&s->types);
+    axd_listener_stop(s);
+    axd_cluster_stop(s);
+    axd_runtime_free(s);
+    axd_route_free(s);
+    axd_plugins_unload_all(s); /* unregisters their types */
+    axd_hmap_free(&s->types);
     ev_signal_stop(s->loop, &s->sig_term);
     ev_signal_stop(s->loop, &s->sig_int);
     ev_signal_stop(s->loop, &s->sig_hup);
-    ax_config_free(&s->cfg);
+    axd_config_free(&s->cfg);
     s->loop = NULL;
 }

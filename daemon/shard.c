@@ -16,7 +16,7 @@
 
 /* ---- the hash ---- */
 
-uint64_t ax_fnv1a64(const void *p, size_t len)
+uint64_t axd_fnv1a64(const void *p, size_t len)
 {
     const unsigned char *b = p;
     uint64_t h = UINT64_C(0xcbf29ce484222325);
@@ -27,26 +27,26 @@ uint64_t ax_fnv1a64(const void *p, size_t len)
     return h;
 }
 
-uint32_t ax_shard_of(const char *key, size_t len, uint32_t n_shards)
+uint32_t axd_shard_of(const char *key, size_t len, uint32_t n_shards)
 {
-    uint64_t h = ax_fnv1a64(key, len);
+    uint64_t h = axd_fnv1a64(key, len);
     return n_shards ? (uint32_t)(h ^ (h >> 32)) % n_shards : 0;
 }
 
-const char *ax_shard_state_name(int st)
+const char *axd_shard_state_name(int st)
 {
     switch (st) {
-    case AX_SHARD_FREE: return "free";
-    case AX_SHARD_ACQUIRING: return "acquiring";
-    case AX_SHARD_OWNED: return "owned";
-    case AX_SHARD_RELEASING: return "releasing";
+    case AXD_SHARD_FREE: return "free";
+    case AXD_SHARD_ACQUIRING: return "acquiring";
+    case AXD_SHARD_OWNED: return "owned";
+    case AXD_SHARD_RELEASING: return "releasing";
     }
     return "?";
 }
 
 /* ---- config ---- */
 
-int ax_shards_config_check(const ax_config *c, char *err, size_t errlen)
+int axd_shards_config_check(const axd_config *c, char *err, size_t errlen)
 {
     if ((uint64_t)c->lease_renew_interval_ms + c->lease_safety_margin_ms >= c->lease_ttl_ms) {
         if (err && errlen)
@@ -56,15 +56,15 @@ int ax_shards_config_check(const ax_config *c, char *err, size_t errlen)
                      c->lease_renew_interval_ms, c->lease_safety_margin_ms, c->lease_ttl_ms);
         return AX_ECONFIG;
     }
-    if (c->shard_count < 1 || c->shard_count > AX_SHARDS_MAX) {
+    if (c->shard_count < 1 || c->shard_count > AXD_SHARDS_MAX) {
         if (err && errlen)
-            snprintf(err, errlen, "shards.count (%u) must be 1..%u", c->shard_count, AX_SHARDS_MAX);
+            snprintf(err, errlen, "shards.count (%u) must be 1..%u", c->shard_count, AXD_SHARDS_MAX);
         return AX_ECONFIG;
     }
     return 0;
 }
 
-void ax_shards_cfg_from_config(ax_shards_cfg *cfg, const ax_config *c, const char *node)
+void axd_shards_cfg_from_config(axd_shards_cfg *cfg, const axd_config *c, const char *node)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->node = node;
@@ -74,12 +74,12 @@ void ax_shards_cfg_from_config(ax_shards_cfg *cfg, const ax_config *c, const cha
     cfg->safety_margin_ms = c->lease_safety_margin_ms;
 }
 
-ax_lease_store *ax_lease_store_from_config(struct ev_loop *loop, const ax_config *c, char *err, size_t errlen)
+axd_lease_store *axd_lease_store_from_config(struct ev_loop *loop, const axd_config *c, char *err, size_t errlen)
 {
-    if (ax_shards_config_check(c, err, errlen) != 0)
+    if (axd_shards_config_check(c, err, errlen) != 0)
         return NULL;
     if (c->lease_store && !strcmp(c->lease_store, "redis")) {
-        ax_lease_redis_cfg rc = {
+        axd_lease_redis_cfg rc = {
             .host = c->redis_host,
             .port = (uint16_t)c->redis_port,
             .password = c->redis_password,
@@ -87,9 +87,9 @@ ax_lease_store *ax_lease_store_from_config(struct ev_loop *loop, const ax_config
             .prefix = c->redis_prefix,
             .connect_timeout_ms = c->redis_connect_timeout_ms,
         };
-        return ax_lease_redis_new(loop, c->shard_count, &rc, err, errlen);
+        return axd_lease_redis_new(loop, c->shard_count, &rc, err, errlen);
     }
-    ax_lease_store *st = ax_lease_mem_new(loop, c->shard_count);
+    axd_lease_store *st = axd_lease_mem_new(loop, c->shard_count);
     if (!st && err && errlen)
         snprintf(err, errlen, "cannot create the memory lease store");
     return st;
@@ -100,13 +100,13 @@ ax_lease_store *ax_lease_store_from_config(struct ev_loop *loop, const ax_config
 #define NAMES_MAX 4096 /* distinct holder names remembered for status output */
 
 typedef struct shard_ent {
-    uint8_t st;        /* enum ax_shard_state */
+    uint8_t st;        /* enum axd_shard_state */
     uint8_t renewing;  /* a renew is in flight */
     uint16_t holder;   /* 1 + index into names; 0 unknown */
     uint32_t seq;      /* bumped on every state change: late replies are recognised */
     uint64_t epoch;    /* owned: our epoch */
     uint64_t seen;     /* highest epoch seen for the shard (min_epoch for acquire) */
-    double deadline;   /* owned: stop serving at this monotonic time (ax_mono_now) */
+    double deadline;   /* owned: stop serving at this monotonic time (axd_mono_now) */
     double renew_due;  /* owned: next renew */
     double held_until; /* free: another node holds it until about then (skip until) */
     uint8_t regressed_logged; /* a regression of this shard was logged (once) */
@@ -115,19 +115,19 @@ typedef struct shard_ent {
 enum req_kind { REQ_ACQUIRE, REQ_RENEW, REQ_RELEASE };
 
 typedef struct req {
-    ax_shards *m;
+    axd_shards *m;
     uint32_t seq;
     uint8_t kind;
     double sent;
     uint64_t min; /* acquire: the min_epoch sent */
 } req;
 
-struct ax_shards {
+struct axd_shards {
     struct ev_loop *loop;
-    ax_lease_store *store;
-    ax_shards_cfg cfg;
+    axd_lease_store *store;
+    axd_shards_cfg cfg;
     char *node;
-    ax_shards_cbs cbs;
+    axd_shards_cbs cbs;
     shard_ent *sh;
     uint32_t *pref; /* shards in this node's order of preference */
     double ttl, renew, safety, retry, acq_int;
@@ -139,17 +139,17 @@ struct ax_shards {
     char **names;
     size_t n_names;
     uint64_t lost_total, acquired_total, renew_errors;
-    uint64_t late_losses; /* shards dropped by ax_shards_expire (a stall), not by the timer */
+    uint64_t late_losses; /* shards dropped by axd_shards_expire (a stall), not by the timer */
     uint64_t regressions; /* lease records older than a known epoch (the store went back) */
     uint32_t lost_batch;  /* shards lost since the last summary line */
     int renew_failing;    /* renew failures logged once until a renew succeeds */
 };
 
-static void schedule(ax_shards *m, double at);
-static void pump(ax_shards *m, double now);
-static void maybe_stopped(ax_shards *m);
+static void schedule(axd_shards *m, double at);
+static void pump(axd_shards *m, double now);
+static void maybe_stopped(axd_shards *m);
 
-static uint16_t intern_holder(ax_shards *m, const char *s, size_t len)
+static uint16_t intern_holder(axd_shards *m, const char *s, size_t len)
 {
     if (!s || !len)
         return 0;
@@ -163,7 +163,7 @@ static uint16_t intern_holder(ax_shards *m, const char *s, size_t len)
     return (uint16_t)m->n_names;
 }
 
-static void really_free(ax_shards *m)
+static void really_free(axd_shards *m)
 {
     ev_timer_stop(m->loop, &m->tick);
     ev_timer_stop(m->loop, &m->stop_w);
@@ -178,17 +178,17 @@ static void really_free(ax_shards *m)
 
 /* Every time in the manager (sent, deadline, renew_due, rounds) is monotonic and read
  * fresh: a deadline is never checked against a time cached before a stall. */
-static double now_fresh(ax_shards *m)
+static double now_fresh(axd_shards *m)
 {
     (void)m;
-    return ax_mono_now();
+    return axd_mono_now();
 }
 
 /* Stop serving shard i (it was OWNED). */
-static void lose(ax_shards *m, uint32_t i, const char *reason)
+static void lose(axd_shards *m, uint32_t i, const char *reason)
 {
     shard_ent *e = &m->sh[i];
-    e->st = AX_SHARD_FREE;
+    e->st = AXD_SHARD_FREE;
     e->seq++;
     e->renewing = 0;
     e->held_until = 0;
@@ -196,23 +196,23 @@ static void lose(ax_shards *m, uint32_t i, const char *reason)
     m->owned--;
     m->lost_total++;
     m->lost_batch++;
-    ax_log(AX_LOG_DEBUG, "shards", "shard %u epoch %llu: stopped serving (%s)", i, (unsigned long long)e->epoch,
+    axd_log(AX_LOG_DEBUG, "shards", "shard %u epoch %llu: stopped serving (%s)", i, (unsigned long long)e->epoch,
            reason);
     if (m->cbs.on_lost)
         m->cbs.on_lost(m->cbs.ud, i, e->epoch, reason);
 }
 
 /* One line for the shards just lost, instead of one per shard. */
-static void log_lost(ax_shards *m, const char *reason)
+static void log_lost(axd_shards *m, const char *reason)
 {
     if (!m->lost_batch)
         return;
-    ax_log(!strcmp(reason, AX_SHARD_LOST) ? AX_LOG_WARN : AX_LOG_INFO, "shards",
+    axd_log(!strcmp(reason, AXD_SHARD_LOST) ? AX_LOG_WARN : AX_LOG_INFO, "shards",
            "stopped serving %u shard(s) (%s); serving %u of %u", m->lost_batch, reason, m->owned, m->n);
     m->lost_batch = 0;
 }
 
-static req *req_new(ax_shards *m, uint32_t i, uint8_t kind, double now)
+static req *req_new(axd_shards *m, uint32_t i, uint8_t kind, double now)
 {
     req *q = ax_malloc(sizeof *q);
     q->m = m;
@@ -225,7 +225,7 @@ static req *req_new(ax_shards *m, uint32_t i, uint8_t kind, double now)
 /* The request's callback came back: 1 if the manager is gone (q freed, nothing to do). */
 static int req_done(req *q)
 {
-    ax_shards *m = q->m;
+    axd_shards *m = q->m;
     m->inflight--;
     if (q->kind == REQ_ACQUIRE)
         m->inflight_acq--;
@@ -238,18 +238,18 @@ static int req_done(req *q)
     return 0;
 }
 
-static void release_cb(void *ud, uint32_t i, const ax_lease_result *r)
+static void release_cb(void *ud, uint32_t i, const axd_lease_result *r)
 {
     req *q = ud;
     if (req_done(q))
         return;
-    ax_shards *m = q->m;
+    axd_shards *m = q->m;
     shard_ent *e = &m->sh[i];
     if (r->status != AX_OK)
-        ax_log(AX_LOG_INFO, "shards", "shard %u: release failed (%s); the lease expires in the store", i,
+        axd_log(AX_LOG_INFO, "shards", "shard %u: release failed (%s); the lease expires in the store", i,
                ax_strerror(r->status));
-    if (e->seq == q->seq && e->st == AX_SHARD_RELEASING) {
-        e->st = AX_SHARD_FREE;
+    if (e->seq == q->seq && e->st == AXD_SHARD_RELEASING) {
+        e->st = AXD_SHARD_FREE;
         e->seq++;
         e->holder = 0;
         e->held_until = 0;
@@ -259,40 +259,40 @@ static void release_cb(void *ud, uint32_t i, const ax_lease_result *r)
 }
 
 /* Send a release for shard i at epoch (it is no longer served). */
-static void send_release(ax_shards *m, uint32_t i, uint64_t epoch, double now)
+static void send_release(axd_shards *m, uint32_t i, uint64_t epoch, double now)
 {
     shard_ent *e = &m->sh[i];
-    e->st = AX_SHARD_RELEASING;
+    e->st = AXD_SHARD_RELEASING;
     e->seq++;
     e->renewing = 0;
     req *q = req_new(m, i, REQ_RELEASE, now);
     m->inflight++;
-    if (ax_lease_release(m->store, i, m->node, epoch, release_cb, q) != 0) {
+    if (axd_lease_release(m->store, i, m->node, epoch, release_cb, q) != 0) {
         m->inflight--;
         ax_free(q);
-        e->st = AX_SHARD_FREE;
+        e->st = AXD_SHARD_FREE;
         e->seq++;
     }
 }
 
 /* Stop serving an OWNED shard and give it back. */
-static void hand_back(ax_shards *m, uint32_t i, const char *reason, double now)
+static void hand_back(axd_shards *m, uint32_t i, const char *reason, double now)
 {
     uint64_t epoch = m->sh[i].epoch;
     lose(m, i, reason);
-    if (m->sh[i].st == AX_SHARD_FREE) /* on_lost may have stopped the manager (already released) */
+    if (m->sh[i].st == AXD_SHARD_FREE) /* on_lost may have stopped the manager (already released) */
         send_release(m, i, epoch, now);
 }
 
-static void renew_cb(void *ud, uint32_t i, const ax_lease_result *r)
+static void renew_cb(void *ud, uint32_t i, const axd_lease_result *r)
 {
     req *q = ud;
     if (req_done(q))
         return;
-    ax_shards *m = q->m;
+    axd_shards *m = q->m;
     shard_ent *e = &m->sh[i];
     double now = now_fresh(m);
-    if (e->seq != q->seq || e->st != AX_SHARD_OWNED) { /* answered too late: already lost or released */
+    if (e->seq != q->seq || e->st != AXD_SHARD_OWNED) { /* answered too late: already lost or released */
         ax_free(q);
         maybe_stopped(m);
         return;
@@ -301,34 +301,34 @@ static void renew_cb(void *ud, uint32_t i, const ax_lease_result *r)
     if (r->status != AX_OK) {
         m->renew_errors++;
         if (!m->renew_failing)
-            ax_log(AX_LOG_WARN, "shards", "renew of shard %u failed (%s); retrying until its deadline in %.0f ms", i,
+            axd_log(AX_LOG_WARN, "shards", "renew of shard %u failed (%s); retrying until its deadline in %.0f ms", i,
                    ax_strerror(r->status), (e->deadline - now) * 1000);
         m->renew_failing = 1;
         e->renew_due = now + m->retry;
     } else if (!r->granted) {
-        lose(m, i, AX_SHARD_LOST);
+        lose(m, i, AXD_SHARD_LOST);
     } else {
         if (m->renew_failing)
-            ax_log(AX_LOG_INFO, "shards", "renews succeed again");
+            axd_log(AX_LOG_INFO, "shards", "renews succeed again");
         m->renew_failing = 0;
         e->deadline = q->sent + m->ttl - m->safety;
         e->renew_due = q->sent + m->renew;
     }
-    if (e->st == AX_SHARD_OWNED && now >= e->deadline)
-        lose(m, i, AX_SHARD_LOST);
-    log_lost(m, AX_SHARD_LOST);
-    if (e->st == AX_SHARD_OWNED)
+    if (e->st == AXD_SHARD_OWNED && now >= e->deadline)
+        lose(m, i, AXD_SHARD_LOST);
+    log_lost(m, AXD_SHARD_LOST);
+    if (e->st == AXD_SHARD_OWNED)
         schedule(m, e->renew_due < e->deadline ? e->renew_due : e->deadline);
     ax_free(q);
 }
 
-static void send_renew(ax_shards *m, uint32_t i, double now)
+static void send_renew(axd_shards *m, uint32_t i, double now)
 {
     shard_ent *e = &m->sh[i];
     req *q = req_new(m, i, REQ_RENEW, now);
     e->renewing = 1;
     m->inflight++;
-    if (ax_lease_renew(m->store, i, m->node, e->epoch, m->cfg.ttl_ms, renew_cb, q) != 0) {
+    if (axd_lease_renew(m->store, i, m->node, e->epoch, m->cfg.ttl_ms, renew_cb, q) != 0) {
         m->inflight--;
         ax_free(q);
         e->renewing = 0;
@@ -338,7 +338,7 @@ static void send_renew(ax_shards *m, uint32_t i, double now)
 
 /* The store showed (or granted) epoch for shard i although `known` is known: it went back
  * in time for this shard. Counted always, logged loudly once per shard. */
-static void regression(ax_shards *m, uint32_t i, uint64_t epoch, uint64_t known, const char *what)
+static void regression(axd_shards *m, uint32_t i, uint64_t epoch, uint64_t known, const char *what)
 {
     m->regressions++;
     if (m->sh[i].regressed_logged)
@@ -350,27 +350,27 @@ static void regression(ax_shards *m, uint32_t i, uint64_t epoch, uint64_t known,
     else
         snprintf(seen, sizeof seen, "%s epoch %llu, but epoch %llu is known", what, (unsigned long long)epoch,
                  (unsigned long long)known);
-    ax_log(AX_LOG_ERROR, "shards",
+    axd_log(AX_LOG_ERROR, "shards",
            "LEASE STORE REGRESSED: shard %u: %s; the store lost lease data (restored from an old copy, or "
            "failed over to a lagging replica). Shard not served until acquired above %llu (after a quarantine "
            "of one ttl)",
            i, seen, (unsigned long long)known);
 }
 
-static void acquire_cb(void *ud, uint32_t i, const ax_lease_result *r)
+static void acquire_cb(void *ud, uint32_t i, const axd_lease_result *r)
 {
     req *q = ud;
     if (req_done(q))
         return;
-    ax_shards *m = q->m;
+    axd_shards *m = q->m;
     shard_ent *e = &m->sh[i];
     double now = now_fresh(m);
-    if (e->seq != q->seq || e->st != AX_SHARD_ACQUIRING) { /* cannot happen: ACQUIRING ends only here */
+    if (e->seq != q->seq || e->st != AXD_SHARD_ACQUIRING) { /* cannot happen: ACQUIRING ends only here */
         ax_free(q);
         return;
     }
     m->acquiring--;
-    e->st = AX_SHARD_FREE;
+    e->st = AXD_SHARD_FREE;
     e->seq++;
     if (r->status != AX_OK) {
         e->held_until = 0;
@@ -399,16 +399,16 @@ static void acquire_cb(void *ud, uint32_t i, const ax_lease_result *r)
             /* Never served: give it straight back (too late to be safe, or shutting down). */
             send_release(m, i, r->epoch, now);
         } else {
-            e->st = AX_SHARD_OWNED;
+            e->st = AXD_SHARD_OWNED;
             e->epoch = r->epoch;
             e->deadline = deadline;
             e->renew_due = q->sent + m->renew;
             e->holder = intern_holder(m, m->node, strlen(m->node));
             m->owned++;
             m->acquired_total++;
-            ax_log(AX_LOG_DEBUG, "shards", "shard %u: acquired at epoch %llu", i, (unsigned long long)r->epoch);
+            axd_log(AX_LOG_DEBUG, "shards", "shard %u: acquired at epoch %llu", i, (unsigned long long)r->epoch);
             if (m->owned == m->target)
-                ax_log(AX_LOG_INFO, "shards", "serving %u of %u shards (fair share)", m->owned, m->n);
+                axd_log(AX_LOG_INFO, "shards", "serving %u of %u shards (fair share)", m->owned, m->n);
             schedule(m, e->renew_due);
             if (m->cbs.on_acquired)
                 m->cbs.on_acquired(m->cbs.ud, i, r->epoch);
@@ -420,28 +420,28 @@ static void acquire_cb(void *ud, uint32_t i, const ax_lease_result *r)
     maybe_stopped(m);
 }
 
-static void send_acquire(ax_shards *m, uint32_t i, double now)
+static void send_acquire(axd_shards *m, uint32_t i, double now)
 {
     shard_ent *e = &m->sh[i];
-    e->st = AX_SHARD_ACQUIRING;
+    e->st = AXD_SHARD_ACQUIRING;
     e->seq++;
     req *q = req_new(m, i, REQ_ACQUIRE, now);
     q->min = e->seen;
     m->inflight++;
     m->inflight_acq++;
     m->acquiring++;
-    if (ax_lease_acquire(m->store, i, m->node, m->cfg.ttl_ms, e->seen, acquire_cb, q) != 0) {
+    if (axd_lease_acquire(m->store, i, m->node, m->cfg.ttl_ms, e->seen, acquire_cb, q) != 0) {
         m->inflight--;
         m->inflight_acq--;
         m->acquiring--;
         ax_free(q);
-        e->st = AX_SHARD_FREE;
+        e->st = AXD_SHARD_FREE;
         e->seq++;
     }
 }
 
 /* Keep up to max_inflight acquires going through this round's candidates. */
-static void pump(ax_shards *m, double now)
+static void pump(axd_shards *m, double now)
 {
     while (m->round_active && !m->stopping && m->inflight_acq < m->cfg.max_inflight &&
            m->owned + m->acquiring < m->target) {
@@ -451,28 +451,28 @@ static void pump(ax_shards *m, double now)
         }
         uint32_t i = m->pref[m->cursor++];
         shard_ent *e = &m->sh[i];
-        if (e->st == AX_SHARD_FREE && e->held_until <= now)
+        if (e->st == AXD_SHARD_FREE && e->held_until <= now)
             send_acquire(m, i, now);
     }
 }
 
 /* Hand over the shards this node likes least while it holds more than its share. */
-static void rebalance(ax_shards *m, double now)
+static void rebalance(axd_shards *m, double now)
 {
     for (uint32_t k = m->n; k-- > 0 && m->owned > m->target && !m->stopping;) {
         uint32_t i = m->pref[k];
-        if (m->sh[i].st == AX_SHARD_OWNED)
-            hand_back(m, i, AX_SHARD_HANDOVER, now);
+        if (m->sh[i].st == AXD_SHARD_OWNED)
+            hand_back(m, i, AXD_SHARD_HANDOVER, now);
     }
-    log_lost(m, AX_SHARD_HANDOVER);
+    log_lost(m, AXD_SHARD_HANDOVER);
 }
 
-static void schedule(ax_shards *m, double at)
+static void schedule(axd_shards *m, double at)
 {
     if (m->dead || !isfinite(at))
         return;
     /* Ticks scan every shard: keep them at least a quantum apart (a small part of the
-     * safety margin, so deadlines are still met; ax_shards_serving is exact anyway). */
+     * safety margin, so deadlines are still met; axd_shards_serving is exact anyway). */
     if (at < m->last_tick + m->quantum)
         at = m->last_tick + m->quantum;
     if (ev_is_active(&m->tick) && m->tick_at <= at)
@@ -486,28 +486,28 @@ static void schedule(ax_shards *m, double at)
 
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    ax_shards *m = w->data;
+    axd_shards *m = w->data;
     double now = now_fresh(m), next = INFINITY;
     m->last_tick = now;
 
     for (uint32_t i = 0; i < m->n; i++) {
         shard_ent *e = &m->sh[i];
-        if (e->st != AX_SHARD_OWNED)
+        if (e->st != AXD_SHARD_OWNED)
             continue;
         if (now >= e->deadline) {
-            lose(m, i, AX_SHARD_LOST);
+            lose(m, i, AXD_SHARD_LOST);
             continue;
         }
         if (!e->renewing && now >= e->renew_due)
             send_renew(m, i, now);
-        if (e->st != AX_SHARD_OWNED)
+        if (e->st != AXD_SHARD_OWNED)
             continue;
         if (!e->renewing && e->renew_due < next)
             next = e->renew_due;
         if (e->deadline < next)
             next = e->deadline;
     }
-    log_lost(m, AX_SHARD_LOST);
+    log_lost(m, AXD_SHARD_LOST);
     if (m->started && !m->stopping) {
         rebalance(m, now);
         if (now >= m->next_round) {
@@ -529,13 +529,13 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void stop_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    ax_shards *m = w->data;
+    axd_shards *m = w->data;
     m->stop_pending = 0;
     if (m->cbs.on_stopped)
         m->cbs.on_stopped(m->cbs.ud);
 }
 
-static void maybe_stopped(ax_shards *m)
+static void maybe_stopped(axd_shards *m)
 {
     if (m->dead || !m->stopping || m->inflight || m->stop_pending != 1)
         return;
@@ -544,15 +544,15 @@ static void maybe_stopped(ax_shards *m)
     ev_timer_start(m->loop, &m->stop_w);
 }
 
-ax_shards *ax_shards_new(struct ev_loop *loop, ax_lease_store *store, const ax_shards_cfg *cfg,
-                         const ax_shards_cbs *cbs, char *err, size_t errlen)
+axd_shards *axd_shards_new(struct ev_loop *loop, axd_lease_store *store, const axd_shards_cfg *cfg,
+                         const axd_shards_cbs *cbs, char *err, size_t errlen)
 {
     const char *why = NULL;
     if (!loop || !store || !cfg)
         why = "missing loop, store or cfg";
-    else if (ax_lease_check_node(cfg->node) != 0)
+    else if (axd_lease_check_node(cfg->node) != 0)
         why = "node id must be 1..255 bytes";
-    else if (cfg->n_shards < 1 || cfg->n_shards > AX_SHARDS_MAX)
+    else if (cfg->n_shards < 1 || cfg->n_shards > AXD_SHARDS_MAX)
         why = "n_shards must be 1..65536";
     else if (cfg->n_shards > store->n_shards)
         why = "the store has fewer shards than the manager";
@@ -565,7 +565,7 @@ ax_shards *ax_shards_new(struct ev_loop *loop, ax_lease_store *store, const ax_s
         return NULL;
     }
 
-    ax_shards *m = ax_calloc(1, sizeof *m);
+    axd_shards *m = ax_calloc(1, sizeof *m);
     m->loop = loop;
     m->store = store;
     m->cfg = *cfg;
@@ -597,9 +597,9 @@ ax_shards *ax_shards_new(struct ev_loop *loop, ax_lease_store *store, const ax_s
     uint64_t *score = ax_malloc((size_t)m->n * sizeof *score);
     m->pref = ax_malloc((size_t)m->n * sizeof *m->pref);
     for (uint32_t i = 0; i < m->n; i++) {
-        char buf[AX_LEASE_NODE_MAX + 16];
+        char buf[AXD_LEASE_NODE_MAX + 16];
         int len = snprintf(buf, sizeof buf, "%s:%u", m->node, i);
-        score[i] = ax_fnv1a64(buf, (size_t)len);
+        score[i] = axd_fnv1a64(buf, (size_t)len);
         m->pref[i] = i;
     }
     /* Shell sort by descending score (no qsort context pointer in C11). */
@@ -619,7 +619,7 @@ ax_shards *ax_shards_new(struct ev_loop *loop, ax_lease_store *store, const ax_s
     return m;
 }
 
-void ax_shards_start(ax_shards *m)
+void axd_shards_start(axd_shards *m)
 {
     if (m->started || m->stopping)
         return;
@@ -628,14 +628,14 @@ void ax_shards_start(ax_shards *m)
     schedule(m, m->next_round);
 }
 
-void ax_shards_set_live_nodes(ax_shards *m, uint32_t n)
+void axd_shards_set_live_nodes(axd_shards *m, uint32_t n)
 {
     if (!n)
         n = 1;
     uint32_t target = (uint32_t)(((uint64_t)m->n + n - 1) / n);
     if (n == m->n_live && target == m->target)
         return;
-    ax_log(AX_LOG_INFO, "shards", "%u live node(s): fair share %u of %u shards (own %u)", n, target, m->n, m->owned);
+    axd_log(AX_LOG_INFO, "shards", "%u live node(s): fair share %u of %u shards (own %u)", n, target, m->n, m->owned);
     m->n_live = n;
     m->target = target;
     /* Membership changed: shards may be handed over now, so look again at all of them,
@@ -646,7 +646,7 @@ void ax_shards_set_live_nodes(ax_shards *m, uint32_t n)
         schedule(m, m->next_round);
 }
 
-void ax_shards_stop(ax_shards *m)
+void axd_shards_stop(axd_shards *m)
 {
     if (m->stopping)
         return;
@@ -655,13 +655,13 @@ void ax_shards_stop(ax_shards *m)
     m->stop_pending = 1;
     m->round_active = 0;
     for (uint32_t i = 0; i < m->n; i++)
-        if (m->sh[i].st == AX_SHARD_OWNED)
-            hand_back(m, i, AX_SHARD_SHUTDOWN, now);
-    log_lost(m, AX_SHARD_SHUTDOWN);
+        if (m->sh[i].st == AXD_SHARD_OWNED)
+            hand_back(m, i, AXD_SHARD_SHUTDOWN, now);
+    log_lost(m, AXD_SHARD_SHUTDOWN);
     maybe_stopped(m);
 }
 
-void ax_shards_free(ax_shards *m)
+void axd_shards_free(axd_shards *m)
 {
     if (!m)
         return;
@@ -672,40 +672,40 @@ void ax_shards_free(ax_shards *m)
         really_free(m);
 }
 
-int ax_shards_serving_at(ax_shards *m, uint32_t shard, double now, uint64_t *epoch)
+int axd_shards_serving_at(axd_shards *m, uint32_t shard, double now, uint64_t *epoch)
 {
     if (shard >= m->n)
         return 0;
     const shard_ent *e = &m->sh[shard];
-    if (e->st != AX_SHARD_OWNED || now >= e->deadline)
+    if (e->st != AXD_SHARD_OWNED || now >= e->deadline)
         return 0;
     if (epoch)
         *epoch = e->epoch;
     return 1;
 }
 
-int ax_shards_serving(ax_shards *m, uint32_t shard, uint64_t *epoch)
+int axd_shards_serving(axd_shards *m, uint32_t shard, uint64_t *epoch)
 {
-    return ax_shards_serving_at(m, shard, now_fresh(m), epoch);
+    return axd_shards_serving_at(m, shard, now_fresh(m), epoch);
 }
 
-void ax_shards_note_epoch(ax_shards *m, uint32_t shard, uint64_t epoch, const char *from)
+void axd_shards_note_epoch(axd_shards *m, uint32_t shard, uint64_t epoch, const char *from)
 {
     if (m->dead || shard >= m->n || !epoch)
         return;
     shard_ent *e = &m->sh[shard];
     if (epoch > e->seen)
         e->seen = epoch;
-    if (e->st == AX_SHARD_OWNED && e->epoch < epoch) {
-        ax_log(AX_LOG_ERROR, "shards", "%s knows epoch %llu of shard %u, this node holds it at %llu",
+    if (e->st == AXD_SHARD_OWNED && e->epoch < epoch) {
+        axd_log(AX_LOG_ERROR, "shards", "%s knows epoch %llu of shard %u, this node holds it at %llu",
                from ? from : "a peer", (unsigned long long)epoch, shard, (unsigned long long)e->epoch);
         regression(m, shard, e->epoch, epoch, "is held by this node at");
-        hand_back(m, shard, AX_SHARD_REGRESSED, now_fresh(m));
-        log_lost(m, AX_SHARD_REGRESSED);
+        hand_back(m, shard, AXD_SHARD_REGRESSED, now_fresh(m));
+        log_lost(m, AXD_SHARD_REGRESSED);
     }
 }
 
-size_t ax_shards_known_epochs(const ax_shards *m, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap)
+size_t axd_shards_known_epochs(const axd_shards *m, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap)
 {
     size_t k = 0;
     for (uint32_t i = from; i < m->n && k < cap; i++) {
@@ -718,28 +718,28 @@ size_t ax_shards_known_epochs(const ax_shards *m, uint32_t from, uint32_t *sh, u
     return k;
 }
 
-uint64_t ax_shards_regressions(const ax_shards *m) { return m->regressions; }
+uint64_t axd_shards_regressions(const axd_shards *m) { return m->regressions; }
 
-uint64_t ax_shards_epoch(const ax_shards *m, uint32_t shard)
+uint64_t axd_shards_epoch(const axd_shards *m, uint32_t shard)
 {
-    return shard < m->n && m->sh[shard].st == AX_SHARD_OWNED ? m->sh[shard].epoch : 0;
+    return shard < m->n && m->sh[shard].st == AXD_SHARD_OWNED ? m->sh[shard].epoch : 0;
 }
 
-uint32_t ax_shards_expire(ax_shards *m)
+uint32_t axd_shards_expire(axd_shards *m)
 {
     if (m->dead)
         return 0;
     double now = now_fresh(m);
     uint32_t n = 0;
     for (uint32_t i = 0; i < m->n; i++)
-        if (m->sh[i].st == AX_SHARD_OWNED && now >= m->sh[i].deadline) {
-            lose(m, i, AX_SHARD_LOST);
+        if (m->sh[i].st == AXD_SHARD_OWNED && now >= m->sh[i].deadline) {
+            lose(m, i, AXD_SHARD_LOST);
             n++;
         }
     if (n) {
         m->late_losses += n;
-        log_lost(m, AX_SHARD_LOST);
-        ax_log(AX_LOG_WARN, "shards",
+        log_lost(m, AXD_SHARD_LOST);
+        axd_log(AX_LOG_WARN, "shards",
                "the clock passed the local deadline of %u shard(s) before the lease timer ran (a stall: "
                "SIGSTOP, VM pause, slow handler, swap); they were dropped before anything else ran",
                n);
@@ -747,10 +747,10 @@ uint32_t ax_shards_expire(ax_shards *m)
     return n;
 }
 
-int ax_shards_fence_at(ax_shards *m, uint32_t shard, uint64_t msg_epoch, double now, uint64_t *epoch)
+int axd_shards_fence_at(axd_shards *m, uint32_t shard, uint64_t msg_epoch, double now, uint64_t *epoch)
 {
     uint64_t e;
-    if (!ax_shards_serving_at(m, shard, now, &e))
+    if (!axd_shards_serving_at(m, shard, now, &e))
         return AX_EBUSY;
     if (msg_epoch != 0 && msg_epoch != e)
         return AX_ESTALE;
@@ -759,15 +759,15 @@ int ax_shards_fence_at(ax_shards *m, uint32_t shard, uint64_t msg_epoch, double 
     return 0;
 }
 
-int ax_shards_fence(ax_shards *m, uint32_t shard, uint64_t msg_epoch)
+int axd_shards_fence(axd_shards *m, uint32_t shard, uint64_t msg_epoch)
 {
     uint64_t epoch;
-    if (!ax_shards_serving(m, shard, &epoch))
+    if (!axd_shards_serving(m, shard, &epoch))
         return AX_EBUSY;
     return msg_epoch == 0 || msg_epoch == epoch ? 0 : AX_ESTALE;
 }
 
-int ax_shards_info(ax_shards *m, uint32_t shard, ax_shard_info *out)
+int axd_shards_info(axd_shards *m, uint32_t shard, axd_shard_info *out)
 {
     if (shard >= m->n)
         return AX_EINVAL;
@@ -776,24 +776,24 @@ int ax_shards_info(ax_shards *m, uint32_t shard, ax_shard_info *out)
     memset(out, 0, sizeof *out);
     out->state = e->st;
     out->renewing = e->renewing;
-    out->epoch = e->st == AX_SHARD_OWNED ? e->epoch : e->seen;
+    out->epoch = e->st == AXD_SHARD_OWNED ? e->epoch : e->seen;
     out->owner = e->holder ? m->names[e->holder - 1] : "";
     out->expires_in_ms = -1;
-    if (e->st == AX_SHARD_OWNED)
+    if (e->st == AXD_SHARD_OWNED)
         out->expires_in_ms = (int64_t)((e->deadline - now) * 1000);
-    else if (e->st == AX_SHARD_FREE && e->holder && e->held_until > now)
+    else if (e->st == AXD_SHARD_FREE && e->holder && e->held_until > now)
         out->expires_in_ms = (int64_t)((e->held_until - now) * 1000);
     return 0;
 }
 
-uint32_t ax_shards_count_owned(const ax_shards *m) { return m->owned; }
-uint32_t ax_shards_target(const ax_shards *m) { return m->target; }
+uint32_t axd_shards_count_owned(const axd_shards *m) { return m->owned; }
+uint32_t axd_shards_target(const axd_shards *m) { return m->target; }
 
-cJSON *ax_shards_json(ax_shards *m, int all)
+cJSON *axd_shards_json(axd_shards *m, int all)
 {
     cJSON *o = cJSON_CreateObject(), *st = cJSON_CreateObject(), *arr = cJSON_CreateArray();
-    ax_lease_state ls;
-    ax_lease_store_state(m->store, &ls);
+    axd_lease_state ls;
+    axd_lease_store_state(m->store, &ls);
     cJSON_AddStringToObject(o, "node", m->node);
     cJSON_AddNumberToObject(o, "n_shards", m->n);
     cJSON_AddNumberToObject(o, "live_nodes", m->n_live);
@@ -816,13 +816,13 @@ cJSON *ax_shards_json(ax_shards *m, int all)
     cJSON_AddNumberToObject(st, "reconnects", (double)ls.reconnects);
     cJSON_AddItemToObject(o, "store", st);
     for (uint32_t i = 0; i < m->n; i++) {
-        ax_shard_info in;
-        if (!all && m->sh[i].st == AX_SHARD_FREE)
+        axd_shard_info in;
+        if (!all && m->sh[i].st == AXD_SHARD_FREE)
             continue;
-        ax_shards_info(m, i, &in);
+        axd_shards_info(m, i, &in);
         cJSON *s = cJSON_CreateObject();
         cJSON_AddNumberToObject(s, "shard", i);
-        cJSON_AddStringToObject(s, "state", ax_shard_state_name(in.state));
+        cJSON_AddStringToObject(s, "state", axd_shard_state_name(in.state));
         cJSON_AddStringToObject(s, "owner", in.owner);
         cJSON_AddNumberToObject(s, "epoch", (double)in.epoch); /* < 2^53: exact as a JSON number */
         cJSON_AddNumberToObject(s, "expires_in_ms", (double)in.expires_in_ms);

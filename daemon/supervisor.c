@@ -10,19 +10,19 @@
 #include "server.h"
 #include "cluster/cluster.h"
 
-void ax_actor_call_on_stop(ax_server *s, ax_actor *a, const char *reason);
+void axd_actor_call_on_stop(axd_server *s, axd_actor *a, const char *reason);
 
 #define DEFAULT_MAX_RESTARTS 3
 #define DEFAULT_RESTART_WINDOW_MS 5000
 #define MAX_RESTARTS_LIMIT 10000
 
-int ax_reason_is_normal(const char *r)
+int axd_reason_is_normal(const char *r)
 {
     /* OTP's rule for transient children: normal, shutdown and {shutdown, _} */
     return strcmp(r, "normal") == 0 || strcmp(r, "shutdown") == 0 || strncmp(r, "shutdown:", 9) == 0;
 }
 
-static ax_actor_ext *ext(ax_actor *a)
+static axd_actor_ext *ext(axd_actor *a)
 {
     if (!a->x) {
         a->x = ax_calloc(1, sizeof *a->x);
@@ -34,13 +34,13 @@ static ax_actor_ext *ext(ax_actor *a)
 /* ---------------- restarts ---------------- */
 
 /* Record a restart at now; returns 0 if within intensity, -1 if exceeded. */
-static int intensity_ok(ax_server *s, ax_actor *a)
+static int intensity_ok(axd_server *s, axd_actor *a)
 {
     uint32_t max = a->opts.max_restarts ? a->opts.max_restarts : DEFAULT_MAX_RESTARTS;
     double window = (a->opts.restart_window_ms ? a->opts.restart_window_ms : DEFAULT_RESTART_WINDOW_MS) / 1000.0;
     if (max > MAX_RESTARTS_LIMIT)
         max = MAX_RESTARTS_LIMIT;
-    ax_actor_ext *x = ext(a);
+    axd_actor_ext *x = ext(a);
     if (!x->restart_times)
         x->restart_times = ax_calloc(max, sizeof(double));
     double now = ev_now(s->loop);
@@ -53,77 +53,77 @@ static int intensity_ok(ax_server *s, ax_actor *a)
     return 0;
 }
 
-static void restart_now(ax_server *s, ax_actor *a);
+static void restart_now(axd_server *s, axd_actor *a);
 
 static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ax_actor_ext *x = w->data;
+    axd_actor_ext *x = w->data;
     restart_now(ev_userdata(loop), x->owner);
 }
 
-static void restart_now(ax_server *s, ax_actor *a)
+static void restart_now(axd_server *s, axd_actor *a)
 {
     const char *reason = a->x && a->x->restart_reason ? a->x->restart_reason : "?";
-    a->st = AX_ST_RUNNING;
+    a->st = AXD_ST_RUNNING;
     if (a->state)
         memset(a->state, 0, a->type->desc->state_size);
     a->trap_exit = a->opts.trap_exit;
-    int rc = ax_actor_start(s, a);
+    int rc = axd_actor_start(s, a);
     if (rc != AX_OK) {
         char r[64];
         snprintf(r, sizeof r, "start_failed:%s", ax_errname(rc));
-        ax_log(AX_LOG_INFO, "actor", "%s @%u.%u: on_start failed on restart (%s)", a->type->name, a->slot, a->gen,
+        axd_log(AX_LOG_INFO, "actor", "%s @%u.%u: on_start failed on restart (%s)", a->type->name, a->slot, a->gen,
                ax_errname(rc));
-        ax_actor_exit(s, a, r, 0); /* counts as another crash; intensity bounds this */
+        axd_actor_exit(s, a, r, 0); /* counts as another crash; intensity bounds this */
         return;
     }
-    ax_event_emit(s, a, "restarted", reason);
+    axd_event_emit(s, a, "restarted", reason);
     if (a->ctl.len || a->user.len)
-        ax_actor_schedule(s, a);
+        axd_actor_schedule(s, a);
 }
 
-void ax_actor_exit(ax_server *s, ax_actor *a, const char *reason, int external)
+void axd_actor_exit(axd_server *s, axd_actor *a, const char *reason, int external)
 {
-    if (a->st != AX_ST_RESTARTING) /* during a backoff no incarnation is running */
-        ax_actor_call_on_stop(s, a, reason);
+    if (a->st != AXD_ST_RESTARTING) /* during a backoff no incarnation is running */
+        axd_actor_call_on_stop(s, a, reason);
     if (external || s->stopping) {
-        ax_actor_terminate(s, a, reason);
+        axd_actor_terminate(s, a, reason);
         return;
     }
-    int normal = ax_reason_is_normal(reason);
+    int normal = axd_reason_is_normal(reason);
     int restart = a->opts.restart == AX_RESTART_PERMANENT || (a->opts.restart == AX_RESTART_TRANSIENT && !normal);
     if (!restart) {
-        ax_actor_terminate(s, a, reason);
+        axd_actor_terminate(s, a, reason);
         return;
     }
     if (intensity_ok(s, a) != 0) {
-        ax_log(AX_LOG_WARN, "actor", "%s @%u.%u: more than %u restarts in %u ms; stopping it (last reason: %s)",
+        axd_log(AX_LOG_WARN, "actor", "%s @%u.%u: more than %u restarts in %u ms; stopping it (last reason: %s)",
                a->type->name, a->slot, a->gen, a->opts.max_restarts ? a->opts.max_restarts : DEFAULT_MAX_RESTARTS,
                a->opts.restart_window_ms ? a->opts.restart_window_ms : DEFAULT_RESTART_WINDOW_MS, reason);
-        ax_actor_terminate(s, a, "restart_intensity");
+        axd_actor_terminate(s, a, "restart_intensity");
         return;
     }
     a->restarts++;
     s->ctr.restarts++;
-    ax_actor_ext *x = ext(a);
+    axd_actor_ext *x = ext(a);
     ax_free(x->restart_reason);
     x->restart_reason = ax_strdup(reason);
     if (a->opts.mailbox_policy == AX_MAILBOX_DRAIN_AND_DROP) {
         /* queued user messages die with the incarnation; their askers hear it now.
          * Signals ($down, $exit, $event) share the queue and are owed: they stay. */
-        ax_mq keep = {0};
-        for (ax_env *e; (e = ax_mq_pop(&a->user));) {
-            if (e->kind == AX_ENV_SYS)
-                ax_mq_push(&keep, e);
+        axd_mq keep = {0};
+        for (axd_env *e; (e = axd_mq_pop(&a->user));) {
+            if (e->kind == AXD_ENV_SYS)
+                axd_mq_push(&keep, e);
             else
-                ax_env_drop(s, e, AX_ECANCELED);
+                axd_env_drop(s, e, AX_ECANCELED);
         }
         a->user = keep;
     }
     if (a->opts.backoff_ms) {
-        a->st = AX_ST_RESTARTING;
+        a->st = AXD_ST_RESTARTING;
         ev_timer_init(&x->backoff, backoff_cb, a->opts.backoff_ms / 1000.0, 0.);
         x->backoff.data = x;
         ev_timer_start(s->loop, &x->backoff);
@@ -142,9 +142,9 @@ static int ref_index(const ax_ref *v, uint32_t n, ax_ref r)
     return -1;
 }
 
-static void link_add(ax_actor *a, ax_ref r)
+static void link_add(axd_actor *a, ax_ref r)
 {
-    ax_actor_ext *x = ext(a);
+    axd_actor_ext *x = ext(a);
     if (ref_index(x->links, x->n_links, r) >= 0)
         return;
     if (x->n_links == x->cap_links) {
@@ -154,7 +154,7 @@ static void link_add(ax_actor *a, ax_ref r)
     x->links[x->n_links++] = r;
 }
 
-static void link_del(ax_actor *a, ax_ref r)
+static void link_del(axd_actor *a, ax_ref r)
 {
     if (!a->x)
         return;
@@ -163,7 +163,7 @@ static void link_del(ax_actor *a, ax_ref r)
         a->x->links[i] = a->x->links[--a->x->n_links];
 }
 
-static ax_ref self_ref(const ax_actor *a) { return (ax_ref){a->slot, a->gen, 0}; }
+static ax_ref self_ref(const axd_actor *a) { return (ax_ref){a->slot, a->gen, 0}; }
 
 /* An exit signal from `from` with reason arrives at `to`; what it does is decided now,
  * on arrival, as in Erlang: a trapping actor gets "$exit" queued behind everything
@@ -172,7 +172,7 @@ static ax_ref self_ref(const ax_actor *a) { return (ax_ref){a->slot, a->gen, 0};
  * mailbox: it overtakes queued messages, which die with the incarnation as in Erlang).
  * link: the signal of the link with `from`, which `to` keeps until the signal is taken
  * (ax_unlink before that cancels it). */
-static void exit_signal(ax_server *s, ax_actor *to, ax_ref from, const char *reason, int link)
+static void exit_signal(axd_server *s, axd_actor *to, ax_ref from, const char *reason, int link)
 {
     int trap = to->trap_exit;
     if (!trap && strcmp(reason, "normal") == 0) {
@@ -183,7 +183,7 @@ static void exit_signal(ax_server *s, ax_actor *to, ax_ref from, const char *rea
     size_t n = strlen(reason);
     if (n > AX_NAME_MAX)
         n = AX_NAME_MAX;
-    ax_env *e = ax_env_new(s, n + 1);
+    axd_env *e = axd_env_new(s, n + 1);
     if (!e)
         return;
     memcpy(e->data, reason, n);
@@ -192,67 +192,67 @@ static void exit_signal(ax_server *s, ax_actor *to, ax_ref from, const char *rea
     e->m.from = from;
     e->link_sig = (uint8_t)link;
     if (trap) {
-        e->kind = AX_ENV_SYS;
+        e->kind = AXD_ENV_SYS;
         e->m.id = s->sys_exit_id;
     } else {
-        e->kind = AX_ENV_EXIT;
+        e->kind = AXD_ENV_EXIT;
     }
-    if (ax_actor_deliver(s, to, e) != 0) {
-        ax_env_free(s, e);
+    if (axd_actor_deliver(s, to, e) != 0) {
+        axd_env_free(s, e);
         if (link)
             link_del(to, from);
     }
 }
 
-int ax_sup_exit(ax_server *s, ax_ref from, ax_actor *a, const char *reason)
+int axd_sup_exit(axd_server *s, ax_ref from, axd_actor *a, const char *reason)
 {
-    if (!a || a->st == AX_ST_DEAD || a->st == AX_ST_STOPPING)
+    if (!a || a->st == AXD_ST_DEAD || a->st == AXD_ST_STOPPING)
         return AX_ENOPROC;
     if (!reason || !*reason)
         reason = "normal";
     if (strcmp(reason, "kill") == 0) { /* untrappable */
-        ax_env *e = ax_env_new(s, sizeof "killed");
+        axd_env *e = axd_env_new(s, sizeof "killed");
         if (!e)
             return AX_ENOMEM;
         memcpy(e->data, "killed", sizeof "killed");
         e->m.len = sizeof "killed" - 1;
         e->m.from = from;
-        e->kind = AX_ENV_EXIT;
-        if (a->st == AX_ST_RESTARTING) { /* no incarnation runs: it ends now */
-            ax_env_free(s, e);
-            ax_actor_exit(s, a, "killed", 0);
+        e->kind = AXD_ENV_EXIT;
+        if (a->st == AXD_ST_RESTARTING) { /* no incarnation runs: it ends now */
+            axd_env_free(s, e);
+            axd_actor_exit(s, a, "killed", 0);
             return AX_OK;
         }
-        ax_mq_push(&a->ctl, e);
-        ax_actor_schedule(s, a);
+        axd_mq_push(&a->ctl, e);
+        axd_actor_schedule(s, a);
         return AX_OK;
     }
-    if (a->st == AX_ST_RESTARTING) {
+    if (a->st == AXD_ST_RESTARTING) {
         if (strcmp(reason, "normal") != 0 && !a->trap_exit)
-            ax_actor_exit(s, a, reason, 0);
+            axd_actor_exit(s, a, reason, 0);
         return AX_OK;
     }
     exit_signal(s, a, from, reason, 0);
     return AX_OK;
 }
 
-int ax_sup_link(ax_server *s, ax_actor *a, ax_ref other, int *noproc)
+int axd_sup_link(axd_server *s, axd_actor *a, ax_ref other, int *noproc)
 {
-    ax_actor *b = ax_actor_get_any(s, other);
-    if (!b || b->st == AX_ST_STOPPING) {
+    axd_actor *b = axd_actor_get_any(s, other);
+    if (!b || b->st == AXD_ST_STOPPING) {
         *noproc = 1;
         if (a->trap_exit) {
             /* a trapping actor hears about it as an $exit message with noproc */
             size_t n = 6;
-            ax_env *e = ax_env_new(s, n + 1);
+            axd_env *e = axd_env_new(s, n + 1);
             if (e) {
                 memcpy(e->data, "noproc", n + 1);
                 e->m.len = n;
                 e->m.from = other;
                 e->m.id = s->sys_exit_id;
-                e->kind = AX_ENV_SYS;
-                if (ax_actor_deliver(s, a, e) != 0)
-                    ax_env_free(s, e);
+                e->kind = AXD_ENV_SYS;
+                if (axd_actor_deliver(s, a, e) != 0)
+                    axd_env_free(s, e);
             }
         }
         return AX_ENOPROC;
@@ -265,21 +265,21 @@ int ax_sup_link(ax_server *s, ax_actor *a, ax_ref other, int *noproc)
     return AX_OK;
 }
 
-int ax_sup_unlink(ax_server *s, ax_actor *a, ax_ref other)
+int axd_sup_unlink(axd_server *s, axd_actor *a, ax_ref other)
 {
     link_del(a, other);
-    ax_actor *b = ax_actor_get_any(s, other);
+    axd_actor *b = axd_actor_get_any(s, other);
     if (b)
         link_del(b, self_ref(a));
     return AX_OK;
 }
 
-static int has_link(const ax_actor *a, ax_ref r)
+static int has_link(const axd_actor *a, ax_ref r)
 {
     return a->x && ref_index(a->x->links, a->x->n_links, r) >= 0;
 }
 
-int ax_exit_msg_live(ax_server *s, ax_actor *a, const ax_env *e)
+int axd_exit_msg_live(axd_server *s, axd_actor *a, const axd_env *e)
 {
     (void)s;
     if (!e->link_sig)
@@ -290,7 +290,7 @@ int ax_exit_msg_live(ax_server *s, ax_actor *a, const ax_env *e)
     return 1;
 }
 
-int ax_handle_exit_signal(ax_server *s, ax_actor *a, ax_env *e)
+int axd_handle_exit_signal(axd_server *s, axd_actor *a, axd_env *e)
 {
     char reason[AX_NAME_MAX + 1];
     size_t n = e->m.len < AX_NAME_MAX ? e->m.len : AX_NAME_MAX;
@@ -298,29 +298,29 @@ int ax_handle_exit_signal(ax_server *s, ax_actor *a, ax_env *e)
     reason[n] = 0;
     if (e->link_sig) {
         if (!has_link(a, e->m.from)) {
-            ax_env_free(s, e);
+            axd_env_free(s, e);
             return 0;
         }
         link_del(a, e->m.from);
     }
-    ax_env_free(s, e);
-    ax_actor_exit(s, a, reason, 0);
+    axd_env_free(s, e);
+    axd_actor_exit(s, a, reason, 0);
     return 1;
 }
 
 /* ---------------- monitors ---------------- */
 
-static void mon_add(ax_mon **v, uint32_t *n, uint32_t *cap, uint64_t mref, ax_ref other)
+static void mon_add(axd_mon **v, uint32_t *n, uint32_t *cap, uint64_t mref, ax_ref other)
 {
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 4;
         *v = ax_realloc(*v, *cap * sizeof **v);
     }
-    (*v)[(*n)++] = (ax_mon){mref, other};
+    (*v)[(*n)++] = (axd_mon){mref, other};
 }
 
 /* Order-preserving: the monitors of a target fire in the order they were created. */
-static int mon_del(ax_mon *v, uint32_t *n, uint64_t mref, ax_ref *other)
+static int mon_del(axd_mon *v, uint32_t *n, uint64_t mref, ax_ref *other)
 {
     for (uint32_t i = 0; i < *n; i++) {
         if (v[i].mref == mref) {
@@ -334,14 +334,14 @@ static int mon_del(ax_mon *v, uint32_t *n, uint64_t mref, ax_ref *other)
     return 0;
 }
 
-void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
+void axd_runtime_deliver_down(axd_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
 {
     s->ctr.downs++;
-    if (watcher.node != 0 && watcher.node != AX_NODE_CLIENT) { /* a watcher on another node */
-        ax_cluster_deliver_down(s, watcher, mref, who, reason);
+    if (watcher.node != 0 && watcher.node != AXD_NODE_CLIENT) { /* a watcher on another node */
+        axd_cluster_deliver_down(s, watcher, mref, who, reason);
         return;
     }
-    if (watcher.node == AX_NODE_CLIENT) {
+    if (watcher.node == AXD_NODE_CLIENT) {
         char doc[512];
         int n = snprintf(doc, sizeof doc, "{\"event\":\"down\",\"mref\":%llu,\"id\":%llu,\"gen\":%u,\"reason\":\"",
                          (unsigned long long)mref, (unsigned long long)who.id, who.gen);
@@ -354,14 +354,14 @@ void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref
         }
         n += snprintf(doc + n, sizeof doc - (size_t)n, "\"}");
         /* forced: a down is owed exactly once and there is at most one per monitor */
-        ax_listener_send_event(s, watcher, 0, doc, (size_t)n, 1);
+        axd_listener_send_event(s, watcher, 0, doc, (size_t)n, 1);
         return;
     }
-    ax_actor *w = ax_actor_get_any(s, watcher);
+    axd_actor *w = axd_actor_get_any(s, watcher);
     if (!w)
         return;
     size_t n = strlen(reason);
-    ax_env *e = ax_env_new(s, n + 1);
+    axd_env *e = axd_env_new(s, n + 1);
     if (!e)
         return;
     memcpy(e->data, reason, n + 1);
@@ -369,28 +369,28 @@ void ax_runtime_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref
     e->m.from = who;
     e->m.tag = mref;
     e->m.id = s->sys_down_id;
-    e->kind = AX_ENV_SYS;
-    if (ax_actor_deliver(s, w, e) != 0)
-        ax_env_free(s, e);
+    e->kind = AXD_ENV_SYS;
+    if (axd_actor_deliver(s, w, e) != 0)
+        axd_env_free(s, e);
 }
 
-int ax_sup_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t *mref)
+int axd_sup_monitor(axd_server *s, ax_ref watcher, ax_ref target, uint64_t *mref)
 {
     uint64_t ref = ++s->next_mref;
     *mref = ref;
     s->ctr.monitors++;
-    if (target.node != 0 && target.node != AX_NODE_CLIENT) /* a remote actor */
-        return ax_cluster_monitor(s, watcher, target, ref);
-    ax_actor *t = ax_actor_get_any(s, target);
-    if (!t || t->st == AX_ST_STOPPING) {
-        ax_runtime_deliver_down(s, watcher, ref, target, "noproc");
+    if (target.node != 0 && target.node != AXD_NODE_CLIENT) /* a remote actor */
+        return axd_cluster_monitor(s, watcher, target, ref);
+    axd_actor *t = axd_actor_get_any(s, target);
+    if (!t || t->st == AXD_ST_STOPPING) {
+        axd_runtime_deliver_down(s, watcher, ref, target, "noproc");
         return AX_OK;
     }
-    ax_actor_ext *tx = ext(t);
+    axd_actor_ext *tx = ext(t);
     mon_add(&tx->watchers, &tx->n_watchers, &tx->cap_watchers, ref, watcher);
-    ax_actor *w = watcher.node == 0 ? ax_actor_get_any(s, watcher) : NULL;
+    axd_actor *w = watcher.node == 0 ? axd_actor_get_any(s, watcher) : NULL;
     if (w) {
-        ax_actor_ext *wx = ext(w);
+        axd_actor_ext *wx = ext(w);
         mon_add(&wx->watching, &wx->n_watching, &wx->cap_watching, ref, target);
     }
     return AX_OK;
@@ -398,35 +398,35 @@ int ax_sup_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t *mref)
 
 /* Remove a queued "$down" for mref from the watcher's mailbox (signals ride the user
  * mailbox, in order with messages). */
-static void flush_down(ax_server *s, ax_actor *w, uint64_t mref)
+static void flush_down(axd_server *s, axd_actor *w, uint64_t mref)
 {
-    ax_mq keep = {0};
-    for (ax_env *e; (e = ax_mq_pop(&w->user));) {
-        if (e->kind == AX_ENV_SYS && e->m.id == s->sys_down_id && e->m.tag == mref)
-            ax_env_free(s, e);
+    axd_mq keep = {0};
+    for (axd_env *e; (e = axd_mq_pop(&w->user));) {
+        if (e->kind == AXD_ENV_SYS && e->m.id == s->sys_down_id && e->m.tag == mref)
+            axd_env_free(s, e);
         else
-            ax_mq_push(&keep, e);
+            axd_mq_push(&keep, e);
     }
     w->user = keep;
 }
 
-int ax_sup_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush)
+int axd_sup_demonitor(axd_server *s, ax_ref watcher, uint64_t mref, int flush)
 {
     ax_ref target = AX_REF_NONE;
-    ax_cluster_demonitor_mref(s, watcher, mref); /* a no-op unless mref watches a remote actor */
-    ax_actor *w = watcher.node == 0 ? ax_actor_get_any(s, watcher) : NULL;
+    axd_cluster_demonitor_mref(s, watcher, mref); /* a no-op unless mref watches a remote actor */
+    axd_actor *w = watcher.node == 0 ? axd_actor_get_any(s, watcher) : NULL;
     int found = 0;
     if (w && w->x)
         found = mon_del(w->x->watching, &w->x->n_watching, mref, &target);
-    if (!w && watcher.node == AX_NODE_CLIENT) {
+    if (!w && watcher.node == AXD_NODE_CLIENT) {
         /* clients keep no list: search the targets for the entry */
         for (uint32_t i = 1; i < s->actors.cap && !found; i++) {
-            ax_actor *t = s->actors.ptr[i];
+            axd_actor *t = s->actors.ptr[i];
             if (t && t->x && mon_del(t->x->watchers, &t->x->n_watchers, mref, NULL))
                 found = 1;
         }
     } else if (found) {
-        ax_actor *t = ax_actor_get_any(s, target);
+        axd_actor *t = axd_actor_get_any(s, target);
         if (t && t->x)
             mon_del(t->x->watchers, &t->x->n_watchers, mref, NULL);
     }
@@ -435,10 +435,10 @@ int ax_sup_demonitor(ax_server *s, ax_ref watcher, uint64_t mref, int flush)
     return AX_OK;
 }
 
-void ax_monitors_drop_watcher(ax_server *s, ax_ref watcher)
+void axd_monitors_drop_watcher(axd_server *s, ax_ref watcher)
 {
     for (uint32_t i = 1; i < s->actors.cap; i++) {
-        ax_actor *t = s->actors.ptr[i];
+        axd_actor *t = s->actors.ptr[i];
         if (!t || !t->x)
             continue;
         for (uint32_t j = 0; j < t->x->n_watchers;) {
@@ -452,9 +452,9 @@ void ax_monitors_drop_watcher(ax_server *s, ax_ref watcher)
 
 /* The actor is gone for good: fire links and monitors with reason (NULL: a spawn
  * that never happened, so remove them silently), then drop what it held. */
-void ax_actor_free_ext(ax_server *s, ax_actor *a, const char *reason)
+void axd_actor_free_ext(axd_server *s, axd_actor *a, const char *reason)
 {
-    ax_actor_ext *x = a->x;
+    axd_actor_ext *x = a->x;
     if (!x)
         return;
     a->x = NULL;
@@ -462,19 +462,19 @@ void ax_actor_free_ext(ax_server *s, ax_actor *a, const char *reason)
     if (ev_is_active(&x->backoff))
         ev_timer_stop(s->loop, &x->backoff);
     for (uint32_t i = 0; i < x->n_links; i++) {
-        ax_actor *b = ax_actor_get_any(s, x->links[i]);
+        axd_actor *b = axd_actor_get_any(s, x->links[i]);
         if (!b)
             continue;
-        if (reason && b->st != AX_ST_DEAD)
+        if (reason && b->st != AXD_ST_DEAD)
             exit_signal(s, b, me, reason, 1); /* b keeps its link entry until it takes the signal */
         else
             link_del(b, me);
     }
     for (uint32_t i = 0; i < x->n_watchers; i++)
         if (reason)
-            ax_runtime_deliver_down(s, x->watchers[i].other, x->watchers[i].mref, me, reason);
+            axd_runtime_deliver_down(s, x->watchers[i].other, x->watchers[i].mref, me, reason);
     for (uint32_t i = 0; i < x->n_watching; i++) {
-        ax_actor *t = ax_actor_get_any(s, x->watching[i].other);
+        axd_actor *t = axd_actor_get_any(s, x->watching[i].other);
         if (t && t->x)
             mon_del(t->x->watchers, &t->x->n_watchers, x->watching[i].mref, NULL);
     }

@@ -16,21 +16,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const uint8_t nonce[AX_PEER_NONCE_SIZE] = {1, 2, 3};
-    ax_hs resp, init;
-    ax_hs_cfg rc = {.self_id = "node-b@boot-0000000000000002-session-1", .token = "t", .token_len = 1,
+    axd_hs resp, init;
+    axd_hs_cfg rc = {.self_id = "node-b@boot-0000000000000002-session-1", .token = "t", .token_len = 1,
                     .nonce = nonce};
-    ax_hs_cfg ic = {.self_id = "node-a@boot-0000000000000001-session-1", .expect_name = "node-b", .token = "t",
+    axd_hs_cfg ic = {.self_id = "node-a@boot-0000000000000001-session-1", .expect_name = "node-b", .token = "t",
                     .token_len = 1, .nonce = nonce};
     ax_wbuf out;
-    ax_node_id id;
+    axd_node_id id;
     int resp_live = 1, init_live = 1;
     size_t off = 0;
 
     ax_wbuf_init(&out);
-    (void)ax_node_id_parse((const char *)data, size, &id);
-    if (ax_hs_init(&resp, AX_HS_RESPONDER, &rc) != 0 || ax_hs_init(&init, AX_HS_INITIATOR, &ic) != 0)
+    (void)axd_node_id_parse((const char *)data, size, &id);
+    if (axd_hs_init(&resp, AXD_HS_RESPONDER, &rc) != 0 || axd_hs_init(&init, AXD_HS_INITIATOR, &ic) != 0)
         __builtin_trap();
-    ax_hs_start(&init, &out);
+    axd_hs_start(&init, &out);
     while (off < size) {
         ax_peer_hdr h;
         const char *why = NULL;
@@ -52,20 +52,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         out.len = 0;
         if (resp_live) {
-            r = ax_hs_input(&resp, data + off, total, &out);
-            if (r == AX_HS_READY)
-                (void)ax_hs_accept(&resp, &out);
-            resp_live = r == AX_HS_MORE;
+            r = axd_hs_input(&resp, data + off, total, &out);
+            if (r == AXD_HS_READY)
+                (void)axd_hs_accept(&resp, &out);
+            resp_live = r == AXD_HS_MORE;
         }
         out.len = 0;
         if (init_live)
-            init_live = ax_hs_input(&init, data + off, total, &out) == AX_HS_MORE;
+            init_live = axd_hs_input(&init, data + off, total, &out) == AXD_HS_MORE;
         off += total;
     }
     for (int t = 0x40; t < 0x80; t++)
         (void)ax_peer_body_validate((uint8_t)t, data, size, NULL);
-    ax_hs_clear(&resp);
-    ax_hs_clear(&init);
+    axd_hs_clear(&resp);
+    axd_hs_clear(&init);
     ax_wbuf_free(&out);
     return 0;
 }

@@ -15,7 +15,7 @@
 #define TN_MAX_NODES 4
 
 typedef struct tnode {
-    ax_shards *m;
+    axd_shards *m;
     char name[64];
     int serving[TN_MAX_SHARDS]; /* per callbacks */
     uint64_t epoch[TN_MAX_SHARDS];
@@ -64,11 +64,11 @@ static inline void tn_on_lost(void *ud, uint32_t shard, uint64_t epoch, const ch
         ck_assert_uint_eq(n->epoch[shard], epoch);
         n->serving[shard] = 0;
     }
-    if (!strcmp(reason, AX_SHARD_LOST))
+    if (!strcmp(reason, AXD_SHARD_LOST))
         n->lost_lease++;
-    else if (!strcmp(reason, AX_SHARD_HANDOVER))
+    else if (!strcmp(reason, AXD_SHARD_HANDOVER))
         n->handover++;
-    else if (!strcmp(reason, AX_SHARD_SHUTDOWN))
+    else if (!strcmp(reason, AXD_SHARD_SHUTDOWN))
         n->shutdown++;
     n->last_lost_at = ev_now(tc_cur->loop);
 }
@@ -88,7 +88,7 @@ static inline void tc_sample(struct ev_loop *loop, ev_timer *w, int revents)
         for (int i = 0; i < c->n_nodes; i++) {
             if (!c->nodes[i].m)
                 continue;
-            int serving = ax_shards_serving(c->nodes[i].m, s, NULL);
+            int serving = axd_shards_serving(c->nodes[i].m, s, NULL);
             owners += serving;
             if (serving && !c->nodes[i].serving[s])
                 c->double_owner += 1000; /* serving without on_acquired: a bug too */
@@ -109,20 +109,20 @@ static inline void tc_init(tcluster *c, struct ev_loop *loop, uint32_t n_shards)
     ev_timer_start(loop, &c->sampler);
 }
 
-static inline tnode *tc_add(tcluster *c, ax_lease_store *st, const char *name, uint32_t ttl, uint32_t renew,
+static inline tnode *tc_add(tcluster *c, axd_lease_store *st, const char *name, uint32_t ttl, uint32_t renew,
                             uint32_t safety)
 {
     ck_assert_int_lt(c->n_nodes, TN_MAX_NODES);
     tnode *n = &c->nodes[c->n_nodes++];
     char err[256] = "";
     snprintf(n->name, sizeof n->name, "%s", name);
-    ax_shards_cfg cfg = {.node = name,
+    axd_shards_cfg cfg = {.node = name,
                          .n_shards = c->n_shards,
                          .ttl_ms = ttl,
                          .renew_interval_ms = renew,
                          .safety_margin_ms = safety};
-    ax_shards_cbs cbs = {.on_acquired = tn_on_acquired, .on_lost = tn_on_lost, .on_stopped = tn_on_stopped, .ud = n};
-    n->m = ax_shards_new(c->loop, st, &cfg, &cbs, err, sizeof err);
+    axd_shards_cbs cbs = {.on_acquired = tn_on_acquired, .on_lost = tn_on_lost, .on_stopped = tn_on_stopped, .ud = n};
+    n->m = axd_shards_new(c->loop, st, &cfg, &cbs, err, sizeof err);
     ck_assert_msg(n->m != NULL, "%s", err);
     return n;
 }
@@ -139,7 +139,7 @@ static inline void tc_free(tcluster *c)
 {
     ev_timer_stop(c->loop, &c->sampler);
     for (int i = 0; i < c->n_nodes; i++) {
-        ax_shards_free(c->nodes[i].m);
+        axd_shards_free(c->nodes[i].m);
         c->nodes[i].m = NULL;
     }
 }

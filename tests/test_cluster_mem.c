@@ -1,4 +1,4 @@
-/* Several nodes inside one test process on the in-memory overlay (one ax_server and
+/* Several nodes inside one test process on the in-memory overlay (one axd_server and
  * one libev loop each): deterministic fault injection (seeded drops, delays, one- and
  * two-way partitions, heal, connection resets). Proves: a mesh comes up and carries
  * tell/ask in order; partitions declare a node down exactly once and fire monitors with
@@ -19,7 +19,7 @@
 
 #include <check.h> /* after plugin.h: check.h defines a `fail` macro */
 
-void ax_runtime_run(ax_server *s);
+void axd_runtime_run(axd_server *s);
 
 /* ---- a probe actor type ---- */
 typedef struct probe {
@@ -94,42 +94,42 @@ AX_ACTOR_TYPE(probe_type, "probe", probe, NULL, NULL, AX_MSG("inc", p_inc), AX_M
 #define MAXN 4
 typedef struct tnode {
     const char *name;
-    ax_server s;
+    axd_server s;
     struct ev_loop *loop;
     int live;
 } tnode;
 
 static tnode N[MAXN];
-static ax_ovl_net *NET;
+static axd_ovl_net *NET;
 
 static void node_up(int i, const char *name, const char *const *peers, const char *const *extra)
 {
-    ax_config cfg;
+    axd_config cfg;
     char err[512];
     tnode *n = &N[i];
-    ax_config_defaults(&cfg);
+    axd_config_defaults(&cfg);
     n->name = name;
-    ck_assert_int_eq(ax_config_set(&cfg, "node.name", name, err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&cfg, "cluster.auth_token", "mem-token", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&cfg, "cluster.heartbeat_interval_ms", "20", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&cfg, "cluster.heartbeat_timeout_ms", "300", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&cfg, "cluster.reconnect_backoff_min_ms", "5", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&cfg, "cluster.reconnect_backoff_max_ms", "40", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&cfg, "node.name", name, err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&cfg, "cluster.auth_token", "mem-token", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&cfg, "cluster.heartbeat_interval_ms", "20", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&cfg, "cluster.heartbeat_timeout_ms", "300", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&cfg, "cluster.reconnect_backoff_min_ms", "5", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&cfg, "cluster.reconnect_backoff_max_ms", "40", err, sizeof err), 0);
     for (size_t k = 0; peers && peers[k]; k++) {
         char e[128];
         snprintf(e, sizeof e, "%s=mem:1", peers[k]);
-        ck_assert_msg(ax_config_set(&cfg, "cluster.peers", e, err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(axd_config_set(&cfg, "cluster.peers", e, err, sizeof err) == 0, "%s", err);
     }
     for (size_t k = 0; extra && extra[k]; k += 2)
-        ck_assert_msg(ax_config_set(&cfg, extra[k], extra[k + 1], err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(axd_config_set(&cfg, extra[k], extra[k + 1], err, sizeof err) == 0, "%s", err);
     n->loop = ev_loop_new(EVFLAG_AUTO);
-    ax_server_init(&n->s, n->loop, &cfg);
+    axd_server_init(&n->s, n->loop, &cfg);
     /* libev lets one loop own a signal: the test nodes need none */
     ev_signal_stop(n->loop, &n->s.sig_term);
     ev_signal_stop(n->loop, &n->s.sig_int);
-    ax_type *t;
-    ck_assert_int_eq(ax_type_register(&n->s, &probe_type, NULL, &t, err, sizeof err), 0);
-    ck_assert_msg(ax_cluster_start_mem(&n->s, NET, err, sizeof err) == 0, "%s", err);
+    axd_type *t;
+    ck_assert_int_eq(axd_type_register(&n->s, &probe_type, NULL, &t, err, sizeof err), 0);
+    ck_assert_msg(axd_cluster_start_mem(&n->s, NET, err, sizeof err) == 0, "%s", err);
     n->live = 1;
 }
 
@@ -138,17 +138,17 @@ static void node_down(int i)
     tnode *n = &N[i];
     if (!n->live)
         return;
-    ax_type *t = ax_hmap_get(&n->s.types, "probe", 5);
-    ax_server_free(&n->s);
-    ax_type_unregister(&n->s, t);
+    axd_type *t = axd_hmap_get(&n->s.types, "probe", 5);
+    axd_server_free(&n->s);
+    axd_type_unregister(&n->s, t);
     ev_loop_destroy(n->loop);
     n->live = 0;
 }
 
 static void setup(void)
 {
-    ax_log_set_level(AX_LOG_ERROR);
-    NET = ax_ovl_net_new(42);
+    axd_log_set_level(AX_LOG_ERROR);
+    NET = axd_ovl_net_new(42);
     memset(N, 0, sizeof N);
 }
 
@@ -156,7 +156,7 @@ static void teardown(void)
 {
     for (int i = 0; i < MAXN; i++)
         node_down(i);
-    ax_ovl_net_free(NET);
+    axd_ovl_net_free(NET);
 }
 
 static void pump(double ms)
@@ -166,7 +166,7 @@ static void pump(double ms)
         for (int i = 0; i < MAXN; i++)
             if (N[i].live) {
                 ev_run(N[i].loop, EVRUN_NOWAIT);
-                ax_runtime_run(&N[i].s);
+                axd_runtime_run(&N[i].s);
             }
         usleep(200);
     } while (ev_time() < end);
@@ -174,7 +174,7 @@ static void pump(double ms)
 
 static cJSON *peer_doc(int i, const char *peer, cJSON **doc)
 {
-    *doc = ax_cluster_nodes_json(&N[i].s);
+    *doc = axd_cluster_nodes_json(&N[i].s);
     cJSON *p;
     cJSON_ArrayForEach(p, cJSON_GetObjectItem(*doc, "peers"))
     {
@@ -202,7 +202,7 @@ static double peer_num(int i, const char *peer, const char *key)
 
 static int links_of(int i)
 {
-    cJSON *doc = ax_cluster_nodes_json(&N[i].s);
+    cJSON *doc = axd_cluster_nodes_json(&N[i].s);
     int v = (int)cJSON_GetObjectItem(doc, "links")->valuedouble;
     cJSON_Delete(doc);
     return v;
@@ -222,13 +222,13 @@ static ax_ref spawn_probe(int i)
 {
     ax_ref r;
     const char *why;
-    ck_assert_int_eq(ax_actor_spawn(&N[i].s, "probe", 5, NULL, &r, &why), 0);
+    ck_assert_int_eq(axd_actor_spawn(&N[i].s, "probe", 5, NULL, &r, &why), 0);
     return r;
 }
 
 static probe *probe_of(int i, ax_ref r)
 {
-    ax_actor *a = ax_actor_get_any(&N[i].s, r);
+    axd_actor *a = axd_actor_get_any(&N[i].s, r);
     return a ? a->state : NULL;
 }
 
@@ -236,7 +236,7 @@ static probe *probe_of(int i, ax_ref r)
 static ax_ref remote(int i, int j, ax_ref r)
 {
     uint32_t node = 0;
-    ck_assert_int_eq(ax_cluster_node_of(&N[i].s, N[j].name, strlen(N[j].name), &node), 0);
+    ck_assert_int_eq(axd_cluster_node_of(&N[i].s, N[j].name, strlen(N[j].name), &node), 0);
     ck_assert_uint_ne(node, 0);
     r.node = node;
     return r;
@@ -244,13 +244,13 @@ static ax_ref remote(int i, int j, ax_ref r)
 
 static int tell(int i, ax_ref to, const char *msg)
 {
-    return ax_cluster_tell_named(&N[i].s, to, msg, strlen(msg), NULL, 0, AX_REF_NONE);
+    return axd_cluster_tell_named(&N[i].s, to, msg, strlen(msg), NULL, 0, AX_REF_NONE);
 }
 
 /* asks made by the test */
 static int g_status[64];
 static char g_reply[64][32];
-static void ask_done(ax_server *s, ax_pending *p, int status, const void *d, size_t n)
+static void ask_done(axd_server *s, axd_pending *p, int status, const void *d, size_t n)
 {
     (void)s;
     uint32_t k = p->u.client.req_id;
@@ -260,12 +260,12 @@ static void ask_done(ax_server *s, ax_pending *p, int status, const void *d, siz
 
 static int ask(int i, ax_ref to, const char *msg, uint32_t k, uint32_t timeout_ms)
 {
-    ax_pending *p = ax_pending_new(&N[i].s, timeout_ms, ask_done);
+    axd_pending *p = axd_pending_new(&N[i].s, timeout_ms, ask_done);
     p->u.client.req_id = k;
     g_status[k] = 1; /* pending */
-    int rc = ax_cluster_ask_named(&N[i].s, to, msg, strlen(msg), NULL, 0, p, timeout_ms);
+    int rc = axd_cluster_ask_named(&N[i].s, to, msg, strlen(msg), NULL, 0, p, timeout_ms);
     if (rc)
-        ax_pending_complete(&N[i].s, p->slot, p->gen, rc, NULL, 0);
+        axd_pending_complete(&N[i].s, p->slot, p->gen, rc, NULL, 0);
     return rc;
 }
 
@@ -324,10 +324,10 @@ START_TEST(two_way_partition_declares_down_once_fires_noconnection_and_heals)
     ax_ref target = spawn_probe(1), watcher = spawn_probe(0);
     ax_ref to = remote(0, 1, target);
     uint64_t m1 = ++N[0].s.next_mref, m2 = ++N[0].s.next_mref;
-    ck_assert_int_eq(ax_cluster_monitor(&N[0].s, watcher, to, m1), 0);
-    ck_assert_int_eq(ax_cluster_monitor(&N[0].s, watcher, to, m2), 0);
+    ck_assert_int_eq(axd_cluster_monitor(&N[0].s, watcher, to, m1), 0);
+    ck_assert_int_eq(axd_cluster_monitor(&N[0].s, watcher, to, m2), 0);
     pump(30);
-    ax_ovl_net_partition2(NET, "a", "b");
+    axd_ovl_net_partition2(NET, "a", "b");
     ck_assert_int_eq(ask(0, to, "get", 3, 5000), 0); /* in flight when the node is lost */
     wait_state(0, "b", "down", 3000);
     wait_state(1, "a", "down", 3000);
@@ -340,7 +340,7 @@ START_TEST(two_way_partition_declares_down_once_fires_noconnection_and_heals)
     ck_assert_int_eq(tell(0, to, "inc"), AX_ENOCONN);
     ck_assert_int_eq((int)peer_num(0, "b", "downs"), 1);
     /* heal: the same boot comes back, refs work again */
-    ax_ovl_net_heal(NET, "a", "b");
+    axd_ovl_net_heal(NET, "a", "b");
     wait_state(0, "b", "up", 3000);
     wait_state(1, "a", "up", 3000);
     ck_assert_int_eq(tell(0, to, "inc"), 0);
@@ -359,10 +359,10 @@ START_TEST(one_way_partition_is_detected_by_both_sides)
     node_up(0, "a", (const char *const[]){"b", NULL}, NULL);
     node_up(1, "b", (const char *const[]){"a", NULL}, NULL);
     wait_state(0, "b", "up", 3000);
-    ax_ovl_net_partition(NET, "a", "b", 1); /* a's frames never reach b */
+    axd_ovl_net_partition(NET, "a", "b", 1); /* a's frames never reach b */
     wait_state(1, "a", "down", 3000);
     wait_state(0, "b", "down", 3000);
-    ax_ovl_net_heal(NET, "a", "b");
+    axd_ovl_net_heal(NET, "a", "b");
     wait_state(0, "b", "up", 3000);
     wait_state(1, "a", "up", 3000);
 }
@@ -376,9 +376,9 @@ START_TEST(a_remote_actor_exit_is_one_down_with_its_reason)
     ax_ref target = spawn_probe(1), watcher = spawn_probe(0);
     ax_ref to = remote(0, 1, target);
     uint64_t m = ++N[0].s.next_mref;
-    ck_assert_int_eq(ax_cluster_monitor(&N[0].s, watcher, to, m), 0);
+    ck_assert_int_eq(axd_cluster_monitor(&N[0].s, watcher, to, m), 0);
     pump(30);
-    ck_assert_int_eq(ax_actor_stop(&N[1].s, ax_actor_get(&N[1].s, target), "custom-reason"), 0);
+    ck_assert_int_eq(axd_actor_stop(&N[1].s, axd_actor_get(&N[1].s, target), "custom-reason"), 0);
     pump(100);
     probe *w = probe_of(0, watcher);
     ck_assert_int_eq(w->downs, 1);
@@ -386,7 +386,7 @@ START_TEST(a_remote_actor_exit_is_one_down_with_its_reason)
     ck_assert_uint_eq(w->last_mref, m);
     /* a monitor of an actor that does not exist: one down, noproc */
     uint64_t m2 = ++N[0].s.next_mref;
-    ck_assert_int_eq(ax_cluster_monitor(&N[0].s, watcher, to, m2), 0);
+    ck_assert_int_eq(axd_cluster_monitor(&N[0].s, watcher, to, m2), 0);
     pump(60);
     ck_assert_int_eq(w->downs, 2);
     ck_assert_str_eq(w->last_down, "noproc");
@@ -394,11 +394,11 @@ START_TEST(a_remote_actor_exit_is_one_down_with_its_reason)
     ax_ref t2 = spawn_probe(1);
     ax_ref to2 = remote(0, 1, t2);
     uint64_t m3 = ++N[0].s.next_mref;
-    ck_assert_int_eq(ax_cluster_monitor(&N[0].s, watcher, to2, m3), 0);
+    ck_assert_int_eq(axd_cluster_monitor(&N[0].s, watcher, to2, m3), 0);
     pump(30);
-    ck_assert_int_eq(ax_cluster_demonitor(&N[0].s, to2, m3), 0);
+    ck_assert_int_eq(axd_cluster_demonitor(&N[0].s, to2, m3), 0);
     pump(30);
-    ax_actor_stop(&N[1].s, ax_actor_get(&N[1].s, t2), "bye");
+    axd_actor_stop(&N[1].s, axd_actor_get(&N[1].s, t2), "bye");
     pump(60);
     node_down(1);
     wait_state(0, "b", "down", 3000);
@@ -414,13 +414,13 @@ START_TEST(requests_queued_across_a_rehandshake_of_the_same_boot_resolve)
     wait_state(0, "b", "up", 3000);
     double s1 = peer_num(0, "b", "session");
     ax_ref to = remote(0, 1, spawn_probe(1));
-    ax_ovl_net_partition2(NET, "a", "b");
-    ax_ovl_net_reset(NET, "a", "b");
+    axd_ovl_net_partition2(NET, "a", "b");
+    axd_ovl_net_reset(NET, "a", "b");
     pump(20);
     ck_assert_int_eq(tell(0, to, "inc"), 0); /* queued: the node is not declared down yet */
     ck_assert_int_eq(ask(0, to, "get", 5, 3000), 0);
     pump(50);
-    ax_ovl_net_heal(NET, "a", "b");
+    axd_ovl_net_heal(NET, "a", "b");
     wait_ask(5, 2000);
     ck_assert_int_eq(g_status[5], AX_OK);
     ck_assert_str_eq(g_reply[5], "1");
@@ -435,7 +435,7 @@ START_TEST(a_restarted_node_is_a_new_incarnation_and_old_requests_fail)
     node_up(1, "b", (const char *const[]){"a", NULL}, NULL);
     wait_state(0, "b", "up", 3000);
     ax_ref to = remote(0, 1, spawn_probe(1));
-    ax_ovl_net_delay(NET, "a", "b", 50);
+    axd_ovl_net_delay(NET, "a", "b", 50);
     ck_assert_int_eq(ask(0, to, "get", 6, 5000), 0); /* will never be answered */
     pump(5);
     node_down(1); /* stops: CLOSE reaches a, which declares b down */
@@ -444,7 +444,7 @@ START_TEST(a_restarted_node_is_a_new_incarnation_and_old_requests_fail)
     node_up(1, "b", (const char *const[]){"a", NULL}, NULL);
     wait_state(0, "b", "up", 3000);
     uint32_t fresh = 0;
-    ck_assert_int_eq(ax_cluster_node_of(&N[0].s, "b", 1, &fresh), 0);
+    ck_assert_int_eq(axd_cluster_node_of(&N[0].s, "b", 1, &fresh), 0);
     ck_assert_uint_ne(fresh, to.node);
     ck_assert_int_eq(tell(0, to, "inc"), AX_ENOCONN); /* the old incarnation stays down */
     ax_ref to2 = remote(0, 1, spawn_probe(1));
@@ -459,8 +459,8 @@ START_TEST(forced_simultaneous_connects_end_with_one_link_every_time)
     for (int round = 0; round < 150; round++) {
         /* vary who starts first and how late the other's frames arrive */
         unsigned d = (unsigned)(round % 5);
-        ax_ovl_net_delay(NET, "a", "b", d);
-        ax_ovl_net_delay(NET, "b", "a", 4 - d);
+        axd_ovl_net_delay(NET, "a", "b", d);
+        axd_ovl_net_delay(NET, "b", "a", 4 - d);
         if (round % 2) {
             node_up(0, "a", (const char *const[]){"b", NULL}, NULL);
             node_up(1, "b", (const char *const[]){"a", NULL}, NULL);
@@ -483,11 +483,11 @@ END_TEST
 /* Deliver a local message to actor r on node i with a binary payload. */
 static void local_send(int i, ax_ref r, const char *msg, const void *p, size_t n)
 {
-    ax_server *s = &N[i].s;
-    ax_env *e = ax_env_new(s, n);
+    axd_server *s = &N[i].s;
+    axd_env *e = axd_env_new(s, n);
     memcpy(e->data, p, n);
-    e->m.id = ax_msg_lookup(s, msg, strlen(msg));
-    ck_assert_int_eq(ax_actor_deliver(s, ax_actor_get(s, r), e), 0);
+    e->m.id = axd_msg_lookup(s, msg, strlen(msg));
+    ck_assert_int_eq(axd_actor_deliver(s, axd_actor_get(s, r), e), 0);
 }
 
 START_TEST(plugin_actors_tell_and_ask_remote_actors_and_asks_fail_cleanly_on_node_loss)
@@ -510,7 +510,7 @@ START_TEST(plugin_actors_tell_and_ask_remote_actors_and_asks_fail_cleanly_on_nod
     ck_assert_uint_eq(d->last_from.id, src.id);
     ck_assert_uint_ne(d->last_from.node, 0);
     /* the node is lost with an ask in flight: the asker gets ENOCONN, once */
-    ax_ovl_net_partition2(NET, "a", "b");
+    axd_ovl_net_partition2(NET, "a", "b");
     local_send(0, src, "ask_remote", &to, sizeof to);
     wait_state(0, "b", "down", 3000);
     pump(50);
@@ -531,15 +531,15 @@ START_TEST(seeded_drops_and_delays_are_survived)
     wait_state(0, "b", "up", 3000);
     ax_ref rb = spawn_probe(1);
     ax_ref to = remote(0, 1, rb);
-    ax_ovl_net_delay(NET, "a", "b", 30);
-    ax_ovl_net_delay(NET, "b", "a", 30);
+    axd_ovl_net_delay(NET, "a", "b", 30);
+    axd_ovl_net_delay(NET, "b", "a", 30);
     double t0 = ev_time();
     ck_assert_int_eq(ask(0, to, "get", 8, 2000), 0);
     wait_ask(8, 2000);
     ck_assert_int_eq(g_status[8], AX_OK);
     ck_assert(ev_time() - t0 >= 0.055);
-    ax_ovl_net_heal(NET, "a", "b");
-    ax_ovl_net_drop(NET, "a", "b", 300); /* 30 % of a's frames are lost */
+    axd_ovl_net_heal(NET, "a", "b");
+    axd_ovl_net_drop(NET, "a", "b", 300); /* 30 % of a's frames are lost */
     int sent = 0;
     for (int round = 0; round < 50; round++) {
         for (int k = 0; k < 10; k++)
@@ -550,7 +550,7 @@ START_TEST(seeded_drops_and_delays_are_survived)
     int64_t got = probe_of(1, rb)->n;
     ck_assert_int_gt(got, 0);
     ck_assert_int_lt(got, sent); /* some frames were dropped ... */
-    ck_assert(ax_ovl_net_dropped(NET) > 0);
+    ck_assert(axd_ovl_net_dropped(NET) > 0);
     ck_assert(peer_state_is(0, "b", "up")); /* ... but heartbeats got through often enough */
     ck_assert_int_eq((int)peer_num(1, "a", "downs"), 0);
 }

@@ -1,5 +1,5 @@
 /* Keyed routing under a network partition, in one process: three nodes on the memory
- * overlay (one ax_server and libev loop each) share ONE memory lease store (on a loop of
+ * overlay (one axd_server and libev loop each) share ONE memory lease store (on a loop of
  * its own). One node is cut off from the others (both ways) and from the store (as if it
  * lost Redis) while keyed asks keep coming from every side. A probe actor checks at every
  * delivered message that no two nodes ever delivered for one shard at one epoch and that
@@ -23,7 +23,7 @@
 
 #include <check.h> /* after plugin.h: check.h defines a `fail` macro */
 
-void ax_runtime_run(ax_server *s);
+void axd_runtime_run(axd_server *s);
 
 #define MAXN 3
 #define NSH 8
@@ -35,15 +35,15 @@ void ax_runtime_run(ax_server *s);
 
 typedef struct tnode {
     const char *name;
-    ax_server s;
+    axd_server s;
     struct ev_loop *loop;
     int live;
 } tnode;
 
 static tnode N[MAXN];
-static ax_ovl_net *NET;
+static axd_ovl_net *NET;
 static struct ev_loop *STORE_LOOP;
-static ax_lease_store *STORE;
+static axd_lease_store *STORE;
 
 /* ---- what was delivered: per shard, which node delivered at which epoch ---- */
 typedef struct shard_log {
@@ -58,7 +58,7 @@ static long delivered[MAXN];
 static int violations;
 static char violation[256];
 
-static int node_index(ax_server *s)
+static int node_index(axd_server *s)
 {
     for (int i = 0; i < MAXN; i++)
         if (&N[i].s == s)
@@ -82,9 +82,9 @@ static int p_hit(ax_ctx *cx, probe *st, const ax_msg *m)
     (void)m;
     char buf[200];
     int me = node_index(cx->srv);
-    const ax_actor *self = cx->self;
+    const axd_actor *self = cx->self;
     const char *key = self->key + strlen(self->key) + 1; /* stored as "type\0key" */
-    uint32_t shard = ax_shard_of(key, self->key_len - strlen(self->key) - 1, NSH);
+    uint32_t shard = axd_shard_of(key, self->key_len - strlen(self->key) - 1, NSH);
     uint64_t epoch = ax_ctx_epoch(cx);
     st->n++;
     if (me < 0 || !epoch) {
@@ -124,10 +124,10 @@ AX_ACTOR_TYPE(probe_type, "probe", probe, NULL, NULL, AX_MSG("hit", p_hit));
 
 static void node_up(int i, const char *name, const char *const *peers)
 {
-    ax_config cfg;
+    axd_config cfg;
     char err[512];
     tnode *n = &N[i];
-    ax_config_defaults(&cfg);
+    axd_config_defaults(&cfg);
     n->name = name;
     const char *set[][2] = {{"node.name", name},
                             {"cluster.auth_token", "mem-token"},
@@ -140,20 +140,20 @@ static void node_up(int i, const char *name, const char *const *peers)
                             {"lease.renew_interval_ms", RENEW_MS},
                             {"lease.safety_margin_ms", SAFETY_MS}};
     for (size_t k = 0; k < sizeof set / sizeof set[0]; k++)
-        ck_assert_msg(ax_config_set(&cfg, set[k][0], set[k][1], err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(axd_config_set(&cfg, set[k][0], set[k][1], err, sizeof err) == 0, "%s", err);
     for (size_t k = 0; peers && peers[k]; k++) {
         char e[128];
         snprintf(e, sizeof e, "%s=mem:1", peers[k]);
-        ck_assert_msg(ax_config_set(&cfg, "cluster.peers", e, err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(axd_config_set(&cfg, "cluster.peers", e, err, sizeof err) == 0, "%s", err);
     }
     n->loop = ev_loop_new(EVFLAG_AUTO);
-    ax_server_init(&n->s, n->loop, &cfg);
+    axd_server_init(&n->s, n->loop, &cfg);
     ev_signal_stop(n->loop, &n->s.sig_term); /* libev lets one loop own a signal */
     ev_signal_stop(n->loop, &n->s.sig_int);
-    ax_type *t;
-    ck_assert_int_eq(ax_type_register(&n->s, &probe_type, NULL, &t, err, sizeof err), 0);
-    ck_assert_msg(ax_cluster_start_mem(&n->s, NET, err, sizeof err) == 0, "%s", err);
-    ck_assert_msg(ax_route_start_store(&n->s, STORE, err, sizeof err) == 0, "%s", err);
+    axd_type *t;
+    ck_assert_int_eq(axd_type_register(&n->s, &probe_type, NULL, &t, err, sizeof err), 0);
+    ck_assert_msg(axd_cluster_start_mem(&n->s, NET, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(axd_route_start_store(&n->s, STORE, err, sizeof err) == 0, "%s", err);
     n->live = 1;
 }
 
@@ -162,19 +162,19 @@ static void node_down(int i)
     tnode *n = &N[i];
     if (!n->live)
         return;
-    ax_type *t = ax_hmap_get(&n->s.types, "probe", 5);
-    ax_server_free(&n->s);
-    ax_type_unregister(&n->s, t);
+    axd_type *t = axd_hmap_get(&n->s.types, "probe", 5);
+    axd_server_free(&n->s);
+    axd_type_unregister(&n->s, t);
     ev_loop_destroy(n->loop);
     n->live = 0;
 }
 
 static void setup(void)
 {
-    ax_log_set_level(AX_LOG_ERROR);
-    NET = ax_ovl_net_new(7);
+    axd_log_set_level(AX_LOG_ERROR);
+    NET = axd_ovl_net_new(7);
     STORE_LOOP = ev_loop_new(EVFLAG_AUTO);
-    STORE = ax_lease_mem_new(STORE_LOOP, NSH);
+    STORE = axd_lease_mem_new(STORE_LOOP, NSH);
     memset(N, 0, sizeof N);
     memset(LOG, 0, sizeof LOG);
     memset(delivered, 0, sizeof delivered);
@@ -186,9 +186,9 @@ static void teardown(void)
 {
     for (int i = 0; i < MAXN; i++)
         node_down(i);
-    ax_lease_store_free(STORE); /* lookups still in flight are canceled: their tables go */
+    axd_lease_store_free(STORE); /* lookups still in flight are canceled: their tables go */
     ev_loop_destroy(STORE_LOOP);
-    ax_ovl_net_free(NET);
+    axd_ovl_net_free(NET);
 }
 
 /* Shards served by more than one node at this instant (each node by its own clock). */
@@ -198,7 +198,7 @@ static void check_single_owner(void)
     for (uint32_t k = 0; k < NSH; k++) {
         int owners = 0;
         for (int i = 0; i < MAXN; i++)
-            owners += N[i].live && N[i].s.shards && ax_shards_serving(N[i].s.shards, k, NULL);
+            owners += N[i].live && N[i].s.shards && axd_shards_serving(N[i].s.shards, k, NULL);
         if (owners > 1) {
             overlaps++;
             max_overlap_shard = (int)k;
@@ -214,7 +214,7 @@ static void pump(double ms)
         for (int i = 0; i < MAXN; i++)
             if (N[i].live) {
                 ev_run(N[i].loop, EVRUN_NOWAIT);
-                ax_runtime_run(&N[i].s);
+                axd_runtime_run(&N[i].s);
             }
         check_single_owner();
         usleep(200);
@@ -223,7 +223,7 @@ static void pump(double ms)
 
 static int peer_up(int i, const char *peer)
 {
-    cJSON *doc = ax_cluster_nodes_json(&N[i].s), *p;
+    cJSON *doc = axd_cluster_nodes_json(&N[i].s), *p;
     int up = 0;
     cJSON_ArrayForEach(p, cJSON_GetObjectItem(doc, "peers"))
     {
@@ -238,7 +238,7 @@ static int served_by(uint32_t shard)
 {
     int who = -1;
     for (int i = 0; i < MAXN; i++)
-        if (N[i].live && ax_shards_serving(N[i].s.shards, shard, NULL)) {
+        if (N[i].live && axd_shards_serving(N[i].s.shards, shard, NULL)) {
             if (who >= 0)
                 return -2;
             who = i;
@@ -253,7 +253,7 @@ static int settled(unsigned set)
     int n = __builtin_popcount(set);
     for (int i = 0; i < MAXN; i++)
         if ((set >> i & 1) && N[i].s.shards) {
-            cJSON *doc = ax_shards_json(N[i].s.shards, 0);
+            cJSON *doc = axd_shards_json(N[i].s.shards, 0);
             int live = (int)cJSON_GetObjectItem(doc, "live_nodes")->valuedouble;
             int owned = (int)cJSON_GetObjectItem(doc, "owned")->valuedouble;
             int target = (int)cJSON_GetObjectItem(doc, "target")->valuedouble;
@@ -286,7 +286,7 @@ typedef struct outcome {
 static outcome OUT[MAXN];
 static long inflight;
 
-static void ask_done(ax_server *s, ax_pending *p, int status, const void *d, size_t n)
+static void ask_done(axd_server *s, axd_pending *p, int status, const void *d, size_t n)
 {
     (void)p;
     (void)d;
@@ -309,30 +309,30 @@ static void ask_done(ax_server *s, ax_pending *p, int status, const void *d, siz
  * else forwarded to the shard's owner. */
 static void ask_key(int i, const char *key)
 {
-    ax_server *s = &N[i].s;
+    axd_server *s = &N[i].s;
     size_t klen = strlen(key);
-    ax_pending *p = ax_pending_new(s, 400, ask_done);
+    axd_pending *p = axd_pending_new(s, 400, ask_done);
     ck_assert_ptr_nonnull(p);
     inflight++;
     ax_ref ref;
     const char *why = NULL;
-    int rc = ax_registry_route(s, "probe", 5, key, klen, 0, 1, &ref, &why);
+    int rc = axd_registry_route(s, "probe", 5, key, klen, 0, 1, &ref, &why);
     if (rc == AX_EBUSY) {
-        rc = ax_route_send(s, "probe", 5, key, klen, AX_PK_ASK, "hit", 3, NULL, 0, AX_REF_NONE, p);
+        rc = axd_route_send(s, "probe", 5, key, klen, AX_PK_ASK, "hit", 3, NULL, 0, AX_REF_NONE, p);
     } else if (rc == AX_OK) {
-        ax_actor *a = ax_actor_get(s, ref);
-        ax_env *e = ax_env_new(s, 0);
-        e->m.id = ax_msg_lookup(s, "hit", 3);
+        axd_actor *a = axd_actor_get(s, ref);
+        axd_env *e = axd_env_new(s, 0);
+        e->m.id = axd_msg_lookup(s, "hit", 3);
         e->ask = p->slot;
         e->ask_gen = p->gen;
-        rc = ax_actor_deliver(s, a, e);
+        rc = axd_actor_deliver(s, a, e);
         if (rc) {
             e->ask = 0;
-            ax_env_free(s, e);
+            axd_env_free(s, e);
         }
     }
     if (rc)
-        ax_pending_complete(s, p->slot, p->gen, rc, NULL, 0);
+        axd_pending_complete(s, p->slot, p->gen, rc, NULL, 0);
 }
 
 static void traffic(double ms, unsigned from)
@@ -412,21 +412,21 @@ START_TEST(partitioned_node_drops_its_shards_and_no_shard_epoch_is_ever_served_t
     snprintf(c_owner, sizeof c_owner, "%s", N[2].s.route_owner);
     long c_before = delivered[2];
     double t_cut = ev_time();
-    ax_ovl_net_partition2(NET, "c", "a");
-    ax_ovl_net_partition2(NET, "c", "b");
-    ax_lease_mem_cut(STORE, c_owner, 1);
+    axd_ovl_net_partition2(NET, "c", "a");
+    axd_ovl_net_partition2(NET, "c", "b");
+    axd_lease_mem_cut(STORE, c_owner, 1);
     /* it must stop at its local deadline: ttl - safety after its last renew at most */
     double c_stopped = 0;
     while (ev_time() - t_cut < 3.0) {
         traffic(20, 07);
-        if (!c_stopped && ax_shards_count_owned(N[2].s.shards) == 0)
+        if (!c_stopped && axd_shards_count_owned(N[2].s.shards) == 0)
             c_stopped = ev_time() - t_cut;
     }
     ck_assert_msg(c_stopped > 0, "c still serves %u shards 3 s after losing the store",
-                  ax_shards_count_owned(N[2].s.shards));
+                  axd_shards_count_owned(N[2].s.shards));
     /* When the stop callback ran is loop scheduling, not safety (it comes late on a loaded
      * machine): safety is that c never delivers past its deadline, which every delivery
-     * checks exactly (ax_shards_serving) and no_violations() proves below. */
+     * checks exactly (axd_shards_serving) and no_violations() proves below. */
     wait_settled(03, 3000); /* a and b serve everything */
     long c_at_stop = delivered[2];
     drain();
@@ -448,9 +448,9 @@ START_TEST(partitioned_node_drops_its_shards_and_no_shard_epoch_is_ever_served_t
     ck_assert_int_gt(OUT[2].busy + OUT[2].noconn + OUT[2].timedout + OUT[2].stale, 0);
 
     /* heal: c comes back (same boot), takes its share again */
-    ax_ovl_net_heal(NET, "c", "a");
-    ax_ovl_net_heal(NET, "c", "b");
-    ax_lease_mem_cut(STORE, c_owner, 0);
+    axd_ovl_net_heal(NET, "c", "a");
+    axd_ovl_net_heal(NET, "c", "b");
+    axd_lease_mem_cut(STORE, c_owner, 0);
     mesh_up();
     double t_heal = ev_time();
     while (!settled(07)) {

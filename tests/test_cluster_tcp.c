@@ -277,51 +277,51 @@ static uint8_t frame_type(const ax_wbuf *b) { return b->data[3]; }
 
 /* Handshake as `id` with `token`; returns the fd (session in *sess) or -1 with the
  * REFUSE reason in why. */
-static int fp_handshake(int port, const char *id, const char *token, uint16_t lo, uint16_t hi, ax_psess *sess,
+static int fp_handshake(int port, const char *id, const char *token, uint16_t lo, uint16_t hi, axd_psess *sess,
                         char *why, size_t wlen)
 {
     int fd = fp_connect(port);
-    ax_hs hs;
+    axd_hs hs;
     char store[128]; /* what the daemons of this test present: their redis, default db and prefix */
     snprintf(store, sizeof store, "redis:127.0.0.1:%d/0/axactor:", store_port());
-    ax_hs_cfg c = {.self_id = id,
+    axd_hs_cfg c = {.self_id = id,
                    .token = token,
                    .token_len = strlen(token),
                    .min_ver = lo,
                    .max_ver = hi,
                    .shard_count = 256,
                    .store = store};
-    ck_assert_int_eq(ax_hs_init(&hs, AX_HS_INITIATOR, &c), 0);
+    ck_assert_int_eq(axd_hs_init(&hs, AXD_HS_INITIATOR, &c), 0);
     ax_wbuf out, in;
     ax_wbuf_init(&out);
     ax_wbuf_init(&in);
-    ax_hs_start(&hs, &out);
+    axd_hs_start(&hs, &out);
     fp_send(fd, &out);
-    int rc = AX_HS_MORE;
-    while (rc == AX_HS_MORE) {
+    int rc = AXD_HS_MORE;
+    while (rc == AXD_HS_MORE) {
         if (!fp_read(fd, &in, 5000)) {
             rc = AX_ECONN;
             snprintf(hs.why, sizeof hs.why, "connection closed");
             break;
         }
-        rc = ax_hs_input(&hs, in.data, in.len, &out);
+        rc = axd_hs_input(&hs, in.data, in.len, &out);
         fp_send(fd, &out);
     }
-    if (rc == AX_HS_READY) {
-        ax_hs_take_session(&hs, sess);
+    if (rc == AXD_HS_READY) {
+        axd_hs_take_session(&hs, sess);
     } else {
         snprintf(why, wlen, "%s", hs.why);
         close(fd);
         fd = -1;
     }
-    ax_hs_clear(&hs);
+    axd_hs_clear(&hs);
     ax_wbuf_free(&out);
     ax_wbuf_free(&in);
     return fd;
 }
 
 /* One TELL frame for (id, gen) "inc", sealed with sess if given. */
-static void fp_tell(ax_wbuf *b, ax_psess *sess, uint32_t session, uint64_t id, uint32_t gen)
+static void fp_tell(ax_wbuf *b, axd_psess *sess, uint32_t session, uint64_t id, uint32_t gen)
 {
     b->len = 0;
     size_t st = ax_peer_frame_begin(b, AX_PT_TELL, session);
@@ -329,7 +329,7 @@ static void fp_tell(ax_wbuf *b, ax_psess *sess, uint32_t session, uint64_t id, u
     ax_peer_rec_put(b, AX_PT_TELL, &r);
     ax_peer_frame_end(b, st, 1u << 20);
     if (sess)
-        ax_psess_seal(sess, b->data, b->len);
+        axd_psess_seal(sess, b->data, b->len);
     else {
         b->data[23] = 1; /* seq 1 */
         memset(b->data + AX_PEER_MAC_OFF, 0x42, AX_PEER_MAC_SIZE);
@@ -612,7 +612,7 @@ START_TEST(version_mismatch_is_refused_with_a_reason_logged_on_both_sides)
 {
     node a = {"node-a", free_port(), NULL, {{0}}, {0}};
     node_start(&a, TOKEN, NULL, 0, NULL);
-    ax_psess s;
+    axd_psess s;
     char why[320] = "";
     int fd = fp_handshake(a.port, "node-z@boot-0000000000000001-session-1", TOKEN, 7, 9, &s, why, sizeof why);
     ck_assert_int_eq(fd, -1);
@@ -622,7 +622,7 @@ START_TEST(version_mismatch_is_refused_with_a_reason_logged_on_both_sides)
     fd = fp_handshake(a.port, "node-z@boot-0000000000000001-session-2", TOKEN, 1, 3, &s, why, sizeof why);
     ck_assert_msg(fd >= 0, "%s", why);
     close(fd);
-    ax_psess_free(&s);
+    axd_psess_free(&s);
     ax_h_stop(a.d);
 }
 END_TEST
@@ -658,7 +658,7 @@ START_TEST(wrong_token_and_same_name_spoofing_are_refused_and_counted)
     ck_assert(num(doc, "auth_failures") >= 1);
     cJSON_Delete(doc);
     /* a hand-made peer with a wrong token: refused by the daemon's check */
-    ax_psess s;
+    axd_psess s;
     char why[320];
     int fd = fp_handshake(a.port, "node-q@boot-00000000000000aa-session-1", "wrong", 0, 0, &s, why, sizeof why);
     ck_assert_int_eq(fd, -1);
@@ -699,7 +699,7 @@ START_TEST(frames_claiming_an_unauthenticated_or_foreign_session_never_reach_act
     ck_assert_int_eq(fp_read(fd, &b, 3000), 0); /* EOF, no answer */
     close(fd);
     /* 2: authenticated as node-x; then a forged frame, a replay, a foreign session */
-    ax_psess s;
+    axd_psess s;
     char why[320];
     fd = fp_handshake(a.port, "node-x@boot-00000000000000bb-session-4", TOKEN, 0, 0, &s, why, sizeof why);
     ck_assert_msg(fd >= 0, "%s", why);
@@ -729,7 +729,7 @@ START_TEST(frames_claiming_an_unauthenticated_or_foreign_session_never_reach_act
     ck_assert(num(doc, "unauthenticated_frames") >= 1);
     cJSON_Delete(doc);
     close(fd);
-    ax_psess_free(&s);
+    axd_psess_free(&s);
     ax_wbuf_free(&copy);
     ax_wbuf_free(&b);
     axc_close(ca);

@@ -17,18 +17,18 @@
 
 START_TEST(wire_id_with_exact_suffix_parses_as_session)
 {
-    ax_node_id id;
+    axd_node_id id;
     const char *s = "node-a@boot-0123456789abcdef-session-42";
-    ck_assert_int_eq(ax_node_id_parse(s, strlen(s), &id), 0);
+    ck_assert_int_eq(axd_node_id_parse(s, strlen(s), &id), 0);
     ck_assert(id.has_session);
     ck_assert_str_eq(id.name, "node-a");
     ck_assert_str_eq(id.boot, "0123456789abcdef");
     ck_assert_uint_eq(id.session, 42);
     char buf[256];
-    ck_assert_int_eq(ax_node_id_format(buf, sizeof buf, "node-a", "0123456789abcdef", 42), 0);
+    ck_assert_int_eq(axd_node_id_format(buf, sizeof buf, "node-a", "0123456789abcdef", 42), 0);
     ck_assert_str_eq(buf, s);
     s = "x@boot-ffffffffffffffff-session-18446744073709551615";
-    ck_assert_int_eq(ax_node_id_parse(s, strlen(s), &id), 0);
+    ck_assert_int_eq(axd_node_id_parse(s, strlen(s), &id), 0);
     ck_assert(id.has_session);
     ck_assert_uint_eq(id.session, UINT64_MAX);
 }
@@ -53,16 +53,16 @@ START_TEST(names_that_merely_contain_boot_stay_logical)
         "plain-name",
     };
     for (size_t i = 0; i < sizeof logical / sizeof logical[0]; i++) {
-        ax_node_id id;
-        ck_assert_msg(ax_node_id_parse(logical[i], strlen(logical[i]), &id) == 0, "%s", logical[i]);
+        axd_node_id id;
+        ck_assert_msg(axd_node_id_parse(logical[i], strlen(logical[i]), &id) == 0, "%s", logical[i]);
         ck_assert_msg(!id.has_session, "%s parsed as a session", logical[i]);
         ck_assert_str_eq(id.name, logical[i]);
         ck_assert_str_eq(id.boot, "");
     }
     /* a name containing a whole suffix shape, followed by a real suffix */
-    ax_node_id id;
+    axd_node_id id;
     const char *s = "a@boot-0123456789abcdef-session-1@boot-fedcba9876543210-session-2";
-    ck_assert_int_eq(ax_node_id_parse(s, strlen(s), &id), 0);
+    ck_assert_int_eq(axd_node_id_parse(s, strlen(s), &id), 0);
     ck_assert(id.has_session);
     ck_assert_str_eq(id.name, "a@boot-0123456789abcdef-session-1");
     ck_assert_uint_eq(id.session, 2);
@@ -71,19 +71,19 @@ END_TEST
 
 START_TEST(invalid_names_are_refused_and_out_untouched)
 {
-    ax_node_id id;
+    axd_node_id id;
     memset(&id, 0x5a, sizeof id);
-    ck_assert_int_eq(ax_node_id_parse("", 0, &id), AX_EINVAL);
-    ck_assert_int_eq(ax_node_id_parse("a b", 3, &id), AX_EINVAL);
-    ck_assert_int_eq(ax_node_id_parse("a\0b", 3, &id), AX_EINVAL);
+    ck_assert_int_eq(axd_node_id_parse("", 0, &id), AX_EINVAL);
+    ck_assert_int_eq(axd_node_id_parse("a b", 3, &id), AX_EINVAL);
+    ck_assert_int_eq(axd_node_id_parse("a\0b", 3, &id), AX_EINVAL);
     char big[300];
     memset(big, 'a', sizeof big);
-    ck_assert_int_eq(ax_node_id_parse(big, sizeof big, &id), AX_EINVAL);
+    ck_assert_int_eq(axd_node_id_parse(big, sizeof big, &id), AX_EINVAL);
     ck_assert_int_eq((unsigned char)id.name[0], 0x5a);
     char buf[32];
-    ck_assert_int_eq(ax_node_id_format(buf, sizeof buf, "node-a", "0123456789abcdef", 1), AX_ETOOBIG);
-    ck_assert_int_eq(ax_node_id_format(buf, sizeof buf, "a", "XYZ", 1), AX_EINVAL);
-    ck_assert_int_eq(ax_node_id_format(buf, sizeof buf, "a", "0123456789abcdef", 0), AX_EINVAL);
+    ck_assert_int_eq(axd_node_id_format(buf, sizeof buf, "node-a", "0123456789abcdef", 1), AX_ETOOBIG);
+    ck_assert_int_eq(axd_node_id_format(buf, sizeof buf, "a", "XYZ", 1), AX_EINVAL);
+    ck_assert_int_eq(axd_node_id_format(buf, sizeof buf, "a", "0123456789abcdef", 0), AX_EINVAL);
 }
 END_TEST
 
@@ -183,7 +183,7 @@ END_TEST
 /* ---------------- handshake ---------------- */
 
 typedef struct pair {
-    ax_hs a, b; /* a initiates */
+    axd_hs a, b; /* a initiates */
     ax_wbuf ab, ba;
     int ra, rb;
 } pair;
@@ -194,27 +194,27 @@ static const char *const ID_B = "node-b@boot-bbbbbbbbbbbbbbbb-session-5";
 static void pair_init(pair *p, const char *tok_a, const char *tok_b, uint16_t a_lo, uint16_t a_hi)
 {
     memset(p, 0, sizeof *p);
-    ax_hs_cfg ca = {.self_id = ID_A, .expect_name = "node-b", .token = tok_a, .token_len = strlen(tok_a),
+    axd_hs_cfg ca = {.self_id = ID_A, .expect_name = "node-b", .token = tok_a, .token_len = strlen(tok_a),
                     .min_ver = a_lo, .max_ver = a_hi};
-    ax_hs_cfg cb = {.self_id = ID_B, .token = tok_b, .token_len = strlen(tok_b)};
-    ck_assert_int_eq(ax_hs_init(&p->a, AX_HS_INITIATOR, &ca), 0);
-    ck_assert_int_eq(ax_hs_init(&p->b, AX_HS_RESPONDER, &cb), 0);
+    axd_hs_cfg cb = {.self_id = ID_B, .token = tok_b, .token_len = strlen(tok_b)};
+    ck_assert_int_eq(axd_hs_init(&p->a, AXD_HS_INITIATOR, &ca), 0);
+    ck_assert_int_eq(axd_hs_init(&p->b, AXD_HS_RESPONDER, &cb), 0);
     ax_wbuf_init(&p->ab);
     ax_wbuf_init(&p->ba);
 }
 
 static void pair_free(pair *p)
 {
-    ax_hs_clear(&p->a);
-    ax_hs_clear(&p->b);
+    axd_hs_clear(&p->a);
+    axd_hs_clear(&p->b);
     ax_wbuf_free(&p->ab);
     ax_wbuf_free(&p->ba);
 }
 
 /* Feed every frame in q to h (answers into out); returns the last result. */
-static int feed(ax_hs *h, ax_wbuf *q, ax_wbuf *out)
+static int feed(axd_hs *h, ax_wbuf *q, ax_wbuf *out)
 {
-    int rc = AX_HS_MORE;
+    int rc = AXD_HS_MORE;
     size_t off = 0;
     ax_wbuf in = *q;
     ax_wbuf_init(q);
@@ -222,9 +222,9 @@ static int feed(ax_hs *h, ax_wbuf *q, ax_wbuf *out)
         ax_peer_hdr hd;
         ck_assert_int_eq(ax_peer_hdr_decode(in.data + off, in.len - off, 1u << 20, &hd, NULL), 0);
         size_t t = AX_PEER_HDR_SIZE + hd.body_len;
-        rc = ax_hs_input(h, in.data + off, t, out);
+        rc = axd_hs_input(h, in.data + off, t, out);
         off += t;
-        if (rc != AX_HS_MORE)
+        if (rc != AXD_HS_MORE)
             break;
     }
     ax_wbuf_free(&in);
@@ -234,7 +234,7 @@ static int feed(ax_hs *h, ax_wbuf *q, ax_wbuf *out)
 /* Run the handshake to its end; returns 1 if both sides are established. */
 static int run(pair *p)
 {
-    ck_assert_int_eq(ax_hs_start(&p->a, &p->ab), 0);
+    ck_assert_int_eq(axd_hs_start(&p->a, &p->ab), 0);
     p->rb = feed(&p->b, &p->ab, &p->ba); /* HELLO -> HELLO_ACK | REFUSE */
     if (p->rb < 0) {
         p->ra = feed(&p->a, &p->ba, &p->ab);
@@ -246,30 +246,30 @@ static int run(pair *p)
         return 0;
     }
     p->rb = feed(&p->b, &p->ab, &p->ba); /* AUTH -> READY | REFUSE */
-    if (p->rb != AX_HS_READY) {
+    if (p->rb != AXD_HS_READY) {
         p->ra = feed(&p->a, &p->ba, &p->ab);
         return 0;
     }
-    ck_assert_int_eq(ax_hs_accept(&p->b, &p->ba), 0);
+    ck_assert_int_eq(axd_hs_accept(&p->b, &p->ba), 0);
     p->ra = feed(&p->a, &p->ba, &p->ab); /* AUTH_OK -> READY */
-    return p->ra == AX_HS_READY;
+    return p->ra == AXD_HS_READY;
 }
 
 /* A sealed frame of type with body text. */
-static void make_frame(ax_psess *s, ax_wbuf *b, const char *text)
+static void make_frame(axd_psess *s, ax_wbuf *b, const char *text)
 {
     b->len = 0;
     size_t st = ax_peer_frame_begin(b, AX_PT_PING, 0);
     ax_wbuf_put(b, text, strlen(text));
     ck_assert_int_eq(ax_peer_frame_end(b, st, 1024), 0);
-    ax_psess_seal(s, b->data, b->len);
+    axd_psess_seal(s, b->data, b->len);
 }
 
-static int open_frame(ax_psess *s, ax_wbuf *b)
+static int open_frame(axd_psess *s, ax_wbuf *b)
 {
     ax_peer_hdr h;
     ck_assert_int_eq(ax_peer_hdr_decode(b->data, b->len, 1024, &h, NULL), 0);
-    return ax_psess_open(s, &h, b->data, b->len);
+    return axd_psess_open(s, &h, b->data, b->len);
 }
 
 START_TEST(handshake_happy_path_agrees_on_keys_and_version)
@@ -282,9 +282,9 @@ START_TEST(handshake_happy_path_agrees_on_keys_and_version)
     ck_assert_str_eq(p.a.peer.name, "node-b");
     ck_assert_str_eq(p.b.peer.name, "node-a");
     ck_assert_uint_eq(p.b.peer.session, 3);
-    ax_psess sa, sb;
-    ax_hs_take_session(&p.a, &sa);
-    ax_hs_take_session(&p.b, &sb);
+    axd_psess sa, sb;
+    axd_hs_take_session(&p.a, &sa);
+    axd_hs_take_session(&p.b, &sb);
     ax_wbuf f;
     ax_wbuf_init(&f);
     for (int i = 0; i < 5; i++) {
@@ -294,8 +294,8 @@ START_TEST(handshake_happy_path_agrees_on_keys_and_version)
         ck_assert_int_eq(open_frame(&sa, &f), 0);
     }
     ax_wbuf_free(&f);
-    ax_psess_free(&sa);
-    ax_psess_free(&sb);
+    axd_psess_free(&sa);
+    axd_psess_free(&sb);
     pair_free(&p);
 }
 END_TEST
@@ -344,8 +344,8 @@ START_TEST(forged_auth_is_refused_by_the_responder)
 {
     pair p;
     pair_init(&p, "tok", "tok", 0, 0);
-    ck_assert_int_eq(ax_hs_start(&p.a, &p.ab), 0);
-    ck_assert_int_eq(feed(&p.b, &p.ab, &p.ba), AX_HS_MORE);
+    ck_assert_int_eq(axd_hs_start(&p.a, &p.ab), 0);
+    ck_assert_int_eq(feed(&p.b, &p.ab, &p.ba), AXD_HS_MORE);
     ax_wbuf_free(&p.ba);
     /* an attacker answers with a made-up proof */
     size_t st = ax_peer_frame_begin(&p.ab, AX_PT_AUTH, 0);
@@ -360,9 +360,9 @@ END_TEST
 
 START_TEST(data_frame_before_the_handshake_is_refused)
 {
-    ax_hs h;
-    ax_hs_cfg c = {.self_id = ID_B, .token = "t", .token_len = 1};
-    ck_assert_int_eq(ax_hs_init(&h, AX_HS_RESPONDER, &c), 0);
+    axd_hs h;
+    axd_hs_cfg c = {.self_id = ID_B, .token = "t", .token_len = 1};
+    ck_assert_int_eq(axd_hs_init(&h, AXD_HS_RESPONDER, &c), 0);
     ax_wbuf in, out;
     ax_wbuf_init(&in);
     ax_wbuf_init(&out);
@@ -370,14 +370,14 @@ START_TEST(data_frame_before_the_handshake_is_refused)
     ax_peer_rec r = {.to_id = 1, .to_gen = 1, .msg = "inc", .msg_len = 3};
     ax_peer_rec_put(&in, AX_PT_TELL, &r);
     ax_peer_frame_end(&in, st, 1024);
-    ck_assert_int_eq(ax_hs_input(&h, in.data, in.len, &out), AX_EPROTO);
+    ck_assert_int_eq(axd_hs_input(&h, in.data, in.len, &out), AX_EPROTO);
     ck_assert_ptr_nonnull(strstr(h.why, "unexpected TELL"));
     ax_peer_hdr hd;
     ck_assert_int_eq(ax_peer_hdr_decode(out.data, out.len, 1024, &hd, NULL), 0);
     ck_assert_uint_eq(hd.type, AX_PT_REFUSE);
     ax_wbuf_free(&in);
     ax_wbuf_free(&out);
-    ax_hs_clear(&h);
+    axd_hs_clear(&h);
 }
 END_TEST
 
@@ -386,9 +386,9 @@ START_TEST(replayed_reordered_forged_and_foreign_frames_are_dropped_and_counted)
     pair p;
     pair_init(&p, "k", "k", 0, 0);
     ck_assert(run(&p));
-    ax_psess sa, sb;
-    ax_hs_take_session(&p.a, &sa);
-    ax_hs_take_session(&p.b, &sb);
+    axd_psess sa, sb;
+    axd_hs_take_session(&p.a, &sa);
+    axd_hs_take_session(&p.b, &sb);
     ax_wbuf f1, f2, f3;
     ax_wbuf_init(&f1);
     ax_wbuf_init(&f2);
@@ -412,20 +412,20 @@ START_TEST(replayed_reordered_forged_and_foreign_frames_are_dropped_and_counted)
     pair q;
     pair_init(&q, "k", "k", 0, 0);
     ck_assert(run(&q));
-    ax_psess qa;
-    ax_hs_take_session(&q.a, &qa);
+    axd_psess qa;
+    axd_hs_take_session(&q.a, &qa);
     make_frame(&qa, &f1, "other session");
     ck_assert_int_eq(open_frame(&sb, &f1), AX_EAUTH);
     /* a frame of B reflected back to B */
     make_frame(&sb, &f2, "reflect");
     ck_assert_int_eq(open_frame(&sb, &f2), AX_EAUTH);
-    ax_psess_free(&qa);
+    axd_psess_free(&qa);
     pair_free(&q);
     ax_wbuf_free(&f1);
     ax_wbuf_free(&f2);
     ax_wbuf_free(&f3);
-    ax_psess_free(&sa);
-    ax_psess_free(&sb);
+    axd_psess_free(&sa);
+    axd_psess_free(&sb);
     pair_free(&p);
 }
 END_TEST
@@ -445,15 +445,15 @@ END_TEST
 
 START_TEST(self_connection_and_missing_session_suffix_are_refused)
 {
-    ax_hs h;
-    ax_hs_cfg c = {.self_id = "node-b", .token = "t", .token_len = 1};
-    ck_assert_int_eq(ax_hs_init(&h, AX_HS_RESPONDER, &c), AX_EINVAL);
+    axd_hs h;
+    axd_hs_cfg c = {.self_id = "node-b", .token = "t", .token_len = 1};
+    ck_assert_int_eq(axd_hs_init(&h, AXD_HS_RESPONDER, &c), AX_EINVAL);
     pair p;
     memset(&p, 0, sizeof p);
-    ax_hs_cfg ca = {.self_id = "node-b@boot-cccccccccccccccc-session-1", .token = "t", .token_len = 1};
-    ax_hs_cfg cb = {.self_id = ID_B, .token = "t", .token_len = 1};
-    ck_assert_int_eq(ax_hs_init(&p.a, AX_HS_INITIATOR, &ca), 0);
-    ck_assert_int_eq(ax_hs_init(&p.b, AX_HS_RESPONDER, &cb), 0);
+    axd_hs_cfg ca = {.self_id = "node-b@boot-cccccccccccccccc-session-1", .token = "t", .token_len = 1};
+    axd_hs_cfg cb = {.self_id = ID_B, .token = "t", .token_len = 1};
+    ck_assert_int_eq(axd_hs_init(&p.a, AXD_HS_INITIATOR, &ca), 0);
+    ck_assert_int_eq(axd_hs_init(&p.b, AXD_HS_RESPONDER, &cb), 0);
     ax_wbuf_init(&p.ab);
     ax_wbuf_init(&p.ba);
     ck_assert(!run(&p));

@@ -17,13 +17,13 @@
 #include <unistd.h>
 
 /* The config as text, so two configs compare with one strcmp. Caller frees. */
-static char *dump(const ax_config *c)
+static char *dump(const axd_config *c)
 {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     ck_assert_ptr_nonnull(f);
-    ax_config_print(c, f);
+    axd_config_print(c, f);
     fclose(f);
     return buf;
 }
@@ -51,33 +51,33 @@ static char *read_all(const char *path)
 }
 
 /* A config with some values off their defaults, so "unchanged" means something. */
-static void non_default(ax_config *c)
+static void non_default(axd_config *c)
 {
     char err[256];
-    ax_config_defaults(c);
-    ck_assert_int_eq(ax_config_set(c, "runtime.batch", "7", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(c, "plugins.load", "counter", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(c, "client.socket_group", "wheel", err, sizeof err), 0);
+    axd_config_defaults(c);
+    ck_assert_int_eq(axd_config_set(c, "runtime.batch", "7", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(c, "plugins.load", "counter", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(c, "client.socket_group", "wheel", err, sizeof err), 0);
 }
 
 /* text[0..len) must fail with "NAME:LINE: ...needle..." from both the file and (if it has
  * no NUL) the string loader, leaving the config as it was. */
 static void expect_bad(const char *text, size_t len, unsigned line, const char *needle)
 {
-    ax_config c;
+    axd_config c;
     char err[512] = "", want[128], *before, *after;
     non_default(&c);
     before = dump(&c);
 
     const char *path = tmp_file(text, len);
-    ck_assert_int_eq(ax_config_load(&c, path, err, sizeof err), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_load(&c, path, err, sizeof err), AX_ECONFIG);
     snprintf(want, sizeof want, "%s:%u: ", path, line);
     ck_assert_msg(!strncmp(err, want, strlen(want)), "want prefix '%s', got '%s'", want, err);
     ck_assert_msg(strstr(err, needle) != NULL, "want '%s' in '%s'", needle, err);
     unlink(path);
 
     if (!memchr(text, 0, len)) {
-        ck_assert_int_eq(ax_config_load_string(&c, text, "t.conf", err, sizeof err), AX_ECONFIG);
+        ck_assert_int_eq(axd_config_load_string(&c, text, "t.conf", err, sizeof err), AX_ECONFIG);
         snprintf(want, sizeof want, "t.conf:%u: ", line);
         ck_assert_msg(!strncmp(err, want, strlen(want)), "want prefix '%s', got '%s'", want, err);
     }
@@ -85,7 +85,7 @@ static void expect_bad(const char *text, size_t len, unsigned line, const char *
     ck_assert_str_eq(before, after);
     free(before);
     free(after);
-    ax_config_free(&c);
+    axd_config_free(&c);
 }
 
 static const struct bad_case {
@@ -155,12 +155,12 @@ START_TEST(line_longer_than_4096_is_refused)
     /* exactly 4096 is fine */
     text[n + 4096 - 7] = '\n';
     text[n + 4096 - 7 + 1] = 0;
-    ax_config c;
+    axd_config c;
     char err[256];
-    ax_config_defaults(&c);
-    ck_assert_msg(ax_config_load_string(&c, text, "t", err, sizeof err) == 0, "%s", err);
+    axd_config_defaults(&c);
+    ck_assert_msg(axd_config_load_string(&c, text, "t", err, sizeof err) == 0, "%s", err);
     ck_assert_uint_eq(strlen(c.plugins[0]), 4096 - 7);
-    ax_config_free(&c);
+    axd_config_free(&c);
 }
 END_TEST
 
@@ -173,38 +173,38 @@ START_TEST(socket_path_must_fit_sun_path)
     expect_bad(text, strlen(text), 2, "1..107 bytes long");
     text[n + 106] = '\n';
     text[n + 107] = 0;
-    ax_config c;
+    axd_config c;
     char err[256];
-    ax_config_defaults(&c);
-    ck_assert_int_eq(ax_config_load_string(&c, text, "t", err, sizeof err), 0);
+    axd_config_defaults(&c);
+    ck_assert_int_eq(axd_config_load_string(&c, text, "t", err, sizeof err), 0);
     ck_assert_uint_eq(strlen(c.socket_path), 107);
-    ax_config_free(&c);
+    axd_config_free(&c);
 }
 END_TEST
 
 START_TEST(unreadable_file_says_why)
 {
-    ax_config c;
+    axd_config c;
     char err[512];
     non_default(&c);
     char *before = dump(&c);
-    ck_assert_int_eq(ax_config_load(&c, "/nonexistent/axactord.conf", err, sizeof err), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_load(&c, "/nonexistent/axactord.conf", err, sizeof err), AX_ECONFIG);
     ck_assert_str_eq(err, "/nonexistent/axactord.conf: No such file or directory");
-    ck_assert_int_eq(ax_config_load(&c, "/tmp", err, sizeof err), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_load(&c, "/tmp", err, sizeof err), AX_ECONFIG);
     ck_assert_str_eq(err, "/tmp: Is a directory");
     char *after = dump(&c);
     ck_assert_str_eq(before, after);
     free(before);
     free(after);
-    ax_config_free(&c);
+    axd_config_free(&c);
 }
 END_TEST
 
 START_TEST(defaults_are_the_documented_values)
 {
-    ax_config c;
+    axd_config c;
     char err[256];
-    ck_assert_int_eq(ax_config_defaults(&c), 0);
+    ck_assert_int_eq(axd_config_defaults(&c), 0);
     ck_assert_str_eq(c.socket_path, "/run/axactor/axactord.sock");
     ck_assert_uint_eq(c.socket_mode, 0660);
     ck_assert_str_eq(c.socket_group, "");
@@ -224,106 +224,106 @@ START_TEST(defaults_are_the_documented_values)
     ck_assert_ptr_null(c.plugins);
     /* the host-name default must itself be a valid node name */
     char *name = strdup(c.node_name);
-    ck_assert_int_eq(ax_config_set(&c, "node.name", name, err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "node.name", name, err, sizeof err), 0);
     free(name);
-    ax_config_free(&c);
+    axd_config_free(&c);
     ck_assert_ptr_null(c.node_name);
-    ax_config_free(&c); /* a zeroed struct */
-    ax_config_free(NULL);
+    axd_config_free(&c); /* a zeroed struct */
+    axd_config_free(NULL);
 }
 END_TEST
 
 START_TEST(quoting_keeps_spaces_hash_and_escapes)
 {
-    ax_config c;
+    axd_config c;
     char err[256];
-    ax_config_defaults(&c);
+    axd_config_defaults(&c);
     const char *text = "; comment\r\n\n  # indented comment\n[ client ]\r\n"
                        "  socket_group   =   \" a#b \\\"q\\\" \\\\ \"   # trailing comment\r\n"
                        "socket = /run/x.sock # unquoted: '#' starts a comment\n"
                        "[node]\nname=\"n1\"\n";
-    ck_assert_msg(ax_config_load_string(&c, text, "q", err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(axd_config_load_string(&c, text, "q", err, sizeof err) == 0, "%s", err);
     ck_assert_str_eq(c.socket_group, " a#b \"q\" \\ ");
     ck_assert_str_eq(c.socket_path, "/run/x.sock");
     ck_assert_str_eq(c.node_name, "n1");
-    ax_config_free(&c);
+    axd_config_free(&c);
 }
 END_TEST
 
 START_TEST(list_key_accumulates)
 {
-    ax_config c;
+    axd_config c;
     char err[256];
-    ax_config_defaults(&c);
-    ck_assert_int_eq(ax_config_set(&c, "plugins.load", "a", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&c, "plugins.load", "b", err, sizeof err), 0);
+    axd_config_defaults(&c);
+    ck_assert_int_eq(axd_config_set(&c, "plugins.load", "a", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "plugins.load", "b", err, sizeof err), 0);
     ck_assert_uint_eq(c.n_plugins, 2);
     ck_assert_str_eq(c.plugins[1], "b");
     /* within a file: lines accumulate, and the file's list replaces the inherited one */
-    ck_assert_int_eq(ax_config_load_string(&c, "[plugins]\nload = x\nload = \"y z\"\nload = w\n", "l", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_load_string(&c, "[plugins]\nload = x\nload = \"y z\"\nload = w\n", "l", err, sizeof err), 0);
     ck_assert_uint_eq(c.n_plugins, 3);
     ck_assert_str_eq(c.plugins[0], "x");
     ck_assert_str_eq(c.plugins[1], "y z");
     ck_assert_str_eq(c.plugins[2], "w");
     /* a file that does not mention the key keeps it; an empty value clears it */
-    ck_assert_int_eq(ax_config_load_string(&c, "[runtime]\nbatch = 3\n", "l", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_load_string(&c, "[runtime]\nbatch = 3\n", "l", err, sizeof err), 0);
     ck_assert_uint_eq(c.n_plugins, 3);
-    ck_assert_int_eq(ax_config_load_string(&c, "[plugins]\nload =\n", "l", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_load_string(&c, "[plugins]\nload =\n", "l", err, sizeof err), 0);
     ck_assert_uint_eq(c.n_plugins, 0);
     ck_assert_ptr_null(c.plugins);
-    ax_config_free(&c);
+    axd_config_free(&c);
 }
 END_TEST
 
 START_TEST(set_overrides_and_refuses_bad_values)
 {
-    ax_config c;
+    axd_config c;
     char err[256];
-    ax_config_defaults(&c);
-    ck_assert_int_eq(ax_config_load_string(&c, "[runtime]\nbatch = 10\n", "s", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&c, "runtime.batch", "128", err, sizeof err), 0);
+    axd_config_defaults(&c);
+    ck_assert_int_eq(axd_config_load_string(&c, "[runtime]\nbatch = 10\n", "s", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "runtime.batch", "128", err, sizeof err), 0);
     ck_assert_uint_eq(c.batch, 128);
-    ck_assert_int_eq(ax_config_set(&c, "runtime.batch", "128", err, sizeof err), 0); /* no "duplicate" here */
-    ck_assert_int_eq(ax_config_set(&c, "log.level", "debug", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "runtime.batch", "128", err, sizeof err), 0); /* no "duplicate" here */
+    ck_assert_int_eq(axd_config_set(&c, "log.level", "debug", err, sizeof err), 0);
     ck_assert_int_eq(c.log_level, AX_LOG_DEBUG);
-    ck_assert_int_eq(ax_config_set(&c, "node.name", "edge-1.example", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "node.name", "edge-1.example", err, sizeof err), 0);
     ck_assert_str_eq(c.node_name, "edge-1.example");
 
     char *before = dump(&c);
-    ck_assert_int_eq(ax_config_set(&c, "runtime.batch", "0", err, sizeof err), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_set(&c, "runtime.batch", "0", err, sizeof err), AX_ECONFIG);
     ck_assert_str_eq(err, "runtime.batch: \"0\" is out of range 1..65536");
-    ck_assert_int_eq(ax_config_set(&c, "runtime.nope", "1", err, sizeof err), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_set(&c, "runtime.nope", "1", err, sizeof err), AX_ECONFIG);
     ck_assert_str_eq(err, "unknown key \"runtime.nope\"");
-    ck_assert_int_eq(ax_config_set(&c, "node.name", "a\nb", err, sizeof err), AX_ECONFIG);
-    ck_assert_int_eq(ax_config_set(&c, "node.name", NULL, err, sizeof err), AX_ECONFIG);
-    ck_assert_int_eq(ax_config_set(&c, "runtime.batch", "1", NULL, 0), 0); /* err is optional */
-    ck_assert_int_eq(ax_config_set(&c, "runtime.batch", "128", NULL, 0), 0);
+    ck_assert_int_eq(axd_config_set(&c, "node.name", "a\nb", err, sizeof err), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_set(&c, "node.name", NULL, err, sizeof err), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_set(&c, "runtime.batch", "1", NULL, 0), 0); /* err is optional */
+    ck_assert_int_eq(axd_config_set(&c, "runtime.batch", "128", NULL, 0), 0);
     char *after = dump(&c);
     ck_assert_str_eq(before, after);
     free(before);
     free(after);
-    ax_config_free(&c);
+    axd_config_free(&c);
 }
 END_TEST
 
 START_TEST(sizes_and_durations_take_suffixes)
 {
-    ax_config c;
+    axd_config c;
     char err[256];
-    ax_config_defaults(&c);
+    axd_config_defaults(&c);
     const char *text = "[client]\nmax_frame = 2M\noutbuf_max = 64K\n"
                        "[runtime]\nask_timeout_ms = 2s\nidle_timeout_ms = 1h\nbatch = 0064\n";
-    ck_assert_msg(ax_config_load_string(&c, text, "u", err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(axd_config_load_string(&c, text, "u", err, sizeof err) == 0, "%s", err);
     ck_assert_uint_eq(c.max_frame, 2u << 20);
     ck_assert_uint_eq(c.client_outbuf_max, 65536);
     ck_assert_uint_eq(c.ask_timeout_ms, 2000);
     ck_assert_uint_eq(c.idle_timeout_ms, 3600000);
     ck_assert_uint_eq(c.batch, 64);
-    ck_assert_int_eq(ax_config_set(&c, "client.max_frame", "64MiB", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "client.max_frame", "64MiB", err, sizeof err), 0);
     ck_assert_uint_eq(c.max_frame, 64u << 20);
-    ck_assert_int_eq(ax_config_set(&c, "runtime.idle_timeout_ms", "0", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&c, "runtime.idle_timeout_ms", "31d", err, sizeof err), AX_ECONFIG);
-    ax_config_free(&c);
+    ck_assert_int_eq(axd_config_set(&c, "runtime.idle_timeout_ms", "0", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "runtime.idle_timeout_ms", "31d", err, sizeof err), AX_ECONFIG);
+    axd_config_free(&c);
 }
 END_TEST
 
@@ -333,16 +333,16 @@ START_TEST(booleans_accept_the_usual_words)
     int b;
     for (int i = 0; i < 4; i++) {
         b = -1;
-        ck_assert_int_eq(ax_config_parse_bool(yes[i], &b), 0);
+        ck_assert_int_eq(axd_config_parse_bool(yes[i], &b), 0);
         ck_assert_int_eq(b, 1);
-        ck_assert_int_eq(ax_config_parse_bool(no[i], &b), 0);
+        ck_assert_int_eq(axd_config_parse_bool(no[i], &b), 0);
         ck_assert_int_eq(b, 0);
     }
     b = 5;
-    ck_assert_int_eq(ax_config_parse_bool("True", &b), AX_ECONFIG);
-    ck_assert_int_eq(ax_config_parse_bool("2", &b), AX_ECONFIG);
-    ck_assert_int_eq(ax_config_parse_bool("", &b), AX_ECONFIG);
-    ck_assert_int_eq(ax_config_parse_bool(NULL, &b), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_parse_bool("True", &b), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_parse_bool("2", &b), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_parse_bool("", &b), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_parse_bool(NULL, &b), AX_ECONFIG);
     ck_assert_int_eq(b, 5);
 }
 END_TEST
@@ -361,11 +361,11 @@ static char *shipped_conf_path(void)
 START_TEST(shipped_conf_documents_every_key_with_its_default)
 {
     char *text = read_all(shipped_conf_path()), *save = NULL, section[64] = "", err[256];
-    size_t n = ax_config_key_count();
+    size_t n = axd_config_key_count();
     int *found = calloc(n, sizeof *found);
-    ax_config def, doc;
-    ax_config_defaults(&def);
-    ax_config_defaults(&doc);
+    axd_config def, doc;
+    axd_config_defaults(&def);
+    axd_config_defaults(&doc);
 
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char key[128], full[200];
@@ -377,61 +377,61 @@ START_TEST(shipped_conf_documents_every_key_with_its_default)
         const char *value = line + off + (line[off] == ' ');
         snprintf(full, sizeof full, "%s.%s", section, key);
         size_t i = 0;
-        while (i < n && strcmp(ax_config_key_name(i), full))
+        while (i < n && strcmp(axd_config_key_name(i), full))
             i++;
         ck_assert_msg(i < n, "conf documents unknown key %s", full);
         found[i] = 1;
         if (strcmp(full, "node.name") && strcmp(full, "plugins.dir"))
-            ck_assert_msg(ax_config_set(&doc, full, value, err, sizeof err) == 0, "%s", err);
+            ck_assert_msg(axd_config_set(&doc, full, value, err, sizeof err) == 0, "%s", err);
     }
     for (size_t i = 0; i < n; i++)
-        ck_assert_msg(found[i], "%s is not documented in conf/axactord.conf", ax_config_key_name(i));
+        ck_assert_msg(found[i], "%s is not documented in conf/axactord.conf", axd_config_key_name(i));
     char *a = dump(&def), *b = dump(&doc);
     ck_assert_str_eq(a, b);
     free(a);
     free(b);
     free(found);
     free(text);
-    ax_config_free(&def);
-    ax_config_free(&doc);
+    axd_config_free(&def);
+    axd_config_free(&doc);
 }
 END_TEST
 
 START_TEST(shipped_conf_parses_cleanly)
 {
-    ax_config c, d;
+    axd_config c, d;
     char err[512];
-    ax_config_defaults(&c);
-    ax_config_defaults(&d);
-    ck_assert_msg(ax_config_load(&c, shipped_conf_path(), err, sizeof err) == 0, "%s", err);
+    axd_config_defaults(&c);
+    axd_config_defaults(&d);
+    ck_assert_msg(axd_config_load(&c, shipped_conf_path(), err, sizeof err) == 0, "%s", err);
     char *a = dump(&c), *b = dump(&d);
     ck_assert_str_eq(a, b);
     free(a);
     free(b);
-    ax_config_free(&c);
-    ax_config_free(&d);
+    axd_config_free(&c);
+    axd_config_free(&d);
 }
 END_TEST
 
 START_TEST(print_then_load_round_trips)
 {
-    ax_config c, d;
+    axd_config c, d;
     char err[256];
-    ax_config_defaults(&c);
-    ck_assert_int_eq(ax_config_set(&c, "client.socket_group", " we\"ird#\\ ", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&c, "client.socket_mode", "0600", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&c, "log.level", "debug", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&c, "log.target", "journal", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&c, "runtime.idle_timeout_ms", "0", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&c, "plugins.load", "counter", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&c, "plugins.load", "/opt/x y.so", err, sizeof err), 0);
+    axd_config_defaults(&c);
+    ck_assert_int_eq(axd_config_set(&c, "client.socket_group", " we\"ird#\\ ", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "client.socket_mode", "0600", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "log.level", "debug", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "log.target", "journal", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "runtime.idle_timeout_ms", "0", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "plugins.load", "counter", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&c, "plugins.load", "/opt/x y.so", err, sizeof err), 0);
     char *a = dump(&c);
 
     /* load over a config that differs everywhere, so every value must come from the text */
-    ax_config_defaults(&d);
-    ck_assert_int_eq(ax_config_set(&d, "plugins.load", "other", err, sizeof err), 0);
-    ck_assert_int_eq(ax_config_set(&d, "runtime.batch", "9", err, sizeof err), 0);
-    ck_assert_msg(ax_config_load_string(&d, a, "printed", err, sizeof err) == 0, "%s", err);
+    axd_config_defaults(&d);
+    ck_assert_int_eq(axd_config_set(&d, "plugins.load", "other", err, sizeof err), 0);
+    ck_assert_int_eq(axd_config_set(&d, "runtime.batch", "9", err, sizeof err), 0);
+    ck_assert_msg(axd_config_load_string(&d, a, "printed", err, sizeof err) == 0, "%s", err);
     char *b = dump(&d);
     ck_assert_str_eq(a, b);
     ck_assert_str_eq(d.socket_group, " we\"ird#\\ ");
@@ -440,42 +440,42 @@ START_TEST(print_then_load_round_trips)
     free(b);
 
     /* and the defaults, whose list is empty */
-    ax_config_free(&c);
-    ax_config_free(&d);
-    ax_config_defaults(&c);
-    ax_config_defaults(&d);
-    ck_assert_int_eq(ax_config_set(&d, "plugins.load", "other", err, sizeof err), 0);
+    axd_config_free(&c);
+    axd_config_free(&d);
+    axd_config_defaults(&c);
+    axd_config_defaults(&d);
+    ck_assert_int_eq(axd_config_set(&d, "plugins.load", "other", err, sizeof err), 0);
     a = dump(&c);
-    ck_assert_msg(ax_config_load_string(&d, a, "printed", err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(axd_config_load_string(&d, a, "printed", err, sizeof err) == 0, "%s", err);
     b = dump(&d);
     ck_assert_str_eq(a, b);
     free(a);
     free(b);
-    ax_config_free(&c);
-    ax_config_free(&d);
+    axd_config_free(&c);
+    axd_config_free(&d);
 }
 END_TEST
 
 START_TEST(key_table_enumerates)
 {
-    size_t n = ax_config_key_count();
+    size_t n = axd_config_key_count();
     ck_assert_uint_ge(n, 17);
     for (size_t i = 0; i < n; i++)
-        ck_assert_ptr_nonnull(strchr(ax_config_key_name(i), '.'));
-    ck_assert_ptr_null(ax_config_key_name(n));
+        ck_assert_ptr_nonnull(strchr(axd_config_key_name(i), '.'));
+    ck_assert_ptr_null(axd_config_key_name(n));
 }
 END_TEST
 
 /* ---- log ---- */
 
-/* Run ax_log_write with stderr redirected; returns what it wrote (caller frees). */
+/* Run axd_log_write with stderr redirected; returns what it wrote (caller frees). */
 static char *capture_log(int level, const char *subsys, const char *msg)
 {
     int fds[2], saved = dup(2);
     ck_assert_int_eq(pipe(fds), 0);
     dup2(fds[1], 2);
     close(fds[1]);
-    ax_log(level, subsys, "%s", msg);
+    axd_log(level, subsys, "%s", msg);
     dup2(saved, 2);
     close(saved);
     char *buf = calloc(1, 8192);
@@ -488,8 +488,8 @@ static char *capture_log(int level, const char *subsys, const char *msg)
 
 START_TEST(log_stderr_line_has_utc_timestamp_level_and_subsystem)
 {
-    ax_log_set_target("stderr");
-    ax_log_set_level(AX_LOG_INFO);
+    axd_log_set_target("stderr");
+    axd_log_set_level(AX_LOG_INFO);
     char *s = capture_log(AX_LOG_WARN, "config", "hello 1");
     int y, mo, d, h, mi, sec, ms, n = 0;
     ck_assert_int_eq(sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ %n", &y, &mo, &d, &h, &mi, &sec, &ms, &n), 7);
@@ -506,8 +506,8 @@ START_TEST(log_journal_line_has_priority_prefix)
         const char *want;
     } cases[] = {{AX_LOG_ERROR, "<3>x: m\n"}, {AX_LOG_WARN, "<4>x: m\n"}, {AX_LOG_INFO, "<6>x: m\n"},
                  {AX_LOG_DEBUG, "<7>x: m\n"}};
-    ax_log_set_target("journal");
-    ax_log_set_level(AX_LOG_DEBUG);
+    axd_log_set_target("journal");
+    axd_log_set_level(AX_LOG_DEBUG);
     for (size_t i = 0; i < 4; i++) {
         char *s = capture_log(cases[i].level, "x", "m");
         ck_assert_str_eq(s, cases[i].want);
@@ -518,8 +518,8 @@ END_TEST
 
 START_TEST(log_drops_below_threshold_and_keeps_errno)
 {
-    ax_log_set_target("journal");
-    ax_log_set_level(AX_LOG_WARN);
+    axd_log_set_target("journal");
+    axd_log_set_level(AX_LOG_WARN);
     char *s = capture_log(AX_LOG_INFO, "x", "dropped");
     ck_assert_str_eq(s, "");
     free(s);
@@ -528,16 +528,16 @@ START_TEST(log_drops_below_threshold_and_keeps_errno)
     ck_assert_int_eq(errno, ENOENT);
     ck_assert_str_eq(s, "<3>x: kept\n");
     free(s);
-    ck_assert_int_eq(ax_log_level_parse("warn"), AX_LOG_WARN);
-    ck_assert_int_eq(ax_log_level_parse("loud"), -1);
-    ck_assert_str_eq(ax_log_level_name(AX_LOG_DEBUG), "debug");
+    ck_assert_int_eq(axd_log_level_parse("warn"), AX_LOG_WARN);
+    ck_assert_int_eq(axd_log_level_parse("loud"), -1);
+    ck_assert_str_eq(axd_log_level_name(AX_LOG_DEBUG), "debug");
 }
 END_TEST
 
 START_TEST(log_replaces_control_characters)
 {
-    ax_log_set_target("journal");
-    ax_log_set_level(AX_LOG_INFO);
+    axd_log_set_target("journal");
+    axd_log_set_level(AX_LOG_INFO);
     char *s = capture_log(AX_LOG_INFO, "cli\nent", "a\nb\rc\td\x1b[31me\x7f\xc3\xa9");
     ck_assert_str_eq(s, "<6>cli?ent: a?b?c?d?[31me?\xc3\xa9\n");
     free(s);
@@ -549,8 +549,8 @@ START_TEST(log_truncates_long_lines_with_ellipsis)
     char *msg = malloc(10000);
     memset(msg, 'x', 9999);
     msg[9999] = 0;
-    ax_log_set_target("journal");
-    ax_log_set_level(AX_LOG_INFO);
+    axd_log_set_target("journal");
+    axd_log_set_level(AX_LOG_INFO);
     char *s = capture_log(AX_LOG_INFO, "x", msg);
     size_t len = strlen(s);
     ck_assert_uint_gt(len, 1000);

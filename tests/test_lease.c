@@ -20,11 +20,11 @@
 typedef struct res {
     int done;
     uint32_t shard;
-    ax_lease_result r;
+    axd_lease_result r;
     char owner[300];
 } res;
 
-static void res_cb(void *ud, uint32_t shard, const ax_lease_result *r)
+static void res_cb(void *ud, uint32_t shard, const axd_lease_result *r)
 {
     res *x = ud;
     ck_assert_int_eq(x->done, 0); /* exactly once */
@@ -44,35 +44,35 @@ static res wait_res(struct ev_loop *loop, res *x)
     return *x;
 }
 
-static res do_acquire(struct ev_loop *loop, ax_lease_store *st, uint32_t shard, const char *node, uint32_t ttl,
+static res do_acquire(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint32_t ttl,
                       uint64_t min_epoch)
 {
     res x = {0};
-    ck_assert_int_eq(ax_lease_acquire(st, shard, node, ttl, min_epoch, res_cb, &x), 0);
+    ck_assert_int_eq(axd_lease_acquire(st, shard, node, ttl, min_epoch, res_cb, &x), 0);
     ck_assert_int_eq(x.done, 0); /* never inside the call */
     return wait_res(loop, &x);
 }
 
-static res do_renew(struct ev_loop *loop, ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch,
+static res do_renew(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch,
                     uint32_t ttl)
 {
     res x = {0};
-    ck_assert_int_eq(ax_lease_renew(st, shard, node, epoch, ttl, res_cb, &x), 0);
+    ck_assert_int_eq(axd_lease_renew(st, shard, node, epoch, ttl, res_cb, &x), 0);
     ck_assert_int_eq(x.done, 0);
     return wait_res(loop, &x);
 }
 
-static res do_release(struct ev_loop *loop, ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch)
+static res do_release(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch)
 {
     res x = {0};
-    ck_assert_int_eq(ax_lease_release(st, shard, node, epoch, res_cb, &x), 0);
+    ck_assert_int_eq(axd_lease_release(st, shard, node, epoch, res_cb, &x), 0);
     return wait_res(loop, &x);
 }
 
-static res do_get(struct ev_loop *loop, ax_lease_store *st, uint32_t shard)
+static res do_get(struct ev_loop *loop, axd_lease_store *st, uint32_t shard)
 {
     res x = {0};
-    ck_assert_int_eq(ax_lease_get(st, shard, res_cb, &x), 0);
+    ck_assert_int_eq(axd_lease_get(st, shard, res_cb, &x), 0);
     return wait_res(loop, &x);
 }
 
@@ -95,11 +95,11 @@ START_TEST(shard_hash_matches_documented_vectors)
         {"\x00\xff", 2, UINT64_C(0x0831c907b4ea2b60), 103, 57959, 2},
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-        ck_assert_uint_eq(ax_fnv1a64(v[i].key, v[i].len), v[i].fnv);
-        ck_assert_uint_eq(ax_shard_of(v[i].key, v[i].len, 256), v[i].s256);
-        ck_assert_uint_eq(ax_shard_of(v[i].key, v[i].len, 65536), v[i].s65536);
-        ck_assert_uint_eq(ax_shard_of(v[i].key, v[i].len, 7), v[i].s7);
-        ck_assert_uint_eq(ax_shard_of(v[i].key, v[i].len, 1), 0);
+        ck_assert_uint_eq(axd_fnv1a64(v[i].key, v[i].len), v[i].fnv);
+        ck_assert_uint_eq(axd_shard_of(v[i].key, v[i].len, 256), v[i].s256);
+        ck_assert_uint_eq(axd_shard_of(v[i].key, v[i].len, 65536), v[i].s65536);
+        ck_assert_uint_eq(axd_shard_of(v[i].key, v[i].len, 7), v[i].s7);
+        ck_assert_uint_eq(axd_shard_of(v[i].key, v[i].len, 1), 0);
     }
 }
 END_TEST
@@ -136,10 +136,10 @@ START_TEST(protocol_md_hash_vectors_agree)
             len = strlen(key);
             memcpy(bytes, key, len);
         }
-        ck_assert_uint_eq(ax_fnv1a64(bytes, len), strtoull(hex, NULL, 16));
-        ck_assert_uint_eq(ax_shard_of((const char *)bytes, len, 256), s256);
-        ck_assert_uint_eq(ax_shard_of((const char *)bytes, len, 65536), s65536);
-        ck_assert_uint_eq(ax_shard_of((const char *)bytes, len, 7), s7);
+        ck_assert_uint_eq(axd_fnv1a64(bytes, len), strtoull(hex, NULL, 16));
+        ck_assert_uint_eq(axd_shard_of((const char *)bytes, len, 256), s256);
+        ck_assert_uint_eq(axd_shard_of((const char *)bytes, len, 65536), s65536);
+        ck_assert_uint_eq(axd_shard_of((const char *)bytes, len, 7), s7);
         rows++;
     }
     fclose(f);
@@ -153,7 +153,7 @@ START_TEST(shard_hash_spreads_keys)
     char key[32];
     for (int i = 0; i < 16000; i++) {
         int n = snprintf(key, sizeof key, "user-%d", i);
-        count[ax_shard_of(key, (size_t)n, 16)]++;
+        count[axd_shard_of(key, (size_t)n, 16)]++;
     }
     for (int s = 0; s < 16; s++)
         ck_assert_msg(count[s] > 800 && count[s] < 1200, "shard %d got %u of 16000", s, count[s]);
@@ -165,7 +165,7 @@ END_TEST
 START_TEST(mem_store_acquire_renew_release_and_fencing)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = ax_lease_mem_new(loop, 8);
+    axd_lease_store *st = axd_lease_mem_new(loop, 8);
     res r;
 
     r = do_acquire(loop, st, 3, "node-a", 10000, 0);
@@ -225,23 +225,23 @@ START_TEST(mem_store_acquire_renew_release_and_fencing)
 
     /* bad arguments: refused at once, no callback */
     res x = {0};
-    ck_assert_int_eq(ax_lease_acquire(st, 8, "node-a", 1000, 0, res_cb, &x), AX_EINVAL);
-    ck_assert_int_eq(ax_lease_acquire(st, 0, "", 1000, 0, res_cb, &x), AX_EINVAL);
-    ck_assert_int_eq(ax_lease_acquire(st, 0, NULL, 1000, 0, res_cb, &x), AX_EINVAL);
-    ck_assert_int_eq(ax_lease_acquire(st, 0, "node-a", 0, 0, res_cb, &x), AX_EINVAL);
+    ck_assert_int_eq(axd_lease_acquire(st, 8, "node-a", 1000, 0, res_cb, &x), AX_EINVAL);
+    ck_assert_int_eq(axd_lease_acquire(st, 0, "", 1000, 0, res_cb, &x), AX_EINVAL);
+    ck_assert_int_eq(axd_lease_acquire(st, 0, NULL, 1000, 0, res_cb, &x), AX_EINVAL);
+    ck_assert_int_eq(axd_lease_acquire(st, 0, "node-a", 0, 0, res_cb, &x), AX_EINVAL);
     char longname[300];
     memset(longname, 'n', sizeof longname - 1);
     longname[sizeof longname - 1] = 0;
-    ck_assert_int_eq(ax_lease_renew(st, 0, longname, 1, 1000, res_cb, &x), AX_EINVAL);
+    ck_assert_int_eq(axd_lease_renew(st, 0, longname, 1, 1000, res_cb, &x), AX_EINVAL);
     run_for(loop, 0.01);
     ck_assert_int_eq(x.done, 0);
 
-    ax_lease_state s;
-    ax_lease_store_state(st, &s);
+    axd_lease_state s;
+    axd_lease_store_state(st, &s);
     ck_assert_str_eq(s.store, "memory");
     ck_assert_str_eq(s.conn, "connected");
     ck_assert_uint_ge(s.ops, 13);
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -249,7 +249,7 @@ END_TEST
 START_TEST(mem_store_lease_expires_and_epoch_keeps_growing)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = ax_lease_mem_new(loop, 4);
+    axd_lease_store *st = axd_lease_mem_new(loop, 4);
     res r = do_acquire(loop, st, 0, "node-a", 60, 0);
     ck_assert_uint_eq(r.r.epoch, 1);
     r = do_acquire(loop, st, 0, "node-b", 60, 0);
@@ -263,7 +263,7 @@ START_TEST(mem_store_lease_expires_and_epoch_keeps_growing)
     r = do_acquire(loop, st, 0, "node-b", 60, 0);
     ck_assert_int_eq(r.r.granted, 1);
     ck_assert_uint_eq(r.r.epoch, 2);
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -271,21 +271,21 @@ END_TEST
 START_TEST(mem_store_cut_node_fails_and_free_cancels_pending)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = ax_lease_mem_new(loop, 4);
-    ax_lease_mem_cut(st, "node-a", 1);
+    axd_lease_store *st = axd_lease_mem_new(loop, 4);
+    axd_lease_mem_cut(st, "node-a", 1);
     res r = do_acquire(loop, st, 0, "node-a", 1000, 0);
     ck_assert_int_eq(r.r.status, AX_ECONN);
     r = do_acquire(loop, st, 0, "node-b", 1000, 0); /* others still reach the store */
     ck_assert_int_eq(r.r.granted, 1);
-    ax_lease_mem_cut(st, "node-a", 0);
+    axd_lease_mem_cut(st, "node-a", 0);
     r = do_acquire(loop, st, 1, "node-a", 1000, 0);
     ck_assert_int_eq(r.r.granted, 1);
 
     res x = {0}, y = {0};
-    ax_lease_mem_set_delay(st, 1000);
-    ck_assert_int_eq(ax_lease_get(st, 0, res_cb, &x), 0);
-    ck_assert_int_eq(ax_lease_get(st, 1, res_cb, &y), 0);
-    ax_lease_store_free(st);
+    axd_lease_mem_set_delay(st, 1000);
+    ck_assert_int_eq(axd_lease_get(st, 0, res_cb, &x), 0);
+    ck_assert_int_eq(axd_lease_get(st, 1, res_cb, &y), 0);
+    axd_lease_store_free(st);
     ck_assert_int_eq(x.done, 1);
     ck_assert_int_eq(x.r.status, AX_ECANCELED);
     ck_assert_int_eq(y.r.status, AX_ECANCELED);
@@ -309,38 +309,38 @@ static int node_stopped(void *ud) { return ((tnode *)ud)->stopped > 0; }
 START_TEST(manager_single_node_owns_all_and_keeps_them)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = ax_lease_mem_new(loop, 16);
+    axd_lease_store *st = axd_lease_mem_new(loop, 16);
     tcluster c;
     tc_init(&c, loop, 16);
     tnode *a = tc_add(&c, st, "node-a", 300, 100, 100);
-    ax_shards_start(a->m);
+    axd_shards_start(a->m);
     want w = {a, 16};
     ck_assert(run_until(loop, has_count, &w, 2));
-    ck_assert_uint_eq(ax_shards_count_owned(a->m), 16);
-    ck_assert_uint_eq(ax_shards_target(a->m), 16);
+    ck_assert_uint_eq(axd_shards_count_owned(a->m), 16);
+    ck_assert_uint_eq(axd_shards_target(a->m), 16);
     run_for(loop, 1.0); /* > 3 ttl: renewals keep every shard */
     ck_assert_int_eq(tn_count(a, 16), 16);
     ck_assert_int_eq(a->lost_lease, 0);
     ck_assert_int_eq(a->acquired, 16);
 
     uint64_t e = 0;
-    ck_assert_int_eq(ax_shards_serving(a->m, 5, &e), 1);
+    ck_assert_int_eq(axd_shards_serving(a->m, 5, &e), 1);
     ck_assert_uint_eq(e, a->epoch[5]);
-    ck_assert_int_eq(ax_shards_fence(a->m, 5, e), 0);
-    ck_assert_int_eq(ax_shards_fence(a->m, 5, 0), 0);
-    ck_assert_int_eq(ax_shards_fence(a->m, 5, e + 1), AX_ESTALE);
-    ck_assert_int_eq(ax_shards_fence(a->m, 5, e + 7), AX_ESTALE);
-    ck_assert_int_eq(ax_shards_fence(a->m, 99, e), AX_EBUSY);
+    ck_assert_int_eq(axd_shards_fence(a->m, 5, e), 0);
+    ck_assert_int_eq(axd_shards_fence(a->m, 5, 0), 0);
+    ck_assert_int_eq(axd_shards_fence(a->m, 5, e + 1), AX_ESTALE);
+    ck_assert_int_eq(axd_shards_fence(a->m, 5, e + 7), AX_ESTALE);
+    ck_assert_int_eq(axd_shards_fence(a->m, 99, e), AX_EBUSY);
 
-    ax_shard_info in;
-    ck_assert_int_eq(ax_shards_info(a->m, 5, &in), 0);
-    ck_assert_int_eq(in.state, AX_SHARD_OWNED);
+    axd_shard_info in;
+    ck_assert_int_eq(axd_shards_info(a->m, 5, &in), 0);
+    ck_assert_int_eq(in.state, AXD_SHARD_OWNED);
     ck_assert_str_eq(in.owner, "node-a");
     ck_assert_int_gt(in.expires_in_ms, 0);
     ck_assert_int_le(in.expires_in_ms, 200);
-    ck_assert_int_eq(ax_shards_info(a->m, 16, &in), AX_EINVAL);
+    ck_assert_int_eq(axd_shards_info(a->m, 16, &in), AX_EINVAL);
 
-    cJSON *j = ax_shards_json(a->m, 0);
+    cJSON *j = axd_shards_json(a->m, 0);
     char *txt = cJSON_PrintUnformatted(j);
     ck_assert_ptr_nonnull(strstr(txt, "\"owned\":16"));
     ck_assert_ptr_nonnull(strstr(txt, "\"type\":\"memory\""));
@@ -348,7 +348,7 @@ START_TEST(manager_single_node_owns_all_and_keeps_them)
     free(txt);
     cJSON_Delete(j);
 
-    ax_shards_stop(a->m);
+    axd_shards_stop(a->m);
     ck_assert_int_eq(tn_count(a, 16), 0); /* stops serving at once */
     ck_assert_int_eq(a->shutdown, 16);
     ck_assert(run_until(loop, node_stopped, a, 2));
@@ -358,7 +358,7 @@ START_TEST(manager_single_node_owns_all_and_keeps_them)
     ck_assert_int_eq(c.double_owner, 0);
     ck_assert_int_eq(c.epoch_backwards, 0);
     tc_free(&c);
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -369,22 +369,22 @@ END_TEST
 START_TEST(manager_unreachable_store_drops_shards_before_expiry)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = ax_lease_mem_new(loop, 8);
+    axd_lease_store *st = axd_lease_mem_new(loop, 8);
     tcluster c;
     tc_init(&c, loop, 8);
     tnode *a = tc_add(&c, st, "node-a", 300, 100, 100);
-    ax_shards_start(a->m);
+    axd_shards_start(a->m);
     want w = {a, 8};
     ck_assert(run_until(loop, has_count, &w, 2));
     run_for(loop, 0.25);
 
     tnode *b = tc_add(&c, st, "node-b", 300, 100, 100);
-    ax_shards_start(b->m);
+    axd_shards_start(b->m);
     run_for(loop, 0.2);
     ck_assert_int_eq(tn_count(b, 8), 0); /* all held by a */
 
     double cut_at = ev_now(loop);
-    ax_lease_mem_cut(st, "node-a", 1);
+    axd_lease_mem_cut(st, "node-a", 1);
     want wa = {a, 0};
     ck_assert(run_until(loop, has_count, &wa, 1));
     double lost_after = a->last_lost_at - cut_at;
@@ -399,17 +399,17 @@ START_TEST(manager_unreachable_store_drops_shards_before_expiry)
     }
 
     /* b takes over after the store's expiry (b still believes a is alive: fair share 4) */
-    ax_shards_set_live_nodes(b->m, 2);
+    axd_shards_set_live_nodes(b->m, 2);
     want wb4 = {b, 4};
     ck_assert(run_until(loop, has_count, &wb4, 2));
-    ax_shards_set_live_nodes(b->m, 1);
+    axd_shards_set_live_nodes(b->m, 1);
     want wb = {b, 8};
     ck_assert(run_until(loop, has_count, &wb, 2));
     for (uint32_t s = 0; s < 8; s++)
         ck_assert_uint_gt(b->epoch[s], a->epoch[s]);
 
     /* a comes back: it is refused (b holds everything) and serves nothing */
-    ax_lease_mem_cut(st, "node-a", 0);
+    axd_lease_mem_cut(st, "node-a", 0);
     run_for(loop, 0.4);
     ck_assert_int_eq(tn_count(a, 8), 0);
     ck_assert_int_eq(tn_count(b, 8), 8);
@@ -417,7 +417,7 @@ START_TEST(manager_unreachable_store_drops_shards_before_expiry)
     ck_assert_int_eq(c.epoch_backwards, 0);
     ck_assert_int_gt(c.samples, 300);
     tc_free(&c);
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -427,28 +427,28 @@ END_TEST
 START_TEST(manager_deadline_counts_from_send_time)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = ax_lease_mem_new(loop, 4);
+    axd_lease_store *st = axd_lease_mem_new(loop, 4);
     tcluster c;
     tc_init(&c, loop, 4);
-    ax_lease_mem_set_delay(st, 250); /* > ttl - safety = 200 */
+    axd_lease_mem_set_delay(st, 250); /* > ttl - safety = 200 */
     tnode *a = tc_add(&c, st, "node-a", 300, 100, 100);
-    ax_shards_start(a->m);
+    axd_shards_start(a->m);
     run_for(loop, 0.8);
     ck_assert_int_eq(a->acquired, 0);
-    ax_shards_stop(a->m);
+    axd_shards_stop(a->m);
     ck_assert(run_until(loop, node_stopped, a, 2));
 
     /* 120 ms replies: served, but renewals answered late leave a small window; a renew
      * whose reply is later than the deadline never extends it. */
-    ax_lease_mem_set_delay(st, 120);
+    axd_lease_mem_set_delay(st, 120);
     tnode *b = tc_add(&c, st, "node-b", 300, 100, 100);
-    ax_shards_start(b->m);
+    axd_shards_start(b->m);
     run_for(loop, 1.0);
     ck_assert_int_gt(b->acquired, 0);
     ck_assert_int_eq(c.double_owner, 0);
     ck_assert_int_eq(c.epoch_backwards, 0);
     tc_free(&c);
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -462,19 +462,19 @@ static int split_evenly(void *ud)
 START_TEST(manager_two_nodes_share_fairly_and_hand_over)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = ax_lease_mem_new(loop, 16);
+    axd_lease_store *st = axd_lease_mem_new(loop, 16);
     tcluster c;
     tc_init(&c, loop, 16);
     tnode *a = tc_add(&c, st, "node-a", 300, 100, 100);
-    ax_shards_start(a->m);
+    axd_shards_start(a->m);
     want w = {a, 16};
     ck_assert(run_until(loop, has_count, &w, 2));
 
     /* b joins: both learn there are two live nodes; a hands over 8, b takes them */
     tnode *b = tc_add(&c, st, "node-b", 300, 100, 100);
-    ax_shards_set_live_nodes(b->m, 2);
-    ax_shards_start(b->m);
-    ax_shards_set_live_nodes(a->m, 2);
+    axd_shards_set_live_nodes(b->m, 2);
+    axd_shards_start(b->m);
+    axd_shards_set_live_nodes(a->m, 2);
     ck_assert(run_until(loop, split_evenly, &c, 3));
     ck_assert_int_eq(a->handover, 8);
     ck_assert_int_eq(a->lost_lease, 0);
@@ -482,16 +482,16 @@ START_TEST(manager_two_nodes_share_fairly_and_hand_over)
     ck_assert(split_evenly(&c));
 
     /* b shuts down: releases at once; a (told one node is live) takes all back */
-    ax_shards_stop(b->m);
+    axd_shards_stop(b->m);
     ck_assert(run_until(loop, node_stopped, b, 2));
     double t0 = ev_now(loop);
-    ax_shards_set_live_nodes(a->m, 1);
+    axd_shards_set_live_nodes(a->m, 1);
     ck_assert(run_until(loop, has_count, &w, 2));
     ck_assert_msg(ev_now(loop) - t0 < 0.25, "released shards should be taken without waiting for expiry");
     ck_assert_int_eq(c.double_owner, 0);
     ck_assert_int_eq(c.epoch_backwards, 0);
     tc_free(&c);
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -506,19 +506,19 @@ static int all_owned_by_two(void *ud)
 START_TEST(manager_concurrent_start_one_winner_per_shard)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = ax_lease_mem_new(loop, 32);
+    axd_lease_store *st = axd_lease_mem_new(loop, 32);
     tcluster c;
     tc_init(&c, loop, 32);
     tnode *a = tc_add(&c, st, "node-a", 300, 100, 100);
     tnode *b = tc_add(&c, st, "node-b", 300, 100, 100);
-    ax_shards_start(a->m);
-    ax_shards_start(b->m);
+    axd_shards_start(a->m);
+    axd_shards_start(b->m);
     ck_assert(run_until(loop, all_owned_by_two, &c, 2));
     for (uint32_t s = 0; s < 32; s++)
         ck_assert_int_eq(a->serving[s] + b->serving[s], 1);
     ck_assert_int_eq(c.double_owner, 0);
     tc_free(&c);
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -526,44 +526,44 @@ END_TEST
 START_TEST(manager_rejects_bad_config_and_frees_with_requests_in_flight)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = ax_lease_mem_new(loop, 16);
+    axd_lease_store *st = axd_lease_mem_new(loop, 16);
     char err[256];
-    ax_shards_cfg cfg = {.node = "n", .n_shards = 16, .ttl_ms = 300, .renew_interval_ms = 200, .safety_margin_ms = 100};
-    ck_assert_ptr_null(ax_shards_new(loop, st, &cfg, NULL, err, sizeof err));
+    axd_shards_cfg cfg = {.node = "n", .n_shards = 16, .ttl_ms = 300, .renew_interval_ms = 200, .safety_margin_ms = 100};
+    ck_assert_ptr_null(axd_shards_new(loop, st, &cfg, NULL, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "renew_interval_ms + safety_margin_ms < ttl_ms"));
     cfg.renew_interval_ms = 100;
     cfg.n_shards = 17;
-    ck_assert_ptr_null(ax_shards_new(loop, st, &cfg, NULL, err, sizeof err));
+    ck_assert_ptr_null(axd_shards_new(loop, st, &cfg, NULL, err, sizeof err));
     cfg.n_shards = 16;
     cfg.node = "";
-    ck_assert_ptr_null(ax_shards_new(loop, st, &cfg, NULL, err, sizeof err));
+    ck_assert_ptr_null(axd_shards_new(loop, st, &cfg, NULL, err, sizeof err));
     cfg.node = "n";
-    ax_shards *m = ax_shards_new(loop, st, &cfg, NULL, err, sizeof err);
+    axd_shards *m = axd_shards_new(loop, st, &cfg, NULL, err, sizeof err);
     ck_assert_ptr_nonnull(m);
-    ax_lease_mem_set_delay(st, 500);
-    ax_shards_start(m);
+    axd_lease_mem_set_delay(st, 500);
+    axd_shards_start(m);
     run_for(loop, 0.02); /* acquires in flight */
-    ax_shards_free(m);   /* part of it lives on until the store answers */
-    ax_lease_store_free(st);
-    ax_shards_free(NULL);
+    axd_shards_free(m);   /* part of it lives on until the store answers */
+    axd_lease_store_free(st);
+    axd_shards_free(NULL);
 
-    ax_config conf;
-    ax_config_defaults(&conf);
-    ck_assert_int_eq(ax_shards_config_check(&conf, err, sizeof err), 0);
+    axd_config conf;
+    axd_config_defaults(&conf);
+    ck_assert_int_eq(axd_shards_config_check(&conf, err, sizeof err), 0);
     ck_assert_uint_eq(conf.shard_count, 256);
     ck_assert_uint_eq(conf.lease_ttl_ms, 10000);
-    ck_assert_int_eq(ax_config_set(&conf, "lease.renew_interval_ms", "9s", err, sizeof err), 0);
-    ck_assert_int_eq(ax_shards_config_check(&conf, err, sizeof err), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_set(&conf, "lease.renew_interval_ms", "9s", err, sizeof err), 0);
+    ck_assert_int_eq(axd_shards_config_check(&conf, err, sizeof err), AX_ECONFIG);
     ck_assert_str_eq(err, "lease.renew_interval_ms (9000) + lease.safety_margin_ms (1000) must be less than "
                           "lease.ttl_ms (10000)");
-    ck_assert_ptr_null(ax_lease_store_from_config(loop, &conf, err, sizeof err));
-    ck_assert_int_eq(ax_config_set(&conf, "lease.renew_interval_ms", "3000", err, sizeof err), 0);
-    ax_lease_store *s2 = ax_lease_store_from_config(loop, &conf, err, sizeof err);
+    ck_assert_ptr_null(axd_lease_store_from_config(loop, &conf, err, sizeof err));
+    ck_assert_int_eq(axd_config_set(&conf, "lease.renew_interval_ms", "3000", err, sizeof err), 0);
+    axd_lease_store *s2 = axd_lease_store_from_config(loop, &conf, err, sizeof err);
     ck_assert_ptr_nonnull(s2);
     ck_assert_uint_eq(s2->n_shards, 256);
-    ax_lease_store_free(s2);
-    ck_assert_int_eq(ax_config_set(&conf, "lease.store", "etcd", err, sizeof err), AX_ECONFIG);
-    ax_config_free(&conf);
+    axd_lease_store_free(s2);
+    ck_assert_int_eq(axd_config_set(&conf, "lease.store", "etcd", err, sizeof err), AX_ECONFIG);
+    axd_config_free(&conf);
     ev_loop_destroy(loop);
 }
 END_TEST

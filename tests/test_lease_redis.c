@@ -46,17 +46,17 @@ static void raw_cmd(redisContext *c, const char *fmt, const char *a, const char 
     freeReplyObject(x);
 }
 
-static ax_lease_store *store_new(struct ev_loop *loop, const redis_proc *r, const char *password, uint32_t db,
+static axd_lease_store *store_new(struct ev_loop *loop, const redis_proc *r, const char *password, uint32_t db,
                                  const char *prefix, uint32_t n_shards)
 {
     char err[256] = "";
-    ax_lease_redis_cfg cfg = {.host = "127.0.0.1",
+    axd_lease_redis_cfg cfg = {.host = "127.0.0.1",
                               .port = (uint16_t)r->port,
                               .password = password,
                               .db = db,
                               .prefix = prefix,
                               .connect_timeout_ms = 500};
-    ax_lease_store *st = ax_lease_redis_new(loop, n_shards, &cfg, err, sizeof err);
+    axd_lease_store *st = axd_lease_redis_new(loop, n_shards, &cfg, err, sizeof err);
     ck_assert_msg(st != NULL, "%s", err);
     return st;
 }
@@ -65,11 +65,11 @@ static ax_lease_store *store_new(struct ev_loop *loop, const redis_proc *r, cons
 
 typedef struct res {
     int done;
-    ax_lease_result r;
+    axd_lease_result r;
     char owner[300];
 } res;
 
-static void res_cb(void *ud, uint32_t shard, const ax_lease_result *r)
+static void res_cb(void *ud, uint32_t shard, const axd_lease_result *r)
 {
     res *x = ud;
     (void)shard;
@@ -88,37 +88,37 @@ static res wait_res(struct ev_loop *loop, res *x)
     return *x;
 }
 
-static res do_acquire(struct ev_loop *loop, ax_lease_store *st, uint32_t shard, const char *node, uint32_t ttl,
+static res do_acquire(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint32_t ttl,
                       uint64_t min_epoch)
 {
     res x = {0};
-    ck_assert_int_eq(ax_lease_acquire(st, shard, node, ttl, min_epoch, res_cb, &x), 0);
+    ck_assert_int_eq(axd_lease_acquire(st, shard, node, ttl, min_epoch, res_cb, &x), 0);
     ck_assert_int_eq(x.done, 0);
     return wait_res(loop, &x);
 }
-static res do_renew(struct ev_loop *loop, ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch,
+static res do_renew(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch,
                     uint32_t ttl)
 {
     res x = {0};
-    ck_assert_int_eq(ax_lease_renew(st, shard, node, epoch, ttl, res_cb, &x), 0);
+    ck_assert_int_eq(axd_lease_renew(st, shard, node, epoch, ttl, res_cb, &x), 0);
     return wait_res(loop, &x);
 }
-static res do_release(struct ev_loop *loop, ax_lease_store *st, uint32_t shard, const char *node, uint64_t epoch)
+static res do_release(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch)
 {
     res x = {0};
-    ck_assert_int_eq(ax_lease_release(st, shard, node, epoch, res_cb, &x), 0);
+    ck_assert_int_eq(axd_lease_release(st, shard, node, epoch, res_cb, &x), 0);
     return wait_res(loop, &x);
 }
-static res do_get(struct ev_loop *loop, ax_lease_store *st, uint32_t shard)
+static res do_get(struct ev_loop *loop, axd_lease_store *st, uint32_t shard)
 {
     res x = {0};
-    ck_assert_int_eq(ax_lease_get(st, shard, res_cb, &x), 0);
+    ck_assert_int_eq(axd_lease_get(st, shard, res_cb, &x), 0);
     return wait_res(loop, &x);
 }
 
 /* Acquire after the shard's quarantine (a fresh epoch counter holds the shard under no
  * owner for one ttl, see PROTOCOL.md). */
-static res acquire_past_quarantine(struct ev_loop *loop, ax_lease_store *st, uint32_t shard, const char *node,
+static res acquire_past_quarantine(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node,
                                    uint32_t ttl)
 {
     res r = do_acquire(loop, st, shard, node, ttl, 0);
@@ -140,7 +140,7 @@ START_TEST(redis_acquire_renew_expiry_epochs_release)
     redis_proc rp;
     redis_up(&rp, NULL);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = store_new(loop, &rp, NULL, 0, "t1:", 8);
+    axd_lease_store *st = store_new(loop, &rp, NULL, 0, "t1:", 8);
 
     /* a fresh counter: the shard is quarantined for one ttl, under no owner */
     res r = do_acquire(loop, st, 2, "node-a", 200, 0);
@@ -235,16 +235,16 @@ START_TEST(redis_acquire_renew_expiry_epochs_release)
     ck_assert_int_eq(r.r.status, AX_OK);
     ck_assert_int_eq(r.r.granted, 1);
 
-    ax_lease_state s;
-    ax_lease_store_state(st, &s);
+    axd_lease_state s;
+    axd_lease_store_state(st, &s);
     ck_assert_str_eq(s.store, "redis");
     ck_assert_str_eq(s.conn, "connected");
     ck_assert_str_eq(s.last_error, "");
 
     /* free with a request in flight: its callback says canceled */
     res p = {0};
-    ck_assert_int_eq(ax_lease_get(st, 1, res_cb, &p), 0);
-    ax_lease_store_free(st);
+    ck_assert_int_eq(axd_lease_get(st, 1, res_cb, &p), 0);
+    axd_lease_store_free(st);
     ck_assert_int_eq(p.done, 1);
     ck_assert_int_eq(p.r.status, AX_ECANCELED);
     ev_loop_destroy(loop);
@@ -257,15 +257,15 @@ START_TEST(redis_concurrent_acquire_has_one_winner)
     redis_proc rp;
     redis_up(&rp, NULL);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *sa = store_new(loop, &rp, NULL, 0, "t2:", 16);
-    ax_lease_store *sb = store_new(loop, &rp, NULL, 0, "t2:", 16);
+    axd_lease_store *sa = store_new(loop, &rp, NULL, 0, "t2:", 16);
+    axd_lease_store *sb = store_new(loop, &rp, NULL, 0, "t2:", 16);
     acquire_past_quarantine(loop, sa, 0, "warmup", 50); /* counter exists now */
     run_for(loop, 0.1);
 
     for (int round = 0; round < 20; round++) {
         res a = {0}, b = {0};
-        ck_assert_int_eq(ax_lease_acquire(sa, 0, "node-a", 50, 0, res_cb, &a), 0);
-        ck_assert_int_eq(ax_lease_acquire(sb, 0, "node-b", 50, 0, res_cb, &b), 0);
+        ck_assert_int_eq(axd_lease_acquire(sa, 0, "node-a", 50, 0, res_cb, &a), 0);
+        ck_assert_int_eq(axd_lease_acquire(sb, 0, "node-b", 50, 0, res_cb, &b), 0);
         wait_res(loop, &a);
         wait_res(loop, &b);
         ck_assert_int_eq(a.r.status, AX_OK);
@@ -282,8 +282,8 @@ START_TEST(redis_concurrent_acquire_has_one_winner)
     tc_init(&c, loop, 16);
     tnode *na = tc_add(&c, sa, "node-a", 300, 100, 100);
     tnode *nb = tc_add(&c, sb, "node-b", 300, 100, 100);
-    ax_shards_start(na->m);
-    ax_shards_start(nb->m);
+    axd_shards_start(na->m);
+    axd_shards_start(nb->m);
     run_for(loop, 1.2); /* quarantine of the 15 fresh shards, then acquisition */
     for (uint32_t s = 0; s < 16; s++)
         ck_assert_msg(na->serving[s] + nb->serving[s] == 1, "shard %u served by %d", s,
@@ -291,8 +291,8 @@ START_TEST(redis_concurrent_acquire_has_one_winner)
     ck_assert_int_eq(c.double_owner, 0);
     ck_assert_int_eq(c.epoch_backwards, 0);
     tc_free(&c);
-    ax_lease_store_free(sa);
-    ax_lease_store_free(sb);
+    axd_lease_store_free(sa);
+    axd_lease_store_free(sb);
     ev_loop_destroy(loop);
     redis_down(&rp);
 }
@@ -304,22 +304,22 @@ START_TEST(redis_wrong_password_is_a_clear_error)
     redis_up(&rp, "s3cret");
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
 
-    ax_lease_store *st = store_new(loop, &rp, "wrong", 0, "t3:", 4);
+    axd_lease_store *st = store_new(loop, &rp, "wrong", 0, "t3:", 4);
     res r = do_acquire(loop, st, 0, "node-a", 1000, 0);
     ck_assert_int_eq(r.r.status, AX_EAUTH);
-    ax_lease_state s;
-    ax_lease_store_state(st, &s);
+    axd_lease_state s;
+    axd_lease_store_state(st, &s);
     ck_assert_msg(strstr(s.last_error, "AUTH failed") && strstr(s.last_error, "WRONGPASS"), "last_error: %s",
                   s.last_error);
     ck_assert_str_ne(s.conn, "connected");
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
 
     st = store_new(loop, &rp, NULL, 0, "t3:", 4); /* no password at all */
     r = do_acquire(loop, st, 0, "node-a", 1000, 0);
     ck_assert_int_eq(r.r.status, AX_EAUTH);
-    ax_lease_store_state(st, &s);
+    axd_lease_store_state(st, &s);
     ck_assert_msg(strstr(s.last_error, "NOAUTH"), "last_error: %s", s.last_error);
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
 
     st = store_new(loop, &rp, "s3cret", 5, "t3:", 4); /* right password, db 5 */
     r = acquire_past_quarantine(loop, st, 0, "node-a", 1000);
@@ -330,7 +330,7 @@ START_TEST(redis_wrong_password_is_a_clear_error)
     ck_assert_int_eq(x->integer, 1);
     freeReplyObject(x);
     redisFree(c);
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
     ev_loop_destroy(loop);
     redis_down(&rp);
 }
@@ -341,7 +341,7 @@ START_TEST(redis_hostile_data_gives_errors_not_crashes)
     redis_proc rp;
     redis_up(&rp, NULL);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = store_new(loop, &rp, NULL, 0, "t4:", 8);
+    axd_lease_store *st = store_new(loop, &rp, NULL, 0, "t4:", 8);
     redisContext *c = raw(&rp);
     raw_cmd(c, "SET %s %s", "t4:shard:0", "not-a-hash", NULL);        /* wrong type */
     raw_cmd(c, "SET %s %s", "t4:epoch:1", "abc", NULL);               /* counter not a number */
@@ -362,13 +362,13 @@ START_TEST(redis_hostile_data_gives_errors_not_crashes)
     ck_assert_int_eq(r.r.status, AX_EPROTO);
     r = do_acquire(loop, st, 3, "node-a", 1000, 0);
     ck_assert_int_ne(r.r.status, AX_OK);
-    ax_lease_state s;
-    ax_lease_store_state(st, &s);
+    axd_lease_state s;
+    axd_lease_store_state(st, &s);
     ck_assert_str_eq(s.conn, "connected"); /* bad data is not a connection problem */
     ck_assert_str_ne(s.last_error, "");
     r = acquire_past_quarantine(loop, st, 4, "node-a", 300); /* other shards still work */
     ck_assert_int_eq(r.r.status, AX_OK);
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
     ev_loop_destroy(loop);
     redis_down(&rp);
 }
@@ -403,16 +403,16 @@ START_TEST(redis_restart_recovers_without_double_ownership)
     redis_proc rp;
     redis_up(&rp, NULL);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *sa = store_new(loop, &rp, NULL, 0, "t5:", 8);
-    ax_lease_store *sb = store_new(loop, &rp, NULL, 0, "t5:", 8);
+    axd_lease_store *sa = store_new(loop, &rp, NULL, 0, "t5:", 8);
+    axd_lease_store *sb = store_new(loop, &rp, NULL, 0, "t5:", 8);
     tcluster c;
     tc_init(&c, loop, 8);
     tnode *na = tc_add(&c, sa, "node-a", 300, 100, 100);
     tnode *nb = tc_add(&c, sb, "node-b", 300, 100, 100);
-    ax_shards_set_live_nodes(na->m, 2);
-    ax_shards_set_live_nodes(nb->m, 2);
-    ax_shards_start(na->m);
-    ax_shards_start(nb->m);
+    axd_shards_set_live_nodes(na->m, 2);
+    axd_shards_set_live_nodes(nb->m, 2);
+    axd_shards_start(na->m);
+    axd_shards_start(nb->m);
     ck_assert(run_until(loop, all_served, &c, 5));
     run_for(loop, 0.3);
     ck_assert_int_eq(tn_count(na, 8), 4);
@@ -427,14 +427,14 @@ START_TEST(redis_restart_recovers_without_double_ownership)
     ck_assert(run_until(loop, none_served, &c, 2));
     ck_assert_msg(ev_time() - killed < 0.2 + 0.15, "shards kept %.3f s after Redis died", ev_time() - killed);
     ck_assert_int_eq(na->lost_lease + nb->lost_lease, 8);
-    ax_lease_state s;
-    ax_lease_store_state(sa, &s);
+    axd_lease_state s;
+    axd_lease_store_state(sa, &s);
     ck_assert_str_eq(s.conn, "reconnecting");
     ck_assert_str_ne(s.last_error, "");
     run_for(loop, 0.2);
     redis_start(&rp);
     ck_assert(run_until(loop, all_served, &c, 8));
-    ax_lease_store_state(sa, &s);
+    axd_lease_store_state(sa, &s);
     ck_assert_str_eq(s.conn, "connected");
     ck_assert_uint_ge(s.reconnects, 1);
     for (uint32_t s2 = 0; s2 < 8; s2++)
@@ -458,12 +458,12 @@ START_TEST(redis_restart_recovers_without_double_ownership)
     ck_assert_int_eq(c.double_owner, 0);
     ck_assert_int_eq(c.epoch_backwards, 0);
     ck_assert_int_gt(c.samples, 1000);
-    ax_shards_stop(na->m);
-    ax_shards_stop(nb->m);
+    axd_shards_stop(na->m);
+    axd_shards_stop(nb->m);
     run_for(loop, 0.1);
     tc_free(&c);
-    ax_lease_store_free(sa);
-    ax_lease_store_free(sb);
+    axd_lease_store_free(sa);
+    axd_lease_store_free(sb);
     ev_loop_destroy(loop);
     redis_down(&rp);
 }
@@ -475,18 +475,18 @@ START_TEST(redis_unreachable_fails_fast)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     redis_proc rp = {.port = free_port()};
-    ax_lease_store *st = store_new(loop, &rp, NULL, 0, "t6:", 4);
+    axd_lease_store *st = store_new(loop, &rp, NULL, 0, "t6:", 4);
     double t0 = ev_time();
     res r = do_acquire(loop, st, 0, "node-a", 1000, 0);
     ck_assert_int_eq(r.r.status, AX_ECONN);
     ck_assert(ev_time() - t0 < 1.0);
-    ax_lease_state s;
-    ax_lease_store_state(st, &s);
+    axd_lease_state s;
+    axd_lease_store_state(st, &s);
     ck_assert_str_ne(s.conn, "connected");
     ck_assert_str_ne(s.last_error, "");
     res x = {0};
-    ck_assert_int_eq(ax_lease_acquire(st, 4, "node-a", 1000, 0, res_cb, &x), AX_EINVAL);
-    ax_lease_store_free(st);
+    ck_assert_int_eq(axd_lease_acquire(st, 4, "node-a", 1000, 0, res_cb, &x), AX_EINVAL);
+    axd_lease_store_free(st);
     ev_loop_destroy(loop);
 }
 END_TEST
@@ -498,7 +498,7 @@ START_TEST(redis_hung_server_times_out_and_recovers)
     redis_proc rp;
     redis_up(&rp, NULL);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    ax_lease_store *st = store_new(loop, &rp, NULL, 0, "t7:", 4); /* 500 ms timeout */
+    axd_lease_store *st = store_new(loop, &rp, NULL, 0, "t7:", 4); /* 500 ms timeout */
     acquire_past_quarantine(loop, st, 0, "node-a", 300);
     kill(rp.pid, SIGSTOP);
     double t0 = ev_time();
@@ -506,8 +506,8 @@ START_TEST(redis_hung_server_times_out_and_recovers)
     double took = ev_time() - t0;
     ck_assert_int_eq(r.r.status, AX_ETIMEDOUT);
     ck_assert_msg(took >= 0.4 && took < 1.5, "timed out after %.3f s", took);
-    ax_lease_state s;
-    ax_lease_store_state(st, &s);
+    axd_lease_state s;
+    axd_lease_store_state(st, &s);
     ck_assert_msg(strstr(s.last_error, "no reply within 500 ms"), "last_error: %s", s.last_error);
     kill(rp.pid, SIGCONT);
     for (int i = 0; i < 100; i++) { /* bounded: the store reconnects by itself */
@@ -517,9 +517,9 @@ START_TEST(redis_hung_server_times_out_and_recovers)
         run_for(loop, 0.05);
     }
     ck_assert_int_eq(r.r.status, AX_OK);
-    ax_lease_store_state(st, &s);
+    axd_lease_store_state(st, &s);
     ck_assert_str_eq(s.conn, "connected");
-    ax_lease_store_free(st);
+    axd_lease_store_free(st);
     ev_loop_destroy(loop);
     redis_down(&rp);
 }

@@ -131,19 +131,19 @@ AX_ACTOR_TYPE(tact_type, "tact", tact, t_start, t_stop, AX_MSG("crash", t_crash)
               AX_MSG("$exit", t_sys_exit), AX_MSG("$down", t_sys_down), AX_MSG("$event", t_sys_event));
 
 /* ---- fixture ---- */
-static ax_server S;
+static axd_server S;
 static struct ev_loop *L;
 
 static void setup(void)
 {
-    ax_config cfg;
+    axd_config cfg;
     char err[256];
-    ax_config_defaults(&cfg);
-    ax_log_set_level(AX_LOG_ERROR);
+    axd_config_defaults(&cfg);
+    axd_log_set_level(AX_LOG_ERROR);
     L = ev_loop_new(EVFLAG_AUTO);
-    ax_server_init(&S, L, &cfg);
-    ax_type *t;
-    ck_assert_int_eq(ax_type_register(&S, &tact_type, NULL, &t, err, sizeof err), 0);
+    axd_server_init(&S, L, &cfg);
+    axd_type *t;
+    ck_assert_int_eq(axd_type_register(&S, &tact_type, NULL, &t, err, sizeof err), 0);
     g_fail_next_start = 0;
     g_stops = 0;
 }
@@ -151,10 +151,10 @@ static void setup(void)
 static void teardown(void)
 {
     /* built-in test type: unregister it ourselves (plugins would do it on unload) */
-    ax_runtime_stop_all(&S, "shutdown");
-    ax_type *t = ax_hmap_get(&S.types, "tact", 4);
-    ax_server_free(&S);
-    ax_type_unregister(&S, t);
+    axd_runtime_stop_all(&S, "shutdown");
+    axd_type *t = axd_hmap_get(&S.types, "tact", 4);
+    axd_server_free(&S);
+    axd_type_unregister(&S, t);
     ev_loop_destroy(L);
 }
 
@@ -166,32 +166,32 @@ static ax_ref spawn_opts(const char *name, ax_spawn_opts *o)
         o->name = name;
     ax_spawn_opts d = AX_SPAWN_OPTS_INIT;
     d.name = name;
-    ck_assert_int_eq(ax_actor_spawn(&S, "tact", 4, o ? o : &d, &r, &why), 0);
+    ck_assert_int_eq(axd_actor_spawn(&S, "tact", 4, o ? o : &d, &r, &why), 0);
     return r;
 }
 
 static tact *state_of(ax_ref r)
 {
-    ax_actor *a = ax_actor_get_any(&S, r);
+    axd_actor *a = axd_actor_get_any(&S, r);
     return a ? a->state : NULL;
 }
 
 static int send_kind(ax_ref to, const char *msg, const char *payload)
 {
     size_t n = payload ? strlen(payload) : 0;
-    ax_env *e = ax_env_new(&S, n);
+    axd_env *e = axd_env_new(&S, n);
     memcpy(e->data, payload ? payload : "", n);
-    e->m.id = ax_msg_lookup(&S, msg, strlen(msg));
-    int rc = ax_actor_deliver(&S, ax_actor_get(&S, to), e);
+    e->m.id = axd_msg_lookup(&S, msg, strlen(msg));
+    int rc = axd_actor_deliver(&S, axd_actor_get(&S, to), e);
     if (rc)
-        ax_env_free(&S, e);
+        axd_env_free(&S, e);
     return rc;
 }
 
 /* asks made by the test: the result lands in these */
 static int g_ask_status[2048];
 static int g_ask_done;
-static void test_ask_done(ax_server *s, ax_pending *p, int status, const void *d, size_t n)
+static void test_ask_done(axd_server *s, axd_pending *p, int status, const void *d, size_t n)
 {
     (void)s;
     (void)d;
@@ -202,23 +202,23 @@ static void test_ask_done(ax_server *s, ax_pending *p, int status, const void *d
 
 static int ask(ax_ref to, const char *msg, uint32_t idx)
 {
-    ax_env *e = ax_env_new(&S, 0);
-    e->m.id = ax_msg_lookup(&S, msg, strlen(msg));
-    ax_pending *p = ax_pending_new(&S, 5000, test_ask_done);
+    axd_env *e = axd_env_new(&S, 0);
+    e->m.id = axd_msg_lookup(&S, msg, strlen(msg));
+    axd_pending *p = axd_pending_new(&S, 5000, test_ask_done);
     p->u.client.req_id = idx;
     e->ask = p->slot;
     e->ask_gen = p->gen;
     g_ask_status[idx] = 1; /* not done */
-    int rc = ax_actor_deliver(&S, ax_actor_get(&S, to), e);
+    int rc = axd_actor_deliver(&S, axd_actor_get(&S, to), e);
     if (rc) {
         e->ask = 0;
-        ax_env_free(&S, e);
-        ax_pending_complete(&S, p->slot, p->gen, rc, NULL, 0);
+        axd_env_free(&S, e);
+        axd_pending_complete(&S, p->slot, p->gen, rc, NULL, 0);
     }
     return rc;
 }
 
-static void run(void) { ax_runtime_run(&S); }
+static void run(void) { axd_runtime_run(&S); }
 
 /* Let timers fire: run the loop for about ms milliseconds (bounded). */
 static void run_for(double ms)
@@ -226,7 +226,7 @@ static void run_for(double ms)
     double end = ev_time() + ms / 1000.0;
     for (int i = 0; i < 10000 && ev_time() < end; i++) {
         ev_run(L, EVRUN_NOWAIT);
-        ax_runtime_run(&S);
+        axd_runtime_run(&S);
         usleep(1000);
     }
 }
@@ -240,9 +240,9 @@ START_TEST(control_mailbox_is_drained_before_user_mailbox)
     ck_assert_int_eq(send_kind(r, "letter", "b"), 0);
     /* a control message queued after the user ones runs first: the stop wins and the
      * queued user messages are never handled */
-    ax_actor_stop(&S, ax_actor_get(&S, r), "stopped");
+    axd_actor_stop(&S, axd_actor_get(&S, r), "stopped");
     run();
-    ck_assert_ptr_null(ax_actor_get_any(&S, r));
+    ck_assert_ptr_null(axd_actor_get_any(&S, r));
     ck_assert_int_eq(g_stops, 1);
 }
 END_TEST
@@ -253,10 +253,10 @@ START_TEST(control_message_overtakes_queued_user_messages)
     o.trap_exit = 1;
     ax_ref a = spawn_opts("a", &o);
     ax_ref b = spawn_opts("b", NULL);
-    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
+    ck_assert_int_eq(axd_sup_link(&S, axd_actor_get(&S, a), b, &(int){0}), 0);
     ck_assert_int_eq(send_kind(a, "letter", "x"), 0);
     ck_assert_int_eq(send_kind(a, "letter", "y"), 0);
-    ax_actor_stop(&S, ax_actor_get(&S, b), "boom"); /* b's exit signal reaches a's control box */
+    axd_actor_stop(&S, axd_actor_get(&S, b), "boom"); /* b's exit signal reaches a's control box */
     run();
     tact *st = state_of(a);
     ck_assert_int_eq(st->exits, 1);
@@ -284,7 +284,7 @@ END_TEST
 START_TEST(ref_to_stopped_actor_never_reaches_a_new_one)
 {
     ax_ref old = spawn_opts("n", NULL);
-    ax_actor_stop(&S, ax_actor_get(&S, old), "stopped");
+    axd_actor_stop(&S, axd_actor_get(&S, old), "stopped");
     run();
     ax_ref fresh = spawn_opts("n", NULL);
     ck_assert_uint_eq(fresh.id, old.id); /* the slot is reused ... */
@@ -297,10 +297,10 @@ END_TEST
 START_TEST(unknown_message_is_enomsg)
 {
     ax_ref r = spawn_opts(NULL, NULL);
-    ax_env *e = ax_env_new(&S, 0);
-    e->m.id = ax_msg_intern(&S, "nosuch", 6);
-    ck_assert_int_eq(ax_actor_deliver(&S, ax_actor_get(&S, r), e), AX_ENOMSG);
-    ax_env_free(&S, e);
+    axd_env *e = axd_env_new(&S, 0);
+    e->m.id = axd_msg_intern(&S, "nosuch", 6);
+    ck_assert_int_eq(axd_actor_deliver(&S, axd_actor_get(&S, r), e), AX_ENOMSG);
+    axd_env_free(&S, e);
 }
 END_TEST
 
@@ -313,7 +313,7 @@ START_TEST(transient_actor_that_exits_normally_is_not_restarted)
     ax_ref r = spawn_opts(NULL, &o);
     send_kind(r, "exit", "normal");
     run();
-    ck_assert_ptr_null(ax_actor_get_any(&S, r));
+    ck_assert_ptr_null(axd_actor_get_any(&S, r));
     ck_assert_uint_eq(S.ctr.restarts, 0);
 }
 END_TEST
@@ -327,7 +327,7 @@ START_TEST(transient_actor_that_crashes_is_restarted_with_same_ref_and_fresh_sta
     send_kind(r, "get", NULL);
     send_kind(r, "crash", NULL);
     run();
-    ax_actor *a = ax_actor_get(&S, r);
+    axd_actor *a = axd_actor_get(&S, r);
     ck_assert_ptr_nonnull(a);
     ck_assert_uint_eq(a->restarts, 1);
     tact *st = a->state;
@@ -344,7 +344,7 @@ START_TEST(permanent_actor_is_restarted_even_after_normal_exit)
     ax_ref r = spawn_opts(NULL, &o);
     send_kind(r, "exit", "normal");
     run();
-    ck_assert_ptr_nonnull(ax_actor_get(&S, r));
+    ck_assert_ptr_nonnull(axd_actor_get(&S, r));
     ck_assert_uint_eq(S.ctr.restarts, 1);
 }
 END_TEST
@@ -354,7 +354,7 @@ START_TEST(temporary_actor_is_never_restarted)
     ax_ref r = spawn_opts(NULL, NULL);
     send_kind(r, "crash", NULL);
     run();
-    ck_assert_ptr_null(ax_actor_get_any(&S, r));
+    ck_assert_ptr_null(axd_actor_get_any(&S, r));
 }
 END_TEST
 
@@ -380,12 +380,12 @@ START_TEST(intensity_exceeded_stops_the_actor_and_fires_links)
     ax_spawn_opts w = AX_SPAWN_OPTS_INIT;
     w.trap_exit = 1;
     ax_ref watcher = spawn_opts("watcher", &w);
-    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, watcher), r, &(int){0}), 0);
+    ck_assert_int_eq(axd_sup_link(&S, axd_actor_get(&S, watcher), r, &(int){0}), 0);
     for (int i = 0; i < 4; i++) {
         ck_assert_int_eq(send_kind(r, "crash", NULL), 0);
         run();
     }
-    ck_assert_ptr_null(ax_actor_get_any(&S, r));
+    ck_assert_ptr_null(axd_actor_get_any(&S, r));
     ck_assert_uint_eq(S.ctr.restarts, 3);
     ck_assert_str_eq(g_stop_reason, "error:EFAILED");
     run();
@@ -403,13 +403,13 @@ START_TEST(restart_backoff_delays_the_restart)
     ax_ref r = spawn_opts(NULL, &o);
     send_kind(r, "crash", NULL);
     run();
-    ax_actor *a = ax_actor_get_any(&S, r);
+    axd_actor *a = axd_actor_get_any(&S, r);
     ck_assert_ptr_nonnull(a);
-    ck_assert_int_eq(a->st, AX_ST_RESTARTING);
+    ck_assert_int_eq(a->st, AXD_ST_RESTARTING);
     ck_assert_int_eq(send_kind(r, "get", NULL), 0); /* accepted into the mailbox meanwhile */
     run_for(250);
-    a = ax_actor_get(&S, r);
-    ck_assert_int_eq(a->st, AX_ST_RUNNING);
+    a = axd_actor_get(&S, r);
+    ck_assert_int_eq(a->st, AXD_ST_RUNNING);
     ck_assert_int_eq(((tact *)a->state)->got, 1); /* kept message delivered after restart */
 }
 END_TEST
@@ -424,7 +424,7 @@ START_TEST(failed_on_start_during_restart_counts_toward_intensity)
     g_fail_next_start = 100;
     send_kind(r, "crash", NULL);
     run();
-    ck_assert_ptr_null(ax_actor_get_any(&S, r));
+    ck_assert_ptr_null(axd_actor_get_any(&S, r));
     ck_assert_str_eq(g_stop_reason, "start_failed:EFAILED");
 }
 END_TEST
@@ -488,12 +488,12 @@ START_TEST(link_propagates_abnormal_exit)
 {
     ax_ref a = spawn_opts("a", NULL);
     ax_ref b = spawn_opts("b", NULL);
-    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
+    ck_assert_int_eq(axd_sup_link(&S, axd_actor_get(&S, a), b, &(int){0}), 0);
     send_kind(a, "fail", "boom");
     run();
     run();
-    ck_assert_ptr_null(ax_actor_get_any(&S, a));
-    ck_assert_ptr_null(ax_actor_get_any(&S, b));
+    ck_assert_ptr_null(axd_actor_get_any(&S, a));
+    ck_assert_ptr_null(axd_actor_get_any(&S, b));
     ck_assert_str_eq(g_stop_reason, "boom"); /* b died with the same reason */
 }
 END_TEST
@@ -502,12 +502,12 @@ START_TEST(normal_exit_does_not_kill_linked_actors)
 {
     ax_ref a = spawn_opts("a", NULL);
     ax_ref b = spawn_opts("b", NULL);
-    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
+    ck_assert_int_eq(axd_sup_link(&S, axd_actor_get(&S, a), b, &(int){0}), 0);
     send_kind(a, "exit", "normal");
     run();
     run();
-    ck_assert_ptr_null(ax_actor_get_any(&S, a));
-    ck_assert_ptr_nonnull(ax_actor_get(&S, b));
+    ck_assert_ptr_null(axd_actor_get_any(&S, a));
+    ck_assert_ptr_nonnull(axd_actor_get(&S, b));
 }
 END_TEST
 
@@ -517,11 +517,11 @@ START_TEST(trap_exit_converts_a_linked_crash_into_a_message)
     o.trap_exit = 1;
     ax_ref t = spawn_opts("trapper", &o);
     ax_ref c = spawn_opts("crasher", NULL);
-    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, c), t, &(int){0}), 0);
+    ck_assert_int_eq(axd_sup_link(&S, axd_actor_get(&S, c), t, &(int){0}), 0);
     send_kind(c, "crash", NULL);
     run();
     run();
-    ck_assert_ptr_nonnull(ax_actor_get(&S, t));
+    ck_assert_ptr_nonnull(axd_actor_get(&S, t));
     tact *st = state_of(t);
     ck_assert_int_eq(st->exits, 1);
     ck_assert_str_eq(st->last_reason, "error:EFAILED");
@@ -533,19 +533,19 @@ START_TEST(kill_is_not_trappable)
     ax_spawn_opts o = AX_SPAWN_OPTS_INIT;
     o.trap_exit = 1;
     ax_ref t = spawn_opts("trapper", &o);
-    ax_actor_stop(&S, ax_actor_get(&S, t), "kill");
+    axd_actor_stop(&S, axd_actor_get(&S, t), "kill");
     run();
-    ck_assert_ptr_null(ax_actor_get_any(&S, t));
+    ck_assert_ptr_null(axd_actor_get_any(&S, t));
     ck_assert_str_eq(g_stop_reason, "killed");
     /* through a link, as in Erlang: an actor that exits with reason kill itself sends
      * kill, an ordinary reason: a trapping partner gets it as $exit and lives */
     ax_ref t2 = spawn_opts("trapper2", &o);
     ax_ref k = spawn_opts("killer", NULL);
-    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, k), t2, &(int){0}), 0);
+    ck_assert_int_eq(axd_sup_link(&S, axd_actor_get(&S, k), t2, &(int){0}), 0);
     send_kind(k, "fail", "kill");
     run();
     run();
-    ck_assert_ptr_nonnull(ax_actor_get(&S, t2));
+    ck_assert_ptr_nonnull(axd_actor_get(&S, t2));
     ck_assert_int_eq(state_of(t2)->exits, 1);
     ck_assert_str_eq(state_of(t2)->last_reason, "kill");
 }
@@ -554,13 +554,13 @@ END_TEST
 START_TEST(link_to_dead_actor_delivers_noproc_at_once)
 {
     ax_ref dead = spawn_opts("dead", NULL);
-    ax_actor_stop(&S, ax_actor_get(&S, dead), "stopped");
+    axd_actor_stop(&S, axd_actor_get(&S, dead), "stopped");
     run();
     ax_spawn_opts o = AX_SPAWN_OPTS_INIT;
     o.trap_exit = 1;
     ax_ref t = spawn_opts("trapper", &o);
     int noproc = 0;
-    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, t), dead, &noproc), AX_ENOPROC);
+    ck_assert_int_eq(axd_sup_link(&S, axd_actor_get(&S, t), dead, &noproc), AX_ENOPROC);
     ck_assert_int_eq(noproc, 1);
     run();
     ck_assert_int_eq(state_of(t)->exits, 1);
@@ -572,12 +572,12 @@ START_TEST(unlink_stops_propagation)
 {
     ax_ref a = spawn_opts("a", NULL);
     ax_ref b = spawn_opts("b", NULL);
-    ck_assert_int_eq(ax_sup_link(&S, ax_actor_get(&S, a), b, &(int){0}), 0);
-    ax_sup_unlink(&S, ax_actor_get(&S, b), a);
+    ck_assert_int_eq(axd_sup_link(&S, axd_actor_get(&S, a), b, &(int){0}), 0);
+    axd_sup_unlink(&S, axd_actor_get(&S, b), a);
     send_kind(a, "crash", NULL);
     run();
     run();
-    ck_assert_ptr_nonnull(ax_actor_get(&S, b));
+    ck_assert_ptr_nonnull(axd_actor_get(&S, b));
 }
 END_TEST
 
@@ -588,7 +588,7 @@ START_TEST(monitor_delivers_down_with_reason)
     ax_ref w = spawn_opts("w", NULL);
     ax_ref t = spawn_opts("t", NULL);
     uint64_t mref;
-    ck_assert_int_eq(ax_sup_monitor(&S, w, t, &mref), 0);
+    ck_assert_int_eq(axd_sup_monitor(&S, w, t, &mref), 0);
     send_kind(t, "fail", "oops");
     run();
     run();
@@ -596,7 +596,7 @@ START_TEST(monitor_delivers_down_with_reason)
     ck_assert_int_eq(st->downs, 1);
     ck_assert_uint_eq(st->last_tag, mref);
     ck_assert_str_eq(st->last_reason, "oops");
-    ck_assert_ptr_nonnull(ax_actor_get(&S, w)); /* one-way: the watcher lives */
+    ck_assert_ptr_nonnull(axd_actor_get(&S, w)); /* one-way: the watcher lives */
 }
 END_TEST
 
@@ -610,14 +610,14 @@ START_TEST(exactly_one_down_per_monitor_under_a_crash_storm)
     ax_ref t = spawn_opts("t", &o);
     uint64_t m[20];
     for (int i = 0; i < 20; i++)
-        ck_assert_int_eq(ax_sup_monitor(&S, w, t, &m[i]), 0);
+        ck_assert_int_eq(axd_sup_monitor(&S, w, t, &m[i]), 0);
     for (int i = 0; i < 60; i++) { /* restarts do not fire monitors; the final stop does */
         send_kind(t, "crash", NULL);
         run();
     }
     for (int i = 0; i < 10; i++)
         run();
-    ck_assert_ptr_null(ax_actor_get_any(&S, t));
+    ck_assert_ptr_null(axd_actor_get_any(&S, t));
     ck_assert_int_eq(state_of(w)->downs, 20);
     ck_assert_str_eq(state_of(w)->last_reason, "restart_intensity");
 }
@@ -628,12 +628,12 @@ START_TEST(demonitor_with_flush_guarantees_no_down)
     ax_ref w = spawn_opts("w", NULL);
     ax_ref t = spawn_opts("t", NULL);
     uint64_t mref;
-    ck_assert_int_eq(ax_sup_monitor(&S, w, t, &mref), 0);
+    ck_assert_int_eq(axd_sup_monitor(&S, w, t, &mref), 0);
     /* the target dies first, its down is queued for w (not yet handled), then w
      * demonitors with flush */
-    ax_actor_exit(&S, ax_actor_get(&S, t), "stopped", 1);
-    ck_assert_uint_eq(ax_actor_get(&S, w)->user.len, 1); /* signals queue with messages */
-    ax_sup_demonitor(&S, w, mref, 1);
+    axd_actor_exit(&S, axd_actor_get(&S, t), "stopped", 1);
+    ck_assert_uint_eq(axd_actor_get(&S, w)->user.len, 1); /* signals queue with messages */
+    axd_sup_demonitor(&S, w, mref, 1);
     run();
     ck_assert_int_eq(state_of(w)->downs, 0);
 }
@@ -643,10 +643,10 @@ START_TEST(monitoring_a_dead_actor_gives_noproc_at_once)
 {
     ax_ref w = spawn_opts("w", NULL);
     ax_ref t = spawn_opts("t", NULL);
-    ax_actor_stop(&S, ax_actor_get(&S, t), "stopped");
+    axd_actor_stop(&S, axd_actor_get(&S, t), "stopped");
     run();
     uint64_t mref;
-    ck_assert_int_eq(ax_sup_monitor(&S, w, t, &mref), 0);
+    ck_assert_int_eq(axd_sup_monitor(&S, w, t, &mref), 0);
     run();
     ck_assert_int_eq(state_of(w)->downs, 1);
     ck_assert_str_eq(state_of(w)->last_reason, "noproc");
@@ -658,13 +658,13 @@ END_TEST
 START_TEST(lifecycle_events_reach_actor_subscribers_in_order)
 {
     ax_ref sub = spawn_opts("sub", NULL);
-    ck_assert_int_eq(ax_events_subscribe(&S, sub, NULL, 0, 0), 0);
+    ck_assert_int_eq(axd_events_subscribe(&S, sub, NULL, 0, 0), 0);
     ax_spawn_opts o = AX_SPAWN_OPTS_INIT;
     o.restart = AX_RESTART_TRANSIENT;
     ax_ref t = spawn_opts("t", &o); /* started */
     send_kind(t, "crash", NULL);     /* restarted */
     run();
-    ax_actor_stop(&S, ax_actor_get(&S, t), "stopped"); /* stopped */
+    axd_actor_stop(&S, axd_actor_get(&S, t), "stopped"); /* stopped */
     run();
     run();
     ck_assert_int_eq(state_of(sub)->events, 3);
@@ -675,7 +675,7 @@ START_TEST(slow_subscriber_gets_lagged_marker_and_daemon_keeps_going)
 {
     S.cfg.events_buffer = 4;
     ax_ref sub = spawn_opts("sub", NULL);
-    ck_assert_int_eq(ax_events_subscribe(&S, sub, NULL, 0, 0), 0);
+    ck_assert_int_eq(axd_events_subscribe(&S, sub, NULL, 0, 0), 0);
     for (int i = 0; i < 20; i++) /* 20 started events while the subscriber does not run */
         spawn_opts(NULL, NULL);
     ck_assert_uint_gt(S.ctr.events_lagged, 0);
@@ -691,13 +691,13 @@ END_TEST
 START_TEST(concurrent_get_or_spawn_on_one_key_yields_one_actor)
 {
     ax_ref first, r;
-    ck_assert_int_eq(ax_registry_get_or_spawn(&S, "tact", 4, "k1", 2, NULL, 1, &first, NULL), 0);
+    ck_assert_int_eq(axd_registry_get_or_spawn(&S, "tact", 4, "k1", 2, NULL, 1, &first, NULL), 0);
     for (int i = 0; i < 1000; i++) {
-        ck_assert_int_eq(ax_registry_get_or_spawn(&S, "tact", 4, "k1", 2, NULL, 1, &r, NULL), 0);
+        ck_assert_int_eq(axd_registry_get_or_spawn(&S, "tact", 4, "k1", 2, NULL, 1, &r, NULL), 0);
         ck_assert(ax_ref_eq(r, first));
     }
     ck_assert_uint_eq(S.ctr.spawned, 1);
-    ck_assert_int_eq(ax_registry_get_or_spawn(&S, "tact", 4, "k2", 2, NULL, 0, &r, NULL), AX_ENOTFOUND);
+    ck_assert_int_eq(axd_registry_get_or_spawn(&S, "tact", 4, "k2", 2, NULL, 0, &r, NULL), AX_ENOTFOUND);
 }
 END_TEST
 
@@ -706,17 +706,17 @@ START_TEST(idle_reaper_stops_an_idle_actor_and_not_a_busy_one)
     ax_spawn_opts o = AX_SPAWN_OPTS_INIT;
     o.idle_timeout_ms = 150;
     ax_ref idle, busy;
-    ck_assert_int_eq(ax_registry_get_or_spawn(&S, "tact", 4, "idle", 4, &o, 1, &idle, NULL), 0);
-    ck_assert_int_eq(ax_registry_get_or_spawn(&S, "tact", 4, "busy", 4, &o, 1, &busy, NULL), 0);
+    ck_assert_int_eq(axd_registry_get_or_spawn(&S, "tact", 4, "idle", 4, &o, 1, &idle, NULL), 0);
+    ck_assert_int_eq(axd_registry_get_or_spawn(&S, "tact", 4, "busy", 4, &o, 1, &busy, NULL), 0);
     for (int i = 0; i < 8; i++) { /* 400 ms: busy gets a message every 50 ms */
         send_kind(busy, "get", NULL);
         run_for(50);
     }
-    ck_assert_ptr_null(ax_actor_get_any(&S, idle));
-    ck_assert_ptr_nonnull(ax_actor_get(&S, busy));
+    ck_assert_ptr_null(axd_actor_get_any(&S, idle));
+    ck_assert_ptr_nonnull(axd_actor_get(&S, busy));
     ck_assert_str_eq(g_stop_reason, "idle");
     ax_ref again;
-    ck_assert_int_eq(ax_registry_get_or_spawn(&S, "tact", 4, "idle", 4, &o, 1, &again, NULL), 0);
+    ck_assert_int_eq(axd_registry_get_or_spawn(&S, "tact", 4, "idle", 4, &o, 1, &again, NULL), 0);
     ck_assert(!ax_ref_eq(again, idle)); /* a fresh one */
 }
 END_TEST
@@ -724,9 +724,9 @@ END_TEST
 START_TEST(binary_keys_stay_valid_json_as_key_hex)
 {
     ax_ref r1, r2;
-    ck_assert_int_eq(ax_registry_get_or_spawn(&S, "tact", 4, "alice", 5, NULL, 1, &r1, NULL), 0);
-    ck_assert_int_eq(ax_registry_get_or_spawn(&S, "tact", 4, "\xff\x01", 2, NULL, 1, &r2, NULL), 0);
-    cJSON *doc = ax_runtime_actors_json(&S), *it;
+    ck_assert_int_eq(axd_registry_get_or_spawn(&S, "tact", 4, "alice", 5, NULL, 1, &r1, NULL), 0);
+    ck_assert_int_eq(axd_registry_get_or_spawn(&S, "tact", 4, "\xff\x01", 2, NULL, 1, &r2, NULL), 0);
+    cJSON *doc = axd_runtime_actors_json(&S), *it;
     int plain = 0, hex = 0;
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(doc, "actors"))
     {

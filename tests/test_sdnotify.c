@@ -40,9 +40,9 @@ static void expect_datagram(int fd, const char *want)
 START_TEST(notify_without_socket_is_a_noop)
 {
     unsetenv("NOTIFY_SOCKET");
-    ck_assert_int_eq(ax_sd_notify("READY=1"), 0);
+    ck_assert_int_eq(axd_sd_notify("READY=1"), 0);
     setenv("NOTIFY_SOCKET", "", 1);
-    ck_assert_int_eq(ax_sd_notify("READY=1"), 0);
+    ck_assert_int_eq(axd_sd_notify("READY=1"), 0);
 }
 END_TEST
 
@@ -53,14 +53,14 @@ START_TEST(notify_reaches_path_socket)
     snprintf(path, sizeof path, "%s/notify", dir);
     int fd = listen_at(path);
     setenv("NOTIFY_SOCKET", path, 1);
-    ck_assert_int_eq(ax_sd_notify("READY=1"), 0);
+    ck_assert_int_eq(axd_sd_notify("READY=1"), 0);
     expect_datagram(fd, "READY=1");
-    ck_assert_int_eq(ax_sd_notifyf("STATUS=%d actors\nWATCHDOG=1", 3), 0);
+    ck_assert_int_eq(axd_sd_notifyf("STATUS=%d actors\nWATCHDOG=1", 3), 0);
     expect_datagram(fd, "STATUS=3 actors\nWATCHDOG=1");
     close(fd);
     unlink(path);
     rmdir(dir);
-    ck_assert_int_eq(ax_sd_notify("READY=1"), AX_EIO); /* nobody listening any more */
+    ck_assert_int_eq(axd_sd_notify("READY=1"), AX_EIO); /* nobody listening any more */
 }
 END_TEST
 
@@ -70,7 +70,7 @@ START_TEST(notify_reaches_abstract_socket)
     snprintf(name, sizeof name, "@ax_sdnotify_test_%ld", (long)getpid());
     int fd = listen_at(name);
     setenv("NOTIFY_SOCKET", name, 1);
-    ck_assert_int_eq(ax_sd_notify("STOPPING=1"), 0);
+    ck_assert_int_eq(axd_sd_notify("STOPPING=1"), 0);
     expect_datagram(fd, "STOPPING=1");
     close(fd);
 }
@@ -80,12 +80,12 @@ START_TEST(notify_refuses_malformed_socket)
 {
     char longpath[200];
     setenv("NOTIFY_SOCKET", "relative/path", 1);
-    ck_assert_int_eq(ax_sd_notify("READY=1"), AX_EINVAL);
+    ck_assert_int_eq(axd_sd_notify("READY=1"), AX_EINVAL);
     memset(longpath, 'a', sizeof longpath - 1);
     longpath[0] = '/';
     longpath[sizeof longpath - 1] = 0;
     setenv("NOTIFY_SOCKET", longpath, 1);
-    ck_assert_int_eq(ax_sd_notify("READY=1"), AX_EINVAL);
+    ck_assert_int_eq(axd_sd_notify("READY=1"), AX_EINVAL);
 }
 END_TEST
 
@@ -94,20 +94,20 @@ START_TEST(watchdog_usec_is_for_this_process_only)
     char pid[32];
     unsetenv("WATCHDOG_USEC");
     unsetenv("WATCHDOG_PID");
-    ck_assert_uint_eq(ax_sd_watchdog_usec(), 0);
+    ck_assert_uint_eq(axd_sd_watchdog_usec(), 0);
     setenv("WATCHDOG_USEC", "30000000", 1);
-    ck_assert_uint_eq(ax_sd_watchdog_usec(), 30000000);
+    ck_assert_uint_eq(axd_sd_watchdog_usec(), 30000000);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     setenv("WATCHDOG_PID", pid, 1);
-    ck_assert_uint_eq(ax_sd_watchdog_usec(), 30000000);
+    ck_assert_uint_eq(axd_sd_watchdog_usec(), 30000000);
     snprintf(pid, sizeof pid, "%ld", (long)getpid() + 1);
     setenv("WATCHDOG_PID", pid, 1);
-    ck_assert_uint_eq(ax_sd_watchdog_usec(), 0);
+    ck_assert_uint_eq(axd_sd_watchdog_usec(), 0);
     unsetenv("WATCHDOG_PID");
     setenv("WATCHDOG_USEC", "12x", 1);
-    ck_assert_uint_eq(ax_sd_watchdog_usec(), 0);
+    ck_assert_uint_eq(axd_sd_watchdog_usec(), 0);
     setenv("WATCHDOG_USEC", "-5", 1);
-    ck_assert_uint_eq(ax_sd_watchdog_usec(), 0);
+    ck_assert_uint_eq(axd_sd_watchdog_usec(), 0);
 }
 END_TEST
 

@@ -14,14 +14,14 @@
 
 #define KEY8(p) ((const char *)(p)), 8
 
-static ax_cluster *cl_of(ax_server *s) { return s ? s->cluster : NULL; }
+static axd_cluster *cl_of(axd_server *s) { return s ? s->cluster : NULL; }
 
-static int cluster_enabled(const ax_config *c)
+static int cluster_enabled(const axd_config *c)
 {
     return (c->cluster_listen && *c->cluster_listen) || c->n_cluster_peers > 0;
 }
 
-int ax_cluster_config_check(const ax_config *c, char *err, size_t errlen)
+int axd_cluster_config_check(const axd_config *c, char *err, size_t errlen)
 {
     if (!cluster_enabled(c))
         return 0;
@@ -51,104 +51,104 @@ int ax_cluster_config_check(const ax_config *c, char *err, size_t errlen)
 
 /* ---------------- incarnations ---------------- */
 
-static ax_cl_inc *inc_get(ax_cluster *cl, uint32_t node)
+static axd_cl_inc *inc_get(axd_cluster *cl, uint32_t node)
 {
     return cl && node >= 1 && node <= cl->n_incs ? cl->incs[node - 1] : NULL;
 }
 
-ax_cl_inc *ax_cl_inc_new(ax_cluster *cl, ax_cl_node *n, const char *boot)
+axd_cl_inc *axd_cl_inc_new(axd_cluster *cl, axd_cl_node *n, const char *boot)
 {
     if (cl->n_incs == cl->cap_incs) {
         cl->cap_incs = cl->cap_incs ? 2 * cl->cap_incs : 16;
         cl->incs = ax_realloc(cl->incs, cl->cap_incs * sizeof *cl->incs);
     }
-    ax_cl_inc *inc = ax_calloc(1, sizeof *inc);
+    axd_cl_inc *inc = ax_calloc(1, sizeof *inc);
     inc->idx = ++cl->n_incs; /* never reused, so a stale ref cannot reach a newer boot */
     inc->node = n;
     snprintf(inc->boot, sizeof inc->boot, "%s", boot);
     inc->open_at = SIZE_MAX;
     ax_wbuf_init(&inc->ctlq);
     ax_wbuf_init(&inc->dataq);
-    ax_hmap_init(&inc->asks);
-    ax_hmap_init(&inc->rmons);
-    ax_hmap_init(&inc->lmons);
+    axd_hmap_init(&inc->asks);
+    axd_hmap_init(&inc->rmons);
+    axd_hmap_init(&inc->lmons);
     cl->incs[inc->idx - 1] = inc;
     return inc;
 }
 
 /* Take every value out of a map (so callbacks that run while they are handled see a
  * consistent, empty map). Caller frees the array. */
-static void **drain_map(ax_hmap *m, size_t *count)
+static void **drain_map(axd_hmap *m, size_t *count)
 {
     void **v = ax_malloc((m->len + 1) * sizeof *v);
     size_t k = 0;
-    ax_hmap_ent *e;
-    for (size_t i = 0; (i = ax_hmap_next(m, i, &e)) != 0;)
+    axd_hmap_ent *e;
+    for (size_t i = 0; (i = axd_hmap_next(m, i, &e)) != 0;)
         v[k++] = e->val;
-    ax_hmap_free(m);
-    ax_hmap_init(m);
+    axd_hmap_free(m);
+    axd_hmap_init(m);
     *count = k;
     return v;
 }
 
-void ax_cl_inc_down(ax_cluster *cl, ax_cl_inc *inc, const char *why)
+void axd_cl_inc_down(axd_cluster *cl, axd_cl_inc *inc, const char *why)
 {
     if (inc->down)
         return;
     inc->down = 1;
     inc->node->downs++;
     if (!cl->stopping)
-        ax_log(AX_LOG_WARN, "cluster", "peer %s is down: %s", inc->wire_id, why);
+        axd_log(AX_LOG_WARN, "cluster", "peer %s is down: %s", inc->wire_id, why);
     ax_wbuf_free(&inc->ctlq);
     ax_wbuf_free(&inc->dataq);
     inc->open_at = SIZE_MAX;
     size_t n;
     void **v = drain_map(&inc->asks, &n);
     for (size_t i = 0; i < n; i++) {
-        ax_cl_ask *a = v[i];
-        ax_pending_complete(cl->s, a->pd_slot, a->pd_gen, AX_ENOCONN, NULL, 0);
+        axd_cl_ask *a = v[i];
+        axd_pending_complete(cl->s, a->pd_slot, a->pd_gen, AX_ENOCONN, NULL, 0);
         ax_free(a);
     }
     ax_free(v);
     v = drain_map(&inc->rmons, &n);
     for (size_t i = 0; i < n; i++) {
-        ax_cl_rmon *m = v[i];
-        ax_runtime_deliver_down(cl->s, m->watcher, m->mref, m->target, "noconnection");
+        axd_cl_rmon *m = v[i];
+        axd_runtime_deliver_down(cl->s, m->watcher, m->mref, m->target, "noconnection");
         ax_free(m);
     }
     ax_free(v);
     v = drain_map(&inc->lmons, &n);
     for (size_t i = 0; i < n; i++) {
-        ax_cl_lmon *m = v[i];
-        ax_hmap_del(&cl->lmons_by_local, KEY8(&m->lmref));
+        axd_cl_lmon *m = v[i];
+        axd_hmap_del(&cl->lmons_by_local, KEY8(&m->lmref));
         ax_free(m);
     }
     ax_free(v);
 }
 
-static void inc_free(ax_cl_inc *inc)
+static void inc_free(axd_cl_inc *inc)
 {
     ax_wbuf_free(&inc->ctlq);
     ax_wbuf_free(&inc->dataq);
-    ax_hmap_free(&inc->asks);
-    ax_hmap_free(&inc->rmons);
-    ax_hmap_free(&inc->lmons);
+    axd_hmap_free(&inc->asks);
+    axd_hmap_free(&inc->rmons);
+    axd_hmap_free(&inc->lmons);
     ax_free(inc);
 }
 
 /* ---------------- start / stop ---------------- */
 
-static ax_cluster *cluster_new(ax_server *s, char *err, size_t errlen)
+static axd_cluster *cluster_new(axd_server *s, char *err, size_t errlen)
 {
-    const ax_config *c = &s->cfg;
-    ax_node_id self;
-    if (ax_cluster_config_check(c, err, errlen) != 0)
+    const axd_config *c = &s->cfg;
+    axd_node_id self;
+    if (axd_cluster_config_check(c, err, errlen) != 0)
         return NULL;
-    if (ax_node_id_parse(s->node_id, strlen(s->node_id), &self) != 0 || !self.has_session) {
+    if (axd_node_id_parse(s->node_id, strlen(s->node_id), &self) != 0 || !self.has_session) {
         snprintf(err, errlen, "node id %s has no boot/session suffix", s->node_id);
         return NULL;
     }
-    ax_cluster *cl = ax_calloc(1, sizeof *cl);
+    axd_cluster *cl = ax_calloc(1, sizeof *cl);
     cl->s = s;
     snprintf(cl->name, sizeof cl->name, "%s", self.name);
     snprintf(cl->boot, sizeof cl->boot, "%s", self.boot);
@@ -156,71 +156,71 @@ static ax_cluster *cluster_new(ax_server *s, char *err, size_t errlen)
     cl->token = ax_strdup(c->cluster_auth_token ? c->cluster_auth_token : "");
     cl->token_len = strlen(cl->token);
     cl->shard_count = c->shard_count;
-    ax_config_store_identity(c, cl->store_id, sizeof cl->store_id);
+    axd_config_store_identity(c, cl->store_id, sizeof cl->store_id);
     cl->max_frame = c->cluster_max_frame;
     cl->hb_interval = c->cluster_hb_interval_ms / 1000.0;
     cl->hb_timeout = c->cluster_hb_timeout_ms / 1000.0;
     cl->connect_timeout = c->cluster_connect_timeout_ms / 1000.0;
     cl->backoff_min = c->cluster_backoff_min_ms;
     cl->backoff_max = c->cluster_backoff_max_ms;
-    ax_hmap_init(&cl->lmons_by_local);
+    axd_hmap_init(&cl->lmons_by_local);
     if (!cl->token_len)
-        ax_log(AX_LOG_WARN, "cluster",
+        axd_log(AX_LOG_WARN, "cluster",
                "cluster.allow_insecure_auth = true and no auth_token: peers are NOT authenticated");
     for (size_t i = 0; i < c->n_cluster_peers; i++) {
         const char *e = c->cluster_peers[i], *eq = strchr(e, '=');
-        char name[AX_NODE_ID_MAX + 1];
+        char name[AXD_NODE_ID_MAX + 1];
         snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - e : 0), e);
         if (!*name || !strcmp(name, cl->name))
             continue; /* one config for every node may list this node too */
-        ax_cl_node_get(cl, name, 1)->in_book = 1;
+        axd_cl_node_get(cl, name, 1)->in_book = 1;
     }
     return cl;
 }
 
-int ax_cluster_reload_peers(ax_server *s, char *const *peers, size_t n)
+int axd_cluster_reload_peers(axd_server *s, char *const *peers, size_t n)
 {
-    ax_cluster *cl = s->cluster;
+    axd_cluster *cl = s->cluster;
     int added = 0;
     if (!cl) {
         if (n)
-            ax_log(AX_LOG_WARN, "cluster", "reload: cluster.peers set but the cluster is off; it needs a restart");
+            axd_log(AX_LOG_WARN, "cluster", "reload: cluster.peers set but the cluster is off; it needs a restart");
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
         const char *e = peers[i], *eq = strchr(e, '=');
-        char name[AX_NODE_ID_MAX + 1];
+        char name[AXD_NODE_ID_MAX + 1];
         snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - e : 0), e);
         if (!eq || !*name || !strcmp(name, cl->name))
             continue;
-        int rc = ax_cl_add_peer(cl, name, eq + 1);
+        int rc = axd_cl_add_peer(cl, name, eq + 1);
         if (rc == 1) {
             added++;
-            ax_log(AX_LOG_INFO, "cluster", "reload: new peer %s at %s", name, eq + 1);
+            axd_log(AX_LOG_INFO, "cluster", "reload: new peer %s at %s", name, eq + 1);
         } else if (rc < 0) {
-            ax_log(AX_LOG_WARN, "cluster", "reload: peer %s at %s not added: %s", name, eq + 1, ax_strerror(rc));
+            axd_log(AX_LOG_WARN, "cluster", "reload: peer %s at %s not added: %s", name, eq + 1, ax_strerror(rc));
         }
     }
-    for (ax_cl_node *nd = cl->nodes; nd; nd = nd->next) {
+    for (axd_cl_node *nd = cl->nodes; nd; nd = nd->next) {
         int listed = 0;
         for (size_t i = 0; i < n && !listed; i++)
             listed = !strncmp(peers[i], nd->name, strlen(nd->name)) && peers[i][strlen(nd->name)] == '=';
         if (nd->in_book && !listed)
-            ax_log(AX_LOG_WARN, "cluster", "reload: peer %s is no longer listed; removing a peer needs a restart",
+            axd_log(AX_LOG_WARN, "cluster", "reload: peer %s is no longer listed; removing a peer needs a restart",
                    nd->name);
     }
     return added;
 }
 
-static void cluster_free(ax_cluster *cl)
+static void cluster_free(axd_cluster *cl)
 {
     while (cl->nodes) {
-        ax_cl_node *n = cl->nodes;
+        axd_cl_node *n = cl->nodes;
         cl->nodes = n->next;
         ax_free(n);
     }
     for (uint32_t i = 0; i < cl->n_incs; i++) {
-        ax_cl_inc *inc = cl->incs[i];
+        axd_cl_inc *inc = cl->incs[i];
         size_t n;
         void **v = drain_map(&inc->asks, &n);
         for (size_t k = 0; k < n; k++)
@@ -237,7 +237,7 @@ static void cluster_free(ax_cluster *cl)
         inc_free(inc);
     }
     ax_free(cl->incs);
-    ax_hmap_free(&cl->lmons_by_local);
+    axd_hmap_free(&cl->lmons_by_local);
     if (cl->token) {
         memset(cl->token, 0, cl->token_len);
         ax_free(cl->token);
@@ -245,27 +245,27 @@ static void cluster_free(ax_cluster *cl)
     ax_free(cl);
 }
 
-static int cluster_run(ax_server *s, ax_cluster *cl)
+static int cluster_run(axd_server *s, axd_cluster *cl)
 {
     s->cluster = cl;
-    ax_cl_peer_start(cl);
+    axd_cl_peer_start(cl);
     size_t book = 0;
-    for (ax_cl_node *n = cl->nodes; n; n = n->next)
+    for (axd_cl_node *n = cl->nodes; n; n = n->next)
         book += n->in_book;
-    ax_log(AX_LOG_INFO, "cluster", "cluster on the %s overlay as %s: listening on %s, %zu peer(s) in the address book",
+    axd_log(AX_LOG_INFO, "cluster", "cluster on the %s overlay as %s: listening on %s, %zu peer(s) in the address book",
            cl->ovl->ops->name, cl->name, *s->cfg.cluster_listen ? s->cfg.cluster_listen : "(nothing)", book);
     return 0;
 }
 
-int ax_cluster_start(ax_server *s, char *err, size_t errlen)
+int axd_cluster_start(axd_server *s, char *err, size_t errlen)
 {
-    const ax_config *c = &s->cfg;
+    const axd_config *c = &s->cfg;
     if (!cluster_enabled(c))
         return 0;
-    ax_cluster *cl = cluster_new(s, err, errlen);
+    axd_cluster *cl = cluster_new(s, err, errlen);
     if (!cl)
         return AX_ECONFIG;
-    ax_ovl_tcp_cfg tc = {
+    axd_ovl_tcp_cfg tc = {
         .listen = c->cluster_listen,
         .book = (const char *const *)c->cluster_peers,
         .n_book = c->n_cluster_peers,
@@ -279,7 +279,7 @@ int ax_cluster_start(ax_server *s, char *err, size_t errlen)
         .tls_key = c->cluster_tls_key,
         .tls_ca = c->cluster_tls_ca,
     };
-    int rc = ax_ovl_tcp_new(s->loop, &tc, &ax_cl_ovl_cbs, cl, cl->max_frame, &cl->ovl, err, errlen);
+    int rc = axd_ovl_tcp_new(s->loop, &tc, &axd_cl_ovl_cbs, cl, cl->max_frame, &cl->ovl, err, errlen);
     if (rc) {
         cluster_free(cl);
         return rc;
@@ -287,12 +287,12 @@ int ax_cluster_start(ax_server *s, char *err, size_t errlen)
     return cluster_run(s, cl);
 }
 
-int ax_cluster_start_mem(ax_server *s, ax_ovl_net *net, char *err, size_t errlen)
+int axd_cluster_start_mem(axd_server *s, axd_ovl_net *net, char *err, size_t errlen)
 {
-    ax_cluster *cl = cluster_new(s, err, errlen);
+    axd_cluster *cl = cluster_new(s, err, errlen);
     if (!cl)
         return AX_ECONFIG;
-    int rc = ax_ovl_mem_new(net, s->loop, cl->name, &ax_cl_ovl_cbs, cl, cl->max_frame, &cl->ovl);
+    int rc = axd_ovl_mem_new(net, s->loop, cl->name, &axd_cl_ovl_cbs, cl, cl->max_frame, &cl->ovl);
     if (rc) {
         snprintf(err, errlen, "memory overlay: %s", ax_strerror(rc));
         cluster_free(cl);
@@ -301,15 +301,15 @@ int ax_cluster_start_mem(ax_server *s, ax_ovl_net *net, char *err, size_t errlen
     return cluster_run(s, cl);
 }
 
-void ax_cluster_stop(ax_server *s)
+void axd_cluster_stop(axd_server *s)
 {
-    ax_cluster *cl = cl_of(s);
+    axd_cluster *cl = cl_of(s);
     if (!cl)
         return;
-    ax_cl_peer_stop(cl);
+    axd_cl_peer_stop(cl);
     /* Nothing more can arrive: asks still waiting fail now. */
     for (uint32_t i = 0; i < cl->n_incs; i++)
-        ax_cl_inc_down(cl, cl->incs[i], "this node is stopping");
+        axd_cl_inc_down(cl, cl->incs[i], "this node is stopping");
     if (cl->ovl)
         cl->ovl->ops->free(cl->ovl);
     s->cluster = NULL;
@@ -318,9 +318,9 @@ void ax_cluster_stop(ax_server *s)
 
 /* ---------------- remote messaging ---------------- */
 
-static int target_inc(ax_server *s, ax_ref to, ax_cl_inc **out)
+static int target_inc(axd_server *s, ax_ref to, axd_cl_inc **out)
 {
-    ax_cl_inc *inc = inc_get(cl_of(s), to.node);
+    axd_cl_inc *inc = inc_get(cl_of(s), to.node);
     if (!inc)
         return AX_ENOPROC;
     if (inc->down)
@@ -329,10 +329,10 @@ static int target_inc(ax_server *s, ax_ref to, ax_cl_inc **out)
     return 0;
 }
 
-int ax_cluster_tell_named(ax_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
+int axd_cluster_tell_named(axd_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
                           ax_ref from)
 {
-    ax_cl_inc *inc;
+    axd_cl_inc *inc;
     int rc = target_inc(s, to, &inc);
     if (rc)
         return rc;
@@ -343,52 +343,52 @@ int ax_cluster_tell_named(ax_server *s, ax_ref to, const char *msg, size_t msg_l
         r.from_id = from.id;
         r.from_gen = from.gen;
     }
-    return ax_cl_queue(s->cluster, inc, AX_PT_TELL, &r); /* the caller counts it */
+    return axd_cl_queue(s->cluster, inc, AX_PT_TELL, &r); /* the caller counts it */
 }
 
-int ax_cluster_tell(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_ref from)
+int axd_cluster_tell(axd_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_ref from)
 {
-    const char *name = ax_msg_name(s, msg_id);
-    return ax_cluster_tell_named(s, to, name, strlen(name), p, n, from);
+    const char *name = axd_msg_name(s, msg_id);
+    return axd_cluster_tell_named(s, to, name, strlen(name), p, n, from);
 }
 
-static int ask_named(ax_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
-                     ax_pending *pd, uint32_t timeout_ms, ax_ref from)
+static int ask_named(axd_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
+                     axd_pending *pd, uint32_t timeout_ms, ax_ref from)
 {
-    ax_cl_inc *inc;
+    axd_cl_inc *inc;
     int rc = target_inc(s, to, &inc);
     if (rc)
         return rc;
     if (ax_name_valid(msg, msg_len) != 0 || !pd)
         return AX_EINVAL;
-    ax_cluster *cl = s->cluster;
+    axd_cluster *cl = s->cluster;
     ax_peer_rec r = {.req = ++cl->next_req, .to_id = to.id, .to_gen = to.gen, .timeout_ms = timeout_ms ? timeout_ms : 1,
                      .msg = msg, .msg_len = msg_len, .payload = p, .payload_len = n};
     if (from.node == 0) { /* the asking actor, so the handler sees m->from */
         r.from_id = from.id;
         r.from_gen = from.gen;
     }
-    rc = ax_cl_queue(cl, inc, AX_PT_ASK, &r);
+    rc = axd_cl_queue(cl, inc, AX_PT_ASK, &r);
     if (rc)
         return rc;
-    ax_cl_ask *a = ax_malloc(sizeof *a);
+    axd_cl_ask *a = ax_malloc(sizeof *a);
     a->req = r.req;
     a->pd_slot = pd->slot;
     a->pd_gen = pd->gen;
     a->deadline = ev_now(s->loop) + r.timeout_ms / 1000.0 + 2 * cl->hb_timeout;
-    ax_hmap_put(&inc->asks, KEY8(&a->req), a);
+    axd_hmap_put(&inc->asks, KEY8(&a->req), a);
     return 0;
 }
 
-int ax_cluster_ask_named(ax_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
-                         ax_pending *pd, uint32_t timeout_ms)
+int axd_cluster_ask_named(axd_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
+                         axd_pending *pd, uint32_t timeout_ms)
 {
     return ask_named(s, to, msg, msg_len, p, n, pd, timeout_ms, AX_REF_NONE);
 }
 
-int ax_cluster_ask(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_pending *pd, ax_ref from)
+int axd_cluster_ask(axd_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, axd_pending *pd, ax_ref from)
 {
-    const char *name = ax_msg_name(s, msg_id);
+    const char *name = axd_msg_name(s, msg_id);
     double rem = pd ? ev_timer_remaining(s->loop, &pd->timer) : 0;
     uint32_t ms = rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : s->cfg.ask_timeout_ms;
     return ask_named(s, to, name, strlen(name), p, n, pd, ms, from);
@@ -396,104 +396,104 @@ int ax_cluster_ask(ax_server *s, ax_ref to, uint32_t msg_id, const void *p, size
 
 /* ---------------- remote monitors ---------------- */
 
-int ax_cluster_monitor(ax_server *s, ax_ref watcher, ax_ref target, uint64_t mref)
+int axd_cluster_monitor(axd_server *s, ax_ref watcher, ax_ref target, uint64_t mref)
 {
-    ax_cl_inc *inc = inc_get(cl_of(s), target.node);
+    axd_cl_inc *inc = inc_get(cl_of(s), target.node);
     if (!inc || inc->down) {
-        ax_runtime_deliver_down(s, watcher, mref, target, inc ? "noconnection" : "noproc");
+        axd_runtime_deliver_down(s, watcher, mref, target, inc ? "noconnection" : "noproc");
         return AX_OK;
     }
     ax_peer_rec r = {.mref = mref, .from_id = watcher.id, .from_gen = watcher.gen, .to_id = target.id,
                      .to_gen = target.gen};
-    int rc = ax_cl_queue(s->cluster, inc, AX_PT_MONITOR, &r);
+    int rc = axd_cl_queue(s->cluster, inc, AX_PT_MONITOR, &r);
     if (rc)
         return rc;
-    ax_cl_rmon *m = ax_malloc(sizeof *m);
+    axd_cl_rmon *m = ax_malloc(sizeof *m);
     m->mref = mref;
     m->watcher = watcher;
     m->target = target;
-    ax_free(ax_hmap_put(&inc->rmons, KEY8(&m->mref), m));
+    ax_free(axd_hmap_put(&inc->rmons, KEY8(&m->mref), m));
     return AX_OK;
 }
 
-int ax_cluster_demonitor(ax_server *s, ax_ref target, uint64_t mref)
+int axd_cluster_demonitor(axd_server *s, ax_ref target, uint64_t mref)
 {
-    ax_cl_inc *inc = inc_get(cl_of(s), target.node);
+    axd_cl_inc *inc = inc_get(cl_of(s), target.node);
     if (!inc)
         return AX_OK;
-    ax_cl_rmon *m = ax_hmap_del(&inc->rmons, KEY8(&mref));
+    axd_cl_rmon *m = axd_hmap_del(&inc->rmons, KEY8(&mref));
     if (!m)
         return AX_OK;
     ax_free(m);
     ax_peer_rec r = {.mref = mref};
     if (!inc->down)
-        ax_cl_queue(s->cluster, inc, AX_PT_DEMONITOR, &r);
+        axd_cl_queue(s->cluster, inc, AX_PT_DEMONITOR, &r);
     return AX_OK;
 }
 
-int ax_cluster_demonitor_mref(ax_server *s, ax_ref watcher, uint64_t mref)
+int axd_cluster_demonitor_mref(axd_server *s, ax_ref watcher, uint64_t mref)
 {
-    ax_cluster *cl = cl_of(s);
+    axd_cluster *cl = cl_of(s);
     for (uint32_t i = 0; cl && i < cl->n_incs; i++) {
-        ax_cl_rmon *m = ax_hmap_get(&cl->incs[i]->rmons, KEY8(&mref));
+        axd_cl_rmon *m = axd_hmap_get(&cl->incs[i]->rmons, KEY8(&mref));
         if (m && ax_ref_eq(m->watcher, watcher))
-            return ax_cluster_demonitor(s, m->target, mref);
+            return axd_cluster_demonitor(s, m->target, mref);
     }
     return AX_OK;
 }
 
-void ax_cluster_deliver_down(ax_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
+void axd_cluster_deliver_down(axd_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
 {
-    ax_cluster *cl = cl_of(s);
+    axd_cluster *cl = cl_of(s);
     (void)watcher;
     if (!cl)
         return;
-    ax_cl_lmon *m = ax_hmap_del(&cl->lmons_by_local, KEY8(&mref));
+    axd_cl_lmon *m = axd_hmap_del(&cl->lmons_by_local, KEY8(&mref));
     if (!m)
         return; /* demonitored, or the watcher's node is gone */
-    ax_cl_inc *inc = inc_get(cl, m->inc);
+    axd_cl_inc *inc = inc_get(cl, m->inc);
     if (inc) {
-        ax_hmap_del(&inc->lmons, KEY8(&m->rmref));
+        axd_hmap_del(&inc->lmons, KEY8(&m->rmref));
         size_t rl = strlen(reason ? reason : "");
         ax_peer_rec r = {.mref = m->rmref, .to_id = who.id, .to_gen = who.gen, .msg = rl ? reason : "normal",
                          .msg_len = rl ? (rl > 1024 ? 1024 : rl) : 6};
-        ax_cl_queue(cl, inc, AX_PT_DOWN, &r);
+        axd_cl_queue(cl, inc, AX_PT_DOWN, &r);
     }
     ax_free(m);
 }
 
 /* ---------------- incoming records ---------------- */
 
-void ax_cl_send_reply(ax_cluster *cl, ax_cl_inc *inc, uint64_t req, int status, const void *p, size_t n)
+void axd_cl_send_reply(axd_cluster *cl, axd_cl_inc *inc, uint64_t req, int status, const void *p, size_t n)
 {
     ax_peer_rec r = {.req = req, .status = status, .payload = p, .payload_len = n};
-    int rc = ax_cl_queue(cl, inc, AX_PT_REPLY, &r);
+    int rc = axd_cl_queue(cl, inc, AX_PT_REPLY, &r);
     if (rc == AX_ETOOBIG) {
         r.status = AX_ETOOBIG;
         r.payload_len = 0;
-        ax_cl_queue(cl, inc, AX_PT_REPLY, &r);
+        axd_cl_queue(cl, inc, AX_PT_REPLY, &r);
     }
 }
 
 /* The runtime finished an ask that came from a peer: send the REPLY back. */
-void ax_cl_remote_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n)
+void axd_cl_remote_ask_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
 {
-    ax_cluster *cl = cl_of(s);
-    ax_cl_inc *inc = inc_get(cl, p->u.client.conn_slot);
+    axd_cluster *cl = cl_of(s);
+    axd_cl_inc *inc = inc_get(cl, p->u.client.conn_slot);
     uint64_t req = (uint64_t)p->u.client.req_id << 32 | p->u.client.conn_gen;
     if (inc && !inc->down)
-        ax_cl_send_reply(cl, inc, req, status, data, status == AX_OK ? n : 0);
+        axd_cl_send_reply(cl, inc, req, status, data, status == AX_OK ? n : 0);
 }
 
-int ax_cl_deliver(ax_cluster *cl, ax_cl_inc *inc, ax_actor *a, const ax_peer_rec *r, uint32_t id, int ask)
+int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, axd_actor *a, const ax_peer_rec *r, uint32_t id, int ask)
 {
-    ax_server *s = cl->s;
-    ax_env *e = ax_env_new(s, r->payload_len);
-    ax_pending *pd = e && ask ? ax_pending_new(s, r->timeout_ms, ax_cl_remote_ask_done) : NULL;
+    axd_server *s = cl->s;
+    axd_env *e = axd_env_new(s, r->payload_len);
+    axd_pending *pd = e && ask ? axd_pending_new(s, r->timeout_ms, axd_cl_remote_ask_done) : NULL;
     if (!e || (ask && !pd)) {
-        ax_env_free(s, e);
+        axd_env_free(s, e);
         if (ask)
-            ax_cl_send_reply(cl, inc, r->req, AX_ENOMEM, NULL, 0);
+            axd_cl_send_reply(cl, inc, r->req, AX_ENOMEM, NULL, 0);
         return AX_ENOMEM;
     }
     if (r->payload_len)
@@ -509,96 +509,96 @@ int ax_cl_deliver(ax_cluster *cl, ax_cl_inc *inc, ax_actor *a, const ax_peer_rec
         e->ask = pd->slot;
         e->ask_gen = pd->gen;
     }
-    int rc = ax_actor_deliver(s, a, e);
+    int rc = axd_actor_deliver(s, a, e);
     if (rc) {
         e->ask = 0;
-        ax_env_free(s, e);
+        axd_env_free(s, e);
         if (pd)
-            ax_pending_complete(s, pd->slot, pd->gen, rc, NULL, 0); /* sends the error back */
+            axd_pending_complete(s, pd->slot, pd->gen, rc, NULL, 0); /* sends the error back */
     }
     return rc;
 }
 
-static void on_tell(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
+static void on_tell(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
-    ax_server *s = cl->s;
-    ax_actor *a = r->to_id <= UINT32_MAX ? ax_actor_get(s, (ax_ref){r->to_id, r->to_gen, 0}) : NULL;
-    if (!a || ax_cl_deliver(cl, inc, a, r, ax_msg_lookup(s, r->msg, r->msg_len), 0) != 0)
+    axd_server *s = cl->s;
+    axd_actor *a = r->to_id <= UINT32_MAX ? axd_actor_get(s, (ax_ref){r->to_id, r->to_gen, 0}) : NULL;
+    if (!a || axd_cl_deliver(cl, inc, a, r, axd_msg_lookup(s, r->msg, r->msg_len), 0) != 0)
         cl->remote_dropped++;
 }
 
-static void on_ask(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
+static void on_ask(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
-    ax_server *s = cl->s;
-    ax_actor *a = r->to_id <= UINT32_MAX ? ax_actor_get(s, (ax_ref){r->to_id, r->to_gen, 0}) : NULL;
+    axd_server *s = cl->s;
+    axd_actor *a = r->to_id <= UINT32_MAX ? axd_actor_get(s, (ax_ref){r->to_id, r->to_gen, 0}) : NULL;
     if (!a) {
-        ax_cl_send_reply(cl, inc, r->req, AX_ENOPROC, NULL, 0);
+        axd_cl_send_reply(cl, inc, r->req, AX_ENOPROC, NULL, 0);
         return;
     }
-    ax_cl_deliver(cl, inc, a, r, ax_msg_lookup(s, r->msg, r->msg_len), 1); /* errors are answered */
+    axd_cl_deliver(cl, inc, a, r, axd_msg_lookup(s, r->msg, r->msg_len), 1); /* errors are answered */
 }
 
-static void on_reply(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
+static void on_reply(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
-    ax_cl_ask *a = ax_hmap_del(&inc->asks, KEY8(&r->req));
+    axd_cl_ask *a = axd_hmap_del(&inc->asks, KEY8(&r->req));
     if (!a) {
         cl->late_replies++;
         return;
     }
     uint32_t slot = a->pd_slot, gen = a->pd_gen;
     ax_free(a);
-    ax_pending_complete(cl->s, slot, gen, r->status, r->payload, r->payload_len);
+    axd_pending_complete(cl->s, slot, gen, r->status, r->payload, r->payload_len);
 }
 
-static void on_monitor(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
+static void on_monitor(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
-    ax_server *s = cl->s;
+    axd_server *s = cl->s;
     ax_ref target = {r->to_id, r->to_gen, 0}, watcher = {r->from_id, r->from_gen, inc->idx};
-    ax_actor *a = r->to_id <= UINT32_MAX ? ax_actor_get_any(s, target) : NULL;
-    if (!a || a->st == AX_ST_STOPPING) {
+    axd_actor *a = r->to_id <= UINT32_MAX ? axd_actor_get_any(s, target) : NULL;
+    if (!a || a->st == AXD_ST_STOPPING) {
         ax_peer_rec d = {.mref = r->mref, .to_id = r->to_id, .to_gen = r->to_gen, .msg = "noproc", .msg_len = 6};
-        ax_cl_queue(cl, inc, AX_PT_DOWN, &d);
+        axd_cl_queue(cl, inc, AX_PT_DOWN, &d);
         return;
     }
     uint64_t lmref = 0;
-    if (ax_sup_monitor(s, watcher, target, &lmref) != AX_OK)
+    if (axd_sup_monitor(s, watcher, target, &lmref) != AX_OK)
         return;
-    ax_cl_lmon *m = ax_malloc(sizeof *m);
+    axd_cl_lmon *m = ax_malloc(sizeof *m);
     m->rmref = r->mref;
     m->lmref = lmref;
     m->inc = inc->idx;
     m->watcher = watcher;
     m->target = target;
-    ax_cl_lmon *old = ax_hmap_put(&inc->lmons, KEY8(&m->rmref), m);
+    axd_cl_lmon *old = axd_hmap_put(&inc->lmons, KEY8(&m->rmref), m);
     if (old) {
-        ax_hmap_del(&cl->lmons_by_local, KEY8(&old->lmref));
+        axd_hmap_del(&cl->lmons_by_local, KEY8(&old->lmref));
         ax_free(old);
     }
-    ax_hmap_put(&cl->lmons_by_local, KEY8(&m->lmref), m);
+    axd_hmap_put(&cl->lmons_by_local, KEY8(&m->lmref), m);
 }
 
-static void on_demonitor(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
+static void on_demonitor(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
-    ax_cl_lmon *m = ax_hmap_del(&inc->lmons, KEY8(&r->mref));
+    axd_cl_lmon *m = axd_hmap_del(&inc->lmons, KEY8(&r->mref));
     if (!m)
         return;
-    ax_hmap_del(&cl->lmons_by_local, KEY8(&m->lmref));
-    ax_sup_demonitor(cl->s, m->watcher, m->lmref, 0);
+    axd_hmap_del(&cl->lmons_by_local, KEY8(&m->lmref));
+    axd_sup_demonitor(cl->s, m->watcher, m->lmref, 0);
     ax_free(m);
 }
 
-static void on_down(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
+static void on_down(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
-    ax_cl_rmon *m = ax_hmap_del(&inc->rmons, KEY8(&r->mref));
+    axd_cl_rmon *m = axd_hmap_del(&inc->rmons, KEY8(&r->mref));
     if (!m)
         return; /* demonitored meanwhile: nothing to deliver */
     char reason[1025];
     snprintf(reason, sizeof reason, "%.*s", (int)r->msg_len, r->msg);
-    ax_runtime_deliver_down(cl->s, m->watcher, m->mref, m->target, reason);
+    axd_runtime_deliver_down(cl->s, m->watcher, m->mref, m->target, reason);
     ax_free(m);
 }
 
-void ax_cl_on_frame(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const uint8_t *body, size_t n)
+void axd_cl_on_frame(axd_cluster *cl, axd_cl_inc *inc, uint8_t type, const uint8_t *body, size_t n)
 {
     ax_rbuf rb;
     ax_peer_rec r;
@@ -613,23 +613,23 @@ void ax_cl_on_frame(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const uint8_t 
         case AX_PT_MONITOR: on_monitor(cl, inc, &r); break;
         case AX_PT_DEMONITOR: on_demonitor(cl, inc, &r); break;
         case AX_PT_DOWN: on_down(cl, inc, &r); break;
-        case AX_PT_KEYED: ax_cl_on_keyed(cl, inc, &r); break;
-        case AX_PT_EPOCHS: ax_route_note_epoch(cl->s, r.shard, r.epoch, inc->wire_id); break;
+        case AX_PT_KEYED: axd_cl_on_keyed(cl, inc, &r); break;
+        case AX_PT_EPOCHS: axd_route_note_epoch(cl->s, r.shard, r.epoch, inc->wire_id); break;
         default: return;
         }
     }
     if (rc < 0)
-        ax_log(AX_LOG_WARN, "cluster", "malformed %s frame from %s: %s (rest of the frame dropped)",
+        axd_log(AX_LOG_WARN, "cluster", "malformed %s frame from %s: %s (rest of the frame dropped)",
                ax_peer_type_name(type), inc->wire_id, why ? why : "?");
 }
 
 /* ---------------- names and documents ---------------- */
 
-int ax_cluster_node_of(ax_server *s, const char *wire_id, size_t len, uint32_t *node)
+int axd_cluster_node_of(axd_server *s, const char *wire_id, size_t len, uint32_t *node)
 {
-    ax_node_id id;
-    ax_cluster *cl = cl_of(s);
-    if (ax_node_id_parse(wire_id, len, &id) != 0)
+    axd_node_id id;
+    axd_cluster *cl = cl_of(s);
+    if (axd_node_id_parse(wire_id, len, &id) != 0)
         return AX_ENOTFOUND;
     if (cl && !strcmp(id.name, cl->name) && (!id.has_session || !strcmp(id.boot, cl->boot))) {
         *node = 0;
@@ -639,7 +639,7 @@ int ax_cluster_node_of(ax_server *s, const char *wire_id, size_t len, uint32_t *
         return AX_ENOTFOUND;
     int found_down = 0;
     for (uint32_t i = cl->n_incs; i-- > 0;) {
-        ax_cl_inc *inc = cl->incs[i];
+        axd_cl_inc *inc = cl->incs[i];
         if (strcmp(inc->node->name, id.name) || (id.has_session && strcmp(inc->boot, id.boot)))
             continue;
         if (!inc->down) {
@@ -653,15 +653,15 @@ int ax_cluster_node_of(ax_server *s, const char *wire_id, size_t len, uint32_t *
     return found_down ? AX_ENOCONN : AX_ENOTFOUND;
 }
 
-const char *ax_cluster_node_wire_id(ax_server *s, uint32_t node)
+const char *axd_cluster_node_wire_id(axd_server *s, uint32_t node)
 {
-    ax_cl_inc *inc = inc_get(cl_of(s), node);
+    axd_cl_inc *inc = inc_get(cl_of(s), node);
     return inc ? inc->wire_id : "";
 }
 
-cJSON *ax_cluster_nodes_json(ax_server *s)
+cJSON *axd_cluster_nodes_json(axd_server *s)
 {
-    ax_cluster *cl = cl_of(s);
+    axd_cluster *cl = cl_of(s);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "node", s->node_id);
     cJSON_AddBoolToObject(doc, "cluster", cl != NULL);
@@ -674,17 +674,17 @@ cJSON *ax_cluster_nodes_json(ax_server *s)
     cJSON_AddNumberToObject(doc, "handshakes", (double)cl->handshakes);
     cJSON_AddNumberToObject(doc, "remote_dropped", (double)cl->remote_dropped);
     int links = 0;
-    for (ax_cl_link *l = cl->links; l; l = l->next)
+    for (axd_cl_link *l = cl->links; l; l = l->next)
         links++;
     cJSON_AddNumberToObject(doc, "links", links); /* established and in handshake */
     double now = ev_now(s->loop);
-    for (ax_cl_node *n = cl->nodes; n; n = n->next) {
+    for (axd_cl_node *n = cl->nodes; n; n = n->next) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "name", n->name);
         cJSON_AddStringToObject(o, "wire_id", n->inc ? n->inc->wire_id : "");
         cJSON_AddNumberToObject(o, "session", n->inc ? (double)n->inc->session : 0);
         cJSON_AddNumberToObject(o, "ref_node", n->inc ? n->inc->idx : 0);
-        cJSON_AddStringToObject(o, "state", ax_cl_state_name(n->state));
+        cJSON_AddStringToObject(o, "state", axd_cl_state_name(n->state));
         cJSON_AddNumberToObject(o, "since_s", now - n->since);
         cJSON_AddStringToObject(o, "address", n->link ? n->link->remote : "");
         cJSON_AddNumberToObject(o, "rtt_ms", n->rtt_ms);

@@ -1,8 +1,8 @@
 /* Internal state of the cluster, shared by peer.c (links, handshakes, sessions,
  * heartbeats, failure detection, dedup, control/data priority) and cluster.c (config,
  * remote tell/ask/monitor, dispatch into the runtime, JSON). Not for other files. */
-#ifndef AX_CLUSTER_INT_H
-#define AX_CLUSTER_INT_H
+#ifndef AXD_CLUSTER_INT_H
+#define AXD_CLUSTER_INT_H
 #include <ev.h>
 
 #include "cluster.h"
@@ -11,71 +11,71 @@
 #include "overlay.h"
 #include "peer.h"
 
-#define AX_CL_QUEUE_MAX (64u << 20) /* unsent bytes per peer incarnation before EFULL */
-#define AX_CL_HS_MAX 256            /* incoming links in their handshake at once */
+#define AXD_CL_QUEUE_MAX (64u << 20) /* unsent bytes per peer incarnation before EFULL */
+#define AXD_CL_HS_MAX 256            /* incoming links in their handshake at once */
 
 enum { LK_HS = 0, LK_UP = 1, LK_DEAD = 2 };
 enum { NS_IDLE = 0, NS_CONNECTING, NS_UP, NS_DISCONNECTED, NS_DOWN };
 
-typedef struct ax_cluster ax_cluster;
-typedef struct ax_cl_node ax_cl_node;
-typedef struct ax_cl_inc ax_cl_inc;
+typedef struct axd_cluster axd_cluster;
+typedef struct axd_cl_node axd_cl_node;
+typedef struct axd_cl_inc axd_cl_inc;
 
-typedef struct ax_cl_link {
-    ax_cluster *cl;
-    ax_ovl_link *ol;
-    ax_cl_node *node; /* outgoing: at connect; incoming: once authenticated */
+typedef struct axd_cl_link {
+    axd_cluster *cl;
+    axd_ovl_link *ol;
+    axd_cl_node *node; /* outgoing: at connect; incoming: once authenticated */
     int outgoing, state;
-    ax_hs hs;
-    ax_psess sess;
+    axd_hs hs;
+    axd_psess sess;
     double opened_at;
     char remote[96];
-    struct ax_cl_link *next, *prev;
-} ax_cl_link;
+    struct axd_cl_link *next, *prev;
+} axd_cl_link;
 
 /* A remote ask of ours, waiting for its REPLY. */
-typedef struct ax_cl_ask {
+typedef struct axd_cl_ask {
     uint64_t req;
     uint32_t pd_slot, pd_gen;
     double deadline;
-} ax_cl_ask;
+} axd_cl_ask;
 
 /* A monitor held by a local watcher on a remote actor. */
-typedef struct ax_cl_rmon {
+typedef struct axd_cl_rmon {
     uint64_t mref;
     ax_ref watcher, target;
-} ax_cl_rmon;
+} axd_cl_rmon;
 
 /* A monitor a remote watcher holds on a local actor (lmref: the runtime's mref). */
-typedef struct ax_cl_lmon {
+typedef struct axd_cl_lmon {
     uint64_t rmref, lmref;
     uint32_t inc;
     ax_ref watcher, target;
-} ax_cl_lmon;
+} axd_cl_lmon;
 
 /* One incarnation (boot) of a logical node: what ax_ref.node indexes. Never freed
  * before the cluster, so a stale ref finds a down incarnation, not a newer one. */
-struct ax_cl_inc {
+struct axd_cl_inc {
     uint32_t idx;
-    ax_cl_node *node;
-    char boot[AX_NODE_BOOT_HEX + 1];
-    char wire_id[AX_NODE_ID_MAX + 1]; /* last authenticated wire id */
+    axd_cl_node *node;
+    char boot[AXD_NODE_BOOT_HEX + 1];
+    char wire_id[AXD_NODE_ID_MAX + 1]; /* last authenticated wire id */
     uint64_t session;
     int down;
     ax_wbuf ctlq, dataq;   /* unsealed frames waiting for a link */
     size_t open_at;        /* offset of the open data batch in dataq, or SIZE_MAX */
     uint8_t open_type;
-    ax_hmap asks;          /* req (8 bytes) -> ax_cl_ask */
-    ax_hmap rmons;         /* mref (8 bytes) -> ax_cl_rmon */
-    ax_hmap lmons;         /* remote mref (8 bytes) -> ax_cl_lmon */
+    axd_hmap asks;          /* req (8 bytes) -> axd_cl_ask */
+    axd_hmap rmons;         /* mref (8 bytes) -> axd_cl_rmon */
+    axd_hmap lmons;         /* remote mref (8 bytes) -> axd_cl_lmon */
 };
 
-struct ax_cl_node {
-    char name[AX_NODE_ID_MAX + 1];
+struct axd_cl_node {
+    char name[AXD_NODE_ID_MAX + 1];
     int in_book, state;
-    ax_cl_link *link;     /* the established link */
-    ax_cl_link *dialing;  /* our outgoing link in connect/handshake */
-    ax_cl_inc *inc;       /* current incarnation; NULL before the first handshake */
+    axd_cl_link *link;     /* the established link */
+    axd_cl_link *dialing;  /* our outgoing link in connect/handshake */
+    axd_cl_inc *inc;       /* current incarnation; NULL before the first handshake */
     double since, last_heard, rtt_ms;
     uint64_t bytes_in, bytes_out, frames_in, frames_out;
     uint64_t auth_failures, replayed, forged, dropped, downs;
@@ -86,28 +86,28 @@ struct ax_cl_node {
     double last_hb;
     double backoff_ms;
     ev_timer reconnect;
-    ax_cluster *cl;
+    axd_cluster *cl;
     uint64_t ping_id;
-    ax_cl_node *next;
+    axd_cl_node *next;
 };
 
-struct ax_cluster {
-    ax_server *s;
-    ax_ovl *ovl;
-    char name[AX_NODE_ID_MAX + 1];
-    char boot[AX_NODE_BOOT_HEX + 1];
+struct axd_cluster {
+    axd_server *s;
+    axd_ovl *ovl;
+    char name[AXD_NODE_ID_MAX + 1];
+    char boot[AXD_NODE_BOOT_HEX + 1];
     uint64_t session_counter;
     char *token;
     size_t token_len;
     uint32_t shard_count;   /* shards.count, checked in the handshake */
-    char store_id[256];     /* lease store identity (ax_config_store_identity), checked too */
+    char store_id[256];     /* lease store identity (axd_config_store_identity), checked too */
     uint32_t max_frame;
     double hb_interval, hb_timeout, connect_timeout, backoff_min, backoff_max;
-    ax_cl_node *nodes;
-    ax_cl_inc **incs;
+    axd_cl_node *nodes;
+    axd_cl_inc **incs;
     uint32_t n_incs, cap_incs;
-    ax_cl_link *links;
-    ax_hmap lmons_by_local; /* runtime mref (8 bytes) -> ax_cl_lmon */
+    axd_cl_link *links;
+    axd_hmap lmons_by_local; /* runtime mref (8 bytes) -> axd_cl_lmon */
     ev_timer hb;
     ev_prepare flush;
     uint64_t next_req;
@@ -117,35 +117,35 @@ struct ax_cluster {
 };
 
 /* ---- peer.c ---- */
-int ax_cl_peer_start(ax_cluster *cl);
-void ax_cl_peer_stop(ax_cluster *cl);
-ax_cl_node *ax_cl_node_get(ax_cluster *cl, const char *name, int create);
+int axd_cl_peer_start(axd_cluster *cl);
+void axd_cl_peer_stop(axd_cluster *cl);
+axd_cl_node *axd_cl_node_get(axd_cluster *cl, const char *name, int create);
 /* Append one record to the incarnation's queues (a control or data frame, batched).
  * AX_ENOCONN (down), AX_EFULL, AX_ETOOBIG. */
-int ax_cl_queue(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const ax_peer_rec *r);
+int axd_cl_queue(axd_cluster *cl, axd_cl_inc *inc, uint8_t type, const ax_peer_rec *r);
 /* Queue the highest epoch this node knows of every shard (EPOCHS frames) for inc. */
-void ax_cl_send_epochs(ax_cluster *cl, ax_cl_inc *inc);
+void axd_cl_send_epochs(axd_cluster *cl, axd_cl_inc *inc);
 /* Put name=addr in the address book at run time and dial it if it is new: 1 added, 0 the
  * address changed (used at the next connect), or an error (AX_ENOTSUP, AX_EINVAL). */
-int ax_cl_add_peer(ax_cluster *cl, const char *name, const char *addr);
-void ax_cl_flush_node(ax_cluster *cl, ax_cl_node *n);
-const char *ax_cl_state_name(int st);
-extern const ax_ovl_cbs ax_cl_ovl_cbs;
+int axd_cl_add_peer(axd_cluster *cl, const char *name, const char *addr);
+void axd_cl_flush_node(axd_cluster *cl, axd_cl_node *n);
+const char *axd_cl_state_name(int st);
+extern const axd_ovl_cbs axd_cl_ovl_cbs;
 
 /* ---- cluster.c (called by peer.c) ---- */
-void ax_cl_on_frame(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const uint8_t *body, size_t n);
+void axd_cl_on_frame(axd_cluster *cl, axd_cl_inc *inc, uint8_t type, const uint8_t *body, size_t n);
 /* The incarnation is declared down: fail asks, fire monitors (noconnection), drop queues. */
-void ax_cl_inc_down(ax_cluster *cl, ax_cl_inc *inc, const char *why);
-ax_cl_inc *ax_cl_inc_new(ax_cluster *cl, ax_cl_node *n, const char *boot);
-void ax_cl_send_reply(ax_cluster *cl, ax_cl_inc *inc, uint64_t req, int status, const void *p, size_t n);
+void axd_cl_inc_down(axd_cluster *cl, axd_cl_inc *inc, const char *why);
+axd_cl_inc *axd_cl_inc_new(axd_cluster *cl, axd_cl_node *n, const char *boot);
+void axd_cl_send_reply(axd_cluster *cl, axd_cl_inc *inc, uint64_t req, int status, const void *p, size_t n);
 /* Deliver a peer record's message (payload, from, epoch) to local actor a. For an ask the
  * runtime's answer, or the delivery error, goes back as REPLY r->req. Returns 0 or the
  * delivery error (for tells, the caller reports or counts it). */
-int ax_cl_deliver(ax_cluster *cl, ax_cl_inc *inc, ax_actor *a, const ax_peer_rec *r, uint32_t id, int ask);
+int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, axd_actor *a, const ax_peer_rec *r, uint32_t id, int ask);
 /* pending-ask completion for asks that came from a peer: sends the REPLY back */
-void ax_cl_remote_ask_done(ax_server *s, ax_pending *p, int status, const void *data, size_t n);
+void axd_cl_remote_ask_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n);
 
 /* ---- keyed.c ---- */
-void ax_cl_on_keyed(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r);
+void axd_cl_on_keyed(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r);
 
 #endif

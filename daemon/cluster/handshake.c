@@ -67,7 +67,7 @@ static int hkdf64(const uint8_t key[32], const uint8_t *salt, size_t saltlen, co
     return ok ? 0 : AX_ENOMEM;
 }
 
-int ax_hs_derive(const uint8_t key[32], uint16_t version, uint32_t features, const char *id_a, const char *id_b,
+int axd_hs_derive(const uint8_t key[32], uint16_t version, uint32_t features, const char *id_a, const char *id_b,
                  const uint8_t *nonce_a, const uint8_t *nonce_b, uint8_t proof_a[32], uint8_t proof_b[32],
                  uint8_t k_a2b[32], uint8_t k_b2a[32])
 {
@@ -133,7 +133,7 @@ static int frame_mac(EVP_MAC_CTX *c, const uint8_t *frame, size_t n, uint8_t out
     return 0;
 }
 
-void ax_psess_seal(ax_psess *s, uint8_t *frame, size_t n)
+void axd_psess_seal(axd_psess *s, uint8_t *frame, size_t n)
 {
     put32(frame + 8, s->tx_session);
     put64(frame + 16, ++s->tx_seq);
@@ -141,7 +141,7 @@ void ax_psess_seal(ax_psess *s, uint8_t *frame, size_t n)
         memset(frame + AX_PEER_MAC_OFF, 0, AX_PEER_MAC_SIZE); /* the peer drops it as forged */
 }
 
-int ax_psess_open(ax_psess *s, const ax_peer_hdr *h, const uint8_t *frame, size_t n)
+int axd_psess_open(axd_psess *s, const ax_peer_hdr *h, const uint8_t *frame, size_t n)
 {
     uint8_t mac[AX_PEER_MAC_SIZE];
     if (n < AX_PEER_HDR_SIZE || frame_mac(s->rx, frame, n, mac) != 0 ||
@@ -157,7 +157,7 @@ int ax_psess_open(ax_psess *s, const ax_peer_hdr *h, const uint8_t *frame, size_
     return 0;
 }
 
-void ax_psess_free(ax_psess *s)
+void axd_psess_free(axd_psess *s)
 {
     if (!s)
         return;
@@ -168,8 +168,8 @@ void ax_psess_free(ax_psess *s)
 
 /* ---------------- the handshake ---------------- */
 
-static int hs_fail(ax_hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int hs_fail(ax_hs *h, int code, const char *fmt, ...)
+static int hs_fail(axd_hs *h, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int hs_fail(axd_hs *h, int code, const char *fmt, ...)
 {
     va_list ap;
     h->state = ST_FAILED;
@@ -180,15 +180,15 @@ static int hs_fail(ax_hs *h, int code, const char *fmt, ...)
     return code;
 }
 
-int ax_hs_init(ax_hs *h, int role, const ax_hs_cfg *cfg)
+int axd_hs_init(axd_hs *h, int role, const axd_hs_cfg *cfg)
 {
-    ax_node_id self;
+    axd_node_id self;
     size_t sl = cfg->self_id ? strlen(cfg->self_id) : 0;
     uint16_t lo = cfg->min_ver ? cfg->min_ver : AX_PEER_VERSION_MIN;
     uint16_t hi = cfg->max_ver ? cfg->max_ver : AX_PEER_VERSION;
-    if ((role != AX_HS_INITIATOR && role != AX_HS_RESPONDER) || !sl ||
-        ax_node_id_parse(cfg->self_id, sl, &self) != 0 || !self.has_session || self.session > UINT32_MAX ||
-        cfg->token_len > AX_HS_TOKEN_MAX || (cfg->token_len && !cfg->token) || lo < 1 || lo > hi)
+    if ((role != AXD_HS_INITIATOR && role != AXD_HS_RESPONDER) || !sl ||
+        axd_node_id_parse(cfg->self_id, sl, &self) != 0 || !self.has_session || self.session > UINT32_MAX ||
+        cfg->token_len > AXD_HS_TOKEN_MAX || (cfg->token_len && !cfg->token) || lo < 1 || lo > hi)
         return AX_EINVAL;
     memset(h, 0, sizeof *h);
     h->role = role;
@@ -212,7 +212,7 @@ int ax_hs_init(ax_hs *h, int role, const ax_hs_cfg *cfg)
     EVP_MD_CTX_free(md);
     if (!ok)
         return AX_ENOMEM;
-    uint8_t *mine = role == AX_HS_INITIATOR ? h->nonce_a : h->nonce_b;
+    uint8_t *mine = role == AXD_HS_INITIATOR ? h->nonce_a : h->nonce_b;
     if (cfg->nonce)
         memcpy(mine, cfg->nonce, AX_PEER_NONCE_SIZE);
     else if (RAND_bytes(mine, AX_PEER_NONCE_SIZE) != 1)
@@ -231,7 +231,7 @@ static void put_hello(ax_wbuf *b, const void *arg) { ax_peer_hello_put(b, arg); 
 static void put_ack(ax_wbuf *b, const void *arg) { ax_peer_hello_ack_put(b, arg); }
 static void put_proof(ax_wbuf *b, const void *arg) { ax_wbuf_put(b, arg, AX_PEER_PROOF_SIZE); }
 
-void ax_hs_refuse(ax_hs *h, int code, const char *reason, ax_wbuf *out)
+void axd_hs_refuse(axd_hs *h, int code, const char *reason, ax_wbuf *out)
 {
     size_t st = ax_peer_frame_begin(out, AX_PT_REFUSE, 0);
     ax_peer_reason_put(out, code < 0 ? code : AX_EPROTO, reason);
@@ -240,9 +240,9 @@ void ax_hs_refuse(ax_hs *h, int code, const char *reason, ax_wbuf *out)
         hs_fail(h, code < 0 ? code : AX_EPROTO, "%s", reason ? reason : "refused");
 }
 
-int ax_hs_start(ax_hs *h, ax_wbuf *out)
+int axd_hs_start(axd_hs *h, ax_wbuf *out)
 {
-    if (h->role != AX_HS_INITIATOR || h->state != ST_NEW)
+    if (h->role != AXD_HS_INITIATOR || h->state != ST_NEW)
         return AX_EINVAL;
     ax_peer_hello m = {h->min_ver,  h->max_ver,      h->features, h->self_id, strlen(h->self_id),
                        h->expect,   strlen(h->expect), h->nonce_a, h->shard_count, h->store, strlen(h->store)};
@@ -251,7 +251,7 @@ int ax_hs_start(ax_hs *h, ax_wbuf *out)
     return 0;
 }
 
-static int make_session(ax_hs *h, const uint8_t k_tx[32], const uint8_t k_rx[32])
+static int make_session(axd_hs *h, const uint8_t k_tx[32], const uint8_t k_rx[32])
 {
     h->sess.tx = hmac_new(k_tx);
     h->sess.rx = hmac_new(k_rx);
@@ -263,7 +263,7 @@ static int make_session(ax_hs *h, const uint8_t k_tx[32], const uint8_t k_rx[32]
 /* Nodes that would split the keyed actors differently (another shard count) or keep
  * their leases apart (another store) cannot form one cluster: refused, both sides log
  * why. */
-static int check_cluster_params(ax_hs *h, uint32_t shards, const char *store, size_t store_len, ax_wbuf *out)
+static int check_cluster_params(axd_hs *h, uint32_t shards, const char *store, size_t store_len, ax_wbuf *out)
 {
     char r[700];
     if (shards != h->shard_count) {
@@ -271,7 +271,7 @@ static int check_cluster_params(ax_hs *h, uint32_t shards, const char *store, si
                  "shards.count differs: %.64s has %u, %.64s has %u (every node of a cluster must use the same "
                  "value)",
                  h->peer.name, shards, h->self.name, h->shard_count);
-        ax_hs_refuse(h, AX_ECONFIG, r, out);
+        axd_hs_refuse(h, AX_ECONFIG, r, out);
         return h->code;
     }
     if (store_len != strlen(h->store) || memcmp(store, h->store, store_len)) {
@@ -279,35 +279,35 @@ static int check_cluster_params(ax_hs *h, uint32_t shards, const char *store, si
                  "lease store differs: %.64s uses %.*s, %.64s uses %s (every node of a cluster must use the same "
                  "store, named the same way)",
                  h->peer.name, (int)store_len, store, h->self.name, h->store);
-        ax_hs_refuse(h, AX_ECONFIG, r, out);
+        axd_hs_refuse(h, AX_ECONFIG, r, out);
         return h->code;
     }
     return 0;
 }
 
 /* Identity checks common to both roles. */
-static int check_peer_id(ax_hs *h, const char *id, size_t n, ax_wbuf *out)
+static int check_peer_id(axd_hs *h, const char *id, size_t n, ax_wbuf *out)
 {
-    char tmp[AX_NODE_ID_MAX + 1];
-    if (ax_node_id_parse(id, n, &h->peer) != 0 || !h->peer.has_session || h->peer.session > UINT32_MAX) {
+    char tmp[AXD_NODE_ID_MAX + 1];
+    if (axd_node_id_parse(id, n, &h->peer) != 0 || !h->peer.has_session || h->peer.session > UINT32_MAX) {
         snprintf(tmp, sizeof tmp, "%.*s", (int)(n > 200 ? 200 : n), id);
-        ax_hs_refuse(h, AX_EPROTO, "wire id has no session suffix (name@boot-<hex>-session-<n>)", out);
+        axd_hs_refuse(h, AX_EPROTO, "wire id has no session suffix (name@boot-<hex>-session-<n>)", out);
         return hs_fail(h, AX_EPROTO, "peer sent a wire id without a session suffix: %s", tmp);
     }
     if (!strcmp(h->peer.name, h->self.name)) {
-        ax_hs_refuse(h, AX_EINVAL, "same logical node name as this node (connection to self?)", out);
+        axd_hs_refuse(h, AX_EINVAL, "same logical node name as this node (connection to self?)", out);
         return hs_fail(h, AX_EINVAL, "peer %.*s uses this node's own logical name %s", (int)(n > 200 ? 200 : n), id, h->self.name);
     }
     return 0;
 }
 
-static int on_hello(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
+static int on_hello(axd_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
 {
     ax_peer_hello m;
     const char *why = NULL;
     char r[256];
     if (ax_peer_hello_get(body, n, &m, &why) != 0) {
-        ax_hs_refuse(h, AX_EPROTO, why, out);
+        axd_hs_refuse(h, AX_EPROTO, why, out);
         return hs_fail(h, AX_EPROTO, "malformed HELLO: %s", why);
     }
     int rc = check_peer_id(h, m.wire_id, m.wire_id_len, out);
@@ -317,13 +317,13 @@ static int on_hello(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
     if (v < m.min_ver || v < h->min_ver) {
         snprintf(r, sizeof r, "no common peer protocol version: %.64s speaks %u..%u, %.64s speaks %u..%u", h->peer.name,
                  m.min_ver, m.max_ver, h->self.name, h->min_ver, h->max_ver);
-        ax_hs_refuse(h, AX_EVERSION, r, out);
+        axd_hs_refuse(h, AX_EVERSION, r, out);
         return h->code;
     }
     if (m.to_name_len && (m.to_name_len != strlen(h->self.name) || memcmp(m.to_name, h->self.name, m.to_name_len))) {
         snprintf(r, sizeof r, "this node is '%.64s', not '%.*s' (check the address book)", h->self.name,
                  (int)(m.to_name_len > 100 ? 100 : m.to_name_len), m.to_name);
-        ax_hs_refuse(h, AX_ENOTFOUND, r, out);
+        axd_hs_refuse(h, AX_ENOTFOUND, r, out);
         return h->code;
     }
     if ((rc = check_cluster_params(h, m.shard_count, m.store, m.store_len, out)) != 0)
@@ -334,7 +334,7 @@ static int on_hello(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
     memcpy(h->nonce_a, m.nonce, AX_PEER_NONCE_SIZE);
     uint8_t pa[32], pb[32], ka[32], kb[32];
     snprintf(r, sizeof r, "%.*s", (int)m.wire_id_len, m.wire_id);
-    if (ax_hs_derive(h->key, h->version, h->features, r, h->self_id, h->nonce_a, h->nonce_b, pa, pb, ka, kb))
+    if (axd_hs_derive(h->key, h->version, h->features, r, h->self_id, h->nonce_a, h->nonce_b, pa, pb, ka, kb))
         return hs_fail(h, AX_ENOMEM, "key derivation failed");
     /* Keep proof_a to check AUTH against; keys wait until the initiator has proven itself. */
     rc = make_session(h, kb, ka);
@@ -349,16 +349,16 @@ static int on_hello(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
     if (rc)
         return hs_fail(h, rc, "cannot create MAC contexts");
     h->state = ST_WAIT_AUTH;
-    return AX_HS_MORE;
+    return AXD_HS_MORE;
 }
 
-static int on_ack(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
+static int on_ack(axd_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
 {
     ax_peer_hello_ack m;
     const char *why = NULL;
-    char pid[AX_NODE_ID_MAX + 1];
+    char pid[AXD_NODE_ID_MAX + 1];
     if (ax_peer_hello_ack_get(body, n, &m, &why) != 0) {
-        ax_hs_refuse(h, AX_EPROTO, why, out);
+        axd_hs_refuse(h, AX_EPROTO, why, out);
         return hs_fail(h, AX_EPROTO, "malformed HELLO_ACK: %s", why);
     }
     int rc = check_peer_id(h, m.wire_id, m.wire_id_len, out);
@@ -368,13 +368,13 @@ static int on_ack(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
     if (m.version < h->min_ver || m.version > h->max_ver) {
         char r[160];
         snprintf(r, sizeof r, "peer chose version %u outside %u..%u", m.version, h->min_ver, h->max_ver);
-        ax_hs_refuse(h, AX_EVERSION, r, out);
+        axd_hs_refuse(h, AX_EVERSION, r, out);
         return h->code;
     }
     if (*h->expect && strcmp(h->expect, h->peer.name)) {
         char r[300];
         snprintf(r, sizeof r, "expected node '%.64s' at this address, found '%.64s'", h->expect, h->peer.name);
-        ax_hs_refuse(h, AX_ENOTFOUND, r, out);
+        axd_hs_refuse(h, AX_ENOTFOUND, r, out);
         return h->code;
     }
     if ((rc = check_cluster_params(h, m.shard_count, m.store, m.store_len, out)) != 0)
@@ -384,7 +384,7 @@ static int on_ack(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
     h->features &= m.features;
     memcpy(h->nonce_b, m.nonce, AX_PEER_NONCE_SIZE);
     uint8_t pa[32], pb[32], ka[32], kb[32];
-    if (ax_hs_derive(h->key, h->version, h->features, h->self_id, pid, h->nonce_a, h->nonce_b, pa, pb, ka, kb))
+    if (axd_hs_derive(h->key, h->version, h->features, h->self_id, pid, h->nonce_a, h->nonce_b, pa, pb, ka, kb))
         return hs_fail(h, AX_ENOMEM, "key derivation failed");
     int good = CRYPTO_memcmp(pb, m.proof, 32) == 0;
     rc = good ? make_session(h, ka, kb) : 0;
@@ -394,53 +394,53 @@ static int on_ack(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
     OPENSSL_cleanse(ka, sizeof ka);
     OPENSSL_cleanse(kb, sizeof kb);
     if (!good) {
-        ax_hs_refuse(h, AX_EAUTH, "authentication failed (auth_token mismatch)", out);
+        axd_hs_refuse(h, AX_EAUTH, "authentication failed (auth_token mismatch)", out);
         return hs_fail(h, AX_EAUTH, "peer %s failed authentication: its proof does not match our auth_token", pid);
     }
     if (rc)
         return hs_fail(h, rc, "cannot create MAC contexts");
     memcpy(h->expect, pid, strlen(pid) + 1);
     h->state = ST_WAIT_AUTH_OK;
-    return AX_HS_MORE;
+    return AXD_HS_MORE;
 }
 
-static int on_auth(ax_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
+static int on_auth(axd_hs *h, const uint8_t *body, size_t n, ax_wbuf *out)
 {
     const uint8_t *proof;
     const char *why = NULL;
     uint8_t pa[32], pb[32], ka[32], kb[32];
     if (ax_peer_auth_get(body, n, &proof, &why) != 0) {
-        ax_hs_refuse(h, AX_EPROTO, why, out);
+        axd_hs_refuse(h, AX_EPROTO, why, out);
         return hs_fail(h, AX_EPROTO, "malformed AUTH: %s", why);
     }
-    if (ax_hs_derive(h->key, h->version, h->features, h->expect, h->self_id, h->nonce_a, h->nonce_b, pa, pb, ka, kb))
+    if (axd_hs_derive(h->key, h->version, h->features, h->expect, h->self_id, h->nonce_a, h->nonce_b, pa, pb, ka, kb))
         return hs_fail(h, AX_ENOMEM, "key derivation failed");
     int good = CRYPTO_memcmp(pa, proof, 32) == 0;
     OPENSSL_cleanse(pa, sizeof pa);
     OPENSSL_cleanse(ka, sizeof ka);
     OPENSSL_cleanse(kb, sizeof kb);
     if (!good) {
-        ax_hs_refuse(h, AX_EAUTH, "authentication failed (auth_token mismatch)", out);
+        axd_hs_refuse(h, AX_EAUTH, "authentication failed (auth_token mismatch)", out);
         return hs_fail(h, AX_EAUTH, "peer %s failed authentication: its proof does not match our auth_token",
                        h->expect);
     }
     h->state = ST_AUTHED;
-    return AX_HS_READY;
+    return AXD_HS_READY;
 }
 
-int ax_hs_accept(ax_hs *h, ax_wbuf *out)
+int axd_hs_accept(axd_hs *h, ax_wbuf *out)
 {
-    if (h->role != AX_HS_RESPONDER || h->state != ST_AUTHED)
+    if (h->role != AXD_HS_RESPONDER || h->state != ST_AUTHED)
         return AX_EINVAL;
     size_t st = ax_peer_frame_begin(out, AX_PT_AUTH_OK, 0);
     if (ax_peer_frame_end(out, st, 0) != 0)
         return AX_ENOMEM;
-    ax_psess_seal(&h->sess, out->data + st, AX_PEER_HDR_SIZE);
+    axd_psess_seal(&h->sess, out->data + st, AX_PEER_HDR_SIZE);
     h->state = ST_DONE;
     return 0;
 }
 
-int ax_hs_input(ax_hs *h, const uint8_t *frame, size_t n, ax_wbuf *out)
+int axd_hs_input(axd_hs *h, const uint8_t *frame, size_t n, ax_wbuf *out)
 {
     ax_peer_hdr hd;
     const char *why = NULL;
@@ -448,7 +448,7 @@ int ax_hs_input(ax_hs *h, const uint8_t *frame, size_t n, ax_wbuf *out)
         return AX_EINVAL;
     int rc = ax_peer_hdr_decode(frame, n, AX_FRAME_MAX_LIMIT, &hd, &why);
     if (rc != 0 || n != AX_PEER_HDR_SIZE + (size_t)hd.body_len) {
-        ax_hs_refuse(h, AX_EPROTO, "malformed frame during the handshake", out);
+        axd_hs_refuse(h, AX_EPROTO, "malformed frame during the handshake", out);
         return hs_fail(h, AX_EPROTO, "malformed frame during the handshake: %s", why ? why : "bad length");
     }
     const uint8_t *body = frame + AX_PEER_HDR_SIZE;
@@ -462,13 +462,13 @@ int ax_hs_input(ax_hs *h, const uint8_t *frame, size_t n, ax_wbuf *out)
         h->refused_by_peer = 1;
         return h->code;
     }
-    int want = h->role == AX_HS_RESPONDER ? (h->state == ST_NEW ? AX_PT_HELLO : AX_PT_AUTH)
+    int want = h->role == AXD_HS_RESPONDER ? (h->state == ST_NEW ? AX_PT_HELLO : AX_PT_AUTH)
                                           : (h->state == ST_WAIT_ACK ? AX_PT_HELLO_ACK : AX_PT_AUTH_OK);
     if (hd.type != want || (want != AX_PT_AUTH_OK && (hd.seq != 0 || hd.session != 0))) {
         char r[160];
         snprintf(r, sizeof r, "unexpected %s during the handshake (expected %s)", ax_peer_type_name(hd.type),
                  ax_peer_type_name((uint8_t)want));
-        ax_hs_refuse(h, AX_EPROTO, r, out);
+        axd_hs_refuse(h, AX_EPROTO, r, out);
         return h->code;
     }
     switch (want) {
@@ -476,23 +476,23 @@ int ax_hs_input(ax_hs *h, const uint8_t *frame, size_t n, ax_wbuf *out)
     case AX_PT_AUTH: return on_auth(h, body, hd.body_len, out);
     case AX_PT_HELLO_ACK: return on_ack(h, body, hd.body_len, out);
     default:
-        if (hd.body_len != 0 || ax_psess_open(&h->sess, &hd, frame, n) != 0)
+        if (hd.body_len != 0 || axd_psess_open(&h->sess, &hd, frame, n) != 0)
             return hs_fail(h, AX_EAUTH, "AUTH_OK from %s is not authentic", h->expect);
         h->state = ST_DONE;
-        return AX_HS_READY;
+        return AXD_HS_READY;
     }
 }
 
-void ax_hs_take_session(ax_hs *h, ax_psess *out)
+void axd_hs_take_session(axd_hs *h, axd_psess *out)
 {
     *out = h->sess;
     memset(&h->sess, 0, sizeof h->sess);
 }
 
-void ax_hs_clear(ax_hs *h)
+void axd_hs_clear(axd_hs *h)
 {
     if (!h)
         return;
-    ax_psess_free(&h->sess);
+    axd_psess_free(&h->sess);
     OPENSSL_cleanse(h, sizeof *h);
 }

@@ -11,51 +11,51 @@
 
 #define KEY8(p) ((const char *)(p)), 8
 
-void ax_cl_on_keyed(ax_cluster *cl, ax_cl_inc *inc, const ax_peer_rec *r)
+void axd_cl_on_keyed(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
-    ax_server *s = cl->s;
+    axd_server *s = cl->s;
     ax_ref ref;
     const char *why = NULL;
     int ask = (r->kflags & AX_PK_ASK) != 0;
-    int rc = ax_registry_route(s, r->ktype, r->ktype_len, r->key, r->key_len, r->epoch,
+    int rc = axd_registry_route(s, r->ktype, r->ktype_len, r->key, r->key_len, r->epoch,
                                !(r->kflags & AX_PK_DIRECT), &ref, &why);
-    ax_actor *a = rc ? NULL : ax_actor_get(s, ref);
-    uint32_t id = a ? ax_msg_lookup(s, r->msg, r->msg_len) : 0;
+    axd_actor *a = rc ? NULL : axd_actor_get(s, ref);
+    uint32_t id = a ? axd_msg_lookup(s, r->msg, r->msg_len) : 0;
     if (!rc && !a)
         rc = AX_ENOPROC;
-    if (!rc && !ax_actor_handles(a, id))
+    if (!rc && !axd_actor_handles(a, id))
         rc = AX_ENOMSG;
     if (rc) {
         if (r->req)
-            ax_cl_send_reply(cl, inc, r->req, rc, NULL, 0);
+            axd_cl_send_reply(cl, inc, r->req, rc, NULL, 0);
         else
             cl->remote_dropped++;
         return;
     }
-    rc = ax_cl_deliver(cl, inc, a, r, id, ask); /* an ask's errors are answered there */
+    rc = axd_cl_deliver(cl, inc, a, r, id, ask); /* an ask's errors are answered there */
     if (!ask && r->req)
-        ax_cl_send_reply(cl, inc, r->req, rc, NULL, 0); /* acknowledged: queued, or why not */
+        axd_cl_send_reply(cl, inc, r->req, rc, NULL, 0); /* acknowledged: queued, or why not */
     else if (!ask && rc)
         cl->remote_dropped++;
 }
 
-int ax_cluster_keyed_send(ax_server *s, const char *owner, const char *type, size_t tlen, const char *key,
+int axd_cluster_keyed_send(axd_server *s, const char *owner, const char *type, size_t tlen, const char *key,
                           size_t klen, uint64_t epoch, unsigned kflags, const char *msg, size_t mlen, const void *p,
-                          size_t n, ax_ref from, ax_pending *pd)
+                          size_t n, ax_ref from, axd_pending *pd)
 {
-    ax_cluster *cl = s->cluster;
-    char wid[AX_NODE_ID_MAX + 32];
+    axd_cluster *cl = s->cluster;
+    char wid[AXD_NODE_ID_MAX + 32];
     uint32_t node;
     if (!cl)
         return AX_ENOTFOUND;
     /* the lease owner is "name@boot-<hex>"; any session of that boot is the same node */
     snprintf(wid, sizeof wid, "%s-session-1", owner);
-    int rc = ax_cluster_node_of(s, wid, strlen(wid), &node);
+    int rc = axd_cluster_node_of(s, wid, strlen(wid), &node);
     if (rc)
         return rc;
     if (node == 0 || node > cl->n_incs)
         return AX_EINVAL;
-    ax_cl_inc *inc = cl->incs[node - 1];
+    axd_cl_inc *inc = cl->incs[node - 1];
     if (inc->down)
         return AX_ENOCONN;
     ax_peer_rec r = {.epoch = epoch, .kflags = (uint8_t)kflags, .ktype = type, .ktype_len = tlen, .key = key,
@@ -69,42 +69,42 @@ int ax_cluster_keyed_send(ax_server *s, const char *owner, const char *type, siz
         r.req = ++cl->next_req;
         r.timeout_ms = rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : s->cfg.ask_timeout_ms;
     }
-    rc = ax_cl_queue(cl, inc, AX_PT_KEYED, &r);
+    rc = axd_cl_queue(cl, inc, AX_PT_KEYED, &r);
     if (rc)
         return rc;
     if (pd) {
-        ax_cl_ask *a = ax_malloc(sizeof *a);
+        axd_cl_ask *a = ax_malloc(sizeof *a);
         a->req = r.req;
         a->pd_slot = pd->slot;
         a->pd_gen = pd->gen;
         a->deadline = ev_now(s->loop) + r.timeout_ms / 1000.0 + 2 * cl->hb_timeout;
-        ax_hmap_put(&inc->asks, KEY8(&a->req), a);
+        axd_hmap_put(&inc->asks, KEY8(&a->req), a);
     }
     return AX_OK;
 }
 
-void ax_cluster_share_epoch(ax_server *s, uint32_t shard, uint64_t epoch)
+void axd_cluster_share_epoch(axd_server *s, uint32_t shard, uint64_t epoch)
 {
-    ax_cluster *cl = s->cluster;
+    axd_cluster *cl = s->cluster;
     if (!cl)
         return;
     ax_peer_rec r = {.shard = shard, .epoch = epoch};
-    for (ax_cl_node *nd = cl->nodes; nd; nd = nd->next)
+    for (axd_cl_node *nd = cl->nodes; nd; nd = nd->next)
         if (nd->state == NS_UP && nd->inc && !nd->inc->down) {
-            ax_cl_queue(cl, nd->inc, AX_PT_EPOCHS, &r);
-            ax_cl_flush_node(cl, nd);
+            axd_cl_queue(cl, nd->inc, AX_PT_EPOCHS, &r);
+            axd_cl_flush_node(cl, nd);
         }
 }
 
-uint32_t ax_cluster_live_nodes(ax_server *s)
+uint32_t axd_cluster_live_nodes(axd_server *s)
 {
-    ax_cluster *cl = s->cluster;
+    axd_cluster *cl = s->cluster;
     uint32_t n = 1;
     if (!cl)
         return 1;
     /* a peer that cannot reach the lease store cannot hold shards: it does not count,
      * so the others' share grows and they take its shards as its leases expire */
-    for (ax_cl_node *nd = cl->nodes; nd; nd = nd->next)
+    for (axd_cl_node *nd = cl->nodes; nd; nd = nd->next)
         n += nd->state == NS_UP && nd->store_ok;
     return n;
 }

@@ -11,11 +11,11 @@ static const char BOOT_TAG[] = "@boot-";
 static const char SESS_TAG[] = "-session-";
 #define BOOT_TAG_LEN (sizeof BOOT_TAG - 1)
 #define SESS_TAG_LEN (sizeof SESS_TAG - 1)
-#define SUFFIX_MIN (BOOT_TAG_LEN + AX_NODE_BOOT_HEX + SESS_TAG_LEN + 1)
+#define SUFFIX_MIN (BOOT_TAG_LEN + AXD_NODE_BOOT_HEX + SESS_TAG_LEN + 1)
 
 static int valid_name(const char *s, size_t n)
 {
-    if (n == 0 || n > AX_NODE_ID_MAX)
+    if (n == 0 || n > AXD_NODE_ID_MAX)
         return 0;
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
@@ -57,11 +57,11 @@ static int split_suffix(const char *s, size_t n, size_t *name_len, const char **
             continue;
         const char *h = s + at + BOOT_TAG_LEN;
         size_t i;
-        for (i = 0; i < AX_NODE_BOOT_HEX && is_lower_hex(h[i]); i++)
+        for (i = 0; i < AXD_NODE_BOOT_HEX && is_lower_hex(h[i]); i++)
             ;
-        if (i != AX_NODE_BOOT_HEX)
+        if (i != AXD_NODE_BOOT_HEX)
             return 0; /* the last "@boot-" decides: the suffix must start there */
-        const char *t = h + AX_NODE_BOOT_HEX;
+        const char *t = h + AXD_NODE_BOOT_HEX;
         if (memcmp(t, SESS_TAG, SESS_TAG_LEN) != 0)
             return 0;
         const char *d = t + SESS_TAG_LEN;
@@ -74,7 +74,7 @@ static int split_suffix(const char *s, size_t n, size_t *name_len, const char **
     return 0;
 }
 
-int ax_node_id_parse(const char *s, size_t n, ax_node_id *out)
+int axd_node_id_parse(const char *s, size_t n, axd_node_id *out)
 {
     size_t name_len = n;
     const char *boot = NULL;
@@ -85,8 +85,8 @@ int ax_node_id_parse(const char *s, size_t n, ax_node_id *out)
     memcpy(out->name, s, name_len);
     out->name[name_len] = 0;
     if (has) {
-        memcpy(out->boot, boot, AX_NODE_BOOT_HEX);
-        out->boot[AX_NODE_BOOT_HEX] = 0;
+        memcpy(out->boot, boot, AXD_NODE_BOOT_HEX);
+        out->boot[AXD_NODE_BOOT_HEX] = 0;
     } else {
         out->boot[0] = 0;
     }
@@ -95,20 +95,20 @@ int ax_node_id_parse(const char *s, size_t n, ax_node_id *out)
     return 0;
 }
 
-int ax_node_id_format(char *buf, size_t n, const char *name, const char *boot, uint64_t session)
+int axd_node_id_format(char *buf, size_t n, const char *name, const char *boot, uint64_t session)
 {
-    if (!name || !boot || session == 0 || strlen(boot) != AX_NODE_BOOT_HEX)
+    if (!name || !boot || session == 0 || strlen(boot) != AXD_NODE_BOOT_HEX)
         return AX_EINVAL;
-    for (size_t i = 0; i < AX_NODE_BOOT_HEX; i++)
+    for (size_t i = 0; i < AXD_NODE_BOOT_HEX; i++)
         if (!is_lower_hex(boot[i]))
             return AX_EINVAL;
     int w = snprintf(buf, n, "%s@boot-%s-session-%llu", name, boot, (unsigned long long)session);
-    if (w < 0 || (size_t)w >= n || (size_t)w > AX_NODE_ID_MAX)
+    if (w < 0 || (size_t)w >= n || (size_t)w > AXD_NODE_ID_MAX)
         return AX_ETOOBIG;
     return 0;
 }
 
-int ax_node_id_same_boot(const ax_node_id *a, const ax_node_id *b)
+int axd_node_id_same_boot(const axd_node_id *a, const axd_node_id *b)
 {
     return a->has_session && b->has_session && !strcmp(a->name, b->name) && !strcmp(a->boot, b->boot);
 }

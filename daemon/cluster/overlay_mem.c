@@ -21,7 +21,7 @@ typedef struct mem_item {
 } mem_item;
 
 typedef struct mem_link {
-    ax_ovl_link pub;
+    axd_ovl_link pub;
     mem_ovl *o;
     struct mem_link *peer;
     int dead, in_cb, opened, notified;
@@ -33,8 +33,8 @@ typedef struct mem_link {
 } mem_link;
 
 struct mem_ovl {
-    ax_ovl pub;
-    ax_ovl_net *net;
+    axd_ovl pub;
+    axd_ovl_net *net;
     char name[64];
     mem_link *links;
     mem_ovl *next;
@@ -47,15 +47,15 @@ typedef struct fault {
     struct fault *next;
 } fault;
 
-struct ax_ovl_net {
+struct axd_ovl_net {
     mem_ovl *nodes;
     fault *faults;
     uint64_t rng, dropped;
 };
 
-static const ax_ovl_ops mem_ops;
+static const axd_ovl_ops mem_ops;
 
-static uint64_t rng_next(ax_ovl_net *n)
+static uint64_t rng_next(axd_ovl_net *n)
 {
     uint64_t x = n->rng; /* xorshift64* */
     x ^= x >> 12;
@@ -68,7 +68,7 @@ static uint64_t rng_next(ax_ovl_net *n)
 static int match(const char *pat, const char *name) { return !strcmp(pat, "*") || !strcmp(pat, name); }
 
 /* The effective fault from -> to (the first matching rule of each kind wins). */
-static void fault_of(ax_ovl_net *n, const char *from, const char *to, unsigned *drop, unsigned *delay, int *blocked)
+static void fault_of(axd_ovl_net *n, const char *from, const char *to, unsigned *drop, unsigned *delay, int *blocked)
 {
     *drop = *delay = 0;
     *blocked = 0;
@@ -84,7 +84,7 @@ static void fault_of(ax_ovl_net *n, const char *from, const char *to, unsigned *
     }
 }
 
-static fault *fault_get(ax_ovl_net *n, const char *from, const char *to)
+static fault *fault_get(axd_ovl_net *n, const char *from, const char *to)
 {
     for (fault *f = n->faults; f; f = f->next)
         if (!strcmp(f->from, from) && !strcmp(f->to, to))
@@ -97,14 +97,14 @@ static fault *fault_get(ax_ovl_net *n, const char *from, const char *to)
     return f;
 }
 
-ax_ovl_net *ax_ovl_net_new(uint64_t seed)
+axd_ovl_net *axd_ovl_net_new(uint64_t seed)
 {
-    ax_ovl_net *n = ax_calloc(1, sizeof *n);
+    axd_ovl_net *n = ax_calloc(1, sizeof *n);
     n->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
     return n;
 }
 
-void ax_ovl_net_free(ax_ovl_net *n)
+void axd_ovl_net_free(axd_ovl_net *n)
 {
     if (!n)
         return;
@@ -116,28 +116,28 @@ void ax_ovl_net_free(ax_ovl_net *n)
     ax_free(n);
 }
 
-void ax_ovl_net_drop(ax_ovl_net *n, const char *from, const char *to, unsigned permille)
+void axd_ovl_net_drop(axd_ovl_net *n, const char *from, const char *to, unsigned permille)
 {
     fault_get(n, from, to)->drop = permille > 1000 ? 1000 : permille;
 }
 
-void ax_ovl_net_delay(ax_ovl_net *n, const char *from, const char *to, unsigned delay_ms)
+void axd_ovl_net_delay(axd_ovl_net *n, const char *from, const char *to, unsigned delay_ms)
 {
     fault_get(n, from, to)->delay_ms = delay_ms;
 }
 
-void ax_ovl_net_partition(ax_ovl_net *n, const char *from, const char *to, int blocked)
+void axd_ovl_net_partition(axd_ovl_net *n, const char *from, const char *to, int blocked)
 {
     fault_get(n, from, to)->blocked = blocked;
 }
 
-void ax_ovl_net_partition2(ax_ovl_net *n, const char *a, const char *b)
+void axd_ovl_net_partition2(axd_ovl_net *n, const char *a, const char *b)
 {
-    ax_ovl_net_partition(n, a, b, 1);
-    ax_ovl_net_partition(n, b, a, 1);
+    axd_ovl_net_partition(n, a, b, 1);
+    axd_ovl_net_partition(n, b, a, 1);
 }
 
-void ax_ovl_net_heal(ax_ovl_net *n, const char *a, const char *b)
+void axd_ovl_net_heal(axd_ovl_net *n, const char *a, const char *b)
 {
     for (fault **pp = &n->faults; *pp;) {
         fault *f = *pp;
@@ -150,7 +150,7 @@ void ax_ovl_net_heal(ax_ovl_net *n, const char *a, const char *b)
     }
 }
 
-uint64_t ax_ovl_net_dropped(const ax_ovl_net *n) { return n->dropped; }
+uint64_t axd_ovl_net_dropped(const axd_ovl_net *n) { return n->dropped; }
 
 /* ---------------- links ---------------- */
 
@@ -217,7 +217,7 @@ static void fire_close(mem_link *l, const char *why)
         l->peer->peer = NULL;
         l->peer = NULL;
     }
-    ax_ovl *o = &l->o->pub;
+    axd_ovl *o = &l->o->pub;
     l->in_cb++;
     if (l->opened || l->pub.outgoing)
         o->cbs.on_close(o->user, &l->pub, why);
@@ -229,7 +229,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     mem_link *l = w->data;
-    ax_ovl *o = &l->o->pub;
+    axd_ovl *o = &l->o->pub;
     double now = ev_time();
     l->in_cb++;
     if (!l->opened && !l->dead) {
@@ -279,7 +279,7 @@ static mem_link *link_new(mem_ovl *o, int outgoing, const char *remote)
     return l;
 }
 
-static mem_ovl *find_node(ax_ovl_net *n, const char *name)
+static mem_ovl *find_node(axd_ovl_net *n, const char *name)
 {
     for (mem_ovl *o = n->nodes; o; o = o->next)
         if (!strcmp(o->name, name))
@@ -287,7 +287,7 @@ static mem_ovl *find_node(ax_ovl_net *n, const char *name)
     return NULL;
 }
 
-static int mem_connect(ax_ovl *po, const char *to, ax_ovl_link **out)
+static int mem_connect(axd_ovl *po, const char *to, axd_ovl_link **out)
 {
     mem_ovl *o = (mem_ovl *)po;
     unsigned drop, delay;
@@ -312,7 +312,7 @@ static int mem_connect(ax_ovl *po, const char *to, ax_ovl_link **out)
     return 0;
 }
 
-static int mem_send(ax_ovl_link *pl, const void *p, size_t n)
+static int mem_send(axd_ovl_link *pl, const void *p, size_t n)
 {
     mem_link *l = (mem_link *)pl;
     if (l->dead)
@@ -345,13 +345,13 @@ static int mem_send(ax_ovl_link *pl, const void *p, size_t n)
     return 0;
 }
 
-static size_t mem_queued(const ax_ovl_link *l)
+static size_t mem_queued(const axd_ovl_link *l)
 {
     (void)l;
     return 0;
 }
 
-static void mem_close(ax_ovl_link *pl)
+static void mem_close(axd_ovl_link *pl)
 {
     mem_link *l = (mem_link *)pl;
     if (l->dead)
@@ -366,9 +366,9 @@ static void mem_close(ax_ovl_link *pl)
         link_free(l);
 }
 
-static const char *mem_remote(const ax_ovl_link *pl) { return ((const mem_link *)pl)->remote; }
+static const char *mem_remote(const axd_ovl_link *pl) { return ((const mem_link *)pl)->remote; }
 
-static void mem_free(ax_ovl *po)
+static void mem_free(axd_ovl *po)
 {
     mem_ovl *o = (mem_ovl *)po;
     if (!o)
@@ -390,7 +390,7 @@ static void mem_free(ax_ovl *po)
     ax_free(o);
 }
 
-void ax_ovl_net_reset(ax_ovl_net *n, const char *a, const char *b)
+void axd_ovl_net_reset(axd_ovl_net *n, const char *a, const char *b)
 {
     mem_ovl *oa = find_node(n, a);
     if (!oa)
@@ -405,7 +405,7 @@ void ax_ovl_net_reset(ax_ovl_net *n, const char *a, const char *b)
     }
 }
 
-static const ax_ovl_ops mem_ops = {
+static const axd_ovl_ops mem_ops = {
     .name = "memory",
     .connect = mem_connect,
     .send = mem_send,
@@ -415,8 +415,8 @@ static const ax_ovl_ops mem_ops = {
     .remote = mem_remote,
 };
 
-int ax_ovl_mem_new(ax_ovl_net *n, struct ev_loop *loop, const char *name, const ax_ovl_cbs *cbs, void *user,
-                   uint32_t max_frame, ax_ovl **out)
+int axd_ovl_mem_new(axd_ovl_net *n, struct ev_loop *loop, const char *name, const axd_ovl_cbs *cbs, void *user,
+                   uint32_t max_frame, axd_ovl **out)
 {
     if (!n || !name || find_node(n, name))
         return AX_EEXIST;

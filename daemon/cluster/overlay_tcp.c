@@ -30,7 +30,7 @@
 typedef struct tcp_ovl tcp_ovl;
 
 typedef struct tcp_link {
-    ax_ovl_link pub;
+    axd_ovl_link pub;
     tcp_ovl *t;
     int fd;
     int connecting, dead, in_cb, above_low, conn_err;
@@ -47,7 +47,7 @@ typedef struct tcp_link {
 } tcp_link;
 
 struct tcp_ovl {
-    ax_ovl pub;
+    axd_ovl pub;
     int lfd;
     ev_io lio;
     char **names, **addrs;
@@ -65,7 +65,7 @@ struct tcp_ovl {
 #define TLS_HS_MAX 256        /* incoming links in the TLS phase at once */
 #define ACCEPT_PAUSE_S 0.25   /* accepting stops this long when the process is out of fds */
 
-static const ax_ovl_ops tcp_ops;
+static const axd_ovl_ops tcp_ops;
 
 /* "host:port" or "[v6]:port" -> host, port strings. */
 static int split_hostport(const char *s, char *host, size_t hn, char *port, size_t pn)
@@ -191,7 +191,7 @@ static void link_fail(tcp_link *l, const char *why)
         return;
     l->dead = 1;
     link_stop(l);
-    ax_ovl *o = &l->t->pub;
+    axd_ovl *o = &l->t->pub;
     l->in_cb++;
     if (o->cbs.on_close)
         o->cbs.on_close(o->user, &l->pub, why);
@@ -226,7 +226,7 @@ static void try_write(tcp_link *l, int from_event)
         ev_io_stop(l->t->pub.loop, &l->wio);
     if (from_event && l->above_low && l->out.len < l->t->pub.low_water) {
         l->above_low = 0;
-        ax_ovl *o = &l->t->pub;
+        axd_ovl *o = &l->t->pub;
         if (o->cbs.on_drain) {
             l->in_cb++;
             o->cbs.on_drain(o->user, &l->pub);
@@ -301,7 +301,7 @@ static void tcp_ready(tcp_link *l)
 
 static void open_link(tcp_link *l)
 {
-    ax_ovl *o = &l->t->pub;
+    axd_ovl *o = &l->t->pub;
     ev_io_start(o->loop, &l->rio);
     l->in_cb++;
     o->cbs.on_open(o->user, &l->pub, l->pub.outgoing, l->pub.outgoing ? l->to : NULL);
@@ -314,7 +314,7 @@ static void open_link(tcp_link *l)
 /* Deliver every whole frame in the input buffer. */
 static void deliver(tcp_link *l)
 {
-    ax_ovl *o = &l->t->pub;
+    axd_ovl *o = &l->t->pub;
     size_t off = 0;
     while (!l->dead && l->in_len - off >= AX_PEER_HDR_SIZE) {
         ax_peer_hdr h;
@@ -481,7 +481,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* the connection stays in the backlog: retrying at once would spin */
                 if (!t->accept_paused_logged++)
-                    ax_log(AX_LOG_WARN, "cluster", "accepting peers paused: %s (retrying every %.0f ms)",
+                    axd_log(AX_LOG_WARN, "cluster", "accepting peers paused: %s (retrying every %.0f ms)",
                            strerror(errno), ACCEPT_PAUSE_S * 1000);
                 ev_io_stop(t->pub.loop, &t->lio);
                 ev_timer_set(&t->accept_pause, ACCEPT_PAUSE_S, 0.);
@@ -510,7 +510,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-static int tcp_connect(ax_ovl *o, const char *to, ax_ovl_link **out)
+static int tcp_connect(axd_ovl *o, const char *to, axd_ovl_link **out)
 {
     tcp_ovl *t = (tcp_ovl *)o;
     const char *addr = NULL;
@@ -543,7 +543,7 @@ static int tcp_connect(ax_ovl *o, const char *to, ax_ovl_link **out)
     return 0;
 }
 
-static int tcp_send(ax_ovl_link *pl, const void *p, size_t n)
+static int tcp_send(axd_ovl_link *pl, const void *p, size_t n)
 {
     tcp_link *l = (tcp_link *)pl;
     if (l->dead || l->fd < 0)
@@ -561,9 +561,9 @@ static int tcp_send(ax_ovl_link *pl, const void *p, size_t n)
     return 0;
 }
 
-static size_t tcp_queued(const ax_ovl_link *pl) { return ((const tcp_link *)pl)->out.len; }
+static size_t tcp_queued(const axd_ovl_link *pl) { return ((const tcp_link *)pl)->out.len; }
 
-static void tcp_close(ax_ovl_link *pl)
+static void tcp_close(axd_ovl_link *pl)
 {
     tcp_link *l = (tcp_link *)pl;
     if (l->dead)
@@ -578,9 +578,9 @@ static void tcp_close(ax_ovl_link *pl)
         link_free(l);
 }
 
-static const char *tcp_remote(const ax_ovl_link *pl) { return ((const tcp_link *)pl)->remote; }
+static const char *tcp_remote(const axd_ovl_link *pl) { return ((const tcp_link *)pl)->remote; }
 
-static void tcp_free(ax_ovl *o)
+static void tcp_free(axd_ovl *o)
 {
     tcp_ovl *t = (tcp_ovl *)o;
     if (!t)
@@ -605,7 +605,7 @@ static void tcp_free(ax_ovl *o)
     ax_free(t);
 }
 
-static int tls_setup(tcp_ovl *t, const ax_ovl_tcp_cfg *cfg, char *err, size_t errlen)
+static int tls_setup(tcp_ovl *t, const axd_ovl_tcp_cfg *cfg, char *err, size_t errlen)
 {
     const char *what = NULL;
     if (!cfg->tls_cert || !*cfg->tls_cert || !cfg->tls_key || !*cfg->tls_key || !cfg->tls_ca || !*cfg->tls_ca) {
@@ -636,7 +636,7 @@ static int tls_setup(tcp_ovl *t, const ax_ovl_tcp_cfg *cfg, char *err, size_t er
     return 0;
 }
 
-static int tcp_set_peer(ax_ovl *o, const char *name, const char *addr)
+static int tcp_set_peer(axd_ovl *o, const char *name, const char *addr)
 {
     tcp_ovl *t = (tcp_ovl *)o;
     char host[256], port[8];
@@ -656,7 +656,7 @@ static int tcp_set_peer(ax_ovl *o, const char *name, const char *addr)
     return 0;
 }
 
-static const ax_ovl_ops tcp_ops = {
+static const axd_ovl_ops tcp_ops = {
     .name = "tcp",
     .set_peer = tcp_set_peer,
     .connect = tcp_connect,
@@ -667,8 +667,8 @@ static const ax_ovl_ops tcp_ops = {
     .remote = tcp_remote,
 };
 
-int ax_ovl_tcp_new(struct ev_loop *loop, const ax_ovl_tcp_cfg *cfg, const ax_ovl_cbs *cbs, void *user,
-                   uint32_t max_frame, ax_ovl **out, char *err, size_t errlen)
+int axd_ovl_tcp_new(struct ev_loop *loop, const axd_ovl_tcp_cfg *cfg, const axd_ovl_cbs *cbs, void *user,
+                   uint32_t max_frame, axd_ovl **out, char *err, size_t errlen)
 {
     char host[256], port[8];
     tcp_ovl *t = ax_calloc(1, sizeof *t);

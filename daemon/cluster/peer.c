@@ -11,10 +11,10 @@
 #include "cluster_int.h"
 #include "log.h"
 
-static void link_close(ax_cl_link *l, int code, const char *why, int send_close);
+static void link_close(axd_cl_link *l, int code, const char *why, int send_close);
 static void reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
-const char *ax_cl_state_name(int st)
+const char *axd_cl_state_name(int st)
 {
     switch (st) {
     case NS_IDLE: return "idle";
@@ -26,16 +26,16 @@ const char *ax_cl_state_name(int st)
     return "?";
 }
 
-static double now_of(ax_cluster *cl) { return ev_now(cl->s->loop); }
+static double now_of(axd_cluster *cl) { return ev_now(cl->s->loop); }
 
-ax_cl_node *ax_cl_node_get(ax_cluster *cl, const char *name, int create)
+axd_cl_node *axd_cl_node_get(axd_cluster *cl, const char *name, int create)
 {
-    for (ax_cl_node *n = cl->nodes; n; n = n->next)
+    for (axd_cl_node *n = cl->nodes; n; n = n->next)
         if (!strcmp(n->name, name))
             return n;
     if (!create)
         return NULL;
-    ax_cl_node *n = ax_calloc(1, sizeof *n);
+    axd_cl_node *n = ax_calloc(1, sizeof *n);
     snprintf(n->name, sizeof n->name, "%s", name);
     n->cl = cl;
     n->backoff_ms = cl->backoff_min;
@@ -49,7 +49,7 @@ ax_cl_node *ax_cl_node_get(ax_cluster *cl, const char *name, int create)
 
 /* ---------------- sending ---------------- */
 
-static void count_out(ax_cl_node *n, size_t bytes)
+static void count_out(axd_cl_node *n, size_t bytes)
 {
     if (n) {
         n->frames_out++;
@@ -58,21 +58,21 @@ static void count_out(ax_cl_node *n, size_t bytes)
 }
 
 /* Seal and send one frame now, ahead of anything queued (heartbeats, CLOSE). */
-static void send_direct(ax_cl_link *l, uint8_t type, const void *body, size_t bn)
+static void send_direct(axd_cl_link *l, uint8_t type, const void *body, size_t bn)
 {
     ax_wbuf b;
     ax_wbuf_init(&b);
     size_t st = ax_peer_frame_begin(&b, type, 0);
     ax_wbuf_put(&b, body, bn);
     if (ax_peer_frame_end(&b, st, l->cl->max_frame) == 0) {
-        ax_psess_seal(&l->sess, b.data, b.len);
+        axd_psess_seal(&l->sess, b.data, b.len);
         if (l->ol->ovl->ops->send(l->ol, b.data, b.len) == 0)
             count_out(l->node, b.len);
     }
     ax_wbuf_free(&b);
 }
 
-static void send_raw(ax_cl_link *l, ax_wbuf *b)
+static void send_raw(axd_cl_link *l, ax_wbuf *b)
 {
     if (b->len && l->ol)
         l->ol->ovl->ops->send(l->ol, b->data, b->len);
@@ -85,7 +85,7 @@ static uint32_t frame_len_at(const uint8_t *p)
 }
 
 /* Close the open data batch (fill its body_len). */
-static void close_batch(ax_cl_inc *inc, uint32_t max_frame)
+static void close_batch(axd_cl_inc *inc, uint32_t max_frame)
 {
     if (inc->open_at == SIZE_MAX)
         return;
@@ -93,12 +93,12 @@ static void close_batch(ax_cl_inc *inc, uint32_t max_frame)
     inc->open_at = SIZE_MAX;
 }
 
-void ax_cl_send_epochs(ax_cluster *cl, ax_cl_inc *inc)
+void axd_cl_send_epochs(axd_cluster *cl, axd_cl_inc *inc)
 {
     enum { PER_FRAME = 4096 }; /* 12-byte records: 48 KiB frames */
     uint32_t *sh = ax_malloc(PER_FRAME * sizeof *sh);
     uint64_t *ep = ax_malloc(PER_FRAME * sizeof *ep);
-    size_t n = ax_route_known_epochs(cl->s, 0, sh, ep, PER_FRAME);
+    size_t n = axd_route_known_epochs(cl->s, 0, sh, ep, PER_FRAME);
     for (uint32_t from = 0; n > 0 && !inc->down;) {
         size_t st = ax_peer_frame_begin(&inc->ctlq, AX_PT_EPOCHS, 0);
         for (size_t i = 0; i < n; i++) {
@@ -108,24 +108,24 @@ void ax_cl_send_epochs(ax_cluster *cl, ax_cl_inc *inc)
         if (ax_peer_frame_end(&inc->ctlq, st, cl->max_frame) != 0)
             break;
         from = sh[n - 1] + 1;
-        n = n == PER_FRAME ? ax_route_known_epochs(cl->s, from, sh, ep, PER_FRAME) : 0;
+        n = n == PER_FRAME ? axd_route_known_epochs(cl->s, from, sh, ep, PER_FRAME) : 0;
     }
     ax_free(sh);
     ax_free(ep);
 }
 
-int ax_cl_queue(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const ax_peer_rec *r)
+int axd_cl_queue(axd_cluster *cl, axd_cl_inc *inc, uint8_t type, const ax_peer_rec *r)
 {
     if (inc->down)
         return AX_ENOCONN;
     if (!ax_peer_type_is_data(type)) {
-        if (inc->ctlq.len > AX_CL_QUEUE_MAX)
+        if (inc->ctlq.len > AXD_CL_QUEUE_MAX)
             return AX_EFULL;
         size_t st = ax_peer_frame_begin(&inc->ctlq, type, 0);
         ax_peer_rec_put(&inc->ctlq, type, r);
         return ax_peer_frame_end(&inc->ctlq, st, cl->max_frame);
     }
-    if (inc->dataq.len > AX_CL_QUEUE_MAX)
+    if (inc->dataq.len > AXD_CL_QUEUE_MAX)
         return AX_EFULL;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (inc->open_at != SIZE_MAX &&
@@ -159,9 +159,9 @@ int ax_cl_queue(ax_cluster *cl, ax_cl_inc *inc, uint8_t type, const ax_peer_rec 
 
 /* Push queued frames into the link: every control frame, then data frames while the
  * link's output stays under twice the low-water mark. */
-static void push_queue(ax_cl_link *l, ax_wbuf *q, int limited)
+static void push_queue(axd_cl_link *l, ax_wbuf *q, int limited)
 {
-    const ax_ovl_ops *ops = l->ol->ovl->ops;
+    const axd_ovl_ops *ops = l->ol->ovl->ops;
     size_t off = 0, cap = 2 * l->ol->ovl->low_water;
     while (q->len - off >= AX_PEER_HDR_SIZE) {
         if (limited && ops->queued(l->ol) >= cap)
@@ -169,7 +169,7 @@ static void push_queue(ax_cl_link *l, ax_wbuf *q, int limited)
         size_t total = AX_PEER_HDR_SIZE + frame_len_at(q->data + off);
         if (total > q->len - off)
             break; /* cannot happen: frames are complete here */
-        ax_psess_seal(&l->sess, q->data + off, total);
+        axd_psess_seal(&l->sess, q->data + off, total);
         if (ops->send(l->ol, q->data + off, total) != 0)
             break;
         count_out(l->node, total);
@@ -179,10 +179,10 @@ static void push_queue(ax_cl_link *l, ax_wbuf *q, int limited)
         ax_wbuf_consume(q, off);
 }
 
-void ax_cl_flush_node(ax_cluster *cl, ax_cl_node *n)
+void axd_cl_flush_node(axd_cluster *cl, axd_cl_node *n)
 {
-    ax_cl_link *l = n->link;
-    ax_cl_inc *inc = n->inc;
+    axd_cl_link *l = n->link;
+    axd_cl_inc *inc = n->inc;
     if (!l || l->state != LK_UP || !inc || inc->down)
         return;
     if (inc->ctlq.len)
@@ -197,17 +197,17 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ax_cluster *cl = w->data;
-    for (ax_cl_node *n = cl->nodes; n; n = n->next)
+    axd_cluster *cl = w->data;
+    for (axd_cl_node *n = cl->nodes; n; n = n->next)
         if (n->inc && (n->inc->ctlq.len || n->inc->dataq.len))
-            ax_cl_flush_node(cl, n);
+            axd_cl_flush_node(cl, n);
 }
 
 /* ---------------- links ---------------- */
 
-static ax_cl_link *link_new(ax_cluster *cl, ax_ovl_link *ol, int outgoing)
+static axd_cl_link *link_new(axd_cluster *cl, axd_ovl_link *ol, int outgoing)
 {
-    ax_cl_link *l = ax_calloc(1, sizeof *l);
+    axd_cl_link *l = ax_calloc(1, sizeof *l);
     l->cl = cl;
     l->ol = ol;
     l->outgoing = outgoing;
@@ -221,29 +221,29 @@ static ax_cl_link *link_new(ax_cluster *cl, ax_ovl_link *ol, int outgoing)
     return l;
 }
 
-static void self_wire_id(ax_cluster *cl, char *buf, size_t n)
+static void self_wire_id(axd_cluster *cl, char *buf, size_t n)
 {
-    if (ax_node_id_format(buf, n, cl->name, cl->boot, ++cl->session_counter) != 0)
+    if (axd_node_id_format(buf, n, cl->name, cl->boot, ++cl->session_counter) != 0)
         snprintf(buf, n, "%s", cl->s->node_id);
 }
 
-static int link_hs_init(ax_cl_link *l, const char *expect)
+static int link_hs_init(axd_cl_link *l, const char *expect)
 {
-    ax_cluster *cl = l->cl;
-    char self[AX_NODE_ID_MAX + 1];
+    axd_cluster *cl = l->cl;
+    char self[AXD_NODE_ID_MAX + 1];
     self_wire_id(cl, self, sizeof self);
-    ax_hs_cfg hc = {.self_id = self,
+    axd_hs_cfg hc = {.self_id = self,
                     .expect_name = expect,
                     .token = cl->token,
                     .token_len = cl->token_len,
                     .shard_count = cl->shard_count,
                     .store = cl->store_id};
-    return ax_hs_init(&l->hs, l->outgoing ? AX_HS_INITIATOR : AX_HS_RESPONDER, &hc);
+    return axd_hs_init(&l->hs, l->outgoing ? AXD_HS_INITIATOR : AXD_HS_RESPONDER, &hc);
 }
 
-static void schedule_reconnect(ax_cl_node *n)
+static void schedule_reconnect(axd_cl_node *n)
 {
-    ax_cluster *cl = n->cl;
+    axd_cluster *cl = n->cl;
     if (!n->in_book || cl->stopping || n->link || n->dialing || ev_is_active(&n->reconnect))
         return;
     ev_timer_set(&n->reconnect, n->backoff_ms / 1000.0, 0.);
@@ -253,17 +253,17 @@ static void schedule_reconnect(ax_cl_node *n)
         n->backoff_ms = cl->backoff_max;
 }
 
-static void node_dial(ax_cl_node *n)
+static void node_dial(axd_cl_node *n)
 {
-    ax_cluster *cl = n->cl;
-    ax_ovl_link *ol = NULL;
+    axd_cluster *cl = n->cl;
+    axd_ovl_link *ol = NULL;
     if (cl->stopping || n->link || n->dialing)
         return;
     if (cl->ovl->ops->connect(cl->ovl, n->name, &ol) != 0) {
-        ax_log(AX_LOG_WARN, "cluster", "no address for peer %s", n->name);
+        axd_log(AX_LOG_WARN, "cluster", "no address for peer %s", n->name);
         return;
     }
-    ax_cl_link *l = link_new(cl, ol, 1);
+    axd_cl_link *l = link_new(cl, ol, 1);
     l->node = n;
     n->dialing = l;
     if (!n->inc || n->state == NS_IDLE)
@@ -272,7 +272,7 @@ static void node_dial(ax_cl_node *n)
         link_close(l, AX_EINVAL, "cannot start the handshake", 0);
         return;
     }
-    ax_log(AX_LOG_DEBUG, "cluster", "dialing %s", n->name);
+    axd_log(AX_LOG_DEBUG, "cluster", "dialing %s", n->name);
 }
 
 static void reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -283,10 +283,10 @@ static void reconnect_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Forget the link (after the overlay closed it or we did). */
-static void link_gone(ax_cl_link *l, const char *why)
+static void link_gone(axd_cl_link *l, const char *why)
 {
-    ax_cluster *cl = l->cl;
-    ax_cl_node *n = l->node;
+    axd_cluster *cl = l->cl;
+    axd_cl_node *n = l->node;
     if (l->state == LK_DEAD)
         return;
     int was_up = l->state == LK_UP;
@@ -301,7 +301,7 @@ static void link_gone(ax_cl_link *l, const char *why)
             n->since = now_of(cl);
         }
         if (was_up && !cl->stopping)
-            ax_log(AX_LOG_WARN, "cluster", "link to %s lost: %s", n->inc ? n->inc->wire_id : n->name, why);
+            axd_log(AX_LOG_WARN, "cluster", "link to %s lost: %s", n->inc ? n->inc->wire_id : n->name, why);
     }
     if (n && !n->link && !n->dialing && n->state == NS_CONNECTING)
         n->state = n->inc ? (n->inc->down ? NS_DOWN : NS_DISCONNECTED) : NS_IDLE;
@@ -313,12 +313,12 @@ static void link_gone(ax_cl_link *l, const char *why)
         cl->links = l->next;
     if (l->next)
         l->next->prev = l->prev;
-    ax_hs_clear(&l->hs);
-    ax_psess_free(&l->sess);
+    axd_hs_clear(&l->hs);
+    axd_psess_free(&l->sess);
     ax_free(l);
 }
 
-static void link_close(ax_cl_link *l, int code, const char *why, int send_close)
+static void link_close(axd_cl_link *l, int code, const char *why, int send_close)
 {
     if (l->state == LK_DEAD)
         return;
@@ -329,7 +329,7 @@ static void link_close(ax_cl_link *l, int code, const char *why, int send_close)
         send_direct(l, AX_PT_CLOSE, b.data, b.len);
         ax_wbuf_free(&b);
     }
-    ax_ovl_link *ol = l->ol;
+    axd_ovl_link *ol = l->ol;
     link_gone(l, why);
     if (ol)
         ol->ovl->ops->close(ol);
@@ -337,36 +337,36 @@ static void link_close(ax_cl_link *l, int code, const char *why, int send_close)
 
 /* ---------------- handshake completion and dedup ---------------- */
 
-static void link_established(ax_cl_link *l)
+static void link_established(axd_cl_link *l)
 {
-    ax_cluster *cl = l->cl;
-    ax_cl_node *n = l->node;
-    const ax_node_id *pid = &l->hs.peer;
+    axd_cluster *cl = l->cl;
+    axd_cl_node *n = l->node;
+    const axd_node_id *pid = &l->hs.peer;
     double now = now_of(cl);
     cl->handshakes++;
     n->last_error[0] = 0;
     n->store_ok = 1; /* until its first heartbeat says otherwise */
     if (n->inc && strcmp(n->inc->boot, pid->boot) != 0) {
         if (!n->inc->down) {
-            ax_log(AX_LOG_WARN, "cluster", "peer %s restarted (was %s): declaring the old incarnation down",
+            axd_log(AX_LOG_WARN, "cluster", "peer %s restarted (was %s): declaring the old incarnation down",
                    n->name, n->inc->wire_id);
-            ax_cl_inc_down(cl, n->inc, "restarted");
+            axd_cl_inc_down(cl, n->inc, "restarted");
         }
         n->inc = NULL;
     }
     if (!n->inc)
-        n->inc = ax_cl_inc_new(cl, n, pid->boot);
+        n->inc = axd_cl_inc_new(cl, n, pid->boot);
     else if (n->inc->down)
-        ax_log(AX_LOG_INFO, "cluster", "peer %s is reachable again", n->name);
+        axd_log(AX_LOG_INFO, "cluster", "peer %s is reachable again", n->name);
     n->inc->down = 0;
     n->inc->session = pid->session;
     snprintf(n->inc->wire_id, sizeof n->inc->wire_id, "%s", l->hs.expect);
-    ax_hs_take_session(&l->hs, &l->sess);
-    ax_hs_clear(&l->hs);
+    axd_hs_take_session(&l->hs, &l->sess);
+    axd_hs_clear(&l->hs);
     l->state = LK_UP;
     if (l->ol)
         l->ol->max_frame = 0; /* authenticated: cluster.max_frame */
-    ax_cl_link *old = n->link;
+    axd_cl_link *old = n->link;
     n->link = l;
     if (n->dialing == l)
         n->dialing = NULL;
@@ -378,20 +378,20 @@ static void link_established(ax_cl_link *l)
     n->last_hb = 0;
     n->backoff_ms = cl->backoff_min;
     ev_timer_stop(cl->s->loop, &n->reconnect);
-    ax_log(AX_LOG_INFO, "cluster", "peer %s up (session %llu, %s link, %s)", n->inc->wire_id,
+    axd_log(AX_LOG_INFO, "cluster", "peer %s up (session %llu, %s link, %s)", n->inc->wire_id,
            (unsigned long long)n->inc->session, l->outgoing ? "outgoing" : "incoming", l->remote);
-    ax_cl_send_epochs(cl, n->inc);
-    ax_cl_flush_node(cl, n);
+    axd_cl_send_epochs(cl, n->inc);
+    axd_cl_flush_node(cl, n);
 }
 
 /* Responder: the peer proved the token. Keep this link or refuse it as a duplicate:
  * an established link initiated by us stays; one initiated by the peer is replaced
  * (it reconnected); against our own link still in handshake, the link dialed by the
  * node with the lower logical name survives — both ends decide the same way. */
-static void responder_ready(ax_cl_link *l, ax_wbuf *out)
+static void responder_ready(axd_cl_link *l, ax_wbuf *out)
 {
-    ax_cluster *cl = l->cl;
-    ax_cl_node *n = ax_cl_node_get(cl, l->hs.peer.name, 1);
+    axd_cluster *cl = l->cl;
+    axd_cl_node *n = axd_cl_node_get(cl, l->hs.peer.name, 1);
     const char *dup = NULL;
     int same_boot = n->inc && !strcmp(n->inc->boot, l->hs.peer.boot);
     if (n->link && n->link->state == LK_UP && same_boot && n->link->outgoing)
@@ -403,13 +403,13 @@ static void responder_ready(ax_cl_link *l, ax_wbuf *out)
             link_close(n->dialing, AX_ESTALE, "simultaneous connect lost the tie-break", 0);
     }
     if (dup) {
-        ax_log(AX_LOG_DEBUG, "cluster", "refusing a link from %s: %s", l->hs.expect, dup);
-        ax_hs_refuse(&l->hs, AX_EEXIST, dup, out);
+        axd_log(AX_LOG_DEBUG, "cluster", "refusing a link from %s: %s", l->hs.expect, dup);
+        axd_hs_refuse(&l->hs, AX_EEXIST, dup, out);
         send_raw(l, out);
         link_close(l, AX_EEXIST, dup, 0);
         return;
     }
-    if (ax_hs_accept(&l->hs, out) != 0) {
+    if (axd_hs_accept(&l->hs, out) != 0) {
         link_close(l, AX_ENOMEM, "cannot accept the handshake", 0);
         return;
     }
@@ -419,10 +419,10 @@ static void responder_ready(ax_cl_link *l, ax_wbuf *out)
     link_established(l);
 }
 
-static void hs_failed(ax_cl_link *l, int rc, ax_wbuf *out)
+static void hs_failed(axd_cl_link *l, int rc, ax_wbuf *out)
 {
-    ax_cluster *cl = l->cl;
-    ax_cl_node *n = l->node ? l->node : (l->hs.peer.name[0] ? ax_cl_node_get(cl, l->hs.peer.name, 0) : NULL);
+    axd_cluster *cl = l->cl;
+    axd_cl_node *n = l->node ? l->node : (l->hs.peer.name[0] ? axd_cl_node_get(cl, l->hs.peer.name, 0) : NULL);
     if (rc == AX_EAUTH) {
         cl->auth_failures++;
         if (n)
@@ -431,7 +431,7 @@ static void hs_failed(ax_cl_link *l, int rc, ax_wbuf *out)
     int dup = rc == AX_EEXIST && l->hs.refused_by_peer;
     if (n && rc != AX_EEXIST) /* shown in `axctl nodes` until a handshake succeeds */
         snprintf(n->last_error, sizeof n->last_error, "%s", l->hs.why);
-    ax_log(dup ? AX_LOG_DEBUG : AX_LOG_WARN, "cluster", "handshake with %s (%s) failed: %s",
+    axd_log(dup ? AX_LOG_DEBUG : AX_LOG_WARN, "cluster", "handshake with %s (%s) failed: %s",
            l->hs.peer.name[0] ? l->hs.peer.name : (n ? n->name : "?"), l->remote, l->hs.why);
     send_raw(l, out);
     char why[sizeof l->hs.why];
@@ -439,7 +439,7 @@ static void hs_failed(ax_cl_link *l, int rc, ax_wbuf *out)
     link_close(l, rc, why, 0);
 }
 
-static void on_hs_frame(ax_cl_link *l, const uint8_t *frame, size_t n)
+static void on_hs_frame(axd_cl_link *l, const uint8_t *frame, size_t n)
 {
     ax_wbuf out;
     ax_wbuf_init(&out);
@@ -448,19 +448,19 @@ static void on_hs_frame(ax_cl_link *l, const uint8_t *frame, size_t n)
         /* A frame that claims an authenticated session on a link that has none:
          * rejected here, before any actor code can see it. */
         l->cl->unauth_frames++;
-        ax_log(AX_LOG_WARN, "cluster", "rejected a %s frame from %s: the link is not authenticated",
+        axd_log(AX_LOG_WARN, "cluster", "rejected a %s frame from %s: the link is not authenticated",
                ax_peer_type_name(type), l->remote);
     }
-    int rc = ax_hs_input(&l->hs, frame, n, &out);
+    int rc = axd_hs_input(&l->hs, frame, n, &out);
     if (rc < 0) {
         if (!ax_peer_type_is_handshake(type)) {
-            ax_cl_node *nd = l->hs.peer.name[0] ? ax_cl_node_get(l->cl, l->hs.peer.name, 0) : l->node;
+            axd_cl_node *nd = l->hs.peer.name[0] ? axd_cl_node_get(l->cl, l->hs.peer.name, 0) : l->node;
             l->cl->auth_failures++;
             if (nd)
                 nd->auth_failures++;
         }
         hs_failed(l, rc, &out);
-    } else if (rc == AX_HS_READY) {
+    } else if (rc == AXD_HS_READY) {
         if (l->outgoing) {
             send_raw(l, &out);
             link_established(l);
@@ -475,9 +475,9 @@ static void on_hs_frame(ax_cl_link *l, const uint8_t *frame, size_t n)
 
 /* ---------------- authenticated frames ---------------- */
 
-static void on_ping(ax_cl_link *l, uint8_t type, const uint8_t *body, size_t bn)
+static void on_ping(axd_cl_link *l, uint8_t type, const uint8_t *body, size_t bn)
 {
-    ax_cl_node *n = l->node;
+    axd_cl_node *n = l->node;
     ax_peer_ping pg;
     if (ax_peer_ping_get(body, bn, &pg, NULL) != 0)
         return;
@@ -489,7 +489,7 @@ static void on_ping(ax_cl_link *l, uint8_t type, const uint8_t *body, size_t bn)
         n->hb_recv++;
         int ok = (pg.flags & AX_PING_STORE_OK) != 0;
         if (ok != n->store_ok)
-            ax_log(ok ? AX_LOG_INFO : AX_LOG_WARN, "cluster",
+            axd_log(ok ? AX_LOG_INFO : AX_LOG_WARN, "cluster",
                    ok ? "peer %s reaches the lease store again: it counts in the fair share"
                       : "peer %s cannot reach the lease store: its shards are taken over as their leases expire",
                    n->name);
@@ -502,20 +502,20 @@ static void on_ping(ax_cl_link *l, uint8_t type, const uint8_t *body, size_t bn)
     }
 }
 
-static void on_up_frame(ax_cl_link *l, const uint8_t *frame, size_t n)
+static void on_up_frame(axd_cl_link *l, const uint8_t *frame, size_t n)
 {
-    ax_cluster *cl = l->cl;
-    ax_cl_node *nd = l->node;
+    axd_cluster *cl = l->cl;
+    axd_cl_node *nd = l->node;
     ax_peer_hdr h;
     if (ax_peer_hdr_decode(frame, n, cl->max_frame, &h, NULL) != 0)
         return;
-    int rc = ax_psess_open(&l->sess, &h, frame, n);
+    int rc = axd_psess_open(&l->sess, &h, frame, n);
     if (rc != 0) {
         if (rc == AX_ESTALE)
             nd->replayed++;
         else
             nd->forged++;
-        ax_log(AX_LOG_DEBUG, "cluster", "dropped a %s %s frame from %s", rc == AX_ESTALE ? "replayed" : "forged",
+        axd_log(AX_LOG_DEBUG, "cluster", "dropped a %s %s frame from %s", rc == AX_ESTALE ? "replayed" : "forged",
                ax_peer_type_name(h.type), nd->name);
         return;
     }
@@ -535,11 +535,11 @@ static void on_up_frame(ax_cl_link *l, const uint8_t *frame, size_t n)
         if (ax_peer_reason_get(body, h.body_len, &r, NULL) == 0)
             snprintf(why, sizeof why, "%.*s", (int)(r.reason_len > 150 ? 150 : r.reason_len), r.reason);
         int shutdown = ax_peer_reason_get(body, h.body_len, &r, NULL) == 0 && r.code == AX_ECANCELED;
-        ax_cl_inc *inc = nd->inc;
-        ax_log(AX_LOG_INFO, "cluster", "peer %s closed the link: %s", nd->name, why);
+        axd_cl_inc *inc = nd->inc;
+        axd_log(AX_LOG_INFO, "cluster", "peer %s closed the link: %s", nd->name, why);
         link_close(l, AX_ECONN, why, 0);
         if (shutdown && inc && !inc->down && !nd->link) {
-            ax_cl_inc_down(cl, inc, why);
+            axd_cl_inc_down(cl, inc, why);
             nd->state = NS_DOWN;
         }
         return;
@@ -550,93 +550,93 @@ static void on_up_frame(ax_cl_link *l, const uint8_t *frame, size_t n)
             return;
         }
         if (nd->inc)
-            ax_cl_on_frame(cl, nd->inc, h.type, body, h.body_len);
+            axd_cl_on_frame(cl, nd->inc, h.type, body, h.body_len);
     }
 }
 
 /* ---------------- overlay callbacks ---------------- */
 
-static void cb_open(void *user, ax_ovl_link *ol, int outgoing, const char *to)
+static void cb_open(void *user, axd_ovl_link *ol, int outgoing, const char *to)
 {
-    ax_cluster *cl = user;
+    axd_cluster *cl = user;
     (void)to;
     ol->max_frame = AX_PEER_HS_MAX_BODY; /* until the handshake authenticated the peer */
     if (outgoing) {
-        ax_cl_link *l = ol->ud;
+        axd_cl_link *l = ol->ud;
         if (!l)
             return;
         snprintf(l->remote, sizeof l->remote, "%s", ol->ovl->ops->remote(ol));
         ax_wbuf out;
         ax_wbuf_init(&out);
-        if (ax_hs_start(&l->hs, &out) == 0)
+        if (axd_hs_start(&l->hs, &out) == 0)
             send_raw(l, &out);
         ax_wbuf_free(&out);
         return;
     }
     int pending = 0;
-    ax_cl_link *oldest = NULL; /* links are prepended: the last pending one is the oldest */
-    for (ax_cl_link *k = cl->links; k; k = k->next)
+    axd_cl_link *oldest = NULL; /* links are prepended: the last pending one is the oldest */
+    for (axd_cl_link *k = cl->links; k; k = k->next)
         if (k->state == LK_HS && !k->outgoing) {
             pending++;
             oldest = k;
         }
-    if (!cl->stopping && pending >= AX_CL_HS_MAX && oldest) {
+    if (!cl->stopping && pending >= AXD_CL_HS_MAX && oldest) {
         /* Full of strangers that have not authenticated: the oldest makes room, so a
          * flood of idle connections cannot keep a real peer out (a real handshake takes
          * one round trip; a flood would have to open 256 links within it). */
         if (!cl->hs_full_logged++)
-            ax_log(AX_LOG_WARN, "cluster", "%d incoming handshakes pending: dropping the oldest for %s", pending,
+            axd_log(AX_LOG_WARN, "cluster", "%d incoming handshakes pending: dropping the oldest for %s", pending,
                    ol->ovl->ops->remote(ol));
         link_close(oldest, AX_EBUSY, "too many pending handshakes: the oldest made room", 0);
         pending--;
     }
-    if (cl->stopping || pending >= AX_CL_HS_MAX) {
+    if (cl->stopping || pending >= AXD_CL_HS_MAX) {
         /* unauthenticated connections are cheap to open: cap them (each also times out) */
         if (!cl->stopping && !cl->hs_full_logged++)
-            ax_log(AX_LOG_WARN, "cluster", "%d incoming handshakes pending: refusing more (from %s)", pending,
+            axd_log(AX_LOG_WARN, "cluster", "%d incoming handshakes pending: refusing more (from %s)", pending,
                    ol->ovl->ops->remote(ol));
         ol->ovl->ops->close(ol);
         return;
     }
     cl->hs_full_logged = 0;
-    ax_cl_link *l = link_new(cl, ol, 0);
+    axd_cl_link *l = link_new(cl, ol, 0);
     snprintf(l->remote, sizeof l->remote, "%s", ol->ovl->ops->remote(ol));
     if (link_hs_init(l, NULL) != 0)
         link_close(l, AX_EINVAL, "cannot start the handshake", 0);
 }
 
-static void cb_frame(void *user, ax_ovl_link *ol, const uint8_t *frame, size_t n)
+static void cb_frame(void *user, axd_ovl_link *ol, const uint8_t *frame, size_t n)
 {
     (void)user;
-    ax_cl_link *l = ol->ud;
+    axd_cl_link *l = ol->ud;
     if (!l || l->state == LK_DEAD)
         return;
     if (l->state == LK_HS) {
         on_hs_frame(l, frame, n);
     } else {
-        ax_server *s = l->cl->s;
+        axd_server *s = l->cl->s;
         on_up_frame(l, frame, n);
         /* A REPLY may have answered a client: send it now, not after the loop's next
          * wake-up (the runtime's check watcher already ran in this iteration). */
-        ax_listener_flush(s);
+        axd_listener_flush(s);
     }
 }
 
-static void cb_drain(void *user, ax_ovl_link *ol)
+static void cb_drain(void *user, axd_ovl_link *ol)
 {
-    ax_cl_link *l = ol->ud;
+    axd_cl_link *l = ol->ud;
     if (l && l->state == LK_UP && l->node)
-        ax_cl_flush_node(user, l->node);
+        axd_cl_flush_node(user, l->node);
 }
 
-static void cb_close(void *user, ax_ovl_link *ol, const char *why)
+static void cb_close(void *user, axd_ovl_link *ol, const char *why)
 {
     (void)user;
-    ax_cl_link *l = ol->ud;
+    axd_cl_link *l = ol->ud;
     if (!l)
         return;
     if (l->state == LK_HS) /* TLS refusals matter; refused connects while a peer is away do not */
-        ax_log(strncmp(why, "TLS", 3) ? AX_LOG_DEBUG : AX_LOG_WARN, "cluster", "link %s%s%s closed during the handshake: %s",
+        axd_log(strncmp(why, "TLS", 3) ? AX_LOG_DEBUG : AX_LOG_WARN, "cluster", "link %s%s%s closed during the handshake: %s",
                l->node ? l->node->name : "", l->node ? " " : "", l->remote[0] ? l->remote : "?", why);
     link_gone(l, why);
 }
@@ -647,21 +647,21 @@ static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    ax_cluster *cl = w->data;
+    axd_cluster *cl = w->data;
     double now = now_of(cl);
-    for (ax_cl_link *l = cl->links, *nx; l; l = nx) {
+    for (axd_cl_link *l = cl->links, *nx; l; l = nx) {
         nx = l->next;
         if (l->state == LK_HS && now - l->opened_at > 2 * cl->connect_timeout)
             link_close(l, AX_ETIMEDOUT, "handshake timed out", 0);
     }
-    for (ax_cl_node *n = cl->nodes; n; n = n->next) {
-        ax_cl_inc *inc = n->inc;
+    for (axd_cl_node *n = cl->nodes; n; n = n->next) {
+        axd_cl_inc *inc = n->inc;
         if (inc && !inc->down && now - n->last_heard > cl->hb_timeout) {
             char why[96];
             snprintf(why, sizeof why, "no heartbeat for %.0f ms", (now - n->last_heard) * 1000);
             if (n->link)
                 link_close(n->link, AX_ETIMEDOUT, why, 1);
-            ax_cl_inc_down(cl, inc, why);
+            axd_cl_inc_down(cl, inc, why);
             n->state = NS_DOWN;
             n->since = now;
             continue;
@@ -672,16 +672,16 @@ static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)
             for (int k = 0; k < 2; k++)
                 for (int i = 0; i < 8; i++)
                     body[8 * k + i] = (uint8_t)(v[k] >> (56 - 8 * i));
-            body[16] = ax_route_store_ok(cl->s) ? AX_PING_STORE_OK : 0;
+            body[16] = axd_route_store_ok(cl->s) ? AX_PING_STORE_OK : 0;
             send_direct(n->link, AX_PT_PING, body, sizeof body);
             n->hb_sent++;
         }
         if (inc) { /* asks whose reply can no longer matter */
-            ax_hmap_ent *e;
-            for (size_t i = 0; (i = ax_hmap_next(&inc->asks, i, &e)) != 0;) {
-                ax_cl_ask *a = e->val;
+            axd_hmap_ent *e;
+            for (size_t i = 0; (i = axd_hmap_next(&inc->asks, i, &e)) != 0;) {
+                axd_cl_ask *a = e->val;
                 if (now > a->deadline) {
-                    ax_hmap_del(&inc->asks, (const char *)&a->req, sizeof a->req);
+                    axd_hmap_del(&inc->asks, (const char *)&a->req, sizeof a->req);
                     ax_free(a);
                 }
             }
@@ -691,7 +691,7 @@ static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---------------- start / stop ---------------- */
 
-int ax_cl_peer_start(ax_cluster *cl)
+int axd_cl_peer_start(axd_cluster *cl)
 {
     ev_timer_init(&cl->hb, hb_cb, cl->hb_interval, cl->hb_interval);
     cl->hb.data = cl;
@@ -699,20 +699,20 @@ int ax_cl_peer_start(ax_cluster *cl)
     ev_prepare_init(&cl->flush, flush_cb);
     cl->flush.data = cl;
     ev_prepare_start(cl->s->loop, &cl->flush);
-    for (ax_cl_node *n = cl->nodes; n; n = n->next)
+    for (axd_cl_node *n = cl->nodes; n; n = n->next)
         if (n->in_book)
             node_dial(n);
     return 0;
 }
 
-int ax_cl_add_peer(ax_cluster *cl, const char *name, const char *addr)
+int axd_cl_add_peer(axd_cluster *cl, const char *name, const char *addr)
 {
     if (!cl->ovl->ops->set_peer)
         return AX_ENOTSUP;
     int rc = cl->ovl->ops->set_peer(cl->ovl, name, addr);
     if (rc)
         return rc;
-    ax_cl_node *n = ax_cl_node_get(cl, name, 1);
+    axd_cl_node *n = axd_cl_node_get(cl, name, 1);
     int added = !n->in_book;
     n->in_book = 1;
     if (added) {
@@ -722,15 +722,15 @@ int ax_cl_add_peer(ax_cluster *cl, const char *name, const char *addr)
     return added ? 1 : 0;
 }
 
-void ax_cl_peer_stop(ax_cluster *cl)
+void axd_cl_peer_stop(axd_cluster *cl)
 {
     cl->stopping = 1;
     while (cl->links)
         link_close(cl->links, AX_ECANCELED, "shutdown", 1);
     ev_timer_stop(cl->s->loop, &cl->hb);
     ev_prepare_stop(cl->s->loop, &cl->flush);
-    for (ax_cl_node *n = cl->nodes; n; n = n->next)
+    for (axd_cl_node *n = cl->nodes; n; n = n->next)
         ev_timer_stop(cl->s->loop, &n->reconnect);
 }
 
-const ax_ovl_cbs ax_cl_ovl_cbs = {cb_open, cb_frame, cb_drain, cb_close};
+const axd_ovl_cbs axd_cl_ovl_cbs = {cb_open, cb_frame, cb_drain, cb_close};
