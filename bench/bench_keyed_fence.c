@@ -97,25 +97,25 @@ static void runtime_init(runtime *rt, const char *label, int fenced)
      * be watched by one loop */
     ev_signal_stop(rt->loop, &rt->srv.sig_term);
     ev_signal_stop(rt->loop, &rt->srv.sig_int);
-    if (axd_type_register(&rt->srv, &fcount_type, NULL, &rt->type, err, sizeof err) != 0) {
+    if (axd_type_register(&rt->srv.rt, &fcount_type, NULL, &rt->type, err, sizeof err) != 0) {
         fprintf(stderr, "bench_keyed_fence: cannot register the bench type: %s\n", err);
         exit(1);
     }
-    rt->inc_id = axd_msg_lookup(&rt->srv, "inc", 3);
-    rt->get_id = axd_msg_lookup(&rt->srv, "get", 3);
+    rt->inc_id = axd_msg_lookup(&rt->srv.rt, "inc", 3);
+    rt->get_id = axd_msg_lookup(&rt->srv.rt, "get", 3);
     if (!fenced)
         return;
-    if (axd_route_start(&rt->srv, err, sizeof err) != 0) {
+    if (axd_server_route_start(&rt->srv, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "bench_keyed_fence: axd_route_start: %s\n", err);
         exit(1);
     }
     /* the memory store grants from the loop: turn it until every shard is ours */
     double t0 = now_s();
-    while (axd_shards_count_owned(rt->srv.shards) < rt->srv.cfg.shard_count) {
+    while (axd_shards_count_owned(rt->srv.keyed.shards) < rt->srv.cfg.shard_count) {
         ev_run(rt->loop, EVRUN_NOWAIT);
         if (now_s() - t0 > 10.0) {
             fprintf(stderr, "bench_keyed_fence: only %u of %u shards acquired after 10 s\n",
-                    axd_shards_count_owned(rt->srv.shards), rt->srv.cfg.shard_count);
+                    axd_shards_count_owned(rt->srv.keyed.shards), rt->srv.cfg.shard_count);
             exit(1);
         }
     }
@@ -123,17 +123,17 @@ static void runtime_init(runtime *rt, const char *label, int fenced)
 
 static void runtime_free(runtime *rt)
 {
-    axd_runtime_stop_all(&rt->srv, "shutdown");
+    axd_runtime_stop_all(&rt->srv.rt, "shutdown");
     if (rt->fenced) { /* release the leases, as a daemon shutting down does (bounded) */
         double t0 = now_s();
-        if (axd_route_stop(&rt->srv))
-            while (!rt->srv.shards_stopped && now_s() - t0 < 5.0)
+        if (axd_route_stop(&rt->srv.keyed))
+            while (!rt->srv.keyed.shards_stopped && now_s() - t0 < 5.0)
                 ev_run(rt->loop, EVRUN_NOWAIT);
-        if (ev_is_active(&rt->srv.shards_grace))
-            ev_timer_stop(rt->loop, &rt->srv.shards_grace);
+        if (ev_is_active(&rt->srv.keyed.shards_grace))
+            ev_timer_stop(rt->loop, &rt->srv.keyed.shards_grace);
     }
     axd_server_free(&rt->srv);
-    axd_type_unregister(&rt->srv, rt->type);
+    axd_type_unregister(&rt->srv.rt, rt->type);
     ev_loop_destroy(rt->loop);
 }
 
@@ -142,8 +142,8 @@ static void runtime_free(runtime *rt)
 static inline int resolve(runtime *rt, const fkey *k, ax_ref *out, const char **why)
 {
     if (rt->fenced)
-        return axd_registry_route(&rt->srv, "fcount", 6, k->k, k->len, k->epoch, 1, out, why);
-    return axd_registry_get_or_spawn(&rt->srv, "fcount", 6, k->k, k->len, NULL, 1, out, why);
+        return axd_registry_route(&rt->srv.rt, "fcount", 6, k->k, k->len, k->epoch, 1, out, why);
+    return axd_registry_get_or_spawn(&rt->srv.rt, "fcount", 6, k->k, k->len, NULL, 1, out, why);
 }
 
 /* Turn the loop until no actor is ready (bounded). */
@@ -154,7 +154,7 @@ static void drain(runtime *rt)
         ev_run(rt->loop, EVRUN_NOWAIT);
         if (now_s() - t0 > LOOP_LIMIT_S)
             die(rt, "drain", AX_ETIMEDOUT, "actors still busy");
-    } while (rt->srv.ready_head);
+    } while (rt->srv.rt.ready_head);
 }
 
 /* Spawn the K keyed actors; fenced: record each key's shard epoch. */
@@ -164,7 +164,7 @@ static void prepare_keys(runtime *rt, fkey *keys, size_t nk)
     for (size_t i = 0; i < nk; i++) {
         ax_ref r;
         uint64_t epoch = 0;
-        int rc = axd_route_check(&rt->srv, keys[i].k, keys[i].len, 0, &epoch, &why);
+        int rc = axd_route_check(&rt->srv.keyed, keys[i].k, keys[i].len, 0, &epoch, &why);
         if (rc)
             die(rt, "axd_route_check", rc, why);
         if (rt->fenced) {
@@ -172,7 +172,7 @@ static void prepare_keys(runtime *rt, fkey *keys, size_t nk)
                 die(rt, "shard epoch", AX_EINVAL, "a served shard without an epoch");
             keys[i].epoch = epoch;
             /* the check is live: a wrong epoch is refused */
-            if (axd_registry_route(&rt->srv, "fcount", 6, keys[i].k, keys[i].len, epoch + 1, 1, &r, &why) != AX_ESTALE)
+            if (axd_registry_route(&rt->srv.rt, "fcount", 6, keys[i].k, keys[i].len, epoch + 1, 1, &r, &why) != AX_ESTALE)
                 die(rt, "fencing", AX_EINVAL, "a stale epoch was accepted");
         }
         if ((rc = resolve(rt, &keys[i], &r, &why)) != 0)
@@ -199,7 +199,7 @@ static double run_resolve(runtime *rt, const fkey *keys, size_t nk, size_t n)
     return dt;
 }
 
-static void ask_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
+static void ask_done(axd_rt *s, axd_pending *p, int status, const void *data, size_t n)
 {
     (void)s;
     (void)p;
@@ -215,7 +215,7 @@ static void ask_done(axd_server *s, axd_pending *p, int status, const void *data
  * seconds until every one was handled (and, for asks, answered). */
 static double run_msgs(runtime *rt, const fkey *keys, size_t nk, size_t n, int ask)
 {
-    axd_server *s = &rt->srv;
+    axd_rt *s = &rt->srv.rt;
     const char *why = NULL;
     uint64_t goal = s->ctr.delivered + n, replies_goal = g_replies + (ask ? n : 0);
     double t0 = now_s();
@@ -234,7 +234,7 @@ static double run_msgs(runtime *rt, const fkey *keys, size_t nk, size_t n, int a
         e->m.id = id;
         e->epoch = keys[i % nk].epoch;
         if (ask) {
-            axd_pending *p = axd_pending_new(s, s->cfg.ask_timeout_ms, ask_done);
+            axd_pending *p = axd_pending_new(s, s->cfg->ask_timeout_ms, ask_done);
             if (!p)
                 die(rt, "axd_pending_new", AX_ENOMEM, NULL);
             e->ask = p->slot;
@@ -334,9 +334,9 @@ int main(int argc, char **argv)
         ru[2][i] = (double)n / run_msgs(&U, ku, nk, n, 1);
         rf[2][i] = (double)n / run_msgs(&F, kf, nk, n, 1);
     }
-    if (axd_shards_count_owned(F.srv.shards) != F.srv.cfg.shard_count) {
+    if (axd_shards_count_owned(F.srv.keyed.shards) != F.srv.cfg.shard_count) {
         fprintf(stderr, "bench_keyed_fence: shards were lost during the run (%u of %u owned)\n",
-                axd_shards_count_owned(F.srv.shards), F.srv.cfg.shard_count);
+                axd_shards_count_owned(F.srv.keyed.shards), F.srv.cfg.shard_count);
         return 1;
     }
     report("keyed_resolve_fenced", median(rf[0], runs), median(ru[0], runs));

@@ -37,7 +37,7 @@ static void die(const char *what, int rc)
 }
 
 /* Tell `to` a message from outside any actor (as the client listener does). */
-static void inject(axd_server *s, ax_ref to, const char *msg, ax_ref peer, int64_t n)
+static void inject(axd_rt *s, ax_ref to, const char *msg, ax_ref peer, int64_t n)
 {
     struct pp_cmd c = {peer, n};
     axd_env *e = axd_env_new(s, sizeof c);
@@ -52,7 +52,7 @@ static void inject(axd_server *s, ax_ref to, const char *msg, ax_ref peer, int64
     }
 }
 
-static uint64_t processed(axd_server *s, ax_ref r)
+static uint64_t processed(axd_rt *s, ax_ref r)
 {
     axd_actor *a = axd_actor_get(s, r);
     if (!a) {
@@ -64,7 +64,7 @@ static uint64_t processed(axd_server *s, ax_ref r)
 
 /* One run: tell `a` msg(b, n) and turn the loop until `b` handled `want` more
  * messages. Returns the elapsed seconds. */
-static double run_once(axd_server *s, ax_ref a, ax_ref b, const char *msg, int64_t n, uint64_t want)
+static double run_once(axd_rt *s, ax_ref a, ax_ref b, const char *msg, int64_t n, uint64_t want)
 {
     uint64_t goal = processed(s, b) + want;
     double t0 = now_s();
@@ -86,7 +86,7 @@ static int cmp_double(const void *x, const void *y)
 
 /* Messages per second for `kind`: calibrate n so one run takes >= seconds, then the
  * median of `runs` runs. */
-static double measure(axd_server *s, ax_ref a, ax_ref b, const char *kind, double seconds, int runs)
+static double measure(axd_rt *s, ax_ref a, ax_ref b, const char *kind, double seconds, int runs)
 {
     int pingpong = strcmp(kind, "start") == 0;
     int64_t n = 100000;
@@ -168,22 +168,22 @@ int main(int argc, char **argv)
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     static axd_server srv;
     axd_server_init(&srv, loop, &cfg);
-    if (axd_plugin_load(&srv, plugin, NULL, err, sizeof err) != 0) {
+    if (axd_plugin_load(&srv.rt, plugin, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "bench_local_tell: cannot load %s: %s\n", plugin, err);
         return 1;
     }
     ax_ref a, b;
     const char *why = "";
     int rc;
-    if ((rc = axd_actor_spawn(&srv, "pingpong", 8, NULL, &a, &why)) != 0 ||
-        (rc = axd_actor_spawn(&srv, "pingpong", 8, NULL, &b, &why)) != 0) {
+    if ((rc = axd_actor_spawn(&srv.rt, "pingpong", 8, NULL, &a, &why)) != 0 ||
+        (rc = axd_actor_spawn(&srv.rt, "pingpong", 8, NULL, &b, &why)) != 0) {
         fprintf(stderr, "bench_local_tell: spawn: %s (%s)\n", ax_strerror(rc), why);
         return 1;
     }
     printf("# local tell: 2 pingpong actors, mailbox capacity %u, batch %u, >= %.1f s per run, median of %d\n",
            srv.cfg.mailbox_capacity, srv.cfg.batch, seconds, runs);
-    report("local_tell_pingpong", measure(&srv, a, b, "start", seconds, runs), erl_pp);
-    report("local_tell_burst", measure(&srv, a, b, "burst", seconds, runs), erl_burst);
+    report("local_tell_pingpong", measure(&srv.rt, a, b, "start", seconds, runs), erl_pp);
+    report("local_tell_burst", measure(&srv.rt, a, b, "burst", seconds, runs), erl_burst);
 
     axd_server_free(&srv);
     ev_loop_destroy(loop);

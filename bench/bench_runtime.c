@@ -98,7 +98,7 @@ static void drain_all(void)
 static void stop_all(const ax_ref *refs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        int rc = axd_actor_stop(&srv, axd_actor_get(&srv, refs[i]), "normal");
+        int rc = axd_actor_stop(&srv.rt, axd_actor_get(&srv.rt, refs[i]), "normal");
         if (rc)
             die("axd_actor_stop", rc, NULL);
     }
@@ -108,7 +108,7 @@ static void spawn_all(ax_ref *refs, size_t n)
 {
     const char *why = NULL;
     for (size_t i = 0; i < n; i++) {
-        int rc = axd_actor_spawn(&srv, "bcount", 6, NULL, &refs[i], &why);
+        int rc = axd_actor_spawn(&srv.rt, "bcount", 6, NULL, &refs[i], &why);
         if (rc)
             die("axd_actor_spawn", rc, why);
     }
@@ -136,7 +136,7 @@ static double run_gos(const bkey *keys, ax_ref *refs, size_t n)
     const char *why = NULL;
     double t0 = now_s();
     for (size_t i = 0; i < n; i++) {
-        int rc = axd_registry_get_or_spawn(&srv, "bcount", 6, keys[i].k, keys[i].len, NULL, 1, &refs[i], &why);
+        int rc = axd_registry_get_or_spawn(&srv.rt, "bcount", 6, keys[i].k, keys[i].len, NULL, 1, &refs[i], &why);
         if (rc)
             die("axd_registry_get_or_spawn", rc, why);
     }
@@ -145,13 +145,13 @@ static double run_gos(const bkey *keys, ax_ref *refs, size_t n)
 
 static void inject_crash(uint32_t msg, axd_actor *a)
 {
-    axd_env *e = axd_env_new(&srv, 0);
+    axd_env *e = axd_env_new(&srv.rt, 0);
     if (!e)
         die("axd_env_new", AX_ENOMEM, NULL);
     e->m.id = msg;
-    int rc = axd_actor_deliver(&srv, a, e);
+    int rc = axd_actor_deliver(&srv.rt, a, e);
     if (rc) {
-        axd_env_free(&srv, e);
+        axd_env_free(&srv.rt, e);
         die("deliver crash", rc, NULL);
     }
 }
@@ -161,8 +161,8 @@ static void inject_crash(uint32_t msg, axd_actor *a)
  * max_restarts within the window, i.e. faster than the intensity ceiling. */
 static double run_restart(ax_ref r, size_t n)
 {
-    uint32_t crash = axd_msg_lookup(&srv, "crash", 5);
-    axd_actor *a = axd_actor_get(&srv, r);
+    uint32_t crash = axd_msg_lookup(&srv.rt, "crash", 5);
+    axd_actor *a = axd_actor_get(&srv.rt, r);
     if (!a)
         die("restart actor", AX_ENOPROC, NULL);
     uint64_t goal = a->restarts + n;
@@ -174,7 +174,7 @@ static double run_restart(ax_ref r, size_t n)
             sent++;
         }
         ev_run(srv.loop, EVRUN_NOWAIT);
-        if (!(a = axd_actor_get(&srv, r)))
+        if (!(a = axd_actor_get(&srv.rt, r)))
             return -1.0;
         if (now_s() - t0 > LOOP_LIMIT_S)
             die("restart", AX_ETIMEDOUT, "restarts did not finish");
@@ -275,7 +275,7 @@ int main(int argc, char **argv)
     cfg.log_level = AX_LOG_WARN;
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     axd_server_init(&srv, loop, &cfg);
-    if (axd_type_register(&srv, &bcount_type, NULL, &btype, err, sizeof err) != 0) {
+    if (axd_type_register(&srv.rt, &bcount_type, NULL, &btype, err, sizeof err) != 0) {
         fprintf(stderr, "bench_runtime: cannot register the bench type: %s\n", err);
         return 1;
     }
@@ -325,8 +325,8 @@ int main(int argc, char **argv)
 
     for (int i = 0; i < runs; i++) {
         r_new[i] = (double)n / run_gos(keys, refs, n);
-        if (srv.keyed.len != n) {
-            fprintf(stderr, "bench_runtime: %zu keyed actors after %zu new keys\n", (size_t)srv.keyed.len, n);
+        if (srv.rt.keyed.len != n) {
+            fprintf(stderr, "bench_runtime: %zu keyed actors after %zu new keys\n", (size_t)srv.rt.keyed.len, n);
             return 1;
         }
         r_old[i] = (double)n / run_gos(keys, refs, n);
@@ -346,7 +346,7 @@ int main(int argc, char **argv)
     o.restart_window_ms = 1;
     ax_ref r;
     const char *why = NULL;
-    int rc = axd_actor_spawn(&srv, "bcount", 6, &o, &r, &why);
+    int rc = axd_actor_spawn(&srv.rt, "bcount", 6, &o, &r, &why);
     if (rc)
         die("spawn the restarting actor", rc, why);
     double dt = run_restart(r, n < 10000 ? n : 10000); /* warm-up */
@@ -364,9 +364,9 @@ int main(int argc, char **argv)
 
     free(refs);
     free(keys);
-    axd_runtime_stop_all(&srv, "shutdown");
+    axd_runtime_stop_all(&srv.rt, "shutdown");
     axd_server_free(&srv);
-    axd_type_unregister(&srv, btype);
+    axd_type_unregister(&srv.rt, btype);
     ev_loop_destroy(loop);
     return 0;
 }

@@ -13,7 +13,6 @@
 #include "sdnotify.h"
 #include "server.h"
 #include "shard.h"
-#include "cluster/cluster.h"
 
 enum { OPT_CHECK = 256, OPT_PRINT, OPT_PLUGIN_DIR, OPT_SET };
 
@@ -175,13 +174,13 @@ int main(int argc, char **argv)
     axd_server_signals_start(&server);
     int rc = 0;
     for (size_t i = 0; i < server.cfg.n_plugins; i++) {
-        if (axd_plugin_load(&server, server.cfg.plugins[i], NULL, err, sizeof err) != 0) {
+        if (axd_plugin_load(&server.rt, server.cfg.plugins[i], NULL, err, sizeof err) != 0) {
             axd_log(AX_LOG_ERROR, "plugin", "cannot load configured plugin: %s", err);
             rc = 1;
             goto out;
         }
     }
-    if (axd_route_start(&server, err, sizeof err) != 0) {
+    if (axd_server_route_start(&server, NULL, err, sizeof err) != 0) {
         axd_log(AX_LOG_ERROR, "shard", "%s", err);
         rc = 1;
         goto out;
@@ -189,20 +188,20 @@ int main(int argc, char **argv)
     if (server.cfg.lease_store && strcmp(server.cfg.lease_store, "memory") == 0) {
         /* The embedded store grants at once: let the first acquisitions land before
          * serving, so keyed requests right after READY find their shards (bounded). */
-        for (int i = 0; i < 1000 && axd_shards_count_owned(server.shards) < axd_shards_target(server.shards); i++)
+        for (int i = 0; i < 1000 && axd_shards_count_owned(server.keyed.shards) < axd_shards_target(server.keyed.shards); i++)
             ev_run(loop, EVRUN_NOWAIT);
     }
-    if (axd_listener_start(&server, err, sizeof err) != 0) {
+    if (axd_server_listener_start(&server, err, sizeof err) != 0) {
         axd_log(AX_LOG_ERROR, "server", "%s", err);
         rc = 1;
         goto out;
     }
-    if (axd_cluster_start(&server, err, sizeof err) != 0) {
+    if (axd_server_cluster_start(&server, err, sizeof err) != 0) {
         axd_log(AX_LOG_ERROR, "cluster", "%s", err);
         rc = 1;
         goto out;
     }
-    axd_log(AX_LOG_INFO, "server", "axactord %s serving as %s", AX_VERSION, server.node_id);
+    axd_log(AX_LOG_INFO, "server", "axactord %s serving as %s", AX_VERSION, server.rt.node_id);
     axd_sd_notify("READY=1\nSTATUS=serving");
     ev_run(loop, 0);
     axd_sd_notify("STOPPING=1");

@@ -11,9 +11,6 @@
 #include "log.h"
 #include "sdnotify.h"
 #include "server.h"
-#include "cluster/cluster.h"
-
-void axd_runtime_stop_all(axd_server *s, const char *reason);
 
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -92,7 +89,7 @@ int axd_server_reload(axd_server *s)
     for (size_t i = 0; i < nc.n_plugins; i++) {
         if (list_has(s->cfg.plugins, s->cfg.n_plugins, nc.plugins[i]))
             continue;
-        if (axd_plugin_load(s, nc.plugins[i], NULL, err, sizeof err) == 0) {
+        if (axd_plugin_load(&s->rt, nc.plugins[i], NULL, err, sizeof err) == 0) {
             loaded++;
             axd_log(AX_LOG_INFO, "plugin", "reload: loaded %s", nc.plugins[i]);
         } else {
@@ -101,7 +98,7 @@ int axd_server_reload(axd_server *s)
     }
     swap_list(&s->cfg.plugins, &s->cfg.n_plugins, &nc.plugins, &nc.n_plugins);
     /* cluster.peers additions and address changes */
-    int peers = axd_cluster_reload_peers(s, nc.cluster_peers, nc.n_cluster_peers);
+    int peers = axd_cluster_reload_peers(s->cluster, nc.cluster_peers, nc.n_cluster_peers);
     if (s->cluster)
         swap_list(&s->cfg.cluster_peers, &s->cfg.n_cluster_peers, &nc.cluster_peers, &nc.n_cluster_peers);
     axd_config_free(&nc); /* frees what was swapped out */
@@ -119,7 +116,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 /* The wire id: NAME@boot-<hex>-session-<n>; the boot part is fresh at every start. */
-static void make_node_id(axd_server *s)
+static void make_node_id(const axd_config *cfg, char *out, size_t len)
 {
     unsigned char r[8];
     char hex[17];
@@ -127,25 +124,56 @@ static void make_node_id(axd_server *s)
         memset(r, 0, sizeof r);
     for (int i = 0; i < 8; i++)
         snprintf(hex + 2 * i, 3, "%02x", r[i]);
-    snprintf(s->node_id, sizeof s->node_id, "%s@boot-%s-session-1", s->cfg.node_name, hex);
+    snprintf(out, len, "%s@boot-%s-session-1", cfg->node_name, hex);
 }
 
 int axd_server_init(axd_server *s, struct ev_loop *loop, const axd_config *cfg)
 {
+    char node_id[sizeof s->rt.node_id];
     memset(s, 0, sizeof *s);
     s->loop = loop;
     s->cfg = *cfg; /* the server now owns the config's strings */
-    s->listen_fd = -1;
-    ev_set_userdata(loop, s);
-    s->started_at = ev_now(loop);
-    axd_hash_seed_init();
-    make_node_id(s);
-    axd_runtime_init(s);
+    s->front.listen_fd = -1;
+    make_node_id(&s->cfg, node_id, sizeof node_id);
+    axd_runtime_init(&s->rt, loop, &s->cfg, node_id);
     ev_signal_init(&s->sig_term, signal_cb, SIGTERM);
     ev_signal_init(&s->sig_int, signal_cb, SIGINT);
     ev_signal_init(&s->sig_hup, hup_cb, SIGHUP);
     s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
     return AX_OK;
+}
+
+int axd_server_route_start(axd_server *s, struct axd_lease_store *store, char *err, size_t errlen)
+{
+    return store ? axd_route_start_store(&s->keyed, &s->rt, store, err, errlen)
+                 : axd_route_start(&s->keyed, &s->rt, err, errlen);
+}
+
+int axd_server_listener_start(axd_server *s, char *err, size_t errlen)
+{
+    s->front.cluster = s->cluster;
+    return axd_listener_start(&s->front, &s->rt, &s->keyed, err, errlen);
+}
+
+int axd_server_cluster_start(axd_server *s, char *err, size_t errlen)
+{
+    int rc = axd_cluster_start(&s->rt, &s->cluster, err, errlen);
+    s->front.cluster = s->cluster;
+    return rc;
+}
+
+int axd_server_cluster_start_mem(axd_server *s, struct axd_ovl_net *net, char *err, size_t errlen)
+{
+    int rc = axd_cluster_start_mem(&s->rt, net, &s->cluster, err, errlen);
+    s->front.cluster = s->cluster;
+    return rc;
+}
+
+static void cluster_stop(axd_server *s)
+{
+    axd_cluster_stop(s->cluster);
+    s->cluster = NULL;
+    s->front.cluster = NULL;
 }
 
 void axd_server_signals_start(axd_server *s)
@@ -164,19 +192,17 @@ void axd_server_shutdown(axd_server *s, const char *why)
     if (s->stopping)
         return;
     s->stopping = 1;
+    s->rt.stopping = 1; /* exits from now on are final */
     axd_log(AX_LOG_INFO, "server", "shutting down: %s", why);
     /* Stop accepting first so no new work arrives, then stop actors (their on_stop
      * runs and queued asks are answered), then flush those answers and close. */
-    if (s->listen_fd >= 0) {
-        ev_io_stop(s->loop, &s->listen_io);
-        ev_timer_stop(s->loop, &s->accept_pause);
-    }
-    axd_cluster_stop(s); /* peers see CLOSE; remote asks fail before actors stop */
-    axd_runtime_stop_all(s, why);
-    axd_listener_stop(s);
+    axd_listener_pause(&s->front);
+    cluster_stop(s); /* peers see CLOSE; remote asks fail before actors stop */
+    axd_runtime_stop_all(&s->rt, why);
+    axd_listener_stop(&s->front);
     /* Release the shard leases so survivors need not wait for them to expire; the
      * loop ends when the releases are answered (or after a grace time). */
-    if (!axd_route_stop(s))
+    if (!axd_route_stop(&s->keyed))
         ev_break(s->loop, EVBREAK_ALL);
 }
 
@@ -184,12 +210,12 @@ void axd_server_free(axd_server *s)
 {
     if (!s || !s->loop)
         return;
-    axd_listener_stop(s);
-    axd_cluster_stop(s);
-    axd_runtime_free(s);
-    axd_route_free(s);
-    axd_plugins_unload_all(s); /* unregisters their types */
-    axd_hmap_free(&s->types);
+    axd_listener_stop(&s->front);
+    cluster_stop(s);
+    axd_runtime_free(&s->rt);
+    axd_route_free(&s->keyed);
+    axd_plugins_unload_all(&s->rt); /* unregisters their types */
+    axd_hmap_free(&s->rt.types);
     ev_signal_stop(s->loop, &s->sig_term);
     ev_signal_stop(s->loop, &s->sig_int);
     ev_signal_stop(s->loop, &s->sig_hup);

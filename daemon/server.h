@@ -1,231 +1,24 @@
-/* The daemon's one server state and the internal types of the actor runtime:
- * actors, envelopes (queued messages), pending asks, actor types and plugins, client
- * connections. Everything runs on one libev loop; nothing here is thread-safe. */
+/* The composition root: one node built from the layers (runtime core, keyed routing,
+ * cluster, client front end), the tables between them wired, the signals, reload and the
+ * order of start-up and shutdown. Only server.c, main.c and in-process tests include it. */
 #ifndef AXD_SERVER_H
 #define AXD_SERVER_H
 
 #include <ev.h>
-#include <stdint.h>
-#include <sys/types.h>
 
-#include "axactor/plugin.h"
+#include "cluster.h"
 #include "config.h"
-#include "frame.h"
-#include "hmap.h"
-
-struct axd_server;
-struct axd_conn;
-
-/* ---- messages ---- */
-enum axd_env_kind {
-    AXD_ENV_USER = 0,  /* a tell or ask from an actor or client */
-    AXD_ENV_REPLY = 1, /* an ask's reply delivered to the asking actor */
-    AXD_ENV_STOP = 2,  /* control: stop with reason (data = reason text) */
-    AXD_ENV_SYS = 3,   /* system message ($exit, $down, $event) for the handler: rides the USER
-                       * mailbox in arrival order (never refused for capacity), so it comes
-                       * after every message its sender sent earlier (Erlang's signal order) */
-    AXD_ENV_EXIT = 4,  /* control: an exit signal that ends a non-trapping actor (data = the
-                       * reason it exits with); decided when the signal arrived */
-    AXD_ENV_KILL = 5,  /* control: stop with reason "killed"; untrappable, never restarted */
-};
-
-/* A watcher ref with this node value names a client connection (id = slot, gen). */
-#define AXD_NODE_CLIENT UINT32_MAX
-
-typedef struct axd_env {
-    struct axd_env *next;
-    ax_msg m;        /* what the handler sees; m.data points into data[] */
-    uint8_t kind;    /* enum axd_env_kind */
-    uint8_t pooled;  /* allocated from the small-envelope pool */
-    uint8_t link_sig; /* an exit signal of the link with m.from: ignored when taken if the
-                       * receiver has unlinked meanwhile */
-    uint32_t ask;    /* pending-ask slot (0 = no reply wanted) */
-    uint32_t ask_gen;
-    uint64_t epoch;
-    uint8_t data[];
-} axd_env;
-
-#define AXD_ENV_POOL_PAYLOAD 64 /* payloads up to this size come from the pool */
-
-typedef struct axd_mq {
-    axd_env *head, *tail;
-    uint32_t len;
-} axd_mq;
-
-/* ---- actor types and plugins ---- */
-typedef struct axd_handler_ent {
-    uint32_t id;
-    ax_handler_fn fn;
-} axd_handler_ent;
-
-typedef struct axd_plugin axd_plugin;
-
-typedef struct axd_type {
-    const ax_actor_type *desc;
-    axd_plugin *plugin;     /* NULL for built-in types */
-    char *name;
-    axd_handler_ent *handlers;
-    size_t n_handlers;
-    uint32_t live;         /* actors of this type alive now */
-} axd_type;
-
-struct axd_plugin {
-    char *name;
-    char *path;
-    void *dl;
-    const ax_plugin_desc *desc;
-    axd_type **types;
-    size_t n_types;
-};
-
-/* ---- actors ---- */
-enum axd_actor_state { AXD_ST_RUNNING = 0, AXD_ST_STOPPING = 1, AXD_ST_DEAD = 2, AXD_ST_RESTARTING = 3 };
-
-typedef struct axd_mon {
-    uint64_t mref;
-    ax_ref other; /* on the target: the watcher; on the watcher: the target */
-} axd_mon;
-
-/* Supervision state, allocated only for actors that use it (keeps idle actors small). */
-typedef struct axd_actor_ext {
-    ax_ref *links;
-    uint32_t n_links, cap_links;
-    axd_mon *watchers; /* monitors others hold on this actor */
-    uint32_t n_watchers, cap_watchers;
-    axd_mon *watching; /* monitors this actor holds */
-    uint32_t n_watching, cap_watching;
-    double *restart_times; /* ring of the last max_restarts restart times */
-    uint32_t restart_head;
-    ev_timer backoff;
-    struct axd_actor *owner;
-    char *restart_reason;
-} axd_actor_ext;
-
-typedef struct axd_actor {
-    uint32_t slot, gen;
-    axd_type *type;
-    void *state;
-    char *name;            /* registered name, owned; NULL if anonymous */
-    axd_mq ctl, user;
-    uint32_t cap;          /* user mailbox capacity */
-    uint8_t st;            /* enum axd_actor_state */
-    uint8_t in_ready;
-    uint8_t running;       /* a handler of this actor is on the stack */
-    uint8_t trap_exit;
-    uint8_t subscribed;    /* receives lifecycle events as "$event" */
-    struct axd_actor *ready_next;
-    axd_actor_ext *x;
-    char *key;             /* keyed actors: "type\0key" registry key (owned), else NULL */
-    size_t key_len;
-    uint32_t shard;        /* keyed actors: the key's shard */
-    struct axd_actor *kprev, *knext; /* keyed actors list (idle reaper) */
-    double last_msg;       /* loop time of the last user message (idle reaper) */
-    uint64_t processed;
-    uint32_t restarts;
-    ax_spawn_opts opts;
-    double started_at;
-} axd_actor;
-
-/* ---- pending asks ---- */
-typedef struct axd_pending axd_pending;
-/* Called exactly once per pending ask: with the reply (status AX_OK) or an error. */
-typedef void (*axd_pending_done)(struct axd_server *s, axd_pending *p, int status, const void *data, size_t n);
-
-struct axd_pending {
-    uint32_t slot, gen;
-    ev_timer timer;
-    axd_pending_done done;
-    union {
-        struct { uint32_t conn_slot, conn_gen, req_id; } client;
-        struct { ax_ref asker; uint32_t reply_msg; uint64_t tag; } actor;
-    } u;
-    void *ud; /* for the owner of done (e.g. routing keeps the message for a retry) */
-};
-
-/* ---- the context handed to plugin code ---- */
-struct ax_ctx {
-    const ax_api *api; /* must stay first: plugin.h reads it */
-    struct axd_server *srv;
-    axd_actor *self;
-    axd_env *cur;       /* message being handled, NULL in on_start/on_stop */
-    int replied;
-    const char *fail_reason;
-    char fail_buf[128];
-    const char *exit_reason; /* the actor stopped itself (ax_stop(self)) */
-    char exit_buf[128];
-};
-
-/* ---- counters shown by `axctl status` ---- */
-typedef struct axd_counters {
-    uint64_t spawned, stopped, failed, delivered, tells, asks, replies;
-    uint64_t ask_timeouts, mailbox_full, no_handler, late_replies;
-    uint64_t clients_accepted, clients_refused, bad_frames;
-    uint64_t restarts, links, monitors, downs, events, events_lagged, idle_reaped;
-    uint64_t route_retries; /* forwarded keyed messages re-sent after EBUSY/ESTALE */
-} axd_counters;
-
-/* A lifecycle-event subscriber: an actor (node 0) or a client (AXD_NODE_CLIENT). */
-typedef struct axd_event_sub {
-    ax_ref who;
-    char *filter;     /* actor name to follow, or NULL for all */
-    uint64_t lagged;  /* events skipped since the last one delivered */
-    uint32_t req_id;  /* clients: the SUBSCRIBE request id, echoed on EVENT frames */
-} axd_event_sub;
+#include "core.h"
+#include "front.h"
+#include "keyed.h"
 
 typedef struct axd_server {
     struct ev_loop *loop;
-    axd_config cfg;
-    char node_id[128];
-    double started_at;
-
-    axd_slots actors;         /* slot -> axd_actor */
-    axd_hmap names;           /* registered name -> axd_actor */
-    axd_hmap msg_names;       /* message name -> (uintptr_t)id */
-    char **msg_by_id;        /* id -> name (owned); index 0 unused */
-    uint32_t n_msg_ids, msg_cap;
-    axd_hmap types;           /* type name -> axd_type */
-    axd_plugin **plugins;
-    size_t n_plugins;
-
-    axd_slots pending;        /* slot -> axd_pending */
-
-    axd_actor *ready_head, *ready_tail;
-    ev_check run_check;
-    ev_idle run_idle;        /* keeps the loop from blocking while actors are ready */
-
-    axd_env *env_pool;
-    uint32_t env_pool_len;
-
-    axd_counters ctr;
-    ax_api api;
-    uint64_t next_mref;
-    uint32_t sys_exit_id, sys_down_id, sys_event_id; /* interned "$exit" "$down" "$event" */
-
-    axd_hmap keyed;           /* "type\0key" -> axd_actor (registry) */
-    axd_actor *keyed_head;
-    ev_timer reaper;
-    uint32_t reaper_ms;
-
-    axd_event_sub *subs;
-    size_t n_subs, cap_subs;
-
-    struct axd_shards *shards;          /* lease manager (routing.c); NULL before start */
-    struct axd_lease_store *lease_store;
-    int lease_store_borrowed;          /* axd_route_start_store: the caller frees the store */
-    ev_timer shards_grace;
-    int shards_stopped;
-    struct axd_route_shard *route_shards; /* per shard: cached owner, waiting messages */
-    char route_owner[256];               /* this node's lease owner id */
-    ev_timer membership;
-    double store_down_since;             /* monotonic time the store connection was lost; 0 = up */
-
-    /* client listener (listener.c) */
-    int listen_fd;
-    ev_io listen_io;
-    axd_slots conns;
-    struct axd_conn *dirty;   /* connections with output to flush */
-    uint32_t n_conns;
-    int socket_created;
+    axd_config cfg;          /* owned; every layer reads it through a pointer */
+    axd_rt rt;               /* the runtime core */
+    axd_keyed keyed;         /* lease manager and keyed routing (zeroed until axd_server_route_start) */
+    axd_cluster *cluster;    /* NULL when the cluster is off */
+    axd_front front;         /* the client listener */
 
     ev_signal sig_term, sig_int, sig_hup;
     /* SIGHUP: read the configuration again (file and flags, validated); installed by
@@ -233,16 +26,22 @@ typedef struct axd_server {
     int (*reload)(void *ud, axd_config *out, char *err, size_t errlen);
     void *reload_ud;
     uint64_t reloads, reload_errors;
-    ev_timer stop_timer;
-    ev_timer accept_pause;
     int stopping;
     int exit_code;
-    struct axd_cluster *cluster; /* daemon/cluster/ (NULL when the cluster is off) */
 } axd_server;
 
-/* ---- server.c ---- */
+/* A node on loop with cfg (its strings now owned by the server): the runtime is ready
+ * (plugins can be loaded into s->rt); keyed routing, the client listener and the cluster
+ * start with the calls below. */
 int axd_server_init(axd_server *s, struct ev_loop *loop, const axd_config *cfg);
 void axd_server_free(axd_server *s);
+/* Start the lease manager (over the configured store, or over `store`, which the caller
+ * owns: in-process tests sharing one memory store). */
+int axd_server_route_start(axd_server *s, struct axd_lease_store *store, char *err, size_t errlen);
+int axd_server_listener_start(axd_server *s, char *err, size_t errlen);
+int axd_server_cluster_start(axd_server *s, char *err, size_t errlen);
+/* The same on the in-memory overlay `net` (tests: many nodes in one process). */
+int axd_server_cluster_start_mem(axd_server *s, struct axd_ovl_net *net, char *err, size_t errlen);
 /* Handle SIGTERM/SIGINT (stop), SIGHUP (reload), ignore SIGUSR1/2: for the daemon's
  * loop only (libev lets one loop own a signal). */
 void axd_server_signals_start(axd_server *s);
@@ -252,160 +51,5 @@ void axd_server_shutdown(axd_server *s, const char *why);
  * and target, plugins.load additions, cluster.peers additions; what cannot is logged as
  * needing a restart. Returns 0, or AX_ECONFIG (nothing changed) when it cannot be read. */
 int axd_server_reload(axd_server *s);
-
-/* ---- actor.c: the runtime ---- */
-void axd_runtime_init(axd_server *s);
-void axd_runtime_free(axd_server *s);
-/* Intern a message name (plugins only); 0 on an invalid name. */
-uint32_t axd_msg_intern(axd_server *s, const char *name, size_t len);
-/* Look up without interning (client input); 0 if unknown. */
-uint32_t axd_msg_lookup(axd_server *s, const char *name, size_t len);
-const char *axd_msg_name(axd_server *s, uint32_t id);
-
-int axd_actor_spawn(axd_server *s, const char *type, size_t type_len, const ax_spawn_opts *o,
-                   ax_ref *out, const char **why);
-axd_actor *axd_actor_get(axd_server *s, ax_ref r);
-axd_actor *axd_actor_by_name(axd_server *s, const char *name, size_t len);
-/* Enqueue a user message. On success the envelope is owned by the actor; on failure
- * (AX_EFULL, AX_ENOPROC, AX_ENOMSG) the caller still owns it. */
-int axd_actor_deliver(axd_server *s, axd_actor *a, axd_env *e);
-/* Ask the actor to stop (control mailbox); reason copied. */
-int axd_actor_stop(axd_server *s, axd_actor *a, const char *reason);
-/* Does the actor's type handle message id? */
-int axd_actor_handles(const axd_actor *a, uint32_t id);
-
-axd_env *axd_env_new(axd_server *s, size_t payload_len);
-void axd_env_free(axd_server *s, axd_env *e);
-
-/* Pending asks: create one (timer armed), complete it (exactly once). */
-axd_pending *axd_pending_new(axd_server *s, uint32_t timeout_ms, axd_pending_done done);
-void axd_pending_complete(axd_server *s, uint32_t slot, uint32_t gen, int status, const void *p, size_t n);
-
-/* JSON documents for the control plane (cJSON; caller frees with cJSON_Delete). */
-struct cJSON *axd_runtime_status_json(axd_server *s);
-struct cJSON *axd_runtime_actors_json(axd_server *s); /* the first page, no filters */
-/* One page of the ACTORS document: actors from slot q->cursor on that match q's filters,
- * at most q->limit (0: AXD_ACTORS_PAGE) and about max_bytes of JSON (0: half of
- * client.max_frame), and "next": the cursor of the next page (0 = no more). q NULL: no
- * filters. The daemon never builds a document larger than a frame. */
-#define AXD_ACTORS_PAGE 1000
-#define AXD_ACTORS_PAGE_MAX 10000
-struct cJSON *axd_runtime_actors_page(axd_server *s, const ax_actors_query *q, size_t max_bytes);
-/* Add a keyed actor's key to a document: "key" when it is valid UTF-8 without control
- * characters, else "key_hex" (keys are bytes; JSON documents must stay valid). */
-void axd_json_add_key(struct cJSON *o, const axd_actor *a);
-
-/* ---- supervisor.c: restarts, links, monitors ---- */
-/* The one exit path of an incarnation. external: stopped from outside (final, no
- * restart). Otherwise the restart policy decides. */
-void axd_actor_exit(axd_server *s, axd_actor *a, const char *reason, int external);
-int axd_sup_link(axd_server *s, axd_actor *a, ax_ref other, int *noproc);
-int axd_sup_unlink(axd_server *s, axd_actor *a, ax_ref other);
-/* Monitor target on behalf of watcher (an actor ref or a client ref). */
-int axd_sup_monitor(axd_server *s, ax_ref watcher, ax_ref target, uint64_t *mref);
-int axd_sup_demonitor(axd_server *s, ax_ref watcher, uint64_t mref, int flush);
-/* Deliver a down to a watcher (local actor, client or remote). */
-void axd_runtime_deliver_down(axd_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason);
-/* A client went away: remove the monitors it held on local actors. */
-void axd_monitors_drop_watcher(axd_server *s, ax_ref watcher);
-/* Handle a control EXIT envelope when taken: the actor exits with its reason (restart
- * policy applies), unless it was a link's signal and the link is gone (ignored; e freed).
- * Returns 1 if the actor is gone/restarting. */
-int axd_handle_exit_signal(axd_server *s, axd_actor *a, axd_env *e);
-/* A "$exit" message about to be handled: 0 if it must be dropped (its link was removed
- * by ax_unlink after it was queued), else 1 (and the link entry is consumed). */
-int axd_exit_msg_live(axd_server *s, axd_actor *a, const axd_env *e);
-/* Erlang's exit/2: an exit signal with reason from `from` (AX_REF_NONE: a client) to a.
- * "kill": untrappable, a ends with "killed" (restart policy applies); a trapping a gets
- * "$exit"; "normal" to a non-trapping a is ignored; any other reason ends a (restart
- * policy applies). */
-int axd_sup_exit(axd_server *s, ax_ref from, axd_actor *a, const char *reason);
-void axd_actor_free_ext(axd_server *s, axd_actor *a, const char *reason);
-int axd_reason_is_normal(const char *r);
-
-/* ---- registry.c: keyed actors and the idle reaper ---- */
-int axd_registry_get_or_spawn(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen,
-                             const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why);
-/* get_or_spawn (spawn=1, "ensure") or lookup (spawn=0, "direct") for a routed message
- * carrying msg_epoch: refuses with AX_EBUSY / AX_ESTALE when the shard is not ours. */
-int axd_registry_route(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen, uint64_t msg_epoch,
-                      int spawn, ax_ref *out, const char **why);
-void axd_registry_remove(axd_server *s, axd_actor *a);
-void axd_registry_init(axd_server *s);
-void axd_registry_free(axd_server *s);
-
-/* ---- routing.c: shards, leases and keyed routing ---- */
-int axd_route_start(axd_server *s, char *err, size_t errlen);
-/* Start routing over a store the caller owns (in-process tests: several nodes sharing one
- * memory store): borrowed, it must outlive axd_route_free, which does not free it. */
-int axd_route_start_store(axd_server *s, struct axd_lease_store *store, char *err, size_t errlen);
-int axd_route_stop(axd_server *s); /* 1: keep the loop running until the releases finish */
-void axd_route_free(axd_server *s);
-uint32_t axd_route_shard_of(axd_server *s, const char *key, size_t klen);
-/* May this node deliver to key's actor now? 0 and the shard epoch, AX_EBUSY (not served
- * here) or AX_ESTALE (msg_epoch is not the current epoch); msg_epoch 0 = not fenced. */
-int axd_route_check(axd_server *s, const char *key, size_t klen, uint64_t msg_epoch, uint64_t *epoch, const char **why);
-uint64_t axd_route_actor_epoch(axd_server *s, const axd_actor *a);
-/* A keyed message for a shard this node does not serve: forward it to the shard's
- * owner (looked up in the lease store, cached briefly). kflags: AX_PK_DIRECT, AX_PK_ASK
- * (proto/peer.h). pd NULL: fire-and-forget; else completed exactly once (ask: reply;
- * tell: empty OK once the owner queued it; or an error: EBUSY when no node holds the
- * shard now, ESTALE, ENOCONN...). An error return leaves pd untouched. */
-int axd_route_send(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
-                  const char *msg, size_t mlen, const void *p, size_t n, ax_ref from, axd_pending *pd);
-struct cJSON *axd_route_shards_json(axd_server *s, int all);
-void axd_route_status(axd_server *s, struct cJSON *doc); /* adds "shards" and "lease_store" */
-/* Does this node reach its lease store (connected, or lost for less than one renew
- * interval)? 1 without a lease manager. Sent in heartbeats: peers count a node in the
- * fair share only while it does. */
-int axd_route_store_ok(axd_server *s);
-/* Epochs never go backwards: a peer knows `epoch` for shard (EPOCHS record). */
-void axd_route_note_epoch(axd_server *s, uint32_t shard, uint64_t epoch, const char *from);
-/* The highest epoch known per shard, for shards >= from where one is known (ascending):
- * up to cap pairs; returns how many. */
-size_t axd_route_known_epochs(axd_server *s, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap);
-
-/* ---- events.c: the lifecycle stream ---- */
-void axd_event_emit(axd_server *s, axd_actor *a, const char *event, const char *reason);
-int axd_events_subscribe(axd_server *s, ax_ref who, const char *filter, size_t flen, uint32_t req_id);
-int axd_events_unsubscribe(axd_server *s, ax_ref who);
-void axd_events_free(axd_server *s);
-/* listener.c: send one event document to a client subscriber; returns 0 if sent, -1
- * if the client is too far behind (the caller counts it as lagged). */
-int axd_listener_send_event(axd_server *s, ax_ref client, uint32_t req_id, const char *json, size_t n, int force);
-int axd_listener_client_alive(axd_server *s, ax_ref client);
-
-/* ---- actor.c internals shared with the files above ---- */
-void axd_actor_terminate(axd_server *s, axd_actor *a, const char *reason);
-int axd_actor_start(axd_server *s, axd_actor *a);
-void axd_actor_schedule(axd_server *s, axd_actor *a);
-void axd_env_drop(axd_server *s, axd_env *e, int status);
-void axd_runtime_run(axd_server *s);
-void axd_runtime_stop_all(axd_server *s, const char *reason);
-axd_actor *axd_actor_get_any(axd_server *s, ax_ref r); /* also RESTARTING/STOPPING */
-
-/* ---- plugin_loader.c ---- */
-/* Load a plugin by path (or by name under plugins.dir). On failure nothing stays
- * registered or mapped and *why says what was wrong (static or in errbuf). */
-int axd_plugin_load(axd_server *s, const char *path, axd_plugin **out, char *err, size_t errlen);
-/* A load requested by a client at run time (PLUGIN_LOAD): allowed by plugins.runtime_load
- * for client_uid, only from plugins.dir or plugins.trusted_dirs (a relative path under
- * plugins.dir), directory and file owned by root or the daemon's user and writable by
- * nobody else; else AX_EPERM saying why, and nothing changes. */
-int axd_plugin_load_runtime(axd_server *s, const char *path, uid_t client_uid, axd_plugin **out, char *err,
-                           size_t errlen);
-int axd_plugin_unload(axd_server *s, const char *name, char *err, size_t errlen);
-void axd_plugins_unload_all(axd_server *s);
-struct cJSON *axd_plugin_json(const axd_plugin *p);
-struct cJSON *axd_plugins_json(axd_server *s);
-/* Register a type (plugin may be NULL for built-ins). */
-int axd_type_register(axd_server *s, const ax_actor_type *d, axd_plugin *p, axd_type **out, char *err, size_t errlen);
-void axd_type_unregister(axd_server *s, axd_type *t);
-
-/* ---- listener.c: the client socket ---- */
-int axd_listener_start(axd_server *s, char *err, size_t errlen);
-void axd_listener_stop(axd_server *s);
-/* Flush output of connections that got replies during this loop iteration. */
-void axd_listener_flush(axd_server *s);
 
 #endif

@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "cluster/handshake.h"
-#include "cluster/node_id.h"
+#include "handshake.h"
+#include "node_id.h"
 #include "peer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -12,14 +12,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cluster/cluster.h"
-#include "cluster/overlay.h"
+#include "cluster.h"
+#include "overlay.h"
 #include "log.h"
 #include "server.h"
 
 #include <check.h> /* after plugin.h: check.h defines a `fail` macro */
 
-void axd_runtime_run(axd_server *s);
 
 /* ---- a probe actor type ---- */
 typedef struct probe {
@@ -128,8 +127,8 @@ static void node_up(int i, const char *name, const char *const *peers, const cha
     ev_signal_stop(n->loop, &n->s.sig_term);
     ev_signal_stop(n->loop, &n->s.sig_int);
     axd_type *t;
-    ck_assert_int_eq(axd_type_register(&n->s, &probe_type, NULL, &t, err, sizeof err), 0);
-    ck_assert_msg(axd_cluster_start_mem(&n->s, NET, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(axd_type_register(&n->s.rt, &probe_type, NULL, &t, err, sizeof err), 0);
+    ck_assert_msg(axd_server_cluster_start_mem(&n->s, NET, err, sizeof err) == 0, "%s", err);
     n->live = 1;
 }
 
@@ -138,9 +137,9 @@ static void node_down(int i)
     tnode *n = &N[i];
     if (!n->live)
         return;
-    axd_type *t = axd_hmap_get(&n->s.types, "probe", 5);
+    axd_type *t = axd_hmap_get(&n->s.rt.types, "probe", 5);
     axd_server_free(&n->s);
-    axd_type_unregister(&n->s, t);
+    axd_type_unregister(&n->s.rt, t);
     ev_loop_destroy(n->loop);
     n->live = 0;
 }
@@ -166,7 +165,7 @@ static void pump(double ms)
         for (int i = 0; i < MAXN; i++)
             if (N[i].live) {
                 ev_run(N[i].loop, EVRUN_NOWAIT);
-                axd_runtime_run(&N[i].s);
+                axd_runtime_run(&N[i].s.rt);
             }
         usleep(200);
     } while (ev_time() < end);
@@ -174,7 +173,7 @@ static void pump(double ms)
 
 static cJSON *peer_doc(int i, const char *peer, cJSON **doc)
 {
-    *doc = axd_cluster_nodes_json(&N[i].s);
+    *doc = axd_cluster_nodes_json(&N[i].s.rt, N[i].s.cluster);
     cJSON *p;
     cJSON_ArrayForEach(p, cJSON_GetObjectItem(*doc, "peers"))
     {
@@ -202,7 +201,7 @@ static double peer_num(int i, const char *peer, const char *key)
 
 static int links_of(int i)
 {
-    cJSON *doc = axd_cluster_nodes_json(&N[i].s);
+    cJSON *doc = axd_cluster_nodes_json(&N[i].s.rt, N[i].s.cluster);
     int v = (int)cJSON_GetObjectItem(doc, "links")->valuedouble;
     cJSON_Delete(doc);
     return v;
@@ -222,13 +221,13 @@ static ax_ref spawn_probe(int i)
 {
     ax_ref r;
     const char *why;
-    ck_assert_int_eq(axd_actor_spawn(&N[i].s, "probe", 5, NULL, &r, &why), 0);
+    ck_assert_int_eq(axd_actor_spawn(&N[i].s.rt, "probe", 5, NULL, &r, &why), 0);
     return r;
 }
 
 static probe *probe_of(int i, ax_ref r)
 {
-    axd_actor *a = axd_actor_get_any(&N[i].s, r);
+    axd_actor *a = axd_actor_get_any(&N[i].s.rt, r);
     return a ? a->state : NULL;
 }
 
@@ -236,7 +235,7 @@ static probe *probe_of(int i, ax_ref r)
 static ax_ref remote(int i, int j, ax_ref r)
 {
     uint32_t node = 0;
-    ck_assert_int_eq(axd_cluster_node_of(&N[i].s, N[j].name, strlen(N[j].name), &node), 0);
+    ck_assert_int_eq(axd_cluster_node_of(N[i].s.cluster, N[j].name, strlen(N[j].name), &node), 0);
     ck_assert_uint_ne(node, 0);
     r.node = node;
     return r;
@@ -244,13 +243,13 @@ static ax_ref remote(int i, int j, ax_ref r)
 
 static int tell(int i, ax_ref to, const char *msg)
 {
-    return axd_cluster_tell_named(&N[i].s, to, msg, strlen(msg), NULL, 0, AX_REF_NONE);
+    return axd_cluster_tell_named(N[i].s.cluster, to, msg, strlen(msg), NULL, 0, AX_REF_NONE);
 }
 
 /* asks made by the test */
 static int g_status[64];
 static char g_reply[64][32];
-static void ask_done(axd_server *s, axd_pending *p, int status, const void *d, size_t n)
+static void ask_done(axd_rt *s, axd_pending *p, int status, const void *d, size_t n)
 {
     (void)s;
     uint32_t k = p->u.client.req_id;
@@ -260,12 +259,12 @@ static void ask_done(axd_server *s, axd_pending *p, int status, const void *d, s
 
 static int ask(int i, ax_ref to, const char *msg, uint32_t k, uint32_t timeout_ms)
 {
-    axd_pending *p = axd_pending_new(&N[i].s, timeout_ms, ask_done);
+    axd_pending *p = axd_pending_new(&N[i].s.rt, timeout_ms, ask_done);
     p->u.client.req_id = k;
     g_status[k] = 1; /* pending */
-    int rc = axd_cluster_ask_named(&N[i].s, to, msg, strlen(msg), NULL, 0, p, timeout_ms);
+    int rc = axd_cluster_ask_named(N[i].s.cluster, to, msg, strlen(msg), NULL, 0, p, timeout_ms);
     if (rc)
-        axd_pending_complete(&N[i].s, p->slot, p->gen, rc, NULL, 0);
+        axd_pending_complete(&N[i].s.rt, p->slot, p->gen, rc, NULL, 0);
     return rc;
 }
 
@@ -323,9 +322,9 @@ START_TEST(two_way_partition_declares_down_once_fires_noconnection_and_heals)
     wait_state(0, "b", "up", 3000);
     ax_ref target = spawn_probe(1), watcher = spawn_probe(0);
     ax_ref to = remote(0, 1, target);
-    uint64_t m1 = ++N[0].s.next_mref, m2 = ++N[0].s.next_mref;
-    ck_assert_int_eq(axd_cluster_monitor(&N[0].s, watcher, to, m1), 0);
-    ck_assert_int_eq(axd_cluster_monitor(&N[0].s, watcher, to, m2), 0);
+    uint64_t m1 = ++N[0].s.rt.next_mref, m2 = ++N[0].s.rt.next_mref;
+    ck_assert_int_eq(axd_cluster_monitor(N[0].s.cluster, watcher, to, m1), 0);
+    ck_assert_int_eq(axd_cluster_monitor(N[0].s.cluster, watcher, to, m2), 0);
     pump(30);
     axd_ovl_net_partition2(NET, "a", "b");
     ck_assert_int_eq(ask(0, to, "get", 3, 5000), 0); /* in flight when the node is lost */
@@ -375,30 +374,30 @@ START_TEST(a_remote_actor_exit_is_one_down_with_its_reason)
     wait_state(0, "b", "up", 3000);
     ax_ref target = spawn_probe(1), watcher = spawn_probe(0);
     ax_ref to = remote(0, 1, target);
-    uint64_t m = ++N[0].s.next_mref;
-    ck_assert_int_eq(axd_cluster_monitor(&N[0].s, watcher, to, m), 0);
+    uint64_t m = ++N[0].s.rt.next_mref;
+    ck_assert_int_eq(axd_cluster_monitor(N[0].s.cluster, watcher, to, m), 0);
     pump(30);
-    ck_assert_int_eq(axd_actor_stop(&N[1].s, axd_actor_get(&N[1].s, target), "custom-reason"), 0);
+    ck_assert_int_eq(axd_actor_stop(&N[1].s.rt, axd_actor_get(&N[1].s.rt, target), "custom-reason"), 0);
     pump(100);
     probe *w = probe_of(0, watcher);
     ck_assert_int_eq(w->downs, 1);
     ck_assert_str_eq(w->last_down, "custom-reason");
     ck_assert_uint_eq(w->last_mref, m);
     /* a monitor of an actor that does not exist: one down, noproc */
-    uint64_t m2 = ++N[0].s.next_mref;
-    ck_assert_int_eq(axd_cluster_monitor(&N[0].s, watcher, to, m2), 0);
+    uint64_t m2 = ++N[0].s.rt.next_mref;
+    ck_assert_int_eq(axd_cluster_monitor(N[0].s.cluster, watcher, to, m2), 0);
     pump(60);
     ck_assert_int_eq(w->downs, 2);
     ck_assert_str_eq(w->last_down, "noproc");
     /* demonitor before the exit: nothing arrives, not even at node loss */
     ax_ref t2 = spawn_probe(1);
     ax_ref to2 = remote(0, 1, t2);
-    uint64_t m3 = ++N[0].s.next_mref;
-    ck_assert_int_eq(axd_cluster_monitor(&N[0].s, watcher, to2, m3), 0);
+    uint64_t m3 = ++N[0].s.rt.next_mref;
+    ck_assert_int_eq(axd_cluster_monitor(N[0].s.cluster, watcher, to2, m3), 0);
     pump(30);
-    ck_assert_int_eq(axd_cluster_demonitor(&N[0].s, to2, m3), 0);
+    ck_assert_int_eq(axd_cluster_demonitor(N[0].s.cluster, to2, m3), 0);
     pump(30);
-    axd_actor_stop(&N[1].s, axd_actor_get(&N[1].s, t2), "bye");
+    axd_actor_stop(&N[1].s.rt, axd_actor_get(&N[1].s.rt, t2), "bye");
     pump(60);
     node_down(1);
     wait_state(0, "b", "down", 3000);
@@ -444,7 +443,7 @@ START_TEST(a_restarted_node_is_a_new_incarnation_and_old_requests_fail)
     node_up(1, "b", (const char *const[]){"a", NULL}, NULL);
     wait_state(0, "b", "up", 3000);
     uint32_t fresh = 0;
-    ck_assert_int_eq(axd_cluster_node_of(&N[0].s, "b", 1, &fresh), 0);
+    ck_assert_int_eq(axd_cluster_node_of(N[0].s.cluster, "b", 1, &fresh), 0);
     ck_assert_uint_ne(fresh, to.node);
     ck_assert_int_eq(tell(0, to, "inc"), AX_ENOCONN); /* the old incarnation stays down */
     ax_ref to2 = remote(0, 1, spawn_probe(1));
@@ -483,7 +482,7 @@ END_TEST
 /* Deliver a local message to actor r on node i with a binary payload. */
 static void local_send(int i, ax_ref r, const char *msg, const void *p, size_t n)
 {
-    axd_server *s = &N[i].s;
+    axd_rt *s = &N[i].s.rt;
     axd_env *e = axd_env_new(s, n);
     memcpy(e->data, p, n);
     e->m.id = axd_msg_lookup(s, msg, strlen(msg));

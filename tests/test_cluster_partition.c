@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cluster/cluster.h"
-#include "cluster/overlay.h"
+#include "cluster.h"
+#include "overlay.h"
 #include "lease.h"
 #include "log.h"
 #include "peer.h"
@@ -23,7 +23,6 @@
 
 #include <check.h> /* after plugin.h: check.h defines a `fail` macro */
 
-void axd_runtime_run(axd_server *s);
 
 #define MAXN 3
 #define NSH 8
@@ -58,10 +57,10 @@ static long delivered[MAXN];
 static int violations;
 static char violation[256];
 
-static int node_index(axd_server *s)
+static int node_index(axd_rt *s)
 {
     for (int i = 0; i < MAXN; i++)
-        if (&N[i].s == s)
+        if (&N[i].s.rt == s)
             return i;
     return -1;
 }
@@ -151,9 +150,9 @@ static void node_up(int i, const char *name, const char *const *peers)
     ev_signal_stop(n->loop, &n->s.sig_term); /* libev lets one loop own a signal */
     ev_signal_stop(n->loop, &n->s.sig_int);
     axd_type *t;
-    ck_assert_int_eq(axd_type_register(&n->s, &probe_type, NULL, &t, err, sizeof err), 0);
-    ck_assert_msg(axd_cluster_start_mem(&n->s, NET, err, sizeof err) == 0, "%s", err);
-    ck_assert_msg(axd_route_start_store(&n->s, STORE, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(axd_type_register(&n->s.rt, &probe_type, NULL, &t, err, sizeof err), 0);
+    ck_assert_msg(axd_server_cluster_start_mem(&n->s, NET, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(axd_server_route_start(&n->s, STORE, err, sizeof err) == 0, "%s", err);
     n->live = 1;
 }
 
@@ -162,9 +161,9 @@ static void node_down(int i)
     tnode *n = &N[i];
     if (!n->live)
         return;
-    axd_type *t = axd_hmap_get(&n->s.types, "probe", 5);
+    axd_type *t = axd_hmap_get(&n->s.rt.types, "probe", 5);
     axd_server_free(&n->s);
-    axd_type_unregister(&n->s, t);
+    axd_type_unregister(&n->s.rt, t);
     ev_loop_destroy(n->loop);
     n->live = 0;
 }
@@ -198,7 +197,7 @@ static void check_single_owner(void)
     for (uint32_t k = 0; k < NSH; k++) {
         int owners = 0;
         for (int i = 0; i < MAXN; i++)
-            owners += N[i].live && N[i].s.shards && axd_shards_serving(N[i].s.shards, k, NULL);
+            owners += N[i].live && N[i].s.keyed.shards && axd_shards_serving(N[i].s.keyed.shards, k, NULL);
         if (owners > 1) {
             overlaps++;
             max_overlap_shard = (int)k;
@@ -214,7 +213,7 @@ static void pump(double ms)
         for (int i = 0; i < MAXN; i++)
             if (N[i].live) {
                 ev_run(N[i].loop, EVRUN_NOWAIT);
-                axd_runtime_run(&N[i].s);
+                axd_runtime_run(&N[i].s.rt);
             }
         check_single_owner();
         usleep(200);
@@ -223,7 +222,7 @@ static void pump(double ms)
 
 static int peer_up(int i, const char *peer)
 {
-    cJSON *doc = axd_cluster_nodes_json(&N[i].s), *p;
+    cJSON *doc = axd_cluster_nodes_json(&N[i].s.rt, N[i].s.cluster), *p;
     int up = 0;
     cJSON_ArrayForEach(p, cJSON_GetObjectItem(doc, "peers"))
     {
@@ -238,7 +237,7 @@ static int served_by(uint32_t shard)
 {
     int who = -1;
     for (int i = 0; i < MAXN; i++)
-        if (N[i].live && axd_shards_serving(N[i].s.shards, shard, NULL)) {
+        if (N[i].live && axd_shards_serving(N[i].s.keyed.shards, shard, NULL)) {
             if (who >= 0)
                 return -2;
             who = i;
@@ -252,8 +251,8 @@ static int settled(unsigned set)
 {
     int n = __builtin_popcount(set);
     for (int i = 0; i < MAXN; i++)
-        if ((set >> i & 1) && N[i].s.shards) {
-            cJSON *doc = axd_shards_json(N[i].s.shards, 0);
+        if ((set >> i & 1) && N[i].s.keyed.shards) {
+            cJSON *doc = axd_shards_json(N[i].s.keyed.shards, 0);
             int live = (int)cJSON_GetObjectItem(doc, "live_nodes")->valuedouble;
             int owned = (int)cJSON_GetObjectItem(doc, "owned")->valuedouble;
             int target = (int)cJSON_GetObjectItem(doc, "target")->valuedouble;
@@ -286,7 +285,7 @@ typedef struct outcome {
 static outcome OUT[MAXN];
 static long inflight;
 
-static void ask_done(axd_server *s, axd_pending *p, int status, const void *d, size_t n)
+static void ask_done(axd_rt *s, axd_pending *p, int status, const void *d, size_t n)
 {
     (void)p;
     (void)d;
@@ -309,7 +308,7 @@ static void ask_done(axd_server *s, axd_pending *p, int status, const void *d, s
  * else forwarded to the shard's owner. */
 static void ask_key(int i, const char *key)
 {
-    axd_server *s = &N[i].s;
+    axd_rt *s = &N[i].s.rt;
     size_t klen = strlen(key);
     axd_pending *p = axd_pending_new(s, 400, ask_done);
     ck_assert_ptr_nonnull(p);
@@ -318,7 +317,7 @@ static void ask_key(int i, const char *key)
     const char *why = NULL;
     int rc = axd_registry_route(s, "probe", 5, key, klen, 0, 1, &ref, &why);
     if (rc == AX_EBUSY) {
-        rc = axd_route_send(s, "probe", 5, key, klen, AX_PK_ASK, "hit", 3, NULL, 0, AX_REF_NONE, p);
+        rc = axd_route_send(&N[i].s.keyed, "probe", 5, key, klen, AX_PK_ASK, "hit", 3, NULL, 0, AX_REF_NONE, p);
     } else if (rc == AX_OK) {
         axd_actor *a = axd_actor_get(s, ref);
         axd_env *e = axd_env_new(s, 0);
@@ -409,7 +408,7 @@ START_TEST(partitioned_node_drops_its_shards_and_no_shard_epoch_is_ever_served_t
 
     /* c loses the network and the lease store */
     char c_owner[256];
-    snprintf(c_owner, sizeof c_owner, "%s", N[2].s.route_owner);
+    snprintf(c_owner, sizeof c_owner, "%s", N[2].s.keyed.route_owner);
     long c_before = delivered[2];
     double t_cut = ev_time();
     axd_ovl_net_partition2(NET, "c", "a");
@@ -419,11 +418,11 @@ START_TEST(partitioned_node_drops_its_shards_and_no_shard_epoch_is_ever_served_t
     double c_stopped = 0;
     while (ev_time() - t_cut < 3.0) {
         traffic(20, 07);
-        if (!c_stopped && axd_shards_count_owned(N[2].s.shards) == 0)
+        if (!c_stopped && axd_shards_count_owned(N[2].s.keyed.shards) == 0)
             c_stopped = ev_time() - t_cut;
     }
     ck_assert_msg(c_stopped > 0, "c still serves %u shards 3 s after losing the store",
-                  axd_shards_count_owned(N[2].s.shards));
+                  axd_shards_count_owned(N[2].s.keyed.shards));
     /* When the stop callback ran is loop scheduling, not safety (it comes late on a loaded
      * machine): safety is that c never delivers past its deadline, which every delivery
      * checks exactly (axd_shards_serving) and no_violations() proves below. */

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "axactor/client.h"
-#include "cluster/handshake.h"
+#include "handshake.h"
 #include "frame.h"
 #include "harness.h"
 #include "redis_test_util.h" /* free_port, now_s */

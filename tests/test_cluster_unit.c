@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/handshake.h"
-#include "cluster/node_id.h"
+#include "handshake.h"
+#include "node_id.h"
 #include "peer.h"
 
 /* ---------------- node ids ---------------- */

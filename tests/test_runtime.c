@@ -10,7 +10,7 @@
 #include "config.h"
 #include "log.h"
 #include "mailbox.h"
-#include "server.h"
+#include "core.h"
 
 #include <check.h>
 
@@ -131,17 +131,17 @@ AX_ACTOR_TYPE(tact_type, "tact", tact, t_start, t_stop, AX_MSG("crash", t_crash)
               AX_MSG("$exit", t_sys_exit), AX_MSG("$down", t_sys_down), AX_MSG("$event", t_sys_event));
 
 /* ---- fixture ---- */
-static axd_server S;
+static axd_rt S;        /* the runtime core alone: no keyed routing, cluster or clients */
+static axd_config C;    /* its configuration (tests may change it) */
 static struct ev_loop *L;
 
 static void setup(void)
 {
-    axd_config cfg;
     char err[256];
-    axd_config_defaults(&cfg);
+    axd_config_defaults(&C);
     axd_log_set_level(AX_LOG_ERROR);
     L = ev_loop_new(EVFLAG_AUTO);
-    axd_server_init(&S, L, &cfg);
+    axd_runtime_init(&S, L, &C, "test@boot-0000000000000001-session-1");
     axd_type *t;
     ck_assert_int_eq(axd_type_register(&S, &tact_type, NULL, &t, err, sizeof err), 0);
     g_fail_next_start = 0;
@@ -153,8 +153,11 @@ static void teardown(void)
     /* built-in test type: unregister it ourselves (plugins would do it on unload) */
     axd_runtime_stop_all(&S, "shutdown");
     axd_type *t = axd_hmap_get(&S.types, "tact", 4);
-    axd_server_free(&S);
+    axd_runtime_free(&S);
+    axd_plugins_unload_all(&S);
+    axd_hmap_free(&S.types);
     axd_type_unregister(&S, t);
+    axd_config_free(&C);
     ev_loop_destroy(L);
 }
 
@@ -191,7 +194,7 @@ static int send_kind(ax_ref to, const char *msg, const char *payload)
 /* asks made by the test: the result lands in these */
 static int g_ask_status[2048];
 static int g_ask_done;
-static void test_ask_done(axd_server *s, axd_pending *p, int status, const void *d, size_t n)
+static void test_ask_done(axd_rt *s, axd_pending *p, int status, const void *d, size_t n)
 {
     (void)s;
     (void)d;
@@ -673,7 +676,7 @@ END_TEST
 
 START_TEST(slow_subscriber_gets_lagged_marker_and_daemon_keeps_going)
 {
-    S.cfg.events_buffer = 4;
+    C.events_buffer = 4;
     ax_ref sub = spawn_opts("sub", NULL);
     ck_assert_int_eq(axd_events_subscribe(&S, sub, NULL, 0, 0), 0);
     for (int i = 0; i < 20; i++) /* 20 started events while the subscriber does not run */

@@ -14,7 +14,6 @@
 
 #define KEY8(p) ((const char *)(p)), 8
 
-static axd_cluster *cl_of(axd_server *s) { return s ? s->cluster : NULL; }
 
 static int cluster_enabled(const axd_config *c)
 {
@@ -138,9 +137,9 @@ static void inc_free(axd_cl_inc *inc)
 
 /* ---------------- start / stop ---------------- */
 
-static axd_cluster *cluster_new(axd_server *s, char *err, size_t errlen)
+static axd_cluster *cluster_new(axd_rt *s, char *err, size_t errlen)
 {
-    const axd_config *c = &s->cfg;
+    const axd_config *c = s->cfg;
     axd_node_id self;
     if (axd_cluster_config_check(c, err, errlen) != 0)
         return NULL;
@@ -178,9 +177,8 @@ static axd_cluster *cluster_new(axd_server *s, char *err, size_t errlen)
     return cl;
 }
 
-int axd_cluster_reload_peers(axd_server *s, char *const *peers, size_t n)
+int axd_cluster_reload_peers(axd_cluster *cl, char *const *peers, size_t n)
 {
-    axd_cluster *cl = s->cluster;
     int added = 0;
     if (!cl) {
         if (n)
@@ -245,21 +243,25 @@ static void cluster_free(axd_cluster *cl)
     ax_free(cl);
 }
 
-static int cluster_run(axd_server *s, axd_cluster *cl)
+static const axd_remote_ops remote_ops;
+
+static int cluster_run(axd_rt *s, axd_cluster *cl, axd_cluster **out)
 {
-    s->cluster = cl;
+    *out = cl;
+    axd_rt_set_remote(s, &remote_ops, cl);
     axd_cl_peer_start(cl);
     size_t book = 0;
     for (axd_cl_node *n = cl->nodes; n; n = n->next)
         book += n->in_book;
     axd_log(AX_LOG_INFO, "cluster", "cluster on the %s overlay as %s: listening on %s, %zu peer(s) in the address book",
-           cl->ovl->ops->name, cl->name, *s->cfg.cluster_listen ? s->cfg.cluster_listen : "(nothing)", book);
+           cl->ovl->ops->name, cl->name, *s->cfg->cluster_listen ? s->cfg->cluster_listen : "(nothing)", book);
     return 0;
 }
 
-int axd_cluster_start(axd_server *s, char *err, size_t errlen)
+int axd_cluster_start(axd_rt *s, axd_cluster **out, char *err, size_t errlen)
 {
-    const axd_config *c = &s->cfg;
+    *out = NULL;
+    const axd_config *c = s->cfg;
     if (!cluster_enabled(c))
         return 0;
     axd_cluster *cl = cluster_new(s, err, errlen);
@@ -284,11 +286,12 @@ int axd_cluster_start(axd_server *s, char *err, size_t errlen)
         cluster_free(cl);
         return rc;
     }
-    return cluster_run(s, cl);
+    return cluster_run(s, cl, out);
 }
 
-int axd_cluster_start_mem(axd_server *s, axd_ovl_net *net, char *err, size_t errlen)
+int axd_cluster_start_mem(axd_rt *s, axd_ovl_net *net, axd_cluster **out, char *err, size_t errlen)
 {
+    *out = NULL;
     axd_cluster *cl = cluster_new(s, err, errlen);
     if (!cl)
         return AX_ECONFIG;
@@ -298,12 +301,11 @@ int axd_cluster_start_mem(axd_server *s, axd_ovl_net *net, char *err, size_t err
         cluster_free(cl);
         return rc;
     }
-    return cluster_run(s, cl);
+    return cluster_run(s, cl, out);
 }
 
-void axd_cluster_stop(axd_server *s)
+void axd_cluster_stop(axd_cluster *cl)
 {
-    axd_cluster *cl = cl_of(s);
     if (!cl)
         return;
     axd_cl_peer_stop(cl);
@@ -312,15 +314,16 @@ void axd_cluster_stop(axd_server *s)
         axd_cl_inc_down(cl, cl->incs[i], "this node is stopping");
     if (cl->ovl)
         cl->ovl->ops->free(cl->ovl);
-    s->cluster = NULL;
+    if (cl->s->remote_ud == cl)
+        axd_rt_set_remote(cl->s, NULL, NULL);
     cluster_free(cl);
 }
 
 /* ---------------- remote messaging ---------------- */
 
-static int target_inc(axd_server *s, ax_ref to, axd_cl_inc **out)
+static int target_inc(axd_cluster *cl, ax_ref to, axd_cl_inc **out)
 {
-    axd_cl_inc *inc = inc_get(cl_of(s), to.node);
+    axd_cl_inc *inc = inc_get(cl, to.node);
     if (!inc)
         return AX_ENOPROC;
     if (inc->down)
@@ -329,11 +332,11 @@ static int target_inc(axd_server *s, ax_ref to, axd_cl_inc **out)
     return 0;
 }
 
-int axd_cluster_tell_named(axd_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
+int axd_cluster_tell_named(axd_cluster *cl, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
                           ax_ref from)
 {
     axd_cl_inc *inc;
-    int rc = target_inc(s, to, &inc);
+    int rc = target_inc(cl, to, &inc);
     if (rc)
         return rc;
     if (ax_name_valid(msg, msg_len) != 0)
@@ -343,25 +346,26 @@ int axd_cluster_tell_named(axd_server *s, ax_ref to, const char *msg, size_t msg
         r.from_id = from.id;
         r.from_gen = from.gen;
     }
-    return axd_cl_queue(s->cluster, inc, AX_PT_TELL, &r); /* the caller counts it */
+    return axd_cl_queue(cl, inc, AX_PT_TELL, &r); /* the caller counts it */
 }
 
-int axd_cluster_tell(axd_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_ref from)
+int axd_cluster_tell(axd_cluster *cl, ax_ref to, uint32_t msg_id, const void *p, size_t n, ax_ref from)
 {
-    const char *name = axd_msg_name(s, msg_id);
-    return axd_cluster_tell_named(s, to, name, strlen(name), p, n, from);
+    if (!cl)
+        return AX_ENOPROC;
+    const char *name = axd_msg_name(cl->s, msg_id);
+    return axd_cluster_tell_named(cl, to, name, strlen(name), p, n, from);
 }
 
-static int ask_named(axd_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
+static int ask_named(axd_cluster *cl, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
                      axd_pending *pd, uint32_t timeout_ms, ax_ref from)
 {
     axd_cl_inc *inc;
-    int rc = target_inc(s, to, &inc);
+    int rc = target_inc(cl, to, &inc);
     if (rc)
         return rc;
     if (ax_name_valid(msg, msg_len) != 0 || !pd)
         return AX_EINVAL;
-    axd_cluster *cl = s->cluster;
     ax_peer_rec r = {.req = ++cl->next_req, .to_id = to.id, .to_gen = to.gen, .timeout_ms = timeout_ms ? timeout_ms : 1,
                      .msg = msg, .msg_len = msg_len, .payload = p, .payload_len = n};
     if (from.node == 0) { /* the asking actor, so the handler sees m->from */
@@ -375,37 +379,39 @@ static int ask_named(axd_server *s, ax_ref to, const char *msg, size_t msg_len, 
     a->req = r.req;
     a->pd_slot = pd->slot;
     a->pd_gen = pd->gen;
-    a->deadline = ev_now(s->loop) + r.timeout_ms / 1000.0 + 2 * cl->hb_timeout;
+    a->deadline = ev_now(cl->s->loop) + r.timeout_ms / 1000.0 + 2 * cl->hb_timeout;
     axd_hmap_put(&inc->asks, KEY8(&a->req), a);
     return 0;
 }
 
-int axd_cluster_ask_named(axd_server *s, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
+int axd_cluster_ask_named(axd_cluster *cl, ax_ref to, const char *msg, size_t msg_len, const void *p, size_t n,
                          axd_pending *pd, uint32_t timeout_ms)
 {
-    return ask_named(s, to, msg, msg_len, p, n, pd, timeout_ms, AX_REF_NONE);
+    return ask_named(cl, to, msg, msg_len, p, n, pd, timeout_ms, AX_REF_NONE);
 }
 
-int axd_cluster_ask(axd_server *s, ax_ref to, uint32_t msg_id, const void *p, size_t n, axd_pending *pd, ax_ref from)
+int axd_cluster_ask(axd_cluster *cl, ax_ref to, uint32_t msg_id, const void *p, size_t n, axd_pending *pd, ax_ref from)
 {
-    const char *name = axd_msg_name(s, msg_id);
-    double rem = pd ? ev_timer_remaining(s->loop, &pd->timer) : 0;
-    uint32_t ms = rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : s->cfg.ask_timeout_ms;
-    return ask_named(s, to, name, strlen(name), p, n, pd, ms, from);
+    if (!cl)
+        return AX_ENOPROC;
+    const char *name = axd_msg_name(cl->s, msg_id);
+    double rem = pd ? ev_timer_remaining(cl->s->loop, &pd->timer) : 0;
+    uint32_t ms = rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : cl->s->cfg->ask_timeout_ms;
+    return ask_named(cl, to, name, strlen(name), p, n, pd, ms, from);
 }
 
 /* ---------------- remote monitors ---------------- */
 
-int axd_cluster_monitor(axd_server *s, ax_ref watcher, ax_ref target, uint64_t mref)
+int axd_cluster_monitor(axd_cluster *cl, ax_ref watcher, ax_ref target, uint64_t mref)
 {
-    axd_cl_inc *inc = inc_get(cl_of(s), target.node);
+    axd_cl_inc *inc = inc_get(cl, target.node);
     if (!inc || inc->down) {
-        axd_runtime_deliver_down(s, watcher, mref, target, inc ? "noconnection" : "noproc");
+        axd_runtime_deliver_down(cl->s, watcher, mref, target, inc ? "noconnection" : "noproc");
         return AX_OK;
     }
     ax_peer_rec r = {.mref = mref, .from_id = watcher.id, .from_gen = watcher.gen, .to_id = target.id,
                      .to_gen = target.gen};
-    int rc = axd_cl_queue(s->cluster, inc, AX_PT_MONITOR, &r);
+    int rc = axd_cl_queue(cl, inc, AX_PT_MONITOR, &r);
     if (rc)
         return rc;
     axd_cl_rmon *m = ax_malloc(sizeof *m);
@@ -416,9 +422,9 @@ int axd_cluster_monitor(axd_server *s, ax_ref watcher, ax_ref target, uint64_t m
     return AX_OK;
 }
 
-int axd_cluster_demonitor(axd_server *s, ax_ref target, uint64_t mref)
+int axd_cluster_demonitor(axd_cluster *cl, ax_ref target, uint64_t mref)
 {
-    axd_cl_inc *inc = inc_get(cl_of(s), target.node);
+    axd_cl_inc *inc = inc_get(cl, target.node);
     if (!inc)
         return AX_OK;
     axd_cl_rmon *m = axd_hmap_del(&inc->rmons, KEY8(&mref));
@@ -427,24 +433,22 @@ int axd_cluster_demonitor(axd_server *s, ax_ref target, uint64_t mref)
     ax_free(m);
     ax_peer_rec r = {.mref = mref};
     if (!inc->down)
-        axd_cl_queue(s->cluster, inc, AX_PT_DEMONITOR, &r);
+        axd_cl_queue(cl, inc, AX_PT_DEMONITOR, &r);
     return AX_OK;
 }
 
-int axd_cluster_demonitor_mref(axd_server *s, ax_ref watcher, uint64_t mref)
+int axd_cluster_demonitor_mref(axd_cluster *cl, ax_ref watcher, uint64_t mref)
 {
-    axd_cluster *cl = cl_of(s);
     for (uint32_t i = 0; cl && i < cl->n_incs; i++) {
         axd_cl_rmon *m = axd_hmap_get(&cl->incs[i]->rmons, KEY8(&mref));
         if (m && ax_ref_eq(m->watcher, watcher))
-            return axd_cluster_demonitor(s, m->target, mref);
+            return axd_cluster_demonitor(cl, m->target, mref);
     }
     return AX_OK;
 }
 
-void axd_cluster_deliver_down(axd_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
+void axd_cluster_deliver_down(axd_cluster *cl, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
 {
-    axd_cluster *cl = cl_of(s);
     (void)watcher;
     if (!cl)
         return;
@@ -476,9 +480,9 @@ void axd_cl_send_reply(axd_cluster *cl, axd_cl_inc *inc, uint64_t req, int statu
 }
 
 /* The runtime finished an ask that came from a peer: send the REPLY back. */
-void axd_cl_remote_ask_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
+void axd_cl_remote_ask_done(axd_rt *s, axd_pending *p, int status, const void *data, size_t n)
 {
-    axd_cluster *cl = cl_of(s);
+    axd_cluster *cl = axd_cl_of_rt(s);
     axd_cl_inc *inc = inc_get(cl, p->u.client.conn_slot);
     uint64_t req = (uint64_t)p->u.client.req_id << 32 | p->u.client.conn_gen;
     if (inc && !inc->down)
@@ -487,7 +491,7 @@ void axd_cl_remote_ask_done(axd_server *s, axd_pending *p, int status, const voi
 
 int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, axd_actor *a, const ax_peer_rec *r, uint32_t id, int ask)
 {
-    axd_server *s = cl->s;
+    axd_rt *s = cl->s;
     axd_env *e = axd_env_new(s, r->payload_len);
     axd_pending *pd = e && ask ? axd_pending_new(s, r->timeout_ms, axd_cl_remote_ask_done) : NULL;
     if (!e || (ask && !pd)) {
@@ -521,7 +525,7 @@ int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, axd_actor *a, const ax_peer
 
 static void on_tell(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
-    axd_server *s = cl->s;
+    axd_rt *s = cl->s;
     axd_actor *a = r->to_id <= UINT32_MAX ? axd_actor_get(s, (ax_ref){r->to_id, r->to_gen, 0}) : NULL;
     if (!a || axd_cl_deliver(cl, inc, a, r, axd_msg_lookup(s, r->msg, r->msg_len), 0) != 0)
         cl->remote_dropped++;
@@ -529,7 +533,7 @@ static void on_tell(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 
 static void on_ask(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
-    axd_server *s = cl->s;
+    axd_rt *s = cl->s;
     axd_actor *a = r->to_id <= UINT32_MAX ? axd_actor_get(s, (ax_ref){r->to_id, r->to_gen, 0}) : NULL;
     if (!a) {
         axd_cl_send_reply(cl, inc, r->req, AX_ENOPROC, NULL, 0);
@@ -552,7 +556,7 @@ static void on_reply(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 
 static void on_monitor(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
-    axd_server *s = cl->s;
+    axd_rt *s = cl->s;
     ax_ref target = {r->to_id, r->to_gen, 0}, watcher = {r->from_id, r->from_gen, inc->idx};
     axd_actor *a = r->to_id <= UINT32_MAX ? axd_actor_get_any(s, target) : NULL;
     if (!a || a->st == AXD_ST_STOPPING) {
@@ -614,7 +618,10 @@ void axd_cl_on_frame(axd_cluster *cl, axd_cl_inc *inc, uint8_t type, const uint8
         case AX_PT_DEMONITOR: on_demonitor(cl, inc, &r); break;
         case AX_PT_DOWN: on_down(cl, inc, &r); break;
         case AX_PT_KEYED: axd_cl_on_keyed(cl, inc, &r); break;
-        case AX_PT_EPOCHS: axd_route_note_epoch(cl->s, r.shard, r.epoch, inc->wire_id); break;
+        case AX_PT_EPOCHS:
+            if (cl->s->gate)
+                cl->s->gate->note_epoch(cl->s->gate_ud, r.shard, r.epoch, inc->wire_id);
+            break;
         default: return;
         }
     }
@@ -625,10 +632,9 @@ void axd_cl_on_frame(axd_cluster *cl, axd_cl_inc *inc, uint8_t type, const uint8
 
 /* ---------------- names and documents ---------------- */
 
-int axd_cluster_node_of(axd_server *s, const char *wire_id, size_t len, uint32_t *node)
+int axd_cluster_node_of(axd_cluster *cl, const char *wire_id, size_t len, uint32_t *node)
 {
     axd_node_id id;
-    axd_cluster *cl = cl_of(s);
     if (axd_node_id_parse(wire_id, len, &id) != 0)
         return AX_ENOTFOUND;
     if (cl && !strcmp(id.name, cl->name) && (!id.has_session || !strcmp(id.boot, cl->boot))) {
@@ -653,15 +659,14 @@ int axd_cluster_node_of(axd_server *s, const char *wire_id, size_t len, uint32_t
     return found_down ? AX_ENOCONN : AX_ENOTFOUND;
 }
 
-const char *axd_cluster_node_wire_id(axd_server *s, uint32_t node)
+const char *axd_cluster_node_wire_id(axd_cluster *cl, uint32_t node)
 {
-    axd_cl_inc *inc = inc_get(cl_of(s), node);
+    axd_cl_inc *inc = inc_get(cl, node);
     return inc ? inc->wire_id : "";
 }
 
-cJSON *axd_cluster_nodes_json(axd_server *s)
+cJSON *axd_cluster_nodes_json(axd_rt *s, axd_cluster *cl)
 {
-    axd_cluster *cl = cl_of(s);
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "node", s->node_id);
     cJSON_AddBoolToObject(doc, "cluster", cl != NULL);
@@ -706,3 +711,54 @@ cJSON *axd_cluster_nodes_json(axd_server *s)
     }
     return doc;
 }
+
+/* ---------------- the core's remote table ---------------- */
+
+static int rm_tell(void *ud, ax_ref to, uint32_t msg, const void *p, size_t n, ax_ref from)
+{
+    return axd_cluster_tell(ud, to, msg, p, n, from);
+}
+
+static int rm_ask(void *ud, ax_ref to, uint32_t msg, const void *p, size_t n, axd_pending *pd, ax_ref from)
+{
+    return axd_cluster_ask(ud, to, msg, p, n, pd, from);
+}
+
+static int rm_monitor(void *ud, ax_ref watcher, ax_ref target, uint64_t mref)
+{
+    return axd_cluster_monitor(ud, watcher, target, mref);
+}
+
+static int rm_demonitor_mref(void *ud, ax_ref watcher, uint64_t mref)
+{
+    return axd_cluster_demonitor_mref(ud, watcher, mref);
+}
+
+static void rm_deliver_down(void *ud, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
+{
+    axd_cluster_deliver_down(ud, watcher, mref, who, reason);
+}
+
+static int rm_keyed_send(void *ud, const char *owner, const char *type, size_t tlen, const char *key, size_t klen,
+                         uint64_t epoch, unsigned kflags, const char *msg, size_t mlen, const void *p, size_t n,
+                         ax_ref from, axd_pending *pd)
+{
+    return axd_cluster_keyed_send(ud, owner, type, tlen, key, klen, epoch, kflags, msg, mlen, p, n, from, pd);
+}
+
+static uint32_t rm_live_nodes(void *ud) { return axd_cluster_live_nodes(ud); }
+
+static void rm_share_epoch(void *ud, uint32_t shard, uint64_t epoch) { axd_cluster_share_epoch(ud, shard, epoch); }
+
+static const axd_remote_ops remote_ops = {
+    .tell = rm_tell,
+    .ask = rm_ask,
+    .monitor = rm_monitor,
+    .demonitor_mref = rm_demonitor_mref,
+    .deliver_down = rm_deliver_down,
+    .keyed_send = rm_keyed_send,
+    .live_nodes = rm_live_nodes,
+    .share_epoch = rm_share_epoch,
+};
+
+axd_cluster *axd_cl_of_rt(axd_rt *s) { return s->remote == &remote_ops ? s->remote_ud : NULL; }

@@ -92,7 +92,7 @@ struct axd_cl_node {
 };
 
 struct axd_cluster {
-    axd_server *s;
+    axd_rt *s;
     axd_ovl *ovl;
     char name[AXD_NODE_ID_MAX + 1];
     char boot[AXD_NODE_BOOT_HEX + 1];
@@ -143,7 +143,9 @@ void axd_cl_send_reply(axd_cluster *cl, axd_cl_inc *inc, uint64_t req, int statu
  * delivery error (for tells, the caller reports or counts it). */
 int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, axd_actor *a, const ax_peer_rec *r, uint32_t id, int ask);
 /* pending-ask completion for asks that came from a peer: sends the REPLY back */
-void axd_cl_remote_ask_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n);
+/* The cluster attached to runtime s (its remote table), or NULL. */
+axd_cluster *axd_cl_of_rt(axd_rt *s);
+void axd_cl_remote_ask_done(axd_rt *s, axd_pending *p, int status, const void *data, size_t n);
 
 /* ---- keyed.c ---- */
 void axd_cl_on_keyed(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r);

@@ -13,7 +13,7 @@
 
 void axd_cl_on_keyed(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
-    axd_server *s = cl->s;
+    axd_rt *s = cl->s;
     ax_ref ref;
     const char *why = NULL;
     int ask = (r->kflags & AX_PK_ASK) != 0;
@@ -39,18 +39,18 @@ void axd_cl_on_keyed(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
         cl->remote_dropped++;
 }
 
-int axd_cluster_keyed_send(axd_server *s, const char *owner, const char *type, size_t tlen, const char *key,
+int axd_cluster_keyed_send(axd_cluster *cl, const char *owner, const char *type, size_t tlen, const char *key,
                           size_t klen, uint64_t epoch, unsigned kflags, const char *msg, size_t mlen, const void *p,
                           size_t n, ax_ref from, axd_pending *pd)
 {
-    axd_cluster *cl = s->cluster;
-    char wid[AXD_NODE_ID_MAX + 32];
-    uint32_t node;
     if (!cl)
         return AX_ENOTFOUND;
+    axd_rt *s = cl->s;
+    char wid[AXD_NODE_ID_MAX + 32];
+    uint32_t node;
     /* the lease owner is "name@boot-<hex>"; any session of that boot is the same node */
     snprintf(wid, sizeof wid, "%s-session-1", owner);
-    int rc = axd_cluster_node_of(s, wid, strlen(wid), &node);
+    int rc = axd_cluster_node_of(cl, wid, strlen(wid), &node);
     if (rc)
         return rc;
     if (node == 0 || node > cl->n_incs)
@@ -67,7 +67,7 @@ int axd_cluster_keyed_send(axd_server *s, const char *owner, const char *type, s
     if (pd) {
         double rem = ev_timer_remaining(s->loop, &pd->timer);
         r.req = ++cl->next_req;
-        r.timeout_ms = rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : s->cfg.ask_timeout_ms;
+        r.timeout_ms = rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : s->cfg->ask_timeout_ms;
     }
     rc = axd_cl_queue(cl, inc, AX_PT_KEYED, &r);
     if (rc)
@@ -83,9 +83,8 @@ int axd_cluster_keyed_send(axd_server *s, const char *owner, const char *type, s
     return AX_OK;
 }
 
-void axd_cluster_share_epoch(axd_server *s, uint32_t shard, uint64_t epoch)
+void axd_cluster_share_epoch(axd_cluster *cl, uint32_t shard, uint64_t epoch)
 {
-    axd_cluster *cl = s->cluster;
     if (!cl)
         return;
     ax_peer_rec r = {.shard = shard, .epoch = epoch};
@@ -96,9 +95,8 @@ void axd_cluster_share_epoch(axd_server *s, uint32_t shard, uint64_t epoch)
         }
 }
 
-uint32_t axd_cluster_live_nodes(axd_server *s)
+uint32_t axd_cluster_live_nodes(axd_cluster *cl)
 {
-    axd_cluster *cl = s->cluster;
     uint32_t n = 1;
     if (!cl)
         return 1;

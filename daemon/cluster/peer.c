@@ -93,12 +93,17 @@ static void close_batch(axd_cl_inc *inc, uint32_t max_frame)
     inc->open_at = SIZE_MAX;
 }
 
+static size_t known_epochs(axd_rt *s, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap)
+{
+    return s->gate ? s->gate->known_epochs(s->gate_ud, from, sh, ep, cap) : 0;
+}
+
 void axd_cl_send_epochs(axd_cluster *cl, axd_cl_inc *inc)
 {
     enum { PER_FRAME = 4096 }; /* 12-byte records: 48 KiB frames */
     uint32_t *sh = ax_malloc(PER_FRAME * sizeof *sh);
     uint64_t *ep = ax_malloc(PER_FRAME * sizeof *ep);
-    size_t n = axd_route_known_epochs(cl->s, 0, sh, ep, PER_FRAME);
+    size_t n = known_epochs(cl->s, 0, sh, ep, PER_FRAME);
     for (uint32_t from = 0; n > 0 && !inc->down;) {
         size_t st = ax_peer_frame_begin(&inc->ctlq, AX_PT_EPOCHS, 0);
         for (size_t i = 0; i < n; i++) {
@@ -108,7 +113,7 @@ void axd_cl_send_epochs(axd_cluster *cl, axd_cl_inc *inc)
         if (ax_peer_frame_end(&inc->ctlq, st, cl->max_frame) != 0)
             break;
         from = sh[n - 1] + 1;
-        n = n == PER_FRAME ? axd_route_known_epochs(cl->s, from, sh, ep, PER_FRAME) : 0;
+        n = n == PER_FRAME ? known_epochs(cl->s, from, sh, ep, PER_FRAME) : 0;
     }
     ax_free(sh);
     ax_free(ep);
@@ -614,11 +619,12 @@ static void cb_frame(void *user, axd_ovl_link *ol, const uint8_t *frame, size_t 
     if (l->state == LK_HS) {
         on_hs_frame(l, frame, n);
     } else {
-        axd_server *s = l->cl->s;
+        axd_rt *s = l->cl->s;
         on_up_frame(l, frame, n);
         /* A REPLY may have answered a client: send it now, not after the loop's next
          * wake-up (the runtime's check watcher already ran in this iteration). */
-        axd_listener_flush(s);
+        if (s->sink)
+            s->sink->flush(s->sink_ud);
     }
 }
 
@@ -672,7 +678,7 @@ static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)
             for (int k = 0; k < 2; k++)
                 for (int i = 0; i < 8; i++)
                     body[8 * k + i] = (uint8_t)(v[k] >> (56 - 8 * i));
-            body[16] = axd_route_store_ok(cl->s) ? AX_PING_STORE_OK : 0;
+            body[16] = (!cl->s->gate || cl->s->gate->store_ok(cl->s->gate_ud)) ? AX_PING_STORE_OK : 0;
             send_direct(n->link, AX_PT_PING, body, sizeof body);
             n->hb_sent++;
         }

@@ -1,28 +1,31 @@
 /* String hash map (linear probing, tombstones) and generation-checked slot table.
- * The hash is SipHash-1-3 keyed from RAND_bytes at start, so clients that choose
+ * The hash is SipHash-1-3 keyed from getrandom(2) once per process, so clients that choose
  * actor names or keys cannot aim for collisions. */
 #include "hmap.h"
 
-#include <openssl/rand.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "ax_mem.h"
 
 static uint64_t seed_k0 = 0x736f6d6570736575ull, seed_k1 = 0x646f72616e646f6dull;
 
-void axd_hash_seed_init(void)
+static void seed_once(void)
 {
-    /* Once per process: maps hashed under the old seed would become unreadable (several
-     * servers share a process in the in-memory cluster tests). */
-    static int seeded;
     uint64_t k[2];
-    if (seeded)
-        return;
-    seeded = 1;
-    if (RAND_bytes((unsigned char *)k, sizeof k) == 1) {
+    if (getrandom(k, sizeof k, 0) == (ssize_t)sizeof k) {
         seed_k0 = k[0];
         seed_k1 = k[1];
     }
+}
+
+void axd_hash_seed_init(void)
+{
+    /* Once per process: maps hashed under the old seed would become unreadable (several
+     * servers share a process in the in-memory cluster tests, workers share one seed). */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, seed_once);
 }
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))

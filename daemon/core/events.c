@@ -8,9 +8,9 @@
 
 #include "ax_mem.h"
 #include "log.h"
-#include "server.h"
+#include "core.h"
 
-static int sub_index(axd_server *s, ax_ref who)
+static int sub_index(axd_rt *s, ax_ref who)
 {
     for (size_t i = 0; i < s->n_subs; i++)
         if (ax_ref_eq(s->subs[i].who, who))
@@ -18,7 +18,7 @@ static int sub_index(axd_server *s, ax_ref who)
     return -1;
 }
 
-int axd_events_subscribe(axd_server *s, ax_ref who, const char *filter, size_t flen, uint32_t req_id)
+int axd_events_subscribe(axd_rt *s, ax_ref who, const char *filter, size_t flen, uint32_t req_id)
 {
     int i = sub_index(s, who);
     if (i < 0) {
@@ -41,7 +41,7 @@ int axd_events_subscribe(axd_server *s, ax_ref who, const char *filter, size_t f
     return AX_OK;
 }
 
-int axd_events_unsubscribe(axd_server *s, ax_ref who)
+int axd_events_unsubscribe(axd_rt *s, ax_ref who)
 {
     int i = sub_index(s, who);
     if (i < 0)
@@ -51,7 +51,7 @@ int axd_events_unsubscribe(axd_server *s, ax_ref who)
     return AX_OK;
 }
 
-void axd_events_free(axd_server *s)
+void axd_events_free(axd_rt *s)
 {
     for (size_t i = 0; i < s->n_subs; i++)
         ax_free(s->subs[i].filter);
@@ -60,7 +60,7 @@ void axd_events_free(axd_server *s)
     s->n_subs = s->cap_subs = 0;
 }
 
-static char *event_doc(axd_server *s, axd_actor *a, const char *event, const char *reason)
+static char *event_doc(axd_rt *s, axd_actor *a, const char *event, const char *reason)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "event", event);
@@ -81,12 +81,12 @@ static char *event_doc(axd_server *s, axd_actor *a, const char *event, const cha
 }
 
 /* Deliver one document to an actor subscriber; -1 if its buffer is full or it is gone. */
-static int to_actor(axd_server *s, axd_event_sub *sub, const char *doc, size_t n)
+static int to_actor(axd_rt *s, axd_event_sub *sub, const char *doc, size_t n)
 {
     axd_actor *a = axd_actor_get_any(s, sub->who);
     if (!a)
         return -2;
-    if (a->ctl.len >= s->cfg.events_buffer)
+    if (a->ctl.len >= s->cfg->events_buffer)
         return -1;
     axd_env *e = axd_env_new(s, n);
     if (!e)
@@ -101,17 +101,17 @@ static int to_actor(axd_server *s, axd_event_sub *sub, const char *doc, size_t n
     return 0;
 }
 
-static int to_sub(axd_server *s, axd_event_sub *sub, const char *doc, size_t n)
+static int to_sub(axd_rt *s, axd_event_sub *sub, const char *doc, size_t n)
 {
     if (sub->who.node == AXD_NODE_CLIENT) {
-        if (!axd_listener_client_alive(s, sub->who))
+        if (!s->sink || !s->sink->alive(s->sink_ud, sub->who))
             return -2;
-        return axd_listener_send_event(s, sub->who, sub->req_id, doc, n, 0);
+        return s->sink->send_event(s->sink_ud, sub->who, sub->req_id, doc, n, 0);
     }
     return to_actor(s, sub, doc, n);
 }
 
-void axd_event_emit(axd_server *s, axd_actor *a, const char *event, const char *reason)
+void axd_event_emit(axd_rt *s, axd_actor *a, const char *event, const char *reason)
 {
     if (!s->n_subs)
         return;

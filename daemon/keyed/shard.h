@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "shard_reasons.h"
 #include "lease.h"
 
 #define AXD_SHARDS_MAX 65536u
@@ -45,12 +46,8 @@ typedef struct axd_shards_cfg {
     uint32_t max_inflight;        /* acquires in flight at once; 0 = 256 */
 } axd_shards_cfg;
 
-/* Reasons passed to on_lost. */
-#define AXD_SHARD_LOST "lease_lost"   /* renew refused, or not confirmed by the local deadline */
-#define AXD_SHARD_HANDOVER "handover" /* released to rebalance (more live nodes) */
-#define AXD_SHARD_SHUTDOWN "shutdown" /* axd_shards_stop */
-#define AXD_SHARD_REGRESSED "store_regressed" /* a newer epoch exists than the one we hold: the
-                                              * store went back in time (restore, failover) */
+/* Reasons passed to on_lost: AXD_SHARD_LOST, _HANDOVER, _SHUTDOWN, _REGRESSED (core.h: they are the
+ * reasons a keyed actor stops with, which the core tells apart from failures). */
 
 typedef struct axd_shards_cbs {
     /* Start serving shard at epoch (fencing token for routed messages). */

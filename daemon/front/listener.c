@@ -15,17 +15,14 @@
 #include "config_check.h"
 #include "log.h"
 #include "peer.h"
-#include "server.h"
-#include "cluster/cluster.h"
-
-void axd_runtime_run(axd_server *s);
+#include "front.h"
 
 #define READ_CHUNK 65536
 
 typedef struct axd_conn {
     uint32_t slot, gen;
     int fd;
-    axd_server *s;
+    axd_front *s;
     ev_io rio, wio;
     ev_timer hello_timer; /* a client that sends no HELLO in time is closed */
     uint8_t *in;
@@ -109,7 +106,7 @@ static void send_ref(axd_conn *c, uint32_t req, ax_ref r)
     if (c->fd < 0)
         return;
     size_t st = ax_frame_begin(&c->out, AX_T_REF, 0, req);
-    ax_wire_ref wr = {c->s->node_id, strlen(c->s->node_id), r.id, r.gen};
+    ax_wire_ref wr = {c->s->rt->node_id, strlen(c->s->rt->node_id), r.id, r.gen};
     ax_put_ref(&c->out, &wr);
     ax_frame_end(&c->out, st, AX_FRAME_MAX_LIMIT);
     mark_dirty(c);
@@ -121,7 +118,7 @@ static void send_blob(axd_conn *c, uint8_t type, uint32_t req, const void *p, si
         return;
     size_t st = ax_frame_begin(&c->out, type, 0, req);
     ax_wbuf_blob(&c->out, p, n);
-    if (ax_frame_end(&c->out, st, c->s->cfg.max_frame) != 0) {
+    if (ax_frame_end(&c->out, st, c->s->cfg->max_frame) != 0) {
         send_error(c, req, AX_ETOOBIG, "response exceeds client.max_frame");
         return;
     }
@@ -146,7 +143,7 @@ static void send_json(axd_conn *c, uint32_t req, cJSON *doc)
  * ERROR (even for NOREPLY), then the connection closes (see handle_frame). */
 static void bad_body(axd_conn *c, uint32_t req, const char *why)
 {
-    c->s->ctr.bad_frames++;
+    c->s->rt->ctr.bad_frames++;
     axd_log(AX_LOG_WARN, "client", "pid %d: malformed request body (%s); closing the connection", (int)c->pid,
            why ? why : "?");
     send_error(c, req, AX_EPROTO, why ? why : "malformed body");
@@ -158,21 +155,21 @@ static void bad_body(axd_conn *c, uint32_t req, const char *why)
 static axd_actor *resolve_ex(axd_conn *c, const ax_wire_target *t, int ensure, uint64_t epoch, int *code, char *why,
                             size_t wlen)
 {
-    axd_server *s = c->s;
+    axd_front *s = c->s;
     axd_actor *a = NULL;
     *code = AX_ENOPROC; /* also when a routed key's actor is gone right after routing */
     snprintf(why, wlen, "no such actor");
     switch (t->kind) {
     case AX_TGT_REF:
-        if (t->ref.node_len && (t->ref.node_len != strlen(s->node_id) ||
-                                memcmp(t->ref.node, s->node_id, t->ref.node_len) != 0)) {
+        if (t->ref.node_len && (t->ref.node_len != strlen(s->rt->node_id) ||
+                                memcmp(t->ref.node, s->rt->node_id, t->ref.node_len) != 0)) {
             *code = AX_ENOTFOUND;
             snprintf(why, wlen, "ref names node '%.*s', which is not this node (%s)", (int)t->ref.node_len,
-                     t->ref.node, s->node_id);
+                     t->ref.node, s->rt->node_id);
             return NULL;
         }
         if (t->ref.id <= UINT32_MAX)
-            a = axd_actor_get(s, (ax_ref){t->ref.id, t->ref.gen, 0});
+            a = axd_actor_get(s->rt, (ax_ref){t->ref.id, t->ref.gen, 0});
         if (!a) {
             *code = AX_ENOPROC;
             snprintf(why, wlen, "no actor @%llu.%u (stopped, or a stale ref)", (unsigned long long)t->ref.id,
@@ -180,7 +177,7 @@ static axd_actor *resolve_ex(axd_conn *c, const ax_wire_target *t, int ensure, u
         }
         return a;
     case AX_TGT_NAME:
-        a = axd_actor_by_name(s, t->name, t->name_len);
+        a = axd_actor_by_name(s->rt, t->name, t->name_len);
         if (!a) {
             *code = AX_ENOPROC;
             snprintf(why, wlen, "no actor named '%.*s'", (int)t->name_len, t->name);
@@ -189,14 +186,14 @@ static axd_actor *resolve_ex(axd_conn *c, const ax_wire_target *t, int ensure, u
     default: {
         ax_ref r;
         const char *w = NULL;
-        int rc = axd_registry_route(s, t->name, t->name_len, t->key, t->key_len, epoch, ensure, &r, &w);
+        int rc = axd_registry_route(s->rt, t->name, t->name_len, t->key, t->key_len, epoch, ensure, &r, &w);
         if (rc) {
             *code = rc;
             snprintf(why, wlen, "%.*s key '%.*s': %s", (int)t->name_len, t->name, (int)(t->key_len > 64 ? 64 : t->key_len),
                      t->key, w ? w : ax_strerror(rc));
             return NULL;
         }
-        return axd_actor_get(s, r);
+        return axd_actor_get(s->rt, r);
     }
     }
 }
@@ -206,8 +203,13 @@ static axd_actor *resolve(axd_conn *c, const ax_wire_target *t, int *code, char 
     return resolve_ex(c, t, 0, 0, code, why, wlen);
 }
 
-static void client_ask_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
+static axd_front *front_of(axd_rt *rt);
+
+static void client_ask_done(axd_rt *rt, axd_pending *p, int status, const void *data, size_t n)
 {
+    axd_front *s = front_of(rt);
+    if (!s)
+        return;
     axd_conn *c = axd_slots_get(&s->conns, p->u.client.conn_slot, p->u.client.conn_gen);
     if (!c)
         return; /* the client left; nobody to answer */
@@ -223,10 +225,10 @@ static void client_ask_done(axd_server *s, axd_pending *p, int status, const voi
  * is answered OK once queued for the peer; ASK by the remote actor's REPLY or ERROR). */
 static void forward_remote(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, int noreply)
 {
-    axd_server *s = c->s;
+    axd_front *s = c->s;
     uint32_t node = 0;
     char wbuf[320];
-    int code = axd_cluster_node_of(s, m->target.ref.node, m->target.ref.node_len, &node);
+    int code = axd_cluster_node_of(s->cluster, m->target.ref.node, m->target.ref.node_len, &node);
     if (code || node == 0 || m->target.ref.id > UINT32_MAX) {
         if (!code)
             code = node == 0 ? AX_ENOTFOUND : AX_ENOPROC;
@@ -238,8 +240,8 @@ static void forward_remote(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg
     }
     ax_ref to = {m->target.ref.id, m->target.ref.gen, node};
     if (h->type == AX_T_TELL) {
-        code = axd_cluster_tell_named(s, to, m->msg, m->msg_len, m->payload, m->payload_len, AX_REF_NONE);
-        s->ctr.tells += code == 0;
+        code = axd_cluster_tell_named(s->cluster, to, m->msg, m->msg_len, m->payload, m->payload_len, AX_REF_NONE);
+        s->rt->ctr.tells += code == 0;
         if (noreply)
             return;
         if (code)
@@ -248,7 +250,7 @@ static void forward_remote(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg
             send_empty(c, AX_T_OK, h->req_id);
         return;
     }
-    axd_pending *p = axd_pending_new(s, m->timeout_ms, client_ask_done);
+    axd_pending *p = axd_pending_new(s->rt, m->timeout_ms, client_ask_done);
     if (!p) {
         send_error(c, h->req_id, AX_ENOMEM, "too many asks in flight");
         return;
@@ -256,15 +258,18 @@ static void forward_remote(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg
     p->u.client.conn_slot = c->slot;
     p->u.client.conn_gen = c->gen;
     p->u.client.req_id = h->req_id;
-    code = axd_cluster_ask_named(s, to, m->msg, m->msg_len, m->payload, m->payload_len, p, m->timeout_ms);
-    s->ctr.asks += code == 0;
+    code = axd_cluster_ask_named(s->cluster, to, m->msg, m->msg_len, m->payload, m->payload_len, p, m->timeout_ms);
+    s->rt->ctr.asks += code == 0;
     if (code)
-        axd_pending_complete(s, p->slot, p->gen, code, NULL, 0); /* answers the client */
+        axd_pending_complete(s->rt, p->slot, p->gen, code, NULL, 0); /* answers the client */
 }
 
 /* An acknowledged TELL that went to another node: OK once the owner queued it. */
-static void client_tell_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
+static void client_tell_done(axd_rt *rt, axd_pending *p, int status, const void *data, size_t n)
 {
+    axd_front *s = front_of(rt);
+    if (!s)
+        return;
     (void)data;
     (void)n;
     axd_conn *c = axd_slots_get(&s->conns, p->u.client.conn_slot, p->u.client.conn_gen);
@@ -280,11 +285,11 @@ static void client_tell_done(axd_server *s, axd_pending *p, int status, const vo
 
 static void forward_keyed(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, int noreply)
 {
-    axd_server *s = c->s;
+    axd_front *s = c->s;
     int ask = h->type == AX_T_ASK;
     axd_pending *p = NULL;
     if (!noreply) {
-        p = axd_pending_new(s, ask ? m->timeout_ms : s->cfg.ask_timeout_ms, ask ? client_ask_done : client_tell_done);
+        p = axd_pending_new(s->rt, ask ? m->timeout_ms : s->cfg->ask_timeout_ms, ask ? client_ask_done : client_tell_done);
         if (!p) {
             send_error(c, h->req_id, AX_ENOMEM, "too many requests in flight");
             return;
@@ -294,22 +299,22 @@ static void forward_keyed(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg 
         p->u.client.req_id = h->req_id;
     }
     unsigned kflags = (ask ? AX_PK_ASK : 0) | ((h->flags & AX_F_DIRECT) ? AX_PK_DIRECT : 0);
-    int rc = axd_route_send(s, m->target.name, m->target.name_len, m->target.key, m->target.key_len, kflags, m->msg,
+    int rc = axd_route_send(s->keyed, m->target.name, m->target.name_len, m->target.key, m->target.key_len, kflags, m->msg,
                            m->msg_len, m->payload, m->payload_len, AX_REF_NONE, p);
     if (rc) {
         if (p)
-            axd_pending_complete(s, p->slot, p->gen, rc, NULL, 0); /* answers the client */
+            axd_pending_complete(s->rt, p->slot, p->gen, rc, NULL, 0); /* answers the client */
         return;
     }
     if (ask)
-        s->ctr.asks++;
+        s->rt->ctr.asks++;
     else
-        s->ctr.tells++;
+        s->rt->ctr.tells++;
 }
 
 static void handle_msg(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
-    axd_server *s = c->s;
+    axd_front *s = c->s;
     ax_body_msg m;
     const char *why = NULL;
     char wbuf[320];
@@ -321,7 +326,7 @@ static void handle_msg(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         return;
     }
     if (m.target.kind == AX_TGT_REF && m.target.ref.node_len &&
-        (m.target.ref.node_len != strlen(s->node_id) || memcmp(m.target.ref.node, s->node_id, m.target.ref.node_len))) {
+        (m.target.ref.node_len != strlen(s->rt->node_id) || memcmp(m.target.ref.node, s->rt->node_id, m.target.ref.node_len))) {
         forward_remote(c, h, &m, noreply); /* a ref on another node: the cluster carries it */
         return;
     }
@@ -332,14 +337,14 @@ static void handle_msg(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     }
     if (!a)
         goto refuse;
-    uint32_t id = axd_msg_lookup(s, m.msg, m.msg_len);
+    uint32_t id = axd_msg_lookup(s->rt, m.msg, m.msg_len);
     if (!axd_actor_handles(a, id)) {
         code = AX_ENOMSG;
         snprintf(wbuf, sizeof wbuf, "actor type '%s' has no message '%.*s'", a->type->name, (int)m.msg_len, m.msg);
-        s->ctr.no_handler++;
+        s->rt->ctr.no_handler++;
         goto refuse;
     }
-    axd_env *e = axd_env_new(s, m.payload_len);
+    axd_env *e = axd_env_new(s->rt, m.payload_len);
     if (!e) {
         code = AX_ENOMEM;
         snprintf(wbuf, sizeof wbuf, "out of memory for a %zu-byte payload", m.payload_len);
@@ -351,9 +356,9 @@ static void handle_msg(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     e->epoch = m.epoch;
     axd_pending *p = NULL;
     if (h->type == AX_T_ASK) {
-        p = axd_pending_new(s, m.timeout_ms, client_ask_done);
+        p = axd_pending_new(s->rt, m.timeout_ms, client_ask_done);
         if (!p) {
-            axd_env_free(s, e);
+            axd_env_free(s->rt, e);
             code = AX_ENOMEM;
             snprintf(wbuf, sizeof wbuf, "too many asks in flight");
             goto refuse;
@@ -364,20 +369,20 @@ static void handle_msg(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         e->ask = p->slot;
         e->ask_gen = p->gen;
     }
-    code = axd_actor_deliver(s, a, e);
+    code = axd_actor_deliver(s->rt, a, e);
     if (code) {
         e->ask = 0;
-        axd_env_free(s, e);
+        axd_env_free(s->rt, e);
         if (p)
-            axd_pending_complete(s, p->slot, p->gen, code,  NULL, 0); /* answers the client */
+            axd_pending_complete(s->rt, p->slot, p->gen, code,  NULL, 0); /* answers the client */
         else if (!noreply)
             send_error(c, h->req_id, code, code == AX_EFULL ? "mailbox full" : ax_strerror(code));
         return;
     }
     if (h->type == AX_T_ASK) {
-        s->ctr.asks++;
+        s->rt->ctr.asks++;
     } else {
-        s->ctr.tells++;
+        s->rt->ctr.tells++;
         if (!noreply)
             send_empty(c, AX_T_OK, h->req_id);
     }
@@ -492,7 +497,7 @@ static void handle_spawn(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body
             send_error(c, h->req_id, AX_EINVAL, "a keyed spawn has no name");
             return;
         }
-        rc = axd_registry_get_or_spawn(c->s, sp.type, sp.type_len, key, klen, &o, 1, &r, &why);
+        rc = axd_registry_get_or_spawn(c->s->rt, sp.type, sp.type_len, key, klen, &o, 1, &r, &why);
         if (rc) {
             snprintf(wbuf, sizeof wbuf, "get_or_spawn %.*s: %s", (int)sp.type_len, sp.type, why ? why : ax_strerror(rc));
             send_error(c, h->req_id, rc, wbuf);
@@ -506,7 +511,7 @@ static void handle_spawn(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body
         name[sp.name_len] = 0;
         o.name = name;
     }
-    rc = axd_actor_spawn(c->s, sp.type, sp.type_len, &o, &r, &why);
+    rc = axd_actor_spawn(c->s->rt, sp.type, sp.type_len, &o, &r, &why);
     if (rc) {
         snprintf(wbuf, sizeof wbuf, "spawn %.*s: %s", (int)sp.type_len, sp.type, why ? why : ax_strerror(rc));
         send_error(c, h->req_id, rc, wbuf);
@@ -521,21 +526,21 @@ static ax_ref client_ref(const axd_conn *c) { return (ax_ref){c->slot, c->gen, A
  * (the actor's reason, noproc, or noconnection when its node is lost). */
 static void monitor_remote(axd_conn *c, const ax_frame_hdr *h, const ax_wire_target *t)
 {
-    axd_server *s = c->s;
+    axd_front *s = c->s;
     uint32_t node = 0;
     char doc[128];
-    int code = axd_cluster_node_of(s, t->ref.node, t->ref.node_len, &node);
+    int code = axd_cluster_node_of(s->cluster, t->ref.node, t->ref.node_len, &node);
     if ((code && code != AX_ENOCONN) || (!code && node == 0) || t->ref.id > UINT32_MAX) {
         snprintf(doc, sizeof doc, "ref names node '%.*s': not a peer of this node", (int)(t->ref.node_len > 64 ? 64 : t->ref.node_len), t->ref.node);
         send_error(c, h->req_id, AX_ENOTFOUND, doc);
         return;
     }
-    uint64_t mref = ++s->next_mref;
+    uint64_t mref = ++s->rt->next_mref;
     ax_ref target = {t->ref.id, t->ref.gen, node};
     if (code == AX_ENOCONN)
-        axd_runtime_deliver_down(s, client_ref(c), mref, target, "noconnection");
+        axd_runtime_deliver_down(s->rt, client_ref(c), mref, target, "noconnection");
     else
-        axd_cluster_monitor(s, client_ref(c), target, mref);
+        axd_cluster_monitor(s->cluster, client_ref(c), target, mref);
     int n = snprintf(doc, sizeof doc, "{\"mref\":%llu,\"id\":%llu,\"gen\":%u}", (unsigned long long)mref,
                      (unsigned long long)t->ref.id, t->ref.gen);
     send_blob(c, AX_T_JSON, h->req_id, doc, (size_t)n);
@@ -554,7 +559,7 @@ static void handle_target_op(axd_conn *c, const ax_frame_hdr *h, const uint8_t *
         return;
     }
     if (h->type == AX_T_MONITOR && t.kind == AX_TGT_REF && t.ref.node_len &&
-        (t.ref.node_len != strlen(c->s->node_id) || memcmp(t.ref.node, c->s->node_id, t.ref.node_len))) {
+        (t.ref.node_len != strlen(c->s->rt->node_id) || memcmp(t.ref.node, c->s->rt->node_id, t.ref.node_len))) {
         monitor_remote(c, h, &t); /* a ref on another node: the cluster watches it */
         return;
     }
@@ -569,7 +574,7 @@ static void handle_target_op(axd_conn *c, const ax_frame_hdr *h, const uint8_t *
     }
     if (h->type == AX_T_MONITOR) {
         uint64_t mref;
-        axd_sup_monitor(c->s, client_ref(c), (ax_ref){a->slot, a->gen, 0}, &mref);
+        axd_sup_monitor(c->s->rt, client_ref(c), (ax_ref){a->slot, a->gen, 0}, &mref);
         c->monitored = 1;
         char doc[128];
         int n = snprintf(doc, sizeof doc, "{\"mref\":%llu,\"id\":%u,\"gen\":%u}", (unsigned long long)mref,
@@ -577,7 +582,7 @@ static void handle_target_op(axd_conn *c, const ax_frame_hdr *h, const uint8_t *
         send_blob(c, AX_T_JSON, h->req_id, doc, (size_t)n);
         return;
     }
-    code = axd_actor_stop(c->s, a, "stopped");
+    code = axd_actor_stop(c->s->rt, a, "stopped");
     if (code)
         send_error(c, h->req_id, code, NULL);
     else
@@ -597,7 +602,7 @@ static void handle_exit(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         return;
     }
     if (t.kind == AX_TGT_REF && t.ref.node_len &&
-        (t.ref.node_len != strlen(c->s->node_id) || memcmp(t.ref.node, c->s->node_id, t.ref.node_len))) {
+        (t.ref.node_len != strlen(c->s->rt->node_id) || memcmp(t.ref.node, c->s->rt->node_id, t.ref.node_len))) {
         send_error(c, h->req_id, AX_ENOTSUP, "exit signals reach actors of this node only (links are node-local)");
         return;
     }
@@ -608,7 +613,7 @@ static void handle_exit(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     }
     memcpy(rbuf, reason, rlen);
     rbuf[rlen] = 0;
-    code = axd_sup_exit(c->s, AX_REF_NONE, a, rbuf);
+    code = axd_sup_exit(c->s->rt, AX_REF_NONE, a, rbuf);
     if (code)
         send_error(c, h->req_id, code, NULL);
     else
@@ -629,7 +634,7 @@ static void handle_plugin(axd_conn *c, const ax_frame_hdr *h, const uint8_t *bod
     arg[n] = 0;
     if (h->type == AX_T_PLUGIN_LOAD) {
         axd_plugin *p;
-        int rc = axd_plugin_load_runtime(c->s, arg, c->uid, &p, err, sizeof err);
+        int rc = axd_plugin_load_runtime(c->s->rt, arg, c->uid, &p, err, sizeof err);
         if (rc) {
             axd_log(AX_LOG_WARN, "plugin", "load refused: %s", err);
             send_error(c, h->req_id, rc, err);
@@ -637,7 +642,7 @@ static void handle_plugin(axd_conn *c, const ax_frame_hdr *h, const uint8_t *bod
             send_json(c, h->req_id, axd_plugin_json(p));
         }
     } else {
-        int rc = axd_plugin_unload(c->s, arg, err, sizeof err);
+        int rc = axd_plugin_unload(c->s->rt, arg, err, sizeof err);
         if (rc)
             send_error(c, h->req_id, rc, err);
         else
@@ -667,8 +672,8 @@ static void handle_hello(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body
     ev_timer_stop(c->s->loop, &c->hello_timer);
     size_t st = ax_frame_begin(&c->out, AX_T_HELLO_OK, 0, h->req_id);
     ax_wbuf_u16(&c->out, hb.max_ver < AX_PROTO_VERSION ? hb.max_ver : AX_PROTO_VERSION);
-    ax_wbuf_str(&c->out, c->s->node_id, strlen(c->s->node_id));
-    ax_wbuf_u32(&c->out, c->s->cfg.max_frame);
+    ax_wbuf_str(&c->out, c->s->rt->node_id, strlen(c->s->rt->node_id));
+    ax_wbuf_u32(&c->out, c->s->cfg->max_frame);
     ax_frame_end(&c->out, st, AX_FRAME_MAX_LIMIT);
     mark_dirty(c);
 }
@@ -678,7 +683,7 @@ static int handle_frame(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     if (!c->hello) {
         if (h->type != AX_T_HELLO) {
-            c->s->ctr.bad_frames++;
+            c->s->rt->ctr.bad_frames++;
             send_error(c, h->req_id, AX_EPROTO, "the first frame must be HELLO");
             conn_close(c, "first frame was not HELLO");
             return -1;
@@ -708,7 +713,7 @@ static int handle_frame(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
             bad_body(c, h->req_id, why);
             break;
         }
-        send_json(c, h->req_id, axd_runtime_actors_page(c->s, &q, 0));
+        send_json(c, h->req_id, axd_runtime_actors_page(c->s->rt, &q, 0));
         break;
     }
     case AX_T_STATUS:
@@ -720,10 +725,10 @@ static int handle_frame(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
             break;
         }
         send_json(c, h->req_id,
-                  h->type == AX_T_STATUS   ? axd_runtime_status_json(c->s)
-                  : h->type == AX_T_NODES  ? axd_cluster_nodes_json(c->s)
-                  : h->type == AX_T_SHARDS ? axd_route_shards_json(c->s, 1)
-                                           : axd_plugins_json(c->s));
+                  h->type == AX_T_STATUS   ? axd_front_status_json(c->s)
+                  : h->type == AX_T_NODES  ? axd_cluster_nodes_json(c->s->rt, c->s->cluster)
+                  : h->type == AX_T_SHARDS ? axd_route_shards_json(c->s->keyed, 1)
+                                           : axd_plugins_json(c->s->rt));
         break;
     case AX_T_PLUGIN_LOAD:
     case AX_T_PLUGIN_UNLOAD:
@@ -743,27 +748,27 @@ static int handle_frame(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         if (h->type == AX_T_DEMONITOR) {
             ax_rbuf r;
             ax_rbuf_init(&r, body, h->body_len);
-            axd_sup_demonitor(c->s, client_ref(c), ax_rbuf_u64(&r), 1);
+            axd_sup_demonitor(c->s->rt, client_ref(c), ax_rbuf_u64(&r), 1);
         } else if (h->type == AX_T_SUBSCRIBE) {
             ax_rbuf r;
             const char *f;
             size_t n;
             ax_rbuf_init(&r, body, h->body_len);
             ax_rbuf_str(&r, &f, &n);
-            axd_events_subscribe(c->s, client_ref(c), f, n, h->req_id);
+            axd_events_subscribe(c->s->rt, client_ref(c), f, n, h->req_id);
         } else {
-            axd_events_unsubscribe(c->s, client_ref(c));
+            axd_events_unsubscribe(c->s->rt, client_ref(c));
         }
         send_empty(c, AX_T_OK, h->req_id);
         break;
     }
     case AX_T_HELLO:
-        c->s->ctr.bad_frames++;
+        c->s->rt->ctr.bad_frames++;
         send_error(c, h->req_id, AX_EPROTO, "HELLO was already exchanged on this connection");
         conn_close(c, "second HELLO");
         return -1;
     default:
-        c->s->ctr.bad_frames++;
+        c->s->rt->ctr.bad_frames++;
         send_error(c, h->req_id, AX_EPROTO, "frame type is not a client request");
         conn_close(c, "client sent a daemon-to-client frame type");
         return -1;
@@ -794,11 +799,11 @@ static void process_input(axd_conn *c)
     while (c->fd >= 0 && !c->paused && c->in_len - off >= AX_FRAME_HDR_SIZE) {
         ax_frame_hdr h;
         const char *why = NULL;
-        int rc = ax_frame_hdr_decode(c->in + off, c->in_len - off, c->s->cfg.max_frame, &h, &why);
+        int rc = ax_frame_hdr_decode(c->in + off, c->in_len - off, c->s->cfg->max_frame, &h, &why);
         if (rc == 1)
             break;
         if (rc != 0) {
-            c->s->ctr.bad_frames++;
+            c->s->rt->ctr.bad_frames++;
             axd_log(AX_LOG_WARN, "client", "pid %d: bad frame (%s); closing the connection", (int)c->pid, why);
             send_error(c, 0, rc, why);
             conn_close(c, why);
@@ -809,7 +814,7 @@ static void process_input(axd_conn *c)
         if (handle_frame(c, &h, c->in + off + AX_FRAME_HDR_SIZE) != 0)
             return;
         off += AX_FRAME_HDR_SIZE + h.body_len;
-        if (c->out.len >= c->s->cfg.client_outbuf_max)
+        if (c->out.len >= c->s->cfg->client_outbuf_max)
             pause_input(c);
     }
     if (off) {
@@ -823,14 +828,14 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     axd_conn *c = w->data;
-    axd_server *s = c->s;
+    axd_front *s = c->s;
     if (c->in_len) /* requests left buffered by a pause */
         process_input(c);
     for (int rounds = 0; rounds < 16 && c->fd >= 0 && !c->paused; rounds++) {
         if (c->in_cap - c->in_len < READ_CHUNK) {
             /* never more than one whole max-size frame plus a read chunk */
             size_t ncap = c->in_len + READ_CHUNK;
-            size_t limit = AX_FRAME_HDR_SIZE + (size_t)s->cfg.max_frame + READ_CHUNK;
+            size_t limit = AX_FRAME_HDR_SIZE + (size_t)s->cfg->max_frame + READ_CHUNK;
             if (ncap > limit)
                 ncap = limit;
             if (ncap > c->in_cap) {
@@ -859,7 +864,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
     }
     /* Answer in this loop iteration: run what the requests made ready, then write. */
-    axd_runtime_run(s);
+    axd_runtime_run(s->rt);
     axd_listener_flush(s);
 }
 
@@ -872,7 +877,7 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void conn_flush(axd_conn *c)
 {
-    axd_server *s = c->s;
+    axd_front *s = c->s;
     while (c->fd >= 0 && c->out.len) {
         ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
         if (n > 0) {
@@ -893,9 +898,9 @@ static void conn_flush(axd_conn *c)
     if (!c->out.len && ev_is_active(&c->wio))
         ev_io_stop(s->loop, &c->wio);
     /* Backpressure: a client that does not read its replies stops being read. */
-    if (!c->paused && c->out.len > s->cfg.client_outbuf_max) {
+    if (!c->paused && c->out.len > s->cfg->client_outbuf_max) {
         pause_input(c);
-    } else if (c->paused && c->out.len <= s->cfg.client_outbuf_max / 2) {
+    } else if (c->paused && c->out.len <= s->cfg->client_outbuf_max / 2) {
         c->paused = 0;
         ev_io_start(s->loop, &c->rio);
         if (c->in_len) /* handle what it sent meanwhile, even if it sends nothing more */
@@ -903,7 +908,7 @@ static void conn_flush(axd_conn *c)
     }
 }
 
-void axd_listener_flush(axd_server *s)
+void axd_listener_flush(axd_front *s)
 {
     while (s->dirty) {
         axd_conn *c = s->dirty;
@@ -923,7 +928,7 @@ void axd_listener_flush(axd_server *s)
 
 static void conn_close(axd_conn *c, const char *why)
 {
-    axd_server *s = c->s;
+    axd_front *s = c->s;
     if (c->fd < 0)
         return;
     if (c->out.len) /* best effort: the last ERROR frame, if any, without blocking */
@@ -931,9 +936,9 @@ static void conn_close(axd_conn *c, const char *why)
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
     ev_timer_stop(s->loop, &c->hello_timer);
-    axd_events_unsubscribe(s, client_ref(c));
+    axd_events_unsubscribe(s->rt, client_ref(c));
     if (c->monitored)
-        axd_monitors_drop_watcher(s, client_ref(c));
+        axd_monitors_drop_watcher(s->rt, client_ref(c));
     close(c->fd);
     c->fd = -1;
     axd_slots_release(&s->conns, c->slot);
@@ -949,18 +954,20 @@ static void conn_close(axd_conn *c, const char *why)
 
 /* ---------- events to clients ---------- */
 
-int axd_listener_client_alive(axd_server *s, ax_ref client)
+static int sink_alive(void *ud, ax_ref client)
 {
+    axd_front *s = ud;
     return axd_slots_get(&s->conns, client.id, client.gen) != NULL;
 }
 
-int axd_listener_send_event(axd_server *s, ax_ref client, uint32_t req_id, const char *json, size_t n, int force)
+static int sink_send_event(void *ud, ax_ref client, uint32_t req_id, const char *json, size_t n, int force)
 {
+    axd_front *s = ud;
     axd_conn *c = axd_slots_get(&s->conns, client.id, client.gen);
     if (!c || c->fd < 0)
         return -2;
     /* a subscriber that does not read may hold at most half the output bound */
-    if (!force && c->out.len > s->cfg.client_outbuf_max / 2)
+    if (!force && c->out.len > s->cfg->client_outbuf_max / 2)
         return -1;
     send_blob(c, AX_T_EVENT, req_id, json, n);
     return 0;
@@ -968,7 +975,7 @@ int axd_listener_send_event(axd_server *s, ax_ref client, uint32_t req_id, const
 
 /* ---------- the listening socket ---------- */
 
-static int peer_allowed(axd_server *s, int fd, struct ucred *cr)
+static int peer_allowed(axd_front *s, int fd, struct ucred *cr)
 {
     socklen_t len = sizeof *cr;
     struct stat st;
@@ -976,7 +983,7 @@ static int peer_allowed(axd_server *s, int fd, struct ucred *cr)
         return 0;
     if (cr->uid == 0 || cr->uid == geteuid())
         return 1;
-    if (stat(s->cfg.socket_path, &st) != 0)
+    if (stat(s->cfg->socket_path, &st) != 0)
         return 0;
     if (cr->gid == st.st_gid)
         return 1;
@@ -1011,7 +1018,7 @@ static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     axd_conn *c = w->data;
     axd_log(AX_LOG_INFO, "client", "pid %d sent no HELLO within client.hello_timeout_ms (%u ms); closing", (int)c->pid,
-           c->s->cfg.client_hello_timeout_ms);
+           c->s->cfg->client_hello_timeout_ms);
     send_error(c, 0, AX_ETIMEDOUT, "no HELLO within client.hello_timeout_ms");
     conn_close(c, "hello timeout");
 }
@@ -1019,7 +1026,7 @@ static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
-    axd_server *s = w->data;
+    axd_front *s = w->data;
     for (int i = 0; i < 64; i++) {
         int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -1033,16 +1040,16 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         struct ucred cr = {0};
         if (!peer_allowed(s, fd, &cr)) {
-            s->ctr.clients_refused++;
+            s->rt->ctr.clients_refused++;
             axd_log(AX_LOG_WARN, "client", "refused pid %d uid %d gid %d: not root, the daemon's user or the socket's group",
                    (int)cr.pid, (int)cr.uid, (int)cr.gid);
             refuse(fd, AX_EPERM, "permission denied: not root, the daemon's user or in the socket's group");
             continue;
         }
-        if (s->n_conns >= s->cfg.max_clients) {
-            s->ctr.clients_refused++;
+        if (s->n_conns >= s->cfg->max_clients) {
+            s->rt->ctr.clients_refused++;
             axd_log(AX_LOG_WARN, "client", "refused pid %d: client.max_clients (%u) reached", (int)cr.pid,
-                   s->cfg.max_clients);
+                   s->cfg->max_clients);
             refuse(fd, AX_EBUSY, "too many clients (client.max_clients)");
             continue;
         }
@@ -1062,11 +1069,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
         c->rio.data = c->wio.data = c;
         ev_io_start(loop, &c->rio);
-        ev_timer_init(&c->hello_timer, hello_timeout_cb, s->cfg.client_hello_timeout_ms / 1000.0, 0.);
+        ev_timer_init(&c->hello_timer, hello_timeout_cb, s->cfg->client_hello_timeout_ms / 1000.0, 0.);
         c->hello_timer.data = c;
         ev_timer_start(loop, &c->hello_timer);
         s->n_conns++;
-        s->ctr.clients_accepted++;
+        s->rt->ctr.clients_accepted++;
         axd_log(AX_LOG_DEBUG, "client", "accepted pid %d uid %d", (int)cr.pid, (int)cr.uid);
     }
 }
@@ -1074,7 +1081,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
-    axd_server *s = w->data;
+    axd_front *s = w->data;
     if (s->listen_fd >= 0)
         ev_io_start(loop, &s->listen_io);
 }
@@ -1135,9 +1142,31 @@ static int check_socket_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-int axd_listener_start(axd_server *s, char *err, size_t errlen)
+static void sink_flush(void *ud) { axd_listener_flush(ud); }
+
+static const axd_client_sink sink_ops = {.send_event = sink_send_event, .alive = sink_alive, .flush = sink_flush};
+
+static axd_front *front_of(axd_rt *rt) { return rt->sink == &sink_ops ? rt->sink_ud : NULL; }
+
+cJSON *axd_front_status_json(axd_front *s)
 {
-    const char *path = s->cfg.socket_path;
+    cJSON *doc = axd_runtime_status_json(s->rt);
+    cJSON_AddNumberToObject(doc, "clients", s->n_conns);
+    axd_route_status(s->keyed, doc);
+    return doc;
+}
+
+int axd_listener_start(axd_front *s, axd_rt *rt, axd_keyed *keyed, char *err, size_t errlen)
+{
+    axd_cluster *cl = s->cluster;
+    memset(s, 0, sizeof *s);
+    s->rt = rt;
+    s->loop = rt->loop;
+    s->cfg = rt->cfg;
+    s->keyed = keyed;
+    s->cluster = cl;
+    s->listen_fd = -1;
+    const char *path = s->cfg->socket_path;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path) {
         snprintf(err, errlen, "client.socket path is too long (max %zu bytes)", sizeof sa.sun_path - 1);
@@ -1183,17 +1212,17 @@ int axd_listener_start(axd_server *s, char *err, size_t errlen)
         rmdir(priv);
         return AX_EIO;
     }
-    mode_t old = umask(0777 & ~(mode_t)s->cfg.socket_mode);
+    mode_t old = umask(0777 & ~(mode_t)s->cfg->socket_mode);
     int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     umask(old);
     const char *what = NULL;
     int code = AX_EIO;
     if (rc != 0) {
         what = "bind";
-    } else if (s->cfg.socket_group && *s->cfg.socket_group) {
-        struct group *g = getgrnam(s->cfg.socket_group);
+    } else if (s->cfg->socket_group && *s->cfg->socket_group) {
+        struct group *g = getgrnam(s->cfg->socket_group);
         if (!g || chown(sa.sun_path, (uid_t)-1, g->gr_gid) != 0) {
-            snprintf(err, errlen, "client.socket_group '%s': %s", s->cfg.socket_group,
+            snprintf(err, errlen, "client.socket_group '%s': %s", s->cfg->socket_group,
                      g ? strerror(errno) : "no such group");
             code = AX_ECONFIG;
             what = "";
@@ -1214,18 +1243,29 @@ int axd_listener_start(axd_server *s, char *err, size_t errlen)
     rmdir(priv);
     s->socket_created = 1;
     s->listen_fd = fd;
-    axd_slots_init(&s->conns, s->cfg.max_clients + 16);
+    axd_slots_init(&s->conns, s->cfg->max_clients + 16);
     ev_io_init(&s->listen_io, accept_cb, fd, EV_READ);
     s->listen_io.data = s;
     ev_io_start(s->loop, &s->listen_io);
     ev_timer_init(&s->accept_pause, accept_pause_cb, 1.0, 0.);
     s->accept_pause.data = s;
-    axd_log(AX_LOG_INFO, "client", "listening on %s (mode %04o)", path, s->cfg.socket_mode);
+    axd_rt_set_sink(rt, &sink_ops, s);
+    axd_log(AX_LOG_INFO, "client", "listening on %s (mode %04o)", path, s->cfg->socket_mode);
     return AX_OK;
 }
 
-void axd_listener_stop(axd_server *s)
+void axd_listener_pause(axd_front *s)
 {
+    if (s->listen_fd >= 0) {
+        ev_io_stop(s->loop, &s->listen_io);
+        ev_timer_stop(s->loop, &s->accept_pause);
+    }
+}
+
+void axd_listener_stop(axd_front *s)
+{
+    if (!s->rt)
+        return; /* never started */
     if (s->listen_fd >= 0) {
         ev_io_stop(s->loop, &s->listen_io);
         ev_timer_stop(s->loop, &s->accept_pause);
@@ -1241,7 +1281,9 @@ void axd_listener_stop(axd_server *s)
     axd_listener_flush(s);
     axd_slots_free(&s->conns);
     if (s->socket_created) {
-        unlink(s->cfg.socket_path);
+        unlink(s->cfg->socket_path);
         s->socket_created = 0;
     }
+    if (s->rt->sink_ud == s)
+        axd_rt_set_sink(s->rt, NULL, NULL); /* asks still pending find no client */
 }

@@ -5,26 +5,26 @@
 
 #include "ax_mem.h"
 #include "log.h"
-#include "server.h"
+#include "core.h"
 
-int axd_actor_spawn_keyed(axd_server *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
+int axd_actor_spawn_keyed(axd_rt *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
                          ax_ref *out, const char **why);
 
 #define REAPER_MIN_MS 20
 #define REAPER_MAX_MS 1000
 
-static uint32_t idle_ms(const axd_server *s, const axd_actor *a)
+static uint32_t idle_ms(const axd_rt *s, const axd_actor *a)
 {
     uint32_t v = a->opts.idle_timeout_ms;
     if (v == UINT32_MAX)
         return 0; /* never */
-    return v ? v : s->cfg.idle_timeout_ms;
+    return v ? v : s->cfg->idle_timeout_ms;
 }
 
 static void reaper_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
-    axd_server *s = w->data;
+    axd_rt *s = w->data;
     double now = ev_now(loop);
     axd_actor *next;
     for (axd_actor *a = s->keyed_head; a; a = next) {
@@ -41,7 +41,7 @@ static void reaper_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Re-arm the reaper at a quarter of the smallest idle timeout in use (bounded). */
-static void reaper_arm(axd_server *s, uint32_t timeout_ms)
+static void reaper_arm(axd_rt *s, uint32_t timeout_ms)
 {
     if (!timeout_ms)
         return;
@@ -58,7 +58,7 @@ static void reaper_arm(axd_server *s, uint32_t timeout_ms)
     ev_timer_start(s->loop, &s->reaper);
 }
 
-void axd_registry_init(axd_server *s)
+void axd_registry_init(axd_rt *s)
 {
     axd_hmap_init(&s->keyed);
     ev_timer_init(&s->reaper, reaper_cb, 1., 1.);
@@ -66,13 +66,13 @@ void axd_registry_init(axd_server *s)
     s->reaper_ms = 0;
 }
 
-void axd_registry_free(axd_server *s)
+void axd_registry_free(axd_rt *s)
 {
     ev_timer_stop(s->loop, &s->reaper);
     axd_hmap_free(&s->keyed);
 }
 
-void axd_registry_remove(axd_server *s, axd_actor *a)
+void axd_registry_remove(axd_rt *s, axd_actor *a)
 {
     if (!a->key)
         return;
@@ -89,7 +89,7 @@ void axd_registry_remove(axd_server *s, axd_actor *a)
 
 /* Find or spawn; msg_epoch fences a routed message (0 = not fenced). The shard check
  * is done once here, for both entry points. */
-static int get_or_spawn(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen,
+static int get_or_spawn(axd_rt *s, const char *type, size_t tlen, const char *key, size_t klen,
                         uint64_t msg_epoch, const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
 {
     const char *dummy;
@@ -100,8 +100,8 @@ static int get_or_spawn(axd_server *s, const char *type, size_t tlen, const char
         *why = "invalid type or key";
         return AX_EINVAL;
     }
-    uint64_t epoch;
-    int frc = axd_route_check(s, key, klen, msg_epoch, &epoch, why);
+    uint64_t epoch = 0;
+    int frc = s->gate ? s->gate->check(s->gate_ud, key, klen, msg_epoch, &epoch, why) : AX_OK;
     if (frc)
         return frc; /* this node does not serve the key's shard now */
     memcpy(buf, type, tlen);
@@ -131,19 +131,19 @@ static int get_or_spawn(axd_server *s, const char *type, size_t tlen, const char
     opts.name = NULL; /* keyed actors are found by key, not name */
     int rc = axd_actor_spawn_keyed(s, t, buf, blen, &opts, out, why);
     if (rc == AX_OK) {
-        uint32_t ms = opts.idle_timeout_ms == UINT32_MAX ? 0 : opts.idle_timeout_ms ? opts.idle_timeout_ms : s->cfg.idle_timeout_ms;
+        uint32_t ms = opts.idle_timeout_ms == UINT32_MAX ? 0 : opts.idle_timeout_ms ? opts.idle_timeout_ms : s->cfg->idle_timeout_ms;
         reaper_arm(s, ms);
     }
     return rc;
 }
 
-int axd_registry_get_or_spawn(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen,
+int axd_registry_get_or_spawn(axd_rt *s, const char *type, size_t tlen, const char *key, size_t klen,
                              const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
 {
     return get_or_spawn(s, type, tlen, key, klen, 0, o, spawn, out, why);
 }
 
-int axd_registry_route(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen, uint64_t msg_epoch,
+int axd_registry_route(axd_rt *s, const char *type, size_t tlen, const char *key, size_t klen, uint64_t msg_epoch,
                       int spawn, ax_ref *out, const char **why)
 {
     return get_or_spawn(s, type, tlen, key, klen, msg_epoch, NULL, spawn, out, why);

@@ -9,11 +9,10 @@
 
 #include "ax_mem.h"
 #include "log.h"
-#include "cluster/cluster.h"
 #include "mailbox.h"
 #include "monotime.h"
 #include "peer.h"
-#include "server.h"
+#include "keyed.h"
 #include "shard.h"
 
 #define SHARDS_STOP_GRACE 2.0 /* seconds to wait for lease releases at shutdown */
@@ -49,7 +48,7 @@ struct axd_route_shard {
  * answer after axd_route_free: the table is then detached (s = NULL) and freed by the
  * last such answer, so the callback never touches a server that is gone. */
 typedef struct route_tab {
-    axd_server *s;
+    axd_keyed *s;
     uint32_t fetching; /* owner lookups in flight */
     struct axd_route_shard sh[];
 } route_tab;
@@ -60,33 +59,36 @@ static route_tab *tab_of(struct axd_route_shard *sh)
 }
 
 
+static const axd_shard_gate gate_ops;
+
 static void on_acquired(void *ud, uint32_t shard, uint64_t epoch)
 {
-    axd_server *s = ud;
+    axd_keyed *s = ud;
     axd_log(AX_LOG_DEBUG, "shard", "serving shard %u at epoch %llu", shard, (unsigned long long)epoch);
-    axd_cluster_share_epoch(s, shard, epoch); /* every member learns it: the next grant exceeds it */
+    if (s->rt->remote)
+        s->rt->remote->share_epoch(s->rt->remote_ud, shard, epoch); /* every member learns it: the next grant exceeds it */
 }
 
-void axd_route_note_epoch(axd_server *s, uint32_t shard, uint64_t epoch, const char *from)
+void axd_route_note_epoch(axd_keyed *s, uint32_t shard, uint64_t epoch, const char *from)
 {
     if (s->shards)
         axd_shards_note_epoch(s->shards, shard, epoch, from);
 }
 
-size_t axd_route_known_epochs(axd_server *s, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap)
+size_t axd_route_known_epochs(axd_keyed *s, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap)
 {
     return s->shards ? axd_shards_known_epochs(s->shards, from, sh, ep, cap) : 0;
 }
 
 static void on_lost(void *ud, uint32_t shard, uint64_t epoch, const char *reason)
 {
-    axd_server *s = ud;
+    axd_keyed *s = ud;
     uint32_t n = 0;
     /* From now on deliveries are refused (the actor is STOPPING) and the stop runs
      * before any queued user message (control mailbox first). */
-    for (axd_actor *a = s->keyed_head; a; a = a->knext) {
+    for (axd_actor *a = s->rt->keyed_head; a; a = a->knext) {
         if (a->st != AXD_ST_DEAD && a->st != AXD_ST_STOPPING && a->shard == shard) {
-            axd_actor_stop(s, a, reason);
+            axd_actor_stop(s->rt, a, reason);
             n++;
         }
     }
@@ -96,7 +98,7 @@ static void on_lost(void *ud, uint32_t shard, uint64_t epoch, const char *reason
 
 static void on_stopped(void *ud)
 {
-    axd_server *s = ud;
+    axd_keyed *s = ud;
     s->shards_stopped = 1;
     if (s->stopping)
         ev_break(s->loop, EVBREAK_ALL);
@@ -108,7 +110,7 @@ static void membership_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    axd_server *s = w->data;
+    axd_keyed *s = w->data;
     if (s->lease_store) {
         axd_lease_state ls;
         axd_lease_store_state(s->lease_store, &ls);
@@ -118,28 +120,28 @@ static void membership_cb(struct ev_loop *loop, ev_timer *w, int revents)
         else if (!s->store_down_since)
             s->store_down_since = axd_mono_now();
     }
-    if (s->shards && !s->stopping)
-        axd_shards_set_live_nodes(s->shards, axd_cluster_live_nodes(s));
+    if (s->shards && !s->stopping && !s->rt->stopping)
+        axd_shards_set_live_nodes(s->shards, s->rt->remote ? s->rt->remote->live_nodes(s->rt->remote_ud) : 1);
 }
 
-int axd_route_store_ok(axd_server *s)
+int axd_route_store_ok(axd_keyed *s)
 {
     if (!s->shards || !s->store_down_since)
         return 1;
-    return axd_mono_now() - s->store_down_since < s->cfg.lease_renew_interval_ms / 1000.0;
+    return axd_mono_now() - s->store_down_since < s->cfg->lease_renew_interval_ms / 1000.0;
 }
 
-static int route_start(axd_server *s, char *err, size_t errlen)
+static int route_start(axd_keyed *s, char *err, size_t errlen)
 {
     /* the owner id is the wire id without the session part: a restarted node (new
      * boot hex) is a new owner, a re-handshake of the same process is not */
-    char owner[sizeof s->node_id];
-    snprintf(owner, sizeof owner, "%s", s->node_id);
+    char owner[sizeof s->rt->node_id];
+    snprintf(owner, sizeof owner, "%s", s->rt->node_id);
     char *sess = strstr(owner, "-session-");
     if (sess)
         *sess = 0;
     axd_shards_cfg sc;
-    axd_shards_cfg_from_config(&sc, &s->cfg, owner);
+    axd_shards_cfg_from_config(&sc, s->cfg, owner);
     axd_shards_cbs cb = {.on_acquired = on_acquired, .on_lost = on_lost, .on_stopped = on_stopped, .ud = s};
     s->shards = axd_shards_new(s->loop, s->lease_store, &sc, &cb, err, errlen);
     if (!s->shards) {
@@ -151,31 +153,42 @@ static int route_start(axd_server *s, char *err, size_t errlen)
     }
     axd_shards_start(s->shards);
     snprintf(s->route_owner, sizeof s->route_owner, "%s", owner);
-    route_tab *tab = ax_calloc(1, sizeof *tab + (size_t)s->cfg.shard_count * sizeof tab->sh[0]);
+    route_tab *tab = ax_calloc(1, sizeof *tab + (size_t)s->cfg->shard_count * sizeof tab->sh[0]);
     tab->s = s;
     s->route_shards = tab->sh;
     ev_timer_init(&s->membership, membership_cb, MEMBERSHIP_POLL, MEMBERSHIP_POLL);
     s->membership.data = s;
     ev_timer_start(s->loop, &s->membership);
-    axd_log(AX_LOG_INFO, "shard", "%u shards, lease store %s, ttl %u ms", s->cfg.shard_count,
-           s->lease_store_borrowed ? "(given)" : s->cfg.lease_store, s->cfg.lease_ttl_ms);
+    axd_rt_set_gate(s->rt, &gate_ops, s);
+    axd_log(AX_LOG_INFO, "shard", "%u shards, lease store %s, ttl %u ms", s->cfg->shard_count,
+           s->lease_store_borrowed ? "(given)" : s->cfg->lease_store, s->cfg->lease_ttl_ms);
     return AX_OK;
 }
 
-int axd_route_start(axd_server *s, char *err, size_t errlen)
+static void keyed_init(axd_keyed *s, axd_rt *rt)
 {
-    s->lease_store = axd_lease_store_from_config(s->loop, &s->cfg, err, errlen);
+    memset(s, 0, sizeof *s);
+    s->rt = rt;
+    s->loop = rt->loop;
+    s->cfg = rt->cfg;
+}
+
+int axd_route_start(axd_keyed *s, axd_rt *rt, char *err, size_t errlen)
+{
+    keyed_init(s, rt);
+    s->lease_store = axd_lease_store_from_config(s->loop, s->cfg, err, errlen);
     if (!s->lease_store)
         return AX_ECONFIG;
     s->lease_store_borrowed = 0;
     return route_start(s, err, errlen);
 }
 
-int axd_route_start_store(axd_server *s, axd_lease_store *store, char *err, size_t errlen)
+int axd_route_start_store(axd_keyed *s, axd_rt *rt, axd_lease_store *store, char *err, size_t errlen)
 {
-    if (!store || store->n_shards != s->cfg.shard_count) {
+    keyed_init(s, rt);
+    if (!store || store->n_shards != s->cfg->shard_count) {
         snprintf(err, errlen, "lease store has %u shards, shards.count is %u", store ? store->n_shards : 0,
-                 s->cfg.shard_count);
+                 s->cfg->shard_count);
         return AX_ECONFIG;
     }
     s->lease_store = store;
@@ -193,10 +206,11 @@ static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-int axd_route_stop(axd_server *s)
+int axd_route_stop(axd_keyed *s)
 {
     if (!s->shards || s->shards_stopped)
         return 0;
+    s->stopping = 1; /* on_stopped ends the loop */
     axd_shards_stop(s->shards);
     if (s->shards_stopped)
         return 0;
@@ -205,16 +219,20 @@ int axd_route_stop(axd_server *s)
     return 1;
 }
 
-static void fail_waiters(axd_server *s, struct axd_route_shard *rs, int rc);
+static void fail_waiters(axd_keyed *s, struct axd_route_shard *rs, int rc);
 
-void axd_route_free(axd_server *s)
+void axd_route_free(axd_keyed *s)
 {
+    if (!s->rt)
+        return; /* never started */
+    if (s->rt->gate_ud == s)
+        axd_rt_set_gate(s->rt, NULL, NULL);
     if (ev_is_active(&s->shards_grace))
         ev_timer_stop(s->loop, &s->shards_grace);
     if (ev_is_active(&s->membership))
         ev_timer_stop(s->loop, &s->membership);
     if (s->route_shards) {
-        for (uint32_t i = 0; i < s->cfg.shard_count; i++)
+        for (uint32_t i = 0; i < s->cfg->shard_count; i++)
             fail_waiters(s, &s->route_shards[i], AX_ECANCELED);
     }
     axd_shards_free(s->shards); /* manager before store */
@@ -232,17 +250,17 @@ void axd_route_free(axd_server *s)
     s->route_shards = NULL;
 }
 
-uint32_t axd_route_shard_of(axd_server *s, const char *key, size_t klen)
+uint32_t axd_route_shard_of(axd_keyed *s, const char *key, size_t klen)
 {
-    return axd_shard_of(key, klen, s->cfg.shard_count);
+    return axd_shard_of(key, klen, s->cfg->shard_count);
 }
 
-int axd_route_check(axd_server *s, const char *key, size_t klen, uint64_t msg_epoch, uint64_t *epoch, const char **why)
+int axd_route_check(axd_keyed *s, const char *key, size_t klen, uint64_t msg_epoch, uint64_t *epoch, const char **why)
 {
     *epoch = 0;
     if (!s->shards)
         return AX_OK;
-    uint32_t shard = axd_shard_of(key, klen, s->cfg.shard_count);
+    uint32_t shard = axd_shard_of(key, klen, s->cfg->shard_count);
     /* admission with the coarse clock: the handler's own check (actor.c) is precise */
     int rc = axd_shards_fence_at(s->shards, shard, msg_epoch, axd_mono_coarse_now(), epoch);
     if (rc == AX_EBUSY)
@@ -252,16 +270,8 @@ int axd_route_check(axd_server *s, const char *key, size_t klen, uint64_t msg_ep
     return rc;
 }
 
-uint64_t axd_route_actor_epoch(axd_server *s, const axd_actor *a)
-{
-    /* a keyed actor runs only within one epoch of its shard (it is stopped when the
-     * shard is lost) and a handler starts only before the deadline (actor.c) */
-    if (!a->key || !s->shards)
-        return 0;
-    return axd_shards_epoch(s->shards, a->shard);
-}
 
-cJSON *axd_route_shards_json(axd_server *s, int all)
+cJSON *axd_route_shards_json(axd_keyed *s, int all)
 {
     if (!s->shards) {
         cJSON *o = cJSON_CreateObject();
@@ -269,25 +279,25 @@ cJSON *axd_route_shards_json(axd_server *s, int all)
         return o;
     }
     cJSON *doc = axd_shards_json(s->shards, all);
-    uint32_t *count = ax_calloc(s->cfg.shard_count, sizeof *count);
-    for (axd_actor *a = s->keyed_head; a; a = a->knext)
+    uint32_t *count = ax_calloc(s->cfg->shard_count, sizeof *count);
+    for (axd_actor *a = s->rt->keyed_head; a; a = a->knext)
         if (a->st != AXD_ST_DEAD)
             count[a->shard]++;
     cJSON *arr = cJSON_GetObjectItem(doc, "shards"), *it;
     cJSON_ArrayForEach(it, arr)
     {
         cJSON *sh = cJSON_GetObjectItem(it, "shard");
-        if (cJSON_IsNumber(sh) && sh->valuedouble >= 0 && sh->valuedouble < s->cfg.shard_count)
+        if (cJSON_IsNumber(sh) && sh->valuedouble >= 0 && sh->valuedouble < s->cfg->shard_count)
             cJSON_AddNumberToObject(it, "actors", count[(uint32_t)sh->valuedouble]);
     }
     ax_free(count);
     return doc;
 }
 
-void axd_route_status(axd_server *s, cJSON *doc)
+void axd_route_status(axd_keyed *s, cJSON *doc)
 {
     cJSON *o = cJSON_AddObjectToObject(doc, "shards");
-    cJSON_AddNumberToObject(o, "count", s->cfg.shard_count);
+    cJSON_AddNumberToObject(o, "count", s->cfg->shard_count);
     if (!s->shards)
         return;
     axd_lease_state ls;
@@ -307,13 +317,13 @@ void axd_route_status(axd_server *s, cJSON *doc)
 
 /* ---------------- keyed messages for shards held elsewhere ---------------- */
 
-static void complete(axd_server *s, uint32_t slot, uint32_t gen, int rc)
+static void complete(axd_keyed *s, uint32_t slot, uint32_t gen, int rc)
 {
     if (slot)
-        axd_pending_complete(s, slot, gen, rc, NULL, 0);
+        axd_pending_complete(s->rt, slot, gen, rc, NULL, 0);
 }
 
-static void fail_waiters(axd_server *s, struct axd_route_shard *rs, int rc)
+static void fail_waiters(axd_keyed *s, struct axd_route_shard *rs, int rc)
 {
     route_wait *w;
     while ((w = rs->head)) {
@@ -327,22 +337,22 @@ static void fail_waiters(axd_server *s, struct axd_route_shard *rs, int rc)
 
 /* Deliver here after all (the lookup found this node, e.g. it acquired the shard in
  * the meantime). The pd, if any, completes with the reply (ask) or the enqueue (tell). */
-static int deliver_local(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen,
+static int deliver_local(axd_keyed *s, const char *type, size_t tlen, const char *key, size_t klen,
                          unsigned kflags, const char *msg, size_t mlen, const void *p, size_t n, ax_ref from,
                          axd_pending *pd)
 {
     ax_ref ref;
     const char *why = NULL;
-    int rc = axd_registry_route(s, type, tlen, key, klen, 0, !(kflags & AX_PK_DIRECT), &ref, &why);
-    axd_actor *a = rc ? NULL : axd_actor_get(s, ref);
-    uint32_t id = a ? axd_msg_lookup(s, msg, mlen) : 0;
+    int rc = axd_registry_route(s->rt, type, tlen, key, klen, 0, !(kflags & AX_PK_DIRECT), &ref, &why);
+    axd_actor *a = rc ? NULL : axd_actor_get(s->rt, ref);
+    uint32_t id = a ? axd_msg_lookup(s->rt, msg, mlen) : 0;
     if (!rc && !a)
         rc = AX_ENOPROC;
     if (!rc && !axd_actor_handles(a, id))
         rc = AX_ENOMSG;
     if (rc)
         return rc;
-    axd_env *e = axd_env_new(s, n);
+    axd_env *e = axd_env_new(s->rt, n);
     if (!e)
         return AX_ENOMEM;
     if (n)
@@ -353,41 +363,44 @@ static int deliver_local(axd_server *s, const char *type, size_t tlen, const cha
         e->ask = pd->slot;
         e->ask_gen = pd->gen;
     }
-    rc = axd_actor_deliver(s, a, e);
+    rc = axd_actor_deliver(s->rt, a, e);
     if (rc) {
-        axd_env_free(s, e);
+        axd_env_free(s->rt, e);
         return rc;
     }
     if (pd && !(kflags & AX_PK_ASK))
-        axd_pending_complete(s, pd->slot, pd->gen, AX_OK, NULL, 0);
+        axd_pending_complete(s->rt, pd->slot, pd->gen, AX_OK, NULL, 0);
     return AX_OK;
 }
 
-static int wait_enqueue(axd_server *s, route_wait *w);
+static int wait_enqueue(axd_keyed *s, route_wait *w);
 
 /* The owner's answer to a forwarded message, on its way to the original request (kept
  * in u.client: slot, gen). EBUSY / ESTALE mean the cached owner or epoch is out of date,
  * ENOCONN that the owner is gone: forget it, and for EBUSY / ESTALE look the owner up
  * again and send once more (the message is kept in ud for that) before answering the
  * request with the retryable error. */
-static void keyed_reply(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
+static axd_keyed *keyed_of(axd_rt *rt);
+
+static void keyed_reply(axd_rt *rt, axd_pending *p, int status, const void *data, size_t n)
 {
+    axd_keyed *s = keyed_of(rt);
     route_wait *w = p->ud;
     p->ud = NULL;
-    if ((status == AX_EBUSY || status == AX_ESTALE || status == AX_ENOCONN) && s->route_shards)
+    if ((status == AX_EBUSY || status == AX_ESTALE || status == AX_ENOCONN) && s && s->route_shards)
         s->route_shards[w->shard].owner[0] = 0;
     if ((status == AX_EBUSY || status == AX_ESTALE) && w->tries < MAX_SENDS &&
-        axd_slots_get(&s->pending, w->pd_slot, w->pd_gen) && s->route_shards && !s->stopping) {
-        s->ctr.route_retries++;
+        axd_slots_get(&rt->pending, w->pd_slot, w->pd_gen) && s && s->route_shards && !s->stopping && !rt->stopping) {
+        rt->ctr.route_retries++;
         if (wait_enqueue(s, w) == AX_OK)
             return; /* w is queued again; the request is answered by the next send */
     }
     uint32_t slot = w->pd_slot, gen = w->pd_gen;
     ax_free(w);
-    axd_pending_complete(s, slot, gen, status, data, n);
+    axd_pending_complete(rt, slot, gen, status, data, n);
 }
 
-static void keyed_unsent(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
+static void keyed_unsent(axd_rt *s, axd_pending *p, int status, const void *data, size_t n)
 {
     (void)s, (void)status, (void)data, (void)n; /* the caller answers the original request */
     ax_free(p->ud);
@@ -397,10 +410,10 @@ static void keyed_unsent(axd_server *s, axd_pending *p, int status, const void *
 /* Send w to the shard's cached owner. Takes w: frees it, or hands it to the pending
  * request that waits for the owner's answer. Returns the send's error (the caller
  * answers the request with it), or 0. */
-static int send_now(axd_server *s, struct axd_route_shard *rs, route_wait *w)
+static int send_now(axd_keyed *s, struct axd_route_shard *rs, route_wait *w)
 {
     const char *type = w->data, *key = type + w->tlen, *msg = key + w->klen, *pl = msg + w->mlen;
-    axd_pending *pd = w->pd_slot ? axd_slots_get(&s->pending, w->pd_slot, w->pd_gen) : NULL;
+    axd_pending *pd = w->pd_slot ? axd_slots_get(&s->rt->pending, w->pd_slot, w->pd_gen) : NULL;
     int rc;
     w->tries++;
     if (w->pd_slot && !pd) {
@@ -408,21 +421,21 @@ static int send_now(axd_server *s, struct axd_route_shard *rs, route_wait *w)
     } else if (strcmp(rs->owner, s->route_owner) == 0) {
         rc = deliver_local(s, type, w->tlen, key, w->klen, w->kflags, msg, w->mlen, pl, w->plen, w->from, pd);
     } else if (!pd) {
-        rc = axd_cluster_keyed_send(s, rs->owner, type, w->tlen, key, w->klen, rs->epoch, w->kflags, msg, w->mlen, pl,
+        rc = s->rt->remote->keyed_send(s->rt->remote_ud, rs->owner, type, w->tlen, key, w->klen, rs->epoch, w->kflags, msg, w->mlen, pl,
                                    w->plen, w->from, NULL);
     } else {
         double rem = ev_timer_remaining(s->loop, &pd->timer);
-        axd_pending *via = axd_pending_new(s, rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : 1, keyed_reply);
+        axd_pending *via = axd_pending_new(s->rt, rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : 1, keyed_reply);
         if (!via) {
             ax_free(w);
             return AX_ENOMEM;
         }
         via->ud = w;
-        rc = axd_cluster_keyed_send(s, rs->owner, type, w->tlen, key, w->klen, rs->epoch, w->kflags, msg, w->mlen, pl,
+        rc = s->rt->remote->keyed_send(s->rt->remote_ud, rs->owner, type, w->tlen, key, w->klen, rs->epoch, w->kflags, msg, w->mlen, pl,
                                    w->plen, w->from, via);
         if (rc) {
             via->done = keyed_unsent; /* frees w */
-            axd_pending_complete(s, via->slot, via->gen, rc, NULL, 0);
+            axd_pending_complete(s->rt, via->slot, via->gen, rc, NULL, 0);
         }
         return rc;
     }
@@ -433,7 +446,7 @@ static int send_now(axd_server *s, struct axd_route_shard *rs, route_wait *w)
 static void owner_cb(void *ud, uint32_t shard, const axd_lease_result *r)
 {
     route_tab *tab = ud;
-    axd_server *s = tab->s;
+    axd_keyed *s = tab->s;
     tab->fetching--;
     if (!s) {
         if (!tab->fetching)
@@ -476,7 +489,7 @@ static void owner_cb(void *ud, uint32_t shard, const axd_lease_result *r)
 
 /* Queue w for its shard and make sure the owner is being looked up. Takes w on
  * success; on an error the caller still owns it. */
-static int wait_enqueue(axd_server *s, route_wait *w)
+static int wait_enqueue(axd_keyed *s, route_wait *w)
 {
     struct axd_route_shard *rs = &s->route_shards[w->shard];
     if (rs->n_wait >= MAX_WAITERS)
@@ -499,10 +512,10 @@ static int wait_enqueue(axd_server *s, route_wait *w)
     return AX_OK;
 }
 
-int axd_route_send(axd_server *s, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
+int axd_route_send(axd_keyed *s, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
                   const char *msg, size_t mlen, const void *p, size_t n, ax_ref from, axd_pending *pd)
 {
-    if (!s->shards || !s->route_shards || !s->cluster)
+    if (!s->shards || !s->route_shards || !s->rt->remote)
         return AX_EBUSY; /* alone: a shard we do not hold has no other owner to go to */
     route_wait *w = ax_try_malloc(sizeof *w + tlen + klen + mlen + n);
     if (!w)
@@ -512,7 +525,7 @@ int axd_route_send(axd_server *s, const char *type, size_t tlen, const char *key
     w->pd_slot = pd ? pd->slot : 0;
     w->pd_gen = pd ? pd->gen : 0;
     w->from = from;
-    w->shard = axd_shard_of(key, klen, s->cfg.shard_count);
+    w->shard = axd_shard_of(key, klen, s->cfg->shard_count);
     w->tries = 0;
     w->tlen = tlen;
     w->klen = klen;
@@ -542,3 +555,64 @@ int axd_route_send(axd_server *s, const char *type, size_t tlen, const char *key
         ax_free(w);
     return rc;
 }
+
+/* ---------------- the core's shard gate ---------------- */
+
+static axd_keyed *keyed_of(axd_rt *rt) { return rt->gate == &gate_ops ? rt->gate_ud : NULL; }
+
+static uint32_t gate_shard_of(void *ud, const char *key, size_t klen) { return axd_route_shard_of(ud, key, klen); }
+
+static int gate_check(void *ud, const char *key, size_t klen, uint64_t msg_epoch, uint64_t *epoch, const char **why)
+{
+    return axd_route_check(ud, key, klen, msg_epoch, epoch, why);
+}
+
+static int gate_serving(void *ud, uint32_t shard)
+{
+    axd_keyed *s = ud;
+    return axd_shards_serving(s->shards, shard, NULL);
+}
+
+static void gate_expire(void *ud)
+{
+    axd_keyed *s = ud;
+    axd_shards_expire(s->shards);
+}
+
+/* a keyed actor runs only within one epoch of its shard (it is stopped when the shard
+ * is lost) and a handler starts only before the deadline (actor.c) */
+static uint64_t gate_epoch(void *ud, uint32_t shard)
+{
+    axd_keyed *s = ud;
+    return axd_shards_epoch(s->shards, shard);
+}
+
+static int gate_forward(void *ud, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
+                        const char *msg, size_t mlen, const void *p, size_t n, ax_ref from, axd_pending *pd)
+{
+    return axd_route_send(ud, type, tlen, key, klen, kflags, msg, mlen, p, n, from, pd);
+}
+
+static int gate_store_ok(void *ud) { return axd_route_store_ok(ud); }
+
+static void gate_note_epoch(void *ud, uint32_t shard, uint64_t epoch, const char *from)
+{
+    axd_route_note_epoch(ud, shard, epoch, from);
+}
+
+static size_t gate_known_epochs(void *ud, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap)
+{
+    return axd_route_known_epochs(ud, from, sh, ep, cap);
+}
+
+static const axd_shard_gate gate_ops = {
+    .shard_of = gate_shard_of,
+    .check = gate_check,
+    .serving = gate_serving,
+    .expire = gate_expire,
+    .epoch = gate_epoch,
+    .forward = gate_forward,
+    .store_ok = gate_store_ok,
+    .note_epoch = gate_note_epoch,
+    .known_epochs = gate_known_epochs,
+};

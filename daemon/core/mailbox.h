@@ -3,7 +3,7 @@
  * drains control before user. */
 #ifndef AXD_MAILBOX_H
 #define AXD_MAILBOX_H
-#include "server.h"
+#include "core.h"
 
 static inline void axd_mq_push(axd_mq *q, axd_env *e)
 {

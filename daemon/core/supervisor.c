@@ -7,10 +7,9 @@
 #include "ax_mem.h"
 #include "log.h"
 #include "mailbox.h"
-#include "server.h"
-#include "cluster/cluster.h"
+#include "core.h"
 
-void axd_actor_call_on_stop(axd_server *s, axd_actor *a, const char *reason);
+void axd_actor_call_on_stop(axd_rt *s, axd_actor *a, const char *reason);
 
 #define DEFAULT_MAX_RESTARTS 3
 #define DEFAULT_RESTART_WINDOW_MS 5000
@@ -34,7 +33,7 @@ static axd_actor_ext *ext(axd_actor *a)
 /* ---------------- restarts ---------------- */
 
 /* Record a restart at now; returns 0 if within intensity, -1 if exceeded. */
-static int intensity_ok(axd_server *s, axd_actor *a)
+static int intensity_ok(axd_rt *s, axd_actor *a)
 {
     uint32_t max = a->opts.max_restarts ? a->opts.max_restarts : DEFAULT_MAX_RESTARTS;
     double window = (a->opts.restart_window_ms ? a->opts.restart_window_ms : DEFAULT_RESTART_WINDOW_MS) / 1000.0;
@@ -53,7 +52,7 @@ static int intensity_ok(axd_server *s, axd_actor *a)
     return 0;
 }
 
-static void restart_now(axd_server *s, axd_actor *a);
+static void restart_now(axd_rt *s, axd_actor *a);
 
 static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -63,7 +62,7 @@ static void backoff_cb(struct ev_loop *loop, ev_timer *w, int revents)
     restart_now(ev_userdata(loop), x->owner);
 }
 
-static void restart_now(axd_server *s, axd_actor *a)
+static void restart_now(axd_rt *s, axd_actor *a)
 {
     const char *reason = a->x && a->x->restart_reason ? a->x->restart_reason : "?";
     a->st = AXD_ST_RUNNING;
@@ -84,7 +83,7 @@ static void restart_now(axd_server *s, axd_actor *a)
         axd_actor_schedule(s, a);
 }
 
-void axd_actor_exit(axd_server *s, axd_actor *a, const char *reason, int external)
+void axd_actor_exit(axd_rt *s, axd_actor *a, const char *reason, int external)
 {
     if (a->st != AXD_ST_RESTARTING) /* during a backoff no incarnation is running */
         axd_actor_call_on_stop(s, a, reason);
@@ -172,7 +171,7 @@ static ax_ref self_ref(const axd_actor *a) { return (ax_ref){a->slot, a->gen, 0}
  * mailbox: it overtakes queued messages, which die with the incarnation as in Erlang).
  * link: the signal of the link with `from`, which `to` keeps until the signal is taken
  * (ax_unlink before that cancels it). */
-static void exit_signal(axd_server *s, axd_actor *to, ax_ref from, const char *reason, int link)
+static void exit_signal(axd_rt *s, axd_actor *to, ax_ref from, const char *reason, int link)
 {
     int trap = to->trap_exit;
     if (!trap && strcmp(reason, "normal") == 0) {
@@ -204,7 +203,7 @@ static void exit_signal(axd_server *s, axd_actor *to, ax_ref from, const char *r
     }
 }
 
-int axd_sup_exit(axd_server *s, ax_ref from, axd_actor *a, const char *reason)
+int axd_sup_exit(axd_rt *s, ax_ref from, axd_actor *a, const char *reason)
 {
     if (!a || a->st == AXD_ST_DEAD || a->st == AXD_ST_STOPPING)
         return AX_ENOPROC;
@@ -236,7 +235,7 @@ int axd_sup_exit(axd_server *s, ax_ref from, axd_actor *a, const char *reason)
     return AX_OK;
 }
 
-int axd_sup_link(axd_server *s, axd_actor *a, ax_ref other, int *noproc)
+int axd_sup_link(axd_rt *s, axd_actor *a, ax_ref other, int *noproc)
 {
     axd_actor *b = axd_actor_get_any(s, other);
     if (!b || b->st == AXD_ST_STOPPING) {
@@ -265,7 +264,7 @@ int axd_sup_link(axd_server *s, axd_actor *a, ax_ref other, int *noproc)
     return AX_OK;
 }
 
-int axd_sup_unlink(axd_server *s, axd_actor *a, ax_ref other)
+int axd_sup_unlink(axd_rt *s, axd_actor *a, ax_ref other)
 {
     link_del(a, other);
     axd_actor *b = axd_actor_get_any(s, other);
@@ -279,7 +278,7 @@ static int has_link(const axd_actor *a, ax_ref r)
     return a->x && ref_index(a->x->links, a->x->n_links, r) >= 0;
 }
 
-int axd_exit_msg_live(axd_server *s, axd_actor *a, const axd_env *e)
+int axd_exit_msg_live(axd_rt *s, axd_actor *a, const axd_env *e)
 {
     (void)s;
     if (!e->link_sig)
@@ -290,7 +289,7 @@ int axd_exit_msg_live(axd_server *s, axd_actor *a, const axd_env *e)
     return 1;
 }
 
-int axd_handle_exit_signal(axd_server *s, axd_actor *a, axd_env *e)
+int axd_handle_exit_signal(axd_rt *s, axd_actor *a, axd_env *e)
 {
     char reason[AX_NAME_MAX + 1];
     size_t n = e->m.len < AX_NAME_MAX ? e->m.len : AX_NAME_MAX;
@@ -334,11 +333,12 @@ static int mon_del(axd_mon *v, uint32_t *n, uint64_t mref, ax_ref *other)
     return 0;
 }
 
-void axd_runtime_deliver_down(axd_server *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
+void axd_runtime_deliver_down(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
 {
     s->ctr.downs++;
     if (watcher.node != 0 && watcher.node != AXD_NODE_CLIENT) { /* a watcher on another node */
-        axd_cluster_deliver_down(s, watcher, mref, who, reason);
+        if (s->remote)
+            s->remote->deliver_down(s->remote_ud, watcher, mref, who, reason);
         return;
     }
     if (watcher.node == AXD_NODE_CLIENT) {
@@ -354,7 +354,8 @@ void axd_runtime_deliver_down(axd_server *s, ax_ref watcher, uint64_t mref, ax_r
         }
         n += snprintf(doc + n, sizeof doc - (size_t)n, "\"}");
         /* forced: a down is owed exactly once and there is at most one per monitor */
-        axd_listener_send_event(s, watcher, 0, doc, (size_t)n, 1);
+        if (s->sink)
+            s->sink->send_event(s->sink_ud, watcher, 0, doc, (size_t)n, 1);
         return;
     }
     axd_actor *w = axd_actor_get_any(s, watcher);
@@ -374,13 +375,17 @@ void axd_runtime_deliver_down(axd_server *s, ax_ref watcher, uint64_t mref, ax_r
         axd_env_free(s, e);
 }
 
-int axd_sup_monitor(axd_server *s, ax_ref watcher, ax_ref target, uint64_t *mref)
+int axd_sup_monitor(axd_rt *s, ax_ref watcher, ax_ref target, uint64_t *mref)
 {
     uint64_t ref = ++s->next_mref;
     *mref = ref;
     s->ctr.monitors++;
-    if (target.node != 0 && target.node != AXD_NODE_CLIENT) /* a remote actor */
-        return axd_cluster_monitor(s, watcher, target, ref);
+    if (target.node != 0 && target.node != AXD_NODE_CLIENT) { /* a remote actor */
+        if (s->remote)
+            return s->remote->monitor(s->remote_ud, watcher, target, ref);
+        axd_runtime_deliver_down(s, watcher, ref, target, "noproc"); /* no such node */
+        return AX_OK;
+    }
     axd_actor *t = axd_actor_get_any(s, target);
     if (!t || t->st == AXD_ST_STOPPING) {
         axd_runtime_deliver_down(s, watcher, ref, target, "noproc");
@@ -398,7 +403,7 @@ int axd_sup_monitor(axd_server *s, ax_ref watcher, ax_ref target, uint64_t *mref
 
 /* Remove a queued "$down" for mref from the watcher's mailbox (signals ride the user
  * mailbox, in order with messages). */
-static void flush_down(axd_server *s, axd_actor *w, uint64_t mref)
+static void flush_down(axd_rt *s, axd_actor *w, uint64_t mref)
 {
     axd_mq keep = {0};
     for (axd_env *e; (e = axd_mq_pop(&w->user));) {
@@ -410,10 +415,11 @@ static void flush_down(axd_server *s, axd_actor *w, uint64_t mref)
     w->user = keep;
 }
 
-int axd_sup_demonitor(axd_server *s, ax_ref watcher, uint64_t mref, int flush)
+int axd_sup_demonitor(axd_rt *s, ax_ref watcher, uint64_t mref, int flush)
 {
     ax_ref target = AX_REF_NONE;
-    axd_cluster_demonitor_mref(s, watcher, mref); /* a no-op unless mref watches a remote actor */
+    if (s->remote) /* a no-op unless mref watches a remote actor */
+        s->remote->demonitor_mref(s->remote_ud, watcher, mref);
     axd_actor *w = watcher.node == 0 ? axd_actor_get_any(s, watcher) : NULL;
     int found = 0;
     if (w && w->x)
@@ -435,7 +441,7 @@ int axd_sup_demonitor(axd_server *s, ax_ref watcher, uint64_t mref, int flush)
     return AX_OK;
 }
 
-void axd_monitors_drop_watcher(axd_server *s, ax_ref watcher)
+void axd_monitors_drop_watcher(axd_rt *s, ax_ref watcher)
 {
     for (uint32_t i = 1; i < s->actors.cap; i++) {
         axd_actor *t = s->actors.ptr[i];
@@ -452,7 +458,7 @@ void axd_monitors_drop_watcher(axd_server *s, ax_ref watcher)
 
 /* The actor is gone for good: fire links and monitors with reason (NULL: a spawn
  * that never happened, so remove them silently), then drop what it held. */
-void axd_actor_free_ext(axd_server *s, axd_actor *a, const char *reason)
+void axd_actor_free_ext(axd_rt *s, axd_actor *a, const char *reason)
 {
     axd_actor_ext *x = a->x;
     if (!x)

@@ -11,21 +11,19 @@
 #include "log.h"
 #include "mailbox.h"
 #include "peer.h"
-#include "server.h"
-#include "shard.h"
-#include "cluster/cluster.h"
+#include "core.h"
 
 #define RUN_TURN_BUDGET 4096 /* actor turns per loop iteration before I/O gets a look */
 #define ENV_POOL_MAX 65536
 
 /* ---------------- message names ---------------- */
 
-uint32_t axd_msg_lookup(axd_server *s, const char *name, size_t len)
+uint32_t axd_msg_lookup(axd_rt *s, const char *name, size_t len)
 {
     return (uint32_t)(uintptr_t)axd_hmap_get(&s->msg_names, name, len);
 }
 
-uint32_t axd_msg_intern(axd_server *s, const char *name, size_t len)
+uint32_t axd_msg_intern(axd_rt *s, const char *name, size_t len)
 {
     if (len == 0 || len > AX_NAME_MAX)
         return 0;
@@ -45,14 +43,14 @@ uint32_t axd_msg_intern(axd_server *s, const char *name, size_t len)
     return id;
 }
 
-const char *axd_msg_name(axd_server *s, uint32_t id)
+const char *axd_msg_name(axd_rt *s, uint32_t id)
 {
     return id && id <= s->n_msg_ids ? s->msg_by_id[id] : "?";
 }
 
 /* ---------------- envelopes ---------------- */
 
-axd_env *axd_env_new(axd_server *s, size_t n)
+axd_env *axd_env_new(axd_rt *s, size_t n)
 {
     axd_env *e;
     if (n <= AXD_ENV_POOL_PAYLOAD) {
@@ -77,7 +75,7 @@ axd_env *axd_env_new(axd_server *s, size_t n)
     return e;
 }
 
-void axd_env_free(axd_server *s, axd_env *e)
+void axd_env_free(axd_rt *s, axd_env *e)
 {
     if (!e)
         return;
@@ -91,7 +89,7 @@ void axd_env_free(axd_server *s, axd_env *e)
 }
 
 /* An envelope that will never be handled: its asker gets `status` now. */
-void axd_env_drop(axd_server *s, axd_env *e, int status)
+void axd_env_drop(axd_rt *s, axd_env *e, int status)
 {
     if (e->ask)
         axd_pending_complete(s, e->ask, e->ask_gen, status, NULL, 0);
@@ -105,12 +103,12 @@ static void pending_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     axd_pending *p = w->data;
-    axd_server *s = ev_userdata(loop);
+    axd_rt *s = ev_userdata(loop);
     s->ctr.ask_timeouts++;
     axd_pending_complete(s, p->slot, p->gen, AX_ETIMEDOUT, NULL, 0);
 }
 
-axd_pending *axd_pending_new(axd_server *s, uint32_t timeout_ms, axd_pending_done done)
+axd_pending *axd_pending_new(axd_rt *s, uint32_t timeout_ms, axd_pending_done done)
 {
     axd_pending *p = ax_try_malloc(sizeof *p);
     if (!p)
@@ -128,7 +126,7 @@ axd_pending *axd_pending_new(axd_server *s, uint32_t timeout_ms, axd_pending_don
     return p;
 }
 
-void axd_pending_complete(axd_server *s, uint32_t slot, uint32_t gen, int status, const void *data, size_t n)
+void axd_pending_complete(axd_rt *s, uint32_t slot, uint32_t gen, int status, const void *data, size_t n)
 {
     axd_pending *p = axd_slots_get(&s->pending, slot, gen);
     if (!p) {
@@ -143,7 +141,7 @@ void axd_pending_complete(axd_server *s, uint32_t slot, uint32_t gen, int status
 
 /* ---------------- scheduling ---------------- */
 
-void axd_actor_schedule(axd_server *s, axd_actor *a)
+void axd_actor_schedule(axd_rt *s, axd_actor *a)
 {
     if (a->in_ready || a->running || a->st == AXD_ST_DEAD || a->st == AXD_ST_RESTARTING)
         return;
@@ -158,7 +156,7 @@ void axd_actor_schedule(axd_server *s, axd_actor *a)
         ev_idle_start(s->loop, &s->run_idle);
 }
 
-static axd_actor *ready_pop(axd_server *s)
+static axd_actor *ready_pop(axd_rt *s)
 {
     axd_actor *a = s->ready_head;
     if (a) {
@@ -171,7 +169,7 @@ static axd_actor *ready_pop(axd_server *s)
     return a;
 }
 
-axd_actor *axd_actor_get(axd_server *s, ax_ref r)
+axd_actor *axd_actor_get(axd_rt *s, ax_ref r)
 {
     if (r.node != 0)
         return NULL;
@@ -179,7 +177,7 @@ axd_actor *axd_actor_get(axd_server *s, ax_ref r)
     return a && (a->st == AXD_ST_RUNNING || a->st == AXD_ST_RESTARTING) ? a : NULL;
 }
 
-axd_actor *axd_actor_get_any(axd_server *s, ax_ref r)
+axd_actor *axd_actor_get_any(axd_rt *s, ax_ref r)
 {
     if (r.node != 0)
         return NULL;
@@ -187,7 +185,7 @@ axd_actor *axd_actor_get_any(axd_server *s, ax_ref r)
     return a && a->st != AXD_ST_DEAD ? a : NULL;
 }
 
-axd_actor *axd_actor_by_name(axd_server *s, const char *name, size_t len)
+axd_actor *axd_actor_by_name(axd_rt *s, const char *name, size_t len)
 {
     axd_actor *a = axd_hmap_get(&s->names, name, len);
     return a && a->st != AXD_ST_DEAD ? a : NULL;
@@ -203,7 +201,7 @@ static ax_handler_fn find_handler(const axd_type *t, uint32_t id)
 
 int axd_actor_handles(const axd_actor *a, uint32_t id) { return id && find_handler(a->type, id) != NULL; }
 
-int axd_actor_deliver(axd_server *s, axd_actor *a, axd_env *e)
+int axd_actor_deliver(axd_rt *s, axd_actor *a, axd_env *e)
 {
     if (!a || a->st == AXD_ST_DEAD || (a->st == AXD_ST_STOPPING && e->kind != AXD_ENV_KILL))
         return AX_ENOPROC;
@@ -239,7 +237,7 @@ int axd_actor_deliver(axd_server *s, axd_actor *a, axd_env *e)
 
 /* ---------------- spawn / stop ---------------- */
 
-static void ctx_init(ax_ctx *cx, axd_server *s, axd_actor *a, axd_env *e)
+static void ctx_init(ax_ctx *cx, axd_rt *s, axd_actor *a, axd_env *e)
 {
     cx->api = &s->api;
     cx->srv = s;
@@ -251,7 +249,7 @@ static void ctx_init(ax_ctx *cx, axd_server *s, axd_actor *a, axd_env *e)
 }
 
 /* Run on_start for a fresh incarnation (state already zeroed). 0 or the error. */
-int axd_actor_start(axd_server *s, axd_actor *a)
+int axd_actor_start(axd_rt *s, axd_actor *a)
 {
     if (!a->type->desc->on_start)
         return AX_OK;
@@ -266,7 +264,7 @@ int axd_actor_start(axd_server *s, axd_actor *a)
 }
 
 /* Undo a spawn whose first on_start failed: nothing fires, the ref never existed. */
-static void spawn_unwind(axd_server *s, axd_actor *a)
+static void spawn_unwind(axd_rt *s, axd_actor *a)
 {
     a->st = AXD_ST_DEAD;
     if (a->name)
@@ -286,7 +284,7 @@ static void spawn_unwind(axd_server *s, axd_actor *a)
 
 /* Create an actor; key (registry key "type\0key", owned by the caller) is set for
  * keyed actors before on_start runs, so a racing get_or_spawn finds it. */
-static int actor_create(axd_server *s, axd_type *t, const ax_spawn_opts *o, const char *key, size_t key_len,
+static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const char *key, size_t key_len,
                         ax_ref *out, const char **why)
 {
     ax_spawn_opts opts = AX_SPAWN_OPTS_INIT;
@@ -330,7 +328,7 @@ static int actor_create(axd_server *s, axd_type *t, const ax_spawn_opts *o, cons
         return AX_ENOMEM;
     }
     a->type = t;
-    a->cap = opts.mailbox_cap ? opts.mailbox_cap : s->cfg.mailbox_capacity;
+    a->cap = opts.mailbox_cap ? opts.mailbox_cap : s->cfg->mailbox_capacity;
     a->trap_exit = opts.trap_exit;
     a->opts = opts;
     a->opts.name = NULL;
@@ -345,7 +343,7 @@ static int actor_create(axd_server *s, axd_type *t, const ax_spawn_opts *o, cons
         a->key[key_len] = 0;
         a->key_len = key_len;
         size_t tl = strlen(a->key);
-        a->shard = axd_route_shard_of(s, a->key + tl + 1, key_len - tl - 1);
+        a->shard = s->gate ? s->gate->shard_of(s->gate_ud, a->key + tl + 1, key_len - tl - 1) : 0;
         axd_hmap_put(&s->keyed, a->key, key_len, a);
         a->knext = s->keyed_head;
         if (s->keyed_head)
@@ -380,7 +378,7 @@ static int actor_create(axd_server *s, axd_type *t, const ax_spawn_opts *o, cons
     return AX_OK;
 }
 
-int axd_actor_spawn(axd_server *s, const char *type, size_t type_len, const ax_spawn_opts *o,
+int axd_actor_spawn(axd_rt *s, const char *type, size_t type_len, const ax_spawn_opts *o,
                    ax_ref *out, const char **why)
 {
     const char *dummy;
@@ -394,9 +392,9 @@ int axd_actor_spawn(axd_server *s, const char *type, size_t type_len, const ax_s
     return actor_create(s, t, o, NULL, 0, out, why);
 }
 
-int axd_actor_spawn_keyed(axd_server *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
+int axd_actor_spawn_keyed(axd_rt *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
                          ax_ref *out, const char **why);
-int axd_actor_spawn_keyed(axd_server *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
+int axd_actor_spawn_keyed(axd_rt *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
                          ax_ref *out, const char **why)
 {
     return actor_create(s, t, o, key, key_len, out, why);
@@ -404,7 +402,7 @@ int axd_actor_spawn_keyed(axd_server *s, axd_type *t, const char *key, size_t ke
 
 /* Final end of an actor (on_stop already ran): fail what is queued, fire links and
  * monitors, emit "stopped", release the name, key and slot. */
-void axd_actor_terminate(axd_server *s, axd_actor *a, const char *reason)
+void axd_actor_terminate(axd_rt *s, axd_actor *a, const char *reason)
 {
     a->st = AXD_ST_DEAD;
     /* A keyed actor stopped because its shard left this node: what it had queued was
@@ -443,8 +441,8 @@ void axd_actor_terminate(axd_server *s, axd_actor *a, const char *reason)
 }
 
 /* Call on_stop for the incarnation that is ending. */
-void axd_actor_call_on_stop(axd_server *s, axd_actor *a, const char *reason);
-void axd_actor_call_on_stop(axd_server *s, axd_actor *a, const char *reason)
+void axd_actor_call_on_stop(axd_rt *s, axd_actor *a, const char *reason);
+void axd_actor_call_on_stop(axd_rt *s, axd_actor *a, const char *reason)
 {
     if (!a->type->desc->on_stop)
         return;
@@ -457,7 +455,7 @@ void axd_actor_call_on_stop(axd_server *s, axd_actor *a, const char *reason)
 
 /* Stop from outside (client, another actor): final, never restarted. "kill" cannot be
  * trapped and ends the actor with reason "killed". */
-int axd_actor_stop(axd_server *s, axd_actor *a, const char *reason)
+int axd_actor_stop(axd_rt *s, axd_actor *a, const char *reason)
 {
     if (!a || a->st == AXD_ST_DEAD || a->st == AXD_ST_STOPPING)
         return AX_ENOPROC;
@@ -499,11 +497,11 @@ static void exit_reason_for_error(ax_ctx *cx, int rc)
  * pause, a slow handler, it is seconds old). Past it, every shard whose deadline passed
  * is dropped at once (their actors get a stop) before anything else runs, and this actor
  * ends with "lease_lost". Returns 1 if the actor may go on. */
-static int keyed_may_run(axd_server *s, axd_actor *a)
+static int keyed_may_run(axd_rt *s, axd_actor *a)
 {
-    if (axd_shards_serving(s->shards, a->shard, NULL))
+    if (s->gate->serving(s->gate_ud, a->shard))
         return 1;
-    axd_shards_expire(s->shards);
+    s->gate->expire(s->gate_ud);
     if (a->st == AXD_ST_DEAD || a->st == AXD_ST_RESTARTING)
         return 0;
     /* A stop queued for it (the manager's on_lost: handover, shutdown, lease_lost) says
@@ -522,9 +520,9 @@ static int keyed_may_run(axd_server *s, axd_actor *a)
 
 /* The same in the middle of a batch, with the envelope taken from the mailbox but not
  * handled: it is refused (its asker gets AX_EBUSY, retryable) before the actor ends. */
-static int keyed_may_run_with(axd_server *s, axd_actor *a, axd_env *e)
+static int keyed_may_run_with(axd_rt *s, axd_actor *a, axd_env *e)
 {
-    if (axd_shards_serving(s->shards, a->shard, NULL))
+    if (s->gate->serving(s->gate_ud, a->shard))
         return 1;
     a->running = 0;
     axd_env_drop(s, e, AX_EBUSY);
@@ -533,11 +531,11 @@ static int keyed_may_run_with(axd_server *s, axd_actor *a, axd_env *e)
 }
 
 /* Run one actor for up to one batch. Returns 1 if it still has work. */
-static int run_actor(axd_server *s, axd_actor *a)
+static int run_actor(axd_rt *s, axd_actor *a)
 {
-    uint32_t budget = s->cfg.batch;
+    uint32_t budget = s->cfg->batch;
     ax_ctx cx;
-    int fenced = a->key && s->shards;
+    int fenced = a->key && s->gate;
     if (fenced && !keyed_may_run(s, a))
         return 0;
     a->running = 1;
@@ -601,7 +599,7 @@ static int run_actor(axd_server *s, axd_actor *a)
 
 /* Run ready actors; called from the loop's check watcher and right after client I/O so
  * a request is answered in the same loop iteration. */
-void axd_runtime_run(axd_server *s)
+void axd_runtime_run(axd_rt *s)
 {
     unsigned turns = 0;
     axd_actor *a;
@@ -617,9 +615,10 @@ static void run_check_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
     (void)loop;
     (void)revents;
-    axd_server *s = w->data;
+    axd_rt *s = w->data;
     axd_runtime_run(s);
-    axd_listener_flush(s);
+    if (s->sink)
+        s->sink->flush(s->sink_ud);
 }
 
 static void run_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
@@ -639,7 +638,7 @@ static uint32_t api_msg_id(ax_ctx *cx, const char *name)
 
 static ax_ref api_self(ax_ctx *cx) { return (ax_ref){cx->self->slot, cx->self->gen, 0}; }
 
-static int send_user(axd_server *s, ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, axd_env **pe)
+static int send_user(axd_rt *s, ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, axd_env **pe)
 {
     axd_actor *a = axd_actor_get(s, to);
     if (!a)
@@ -660,13 +659,13 @@ static int send_user(axd_server *s, ax_ctx *cx, ax_ref to, uint32_t msg, const v
 
 static int api_tell(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n)
 {
-    axd_server *s = cx->srv;
+    axd_rt *s = cx->srv;
     axd_env *e;
     if (to.node != 0) { /* a remote ref: only the bytes cross */
         if (to.node == AXD_NODE_CLIENT || !msg || msg > s->n_msg_ids)
             return AX_EINVAL;
         ax_ref from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
-        int rc = axd_cluster_tell(s, to, msg, p, n, from);
+        int rc = s->remote ? s->remote->tell(s->remote_ud, to, msg, p, n, from) : AX_ENOPROC;
         if (rc == AX_OK)
             s->ctr.tells++;
         return rc;
@@ -682,7 +681,7 @@ static int api_tell(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n
     return rc;
 }
 
-static void actor_ask_done(axd_server *s, axd_pending *p, int status, const void *data, size_t n)
+static void actor_ask_done(axd_rt *s, axd_pending *p, int status, const void *data, size_t n)
 {
     axd_actor *a = axd_actor_get(s, p->u.actor.asker);
     if (!a)
@@ -703,8 +702,8 @@ static void actor_ask_done(axd_server *s, axd_pending *p, int status, const void
 /* A pending ask whose reply goes to the running actor as message reply_msg. */
 static axd_pending *actor_pending(ax_ctx *cx, uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag)
 {
-    axd_server *s = cx->srv;
-    axd_pending *pd = axd_pending_new(s, timeout_ms ? timeout_ms : s->cfg.ask_timeout_ms, actor_ask_done);
+    axd_rt *s = cx->srv;
+    axd_pending *pd = axd_pending_new(s, timeout_ms ? timeout_ms : s->cfg->ask_timeout_ms, actor_ask_done);
     if (pd) {
         pd->u.actor.asker = (ax_ref){cx->self->slot, cx->self->gen, 0};
         pd->u.actor.reply_msg = reply_msg;
@@ -714,7 +713,7 @@ static axd_pending *actor_pending(ax_ctx *cx, uint32_t timeout_ms, uint32_t repl
 }
 
 /* Drop a pending ask that was never handed on: no completion runs. */
-static void pending_discard(axd_server *s, axd_pending *pd)
+static void pending_discard(axd_rt *s, axd_pending *pd)
 {
     axd_slots_release(&s->pending, pd->slot);
     ev_timer_stop(s->loop, &pd->timer);
@@ -724,7 +723,7 @@ static void pending_discard(axd_server *s, axd_pending *pd)
 static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, uint32_t timeout_ms,
                    uint32_t reply_msg, uint64_t tag)
 {
-    axd_server *s = cx->srv;
+    axd_rt *s = cx->srv;
     axd_env *e = NULL;
     int rc;
     if (!reply_msg || reply_msg > s->n_msg_ids || !cx->self || !msg || msg > s->n_msg_ids || to.node == AXD_NODE_CLIENT)
@@ -737,7 +736,8 @@ static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n,
         return AX_ENOMEM;
     }
     if (to.node != 0) {
-        rc = axd_cluster_ask(s, to, msg, p, n, pd, (ax_ref){cx->self->slot, cx->self->gen, 0}); /* only bytes cross */
+        rc = s->remote ? s->remote->ask(s->remote_ud, to, msg, p, n, pd, (ax_ref){cx->self->slot, cx->self->gen, 0})
+                       : AX_ENOPROC; /* only bytes cross */
     } else {
         e->ask = pd->slot;
         e->ask_gen = pd->gen;
@@ -827,14 +827,15 @@ static void api_log(ax_ctx *cx, int level, const char *text)
 static uint64_t api_epoch(ax_ctx *cx)
 {
     if (cx->self && cx->self->key)
-        return axd_route_actor_epoch(cx->srv, cx->self); /* the shard's current fencing token */
+        return cx->self->key && cx->srv->gate ? cx->srv->gate->epoch(cx->srv->gate_ud, cx->self->shard)
+                                              : 0; /* the shard's current fencing token */
     return cx->cur ? cx->cur->epoch : 0;
 }
 static double api_now(ax_ctx *cx) { return ev_now(cx->srv->loop); }
 
 typedef struct send_after_timer {
     ev_timer t;
-    axd_server *s;
+    axd_rt *s;
     ax_ref to, from;
     uint32_t msg;
     size_t n;
@@ -846,7 +847,7 @@ static void send_after_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     send_after_timer *t = (send_after_timer *)w;
-    axd_server *s = t->s;
+    axd_rt *s = t->s;
     axd_actor *a = axd_actor_get(s, t->to);
     if (a) {
         axd_env *e = axd_env_new(s, t->n);
@@ -863,7 +864,7 @@ static void send_after_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static int api_send_after(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, uint32_t ms)
 {
-    axd_server *s = cx->srv;
+    axd_rt *s = cx->srv;
     if (!axd_actor_get(s, to))
         return AX_ENOPROC;
     if (!msg || msg > s->n_msg_ids)
@@ -940,16 +941,16 @@ static int api_subscribe_events(ax_ctx *cx, int on)
 static int key_send(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
                     int direct, axd_pending *pd)
 {
-    axd_server *s = cx->srv;
+    axd_rt *s = cx->srv;
     ax_ref ref, from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
     const char *why = NULL;
     if (!type || !key || !msg || msg > s->n_msg_ids)
         return AX_EINVAL;
     size_t tlen = strlen(type), klen = strlen(key);
     int rc = axd_registry_route(s, type, tlen, key, klen, 0, !direct, &ref, &why);
-    if (rc == AX_EBUSY && s->cluster) {
+    if (rc == AX_EBUSY && s->remote && s->gate) {
         const char *name = axd_msg_name(s, msg);
-        return axd_route_send(s, type, tlen, key, klen, (pd ? AX_PK_ASK : 0) | (direct ? AX_PK_DIRECT : 0), name,
+        return s->gate->forward(s->gate_ud, type, tlen, key, klen, (pd ? AX_PK_ASK : 0) | (direct ? AX_PK_DIRECT : 0), name,
                              strlen(name), p, n, from, pd);
     }
     if (rc)
@@ -983,7 +984,7 @@ static int api_tell_key(ax_ctx *cx, const char *type, const char *key, uint32_t 
 static int api_ask_key(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
                        uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag, int direct)
 {
-    axd_server *s = cx->srv;
+    axd_rt *s = cx->srv;
     if (!cx->self || !reply_msg || reply_msg > s->n_msg_ids)
         return AX_EINVAL;
     axd_pending *pd = actor_pending(cx, timeout_ms, reply_msg, tag);
@@ -1005,9 +1006,16 @@ static const char *api_key(ax_ctx *cx)
     return cx->self->key + strlen(cx->self->key) + 1; /* "type\0key" */
 }
 
-void axd_runtime_init(axd_server *s)
+void axd_runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg, const char *node_id)
 {
-    axd_slots_init(&s->actors, s->cfg.max_actors);
+    memset(s, 0, sizeof *s);
+    s->loop = loop;
+    s->cfg = cfg;
+    snprintf(s->node_id, sizeof s->node_id, "%s", node_id ? node_id : "");
+    s->started_at = ev_now(loop);
+    ev_set_userdata(loop, s); /* timers of actors and restarts find their runtime */
+    axd_hash_seed_init();
+    axd_slots_init(&s->actors, s->cfg->max_actors);
     axd_slots_init(&s->pending, 1u << 24);
     axd_hmap_init(&s->names);
     axd_hmap_init(&s->msg_names);
@@ -1053,7 +1061,7 @@ void axd_runtime_init(axd_server *s)
 }
 
 /* Stop every actor now (shutdown): on_stop runs, queued asks fail, nothing restarts. */
-void axd_runtime_stop_all(axd_server *s, const char *reason)
+void axd_runtime_stop_all(axd_rt *s, const char *reason)
 {
     for (uint32_t i = 1; i < s->actors.cap; i++) {
         axd_actor *a = s->actors.ptr[i];
@@ -1063,7 +1071,7 @@ void axd_runtime_stop_all(axd_server *s, const char *reason)
     s->ready_head = s->ready_tail = NULL;
 }
 
-void axd_runtime_free(axd_server *s)
+void axd_runtime_free(axd_rt *s)
 {
     axd_runtime_stop_all(s, "shutdown");
     axd_registry_free(s);
@@ -1134,9 +1142,9 @@ static int prefix_of(const char *p, size_t pn, const char *s, size_t sn)
     return pn <= sn && (!pn || !memcmp(p, s, pn));
 }
 
-cJSON *axd_runtime_actors_json(axd_server *s) { return axd_runtime_actors_page(s, NULL, 0); }
+cJSON *axd_runtime_actors_json(axd_rt *s) { return axd_runtime_actors_page(s, NULL, 0); }
 
-cJSON *axd_runtime_actors_page(axd_server *s, const ax_actors_query *q, size_t max_bytes)
+cJSON *axd_runtime_actors_page(axd_rt *s, const ax_actors_query *q, size_t max_bytes)
 {
     ax_actors_query none;
     if (!q) {
@@ -1147,7 +1155,7 @@ cJSON *axd_runtime_actors_page(axd_server *s, const ax_actors_query *q, size_t m
     if (limit > AXD_ACTORS_PAGE_MAX)
         limit = AXD_ACTORS_PAGE_MAX;
     if (!max_bytes)
-        max_bytes = (size_t)s->cfg.max_frame / 2;
+        max_bytes = (size_t)s->cfg->max_frame / 2;
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "actors");
     uint32_t n = 0, i = q->cursor ? (uint32_t)q->cursor : 1;
     size_t bytes = 64;
@@ -1197,7 +1205,25 @@ cJSON *axd_runtime_actors_page(axd_server *s, const ax_actors_query *q, size_t m
     return doc;
 }
 
-cJSON *axd_runtime_status_json(axd_server *s)
+void axd_rt_set_remote(axd_rt *s, const axd_remote_ops *ops, void *ud)
+{
+    s->remote = ops;
+    s->remote_ud = ops ? ud : NULL;
+}
+
+void axd_rt_set_sink(axd_rt *s, const axd_client_sink *ops, void *ud)
+{
+    s->sink = ops;
+    s->sink_ud = ops ? ud : NULL;
+}
+
+void axd_rt_set_gate(axd_rt *s, const axd_shard_gate *ops, void *ud)
+{
+    s->gate = ops;
+    s->gate_ud = ops ? ud : NULL;
+}
+
+cJSON *axd_runtime_status_json(axd_rt *s)
 {
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "node", s->node_id);
@@ -1208,7 +1234,6 @@ cJSON *axd_runtime_status_json(axd_server *s)
     for (uint32_t i = 1; i < s->actors.cap; i++)
         live += s->actors.ptr[i] != NULL;
     cJSON_AddNumberToObject(doc, "actors", live);
-    cJSON_AddNumberToObject(doc, "clients", s->n_conns);
     cJSON_AddNumberToObject(doc, "plugins", (double)s->n_plugins);
     cJSON_AddNumberToObject(doc, "types", (double)s->types.len);
     cJSON *c = cJSON_AddObjectToObject(doc, "counters");
@@ -1238,6 +1263,5 @@ cJSON *axd_runtime_status_json(axd_server *s)
 #undef CTR
     cJSON_AddNumberToObject(doc, "keyed_actors", (double)s->keyed.len);
     cJSON_AddNumberToObject(doc, "event_subscribers", (double)s->n_subs);
-    axd_route_status(s, doc);
     return doc;
 }

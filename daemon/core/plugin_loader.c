@@ -16,7 +16,7 @@
 #include "ax_mem.h"
 #include "log.h"
 #include "config_check.h"
-#include "server.h"
+#include "core.h"
 
 /* after ev.h: elf.h defines EV_NONE/EV_CURRENT/EV_NUM (ELF versions), which libev uses */
 #include <elf.h>
@@ -39,7 +39,7 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
-int axd_type_register(axd_server *s, const ax_actor_type *d, axd_plugin *p, axd_type **out, char *err, size_t errlen)
+int axd_type_register(axd_rt *s, const ax_actor_type *d, axd_plugin *p, axd_type **out, char *err, size_t errlen)
 {
     if (!d || d->size < MIN_TYPE_SIZE)
         return fail(err, errlen, AX_EABI, "actor type descriptor is missing or too small");
@@ -77,7 +77,7 @@ int axd_type_register(axd_server *s, const ax_actor_type *d, axd_plugin *p, axd_
     return AX_OK;
 }
 
-void axd_type_unregister(axd_server *s, axd_type *t)
+void axd_type_unregister(axd_rt *s, axd_type *t)
 {
     if (!t)
         return;
@@ -87,7 +87,7 @@ void axd_type_unregister(axd_server *s, axd_type *t)
     ax_free(t);
 }
 
-static void plugin_free(axd_server *s, axd_plugin *p)
+static void plugin_free(axd_rt *s, axd_plugin *p)
 {
     if (!p)
         return;
@@ -101,7 +101,7 @@ static void plugin_free(axd_server *s, axd_plugin *p)
     ax_free(p);
 }
 
-static axd_plugin *plugin_by_name(axd_server *s, const char *name, size_t *idx)
+static axd_plugin *plugin_by_name(axd_rt *s, const char *name, size_t *idx)
 {
     for (size_t i = 0; i < s->n_plugins; i++) {
         if (strcmp(s->plugins[i]->name, name) == 0) {
@@ -203,14 +203,14 @@ static int desc_check(const char *path, const void *d, char *err, size_t errlen)
 }
 
 /* A bare name ("counter") is looked up as plugins.dir/counter.so. */
-static int resolve_path(axd_server *s, const char *in, char *out, size_t outlen)
+static int resolve_path(axd_rt *s, const char *in, char *out, size_t outlen)
 {
-    return axd_plugin_resolve(s->cfg.plugin_dir, in, out, outlen);
+    return axd_plugin_resolve(s->cfg->plugin_dir, in, out, outlen);
 }
 
-int axd_plugin_load_runtime(axd_server *s, const char *in, uid_t client_uid, axd_plugin **out, char *err, size_t errlen)
+int axd_plugin_load_runtime(axd_rt *s, const char *in, uid_t client_uid, axd_plugin **out, char *err, size_t errlen)
 {
-    const char *mode = s->cfg.plugins_runtime_load ? s->cfg.plugins_runtime_load : "owner";
+    const char *mode = s->cfg->plugins_runtime_load ? s->cfg->plugins_runtime_load : "owner";
     if (!strcmp(mode, "off"))
         return fail(err, errlen, AX_EPERM, "loading plugins at run time is off (plugins.runtime_load = off)");
     if (!strcmp(mode, "owner") && client_uid != 0 && client_uid != geteuid())
@@ -222,8 +222,8 @@ int axd_plugin_load_runtime(axd_server *s, const char *in, uid_t client_uid, axd
      * trusted directory, resolved (no symlink games), owned and writable as a system dir */
     char path[PATH_MAX], real[PATH_MAX], dreal[PATH_MAX];
     int n = in && in[0] == '/' ? snprintf(path, sizeof path, "%s", in)
-            : in && strchr(in, '/') ? snprintf(path, sizeof path, "%s/%s", s->cfg.plugin_dir, in)
-                                    : (axd_plugin_resolve(s->cfg.plugin_dir, in ? in : "", path, sizeof path) ? -1 : 1);
+            : in && strchr(in, '/') ? snprintf(path, sizeof path, "%s/%s", s->cfg->plugin_dir, in)
+                                    : (axd_plugin_resolve(s->cfg->plugin_dir, in ? in : "", path, sizeof path) ? -1 : 1);
     if (!in || !*in || n < 0 || (size_t)n >= sizeof path)
         return fail(err, errlen, AX_EINVAL, "invalid plugin path");
     if (!realpath(path, real))
@@ -231,15 +231,15 @@ int axd_plugin_load_runtime(axd_server *s, const char *in, uid_t client_uid, axd
     char *slash = strrchr(real, '/');
     size_t dl = slash ? (size_t)(slash - real) : 0;
     int allowed = 0;
-    for (size_t i = 0; i <= s->cfg.n_plugins_trusted_dirs && !allowed; i++) {
-        const char *d = i == 0 ? s->cfg.plugin_dir : s->cfg.plugins_trusted_dirs[i - 1];
+    for (size_t i = 0; i <= s->cfg->n_plugins_trusted_dirs && !allowed; i++) {
+        const char *d = i == 0 ? s->cfg->plugin_dir : s->cfg->plugins_trusted_dirs[i - 1];
         if (d && realpath(d, dreal) && strlen(dreal) == (dl ? dl : 1) && !strncmp(dreal, real, dl ? dl : 1))
             allowed = 1;
     }
     if (!allowed)
         return fail(err, errlen, AX_EPERM,
                     "%s: run-time loads come only from plugins.dir (%s) or plugins.trusted_dirs", real,
-                    s->cfg.plugin_dir);
+                    s->cfg->plugin_dir);
     struct stat st;
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%.*s", (int)(dl ? dl : 1), real);
@@ -252,7 +252,7 @@ int axd_plugin_load_runtime(axd_server *s, const char *in, uid_t client_uid, axd
     return axd_plugin_load(s, real, out, err, errlen);
 }
 
-int axd_plugin_load(axd_server *s, const char *in, axd_plugin **out, char *err, size_t errlen)
+int axd_plugin_load(axd_rt *s, const char *in, axd_plugin **out, char *err, size_t errlen)
 {
     char path[PATH_MAX];
     struct stat st;
@@ -341,7 +341,7 @@ out_close:
     return rc;
 }
 
-int axd_plugin_unload(axd_server *s, const char *name, char *err, size_t errlen)
+int axd_plugin_unload(axd_rt *s, const char *name, char *err, size_t errlen)
 {
     size_t idx;
     axd_plugin *p = plugin_by_name(s, name, &idx);
@@ -359,7 +359,7 @@ int axd_plugin_unload(axd_server *s, const char *name, char *err, size_t errlen)
     return AX_OK;
 }
 
-void axd_plugins_unload_all(axd_server *s)
+void axd_plugins_unload_all(axd_rt *s)
 {
     while (s->n_plugins)
         plugin_free(s, s->plugins[--s->n_plugins]);
@@ -385,7 +385,7 @@ cJSON *axd_plugin_json(const axd_plugin *p)
     return o;
 }
 
-cJSON *axd_plugins_json(axd_server *s)
+cJSON *axd_plugins_json(axd_rt *s)
 {
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "plugins");
     for (size_t i = 0; i < s->n_plugins; i++)

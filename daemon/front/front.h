@@ -1,0 +1,42 @@
+/* The client front end: the Unix socket listener, request dispatch and the control
+ * documents (status, actors, nodes, shards, plugins). It implements the core's client
+ * sink (installed by axd_listener_start) and uses the core, keyed routing and the
+ * cluster. */
+#ifndef AXD_FRONT_H
+#define AXD_FRONT_H
+
+#include <ev.h>
+
+#include "cluster.h"
+#include "core.h"
+#include "keyed.h"
+
+struct axd_conn;
+
+typedef struct axd_front {
+    axd_rt *rt;
+    struct ev_loop *loop;
+    const axd_config *cfg;
+    axd_keyed *keyed;        /* routing of keyed requests, the shards document */
+    axd_cluster *cluster;    /* NULL while the cluster is off (set by the composition root) */
+    int listen_fd;
+    ev_io listen_io;
+    axd_slots conns;
+    struct axd_conn *dirty;  /* connections with output to flush */
+    uint32_t n_conns;
+    int socket_created;
+    ev_timer accept_pause;
+} axd_front;
+
+/* Bind client.socket and accept; installs the client sink into rt. keyed stays the
+ * caller's; s->cluster is set by the caller while a cluster runs. */
+int axd_listener_start(axd_front *s, axd_rt *rt, axd_keyed *keyed, char *err, size_t errlen);
+/* Stop accepting (the socket stays until axd_listener_stop). */
+void axd_listener_pause(axd_front *s);
+void axd_listener_stop(axd_front *s);
+/* Flush output of connections that got replies during this loop iteration. */
+void axd_listener_flush(axd_front *s);
+/* The STATUS document: the runtime's, with the clients and the shards added. */
+struct cJSON *axd_front_status_json(axd_front *s);
+
+#endif

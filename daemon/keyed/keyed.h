@@ -1,0 +1,66 @@
+/* The keyed layer as the rest of the daemon sees it: the lease manager of this node's
+ * shards over a lease store, and routing of (type, key) messages on top of it. It
+ * implements the core's shard gate (installed into the runtime by axd_route_start) and
+ * forwards messages for shards held elsewhere through the core's remote table. Uses the
+ * core and util only. */
+#ifndef AXD_KEYED_H
+#define AXD_KEYED_H
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+
+struct cJSON;
+struct axd_lease_store;
+struct axd_shards;
+struct axd_route_shard;
+
+typedef struct axd_keyed {
+    axd_rt *rt;                         /* the runtime whose keyed actors it gates */
+    struct ev_loop *loop;
+    const axd_config *cfg;
+    struct axd_shards *shards;          /* lease manager; NULL before start */
+    struct axd_lease_store *lease_store;
+    int lease_store_borrowed;          /* axd_route_start_store: the caller frees the store */
+    ev_timer shards_grace;
+    int shards_stopped;
+    int stopping;
+    struct axd_route_shard *route_shards; /* per shard: cached owner, waiting messages */
+    char route_owner[256];               /* this node's lease owner id */
+    ev_timer membership;
+    double store_down_since;             /* monotonic time the store connection was lost; 0 = up */
+} axd_keyed;
+
+/* Start the lease manager for rt (shards.count, lease.* of rt->cfg) and install the
+ * shard gate; k is the caller's (zeroed by this call). */
+int axd_route_start(axd_keyed *s, axd_rt *rt, char *err, size_t errlen);
+/* Start routing over a store the caller owns (in-process tests: several nodes sharing one
+ * memory store): borrowed, it must outlive axd_route_free, which does not free it. */
+int axd_route_start_store(axd_keyed *s, axd_rt *rt, struct axd_lease_store *store, char *err, size_t errlen);
+int axd_route_stop(axd_keyed *s); /* 1: keep the loop running until the releases finish */
+void axd_route_free(axd_keyed *s);  /* also a keyed layer never started (zeroed) */
+uint32_t axd_route_shard_of(axd_keyed *s, const char *key, size_t klen);
+/* May this node deliver to key's actor now? 0 and the shard epoch, AX_EBUSY (not served
+ * here) or AX_ESTALE (msg_epoch is not the current epoch); msg_epoch 0 = not fenced. */
+int axd_route_check(axd_keyed *s, const char *key, size_t klen, uint64_t msg_epoch, uint64_t *epoch, const char **why);
+/* A keyed message for a shard this node does not serve: forward it to the shard's
+ * owner (looked up in the lease store, cached briefly). kflags: AX_PK_DIRECT, AX_PK_ASK
+ * (proto/peer.h). pd NULL: fire-and-forget; else completed exactly once (ask: reply;
+ * tell: empty OK once the owner queued it; or an error: EBUSY when no node holds the
+ * shard now, ESTALE, ENOCONN...). An error return leaves pd untouched. */
+int axd_route_send(axd_keyed *s, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
+                  const char *msg, size_t mlen, const void *p, size_t n, ax_ref from, axd_pending *pd);
+struct cJSON *axd_route_shards_json(axd_keyed *s, int all);
+void axd_route_status(axd_keyed *s, struct cJSON *doc); /* adds "shards" and "lease_store" */
+/* Does this node reach its lease store (connected, or lost for less than one renew
+ * interval)? 1 without a lease manager. Sent in heartbeats: peers count a node in the
+ * fair share only while it does. */
+int axd_route_store_ok(axd_keyed *s);
+/* Epochs never go backwards: a peer knows `epoch` for shard (EPOCHS record). */
+void axd_route_note_epoch(axd_keyed *s, uint32_t shard, uint64_t epoch, const char *from);
+/* The highest epoch known per shard, for shards >= from where one is known (ascending):
+ * up to cap pairs; returns how many. */
+size_t axd_route_known_epochs(axd_keyed *s, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap);
+
+#endif
