@@ -9,8 +9,7 @@
 #include "ax_mem.h"
 #include "config.h"
 #include "log.h"
-#include "mailbox.h"
-#include "core.h"
+#include "core_int.h" /* the core's own test: its internals too */
 
 #include <check.h>
 

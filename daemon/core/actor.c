@@ -9,9 +9,8 @@
 #include "ax_build_config.h"
 #include "ax_mem.h"
 #include "log.h"
-#include "mailbox.h"
 #include "peer.h"
-#include "core.h"
+#include "core_int.h"
 
 #define RUN_TURN_BUDGET 4096 /* actor turns per loop iteration before I/O gets a look */
 #define ENV_POOL_MAX 65536
@@ -441,7 +440,6 @@ void axd_actor_terminate(axd_rt *s, axd_actor *a, const char *reason)
 }
 
 /* Call on_stop for the incarnation that is ending. */
-void axd_actor_call_on_stop(axd_rt *s, axd_actor *a, const char *reason);
 void axd_actor_call_on_stop(axd_rt *s, axd_actor *a, const char *reason)
 {
     if (!a->type->desc->on_stop)

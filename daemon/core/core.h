@@ -323,9 +323,6 @@ struct cJSON *axd_runtime_actors_page(axd_rt *s, const ax_actors_query *q, size_
 void axd_json_add_key(struct cJSON *o, const axd_actor *a);
 
 /* ---- supervisor.c: restarts, links, monitors ---- */
-/* The one exit path of an incarnation. external: stopped from outside (final, no
- * restart). Otherwise the restart policy decides. */
-void axd_actor_exit(axd_rt *s, axd_actor *a, const char *reason, int external);
 int axd_sup_link(axd_rt *s, axd_actor *a, ax_ref other, int *noproc);
 int axd_sup_unlink(axd_rt *s, axd_actor *a, ax_ref other);
 /* Monitor target on behalf of watcher (an actor ref or a client ref). */
@@ -335,19 +332,11 @@ int axd_sup_demonitor(axd_rt *s, ax_ref watcher, uint64_t mref, int flush);
 void axd_runtime_deliver_down(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason);
 /* A client went away: remove the monitors it held on local actors. */
 void axd_monitors_drop_watcher(axd_rt *s, ax_ref watcher);
-/* Handle a control EXIT envelope when taken: the actor exits with its reason (restart
- * policy applies), unless it was a link's signal and the link is gone (ignored; e freed).
- * Returns 1 if the actor is gone/restarting. */
-int axd_handle_exit_signal(axd_rt *s, axd_actor *a, axd_env *e);
-/* A "$exit" message about to be handled: 0 if it must be dropped (its link was removed
- * by ax_unlink after it was queued), else 1 (and the link entry is consumed). */
-int axd_exit_msg_live(axd_rt *s, axd_actor *a, const axd_env *e);
 /* Erlang's exit/2: an exit signal with reason from `from` (AX_REF_NONE: a client) to a.
  * "kill": untrappable, a ends with "killed" (restart policy applies); a trapping a gets
  * "$exit"; "normal" to a non-trapping a is ignored; any other reason ends a (restart
  * policy applies). */
 int axd_sup_exit(axd_rt *s, ax_ref from, axd_actor *a, const char *reason);
-void axd_actor_free_ext(axd_rt *s, axd_actor *a, const char *reason);
 int axd_reason_is_normal(const char *r);
 
 /* ---- registry.c: keyed actors and the idle reaper ---- */
@@ -366,11 +355,7 @@ void axd_event_emit(axd_rt *s, axd_actor *a, const char *event, const char *reas
 int axd_events_subscribe(axd_rt *s, ax_ref who, const char *filter, size_t flen, uint32_t req_id);
 int axd_events_unsubscribe(axd_rt *s, ax_ref who);
 void axd_events_free(axd_rt *s);
-/* ---- actor.c internals shared with the files above ---- */
-void axd_actor_terminate(axd_rt *s, axd_actor *a, const char *reason);
-int axd_actor_start(axd_rt *s, axd_actor *a);
-void axd_actor_schedule(axd_rt *s, axd_actor *a);
-void axd_env_drop(axd_rt *s, axd_env *e, int status);
+/* ---- actor.c: running the runtime (the loop does it; tests step it) ---- */
 void axd_runtime_run(axd_rt *s);
 void axd_runtime_stop_all(axd_rt *s, const char *reason);
 axd_actor *axd_actor_get_any(axd_rt *s, ax_ref r); /* also RESTARTING/STOPPING */

@@ -8,7 +8,7 @@
 
 #include "ax_mem.h"
 #include "log.h"
-#include "core.h"
+#include "core_int.h"
 
 static int sub_index(axd_rt *s, ax_ref who)
 {

@@ -16,7 +16,7 @@
 #include "ax_mem.h"
 #include "log.h"
 #include "config_check.h"
-#include "core.h"
+#include "core_int.h"
 
 /* after ev.h: elf.h defines EV_NONE/EV_CURRENT/EV_NUM (ELF versions), which libev uses */
 #include <elf.h>

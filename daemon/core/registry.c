@@ -5,7 +5,7 @@
 
 #include "ax_mem.h"
 #include "log.h"
-#include "core.h"
+#include "core_int.h"
 
 int axd_actor_spawn_keyed(axd_rt *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
                          ax_ref *out, const char **why);

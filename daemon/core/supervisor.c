@@ -6,10 +6,8 @@
 
 #include "ax_mem.h"
 #include "log.h"
-#include "mailbox.h"
-#include "core.h"
+#include "core_int.h"
 
-void axd_actor_call_on_stop(axd_rt *s, axd_actor *a, const char *reason);
 
 #define DEFAULT_MAX_RESTARTS 3
 #define DEFAULT_RESTART_WINDOW_MS 5000

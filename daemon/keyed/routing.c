@@ -9,7 +9,6 @@
 
 #include "ax_mem.h"
 #include "log.h"
-#include "mailbox.h"
 #include "monotime.h"
 #include "peer.h"
 #include "keyed.h"

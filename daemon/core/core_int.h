@@ -1,0 +1,28 @@
+/* The runtime core's private header: what actor.c, supervisor.c, registry.c and
+ * events.c share among themselves, and the mailbox operations. Nothing outside
+ * daemon/core/ includes it (but the core's own unit test). */
+#ifndef AXD_CORE_INT_H
+#define AXD_CORE_INT_H
+
+#include "core.h"
+#include "mailbox.h"
+
+/* The one exit path of an incarnation. external: stopped from outside (final, no
+ * restart). Otherwise the restart policy decides. */
+void axd_actor_exit(axd_rt *s, axd_actor *a, const char *reason, int external);
+/* Handle a control EXIT envelope when taken: the actor exits with its reason (restart
+ * policy applies), unless it was a link's signal and the link is gone (ignored; e freed).
+ * Returns 1 if the actor is gone/restarting. */
+int axd_handle_exit_signal(axd_rt *s, axd_actor *a, axd_env *e);
+/* A "$exit" message about to be handled: 0 if it must be dropped (its link was removed
+ * by ax_unlink after it was queued), else 1 (and the link entry is consumed). */
+int axd_exit_msg_live(axd_rt *s, axd_actor *a, const axd_env *e);
+void axd_actor_free_ext(axd_rt *s, axd_actor *a, const char *reason);
+void axd_actor_terminate(axd_rt *s, axd_actor *a, const char *reason);
+int axd_actor_start(axd_rt *s, axd_actor *a);
+void axd_actor_schedule(axd_rt *s, axd_actor *a);
+void axd_env_drop(axd_rt *s, axd_env *e, int status);
+/* Run a plugin's on_stop for the incarnation ending with reason (once). */
+void axd_actor_call_on_stop(axd_rt *s, axd_actor *a, const char *reason);
+
+#endif
