@@ -11,40 +11,69 @@
 #include "log.h"
 #include "peer.h"
 #include "core_int.h"
+#include "workers.h"
 
 #define RUN_TURN_BUDGET 4096 /* actor turns per loop iteration before I/O gets a look */
 #define ENV_POOL_MAX 65536
 
 /* ---------------- message names ---------------- */
 
+static axd_msgtab *msgtab_new(void)
+{
+    axd_msgtab *m = ax_calloc(1, sizeof *m);
+    pthread_mutex_init(&m->mu, NULL);
+    axd_hmap_init(&m->names);
+    m->by_id = ax_calloc(AXD_MSG_IDS_MAX + 1, sizeof *m->by_id); /* pages touched only when used */
+    atomic_init(&m->n, 0);
+    atomic_init(&m->users, 1);
+    return m;
+}
+
+static void msgtab_release(axd_msgtab *m)
+{
+    if (!m || atomic_fetch_sub(&m->users, 1) != 1)
+        return;
+    axd_hmap_free(&m->names);
+    for (uint32_t i = 1, n = atomic_load(&m->n); i <= n; i++)
+        ax_free(m->by_id[i]);
+    ax_free(m->by_id);
+    pthread_mutex_destroy(&m->mu);
+    ax_free(m);
+}
+
 uint32_t axd_msg_lookup(axd_rt *s, const char *name, size_t len)
 {
-    return (uint32_t)(uintptr_t)axd_hmap_get(&s->msg_names, name, len);
+    axd_msgtab *m = s->msgs;
+    pthread_mutex_lock(&m->mu);
+    uint32_t id = (uint32_t)(uintptr_t)axd_hmap_get(&m->names, name, len);
+    pthread_mutex_unlock(&m->mu);
+    return id;
 }
 
 uint32_t axd_msg_intern(axd_rt *s, const char *name, size_t len)
 {
+    axd_msgtab *m = s->msgs;
     if (len == 0 || len > AX_NAME_MAX)
         return 0;
-    uint32_t id = axd_msg_lookup(s, name, len);
-    if (id)
-        return id;
     /* '$' names are system messages; plugins may declare handlers for them. */
     if (ax_name_valid(name, len) != 0)
         return 0;
-    if (s->n_msg_ids + 1 >= s->msg_cap) {
-        s->msg_cap = s->msg_cap ? s->msg_cap * 2 : 64;
-        s->msg_by_id = ax_realloc(s->msg_by_id, s->msg_cap * sizeof *s->msg_by_id);
+    pthread_mutex_lock(&m->mu);
+    uint32_t id = (uint32_t)(uintptr_t)axd_hmap_get(&m->names, name, len);
+    uint32_t n = atomic_load_explicit(&m->n, memory_order_relaxed);
+    if (!id && n < AXD_MSG_IDS_MAX) {
+        id = n + 1;
+        m->by_id[id] = ax_strndup(name, len);
+        axd_hmap_put(&m->names, m->by_id[id], len, (void *)(uintptr_t)id);
+        atomic_store_explicit(&m->n, id, memory_order_release); /* after the name is written */
     }
-    id = ++s->n_msg_ids;
-    s->msg_by_id[id] = ax_strndup(name, len);
-    axd_hmap_put(&s->msg_names, s->msg_by_id[id], len, (void *)(uintptr_t)id);
+    pthread_mutex_unlock(&m->mu);
     return id;
 }
 
 const char *axd_msg_name(axd_rt *s, uint32_t id)
 {
-    return id && id <= s->n_msg_ids ? s->msg_by_id[id] : "?";
+    return axd_msg_valid(s->msgs, id) ? s->msgs->by_id[id] : "?";
 }
 
 /* ---------------- envelopes ---------------- */
@@ -71,6 +100,7 @@ axd_env *axd_env_new(axd_rt *s, size_t n)
     e->m.size = sizeof e->m;
     e->m.data = e->data;
     e->m.len = n;
+    e->ask_worker = (uint8_t)s->worker; /* a pending ask put on e is this worker's */
     return e;
 }
 
@@ -90,8 +120,7 @@ void axd_env_free(axd_rt *s, axd_env *e)
 /* An envelope that will never be handled: its asker gets `status` now. */
 void axd_env_drop(axd_rt *s, axd_env *e, int status)
 {
-    if (e->ask)
-        axd_pending_complete(s, e->ask, e->ask_gen, status, NULL, 0);
+    axd_xw_answer(s, e, status, NULL, 0);
     axd_env_free(s, e);
 }
 
@@ -170,17 +199,17 @@ static axd_actor *ready_pop(axd_rt *s)
 
 axd_actor *axd_actor_get(axd_rt *s, ax_ref r)
 {
-    if (r.node != 0)
+    if (r.node != 0 || axd_ref_worker(r) != s->worker)
         return NULL;
-    axd_actor *a = axd_slots_get(&s->actors, r.id, r.gen);
+    axd_actor *a = axd_slots_get(&s->actors, (uint32_t)r.id, r.gen);
     return a && (a->st == AXD_ST_RUNNING || a->st == AXD_ST_RESTARTING) ? a : NULL;
 }
 
 axd_actor *axd_actor_get_any(axd_rt *s, ax_ref r)
 {
-    if (r.node != 0)
+    if (r.node != 0 || axd_ref_worker(r) != s->worker)
         return NULL;
-    axd_actor *a = axd_slots_get(&s->actors, r.id, r.gen);
+    axd_actor *a = axd_slots_get(&s->actors, (uint32_t)r.id, r.gen);
     return a && a->st != AXD_ST_DEAD ? a : NULL;
 }
 
@@ -370,7 +399,7 @@ static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const ch
     axd_log(AX_LOG_DEBUG, "actor", "spawned %s @%u.%u%s%s", t->name, a->slot, a->gen, a->name ? " " : "",
            a->name ? a->name : "");
     if (out)
-        *out = (ax_ref){a->slot, a->gen, 0};
+        *out = axd_ref(s, a);
     axd_event_emit(s, a, "started", NULL);
     if (a->ctl.len || a->user.len)
         axd_actor_schedule(s, a);
@@ -576,7 +605,7 @@ static int run_actor(axd_rt *s, axd_actor *a)
         if (rc != AX_OK && !cx.fail_reason)
             exit_reason_for_error(&cx, rc);
         if (e->ask && !cx.replied)
-            axd_pending_complete(s, e->ask, e->ask_gen, rc == AX_OK ? AX_OK : (rc < 0 ? rc : AX_EFAILED), NULL, 0);
+            axd_xw_answer(s, e, rc == AX_OK ? AX_OK : (rc < 0 ? rc : AX_EFAILED), NULL, 0);
         axd_env_free(s, e);
         if (cx.fail_reason || cx.exit_reason) {
             const char *r = cx.fail_reason ? cx.fail_reason : cx.exit_reason;
@@ -634,14 +663,20 @@ static uint32_t api_msg_id(ax_ctx *cx, const char *name)
     return name ? axd_msg_intern(cx->srv, name, strlen(name)) : 0;
 }
 
-static ax_ref api_self(ax_ctx *cx) { return (ax_ref){cx->self->slot, cx->self->gen, 0}; }
+static ax_ref api_self(ax_ctx *cx) { return axd_ref(cx->srv, cx->self); }
+
+/* Deliver a user envelope to `to`, here or on its worker. On an error the caller still
+ * owns e. */
+static int deliver_to(axd_rt *s, ax_ref to, axd_env *e)
+{
+    return axd_ref_elsewhere(s, to) ? axd_xw_env(s, to, e) : axd_actor_deliver(s, axd_actor_get(s, to), e);
+}
 
 static int send_user(axd_rt *s, ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, axd_env **pe)
 {
-    axd_actor *a = axd_actor_get(s, to);
-    if (!a)
-        return AX_ENOPROC;
-    if (!msg || msg > s->n_msg_ids)
+    if (!axd_ref_elsewhere(s, to) && !axd_actor_get(s, to))
+        return AX_ENOPROC; /* on another worker it is looked up there */
+    if (!msg || !axd_msg_valid(s->msgs, msg))
         return AX_EINVAL;
     axd_env *e = axd_env_new(s, n);
     if (!e)
@@ -650,7 +685,7 @@ static int send_user(axd_rt *s, ax_ctx *cx, ax_ref to, uint32_t msg, const void 
         memcpy(e->data, p, n);
     e->m.id = msg;
     if (cx && cx->self)
-        e->m.from = (ax_ref){cx->self->slot, cx->self->gen, 0};
+        e->m.from = axd_ref(cx->srv, cx->self);
     *pe = e;
     return AX_OK;
 }
@@ -660,9 +695,9 @@ static int api_tell(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n
     axd_rt *s = cx->srv;
     axd_env *e;
     if (to.node != 0) { /* a remote ref: only the bytes cross */
-        if (to.node == AXD_NODE_CLIENT || !msg || msg > s->n_msg_ids)
+        if (to.node == AXD_NODE_CLIENT || !msg || !axd_msg_valid(s->msgs, msg))
             return AX_EINVAL;
-        ax_ref from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
+        ax_ref from = cx->self ? axd_ref(cx->srv, cx->self) : AX_REF_NONE;
         int rc = s->remote ? s->remote->tell(s->remote_ud, to, msg, p, n, from) : AX_ENOPROC;
         if (rc == AX_OK)
             s->ctr.tells++;
@@ -671,7 +706,7 @@ static int api_tell(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n
     int rc = send_user(s, cx, to, msg, p, n, &e);
     if (rc)
         return rc;
-    rc = axd_actor_deliver(s, axd_actor_get(s, to), e);
+    rc = deliver_to(s, to, e);
     if (rc)
         axd_env_free(s, e);
     else
@@ -703,7 +738,7 @@ static axd_pending *actor_pending(ax_ctx *cx, uint32_t timeout_ms, uint32_t repl
     axd_rt *s = cx->srv;
     axd_pending *pd = axd_pending_new(s, timeout_ms ? timeout_ms : s->cfg->ask_timeout_ms, actor_ask_done);
     if (pd) {
-        pd->u.actor.asker = (ax_ref){cx->self->slot, cx->self->gen, 0};
+        pd->u.actor.asker = axd_ref(cx->srv, cx->self);
         pd->u.actor.reply_msg = reply_msg;
         pd->u.actor.tag = tag;
     }
@@ -724,7 +759,7 @@ static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n,
     axd_rt *s = cx->srv;
     axd_env *e = NULL;
     int rc;
-    if (!reply_msg || reply_msg > s->n_msg_ids || !cx->self || !msg || msg > s->n_msg_ids || to.node == AXD_NODE_CLIENT)
+    if (!reply_msg || !axd_msg_valid(s->msgs, reply_msg) || !cx->self || !msg || !axd_msg_valid(s->msgs, msg) || to.node == AXD_NODE_CLIENT)
         return AX_EINVAL;
     if (to.node == 0 && (rc = send_user(s, cx, to, msg, p, n, &e)))
         return rc;
@@ -734,12 +769,12 @@ static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n,
         return AX_ENOMEM;
     }
     if (to.node != 0) {
-        rc = s->remote ? s->remote->ask(s->remote_ud, to, msg, p, n, pd, (ax_ref){cx->self->slot, cx->self->gen, 0})
+        rc = s->remote ? s->remote->ask(s->remote_ud, to, msg, p, n, pd, axd_ref(cx->srv, cx->self))
                        : AX_ENOPROC; /* only bytes cross */
     } else {
         e->ask = pd->slot;
         e->ask_gen = pd->gen;
-        rc = axd_actor_deliver(s, axd_actor_get(s, to), e);
+        rc = deliver_to(s, to, e);
         if (rc) {
             e->ask = 0;
             axd_env_free(s, e);
@@ -759,7 +794,7 @@ static int api_reply(ax_ctx *cx, const void *p, size_t n)
         return AX_OK;
     cx->replied = 1;
     cx->srv->ctr.replies++;
-    axd_pending_complete(cx->srv, cx->cur->ask, cx->cur->ask_gen, AX_OK, p, n);
+    axd_xw_answer(cx->srv, cx->cur, AX_OK, p, n);
     return AX_OK;
 }
 
@@ -774,12 +809,14 @@ static int api_stop(ax_ctx *cx, ax_ref who, const char *reason)
 {
     if (!reason || !*reason)
         reason = "normal";
-    if (cx->self && ax_ref_eq(who, (ax_ref){cx->self->slot, cx->self->gen, 0}) && strcmp(reason, "kill") != 0) {
+    if (cx->self && ax_ref_eq(who, axd_ref(cx->srv, cx->self)) && strcmp(reason, "kill") != 0) {
         /* stopping itself is an exit with that reason: the restart policy decides */
         snprintf(cx->exit_buf, sizeof cx->exit_buf, "%s", reason);
         cx->exit_reason = cx->exit_buf;
         return AX_OK;
     }
+    if (axd_ref_elsewhere(cx->srv, who))
+        return axd_xw_signal(cx->srv, AXD_XW_STOP, who, AX_REF_NONE, 0, reason);
     return axd_actor_stop(cx->srv, axd_actor_get(cx->srv, who), reason);
 }
 
@@ -791,7 +828,9 @@ static int api_exit(ax_ctx *cx, ax_ref who, const char *reason)
         return who.node == AXD_NODE_CLIENT ? AX_EINVAL : AX_ENOTSUP;
     if (reason && (!*reason || ax_name_valid(reason, strlen(reason)) != 0))
         return AX_EINVAL;
-    ax_ref from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
+    ax_ref from = cx->self ? axd_ref(cx->srv, cx->self) : AX_REF_NONE;
+    if (axd_ref_elsewhere(cx->srv, who))
+        return axd_xw_signal(cx->srv, AXD_XW_EXIT, who, from, 0, reason ? reason : "normal");
     return axd_sup_exit(cx->srv, from, axd_actor_get_any(cx->srv, who), reason ? reason : "normal");
 }
 
@@ -809,7 +848,7 @@ static int api_lookup(ax_ctx *cx, const char *name, ax_ref *out)
     axd_actor *a = name ? axd_actor_by_name(cx->srv, name, strlen(name)) : NULL;
     if (!a)
         return AX_ENOTFOUND;
-    *out = (ax_ref){a->slot, a->gen, 0};
+    *out = axd_ref(cx->srv, a);
     return AX_OK;
 }
 
@@ -865,14 +904,14 @@ static int api_send_after(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, si
     axd_rt *s = cx->srv;
     if (!axd_actor_get(s, to))
         return AX_ENOPROC;
-    if (!msg || msg > s->n_msg_ids)
+    if (!msg || !axd_msg_valid(s->msgs, msg))
         return AX_EINVAL;
     send_after_timer *t = ax_try_malloc(sizeof *t + n);
     if (!t)
         return AX_ENOMEM;
     t->s = s;
     t->to = to;
-    t->from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
+    t->from = cx->self ? axd_ref(cx->srv, cx->self) : AX_REF_NONE;
     t->msg = msg;
     t->n = n;
     if (n)
@@ -901,14 +940,14 @@ static int api_monitor(ax_ctx *cx, ax_ref other, uint64_t *mref)
 {
     if (!cx->self || !mref)
         return AX_EINVAL;
-    return axd_sup_monitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, other, mref);
+    return axd_sup_monitor(cx->srv, axd_ref(cx->srv, cx->self), other, mref);
 }
 
 static int api_demonitor(ax_ctx *cx, uint64_t mref, int flush)
 {
     if (!cx->self)
         return AX_EINVAL;
-    return axd_sup_demonitor(cx->srv, (ax_ref){cx->self->slot, cx->self->gen, 0}, mref, flush);
+    return axd_sup_demonitor(cx->srv, axd_ref(cx->srv, cx->self), mref, flush);
 }
 
 static int api_trap_exit(ax_ctx *cx, int on)
@@ -940,9 +979,9 @@ static int key_send(ax_ctx *cx, const char *type, const char *key, uint32_t msg,
                     int direct, axd_pending *pd)
 {
     axd_rt *s = cx->srv;
-    ax_ref ref, from = cx->self ? (ax_ref){cx->self->slot, cx->self->gen, 0} : AX_REF_NONE;
+    ax_ref ref, from = cx->self ? axd_ref(cx->srv, cx->self) : AX_REF_NONE;
     const char *why = NULL;
-    if (!type || !key || !msg || msg > s->n_msg_ids)
+    if (!type || !key || !msg || !axd_msg_valid(s->msgs, msg))
         return AX_EINVAL;
     size_t tlen = strlen(type), klen = strlen(key);
     int rc = axd_registry_route(s, type, tlen, key, klen, 0, !direct, &ref, &why);
@@ -983,7 +1022,7 @@ static int api_ask_key(ax_ctx *cx, const char *type, const char *key, uint32_t m
                        uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag, int direct)
 {
     axd_rt *s = cx->srv;
-    if (!cx->self || !reply_msg || reply_msg > s->n_msg_ids)
+    if (!cx->self || !reply_msg || !axd_msg_valid(s->msgs, reply_msg))
         return AX_EINVAL;
     axd_pending *pd = actor_pending(cx, timeout_ms, reply_msg, tag);
     if (!pd)
@@ -1004,9 +1043,26 @@ static const char *api_key(ax_ctx *cx)
     return cx->self->key + strlen(cx->self->key) + 1; /* "type\0key" */
 }
 
+static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg, const char *node_id,
+                         axd_msgtab *msgs, uint32_t worker);
+
 void axd_runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg, const char *node_id)
 {
+    runtime_init(s, loop, cfg, node_id, NULL, 0);
+}
+
+void axd_runtime_init_worker(axd_rt *s, struct ev_loop *loop, const axd_rt *first, uint32_t worker)
+{
+    atomic_fetch_add(&first->msgs->users, 1);
+    runtime_init(s, loop, first->cfg, first->node_id, first->msgs, worker);
+}
+
+static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg, const char *node_id,
+                         axd_msgtab *msgs, uint32_t worker)
+{
     memset(s, 0, sizeof *s);
+    s->msgs = msgs;
+    s->worker = worker;
     s->loop = loop;
     s->cfg = cfg;
     snprintf(s->node_id, sizeof s->node_id, "%s", node_id ? node_id : "");
@@ -1016,7 +1072,8 @@ void axd_runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg, co
     axd_slots_init(&s->actors, s->cfg->max_actors);
     axd_slots_init(&s->pending, 1u << 24);
     axd_hmap_init(&s->names);
-    axd_hmap_init(&s->msg_names);
+    if (!s->msgs)
+        s->msgs = msgtab_new();
     axd_hmap_init(&s->types);
     ev_check_init(&s->run_check, run_check_cb);
     s->run_check.data = s;
@@ -1083,10 +1140,8 @@ void axd_runtime_free(axd_rt *s)
     axd_slots_free(&s->actors);
     axd_slots_free(&s->pending);
     axd_hmap_free(&s->names);
-    axd_hmap_free(&s->msg_names);
-    for (uint32_t i = 1; i <= s->n_msg_ids; i++)
-        ax_free(s->msg_by_id[i]);
-    ax_free(s->msg_by_id);
+    msgtab_release(s->msgs);
+    s->msgs = NULL;
     while (s->env_pool) {
         axd_env *e = s->env_pool;
         s->env_pool = e->next;

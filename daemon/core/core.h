@@ -8,6 +8,8 @@
 #define AXD_CORE_H
 
 #include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -43,6 +45,7 @@ typedef struct axd_env {
     uint8_t pooled;  /* allocated from the small-envelope pool */
     uint8_t link_sig; /* an exit signal of the link with m.from: ignored when taken if the
                        * receiver has unlinked meanwhile */
+    uint8_t ask_worker; /* the worker whose pending ask `ask` is (the one that made e) */
     uint32_t ask;    /* pending-ask slot (0 = no reply wanted) */
     uint32_t ask_gen;
     uint64_t epoch;
@@ -166,6 +169,8 @@ typedef struct axd_counters {
     uint64_t clients_accepted, clients_refused, bad_frames;
     uint64_t restarts, links, monitors, downs, events, events_lagged, idle_reaped;
     uint64_t route_retries; /* forwarded keyed messages re-sent after EBUSY/ESTALE */
+    uint64_t xw_full;    /* items refused by another worker's full inbox (the sender got AX_EFULL) */
+    uint64_t xw_dropped; /* cross-worker items for actors gone there, or replies that could not be sent */
 } axd_counters;
 
 /* A lifecycle-event subscriber: an actor (node 0) or a client (AXD_NODE_CLIENT). */
@@ -229,6 +234,25 @@ typedef struct axd_shard_gate {
     size_t (*known_epochs)(void *ud, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap);
 } axd_shard_gate;
 
+/* ---- message names: one table per node, shared by its workers ----
+ * Plugins keep message ids in their state (even in globals), so an id means the same name
+ * on every worker. Interning and lookups take the mutex; ids are never removed, and an
+ * id's name is written before the count that makes the id valid is published. */
+#define AXD_MSG_IDS_MAX 65535
+typedef struct axd_msgtab {
+    pthread_mutex_t mu;
+    axd_hmap names;           /* name -> (uintptr_t)id, under mu */
+    char **by_id;             /* AXD_MSG_IDS_MAX + 1 entries, allocated once; index 0 unused */
+    _Atomic uint32_t n;       /* ids 1..n are valid */
+    _Atomic uint32_t users;   /* runtimes using it; the last one frees it */
+} axd_msgtab;
+
+/* Is id a message id of this node? */
+static inline int axd_msg_valid(const struct axd_msgtab *t, uint32_t id)
+{
+    return id && id <= atomic_load_explicit(&((struct axd_msgtab *)t)->n, memory_order_acquire);
+}
+
 /* ---- the runtime: one event loop's actors ---- */
 typedef struct axd_rt {
     struct ev_loop *loop;
@@ -238,9 +262,7 @@ typedef struct axd_rt {
 
     axd_slots actors;         /* slot -> axd_actor */
     axd_hmap names;           /* registered name -> axd_actor */
-    axd_hmap msg_names;       /* message name -> (uintptr_t)id */
-    char **msg_by_id;        /* id -> name (owned); index 0 unused */
-    uint32_t n_msg_ids, msg_cap;
+    struct axd_msgtab *msgs; /* message names <-> ids: one table for the node (workers share it) */
     axd_hmap types;           /* type name -> axd_type */
     axd_plugin **plugins;
     size_t n_plugins;
@@ -269,6 +291,9 @@ typedef struct axd_rt {
 
     int stopping;            /* shutting down: exits are final, nothing restarts */
 
+    uint32_t worker;               /* this runtime's index among the node's workers (0 alone) */
+    struct axd_workers *group;     /* workers.h; NULL: a runtime alone */
+
     const axd_remote_ops *remote;   void *remote_ud;
     const axd_client_sink *sink;    void *sink_ud;
     const axd_shard_gate *gate;     void *gate_ud;
@@ -282,6 +307,14 @@ void axd_rt_set_gate(axd_rt *s, const axd_shard_gate *ops, void *ud);
 /* A runtime on loop with cfg (which must outlive it) and this node's wire id; no layer
  * above is installed yet. */
 void axd_runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg, const char *node_id);
+/* Worker `worker` of first's node (workers.c): on its own loop, sharing first's
+ * configuration, node id and message table. */
+void axd_runtime_init_worker(axd_rt *s, struct ev_loop *loop, const axd_rt *first, uint32_t worker);
+/* The ref of local actor a: its slot, with the worker in bits 32..47 of the id. */
+static inline ax_ref axd_ref(const axd_rt *s, const struct axd_actor *a)
+{
+    return (ax_ref){(uint64_t)s->worker << 32 | a->slot, a->gen, 0};
+}
 void axd_runtime_free(axd_rt *s);
 /* Intern a message name (plugins only); 0 on an invalid name. */
 uint32_t axd_msg_intern(axd_rt *s, const char *name, size_t len);

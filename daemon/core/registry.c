@@ -110,7 +110,7 @@ static int get_or_spawn(axd_rt *s, const char *type, size_t tlen, const char *ke
     size_t blen = tlen + 1 + klen;
     axd_actor *a = axd_hmap_get(&s->keyed, buf, blen);
     if (a && a->st != AXD_ST_DEAD && a->st != AXD_ST_STOPPING) {
-        *out = (ax_ref){a->slot, a->gen, 0};
+        *out = axd_ref(s, a);
         return AX_OK;
     }
     if (!spawn) {

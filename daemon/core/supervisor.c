@@ -7,6 +7,7 @@
 #include "ax_mem.h"
 #include "log.h"
 #include "core_int.h"
+#include "workers.h"
 
 
 #define DEFAULT_MAX_RESTARTS 3
@@ -160,7 +161,6 @@ static void link_del(axd_actor *a, ax_ref r)
         a->x->links[i] = a->x->links[--a->x->n_links];
 }
 
-static ax_ref self_ref(const axd_actor *a) { return (ax_ref){a->slot, a->gen, 0}; }
 
 /* An exit signal from `from` with reason arrives at `to`; what it does is decided now,
  * on arrival, as in Erlang: a trapping actor gets "$exit" queued behind everything
@@ -201,6 +201,11 @@ static void exit_signal(axd_rt *s, axd_actor *to, ax_ref from, const char *reaso
     }
 }
 
+static int has_link(const axd_actor *a, ax_ref r)
+{
+    return a->x && ref_index(a->x->links, a->x->n_links, r) >= 0;
+}
+
 int axd_sup_exit(axd_rt *s, ax_ref from, axd_actor *a, const char *reason)
 {
     if (!a || a->st == AXD_ST_DEAD || a->st == AXD_ST_STOPPING)
@@ -235,6 +240,16 @@ int axd_sup_exit(axd_rt *s, ax_ref from, axd_actor *a, const char *reason)
 
 int axd_sup_link(axd_rt *s, axd_actor *a, ax_ref other, int *noproc)
 {
+    if (axd_ref_elsewhere(s, other)) { /* its worker adds our side, or answers noproc */
+        if (has_link(a, other))
+            return AX_OK;
+        int rc = axd_xw_signal(s, AXD_XW_LINK, other, axd_ref(s, a), 0, NULL);
+        if (rc)
+            return rc;
+        link_add(a, other);
+        s->ctr.links++;
+        return AX_OK;
+    }
     axd_actor *b = axd_actor_get_any(s, other);
     if (!b || b->st == AXD_ST_STOPPING) {
         *noproc = 1;
@@ -257,24 +272,26 @@ int axd_sup_link(axd_rt *s, axd_actor *a, ax_ref other, int *noproc)
     if (b == a)
         return AX_EINVAL;
     link_add(a, other);
-    link_add(b, self_ref(a));
+    link_add(b, axd_ref(s, a));
     s->ctr.links++;
     return AX_OK;
 }
 
 int axd_sup_unlink(axd_rt *s, axd_actor *a, ax_ref other)
 {
+    if (axd_ref_elsewhere(s, other)) {
+        if (has_link(a, other))
+            axd_xw_signal(s, AXD_XW_UNLINK, other, axd_ref(s, a), 0, NULL);
+        link_del(a, other);
+        return AX_OK;
+    }
     link_del(a, other);
     axd_actor *b = axd_actor_get_any(s, other);
     if (b)
-        link_del(b, self_ref(a));
+        link_del(b, axd_ref(s, a));
     return AX_OK;
 }
 
-static int has_link(const axd_actor *a, ax_ref r)
-{
-    return a->x && ref_index(a->x->links, a->x->n_links, r) >= 0;
-}
 
 int axd_exit_msg_live(axd_rt *s, axd_actor *a, const axd_env *e)
 {
@@ -356,8 +373,9 @@ void axd_runtime_deliver_down(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref w
             s->sink->send_event(s->sink_ud, watcher, 0, doc, (size_t)n, 1);
         return;
     }
-    axd_actor *w = axd_actor_get_any(s, watcher);
-    if (!w)
+    int elsewhere = axd_ref_elsewhere(s, watcher);
+    axd_actor *w = elsewhere ? NULL : axd_actor_get_any(s, watcher);
+    if (!w && !elsewhere)
         return;
     size_t n = strlen(reason);
     axd_env *e = axd_env_new(s, n + 1);
@@ -369,13 +387,13 @@ void axd_runtime_deliver_down(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref w
     e->m.tag = mref;
     e->m.id = s->sys_down_id;
     e->kind = AXD_ENV_SYS;
-    if (axd_actor_deliver(s, w, e) != 0)
+    if ((elsewhere ? axd_xw_env(s, watcher, e) : axd_actor_deliver(s, w, e)) != 0)
         axd_env_free(s, e);
 }
 
 int axd_sup_monitor(axd_rt *s, ax_ref watcher, ax_ref target, uint64_t *mref)
 {
-    uint64_t ref = ++s->next_mref;
+    uint64_t ref = (uint64_t)s->worker << 48 | ++s->next_mref; /* unique on the node */
     *mref = ref;
     s->ctr.monitors++;
     if (target.node != 0 && target.node != AXD_NODE_CLIENT) { /* a remote actor */
@@ -383,6 +401,15 @@ int axd_sup_monitor(axd_rt *s, ax_ref watcher, ax_ref target, uint64_t *mref)
             return s->remote->monitor(s->remote_ud, watcher, target, ref);
         axd_runtime_deliver_down(s, watcher, ref, target, "noproc"); /* no such node */
         return AX_OK;
+    }
+    if (axd_ref_elsewhere(s, target)) { /* its worker adds the watcher, or answers noproc */
+        axd_actor *w = watcher.node == 0 ? axd_actor_get_any(s, watcher) : NULL;
+        int rc = axd_xw_signal(s, AXD_XW_MONITOR, target, watcher, ref, NULL);
+        if (rc == 0 && w) {
+            axd_actor_ext *wx = ext(w);
+            mon_add(&wx->watching, &wx->n_watching, &wx->cap_watching, ref, target);
+        }
+        return rc;
     }
     axd_actor *t = axd_actor_get_any(s, target);
     if (!t || t->st == AXD_ST_STOPPING) {
@@ -429,6 +456,8 @@ int axd_sup_demonitor(axd_rt *s, ax_ref watcher, uint64_t mref, int flush)
             if (t && t->x && mon_del(t->x->watchers, &t->x->n_watchers, mref, NULL))
                 found = 1;
         }
+    } else if (found && axd_ref_elsewhere(s, target)) {
+        axd_xw_signal(s, AXD_XW_DEMONITOR, target, watcher, mref, NULL);
     } else if (found) {
         axd_actor *t = axd_actor_get_any(s, target);
         if (t && t->x)
@@ -462,10 +491,14 @@ void axd_actor_free_ext(axd_rt *s, axd_actor *a, const char *reason)
     if (!x)
         return;
     a->x = NULL;
-    ax_ref me = self_ref(a);
+    ax_ref me = axd_ref(s, a);
     if (ev_is_active(&x->backoff))
         ev_timer_stop(s->loop, &x->backoff);
     for (uint32_t i = 0; i < x->n_links; i++) {
+        if (axd_ref_elsewhere(s, x->links[i])) {
+            axd_xw_signal(s, reason ? AXD_XW_EXIT_LINK : AXD_XW_UNLINK, x->links[i], me, 0, reason);
+            continue;
+        }
         axd_actor *b = axd_actor_get_any(s, x->links[i]);
         if (!b)
             continue;
@@ -478,6 +511,10 @@ void axd_actor_free_ext(axd_rt *s, axd_actor *a, const char *reason)
         if (reason)
             axd_runtime_deliver_down(s, x->watchers[i].other, x->watchers[i].mref, me, reason);
     for (uint32_t i = 0; i < x->n_watching; i++) {
+        if (axd_ref_elsewhere(s, x->watching[i].other)) {
+            axd_xw_signal(s, AXD_XW_DEMONITOR, x->watching[i].other, me, x->watching[i].mref, NULL);
+            continue;
+        }
         axd_actor *t = axd_actor_get_any(s, x->watching[i].other);
         if (t && t->x)
             mon_del(t->x->watchers, &t->x->n_watchers, x->watching[i].mref, NULL);
@@ -488,4 +525,61 @@ void axd_actor_free_ext(axd_rt *s, axd_actor *a, const char *reason)
     ax_free(x->watchers);
     ax_free(x->watching);
     ax_free(x);
+}
+
+/* ---------------- signals from other workers (workers.c) ---------------- */
+
+void axd_sup_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mref, const char *reason)
+{
+    axd_actor *a = axd_actor_get_any(s, to);
+    int live = a && a->st != AXD_ST_DEAD && a->st != AXD_ST_STOPPING;
+    switch (kind) {
+    case AXD_XW_STOP:
+        if (axd_actor_stop(s, axd_actor_get(s, to), reason) != 0)
+            s->ctr.xw_dropped++;
+        break;
+    case AXD_XW_EXIT:
+        if (axd_sup_exit(s, from, a, reason) != 0)
+            s->ctr.xw_dropped++;
+        break;
+    case AXD_XW_EXIT_LINK:
+        if (live)
+            exit_signal(s, a, from, reason, 1);
+        break;
+    case AXD_XW_LINK:
+        if (!live) /* `from` hears noproc, as a link to a gone actor does on one worker */
+            axd_xw_signal(s, AXD_XW_LINK_FAIL, from, to, 0, "noproc");
+        else if (!has_link(a, from))
+            link_add(a, from);
+        break;
+    case AXD_XW_LINK_FAIL:
+        if (a && a->st != AXD_ST_DEAD && has_link(a, from)) {
+            link_del(a, from);
+            exit_signal(s, a, from, "noproc", 0);
+        }
+        break;
+    case AXD_XW_UNLINK:
+        if (a)
+            link_del(a, from);
+        break;
+    case AXD_XW_MONITOR:
+        if (!live) {
+            axd_runtime_deliver_down(s, from, mref, to, "noproc");
+        } else {
+            axd_actor_ext *tx = ext(a);
+            mon_add(&tx->watchers, &tx->n_watchers, &tx->cap_watchers, mref, from);
+        }
+        break;
+    case AXD_XW_DEMONITOR:
+        if (a && a->x)
+            mon_del(a->x->watchers, &a->x->n_watchers, mref, NULL);
+        break;
+    default: break;
+    }
+}
+
+int axd_sup_xw_down_live(axd_rt *s, axd_actor *w, uint64_t mref)
+{
+    (void)s;
+    return w->x && mon_del(w->x->watching, &w->x->n_watching, mref, NULL);
 }

@@ -569,12 +569,12 @@ static void handle_target_op(axd_conn *c, const ax_frame_hdr *h, const uint8_t *
         return;
     }
     if (h->type == AX_T_RESOLVE) {
-        send_ref(c, h->req_id, (ax_ref){a->slot, a->gen, 0});
+        send_ref(c, h->req_id, axd_ref(c->s->rt, a));
         return;
     }
     if (h->type == AX_T_MONITOR) {
         uint64_t mref;
-        axd_sup_monitor(c->s->rt, client_ref(c), (ax_ref){a->slot, a->gen, 0}, &mref);
+        axd_sup_monitor(c->s->rt, client_ref(c), axd_ref(c->s->rt, a), &mref);
         c->monitored = 1;
         char doc[128];
         int n = snprintf(doc, sizeof doc, "{\"mref\":%llu,\"id\":%u,\"gen\":%u}", (unsigned long long)mref,

@@ -1,0 +1,277 @@
+/* A node's workers (workers.h): the threads, their inboxes, and how each kind of
+ * cross-worker item is handled on the receiving worker. */
+#include "workers.h"
+
+#include <string.h>
+
+#include "ax_mem.h"
+#include "core_int.h"
+#include "log.h"
+
+/* A signal's or a reply's body (kind in the xq item). */
+typedef struct xw_body {
+    ax_ref from;
+    uint64_t mref;            /* MONITOR/DEMONITOR; REPLY: unused */
+    uint32_t slot, gen;       /* REPLY: the pending ask */
+    int status;               /* REPLY */
+    void (*fn)(axd_rt *, void *); /* CALL */
+    void *ud;
+    size_t n;
+    char data[];              /* reason (NUL-terminated) or reply payload */
+} xw_body;
+
+static int push(axd_rt *s, uint32_t w, uint32_t kind, ax_ref to, void *p)
+{
+    axd_workers *g = s->group;
+    if (!g || w >= g->n)
+        return AX_ENOPROC; /* no such worker: no such actor */
+    axd_xmsg m = {.kind = kind, .to = to, .p = p};
+    int rc = axd_xq_push(&g->w[w].inbox, &m);
+    if (rc)
+        s->ctr.xw_full++;
+    return rc;
+}
+
+int axd_xw_env(axd_rt *s, ax_ref to, axd_env *e)
+{
+    return push(s, axd_ref_worker(to), AXD_XW_ENV, to, e);
+}
+
+void axd_xw_answer(axd_rt *s, const axd_env *e, int status, const void *data, size_t n)
+{
+    if (!e->ask)
+        return;
+    if (e->ask_worker == s->worker) {
+        axd_pending_complete(s, e->ask, e->ask_gen, status, data, n);
+        return;
+    }
+    xw_body *b = ax_try_malloc(sizeof *b + n);
+    if (!b) {
+        s->ctr.xw_dropped++; /* the asker's timer answers it */
+        return;
+    }
+    memset(b, 0, sizeof *b);
+    b->slot = e->ask;
+    b->gen = e->ask_gen;
+    b->status = status;
+    b->n = n;
+    if (n)
+        memcpy(b->data, data, n);
+    if (push(s, e->ask_worker, AXD_XW_REPLY, AX_REF_NONE, b) != 0) {
+        s->ctr.xw_dropped++;
+        ax_free(b);
+    }
+}
+
+int axd_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mref, const char *reason)
+{
+    size_t n = reason ? strlen(reason) : 0;
+    if (n > AX_NAME_MAX)
+        n = AX_NAME_MAX;
+    xw_body *b = ax_try_malloc(sizeof *b + n + 1);
+    if (!b)
+        return AX_ENOMEM;
+    memset(b, 0, sizeof *b);
+    b->from = from;
+    b->mref = mref;
+    b->n = n;
+    if (n)
+        memcpy(b->data, reason, n);
+    b->data[n] = 0;
+    int rc = push(s, axd_ref_worker(to), kind, to, b);
+    if (rc)
+        ax_free(b);
+    return rc;
+}
+
+int axd_workers_call(axd_workers *g, uint32_t w, void (*fn)(axd_rt *rt, void *ud), void *ud)
+{
+    if (!g || w >= g->n || !fn)
+        return AX_EINVAL;
+    xw_body *b = ax_try_malloc(sizeof *b);
+    if (!b)
+        return AX_ENOMEM;
+    memset(b, 0, sizeof *b);
+    b->fn = fn;
+    b->ud = ud;
+    axd_xmsg m = {.kind = AXD_XW_CALL, .p = b};
+    int rc = axd_xq_push(&g->w[w].inbox, &m);
+    if (rc)
+        ax_free(b);
+    return rc;
+}
+
+static void on_env(axd_rt *s, ax_ref to, axd_env *e)
+{
+    int sys = e->kind == AXD_ENV_SYS;
+    axd_actor *a = sys ? axd_actor_get_any(s, to) : axd_actor_get(s, to);
+    if (a && sys && e->m.id == s->sys_down_id && !axd_sup_xw_down_live(s, a, e->m.tag)) {
+        axd_env_free(s, e); /* demonitored while the down was on its way */
+        return;
+    }
+    int rc = a ? axd_actor_deliver(s, a, e) : AX_ENOPROC;
+    if (rc) {
+        if (!e->ask)
+            s->ctr.xw_dropped++;
+        axd_env_drop(s, e, rc); /* an ask gets the error back on its worker */
+    }
+}
+
+static void inbox_cb(axd_xq *q, const axd_xmsg *it, size_t n, void *ud)
+{
+    axd_rt *s = ud;
+    axd_workers *g = s->group;
+    (void)q;
+    for (size_t i = 0; i < n; i++) {
+        const axd_xmsg *m = &it[i];
+        if (atomic_load_explicit(&g->discard, memory_order_acquire)) {
+            if (m->kind == AXD_XW_ENV)
+                axd_env_free(s, m->p);
+            else
+                ax_free(m->p);
+            continue;
+        }
+        xw_body *b = m->p;
+        switch (m->kind) {
+        case AXD_XW_ENV: on_env(s, m->to, m->p); continue;
+        case AXD_XW_REPLY: axd_pending_complete(s, b->slot, b->gen, b->status, b->data, b->n); break;
+        case AXD_XW_CALL: b->fn(s, b->ud); break;
+        case AXD_XW_QUIT: ev_break(s->loop, EVBREAK_ALL); break;
+        default: axd_sup_xw_signal(s, m->kind, m->to, b->from, b->mref, b->data); break;
+        }
+        ax_free(b);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    axd_worker *w = arg;
+    ev_run(w->loop, 0);
+    return NULL;
+}
+
+static void register_types(axd_rt *dst, const axd_rt *src)
+{
+    axd_hmap_ent *e;
+    for (size_t i = 0; (i = axd_hmap_next(&src->types, i, &e)) != 0;) {
+        const axd_type *t = e->val;
+        axd_type *mine;
+        char err[256];
+        if (axd_type_register(dst, t->desc, t->plugin, &mine, err, sizeof err) != 0)
+            axd_log(AX_LOG_ERROR, "workers", "worker %u: %s", dst->worker, err);
+    }
+}
+
+static void unregister_types(axd_rt *s)
+{
+    axd_hmap_ent *e;
+    size_t n = 0, cap = s->types.len;
+    axd_type **v = ax_calloc(cap ? cap : 1, sizeof *v);
+    for (size_t i = 0; (i = axd_hmap_next(&s->types, i, &e)) != 0 && n < cap;)
+        v[n++] = e->val;
+    for (size_t i = 0; i < n; i++)
+        axd_type_unregister(s, v[i]);
+    ax_free(v);
+    axd_hmap_free(&s->types);
+}
+
+int axd_workers_start(axd_workers *g, axd_rt *rt0, uint32_t n, char *err, size_t errlen)
+{
+    memset(g, 0, sizeof *g);
+    if (n < 1 || n > AXD_WORKERS_MAX) {
+        snprintf(err, errlen, "runtime.workers must be 1..%d (got %u)", AXD_WORKERS_MAX, n);
+        return AX_EINVAL;
+    }
+    g->w = ax_calloc(n, sizeof *g->w);
+    g->n = n;
+    atomic_init(&g->discard, 0);
+    g->w[0].rt = rt0;
+    g->w[0].loop = rt0->loop;
+    rt0->group = g;
+    rt0->worker = 0;
+    for (uint32_t i = 1; i < n; i++) {
+        axd_worker *w = &g->w[i];
+        w->loop = ev_loop_new(EVFLAG_AUTO);
+        if (!w->loop) {
+            snprintf(err, errlen, "worker %u: cannot create an event loop", i);
+            g->n = i;
+            axd_workers_stop(g, "shutdown");
+            return AX_EIO;
+        }
+        w->rt = ax_calloc(1, sizeof *w->rt);
+        axd_runtime_init_worker(w->rt, w->loop, rt0, i);
+        w->rt->group = g;
+        register_types(w->rt, rt0);
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if (axd_xq_init(&g->w[i].inbox, g->w[i].loop, AXD_WORKER_INBOX, 0, inbox_cb, g->w[i].rt) != 0) {
+            snprintf(err, errlen, "worker %u: cannot allocate its inbox", i);
+            g->n = i;
+            axd_workers_stop(g, "shutdown");
+            return AX_ENOMEM;
+        }
+    for (uint32_t i = 1; i < n; i++) {
+        if (pthread_create(&g->w[i].th, NULL, worker_main, &g->w[i]) != 0) {
+            snprintf(err, errlen, "worker %u: cannot start its thread", i);
+            axd_workers_stop(g, "shutdown");
+            return AX_EIO;
+        }
+        g->w[i].started = 1;
+    }
+    return 0;
+}
+
+static void stop_all_cb(axd_rt *s, void *ud)
+{
+    s->stopping = 1;
+    axd_runtime_stop_all(s, ud);
+}
+
+static void quit_cb(axd_rt *s, void *ud)
+{
+    (void)ud;
+    ev_break(s->loop, EVBREAK_ALL);
+}
+
+void axd_workers_stop(axd_workers *g, const char *reason)
+{
+    if (!g || !g->w)
+        return;
+    /* 1. every worker stops its actors (their asks are answered, across workers too) */
+    for (uint32_t i = 1; i < g->n; i++)
+        if (g->w[i].started)
+            while (axd_workers_call(g, i, stop_all_cb, (void *)reason) == AX_EFULL)
+                ev_run(g->w[0].loop, EVRUN_NOWAIT);
+    g->w[0].rt->stopping = 1;
+    axd_runtime_stop_all(g->w[0].rt, reason);
+    /* 2. then each ends its loop; what it sent before arrives first (per-sender order) */
+    for (uint32_t i = 1; i < g->n; i++)
+        if (g->w[i].started)
+            while (axd_workers_call(g, i, quit_cb, NULL) == AX_EFULL)
+                ev_run(g->w[0].loop, EVRUN_NOWAIT);
+    for (uint32_t i = 1; i < g->n; i++)
+        if (g->w[i].started) {
+            pthread_join(g->w[i].th, NULL);
+            g->w[i].started = 0;
+        }
+    /* 3. worker 0 takes the replies the others sent it; the rest is freed unhandled */
+    if (g->w[0].inbox.cells)
+        ev_run(g->w[0].loop, EVRUN_NOWAIT);
+    atomic_store_explicit(&g->discard, 1, memory_order_release);
+    for (uint32_t i = 0; i < g->n; i++)
+        axd_xq_free(&g->w[i].inbox);
+    for (uint32_t i = 1; i < g->n; i++) {
+        axd_worker *w = &g->w[i];
+        if (w->rt) {
+            axd_runtime_free(w->rt);
+            unregister_types(w->rt);
+            ax_free(w->rt);
+        }
+        if (w->loop)
+            ev_loop_destroy(w->loop);
+    }
+    g->w[0].rt->group = NULL;
+    ax_free(g->w);
+    g->w = NULL;
+    g->n = 0;
+}

@@ -1,0 +1,86 @@
+/* A node's workers (../shared/DESIGN.md, "Workers"): N runtimes, each on its own thread
+ * and libev loop, sharing the node's message table. Worker 0 is the caller's runtime on
+ * the caller's loop; workers 1..N-1 get a loop and a thread each. An actor lives on one
+ * worker (its ref's id carries the worker in bits 32..47; worker 0 refs are the plain
+ * slot, so one worker looks exactly as a runtime alone) and its handlers only run there.
+ * Between workers, everything travels through the receiver's bounded inbox (xq.h), in
+ * order per sending worker: tells and asks (replies return to the asker's worker, whose
+ * timer bounds the ask), stops, exit signals, links, monitors and downs. A full inbox is
+ * backpressure: the sender gets AX_EFULL.
+ *
+ * Semantics that differ from one worker: a tell, stop or exit to an actor on another
+ * worker returns AX_OK once queued (an actor that is gone is found there: the message is
+ * counted as dropped; an ask gets AX_ENOPROC back), and a link to an actor that is gone
+ * there arrives as the noproc exit a trapping actor receives, not as the return value.
+ * Registered names, keyed actors and lifecycle subscriptions stay per worker for now. */
+#ifndef AXD_WORKERS_H
+#define AXD_WORKERS_H
+
+#include <pthread.h>
+
+#include "core.h"
+#include "xq.h"
+
+#define AXD_WORKERS_MAX 256
+#define AXD_WORKER_INBOX 65536 /* items per worker inbox */
+
+typedef struct axd_worker {
+    axd_rt *rt;            /* worker 0: the caller's; others: owned */
+    struct ev_loop *loop;  /* worker 0: the caller's; others: owned */
+    axd_xq inbox;
+    pthread_t th;
+    int started;
+} axd_worker;
+
+typedef struct axd_workers {
+    uint32_t n;
+    axd_worker *w;
+    _Atomic int discard;   /* set while tearing down: inbox items are freed, not handled */
+} axd_workers;
+
+/* Make n workers (1..AXD_WORKERS_MAX) around rt0 (already initialised, its types
+ * registered): workers 1..n-1 get rt0's configuration, node id, message table and actor
+ * types, and start their threads. 0, or AX_EINVAL / AX_ENOMEM / AX_EIO with err. */
+int axd_workers_start(axd_workers *g, axd_rt *rt0, uint32_t n, char *err, size_t errlen);
+/* Run fn(rt, ud) on worker w's thread (soon, in order with what this thread sent w
+ * before). From any worker's thread, or the main thread. */
+int axd_workers_call(axd_workers *g, uint32_t w, void (*fn)(axd_rt *rt, void *ud), void *ud);
+/* Shutdown, from worker 0's thread: stop every actor on every worker (on_stop runs,
+ * queued asks are answered), end and join the threads, then free workers 1..n-1 (rt0
+ * stays the caller's). Accepts a group never started (zeroed). */
+void axd_workers_stop(axd_workers *g, const char *reason);
+
+/* ---- used by the core (actor.c, supervisor.c) ---- */
+static inline uint32_t axd_ref_worker(ax_ref r) { return (uint32_t)(r.id >> 32); }
+/* Is r a local actor ref of another worker of this node? */
+static inline int axd_ref_elsewhere(const axd_rt *s, ax_ref r)
+{
+    return r.node == 0 && axd_ref_worker(r) != s->worker;
+}
+enum axd_xw_kind {
+    AXD_XW_ENV = 1,     /* p = axd_env for actor `to` (user, ask, or $down/$exit) */
+    AXD_XW_REPLY,       /* p = reply for a pending ask of this worker */
+    AXD_XW_STOP,        /* stop `to` with reason */
+    AXD_XW_EXIT,        /* exit/2 from `from` to `to` with reason */
+    AXD_XW_EXIT_LINK,   /* the exit signal of the link from `from` to `to` */
+    AXD_XW_LINK,        /* `from` linked to `to`: add the other side */
+    AXD_XW_LINK_FAIL,   /* `from` was gone when `to` linked to it */
+    AXD_XW_UNLINK,
+    AXD_XW_MONITOR,     /* `from` monitors `to` under mref */
+    AXD_XW_DEMONITOR,
+    AXD_XW_CALL,
+    AXD_XW_QUIT,
+};
+/* Send an envelope to actor `to` on its worker; on an error the caller still owns e. */
+int axd_xw_env(axd_rt *s, ax_ref to, axd_env *e);
+/* Answer the ask of envelope e (any worker's); a no-op if e carries no ask. */
+void axd_xw_answer(axd_rt *s, const axd_env *e, int status, const void *data, size_t n);
+/* A signal (kinds STOP..DEMONITOR) to `to` on its worker. */
+int axd_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mref, const char *reason);
+
+/* supervisor.c: the receiving side of the signals above. */
+void axd_sup_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mref, const char *reason);
+/* A $down from another worker: 0 if the watcher demonitored meanwhile (drop it). */
+int axd_sup_xw_down_live(axd_rt *s, axd_actor *w, uint64_t mref);
+
+#endif

@@ -1,0 +1,386 @@
+/* The node's workers (daemon/core/workers.c) in-process: runtimes on real threads with
+ * real libev loops, the test's thread being worker 0. Each cross-worker rule is checked
+ * from the outside of actors of a test type: tells keep their order and asks are
+ * answered across workers, an ask across workers times out on the asker's worker, a
+ * monitor across workers fires once (and not after demonitor with flush), a link across
+ * workers carries an abnormal exit (and noproc for a gone actor), exit/2 and stop reach
+ * the other worker, and shutdown runs every actor's on_stop on every worker. Also run
+ * under ThreadSanitizer in CI (build-ci-tsan). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "core_int.h"
+#include "log.h"
+#include "workers.h"
+
+#include <check.h> /* after plugin.h: check.h defines a `fail` macro */
+
+/* ---- what the actors report (any worker's thread) ---- */
+static _Atomic long g_pings, g_bad_order, g_answers, g_downs, g_exits, g_stops;
+static _Atomic int g_answer_status;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static char g_down_reason[64], g_exit_reason[64], g_answer[32];
+
+static void note(char *dst, const ax_msg *m)
+{
+    pthread_mutex_lock(&g_mu);
+    snprintf(dst, 64, "%.*s", (int)m->len, (const char *)m->data);
+    pthread_mutex_unlock(&g_mu);
+}
+
+enum { OP_TELL_N = 1, OP_ASK, OP_ASK_SLOW, OP_MONITOR, OP_DEMONITOR_FLUSH, OP_LINK, OP_TRAP, OP_EXIT, OP_STOP, OP_FAIL };
+typedef struct cmd {
+    int op;
+    ax_ref target;
+    uint64_t n;
+    uint32_t timeout_ms;
+    char reason[32];
+} cmd;
+
+typedef struct wt {
+    uint64_t next; /* the next "ping" seq expected */
+    uint64_t mref;
+} wt;
+
+static int w_ping(ax_ctx *cx, wt *st, const ax_msg *m)
+{
+    uint64_t seq = 0;
+    if (m->len == sizeof seq)
+        memcpy(&seq, m->data, sizeof seq);
+    if (seq != st->next)
+        g_bad_order++;
+    st->next = seq + 1;
+    g_pings++;
+    return ax_reply(cx, "pong", 4);
+}
+
+static int w_slow(ax_ctx *cx, wt *st, const ax_msg *m)
+{
+    (void)st;
+    (void)m;
+    usleep(300 * 1000); /* past the asker's timeout */
+    return ax_reply(cx, "late", 4);
+}
+
+static int w_answer(ax_ctx *cx, wt *st, const ax_msg *m)
+{
+    (void)cx;
+    (void)st;
+    pthread_mutex_lock(&g_mu);
+    snprintf(g_answer, sizeof g_answer, "%.*s", (int)m->len, (const char *)m->data);
+    pthread_mutex_unlock(&g_mu);
+    g_answer_status = m->status;
+    g_answers++;
+    return AX_OK;
+}
+
+static int w_down(ax_ctx *cx, wt *st, const ax_msg *m)
+{
+    (void)cx;
+    (void)st;
+    note(g_down_reason, m);
+    g_downs++;
+    return AX_OK;
+}
+
+static int w_exit(ax_ctx *cx, wt *st, const ax_msg *m)
+{
+    (void)cx;
+    (void)st;
+    note(g_exit_reason, m);
+    g_exits++;
+    return AX_OK;
+}
+
+static int w_cmd(ax_ctx *cx, wt *st, const ax_msg *m)
+{
+    cmd c;
+    if (m->len != sizeof c)
+        return AX_EINVAL;
+    memcpy(&c, m->data, sizeof c);
+    switch (c.op) {
+    case OP_TELL_N:
+        for (uint64_t i = 0; i < c.n; i++)
+            while (ax_tell(cx, c.target, "ping", &i, sizeof i) == AX_EFULL)
+                usleep(100); /* backpressure: the other worker drains meanwhile */
+        return AX_OK;
+    case OP_ASK: return ax_ask(cx, c.target, "ping", &c.n, sizeof c.n, c.timeout_ms, "answer", 7);
+    case OP_ASK_SLOW: return ax_ask(cx, c.target, "slow", NULL, 0, c.timeout_ms, "answer", 8);
+    case OP_MONITOR: return ax_monitor(cx, c.target, &st->mref);
+    case OP_DEMONITOR_FLUSH: return ax_demonitor(cx, st->mref, 1);
+    case OP_LINK: return ax_link(cx, c.target);
+    case OP_TRAP: return ax_trap_exit(cx, 1);
+    case OP_EXIT: return ax_exit(cx, c.target, c.reason);
+    case OP_STOP: return ax_stop(cx, c.target, c.reason);
+    case OP_FAIL: return ax_fail(cx, c.reason);
+    }
+    return AX_EINVAL;
+}
+
+static void w_stop(ax_ctx *cx, wt *st, const char *reason)
+{
+    (void)cx;
+    (void)st;
+    (void)reason;
+    g_stops++;
+}
+
+AX_ACTOR_TYPE(wt_type, "wt", wt, NULL, w_stop, AX_MSG("ping", w_ping), AX_MSG("slow", w_slow),
+              AX_MSG("answer", w_answer), AX_MSG("cmd", w_cmd), AX_MSG("$down", w_down), AX_MSG("$exit", w_exit));
+
+/* ---- the fixture: worker 0 on this thread ---- */
+static axd_config C;
+static axd_rt R0;
+static axd_workers G;
+static struct ev_loop *L;
+
+static void setup(void)
+{
+    char err[256];
+    axd_type *t;
+    axd_config_defaults(&C);
+    axd_log_set_level(AX_LOG_ERROR);
+    L = ev_loop_new(EVFLAG_AUTO);
+    axd_runtime_init(&R0, L, &C, "test@boot-0000000000000001-session-1");
+    ck_assert_int_eq(axd_type_register(&R0, &wt_type, NULL, &t, err, sizeof err), 0);
+    ck_assert_msg(axd_workers_start(&G, &R0, 2, err, sizeof err) == 0, "%s", err);
+    g_pings = g_bad_order = g_answers = g_downs = g_exits = g_stops = 0;
+    g_answer_status = 1;
+}
+
+static void teardown(void)
+{
+    axd_workers_stop(&G, "shutdown");
+    axd_type *t = axd_hmap_get(&R0.types, "wt", 2);
+    axd_runtime_free(&R0);
+    axd_hmap_free(&R0.types);
+    axd_type_unregister(&R0, t);
+    axd_config_free(&C);
+    ev_loop_destroy(L);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Run worker 0 until cond holds (bounded: 10 s). */
+#define WAIT_UNTIL(cond)                                                                                  \
+    do {                                                                                                  \
+        double end_ = now_s() + 10.0;                                                                     \
+        while (!(cond) && now_s() < end_) {                                                               \
+            ev_run(L, EVRUN_NOWAIT);                                                                      \
+            usleep(200);                                                                                  \
+        }                                                                                                 \
+        ck_assert_msg((cond), "timed out waiting for " #cond);                                            \
+    } while (0)
+
+/* Run worker 0 for ms milliseconds (to see that something does NOT happen). */
+static void settle(int ms)
+{
+    double end = now_s() + ms / 1000.0;
+    while (now_s() < end) {
+        ev_run(L, EVRUN_NOWAIT);
+        usleep(200);
+    }
+}
+
+typedef struct job {
+    _Atomic int done;
+    ax_ref ref;
+    int rc;
+    cmd c;
+} job;
+
+static void spawn_cb(axd_rt *rt, void *ud)
+{
+    job *j = ud;
+    const char *why;
+    j->rc = axd_actor_spawn(rt, "wt", 2, NULL, &j->ref, &why);
+    atomic_store(&j->done, 1);
+}
+
+static ax_ref spawn_on(uint32_t w)
+{
+    job j = {0};
+    ck_assert_int_eq(axd_workers_call(&G, w, spawn_cb, &j), 0);
+    WAIT_UNTIL(atomic_load(&j.done));
+    ck_assert_int_eq(j.rc, 0);
+    ck_assert_uint_eq(axd_ref_worker(j.ref), w);
+    return j.ref;
+}
+
+static void cmd_cb(axd_rt *rt, void *ud)
+{
+    job *j = ud;
+    axd_env *e = axd_env_new(rt, sizeof j->c);
+    memcpy(e->data, &j->c, sizeof j->c);
+    e->m.id = axd_msg_lookup(rt, "cmd", 3);
+    j->rc = axd_actor_deliver(rt, axd_actor_get(rt, j->ref), e);
+    if (j->rc)
+        axd_env_free(rt, e);
+    atomic_store(&j->done, 1);
+}
+
+/* Have actor `who` (on its worker) run command c. */
+static void command(ax_ref who, cmd c)
+{
+    job j = {.ref = who, .c = c};
+    ck_assert_int_eq(axd_workers_call(&G, axd_ref_worker(who), cmd_cb, &j), 0);
+    WAIT_UNTIL(atomic_load(&j.done));
+    ck_assert_int_eq(j.rc, 0);
+}
+
+START_TEST(tells_across_workers_keep_their_order_and_asks_are_answered)
+{
+    ax_ref a = spawn_on(0), b = spawn_on(1);
+    command(a, (cmd){.op = OP_TELL_N, .target = b, .n = 20000});
+    WAIT_UNTIL(g_pings == 20000);
+    ck_assert_int_eq(g_bad_order, 0);
+    /* the other direction, and an ask answered across workers */
+    ax_ref c = spawn_on(0);
+    command(b, (cmd){.op = OP_TELL_N, .target = c, .n = 5000});
+    WAIT_UNTIL(g_pings == 25000);
+    ck_assert_int_eq(g_bad_order, 0);
+    ax_ref d = spawn_on(1);
+    command(a, (cmd){.op = OP_ASK, .target = d, .n = 0, .timeout_ms = 5000});
+    WAIT_UNTIL(g_answers == 1);
+    ck_assert_int_eq(g_answer_status, AX_OK);
+    pthread_mutex_lock(&g_mu);
+    ck_assert_str_eq(g_answer, "pong");
+    pthread_mutex_unlock(&g_mu);
+}
+END_TEST
+
+START_TEST(an_ask_across_workers_times_out_on_the_askers_worker)
+{
+    ax_ref a = spawn_on(0), b = spawn_on(1);
+    command(a, (cmd){.op = OP_ASK_SLOW, .target = b, .timeout_ms = 100});
+    WAIT_UNTIL(g_answers == 1);
+    ck_assert_int_eq(g_answer_status, AX_ETIMEDOUT);
+    settle(400); /* the late reply arrives and is only counted */
+    ck_assert_int_eq(g_answers, 1);
+    ck_assert_uint_ge(R0.ctr.late_replies, 1);
+    /* an ask to an actor gone on the other worker ends with ENOPROC */
+    command(a, (cmd){.op = OP_STOP, .target = b, .reason = "normal"});
+    settle(50);
+    command(a, (cmd){.op = OP_ASK, .target = b, .timeout_ms = 5000});
+    WAIT_UNTIL(g_answers == 2);
+    ck_assert_int_eq(g_answer_status, AX_ENOPROC);
+}
+END_TEST
+
+START_TEST(a_monitor_across_workers_fires_once_with_the_reason_and_not_after_demonitor)
+{
+    ax_ref w = spawn_on(0), t = spawn_on(1);
+    command(w, (cmd){.op = OP_MONITOR, .target = t});
+    settle(20);
+    command(t, (cmd){.op = OP_FAIL, .reason = "boom"});
+    WAIT_UNTIL(g_downs == 1);
+    pthread_mutex_lock(&g_mu);
+    ck_assert_str_eq(g_down_reason, "boom");
+    pthread_mutex_unlock(&g_mu);
+    /* a gone target: noproc */
+    command(w, (cmd){.op = OP_MONITOR, .target = t});
+    WAIT_UNTIL(g_downs == 2);
+    pthread_mutex_lock(&g_mu);
+    ck_assert_str_eq(g_down_reason, "noproc");
+    pthread_mutex_unlock(&g_mu);
+    /* demonitor with flush: the target's exit no longer reaches the watcher */
+    ax_ref t2 = spawn_on(1);
+    command(w, (cmd){.op = OP_MONITOR, .target = t2});
+    command(w, (cmd){.op = OP_DEMONITOR_FLUSH});
+    settle(20);
+    command(t2, (cmd){.op = OP_FAIL, .reason = "boom"});
+    settle(100);
+    ck_assert_int_eq(g_downs, 2);
+}
+END_TEST
+
+START_TEST(a_link_across_workers_carries_an_abnormal_exit_and_noproc_for_a_gone_actor)
+{
+    ax_ref a = spawn_on(0), b = spawn_on(1);
+    command(a, (cmd){.op = OP_TRAP});
+    command(a, (cmd){.op = OP_LINK, .target = b});
+    settle(20);
+    command(b, (cmd){.op = OP_FAIL, .reason = "crashed"});
+    WAIT_UNTIL(g_exits == 1);
+    pthread_mutex_lock(&g_mu);
+    ck_assert_str_eq(g_exit_reason, "crashed");
+    pthread_mutex_unlock(&g_mu);
+    /* b is gone: a (trapping) hears noproc */
+    command(a, (cmd){.op = OP_LINK, .target = b});
+    WAIT_UNTIL(g_exits == 2);
+    pthread_mutex_lock(&g_mu);
+    ck_assert_str_eq(g_exit_reason, "noproc");
+    pthread_mutex_unlock(&g_mu);
+    /* a non-trapping actor linked across workers dies with its partner */
+    long stops = g_stops;
+    ax_ref c = spawn_on(0), d = spawn_on(1);
+    command(c, (cmd){.op = OP_LINK, .target = d});
+    settle(20);
+    command(d, (cmd){.op = OP_FAIL, .reason = "crashed"});
+    WAIT_UNTIL(g_stops == stops + 2);
+    ck_assert_ptr_null(axd_actor_get(&R0, c));
+}
+END_TEST
+
+START_TEST(exit_and_stop_reach_an_actor_on_another_worker)
+{
+    ax_ref a = spawn_on(0), b = spawn_on(1), c = spawn_on(1);
+    command(a, (cmd){.op = OP_EXIT, .target = b, .reason = "kill"});
+    command(a, (cmd){.op = OP_STOP, .target = c, .reason = "done"});
+    WAIT_UNTIL(g_stops == 2);
+    /* and a trapping actor gets exit/2 as $exit */
+    ax_ref d = spawn_on(1);
+    command(d, (cmd){.op = OP_TRAP});
+    command(a, (cmd){.op = OP_EXIT, .target = d, .reason = "please"});
+    WAIT_UNTIL(g_exits == 1);
+    pthread_mutex_lock(&g_mu);
+    ck_assert_str_eq(g_exit_reason, "please");
+    pthread_mutex_unlock(&g_mu);
+}
+END_TEST
+
+START_TEST(shutdown_with_actors_on_every_worker_runs_every_on_stop)
+{
+    enum { PER = 200 };
+    for (int i = 0; i < PER; i++) {
+        spawn_on(0);
+        spawn_on(1);
+    }
+    /* traffic in flight at the moment of shutdown */
+    ax_ref a = spawn_on(0), b = spawn_on(1);
+    command(a, (cmd){.op = OP_TELL_N, .target = b, .n = 2000});
+    command(b, (cmd){.op = OP_ASK_SLOW, .target = a, .timeout_ms = 5000});
+    axd_workers_stop(&G, "shutdown");
+    ck_assert_int_eq(g_stops, 2 * PER + 2);
+    ck_assert_ptr_null(R0.group);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("workers");
+    TCase *tc = tcase_create("workers");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, tells_across_workers_keep_their_order_and_asks_are_answered);
+    tcase_add_test(tc, an_ask_across_workers_times_out_on_the_askers_worker);
+    tcase_add_test(tc, a_monitor_across_workers_fires_once_with_the_reason_and_not_after_demonitor);
+    tcase_add_test(tc, a_link_across_workers_carries_an_abnormal_exit_and_noproc_for_a_gone_actor);
+    tcase_add_test(tc, exit_and_stop_reach_an_actor_on_another_worker);
+    tcase_add_test(tc, shutdown_with_actors_on_every_worker_runs_every_on_stop);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
