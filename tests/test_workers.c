@@ -4,7 +4,8 @@
  * answered across workers, an ask across workers times out on the asker's worker, a
  * monitor across workers fires once (and not after demonitor with flush), a link across
  * workers carries an abnormal exit (and noproc for a gone actor), exit/2 and stop reach
- * the other worker, and shutdown runs every actor's on_stop on every worker. Also run
+ * the other worker, a registered name is unique on the node and found from every worker,
+ * and shutdown runs every actor's on_stop on every worker. Also run
  * under ThreadSanitizer in CI (build-ci-tsan). */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,7 +33,7 @@ static void note(char *dst, const ax_msg *m)
     pthread_mutex_unlock(&g_mu);
 }
 
-enum { OP_TELL_N = 1, OP_ASK, OP_ASK_SLOW, OP_MONITOR, OP_DEMONITOR_FLUSH, OP_LINK, OP_TRAP, OP_EXIT, OP_STOP, OP_FAIL };
+enum { OP_TELL_N = 1, OP_ASK, OP_ASK_SLOW, OP_MONITOR, OP_DEMONITOR_FLUSH, OP_LINK, OP_TRAP, OP_EXIT, OP_STOP, OP_FAIL, OP_ASK_NAMED };
 typedef struct cmd {
     int op;
     ax_ref target;
@@ -117,6 +118,11 @@ static int w_cmd(ax_ctx *cx, wt *st, const ax_msg *m)
     case OP_EXIT: return ax_exit(cx, c.target, c.reason);
     case OP_STOP: return ax_stop(cx, c.target, c.reason);
     case OP_FAIL: return ax_fail(cx, c.reason);
+    case OP_ASK_NAMED: {
+        ax_ref to;
+        int rc = ax_lookup(cx, c.reason, &to);
+        return rc ? rc : ax_ask(cx, to, "ping", &c.n, sizeof c.n, c.timeout_ms, "answer", 9);
+    }
     }
     return AX_EINVAL;
 }
@@ -196,14 +202,26 @@ typedef struct job {
     ax_ref ref;
     int rc;
     cmd c;
+    const char *name;
 } job;
 
 static void spawn_cb(axd_rt *rt, void *ud)
 {
     job *j = ud;
     const char *why;
-    j->rc = axd_actor_spawn(rt, "wt", 2, NULL, &j->ref, &why);
+    ax_spawn_opts o = {.size = sizeof o, .name = j->name};
+    j->rc = axd_actor_spawn(rt, "wt", 2, &o, &j->ref, &why);
     atomic_store(&j->done, 1);
+}
+
+/* Spawn a named actor on worker w: the spawn's result. */
+static int spawn_named_on(uint32_t w, const char *name, ax_ref *out)
+{
+    job j = {.name = name};
+    ck_assert_int_eq(axd_workers_call(&G, w, spawn_cb, &j), 0);
+    WAIT_UNTIL(atomic_load(&j.done));
+    *out = j.ref;
+    return j.rc;
 }
 
 static ax_ref spawn_on(uint32_t w)
@@ -348,6 +366,26 @@ START_TEST(exit_and_stop_reach_an_actor_on_another_worker)
 }
 END_TEST
 
+START_TEST(a_registered_name_is_unique_on_the_node_and_found_from_every_worker)
+{
+    ax_ref svc, dup;
+    ck_assert_int_eq(spawn_named_on(1, "svc", &svc), 0);
+    ck_assert_int_eq(spawn_named_on(0, "svc", &dup), AX_EEXIST); /* taken on the other worker */
+    ax_ref found;
+    ck_assert_int_eq(axd_name_lookup(&R0, "svc", 3, &found), 0);
+    ck_assert(ax_ref_eq(found, svc));
+    ax_ref a = spawn_on(0);
+    command(a, (cmd){.op = OP_ASK_NAMED, .reason = "svc", .timeout_ms = 5000});
+    WAIT_UNTIL(g_answers == 1);
+    ck_assert_int_eq(g_answer_status, AX_OK);
+    /* gone: the name is free again, for any worker */
+    command(a, (cmd){.op = OP_STOP, .target = svc, .reason = "normal"});
+    WAIT_UNTIL(g_stops == 1);
+    ck_assert_int_eq(axd_name_lookup(&R0, "svc", 3, &found), AX_ENOTFOUND);
+    ck_assert_int_eq(spawn_named_on(0, "svc", &dup), 0);
+}
+END_TEST
+
 START_TEST(shutdown_with_actors_on_every_worker_runs_every_on_stop)
 {
     enum { PER = 200 };
@@ -376,6 +414,7 @@ int main(void)
     tcase_add_test(tc, a_monitor_across_workers_fires_once_with_the_reason_and_not_after_demonitor);
     tcase_add_test(tc, a_link_across_workers_carries_an_abnormal_exit_and_noproc_for_a_gone_actor);
     tcase_add_test(tc, exit_and_stop_reach_an_actor_on_another_worker);
+    tcase_add_test(tc, a_registered_name_is_unique_on_the_node_and_found_from_every_worker);
     tcase_add_test(tc, shutdown_with_actors_on_every_worker_runs_every_on_stop);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -41,6 +41,76 @@ static void msgtab_release(axd_msgtab *m)
     ax_free(m);
 }
 
+/* ---------------- registered names (node-wide) ---------------- */
+
+static axd_nametab *nametab_new(void)
+{
+    axd_nametab *n = ax_calloc(1, sizeof *n);
+    pthread_mutex_init(&n->mu, NULL);
+    axd_hmap_init(&n->refs);
+    atomic_init(&n->users, 1);
+    return n;
+}
+
+static void nametab_release(axd_nametab *n)
+{
+    if (!n || atomic_fetch_sub(&n->users, 1) != 1)
+        return;
+    axd_hmap_ent *e;
+    for (size_t i = 0; (i = axd_hmap_next(&n->refs, i, &e)) != 0;)
+        ax_free(e->val);
+    axd_hmap_free(&n->refs);
+    pthread_mutex_destroy(&n->mu);
+    ax_free(n);
+}
+
+/* An entry owns its key: the map keeps the key pointer. */
+typedef struct name_ent {
+    ax_ref ref;
+    char name[];
+} name_ent;
+
+/* Claim name for ref: 0, or AX_EEXIST when an actor of any worker holds it. */
+static int name_claim(axd_rt *s, const char *name, size_t len, ax_ref ref)
+{
+    axd_nametab *n = s->regnames;
+    int rc = 0;
+    pthread_mutex_lock(&n->mu);
+    if (axd_hmap_get(&n->refs, name, len)) {
+        rc = AX_EEXIST;
+    } else {
+        name_ent *e = ax_malloc(sizeof *e + len + 1);
+        e->ref = ref;
+        memcpy(e->name, name, len);
+        e->name[len] = 0;
+        axd_hmap_put(&n->refs, e->name, len, e);
+    }
+    pthread_mutex_unlock(&n->mu);
+    return rc;
+}
+
+static void name_release(axd_rt *s, const char *name, ax_ref ref)
+{
+    axd_nametab *n = s->regnames;
+    size_t len = strlen(name);
+    pthread_mutex_lock(&n->mu);
+    name_ent *e = axd_hmap_get(&n->refs, name, len);
+    if (e && ax_ref_eq(e->ref, ref))
+        ax_free(axd_hmap_del(&n->refs, name, len));
+    pthread_mutex_unlock(&n->mu);
+}
+
+int axd_name_lookup(axd_rt *s, const char *name, size_t len, ax_ref *out)
+{
+    axd_nametab *n = s->regnames;
+    pthread_mutex_lock(&n->mu);
+    name_ent *e = axd_hmap_get(&n->refs, name, len);
+    if (e)
+        *out = e->ref;
+    pthread_mutex_unlock(&n->mu);
+    return e ? 0 : AX_ENOTFOUND;
+}
+
 uint32_t axd_msg_lookup(axd_rt *s, const char *name, size_t len)
 {
     axd_msgtab *m = s->msgs;
@@ -295,8 +365,10 @@ int axd_actor_start(axd_rt *s, axd_actor *a)
 static void spawn_unwind(axd_rt *s, axd_actor *a)
 {
     a->st = AXD_ST_DEAD;
-    if (a->name)
+    if (a->name) {
         axd_hmap_del(&s->names, a->name, strlen(a->name));
+        name_release(s, a->name, axd_ref(s, a));
+    }
     axd_registry_remove(s, a);
     axd_mq_splice(&a->user, &a->ctl);
     for (axd_env *e; (e = axd_mq_pop(&a->user));)
@@ -362,6 +434,13 @@ static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const ch
     a->opts.name = NULL;
     a->started_at = a->last_msg = ev_now(s->loop);
     if (opts.name) {
+        if (name_claim(s, opts.name, nlen, axd_ref(s, a)) != 0) { /* taken meanwhile, on another worker */
+            axd_slots_release(&s->actors, a->slot);
+            ax_free(a->state);
+            ax_free(a);
+            *why = "an actor with this name already exists";
+            return AX_EEXIST;
+        }
         a->name = ax_strndup(opts.name, nlen);
         axd_hmap_put(&s->names, a->name, nlen, a);
     }
@@ -440,8 +519,10 @@ void axd_actor_terminate(axd_rt *s, axd_actor *a, const char *reason)
     axd_mq_splice(&a->ctl, &a->user);
     for (axd_env *e; (e = axd_mq_pop(&a->ctl));)
         axd_env_drop(s, e, moved ? AX_EBUSY : AX_ENOPROC);
-    if (a->name)
+    if (a->name) {
         axd_hmap_del(&s->names, a->name, strlen(a->name));
+        name_release(s, a->name, axd_ref(s, a));
+    }
     axd_registry_remove(s, a);
     axd_event_emit(s, a, "stopped", reason);
     axd_actor_free_ext(s, a, reason); /* fires links and monitors */
@@ -845,11 +926,7 @@ static int api_fail(ax_ctx *cx, const char *reason)
 
 static int api_lookup(ax_ctx *cx, const char *name, ax_ref *out)
 {
-    axd_actor *a = name ? axd_actor_by_name(cx->srv, name, strlen(name)) : NULL;
-    if (!a)
-        return AX_ENOTFOUND;
-    *out = axd_ref(cx->srv, a);
-    return AX_OK;
+    return name ? axd_name_lookup(cx->srv, name, strlen(name), out) : AX_ENOTFOUND;
 }
 
 static void api_log(ax_ctx *cx, int level, const char *text)
@@ -1044,24 +1121,26 @@ static const char *api_key(ax_ctx *cx)
 }
 
 static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg, const char *node_id,
-                         axd_msgtab *msgs, uint32_t worker);
+                         axd_msgtab *msgs, axd_nametab *names, uint32_t worker);
 
 void axd_runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg, const char *node_id)
 {
-    runtime_init(s, loop, cfg, node_id, NULL, 0);
+    runtime_init(s, loop, cfg, node_id, NULL, NULL, 0);
 }
 
 void axd_runtime_init_worker(axd_rt *s, struct ev_loop *loop, const axd_rt *first, uint32_t worker)
 {
     atomic_fetch_add(&first->msgs->users, 1);
-    runtime_init(s, loop, first->cfg, first->node_id, first->msgs, worker);
+    atomic_fetch_add(&first->regnames->users, 1);
+    runtime_init(s, loop, first->cfg, first->node_id, first->msgs, first->regnames, worker);
 }
 
 static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg, const char *node_id,
-                         axd_msgtab *msgs, uint32_t worker)
+                         axd_msgtab *msgs, axd_nametab *names, uint32_t worker)
 {
     memset(s, 0, sizeof *s);
     s->msgs = msgs;
+    s->regnames = names;
     s->worker = worker;
     s->loop = loop;
     s->cfg = cfg;
@@ -1074,6 +1153,8 @@ static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg,
     axd_hmap_init(&s->names);
     if (!s->msgs)
         s->msgs = msgtab_new();
+    if (!s->regnames)
+        s->regnames = nametab_new();
     axd_hmap_init(&s->types);
     ev_check_init(&s->run_check, run_check_cb);
     s->run_check.data = s;
@@ -1142,6 +1223,8 @@ void axd_runtime_free(axd_rt *s)
     axd_hmap_free(&s->names);
     msgtab_release(s->msgs);
     s->msgs = NULL;
+    nametab_release(s->regnames);
+    s->regnames = NULL;
     while (s->env_pool) {
         axd_env *e = s->env_pool;
         s->env_pool = e->next;

@@ -247,6 +247,14 @@ typedef struct axd_msgtab {
     _Atomic uint32_t users;   /* runtimes using it; the last one frees it */
 } axd_msgtab;
 
+/* Registered names: one table per node too (a name is unique among all workers' actors
+ * and found from any worker). Entries hold the actor's ref; under mu. */
+typedef struct axd_nametab {
+    pthread_mutex_t mu;
+    axd_hmap refs;            /* name -> heap ax_ref */
+    _Atomic uint32_t users;
+} axd_nametab;
+
 /* Is id a message id of this node? */
 static inline int axd_msg_valid(const struct axd_msgtab *t, uint32_t id)
 {
@@ -263,6 +271,7 @@ typedef struct axd_rt {
     axd_slots actors;         /* slot -> axd_actor */
     axd_hmap names;           /* registered name -> axd_actor */
     struct axd_msgtab *msgs; /* message names <-> ids: one table for the node (workers share it) */
+    struct axd_nametab *regnames; /* registered name -> ref, for the node (workers share it) */
     axd_hmap types;           /* type name -> axd_type */
     axd_plugin **plugins;
     size_t n_plugins;
@@ -325,7 +334,9 @@ const char *axd_msg_name(axd_rt *s, uint32_t id);
 int axd_actor_spawn(axd_rt *s, const char *type, size_t type_len, const ax_spawn_opts *o,
                    ax_ref *out, const char **why);
 axd_actor *axd_actor_get(axd_rt *s, ax_ref r);
-axd_actor *axd_actor_by_name(axd_rt *s, const char *name, size_t len);
+axd_actor *axd_actor_by_name(axd_rt *s, const char *name, size_t len); /* this worker's actors only */
+/* The ref registered under name on any worker of the node: 0, or AX_ENOTFOUND. */
+int axd_name_lookup(axd_rt *s, const char *name, size_t len, ax_ref *out);
 /* Enqueue a user message. On success the envelope is owned by the actor; on failure
  * (AX_EFULL, AX_ENOPROC, AX_ENOMSG) the caller still owns it. */
 int axd_actor_deliver(axd_rt *s, axd_actor *a, axd_env *e);

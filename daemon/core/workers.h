@@ -12,7 +12,8 @@
  * worker returns AX_OK once queued (an actor that is gone is found there: the message is
  * counted as dropped; an ask gets AX_ENOPROC back), and a link to an actor that is gone
  * there arrives as the noproc exit a trapping actor receives, not as the return value.
- * Registered names, keyed actors and lifecycle subscriptions stay per worker for now. */
+ * Registered names are the node's (unique among all workers, found from any: ax_lookup);
+ * keyed actors and lifecycle subscriptions stay per worker for now. */
 #ifndef AXD_WORKERS_H
 #define AXD_WORKERS_H
 
