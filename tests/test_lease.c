@@ -4,6 +4,8 @@
  * TTLs: acquire, renew, the local deadline from the send time, never two owners, fair
  * share and handover, shutdown. */
 #include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <cjson/cJSON.h>
 #include <ev.h>
 #include <stdio.h>
@@ -496,6 +498,75 @@ START_TEST(manager_two_nodes_share_fairly_and_hand_over)
 }
 END_TEST
 
+/* Workers read a shard's {epoch, deadline} from their own threads while the manager's
+ * loop changes them: every read is consistent (served means a non-zero epoch, the same
+ * one axd_shards_epoch gives, and a shard's epoch never goes back while served). Run
+ * under ThreadSanitizer in CI. */
+typedef struct reader {
+    axd_shards *m;
+    uint32_t n;
+    _Atomic int stop;
+    long reads, served, bad;
+} reader;
+
+static void *read_shards(void *ud)
+{
+    reader *r = ud;
+    uint64_t last[64] = {0};
+    while (!atomic_load(&r->stop)) {
+        for (uint32_t s = 0; s < r->n; s++) {
+            uint64_t ep = 0;
+            int serving = axd_shards_serving(r->m, s, &ep);
+            r->reads++;
+            if (!serving)
+                continue;
+            r->served++;
+            if (ep == 0 || ep < last[s])
+                r->bad++;
+            last[s] = ep;
+        }
+    }
+    return NULL;
+}
+
+START_TEST(manager_state_reads_from_another_thread_are_consistent)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    axd_lease_store *st = axd_lease_mem_new(loop, 16);
+    tcluster c;
+    tc_init(&c, loop, 16);
+    tnode *a = tc_add(&c, st, "node-a", 300, 100, 100);
+    reader r = {.m = a->m, .n = 16};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, read_shards, &r), 0);
+    axd_shards_start(a->m);
+    want w = {a, 16};
+    ck_assert(run_until(loop, has_count, &w, 2));
+    /* b joins (a hands 8 over) and leaves (a takes them back), twice */
+    for (int round = 0; round < 2; round++) {
+        tnode *b = tc_add(&c, st, round ? "node-c" : "node-b", 300, 100, 100);
+        axd_shards_set_live_nodes(b->m, 2);
+        axd_shards_start(b->m);
+        axd_shards_set_live_nodes(a->m, 2);
+        ck_assert(run_until(loop, split_evenly, &c, 3));
+        axd_shards_stop(b->m);
+        ck_assert(run_until(loop, node_stopped, b, 2));
+        axd_shards_set_live_nodes(a->m, 1);
+        ck_assert(run_until(loop, has_count, &w, 2));
+        axd_shards_free(b->m);
+        b->m = NULL;
+        c.n_nodes--;
+    }
+    atomic_store(&r.stop, 1);
+    pthread_join(th, NULL);
+    ck_assert_int_gt(r.served, 0);
+    ck_assert_int_eq(r.bad, 0);
+    tc_free(&c);
+    axd_lease_store_free(st);
+    ev_loop_destroy(loop);
+}
+END_TEST
+
 static int all_owned_by_two(void *ud)
 {
     tcluster *c = ud;
@@ -583,6 +654,7 @@ static Suite *lease_suite(void)
     tcase_add_test(tc, manager_unreachable_store_drops_shards_before_expiry);
     tcase_add_test(tc, manager_deadline_counts_from_send_time);
     tcase_add_test(tc, manager_two_nodes_share_fairly_and_hand_over);
+    tcase_add_test(tc, manager_state_reads_from_another_thread_are_consistent);
     tcase_add_test(tc, manager_concurrent_start_one_winner_per_shard);
     tcase_add_test(tc, manager_rejects_bad_config_and_frees_with_requests_in_flight);
     suite_add_tcase(s, tc);

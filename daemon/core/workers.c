@@ -136,7 +136,6 @@ static void inbox_cb(axd_xq *q, const axd_xmsg *it, size_t n, void *ud)
         case AXD_XW_ENV: on_env(s, m->to, m->p); continue;
         case AXD_XW_REPLY: axd_pending_complete(s, b->slot, b->gen, b->status, b->data, b->n); break;
         case AXD_XW_CALL: b->fn(s, b->ud); break;
-        case AXD_XW_QUIT: ev_break(s->loop, EVBREAK_ALL); break;
         default: axd_sup_xw_signal(s, m->kind, m->to, b->from, b->mref, b->data); break;
         }
         ax_free(b);

@@ -69,8 +69,7 @@ enum axd_xw_kind {
     AXD_XW_UNLINK,
     AXD_XW_MONITOR,     /* `from` monitors `to` under mref */
     AXD_XW_DEMONITOR,
-    AXD_XW_CALL,
-    AXD_XW_QUIT,
+    AXD_XW_CALL,        /* p = a function to run on this worker (axd_workers_call) */
 };
 /* Send an envelope to actor `to` on its worker; on an error the caller still owns e. */
 int axd_xw_env(axd_rt *s, ax_ref to, axd_env *e);

@@ -4,6 +4,8 @@
  * node stops serving at t + ttl - safety_margin unless a later renew succeeded. */
 #include "shard.h"
 
+#include <stdatomic.h>
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -110,7 +112,44 @@ typedef struct shard_ent {
     double renew_due;  /* owned: next renew */
     double held_until; /* free: another node holds it until about then (skip until) */
     uint8_t regressed_logged; /* a regression of this shard was logged (once) */
+    /* What any thread may read (axd_shards_serving_at, _epoch): {epoch, deadline} of an
+     * owned shard (epoch 0: not served), under a sequence lock that the manager's thread
+     * alone writes (odd while it writes). */
+    _Atomic uint32_t pub_seq;
+    _Atomic uint64_t pub_epoch;
+    _Atomic double pub_deadline;
 } shard_ent;
+
+/* Publish e's serving state for readers on other threads: after every change of state,
+ * epoch or deadline. */
+static void publish(shard_ent *e)
+{
+    uint32_t s = atomic_load_explicit(&e->pub_seq, memory_order_relaxed);
+    atomic_store_explicit(&e->pub_seq, s + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    int owned = e->st == AXD_SHARD_OWNED;
+    atomic_store_explicit(&e->pub_epoch, owned ? e->epoch : 0, memory_order_relaxed);
+    atomic_store_explicit(&e->pub_deadline, owned ? e->deadline : 0.0, memory_order_relaxed);
+    atomic_store_explicit(&e->pub_seq, s + 2, memory_order_release);
+}
+
+/* Read what publish wrote: the epoch (0 if not served) and the deadline, consistent. */
+static uint64_t published(const shard_ent *e, double *deadline)
+{
+    shard_ent *x = (shard_ent *)e; /* atomics are read, never written, here */
+    for (;;) {
+        uint32_t s1 = atomic_load_explicit(&x->pub_seq, memory_order_acquire);
+        if (s1 & 1)
+            continue; /* the manager is writing: it takes a few stores */
+        uint64_t ep = atomic_load_explicit(&x->pub_epoch, memory_order_relaxed);
+        double dl = atomic_load_explicit(&x->pub_deadline, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&x->pub_seq, memory_order_relaxed) == s1) {
+            *deadline = dl;
+            return ep;
+        }
+    }
+}
 
 enum req_kind { REQ_ACQUIRE, REQ_RENEW, REQ_RELEASE };
 
@@ -190,6 +229,7 @@ static void lose(axd_shards *m, uint32_t i, const char *reason)
     shard_ent *e = &m->sh[i];
     e->st = AXD_SHARD_FREE;
     e->seq++;
+    publish(e);
     e->renewing = 0;
     e->held_until = 0;
     e->holder = 0;
@@ -251,6 +291,7 @@ static void release_cb(void *ud, uint32_t i, const axd_lease_result *r)
     if (e->seq == q->seq && e->st == AXD_SHARD_RELEASING) {
         e->st = AXD_SHARD_FREE;
         e->seq++;
+        publish(e);
         e->holder = 0;
         e->held_until = 0;
     }
@@ -264,6 +305,7 @@ static void send_release(axd_shards *m, uint32_t i, uint64_t epoch, double now)
     shard_ent *e = &m->sh[i];
     e->st = AXD_SHARD_RELEASING;
     e->seq++;
+    publish(e);
     e->renewing = 0;
     req *q = req_new(m, i, REQ_RELEASE, now);
     m->inflight++;
@@ -272,6 +314,7 @@ static void send_release(axd_shards *m, uint32_t i, uint64_t epoch, double now)
         ax_free(q);
         e->st = AXD_SHARD_FREE;
         e->seq++;
+        publish(e);
     }
 }
 
@@ -313,6 +356,7 @@ static void renew_cb(void *ud, uint32_t i, const axd_lease_result *r)
         m->renew_failing = 0;
         e->deadline = q->sent + m->ttl - m->safety;
         e->renew_due = q->sent + m->renew;
+        publish(e);
     }
     if (e->st == AXD_SHARD_OWNED && now >= e->deadline)
         lose(m, i, AXD_SHARD_LOST);
@@ -372,6 +416,7 @@ static void acquire_cb(void *ud, uint32_t i, const axd_lease_result *r)
     m->acquiring--;
     e->st = AXD_SHARD_FREE;
     e->seq++;
+    publish(e);
     if (r->status != AX_OK) {
         e->held_until = 0;
         /* The store is unreachable (not this shard's data): end the round rather than
@@ -402,6 +447,7 @@ static void acquire_cb(void *ud, uint32_t i, const axd_lease_result *r)
             e->st = AXD_SHARD_OWNED;
             e->epoch = r->epoch;
             e->deadline = deadline;
+            publish(e);
             e->renew_due = q->sent + m->renew;
             e->holder = intern_holder(m, m->node, strlen(m->node));
             m->owned++;
@@ -425,6 +471,7 @@ static void send_acquire(axd_shards *m, uint32_t i, double now)
     shard_ent *e = &m->sh[i];
     e->st = AXD_SHARD_ACQUIRING;
     e->seq++;
+    publish(e);
     req *q = req_new(m, i, REQ_ACQUIRE, now);
     q->min = e->seen;
     m->inflight++;
@@ -437,6 +484,7 @@ static void send_acquire(axd_shards *m, uint32_t i, double now)
         ax_free(q);
         e->st = AXD_SHARD_FREE;
         e->seq++;
+        publish(e);
     }
 }
 
@@ -676,11 +724,12 @@ int axd_shards_serving_at(axd_shards *m, uint32_t shard, double now, uint64_t *e
 {
     if (shard >= m->n)
         return 0;
-    const shard_ent *e = &m->sh[shard];
-    if (e->st != AXD_SHARD_OWNED || now >= e->deadline)
+    double deadline;
+    uint64_t ep = published(&m->sh[shard], &deadline); /* any thread */
+    if (!ep || now >= deadline)
         return 0;
     if (epoch)
-        *epoch = e->epoch;
+        *epoch = ep;
     return 1;
 }
 
@@ -722,7 +771,8 @@ uint64_t axd_shards_regressions(const axd_shards *m) { return m->regressions; }
 
 uint64_t axd_shards_epoch(const axd_shards *m, uint32_t shard)
 {
-    return shard < m->n && m->sh[shard].st == AXD_SHARD_OWNED ? m->sh[shard].epoch : 0;
+    double deadline;
+    return shard < m->n ? published(&m->sh[shard], &deadline) : 0;
 }
 
 uint32_t axd_shards_expire(axd_shards *m)

@@ -91,7 +91,9 @@ void axd_shards_free(axd_shards *m);
  * deadline itself against a fresh CLOCK_MONOTONIC read, so it is exact even between timer
  * runs and after a stall (the loop's cached time is never used for it). */
 int axd_shards_serving(axd_shards *m, uint32_t shard, uint64_t *epoch);
-/* The same at a monotonic time the caller has just read (axd_mono_now). */
+/* The same at a monotonic time the caller has just read (axd_mono_now). Both, and
+ * axd_shards_epoch, may be called from any thread (workers): they read the {epoch,
+ * deadline} the manager publishes under a sequence lock at every change. */
 int axd_shards_serving_at(axd_shards *m, uint32_t shard, double now, uint64_t *epoch);
 /* Another member knows epoch for shard (heartbeat-time sharing, PROTOCOL.md "Epochs
  * never go backwards"): remembered as the least epoch the next acquisition must exceed;
