@@ -5,7 +5,8 @@
  * monitor across workers fires once (and not after demonitor with flush), a link across
  * workers carries an abnormal exit (and noproc for a gone actor), exit/2 and stop reach
  * the other worker, a registered name is unique on the node and found from every worker,
- * and shutdown runs every actor's on_stop on every worker. Also run
+ * get_or_spawn racing on two workers makes exactly one actor per key (on the key's home
+ * worker), and shutdown runs every actor's on_stop on every worker. Also run
  * under ThreadSanitizer in CI (build-ci-tsan). */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -33,7 +34,7 @@ static void note(char *dst, const ax_msg *m)
     pthread_mutex_unlock(&g_mu);
 }
 
-enum { OP_TELL_N = 1, OP_ASK, OP_ASK_SLOW, OP_MONITOR, OP_DEMONITOR_FLUSH, OP_LINK, OP_TRAP, OP_EXIT, OP_STOP, OP_FAIL, OP_ASK_NAMED };
+enum { OP_TELL_N = 1, OP_ASK, OP_ASK_SLOW, OP_MONITOR, OP_DEMONITOR_FLUSH, OP_LINK, OP_TRAP, OP_EXIT, OP_STOP, OP_FAIL, OP_ASK_NAMED, OP_GET_OR_SPAWN };
 typedef struct cmd {
     int op;
     ax_ref target;
@@ -97,6 +98,11 @@ static int w_exit(ax_ctx *cx, wt *st, const ax_msg *m)
     return AX_OK;
 }
 
+/* get_or_spawn results: side 0/1 (the caller's worker), key i */
+#define GOS_KEYS 200
+static ax_ref g_gos[2][GOS_KEYS];
+static _Atomic int g_gos_done[2];
+
 static int w_cmd(ax_ctx *cx, wt *st, const ax_msg *m)
 {
     cmd c;
@@ -118,6 +124,17 @@ static int w_cmd(ax_ctx *cx, wt *st, const ax_msg *m)
     case OP_EXIT: return ax_exit(cx, c.target, c.reason);
     case OP_STOP: return ax_stop(cx, c.target, c.reason);
     case OP_FAIL: return ax_fail(cx, c.reason);
+    case OP_GET_OR_SPAWN: { /* c.n: which side records */
+        for (int i = 0; i < GOS_KEYS; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "k%d", i);
+            int rc = ax_get_or_spawn(cx, "wt", key, NULL, &g_gos[c.n][i]);
+            if (rc)
+                return rc;
+        }
+        atomic_store_explicit(&g_gos_done[c.n], 1, memory_order_release);
+        return AX_OK;
+    }
     case OP_ASK_NAMED: {
         ax_ref to;
         int rc = ax_lookup(cx, c.reason, &to);
@@ -386,6 +403,32 @@ START_TEST(a_registered_name_is_unique_on_the_node_and_found_from_every_worker)
 }
 END_TEST
 
+START_TEST(get_or_spawn_racing_on_two_workers_makes_exactly_one_actor_per_key_on_its_home_worker)
+{
+    ax_ref a = spawn_on(0), b = spawn_on(1);
+    atomic_store(&g_gos_done[0], 0);
+    atomic_store(&g_gos_done[1], 0);
+    /* both at once, the same keys in the same order: every key is contended */
+    job j0 = {.ref = a, .c = {.op = OP_GET_OR_SPAWN, .n = 0}}, j1 = {.ref = b, .c = {.op = OP_GET_OR_SPAWN, .n = 1}};
+    ck_assert_int_eq(axd_workers_call(&G, 1, cmd_cb, &j1), 0);
+    ck_assert_int_eq(axd_workers_call(&G, 0, cmd_cb, &j0), 0);
+    WAIT_UNTIL(atomic_load_explicit(&g_gos_done[0], memory_order_acquire) &&
+               atomic_load_explicit(&g_gos_done[1], memory_order_acquire));
+    WAIT_UNTIL(atomic_load(&j0.done) && atomic_load(&j1.done));
+    int on[2] = {0, 0};
+    for (int i = 0; i < GOS_KEYS; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        ck_assert_msg(ax_ref_eq(g_gos[0][i], g_gos[1][i]), "key %s: two actors (%llx.%u and %llx.%u)", key, (unsigned long long)g_gos[0][i].id, g_gos[0][i].gen, (unsigned long long)g_gos[1][i].id, g_gos[1][i].gen);
+        ck_assert_uint_eq(axd_ref_worker(g_gos[0][i]), axd_workers_home(&G, key, strlen(key)));
+        on[axd_ref_worker(g_gos[0][i])]++;
+    }
+    ck_assert_int_gt(on[0], 0); /* the keys are spread over both workers */
+    ck_assert_int_gt(on[1], 0);
+    ck_assert_uint_eq(R0.keyed.len, (uint32_t)on[0]);
+}
+END_TEST
+
 START_TEST(shutdown_with_actors_on_every_worker_runs_every_on_stop)
 {
     enum { PER = 200 };
@@ -415,6 +458,7 @@ int main(void)
     tcase_add_test(tc, a_link_across_workers_carries_an_abnormal_exit_and_noproc_for_a_gone_actor);
     tcase_add_test(tc, exit_and_stop_reach_an_actor_on_another_worker);
     tcase_add_test(tc, a_registered_name_is_unique_on_the_node_and_found_from_every_worker);
+    tcase_add_test(tc, get_or_spawn_racing_on_two_workers_makes_exactly_one_actor_per_key_on_its_home_worker);
     tcase_add_test(tc, shutdown_with_actors_on_every_worker_runs_every_on_stop);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

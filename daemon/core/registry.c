@@ -6,6 +6,7 @@
 #include "ax_mem.h"
 #include "log.h"
 #include "core_int.h"
+#include "workers.h"
 
 int axd_actor_spawn_keyed(axd_rt *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
                          ax_ref *out, const char **why);
@@ -90,6 +91,58 @@ void axd_registry_remove(axd_rt *s, axd_actor *a)
 /* Find or spawn; msg_epoch fences a routed message (0 = not fenced). The shard check
  * is done once here, for both entry points. */
 static int get_or_spawn(axd_rt *s, const char *type, size_t tlen, const char *key, size_t klen,
+                        uint64_t msg_epoch, const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why);
+
+/* get_or_spawn on the key's home worker, called from another (workers.c). */
+typedef struct home_call {
+    char type[AX_NAME_MAX + 1];
+    char key[AX_KEY_MAX];
+    size_t tlen, klen;
+    uint64_t msg_epoch;
+    ax_spawn_opts opts;
+    int has_opts, spawn, rc;
+    ax_ref out;
+    const char *why; /* static text */
+} home_call;
+
+static void home_cb(axd_rt *s, void *ud)
+{
+    home_call *c = ud;
+    c->rc = get_or_spawn(s, c->type, c->tlen, c->key, c->klen, c->msg_epoch, c->has_opts ? &c->opts : NULL, c->spawn,
+                         &c->out, &c->why);
+}
+
+static int get_or_spawn_home(axd_rt *s, uint32_t home, const char *type, size_t tlen, const char *key, size_t klen,
+                             uint64_t msg_epoch, const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
+{
+    home_call c;
+    memset(&c, 0, sizeof c);
+    memcpy(c.type, type, tlen);
+    memcpy(c.key, key, klen);
+    c.tlen = tlen;
+    c.klen = klen;
+    c.msg_epoch = msg_epoch;
+    c.spawn = spawn;
+    c.rc = AX_EFAILED;
+    c.why = "";
+    if (o) {
+        c.has_opts = 1;
+        memcpy(&c.opts, o, o->size < sizeof c.opts ? o->size : sizeof c.opts);
+        c.opts.size = sizeof c.opts;
+        c.opts.name = NULL; /* keyed actors are found by key, not name */
+    }
+    int rc = axd_workers_sync(s->group, s->worker, home, home_cb, &c, sizeof c, s->cfg->ask_timeout_ms);
+    if (rc) {
+        *why = rc == AX_ETIMEDOUT ? "the key's worker did not answer in time" : "the key's worker is busy";
+        return rc == AX_ETIMEDOUT ? AX_ETIMEDOUT : AX_EBUSY;
+    }
+    if (c.rc == AX_OK)
+        *out = c.out;
+    *why = c.why;
+    return c.rc;
+}
+
+static int get_or_spawn(axd_rt *s, const char *type, size_t tlen, const char *key, size_t klen,
                         uint64_t msg_epoch, const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
 {
     const char *dummy;
@@ -99,6 +152,11 @@ static int get_or_spawn(axd_rt *s, const char *type, size_t tlen, const char *ke
     if (tlen == 0 || tlen > AX_NAME_MAX || klen == 0 || klen > AX_KEY_MAX || memchr(key, 0, klen)) {
         *why = "invalid type or key";
         return AX_EINVAL;
+    }
+    if (s->group && s->group->n > 1) { /* one actor per key on the node: its home worker's */
+        uint32_t home = axd_workers_home(s->group, key, klen);
+        if (home != s->worker)
+            return get_or_spawn_home(s, home, type, tlen, key, klen, msg_epoch, o, spawn, out, why);
     }
     uint64_t epoch = 0;
     int frc = s->gate ? s->gate->check(s->gate_ud, key, klen, msg_epoch, &epoch, why) : AX_OK;

@@ -2,7 +2,9 @@
  * cross-worker item is handled on the receiving worker. */
 #include "workers.h"
 
+#include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "ax_mem.h"
 #include "core_int.h"
@@ -142,6 +144,89 @@ static void inbox_cb(axd_xq *q, const axd_xmsg *it, size_t n, void *ud)
     }
 }
 
+/* ---------------- synchronous calls ---------------- */
+
+typedef struct xw_sync {
+    _Atomic int refs;  /* the caller's and the callee's */
+    _Atomic int done;
+    void (*fn)(axd_rt *, void *);
+    size_t size;
+    unsigned char ud[];
+} xw_sync;
+
+static void sync_unref(xw_sync *c)
+{
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        ax_free(c);
+}
+
+static void calls_cb(axd_xq *q, const axd_xmsg *it, size_t n, void *ud)
+{
+    axd_rt *s = ud;
+    (void)q;
+    for (size_t i = 0; i < n; i++) {
+        xw_sync *c = it[i].p;
+        if (!atomic_load_explicit(&s->group->discard, memory_order_acquire))
+            c->fn(s, c->ud);
+        atomic_store_explicit(&c->done, 1, memory_order_release);
+        sync_unref(c);
+    }
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int axd_workers_sync(axd_workers *g, uint32_t from, uint32_t w, void (*fn)(axd_rt *rt, void *ud), void *ud,
+                     size_t ud_size, uint32_t timeout_ms)
+{
+    if (!g || w >= g->n || from >= g->n || !fn)
+        return AX_EINVAL;
+    xw_sync *c = ax_try_malloc(sizeof *c + ud_size);
+    if (!c)
+        return AX_ENOMEM;
+    atomic_init(&c->refs, 2);
+    atomic_init(&c->done, 0);
+    c->fn = fn;
+    c->size = ud_size;
+    memcpy(c->ud, ud, ud_size);
+    axd_xmsg m = {.kind = AXD_XW_CALL, .p = c};
+    if (axd_xq_push(&g->w[w].calls, &m) != 0) {
+        ax_free(c);
+        return AX_EFULL;
+    }
+    double end = mono_s() + timeout_ms / 1000.0;
+    axd_xmsg buf[16];
+    int spins = 0;
+    while (!atomic_load_explicit(&c->done, memory_order_acquire)) {
+        size_t k = axd_xq_pop(&g->w[from].calls, buf, 16); /* serve who calls us meanwhile */
+        if (k) {
+            calls_cb(&g->w[from].calls, buf, k, g->w[from].rt);
+            continue;
+        }
+        if (++spins % 64 == 0 && mono_s() >= end) {
+            sync_unref(c); /* the callee frees it when it gets to it */
+            return AX_ETIMEDOUT;
+        }
+        sched_yield();
+    }
+    memcpy(ud, c->ud, ud_size);
+    sync_unref(c);
+    return 0;
+}
+
+uint32_t axd_workers_home(const axd_workers *g, const char *key, size_t klen)
+{
+    if (!g || g->n < 2)
+        return 0;
+    const axd_rt *r0 = g->w[0].rt;
+    uint64_t h = r0->gate ? r0->gate->shard_of(r0->gate_ud, key, klen) : axd_hash(key, klen);
+    return (uint32_t)(h % g->n);
+}
+
 static void *worker_main(void *arg)
 {
     axd_worker *w = arg;
@@ -203,7 +288,8 @@ int axd_workers_start(axd_workers *g, axd_rt *rt0, uint32_t n, char *err, size_t
         register_types(w->rt, rt0);
     }
     for (uint32_t i = 0; i < n; i++)
-        if (axd_xq_init(&g->w[i].inbox, g->w[i].loop, AXD_WORKER_INBOX, 0, inbox_cb, g->w[i].rt) != 0) {
+        if (axd_xq_init(&g->w[i].inbox, g->w[i].loop, AXD_WORKER_INBOX, 0, inbox_cb, g->w[i].rt) != 0 ||
+            axd_xq_init(&g->w[i].calls, g->w[i].loop, 1024, 0, calls_cb, g->w[i].rt) != 0) {
             snprintf(err, errlen, "worker %u: cannot allocate its inbox", i);
             g->n = i;
             axd_workers_stop(g, "shutdown");
@@ -257,8 +343,10 @@ void axd_workers_stop(axd_workers *g, const char *reason)
     if (g->w[0].inbox.cells)
         ev_run(g->w[0].loop, EVRUN_NOWAIT);
     atomic_store_explicit(&g->discard, 1, memory_order_release);
-    for (uint32_t i = 0; i < g->n; i++)
+    for (uint32_t i = 0; i < g->n; i++) {
         axd_xq_free(&g->w[i].inbox);
+        axd_xq_free(&g->w[i].calls);
+    }
     for (uint32_t i = 1; i < g->n; i++) {
         axd_worker *w = &g->w[i];
         if (w->rt) {

@@ -12,8 +12,11 @@
  * worker returns AX_OK once queued (an actor that is gone is found there: the message is
  * counted as dropped; an ask gets AX_ENOPROC back), and a link to an actor that is gone
  * there arrives as the noproc exit a trapping actor receives, not as the return value.
- * Registered names are the node's (unique among all workers, found from any: ax_lookup);
- * keyed actors and lifecycle subscriptions stay per worker for now. */
+ * Registered names are the node's (unique among all workers, found from any: ax_lookup).
+ * A keyed actor lives on its key's home worker (its shard's, or by hash without a lease
+ * manager): get_or_spawn from another worker is a synchronous call to that worker, so
+ * there is exactly one actor per key however workers race. Lifecycle subscriptions stay
+ * per worker for now. */
 #ifndef AXD_WORKERS_H
 #define AXD_WORKERS_H
 
@@ -29,6 +32,9 @@ typedef struct axd_worker {
     axd_rt *rt;            /* worker 0: the caller's; others: owned */
     struct ev_loop *loop;  /* worker 0: the caller's; others: owned */
     axd_xq inbox;
+    axd_xq calls;          /* synchronous calls (axd_workers_sync): served even while this
+                            * worker itself waits for one, so two workers calling each
+                            * other cannot deadlock */
     pthread_t th;
     int started;
 } axd_worker;
@@ -50,6 +56,16 @@ int axd_workers_call(axd_workers *g, uint32_t w, void (*fn)(axd_rt *rt, void *ud
  * queued asks are answered), end and join the threads, then free workers 1..n-1 (rt0
  * stays the caller's). Accepts a group never started (zeroed). */
 void axd_workers_stop(axd_workers *g, const char *reason);
+
+/* Run fn(rt, ud) on worker w and wait for it (at most timeout_ms): 0 when it ran, or
+ * AX_ETIMEDOUT / AX_EFULL / AX_ENOMEM (then it may still run later: ud must stay valid,
+ * so it is copied: ud_size bytes, and fn gets the copy; results come back in the copy,
+ * which is copied back to ud when the call completes in time). While waiting, this
+ * worker serves calls made to it. From worker `from`'s thread. */
+int axd_workers_sync(axd_workers *g, uint32_t from, uint32_t w, void (*fn)(axd_rt *rt, void *ud), void *ud,
+                     size_t ud_size, uint32_t timeout_ms);
+/* The worker a key's actor lives on. */
+uint32_t axd_workers_home(const axd_workers *g, const char *key, size_t klen);
 
 /* ---- used by the core (actor.c, supervisor.c) ---- */
 static inline uint32_t axd_ref_worker(ax_ref r) { return (uint32_t)(r.id >> 32); }
