@@ -6,7 +6,8 @@
  * workers carries an abnormal exit (and noproc for a gone actor), exit/2 and stop reach
  * the other worker, a registered name is unique on the node and found from every worker,
  * get_or_spawn racing on two workers makes exactly one actor per key (on the key's home
- * worker), and shutdown runs every actor's on_stop on every worker. Also run
+ * worker), a single-worker type's actors all live on worker 0, and shutdown runs every
+ * actor's on_stop on every worker. Also run
  * under ThreadSanitizer in CI (build-ci-tsan). */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -155,6 +156,18 @@ static void w_stop(ax_ctx *cx, wt *st, const char *reason)
 AX_ACTOR_TYPE(wt_type, "wt", wt, NULL, w_stop, AX_MSG("ping", w_ping), AX_MSG("slow", w_slow),
               AX_MSG("answer", w_answer), AX_MSG("cmd", w_cmd), AX_MSG("$down", w_down), AX_MSG("$exit", w_exit));
 
+/* A type whose plugin would keep mutable globals: AX_TYPE_SINGLE_WORKER pins its actors
+ * to worker 0. The descriptor is written out (AX_ACTOR_TYPE has no flags argument). */
+static const ax_msg_def pinned_msgs[] = {AX_MSG("ping", w_ping)};
+static const ax_actor_type pinned_type = {
+    .size = sizeof(ax_actor_type),
+    .name = "pinned",
+    .state_size = sizeof(wt),
+    .msgs = pinned_msgs,
+    .n_msgs = 1,
+    .flags = AX_TYPE_SINGLE_WORKER,
+};
+
 /* ---- the fixture: worker 0 on this thread ---- */
 static axd_config C;
 static axd_rt R0;
@@ -170,6 +183,7 @@ static void setup(void)
     L = ev_loop_new(EVFLAG_AUTO);
     axd_runtime_init(&R0, L, &C, "test@boot-0000000000000001-session-1");
     ck_assert_int_eq(axd_type_register(&R0, &wt_type, NULL, &t, err, sizeof err), 0);
+    ck_assert_int_eq(axd_type_register(&R0, &pinned_type, NULL, &t, err, sizeof err), 0);
     ck_assert_msg(axd_workers_start(&G, &R0, 2, err, sizeof err) == 0, "%s", err);
     g_pings = g_bad_order = g_answers = g_downs = g_exits = g_stops = 0;
     g_answer_status = 1;
@@ -178,10 +192,11 @@ static void setup(void)
 static void teardown(void)
 {
     axd_workers_stop(&G, "shutdown");
-    axd_type *t = axd_hmap_get(&R0.types, "wt", 2);
+    axd_type *t = axd_hmap_get(&R0.types, "wt", 2), *t2 = axd_hmap_get(&R0.types, "pinned", 6);
     axd_runtime_free(&R0);
     axd_hmap_free(&R0.types);
     axd_type_unregister(&R0, t);
+    axd_type_unregister(&R0, t2);
     axd_config_free(&C);
     ev_loop_destroy(L);
 }
@@ -220,14 +235,18 @@ typedef struct job {
     int rc;
     cmd c;
     const char *name;
+    const char *type; /* NULL: "wt" */
+    const char *key;  /* get_or_spawn instead */
 } job;
 
 static void spawn_cb(axd_rt *rt, void *ud)
 {
     job *j = ud;
     const char *why;
+    const char *type = j->type ? j->type : "wt";
     ax_spawn_opts o = {.size = sizeof o, .name = j->name};
-    j->rc = axd_actor_spawn(rt, "wt", 2, &o, &j->ref, &why);
+    j->rc = j->key ? axd_registry_get_or_spawn(rt, type, strlen(type), j->key, strlen(j->key), NULL, 1, &j->ref, &why)
+                   : axd_actor_spawn(rt, type, strlen(type), &o, &j->ref, &why);
     atomic_store(&j->done, 1);
 }
 
@@ -429,6 +448,31 @@ START_TEST(get_or_spawn_racing_on_two_workers_makes_exactly_one_actor_per_key_on
 }
 END_TEST
 
+START_TEST(a_single_worker_type_runs_all_its_actors_on_one_worker)
+{
+    /* a key whose home would be worker 1 (by its hash): pinning must win over that */
+    static char key[16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof key, "x%d", i);
+        if (axd_workers_home(&G, key, strlen(key)) == 1)
+            break;
+    }
+    ck_assert_uint_eq(axd_workers_home(&G, key, strlen(key)), 1);
+    for (uint32_t w = 0; w < 2; w++) {
+        job j = {.type = "pinned"}, k = {.type = "pinned", .key = key};
+        ck_assert_int_eq(axd_workers_call(&G, w, spawn_cb, &j), 0);
+        ck_assert_int_eq(axd_workers_call(&G, w, spawn_cb, &k), 0);
+        WAIT_UNTIL(atomic_load(&j.done) && atomic_load(&k.done));
+        ck_assert_int_eq(j.rc, 0);
+        ck_assert_int_eq(k.rc, 0);
+        ck_assert_uint_eq(axd_ref_worker(j.ref), 0); /* spawned from worker w, lives on 0 */
+        ck_assert_uint_eq(axd_ref_worker(k.ref), 0);
+    }
+    /* an ordinary type spawned on worker 1 stays there */
+    ck_assert_uint_eq(axd_ref_worker(spawn_on(1)), 1);
+}
+END_TEST
+
 START_TEST(shutdown_with_actors_on_every_worker_runs_every_on_stop)
 {
     enum { PER = 200 };
@@ -459,6 +503,7 @@ int main(void)
     tcase_add_test(tc, exit_and_stop_reach_an_actor_on_another_worker);
     tcase_add_test(tc, a_registered_name_is_unique_on_the_node_and_found_from_every_worker);
     tcase_add_test(tc, get_or_spawn_racing_on_two_workers_makes_exactly_one_actor_per_key_on_its_home_worker);
+    tcase_add_test(tc, a_single_worker_type_runs_all_its_actors_on_one_worker);
     tcase_add_test(tc, shutdown_with_actors_on_every_worker_runs_every_on_stop);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

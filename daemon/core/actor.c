@@ -485,6 +485,59 @@ static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const ch
     return AX_OK;
 }
 
+/* A spawn of a single-worker type from another worker: made on worker 0 (a synchronous
+ * call, see axd_workers_sync). */
+typedef struct pinned_call {
+    char type[AX_NAME_MAX + 1];
+    char name[AX_NAME_MAX + 1];
+    size_t tlen;
+    ax_spawn_opts opts;
+    int has_opts, rc;
+    ax_ref out;
+    const char *why; /* static text */
+} pinned_call;
+
+static void pinned_cb(axd_rt *s, void *ud)
+{
+    pinned_call *c = ud;
+    if (c->has_opts)
+        c->opts.name = c->name[0] ? c->name : NULL;
+    c->rc = axd_actor_spawn(s, c->type, c->tlen, c->has_opts ? &c->opts : NULL, &c->out, &c->why);
+}
+
+static int spawn_pinned(axd_rt *s, const char *type, size_t tlen, const ax_spawn_opts *o, ax_ref *out,
+                        const char **why)
+{
+    pinned_call c;
+    memset(&c, 0, sizeof c);
+    memcpy(c.type, type, tlen);
+    c.tlen = tlen;
+    c.rc = AX_EFAILED;
+    c.why = "";
+    if (o) {
+        c.has_opts = 1;
+        memcpy(&c.opts, o, o->size < sizeof c.opts ? o->size : sizeof c.opts);
+        c.opts.size = sizeof c.opts;
+        if (c.opts.name) {
+            if (strlen(c.opts.name) > AX_NAME_MAX) {
+                *why = "invalid actor name";
+                return AX_EINVAL;
+            }
+            snprintf(c.name, sizeof c.name, "%s", c.opts.name);
+        }
+        c.opts.name = NULL; /* the copy's own, set on worker 0 */
+    }
+    int rc = axd_workers_sync(s->group, s->worker, 0, pinned_cb, &c, sizeof c, s->cfg->ask_timeout_ms);
+    if (rc) {
+        *why = rc == AX_ETIMEDOUT ? "worker 0 did not answer in time" : "worker 0 is busy";
+        return rc == AX_ETIMEDOUT ? AX_ETIMEDOUT : AX_EBUSY;
+    }
+    if (c.rc == AX_OK)
+        *out = c.out;
+    *why = c.why;
+    return c.rc;
+}
+
 int axd_actor_spawn(axd_rt *s, const char *type, size_t type_len, const ax_spawn_opts *o,
                    ax_ref *out, const char **why)
 {
@@ -496,6 +549,8 @@ int axd_actor_spawn(axd_rt *s, const char *type, size_t type_len, const ax_spawn
         *why = "unknown actor type";
         return AX_ENOTYPE;
     }
+    if (s->worker != 0 && s->group && (t->flags & AX_TYPE_SINGLE_WORKER))
+        return spawn_pinned(s, type, type_len, o, out, why); /* its actors all live on worker 0 */
     return actor_create(s, t, o, NULL, 0, out, why);
 }
 

@@ -74,6 +74,7 @@ typedef struct axd_type {
     axd_handler_ent *handlers;
     size_t n_handlers;
     uint32_t live;         /* actors of this type alive now */
+    uintptr_t flags;       /* AX_TYPE_* (descriptors of ABI 1.2 and later; else 0) */
 } axd_type;
 
 struct axd_plugin {

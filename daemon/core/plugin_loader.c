@@ -65,6 +65,8 @@ int axd_type_register(axd_rt *s, const ax_actor_type *d, axd_plugin *p, axd_type
     axd_type *t = ax_calloc(1, sizeof *t);
     t->desc = d;
     t->plugin = p;
+    /* flags exist from ABI 1.2 on: an older descriptor's field was a spare pointer */
+    t->flags = !p || (p->desc && p->desc->abi_minor >= 2) ? d->flags : 0;
     t->name = ax_strndup(d->name, nlen);
     t->handlers = ax_calloc(d->n_msgs, sizeof *t->handlers);
     t->n_handlers = d->n_msgs;

@@ -154,7 +154,8 @@ static int get_or_spawn(axd_rt *s, const char *type, size_t tlen, const char *ke
         return AX_EINVAL;
     }
     if (s->group && s->group->n > 1) { /* one actor per key on the node: its home worker's */
-        uint32_t home = axd_workers_home(s->group, key, klen);
+        axd_type *pt = axd_hmap_get(&s->types, type, tlen);
+        uint32_t home = pt && (pt->flags & AX_TYPE_SINGLE_WORKER) ? 0 : axd_workers_home(s->group, key, klen);
         if (home != s->worker)
             return get_or_spawn_home(s, home, type, tlen, key, klen, msg_epoch, o, spawn, out, why);
     }

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define AX_ABI_MAJOR 1
-#define AX_ABI_MINOR 1
+#define AX_ABI_MINOR 2
 #define AX_PLUGIN_SYMBOL "axactor_plugin"
 
 #define AX_STR_(x) #x
@@ -84,8 +84,15 @@ typedef struct ax_actor_type {
     ax_stop_fn on_stop;     /* may be NULL; called once per incarnation */
     const ax_msg_def *msgs; /* the message table */
     size_t n_msgs;
-    void *spare[4];
+    uintptr_t flags;        /* ABI 1.2: AX_TYPE_* (0 in descriptors built before) */
+    void *spare[3];
 } ax_actor_type;
+
+/* Actor type flags (ax_actor_type.flags, ABI 1.2). */
+/* The plugin keeps mutable globals for this type: the daemon runs all its actors on one
+ * worker (thread), wherever they are spawned from. Without it, a type's actors may run
+ * on any worker, each actor's handlers always on the same one. */
+#define AX_TYPE_SINGLE_WORKER ((uintptr_t)1)
 
 typedef struct ax_plugin_desc {
     uint32_t abi_major;
