@@ -6,7 +6,8 @@
  * workers carries an abnormal exit (and noproc for a gone actor), exit/2 and stop reach
  * the other worker, a registered name is unique on the node and found from every worker,
  * get_or_spawn racing on two workers makes exactly one actor per key (on the key's home
- * worker), a single-worker type's actors all live on worker 0, and shutdown runs every
+ * worker), a single-worker type's actors all live on worker 0, lifecycle events reach
+ * subscribers on every worker, and shutdown runs every
  * actor's on_stop on every worker. Also run
  * under ThreadSanitizer in CI (build-ci-tsan). */
 #include <pthread.h>
@@ -23,10 +24,10 @@
 #include <check.h> /* after plugin.h: check.h defines a `fail` macro */
 
 /* ---- what the actors report (any worker's thread) ---- */
-static _Atomic long g_pings, g_bad_order, g_answers, g_downs, g_exits, g_stops;
+static _Atomic long g_pings, g_bad_order, g_answers, g_downs, g_exits, g_stops, g_events;
 static _Atomic int g_answer_status;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static char g_down_reason[64], g_exit_reason[64], g_answer[32];
+static char g_down_reason[64], g_exit_reason[64], g_answer[32], g_event[64];
 
 static void note(char *dst, const ax_msg *m)
 {
@@ -35,7 +36,7 @@ static void note(char *dst, const ax_msg *m)
     pthread_mutex_unlock(&g_mu);
 }
 
-enum { OP_TELL_N = 1, OP_ASK, OP_ASK_SLOW, OP_MONITOR, OP_DEMONITOR_FLUSH, OP_LINK, OP_TRAP, OP_EXIT, OP_STOP, OP_FAIL, OP_ASK_NAMED, OP_GET_OR_SPAWN };
+enum { OP_TELL_N = 1, OP_ASK, OP_ASK_SLOW, OP_MONITOR, OP_DEMONITOR_FLUSH, OP_LINK, OP_TRAP, OP_EXIT, OP_STOP, OP_FAIL, OP_ASK_NAMED, OP_GET_OR_SPAWN, OP_SUBSCRIBE };
 typedef struct cmd {
     int op;
     ax_ref target;
@@ -104,6 +105,21 @@ static int w_exit(ax_ctx *cx, wt *st, const ax_msg *m)
 static ax_ref g_gos[2][GOS_KEYS];
 static _Atomic int g_gos_done[2];
 
+static int w_event(ax_ctx *cx, wt *st, const ax_msg *m)
+{
+    (void)cx;
+    (void)st;
+    if (m->len > 10 && !memcmp(m->data, "{\"event\":\"", 10)) { /* keep the event's name */
+        const char *p = (const char *)m->data + 10, *q = memchr(p, '"', m->len - 10);
+        pthread_mutex_lock(&g_mu);
+        size_t k = strlen(g_event);
+        snprintf(g_event + k, sizeof g_event - k, "%.*s,", q ? (int)(q - p) : 0, p);
+        pthread_mutex_unlock(&g_mu);
+    }
+    g_events++;
+    return AX_OK;
+}
+
 static int w_cmd(ax_ctx *cx, wt *st, const ax_msg *m)
 {
     cmd c;
@@ -136,6 +152,7 @@ static int w_cmd(ax_ctx *cx, wt *st, const ax_msg *m)
         atomic_store_explicit(&g_gos_done[c.n], 1, memory_order_release);
         return AX_OK;
     }
+    case OP_SUBSCRIBE: return ax_subscribe_events(cx, 1);
     case OP_ASK_NAMED: {
         ax_ref to;
         int rc = ax_lookup(cx, c.reason, &to);
@@ -154,7 +171,8 @@ static void w_stop(ax_ctx *cx, wt *st, const char *reason)
 }
 
 AX_ACTOR_TYPE(wt_type, "wt", wt, NULL, w_stop, AX_MSG("ping", w_ping), AX_MSG("slow", w_slow),
-              AX_MSG("answer", w_answer), AX_MSG("cmd", w_cmd), AX_MSG("$down", w_down), AX_MSG("$exit", w_exit));
+              AX_MSG("answer", w_answer), AX_MSG("cmd", w_cmd), AX_MSG("$down", w_down), AX_MSG("$exit", w_exit),
+              AX_MSG("$event", w_event));
 
 /* A type whose plugin would keep mutable globals: AX_TYPE_SINGLE_WORKER pins its actors
  * to worker 0. The descriptor is written out (AX_ACTOR_TYPE has no flags argument). */
@@ -185,7 +203,7 @@ static void setup(void)
     ck_assert_int_eq(axd_type_register(&R0, &wt_type, NULL, &t, err, sizeof err), 0);
     ck_assert_int_eq(axd_type_register(&R0, &pinned_type, NULL, &t, err, sizeof err), 0);
     ck_assert_msg(axd_workers_start(&G, &R0, 2, err, sizeof err) == 0, "%s", err);
-    g_pings = g_bad_order = g_answers = g_downs = g_exits = g_stops = 0;
+    g_pings = g_bad_order = g_answers = g_downs = g_exits = g_stops = g_events = 0;
     g_answer_status = 1;
 }
 
@@ -473,6 +491,20 @@ START_TEST(a_single_worker_type_runs_all_its_actors_on_one_worker)
 }
 END_TEST
 
+START_TEST(lifecycle_events_reach_subscribers_on_every_worker_in_order)
+{
+    g_event[0] = 0;
+    ax_ref sub = spawn_on(0);
+    command(sub, (cmd){.op = OP_SUBSCRIBE});
+    ax_ref t = spawn_on(1); /* started, on the other worker */
+    command(t, (cmd){.op = OP_FAIL, .reason = "boom"});
+    WAIT_UNTIL(g_events >= 2);
+    pthread_mutex_lock(&g_mu);
+    ck_assert_str_eq(g_event, "started,stopped,");
+    pthread_mutex_unlock(&g_mu);
+}
+END_TEST
+
 START_TEST(shutdown_with_actors_on_every_worker_runs_every_on_stop)
 {
     enum { PER = 200 };
@@ -504,6 +536,7 @@ int main(void)
     tcase_add_test(tc, a_registered_name_is_unique_on_the_node_and_found_from_every_worker);
     tcase_add_test(tc, get_or_spawn_racing_on_two_workers_makes_exactly_one_actor_per_key_on_its_home_worker);
     tcase_add_test(tc, a_single_worker_type_runs_all_its_actors_on_one_worker);
+    tcase_add_test(tc, lifecycle_events_reach_subscribers_on_every_worker_in_order);
     tcase_add_test(tc, shutdown_with_actors_on_every_worker_runs_every_on_stop);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

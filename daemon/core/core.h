@@ -298,6 +298,7 @@ typedef struct axd_rt {
 
     axd_event_sub *subs;
     size_t n_subs, cap_subs;
+    _Atomic uint32_t subs_published; /* n_subs, for other workers (do they send us events?) */
 
     int stopping;            /* shutting down: exits are final, nothing restarts */
 

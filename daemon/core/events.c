@@ -9,6 +9,7 @@
 #include "ax_mem.h"
 #include "log.h"
 #include "core_int.h"
+#include "workers.h"
 
 static int sub_index(axd_rt *s, ax_ref who)
 {
@@ -29,6 +30,7 @@ int axd_events_subscribe(axd_rt *s, ax_ref who, const char *filter, size_t flen,
         i = (int)s->n_subs++;
         memset(&s->subs[i], 0, sizeof s->subs[i]);
         s->subs[i].who = who;
+        atomic_store_explicit(&s->subs_published, (uint32_t)s->n_subs, memory_order_release);
     }
     ax_free(s->subs[i].filter);
     s->subs[i].filter = flen ? ax_strndup(filter, flen) : NULL;
@@ -48,6 +50,7 @@ int axd_events_unsubscribe(axd_rt *s, ax_ref who)
         return AX_ENOTFOUND;
     ax_free(s->subs[i].filter);
     s->subs[i] = s->subs[--s->n_subs];
+    atomic_store_explicit(&s->subs_published, (uint32_t)s->n_subs, memory_order_release);
     return AX_OK;
 }
 
@@ -64,7 +67,7 @@ static char *event_doc(axd_rt *s, axd_actor *a, const char *event, const char *r
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "event", event);
-    cJSON_AddNumberToObject(o, "id", a->slot);
+    cJSON_AddNumberToObject(o, "id", (double)axd_ref(s, a).id);
     cJSON_AddNumberToObject(o, "gen", a->gen);
     cJSON_AddStringToObject(o, "name", a->name ? a->name : "");
     cJSON_AddStringToObject(o, "type", a->type->name);
@@ -111,28 +114,26 @@ static int to_sub(axd_rt *s, axd_event_sub *sub, const char *doc, size_t n)
     return to_actor(s, sub, doc, n);
 }
 
-void axd_event_emit(axd_rt *s, axd_actor *a, const char *event, const char *reason)
+/* Deliver one event of actor `who` (registered name `name`, or NULL) to this worker's
+ * subscribers; doc is built on first need by build(bud) when *docp is NULL. */
+static void deliver(axd_rt *s, ax_ref who, const char *name, char **docp, size_t *np,
+                    char *(*build)(void *), void *bud)
 {
-    if (!s->n_subs)
-        return;
-    char *doc = NULL;
-    size_t n = 0;
-    s->ctr.events++;
     for (size_t i = 0; i < s->n_subs;) {
         axd_event_sub *sub = &s->subs[i];
-        if (sub->filter && (!a->name || strcmp(sub->filter, a->name) != 0)) {
+        if (sub->filter && (!name || strcmp(sub->filter, name) != 0)) {
             i++;
             continue;
         }
-        if (sub->who.node == 0 && sub->who.id == a->slot && sub->who.gen == a->gen) {
+        if (ax_ref_eq(sub->who, who)) {
             i++; /* an actor does not hear about itself */
             continue;
         }
-        if (!doc) {
-            doc = event_doc(s, a, event, reason);
-            if (!doc)
+        if (!*docp) {
+            *docp = build(bud);
+            if (!*docp)
                 return;
-            n = strlen(doc);
+            *np = strlen(*docp);
         }
         int rc = 0;
         if (sub->lagged) {
@@ -143,10 +144,11 @@ void axd_event_emit(axd_rt *s, axd_actor *a, const char *event, const char *reas
                 sub->lagged = 0;
         }
         if (rc == 0)
-            rc = to_sub(s, sub, doc, n);
+            rc = to_sub(s, sub, *docp, *np);
         if (rc == -2) { /* subscriber gone: drop it */
             ax_free(sub->filter);
             s->subs[i] = s->subs[--s->n_subs];
+            atomic_store_explicit(&s->subs_published, (uint32_t)s->n_subs, memory_order_release);
             continue;
         }
         if (rc == -1) {
@@ -155,5 +157,54 @@ void axd_event_emit(axd_rt *s, axd_actor *a, const char *event, const char *reas
         }
         i++;
     }
+}
+
+typedef struct emit_ctx {
+    axd_rt *s;
+    axd_actor *a;
+    const char *event, *reason;
+} emit_ctx;
+
+static char *build_doc(void *ud)
+{
+    emit_ctx *e = ud;
+    return event_doc(e->s, e->a, e->event, e->reason);
+}
+
+void axd_event_emit(axd_rt *s, axd_actor *a, const char *event, const char *reason)
+{
+    axd_workers *g = s->group;
+    int others = 0;
+    for (uint32_t w = 0; g && w < g->n; w++)
+        others |= w != s->worker && atomic_load_explicit(&g->w[w].rt->subs_published, memory_order_acquire) > 0;
+    if (!s->n_subs && !others)
+        return;
+    emit_ctx ec = {s, a, event, reason};
+    char *doc = NULL;
+    size_t n = 0;
+    s->ctr.events++;
+    ax_ref me = axd_ref(s, a);
+    deliver(s, me, a->name, &doc, &n, build_doc, &ec);
+    /* subscribers on other workers: the document travels to each (in order per actor) */
+    for (uint32_t w = 0; others && w < g->n; w++) {
+        if (w == s->worker || !atomic_load_explicit(&g->w[w].rt->subs_published, memory_order_acquire))
+            continue;
+        if (!doc && !(doc = build_doc(&ec)))
+            break;
+        n = strlen(doc);
+        axd_xw_event(s, w, me, a->name, doc, n);
+    }
     cJSON_free(doc);
+}
+
+static char *no_build(void *ud)
+{
+    (void)ud;
+    return NULL;
+}
+
+void axd_events_deliver(axd_rt *s, ax_ref who, const char *name, const char *doc, size_t n)
+{
+    char *d = (char *)doc;
+    deliver(s, who, name, &d, &n, no_build, NULL);
 }

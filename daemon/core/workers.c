@@ -86,6 +86,26 @@ int axd_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mre
     return rc;
 }
 
+void axd_xw_event(axd_rt *s, uint32_t w, ax_ref who, const char *name, const char *doc, size_t n)
+{
+    size_t nl = name ? strlen(name) : 0;
+    xw_body *b = ax_try_malloc(sizeof *b + nl + 1 + n + 1);
+    if (!b) {
+        s->ctr.events_lagged++;
+        return;
+    }
+    memset(b, 0, sizeof *b);
+    b->mref = name ? 1 : 0; /* has a name */
+    b->n = n;
+    memcpy(b->data, name ? name : "", nl + 1);
+    memcpy(b->data + nl + 1, doc, n);
+    b->data[nl + 1 + n] = 0;
+    if (push(s, w, AXD_XW_EVENT, who, b) != 0) {
+        s->ctr.events_lagged++; /* that worker is too far behind: its subscribers miss it */
+        ax_free(b);
+    }
+}
+
 int axd_workers_call(axd_workers *g, uint32_t w, void (*fn)(axd_rt *rt, void *ud), void *ud)
 {
     if (!g || w >= g->n || !fn)
@@ -138,6 +158,11 @@ static void inbox_cb(axd_xq *q, const axd_xmsg *it, size_t n, void *ud)
         case AXD_XW_ENV: on_env(s, m->to, m->p); continue;
         case AXD_XW_REPLY: axd_pending_complete(s, b->slot, b->gen, b->status, b->data, b->n); break;
         case AXD_XW_CALL: b->fn(s, b->ud); break;
+        case AXD_XW_EVENT: {
+            size_t nl = strlen(b->data);
+            axd_events_deliver(s, m->to, b->mref ? b->data : NULL, b->data + nl + 1, b->n);
+            break;
+        }
         default: axd_sup_xw_signal(s, m->kind, m->to, b->from, b->mref, b->data); break;
         }
         ax_free(b);

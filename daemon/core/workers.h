@@ -15,8 +15,8 @@
  * Registered names are the node's (unique among all workers, found from any: ax_lookup).
  * A keyed actor lives on its key's home worker (its shard's, or by hash without a lease
  * manager): get_or_spawn from another worker is a synchronous call to that worker, so
- * there is exactly one actor per key however workers race. Lifecycle subscriptions stay
- * per worker for now. */
+ * there is exactly one actor per key however workers race. Lifecycle events reach the
+ * subscribers of every worker (in order per actor). */
 #ifndef AXD_WORKERS_H
 #define AXD_WORKERS_H
 
@@ -86,6 +86,7 @@ enum axd_xw_kind {
     AXD_XW_MONITOR,     /* `from` monitors `to` under mref */
     AXD_XW_DEMONITOR,
     AXD_XW_CALL,        /* p = a function to run on this worker (axd_workers_call) */
+    AXD_XW_EVENT,       /* a lifecycle event of actor `to` (another worker's) for our subscribers */
 };
 /* Send an envelope to actor `to` on its worker; on an error the caller still owns e. */
 int axd_xw_env(axd_rt *s, ax_ref to, axd_env *e);
@@ -93,6 +94,11 @@ int axd_xw_env(axd_rt *s, ax_ref to, axd_env *e);
 void axd_xw_answer(axd_rt *s, const axd_env *e, int status, const void *data, size_t n);
 /* A signal (kinds STOP..DEMONITOR) to `to` on its worker. */
 int axd_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mref, const char *reason);
+
+/* A lifecycle event document of actor `who` (name or NULL) for worker w's subscribers. */
+void axd_xw_event(axd_rt *s, uint32_t w, ax_ref who, const char *name, const char *doc, size_t n);
+/* events.c: deliver an event of another worker's actor to this worker's subscribers. */
+void axd_events_deliver(axd_rt *s, ax_ref who, const char *name, const char *doc, size_t n);
 
 /* supervisor.c: the receiving side of the signals above. */
 void axd_sup_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mref, const char *reason);
