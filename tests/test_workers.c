@@ -7,11 +7,13 @@
  * the other worker, a registered name is unique on the node and found from every worker,
  * get_or_spawn racing on two workers makes exactly one actor per key (on the key's home
  * worker), a single-worker type's actors all live on worker 0, lifecycle events reach
- * subscribers on every worker, and shutdown runs every
+ * subscribers on every worker, a plugin loaded at run time serves every worker and is
+ * unloaded only when no worker has actors of it, and shutdown runs every
  * actor's on_stop on every worker. Also run
  * under ThreadSanitizer in CI (build-ci-tsan). */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -212,6 +214,7 @@ static void teardown(void)
     axd_workers_stop(&G, "shutdown");
     axd_type *t = axd_hmap_get(&R0.types, "wt", 2), *t2 = axd_hmap_get(&R0.types, "pinned", 6);
     axd_runtime_free(&R0);
+    axd_plugins_unload_all(&R0);
     axd_hmap_free(&R0.types);
     axd_type_unregister(&R0, t);
     axd_type_unregister(&R0, t2);
@@ -505,6 +508,49 @@ START_TEST(lifecycle_events_reach_subscribers_on_every_worker_in_order)
 }
 END_TEST
 
+static void spawn_counter_cb(axd_rt *rt, void *ud)
+{
+    job *j = ud;
+    const char *why;
+    j->rc = axd_actor_spawn(rt, "counter", 7, NULL, &j->ref, &why);
+    atomic_store(&j->done, 1);
+}
+
+static void stop_cb(axd_rt *rt, void *ud)
+{
+    job *j = ud;
+    j->rc = axd_actor_stop(rt, axd_actor_get(rt, j->ref), "normal");
+    atomic_store(&j->done, 1);
+}
+
+START_TEST(a_plugin_loaded_at_run_time_serves_every_worker_and_unloads_only_when_no_worker_uses_it)
+{
+    const char *bd = getenv("AX_BUILD_DIR");
+    ck_assert_msg(bd != NULL, "AX_BUILD_DIR is not set (run through meson test)");
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/plugins/counter.so", bd);
+    axd_plugin *p;
+    ck_assert_msg(axd_plugin_load(&R0, path, &p, err, sizeof err) == 0, "%s", err);
+    job j = {0};
+    ck_assert_int_eq(axd_workers_call(&G, 1, spawn_counter_cb, &j), 0);
+    WAIT_UNTIL(atomic_load(&j.done));
+    ck_assert_int_eq(j.rc, 0); /* worker 1 knows the type */
+    ck_assert_uint_eq(axd_ref_worker(j.ref), 1);
+    /* an actor of it lives on worker 1: the unload is refused, naming the worker */
+    ck_assert_int_eq(axd_plugin_unload(&R0, "counter", err, sizeof err), AX_EBUSY);
+    ck_assert_msg(strstr(err, "worker 1") != NULL, "%s", err);
+    job k = {.ref = j.ref};
+    ck_assert_int_eq(axd_workers_call(&G, 1, stop_cb, &k), 0);
+    WAIT_UNTIL(atomic_load(&k.done));
+    settle(20);
+    ck_assert_msg(axd_plugin_unload(&R0, "counter", err, sizeof err) == 0, "%s", err);
+    job m = {0};
+    ck_assert_int_eq(axd_workers_call(&G, 1, spawn_counter_cb, &m), 0);
+    WAIT_UNTIL(atomic_load(&m.done));
+    ck_assert_int_eq(m.rc, AX_ENOTYPE); /* gone from every worker */
+}
+END_TEST
+
 START_TEST(shutdown_with_actors_on_every_worker_runs_every_on_stop)
 {
     enum { PER = 200 };
@@ -537,6 +583,7 @@ int main(void)
     tcase_add_test(tc, get_or_spawn_racing_on_two_workers_makes_exactly_one_actor_per_key_on_its_home_worker);
     tcase_add_test(tc, a_single_worker_type_runs_all_its_actors_on_one_worker);
     tcase_add_test(tc, lifecycle_events_reach_subscribers_on_every_worker_in_order);
+    tcase_add_test(tc, a_plugin_loaded_at_run_time_serves_every_worker_and_unloads_only_when_no_worker_uses_it);
     tcase_add_test(tc, shutdown_with_actors_on_every_worker_runs_every_on_stop);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "config_check.h"
 #include "core_int.h"
+#include "workers.h"
 
 /* after ev.h: elf.h defines EV_NONE/EV_CURRENT/EV_NUM (ELF versions), which libev uses */
 #include <elf.h>
@@ -261,6 +262,8 @@ int axd_plugin_load(axd_rt *s, const char *in, axd_plugin **out, char *err, size
     int rc;
     axd_plugin *p = NULL;
 
+    if (s->worker != 0)
+        return fail(err, errlen, AX_ENOTSUP, "plugins are loaded on worker 0");
     if (!in || !*in || resolve_path(s, in, path, sizeof path) != 0)
         return fail(err, errlen, AX_EINVAL, "invalid plugin path");
     if (stat(path, &st) != 0)
@@ -330,6 +333,15 @@ int axd_plugin_load(axd_rt *s, const char *in, axd_plugin **out, char *err, size
         }
         p->n_types++;
     }
+    if (s->group && s->group->n > 1) { /* every worker gets the types */
+        char werr[320];
+        rc = axd_workers_add_types(s->group, p, werr, sizeof werr);
+        if (rc) {
+            fail(err, errlen, rc, "%s: %s", path, werr);
+            plugin_free(s, p);
+            return rc;
+        }
+    }
     s->plugins = ax_realloc(s->plugins, (s->n_plugins + 1) * sizeof *s->plugins);
     s->plugins[s->n_plugins++] = p;
     axd_log(AX_LOG_INFO, "plugin", "loaded %s (%s, ABI %u.%u, %zu types)", p->name, path, d->abi_major,
@@ -354,6 +366,12 @@ int axd_plugin_unload(axd_rt *s, const char *name, char *err, size_t errlen)
         live += p->types[i]->live;
     if (live)
         return fail(err, errlen, AX_EBUSY, "plugin '%s' still has %u live actors; stop them first", name, live);
+    if (s->group && s->group->n > 1) {
+        char werr[320];
+        int rc = axd_workers_retire_types(s->group, p, werr, sizeof werr);
+        if (rc)
+            return fail(err, errlen, rc, "%s", werr);
+    }
     memmove(&s->plugins[idx], &s->plugins[idx + 1], (s->n_plugins - idx - 1) * sizeof *s->plugins);
     s->n_plugins--;
     axd_log(AX_LOG_INFO, "plugin", "unloaded %s", name);

@@ -252,6 +252,94 @@ uint32_t axd_workers_home(const axd_workers *g, const char *key, size_t klen)
     return (uint32_t)(h % g->n);
 }
 
+/* ---------------- plugin types on every worker ---------------- */
+
+typedef struct types_call {
+    axd_plugin *p;
+    int add;      /* 1: register p's types; 0: unregister them (if none has live actors) */
+    int rc;
+    uint32_t live;
+    char err[256];
+} types_call;
+
+static void types_cb(axd_rt *s, void *ud)
+{
+    types_call *c = ud;
+    axd_plugin *p = c->p;
+    c->rc = 0;
+    if (c->add) {
+        for (size_t i = 0; i < p->n_types; i++) {
+            axd_type *t;
+            int rc = axd_type_register(s, p->types[i]->desc, p, &t, c->err, sizeof c->err);
+            if (rc) {
+                for (size_t k = 0; k < i; k++) /* this worker keeps none of them */
+                    axd_type_unregister(s, axd_hmap_get(&s->types, p->types[k]->name, strlen(p->types[k]->name)));
+                c->rc = rc;
+                return;
+            }
+        }
+        return;
+    }
+    axd_type *mine[64];
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_types && n < 64; i++) {
+        axd_type *t = axd_hmap_get(&s->types, p->types[i]->name, strlen(p->types[i]->name));
+        if (t && t->plugin == p) {
+            c->live += t->live;
+            mine[n++] = t;
+        }
+    }
+    if (c->live) {
+        c->rc = AX_EBUSY;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        axd_type_unregister(s, mine[i]);
+}
+
+static int types_on(axd_workers *g, uint32_t w, axd_plugin *p, int add, types_call *c)
+{
+    memset(c, 0, sizeof *c);
+    c->p = p;
+    c->add = add;
+    int rc = axd_workers_sync(g, 0, w, types_cb, c, sizeof *c, 5000);
+    return rc ? rc : c->rc;
+}
+
+int axd_workers_add_types(axd_workers *g, axd_plugin *p, char *err, size_t errlen)
+{
+    types_call c;
+    for (uint32_t w = 1; g && w < g->n; w++) {
+        int rc = types_on(g, w, p, 1, &c);
+        if (rc) {
+            snprintf(err, errlen, "worker %u: %s", w, c.err[0] ? c.err : ax_strerror(rc));
+            for (uint32_t k = 1; k < w; k++)
+                types_on(g, k, p, 0, &c);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int axd_workers_retire_types(axd_workers *g, axd_plugin *p, char *err, size_t errlen)
+{
+    types_call c;
+    for (uint32_t w = 1; g && w < g->n; w++) {
+        int rc = types_on(g, w, p, 0, &c);
+        if (rc) {
+            if (rc == AX_EBUSY)
+                snprintf(err, errlen, "plugin '%s' still has %u live actors on worker %u; stop them first", p->name,
+                         c.live, w);
+            else
+                snprintf(err, errlen, "worker %u: %s", w, ax_strerror(rc));
+            for (uint32_t k = 1; k < w; k++)
+                types_on(g, k, p, 1, &c); /* as it was */
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static void *worker_main(void *arg)
 {
     axd_worker *w = arg;

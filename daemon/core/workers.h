@@ -64,6 +64,13 @@ void axd_workers_stop(axd_workers *g, const char *reason);
  * worker serves calls made to it. From worker `from`'s thread. */
 int axd_workers_sync(axd_workers *g, uint32_t from, uint32_t w, void (*fn)(axd_rt *rt, void *ud), void *ud,
                      size_t ud_size, uint32_t timeout_ms);
+/* Plugins (plugin_loader.c, on worker 0): give workers 1..n-1 the types of a plugin just
+ * loaded on worker 0 (0, or the first worker's error, with nothing left registered), or
+ * take them away before an unload (0, or AX_EBUSY when a worker still has live actors of
+ * them: then nothing changes). */
+int axd_workers_add_types(axd_workers *g, axd_plugin *p, char *err, size_t errlen);
+int axd_workers_retire_types(axd_workers *g, axd_plugin *p, char *err, size_t errlen);
+
 /* The worker a key's actor lives on. */
 uint32_t axd_workers_home(const axd_workers *g, const char *key, size_t klen);
 
