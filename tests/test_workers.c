@@ -551,6 +551,35 @@ START_TEST(a_plugin_loaded_at_run_time_serves_every_worker_and_unloads_only_when
 }
 END_TEST
 
+/* A client sink on worker 0, as the front end installs one: what reaches clients. */
+static _Atomic int g_client_downs;
+static char g_client_doc[256];
+static int sink_send(void *ud, ax_ref client, uint32_t req_id, const char *json, size_t n, int force)
+{
+    (void)ud, (void)client, (void)req_id, (void)force;
+    snprintf(g_client_doc, sizeof g_client_doc, "%.*s", (int)n, json);
+    g_client_downs++;
+    return 0;
+}
+static int sink_alive(void *ud, ax_ref client) { return (void)ud, (void)client, 1; }
+static void sink_flush(void *ud) { (void)ud; }
+static const axd_client_sink test_sink = {.send_event = sink_send, .alive = sink_alive, .flush = sink_flush};
+
+START_TEST(a_client_monitoring_an_actor_on_another_worker_gets_its_down_on_worker_0)
+{
+    axd_rt_set_sink(&R0, &test_sink, NULL);
+    g_client_downs = 0;
+    ax_ref t = spawn_on(1);
+    uint64_t mref;
+    ck_assert_int_eq(axd_sup_monitor(&R0, (ax_ref){7, 1, AXD_NODE_CLIENT}, t, &mref), 0);
+    settle(20);
+    command(t, (cmd){.op = OP_FAIL, .reason = "boom"});
+    WAIT_UNTIL(g_client_downs == 1);
+    ck_assert_msg(strstr(g_client_doc, "\"reason\":\"boom\"") != NULL, "%s", g_client_doc);
+    axd_rt_set_sink(&R0, NULL, NULL);
+}
+END_TEST
+
 START_TEST(shutdown_with_actors_on_every_worker_runs_every_on_stop)
 {
     enum { PER = 200 };
@@ -584,6 +613,7 @@ int main(void)
     tcase_add_test(tc, a_single_worker_type_runs_all_its_actors_on_one_worker);
     tcase_add_test(tc, lifecycle_events_reach_subscribers_on_every_worker_in_order);
     tcase_add_test(tc, a_plugin_loaded_at_run_time_serves_every_worker_and_unloads_only_when_no_worker_uses_it);
+    tcase_add_test(tc, a_client_monitoring_an_actor_on_another_worker_gets_its_down_on_worker_0);
     tcase_add_test(tc, shutdown_with_actors_on_every_worker_runs_every_on_stop);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -350,6 +350,11 @@ static int mon_del(axd_mon *v, uint32_t *n, uint64_t mref, ax_ref *other)
 
 void axd_runtime_deliver_down(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
 {
+    if (watcher.node != 0 && s->worker != 0 && s->group) { /* clients and peers are worker 0's */
+        if (axd_xw_down_to_main(s, watcher, mref, who, reason) != 0)
+            s->ctr.xw_dropped++;
+        return;
+    }
     s->ctr.downs++;
     if (watcher.node != 0 && watcher.node != AXD_NODE_CLIENT) { /* a watcher on another node */
         if (s->remote)

@@ -106,6 +106,22 @@ void axd_xw_event(axd_rt *s, uint32_t w, ax_ref who, const char *name, const cha
     }
 }
 
+int axd_xw_down_to_main(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
+{
+    size_t n = reason ? strlen(reason) : 0;
+    xw_body *b = ax_try_malloc(sizeof *b + n + 1);
+    if (!b)
+        return AX_ENOMEM;
+    memset(b, 0, sizeof *b);
+    b->from = who;
+    b->mref = mref;
+    memcpy(b->data, reason ? reason : "", n + 1);
+    int rc = push(s, 0, AXD_XW_DOWN, watcher, b);
+    if (rc)
+        ax_free(b);
+    return rc;
+}
+
 int axd_workers_call(axd_workers *g, uint32_t w, void (*fn)(axd_rt *rt, void *ud), void *ud)
 {
     if (!g || w >= g->n || !fn)
@@ -158,6 +174,7 @@ static void inbox_cb(axd_xq *q, const axd_xmsg *it, size_t n, void *ud)
         case AXD_XW_ENV: on_env(s, m->to, m->p); continue;
         case AXD_XW_REPLY: axd_pending_complete(s, b->slot, b->gen, b->status, b->data, b->n); break;
         case AXD_XW_CALL: b->fn(s, b->ud); break;
+        case AXD_XW_DOWN: axd_runtime_deliver_down(s, m->to, b->mref, b->from, b->data); break;
         case AXD_XW_EVENT: {
             size_t nl = strlen(b->data);
             axd_events_deliver(s, m->to, b->mref ? b->data : NULL, b->data + nl + 1, b->n);

@@ -94,6 +94,7 @@ enum axd_xw_kind {
     AXD_XW_DEMONITOR,
     AXD_XW_CALL,        /* p = a function to run on this worker (axd_workers_call) */
     AXD_XW_EVENT,       /* a lifecycle event of actor `to` (another worker's) for our subscribers */
+    AXD_XW_DOWN,        /* a down for watcher `to`, a client or another node's actor: worker 0 has them */
 };
 /* Send an envelope to actor `to` on its worker; on an error the caller still owns e. */
 int axd_xw_env(axd_rt *s, ax_ref to, axd_env *e);
@@ -106,6 +107,10 @@ int axd_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mre
 void axd_xw_event(axd_rt *s, uint32_t w, ax_ref who, const char *name, const char *doc, size_t n);
 /* events.c: deliver an event of another worker's actor to this worker's subscribers. */
 void axd_events_deliver(axd_rt *s, ax_ref who, const char *name, const char *doc, size_t n);
+
+/* A down for a watcher that is a client or another node's actor, from worker != 0: the
+ * client sink and the cluster are worker 0's. */
+int axd_xw_down_to_main(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason);
 
 /* supervisor.c: the receiving side of the signals above. */
 void axd_sup_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mref, const char *reason);
