@@ -451,6 +451,7 @@ static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const ch
         a->key_len = key_len;
         size_t tl = strlen(a->key);
         a->shard = s->gate ? s->gate->shard_of(s->gate_ud, a->key + tl + 1, key_len - tl - 1) : 0;
+        a->epoch = s->gate ? s->gate->epoch(s->gate_ud, a->shard) : 0;
         axd_hmap_put(&s->keyed, a->key, key_len, a);
         a->knext = s->keyed_head;
         if (s->keyed_head)
@@ -662,7 +663,11 @@ static void exit_reason_for_error(ax_ctx *cx, int rc)
  * ends with "lease_lost". Returns 1 if the actor may go on. */
 static int keyed_may_run(axd_rt *s, axd_actor *a)
 {
-    if (s->gate->serving(s->gate_ud, a->shard))
+    uint64_t ep = 0;
+    /* served, and still at the epoch this incarnation began under: a shard lost and taken
+     * again meanwhile (the stop may still be on its way from the lease manager's worker)
+     * is a new incarnation's */
+    if (s->gate->serving(s->gate_ud, a->shard, &ep) && ep == a->epoch)
         return 1;
     s->gate->expire(s->gate_ud);
     if (a->st == AXD_ST_DEAD || a->st == AXD_ST_RESTARTING)
@@ -685,7 +690,8 @@ static int keyed_may_run(axd_rt *s, axd_actor *a)
  * handled: it is refused (its asker gets AX_EBUSY, retryable) before the actor ends. */
 static int keyed_may_run_with(axd_rt *s, axd_actor *a, axd_env *e)
 {
-    if (s->gate->serving(s->gate_ud, a->shard))
+    uint64_t ep = 0;
+    if (s->gate->serving(s->gate_ud, a->shard, &ep) && ep == a->epoch)
         return 1;
     a->running = 0;
     axd_env_drop(s, e, AX_EBUSY);

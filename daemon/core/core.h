@@ -126,6 +126,7 @@ typedef struct axd_actor {
     char *key;             /* keyed actors: "type\0key" registry key (owned), else NULL */
     size_t key_len;
     uint32_t shard;        /* keyed actors: the key's shard */
+    uint64_t epoch;        /* keyed actors: the shard epoch it was activated at (it ends with it) */
     struct axd_actor *kprev, *knext; /* keyed actors list (idle reaper) */
     double last_msg;       /* loop time of the last user message (idle reaper) */
     uint64_t processed;
@@ -221,8 +222,9 @@ typedef struct axd_shard_gate {
     /* 0 and the shard epoch, AX_EBUSY (not served here) or AX_ESTALE (msg_epoch is not
      * the current epoch); msg_epoch 0 = not fenced */
     int (*check)(void *ud, const char *key, size_t klen, uint64_t msg_epoch, uint64_t *epoch, const char **why);
-    /* is the shard served now, by a fresh monotonic clock read (never a cached time) */
-    int (*serving)(void *ud, uint32_t shard);
+    /* is the shard served now, by a fresh monotonic clock read (never a cached time), and
+     * at which epoch (*epoch); any worker's thread */
+    int (*serving)(void *ud, uint32_t shard, uint64_t *epoch);
     /* drop every shard whose local deadline passed (their actors get a stop) */
     void (*expire)(void *ud);
     uint64_t (*epoch)(void *ud, uint32_t shard); /* the shard's current fencing token */

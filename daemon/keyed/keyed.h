@@ -30,6 +30,7 @@ typedef struct axd_keyed {
     char route_owner[256];               /* this node's lease owner id */
     ev_timer membership;
     double store_down_since;             /* monotonic time the store connection was lost; 0 = up */
+    int workers_attached;                /* workers 1..n-1 of rt's group fence through us */
 } axd_keyed;
 
 /* Start the lease manager for rt (shards.count, lease.* of rt->cfg) and install the
@@ -39,6 +40,10 @@ int axd_route_start(axd_keyed *s, axd_rt *rt, char *err, size_t errlen);
  * memory store): borrowed, it must outlive axd_route_free, which does not free it. */
 int axd_route_start_store(axd_keyed *s, axd_rt *rt, struct axd_lease_store *store, char *err, size_t errlen);
 int axd_route_stop(axd_keyed *s); /* 1: keep the loop running until the releases finish */
+/* rt runs workers (workers.h): give workers 1..n-1 the shard gate, so that keyed actors
+ * on their home worker are fenced from its thread (published {epoch, deadline}); a lost
+ * shard's actors are stopped on every worker. From worker 0, after the group started. */
+int axd_route_attach_workers(axd_keyed *s);
 void axd_route_free(axd_keyed *s);  /* also a keyed layer never started (zeroed) */
 uint32_t axd_route_shard_of(axd_keyed *s, const char *key, size_t klen);
 /* May this node deliver to key's actor now? 0 and the shard epoch, AX_EBUSY (not served

@@ -12,6 +12,7 @@
 #include "monotime.h"
 #include "peer.h"
 #include "keyed.h"
+#include "workers.h"
 #include "shard.h"
 
 #define SHARDS_STOP_GRACE 2.0 /* seconds to wait for lease releases at shutdown */
@@ -79,10 +80,34 @@ size_t axd_route_known_epochs(axd_keyed *s, uint32_t from, uint32_t *sh, uint64_
     return s->shards ? axd_shards_known_epochs(s->shards, from, sh, ep, cap) : 0;
 }
 
+/* A shard's actors on another worker stop there (workers.h); until they do, their own
+ * fencing check (deadline and epoch) keeps them from handling anything. */
+typedef struct shard_stop {
+    uint32_t shard;
+    char reason[32];
+} shard_stop;
+
+static void stop_shard_cb(axd_rt *rt, void *ud)
+{
+    shard_stop *st = ud;
+    for (axd_actor *a = rt->keyed_head; a; a = a->knext)
+        if (a->st != AXD_ST_DEAD && a->st != AXD_ST_STOPPING && a->shard == st->shard)
+            axd_actor_stop(rt, a, st->reason);
+    ax_free(st);
+}
+
 static void on_lost(void *ud, uint32_t shard, uint64_t epoch, const char *reason)
 {
     axd_keyed *s = ud;
     uint32_t n = 0;
+    axd_workers *g = s->rt->group;
+    for (uint32_t w = 1; g && s->workers_attached && w < g->n; w++) {
+        shard_stop *st = ax_malloc(sizeof *st);
+        st->shard = shard;
+        snprintf(st->reason, sizeof st->reason, "%s", reason);
+        if (axd_workers_call(g, w, stop_shard_cb, st) != 0)
+            ax_free(st);
+    }
     /* From now on deliveries are refused (the actor is STOPPING) and the stop runs
      * before any queued user message (control mailbox first). */
     for (axd_actor *a = s->rt->keyed_head; a; a = a->knext) {
@@ -566,10 +591,10 @@ static int gate_check(void *ud, const char *key, size_t klen, uint64_t msg_epoch
     return axd_route_check(ud, key, klen, msg_epoch, epoch, why);
 }
 
-static int gate_serving(void *ud, uint32_t shard)
+static int gate_serving(void *ud, uint32_t shard, uint64_t *epoch)
 {
     axd_keyed *s = ud;
-    return axd_shards_serving(s->shards, shard, NULL);
+    return axd_shards_serving(s->shards, shard, epoch);
 }
 
 static void gate_expire(void *ud)
@@ -615,3 +640,72 @@ static const axd_shard_gate gate_ops = {
     .note_epoch = gate_note_epoch,
     .known_epochs = gate_known_epochs,
 };
+
+/* ---------------- the shard gate of workers 1..n-1 ----------------
+ * The lease manager runs on worker 0; what a worker's keyed actors need of it is read
+ * from their own thread (published state, thread-safe), and the rest is sent there. */
+
+static void expire_cb(axd_rt *rt, void *ud)
+{
+    (void)rt;
+    axd_keyed *s = ud;
+    if (s->shards)
+        axd_shards_expire(s->shards);
+}
+
+static void wgate_expire(void *ud)
+{
+    axd_keyed *s = ud;
+    axd_workers_call(s->rt->group, 0, expire_cb, s); /* the manager's state is worker 0's */
+}
+
+static int wgate_forward(void *ud, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
+                         const char *msg, size_t mlen, const void *p, size_t n, ax_ref from, axd_pending *pd)
+{
+    (void)ud, (void)type, (void)tlen, (void)key, (void)klen, (void)kflags, (void)msg, (void)mlen, (void)p, (void)n;
+    (void)from, (void)pd;
+    return AX_EBUSY; /* not forwarded to another node from workers != 0 yet: retryable */
+}
+
+static int wgate_store_ok(void *ud) { return (void)ud, 1; } /* asked by the cluster, on worker 0 only */
+static void wgate_note_epoch(void *ud, uint32_t shard, uint64_t epoch, const char *from)
+{
+    (void)ud, (void)shard, (void)epoch, (void)from; /* the cluster is worker 0's */
+}
+static size_t wgate_known_epochs(void *ud, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap)
+{
+    (void)ud, (void)from, (void)sh, (void)ep, (void)cap;
+    return 0;
+}
+
+static const axd_shard_gate worker_gate_ops = {
+    .shard_of = gate_shard_of,
+    .check = gate_check,
+    .serving = gate_serving,
+    .expire = wgate_expire,
+    .epoch = gate_epoch,
+    .forward = wgate_forward,
+    .store_ok = wgate_store_ok,
+    .note_epoch = wgate_note_epoch,
+    .known_epochs = wgate_known_epochs,
+};
+
+static void install_cb(axd_rt *rt, void *ud)
+{
+    axd_keyed *s = *(axd_keyed **)ud;
+    axd_rt_set_gate(rt, s ? &worker_gate_ops : NULL, s);
+}
+
+int axd_route_attach_workers(axd_keyed *s)
+{
+    axd_workers *g = s->rt ? s->rt->group : NULL;
+    if (!g || !s->shards)
+        return 0;
+    for (uint32_t w = 1; w < g->n; w++) {
+        int rc = axd_workers_sync(g, 0, w, install_cb, &s, sizeof s, 5000);
+        if (rc)
+            return rc;
+    }
+    s->workers_attached = 1;
+    return 0;
+}
