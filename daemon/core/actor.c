@@ -387,10 +387,8 @@ static void spawn_unwind(axd_rt *s, axd_actor *a)
 static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const char *key, size_t key_len,
                         ax_ref *out, const char **why)
 {
-    ax_spawn_opts opts = AX_SPAWN_OPTS_INIT;
-    if (o)
-        memcpy(&opts, o, o->size < sizeof opts ? o->size : sizeof opts);
-    opts.size = sizeof opts;
+    ax_spawn_opts opts;
+    axd_spawn_opts_read(&opts, o);
     size_t nlen = opts.name ? strlen(opts.name) : 0;
     if (opts.name) {
         if (ax_name_valid(opts.name, nlen) != 0) {
@@ -493,7 +491,7 @@ typedef struct pinned_call {
     char name[AX_NAME_MAX + 1];
     size_t tlen;
     ax_spawn_opts opts;
-    int has_opts, rc;
+    int rc;
     ax_ref out;
     const char *why; /* static text */
 } pinned_call;
@@ -501,9 +499,8 @@ typedef struct pinned_call {
 static void pinned_cb(axd_rt *s, void *ud)
 {
     pinned_call *c = ud;
-    if (c->has_opts)
-        c->opts.name = c->name[0] ? c->name : NULL;
-    c->rc = axd_actor_spawn(s, c->type, c->tlen, c->has_opts ? &c->opts : NULL, &c->out, &c->why);
+    c->opts.name = c->name[0] ? c->name : NULL;
+    c->rc = axd_actor_spawn(s, c->type, c->tlen, &c->opts, &c->out, &c->why);
 }
 
 static int spawn_pinned(axd_rt *s, const char *type, size_t tlen, const ax_spawn_opts *o, ax_ref *out,
@@ -515,24 +512,18 @@ static int spawn_pinned(axd_rt *s, const char *type, size_t tlen, const ax_spawn
     c.tlen = tlen;
     c.rc = AX_EFAILED;
     c.why = "";
-    if (o) {
-        c.has_opts = 1;
-        memcpy(&c.opts, o, o->size < sizeof c.opts ? o->size : sizeof c.opts);
-        c.opts.size = sizeof c.opts;
-        if (c.opts.name) {
-            if (strlen(c.opts.name) > AX_NAME_MAX) {
-                *why = "invalid actor name";
-                return AX_EINVAL;
-            }
-            snprintf(c.name, sizeof c.name, "%s", c.opts.name);
+    axd_spawn_opts_read(&c.opts, o);
+    if (c.opts.name) {
+        if (strlen(c.opts.name) > AX_NAME_MAX) {
+            *why = "invalid actor name";
+            return AX_EINVAL;
         }
-        c.opts.name = NULL; /* the copy's own, set on worker 0 */
+        snprintf(c.name, sizeof c.name, "%s", c.opts.name);
     }
+    c.opts.name = NULL; /* the copy's own, set on worker 0 */
     int rc = axd_workers_sync(s->group, s->worker, 0, pinned_cb, &c, sizeof c, s->cfg->ask_timeout_ms);
-    if (rc) {
-        *why = rc == AX_ETIMEDOUT ? "worker 0 did not answer in time" : "worker 0 is busy";
-        return rc == AX_ETIMEDOUT ? AX_ETIMEDOUT : AX_EBUSY;
-    }
+    if (rc)
+        return axd_workers_sync_error(rc, why);
     if (c.rc == AX_OK)
         *out = c.out;
     *why = c.why;

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "axactor/plugin.h"
@@ -323,6 +324,16 @@ void axd_runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg, co
 /* Worker `worker` of first's node (workers.c): on its own loop, sharing first's
  * configuration, node id and message table. */
 void axd_runtime_init_worker(axd_rt *s, struct ev_loop *loop, const axd_rt *first, uint32_t worker);
+/* A spawn's options as this daemon reads them: the defaults, then what the caller's
+ * (maybe older, smaller) struct sets. */
+static inline void axd_spawn_opts_read(ax_spawn_opts *dst, const ax_spawn_opts *o)
+{
+    *dst = (ax_spawn_opts)AX_SPAWN_OPTS_INIT;
+    if (o)
+        memcpy(dst, o, o->size < sizeof *dst ? o->size : sizeof *dst);
+    dst->size = sizeof *dst;
+}
+
 /* The ref of local actor a: its slot, with the worker in bits 32..47 of the id. */
 static inline ax_ref axd_ref(const axd_rt *s, const struct axd_actor *a)
 {

@@ -100,7 +100,7 @@ typedef struct home_call {
     size_t tlen, klen;
     uint64_t msg_epoch;
     ax_spawn_opts opts;
-    int has_opts, spawn, rc;
+    int spawn, rc;
     ax_ref out;
     const char *why; /* static text */
 } home_call;
@@ -108,8 +108,7 @@ typedef struct home_call {
 static void home_cb(axd_rt *s, void *ud)
 {
     home_call *c = ud;
-    c->rc = get_or_spawn(s, c->type, c->tlen, c->key, c->klen, c->msg_epoch, c->has_opts ? &c->opts : NULL, c->spawn,
-                         &c->out, &c->why);
+    c->rc = get_or_spawn(s, c->type, c->tlen, c->key, c->klen, c->msg_epoch, &c->opts, c->spawn, &c->out, &c->why);
 }
 
 static int get_or_spawn_home(axd_rt *s, uint32_t home, const char *type, size_t tlen, const char *key, size_t klen,
@@ -125,17 +124,11 @@ static int get_or_spawn_home(axd_rt *s, uint32_t home, const char *type, size_t 
     c.spawn = spawn;
     c.rc = AX_EFAILED;
     c.why = "";
-    if (o) {
-        c.has_opts = 1;
-        memcpy(&c.opts, o, o->size < sizeof c.opts ? o->size : sizeof c.opts);
-        c.opts.size = sizeof c.opts;
-        c.opts.name = NULL; /* keyed actors are found by key, not name */
-    }
+    axd_spawn_opts_read(&c.opts, o);
+    c.opts.name = NULL; /* keyed actors are found by key, not name */
     int rc = axd_workers_sync(s->group, s->worker, home, home_cb, &c, sizeof c, s->cfg->ask_timeout_ms);
-    if (rc) {
-        *why = rc == AX_ETIMEDOUT ? "the key's worker did not answer in time" : "the key's worker is busy";
-        return rc == AX_ETIMEDOUT ? AX_ETIMEDOUT : AX_EBUSY;
-    }
+    if (rc)
+        return axd_workers_sync_error(rc, why);
     if (c.rc == AX_OK)
         *out = c.out;
     *why = c.why;
@@ -183,10 +176,8 @@ static int get_or_spawn(axd_rt *s, const char *type, size_t tlen, const char *ke
     }
     if (a) /* a stopping incarnation still holds the key: the new one replaces it */
         axd_registry_remove(s, a);
-    ax_spawn_opts opts = AX_SPAWN_OPTS_INIT;
-    if (o)
-        memcpy(&opts, o, o->size < sizeof opts ? o->size : sizeof opts);
-    opts.size = sizeof opts;
+    ax_spawn_opts opts;
+    axd_spawn_opts_read(&opts, o);
     opts.name = NULL; /* keyed actors are found by key, not name */
     int rc = axd_actor_spawn_keyed(s, t, buf, blen, &opts, out, why);
     if (rc == AX_OK) {

@@ -260,6 +260,12 @@ int axd_workers_sync(axd_workers *g, uint32_t from, uint32_t w, void (*fn)(axd_r
     return 0;
 }
 
+int axd_workers_sync_error(int rc, const char **why)
+{
+    *why = rc == AX_ETIMEDOUT ? "the actor's worker did not answer in time" : "the actor's worker is busy";
+    return rc == AX_ETIMEDOUT ? AX_ETIMEDOUT : AX_EBUSY;
+}
+
 uint32_t axd_workers_home(const axd_workers *g, const char *key, size_t klen)
 {
     if (!g || g->n < 2)

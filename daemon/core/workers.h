@@ -71,6 +71,10 @@ int axd_workers_sync(axd_workers *g, uint32_t from, uint32_t w, void (*fn)(axd_r
 int axd_workers_add_types(axd_workers *g, axd_plugin *p, char *err, size_t errlen);
 int axd_workers_retire_types(axd_workers *g, axd_plugin *p, char *err, size_t errlen);
 
+/* What a failed axd_workers_sync means to the caller of a spawn made on another worker:
+ * AX_ETIMEDOUT or AX_EBUSY (retryable), and why. */
+int axd_workers_sync_error(int rc, const char **why);
+
 /* The worker a key's actor lives on. */
 uint32_t axd_workers_home(const axd_workers *g, const char *key, size_t klen);
 
