@@ -16,6 +16,7 @@
 #include "overlay.h"
 #include "log.h"
 #include "server.h"
+#include "workers.h"
 
 #include <check.h> /* after plugin.h: check.h defines a `fail` macro */
 
@@ -96,6 +97,7 @@ typedef struct tnode {
     axd_server s;
     struct ev_loop *loop;
     int live;
+    axd_workers workers; /* started by the test that runs this node on several workers */
 } tnode;
 
 static tnode N[MAXN];
@@ -137,6 +139,7 @@ static void node_down(int i)
     tnode *n = &N[i];
     if (!n->live)
         return;
+    axd_workers_stop(&n->workers, "shutdown"); /* a no-op when never started */
     axd_type *t = axd_hmap_get(&n->s.rt.types, "probe", 5);
     axd_server_free(&n->s);
     axd_type_unregister(&n->s.rt, t);
@@ -367,6 +370,120 @@ START_TEST(one_way_partition_is_detected_by_both_sides)
 }
 END_TEST
 
+/* ---- node a on two workers: its actors on worker 1 and the other nodes ---- */
+typedef struct wjob {
+    _Atomic int done;
+    ax_ref ref;
+    const char *msg;
+    ax_ref arg;
+    int rc;
+    probe seen; /* a copy of the probe's state, taken on its worker */
+} wjob;
+
+static void w_spawn(axd_rt *rt, void *ud)
+{
+    wjob *j = ud;
+    const char *why;
+    j->rc = axd_actor_spawn(rt, "probe", 5, NULL, &j->ref, &why);
+    atomic_store(&j->done, 1);
+}
+
+static void w_send(axd_rt *rt, void *ud)
+{
+    wjob *j = ud;
+    axd_env *e = axd_env_new(rt, sizeof j->arg);
+    memcpy(e->data, &j->arg, sizeof j->arg);
+    e->m.id = axd_msg_lookup(rt, j->msg, strlen(j->msg));
+    j->rc = axd_actor_deliver(rt, axd_actor_get(rt, j->ref), e);
+    if (j->rc)
+        axd_env_free(rt, e);
+    atomic_store(&j->done, 1);
+}
+
+static void w_look(axd_rt *rt, void *ud)
+{
+    wjob *j = ud;
+    axd_actor *a = axd_actor_get_any(rt, j->ref);
+    j->rc = a ? 0 : AX_ENOPROC;
+    if (a)
+        j->seen = *(probe *)a->state;
+    atomic_store(&j->done, 1);
+}
+
+static void w_stop(axd_rt *rt, void *ud)
+{
+    wjob *j = ud;
+    j->rc = axd_actor_stop(rt, axd_actor_get(rt, j->ref), "worker-reason");
+    atomic_store(&j->done, 1);
+}
+
+static void on_worker1(void (*fn)(axd_rt *, void *), wjob *j)
+{
+    atomic_store(&j->done, 0);
+    ck_assert_int_eq(axd_workers_call(&N[0].workers, 1, fn, j), 0);
+    double end = ev_time() + 5;
+    while (!atomic_load(&j->done) && ev_time() < end)
+        pump(1);
+    ck_assert(atomic_load(&j->done));
+}
+
+START_TEST(actors_on_another_worker_talk_to_other_nodes_both_ways)
+{
+    node_up(0, "a", (const char *const[]){"b", NULL}, NULL);
+    node_up(1, "b", (const char *const[]){"a", NULL}, NULL);
+    wait_state(0, "b", "up", 3000);
+    char err[256];
+    ck_assert_msg(axd_workers_start(&N[0].workers, &N[0].s.rt, 2, err, sizeof err) == 0, "%s", err);
+    wjob j = {0};
+    on_worker1(w_spawn, &j);
+    ck_assert_int_eq(j.rc, 0);
+    ax_ref a1 = j.ref; /* on node a, worker 1 */
+    ck_assert_uint_eq(axd_ref_worker(a1), 1);
+    ax_ref pb = spawn_probe(1), a1_from_b = remote(1, 0, a1), pb_from_a = remote(0, 1, pb);
+    /* b -> a's worker 1: tells, then an ask answered from there */
+    for (int k = 0; k < 100; k++)
+        ck_assert_int_eq(tell(1, a1_from_b, "inc"), 0);
+    ck_assert_int_eq(ask(1, a1_from_b, "get", 0, 3000), 0);
+    wait_ask(0, 3000);
+    ck_assert_int_eq(g_status[0], AX_OK);
+    ck_assert_str_eq(g_reply[0], "100");
+    /* a's worker 1 -> b: tells and an ask (the reply comes back to worker 1) */
+    wjob f = {.ref = a1, .msg = "fwd", .arg = pb_from_a};
+    for (int k = 0; k < 50; k++) {
+        on_worker1(w_send, &f);
+        ck_assert_int_eq(f.rc, 0);
+    }
+    double end = ev_time() + 3;
+    while (probe_of(1, pb)->n < 50 && ev_time() < end)
+        pump(1);
+    ck_assert_int_eq(probe_of(1, pb)->n, 50);
+    wjob q = {.ref = a1, .msg = "ask_remote", .arg = pb_from_a};
+    on_worker1(w_send, &q);
+    wjob look = {.ref = a1};
+    end = ev_time() + 3;
+    do {
+        pump(2);
+        on_worker1(w_look, &look);
+    } while (look.seen.replies == 0 && ev_time() < end);
+    ck_assert_int_eq(look.seen.replies, 1);
+    ck_assert_int_eq(look.seen.last_status, AX_OK);
+    ck_assert_str_eq(look.seen.last_reply, "50");
+    /* b monitors a's worker-1 actor: one down with its reason */
+    ax_ref watcher = spawn_probe(1);
+    uint64_t m = ++N[1].s.rt.next_mref;
+    ck_assert_int_eq(axd_cluster_monitor(N[1].s.cluster, watcher, a1_from_b, m), 0);
+    pump(30);
+    wjob st = {.ref = a1};
+    on_worker1(w_stop, &st);
+    ck_assert_int_eq(st.rc, 0);
+    end = ev_time() + 3;
+    while (probe_of(1, watcher)->downs == 0 && ev_time() < end)
+        pump(1);
+    ck_assert_int_eq(probe_of(1, watcher)->downs, 1);
+    ck_assert_str_eq(probe_of(1, watcher)->last_down, "worker-reason");
+}
+END_TEST
+
 START_TEST(a_remote_actor_exit_is_one_down_with_its_reason)
 {
     node_up(0, "a", (const char *const[]){"b", NULL}, NULL);
@@ -570,6 +687,7 @@ static Suite *suite(void)
     tcase_add_test(t, forced_simultaneous_connects_end_with_one_link_every_time);
     tcase_add_test(t, seeded_drops_and_delays_are_survived);
     tcase_add_test(t, plugin_actors_tell_and_ask_remote_actors_and_asks_fail_cleanly_on_node_loss);
+    tcase_add_test(t, actors_on_another_worker_talk_to_other_nodes_both_ways);
     suite_add_tcase(s, t);
     return s;
 }

@@ -11,6 +11,7 @@
 #include "cluster_int.h"
 #include "config_check.h"
 #include "log.h"
+#include "workers.h"
 
 #define KEY8(p) ((const char *)(p)), 8
 
@@ -489,7 +490,7 @@ void axd_cl_remote_ask_done(axd_rt *s, axd_pending *p, int status, const void *d
         axd_cl_send_reply(cl, inc, req, status, data, status == AX_OK ? n : 0);
 }
 
-int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, axd_actor *a, const ax_peer_rec *r, uint32_t id, int ask)
+int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, ax_ref to, const ax_peer_rec *r, uint32_t id, int ask)
 {
     axd_rt *s = cl->s;
     axd_env *e = axd_env_new(s, r->payload_len);
@@ -513,7 +514,7 @@ int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, axd_actor *a, const ax_peer
         e->ask = pd->slot;
         e->ask_gen = pd->gen;
     }
-    int rc = axd_actor_deliver(s, a, e);
+    int rc = axd_deliver(s, to, e); /* an actor of another worker answers through worker 0 */
     if (rc) {
         e->ask = 0;
         axd_env_free(s, e);
@@ -526,20 +527,21 @@ int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, axd_actor *a, const ax_peer
 static void on_tell(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
     axd_rt *s = cl->s;
-    axd_actor *a = r->to_id <= UINT32_MAX ? axd_actor_get(s, (ax_ref){r->to_id, r->to_gen, 0}) : NULL;
-    if (!a || axd_cl_deliver(cl, inc, a, r, axd_msg_lookup(s, r->msg, r->msg_len), 0) != 0)
+    ax_ref to = {r->to_id, r->to_gen, 0};
+    if ((!axd_ref_elsewhere(s, to) && !axd_actor_get(s, to)) ||
+        axd_cl_deliver(cl, inc, to, r, axd_msg_lookup(s, r->msg, r->msg_len), 0) != 0)
         cl->remote_dropped++;
 }
 
 static void on_ask(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
     axd_rt *s = cl->s;
-    axd_actor *a = r->to_id <= UINT32_MAX ? axd_actor_get(s, (ax_ref){r->to_id, r->to_gen, 0}) : NULL;
-    if (!a) {
+    ax_ref to = {r->to_id, r->to_gen, 0};
+    if (!axd_ref_elsewhere(s, to) && !axd_actor_get(s, to)) {
         axd_cl_send_reply(cl, inc, r->req, AX_ENOPROC, NULL, 0);
         return;
     }
-    axd_cl_deliver(cl, inc, a, r, axd_msg_lookup(s, r->msg, r->msg_len), 1); /* errors are answered */
+    axd_cl_deliver(cl, inc, to, r, axd_msg_lookup(s, r->msg, r->msg_len), 1); /* errors are answered */
 }
 
 static void on_reply(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
@@ -558,8 +560,8 @@ static void on_monitor(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
 {
     axd_rt *s = cl->s;
     ax_ref target = {r->to_id, r->to_gen, 0}, watcher = {r->from_id, r->from_gen, inc->idx};
-    axd_actor *a = r->to_id <= UINT32_MAX ? axd_actor_get_any(s, target) : NULL;
-    if (!a || a->st == AXD_ST_STOPPING) {
+    axd_actor *a = axd_ref_elsewhere(s, target) ? NULL : axd_actor_get_any(s, target);
+    if (!axd_ref_elsewhere(s, target) && (!a || a->st == AXD_ST_STOPPING)) { /* elsewhere: its worker answers noproc */
         ax_peer_rec d = {.mref = r->mref, .to_id = r->to_id, .to_gen = r->to_gen, .msg = "noproc", .msg_len = 6};
         axd_cl_queue(cl, inc, AX_PT_DOWN, &d);
         return;

@@ -141,7 +141,7 @@ void axd_cl_send_reply(axd_cluster *cl, axd_cl_inc *inc, uint64_t req, int statu
 /* Deliver a peer record's message (payload, from, epoch) to local actor a. For an ask the
  * runtime's answer, or the delivery error, goes back as REPLY r->req. Returns 0 or the
  * delivery error (for tells, the caller reports or counts it). */
-int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, axd_actor *a, const ax_peer_rec *r, uint32_t id, int ask);
+int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, ax_ref to, const ax_peer_rec *r, uint32_t id, int ask);
 /* pending-ask completion for asks that came from a peer: sends the REPLY back */
 /* The cluster attached to runtime s (its remote table), or NULL. */
 axd_cluster *axd_cl_of_rt(axd_rt *s);

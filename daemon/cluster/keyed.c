@@ -8,6 +8,7 @@
 #include "ax_mem.h"
 #include "cluster_int.h"
 #include "log.h"
+#include "workers.h"
 
 #define KEY8(p) ((const char *)(p)), 8
 
@@ -19,11 +20,12 @@ void axd_cl_on_keyed(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
     int ask = (r->kflags & AX_PK_ASK) != 0;
     int rc = axd_registry_route(s, r->ktype, r->ktype_len, r->key, r->key_len, r->epoch,
                                !(r->kflags & AX_PK_DIRECT), &ref, &why);
-    axd_actor *a = rc ? NULL : axd_actor_get(s, ref);
-    uint32_t id = a ? axd_msg_lookup(s, r->msg, r->msg_len) : 0;
-    if (!rc && !a)
+    int elsewhere = !rc && axd_ref_elsewhere(s, ref); /* on its home worker: checked there */
+    axd_actor *a = rc || elsewhere ? NULL : axd_actor_get(s, ref);
+    uint32_t id = a || elsewhere ? axd_msg_lookup(s, r->msg, r->msg_len) : 0;
+    if (!rc && !a && !elsewhere)
         rc = AX_ENOPROC;
-    if (!rc && !axd_actor_handles(a, id))
+    if (!rc && a && !axd_actor_handles(a, id))
         rc = AX_ENOMSG;
     if (rc) {
         if (r->req)
@@ -32,7 +34,7 @@ void axd_cl_on_keyed(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r)
             cl->remote_dropped++;
         return;
     }
-    rc = axd_cl_deliver(cl, inc, a, r, id, ask); /* an ask's errors are answered there */
+    rc = axd_cl_deliver(cl, inc, ref, r, id, ask); /* an ask's errors are answered there */
     if (!ask && r->req)
         axd_cl_send_reply(cl, inc, r->req, rc, NULL, 0); /* acknowledged: queued, or why not */
     else if (!ask && rc)

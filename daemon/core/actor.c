@@ -800,7 +800,7 @@ static ax_ref api_self(ax_ctx *cx) { return axd_ref(cx->srv, cx->self); }
 
 /* Deliver a user envelope to `to`, here or on its worker. On an error the caller still
  * owns e. */
-static int deliver_to(axd_rt *s, ax_ref to, axd_env *e)
+int axd_deliver(axd_rt *s, ax_ref to, axd_env *e)
 {
     return axd_ref_elsewhere(s, to) ? axd_xw_env(s, to, e) : axd_actor_deliver(s, axd_actor_get(s, to), e);
 }
@@ -839,7 +839,7 @@ static int api_tell(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n
     int rc = send_user(s, cx, to, msg, p, n, &e);
     if (rc)
         return rc;
-    rc = deliver_to(s, to, e);
+    rc = axd_deliver(s, to, e);
     if (rc)
         axd_env_free(s, e);
     else
@@ -907,7 +907,7 @@ static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n,
     } else {
         e->ask = pd->slot;
         e->ask_gen = pd->gen;
-        rc = deliver_to(s, to, e);
+        rc = axd_deliver(s, to, e);
         if (rc) {
             e->ask = 0;
             axd_env_free(s, e);

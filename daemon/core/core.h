@@ -355,6 +355,9 @@ int axd_name_lookup(axd_rt *s, const char *name, size_t len, ax_ref *out);
 /* Enqueue a user message. On success the envelope is owned by the actor; on failure
  * (AX_EFULL, AX_ENOPROC, AX_ENOMSG) the caller still owns it. */
 int axd_actor_deliver(axd_rt *s, axd_actor *a, axd_env *e);
+/* The same for a local ref of any worker of this node (another worker's actor gets it
+ * through that worker's inbox: AX_OK once queued). On an error the caller still owns e. */
+int axd_deliver(axd_rt *s, ax_ref to, axd_env *e);
 /* Ask the actor to stop (control mailbox); reason copied. */
 int axd_actor_stop(axd_rt *s, axd_actor *a, const char *reason);
 /* Does the actor's type handle message id? */

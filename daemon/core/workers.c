@@ -143,7 +143,7 @@ static void on_env(axd_rt *s, ax_ref to, axd_env *e)
 {
     int sys = e->kind == AXD_ENV_SYS;
     axd_actor *a = sys ? axd_actor_get_any(s, to) : axd_actor_get(s, to);
-    if (a && sys && e->m.id == s->sys_down_id && !axd_sup_xw_down_live(s, a, e->m.tag)) {
+    if (a && sys && e->m.id == s->sys_down_id && e->m.from.node == 0 && !axd_sup_xw_down_live(s, a, e->m.tag)) {
         axd_env_free(s, e); /* demonitored while the down was on its way */
         return;
     }
@@ -363,6 +363,164 @@ int axd_workers_retire_types(axd_workers *g, axd_plugin *p, char *err, size_t er
     return 0;
 }
 
+/* ---------------- other nodes, from workers 1..n-1 ----------------
+ * The cluster runs on worker 0: what a worker's actors send to other nodes goes there,
+ * and what comes back (replies, downs) returns through the worker inboxes. */
+
+enum { RQ_TELL, RQ_ASK, RQ_MONITOR, RQ_DEMONITOR, RQ_DOWN };
+typedef struct remote_rq {
+    int kind;
+    ax_ref to, from;
+    uint32_t msg;
+    uint64_t mref;
+    uint32_t slot, gen, worker, timeout_ms; /* ask: the asker's pending, on `worker` */
+    size_t n;
+    unsigned char data[]; /* payload, or the reason of a down */
+} remote_rq;
+
+/* Worker 0: the answer to an ask a worker sent another node, back to its pending. */
+static void proxy_done(axd_rt *s, axd_pending *p, int status, const void *data, size_t n)
+{
+    axd_env back = {.ask = p->u.client.conn_slot, .ask_gen = p->u.client.conn_gen,
+                    .ask_worker = (uint8_t)p->u.client.req_id};
+    axd_xw_answer(s, &back, status, data, n);
+}
+
+static void remote_cb(axd_rt *s, void *ud)
+{
+    remote_rq *q = ud;
+    const axd_remote_ops *r = s->remote;
+    switch (q->kind) {
+    case RQ_TELL:
+        if (!r || r->tell(s->remote_ud, q->to, q->msg, q->data, q->n, q->from) != 0)
+            s->ctr.xw_dropped++;
+        break;
+    case RQ_ASK: {
+        axd_pending *p = axd_pending_new(s, q->timeout_ms, proxy_done);
+        if (!p) {
+            axd_env back = {.ask = q->slot, .ask_gen = q->gen, .ask_worker = (uint8_t)q->worker};
+            axd_xw_answer(s, &back, AX_ENOMEM, NULL, 0);
+            break;
+        }
+        p->u.client.conn_slot = q->slot;
+        p->u.client.conn_gen = q->gen;
+        p->u.client.req_id = q->worker;
+        int rc = r ? r->ask(s->remote_ud, q->to, q->msg, q->data, q->n, p, q->from) : AX_ENOPROC;
+        if (rc)
+            axd_pending_complete(s, p->slot, p->gen, rc, NULL, 0); /* the error goes back */
+        break;
+    }
+    case RQ_MONITOR:
+        if (!r || r->monitor(s->remote_ud, q->from, q->to, q->mref) != 0)
+            axd_runtime_deliver_down(s, q->from, q->mref, q->to, "noconnection");
+        break;
+    case RQ_DEMONITOR:
+        if (r)
+            r->demonitor_mref(s->remote_ud, q->from, q->mref);
+        break;
+    case RQ_DOWN: axd_runtime_deliver_down(s, q->to, q->mref, q->from, (const char *)q->data); break;
+    }
+    ax_free(q);
+}
+
+static int remote_send(axd_rt *s, remote_rq *q)
+{
+    int rc = axd_workers_call(s->group, 0, remote_cb, q);
+    if (rc)
+        ax_free(q);
+    return rc;
+}
+
+static remote_rq *rq_new(int kind, ax_ref to, ax_ref from, const void *p, size_t n)
+{
+    remote_rq *q = ax_try_malloc(sizeof *q + n + 1);
+    if (!q)
+        return NULL;
+    memset(q, 0, sizeof *q);
+    q->kind = kind;
+    q->to = to;
+    q->from = from;
+    q->n = n;
+    if (n)
+        memcpy(q->data, p, n);
+    q->data[n] = 0;
+    return q;
+}
+
+static int wr_tell(void *ud, ax_ref to, uint32_t msg, const void *p, size_t n, ax_ref from)
+{
+    remote_rq *q = rq_new(RQ_TELL, to, from, p, n);
+    if (!q)
+        return AX_ENOMEM;
+    q->msg = msg;
+    return remote_send(ud, q);
+}
+
+static int wr_ask(void *ud, ax_ref to, uint32_t msg, const void *p, size_t n, axd_pending *pd, ax_ref from)
+{
+    axd_rt *s = ud;
+    remote_rq *q = rq_new(RQ_ASK, to, from, p, n);
+    if (!q)
+        return AX_ENOMEM;
+    double rem = ev_timer_remaining(s->loop, &pd->timer);
+    q->msg = msg;
+    q->slot = pd->slot;
+    q->gen = pd->gen;
+    q->worker = s->worker;
+    q->timeout_ms = rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : 1;
+    return remote_send(s, q); /* on AX_OK the answer comes back to pd, exactly once */
+}
+
+static int wr_monitor(void *ud, ax_ref watcher, ax_ref target, uint64_t mref)
+{
+    remote_rq *q = rq_new(RQ_MONITOR, target, watcher, NULL, 0);
+    if (!q)
+        return AX_ENOMEM;
+    q->mref = mref;
+    return remote_send(ud, q);
+}
+
+static int wr_demonitor_mref(void *ud, ax_ref watcher, uint64_t mref)
+{
+    remote_rq *q = rq_new(RQ_DEMONITOR, AX_REF_NONE, watcher, NULL, 0);
+    if (!q)
+        return AX_ENOMEM;
+    q->mref = mref;
+    return remote_send(ud, q);
+}
+
+static void wr_deliver_down(void *ud, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
+{
+    remote_rq *q = rq_new(RQ_DOWN, watcher, who, reason, strlen(reason));
+    if (q) {
+        q->mref = mref;
+        remote_send(ud, q);
+    }
+}
+
+static int wr_keyed_send(void *ud, const char *owner, const char *type, size_t tlen, const char *key, size_t klen,
+                         uint64_t epoch, unsigned kflags, const char *msg, size_t mlen, const void *p, size_t n,
+                         ax_ref from, axd_pending *pd)
+{
+    (void)ud, (void)owner, (void)type, (void)tlen, (void)key, (void)klen, (void)epoch, (void)kflags, (void)msg;
+    (void)mlen, (void)p, (void)n, (void)from, (void)pd;
+    return AX_EBUSY; /* keyed routing to other nodes is worker 0's */
+}
+
+static uint32_t wr_live_nodes(void *ud) { return (void)ud, 1; }
+static void wr_share_epoch(void *ud, uint32_t shard, uint64_t epoch) { (void)ud, (void)shard, (void)epoch; }
+
+static const axd_remote_ops worker_remote_ops = {
+    .tell = wr_tell,
+    .ask = wr_ask,
+    .monitor = wr_monitor,
+    .demonitor_mref = wr_demonitor_mref,
+    .deliver_down = wr_deliver_down,
+    .keyed_send = wr_keyed_send,
+    .live_nodes = wr_live_nodes,
+    .share_epoch = wr_share_epoch,
+};
+
 static void *worker_main(void *arg)
 {
     axd_worker *w = arg;
@@ -421,6 +579,7 @@ int axd_workers_start(axd_workers *g, axd_rt *rt0, uint32_t n, char *err, size_t
         w->rt = ax_calloc(1, sizeof *w->rt);
         axd_runtime_init_worker(w->rt, w->loop, rt0, i);
         w->rt->group = g;
+        axd_rt_set_remote(w->rt, &worker_remote_ops, w->rt); /* other nodes: through worker 0 */
         register_types(w->rt, rt0);
     }
     for (uint32_t i = 0; i < n; i++)
