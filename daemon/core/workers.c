@@ -34,6 +34,33 @@ static int push(axd_rt *s, uint32_t w, uint32_t kind, ax_ref to, void *p)
     return rc;
 }
 
+/* A body with n bytes of data (copied from p, if any) and a NUL after them. */
+static xw_body *body_new(ax_ref from, uint64_t mref, const void *p, size_t n)
+{
+    xw_body *b = ax_try_malloc(sizeof *b + n + 1);
+    if (!b)
+        return NULL;
+    memset(b, 0, sizeof *b);
+    b->from = from;
+    b->mref = mref;
+    b->n = n;
+    if (p && n)
+        memcpy(b->data, p, n);
+    b->data[n] = 0;
+    return b;
+}
+
+/* Push b to worker w; on an error b is freed and the error returned. */
+static int push_body(axd_rt *s, uint32_t w, uint32_t kind, ax_ref to, xw_body *b)
+{
+    if (!b)
+        return AX_ENOMEM;
+    int rc = push(s, w, kind, to, b);
+    if (rc)
+        ax_free(b);
+    return rc;
+}
+
 int axd_xw_env(axd_rt *s, ax_ref to, axd_env *e)
 {
     return push(s, axd_ref_worker(to), AXD_XW_ENV, to, e);
@@ -47,22 +74,14 @@ void axd_xw_answer(axd_rt *s, const axd_env *e, int status, const void *data, si
         axd_pending_complete(s, e->ask, e->ask_gen, status, data, n);
         return;
     }
-    xw_body *b = ax_try_malloc(sizeof *b + n);
-    if (!b) {
+    xw_body *b = body_new(AX_REF_NONE, 0, data, n);
+    if (b) {
+        b->slot = e->ask;
+        b->gen = e->ask_gen;
+        b->status = status;
+    }
+    if (push_body(s, e->ask_worker, AXD_XW_REPLY, AX_REF_NONE, b) != 0)
         s->ctr.xw_dropped++; /* the asker's timer answers it */
-        return;
-    }
-    memset(b, 0, sizeof *b);
-    b->slot = e->ask;
-    b->gen = e->ask_gen;
-    b->status = status;
-    b->n = n;
-    if (n)
-        memcpy(b->data, data, n);
-    if (push(s, e->ask_worker, AXD_XW_REPLY, AX_REF_NONE, b) != 0) {
-        s->ctr.xw_dropped++;
-        ax_free(b);
-    }
 }
 
 int axd_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mref, const char *reason)
@@ -70,66 +89,34 @@ int axd_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mre
     size_t n = reason ? strlen(reason) : 0;
     if (n > AX_NAME_MAX)
         n = AX_NAME_MAX;
-    xw_body *b = ax_try_malloc(sizeof *b + n + 1);
-    if (!b)
-        return AX_ENOMEM;
-    memset(b, 0, sizeof *b);
-    b->from = from;
-    b->mref = mref;
-    b->n = n;
-    if (n)
-        memcpy(b->data, reason, n);
-    b->data[n] = 0;
-    int rc = push(s, axd_ref_worker(to), kind, to, b);
-    if (rc)
-        ax_free(b);
-    return rc;
+    return push_body(s, axd_ref_worker(to), kind, to, body_new(from, mref, reason, n));
 }
 
 void axd_xw_event(axd_rt *s, uint32_t w, ax_ref who, const char *name, const char *doc, size_t n)
 {
     size_t nl = name ? strlen(name) : 0;
-    xw_body *b = ax_try_malloc(sizeof *b + nl + 1 + n + 1);
-    if (!b) {
-        s->ctr.events_lagged++;
-        return;
+    xw_body *b = body_new(AX_REF_NONE, name ? 1 : 0 /* has a name */, NULL, nl + 1 + n);
+    if (b) {
+        memcpy(b->data, name ? name : "", nl + 1); /* the name, NUL, then the document */
+        memcpy(b->data + nl + 1, doc, n);
+        b->n = n;
     }
-    memset(b, 0, sizeof *b);
-    b->mref = name ? 1 : 0; /* has a name */
-    b->n = n;
-    memcpy(b->data, name ? name : "", nl + 1);
-    memcpy(b->data + nl + 1, doc, n);
-    b->data[nl + 1 + n] = 0;
-    if (push(s, w, AXD_XW_EVENT, who, b) != 0) {
+    if (push_body(s, w, AXD_XW_EVENT, who, b) != 0)
         s->ctr.events_lagged++; /* that worker is too far behind: its subscribers miss it */
-        ax_free(b);
-    }
 }
 
 int axd_xw_down_to_main(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
 {
-    size_t n = reason ? strlen(reason) : 0;
-    xw_body *b = ax_try_malloc(sizeof *b + n + 1);
-    if (!b)
-        return AX_ENOMEM;
-    memset(b, 0, sizeof *b);
-    b->from = who;
-    b->mref = mref;
-    memcpy(b->data, reason ? reason : "", n + 1);
-    int rc = push(s, 0, AXD_XW_DOWN, watcher, b);
-    if (rc)
-        ax_free(b);
-    return rc;
+    return push_body(s, 0, AXD_XW_DOWN, watcher, body_new(who, mref, reason, reason ? strlen(reason) : 0));
 }
 
 int axd_workers_call(axd_workers *g, uint32_t w, void (*fn)(axd_rt *rt, void *ud), void *ud)
 {
     if (!g || w >= g->n || !fn)
         return AX_EINVAL;
-    xw_body *b = ax_try_malloc(sizeof *b);
+    xw_body *b = body_new(AX_REF_NONE, 0, NULL, 0);
     if (!b)
         return AX_ENOMEM;
-    memset(b, 0, sizeof *b);
     b->fn = fn;
     b->ud = ud;
     axd_xmsg m = {.kind = AXD_XW_CALL, .p = b};
