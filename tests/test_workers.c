@@ -22,6 +22,7 @@
 #include "core_int.h"
 #include "log.h"
 #include "workers.h"
+#include "workers_test_util.h"
 
 #include <check.h> /* after plugin.h: check.h defines a `fail` macro */
 
@@ -222,33 +223,8 @@ static void teardown(void)
     ev_loop_destroy(L);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* Run worker 0 until cond holds (bounded: 10 s). */
-#define WAIT_UNTIL(cond)                                                                                  \
-    do {                                                                                                  \
-        double end_ = now_s() + 10.0;                                                                     \
-        while (!(cond) && now_s() < end_) {                                                               \
-            ev_run(L, EVRUN_NOWAIT);                                                                      \
-            usleep(200);                                                                                  \
-        }                                                                                                 \
-        ck_assert_msg((cond), "timed out waiting for " #cond);                                            \
-    } while (0)
-
-/* Run worker 0 for ms milliseconds (to see that something does NOT happen). */
-static void settle(int ms)
-{
-    double end = now_s() + ms / 1000.0;
-    while (now_s() < end) {
-        ev_run(L, EVRUN_NOWAIT);
-        usleep(200);
-    }
-}
+#define WAIT_UNTIL(cond) WT_WAIT_UNTIL(L, cond)
+static void settle(int ms) { wt_settle(L, ms); }
 
 typedef struct job {
     _Atomic int done;

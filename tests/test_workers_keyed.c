@@ -16,6 +16,7 @@
 #include "log.h"
 #include "shard.h"
 #include "workers.h"
+#include "workers_test_util.h"
 
 #include <check.h> /* after plugin.h: check.h defines a `fail` macro */
 
@@ -55,31 +56,8 @@ static axd_workers G;
 static axd_lease_store *STORE;
 static struct ev_loop *L;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-#define WAIT_UNTIL(cond)                                                                                  \
-    do {                                                                                                  \
-        double end_ = now_s() + 10.0;                                                                     \
-        while (!(cond) && now_s() < end_) {                                                               \
-            ev_run(L, EVRUN_NOWAIT);                                                                      \
-            usleep(200);                                                                                  \
-        }                                                                                                 \
-        ck_assert_msg((cond), "timed out waiting for " #cond);                                            \
-    } while (0)
-
-static void settle(int ms)
-{
-    double end = now_s() + ms / 1000.0;
-    while (now_s() < end) {
-        ev_run(L, EVRUN_NOWAIT);
-        usleep(200);
-    }
-}
+#define WAIT_UNTIL(cond) WT_WAIT_UNTIL(L, cond)
+static void settle(int ms) { wt_settle(L, ms); }
 
 static void setup(void)
 {
