@@ -39,7 +39,7 @@ static void note(char *dst, const ax_msg *m)
     pthread_mutex_unlock(&g_mu);
 }
 
-enum { OP_TELL_N = 1, OP_ASK, OP_ASK_SLOW, OP_MONITOR, OP_DEMONITOR_FLUSH, OP_LINK, OP_TRAP, OP_EXIT, OP_STOP, OP_FAIL, OP_ASK_NAMED, OP_GET_OR_SPAWN, OP_SUBSCRIBE };
+enum { OP_TELL_N = 1, OP_ASK, OP_ASK_SLOW, OP_MONITOR, OP_DEMONITOR_FLUSH, OP_LINK, OP_TRAP, OP_EXIT, OP_STOP, OP_FAIL, OP_ASK_NAMED, OP_GET_OR_SPAWN, OP_SUBSCRIBE, OP_TELL_KEY };
 typedef struct cmd {
     int op;
     ax_ref target;
@@ -156,6 +156,7 @@ static int w_cmd(ax_ctx *cx, wt *st, const ax_msg *m)
         return AX_OK;
     }
     case OP_SUBSCRIBE: return ax_subscribe_events(cx, 1);
+    case OP_TELL_KEY: return ax_tell_key(cx, "wt", c.reason, "ping", &c.n, sizeof c.n);
     case OP_ASK_NAMED: {
         ax_ref to;
         int rc = ax_lookup(cx, c.reason, &to);
@@ -445,6 +446,27 @@ START_TEST(get_or_spawn_racing_on_two_workers_makes_exactly_one_actor_per_key_on
 }
 END_TEST
 
+START_TEST(a_tell_by_key_reaches_the_keys_actor_on_its_home_worker)
+{
+    char key[16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof key, "t%d", i);
+        if (axd_workers_home(&G, key, strlen(key)) == 1)
+            break;
+    }
+    ck_assert_uint_eq(axd_workers_home(&G, key, strlen(key)), 1);
+    ax_ref a = spawn_on(0);
+    cmd c = {.op = OP_TELL_KEY, .n = 0};
+    snprintf(c.reason, sizeof c.reason, "%s", key);
+    command(a, c);
+    WAIT_UNTIL(g_pings == 1);
+    c.n = 1;
+    command(a, c); /* the actor exists now: found, not spawned again */
+    WAIT_UNTIL(g_pings == 2);
+    ck_assert_int_eq(g_bad_order, 0);
+}
+END_TEST
+
 START_TEST(a_single_worker_type_runs_all_its_actors_on_one_worker)
 {
     /* a key whose home would be worker 1 (by its hash): pinning must win over that */
@@ -586,6 +608,7 @@ int main(void)
     tcase_add_test(tc, exit_and_stop_reach_an_actor_on_another_worker);
     tcase_add_test(tc, a_registered_name_is_unique_on_the_node_and_found_from_every_worker);
     tcase_add_test(tc, get_or_spawn_racing_on_two_workers_makes_exactly_one_actor_per_key_on_its_home_worker);
+    tcase_add_test(tc, a_tell_by_key_reaches_the_keys_actor_on_its_home_worker);
     tcase_add_test(tc, a_single_worker_type_runs_all_its_actors_on_one_worker);
     tcase_add_test(tc, lifecycle_events_reach_subscribers_on_every_worker_in_order);
     tcase_add_test(tc, a_plugin_loaded_at_run_time_serves_every_worker_and_unloads_only_when_no_worker_uses_it);

@@ -798,6 +798,12 @@ static uint32_t api_msg_id(ax_ctx *cx, const char *name)
 
 static ax_ref api_self(ax_ctx *cx) { return axd_ref(cx->srv, cx->self); }
 
+/* Deliver a user envelope to local actor a, or (a NULL) to `to` on its worker. */
+static int deliver_user(axd_rt *s, axd_actor *a, ax_ref to, axd_env *e)
+{
+    return a ? axd_actor_deliver(s, a, e) : axd_xw_env(s, to, e);
+}
+
 /* Deliver a user envelope to `to`, here or on its worker. On an error the caller still
  * owns e. */
 int axd_deliver(axd_rt *s, ax_ref to, axd_env *e)
@@ -805,10 +811,14 @@ int axd_deliver(axd_rt *s, ax_ref to, axd_env *e)
     return axd_ref_elsewhere(s, to) ? axd_xw_env(s, to, e) : axd_actor_deliver(s, axd_actor_get(s, to), e);
 }
 
-static int send_user(axd_rt *s, ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, axd_env **pe)
+/* An envelope of a user message for `to`; *pa: the actor if it is this worker's (NULL if
+ * it is another worker's, where it is looked up). */
+static int send_user(axd_rt *s, ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, axd_env **pe,
+                     axd_actor **pa)
 {
-    if (!axd_ref_elsewhere(s, to) && !axd_actor_get(s, to))
-        return AX_ENOPROC; /* on another worker it is looked up there */
+    *pa = axd_ref_elsewhere(s, to) ? NULL : axd_actor_get(s, to);
+    if (!*pa && !axd_ref_elsewhere(s, to))
+        return AX_ENOPROC;
     if (!msg || !axd_msg_valid(s->msgs, msg))
         return AX_EINVAL;
     axd_env *e = axd_env_new(s, n);
@@ -836,10 +846,11 @@ static int api_tell(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n
             s->ctr.tells++;
         return rc;
     }
-    int rc = send_user(s, cx, to, msg, p, n, &e);
+    axd_actor *a;
+    int rc = send_user(s, cx, to, msg, p, n, &e, &a);
     if (rc)
         return rc;
-    rc = axd_deliver(s, to, e);
+    rc = deliver_user(s, a, to, e);
     if (rc)
         axd_env_free(s, e);
     else
@@ -891,10 +902,11 @@ static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n,
 {
     axd_rt *s = cx->srv;
     axd_env *e = NULL;
+    axd_actor *a = NULL;
     int rc;
     if (!reply_msg || !axd_msg_valid(s->msgs, reply_msg) || !cx->self || !msg || !axd_msg_valid(s->msgs, msg) || to.node == AXD_NODE_CLIENT)
         return AX_EINVAL;
-    if (to.node == 0 && (rc = send_user(s, cx, to, msg, p, n, &e)))
+    if (to.node == 0 && (rc = send_user(s, cx, to, msg, p, n, &e, &a)))
         return rc;
     axd_pending *pd = actor_pending(cx, timeout_ms, reply_msg, tag);
     if (!pd) {
@@ -907,7 +919,7 @@ static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n,
     } else {
         e->ask = pd->slot;
         e->ask_gen = pd->gen;
-        rc = axd_deliver(s, to, e);
+        rc = deliver_user(s, a, to, e);
         if (rc) {
             e->ask = 0;
             axd_env_free(s, e);
@@ -1121,16 +1133,16 @@ static int key_send(ax_ctx *cx, const char *type, const char *key, uint32_t msg,
     }
     if (rc)
         return rc;
-    axd_actor *a = axd_actor_get(s, ref);
+    axd_actor *a;
     axd_env *e;
-    rc = send_user(s, cx, ref, msg, p, n, &e);
+    rc = send_user(s, cx, ref, msg, p, n, &e, &a); /* a keyed actor may live on its home worker */
     if (rc)
         return rc;
     if (pd) {
         e->ask = pd->slot;
         e->ask_gen = pd->gen;
     }
-    rc = axd_actor_deliver(s, a, e);
+    rc = deliver_user(s, a, ref, e);
     if (rc) {
         e->ask = 0;
         axd_env_free(s, e);
