@@ -191,6 +191,11 @@ int main(int argc, char **argv)
         for (int i = 0; i < 1000 && axd_shards_count_owned(server.keyed.shards) < axd_shards_target(server.keyed.shards); i++)
             ev_run(loop, EVRUN_NOWAIT);
     }
+    if (axd_server_workers_start(&server, server.cfg.workers, err, sizeof err) != 0) {
+        axd_log(AX_LOG_ERROR, "server", "%s", err);
+        rc = 1;
+        goto out;
+    }
     if (axd_server_listener_start(&server, err, sizeof err) != 0) {
         axd_log(AX_LOG_ERROR, "server", "%s", err);
         rc = 1;

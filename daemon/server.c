@@ -69,6 +69,7 @@ int axd_server_reload(axd_server *s)
         {"cluster.listen", str_differs(nc.cluster_listen, s->cfg.cluster_listen)},
         {"cluster.auth_token", str_differs(nc.cluster_auth_token, s->cfg.cluster_auth_token)},
         {"runtime.mailbox_capacity", nc.mailbox_capacity != s->cfg.mailbox_capacity},
+        {"runtime.workers", nc.workers != s->cfg.workers},
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (fixed[i].differs)
@@ -149,6 +150,22 @@ int axd_server_route_start(axd_server *s, struct axd_lease_store *store, char *e
                  : axd_route_start(&s->keyed, &s->rt, err, errlen);
 }
 
+int axd_server_workers_start(axd_server *s, uint32_t n, char *err, size_t errlen)
+{
+    if (n <= 1)
+        return 0;
+    int rc = axd_workers_start(&s->workers, &s->rt, n, err, errlen);
+    if (rc)
+        return rc;
+    if (s->keyed.rt && axd_route_attach_workers(&s->keyed) != 0) {
+        snprintf(err, errlen, "cannot attach keyed routing to the workers");
+        axd_workers_stop(&s->workers, "shutdown");
+        return AX_ENOMEM;
+    }
+    axd_log(AX_LOG_INFO, "server", "%u workers", n);
+    return 0;
+}
+
 int axd_server_listener_start(axd_server *s, char *err, size_t errlen)
 {
     s->front.cluster = s->cluster;
@@ -198,7 +215,10 @@ void axd_server_shutdown(axd_server *s, const char *why)
      * runs and queued asks are answered), then flush those answers and close. */
     axd_listener_pause(&s->front);
     cluster_stop(s); /* peers see CLOSE; remote asks fail before actors stop */
-    axd_runtime_stop_all(&s->rt, why);
+    if (s->workers.n) /* every worker's actors, then the threads end */
+        axd_workers_stop(&s->workers, why);
+    else
+        axd_runtime_stop_all(&s->rt, why);
     axd_listener_stop(&s->front);
     /* Release the shard leases so survivors need not wait for them to expire; the
      * loop ends when the releases are answered (or after a grace time). */
@@ -212,6 +232,7 @@ void axd_server_free(axd_server *s)
         return;
     axd_listener_stop(&s->front);
     cluster_stop(s);
+    axd_workers_stop(&s->workers, "shutdown"); /* a no-op when never started, or stopped */
     axd_runtime_free(&s->rt);
     axd_route_free(&s->keyed);
     axd_plugins_unload_all(&s->rt); /* unregisters their types */

@@ -11,6 +11,7 @@
 #include "core.h"
 #include "front.h"
 #include "keyed.h"
+#include "workers.h"
 
 typedef struct axd_server {
     struct ev_loop *loop;
@@ -19,6 +20,7 @@ typedef struct axd_server {
     axd_keyed keyed;         /* lease manager and keyed routing (zeroed until axd_server_route_start) */
     axd_cluster *cluster;    /* NULL when the cluster is off */
     axd_front front;         /* the client listener */
+    axd_workers workers;     /* runtime.workers: worker 0 is rt on loop (zeroed until axd_server_workers_start) */
 
     ev_signal sig_term, sig_int, sig_hup;
     /* SIGHUP: read the configuration again (file and flags, validated); installed by
@@ -38,6 +40,10 @@ void axd_server_free(axd_server *s);
 /* Start the lease manager (over the configured store, or over `store`, which the caller
  * owns: in-process tests sharing one memory store). */
 int axd_server_route_start(axd_server *s, struct axd_lease_store *store, char *err, size_t errlen);
+/* Start workers 1..n-1 beside s->rt (worker 0) with the types loaded so far (later
+ * loads reach every worker); keyed routing, when started, serves their keyed actors.
+ * n 1 starts nothing. 0, or an error with err. */
+int axd_server_workers_start(axd_server *s, uint32_t n, char *err, size_t errlen);
 int axd_server_listener_start(axd_server *s, char *err, size_t errlen);
 int axd_server_cluster_start(axd_server *s, char *err, size_t errlen);
 /* The same on the in-memory overlay `net` (tests: many nodes in one process). */

@@ -609,7 +609,7 @@ static int cmd_actors(const opts *o, axc_conn *c)
     static const char *const cols[] = {"id",        "gen",      "name",     "type",  "state",
                                        "mailbox",   "capacity", "processed", "restarts", "restart",
                                        "links",     "monitors", "key",      NULL};
-    static const int width[] = {8, 4, 16, 12, 10, 7, 8, 9, 8, 9, 5, 8, 0};
+    static const int width[] = {15, 4, 16, 12, 10, 7, 8, 9, 8, 9, 5, 8, 0}; /* ids reach 2^48 (worker << 32) */
     axc_actors_query q = {.type = o->f_type, .name_prefix = o->f_name, .state = o->f_state, .key_prefix = o->key};
     size_t rows = 0;
     if (o->json)

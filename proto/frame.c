@@ -645,7 +645,7 @@ int ax_body_actors_get(const void *p, size_t len, ax_actors_query *q, const char
     ax_rbuf_str(&r, &t.key, &t.key_len);
     if (!r.err && ((t.type_len && ax_name_valid(t.type, t.type_len)) || (t.name_len && ax_name_valid(t.name, t.name_len)) ||
                    (t.state_len && ax_name_valid(t.state, t.state_len)) || (t.key_len && memchr(t.key, 0, t.key_len)) ||
-                   t.key_len > AX_KEY_MAX || t.cursor > UINT32_MAX))
+                   t.key_len > AX_KEY_MAX || (t.cursor >> 48) != 0))
         rfail(&r, "ACTORS: bad filter or cursor");
     if ((rc = finish(&r, why)))
         return rc;

@@ -329,7 +329,7 @@ static void check_no_sanitizer_report(ax_h_daemon *d)
 
 static void launch(ax_h_daemon *d)
 {
-    const char *argv[H_MAX_ARGS + 8];
+    const char *argv[H_MAX_ARGS + 10];
     size_t n = 0;
     const char *exe = ax_h_build_path("daemon/axactord");
     const char *pdir = ax_h_build_path("plugins");
@@ -338,6 +338,15 @@ static void launch(ax_h_daemon *d)
     argv[n++] = d->sock;
     argv[n++] = "--plugin-dir";
     argv[n++] = pdir;
+    /* AX_TEST_WORKERS=N: the suite runs its daemons with N workers (meson registers the
+     * integration and cluster suites once per count); a test's own --set still wins */
+    static char workers_set[64];
+    const char *tw = getenv("AX_TEST_WORKERS");
+    if (tw && *tw && strlen(tw) < 8) {
+        snprintf(workers_set, sizeof workers_set, "runtime.workers=%s", tw);
+        argv[n++] = "--set";
+        argv[n++] = workers_set;
+    }
     for (size_t i = 0; d->args[i]; i++)
         argv[n++] = d->args[i];
     argv[n] = NULL;

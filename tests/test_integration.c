@@ -1098,7 +1098,7 @@ START_TEST(actors_listing_pages_through_20000_actors_with_filters)
     for (const char *p = out; *p; p++)
         lines += *p == '\n';
     ck_assert_msg(lines == N + 1, "%zu lines for %d actors", lines, N);
-    ck_assert_msg(!strncmp(out, "ID        GEN   NAME", 20), "header: %.80s", out);
+    ck_assert_msg(!strncmp(out, "ID               GEN   NAME", 27), "header: %.80s", out); /* ID: 15 wide (worker << 32) */
     free(out);
     free(err);
     const char *typ[] = {axctl, "-s", ax_h_sock(d), "actors", "--type", "echo", "--json", NULL};
@@ -1646,6 +1646,134 @@ START_TEST(status_and_actors_documents_describe_the_daemon)
 }
 END_TEST
 
+/* ---------- workers (runtime.workers = 2, whatever AX_TEST_WORKERS says) ---------- */
+
+static double doc_num(const char *json, const char *key)
+{
+    cJSON *d = cJSON_Parse(json);
+    ck_assert_msg(d != NULL, "not JSON: %s", json);
+    cJSON *v = cJSON_GetObjectItem(d, key);
+    ck_assert_msg(cJSON_IsNumber(v), "no number %s in %s", key, json);
+    double x = v->valuedouble;
+    cJSON_Delete(d);
+    return x;
+}
+
+/* The next down event of this connection within 5 s: its reason (static buffer). */
+static const char *next_down(axc_conn *c, uint64_t mref)
+{
+    static char reason[128];
+    for (int i = 0; i < 1000; i++) {
+        char *doc = NULL;
+        int rc = axc_next_event(c, 5000, &doc);
+        ck_assert_msg(rc == 1, "no down for mref %llu: %d (%s)", (unsigned long long)mref, rc, axc_errmsg(c));
+        cJSON *d = cJSON_Parse(doc);
+        axc_free(doc);
+        const char *ev = cJSON_GetStringValue(cJSON_GetObjectItem(d, "event"));
+        cJSON *m = cJSON_GetObjectItem(d, "mref");
+        int match = ev && !strcmp(ev, "down") && cJSON_IsNumber(m) && (uint64_t)m->valuedouble == mref;
+        if (match)
+            snprintf(reason, sizeof reason, "%s", cJSON_GetStringValue(cJSON_GetObjectItem(d, "reason")));
+        cJSON_Delete(d);
+        if (match)
+            return reason;
+    }
+    ck_abort_msg("too many events while waiting for a down");
+    return NULL;
+}
+
+START_TEST(client_requests_reach_actors_on_every_worker)
+{
+    ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "counter", "-p", "echo", "--set", "runtime.workers=2", NULL});
+    axc_conn *c = ax_h_connect(d);
+    char *json = NULL;
+    ck_assert_int_eq(axc_status(c, &json), 0);
+    ck_assert_msg(doc_num(json, "workers") == 2, "%s", json);
+    axc_free(json);
+    /* unkeyed spawns take the workers in turn; "worker" places one */
+    axc_ref r0 = spawn_ok(c, "counter", "w0", NULL), r1 = spawn_ok(c, "counter", "w1", NULL);
+    ck_assert_uint_eq(r0.id >> 32, 0);
+    ck_assert_uint_eq(r1.id >> 32, 1);
+    axc_ref rp = spawn_ok(c, "counter", "p1", "{\"worker\":1}");
+    ck_assert_uint_eq(rp.id >> 32, 1);
+    axc_ref bad;
+    ck_assert_err(axc_spawn(c, "counter", "x", "{\"worker\":2}", &bad), AX_EINVAL, c);
+    ck_assert_msg(strstr(axc_errmsg(c), "worker 2 does not exist"), "%s", axc_errmsg(c));
+    ck_assert_err(axc_get_or_spawn(c, "counter", "k", "{\"worker\":1}", &bad), AX_EINVAL, c);
+    /* tells (acknowledged and not) and asks to the other worker, in order per connection */
+    axc_target t1 = axc_by_name("w1"), t1r = axc_by_ref(&r1);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(axc_tell(c, &t1, "inc", NULL, 0), 0);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(axc_tell_noreply(c, &t1r, "inc", NULL, 0), 0);
+    expect_get(c, &t1, "2000");
+    /* a message its type does not handle is refused there: ENOMSG for tell and ask */
+    ck_assert_err(axc_tell(c, &t1, "echo", "x", 1), AX_ENOMSG, c);
+    ck_assert_err(ask_rc(c, &t1, "echo"), AX_ENOMSG, c);
+    /* resolve, monitor, exit/2 and stop there */
+    axc_ref got;
+    ck_assert_int_eq(axc_resolve(c, &t1, &got), 0);
+    ck_assert_uint_eq(got.id, r1.id);
+    ck_assert_uint_eq(got.gen, r1.gen);
+    uint64_t mref = 0;
+    ck_assert_int_eq(axc_monitor(c, &t1, &mref), 0);
+    ck_assert_int_eq(axc_exit(c, &t1, "bye"), 0);
+    ck_assert_str_eq(next_down(c, mref), "bye");
+    ck_assert_err(ask_rc(c, &t1r, "get"), AX_ENOPROC, c);
+    ck_assert_err(axc_tell(c, &t1r, "inc", NULL, 0), AX_ENOPROC, c);
+    ck_assert_err(axc_resolve(c, &t1r, &got), AX_ENOPROC, c);
+    ck_assert_err(axc_monitor(c, &t1r, &mref), AX_ENOPROC, c);
+    ck_assert_err(axc_exit(c, &t1r, "bye"), AX_ENOPROC, c);
+    ck_assert_err(axc_stop(c, &t1r), AX_ENOPROC, c);
+    /* a demonitor reaches the other worker: no down once it is answered */
+    axc_target tp = axc_by_name("p1");
+    ck_assert_int_eq(axc_monitor(c, &tp, &mref), 0);
+    ck_assert_int_eq(axc_demonitor(c, mref), 0);
+    ck_assert_int_eq(axc_stop(c, &tp), 0);
+    ck_assert_err(ask_rc(c, &tp, "get"), AX_ENOPROC, c);
+    ck_assert_int_eq(axc_status(c, &json), 0); /* a round trip after p1's end */
+    axc_free(json);
+    char *ev = NULL;
+    ck_assert_msg(axc_next_event(c, 300, &ev) == 0, "a down after demonitor: %s", ev ? ev : "?");
+    /* keyed actors live on their key's worker, one per key, found from any request */
+    int on[2] = {0, 0};
+    for (int k = 0; k < 32; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "key%d", k);
+        axc_target tk = axc_by_key("counter", key);
+        ck_assert_int_eq(axc_tell(c, &tk, "inc", NULL, 0), 0);
+        axc_ref kr;
+        ck_assert_int_eq(axc_get_or_spawn(c, "counter", key, NULL, &kr), 0);
+        on[kr.id >> 32 ? 1 : 0]++;
+        expect_get(c, &tk, "1");
+    }
+    ck_assert_msg(on[0] && on[1], "32 keys on worker 0: %d, on worker 1: %d", on[0], on[1]);
+    /* the documents count every worker's actors; pages cross from one worker to the next */
+    ck_assert_int_eq(axc_status(c, &json), 0);
+    ck_assert_msg(doc_num(json, "actors") == 33 && doc_num(json, "keyed_actors") == 32, "%s", json);
+    axc_free(json);
+    uint64_t cursor = 0;
+    int rows = 0, pages = 0, w1_rows = 0;
+    do {
+        axc_actors_query q = {.cursor = cursor, .limit = 5};
+        ck_assert_int_eq(axc_actors_page(c, &q, &json), 0);
+        cJSON *doc = cJSON_Parse(json), *it;
+        axc_free(json);
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(doc, "actors"))
+        {
+            rows++;
+            w1_rows += (uint64_t)cJSON_GetObjectItem(it, "id")->valuedouble >> 32 == 1;
+        }
+        cursor = (uint64_t)cJSON_GetObjectItem(doc, "next")->valuedouble;
+        cJSON_Delete(doc);
+    } while (cursor && ++pages < 100);
+    ck_assert_int_eq(rows, 33);
+    ck_assert_int_eq(w1_rows, on[1]);
+    axc_close(c);
+    ax_h_stop(d); /* SIGTERM: actors on both workers stop, the daemon exits 0 */
+}
+END_TEST
+
 /* Many clients at once, each with its own counter, interleaved. */
 START_TEST(many_clients_are_served_independently)
 {
@@ -1733,6 +1861,7 @@ static Suite *integration_suite(void)
     tcase_add_test(tc, socket_path_that_is_not_a_socket_is_not_removed);
     tcase_add_test(tc, status_and_actors_documents_describe_the_daemon);
     tcase_add_test(tc, many_clients_are_served_independently);
+    tcase_add_test(tc, client_requests_reach_actors_on_every_worker);
     suite_add_tcase(s, tc);
     return s;
 }

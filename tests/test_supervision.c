@@ -614,14 +614,16 @@ START_TEST(link_to_dead_actor_gives_noproc)
 {
     ax_h_daemon *d = ax_h_start(SUP);
     axc_conn *c = ax_h_connect(d);
-    axc_ref r = spawn_ok(c, "gone", NULL);
+    /* on t's worker: a link to an actor gone on another worker is refused there and
+     * arrives as the noproc exit only (tests/test_workers.c) */
+    axc_ref r = spawn_ok(c, "gone", "{\"worker\":0}");
     axc_target tg = axc_by_name("gone");
     ck_assert_int_eq(axc_stop(c, &tg), 0);
     wait_status(c, "actors", 0, 5000);
     char ref[64];
     ref_text(&r, ref, sizeof ref);
-    spawn_ok(c, "t", "{\"trap_exit\":true}");
-    spawn_ok(c, "n", NULL);
+    spawn_ok(c, "t", "{\"trap_exit\":true,\"worker\":0}");
+    spawn_ok(c, "n", "{\"worker\":0}");
     uint64_t mn = monitor_ok(c, "n");
     /* trapping: an $exit noproc message */
     ck_assert_int_eq(ask_num(c, "t", "link", ref), AX_ENOPROC);
@@ -1323,8 +1325,9 @@ START_TEST(unlink_cancels_an_exit_signal_that_already_arrived)
 {
     ax_h_daemon *d = ax_h_start(SUP);
     axc_conn *c = ax_h_connect(d);
-    spawn_ok(c, "p", "{\"trap_exit\":true}");
-    axc_ref rw = spawn_ok(c, "w", NULL);
+    /* one worker for both: the order below is one thread's */
+    spawn_ok(c, "p", "{\"trap_exit\":true,\"worker\":0}");
+    axc_ref rw = spawn_ok(c, "w", "{\"worker\":0}");
     char wref[64];
     ref_text(&rw, wref, sizeof wref); /* by ref: the name is gone once w is */
     ck_assert_int_eq(ask_num(c, "p", "link", wref), 0);
@@ -1488,8 +1491,9 @@ START_TEST(trap_exit_is_decided_when_the_exit_signal_arrives)
     axc_conn *c = ax_h_connect(d);
     for (int k = 0; k < 2; k++) {
         const char *pn = k ? "p2" : "p1", *wn = k ? "w2" : "w1";
-        spawn_ok(c, pn, k ? NULL : "{\"trap_exit\":true}");
-        axc_ref rw = spawn_ok(c, wn, NULL);
+        /* one worker for both: "w's signal arrives first" is one thread's order */
+        spawn_ok(c, pn, k ? "{\"worker\":0}" : "{\"trap_exit\":true,\"worker\":0}");
+        axc_ref rw = spawn_ok(c, wn, "{\"worker\":0}");
         char wref[64];
         ref_text(&rw, wref, sizeof wref);
         ck_assert_int_eq(ask_num(c, pn, "link", wref), 0);

@@ -484,9 +484,9 @@ static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const ch
     return AX_OK;
 }
 
-/* A spawn of a single-worker type from another worker: made on worker 0 (a synchronous
- * call, see axd_workers_sync). */
-typedef struct pinned_call {
+/* A spawn made on another worker (a synchronous call, see axd_workers_sync): a
+ * single-worker type's from any worker, or a client's spread over the workers. */
+typedef struct spawn_call {
     char type[AX_NAME_MAX + 1];
     char name[AX_NAME_MAX + 1];
     size_t tlen;
@@ -494,19 +494,35 @@ typedef struct pinned_call {
     int rc;
     ax_ref out;
     const char *why; /* static text */
-} pinned_call;
+} spawn_call;
 
-static void pinned_cb(axd_rt *s, void *ud)
+static void spawn_call_cb(axd_rt *s, void *ud)
 {
-    pinned_call *c = ud;
+    spawn_call *c = ud;
     c->opts.name = c->name[0] ? c->name : NULL;
-    c->rc = axd_actor_spawn(s, c->type, c->tlen, &c->opts, &c->out, &c->why);
+    c->rc = axd_actor_spawn_on(s, s->worker, c->type, c->tlen, &c->opts, &c->out, &c->why);
 }
 
-static int spawn_pinned(axd_rt *s, const char *type, size_t tlen, const ax_spawn_opts *o, ax_ref *out,
-                        const char **why)
+int axd_actor_spawn_on(axd_rt *s, uint32_t w, const char *type, size_t tlen, const ax_spawn_opts *o, ax_ref *out,
+                       const char **why)
 {
-    pinned_call c;
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    axd_type *t = axd_hmap_get(&s->types, type, tlen);
+    if (!t) {
+        *why = "unknown actor type";
+        return AX_ENOTYPE;
+    }
+    if (!s->group || s->group->n < 2)
+        w = s->worker;
+    else if (t->flags & AX_TYPE_SINGLE_WORKER)
+        w = 0; /* its actors all live on worker 0 */
+    else if (w >= s->group->n)
+        return *why = "no such worker", AX_EINVAL;
+    if (w == s->worker)
+        return actor_create(s, t, o, NULL, 0, out, why);
+    spawn_call c;
     memset(&c, 0, sizeof c);
     memcpy(c.type, type, tlen);
     c.tlen = tlen;
@@ -520,8 +536,8 @@ static int spawn_pinned(axd_rt *s, const char *type, size_t tlen, const ax_spawn
         }
         snprintf(c.name, sizeof c.name, "%s", c.opts.name);
     }
-    c.opts.name = NULL; /* the copy's own, set on worker 0 */
-    int rc = axd_workers_sync(s->group, s->worker, 0, pinned_cb, &c, sizeof c, s->cfg->ask_timeout_ms);
+    c.opts.name = NULL; /* the copy's own, set on worker w */
+    int rc = axd_workers_sync(s->group, s->worker, w, spawn_call_cb, &c, sizeof c, s->cfg->ask_timeout_ms);
     if (rc)
         return axd_workers_sync_error(rc, why);
     if (c.rc == AX_OK)
@@ -536,14 +552,7 @@ int axd_actor_spawn(axd_rt *s, const char *type, size_t type_len, const ax_spawn
     const char *dummy;
     if (!why)
         why = &dummy;
-    axd_type *t = axd_hmap_get(&s->types, type, type_len);
-    if (!t) {
-        *why = "unknown actor type";
-        return AX_ENOTYPE;
-    }
-    if (s->worker != 0 && s->group && (t->flags & AX_TYPE_SINGLE_WORKER))
-        return spawn_pinned(s, type, type_len, o, out, why); /* its actors all live on worker 0 */
-    return actor_create(s, t, o, NULL, 0, out, why);
+    return axd_actor_spawn_on(s, s->worker, type, type_len, o, out, why);
 }
 
 int axd_actor_spawn_keyed(axd_rt *s, axd_type *t, const char *key, size_t key_len, const ax_spawn_opts *o,
@@ -1215,6 +1224,7 @@ static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg,
     axd_slots_init(&s->actors, s->cfg->max_actors);
     axd_slots_init(&s->pending, 1u << 24);
     axd_hmap_init(&s->names);
+    axd_hmap_init(&s->client_mons);
     if (!s->msgs)
         s->msgs = msgtab_new();
     if (!s->regnames)
@@ -1285,6 +1295,7 @@ void axd_runtime_free(axd_rt *s)
     axd_slots_free(&s->actors);
     axd_slots_free(&s->pending);
     axd_hmap_free(&s->names);
+    axd_cmon_free_all(s);
     msgtab_release(s->msgs);
     s->msgs = NULL;
     nametab_release(s->regnames);
@@ -1344,21 +1355,14 @@ static int prefix_of(const char *p, size_t pn, const char *s, size_t sn)
 
 cJSON *axd_runtime_actors_json(axd_rt *s) { return axd_runtime_actors_page(s, NULL, 0); }
 
-cJSON *axd_runtime_actors_page(axd_rt *s, const ax_actors_query *q, size_t max_bytes)
+/* One worker's rows from slot i on, into arr; the slot to go on from (0: the end). */
+static uint32_t actors_rows(axd_rt *s, const ax_actors_query *q, uint32_t i, uint32_t limit, size_t max_bytes,
+                            cJSON *arr, uint32_t *pn, size_t *pbytes)
 {
-    ax_actors_query none;
-    if (!q) {
-        memset(&none, 0, sizeof none);
-        q = &none;
-    }
-    uint32_t limit = q->limit ? q->limit : AXD_ACTORS_PAGE;
-    if (limit > AXD_ACTORS_PAGE_MAX)
-        limit = AXD_ACTORS_PAGE_MAX;
-    if (!max_bytes)
-        max_bytes = (size_t)s->cfg->max_frame / 2;
-    cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "actors");
-    uint32_t n = 0, i = q->cursor ? (uint32_t)q->cursor : 1;
-    size_t bytes = 64;
+    uint32_t n = *pn;
+    size_t bytes = *pbytes;
+    if (!i)
+        i = 1;
     for (; i < s->actors.cap && n < limit && bytes < max_bytes; i++) {
         axd_actor *a = s->actors.ptr[i];
         if (!a)
@@ -1378,7 +1382,7 @@ cJSON *axd_runtime_actors_page(axd_rt *s, const ax_actors_query *q, size_t max_b
         bytes += 320 + (a->name ? strlen(a->name) : 0) + (a->key ? 6 * a->key_len : 0);
         n++;
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "id", a->slot);
+        cJSON_AddNumberToObject(o, "id", (double)axd_ref(s, a).id); /* the worker in bits 32..47 */
         cJSON_AddNumberToObject(o, "gen", a->gen);
         cJSON_AddStringToObject(o, "name", a->name ? a->name : "");
         cJSON_AddStringToObject(o, "type", a->type->name);
@@ -1398,10 +1402,83 @@ cJSON *axd_runtime_actors_page(axd_rt *s, const ax_actors_query *q, size_t max_b
             axd_json_add_key(o, a);
         cJSON_AddItemToArray(arr, o);
     }
-    /* the cursor of the next page, 0 when the scan reached the end */
     while (i < s->actors.cap && !s->actors.ptr[i])
         i++;
-    cJSON_AddNumberToObject(doc, "next", i < s->actors.cap ? i : 0);
+    *pn = n;
+    *pbytes = bytes;
+    return i < s->actors.cap ? i : 0;
+}
+
+/* The rows of another worker, made on its thread (a synchronous call: the filters are
+ * copied in, the rows come back as a JSON array). */
+typedef struct rows_call {
+    char type[AX_NAME_MAX], name[AX_NAME_MAX], state[AX_NAME_MAX], key[AX_KEY_MAX];
+    size_t type_len, name_len, state_len, key_len;
+    uint32_t from, limit, n, next;
+    size_t max_bytes, bytes;
+    cJSON *rows; /* made by the callee; the caller's once the call returned in time (a
+                  * call that timed out leaves its rows unfreed: a rare, bounded leak) */
+} rows_call;
+
+static void rows_call_cb(axd_rt *s, void *ud)
+{
+    rows_call *c = ud;
+    ax_actors_query q = {.type = c->type, .type_len = c->type_len, .name = c->name, .name_len = c->name_len,
+                         .state = c->state, .state_len = c->state_len, .key = c->key, .key_len = c->key_len};
+    c->rows = cJSON_CreateArray();
+    c->next = actors_rows(s, &q, c->from, c->limit, c->max_bytes, c->rows, &c->n, &c->bytes);
+}
+
+cJSON *axd_runtime_actors_page(axd_rt *s, const ax_actors_query *q, size_t max_bytes)
+{
+    ax_actors_query none;
+    if (!q) {
+        memset(&none, 0, sizeof none);
+        q = &none;
+    }
+    uint32_t limit = q->limit ? q->limit : AXD_ACTORS_PAGE;
+    if (limit > AXD_ACTORS_PAGE_MAX)
+        limit = AXD_ACTORS_PAGE_MAX;
+    if (!max_bytes)
+        max_bytes = (size_t)s->cfg->max_frame / 2;
+    cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "actors");
+    /* the cursor is an actor id: its worker (bits 32..47) and slot; workers in order */
+    uint32_t nw = s->group ? s->group->n : 1, w = (uint32_t)(q->cursor >> 32), from = (uint32_t)q->cursor;
+    uint32_t n = 0, next = 0;
+    size_t bytes = 64;
+    for (; w < nw && n < limit && bytes < max_bytes; w++, from = 1) {
+        if (w == s->worker) {
+            next = actors_rows(s, q, from, limit, max_bytes, arr, &n, &bytes);
+        } else {
+            rows_call c = {.from = from, .limit = limit, .n = n, .max_bytes = max_bytes, .bytes = bytes,
+                           .type_len = q->type_len, .name_len = q->name_len, .state_len = q->state_len,
+                           .key_len = q->key_len};
+            if (q->type_len)
+                memcpy(c.type, q->type, q->type_len);
+            if (q->name_len)
+                memcpy(c.name, q->name, q->name_len);
+            if (q->state_len)
+                memcpy(c.state, q->state, q->state_len);
+            if (q->key_len)
+                memcpy(c.key, q->key, q->key_len);
+            if (axd_workers_sync(s->group, s->worker, w, rows_call_cb, &c, sizeof c, 1000) != 0) {
+                next = from; /* that worker is busy: the next page starts there */
+                break;
+            }
+            cJSON *row;
+            while ((row = cJSON_DetachItemFromArray(c.rows, 0)))
+                cJSON_AddItemToArray(arr, row);
+            cJSON_Delete(c.rows);
+            n = c.n;
+            bytes = c.bytes;
+            next = c.next;
+        }
+        if (next)
+            break;
+    }
+    /* the cursor of the next page, 0 when the scan reached the end */
+    uint64_t cursor = next ? ((uint64_t)w << 32) | next : w < nw ? ((uint64_t)w << 32) | 1 : 0;
+    cJSON_AddNumberToObject(doc, "next", (double)cursor);
     return doc;
 }
 
@@ -1423,6 +1500,32 @@ void axd_rt_set_gate(axd_rt *s, const axd_shard_gate *ops, void *ud)
     s->gate_ud = ops ? ud : NULL;
 }
 
+/* What one worker contributes to STATUS (copied out on its thread). */
+typedef struct worker_stat {
+    axd_counters ctr;
+    uint32_t actors, keyed, subs, n_plugins, n_types;
+} worker_stat;
+
+static void worker_stat_cb(axd_rt *s, void *ud)
+{
+    worker_stat *w = ud;
+    w->ctr = s->ctr;
+    w->actors = 0;
+    for (uint32_t i = 1; i < s->actors.cap; i++)
+        w->actors += s->actors.ptr[i] != NULL;
+    w->keyed = (uint32_t)s->keyed.len;
+    w->subs = s->n_subs;
+}
+
+/* The counters of every worker, summed (all of axd_counters is uint64_t). */
+static void ctr_add(axd_counters *sum, const axd_counters *c)
+{
+    uint64_t *d = (uint64_t *)sum;
+    const uint64_t *x = (const uint64_t *)c;
+    for (size_t i = 0; i < sizeof *c / sizeof(uint64_t); i++)
+        d[i] += x[i];
+}
+
 cJSON *axd_runtime_status_json(axd_rt *s)
 {
     cJSON *doc = cJSON_CreateObject();
@@ -1430,14 +1533,36 @@ cJSON *axd_runtime_status_json(axd_rt *s)
     cJSON_AddStringToObject(doc, "version", AX_VERSION);
     cJSON_AddNumberToObject(doc, "pid", (double)getpid());
     cJSON_AddNumberToObject(doc, "uptime_s", ev_now(s->loop) - s->started_at);
-    uint32_t live = 0;
-    for (uint32_t i = 1; i < s->actors.cap; i++)
-        live += s->actors.ptr[i] != NULL;
-    cJSON_AddNumberToObject(doc, "actors", live);
+    uint32_t nw = s->group ? s->group->n : 1;
+    worker_stat all = {0};
+    cJSON *ws = nw > 1 ? cJSON_CreateArray() : NULL;
+    for (uint32_t w = 0; w < nw; w++) {
+        worker_stat one = {0};
+        if (w == s->worker)
+            worker_stat_cb(s, &one);
+        else if (axd_workers_sync(s->group, s->worker, w, worker_stat_cb, &one, sizeof one, 1000) != 0)
+            continue; /* a worker too busy to answer: left out (its entry says so) */
+        ctr_add(&all.ctr, &one.ctr);
+        all.actors += one.actors;
+        all.keyed += one.keyed;
+        all.subs += one.subs;
+        if (ws) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "worker", w);
+            cJSON_AddNumberToObject(o, "actors", one.actors);
+            cJSON_AddNumberToObject(o, "keyed_actors", one.keyed);
+            cJSON_AddNumberToObject(o, "delivered", (double)one.ctr.delivered);
+            cJSON_AddNumberToObject(o, "xw_full", (double)one.ctr.xw_full);
+            cJSON_AddNumberToObject(o, "xw_dropped", (double)one.ctr.xw_dropped);
+            cJSON_AddItemToArray(ws, o);
+        }
+    }
+    cJSON_AddNumberToObject(doc, "actors", all.actors);
     cJSON_AddNumberToObject(doc, "plugins", (double)s->n_plugins);
     cJSON_AddNumberToObject(doc, "types", (double)s->types.len);
+    cJSON_AddNumberToObject(doc, "workers", nw);
     cJSON *c = cJSON_AddObjectToObject(doc, "counters");
-#define CTR(f) cJSON_AddNumberToObject(c, #f, (double)s->ctr.f)
+#define CTR(f) cJSON_AddNumberToObject(c, #f, (double)all.ctr.f)
     CTR(spawned);
     CTR(stopped);
     CTR(failed);
@@ -1460,8 +1585,14 @@ cJSON *axd_runtime_status_json(axd_rt *s)
     CTR(events_lagged);
     CTR(idle_reaped);
     CTR(route_retries);
+    if (nw > 1) {
+        CTR(xw_full);
+        CTR(xw_dropped);
+    }
 #undef CTR
-    cJSON_AddNumberToObject(doc, "keyed_actors", (double)s->keyed.len);
-    cJSON_AddNumberToObject(doc, "event_subscribers", (double)s->n_subs);
+    cJSON_AddNumberToObject(doc, "keyed_actors", (double)all.keyed);
+    cJSON_AddNumberToObject(doc, "event_subscribers", (double)all.subs);
+    if (ws)
+        cJSON_AddItemToObject(doc, "per_worker", ws);
     return doc;
 }

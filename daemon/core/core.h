@@ -47,6 +47,9 @@ typedef struct axd_env {
     uint8_t link_sig; /* an exit signal of the link with m.from: ignored when taken if the
                        * receiver has unlinked meanwhile */
     uint8_t ask_worker; /* the worker whose pending ask `ask` is (the one that made e) */
+    uint8_t ack;        /* a tell whose sender waits for "queued": the receiving worker
+                         * answers the pending `ask` with OK once e is in the mailbox (or
+                         * with the error), and the actor sees a plain tell */
     uint32_t ask;    /* pending-ask slot (0 = no reply wanted) */
     uint32_t ask_gen;
     uint64_t epoch;
@@ -292,6 +295,7 @@ typedef struct axd_rt {
     axd_counters ctr;
     ax_api api;
     uint64_t next_mref;
+    axd_hmap client_mons;     /* mref -> axd_cmon: clients' monitors of other workers' actors */
     uint32_t sys_exit_id, sys_down_id, sys_event_id; /* interned "$exit" "$down" "$event" */
 
     axd_hmap keyed;           /* "type\0key" -> axd_actor (registry) */
@@ -348,6 +352,10 @@ const char *axd_msg_name(axd_rt *s, uint32_t id);
 
 int axd_actor_spawn(axd_rt *s, const char *type, size_t type_len, const ax_spawn_opts *o,
                    ax_ref *out, const char **why);
+/* The same on worker w (a synchronous call when w is another worker; a single-worker
+ * type's actors are made on worker 0 whatever w says; w is ignored without workers). */
+int axd_actor_spawn_on(axd_rt *s, uint32_t w, const char *type, size_t type_len, const ax_spawn_opts *o,
+                       ax_ref *out, const char **why);
 axd_actor *axd_actor_get(axd_rt *s, ax_ref r);
 axd_actor *axd_actor_by_name(axd_rt *s, const char *name, size_t len); /* this worker's actors only */
 /* The ref registered under name on any worker of the node: 0, or AX_ENOTFOUND. */

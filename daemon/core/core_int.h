@@ -25,4 +25,7 @@ void axd_env_drop(axd_rt *s, axd_env *e, int status);
 /* Run a plugin's on_stop for the incarnation ending with reason (once). */
 void axd_actor_call_on_stop(axd_rt *s, axd_actor *a, const char *reason);
 
+/* supervisor.c: free the table of clients' monitors of other workers' actors */
+void axd_cmon_free_all(axd_rt *s);
+
 #endif

@@ -348,13 +348,54 @@ static int mon_del(axd_mon *v, uint32_t *n, uint64_t mref, ax_ref *other)
     return 0;
 }
 
+/* A client's monitor of another worker's actor, kept on the client's worker: a
+ * demonitor finds the target through it, and a down that arrives without it (the client
+ * demonitored, or left, meanwhile) is dropped. */
+typedef struct axd_cmon {
+    uint64_t mref; /* the map's key bytes */
+    ax_ref watcher, target;
+} axd_cmon;
+
+static void cmon_add(axd_rt *s, uint64_t mref, ax_ref watcher, ax_ref target)
+{
+    axd_cmon *m = ax_malloc(sizeof *m);
+    *m = (axd_cmon){mref, watcher, target};
+    ax_free(axd_hmap_put(&s->client_mons, (const char *)&m->mref, sizeof m->mref, m));
+}
+
+/* Take mref's entry out (0 if none). */
+static int cmon_take(axd_rt *s, uint64_t mref, ax_ref watcher, ax_ref *target)
+{
+    axd_cmon *m = axd_hmap_get(&s->client_mons, (const char *)&mref, sizeof mref);
+    if (!m || !ax_ref_eq(m->watcher, watcher))
+        return 0;
+    if (target)
+        *target = m->target;
+    axd_hmap_del(&s->client_mons, (const char *)&mref, sizeof mref);
+    ax_free(m);
+    return 1;
+}
+
+void axd_cmon_free_all(axd_rt *s)
+{
+    axd_hmap_ent *e;
+    for (size_t i = 0; (i = axd_hmap_next(&s->client_mons, i, &e)) != 0;)
+        ax_free(e->val);
+    axd_hmap_free(&s->client_mons);
+}
+
 void axd_runtime_deliver_down(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
 {
-    if (watcher.node != 0 && s->worker != 0 && s->group) { /* clients and peers are worker 0's */
-        if (axd_xw_down_to_main(s, watcher, mref, who, reason) != 0)
-            s->ctr.xw_dropped++;
-        return;
+    if (watcher.node != 0 && s->group) { /* a client's worker has it; the cluster is worker 0's */
+        uint32_t home = watcher.node == AXD_NODE_CLIENT ? axd_ref_worker(watcher) : 0;
+        if (home != s->worker) {
+            if (axd_xw_down_to(s, home, watcher, mref, who, reason) != 0)
+                s->ctr.xw_dropped++;
+            return;
+        }
     }
+    if (watcher.node == AXD_NODE_CLIENT && axd_ref_elsewhere(s, who) && !cmon_take(s, mref, watcher, NULL))
+        return; /* demonitored (or the client left) while the down was on its way */
     s->ctr.downs++;
     if (watcher.node != 0 && watcher.node != AXD_NODE_CLIENT) { /* a watcher on another node */
         if (s->remote)
@@ -398,7 +439,9 @@ void axd_runtime_deliver_down(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref w
 
 int axd_sup_monitor(axd_rt *s, ax_ref watcher, ax_ref target, uint64_t *mref)
 {
-    uint64_t ref = (uint64_t)s->worker << 48 | ++s->next_mref; /* unique on the node */
+    /* unique on the node: the worker in bits 45..52, so that every mref is below 2^53 and
+     * exact in the JSON of a client's MONITOR answer and down events */
+    uint64_t ref = (uint64_t)s->worker << 45 | (++s->next_mref & ((1ull << 45) - 1));
     *mref = ref;
     s->ctr.monitors++;
     if (target.node != 0 && target.node != AXD_NODE_CLIENT) { /* a remote actor */
@@ -413,6 +456,8 @@ int axd_sup_monitor(axd_rt *s, ax_ref watcher, ax_ref target, uint64_t *mref)
         if (rc == 0 && w) {
             axd_actor_ext *wx = ext(w);
             mon_add(&wx->watching, &wx->n_watching, &wx->cap_watching, ref, target);
+        } else if (rc == 0 && watcher.node == AXD_NODE_CLIENT) {
+            cmon_add(s, ref, watcher, target);
         }
         return rc;
     }
@@ -454,8 +499,10 @@ int axd_sup_demonitor(axd_rt *s, ax_ref watcher, uint64_t mref, int flush)
     int found = 0;
     if (w && w->x)
         found = mon_del(w->x->watching, &w->x->n_watching, mref, &target);
-    if (!w && watcher.node == AXD_NODE_CLIENT) {
-        /* clients keep no list: search the targets for the entry */
+    if (!w && watcher.node == AXD_NODE_CLIENT && cmon_take(s, mref, watcher, &target)) {
+        axd_xw_signal(s, AXD_XW_DEMONITOR, target, watcher, mref, NULL); /* another worker's actor */
+    } else if (!w && watcher.node == AXD_NODE_CLIENT) {
+        /* clients keep no list of this worker's targets: search them for the entry */
         for (uint32_t i = 1; i < s->actors.cap && !found; i++) {
             axd_actor *t = s->actors.ptr[i];
             if (t && t->x && mon_del(t->x->watchers, &t->x->n_watchers, mref, NULL))
@@ -473,8 +520,42 @@ int axd_sup_demonitor(axd_rt *s, ax_ref watcher, uint64_t mref, int flush)
     return AX_OK;
 }
 
+static void drop_watcher_here(axd_rt *s, ax_ref watcher);
+
+static void drop_watcher_cb(axd_rt *s, void *ud)
+{
+    drop_watcher_here(s, *(ax_ref *)ud);
+    ax_free(ud);
+}
+
+/* A watcher (a client that left) monitors nothing any more, on any worker. */
 void axd_monitors_drop_watcher(axd_rt *s, ax_ref watcher)
 {
+    drop_watcher_here(s, watcher);
+    for (uint32_t w = 0; s->group && w < s->group->n; w++) {
+        if (w == s->worker)
+            continue;
+        ax_ref *r = ax_malloc(sizeof *r);
+        *r = watcher;
+        if (axd_workers_call(s->group, w, drop_watcher_cb, r) != 0) {
+            ax_free(r); /* that worker's inbox is full: its downs for the watcher are dropped */
+            s->ctr.xw_full++;
+        }
+    }
+}
+
+static void drop_watcher_here(axd_rt *s, ax_ref watcher)
+{
+    if (watcher.node == AXD_NODE_CLIENT) { /* its monitors of other workers' actors */
+        axd_hmap_ent *e;
+        for (size_t i = 0; (i = axd_hmap_next(&s->client_mons, i, &e)) != 0;) {
+            axd_cmon *m = e->val;
+            if (ax_ref_eq(m->watcher, watcher)) {
+                axd_hmap_del(&s->client_mons, (const char *)&m->mref, sizeof m->mref);
+                ax_free(m);
+            }
+        }
+    }
     for (uint32_t i = 1; i < s->actors.cap; i++) {
         axd_actor *t = s->actors.ptr[i];
         if (!t || !t->x)

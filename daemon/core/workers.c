@@ -105,9 +105,9 @@ void axd_xw_event(axd_rt *s, uint32_t w, ax_ref who, const char *name, const cha
         s->ctr.events_lagged++; /* that worker is too far behind: its subscribers miss it */
 }
 
-int axd_xw_down_to_main(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
+int axd_xw_down_to(axd_rt *s, uint32_t w, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason)
 {
-    return push_body(s, 0, AXD_XW_DOWN, watcher, body_new(who, mref, reason, reason ? strlen(reason) : 0));
+    return push_body(s, w, AXD_XW_DOWN, watcher, body_new(who, mref, reason, reason ? strlen(reason) : 0));
 }
 
 int axd_workers_call(axd_workers *g, uint32_t w, void (*fn)(axd_rt *rt, void *ud), void *ud)
@@ -134,9 +134,18 @@ static void on_env(axd_rt *s, ax_ref to, axd_env *e)
         axd_env_free(s, e); /* demonitored while the down was on its way */
         return;
     }
+    axd_env ack = {.ask = 0};
+    if (e->ack && e->ask) { /* the sender waits for "queued", not for a reply */
+        ack.ask = e->ask;
+        ack.ask_gen = e->ask_gen;
+        ack.ask_worker = e->ask_worker;
+        e->ask = 0;
+    }
     int rc = a ? axd_actor_deliver(s, a, e) : AX_ENOPROC;
+    if (ack.ask)
+        axd_xw_answer(s, &ack, rc, NULL, 0);
     if (rc) {
-        if (!e->ask)
+        if (!e->ask && !ack.ask)
             s->ctr.xw_dropped++;
         axd_env_drop(s, e, rc); /* an ask gets the error back on its worker */
     }
@@ -643,4 +652,53 @@ void axd_workers_stop(axd_workers *g, const char *reason)
     ax_free(g->w);
     g->w = NULL;
     g->n = 0;
+}
+
+/* ---------------- one actor's operation on its worker ---------------- */
+
+typedef struct op_call {
+    ax_ref r;
+    int op;
+    int rc;
+    char reason[AX_NAME_MAX + 1];
+} op_call;
+
+static void op_cb(axd_rt *s, void *ud)
+{
+    op_call *c = ud;
+    axd_actor *a = axd_actor_get(s, c->r);
+    if (!a) {
+        c->rc = AX_ENOPROC;
+        return;
+    }
+    switch (c->op) {
+    case AXD_OP_STOP: c->rc = axd_actor_stop(s, a, c->reason); break;
+    case AXD_OP_EXIT: c->rc = axd_sup_exit(s, AX_REF_NONE, a, c->reason); break;
+    default: c->rc = AX_OK; break;
+    }
+}
+
+int axd_workers_actor_op(axd_rt *s, ax_ref r, int op, const char *reason, const char **why)
+{
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    *why = NULL;
+    uint32_t w = axd_ref_worker(r);
+    if (w == s->worker || !s->group) {
+        axd_actor *a = w == s->worker ? axd_actor_get(s, r) : NULL;
+        if (!a)
+            return AX_ENOPROC;
+        return op == AXD_OP_STOP ? axd_actor_stop(s, a, reason)
+             : op == AXD_OP_EXIT ? axd_sup_exit(s, AX_REF_NONE, a, reason)
+                                 : AX_OK;
+    }
+    if (w >= s->group->n)
+        return AX_ENOPROC;
+    op_call c = {.r = r, .op = op, .rc = AX_EFAILED};
+    snprintf(c.reason, sizeof c.reason, "%s", reason ? reason : "");
+    int rc = axd_workers_sync(s->group, s->worker, w, op_cb, &c, sizeof c, s->cfg->ask_timeout_ms);
+    if (rc)
+        return axd_workers_sync_error(rc, why);
+    return c.rc;
 }

@@ -75,6 +75,13 @@ int axd_workers_retire_types(axd_workers *g, axd_plugin *p, char *err, size_t er
  * AX_ETIMEDOUT or AX_EBUSY (retryable), and why. */
 int axd_workers_sync_error(int rc, const char **why);
 
+/* An operation on actor r, run on r's worker (a synchronous call when that is another
+ * worker's): AXD_OP_CHECK (is it alive: 0 or AX_ENOPROC), AXD_OP_STOP (stop it with
+ * reason), AXD_OP_EXIT (exit/2 with reason, no sender). The operation's result, or a
+ * failed call's (*why says which). */
+enum { AXD_OP_CHECK = 0, AXD_OP_STOP, AXD_OP_EXIT };
+int axd_workers_actor_op(axd_rt *s, ax_ref r, int op, const char *reason, const char **why);
+
 /* The worker a key's actor lives on. */
 uint32_t axd_workers_home(const axd_workers *g, const char *key, size_t klen);
 
@@ -112,9 +119,10 @@ void axd_xw_event(axd_rt *s, uint32_t w, ax_ref who, const char *name, const cha
 /* events.c: deliver an event of another worker's actor to this worker's subscribers. */
 void axd_events_deliver(axd_rt *s, ax_ref who, const char *name, const char *doc, size_t n);
 
-/* A down for a watcher that is a client or another node's actor, from worker != 0: the
- * client sink and the cluster are worker 0's. */
-int axd_xw_down_to_main(axd_rt *s, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason);
+/* A down for a watcher that is a client or another node's actor, to the worker that
+ * has it: a client's (its ref's worker bits: the worker of its connection), or worker 0,
+ * which has the cluster. */
+int axd_xw_down_to(axd_rt *s, uint32_t w, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason);
 
 /* supervisor.c: the receiving side of the signals above. */
 void axd_sup_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mref, const char *reason);

@@ -24,6 +24,7 @@ typedef struct axd_front {
     axd_slots conns;
     struct axd_conn *dirty;  /* connections with output to flush */
     uint32_t n_conns;
+    uint32_t next_worker;    /* where the next anonymous or named spawn goes */
     int socket_created;
     ev_timer accept_pause;
 } axd_front;

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "peer.h"
 #include "front.h"
+#include "workers.h"
 
 #define READ_CHUNK 65536
 
@@ -150,57 +151,69 @@ static void bad_body(axd_conn *c, uint32_t req, const char *why)
     c->bad_body = 1;
 }
 
-/* Find the actor a target names. For (type, key) targets, ensure spawns the keyed
- * actor when absent (routing "ensure"); DIRECT only finds a live one. */
-static axd_actor *resolve_ex(axd_conn *c, const ax_wire_target *t, int ensure, uint64_t epoch, int *code, char *why,
-                            size_t wlen)
+/* Find the actor a target names: 0 and its ref, with *pa the actor when it is this
+ * worker's (NULL when it is another worker's: it is looked up there), or an error code
+ * and why. For (type, key) targets, ensure spawns the keyed actor when absent (routing
+ * "ensure"); DIRECT only finds a live one. */
+static int resolve_ex(axd_conn *c, const ax_wire_target *t, int ensure, uint64_t epoch, ax_ref *out, axd_actor **pa,
+                      char *why, size_t wlen)
 {
     axd_front *s = c->s;
-    axd_actor *a = NULL;
-    *code = AX_ENOPROC; /* also when a routed key's actor is gone right after routing */
-    snprintf(why, wlen, "no such actor");
+    ax_ref r = AX_REF_NONE;
+    *pa = NULL;
     switch (t->kind) {
     case AX_TGT_REF:
         if (t->ref.node_len && (t->ref.node_len != strlen(s->rt->node_id) ||
                                 memcmp(t->ref.node, s->rt->node_id, t->ref.node_len) != 0)) {
-            *code = AX_ENOTFOUND;
             snprintf(why, wlen, "ref names node '%.*s', which is not this node (%s)", (int)t->ref.node_len,
                      t->ref.node, s->rt->node_id);
-            return NULL;
+            return AX_ENOTFOUND;
         }
-        if (t->ref.id <= UINT32_MAX)
-            a = axd_actor_get(s->rt, (ax_ref){t->ref.id, t->ref.gen, 0});
-        if (!a) {
-            *code = AX_ENOPROC;
-            snprintf(why, wlen, "no actor @%llu.%u (stopped, or a stale ref)", (unsigned long long)t->ref.id,
-                     t->ref.gen);
-        }
-        return a;
+        r = (ax_ref){t->ref.id, t->ref.gen, 0};
+        if ((t->ref.id >> 48) == 0 && (axd_ref_worker(r) == s->rt->worker ? (*pa = axd_actor_get(s->rt, r)) != NULL
+                                                                           : s->rt->group && axd_ref_worker(r) < s->rt->group->n))
+            break;
+        snprintf(why, wlen, "no actor @%llu.%u (stopped, or a stale ref)", (unsigned long long)t->ref.id, t->ref.gen);
+        return AX_ENOPROC;
     case AX_TGT_NAME:
-        a = axd_actor_by_name(s->rt, t->name, t->name_len);
-        if (!a) {
-            *code = AX_ENOPROC;
+        if (axd_name_lookup(s->rt, t->name, t->name_len, &r) != 0 ||
+            (!axd_ref_elsewhere(s->rt, r) && !(*pa = axd_actor_get(s->rt, r)))) {
             snprintf(why, wlen, "no actor named '%.*s'", (int)t->name_len, t->name);
+            return AX_ENOPROC;
         }
-        return a;
+        break;
     default: {
-        ax_ref r;
         const char *w = NULL;
         int rc = axd_registry_route(s->rt, t->name, t->name_len, t->key, t->key_len, epoch, ensure, &r, &w);
         if (rc) {
-            *code = rc;
             snprintf(why, wlen, "%.*s key '%.*s': %s", (int)t->name_len, t->name, (int)(t->key_len > 64 ? 64 : t->key_len),
                      t->key, w ? w : ax_strerror(rc));
-            return NULL;
+            return rc;
         }
-        return axd_actor_get(s->rt, r);
+        if (!axd_ref_elsewhere(s->rt, r) && !(*pa = axd_actor_get(s->rt, r))) {
+            snprintf(why, wlen, "no such actor"); /* a routed key's actor gone right after routing */
+            return AX_ENOPROC;
+        }
+        break;
     }
     }
+    *out = r;
+    return 0;
 }
 
-static axd_actor *resolve(axd_conn *c, const ax_wire_target *t, int *code, char *why, size_t wlen)
+/* What an ENOPROC from the target's worker says (as resolve would have said it). */
+static const char *gone_why(const ax_wire_target *t, ax_ref to, char *why, size_t wlen)
 {
-    return resolve_ex(c, t, 0, 0, code, why, wlen);
+    if (t->kind == AX_TGT_NAME)
+        snprintf(why, wlen, "no actor named '%.*s'", (int)t->name_len, t->name);
+    else
+        snprintf(why, wlen, "no actor @%llu.%u (stopped, or a stale ref)", (unsigned long long)to.id, to.gen);
+    return why;
+}
+
+static int resolve(axd_conn *c, const ax_wire_target *t, ax_ref *out, axd_actor **pa, char *why, size_t wlen)
+{
+    return resolve_ex(c, t, 0, 0, out, pa, why, wlen);
 }
 
 static axd_front *front_of(axd_rt *rt);
@@ -229,7 +242,7 @@ static void forward_remote(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg
     uint32_t node = 0;
     char wbuf[320];
     int code = axd_cluster_node_of(s->cluster, m->target.ref.node, m->target.ref.node_len, &node);
-    if (code || node == 0 || m->target.ref.id > UINT32_MAX) {
+    if (code || node == 0 || (m->target.ref.id >> 48) != 0) {
         if (!code)
             code = node == 0 ? AX_ENOTFOUND : AX_ENOPROC;
         snprintf(wbuf, sizeof wbuf, "ref names node '%.*s': %s", (int)m->target.ref.node_len, m->target.ref.node,
@@ -312,6 +325,61 @@ static void forward_keyed(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg 
         s->rt->ctr.tells++;
 }
 
+/* TELL/ASK to an actor of another worker: the envelope travels to that worker's inbox;
+ * the answer (the reply, or for an acknowledged TELL "queued" or the error) comes back
+ * to this worker's pending, which answers the client on this connection. */
+static void forward_worker(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, ax_ref to, uint32_t id,
+                           int noreply)
+{
+    axd_front *s = c->s;
+    int ask = h->type == AX_T_ASK;
+    char wbuf[320];
+    if (!id) { /* a message name no type of this node has */
+        s->rt->ctr.no_handler++;
+        snprintf(wbuf, sizeof wbuf, "no actor type of this node has message '%.*s'", (int)m->msg_len, m->msg);
+        if (!noreply)
+            send_error(c, h->req_id, AX_ENOMSG, wbuf);
+        return;
+    }
+    axd_env *e = axd_env_new(s->rt, m->payload_len);
+    if (!e) {
+        if (!noreply)
+            send_error(c, h->req_id, AX_ENOMEM, "out of memory for the payload");
+        return;
+    }
+    if (m->payload_len)
+        memcpy(e->data, m->payload, m->payload_len);
+    e->m.id = id;
+    e->epoch = m->epoch;
+    axd_pending *p = NULL;
+    if (!noreply) {
+        p = axd_pending_new(s->rt, ask ? m->timeout_ms : s->cfg->ask_timeout_ms, ask ? client_ask_done : client_tell_done);
+        if (!p) {
+            axd_env_free(s->rt, e);
+            send_error(c, h->req_id, AX_ENOMEM, "too many requests in flight");
+            return;
+        }
+        p->u.client.conn_slot = c->slot;
+        p->u.client.conn_gen = c->gen;
+        p->u.client.req_id = h->req_id;
+        e->ask = p->slot;
+        e->ask_gen = p->gen;
+        e->ack = !ask;
+    }
+    int rc = axd_xw_env(s->rt, to, e);
+    if (rc) {
+        e->ask = 0;
+        axd_env_free(s->rt, e);
+        if (p)
+            axd_pending_complete(s->rt, p->slot, p->gen, rc, NULL, 0); /* answers the client */
+        return;
+    }
+    if (ask)
+        s->rt->ctr.asks++;
+    else
+        s->rt->ctr.tells++;
+}
+
 static void handle_msg(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
 {
     axd_front *s = c->s;
@@ -330,14 +398,20 @@ static void handle_msg(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         forward_remote(c, h, &m, noreply); /* a ref on another node: the cluster carries it */
         return;
     }
-    axd_actor *a = resolve_ex(c, &m.target, !(h->flags & AX_F_DIRECT), m.epoch, &code, wbuf, sizeof wbuf);
-    if (!a && code == AX_EBUSY && m.target.kind == AX_TGT_KEY && s->cluster) {
+    ax_ref to;
+    axd_actor *a;
+    code = resolve_ex(c, &m.target, !(h->flags & AX_F_DIRECT), m.epoch, &to, &a, wbuf, sizeof wbuf);
+    if (code == AX_EBUSY && m.target.kind == AX_TGT_KEY && s->cluster) {
         forward_keyed(c, h, &m, noreply); /* the key's shard is held by another node */
         return;
     }
-    if (!a)
+    if (code)
         goto refuse;
     uint32_t id = axd_msg_lookup(s->rt, m.msg, m.msg_len);
+    if (!a) {
+        forward_worker(c, h, &m, to, id, noreply); /* another worker's actor */
+        return;
+    }
     if (!axd_actor_handles(a, id)) {
         code = AX_ENOMSG;
         snprintf(wbuf, sizeof wbuf, "actor type '%s' has no message '%.*s'", a->type->name, (int)m.msg_len, m.msg);
@@ -403,10 +477,11 @@ static int json_u32(const cJSON *it, uint32_t lo, uint32_t hi, uint32_t *out)
     return 0;
 }
 
-static int parse_spawn_config(const char *txt, size_t n, ax_spawn_opts *o, char *keybuf, size_t *klen, char *why,
-                              size_t wlen)
+static int parse_spawn_config(const char *txt, size_t n, ax_spawn_opts *o, char *keybuf, size_t *klen,
+                              uint32_t *worker, char *why, size_t wlen)
 {
     *klen = 0;
+    *worker = UINT32_MAX; /* not given: the next worker in turn */
     if (n == 0)
         return AX_OK;
     cJSON *doc = cJSON_ParseWithLength(txt, n);
@@ -453,6 +528,8 @@ static int parse_spawn_config(const char *txt, size_t n, ax_spawn_opts *o, char 
                 o->mailbox_policy = AX_MAILBOX_DRAIN_AND_DROP;
             else
                 bad = 1;
+        } else if (strcmp(k, "worker") == 0) {
+            bad = json_u32(it, 0, AXD_WORKERS_MAX - 1, worker);
         } else if (strcmp(k, "key") == 0) {
             size_t l = v ? strlen(v) : 0;
             bad = !v || ax_key_valid(v, l) != 0;
@@ -487,7 +564,15 @@ static void handle_spawn(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body
         bad_body(c, h->req_id, why);
         return;
     }
-    int rc = parse_spawn_config(sp.config, sp.config_len, &o, key, &klen, wbuf, sizeof wbuf);
+    uint32_t worker, nw = c->s->rt->group ? c->s->rt->group->n : 1;
+    int rc = parse_spawn_config(sp.config, sp.config_len, &o, key, &klen, &worker, wbuf, sizeof wbuf);
+    if (!rc && worker != UINT32_MAX && (worker >= nw || klen)) {
+        rc = AX_EINVAL;
+        if (klen)
+            snprintf(wbuf, sizeof wbuf, "spawn config: a keyed actor lives on its key's worker ('worker' is for unkeyed spawns)");
+        else
+            snprintf(wbuf, sizeof wbuf, "spawn config: worker %u does not exist (this node has %u: 0..%u)", worker, nw, nw - 1);
+    }
     if (rc) {
         send_error(c, h->req_id, rc, wbuf);
         return;
@@ -511,7 +596,11 @@ static void handle_spawn(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body
         name[sp.name_len] = 0;
         o.name = name;
     }
-    rc = axd_actor_spawn(c->s->rt, sp.type, sp.type_len, &o, &r, &why);
+    /* Anonymous and named actors are spread over the workers in turn unless the config
+     * names one (a single-worker type's stay on worker 0); keyed ones live on their
+     * key's home worker. */
+    rc = axd_actor_spawn_on(c->s->rt, worker != UINT32_MAX ? worker : c->s->next_worker++ % nw, sp.type, sp.type_len,
+                            &o, &r, &why);
     if (rc) {
         snprintf(wbuf, sizeof wbuf, "spawn %.*s: %s", (int)sp.type_len, sp.type, why ? why : ax_strerror(rc));
         send_error(c, h->req_id, rc, wbuf);
@@ -530,7 +619,7 @@ static void monitor_remote(axd_conn *c, const ax_frame_hdr *h, const ax_wire_tar
     uint32_t node = 0;
     char doc[128];
     int code = axd_cluster_node_of(s->cluster, t->ref.node, t->ref.node_len, &node);
-    if ((code && code != AX_ENOCONN) || (!code && node == 0) || t->ref.id > UINT32_MAX) {
+    if ((code && code != AX_ENOCONN) || (!code && node == 0) || (t->ref.id >> 48) != 0) {
         snprintf(doc, sizeof doc, "ref names node '%.*s': not a peer of this node", (int)(t->ref.node_len > 64 ? 64 : t->ref.node_len), t->ref.node);
         send_error(c, h->req_id, AX_ENOTFOUND, doc);
         return;
@@ -563,28 +652,36 @@ static void handle_target_op(axd_conn *c, const ax_frame_hdr *h, const uint8_t *
         monitor_remote(c, h, &t); /* a ref on another node: the cluster watches it */
         return;
     }
-    axd_actor *a = resolve(c, &t, &code, wbuf, sizeof wbuf);
-    if (!a) {
-        send_error(c, h->req_id, code, wbuf);
+    ax_ref to;
+    axd_actor *a;
+    const char *w = NULL;
+    code = resolve(c, &t, &to, &a, wbuf, sizeof wbuf);
+    if (!code && !a && h->type != AX_T_STOP) { /* another worker's: is it there? */
+        code = axd_workers_actor_op(c->s->rt, to, AXD_OP_CHECK, NULL, &w);
+        if (code == AX_ENOPROC)
+            gone_why(&t, to, wbuf, sizeof wbuf);
+    }
+    if (code) {
+        send_error(c, h->req_id, code, w ? w : wbuf);
         return;
     }
     if (h->type == AX_T_RESOLVE) {
-        send_ref(c, h->req_id, axd_ref(c->s->rt, a));
+        send_ref(c, h->req_id, to);
         return;
     }
     if (h->type == AX_T_MONITOR) {
         uint64_t mref;
-        axd_sup_monitor(c->s->rt, client_ref(c), axd_ref(c->s->rt, a), &mref);
+        axd_sup_monitor(c->s->rt, client_ref(c), to, &mref);
         c->monitored = 1;
         char doc[128];
-        int n = snprintf(doc, sizeof doc, "{\"mref\":%llu,\"id\":%u,\"gen\":%u}", (unsigned long long)mref,
-                         a->slot, a->gen);
+        int n = snprintf(doc, sizeof doc, "{\"mref\":%llu,\"id\":%llu,\"gen\":%u}", (unsigned long long)mref,
+                         (unsigned long long)to.id, to.gen);
         send_blob(c, AX_T_JSON, h->req_id, doc, (size_t)n);
         return;
     }
-    code = axd_actor_stop(c->s->rt, a, "stopped");
+    code = a ? axd_actor_stop(c->s->rt, a, "stopped") : axd_workers_actor_op(c->s->rt, to, AXD_OP_STOP, "stopped", &w);
     if (code)
-        send_error(c, h->req_id, code, NULL);
+        send_error(c, h->req_id, code, code == AX_ENOPROC ? gone_why(&t, to, wbuf, sizeof wbuf) : w);
     else
         send_empty(c, AX_T_OK, h->req_id);
 }
@@ -606,16 +703,19 @@ static void handle_exit(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         send_error(c, h->req_id, AX_ENOTSUP, "exit signals reach actors of this node only (links are node-local)");
         return;
     }
-    axd_actor *a = resolve(c, &t, &code, wbuf, sizeof wbuf);
-    if (!a) {
+    ax_ref to;
+    axd_actor *a;
+    code = resolve(c, &t, &to, &a, wbuf, sizeof wbuf);
+    if (code) {
         send_error(c, h->req_id, code, wbuf);
         return;
     }
     memcpy(rbuf, reason, rlen);
     rbuf[rlen] = 0;
-    code = axd_sup_exit(c->s->rt, AX_REF_NONE, a, rbuf);
+    const char *w = NULL;
+    code = a ? axd_sup_exit(c->s->rt, AX_REF_NONE, a, rbuf) : axd_workers_actor_op(c->s->rt, to, AXD_OP_EXIT, rbuf, &w);
     if (code)
-        send_error(c, h->req_id, code, NULL);
+        send_error(c, h->req_id, code, code == AX_ENOPROC ? gone_why(&t, to, wbuf, sizeof wbuf) : w);
     else
         send_empty(c, AX_T_OK, h->req_id);
 }

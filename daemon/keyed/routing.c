@@ -295,6 +295,22 @@ int axd_route_check(axd_keyed *s, const char *key, size_t klen, uint64_t msg_epo
 }
 
 
+/* Live keyed actors per shard on one worker, counted on its thread (a synchronous call
+ * from worker 0: the callee allocates the counts, the caller frees them). */
+typedef struct shard_count_call {
+    uint32_t shards;
+    uint32_t *count;
+} shard_count_call;
+
+static void shard_count_cb(axd_rt *rt, void *ud)
+{
+    shard_count_call *c = ud;
+    c->count = ax_calloc(c->shards, sizeof *c->count);
+    for (axd_actor *a = rt->keyed_head; a; a = a->knext)
+        if (a->st != AXD_ST_DEAD && a->shard < c->shards)
+            c->count[a->shard]++;
+}
+
 cJSON *axd_route_shards_json(axd_keyed *s, int all)
 {
     if (!s->shards) {
@@ -303,10 +319,19 @@ cJSON *axd_route_shards_json(axd_keyed *s, int all)
         return o;
     }
     cJSON *doc = axd_shards_json(s->shards, all);
-    uint32_t *count = ax_calloc(s->cfg->shard_count, sizeof *count);
-    for (axd_actor *a = s->rt->keyed_head; a; a = a->knext)
-        if (a->st != AXD_ST_DEAD)
-            count[a->shard]++;
+    shard_count_call mine = {.shards = s->cfg->shard_count};
+    shard_count_cb(s->rt, &mine);
+    uint32_t *count = mine.count;
+    axd_workers *g = s->rt->group;
+    for (uint32_t w = 1; g && w < g->n; w++) { /* the keyed actors of the other workers */
+        shard_count_call c = {.shards = s->cfg->shard_count};
+        if (axd_workers_sync(g, 0, w, shard_count_cb, &c, sizeof c, 1000) != 0)
+            continue; /* too busy to answer: its actors are not counted (a call answered
+                       * late leaves its counts unfreed: rare and bounded) */
+        for (uint32_t i = 0; i < c.shards; i++)
+            count[i] += c.count[i];
+        ax_free(c.count);
+    }
     cJSON *arr = cJSON_GetObjectItem(doc, "shards"), *it;
     cJSON_ArrayForEach(it, arr)
     {

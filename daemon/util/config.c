@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ static const char *check_node_name(const char *v);
 static const char *check_abs_path(const char *v);
 static const char *check_log_target(const char *v);
 static void default_node_name(char *buf, size_t n);
+static void default_workers(char *buf, size_t n);
 static const char *check_listen(const char *v);
 static const char *check_peer_entry(const char *v);
 static const char *check_lease_store(const char *v);
@@ -77,6 +79,8 @@ static const key_def keys[] = {
         .doc = "stderr (ISO timestamps) or journal (priority prefixes for journald)"),
     KEY("runtime.mailbox_capacity", K_UINT, mailbox_capacity, "1024", 1, 16777216,
         .doc = "default bound of an actor's user mailbox, messages"),
+    KEY("runtime.workers", K_UINT, workers, NULL, 1, 256, .def_fn = default_workers,
+        .doc = "worker threads, each with its own event loop and actors; default: the CPUs the daemon may run on"),
     KEY("runtime.batch", K_UINT, batch, "64", 1, 65536, .doc = "messages an actor handles per turn"),
     KEY("runtime.ask_timeout_ms", K_DURATION, ask_timeout_ms, "5000", 1, 86400000,
         .doc = "default ask timeout, milliseconds"),
@@ -263,6 +267,15 @@ static const char *check_lease_store(const char *v)
 }
 
 /* The host name, made into a valid node name: systemd may hand us anything. */
+/* As many workers as CPUs this process may run on (its affinity mask: taskset, systemd
+ * CPUAffinity=, a container's cpuset), at most 256. */
+static void default_workers(char *buf, size_t n)
+{
+    cpu_set_t set;
+    int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    snprintf(buf, n, "%d", cpus < 1 ? 1 : cpus > 256 ? 256 : cpus);
+}
+
 static void default_node_name(char *buf, size_t n)
 {
     char host[256] = "";

@@ -25,6 +25,7 @@ typedef struct axd_config {
     char *log_target;          /* log.target: stderr|journal, default stderr */
     /* [runtime] */
     uint32_t mailbox_capacity; /* runtime.mailbox_capacity, default 1024 */
+    uint32_t workers;          /* runtime.workers, default: the CPUs of the affinity mask */
     uint32_t batch;            /* runtime.batch: messages per actor turn, default 64 */
     uint32_t ask_timeout_ms;   /* runtime.ask_timeout_ms, default 5000 */
     uint32_t max_actors;       /* runtime.max_actors, default 4194304 */
