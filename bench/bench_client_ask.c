@@ -3,11 +3,19 @@
  * Two runs: one connection, sequential asks ("get"), with p50/p99 latency; and the
  * same connection pipelined (axc_send_ask x depth, then axc_poll_result x depth).
  * Redis figures (from bench/run: redis-benchmark -t ping) are printed beside ours.
+ * The daemon runs with --workers workers (default 1).
  *
- * usage: bench_client_ask [--daemon PATH] [--plugin PATH] [-n ASKS] [--depth D]
+ * --parallel: instead, 2 connections from 2 client threads, each pipelining asks to an
+ * actor of its own, the two actors on different workers: against a daemon with 1
+ * worker, then one with 2; aggregate asks/s and the ratio, beside Redis's ratio of
+ * io-threads 2 to 1 on 2 connections (--redis-par1/--redis-par2, from bench/run).
+ *
+ * usage: bench_client_ask [--daemon PATH] [--plugin PATH] [-n ASKS] [--depth D] [--workers N]
  *                         [--redis-seq RPS] [--redis-seq-p50 MS] [--redis-seq-p99 MS]
- *                         [--redis-pipe RPS] */
+ *                         [--redis-pipe RPS]
+ *        bench_client_ask --parallel [-n ASKS] [--depth D] [--redis-par1 RPS] [--redis-par2 RPS] */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +27,7 @@
 #include <axactor/client.h>
 
 static pid_t daemon_pid = -1;
-static char tmpdir[] = "/tmp/axbench.XXXXXX";
+static char tmpdir[32];
 static char sock[256];
 
 static double now_s(void)
@@ -49,7 +57,10 @@ static void cleanup(void)
     }
     if (sock[0])
         unlink(sock);
-    rmdir(tmpdir);
+    sock[0] = 0;
+    if (tmpdir[0])
+        rmdir(tmpdir);
+    tmpdir[0] = 0;
 }
 
 static void fail(const char *what, axc_conn *c, int rc)
@@ -80,8 +91,11 @@ static void fmt_rate(char *buf, size_t len, double r)
         snprintf(buf, len, "%.1fk", r / 1e3);
 }
 
-static axc_conn *start_daemon(const char *daemon, const char *plugin)
+static axc_conn *start_daemon(const char *daemon, const char *plugin, int workers)
 {
+    char wset[64];
+    snprintf(wset, sizeof wset, "runtime.workers=%d", workers);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/axbench.XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
         exit(1);
@@ -93,7 +107,7 @@ static axc_conn *start_daemon(const char *daemon, const char *plugin)
         exit(1);
     }
     if (daemon_pid == 0) {
-        execl(daemon, daemon, "-s", sock, "-p", plugin, "-l", "warn", (char *)NULL);
+        execl(daemon, daemon, "-s", sock, "-p", plugin, "-l", "warn", "--set", wset, (char *)NULL);
         fprintf(stderr, "bench_client_ask: exec %s: %s\n", daemon, strerror(errno));
         _exit(127);
     }
@@ -116,12 +130,120 @@ static axc_conn *start_daemon(const char *daemon, const char *plugin)
     exit(1);
 }
 
+/* ---- --parallel: 2 connections, 2 actors on different workers ---- */
+
+typedef struct par_client {
+    axc_ref ref;
+    long n;
+    int depth;
+    pthread_barrier_t *go;
+    int rc;
+    char err[320];
+} par_client;
+
+static void *par_main(void *arg)
+{
+    par_client *p = arg;
+    axc_conn *c = NULL;
+    char err[256];
+    p->rc = axc_connect(sock, 5000, &c, err, sizeof err);
+    pthread_barrier_wait(p->go);
+    if (p->rc) {
+        snprintf(p->err, sizeof p->err, "connect: %s", err);
+        return NULL;
+    }
+    axc_target t = axc_by_ref(&p->ref);
+    for (long b = 0; b < p->n / p->depth && !p->rc; b++) {
+        for (int i = 0; i < p->depth && !p->rc; i++) {
+            uint32_t id;
+            p->rc = axc_send_ask(c, &t, "get", NULL, 0, 5000, &id);
+        }
+        if (!p->rc)
+            p->rc = axc_flush(c);
+        for (int got = 0; got < p->depth && !p->rc; got++) {
+            axc_result res;
+            int r = axc_poll_result(c, 5000, &res);
+            p->rc = r < 0 ? r : r == 0 ? AX_ETIMEDOUT : res.status;
+            if (r == 1)
+                axc_free(res.data);
+        }
+    }
+    if (p->rc)
+        snprintf(p->err, sizeof p->err, "%s (%s)", ax_strerror(p->rc), axc_errmsg(c));
+    axc_close(c);
+    return NULL;
+}
+
+/* Aggregate asks/s of 2 connections against a daemon with `workers` workers. */
+static double par_run(const char *daemon, const char *plugin, int workers, long n, int depth)
+{
+    axc_conn *c = start_daemon(daemon, plugin, workers);
+    par_client pc[2];
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 3);
+    for (int i = 0; i < 2; i++) {
+        char cfg[32];
+        snprintf(cfg, sizeof cfg, "{\"worker\":%d}", i % workers);
+        memset(&pc[i], 0, sizeof pc[i]);
+        int rc = axc_spawn(c, "counter", NULL, cfg, &pc[i].ref);
+        if (rc)
+            fail("spawn counter", c, rc);
+        pc[i].n = n;
+        pc[i].depth = depth;
+        pc[i].go = &go;
+    }
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, par_main, &pc[i]);
+    pthread_barrier_wait(&go);
+    double t0 = now_s();
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    double dt = now_s() - t0;
+    pthread_barrier_destroy(&go);
+    for (int i = 0; i < 2; i++)
+        if (pc[i].rc) {
+            fprintf(stderr, "bench_client_ask: --parallel, workers %d, connection %d: %s\n", workers, i, pc[i].err);
+            axc_close(c);
+            cleanup();
+            exit(1);
+        }
+    axc_close(c);
+    cleanup();
+    return (double)(2 * (n / depth) * depth) / dt;
+}
+
+static int parallel_main(const char *daemon, const char *plugin, long n, int depth, double redis1, double redis2)
+{
+    double r1 = 0, r2 = 0;
+    for (int rep = 0; rep < 3; rep++) { /* the best of 3: the machine is shared */
+        double a = par_run(daemon, plugin, 1, n, depth), b = par_run(daemon, plugin, 2, n, depth);
+        r1 = a > r1 ? a : r1;
+        r2 = b > r2 ? b : r2;
+    }
+    char a[32], b[32];
+    fmt_rate(a, sizeof a, r1);
+    fmt_rate(b, sizeof b, r2);
+    printf("# client ask, 2 connections (2 client threads) pipelining %d asks each to their own actor, "
+           "%ld asks per connection, best of 3\n", depth, n);
+    printf("client_ask_2conn_pipelined_%d: workers=1 %s asks/s, workers=2 (actors and connections on both) "
+           "%s asks/s: 2w/1w %.2fx", depth, a, b, r2 / r1);
+    if (redis1 > 0 && redis2 > 0) {
+        fmt_rate(a, sizeof a, redis1);
+        fmt_rate(b, sizeof b, redis2);
+        printf(" (redis ping -c 2 -P %d: io-threads 1 %s, io-threads 2 %s req/s: %.2fx)", depth, a, b, redis2 / redis1);
+    }
+    printf("\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *daemon = BENCH_DAEMON, *plugin = BENCH_COUNTER_PLUGIN;
     long n = 100000;
     int depth = 16;
-    double redis_seq = 0, redis_p50 = 0, redis_p99 = 0, redis_pipe = 0;
+    double redis_seq = 0, redis_p50 = 0, redis_p99 = 0, redis_pipe = 0, redis_par1 = 0, redis_par2 = 0;
+    int workers = 1, parallel = 0;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--daemon") && v)
@@ -140,20 +262,31 @@ int main(int argc, char **argv)
             redis_p99 = atof(argv[++i]);
         else if (!strcmp(argv[i], "--redis-pipe") && v)
             redis_pipe = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--redis-par1") && v)
+            redis_par1 = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--redis-par2") && v)
+            redis_par2 = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--workers") && v)
+            workers = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--parallel"))
+            parallel = 1;
         else {
-            fprintf(stderr, "usage: %s [--daemon PATH] [--plugin PATH] [-n ASKS] [--depth D] "
-                            "[--redis-seq RPS] [--redis-seq-p50 MS] [--redis-seq-p99 MS] [--redis-pipe RPS]\n",
-                    argv[0]);
+            fprintf(stderr, "usage: %s [--daemon PATH] [--plugin PATH] [-n ASKS] [--depth D] [--workers N] "
+                            "[--redis-seq RPS] [--redis-seq-p50 MS] [--redis-seq-p99 MS] [--redis-pipe RPS]\n"
+                            "       %s --parallel [-n ASKS] [--depth D] [--redis-par1 RPS] [--redis-par2 RPS]\n",
+                    argv[0], argv[0]);
             return 2;
         }
     }
-    if (n < 1000 || depth < 1 || depth > 4096) {
-        fprintf(stderr, "bench_client_ask: -n must be >= 1000 and --depth 1..4096\n");
+    if (n < 1000 || depth < 1 || depth > 4096 || workers < 1 || workers > 256) {
+        fprintf(stderr, "bench_client_ask: -n must be >= 1000, --depth 1..4096, --workers 1..256\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (parallel)
+        return parallel_main(daemon, plugin, n, depth, redis_par1, redis_par2);
 
-    axc_conn *c = start_daemon(daemon, plugin);
+    axc_conn *c = start_daemon(daemon, plugin, workers);
     axc_ref ref;
     int rc = axc_spawn(c, "counter", "bench", NULL, &ref);
     if (rc)

@@ -217,6 +217,7 @@ typedef struct axd_client_sink {
     int (*send_event)(void *ud, ax_ref client, uint32_t req_id, const char *json, size_t n, int force);
     int (*alive)(void *ud, ax_ref client);
     void (*flush)(void *ud); /* write out what this loop iteration queued */
+    void (*stop)(void *ud);  /* this worker is ending: close its clients (may be NULL) */
 } axd_client_sink;
 
 /* The shard gate (implemented by daemon/keyed/): which shard a key is in, may this node

@@ -606,6 +606,8 @@ static void stop_all_cb(axd_rt *s, void *ud)
 static void quit_cb(axd_rt *s, void *ud)
 {
     (void)ud;
+    if (s->sink && s->sink->stop) /* its clients: the answers of its actors are out */
+        s->sink->stop(s->sink_ud);
     ev_break(s->loop, EVBREAK_ALL);
 }
 

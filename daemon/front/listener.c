@@ -19,6 +19,7 @@
 #include "workers.h"
 
 #define READ_CHUNK 65536
+#define PX_WINDOW 16 /* requests a connection may have at worker 0 before it stops being read */
 
 typedef struct axd_conn {
     uint32_t slot, gen;
@@ -32,13 +33,24 @@ typedef struct axd_conn {
     uint8_t hello, dirty, paused;
     uint8_t bad_body; /* a request body broke its type's rules: close after answering */
     uint8_t monitored; /* holds monitors: drop them when the connection closes */
-    struct axd_conn *dirty_next;
+    uint8_t proxy;     /* worker 0's stand-in for a connection of another worker (no fd: its
+                        * output goes to that worker's connection, px_w/px_slot/px_gen) */
+    uint8_t proxied;   /* another worker's connection that has a stand-in on worker 0 */
+    uint8_t retrying;  /* a stand-in on the retry list */
+    uint32_t px_w, px_slot, px_gen;
+    uint32_t px_inflight; /* requests sent to worker 0 that it has not handled yet */
+    uint32_t px_acks;     /* (a stand-in) requests handled since its last shipment */
+    char px_key[12];   /* the stand-in's key in the main front's proxies map */
+    struct axd_conn *dirty_next, *retry_next;
     pid_t pid;
     uid_t uid;
 } axd_conn;
 
 static void conn_close(axd_conn *c, const char *why);
 static void conn_flush(axd_conn *c);
+
+/* Closed: no socket, and not a stand-in (whose output travels to another worker). */
+static int conn_gone(const axd_conn *c) { return c->fd < 0 && !c->proxy; }
 
 static void mark_dirty(axd_conn *c)
 {
@@ -47,6 +59,13 @@ static void mark_dirty(axd_conn *c)
     c->dirty = 1;
     c->dirty_next = c->s->dirty;
     c->s->dirty = c;
+}
+
+/* A client as a watcher or subscriber: its connection's worker in bits 32..47 (downs and
+ * events for it are sent there), its slot below. */
+static ax_ref client_ref(const axd_conn *c)
+{
+    return (ax_ref){(uint64_t)c->s->worker << 32 | c->slot, c->gen, AXD_NODE_CLIENT};
 }
 
 /* ---------- writing responses ---------- */
@@ -83,7 +102,7 @@ static void utf8_escape(const char *in, char *out, size_t cap)
 
 static void send_error(axd_conn *c, uint32_t req, int code, const char *msg)
 {
-    if (c->fd < 0)
+    if (conn_gone(c))
         return;
     char clean[1024];
     utf8_escape(msg ? msg : ax_strerror(code), clean, sizeof clean);
@@ -95,7 +114,7 @@ static void send_error(axd_conn *c, uint32_t req, int code, const char *msg)
 
 static void send_empty(axd_conn *c, uint8_t type, uint32_t req)
 {
-    if (c->fd < 0)
+    if (conn_gone(c))
         return;
     size_t st = ax_frame_begin(&c->out, type, 0, req);
     ax_frame_end(&c->out, st, AX_FRAME_MAX_LIMIT);
@@ -104,7 +123,7 @@ static void send_empty(axd_conn *c, uint8_t type, uint32_t req)
 
 static void send_ref(axd_conn *c, uint32_t req, ax_ref r)
 {
-    if (c->fd < 0)
+    if (conn_gone(c))
         return;
     size_t st = ax_frame_begin(&c->out, AX_T_REF, 0, req);
     ax_wire_ref wr = {c->s->rt->node_id, strlen(c->s->rt->node_id), r.id, r.gen};
@@ -115,7 +134,7 @@ static void send_ref(axd_conn *c, uint32_t req, ax_ref r)
 
 static void send_blob(axd_conn *c, uint8_t type, uint32_t req, const void *p, size_t n)
 {
-    if (c->fd < 0)
+    if (conn_gone(c))
         return;
     size_t st = ax_frame_begin(&c->out, type, 0, req);
     ax_wbuf_blob(&c->out, p, n);
@@ -217,6 +236,7 @@ static int resolve(axd_conn *c, const ax_wire_target *t, ax_ref *out, axd_actor 
 }
 
 static axd_front *front_of(axd_rt *rt);
+static void proxy_to_main(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body);
 
 static void client_ask_done(axd_rt *rt, axd_pending *p, int status, const void *data, size_t n)
 {
@@ -395,12 +415,19 @@ static void handle_msg(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     }
     if (m.target.kind == AX_TGT_REF && m.target.ref.node_len &&
         (m.target.ref.node_len != strlen(s->rt->node_id) || memcmp(m.target.ref.node, s->rt->node_id, m.target.ref.node_len))) {
-        forward_remote(c, h, &m, noreply); /* a ref on another node: the cluster carries it */
+        if (s->worker)
+            proxy_to_main(c, h, body); /* the cluster is worker 0's */
+        else
+            forward_remote(c, h, &m, noreply); /* a ref on another node: the cluster carries it */
         return;
     }
     ax_ref to;
     axd_actor *a;
     code = resolve_ex(c, &m.target, !(h->flags & AX_F_DIRECT), m.epoch, &to, &a, wbuf, sizeof wbuf);
+    if (code == AX_EBUSY && m.target.kind == AX_TGT_KEY && s->worker) {
+        proxy_to_main(c, h, body); /* worker 0 has the cluster that forwards it */
+        return;
+    }
     if (code == AX_EBUSY && m.target.kind == AX_TGT_KEY && s->cluster) {
         forward_keyed(c, h, &m, noreply); /* the key's shard is held by another node */
         return;
@@ -599,7 +626,9 @@ static void handle_spawn(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body
     /* Anonymous and named actors are spread over the workers in turn unless the config
      * names one (a single-worker type's stay on worker 0); keyed ones live on their
      * key's home worker. */
-    rc = axd_actor_spawn_on(c->s->rt, worker != UINT32_MAX ? worker : c->s->next_worker++ % nw, sp.type, sp.type_len,
+    if (worker == UINT32_MAX)
+        worker = atomic_fetch_add_explicit(&c->s->main->next_worker, 1, memory_order_relaxed) % nw;
+    rc = axd_actor_spawn_on(c->s->rt, worker, sp.type, sp.type_len,
                             &o, &r, &why);
     if (rc) {
         snprintf(wbuf, sizeof wbuf, "spawn %.*s: %s", (int)sp.type_len, sp.type, why ? why : ax_strerror(rc));
@@ -609,7 +638,6 @@ static void handle_spawn(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body
     send_ref(c, h->req_id, r);
 }
 
-static ax_ref client_ref(const axd_conn *c) { return (ax_ref){c->slot, c->gen, AXD_NODE_CLIENT}; }
 
 /* MONITOR of a remote ref: the down arrives as an EVENT like a local one, exactly once
  * (the actor's reason, noproc, or noconnection when its node is lost). */
@@ -649,7 +677,10 @@ static void handle_target_op(axd_conn *c, const ax_frame_hdr *h, const uint8_t *
     }
     if (h->type == AX_T_MONITOR && t.kind == AX_TGT_REF && t.ref.node_len &&
         (t.ref.node_len != strlen(c->s->rt->node_id) || memcmp(t.ref.node, c->s->rt->node_id, t.ref.node_len))) {
-        monitor_remote(c, h, &t); /* a ref on another node: the cluster watches it */
+        if (c->s->worker)
+            proxy_to_main(c, h, body); /* the cluster is worker 0's */
+        else
+            monitor_remote(c, h, &t); /* a ref on another node: the cluster watches it */
         return;
     }
     ax_ref to;
@@ -824,6 +855,10 @@ static int handle_frame(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
             bad_body(c, h->req_id, "this request has an empty body");
             break;
         }
+        if (c->s->worker) { /* the lease manager, the cluster and the plugins are worker 0's */
+            proxy_to_main(c, h, body);
+            break;
+        }
         send_json(c, h->req_id,
                   h->type == AX_T_STATUS   ? axd_front_status_json(c->s)
                   : h->type == AX_T_NODES  ? axd_cluster_nodes_json(c->s->rt, c->s->cluster)
@@ -832,6 +867,15 @@ static int handle_frame(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         break;
     case AX_T_PLUGIN_LOAD:
     case AX_T_PLUGIN_UNLOAD:
+        if (c->s->worker) {
+            const char *str, *why = NULL;
+            size_t n;
+            if (ax_body_plugin_get(body, h->body_len, h->type, &str, &n, &why) != 0)
+                bad_body(c, h->req_id, why);
+            else
+                proxy_to_main(c, h, body); /* plugins load and unload on worker 0 */
+            break;
+        }
         handle_plugin(c, h, body);
         break;
     case AX_T_MONITOR:
@@ -914,7 +958,7 @@ static void process_input(axd_conn *c)
         if (handle_frame(c, &h, c->in + off + AX_FRAME_HDR_SIZE) != 0)
             return;
         off += AX_FRAME_HDR_SIZE + h.body_len;
-        if (c->out.len >= c->s->cfg->client_outbuf_max)
+        if (c->out.len >= c->s->cfg->client_outbuf_max || c->px_inflight >= PX_WINDOW)
             pause_input(c);
     }
     if (off) {
@@ -975,9 +1019,15 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
     conn_flush(w->data);
 }
 
+static void px_ship(axd_conn *c);
+
 static void conn_flush(axd_conn *c)
 {
     axd_front *s = c->s;
+    if (c->proxy) {
+        px_ship(c);
+        return;
+    }
     while (c->fd >= 0 && c->out.len) {
         ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
         if (n > 0) {
@@ -1000,7 +1050,7 @@ static void conn_flush(axd_conn *c)
     /* Backpressure: a client that does not read its replies stops being read. */
     if (!c->paused && c->out.len > s->cfg->client_outbuf_max) {
         pause_input(c);
-    } else if (c->paused && c->out.len <= s->cfg->client_outbuf_max / 2) {
+    } else if (c->paused && c->out.len <= s->cfg->client_outbuf_max / 2 && c->px_inflight < PX_WINDOW / 2) {
         c->paused = 0;
         ev_io_start(s->loop, &c->rio);
         if (c->in_len) /* handle what it sent meanwhile, even if it sends nothing more */
@@ -1015,22 +1065,36 @@ void axd_listener_flush(axd_front *s)
         s->dirty = c->dirty_next;
         c->dirty = 0;
         c->dirty_next = NULL;
-        if (c->fd >= 0)
+        if (!conn_gone(c))
             conn_flush(c);
         /* A closed connection is freed here, never inside a callback that may still
          * hold it; if closing re-queued it, the next pop frees it. */
-        if (c->fd < 0 && !c->dirty) {
+        if (conn_gone(c) && !c->dirty && !c->retrying) {
             ax_wbuf_free(&c->out);
             ax_free(c);
         }
     }
 }
 
+static void px_close_main(axd_conn *c);
+
 static void conn_close(axd_conn *c, const char *why)
 {
     axd_front *s = c->s;
-    if (c->fd < 0)
+    if (conn_gone(c))
         return;
+    if (c->proxy) { /* a stand-in: what it holds on worker 0 goes with it */
+        px_ship(c); /* its last output, best effort */
+        axd_events_unsubscribe(s->rt, client_ref(c));
+        if (c->monitored)
+            axd_monitors_drop_watcher(s->rt, client_ref(c));
+        axd_hmap_del(&s->proxies, c->px_key, sizeof c->px_key);
+        c->proxy = 0;
+        axd_slots_release(&s->conns, c->slot);
+        ax_wbuf_free(&c->out);
+        mark_dirty(c); /* axd_listener_flush frees it */
+        return;
+    }
     if (c->out.len) /* best effort: the last ERROR frame, if any, without blocking */
         (void)!send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
     ev_io_stop(s->loop, &c->rio);
@@ -1039,10 +1103,13 @@ static void conn_close(axd_conn *c, const char *why)
     axd_events_unsubscribe(s->rt, client_ref(c));
     if (c->monitored)
         axd_monitors_drop_watcher(s->rt, client_ref(c));
+    if (c->proxied)
+        px_close_main(c);
     close(c->fd);
     c->fd = -1;
     axd_slots_release(&s->conns, c->slot);
     s->n_conns--;
+    atomic_fetch_sub_explicit(&s->main->clients, 1, memory_order_relaxed);
     if (why)
         axd_log(AX_LOG_DEBUG, "client", "pid %d disconnected: %s", (int)c->pid, why);
     ax_wbuf_free(&c->out);
@@ -1054,17 +1121,21 @@ static void conn_close(axd_conn *c, const char *why)
 
 /* ---------- events to clients ---------- */
 
-static int sink_alive(void *ud, ax_ref client)
+/* The connection a client ref names, if it is this worker's. */
+static axd_conn *conn_of(axd_front *s, ax_ref client)
 {
-    axd_front *s = ud;
-    return axd_slots_get(&s->conns, client.id, client.gen) != NULL;
+    if ((client.id >> 32) != s->worker)
+        return NULL;
+    return axd_slots_get(&s->conns, (uint32_t)client.id, client.gen);
 }
+
+static int sink_alive(void *ud, ax_ref client) { return conn_of(ud, client) != NULL; }
 
 static int sink_send_event(void *ud, ax_ref client, uint32_t req_id, const char *json, size_t n, int force)
 {
     axd_front *s = ud;
-    axd_conn *c = axd_slots_get(&s->conns, client.id, client.gen);
-    if (!c || c->fd < 0)
+    axd_conn *c = conn_of(s, client);
+    if (!c || conn_gone(c))
         return -2;
     /* a subscriber that does not read may hold at most half the output bound */
     if (!force && c->out.len > s->cfg->client_outbuf_max / 2)
@@ -1123,6 +1194,243 @@ static void hello_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     conn_close(c, "hello timeout");
 }
 
+/* A connection of front s (on s's worker thread): NULL when s has no free slot (fd closed). */
+static axd_conn *conn_new(axd_front *s, int fd, pid_t pid, uid_t uid)
+{
+    axd_conn *c = ax_calloc(1, sizeof *c);
+    c->slot = axd_slots_alloc(&s->conns, c, &c->gen);
+    if (!c->slot) {
+        ax_free(c);
+        close(fd);
+        return NULL;
+    }
+    c->fd = fd;
+    c->s = s;
+    c->pid = pid;
+    c->uid = uid;
+    ax_wbuf_init(&c->out);
+    ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
+    c->rio.data = c->wio.data = c;
+    ev_io_start(s->loop, &c->rio);
+    ev_timer_init(&c->hello_timer, hello_timeout_cb, s->cfg->client_hello_timeout_ms / 1000.0, 0.);
+    c->hello_timer.data = c;
+    ev_timer_start(s->loop, &c->hello_timer);
+    s->n_conns++;
+    axd_log(AX_LOG_DEBUG, "client", "accepted pid %d uid %d on worker %u", (int)pid, (int)uid, s->worker);
+    return c;
+}
+
+typedef struct adopt_job {
+    int fd;
+    pid_t pid;
+    uid_t uid;
+} adopt_job;
+
+static void adopt_cb(axd_rt *rt, void *ud)
+{
+    adopt_job *j = ud;
+    axd_front *s = front_of(rt);
+    if (!s || !conn_new(s, j->fd, j->pid, j->uid)) {
+        if (s)
+            atomic_fetch_sub_explicit(&s->main->clients, 1, memory_order_relaxed);
+        else
+            close(j->fd); /* that worker's front is gone: the daemon is stopping */
+    }
+    ax_free(j);
+}
+
+/* Hand an accepted connection to worker w (0, or -1 when its inbox is full: then the
+ * caller keeps it). */
+static int adopt_on(axd_front *s, uint32_t w, int fd, const struct ucred *cr)
+{
+    adopt_job *j = ax_malloc(sizeof *j);
+    *j = (adopt_job){fd, cr->pid, cr->uid};
+    if (axd_workers_call(s->rt->group, w, adopt_cb, j) != 0) {
+        ax_free(j);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------- stand-ins: another worker's requests that worker 0 serves ----------
+ * The cluster, the lease manager and the plugins are worker 0's. A connection of another
+ * worker sends such a request (a TELL, ASK or MONITOR for another node, a keyed request
+ * whose shard another node serves, STATUS, NODES, SHARDS, PLUGINS, PLUGIN_LOAD/UNLOAD) to
+ * worker 0, where a stand-in connection (one per connection, made on its first such
+ * request) handles it as its own; what the stand-in writes is shipped back to the
+ * connection's worker, which writes it to the socket. */
+typedef struct px_req {
+    uint32_t w, slot, gen;
+    pid_t pid;
+    uid_t uid;
+    ax_frame_hdr h;
+    uint8_t body[];
+} px_req;
+
+typedef struct px_out {
+    uint32_t slot, gen;
+    uint8_t close;  /* the stand-in closed the connection (a malformed request) */
+    uint32_t acks;  /* requests worker 0 handled (they leave the connection's window) */
+    size_t n;
+    uint8_t data[];
+} px_out;
+
+static void px_key(char key[12], uint32_t w, uint32_t slot, uint32_t gen)
+{
+    memcpy(key, &w, 4);
+    memcpy(key + 4, &slot, 4);
+    memcpy(key + 8, &gen, 4);
+}
+
+static void px_out_cb(axd_rt *rt, void *ud)
+{
+    px_out *o = ud;
+    axd_front *s = front_of(rt);
+    axd_conn *c = s ? axd_slots_get(&s->conns, o->slot, o->gen) : NULL;
+    if (c && c->fd >= 0) {
+        ax_wbuf_put(&c->out, o->data, o->n);
+        c->px_inflight = o->acks < c->px_inflight ? c->px_inflight - o->acks : 0;
+        mark_dirty(c); /* the flush writes it, and reads the connection again if it paused */
+        if (o->close) {
+            conn_flush(c);
+            conn_close(c, "malformed request body");
+        }
+    }
+    ax_free(o);
+}
+
+static void px_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    axd_front *s = w->data;
+    axd_conn *list = s->retry;
+    s->retry = NULL;
+    while (list) {
+        axd_conn *c = list;
+        list = c->retry_next;
+        c->retry_next = NULL;
+        c->retrying = 0;
+        mark_dirty(c); /* shipped (or freed, if it closed) by the flush */
+    }
+    axd_listener_flush(s);
+}
+
+/* Send a stand-in's output to its connection's worker; a full inbox keeps it for a
+ * retry in 1 ms (the output stays queued here meanwhile, in order). */
+static void px_ship(axd_conn *c)
+{
+    axd_front *s = c->s;
+    if ((!c->out.len && !c->px_acks) || c->retrying)
+        return;
+    px_out *o = ax_try_malloc(sizeof *o + c->out.len);
+    if (o) {
+        o->slot = c->px_slot;
+        o->gen = c->px_gen;
+        o->close = c->bad_body;
+        o->acks = c->px_acks;
+        o->n = c->out.len;
+        memcpy(o->data, c->out.data, c->out.len);
+        if (axd_workers_call(s->rt->group, c->px_w, px_out_cb, o) == 0) {
+            ax_wbuf_consume(&c->out, c->out.len);
+            c->px_acks = 0;
+            return;
+        }
+        ax_free(o);
+    }
+    c->retrying = 1;
+    c->retry_next = s->retry;
+    s->retry = c;
+    if (!ev_is_active(&s->retry_timer))
+        ev_timer_start(s->loop, &s->retry_timer);
+}
+
+static void px_req_cb(axd_rt *rt, void *ud)
+{
+    px_req *q = ud;
+    axd_front *s = front_of(rt);
+    if (!s) {
+        ax_free(q);
+        return;
+    }
+    char key[12];
+    px_key(key, q->w, q->slot, q->gen);
+    axd_conn *c = axd_hmap_get(&s->proxies, key, sizeof key);
+    if (!c) {
+        c = ax_calloc(1, sizeof *c);
+        c->slot = axd_slots_alloc(&s->conns, c, &c->gen);
+        if (!c->slot) {
+            ax_free(c);
+            ax_free(q);
+            return; /* no slot: the request is lost, its asker's timeout answers */
+        }
+        c->fd = -1;
+        c->s = s;
+        c->proxy = 1;
+        c->hello = 1;
+        c->px_w = q->w;
+        c->px_slot = q->slot;
+        c->px_gen = q->gen;
+        c->pid = q->pid;
+        c->uid = q->uid;
+        memcpy(c->px_key, key, sizeof key);
+        ax_wbuf_init(&c->out);
+        axd_hmap_put(&s->proxies, c->px_key, sizeof c->px_key, c);
+    }
+    c->px_acks++;
+    mark_dirty(c); /* ships the answer, or at least the ack */
+    handle_frame(c, &q->h, q->body);
+    ax_free(q);
+    axd_runtime_run(s->rt);
+    axd_listener_flush(s);
+}
+
+static void proxy_to_main(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+{
+    axd_front *s = c->s;
+    px_req *q = ax_try_malloc(sizeof *q + h->body_len);
+    if (q) {
+        *q = (px_req){.w = s->worker, .slot = c->slot, .gen = c->gen, .pid = c->pid, .uid = c->uid, .h = *h};
+        if (h->body_len)
+            memcpy(q->body, body, h->body_len);
+        if (axd_workers_call(s->rt->group, 0, px_req_cb, q) == 0) {
+            c->proxied = 1;
+            c->px_inflight++;
+            return;
+        }
+        ax_free(q);
+    }
+    if (!(h->type == AX_T_TELL && (h->flags & AX_F_NOREPLY)))
+        send_error(c, h->req_id, AX_EBUSY, "worker 0 cannot take this request now (its inbox is full); retry");
+}
+
+typedef struct px_close_job {
+    char key[12];
+} px_close_job;
+
+static void px_close_cb(axd_rt *rt, void *ud)
+{
+    px_close_job *j = ud;
+    axd_front *s = front_of(rt);
+    axd_conn *c = s ? axd_hmap_get(&s->proxies, j->key, sizeof j->key) : NULL;
+    if (c)
+        conn_close(c, NULL);
+    ax_free(j);
+}
+
+/* A connection with a stand-in closed: the stand-in closes too (its monitors, its
+ * subscription). */
+static void px_close_main(axd_conn *c)
+{
+    px_close_job *j = ax_malloc(sizeof *j);
+    px_key(j->key, c->s->worker, c->slot, c->gen);
+    if (axd_workers_call(c->s->rt->group, 0, px_close_cb, j) != 0) {
+        ax_free(j); /* worker 0 is swamped: the stand-in stays until the daemon stops */
+        axd_log(AX_LOG_WARN, "client", "worker 0's inbox is full: a closed connection's stand-in stays");
+    }
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)revents;
@@ -1146,35 +1454,21 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             refuse(fd, AX_EPERM, "permission denied: not root, the daemon's user or in the socket's group");
             continue;
         }
-        if (s->n_conns >= s->cfg->max_clients) {
+        if (atomic_load_explicit(&s->clients, memory_order_relaxed) >= s->cfg->max_clients) {
             s->rt->ctr.clients_refused++;
             axd_log(AX_LOG_WARN, "client", "refused pid %d: client.max_clients (%u) reached", (int)cr.pid,
                    s->cfg->max_clients);
             refuse(fd, AX_EBUSY, "too many clients (client.max_clients)");
             continue;
         }
-        axd_conn *c = ax_calloc(1, sizeof *c);
-        c->slot = axd_slots_alloc(&s->conns, c, &c->gen);
-        if (!c->slot) {
-            ax_free(c);
-            close(fd);
-            continue;
-        }
-        c->fd = fd;
-        c->s = s;
-        c->pid = cr.pid;
-        c->uid = cr.uid;
-        ax_wbuf_init(&c->out);
-        ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
-        ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
-        c->rio.data = c->wio.data = c;
-        ev_io_start(loop, &c->rio);
-        ev_timer_init(&c->hello_timer, hello_timeout_cb, s->cfg->client_hello_timeout_ms / 1000.0, 0.);
-        c->hello_timer.data = c;
-        ev_timer_start(loop, &c->hello_timer);
-        s->n_conns++;
+        /* connections are spread over the workers in turn; each is served on its own */
+        uint32_t wk = s->n_fronts > 1 ? s->next_conn_worker++ % s->n_fronts : 0;
+        atomic_fetch_add_explicit(&s->clients, 1, memory_order_relaxed);
         s->rt->ctr.clients_accepted++;
-        axd_log(AX_LOG_DEBUG, "client", "accepted pid %d uid %d", (int)cr.pid, (int)cr.uid);
+        if (wk && adopt_on(s, wk, fd, &cr) == 0)
+            continue;
+        if (!conn_new(s, fd, cr.pid, cr.uid))
+            atomic_fetch_sub_explicit(&s->clients, 1, memory_order_relaxed);
     }
 }
 
@@ -1244,16 +1538,93 @@ static int check_socket_dir(const char *dir, char *err, size_t errlen)
 
 static void sink_flush(void *ud) { axd_listener_flush(ud); }
 
-static const axd_client_sink sink_ops = {.send_event = sink_send_event, .alive = sink_alive, .flush = sink_flush};
+/* Close every connection of front s (its own thread) and stop its timers. */
+static void front_close_all(axd_front *s)
+{
+    axd_listener_flush(s);
+    for (uint32_t i = 1; i < s->conns.cap; i++) {
+        axd_conn *c = s->conns.ptr[i];
+        if (c)
+            conn_close(c, "daemon stopping");
+    }
+    for (axd_conn *c = s->retry; c;) { /* stand-ins waiting to ship: nobody to ship to now */
+        axd_conn *n = c->retry_next;
+        c->retrying = 0;
+        c->retry_next = NULL;
+        mark_dirty(c);
+        c = n;
+    }
+    s->retry = NULL;
+    ev_timer_stop(s->loop, &s->retry_timer);
+    axd_listener_flush(s);
+}
+
+static const axd_client_sink sink_ops;
+
+/* A worker's front, on that worker's thread at its end (workers.c quit). */
+static void sink_stop(void *ud)
+{
+    axd_front *s = ud;
+    front_close_all(s);
+    axd_slots_free(&s->conns);
+    if (s->rt->sink_ud == s)
+        axd_rt_set_sink(s->rt, NULL, NULL);
+}
+
+static const axd_client_sink sink_ops = {
+    .send_event = sink_send_event, .alive = sink_alive, .flush = sink_flush, .stop = sink_stop};
 
 static axd_front *front_of(axd_rt *rt) { return rt->sink == &sink_ops ? rt->sink_ud : NULL; }
 
 cJSON *axd_front_status_json(axd_front *s)
 {
     cJSON *doc = axd_runtime_status_json(s->rt);
-    cJSON_AddNumberToObject(doc, "clients", s->n_conns);
+    cJSON_AddNumberToObject(doc, "clients", atomic_load_explicit(&s->main->clients, memory_order_relaxed));
     axd_route_status(s->keyed, doc);
     return doc;
+}
+
+static void front_install_cb(axd_rt *rt, void *ud)
+{
+    axd_front *f = *(axd_front **)ud;
+    axd_rt_set_sink(rt, &sink_ops, f); /* on its own thread */
+}
+
+/* A front for each of workers 1..n-1 (their client sink); connections reach them from
+ * accept_cb. A worker that cannot install one in time gets no connections. */
+static void fronts_start(axd_front *m)
+{
+    axd_workers *g = m->rt->group;
+    if (!g || g->n < 2)
+        return;
+    m->fronts = ax_calloc(g->n, sizeof *m->fronts);
+    m->fronts[0] = m;
+    m->n_fronts = 1;
+    for (uint32_t k = 1; k < g->n; k++) {
+        axd_front *f = ax_calloc(1, sizeof *f);
+        f->rt = g->w[k].rt;
+        f->loop = g->w[k].loop;
+        f->cfg = m->cfg;
+        f->keyed = m->keyed;
+        f->listen_fd = -1;
+        f->worker = k;
+        f->main = m;
+        axd_slots_init(&f->conns, m->cfg->max_clients + 16);
+        ev_timer_init(&f->retry_timer, px_retry_cb, 0.001, 0.);
+        f->retry_timer.data = f;
+        if (axd_workers_sync(g, 0, k, front_install_cb, &f, sizeof f, 5000) != 0) {
+            axd_log(AX_LOG_WARN, "client", "worker %u did not take its client front in time; it serves no clients", k);
+            break; /* its front may still be installed later: keep it, give it nothing */
+        }
+        m->fronts[m->n_fronts++] = f;
+    }
+}
+
+static void front_stop_cb(axd_rt *rt, void *ud)
+{
+    (void)ud;
+    if (rt->sink == &sink_ops)
+        sink_stop(rt->sink_ud);
 }
 
 int axd_listener_start(axd_front *s, axd_rt *rt, axd_keyed *keyed, char *err, size_t errlen)
@@ -1266,6 +1637,11 @@ int axd_listener_start(axd_front *s, axd_rt *rt, axd_keyed *keyed, char *err, si
     s->keyed = keyed;
     s->cluster = cl;
     s->listen_fd = -1;
+    s->main = s;
+    s->n_fronts = 1;
+    atomic_init(&s->clients, 0);
+    atomic_init(&s->next_worker, 0);
+    axd_hmap_init(&s->proxies);
     const char *path = s->cfg->socket_path;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path) {
@@ -1343,14 +1719,19 @@ int axd_listener_start(axd_front *s, axd_rt *rt, axd_keyed *keyed, char *err, si
     rmdir(priv);
     s->socket_created = 1;
     s->listen_fd = fd;
-    axd_slots_init(&s->conns, s->cfg->max_clients + 16);
+    /* room for the stand-ins of the other workers' connections too */
+    axd_slots_init(&s->conns, 2 * s->cfg->max_clients + 16);
+    ev_timer_init(&s->retry_timer, px_retry_cb, 0.001, 0.);
+    s->retry_timer.data = s;
     ev_io_init(&s->listen_io, accept_cb, fd, EV_READ);
     s->listen_io.data = s;
     ev_io_start(s->loop, &s->listen_io);
     ev_timer_init(&s->accept_pause, accept_pause_cb, 1.0, 0.);
     s->accept_pause.data = s;
     axd_rt_set_sink(rt, &sink_ops, s);
-    axd_log(AX_LOG_INFO, "client", "listening on %s (mode %04o)", path, s->cfg->socket_mode);
+    fronts_start(s);
+    axd_log(AX_LOG_INFO, "client", "listening on %s (mode %04o)%s", path, s->cfg->socket_mode,
+            s->n_fronts > 1 ? ", connections spread over the workers" : "");
     return AX_OK;
 }
 
@@ -1372,14 +1753,23 @@ void axd_listener_stop(axd_front *s)
         close(s->listen_fd);
         s->listen_fd = -1;
     }
-    axd_listener_flush(s);
-    for (uint32_t i = 1; i < s->conns.cap; i++) {
-        axd_conn *c = s->conns.ptr[i];
-        if (c)
-            conn_close(c, "daemon stopping");
+    /* the other workers' connections, on their threads (if the workers still run; at a
+     * shutdown their own end closed them) */
+    axd_workers *g = s->rt->group;
+    for (uint32_t k = 1; k < s->n_fronts; k++) {
+        axd_front *f = s->fronts[k];
+        int none = 0;
+        if (g && k < g->n && axd_workers_sync(g, 0, k, front_stop_cb, &none, sizeof none, 5000) != 0)
+            continue; /* still that worker's: left, not freed */
+        axd_slots_free(&f->conns);
+        ax_free(f);
     }
-    axd_listener_flush(s);
+    ax_free(s->fronts);
+    s->fronts = NULL;
+    s->n_fronts = 1;
+    front_close_all(s);
     axd_slots_free(&s->conns);
+    axd_hmap_free(&s->proxies);
     if (s->socket_created) {
         unlink(s->cfg->socket_path);
         s->socket_created = 0;
