@@ -486,6 +486,96 @@ START_TEST(partitioned_node_drops_its_shards_and_no_shard_epoch_is_ever_served_t
 }
 END_TEST
 
+/* ---- an actor on another worker of node a asking a key that node b serves ---- */
+typedef struct asker {
+    int replies, status;
+    char reply[32];
+} asker;
+
+static int a_go(ax_ctx *cx, asker *st, const ax_msg *m)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%.*s", (int)m->len, (const char *)m->data);
+    int rc = ax_ask_key(cx, "probe", key, "hit", NULL, 0, 3000, "got", 1);
+    if (rc) { /* refused at once: recorded like an answer */
+        st->replies++;
+        st->status = rc;
+    }
+    return AX_OK;
+}
+
+static int a_got(ax_ctx *cx, asker *st, const ax_msg *m)
+{
+    (void)cx;
+    st->replies++;
+    st->status = m->status;
+    snprintf(st->reply, sizeof st->reply, "%.*s", (int)m->len, m->data ? (const char *)m->data : "");
+    return AX_OK;
+}
+AX_ACTOR_TYPE(asker_type, "asker", asker, NULL, NULL, AX_MSG("go", a_go), AX_MSG("got", a_got));
+
+typedef struct asker_look {
+    ax_ref ref;
+    int found;
+    asker seen;
+} asker_look;
+
+static void asker_look_cb(axd_rt *rt, void *ud)
+{
+    asker_look *l = ud;
+    axd_actor *a = axd_actor_get(rt, l->ref);
+    l->found = a != NULL;
+    if (a)
+        l->seen = *(asker *)a->state;
+}
+
+START_TEST(an_actor_on_another_worker_reaches_a_key_that_another_node_serves)
+{
+    char err[256];
+    node_up(0, "a", (const char *const[]){"b", NULL});
+    node_up(1, "b", (const char *const[]){"a", NULL});
+    double end = ev_time() + 3;
+    while (!peer_up(0, "b") || !peer_up(1, "a")) {
+        ck_assert_msg(ev_time() < end, "a and b never saw each other up");
+        pump(2);
+    }
+    wait_settled(03, 5000);
+    /* a key of a shard b serves */
+    char key[32] = "";
+    for (int k = 0; k < 1000 && !key[0]; k++) {
+        char cand[32];
+        snprintf(cand, sizeof cand, "k%d", k);
+        if (served_by(axd_shard_of(cand, strlen(cand), NSH)) == 1)
+            snprintf(key, sizeof key, "%s", cand);
+    }
+    ck_assert_msg(key[0], "no key of node b's shards");
+    axd_type *at;
+    ck_assert_int_eq(axd_type_register(&N[0].s.rt, &asker_type, NULL, &at, err, sizeof err), 0);
+    ck_assert_msg(axd_server_workers_start(&N[0].s, 2, err, sizeof err) == 0, "%s", err);
+    ax_ref r;
+    const char *why = NULL;
+    ck_assert_int_eq(axd_actor_spawn_on(&N[0].s.rt, 1, "asker", 5, NULL, &r, &why), 0);
+    ck_assert_uint_eq(axd_ref_worker(r), 1);
+    axd_env *e = axd_env_new(&N[0].s.rt, strlen(key));
+    memcpy(e->data, key, strlen(key));
+    e->m.id = axd_msg_lookup(&N[0].s.rt, "go", 2);
+    ck_assert_int_eq(axd_xw_env(&N[0].s.rt, r, e), 0);
+    asker_look l = {.ref = r};
+    end = ev_time() + 5;
+    do {
+        pump(5);
+        ck_assert_int_eq(axd_workers_sync(&N[0].s.workers, 0, 1, asker_look_cb, &l, sizeof l, 1000), 0);
+    } while (l.found && l.seen.replies == 0 && ev_time() < end);
+    ck_assert(l.found);
+    ck_assert_msg(l.seen.replies == 1 && l.seen.status == AX_OK, "%d replies, status %d (%s)", l.seen.replies,
+                  l.seen.status, ax_errname(l.seen.status));
+    ck_assert_int_eq(delivered[1], 1); /* b's probe handled it, at b's epoch of the shard */
+    ck_assert_int_eq(delivered[0], 0);
+    node_down(0); /* stops the workers */
+    axd_type_unregister(&N[0].s.rt, at);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("cluster_partition");
@@ -493,6 +583,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 120);
     tcase_add_test(t, partitioned_node_drops_its_shards_and_no_shard_epoch_is_ever_served_twice);
+    tcase_add_test(t, an_actor_on_another_worker_reaches_a_key_that_another_node_serves);
     suite_add_tcase(s, t);
     return s;
 }

@@ -24,6 +24,11 @@
 #include <unistd.h>
 
 static const char *const SUP[] = {"-p", "sup", "-p", "counter", NULL};
+/* For the tests that make one client write queue two messages to two actors before
+ * either runs: that needs the connection and both actors on one thread (with two
+ * workers the connection may be on the other one, whose two messages can then arrive
+ * in two turns). Links and monitors across workers: tests/test_workers.c. */
+static const char *const SUP_ONE_WORKER[] = {"-p", "sup", "-p", "counter", "--set", "runtime.workers=1", NULL};
 
 #define AXCTL_TIMEOUT_MS 15000
 
@@ -1323,7 +1328,7 @@ END_TEST
 
 START_TEST(unlink_cancels_an_exit_signal_that_already_arrived)
 {
-    ax_h_daemon *d = ax_h_start(SUP);
+    ax_h_daemon *d = ax_h_start(SUP_ONE_WORKER);
     axc_conn *c = ax_h_connect(d);
     /* one worker for both: the order below is one thread's */
     spawn_ok(c, "p", "{\"trap_exit\":true,\"worker\":0}");
@@ -1487,7 +1492,7 @@ END_TEST
  * the signal arrived (but before it is taken) does not change what the signal does. */
 START_TEST(trap_exit_is_decided_when_the_exit_signal_arrives)
 {
-    ax_h_daemon *d = ax_h_start(SUP);
+    ax_h_daemon *d = ax_h_start(SUP_ONE_WORKER);
     axc_conn *c = ax_h_connect(d);
     for (int k = 0; k < 2; k++) {
         const char *pn = k ? "p2" : "p1", *wn = k ? "w2" : "w1";

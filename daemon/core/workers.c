@@ -159,10 +159,15 @@ static void inbox_cb(axd_xq *q, const axd_xmsg *it, size_t n, void *ud)
     for (size_t i = 0; i < n; i++) {
         const axd_xmsg *m = &it[i];
         if (atomic_load_explicit(&g->discard, memory_order_acquire)) {
-            if (m->kind == AXD_XW_ENV)
+            if (m->kind == AXD_XW_ENV) {
                 axd_env_free(s, m->p);
-            else
-                ax_free(m->p);
+            } else {
+                xw_body *b = m->p;
+                if (m->kind == AXD_XW_CALL && b)
+                    b->fn(s, b->ud); /* still run: it may own ud (the worker's runtime is
+                                      * still there, its thread has ended) */
+                ax_free(b);
+            }
             continue;
         }
         xw_body *b = m->p;

@@ -50,7 +50,8 @@ typedef struct axd_workers {
  * types, and start their threads. 0, or AX_EINVAL / AX_ENOMEM / AX_EIO with err. */
 int axd_workers_start(axd_workers *g, axd_rt *rt0, uint32_t n, char *err, size_t errlen);
 /* Run fn(rt, ud) on worker w's thread (soon, in order with what this thread sent w
- * before). From any worker's thread, or the main thread. */
+ * before). From any worker's thread, or the main thread. A call still queued when the
+ * workers stop runs then, on the stopping thread (so fn may own ud). */
 int axd_workers_call(axd_workers *g, uint32_t w, void (*fn)(axd_rt *rt, void *ud), void *ud);
 /* Shutdown, from worker 0's thread: stop every actor on every worker (on_stop runs,
  * queued asks are answered), end and join the threads, then free workers 1..n-1 (rt0

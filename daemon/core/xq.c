@@ -71,6 +71,8 @@ void axd_xq_free(axd_xq *q)
 
 int axd_xq_push(axd_xq *q, const axd_xmsg *m)
 {
+    if (!q->cells)
+        return AX_EINVAL; /* freed at teardown (only the stopping thread is left then) */
     size_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
     axd_xq_cell *c;
     for (;;) {

@@ -1331,7 +1331,8 @@ static void px_ship(axd_conn *c)
         o->close = c->bad_body;
         o->acks = c->px_acks;
         o->n = c->out.len;
-        memcpy(o->data, c->out.data, c->out.len);
+        if (c->out.len)
+            memcpy(o->data, c->out.data, c->out.len);
         if (axd_workers_call(s->rt->group, c->px_w, px_out_cb, o) == 0) {
             ax_wbuf_consume(&c->out, c->out.len);
             c->px_acks = 0;

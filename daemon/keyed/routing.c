@@ -684,12 +684,80 @@ static void wgate_expire(void *ud)
     axd_workers_call(s->rt->group, 0, expire_cb, s); /* the manager's state is worker 0's */
 }
 
+/* A keyed message an actor of worker `worker` sends to a shard another node serves:
+ * routed by worker 0 (its lease manager and cluster), the answer back to the asker's
+ * pending on its worker through a pending of worker 0. */
+typedef struct wfwd {
+    axd_keyed *s;
+    unsigned kflags;
+    ax_ref from;
+    uint32_t slot, gen, worker, timeout_ms; /* slot 0: a tell */
+    size_t tlen, klen, mlen, n;
+    char data[]; /* type, key, msg, payload */
+} wfwd;
+
+static void wfwd_done(axd_rt *rt, axd_pending *p, int status, const void *data, size_t n)
+{
+    axd_env back = {.ask = p->u.client.conn_slot, .ask_gen = p->u.client.conn_gen,
+                    .ask_worker = (uint8_t)p->u.client.req_id};
+    axd_xw_answer(rt, &back, status, data, n);
+}
+
+static void wfwd_cb(axd_rt *rt, void *ud)
+{
+    wfwd *q = ud;
+    axd_pending *p = NULL;
+    int rc = AX_OK;
+    if (q->slot) {
+        p = axd_pending_new(rt, q->timeout_ms, wfwd_done);
+        if (!p)
+            rc = AX_ENOMEM;
+        else {
+            p->u.client.conn_slot = q->slot;
+            p->u.client.conn_gen = q->gen;
+            p->u.client.req_id = q->worker;
+        }
+    }
+    if (!rc)
+        rc = axd_route_send(q->s, q->data, q->tlen, q->data + q->tlen, q->klen, q->kflags, q->data + q->tlen + q->klen,
+                            q->mlen, q->data + q->tlen + q->klen + q->mlen, q->n, q->from, p);
+    if (rc && p)
+        axd_pending_complete(rt, p->slot, p->gen, rc, NULL, 0); /* the error goes back */
+    else if (rc && q->slot) {
+        axd_env back = {.ask = q->slot, .ask_gen = q->gen, .ask_worker = (uint8_t)q->worker};
+        axd_xw_answer(rt, &back, rc, NULL, 0);
+    } else if (rc)
+        rt->ctr.xw_dropped++; /* a tell that no node can take now */
+    ax_free(q);
+}
+
 static int wgate_forward(void *ud, const char *type, size_t tlen, const char *key, size_t klen, unsigned kflags,
                          const char *msg, size_t mlen, const void *p, size_t n, ax_ref from, axd_pending *pd)
 {
-    (void)ud, (void)type, (void)tlen, (void)key, (void)klen, (void)kflags, (void)msg, (void)mlen, (void)p, (void)n;
-    (void)from, (void)pd;
-    return AX_EBUSY; /* not forwarded to another node from workers != 0 yet: retryable */
+    axd_keyed *s = ud;
+    axd_workers *g = s->rt->group;
+    uint32_t w = axd_ref_worker(from); /* the sender is an actor of the calling worker */
+    if (!g || from.node != 0 || w == 0 || w >= g->n)
+        return AX_EBUSY;
+    wfwd *q = ax_try_malloc(sizeof *q + tlen + klen + mlen + n);
+    if (!q)
+        return AX_ENOMEM;
+    *q = (wfwd){.s = s, .kflags = kflags, .from = from, .worker = w, .tlen = tlen, .klen = klen, .mlen = mlen, .n = n};
+    memcpy(q->data, type, tlen);
+    memcpy(q->data + tlen, key, klen);
+    memcpy(q->data + tlen + klen, msg, mlen);
+    if (n)
+        memcpy(q->data + tlen + klen + mlen, p, n);
+    if (pd) {
+        double rem = ev_timer_remaining(g->w[w].loop, &pd->timer); /* this thread's loop */
+        q->slot = pd->slot;
+        q->gen = pd->gen;
+        q->timeout_ms = rem > 0 ? (uint32_t)(rem * 1000.0) + 1 : 1;
+    }
+    int rc = axd_workers_call(g, 0, wfwd_cb, q);
+    if (rc)
+        ax_free(q);
+    return rc; /* on AX_OK the answer comes back to pd, exactly once */
 }
 
 static int wgate_store_ok(void *ud) { return (void)ud, 1; } /* asked by the cluster, on worker 0 only */
