@@ -151,6 +151,35 @@ START_TEST(a_keyed_actor_on_its_home_worker_is_fenced_from_that_workers_thread)
 }
 END_TEST
 
+START_TEST(an_idle_keyed_actor_on_another_worker_is_reaped_there)
+{
+    char key[16];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof key, "idle%d", i);
+        if (axd_workers_home(&G, key, strlen(key)) == 1)
+            break;
+    }
+    ck_assert_uint_eq(axd_workers_home(&G, key, strlen(key)), 1);
+    ax_spawn_opts o = AX_SPAWN_OPTS_INIT;
+    o.idle_timeout_ms = 100;
+    ax_ref r;
+    const char *why = NULL;
+    ck_assert_msg(axd_registry_get_or_spawn(&R0, "kt", 2, key, strlen(key), &o, 1, &r, &why) == 0, "%s", why);
+    ck_assert_uint_eq(axd_ref_worker(r), 1);
+    ck_assert_int_eq(hit(r), 0);
+    WAIT_UNTIL(g_stops == 1); /* worker 1's reaper, within a few idle timeouts */
+    pthread_mutex_lock(&g_mu);
+    ck_assert_str_eq(g_stop_reason, "idle");
+    pthread_mutex_unlock(&g_mu);
+    ck_assert_int_ne(hit(r), 0);
+    /* the key gets a fresh actor on its home worker again */
+    ax_ref r2;
+    ck_assert_msg(axd_registry_get_or_spawn(&R0, "kt", 2, key, strlen(key), &o, 1, &r2, &why) == 0, "%s", why);
+    ck_assert_uint_eq(axd_ref_worker(r2), 1);
+    ck_assert(!ax_ref_eq(r, r2));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("workers_keyed");
@@ -158,6 +187,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_keyed_actor_on_its_home_worker_is_fenced_from_that_workers_thread);
+    tcase_add_test(tc, an_idle_keyed_actor_on_another_worker_is_reaped_there);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
