@@ -395,6 +395,55 @@ START_TEST(two_daemons_handshake_and_carry_tell_and_ask_from_a_client_on_either_
 }
 END_TEST
 
+/* ABI 1.3/1.4 across nodes: a business error keeps its code and text on the way back to
+ * a remote asker, and a deferred reply reaches it when the actor answers. */
+START_TEST(business_errors_and_deferred_replies_reach_a_remote_asker)
+{
+    node a = {"node-a", free_port(), NULL, {{0}}, {0}}, b = {"node-b", free_port(), NULL, {{0}}, {0}};
+    const char *const work[] = {"-p", "work", NULL};
+    node_start(&a, TOKEN, (const node *const[]){&b}, 1, work);
+    node_start(&b, TOKEN, (const node *const[]){&a}, 1, work);
+    wait_up(&a, &b);
+    axc_conn *ca = ax_h_connect(a.d), *cb = ax_h_connect(b.d);
+    axc_ref r = spawn_ok(cb, "work", "svc");
+    axc_target t = axc_by_ref(&r), tn = axc_by_name("svc");
+    void *reply = NULL;
+    size_t n = 0;
+    int rc = axc_ask(ca, &t, "find", "missing", 7, 3000, &reply, &n);
+    ck_assert_int_eq(rc, AX_ENOTFOUND);
+    ck_assert_str_eq(axc_errmsg(ca), "no such user: missing");
+    rc = axc_ask(ca, &t, "find", "bob", 3, 3000, &reply, &n);
+    ck_assert_msg(rc == 0 && !strcmp(reply, "found"), "%s", ax_errname(rc));
+    axc_free(reply);
+    /* deferred: a's client waits; b's client makes the actor answer */
+    uint32_t id;
+    ck_assert_int_eq(axc_send_ask(ca, &t, "defer", NULL, 0, 5000, &id), 0);
+    ck_assert_int_eq(axc_flush(ca), 0);
+    for (int i = 0; i < 300; i++) {
+        char *v = NULL;
+        rc = axc_ask(cb, &tn, "tokens", NULL, 0, 3000, (void **)&v, &n);
+        int open = rc == 0 && !strcmp(v, "1");
+        axc_free(v);
+        if (open)
+            break;
+        usleep(10000);
+    }
+    rc = axc_ask(cb, &tn, "answer", "from afar", 9, 3000, &reply, &n);
+    ck_assert_msg(rc == 0 && !strcmp(reply, "ok"), "answer: %s", ax_errname(rc));
+    axc_free(reply);
+    axc_result res;
+    ck_assert_int_eq(axc_poll_result(ca, 3000, &res), 1);
+    ck_assert_uint_eq(res.req_id, id);
+    ck_assert_int_eq(res.status, AX_OK);
+    ck_assert_str_eq((const char *)res.data, "from afar");
+    axc_free(res.data);
+    axc_close(ca);
+    axc_close(cb);
+    ax_h_stop(a.d);
+    ax_h_stop(b.d);
+}
+END_TEST
+
 START_TEST(cluster_without_token_refuses_to_start_unless_insecure_is_allowed)
 {
     char port[64];
@@ -995,6 +1044,7 @@ static Suite *suite(void)
     TCase *t = tcase_create("tcp");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, a_flood_of_idle_strangers_does_not_keep_a_real_peer_out);
+    tcase_add_test(t, business_errors_and_deferred_replies_reach_a_remote_asker);
     tcase_add_test(t, a_stranger_declaring_a_huge_hello_is_dropped_at_once);
     tcase_add_test(t, peer_accept_pauses_when_out_of_descriptors);
     tcase_add_test(t, sighup_adds_a_peer_from_the_reloaded_config);

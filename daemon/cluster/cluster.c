@@ -487,7 +487,7 @@ void axd_cl_remote_ask_done(axd_rt *s, axd_pending *p, int status, const void *d
     axd_cl_inc *inc = inc_get(cl, p->u.client.conn_slot);
     uint64_t req = (uint64_t)p->u.client.req_id << 32 | p->u.client.conn_gen;
     if (inc && !inc->down)
-        axd_cl_send_reply(cl, inc, req, status, data, status == AX_OK ? n : 0);
+        axd_cl_send_reply(cl, inc, req, status, data, n); /* an error's n: its text (ax_reply_error) */
 }
 
 int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, ax_ref to, const ax_peer_rec *r, uint32_t id, int ask)

@@ -364,6 +364,7 @@ int axd_actor_start(axd_rt *s, axd_actor *a)
 /* Undo a spawn whose first on_start failed: nothing fires, the ref never existed. */
 static void spawn_unwind(axd_rt *s, axd_actor *a)
 {
+    axd_actor_work_end(s, a); /* a timer its failed on_start made */
     a->st = AXD_ST_DEAD;
     if (a->name) {
         axd_hmap_del(&s->names, a->name, strlen(a->name));
@@ -567,6 +568,7 @@ int axd_actor_spawn_keyed(axd_rt *s, axd_type *t, const char *key, size_t key_le
  * monitors, emit "stopped", release the name, key and slot. */
 void axd_actor_terminate(axd_rt *s, axd_actor *a, const char *reason)
 {
+    axd_actor_work_end(s, a); /* done already unless this incarnation never ran on_stop */
     a->st = AXD_ST_DEAD;
     /* A keyed actor stopped because its shard left this node: what it had queued was
      * not handled and may be sent again to the shard's next owner (retryable EBUSY). */
@@ -872,10 +874,10 @@ static void actor_ask_done(axd_rt *s, axd_pending *p, int status, const void *da
     axd_actor *a = axd_actor_get(s, p->u.actor.asker);
     if (!a)
         return;
-    axd_env *e = axd_env_new(s, status == AX_OK ? n : 0);
+    axd_env *e = axd_env_new(s, n); /* the reply, or an error's text (ax_reply_error) */
     if (!e)
         return;
-    if (status == AX_OK && n)
+    if (n)
         memcpy(e->data, data, n);
     e->kind = AXD_ENV_REPLY;
     e->m.id = p->u.actor.reply_msg;
@@ -1264,6 +1266,11 @@ static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg,
     api->tell_key = api_tell_key;
     api->ask_key = api_ask_key;
     api->exit = api_exit; /* ABI 1.1 */
+    api->reply_error = axd_api_reply_error; /* ABI 1.3 */
+    api->defer = axd_api_defer; /* ABI 1.4 */
+    api->reply_token = axd_api_reply_token;
+    api->timer_start = axd_api_timer_start; /* ABI 1.5 */
+    api->timer_cancel = axd_api_timer_cancel;
     s->sys_exit_id = axd_msg_intern(s, "$exit", 5);
     s->sys_down_id = axd_msg_intern(s, "$down", 5);
     s->sys_event_id = axd_msg_intern(s, "$event", 6);

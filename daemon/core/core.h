@@ -113,6 +113,8 @@ typedef struct axd_actor_ext {
     char *restart_reason;
 } axd_actor_ext;
 
+typedef struct axd_actor_work axd_actor_work; /* work.c: tokens, timers */
+
 typedef struct axd_actor {
     uint32_t slot, gen;
     axd_type *type;
@@ -127,6 +129,7 @@ typedef struct axd_actor {
     uint8_t subscribed;    /* receives lifecycle events as "$event" */
     struct axd_actor *ready_next;
     axd_actor_ext *x;
+    axd_actor_work *w;     /* this incarnation's deferred-reply tokens and timers, or NULL */
     char *key;             /* keyed actors: "type\0key" registry key (owned), else NULL */
     size_t key_len;
     uint32_t shard;        /* keyed actors: the key's shard */

@@ -28,4 +28,14 @@ void axd_actor_call_on_stop(axd_rt *s, axd_actor *a, const char *reason);
 /* supervisor.c: free the table of clients' monitors of other workers' actors */
 void axd_cmon_free_all(axd_rt *s);
 
+/* work.c: business errors, deferred replies and timers of the running actor (the
+ * ax_api entries of ABI 1.3 to 1.5), and the end of an incarnation's (idempotent) */
+int axd_api_reply_error(ax_ctx *cx, int code, const char *text);
+uint64_t axd_api_defer(ax_ctx *cx);
+int axd_api_reply_token(ax_ctx *cx, uint64_t token, int code, const char *text, const void *p, size_t n);
+int axd_api_timer_start(ax_ctx *cx, uint32_t delay_ms, uint32_t interval_ms, uint32_t msg, const void *p, size_t n,
+                        uint64_t *id);
+int axd_api_timer_cancel(ax_ctx *cx, uint64_t id);
+void axd_actor_work_end(axd_rt *s, axd_actor *a);
+
 #endif

@@ -86,6 +86,7 @@ void axd_actor_exit(axd_rt *s, axd_actor *a, const char *reason, int external)
 {
     if (a->st != AXD_ST_RESTARTING) /* during a backoff no incarnation is running */
         axd_actor_call_on_stop(s, a, reason);
+    axd_actor_work_end(s, a); /* its open tokens answer ENOPROC, its timers stop */
     if (external || s->stopping) {
         axd_actor_terminate(s, a, reason);
         return;

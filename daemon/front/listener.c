@@ -104,7 +104,7 @@ static void send_error(axd_conn *c, uint32_t req, int code, const char *msg)
 {
     if (conn_gone(c))
         return;
-    char clean[1024];
+    char clean[4 * AX_ERROR_TEXT_MAX + 8]; /* room for an actor's text, escaped */
     utf8_escape(msg ? msg : ax_strerror(code), clean, sizeof clean);
     size_t st = ax_frame_begin(&c->out, AX_T_ERROR, 0, req);
     ax_body_error_put(&c->out, code, clean);
@@ -246,12 +246,22 @@ static void client_ask_done(axd_rt *rt, axd_pending *p, int status, const void *
     axd_conn *c = axd_slots_get(&s->conns, p->u.client.conn_slot, p->u.client.conn_gen);
     if (!c)
         return; /* the client left; nobody to answer */
-    if (status == AX_OK)
+    char text[AX_ERROR_TEXT_MAX + 1];
+    if (status == AX_OK) {
         send_blob(c, AX_T_REPLY, p->u.client.req_id, data, n);
-    else
+    } else if (n) { /* the actor's own text (ax_reply_error), made valid UTF-8 by send_error */
+        size_t tn = n > AX_ERROR_TEXT_MAX ? AX_ERROR_TEXT_MAX : n;
+        memcpy(text, data, tn);
+        text[tn] = 0;
+        for (size_t i = 0; i < tn; i++)
+            if (!text[i])
+                text[i] = '?';
+        send_error(c, p->u.client.req_id, status, text);
+    } else {
         send_error(c, p->u.client.req_id, status,
                    status == AX_ETIMEDOUT ? "ask timed out" : status == AX_ENOPROC ? "actor stopped before replying"
                                                                                     : ax_strerror(status));
+    }
 }
 
 /* TELL/ASK to a REF naming another node's wire id: hand it to the cluster (remote TELL

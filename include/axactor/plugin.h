@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define AX_ABI_MAJOR 1
-#define AX_ABI_MINOR 2
+#define AX_ABI_MINOR 5
 #define AX_PLUGIN_SYMBOL "axactor_plugin"
 
 #define AX_STR_(x) #x
@@ -175,6 +175,15 @@ typedef struct ax_api {
     /* ---- ABI 1.1 ---- */
     /* Erlang's exit/2; see ax_exit below. */
     int (*exit)(ax_ctx *cx, ax_ref who, const char *reason);
+    /* ---- ABI 1.3 ---- */
+    int (*reply_error)(ax_ctx *cx, int code, const char *text); /* see ax_reply_error */
+    /* ---- ABI 1.4 ---- */
+    uint64_t (*defer)(ax_ctx *cx); /* see ax_defer */
+    int (*reply_token)(ax_ctx *cx, uint64_t token, int code, const char *text, const void *p, size_t n);
+    /* ---- ABI 1.5 ---- */
+    int (*timer_start)(ax_ctx *cx, uint32_t delay_ms, uint32_t interval_ms, uint32_t msg, const void *p, size_t n,
+                       uint64_t *id);
+    int (*timer_cancel)(ax_ctx *cx, uint64_t id);
 } ax_api;
 
 /* The first member of every ax_ctx is the daemon's function table. */
@@ -243,6 +252,75 @@ static inline int ax_exit(ax_ctx *cx, ax_ref who, const char *reason)
         return AX_ENOTSUP;
     return ax_api_of(cx)->exit(cx, who, reason);
 }
+/* A business error (ABI 1.3; AX_ENOTSUP from an older daemon): answer the ask being
+ * handled with `code` (a negative AX_E* code) and `text` (NULL: the code's own text; at
+ * most AX_ERROR_TEXT_MAX bytes are sent). The asker gets both: an actor as m->status with
+ * the text as m->data, a client as an ERROR frame with the text, a remote asker through
+ * its node. The actor keeps running (returning an error code from a handler instead ends
+ * it). A no-op returning AX_OK when the message is not an ask or was answered already;
+ * AX_EINVAL for a code that is not negative. */
+#define AX_ERROR_TEXT_MAX 1024
+static inline int ax_reply_error(ax_ctx *cx, int code, const char *text)
+{
+    if (!AX_API_HAS(cx, reply_error))
+        return AX_ENOTSUP;
+    return ax_api_of(cx)->reply_error(cx, code, text);
+}
+
+/* Deferred replies (ABI 1.4; 0 / AX_ENOTSUP from an older daemon). ax_defer takes over
+ * the answer of the ask being handled and returns a token for it: 0 when the message is
+ * not an ask, was answered already, or the actor has AX_TOKENS_MAX open tokens (answer it
+ * now then). The handler returns without answering; a later handler of the same actor
+ * (any message, a timer, a reply to an ask of its own) answers it once with
+ * ax_reply_token or ax_reply_token_error (the text as for ax_reply_error). A token is the
+ * actor's: another actor's token, a token answered already and 0 are AX_ENOTFOUND. The
+ * asker's own timeout still runs: a token answered after it is dropped (counted as a late
+ * reply). When the incarnation ends (stop, failure, restart) its open tokens answer their
+ * askers with AX_ENOPROC. Askers may be actors, clients or remote nodes. Only from the
+ * actor's own handlers (cx of that actor). */
+#define AX_TOKENS_MAX 4096
+static inline uint64_t ax_defer(ax_ctx *cx)
+{
+    return AX_API_HAS(cx, defer) ? ax_api_of(cx)->defer(cx) : 0;
+}
+static inline int ax_reply_token(ax_ctx *cx, uint64_t token, const void *p, size_t n)
+{
+    if (!AX_API_HAS(cx, reply_token))
+        return AX_ENOTSUP;
+    return ax_api_of(cx)->reply_token(cx, token, AX_OK, NULL, p, n);
+}
+static inline int ax_reply_token_error(ax_ctx *cx, uint64_t token, int code, const char *text)
+{
+    if (!AX_API_HAS(cx, reply_token))
+        return AX_ENOTSUP;
+    if (code >= 0)
+        return AX_EINVAL;
+    return ax_api_of(cx)->reply_token(cx, token, code, text, NULL, 0);
+}
+
+/* Timers of the running actor (ABI 1.5; AX_ENOTSUP from an older daemon): after
+ * delay_ms, then every interval_ms (0: once), the actor receives message `msg` with a
+ * copy of the payload (m->from = AX_REF_NONE, m->tag = the timer id), on its own worker.
+ * A tick that finds the mailbox full is skipped (counted as mailbox_full), the timer goes
+ * on. *id (never 0) names it for ax_timer_cancel (AX_ENOTFOUND for an unknown id or a
+ * one-shot timer that fired). Timers end with the incarnation (stop, failure, restart:
+ * a restarted actor starts with none); AX_TIMERS_MAX per actor (then AX_EFULL). */
+#define AX_TIMERS_MAX 1024
+static inline int ax_timer_start(ax_ctx *cx, uint32_t delay_ms, uint32_t interval_ms, const char *msg, const void *p,
+                                 size_t n, uint64_t *id)
+{
+    if (!AX_API_HAS(cx, timer_start))
+        return AX_ENOTSUP;
+    uint32_t mid = ax_msg_id(cx, msg);
+    return mid ? ax_api_of(cx)->timer_start(cx, delay_ms, interval_ms, mid, p, n, id) : AX_EINVAL;
+}
+static inline int ax_timer_cancel(ax_ctx *cx, uint64_t id)
+{
+    if (!AX_API_HAS(cx, timer_cancel))
+        return AX_ENOTSUP;
+    return ax_api_of(cx)->timer_cancel(cx, id);
+}
+
 static inline uint64_t ax_ctx_epoch(ax_ctx *cx) { return ax_api_of(cx)->epoch(cx); }
 /* Routed ("ensure") messages to the keyed actor of (type, key) anywhere in the cluster;
  * AX_ENOTSUP from a daemon older than this ABI addition. */

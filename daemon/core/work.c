@@ -1,0 +1,211 @@
+/* What an actor incarnation holds besides its state (ABI 1.3 to 1.5, plugin.h): business
+ * errors, deferred-reply tokens and timers. Tokens and timers belong to one incarnation:
+ * axd_actor_work_end (on stop, failure, restart) answers the open tokens with ENOPROC and
+ * stops the timers. Everything here runs on the actor's worker. */
+#include <string.h>
+
+#include "ax_mem.h"
+#include "core_int.h"
+#include "workers.h"
+
+typedef struct axd_token {
+    uint64_t id;
+    uint32_t ask, ask_gen;
+    uint8_t ask_worker;
+} axd_token;
+
+typedef struct axd_atimer {
+    ev_timer t;
+    struct axd_atimer *next, *prev;
+    axd_rt *s;
+    axd_actor *a;
+    uint64_t id;
+    uint32_t msg;
+    size_t n;
+    uint8_t data[];
+} axd_atimer;
+
+struct axd_actor_work {
+    axd_token *tokens;
+    uint32_t n_tokens, cap_tokens;
+    axd_atimer *timers;
+    uint32_t n_timers;
+    uint64_t next_id; /* tokens and timer ids, never 0 */
+};
+
+static axd_actor_work *work_of(axd_actor *a)
+{
+    if (!a->w)
+        a->w = ax_calloc(1, sizeof *a->w);
+    return a->w;
+}
+
+/* The text an error answer carries: the plugin's, or the code's own; bounded. */
+static size_t error_text(int code, const char *text, const char **out)
+{
+    *out = text ? text : ax_strerror(code);
+    size_t n = strlen(*out);
+    return n > AX_ERROR_TEXT_MAX ? AX_ERROR_TEXT_MAX : n;
+}
+
+int axd_api_reply_error(ax_ctx *cx, int code, const char *text)
+{
+    if (code >= 0)
+        return AX_EINVAL;
+    if (!cx->cur || !cx->cur->ask || cx->replied)
+        return AX_OK;
+    cx->replied = 1;
+    const char *t;
+    size_t n = error_text(code, text, &t);
+    axd_xw_answer(cx->srv, cx->cur, code, t, n);
+    return AX_OK;
+}
+
+uint64_t axd_api_defer(ax_ctx *cx)
+{
+    if (!cx->self || !cx->cur || !cx->cur->ask || cx->replied)
+        return 0;
+    axd_actor_work *w = work_of(cx->self);
+    if (w->n_tokens >= AX_TOKENS_MAX)
+        return 0;
+    if (w->n_tokens == w->cap_tokens) {
+        w->cap_tokens = w->cap_tokens ? 2 * w->cap_tokens : 8;
+        w->tokens = ax_realloc(w->tokens, w->cap_tokens * sizeof *w->tokens);
+    }
+    axd_token *k = &w->tokens[w->n_tokens++];
+    k->id = ++w->next_id;
+    k->ask = cx->cur->ask;
+    k->ask_gen = cx->cur->ask_gen;
+    k->ask_worker = cx->cur->ask_worker;
+    cx->replied = 1; /* answered through the token, not when the handler returns */
+    return k->id;
+}
+
+int axd_api_reply_token(ax_ctx *cx, uint64_t token, int code, const char *text, const void *p, size_t n)
+{
+    if (!cx->self)
+        return AX_EINVAL;
+    if (code > 0)
+        return AX_EINVAL;
+    axd_actor_work *w = cx->self->w;
+    for (uint32_t i = 0; token && w && i < w->n_tokens; i++) {
+        if (w->tokens[i].id != token)
+            continue;
+        axd_env back = {.ask = w->tokens[i].ask, .ask_gen = w->tokens[i].ask_gen,
+                        .ask_worker = w->tokens[i].ask_worker};
+        w->tokens[i] = w->tokens[--w->n_tokens];
+        cx->srv->ctr.replies++;
+        if (code == AX_OK) {
+            axd_xw_answer(cx->srv, &back, AX_OK, p, n);
+        } else {
+            const char *t;
+            size_t tn = error_text(code, text, &t);
+            axd_xw_answer(cx->srv, &back, code, t, tn);
+        }
+        return AX_OK;
+    }
+    return AX_ENOTFOUND; /* not this actor's, answered already, or 0 */
+}
+
+/* ---------------- timers ---------------- */
+
+static void timer_unlink(axd_actor_work *w, axd_atimer *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        w->timers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    w->n_timers--;
+}
+
+static void atimer_cb(struct ev_loop *loop, ev_timer *ev, int revents)
+{
+    (void)loop;
+    (void)revents;
+    axd_atimer *t = ev->data;
+    axd_rt *s = t->s;
+    axd_actor *a = t->a;
+    axd_env *e = axd_env_new(s, t->n);
+    if (e) {
+        if (t->n)
+            memcpy(e->data, t->data, t->n);
+        e->m.id = t->msg;
+        e->m.tag = t->id;
+        if (axd_actor_deliver(s, a, e) != 0)
+            axd_env_free(s, e); /* a full mailbox skips this tick (counted there) */
+    }
+    if (!ev_is_active(&t->t)) { /* one-shot: done */
+        timer_unlink(a->w, t);
+        ax_free(t);
+    }
+}
+
+int axd_api_timer_start(ax_ctx *cx, uint32_t delay_ms, uint32_t interval_ms, uint32_t msg, const void *p, size_t n,
+                        uint64_t *id)
+{
+    axd_rt *s = cx->srv;
+    if (!cx->self || !msg || !axd_msg_valid(s->msgs, msg) || (n && !p))
+        return AX_EINVAL;
+    axd_actor_work *w = work_of(cx->self);
+    if (w->n_timers >= AX_TIMERS_MAX)
+        return AX_EFULL;
+    axd_atimer *t = ax_try_malloc(sizeof *t + n);
+    if (!t)
+        return AX_ENOMEM;
+    memset(t, 0, sizeof *t);
+    t->s = s;
+    t->a = cx->self;
+    t->id = ++w->next_id;
+    t->msg = msg;
+    t->n = n;
+    if (n)
+        memcpy(t->data, p, n);
+    ev_timer_init(&t->t, atimer_cb, delay_ms / 1000.0, interval_ms / 1000.0);
+    t->t.data = t;
+    ev_timer_start(s->loop, &t->t);
+    t->next = w->timers;
+    if (w->timers)
+        w->timers->prev = t;
+    w->timers = t;
+    w->n_timers++;
+    if (id)
+        *id = t->id;
+    return AX_OK;
+}
+
+int axd_api_timer_cancel(ax_ctx *cx, uint64_t id)
+{
+    axd_actor_work *w = cx->self ? cx->self->w : NULL;
+    for (axd_atimer *t = w ? w->timers : NULL; t; t = t->next) {
+        if (t->id != id)
+            continue;
+        ev_timer_stop(cx->srv->loop, &t->t);
+        timer_unlink(w, t);
+        ax_free(t);
+        return AX_OK;
+    }
+    return AX_ENOTFOUND;
+}
+
+/* ---------------- the end of an incarnation ---------------- */
+
+void axd_actor_work_end(axd_rt *s, axd_actor *a)
+{
+    axd_actor_work *w = a->w;
+    if (!w)
+        return;
+    a->w = NULL;
+    for (uint32_t i = 0; i < w->n_tokens; i++) { /* nobody will answer these now */
+        axd_env back = {.ask = w->tokens[i].ask, .ask_gen = w->tokens[i].ask_gen, .ask_worker = w->tokens[i].ask_worker};
+        axd_xw_answer(s, &back, AX_ENOPROC, NULL, 0);
+    }
+    for (axd_atimer *t = w->timers, *next; t; t = next) {
+        next = t->next;
+        ev_timer_stop(s->loop, &t->t);
+        ax_free(t);
+    }
+    ax_free(w->tokens);
+    ax_free(w);
+}

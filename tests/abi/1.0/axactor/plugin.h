@@ -1,0 +1,339 @@
+/* The axactor plugin ABI: what an actor plugin (.so loaded by axactord) sees.
+ * A plugin exports one descriptor, `axactor_plugin`, made with AX_PLUGIN(); it lists
+ * actor types made with AX_ACTOR_TYPE(), each a state struct plus a message table.
+ * The daemon calls back through a function table (ax_api) that only grows: a newer
+ * daemon runs older plugins; a plugin checks AX_API_HAS() before using a newer entry.
+ * Every struct that crosses the boundary starts with its size. */
+#ifndef AXACTOR_PLUGIN_H
+#define AXACTOR_PLUGIN_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "axactor/errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AX_ABI_MAJOR 1
+#define AX_ABI_MINOR 0
+#define AX_PLUGIN_SYMBOL "axactor_plugin"
+
+#define AX_STR_(x) #x
+#define AX_STR(x) AX_STR_(x)
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define AX_ENDIAN_ "be"
+#else
+#define AX_ENDIAN_ "le"
+#endif
+/* What a plugin must share with the daemon beyond the ABI version: pointer size and
+ * byte order. The loader refuses a plugin whose signature differs from its own. */
+#define AX_BUILD_SIGNATURE "axactor-abi-" AX_STR(AX_ABI_MAJOR) "/ptr" AX_STR(__SIZEOF_POINTER__) "/" AX_ENDIAN_
+
+#define AX_EXPORT __attribute__((visibility("default")))
+
+/* A reference to an actor incarnation. node 0 is this node; other values index the
+ * daemon's peer table (cluster). gen distinguishes incarnations of a slot: a ref to a
+ * stopped actor never reaches a newer one (AX_ENOPROC). Restarts keep the ref. */
+typedef struct ax_ref {
+    uint64_t id;
+    uint32_t gen;
+    uint32_t node;
+} ax_ref;
+
+#define AX_REF_NONE ((ax_ref){0, 0, 0})
+static inline int ax_ref_is_none(ax_ref r) { return r.id == 0 && r.gen == 0; }
+static inline int ax_ref_eq(ax_ref a, ax_ref b)
+{
+    return a.id == b.id && a.gen == b.gen && a.node == b.node;
+}
+
+typedef struct ax_ctx ax_ctx; /* opaque; valid only during the callback it is passed to */
+
+/* A message as a handler sees it. Borrowed: valid until the handler returns. */
+typedef struct ax_msg {
+    uint32_t size;       /* sizeof(ax_msg) as built by the daemon */
+    uint32_t id;         /* interned name id */
+    const char *name;    /* message name, NUL-terminated */
+    const void *data;    /* payload bytes (may be NULL when len == 0) */
+    size_t len;
+    ax_ref from;         /* sending actor, AX_REF_NONE for clients and the system */
+    int32_t status;      /* replies (see ax_ask): AX_OK or the error the ask ended with */
+    uint64_t tag;        /* replies: the tag given to ax_ask; system messages: monitor ref */
+} ax_msg;
+
+/* Handler: return AX_OK, or an error code (an abnormal exit of the actor with reason
+ * "error:<ERRNAME>"; the asker, if any, gets the error). */
+typedef int (*ax_handler_fn)(ax_ctx *cx, void *self, const ax_msg *m);
+typedef int (*ax_start_fn)(ax_ctx *cx, void *self);
+typedef void (*ax_stop_fn)(ax_ctx *cx, void *self, const char *reason);
+
+typedef struct ax_msg_def {
+    const char *name;
+    ax_handler_fn fn;
+} ax_msg_def;
+
+typedef struct ax_actor_type {
+    uint32_t size;          /* sizeof(ax_actor_type) */
+    const char *name;       /* type name, unique in the daemon */
+    size_t state_size;      /* zeroed before on_start */
+    ax_start_fn on_start;   /* may be NULL; an error return fails the spawn */
+    ax_stop_fn on_stop;     /* may be NULL; called once per incarnation */
+    const ax_msg_def *msgs; /* the message table */
+    size_t n_msgs;
+    void *spare[4];
+} ax_actor_type;
+
+typedef struct ax_plugin_desc {
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    uint32_t size;              /* sizeof(ax_plugin_desc) */
+    const char *signature;      /* AX_BUILD_SIGNATURE */
+    const char *name;
+    const ax_actor_type *const *types;
+    size_t n_types;
+    void *spare[4];
+} ax_plugin_desc;
+
+/* Restart policies (Erlang's): permanent always, transient only after an abnormal
+ * exit, temporary never. */
+enum ax_restart { AX_RESTART_TEMPORARY = 0, AX_RESTART_TRANSIENT = 1, AX_RESTART_PERMANENT = 2 };
+/* What happens to queued user messages when an actor restarts. */
+enum ax_mailbox_policy { AX_MAILBOX_KEEP = 0, AX_MAILBOX_DRAIN_AND_DROP = 1 };
+
+typedef struct ax_spawn_opts {
+    uint32_t size;             /* sizeof(ax_spawn_opts) */
+    const char *name;          /* registered name, or NULL */
+    uint32_t mailbox_cap;      /* 0 = daemon default */
+    uint8_t restart;           /* enum ax_restart */
+    uint8_t mailbox_policy;    /* enum ax_mailbox_policy */
+    uint8_t trap_exit;
+    uint8_t reserved_;
+    uint32_t max_restarts;     /* intensity: at most this many ... */
+    uint32_t restart_window_ms;/* ... within this window; 0 = defaults */
+    uint32_t backoff_ms;       /* delay before a restart */
+    uint32_t idle_timeout_ms;  /* keyed actors: 0 = daemon default, UINT32_MAX = never */
+    ax_ref link_to;            /* link atomically at spawn, or AX_REF_NONE */
+} ax_spawn_opts;
+
+#define AX_SPAWN_OPTS_INIT {.size = sizeof(ax_spawn_opts)}
+
+enum ax_log_level { AX_LOG_ERROR = 0, AX_LOG_WARN = 1, AX_LOG_INFO = 2, AX_LOG_DEBUG = 3 };
+
+/* The daemon's function table. Append only; never reorder. */
+typedef struct ax_api {
+    uint32_t size;      /* sizeof(ax_api) of the daemon */
+    uint32_t abi_minor; /* the daemon's AX_ABI_MINOR */
+    /* intern a message name; 0 on an invalid name */
+    uint32_t (*msg_id)(ax_ctx *cx, const char *name);
+    ax_ref (*self)(ax_ctx *cx);
+    /* tell: copy payload and enqueue; AX_EFULL if the mailbox is full, AX_ENOPROC if gone */
+    int (*tell)(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n);
+    /* ask: the reply arrives later as message reply_msg with m->tag = tag and
+     * m->status = AX_OK, or an error (AX_ETIMEDOUT, AX_ENOPROC, the handler's error). */
+    int (*ask)(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n,
+               uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag);
+    /* reply to the message being handled (if it was an ask; else a no-op returning AX_OK) */
+    int (*reply)(ax_ctx *cx, const void *p, size_t n);
+    int (*spawn)(ax_ctx *cx, const char *type, const ax_spawn_opts *o, ax_ref *out);
+    int (*stop)(ax_ctx *cx, ax_ref who, const char *reason);
+    /* fail the running actor with reason (abnormal exit after the handler returns) */
+    int (*fail)(ax_ctx *cx, const char *reason);
+    int (*lookup)(ax_ctx *cx, const char *name, ax_ref *out);
+    void (*log)(ax_ctx *cx, int level, const char *text);
+    uint64_t (*epoch)(ax_ctx *cx); /* shard epoch of a keyed actor; 0 if not sharded */
+    double (*now)(ax_ctx *cx);     /* event loop time, seconds */
+    /* deliver msg to `to` after ms milliseconds (a timer; canceled if to is gone) */
+    int (*send_after)(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, uint32_t ms);
+    int (*link)(ax_ctx *cx, ax_ref other);
+    int (*unlink)(ax_ctx *cx, ax_ref other);
+    int (*monitor)(ax_ctx *cx, ax_ref other, uint64_t *mref);
+    int (*demonitor)(ax_ctx *cx, uint64_t mref, int flush);
+    int (*trap_exit)(ax_ctx *cx, int on);
+    int (*get_or_spawn)(ax_ctx *cx, const char *type, const char *key,
+                        const ax_spawn_opts *o, ax_ref *out);
+    int (*subscribe_events)(ax_ctx *cx, int on); /* lifecycle events as "$event" messages */
+    const char *(*key)(ax_ctx *cx); /* the running keyed actor's key, or NULL */
+    /* Routed messages to the keyed actor of (type, key), wherever in the cluster its
+     * shard lives: "ensure" spawns it if absent; direct != 0 delivers only to a live
+     * one (else the reply is AX_ENOTFOUND). A message to another node may still fail
+     * there; tell_key then loses it, ask_key's reply carries the error. */
+    int (*tell_key)(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
+                    int direct);
+    int (*ask_key)(ax_ctx *cx, const char *type, const char *key, uint32_t msg, const void *p, size_t n,
+                   uint32_t timeout_ms, uint32_t reply_msg, uint64_t tag, int direct);
+} ax_api;
+
+/* The first member of every ax_ctx is the daemon's function table. */
+static inline const ax_api *ax_api_of(ax_ctx *cx) { return *(const ax_api *const *)(void *)cx; }
+#define AX_API_HAS(cx, fn) \
+    (offsetof(ax_api, fn) + sizeof(((ax_api *)0)->fn) <= ax_api_of(cx)->size && ax_api_of(cx)->fn)
+
+/* ---- convenience wrappers ---- */
+static inline uint32_t ax_msg_id(ax_ctx *cx, const char *name) { return ax_api_of(cx)->msg_id(cx, name); }
+static inline ax_ref ax_self(ax_ctx *cx) { return ax_api_of(cx)->self(cx); }
+static inline int ax_tell_id(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n)
+{
+    return ax_api_of(cx)->tell(cx, to, msg, p, n);
+}
+static inline int ax_tell(ax_ctx *cx, ax_ref to, const char *msg, const void *p, size_t n)
+{
+    uint32_t id = ax_msg_id(cx, msg);
+    return id ? ax_tell_id(cx, to, id, p, n) : AX_EINVAL;
+}
+static inline int ax_ask(ax_ctx *cx, ax_ref to, const char *msg, const void *p, size_t n,
+                         uint32_t timeout_ms, const char *reply_msg, uint64_t tag)
+{
+    uint32_t id = ax_msg_id(cx, msg), rid = ax_msg_id(cx, reply_msg);
+    if (!id || !rid)
+        return AX_EINVAL;
+    return ax_api_of(cx)->ask(cx, to, id, p, n, timeout_ms, rid, tag);
+}
+static inline int ax_reply(ax_ctx *cx, const void *p, size_t n) { return ax_api_of(cx)->reply(cx, p, n); }
+/* Reply with a signed integer as decimal text (what axctl prints). */
+static inline int ax_reply_i64(ax_ctx *cx, int64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
+    return ax_reply(cx, buf, (size_t)n);
+}
+static inline int ax_reply_str(ax_ctx *cx, const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return ax_reply(cx, s, n);
+}
+static inline int ax_fail(ax_ctx *cx, const char *reason) { return ax_api_of(cx)->fail(cx, reason); }
+static inline int ax_spawn(ax_ctx *cx, const char *type, const ax_spawn_opts *o, ax_ref *out)
+{
+    return ax_api_of(cx)->spawn(cx, type, o, out);
+}
+static inline int ax_stop(ax_ctx *cx, ax_ref who, const char *reason) { return ax_api_of(cx)->stop(cx, who, reason); }
+static inline uint64_t ax_ctx_epoch(ax_ctx *cx) { return ax_api_of(cx)->epoch(cx); }
+/* Routed ("ensure") messages to the keyed actor of (type, key) anywhere in the cluster;
+ * AX_ENOTSUP from a daemon older than this ABI addition. */
+static inline int ax_tell_key(ax_ctx *cx, const char *type, const char *key, const char *msg, const void *p,
+                              size_t n)
+{
+    uint32_t id = ax_msg_id(cx, msg);
+    if (!AX_API_HAS(cx, tell_key))
+        return AX_ENOTSUP;
+    return id ? ax_api_of(cx)->tell_key(cx, type, key, id, p, n, 0) : AX_EINVAL;
+}
+static inline int ax_ask_key(ax_ctx *cx, const char *type, const char *key, const char *msg, const void *p,
+                             size_t n, uint32_t timeout_ms, const char *reply_msg, uint64_t tag)
+{
+    uint32_t id = ax_msg_id(cx, msg), rid = ax_msg_id(cx, reply_msg);
+    if (!AX_API_HAS(cx, ask_key))
+        return AX_ENOTSUP;
+    if (!id || !rid)
+        return AX_EINVAL;
+    return ax_api_of(cx)->ask_key(cx, type, key, id, p, n, timeout_ms, rid, tag, 0);
+}
+static inline void ax_plog(ax_ctx *cx, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static inline void ax_plog(ax_ctx *cx, int level, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ax_api_of(cx)->log(cx, level, buf);
+}
+
+/* Supervision from plugin code (Erlang semantics; see PROTOCOL.md "Lifecycle events and
+ * monitors"). System messages arrive at handlers declared under these names:
+ *   "$exit"  a linked actor exited and this actor traps exits: m->from = the actor,
+ *            data = the reason ("noproc" when linking to a dead actor);
+ *   "$down"  a monitored actor exited: m->tag = the monitor ref, m->from = the actor,
+ *            data = its reason ("noproc", or "noconnection" when its node was lost);
+ *   "$event" a lifecycle event (after ax_subscribe_events): data = a JSON document.
+ * A type without such a handler simply does not receive them. */
+static inline int ax_link(ax_ctx *cx, ax_ref other) { return ax_api_of(cx)->link(cx, other); }
+static inline int ax_unlink(ax_ctx *cx, ax_ref other) { return ax_api_of(cx)->unlink(cx, other); }
+static inline int ax_monitor(ax_ctx *cx, ax_ref other, uint64_t *mref) { return ax_api_of(cx)->monitor(cx, other, mref); }
+/* flush != 0: a "$down" for mref already queued is removed too */
+static inline int ax_demonitor(ax_ctx *cx, uint64_t mref, int flush) { return ax_api_of(cx)->demonitor(cx, mref, flush); }
+static inline int ax_trap_exit(ax_ctx *cx, int on) { return ax_api_of(cx)->trap_exit(cx, on); }
+static inline int ax_subscribe_events(ax_ctx *cx, int on) { return ax_api_of(cx)->subscribe_events(cx, on); }
+static inline int ax_get_or_spawn(ax_ctx *cx, const char *type, const char *key, const ax_spawn_opts *o, ax_ref *out)
+{
+    return ax_api_of(cx)->get_or_spawn(cx, type, key, o, out);
+}
+static inline int ax_lookup(ax_ctx *cx, const char *name, ax_ref *out) { return ax_api_of(cx)->lookup(cx, name, out); }
+static inline int ax_send_after(ax_ctx *cx, ax_ref to, const char *msg, const void *p, size_t n, uint32_t ms)
+{
+    uint32_t id = ax_msg_id(cx, msg);
+    return id ? ax_api_of(cx)->send_after(cx, to, id, p, n, ms) : AX_EINVAL;
+}
+
+/* Parse a payload as a decimal int64 (optional sign, no spaces). 0 or AX_EINVAL. */
+static inline int ax_msg_i64(const ax_msg *m, int64_t *out)
+{
+    const unsigned char *p = (const unsigned char *)m->data;
+    size_t i = 0, n = m->len;
+    int neg = 0;
+    uint64_t v = 0, lim;
+    if (n == 0)
+        return AX_EINVAL;
+    if (p[0] == '-' || p[0] == '+') {
+        neg = p[0] == '-';
+        i = 1;
+        if (n == 1)
+            return AX_EINVAL;
+    }
+    lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return AX_EINVAL;
+        if (v > (lim - (uint64_t)(p[i] - '0')) / 10)
+            return AX_EINVAL;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return AX_OK;
+}
+
+/* ---- declaring actor types and plugins ----
+ *   typedef struct { int64_t n; } counter;
+ *   static int inc(ax_ctx *cx, counter *self, const ax_msg *m) { self->n++; return AX_OK; }
+ *   AX_ACTOR_TYPE(counter_type, "counter", counter, NULL, NULL,
+ *                 AX_MSG("inc", inc), AX_MSG("get", get));
+ *   AX_PLUGIN("counter", &counter_type);
+ * Handlers and hooks take a pointer to the state type; the table stores them as the
+ * generic signatures above (same calling convention, the state pointer as void *). */
+#define AX_MSG(nm, fn) {(nm), (ax_handler_fn)(void (*)(void))(fn)}
+
+#define AX_ACTOR_TYPE(var, tname, state_t, start_fn, stop_fn, ...)                                   \
+    static const ax_msg_def var##_msgs_[] = {__VA_ARGS__};                                           \
+    static const ax_actor_type var = {                                                               \
+        .size = sizeof(ax_actor_type),                                                               \
+        .name = (tname),                                                                             \
+        .state_size = sizeof(state_t),                                                               \
+        .on_start = (ax_start_fn)(void (*)(void))(start_fn),                                         \
+        .on_stop = (ax_stop_fn)(void (*)(void))(stop_fn),                                            \
+        .msgs = var##_msgs_,                                                                         \
+        .n_msgs = sizeof(var##_msgs_) / sizeof(var##_msgs_[0]),                                      \
+    }
+
+#define AX_PLUGIN(pname, ...)                                                                        \
+    static const ax_actor_type *const ax_plugin_types_[] = {__VA_ARGS__};                            \
+    AX_EXPORT extern const ax_plugin_desc axactor_plugin;                                            \
+    const ax_plugin_desc axactor_plugin = {                                                          \
+        .abi_major = AX_ABI_MAJOR,                                                                   \
+        .abi_minor = AX_ABI_MINOR,                                                                   \
+        .size = sizeof(ax_plugin_desc),                                                              \
+        .signature = AX_BUILD_SIGNATURE,                                                             \
+        .name = (pname),                                                                             \
+        .types = ax_plugin_types_,                                                                   \
+        .n_types = sizeof(ax_plugin_types_) / sizeof(ax_plugin_types_[0]),                           \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+#endif

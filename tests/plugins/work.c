@@ -1,0 +1,230 @@
+/* Test plugin for the ABI 1.3..1.5 calls: business errors, deferred replies, timers.
+ *   find NAME       "found", or ax_reply_error(ENOTFOUND, "no such user: NAME") for "missing"
+ *   handled         how many messages this incarnation handled (it survives a business error)
+ *   defer           take the ask over with ax_defer; nothing is answered now
+ *   defer_twice     ax_defer twice on one ask: reply the second's token (must be 0)
+ *   answer TEXT     answer the oldest open token with TEXT; reply "ok" or the error name
+ *   answer_err      answer the oldest open token with ax_reply_token_error(EBUSY, "later, please")
+ *   answer_again    answer the token answered last once more; reply the error name
+ *   tokens          open tokens
+ *   every MS        start a periodic timer "tick" every MS ms; reply its id
+ *   once MS         a one-shot timer "tick" after MS ms; reply its id
+ *   cancel ID       ax_timer_cancel; reply "ok" or the error name
+ *   ticks           ticks received (payload of the last one after a colon)
+ *   crash           fail (a permanent actor restarts: tokens answer ENOPROC, timers end)
+ *   ask NAME MSG    ask actor NAME message MSG (payload "missing"); the answer arrives as "got"
+ *   got             (the answer) recorded as "STATUS:TEXT"
+ *   last            the last "got" */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "axactor/plugin.h"
+
+typedef struct work {
+    int64_t handled, ticks;
+    uint64_t tokens[64];
+    int n_tokens;
+    uint64_t last_answered;
+    char last[160];
+    char last_tick[32];
+} work;
+
+/* (plugins see no daemon symbols: ax_errname is libaxproto's) */
+static const char *ename(int rc)
+{
+    switch (rc) {
+    case AX_OK: return "OK";
+    case AX_ENOTFOUND: return "ENOTFOUND";
+    case AX_EBUSY: return "EBUSY";
+    case AX_ENOPROC: return "ENOPROC";
+    case AX_EINVAL: return "EINVAL";
+    case AX_EFULL: return "EFULL";
+    case AX_ENOTSUP: return "ENOTSUP";
+    case AX_ETIMEDOUT: return "ETIMEDOUT";
+    default: return "E?";
+    }
+}
+
+static const char *text_of(const ax_msg *m, char *buf, size_t cap)
+{
+    size_t n = m->len < cap - 1 ? m->len : cap - 1;
+    if (n)
+        memcpy(buf, m->data, n);
+    buf[n] = 0;
+    return buf;
+}
+
+static int w_find(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    char name[64], text[96];
+    w->handled++;
+    text_of(m, name, sizeof name);
+    if (!strcmp(name, "missing")) {
+        snprintf(text, sizeof text, "no such user: %s", name);
+        return ax_reply_error(cx, AX_ENOTFOUND, text);
+    }
+    return ax_reply_str(cx, "found");
+}
+
+static int w_handled(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    return ax_reply_i64(cx, ++w->handled);
+}
+
+static int w_defer(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    w->handled++;
+    uint64_t t = ax_defer(cx);
+    if (t && w->n_tokens < 64)
+        w->tokens[w->n_tokens++] = t;
+    return AX_OK;
+}
+
+static int w_defer_twice(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    w->handled++;
+    uint64_t a = ax_defer(cx), b = ax_defer(cx);
+    int rc = ax_reply_token(cx, a, b ? "second token" : "0", b ? 12 : 1);
+    return rc;
+}
+
+static int w_answer(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    char text[64];
+    w->handled++;
+    if (!w->n_tokens)
+        return ax_reply_str(cx, "ENOTFOUND");
+    uint64_t t = w->tokens[0];
+    memmove(w->tokens, w->tokens + 1, (size_t)(--w->n_tokens) * sizeof w->tokens[0]);
+    text_of(m, text, sizeof text);
+    int rc = ax_reply_token(cx, t, text, strlen(text));
+    w->last_answered = t;
+    return ax_reply_str(cx, rc ? ename(rc) : "ok");
+}
+
+static int w_answer_err(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    w->handled++;
+    if (!w->n_tokens)
+        return ax_reply_str(cx, "ENOTFOUND");
+    uint64_t t = w->tokens[0];
+    memmove(w->tokens, w->tokens + 1, (size_t)(--w->n_tokens) * sizeof w->tokens[0]);
+    int rc = ax_reply_token_error(cx, t, AX_EBUSY, "later, please");
+    w->last_answered = t;
+    return ax_reply_str(cx, rc ? ename(rc) : "ok");
+}
+
+static int w_answer_again(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    w->handled++;
+    int rc = ax_reply_token(cx, w->last_answered, "again", 5);
+    return ax_reply_str(cx, rc ? ename(rc) : "ok");
+}
+
+static int w_tokens(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    return ax_reply_i64(cx, w->n_tokens);
+}
+
+static int start_timer(ax_ctx *cx, const ax_msg *m, int periodic)
+{
+    char buf[32];
+    int ms = (int)strtol(text_of(m, buf, sizeof buf), NULL, 10);
+    uint64_t id = 0;
+    int rc = ax_timer_start(cx, (uint32_t)ms, periodic ? (uint32_t)ms : 0, "tick", "tock", 4, &id);
+    if (rc)
+        return ax_reply_error(cx, rc, "timer_start failed");
+    return ax_reply_i64(cx, (int64_t)id);
+}
+
+static int w_every(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    w->handled++;
+    return start_timer(cx, m, 1);
+}
+
+static int w_once(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    w->handled++;
+    return start_timer(cx, m, 0);
+}
+
+static int w_cancel(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    int64_t id;
+    w->handled++;
+    if (ax_msg_i64(m, &id))
+        return AX_EINVAL;
+    int rc = ax_timer_cancel(cx, (uint64_t)id);
+    return ax_reply_str(cx, rc ? ename(rc) : "ok");
+}
+
+static int w_tick(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)cx;
+    w->ticks++;
+    text_of(m, w->last_tick, sizeof w->last_tick);
+    return AX_OK;
+}
+
+static int w_ticks(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%lld:%s", (long long)w->ticks, w->last_tick);
+    return ax_reply_str(cx, buf);
+}
+
+static int w_crash(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)cx, (void)w, (void)m;
+    return AX_EFAILED;
+}
+
+static int w_ask(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    char buf[128], *sp;
+    w->handled++;
+    text_of(m, buf, sizeof buf);
+    sp = strchr(buf, ' ');
+    if (!sp)
+        return AX_EINVAL;
+    *sp = 0;
+    ax_ref to;
+    int rc = ax_lookup(cx, buf, &to);
+    if (!rc)
+        rc = ax_ask(cx, to, sp + 1, "missing", 7, 3000, "got", 1);
+    if (rc)
+        snprintf(w->last, sizeof w->last, "%s:refused", ename(rc));
+    return AX_OK;
+}
+
+static int w_got(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)cx;
+    char text[128];
+    snprintf(w->last, sizeof w->last, "%s:%s", ename(m->status), text_of(m, text, sizeof text));
+    return AX_OK;
+}
+
+static int w_last(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    return ax_reply_str(cx, w->last);
+}
+
+AX_ACTOR_TYPE(work_type, "work", work, NULL, NULL, AX_MSG("find", w_find), AX_MSG("handled", w_handled),
+              AX_MSG("defer", w_defer), AX_MSG("defer_twice", w_defer_twice), AX_MSG("answer", w_answer),
+              AX_MSG("answer_err", w_answer_err), AX_MSG("answer_again", w_answer_again), AX_MSG("tokens", w_tokens),
+              AX_MSG("every", w_every), AX_MSG("once", w_once), AX_MSG("cancel", w_cancel), AX_MSG("tick", w_tick),
+              AX_MSG("ticks", w_ticks), AX_MSG("crash", w_crash), AX_MSG("ask", w_ask), AX_MSG("got", w_got),
+              AX_MSG("last", w_last));
+
+AX_PLUGIN("work", &work_type);

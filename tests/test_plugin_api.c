@@ -1,0 +1,273 @@
+/* The plugin API for actors that do real work (ABI 1.3..1.5, include/axactor/plugin.h),
+ * against a real daemon with tests/plugins/work.c: business errors that leave the actor
+ * running, deferred replies answered from later handlers (to clients and to actors; an
+ * unanswered token times out for its asker, an incarnation's end answers ENOPROC), and
+ * timers (periodic, one-shot, canceled, gone with the incarnation). Run with 1 and 2
+ * workers (AX_TEST_WORKERS). */
+#include "axactor/client.h"
+#include "axactor/plugin.h"
+#include "harness.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const WORK[] = {"-p", "work", NULL};
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Ask and return the reply text (caller frees), or NULL with *rc the error. */
+static char *ask(axc_conn *c, const char *name, const char *msg, const char *payload, int timeout_ms, int *rc)
+{
+    axc_target t = axc_by_name(name);
+    void *r = NULL;
+    size_t n = 0;
+    *rc = axc_ask(c, &t, msg, payload, payload ? strlen(payload) : 0, timeout_ms, &r, &n);
+    return *rc ? NULL : r;
+}
+
+static void expect(axc_conn *c, const char *name, const char *msg, const char *payload, const char *want)
+{
+    int rc;
+    char *v = ask(c, name, msg, payload, 5000, &rc);
+    ck_assert_msg(rc == 0, "ask %s %s %s: %s (%s)", name, msg, payload ? payload : "", ax_errname(rc), axc_errmsg(c));
+    ck_assert_msg(!strcmp(v, want), "ask %s %s %s: '%s', want '%s'", name, msg, payload ? payload : "", v, want);
+    axc_free(v);
+}
+
+static void spawn(axc_conn *c, const char *name, const char *cfg)
+{
+    axc_ref r;
+    int rc = axc_spawn(c, "work", name, cfg, &r);
+    ck_assert_msg(rc == 0, "spawn %s: %s (%s)", name, ax_errname(rc), axc_errmsg(c));
+}
+
+/* Wait (bounded) until ask name msg answers want. */
+static void wait_for(axc_conn *c, const char *name, const char *msg, const char *want, int ms)
+{
+    char *v = NULL;
+    for (int i = 0; i < ms / 10; i++) {
+        int rc;
+        v = ask(c, name, msg, NULL, 2000, &rc);
+        if (v && !strcmp(v, want)) {
+            axc_free(v);
+            return;
+        }
+        axc_free(v);
+        sleep_ms(10);
+    }
+    int rc;
+    v = ask(c, name, msg, NULL, 2000, &rc);
+    ck_abort_msg("%s %s: '%s' after %d ms, want '%s'", name, msg, v ? v : ax_errname(rc), ms, want);
+}
+
+START_TEST(a_business_error_reaches_the_asker_with_its_text_and_the_actor_lives_on)
+{
+    ax_h_daemon *d = ax_h_start(WORK);
+    axc_conn *c = ax_h_connect(d);
+    spawn(c, "u", NULL);
+    expect(c, "u", "find", "alice", "found");
+    int rc;
+    char *v = ask(c, "u", "find", "missing", 5000, &rc);
+    ck_assert_ptr_null(v);
+    ck_assert_int_eq(rc, AX_ENOTFOUND);
+    ck_assert_str_eq(axc_errmsg(c), "no such user: missing");
+    expect(c, "u", "handled", NULL, "3"); /* the same incarnation: nothing restarted it */
+    /* an actor asker gets the code as m->status and the text as the payload */
+    spawn(c, "asker", NULL);
+    expect(c, "asker", "ask", "u find", "");
+    wait_for(c, "asker", "last", "ENOTFOUND:no such user: missing", 3000);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+START_TEST(a_deferred_reply_is_answered_from_a_later_message_once)
+{
+    ax_h_daemon *d = ax_h_start(WORK);
+    axc_conn *c = ax_h_connect(d), *c2 = ax_h_connect(d);
+    spawn(c, "svc", NULL);
+    /* c asks "defer" and waits; c2 makes the actor answer it */
+    axc_target t = axc_by_name("svc");
+    uint32_t id;
+    ck_assert_int_eq(axc_send_ask(c, &t, "defer", NULL, 0, 5000, &id), 0);
+    ck_assert_int_eq(axc_flush(c), 0);
+    wait_for(c2, "svc", "tokens", "1", 3000);
+    axc_result r;
+    ck_assert_int_eq(axc_poll_result(c, 100, &r), 0); /* not answered yet */
+    expect(c2, "svc", "answer", "later answer", "ok");
+    ck_assert_int_eq(axc_poll_result(c, 3000, &r), 1);
+    ck_assert_uint_eq(r.req_id, id);
+    ck_assert_int_eq(r.status, AX_OK);
+    ck_assert_mem_eq(r.data, "later answer", 12);
+    axc_free(r.data);
+    /* a token answered twice: the second is an error */
+    expect(c2, "svc", "answer_again", NULL, "ENOTFOUND");
+    /* an error through a token, with its text */
+    ck_assert_int_eq(axc_send_ask(c, &t, "defer", NULL, 0, 5000, &id), 0);
+    ck_assert_int_eq(axc_flush(c), 0);
+    wait_for(c2, "svc", "tokens", "1", 3000);
+    expect(c2, "svc", "answer_err", NULL, "ok");
+    ck_assert_int_eq(axc_poll_result(c, 3000, &r), 1);
+    ck_assert_int_eq(r.status, AX_EBUSY);
+    ck_assert_str_eq((const char *)r.data, "later, please"); /* an error's result carries its message */
+    axc_free(r.data);
+    /* one ask, one token: a second ax_defer on the same ask gets 0 */
+    expect(c, "svc", "defer_twice", NULL, "0");
+    /* an actor asker gets its deferred reply as its reply message */
+    spawn(c, "asker", NULL);
+    expect(c, "asker", "ask", "svc defer", "");
+    wait_for(c2, "svc", "tokens", "1", 3000);
+    expect(c2, "svc", "answer", "to an actor", "ok");
+    wait_for(c, "asker", "last", "OK:to an actor", 3000);
+    axc_close(c2);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+START_TEST(an_unanswered_token_times_out_and_the_end_of_the_incarnation_answers_enoproc)
+{
+    ax_h_daemon *d = ax_h_start(WORK);
+    axc_conn *c = ax_h_connect(d), *c2 = ax_h_connect(d);
+    spawn(c, "svc", "{\"restart\":\"permanent\"}");
+    int rc;
+    char *v = ask(c, "svc", "defer", NULL, 200, &rc); /* nobody answers: the asker's timeout */
+    ck_assert_ptr_null(v);
+    ck_assert_int_eq(rc, AX_ETIMEDOUT);
+    expect(c2, "svc", "answer", "too late", "ok"); /* the token was still open: a late reply, dropped */
+    /* open tokens when the actor fails (and restarts): their askers hear ENOPROC */
+    axc_target t = axc_by_name("svc");
+    uint32_t id;
+    ck_assert_int_eq(axc_send_ask(c, &t, "defer", NULL, 0, 5000, &id), 0);
+    ck_assert_int_eq(axc_flush(c), 0);
+    wait_for(c2, "svc", "tokens", "1", 3000);
+    v = ask(c2, "svc", "crash", NULL, 2000, &rc);
+    ck_assert_int_eq(rc, AX_EFAILED);
+    axc_result r;
+    ck_assert_int_eq(axc_poll_result(c, 3000, &r), 1);
+    ck_assert_uint_eq(r.req_id, id);
+    ck_assert_int_eq(r.status, AX_ENOPROC);
+    axc_free(r.data);
+    expect(c2, "svc", "tokens", NULL, "0"); /* the new incarnation has none */
+    /* and when it is stopped */
+    ck_assert_int_eq(axc_send_ask(c, &t, "defer", NULL, 0, 5000, &id), 0);
+    ck_assert_int_eq(axc_flush(c), 0);
+    wait_for(c2, "svc", "tokens", "1", 3000);
+    ck_assert_int_eq(axc_stop(c2, &t), 0);
+    ck_assert_int_eq(axc_poll_result(c, 3000, &r), 1);
+    ck_assert_int_eq(r.status, AX_ENOPROC);
+    axc_free(r.data);
+    axc_close(c2);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+START_TEST(timers_tick_stop_when_canceled_and_end_with_the_incarnation)
+{
+    ax_h_daemon *d = ax_h_start(WORK);
+    axc_conn *c = ax_h_connect(d);
+    spawn(c, "tk", "{\"restart\":\"permanent\"}");
+    int rc;
+    char *id = ask(c, "tk", "every", "20", 2000, &rc);
+    ck_assert_msg(id != NULL, "every: %s (%s)", ax_errname(rc), axc_errmsg(c));
+    /* a periodic timer ticks, with its payload */
+    char *v = NULL;
+    long ticks = 0;
+    for (int i = 0; i < 300 && ticks < 5; i++) {
+        sleep_ms(10);
+        v = ask(c, "tk", "ticks", NULL, 2000, &rc);
+        ticks = v ? strtol(v, NULL, 10) : 0;
+        if (ticks >= 5)
+            ck_assert_msg(strstr(v, ":tock"), "%s", v);
+        axc_free(v);
+    }
+    ck_assert_int_ge(ticks, 5);
+    /* canceled: no more ticks; a second cancel is ENOTFOUND */
+    expect(c, "tk", "cancel", id, "ok");
+    expect(c, "tk", "cancel", id, "ENOTFOUND");
+    axc_free(id);
+    v = ask(c, "tk", "ticks", NULL, 2000, &rc);
+    long at_cancel = strtol(v, NULL, 10);
+    axc_free(v);
+    sleep_ms(120);
+    v = ask(c, "tk", "ticks", NULL, 2000, &rc);
+    ck_assert_int_eq(strtol(v, NULL, 10), at_cancel);
+    axc_free(v);
+    /* one-shot: fires once, then its id is unknown */
+    id = ask(c, "tk", "once", "10", 2000, &rc);
+    ck_assert_ptr_nonnull(id);
+    char want[32];
+    snprintf(want, sizeof want, "%ld:tock", at_cancel + 1);
+    wait_for(c, "tk", "ticks", want, 3000);
+    expect(c, "tk", "cancel", id, "ENOTFOUND");
+    axc_free(id);
+    /* timers end with the incarnation: after a restart nothing ticks */
+    id = ask(c, "tk", "every", "20", 2000, &rc);
+    axc_free(id);
+    v = ask(c, "tk", "crash", NULL, 2000, &rc);
+    ck_assert_int_eq(rc, AX_EFAILED);
+    sleep_ms(120);
+    expect(c, "tk", "ticks", NULL, "0:");
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+/* A plugin binary built from the frozen 1.0 headers (tests/abi/1.0, tests/plugins/abi10.c)
+ * loads into this daemon and what it calls works: tell, ask, reply, send_after, lookup,
+ * an ask to an actor of a newer plugin, a monitor. */
+START_TEST(a_plugin_built_for_abi_1_0_keeps_working)
+{
+    ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "abi10", "-p", "work", NULL});
+    axc_conn *c = ax_h_connect(d);
+    char *doc = NULL;
+    ck_assert_int_eq(axc_plugins(c, &doc), 0);
+    ck_assert_msg(strstr(doc, "\"abi10\"") && strstr(doc, "1.0"), "%s", doc);
+    axc_free(doc);
+    axc_ref r;
+    ck_assert_int_eq(axc_spawn(c, "c10", "old", NULL, &r), 0);
+    ck_assert_int_eq(axc_spawn(c, "c10", "old2", NULL, &r), 0);
+    spawn(c, "new", NULL);
+    axc_target t = axc_by_name("old");
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(axc_tell(c, &t, "inc", NULL, 0), 0);
+    expect(c, "old", "get", NULL, "3");
+    expect(c, "old", "later", "10", "");
+    wait_for(c, "old", "get", "4", 3000);
+    expect(c, "old2", "ask_get", "old", "");
+    wait_for(c, "old2", "last", "0:4", 3000);
+    /* a 1.0 actor monitors an actor of a newer plugin */
+    expect(c, "old2", "watch", "new", "");
+    axc_target tn = axc_by_name("new");
+    ck_assert_int_eq(axc_stop(c, &tn), 0);
+    wait_for(c, "old2", "last", "0:stopped", 3000);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("plugin_api");
+    TCase *tc = tcase_create("daemon");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_business_error_reaches_the_asker_with_its_text_and_the_actor_lives_on);
+    tcase_add_test(tc, a_deferred_reply_is_answered_from_a_later_message_once);
+    tcase_add_test(tc, an_unanswered_token_times_out_and_the_end_of_the_incarnation_answers_enoproc);
+    tcase_add_test(tc, timers_tick_stop_when_canceled_and_end_with_the_incarnation);
+    tcase_add_test(tc, a_plugin_built_for_abi_1_0_keeps_working);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
