@@ -39,6 +39,7 @@ typedef struct opts {
     /* spawn options, as given (checked before connecting) */
     const char *restart, *max_restarts, *restart_window_ms, *backoff_ms, *mailbox_policy, *idle_timeout_ms;
     int trap_exit;
+    const char *arg; /* spawn --arg TEXT */
     /* actors filters */
     const char *f_type, *f_name, *f_state;
 } opts;
@@ -54,6 +55,7 @@ enum {
     OPT_MAILBOX_POLICY,
     OPT_IDLE_TIMEOUT,
     OPT_TRAP_EXIT,
+    OPT_ARG,
     OPT_TYPE,
     OPT_NAME,
     OPT_STATE,
@@ -118,6 +120,8 @@ static void usage(FILE *f)
         "                                 (0 = the daemon's runtime.idle_timeout_ms)\n"
         "        --trap-exit              exits of linked actors arrive as \"$exit\"\n"
         "                                 messages instead of stopping this actor\n"
+        "        --arg TEXT               bytes the actor reads with ax_spawn_arg (in\n"
+        "                                 on_start and later; at most 32768)\n"
         "        --key KEY                get or spawn the keyed actor (TYPE, KEY)\n"
         "        --config JSON            spawn options as a JSON object; keys:\n"
         "                                 mailbox_capacity, restart, max_restarts,\n"
@@ -191,7 +195,7 @@ static void usage(FILE *f)
         "    -m, --mailbox N     spawn: user mailbox capacity\n"
         "    -c, --config JSON   spawn: options as a JSON object\n"
         "        --restart, --max-restarts, --restart-window-ms, --backoff-ms,\n"
-        "        --mailbox-policy, --idle-timeout-ms, --trap-exit\n"
+        "        --mailbox-policy, --idle-timeout-ms, --trap-exit, --arg\n"
         "                        spawn: see the spawn command\n"
         "    -f, --follow        events: keep printing until interrupted\n"
         "    -a, --actor NAME    events: only the actor NAME\n"
@@ -908,7 +912,7 @@ static int spawn_config(const opts *o, const char *name, char **out)
         }
     }
     if (!cfg && !o->mailbox && !o->key && !o->restart && !o->max_restarts && !o->restart_window_ms &&
-        !o->backoff_ms && !o->mailbox_policy && !o->idle_timeout_ms && !o->trap_exit)
+        !o->backoff_ms && !o->mailbox_policy && !o->idle_timeout_ms && !o->trap_exit && !o->arg)
         return 0;
     if (!cfg)
         cfg = cJSON_CreateObject();
@@ -930,6 +934,13 @@ static int spawn_config(const opts *o, const char *name, char **out)
         cfg_set(cfg, "trap_exit", cJSON_CreateTrue());
     if (o->key)
         cfg_set(cfg, "key", cJSON_CreateString(o->key));
+    if (o->arg) {
+        if (strlen(o->arg) > 32768) {
+            cJSON_Delete(cfg);
+            return usage_error("--arg: at most 32768 bytes");
+        }
+        cfg_set(cfg, "arg", cJSON_CreateString(o->arg));
+    }
     *out = cJSON_PrintUnformatted(cfg);
     cJSON_Delete(cfg);
     if (!*out) {
@@ -1138,7 +1149,7 @@ int main(int argc, char **argv)
         {"restart-window-ms", required_argument, NULL, OPT_RESTART_WINDOW},
         {"backoff-ms", required_argument, NULL, OPT_BACKOFF},
         {"mailbox-policy", required_argument, NULL, OPT_MAILBOX_POLICY},
-        {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_TIMEOUT},
+        {"idle-timeout-ms", required_argument, NULL, OPT_IDLE_TIMEOUT}, {"arg", required_argument, NULL, OPT_ARG},
         {"trap-exit", no_argument, NULL, OPT_TRAP_EXIT},
         {"type", required_argument, NULL, OPT_TYPE},
         {"name", required_argument, NULL, OPT_NAME},
@@ -1202,6 +1213,9 @@ int main(int argc, char **argv)
             break;
         case OPT_TRAP_EXIT:
             o.trap_exit = 1;
+            break;
+        case OPT_ARG:
+            o.arg = optarg;
             break;
         case OPT_TYPE:
             o.f_type = optarg;
@@ -1288,10 +1302,10 @@ int main(int argc, char **argv)
     if ((o.f_type || o.f_name || o.f_state) && strcmp(cmd, "actors"))
         return usage_error("--type, --name and --state are only valid with actors");
     if ((o.mailbox || o.config || o.restart || o.max_restarts || o.restart_window_ms || o.backoff_ms ||
-         o.mailbox_policy || o.idle_timeout_ms || o.trap_exit) &&
+         o.mailbox_policy || o.idle_timeout_ms || o.trap_exit || o.arg) &&
         strcmp(cmd, "spawn"))
         return usage_error("--mailbox, --config, --restart, --max-restarts, --restart-window-ms, --backoff-ms, "
-                           "--mailbox-policy, --idle-timeout-ms and --trap-exit are only valid with spawn");
+                           "--mailbox-policy, --idle-timeout-ms, --trap-exit and --arg are only valid with spawn");
     if (o.follow && strcmp(cmd, "events"))
         return usage_error("--follow is only valid with events");
     if (o.actor && strcmp(cmd, "events"))

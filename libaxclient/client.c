@@ -1161,6 +1161,53 @@ AXC_EXPORT int axc_get_or_spawn(axc_conn *c, const char *type, const char *key, 
     return rc;
 }
 
+AXC_EXPORT int axc_spawn_arg(axc_conn *c, const char *type, const char *name, const char *key, const char *config_json,
+                             const void *arg, size_t n, axc_ref *out)
+{
+    static const char hexd[] = "0123456789abcdef";
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    if (n > AXC_SPAWN_ARG_MAX || (n && !arg))
+        return seterr(c, AX_EINVAL, "spawn argument: at most %u bytes", AXC_SPAWN_ARG_MAX);
+    if (key && name && *name)
+        return seterr(c, AX_EINVAL, "a keyed actor has no name");
+    size_t cl = config_json ? strnlen(config_json, AX_CONFIG_MAX + 1) : 0;
+    if (cl > AX_CONFIG_MAX)
+        return seterr(c, AX_ETOOBIG, "spawn config is longer than %u bytes", AX_CONFIG_MAX);
+    const char *rest = "}";
+    if (cl) { /* splice into the caller's object, as axc_get_or_spawn does */
+        const char *q = config_json + strspn(config_json, " \t\r\n");
+        if (*q != '{')
+            return seterr(c, AX_EINVAL, "spawn config is not a JSON object");
+        if (strstr(q, "\"arg\"") || strstr(q, "\"arg_hex\""))
+            return seterr(c, AX_EINVAL, "spawn config must not hold \"arg\": give the argument as bytes");
+        q++;
+        rest = q + strspn(q, " \t\r\n");
+    }
+    ax_wbuf b;
+    ax_wbuf_init(&b);
+    ax_wbuf_put(&b, "{\"arg_hex\":\"", 12);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t h[2] = {(uint8_t)hexd[((const uint8_t *)arg)[i] >> 4], (uint8_t)hexd[((const uint8_t *)arg)[i] & 15]};
+        ax_wbuf_put(&b, h, 2);
+    }
+    ax_wbuf_put(&b, "\"", 1);
+    if (*rest != '}')
+        ax_wbuf_put(&b, ",", 1);
+    ax_wbuf_put(&b, rest, strlen(rest) + 1); /* with the NUL */
+    if (b.err)
+        rc = seterr(c, b.err, "cannot build the spawn config: %s", ax_strerror(b.err));
+    else if (b.len - 1 > AX_CONFIG_MAX)
+        rc = seterr(c, AX_ETOOBIG, "spawn config with the argument is longer than %u bytes", AX_CONFIG_MAX);
+    else if (key)
+        rc = axc_get_or_spawn(c, type, key, (const char *)b.data, out);
+    else
+        rc = axc_spawn(c, type, name, (const char *)b.data, out);
+    ax_wbuf_free(&b);
+    return rc;
+}
+
 AXC_EXPORT int axc_tell(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n)
 {
     return tell_acked(c, t, msg, p, n, 0);

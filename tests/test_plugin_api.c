@@ -221,6 +221,58 @@ START_TEST(timers_tick_stop_when_canceled_and_end_with_the_incarnation)
 }
 END_TEST
 
+START_TEST(spawn_arguments_reach_on_start_at_every_incarnation)
+{
+    ax_h_daemon *d = ax_h_start(WORK);
+    axc_conn *c = ax_h_connect(d);
+    const uint8_t bin[] = {'a', 0, 0xff, '"', '\\', 'z'};
+    axc_ref r;
+    ck_assert_int_eq(axc_spawn_arg(c, "work", "b", NULL, "{\"restart\":\"permanent\"}", bin, sizeof bin, &r), 0);
+    axc_target t = axc_by_name("b");
+    void *v = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(axc_ask(c, &t, "arg", NULL, 0, 3000, &v, &n), 0);
+    ck_assert_uint_eq(n, 2 + sizeof bin);
+    ck_assert_mem_eq(v, "1:", 2);
+    ck_assert_mem_eq((char *)v + 2, bin, sizeof bin);
+    axc_free(v);
+    /* a restart runs on_start again, with the same argument */
+    int rc;
+    axc_free(ask(c, "b", "crash", NULL, 2000, &rc));
+    ck_assert_int_eq(rc, AX_EFAILED);
+    ck_assert_int_eq(axc_ask(c, &t, "arg", NULL, 0, 3000, &v, &n), 0);
+    ck_assert_uint_eq(n, 2 + sizeof bin);
+    ck_assert_mem_eq((char *)v + 2, bin, sizeof bin);
+    axc_free(v);
+    /* keyed (get_or_spawn: the argument of the spawn that made it), the spawn config's
+     * "arg", axctl spawn --arg, and an actor spawning another with ax_spawn_opts.arg */
+    ck_assert_int_eq(axc_spawn_arg(c, "work", NULL, "k1", NULL, "keyed", 5, &r), 0);
+    axc_target tk = axc_by_key("work", "k1");
+    ck_assert_int_eq(axc_ask(c, &tk, "arg", NULL, 0, 3000, &v, &n), 0);
+    ck_assert_str_eq(v, "1:keyed");
+    axc_free(v);
+    ck_assert_int_eq(axc_spawn(c, "work", "j", "{\"arg\":\"as json\"}", &r), 0);
+    expect(c, "j", "arg", NULL, "1:as json");
+    const char *argv[] = {ax_h_build_path("libaxclient/axctl"), "-s", ax_h_sock(d), "spawn", "work", "x", "--arg",
+                          "from axctl", NULL};
+    char *out = NULL;
+    ck_assert_int_eq(ax_h_run(argv, &out, NULL, 10000), 0);
+    free(out);
+    expect(c, "x", "arg", NULL, "1:from axctl");
+    expect(c, "x", "child", "kid from a parent", "spawned");
+    expect(c, "kid", "arg", NULL, "1:from a parent");
+    /* no argument: none; too long or both forms: refused, nothing spawned */
+    ck_assert_int_eq(axc_spawn(c, "work", "none", NULL, &r), 0);
+    expect(c, "none", "arg", NULL, "1:");
+    static uint8_t big[AXC_SPAWN_ARG_MAX + 1];
+    ck_assert_int_eq(axc_spawn_arg(c, "work", "big", NULL, NULL, big, sizeof big, &r), AX_EINVAL);
+    ck_assert_int_eq(axc_spawn(c, "work", "two", "{\"arg\":\"a\",\"arg_hex\":\"62\"}", &r), AX_EINVAL);
+    ck_assert_int_eq(axc_spawn(c, "work", "odd", "{\"arg_hex\":\"6\"}", &r), AX_EINVAL);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
 /* A plugin binary built from the frozen 1.0 headers (tests/abi/1.0, tests/plugins/abi10.c)
  * loads into this daemon and what it calls works: tell, ask, reply, send_after, lookup,
  * an ask to an actor of a newer plugin, a monitor. */
@@ -264,6 +316,7 @@ int main(void)
     tcase_add_test(tc, an_unanswered_token_times_out_and_the_end_of_the_incarnation_answers_enoproc);
     tcase_add_test(tc, timers_tick_stop_when_canceled_and_end_with_the_incarnation);
     tcase_add_test(tc, a_plugin_built_for_abi_1_0_keeps_working);
+    tcase_add_test(tc, spawn_arguments_reach_on_start_at_every_incarnation);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -380,6 +380,7 @@ static void spawn_unwind(axd_rt *s, axd_actor *a)
     ax_free(a->key);
     ax_free(a->name);
     ax_free(a->state);
+    ax_free(a->arg);
     ax_free(a);
 }
 
@@ -403,6 +404,10 @@ static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const ch
     }
     if (opts.restart > AX_RESTART_PERMANENT || opts.mailbox_policy > AX_MAILBOX_DRAIN_AND_DROP) {
         *why = "invalid restart or mailbox policy";
+        return AX_EINVAL;
+    }
+    if (opts.arg_len > AX_SPAWN_ARG_MAX || (opts.arg_len && !opts.arg)) {
+        *why = "spawn argument longer than AX_SPAWN_ARG_MAX (32768 bytes)";
         return AX_EINVAL;
     }
     axd_actor *a = ax_try_malloc(sizeof *a);
@@ -431,11 +436,18 @@ static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const ch
     a->trap_exit = opts.trap_exit;
     a->opts = opts;
     a->opts.name = NULL;
+    a->opts.arg = NULL;
+    if (opts.arg_len) {
+        a->arg = ax_malloc(opts.arg_len);
+        memcpy(a->arg, opts.arg, opts.arg_len);
+        a->arg_len = opts.arg_len;
+    }
     a->started_at = a->last_msg = ev_now(s->loop);
     if (opts.name) {
         if (name_claim(s, opts.name, nlen, axd_ref(s, a)) != 0) { /* taken meanwhile, on another worker */
             axd_slots_release(&s->actors, a->slot);
             ax_free(a->state);
+            ax_free(a->arg);
             ax_free(a);
             *why = "an actor with this name already exists";
             return AX_EEXIST;
@@ -495,12 +507,14 @@ typedef struct spawn_call {
     int rc;
     ax_ref out;
     const char *why; /* static text */
+    uint8_t arg[];   /* opts.arg_len bytes: the call's own copy */
 } spawn_call;
 
 static void spawn_call_cb(axd_rt *s, void *ud)
 {
     spawn_call *c = ud;
     c->opts.name = c->name[0] ? c->name : NULL;
+    c->opts.arg = c->opts.arg_len ? c->arg : NULL; /* this copy's */
     c->rc = axd_actor_spawn_on(s, s->worker, c->type, c->tlen, &c->opts, &c->out, &c->why);
 }
 
@@ -523,28 +537,40 @@ int axd_actor_spawn_on(axd_rt *s, uint32_t w, const char *type, size_t tlen, con
         return *why = "no such worker", AX_EINVAL;
     if (w == s->worker)
         return actor_create(s, t, o, NULL, 0, out, why);
-    spawn_call c;
-    memset(&c, 0, sizeof c);
-    memcpy(c.type, type, tlen);
-    c.tlen = tlen;
-    c.rc = AX_EFAILED;
-    c.why = "";
-    axd_spawn_opts_read(&c.opts, o);
-    if (c.opts.name) {
-        if (strlen(c.opts.name) > AX_NAME_MAX) {
-            *why = "invalid actor name";
-            return AX_EINVAL;
-        }
-        snprintf(c.name, sizeof c.name, "%s", c.opts.name);
+    ax_spawn_opts ro;
+    axd_spawn_opts_read(&ro, o);
+    if (ro.arg_len > AX_SPAWN_ARG_MAX || (ro.arg_len && !ro.arg)) {
+        *why = "spawn argument longer than AX_SPAWN_ARG_MAX (32768 bytes)";
+        return AX_EINVAL;
     }
-    c.opts.name = NULL; /* the copy's own, set on worker w */
-    int rc = axd_workers_sync(s->group, s->worker, w, spawn_call_cb, &c, sizeof c, s->cfg->ask_timeout_ms);
+    if (ro.name && strlen(ro.name) > AX_NAME_MAX) {
+        *why = "invalid actor name";
+        return AX_EINVAL;
+    }
+    size_t size = sizeof(spawn_call) + ro.arg_len;
+    spawn_call *c = ax_calloc(1, size);
+    memcpy(c->type, type, tlen);
+    c->tlen = tlen;
+    c->rc = AX_EFAILED;
+    c->why = "";
+    c->opts = ro;
+    if (ro.name)
+        snprintf(c->name, sizeof c->name, "%s", ro.name);
+    if (ro.arg_len)
+        memcpy(c->arg, ro.arg, ro.arg_len);
+    c->opts.name = NULL; /* the copy's own, set on worker w */
+    c->opts.arg = NULL;
+    int rc = axd_workers_sync(s->group, s->worker, w, spawn_call_cb, c, size, s->cfg->ask_timeout_ms);
+    if (!rc && c->rc == AX_OK)
+        *out = c->out;
     if (rc)
-        return axd_workers_sync_error(rc, why);
-    if (c.rc == AX_OK)
-        *out = c.out;
-    *why = c.why;
-    return c.rc;
+        rc = axd_workers_sync_error(rc, why);
+    else {
+        rc = c->rc;
+        *why = c->why;
+    }
+    ax_free(c);
+    return rc;
 }
 
 int axd_actor_spawn(axd_rt *s, const char *type, size_t type_len, const ax_spawn_opts *o,
@@ -604,6 +630,7 @@ void axd_actor_terminate(axd_rt *s, axd_actor *a, const char *reason)
     ax_free(a->key);
     ax_free(a->name);
     ax_free(a->state);
+    ax_free(a->arg);
     ax_free(a);
 }
 
@@ -954,6 +981,12 @@ static int api_reply(ax_ctx *cx, const void *p, size_t n)
     return AX_OK;
 }
 
+static const void *api_spawn_arg(ax_ctx *cx, size_t *len)
+{
+    *len = cx->self ? cx->self->arg_len : 0;
+    return cx->self && cx->self->arg_len ? cx->self->arg : NULL;
+}
+
 static int api_spawn(ax_ctx *cx, const char *type, const ax_spawn_opts *o, ax_ref *out)
 {
     if (!type)
@@ -1271,6 +1304,7 @@ static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg,
     api->reply_token = axd_api_reply_token;
     api->timer_start = axd_api_timer_start; /* ABI 1.5 */
     api->timer_cancel = axd_api_timer_cancel;
+    api->spawn_arg = api_spawn_arg; /* ABI 1.6 */
     s->sys_exit_id = axd_msg_intern(s, "$exit", 5);
     s->sys_down_id = axd_msg_intern(s, "$down", 5);
     s->sys_event_id = axd_msg_intern(s, "$event", 6);

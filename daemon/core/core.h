@@ -138,7 +138,9 @@ typedef struct axd_actor {
     double last_msg;       /* loop time of the last user message (idle reaper) */
     uint64_t processed;
     uint32_t restarts;
-    ax_spawn_opts opts;
+    ax_spawn_opts opts;    /* opts.arg: NULL (the copy is arg below) */
+    void *arg;             /* the spawn argument, owned (ax_spawn_arg) */
+    size_t arg_len;
     double started_at;
 } axd_actor;
 

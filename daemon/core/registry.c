@@ -103,36 +103,51 @@ typedef struct home_call {
     int spawn, rc;
     ax_ref out;
     const char *why; /* static text */
+    uint8_t arg[];   /* opts.arg_len bytes: the call's own copy */
 } home_call;
 
 static void home_cb(axd_rt *s, void *ud)
 {
     home_call *c = ud;
+    c->opts.arg = c->opts.arg_len ? c->arg : NULL; /* this copy's */
     c->rc = get_or_spawn(s, c->type, c->tlen, c->key, c->klen, c->msg_epoch, &c->opts, c->spawn, &c->out, &c->why);
 }
 
 static int get_or_spawn_home(axd_rt *s, uint32_t home, const char *type, size_t tlen, const char *key, size_t klen,
                              uint64_t msg_epoch, const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
 {
-    home_call c;
-    memset(&c, 0, sizeof c);
-    memcpy(c.type, type, tlen);
-    memcpy(c.key, key, klen);
-    c.tlen = tlen;
-    c.klen = klen;
-    c.msg_epoch = msg_epoch;
-    c.spawn = spawn;
-    c.rc = AX_EFAILED;
-    c.why = "";
-    axd_spawn_opts_read(&c.opts, o);
-    c.opts.name = NULL; /* keyed actors are found by key, not name */
-    int rc = axd_workers_sync(s->group, s->worker, home, home_cb, &c, sizeof c, s->cfg->ask_timeout_ms);
+    ax_spawn_opts ro;
+    axd_spawn_opts_read(&ro, o);
+    if (ro.arg_len > AX_SPAWN_ARG_MAX || (ro.arg_len && !ro.arg)) {
+        *why = "spawn argument longer than AX_SPAWN_ARG_MAX (32768 bytes)";
+        return AX_EINVAL;
+    }
+    size_t size = sizeof(home_call) + ro.arg_len;
+    home_call *c = ax_calloc(1, size);
+    memcpy(c->type, type, tlen);
+    memcpy(c->key, key, klen);
+    c->tlen = tlen;
+    c->klen = klen;
+    c->msg_epoch = msg_epoch;
+    c->spawn = spawn;
+    c->rc = AX_EFAILED;
+    c->why = "";
+    c->opts = ro;
+    if (ro.arg_len)
+        memcpy(c->arg, ro.arg, ro.arg_len);
+    c->opts.name = NULL; /* keyed actors are found by key, not name */
+    c->opts.arg = NULL;
+    int rc = axd_workers_sync(s->group, s->worker, home, home_cb, c, size, s->cfg->ask_timeout_ms);
+    if (!rc && c->rc == AX_OK)
+        *out = c->out;
     if (rc)
-        return axd_workers_sync_error(rc, why);
-    if (c.rc == AX_OK)
-        *out = c.out;
-    *why = c.why;
-    return c.rc;
+        rc = axd_workers_sync_error(rc, why);
+    else {
+        rc = c->rc;
+        *why = c->why;
+    }
+    ax_free(c);
+    return rc;
 }
 
 static int get_or_spawn(axd_rt *s, const char *type, size_t tlen, const char *key, size_t klen,

@@ -514,8 +514,37 @@ static int json_u32(const cJSON *it, uint32_t lo, uint32_t hi, uint32_t *out)
     return 0;
 }
 
+static int hexval(int ch)
+{
+    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* The spawn argument of "arg" (text) or "arg_hex" (bytes, two hex digits each) into
+ * argbuf (AX_SPAWN_ARG_MAX bytes): 0, or -1 when it is not one of those or too long. */
+static int spawn_arg_of(const cJSON *it, int hex, uint8_t *argbuf, ax_spawn_opts *o)
+{
+    const char *v = cJSON_GetStringValue(it);
+    size_t n = v ? strlen(v) : 0;
+    if (!v || (hex ? n % 2 || n / 2 > AX_SPAWN_ARG_MAX : n > AX_SPAWN_ARG_MAX) || o->arg)
+        return -1; /* a string, not too long, and only one of arg / arg_hex */
+    if (hex) {
+        for (size_t i = 0; i < n; i += 2) {
+            int hi = hexval((unsigned char)v[i]), lo = hexval((unsigned char)v[i + 1]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            argbuf[i / 2] = (uint8_t)(hi << 4 | lo);
+        }
+        n /= 2;
+    } else if (n) {
+        memcpy(argbuf, v, n);
+    }
+    o->arg = argbuf;
+    o->arg_len = n;
+    return 0;
+}
+
 static int parse_spawn_config(const char *txt, size_t n, ax_spawn_opts *o, char *keybuf, size_t *klen,
-                              uint32_t *worker, char *why, size_t wlen)
+                              uint32_t *worker, uint8_t *argbuf, char *why, size_t wlen)
 {
     *klen = 0;
     *worker = UINT32_MAX; /* not given: the next worker in turn */
@@ -565,6 +594,8 @@ static int parse_spawn_config(const char *txt, size_t n, ax_spawn_opts *o, char 
                 o->mailbox_policy = AX_MAILBOX_DRAIN_AND_DROP;
             else
                 bad = 1;
+        } else if (strcmp(k, "arg") == 0 || strcmp(k, "arg_hex") == 0) {
+            bad = spawn_arg_of(it, k[3] == '_', argbuf, o);
         } else if (strcmp(k, "worker") == 0) {
             bad = json_u32(it, 0, AXD_WORKERS_MAX - 1, worker);
         } else if (strcmp(k, "key") == 0) {
@@ -602,7 +633,8 @@ static void handle_spawn(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body
         return;
     }
     uint32_t worker, nw = c->s->rt->group ? c->s->rt->group->n : 1;
-    int rc = parse_spawn_config(sp.config, sp.config_len, &o, key, &klen, &worker, wbuf, sizeof wbuf);
+    uint8_t argbuf[AX_SPAWN_ARG_MAX]; /* copied by the spawn */
+    int rc = parse_spawn_config(sp.config, sp.config_len, &o, key, &klen, &worker, argbuf, wbuf, sizeof wbuf);
     if (!rc && worker != UINT32_MAX && (worker >= nw || klen)) {
         rc = AX_EINVAL;
         if (klen)

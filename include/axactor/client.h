@@ -116,6 +116,12 @@ int axc_ask_ex(axc_conn *c, const axc_target *t, const char *msg, const void *p,
  * object of spawn options, as for axc_spawn; it must not hold "key" itself, AX_EINVAL).
  * Concurrent calls for one (type, key), from any connections, all get the same ref. */
 int axc_get_or_spawn(axc_conn *c, const char *type, const char *key, const char *config_json, axc_ref *out);
+/* Spawn (key NULL; name optional) or get-or-spawn (key given; no name) with n bytes of
+ * spawn argument (at most AXC_SPAWN_ARG_MAX) that the actor reads with ax_spawn_arg, in
+ * on_start and later (sent as the config's "arg_hex"; config_json must not hold "arg"). */
+#define AXC_SPAWN_ARG_MAX 32768u
+int axc_spawn_arg(axc_conn *c, const char *type, const char *name, const char *key, const char *config_json,
+                  const void *arg, size_t n, axc_ref *out);
 int axc_resolve(axc_conn *c, const axc_target *t, axc_ref *out);
 
 /* Control-plane documents: *json is a NUL-terminated JSON text, freed with axc_free. */

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define AX_ABI_MAJOR 1
-#define AX_ABI_MINOR 5
+#define AX_ABI_MINOR 6
 #define AX_PLUGIN_SYMBOL "axactor_plugin"
 
 #define AX_STR_(x) #x
@@ -124,7 +124,13 @@ typedef struct ax_spawn_opts {
     uint32_t backoff_ms;       /* delay before a restart */
     uint32_t idle_timeout_ms;  /* keyed actors: 0 = daemon default, UINT32_MAX = never */
     ax_ref link_to;            /* link atomically at spawn, or AX_REF_NONE */
+    /* ABI 1.6: bytes for the new actor, copied at spawn (at most AX_SPAWN_ARG_MAX): it
+     * reads them with ax_spawn_arg, in on_start (again at each restart) and later */
+    const void *arg;
+    size_t arg_len;
 } ax_spawn_opts;
+
+#define AX_SPAWN_ARG_MAX 32768
 
 #define AX_SPAWN_OPTS_INIT {.size = sizeof(ax_spawn_opts)}
 
@@ -184,6 +190,8 @@ typedef struct ax_api {
     int (*timer_start)(ax_ctx *cx, uint32_t delay_ms, uint32_t interval_ms, uint32_t msg, const void *p, size_t n,
                        uint64_t *id);
     int (*timer_cancel)(ax_ctx *cx, uint64_t id);
+    /* ---- ABI 1.6 ---- */
+    const void *(*spawn_arg)(ax_ctx *cx, size_t *len); /* see ax_spawn_arg */
 } ax_api;
 
 /* The first member of every ax_ctx is the daemon's function table. */
@@ -319,6 +327,16 @@ static inline int ax_timer_cancel(ax_ctx *cx, uint64_t id)
     if (!AX_API_HAS(cx, timer_cancel))
         return AX_ENOTSUP;
     return ax_api_of(cx)->timer_cancel(cx, id);
+}
+
+/* The bytes the running actor was spawned with (ABI 1.6: ax_spawn_opts.arg, a client's
+ * spawn config "arg" / "arg_hex", axctl spawn --arg): owned by the daemon, valid while
+ * the actor lives, the same for every incarnation. NULL and *len 0 when there are none
+ * (or from an older daemon). */
+static inline const void *ax_spawn_arg(ax_ctx *cx, size_t *len)
+{
+    *len = 0;
+    return AX_API_HAS(cx, spawn_arg) ? ax_api_of(cx)->spawn_arg(cx, len) : NULL;
 }
 
 static inline uint64_t ax_ctx_epoch(ax_ctx *cx) { return ax_api_of(cx)->epoch(cx); }

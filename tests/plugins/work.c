@@ -14,7 +14,9 @@
  *   crash           fail (a permanent actor restarts: tokens answer ENOPROC, timers end)
  *   ask NAME MSG    ask actor NAME message MSG (payload "missing"); the answer arrives as "got"
  *   got             (the answer) recorded as "STATUS:TEXT"
- *   last            the last "got" */
+ *   last            the last "got"
+ *   arg             the spawn argument as on_start saw it, after "<starts>:"
+ *   child NAME TEXT spawn a work actor NAME with spawn argument TEXT (ax_spawn_opts.arg) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,9 @@ typedef struct work {
     uint64_t last_answered;
     char last[160];
     char last_tick[32];
+    uint8_t arg[256];
+    size_t arg_len;
+    int starts;
 } work;
 
 /* (plugins see no daemon symbols: ax_errname is libaxproto's) */
@@ -220,7 +225,48 @@ static int w_last(ax_ctx *cx, work *w, const ax_msg *m)
     return ax_reply_str(cx, w->last);
 }
 
-AX_ACTOR_TYPE(work_type, "work", work, NULL, NULL, AX_MSG("find", w_find), AX_MSG("handled", w_handled),
+/* on_start, also at each restart: the state is fresh, the spawn argument the same */
+static int w_start(ax_ctx *cx, work *w)
+{
+    size_t n;
+    const void *p = ax_spawn_arg(cx, &n);
+    if (n > sizeof w->arg)
+        return AX_EINVAL;
+    if (n)
+        memcpy(w->arg, p, n);
+    w->arg_len = n;
+    w->starts = 1;
+    return AX_OK;
+}
+
+static int w_arg(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    uint8_t buf[300];
+    int k = snprintf((char *)buf, sizeof buf, "%d:", w->starts);
+    memcpy(buf + k, w->arg, w->arg_len);
+    return ax_reply(cx, buf, (size_t)k + w->arg_len);
+}
+
+static int w_child(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    char buf[128], *sp;
+    w->handled++;
+    text_of(m, buf, sizeof buf);
+    sp = strchr(buf, ' ');
+    if (!sp)
+        return AX_EINVAL;
+    *sp = 0;
+    ax_spawn_opts o = AX_SPAWN_OPTS_INIT;
+    o.name = buf;
+    o.arg = sp + 1;
+    o.arg_len = strlen(sp + 1);
+    ax_ref r;
+    int rc = ax_spawn(cx, "work", &o, &r);
+    return rc ? ax_reply_error(cx, rc, "spawn failed") : ax_reply_str(cx, "spawned");
+}
+
+AX_ACTOR_TYPE(work_type, "work", work, w_start, NULL, AX_MSG("arg", w_arg), AX_MSG("child", w_child), AX_MSG("find", w_find), AX_MSG("handled", w_handled),
               AX_MSG("defer", w_defer), AX_MSG("defer_twice", w_defer_twice), AX_MSG("answer", w_answer),
               AX_MSG("answer_err", w_answer_err), AX_MSG("answer_again", w_answer_again), AX_MSG("tokens", w_tokens),
               AX_MSG("every", w_every), AX_MSG("once", w_once), AX_MSG("cancel", w_cancel), AX_MSG("tick", w_tick),
