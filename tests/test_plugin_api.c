@@ -273,6 +273,49 @@ START_TEST(spawn_arguments_reach_on_start_at_every_incarnation)
 }
 END_TEST
 
+START_TEST(an_io_watch_reports_readiness_once_per_handling_and_ends_with_the_actor)
+{
+    ax_h_daemon *d = ax_h_start(WORK);
+    axc_conn *c = ax_h_connect(d);
+    spawn(c, "io", "{\"restart\":\"permanent\"}");
+    int rc;
+    char *id = ask(c, "io", "pipe", NULL, 2000, &rc);
+    ck_assert_msg(id != NULL, "pipe: %s (%s)", ax_errname(rc), axc_errmsg(c));
+    axc_free(id);
+    expect(c, "io", "put", "hello", "ok");
+    wait_for(c, "io", "io", "1:5:0:hello", 3000);
+    /* level-triggered readiness is reported again only after the actor handled it */
+    expect(c, "io", "put", " world", "ok");
+    wait_for(c, "io", "io", "2:11:0:hello world", 3000);
+    sleep_ms(50);
+    expect(c, "io", "io", NULL, "2:11:0:hello world"); /* nothing ready: no more events */
+    /* unwatched: data stays unread */
+    expect(c, "io", "unwatch", NULL, "ok");
+    expect(c, "io", "unwatch", NULL, "ENOTFOUND");
+    expect(c, "io", "put", "!", "ok");
+    sleep_ms(50);
+    expect(c, "io", "io", NULL, "2:11:0:hello world");
+    /* watches end with the incarnation (on_stop closes the pipe; nothing leaks or fires) */
+    axc_free(ask(c, "io", "crash", NULL, 2000, &rc));
+    ck_assert_int_eq(rc, AX_EFAILED);
+    expect(c, "io", "io", NULL, "0:0:0:");
+    /* bad use: the fd closed while watched; the daemon lives, the watch is gone or reported */
+    id = ask(c, "io", "pipe", NULL, 2000, &rc);
+    axc_free(id);
+    expect(c, "io", "close_watched", NULL, "closed");
+    axc_free(ask(c, "io", "put", "x", 2000, &rc)); /* no reader now: EPIPE, as a business error */
+    ck_assert_int_eq(rc, AX_EIO);
+    sleep_ms(50);
+    char *v = ask(c, "io", "unwatch", NULL, 2000, &rc);
+    ck_assert_msg(v && (!strcmp(v, "ok") || !strcmp(v, "ENOTFOUND")), "%s", v ? v : ax_errname(rc));
+    axc_free(v);
+    spawn(c, "after", NULL);
+    expect(c, "after", "find", "x", "found");
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
 /* A plugin binary built from the frozen 1.0 headers (tests/abi/1.0, tests/plugins/abi10.c)
  * loads into this daemon and what it calls works: tell, ask, reply, send_after, lookup,
  * an ask to an actor of a newer plugin, a monitor. */
@@ -317,6 +360,7 @@ int main(void)
     tcase_add_test(tc, timers_tick_stop_when_canceled_and_end_with_the_incarnation);
     tcase_add_test(tc, a_plugin_built_for_abi_1_0_keeps_working);
     tcase_add_test(tc, spawn_arguments_reach_on_start_at_every_incarnation);
+    tcase_add_test(tc, an_io_watch_reports_readiness_once_per_handling_and_ends_with_the_actor);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -777,6 +777,8 @@ static int run_actor(axd_rt *s, axd_actor *a)
             exit_reason_for_error(&cx, rc);
         if (e->ask && !cx.replied)
             axd_xw_answer(s, e, rc == AX_OK ? AX_OK : (rc < 0 ? rc : AX_EFAILED), NULL, 0);
+        if (e->io)
+            axd_io_rearm(s, a, e->m.tag);
         axd_env_free(s, e);
         if (cx.fail_reason || cx.exit_reason) {
             const char *r = cx.fail_reason ? cx.fail_reason : cx.exit_reason;
@@ -1305,6 +1307,8 @@ static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg,
     api->timer_start = axd_api_timer_start; /* ABI 1.5 */
     api->timer_cancel = axd_api_timer_cancel;
     api->spawn_arg = api_spawn_arg; /* ABI 1.6 */
+    api->io_watch = axd_api_io_watch; /* ABI 1.7 */
+    api->io_unwatch = axd_api_io_unwatch;
     s->sys_exit_id = axd_msg_intern(s, "$exit", 5);
     s->sys_down_id = axd_msg_intern(s, "$down", 5);
     s->sys_event_id = axd_msg_intern(s, "$event", 6);

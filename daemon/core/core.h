@@ -47,6 +47,7 @@ typedef struct axd_env {
     uint8_t link_sig; /* an exit signal of the link with m.from: ignored when taken if the
                        * receiver has unlinked meanwhile */
     uint8_t ask_worker; /* the worker whose pending ask `ask` is (the one that made e) */
+    uint8_t io;         /* an I/O readiness event of watch m.tag: re-armed once handled */
     uint8_t ack;        /* a tell whose sender waits for "queued": the receiving worker
                          * answers the pending `ask` with OK once e is in the mailbox (or
                          * with the error), and the actor sees a plain tell */

@@ -37,5 +37,9 @@ int axd_api_timer_start(ax_ctx *cx, uint32_t delay_ms, uint32_t interval_ms, uin
                         uint64_t *id);
 int axd_api_timer_cancel(ax_ctx *cx, uint64_t id);
 void axd_actor_work_end(axd_rt *s, axd_actor *a);
+int axd_api_io_watch(ax_ctx *cx, int fd, unsigned events, uint32_t msg, uint64_t *id);
+int axd_api_io_unwatch(ax_ctx *cx, uint64_t id);
+/* run_actor: the actor handled the readiness event of watch id: report the next one */
+void axd_io_rearm(axd_rt *s, axd_actor *a, uint64_t id);
 
 #endif

@@ -1,7 +1,9 @@
-/* What an actor incarnation holds besides its state (ABI 1.3 to 1.5, plugin.h): business
- * errors, deferred-reply tokens and timers. Tokens and timers belong to one incarnation:
- * axd_actor_work_end (on stop, failure, restart) answers the open tokens with ENOPROC and
- * stops the timers. Everything here runs on the actor's worker. */
+/* What an actor incarnation holds besides its state (ABI 1.3 to 1.7, plugin.h): business
+ * errors, deferred-reply tokens, timers and I/O watches. Tokens, timers and watches belong
+ * to one incarnation: axd_actor_work_end (on stop, failure, restart) answers the open
+ * tokens with ENOPROC and stops the timers and watches. Everything here runs on the
+ * actor's worker. */
+#include <fcntl.h>
 #include <string.h>
 
 #include "ax_mem.h"
@@ -25,11 +27,23 @@ typedef struct axd_atimer {
     uint8_t data[];
 } axd_atimer;
 
+typedef struct axd_iow {
+    ev_io io;
+    struct axd_iow *next, *prev;
+    axd_rt *s;
+    axd_actor *a;
+    uint64_t id;
+    uint32_t msg;
+    uint8_t queued; /* a notification is on its way to the actor: not re-armed until handled */
+} axd_iow;
+
 struct axd_actor_work {
     axd_token *tokens;
     uint32_t n_tokens, cap_tokens;
     axd_atimer *timers;
     uint32_t n_timers;
+    axd_iow *watches;
+    uint32_t n_watches;
     uint64_t next_id; /* tokens and timer ids, never 0 */
 };
 
@@ -189,6 +203,104 @@ int axd_api_timer_cancel(ax_ctx *cx, uint64_t id)
     return AX_ENOTFOUND;
 }
 
+/* ---------------- I/O watches ---------------- */
+
+static void iow_unlink(axd_actor_work *w, axd_iow *x)
+{
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        w->watches = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    w->n_watches--;
+}
+
+static void iow_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    axd_iow *x = io->data;
+    axd_rt *s = x->s;
+    axd_actor *a = x->a;
+    ev_io_stop(loop, io); /* one notification at a time: re-armed when handled */
+    ax_io_event ev = {.fd = io->fd, .id = x->id,
+                      .events = ((revents & EV_READ) ? AX_IO_READ : 0) | ((revents & EV_WRITE) ? AX_IO_WRITE : 0) |
+                                ((revents & EV_ERROR) ? AX_IO_ERROR : 0)};
+    axd_env *e = axd_env_new(s, sizeof ev);
+    if (e) {
+        memcpy(e->data, &ev, sizeof ev);
+        e->m.id = x->msg;
+        e->m.tag = x->id;
+        e->kind = AXD_ENV_SYS; /* beside the signals: never refused for capacity */
+        e->io = !(revents & EV_ERROR);
+        if (axd_actor_deliver(s, a, e) != 0)
+            axd_env_free(s, e);
+        else
+            x->queued = 1;
+    }
+    if (revents & EV_ERROR) { /* the loop gave up on this fd: the watch ends */
+        iow_unlink(a->w, x);
+        ax_free(x);
+    } else if (!x->queued) {
+        ev_io_start(loop, io); /* could not queue it: try at the next readiness */
+    }
+}
+
+int axd_api_io_watch(ax_ctx *cx, int fd, unsigned events, uint32_t msg, uint64_t *id)
+{
+    axd_rt *s = cx->srv;
+    if (!cx->self || !msg || !axd_msg_valid(s->msgs, msg) || fd < 0 || !events || (events & ~(AX_IO_READ | AX_IO_WRITE)))
+        return AX_EINVAL;
+    if (fcntl(fd, F_GETFD) < 0)
+        return AX_EINVAL; /* not an open descriptor */
+    axd_actor_work *w = work_of(cx->self);
+    if (w->n_watches >= AX_IO_WATCHES_MAX)
+        return AX_EFULL;
+    axd_iow *x = ax_try_malloc(sizeof *x);
+    if (!x)
+        return AX_ENOMEM;
+    memset(x, 0, sizeof *x);
+    x->s = s;
+    x->a = cx->self;
+    x->id = ++w->next_id;
+    x->msg = msg;
+    ev_io_init(&x->io, iow_cb, fd, ((events & AX_IO_READ) ? EV_READ : 0) | ((events & AX_IO_WRITE) ? EV_WRITE : 0));
+    x->io.data = x;
+    ev_io_start(s->loop, &x->io);
+    x->next = w->watches;
+    if (w->watches)
+        w->watches->prev = x;
+    w->watches = x;
+    w->n_watches++;
+    if (id)
+        *id = x->id;
+    return AX_OK;
+}
+
+int axd_api_io_unwatch(ax_ctx *cx, uint64_t id)
+{
+    axd_actor_work *w = cx->self ? cx->self->w : NULL;
+    for (axd_iow *x = w ? w->watches : NULL; x; x = x->next) {
+        if (x->id != id)
+            continue;
+        ev_io_stop(cx->srv->loop, &x->io);
+        iow_unlink(w, x);
+        ax_free(x);
+        return AX_OK;
+    }
+    return AX_ENOTFOUND;
+}
+
+void axd_io_rearm(axd_rt *s, axd_actor *a, uint64_t id)
+{
+    for (axd_iow *x = a->w ? a->w->watches : NULL; x; x = x->next)
+        if (x->id == id) {
+            x->queued = 0;
+            if (!ev_is_active(&x->io))
+                ev_io_start(s->loop, &x->io);
+            return;
+        }
+}
+
 /* ---------------- the end of an incarnation ---------------- */
 
 void axd_actor_work_end(axd_rt *s, axd_actor *a)
@@ -205,6 +317,11 @@ void axd_actor_work_end(axd_rt *s, axd_actor *a)
         next = t->next;
         ev_timer_stop(s->loop, &t->t);
         ax_free(t);
+    }
+    for (axd_iow *x = w->watches, *next; x; x = next) {
+        next = x->next;
+        ev_io_stop(s->loop, &x->io);
+        ax_free(x);
     }
     ax_free(w->tokens);
     ax_free(w);

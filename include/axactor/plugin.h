@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define AX_ABI_MAJOR 1
-#define AX_ABI_MINOR 6
+#define AX_ABI_MINOR 7
 #define AX_PLUGIN_SYMBOL "axactor_plugin"
 
 #define AX_STR_(x) #x
@@ -192,6 +192,9 @@ typedef struct ax_api {
     int (*timer_cancel)(ax_ctx *cx, uint64_t id);
     /* ---- ABI 1.6 ---- */
     const void *(*spawn_arg)(ax_ctx *cx, size_t *len); /* see ax_spawn_arg */
+    /* ---- ABI 1.7 ---- */
+    int (*io_watch)(ax_ctx *cx, int fd, unsigned events, uint32_t msg, uint64_t *id);
+    int (*io_unwatch)(ax_ctx *cx, uint64_t id);
 } ax_api;
 
 /* The first member of every ax_ctx is the daemon's function table. */
@@ -337,6 +340,42 @@ static inline const void *ax_spawn_arg(ax_ctx *cx, size_t *len)
 {
     *len = 0;
     return AX_API_HAS(cx, spawn_arg) ? ax_api_of(cx)->spawn_arg(cx, len) : NULL;
+}
+
+/* I/O readiness (ABI 1.7; AX_ENOTSUP from an older daemon). ax_io_watch asks for message
+ * `msg` when fd (the actor's: the daemon never closes it) is readable (AX_IO_READ) and/or
+ * writable (AX_IO_WRITE), on the actor's own worker. The message's payload is an
+ * ax_io_event (m->tag = the watch id too). One notification at a time per watch: the
+ * next comes only after the actor handled this one (so read or write what is ready, or
+ * the same readiness is reported again), and it rides the mailbox beside the signals
+ * (never refused for capacity). AX_IO_ERROR: the fd failed under the watch (closed
+ * while watched, or an error the loop saw); that watch is then gone. *id (never 0) names
+ * it for ax_io_unwatch. Watches end with the incarnation (stop, failure,
+ * restart: they are not inherited). AX_IO_WATCHES_MAX per actor (then AX_EFULL); a fd
+ * that is not open is AX_EINVAL. Close the fd only after ax_io_unwatch. */
+#define AX_IO_READ 1u
+#define AX_IO_WRITE 2u
+#define AX_IO_ERROR 4u
+#define AX_IO_WATCHES_MAX 64
+typedef struct ax_io_event {
+    int32_t fd;
+    uint32_t events; /* AX_IO_READ | AX_IO_WRITE | AX_IO_ERROR that are ready */
+    uint64_t id;     /* the watch */
+} ax_io_event;
+static inline int ax_io_watch(ax_ctx *cx, int fd, unsigned events, const char *msg, uint64_t *id)
+{
+    if (!AX_API_HAS(cx, io_watch))
+        return AX_ENOTSUP;
+    uint32_t mid = ax_msg_id(cx, msg);
+    return mid ? ax_api_of(cx)->io_watch(cx, fd, events, mid, id) : AX_EINVAL;
+}
+/* Stop a watch (AX_ENOTFOUND if it is not this actor's, or ended); a notification
+ * already queued is still delivered. */
+static inline int ax_io_unwatch(ax_ctx *cx, uint64_t id)
+{
+    if (!AX_API_HAS(cx, io_unwatch))
+        return AX_ENOTSUP;
+    return ax_api_of(cx)->io_unwatch(cx, id);
 }
 
 static inline uint64_t ax_ctx_epoch(ax_ctx *cx) { return ax_api_of(cx)->epoch(cx); }

@@ -16,10 +16,18 @@
  *   got             (the answer) recorded as "STATUS:TEXT"
  *   last            the last "got"
  *   arg             the spawn argument as on_start saw it, after "<starts>:"
- *   child NAME TEXT spawn a work actor NAME with spawn argument TEXT (ax_spawn_opts.arg) */
+ *   child NAME TEXT spawn a work actor NAME with spawn argument TEXT (ax_spawn_opts.arg)
+ *   pipe            make a pipe and watch its read end ("readable"); reply the watch id
+ *   put TEXT        write TEXT into the pipe (as another party would)
+ *   readable        (the watch's message) read what is there
+ *   io              "EVENTS:BYTES:ERRORS:<what was read>"
+ *   unwatch         ax_io_unwatch the pipe's watch; reply "ok" or the error name
+ *   close_watched   close the read end while it is still watched (bad use) */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "axactor/plugin.h"
 
@@ -33,6 +41,11 @@ typedef struct work {
     uint8_t arg[256];
     size_t arg_len;
     int starts;
+    int rfd, wfd;
+    uint64_t watch;
+    int io_events, io_errors;
+    size_t io_bytes;
+    char io_data[128];
 } work;
 
 /* (plugins see no daemon symbols: ax_errname is libaxproto's) */
@@ -47,6 +60,7 @@ static const char *ename(int rc)
     case AX_EFULL: return "EFULL";
     case AX_ENOTSUP: return "ENOTSUP";
     case AX_ETIMEDOUT: return "ETIMEDOUT";
+    case AX_EIO: return "EIO";
     default: return "E?";
     }
 }
@@ -236,7 +250,83 @@ static int w_start(ax_ctx *cx, work *w)
         memcpy(w->arg, p, n);
     w->arg_len = n;
     w->starts = 1;
+    w->rfd = w->wfd = -1;
     return AX_OK;
+}
+
+static void w_stop(ax_ctx *cx, work *w, const char *reason)
+{
+    (void)cx, (void)reason;
+    if (w->rfd >= 0)
+        close(w->rfd);
+    if (w->wfd >= 0)
+        close(w->wfd);
+}
+
+static int w_pipe(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    int p[2];
+    if (w->rfd >= 0 || pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
+        return ax_reply_error(cx, AX_EBUSY, "pipe");
+    w->rfd = p[0];
+    w->wfd = p[1];
+    int rc = ax_io_watch(cx, w->rfd, AX_IO_READ, "readable", &w->watch);
+    return rc ? ax_reply_error(cx, rc, "io_watch failed") : ax_reply_i64(cx, (int64_t)w->watch);
+}
+
+static int w_put(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    ssize_t n = w->wfd >= 0 ? write(w->wfd, m->data, m->len) : -1;
+    return n == (ssize_t)m->len ? ax_reply_str(cx, "ok") : ax_reply_error(cx, AX_EIO, "write");
+}
+
+static int w_readable(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)cx;
+    ax_io_event ev;
+    if (m->len != sizeof ev)
+        return AX_EINVAL;
+    memcpy(&ev, m->data, sizeof ev);
+    w->io_events++;
+    if (ev.events & AX_IO_ERROR) {
+        w->io_errors++;
+        return AX_OK;
+    }
+    char buf[64];
+    ssize_t n;
+    while (ev.fd == w->rfd && (n = read(w->rfd, buf, sizeof buf)) > 0) {
+        size_t have = strlen(w->io_data), room = sizeof w->io_data - 1 - have;
+        size_t k = (size_t)n < room ? (size_t)n : room;
+        memcpy(w->io_data + have, buf, k);
+        w->io_data[have + k] = 0;
+        w->io_bytes += (size_t)n;
+    }
+    return AX_OK;
+}
+
+static int w_io(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    char buf[200];
+    snprintf(buf, sizeof buf, "%d:%zu:%d:%s", w->io_events, w->io_bytes, w->io_errors, w->io_data);
+    return ax_reply_str(cx, buf);
+}
+
+static int w_unwatch(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    int rc = ax_io_unwatch(cx, w->watch);
+    return ax_reply_str(cx, rc ? ename(rc) : "ok");
+}
+
+static int w_close_watched(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    if (w->rfd >= 0)
+        close(w->rfd);
+    w->rfd = -1;
+    return ax_reply_str(cx, "closed");
 }
 
 static int w_arg(ax_ctx *cx, work *w, const ax_msg *m)
@@ -266,7 +356,9 @@ static int w_child(ax_ctx *cx, work *w, const ax_msg *m)
     return rc ? ax_reply_error(cx, rc, "spawn failed") : ax_reply_str(cx, "spawned");
 }
 
-AX_ACTOR_TYPE(work_type, "work", work, w_start, NULL, AX_MSG("arg", w_arg), AX_MSG("child", w_child), AX_MSG("find", w_find), AX_MSG("handled", w_handled),
+AX_ACTOR_TYPE(work_type, "work", work, w_start, w_stop, AX_MSG("arg", w_arg), AX_MSG("child", w_child),
+              AX_MSG("pipe", w_pipe), AX_MSG("put", w_put), AX_MSG("readable", w_readable), AX_MSG("io", w_io),
+              AX_MSG("unwatch", w_unwatch), AX_MSG("close_watched", w_close_watched), AX_MSG("find", w_find), AX_MSG("handled", w_handled),
               AX_MSG("defer", w_defer), AX_MSG("defer_twice", w_defer_twice), AX_MSG("answer", w_answer),
               AX_MSG("answer_err", w_answer_err), AX_MSG("answer_again", w_answer_again), AX_MSG("tokens", w_tokens),
               AX_MSG("every", w_every), AX_MSG("once", w_once), AX_MSG("cancel", w_cancel), AX_MSG("tick", w_tick),
