@@ -316,6 +316,50 @@ START_TEST(an_io_watch_reports_readiness_once_per_handling_and_ends_with_the_act
 }
 END_TEST
 
+START_TEST(offloaded_work_returns_to_its_actor_a_full_queue_is_efull_and_cleanup_always_runs)
+{
+    ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "work", "--set", "runtime.offload_threads=1", "--set",
+                                                      "runtime.offload_queue=2", NULL});
+    axc_conn *c = ax_h_connect(d);
+    spawn(c, "o", NULL);
+    expect(c, "o", "slow", "10", "queued");
+    wait_for(c, "o", "last", "OK:slept 10", 3000);
+    expect(c, "o", "cleanups", NULL, "1");
+    /* the handler is not held up by a blocking job: it answers while the job sleeps */
+    expect(c, "o", "slow", "300", "queued");
+    expect(c, "o", "handled", NULL, "3");
+    wait_for(c, "o", "last", "OK:slept 300", 3000);
+    /* one thread, two waiting: of five jobs submitted at once two or three are taken (the
+     * thread may have taken the first off the queue meanwhile), the rest are EFULL */
+    int rc;
+    char *v = ask(c, "o", "fill", "5 150", 3000, &rc);
+    ck_assert_msg(v && (!strcmp(v, "2:EFULL") || !strcmp(v, "3:EFULL")), "fill: %s", v ? v : ax_errname(rc));
+    int taken = v[0] - '0';
+    axc_free(v);
+    char want[16];
+    snprintf(want, sizeof want, "%d", 2 + taken);
+    wait_for(c, "o", "done_count", want, 5000);
+    expect(c, "o", "cleanups", NULL, want);
+    /* a job whose actor is gone when it completes: dropped, its cleanup still runs */
+    spawn(c, "gone", NULL);
+    expect(c, "gone", "slow", "200", "queued");
+    axc_target tg = axc_by_name("gone");
+    ck_assert_int_eq(axc_stop(c, &tg), 0);
+    snprintf(want, sizeof want, "%d", 3 + taken);
+    wait_for(c, "o", "cleanups", want, 3000);
+    /* the plugin API called from a pool thread is refused, and logged */
+    expect(c, "o", "abuse", NULL, "queued");
+    wait_for(c, "o", "last", "OK:EINVAL", 3000);
+    ck_assert_msg(ax_h_wait_log(d, "called from an offload thread", 2000), "refusal not logged");
+    /* a daemon stopping with jobs queued drops them (cleanup runs), and exits cleanly */
+    v = ask(c, "o", "fill", "3 300", 3000, &rc);
+    ck_assert_msg(v && v[0] >= '2', "fill: %s", v ? v : ax_errname(rc));
+    axc_free(v);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
 /* A plugin binary built from the frozen 1.0 headers (tests/abi/1.0, tests/plugins/abi10.c)
  * loads into this daemon and what it calls works: tell, ask, reply, send_after, lookup,
  * an ask to an actor of a newer plugin, a monitor. */
@@ -361,6 +405,7 @@ int main(void)
     tcase_add_test(tc, a_plugin_built_for_abi_1_0_keeps_working);
     tcase_add_test(tc, spawn_arguments_reach_on_start_at_every_incarnation);
     tcase_add_test(tc, an_io_watch_reports_readiness_once_per_handling_and_ends_with_the_actor);
+    tcase_add_test(tc, offloaded_work_returns_to_its_actor_a_full_queue_is_efull_and_cleanup_always_runs);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

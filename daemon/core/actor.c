@@ -875,6 +875,7 @@ static int send_user(axd_rt *s, ax_ctx *cx, ax_ref to, uint32_t msg, const void 
 
 static int api_tell(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n)
 {
+    AXD_NOT_FROM_POOL(AX_EINVAL);
     axd_rt *s = cx->srv;
     axd_env *e;
     if (to.node != 0) { /* a remote ref: only the bytes cross */
@@ -940,6 +941,7 @@ static void pending_discard(axd_rt *s, axd_pending *pd)
 static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n, uint32_t timeout_ms,
                    uint32_t reply_msg, uint64_t tag)
 {
+    AXD_NOT_FROM_POOL(AX_EINVAL);
     axd_rt *s = cx->srv;
     axd_env *e = NULL;
     axd_actor *a = NULL;
@@ -975,6 +977,7 @@ static int api_ask(ax_ctx *cx, ax_ref to, uint32_t msg, const void *p, size_t n,
 
 static int api_reply(ax_ctx *cx, const void *p, size_t n)
 {
+    AXD_NOT_FROM_POOL(AX_EINVAL);
     if (!cx->cur || !cx->cur->ask || cx->replied)
         return AX_OK;
     cx->replied = 1;
@@ -991,6 +994,7 @@ static const void *api_spawn_arg(ax_ctx *cx, size_t *len)
 
 static int api_spawn(ax_ctx *cx, const char *type, const ax_spawn_opts *o, ax_ref *out)
 {
+    AXD_NOT_FROM_POOL(AX_EINVAL);
     if (!type)
         return AX_EINVAL;
     return axd_actor_spawn(cx->srv, type, strlen(type), o, out, NULL);
@@ -998,6 +1002,7 @@ static int api_spawn(ax_ctx *cx, const char *type, const ax_spawn_opts *o, ax_re
 
 static int api_stop(ax_ctx *cx, ax_ref who, const char *reason)
 {
+    AXD_NOT_FROM_POOL(AX_EINVAL);
     if (!reason || !*reason)
         reason = "normal";
     if (cx->self && ax_ref_eq(who, axd_ref(cx->srv, cx->self)) && strcmp(reason, "kill") != 0) {
@@ -1243,12 +1248,15 @@ void axd_runtime_init_worker(axd_rt *s, struct ev_loop *loop, const axd_rt *firs
     atomic_fetch_add(&first->msgs->users, 1);
     atomic_fetch_add(&first->regnames->users, 1);
     runtime_init(s, loop, first->cfg, first->node_id, first->msgs, first->regnames, worker);
+    s->pool = first->pool; /* the node's: worker 0 owns it */
 }
 
 static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg, const char *node_id,
                          axd_msgtab *msgs, axd_nametab *names, uint32_t worker)
 {
     memset(s, 0, sizeof *s);
+    if (!msgs) /* the node's first runtime: it owns the offload pool (threads start at the first job) */
+        s->pool = axd_pool_new(cfg->offload_threads, cfg->offload_queue);
     s->msgs = msgs;
     s->regnames = names;
     s->worker = worker;
@@ -1309,6 +1317,7 @@ static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg,
     api->spawn_arg = api_spawn_arg; /* ABI 1.6 */
     api->io_watch = axd_api_io_watch; /* ABI 1.7 */
     api->io_unwatch = axd_api_io_unwatch;
+    api->offload = axd_api_offload; /* ABI 1.8 */
     s->sys_exit_id = axd_msg_intern(s, "$exit", 5);
     s->sys_down_id = axd_msg_intern(s, "$down", 5);
     s->sys_event_id = axd_msg_intern(s, "$event", 6);
@@ -1337,6 +1346,13 @@ void axd_runtime_free(axd_rt *s)
         if (p)
             axd_pending_complete(s, p->slot, p->gen, AX_ECANCELED, NULL, 0);
     }
+    if (s->worker == 0) /* the owner: running jobs finish, queued ones are dropped */
+        axd_pool_stop(s->pool);
+    axd_offload_q_free(s); /* results still on their way: to actors still here, or dropped */
+    if (s->worker == 0) {
+        axd_pool_free(s->pool);
+    }
+    s->pool = NULL;
     axd_slots_free(&s->actors);
     axd_slots_free(&s->pending);
     axd_hmap_free(&s->names);

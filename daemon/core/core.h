@@ -115,6 +115,8 @@ typedef struct axd_actor_ext {
 } axd_actor_ext;
 
 typedef struct axd_actor_work axd_actor_work; /* work.c: tokens, timers */
+typedef struct axd_pool axd_pool;             /* offload.c: the node's offload threads */
+struct axd_xq;
 
 typedef struct axd_actor {
     uint32_t slot, gen;
@@ -303,6 +305,8 @@ typedef struct axd_rt {
     ax_api api;
     uint64_t next_mref;
     axd_hmap client_mons;     /* mref -> axd_cmon: clients' monitors of other workers' actors */
+    axd_pool *pool;           /* the node's offload pool (worker 0's; shared) */
+    struct axd_xq *offload_q; /* offload results for this worker's actors (made at its first offload) */
     uint32_t sys_exit_id, sys_down_id, sys_event_id; /* interned "$exit" "$down" "$event" */
 
     axd_hmap keyed;           /* "type\0key" -> axd_actor (registry) */

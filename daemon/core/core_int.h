@@ -41,5 +41,22 @@ int axd_api_io_watch(ax_ctx *cx, int fd, unsigned events, uint32_t msg, uint64_t
 int axd_api_io_unwatch(ax_ctx *cx, uint64_t id);
 /* run_actor: the actor handled the readiness event of watch id: report the next one */
 void axd_io_rearm(axd_rt *s, axd_actor *a, uint64_t id);
+/* offload.c */
+axd_pool *axd_pool_new(uint32_t threads, uint32_t queue);
+void axd_pool_stop(axd_pool *p);  /* running jobs finish, queued ones are dropped */
+void axd_pool_free(axd_pool *p);
+void axd_offload_q_free(axd_rt *s); /* after the pool stopped */
+int axd_offload_in_pool(void);    /* is this thread a pool thread (no plugin API there) */
+/* The plugin API refuses calls from an offload thread (plugin.h, ax_offload). */
+#define AXD_NOT_FROM_POOL(ret)                                                                                   \
+    do {                                                                                                         \
+        if (axd_offload_in_pool()) {                                                                             \
+            axd_log(AX_LOG_ERROR, "plugin", "%s called from an offload thread: refused (an offload function "     \
+                    "must not use the plugin API)", __func__);                                                   \
+            return ret;                                                                                          \
+        }                                                                                                        \
+    } while (0)
+int axd_api_offload(ax_ctx *cx, ax_offload_fn fn, void (*cleanup)(void *arg), void *arg, uint32_t done_msg,
+                    uint64_t tag);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "ax_mem.h"
 #include "core_int.h"
+#include "log.h"
 #include "workers.h"
 
 typedef struct axd_token {
@@ -64,6 +65,7 @@ static size_t error_text(int code, const char *text, const char **out)
 
 int axd_api_reply_error(ax_ctx *cx, int code, const char *text)
 {
+    AXD_NOT_FROM_POOL(AX_EINVAL);
     if (code >= 0)
         return AX_EINVAL;
     if (!cx->cur || !cx->cur->ask || cx->replied)
@@ -77,6 +79,7 @@ int axd_api_reply_error(ax_ctx *cx, int code, const char *text)
 
 uint64_t axd_api_defer(ax_ctx *cx)
 {
+    AXD_NOT_FROM_POOL(0);
     if (!cx->self || !cx->cur || !cx->cur->ask || cx->replied)
         return 0;
     axd_actor_work *w = work_of(cx->self);
@@ -97,6 +100,7 @@ uint64_t axd_api_defer(ax_ctx *cx)
 
 int axd_api_reply_token(ax_ctx *cx, uint64_t token, int code, const char *text, const void *p, size_t n)
 {
+    AXD_NOT_FROM_POOL(AX_EINVAL);
     if (!cx->self)
         return AX_EINVAL;
     if (code > 0)
@@ -159,6 +163,7 @@ static void atimer_cb(struct ev_loop *loop, ev_timer *ev, int revents)
 int axd_api_timer_start(ax_ctx *cx, uint32_t delay_ms, uint32_t interval_ms, uint32_t msg, const void *p, size_t n,
                         uint64_t *id)
 {
+    AXD_NOT_FROM_POOL(AX_EINVAL);
     axd_rt *s = cx->srv;
     if (!cx->self || !msg || !axd_msg_valid(s->msgs, msg) || (n && !p))
         return AX_EINVAL;
@@ -191,6 +196,7 @@ int axd_api_timer_start(ax_ctx *cx, uint32_t delay_ms, uint32_t interval_ms, uin
 
 int axd_api_timer_cancel(ax_ctx *cx, uint64_t id)
 {
+    AXD_NOT_FROM_POOL(AX_EINVAL);
     axd_actor_work *w = cx->self ? cx->self->w : NULL;
     for (axd_atimer *t = w ? w->timers : NULL; t; t = t->next) {
         if (t->id != id)
@@ -247,6 +253,7 @@ static void iow_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 int axd_api_io_watch(ax_ctx *cx, int fd, unsigned events, uint32_t msg, uint64_t *id)
 {
+    AXD_NOT_FROM_POOL(AX_EINVAL);
     axd_rt *s = cx->srv;
     if (!cx->self || !msg || !axd_msg_valid(s->msgs, msg) || fd < 0 || !events || (events & ~(AX_IO_READ | AX_IO_WRITE)))
         return AX_EINVAL;
@@ -278,6 +285,7 @@ int axd_api_io_watch(ax_ctx *cx, int fd, unsigned events, uint32_t msg, uint64_t
 
 int axd_api_io_unwatch(ax_ctx *cx, uint64_t id)
 {
+    AXD_NOT_FROM_POOL(AX_EINVAL);
     axd_actor_work *w = cx->self ? cx->self->w : NULL;
     for (axd_iow *x = w ? w->watches : NULL; x; x = x->next) {
         if (x->id != id)

@@ -637,6 +637,9 @@ void axd_workers_stop(axd_workers *g, const char *reason)
             pthread_join(g->w[i].th, NULL);
             g->w[i].started = 0;
         }
+    /* offload jobs: running ones finish (their results wait in the worker queues), queued
+     * ones are dropped, before any worker's runtime goes */
+    axd_pool_stop(g->w[0].rt->pool);
     /* 3. worker 0 takes the replies the others sent it; the rest is freed unhandled */
     if (g->w[0].inbox.cells)
         ev_run(g->w[0].loop, EVRUN_NOWAIT);

@@ -30,6 +30,8 @@ typedef struct axd_config {
     uint32_t ask_timeout_ms;   /* runtime.ask_timeout_ms, default 5000 */
     uint32_t max_actors;       /* runtime.max_actors, default 4194304 */
     uint32_t idle_timeout_ms;  /* runtime.idle_timeout_ms: keyed actors, 0 = never, default 300000 */
+    uint32_t offload_threads;  /* runtime.offload_threads, default 4 */
+    uint32_t offload_queue;    /* runtime.offload_queue, default 1024 */
     uint32_t events_buffer;    /* runtime.events_buffer: per-subscriber lifecycle buffer, default 1024 */
     /* [plugins] */
     char *plugin_dir;          /* plugins.dir: relative plugin names are looked up here */

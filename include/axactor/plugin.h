@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define AX_ABI_MAJOR 1
-#define AX_ABI_MINOR 7
+#define AX_ABI_MINOR 8
 #define AX_PLUGIN_SYMBOL "axactor_plugin"
 
 #define AX_STR_(x) #x
@@ -195,6 +195,9 @@ typedef struct ax_api {
     /* ---- ABI 1.7 ---- */
     int (*io_watch)(ax_ctx *cx, int fd, unsigned events, uint32_t msg, uint64_t *id);
     int (*io_unwatch)(ax_ctx *cx, uint64_t id);
+    /* ---- ABI 1.8 ---- */
+    int (*offload)(ax_ctx *cx, int (*fn)(void *arg, void *out, size_t cap, size_t *len), void (*cleanup)(void *arg),
+                   void *arg, uint32_t done_msg, uint64_t tag);
 } ax_api;
 
 /* The first member of every ax_ctx is the daemon's function table. */
@@ -376,6 +379,29 @@ static inline int ax_io_unwatch(ax_ctx *cx, uint64_t id)
     if (!AX_API_HAS(cx, io_unwatch))
         return AX_ENOTSUP;
     return ax_api_of(cx)->io_unwatch(cx, id);
+}
+
+/* Blocking work off the loop (ABI 1.8; AX_ENOTSUP from an older daemon). fn(arg, out,
+ * cap, &len) runs on a thread of the daemon's pool (runtime.offload_threads), where it
+ * may block (a file, a syscall, a library without an async API); it MUST NOT call any
+ * ax_* function (there is no cx there: the daemon refuses such calls and logs them). It
+ * writes up to cap (AX_OFFLOAD_RESULT_MAX) result bytes into out, sets *len, and returns
+ * AX_OK or an error code. The actor then receives `done_msg` on its own worker with
+ * m->status = that code, the result as payload and m->tag = tag (beside the signals:
+ * never refused for capacity). cleanup(arg), if given, then runs on the actor's worker;
+ * also when the actor is gone by then (the result is dropped) or when the daemon stops
+ * before the job ran (then on the stopping thread). AX_EFULL when runtime.offload_queue
+ * jobs are already waiting; on any error the job is not taken and arg stays the
+ * caller's. */
+#define AX_OFFLOAD_RESULT_MAX 65536
+typedef int (*ax_offload_fn)(void *arg, void *out, size_t cap, size_t *len);
+static inline int ax_offload(ax_ctx *cx, ax_offload_fn fn, void (*cleanup)(void *arg), void *arg, const char *done_msg,
+                             uint64_t tag)
+{
+    if (!AX_API_HAS(cx, offload))
+        return AX_ENOTSUP;
+    uint32_t mid = ax_msg_id(cx, done_msg);
+    return mid ? ax_api_of(cx)->offload(cx, fn, cleanup, arg, mid, tag) : AX_EINVAL;
 }
 
 static inline uint64_t ax_ctx_epoch(ax_ctx *cx) { return ax_api_of(cx)->epoch(cx); }

@@ -22,11 +22,20 @@
  *   readable        (the watch's message) read what is there
  *   io              "EVENTS:BYTES:ERRORS:<what was read>"
  *   unwatch         ax_io_unwatch the pipe's watch; reply "ok" or the error name
- *   close_watched   close the read end while it is still watched (bad use) */
+ *   close_watched   close the read end while it is still watched (bad use)
+ *   slow MS         ax_offload a job sleeping MS ms (result "slept MS"); its "done" is
+ *                   recorded as "got" is ("STATUS:TEXT" in last)
+ *   fill N MS       offload N such jobs; reply "ACCEPTED:FIRST_ERROR"
+ *   cleanups        how many offload cleanups ran (all actors of the plugin)
+ *   done_count      how many "done" this actor received
+ *   abuse           offload a job that calls the plugin API from the pool thread; its
+ *                   result is that call's return (it must be refused) */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "axactor/plugin.h"
@@ -46,7 +55,10 @@ typedef struct work {
     int io_events, io_errors;
     size_t io_bytes;
     char io_data[128];
+    int dones;
 } work;
+
+static _Atomic int g_cleanups; /* offload cleanups (they run on the actors' workers) */
 
 /* (plugins see no daemon symbols: ax_errname is libaxproto's) */
 static const char *ename(int rc)
@@ -356,7 +368,107 @@ static int w_child(ax_ctx *cx, work *w, const ax_msg *m)
     return rc ? ax_reply_error(cx, rc, "spawn failed") : ax_reply_str(cx, "spawned");
 }
 
-AX_ACTOR_TYPE(work_type, "work", work, w_start, w_stop, AX_MSG("arg", w_arg), AX_MSG("child", w_child),
+typedef struct slow_job {
+    int ms;
+    const ax_api *api; /* abuse: the table a pool thread must not use */
+} slow_job;
+
+static int slow_fn(void *arg, void *out, size_t cap, size_t *len)
+{
+    slow_job *j = arg;
+    struct timespec ts = {j->ms / 1000, (long)(j->ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    int n = snprintf(out, cap, "slept %d", j->ms);
+    *len = (size_t)n;
+    return AX_OK;
+}
+
+static int abuse_fn(void *arg, void *out, size_t cap, size_t *len)
+{
+    slow_job *j = arg;
+    struct { const ax_api *api; } fake = {j->api}; /* no real cx exists on a pool thread */
+    int rc = j->api->tell((ax_ctx *)(void *)&fake, AX_REF_NONE, 1, NULL, 0);
+    int n = snprintf(out, cap, "%s", ename(rc));
+    *len = (size_t)n;
+    return AX_OK;
+}
+
+static void slow_cleanup(void *arg)
+{
+    free(arg);
+    g_cleanups++;
+}
+
+static int offload_one(ax_ctx *cx, int ms, ax_offload_fn fn)
+{
+    slow_job *j = malloc(sizeof *j);
+    j->ms = ms;
+    j->api = ax_api_of(cx);
+    int rc = ax_offload(cx, fn, slow_cleanup, j, "done", (uint64_t)ms);
+    if (rc)
+        free(j); /* not taken: still ours */
+    return rc;
+}
+
+static int w_slow(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    int64_t ms;
+    w->handled++;
+    if (ax_msg_i64(m, &ms) || ms < 0)
+        return AX_EINVAL;
+    int rc = offload_one(cx, (int)ms, slow_fn);
+    return rc ? ax_reply_error(cx, rc, "offload refused") : ax_reply_str(cx, "queued");
+}
+
+static int w_fill(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    char buf[32];
+    int n = 0, ms = 0, ok = 0, first = AX_OK;
+    w->handled++;
+    text_of(m, buf, sizeof buf);
+    if (sscanf(buf, "%d %d", &n, &ms) != 2)
+        return AX_EINVAL;
+    for (int i = 0; i < n; i++) {
+        int rc = offload_one(cx, ms, slow_fn);
+        if (!rc)
+            ok++;
+        else if (first == AX_OK)
+            first = rc;
+    }
+    char out[48];
+    snprintf(out, sizeof out, "%d:%s", ok, ename(first));
+    return ax_reply_str(cx, out);
+}
+
+static int w_done(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    w->dones++;
+    return w_got(cx, w, m);
+}
+
+static int w_done_count(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    return ax_reply_i64(cx, w->dones);
+}
+
+static int w_cleanups(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)w, (void)m;
+    return ax_reply_i64(cx, g_cleanups);
+}
+
+static int w_abuse(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)m;
+    w->handled++;
+    int rc = offload_one(cx, 0, abuse_fn);
+    return rc ? ax_reply_error(cx, rc, "offload refused") : ax_reply_str(cx, "queued");
+}
+
+AX_ACTOR_TYPE(work_type, "work", work, w_start, w_stop, AX_MSG("slow", w_slow), AX_MSG("fill", w_fill),
+              AX_MSG("done", w_done), AX_MSG("done_count", w_done_count), AX_MSG("cleanups", w_cleanups),
+              AX_MSG("abuse", w_abuse), AX_MSG("arg", w_arg), AX_MSG("child", w_child),
               AX_MSG("pipe", w_pipe), AX_MSG("put", w_put), AX_MSG("readable", w_readable), AX_MSG("io", w_io),
               AX_MSG("unwatch", w_unwatch), AX_MSG("close_watched", w_close_watched), AX_MSG("find", w_find), AX_MSG("handled", w_handled),
               AX_MSG("defer", w_defer), AX_MSG("defer_twice", w_defer_twice), AX_MSG("answer", w_answer),
