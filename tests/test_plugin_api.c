@@ -360,6 +360,46 @@ START_TEST(offloaded_work_returns_to_its_actor_a_full_queue_is_efull_and_cleanup
 }
 END_TEST
 
+/* plugins/filestore: file I/O on the offload pool, asks answered when it is on disk. */
+START_TEST(the_filestore_example_writes_and_reads_its_file_off_the_loop)
+{
+    char dir[] = "/tmp/axfs.XXXXXX", path[64], bad[96];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/notes.txt", dir);
+    snprintf(bad, sizeof bad, "%s/no/such/dir/x", dir);
+    ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "filestore", NULL});
+    axc_conn *c = ax_h_connect(d);
+    axc_ref r;
+    ck_assert_int_eq(axc_spawn_arg(c, "filestore", "notes", NULL, NULL, path, strlen(path), &r), 0);
+    ck_assert_int_eq(axc_spawn_arg(c, "filestore", "bad", NULL, NULL, bad, strlen(bad), &r), 0);
+    ck_assert_int_eq(axc_spawn(c, "filestore", "nopath", NULL, &r), AX_EINVAL); /* on_start refuses it */
+    int rc;
+    char *v = ask(c, "notes", "get", NULL, 3000, &rc);
+    ck_assert_int_eq(rc, AX_ENOTFOUND);
+    ck_assert_msg(strstr(axc_errmsg(c), "No such file"), "%s", axc_errmsg(c));
+    axc_free(v);
+    expect(c, "notes", "put", "written on disk", "OK");
+    expect(c, "notes", "get", NULL, "written on disk");
+    FILE *f = fopen(path, "r");
+    char buf[64] = "";
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f));
+    fclose(f);
+    ck_assert_str_eq(buf, "written on disk");
+    v = ask(c, "bad", "put", "x", 3000, &rc);
+    ck_assert_int_eq(rc, AX_EIO);
+    ck_assert_msg(strstr(axc_errmsg(c), "No such file"), "%s", axc_errmsg(c));
+    axc_free(v);
+    v = ask(c, "bad", "get", NULL, 3000, &rc); /* alive after its error */
+    ck_assert_int_eq(rc, AX_ENOTFOUND);
+    axc_free(v);
+    axc_close(c);
+    ax_h_stop(d);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 /* A plugin binary built from the frozen 1.0 headers (tests/abi/1.0, tests/plugins/abi10.c)
  * loads into this daemon and what it calls works: tell, ask, reply, send_after, lookup,
  * an ask to an actor of a newer plugin, a monitor. */
@@ -406,6 +446,7 @@ int main(void)
     tcase_add_test(tc, spawn_arguments_reach_on_start_at_every_incarnation);
     tcase_add_test(tc, an_io_watch_reports_readiness_once_per_handling_and_ends_with_the_actor);
     tcase_add_test(tc, offloaded_work_returns_to_its_actor_a_full_queue_is_efull_and_cleanup_always_runs);
+    tcase_add_test(tc, the_filestore_example_writes_and_reads_its_file_off_the_loop);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
