@@ -29,7 +29,11 @@
  *   cleanups        how many offload cleanups ran (all actors of the plugin)
  *   done_count      how many "done" this actor received
  *   abuse           offload a job that calls the plugin API from the pool thread; its
- *                   result is that call's return (it must be refused) */
+ *                   result is that call's return (it must be refused)
+ * For bench/bench_plugin_api:
+ *   nop             reply "1" at once
+ *   dnop            ax_defer, tell itself "flush"; "flush" answers the token with "1"
+ *   onop            ax_offload a no-op whose "onop_done" answers the token with "1" */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -466,7 +470,57 @@ static int w_abuse(ax_ctx *cx, work *w, const ax_msg *m)
     return rc ? ax_reply_error(cx, rc, "offload refused") : ax_reply_str(cx, "queued");
 }
 
-AX_ACTOR_TYPE(work_type, "work", work, w_start, w_stop, AX_MSG("slow", w_slow), AX_MSG("fill", w_fill),
+static int w_nop(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)w, (void)m;
+    return ax_reply(cx, "1", 1);
+}
+
+static int w_dnop(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)w, (void)m;
+    uint64_t t = ax_defer(cx);
+    return ax_tell(cx, ax_self(cx), "flush", &t, sizeof t);
+}
+
+static int w_flush(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)w;
+    uint64_t t;
+    if (m->len != sizeof t)
+        return AX_EINVAL;
+    memcpy(&t, m->data, sizeof t);
+    ax_reply_token(cx, t, "1", 1);
+    return AX_OK;
+}
+
+static int nop_fn(void *arg, void *out, size_t cap, size_t *len)
+{
+    (void)arg, (void)cap;
+    memcpy(out, "1", 1);
+    *len = 1;
+    return AX_OK;
+}
+
+static int w_onop(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)w, (void)m;
+    uint64_t t = ax_defer(cx);
+    int rc = ax_offload(cx, nop_fn, NULL, NULL, "onop_done", t);
+    if (rc)
+        ax_reply_token_error(cx, t, rc, "offload refused");
+    return AX_OK;
+}
+
+static int w_onop_done(ax_ctx *cx, work *w, const ax_msg *m)
+{
+    (void)w;
+    ax_reply_token(cx, m->tag, m->data, m->len);
+    return AX_OK;
+}
+
+AX_ACTOR_TYPE(work_type, "work", work, w_start, w_stop, AX_MSG("nop", w_nop), AX_MSG("dnop", w_dnop),
+              AX_MSG("flush", w_flush), AX_MSG("onop", w_onop), AX_MSG("onop_done", w_onop_done), AX_MSG("slow", w_slow), AX_MSG("fill", w_fill),
               AX_MSG("done", w_done), AX_MSG("done_count", w_done_count), AX_MSG("cleanups", w_cleanups),
               AX_MSG("abuse", w_abuse), AX_MSG("arg", w_arg), AX_MSG("child", w_child),
               AX_MSG("pipe", w_pipe), AX_MSG("put", w_put), AX_MSG("readable", w_readable), AX_MSG("io", w_io),
