@@ -303,6 +303,7 @@ START_TEST(an_io_watch_reports_readiness_once_per_handling_and_ends_with_the_act
     id = ask(c, "io", "pipe", NULL, 2000, &rc);
     axc_free(id);
     expect(c, "io", "close_watched", NULL, "closed");
+    expect(c, "io", "many_watches", "1", "0:EINVAL"); /* a fd that is not open: refused */
     axc_free(ask(c, "io", "put", "x", 2000, &rc)); /* no reader now: EPIPE, as a business error */
     ck_assert_int_eq(rc, AX_EIO);
     sleep_ms(50);
@@ -311,6 +312,12 @@ START_TEST(an_io_watch_reports_readiness_once_per_handling_and_ends_with_the_act
     axc_free(v);
     spawn(c, "after", NULL);
     expect(c, "after", "find", "x", "found");
+    /* limits: AX_IO_WATCHES_MAX watches and AX_TIMERS_MAX timers per actor, then EFULL */
+    axc_free(ask(c, "after", "pipe", NULL, 2000, &rc)); /* its first watch */
+    expect(c, "after", "many_watches", "70", "63:EFULL");
+    expect(c, "after", "many_timers", "1030", "1024:EFULL");
+    axc_free(ask(c, "after", "crash", NULL, 2000, &rc)); /* temporary: all of it ends with it */
+    ck_assert_int_eq(rc, AX_EFAILED);
     axc_close(c);
     ax_h_stop(d);
 }

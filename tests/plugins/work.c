@@ -33,7 +33,9 @@
  * For bench/bench_plugin_api:
  *   nop             reply "1" at once
  *   dnop            ax_defer, tell itself "flush"; "flush" answers the token with "1"
- *   onop            ax_offload a no-op whose "onop_done" answers the token with "1" */
+ *   onop            ax_offload a no-op whose "onop_done" answers the token with "1"
+ *   many_watches N  N more watches of the pipe's read end; reply "TAKEN:FIRST_ERROR"
+ *   many_timers N   N timers (an hour away); reply "TAKEN:FIRST_ERROR" */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -519,7 +521,31 @@ static int w_onop_done(ax_ctx *cx, work *w, const ax_msg *m)
     return AX_OK;
 }
 
-AX_ACTOR_TYPE(work_type, "work", work, w_start, w_stop, AX_MSG("nop", w_nop), AX_MSG("dnop", w_dnop),
+static int w_many(ax_ctx *cx, work *w, const ax_msg *m, int watches)
+{
+    int64_t n;
+    if (ax_msg_i64(m, &n) || n < 0)
+        return AX_EINVAL;
+    int ok = 0, first = AX_OK;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t id;
+        int rc = watches ? ax_io_watch(cx, w->rfd, AX_IO_READ, "readable", &id)
+                         : ax_timer_start(cx, 3600000, 0, "tick", NULL, 0, &id);
+        if (!rc)
+            ok++;
+        else if (first == AX_OK)
+            first = rc;
+    }
+    char out[48];
+    snprintf(out, sizeof out, "%d:%s", ok, ename(first));
+    return ax_reply_str(cx, out);
+}
+
+static int w_many_watches(ax_ctx *cx, work *w, const ax_msg *m) { return w_many(cx, w, m, 1); }
+static int w_many_timers(ax_ctx *cx, work *w, const ax_msg *m) { return w_many(cx, w, m, 0); }
+
+AX_ACTOR_TYPE(work_type, "work", work, w_start, w_stop, AX_MSG("many_watches", w_many_watches),
+              AX_MSG("many_timers", w_many_timers), AX_MSG("nop", w_nop), AX_MSG("dnop", w_dnop),
               AX_MSG("flush", w_flush), AX_MSG("onop", w_onop), AX_MSG("onop_done", w_onop_done), AX_MSG("slow", w_slow), AX_MSG("fill", w_fill),
               AX_MSG("done", w_done), AX_MSG("done_count", w_done_count), AX_MSG("cleanups", w_cleanups),
               AX_MSG("abuse", w_abuse), AX_MSG("arg", w_arg), AX_MSG("child", w_child),
