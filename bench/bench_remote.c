@@ -7,7 +7,10 @@
  *   ask      libaxclient asks through node A to an actor on node B, sequential
  * Targets (issue 4): burst >= 1M msgs/s and >= 2x Erlang's.
  *
- * usage: bench_remote [--daemon PATH] [--plugin-dir DIR] [-n HITS] [-r ROUNDS] [--no-erlang] */
+ * Both daemons run with --workers workers (default 1; the peer links are worker 0's, the
+ * actors are spawned on the workers in turn).
+ *
+ * usage: bench_remote [--daemon PATH] [--plugin-dir DIR] [-n HITS] [-r ROUNDS] [--workers N] [--no-erlang] */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -131,10 +134,13 @@ static void store_start(void)
     }
 }
 
+static int workers = 1;
+
 static axc_conn *start_node(const char *daemon, const char *plugdir, const char *name, int port, const char *peer,
                             int peer_port)
 {
-    char sock[300], listen[64], peers[128], pd[600], logp[300], rport[64];
+    char sock[300], listen[64], peers[128], pd[600], logp[300], rport[64], wset[48];
+    snprintf(wset, sizeof wset, "runtime.workers=%d", workers);
     if (!redis_port)
         store_start();
     snprintf(rport, sizeof rport, "lease.redis_port=%d", redis_port);
@@ -145,7 +151,8 @@ static axc_conn *start_node(const char *daemon, const char *plugdir, const char 
     snprintf(pd, sizeof pd, "%s", plugdir);
     char *argv[] = {(char *)daemon, "-s", sock, "-n", (char *)name, "--plugin-dir", pd, "-p", "pingpong",
                     "-l", "warn", "--set", listen, "--set", peers, "--set",
-                    "cluster.auth_token=bench-token-0123456789", "--set", "lease.store=redis", "--set", rport, NULL};
+                    "cluster.auth_token=bench-token-0123456789", "--set", "lease.store=redis", "--set", rport,
+                    "--set", wset, NULL};
     spawn_argv(argv, logp);
     char err[256] = "";
     for (int i = 0; i < 500; i++) {
@@ -280,10 +287,13 @@ int main(int argc, char **argv)
             n = atol(argv[++i]);
         else if (!strcmp(argv[i], "-r") && v)
             rounds = asks = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--workers") && v)
+            workers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-erlang"))
             erlang = 0;
         else {
-            fprintf(stderr, "usage: bench_remote [--daemon PATH] [--plugin-dir DIR] [-n HITS] [-r ROUNDS] [--no-erlang]\n");
+            fprintf(stderr, "usage: bench_remote [--daemon PATH] [--plugin-dir DIR] [-n HITS] [-r ROUNDS] [--workers N] "
+                            "[--no-erlang]\n");
             return 2;
         }
     }

@@ -379,8 +379,9 @@ typedef struct remote_rq {
     unsigned char data[]; /* payload, or the reason of a down */
 } remote_rq;
 
-/* Worker 0: the answer to an ask a worker sent another node, back to its pending. */
-static void proxy_done(axd_rt *s, axd_pending *p, int status, const void *data, size_t n)
+/* A pending whose answer goes on to another worker's pending (u.client: conn_slot and
+ * conn_gen are that pending's slot and generation, req_id its worker). */
+void axd_xw_relay_done(axd_rt *s, axd_pending *p, int status, const void *data, size_t n)
 {
     axd_env back = {.ask = p->u.client.conn_slot, .ask_gen = p->u.client.conn_gen,
                     .ask_worker = (uint8_t)p->u.client.req_id};
@@ -397,7 +398,7 @@ static void remote_cb(axd_rt *s, void *ud)
             s->ctr.xw_dropped++;
         break;
     case RQ_ASK: {
-        axd_pending *p = axd_pending_new(s, q->timeout_ms, proxy_done);
+        axd_pending *p = axd_pending_new(s, q->timeout_ms, axd_xw_relay_done);
         if (!p) {
             axd_env back = {.ask = q->slot, .ask_gen = q->gen, .ask_worker = (uint8_t)q->worker};
             axd_xw_answer(s, &back, AX_ENOMEM, NULL, 0);

@@ -125,6 +125,10 @@ void axd_events_deliver(axd_rt *s, ax_ref who, const char *name, const char *doc
  * which has the cluster. */
 int axd_xw_down_to(axd_rt *s, uint32_t w, ax_ref watcher, uint64_t mref, ax_ref who, const char *reason);
 
+/* The done callback of a pending whose answer goes on to another worker's pending
+ * (u.client.conn_slot/conn_gen: that pending; u.client.req_id: its worker). */
+void axd_xw_relay_done(axd_rt *s, axd_pending *p, int status, const void *data, size_t n);
+
 /* supervisor.c: the receiving side of the signals above. */
 void axd_sup_xw_signal(axd_rt *s, uint32_t kind, ax_ref to, ax_ref from, uint64_t mref, const char *reason);
 /* A $down from another worker: 0 if the watcher demonitored meanwhile (drop it). */

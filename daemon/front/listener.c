@@ -264,6 +264,19 @@ static void client_ask_done(axd_rt *rt, axd_pending *p, int status, const void *
     }
 }
 
+/* The pending of a client request on this worker: its answer goes to this connection as
+ * the answer to req_id (NULL: too many in flight). */
+static axd_pending *client_pending(axd_conn *c, const ax_frame_hdr *h, uint32_t timeout_ms, axd_pending_done done)
+{
+    axd_pending *p = axd_pending_new(c->s->rt, timeout_ms, done);
+    if (p) {
+        p->u.client.conn_slot = c->slot;
+        p->u.client.conn_gen = c->gen;
+        p->u.client.req_id = h->req_id;
+    }
+    return p;
+}
+
 /* TELL/ASK to a REF naming another node's wire id: hand it to the cluster (remote TELL
  * is answered OK once queued for the peer; ASK by the remote actor's REPLY or ERROR). */
 static void forward_remote(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, int noreply)
@@ -293,14 +306,11 @@ static void forward_remote(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg
             send_empty(c, AX_T_OK, h->req_id);
         return;
     }
-    axd_pending *p = axd_pending_new(s->rt, m->timeout_ms, client_ask_done);
+    axd_pending *p = client_pending(c, h, m->timeout_ms, client_ask_done);
     if (!p) {
         send_error(c, h->req_id, AX_ENOMEM, "too many asks in flight");
         return;
     }
-    p->u.client.conn_slot = c->slot;
-    p->u.client.conn_gen = c->gen;
-    p->u.client.req_id = h->req_id;
     code = axd_cluster_ask_named(s->cluster, to, m->msg, m->msg_len, m->payload, m->payload_len, p, m->timeout_ms);
     s->rt->ctr.asks += code == 0;
     if (code)
@@ -332,14 +342,11 @@ static void forward_keyed(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg 
     int ask = h->type == AX_T_ASK;
     axd_pending *p = NULL;
     if (!noreply) {
-        p = axd_pending_new(s->rt, ask ? m->timeout_ms : s->cfg->ask_timeout_ms, ask ? client_ask_done : client_tell_done);
+        p = client_pending(c, h, ask ? m->timeout_ms : s->cfg->ask_timeout_ms, ask ? client_ask_done : client_tell_done);
         if (!p) {
             send_error(c, h->req_id, AX_ENOMEM, "too many requests in flight");
             return;
         }
-        p->u.client.conn_slot = c->slot;
-        p->u.client.conn_gen = c->gen;
-        p->u.client.req_id = h->req_id;
     }
     unsigned kflags = (ask ? AX_PK_ASK : 0) | ((h->flags & AX_F_DIRECT) ? AX_PK_DIRECT : 0);
     int rc = axd_route_send(s->keyed, m->target.name, m->target.name_len, m->target.key, m->target.key_len, kflags, m->msg,
@@ -383,15 +390,12 @@ static void forward_worker(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg
     e->epoch = m->epoch;
     axd_pending *p = NULL;
     if (!noreply) {
-        p = axd_pending_new(s->rt, ask ? m->timeout_ms : s->cfg->ask_timeout_ms, ask ? client_ask_done : client_tell_done);
+        p = client_pending(c, h, ask ? m->timeout_ms : s->cfg->ask_timeout_ms, ask ? client_ask_done : client_tell_done);
         if (!p) {
             axd_env_free(s->rt, e);
             send_error(c, h->req_id, AX_ENOMEM, "too many requests in flight");
             return;
         }
-        p->u.client.conn_slot = c->slot;
-        p->u.client.conn_gen = c->gen;
-        p->u.client.req_id = h->req_id;
         e->ask = p->slot;
         e->ask_gen = p->gen;
         e->ack = !ask;
@@ -467,16 +471,13 @@ static void handle_msg(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     e->epoch = m.epoch;
     axd_pending *p = NULL;
     if (h->type == AX_T_ASK) {
-        p = axd_pending_new(s->rt, m.timeout_ms, client_ask_done);
+        p = client_pending(c, h, m.timeout_ms, client_ask_done);
         if (!p) {
             axd_env_free(s->rt, e);
             code = AX_ENOMEM;
             snprintf(wbuf, sizeof wbuf, "too many asks in flight");
             goto refuse;
         }
-        p->u.client.conn_slot = c->slot;
-        p->u.client.conn_gen = c->gen;
-        p->u.client.req_id = h->req_id;
         e->ask = p->slot;
         e->ask_gen = p->gen;
     }

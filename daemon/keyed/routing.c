@@ -696,20 +696,13 @@ typedef struct wfwd {
     char data[]; /* type, key, msg, payload */
 } wfwd;
 
-static void wfwd_done(axd_rt *rt, axd_pending *p, int status, const void *data, size_t n)
-{
-    axd_env back = {.ask = p->u.client.conn_slot, .ask_gen = p->u.client.conn_gen,
-                    .ask_worker = (uint8_t)p->u.client.req_id};
-    axd_xw_answer(rt, &back, status, data, n);
-}
-
 static void wfwd_cb(axd_rt *rt, void *ud)
 {
     wfwd *q = ud;
     axd_pending *p = NULL;
     int rc = AX_OK;
     if (q->slot) {
-        p = axd_pending_new(rt, q->timeout_ms, wfwd_done);
+        p = axd_pending_new(rt, q->timeout_ms, axd_xw_relay_done);
         if (!p)
             rc = AX_ENOMEM;
         else {

@@ -66,7 +66,8 @@ typedef struct ax_msg {
 } ax_msg;
 
 /* Handler: return AX_OK, or an error code (an abnormal exit of the actor with reason
- * "error:<ERRNAME>"; the asker, if any, gets the error). */
+ * "error:<ERRNAME>"; the asker, if any, gets the error). An error for the asker that
+ * should not end the actor is ax_reply_error (ABI 1.3). */
 typedef int (*ax_handler_fn)(ax_ctx *cx, void *self, const ax_msg *m);
 typedef int (*ax_start_fn)(ax_ctx *cx, void *self);
 typedef void (*ax_stop_fn)(ax_ctx *cx, void *self, const char *reason);
