@@ -405,6 +405,20 @@ static inline int ax_offload(ax_ctx *cx, ax_offload_fn fn, void (*cleanup)(void 
     return mid ? ax_api_of(cx)->offload(cx, fn, cleanup, arg, mid, tag) : AX_EINVAL;
 }
 
+/* The fencing token of a keyed actor: the epoch of its shard's lease on this node (0 for
+ * an actor that is not keyed, or without a lease manager). Epochs of a shard only grow,
+ * across nodes and restarts: a new owner always holds a larger one. Give it with every
+ * write the actor makes elsewhere and have the other side refuse a write whose epoch is
+ * below the last it accepted for that key; then a former owner that does not know yet
+ * that it lost the shard (paused, partitioned) cannot overwrite what the new owner
+ * wrote. A Redis example (one script: the check and the write are atomic):
+ *     -- KEYS[1] = the value, KEYS[2] = its epoch; ARGV[1] = value, ARGV[2] = epoch
+ *     local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+ *     if tonumber(ARGV[2]) < cur then return redis.error_reply('STALE epoch') end
+ *     redis.call('SET', KEYS[2], ARGV[2]); redis.call('SET', KEYS[1], ARGV[1]); return 'OK'
+ * and in SQL: UPDATE t SET v = ?, epoch = ? WHERE k = ? AND epoch <= ? (0 rows: stale).
+ * A refused write means another node owns the key now: answer the asker with AX_ESTALE
+ * (ax_reply_error) and let the message be routed again. */
 static inline uint64_t ax_ctx_epoch(ax_ctx *cx) { return ax_api_of(cx)->epoch(cx); }
 /* Routed ("ensure") messages to the keyed actor of (type, key) anywhere in the cluster;
  * AX_ENOTSUP from a daemon older than this ABI addition. */
