@@ -1716,7 +1716,9 @@ START_TEST(client_requests_reach_actors_on_every_worker)
     expect_get(c, &t1, "2000");
     /* a message its type does not handle is refused there: ENOMSG for tell and ask */
     ck_assert_err(axc_tell(c, &t1, "echo", "x", 1), AX_ENOMSG, c);
+    ck_assert_str_eq(axc_errmsg(c), "actor type 'counter' has no message 'echo'"); /* as on its own worker */
     ck_assert_err(ask_rc(c, &t1, "echo"), AX_ENOMSG, c);
+    ck_assert_str_eq(axc_errmsg(c), "actor type 'counter' has no message 'echo'");
     /* resolve, monitor, exit/2 and stop there */
     axc_ref got;
     ck_assert_int_eq(axc_resolve(c, &t1, &got), 0);

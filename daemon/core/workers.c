@@ -142,12 +142,19 @@ static void on_env(axd_rt *s, ax_ref to, axd_env *e)
         e->ask = 0;
     }
     int rc = a ? axd_actor_deliver(s, a, e) : AX_ENOPROC;
+    char why[2 * AX_NAME_MAX + 48];
+    size_t wn = 0;
+    if (rc == AX_ENOMSG) /* the words a client of this worker would get (front/listener.c) */
+        wn = (size_t)snprintf(why, sizeof why, "actor type '%s' has no message '%s'", a->type->name,
+                              axd_msg_name(s, e->m.id));
     if (ack.ask)
-        axd_xw_answer(s, &ack, rc, NULL, 0);
+        axd_xw_answer(s, &ack, rc, wn ? why : NULL, wn);
     if (rc) {
         if (!e->ask && !ack.ask)
             s->ctr.xw_dropped++;
-        axd_env_drop(s, e, rc); /* an ask gets the error back on its worker */
+        axd_xw_answer(s, e, rc, wn ? why : NULL, wn); /* an ask gets the error back on its worker */
+        e->ask = 0;
+        axd_env_drop(s, e, rc);
     }
 }
 

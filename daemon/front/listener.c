@@ -112,6 +112,24 @@ static void send_error(axd_conn *c, uint32_t req, int code, const char *msg)
     mark_dirty(c);
 }
 
+/* An error answer: the text that came with it (an actor's ax_reply_error, or the actor's
+ * worker saying why), else `fallback`. */
+static void send_error_text(axd_conn *c, uint32_t req, int status, const void *data, size_t n, const char *fallback)
+{
+    char text[AX_ERROR_TEXT_MAX + 1];
+    if (!n) {
+        send_error(c, req, status, fallback);
+        return;
+    }
+    size_t tn = n > AX_ERROR_TEXT_MAX ? AX_ERROR_TEXT_MAX : n;
+    memcpy(text, data, tn);
+    text[tn] = 0;
+    for (size_t i = 0; i < tn; i++) /* made valid UTF-8 by send_error */
+        if (!text[i])
+            text[i] = '?';
+    send_error(c, req, status, text);
+}
+
 static void send_empty(axd_conn *c, uint8_t type, uint32_t req)
 {
     if (conn_gone(c))
@@ -246,22 +264,12 @@ static void client_ask_done(axd_rt *rt, axd_pending *p, int status, const void *
     axd_conn *c = axd_slots_get(&s->conns, p->u.client.conn_slot, p->u.client.conn_gen);
     if (!c)
         return; /* the client left; nobody to answer */
-    char text[AX_ERROR_TEXT_MAX + 1];
-    if (status == AX_OK) {
+    if (status == AX_OK)
         send_blob(c, AX_T_REPLY, p->u.client.req_id, data, n);
-    } else if (n) { /* the actor's own text (ax_reply_error), made valid UTF-8 by send_error */
-        size_t tn = n > AX_ERROR_TEXT_MAX ? AX_ERROR_TEXT_MAX : n;
-        memcpy(text, data, tn);
-        text[tn] = 0;
-        for (size_t i = 0; i < tn; i++)
-            if (!text[i])
-                text[i] = '?';
-        send_error(c, p->u.client.req_id, status, text);
-    } else {
-        send_error(c, p->u.client.req_id, status,
-                   status == AX_ETIMEDOUT ? "ask timed out" : status == AX_ENOPROC ? "actor stopped before replying"
-                                                                                    : ax_strerror(status));
-    }
+    else
+        send_error_text(c, p->u.client.req_id, status, data, n,
+                        status == AX_ETIMEDOUT ? "ask timed out" : status == AX_ENOPROC ? "actor stopped before replying"
+                                                                                         : ax_strerror(status));
 }
 
 /* The pending of a client request on this worker: its answer goes to this connection as
@@ -323,17 +331,15 @@ static void client_tell_done(axd_rt *rt, axd_pending *p, int status, const void 
     axd_front *s = front_of(rt);
     if (!s)
         return;
-    (void)data;
-    (void)n;
     axd_conn *c = axd_slots_get(&s->conns, p->u.client.conn_slot, p->u.client.conn_gen);
     if (!c)
         return;
     if (status == AX_OK)
         send_empty(c, AX_T_OK, p->u.client.req_id);
     else
-        send_error(c, p->u.client.req_id, status,
-                   status == AX_EBUSY ? "the key's shard has no owner now (failover in progress); retry"
-                                      : ax_strerror(status));
+        send_error_text(c, p->u.client.req_id, status, data, n,
+                        status == AX_EBUSY ? "the key's shard has no owner now (failover in progress); retry"
+                                           : ax_strerror(status));
 }
 
 static void forward_keyed(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, int noreply)
@@ -373,7 +379,7 @@ static void forward_worker(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg
     char wbuf[320];
     if (!id) { /* a message name no type of this node has */
         s->rt->ctr.no_handler++;
-        snprintf(wbuf, sizeof wbuf, "no actor type of this node has message '%.*s'", (int)m->msg_len, m->msg);
+        snprintf(wbuf, sizeof wbuf, "no actor type of this node has a message '%.*s'", (int)m->msg_len, m->msg);
         if (!noreply)
             send_error(c, h->req_id, AX_ENOMSG, wbuf);
         return;
@@ -453,9 +459,12 @@ static void handle_msg(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         forward_worker(c, h, &m, to, id, noreply); /* another worker's actor */
         return;
     }
-    if (!axd_actor_handles(a, id)) {
+    if (!axd_actor_handles(a, id)) { /* (the words of workers.c on_env, for another worker's actor) */
         code = AX_ENOMSG;
-        snprintf(wbuf, sizeof wbuf, "actor type '%s' has no message '%.*s'", a->type->name, (int)m.msg_len, m.msg);
+        if (id)
+            snprintf(wbuf, sizeof wbuf, "actor type '%s' has no message '%.*s'", a->type->name, (int)m.msg_len, m.msg);
+        else
+            snprintf(wbuf, sizeof wbuf, "no actor type of this node has a message '%.*s'", (int)m.msg_len, m.msg);
         s->rt->ctr.no_handler++;
         goto refuse;
     }
