@@ -449,12 +449,7 @@ END_TEST
 START_TEST(a_tell_by_key_reaches_the_keys_actor_on_its_home_worker)
 {
     char key[16];
-    for (int i = 0; i < 1000; i++) {
-        snprintf(key, sizeof key, "t%d", i);
-        if (axd_workers_home(&G, key, strlen(key)) == 1)
-            break;
-    }
-    ck_assert_uint_eq(axd_workers_home(&G, key, strlen(key)), 1);
+    WT_KEY_ON(&G, 1, "t", key, sizeof key);
     ax_ref a = spawn_on(0);
     cmd c = {.op = OP_TELL_KEY, .n = 0};
     snprintf(c.reason, sizeof c.reason, "%s", key);

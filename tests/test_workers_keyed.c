@@ -123,12 +123,7 @@ START_TEST(a_keyed_actor_on_its_home_worker_is_fenced_from_that_workers_thread)
 {
     /* a key whose home is worker 1 */
     char key[16];
-    for (int i = 0; i < 1000; i++) {
-        snprintf(key, sizeof key, "u%d", i);
-        if (axd_workers_home(&G, key, strlen(key)) == 1)
-            break;
-    }
-    ck_assert_uint_eq(axd_workers_home(&G, key, strlen(key)), 1);
+    WT_KEY_ON(&G, 1, "u", key, sizeof key);
     ax_ref r;
     const char *why = NULL;
     /* from worker 0 (as the front end would): the actor is made on worker 1 */
@@ -154,12 +149,7 @@ END_TEST
 START_TEST(an_idle_keyed_actor_on_another_worker_is_reaped_there)
 {
     char key[16];
-    for (int i = 0; i < 1000; i++) {
-        snprintf(key, sizeof key, "idle%d", i);
-        if (axd_workers_home(&G, key, strlen(key)) == 1)
-            break;
-    }
-    ck_assert_uint_eq(axd_workers_home(&G, key, strlen(key)), 1);
+    WT_KEY_ON(&G, 1, "idle", key, sizeof key);
     ax_spawn_opts o = AX_SPAWN_OPTS_INIT;
     o.idle_timeout_ms = 100;
     ax_ref r;

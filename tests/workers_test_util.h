@@ -36,4 +36,16 @@ static inline void wt_settle(struct ev_loop *loop, int ms)
     }
 }
 
+/* A key PREFIX<n> whose home worker in group g is w, written to key (cap bytes); the
+ * test fails if none of the first 1000 is. Needs workers.h and check.h. */
+#define WT_KEY_ON(g, w, prefix, key, cap)                                                                 \
+    do {                                                                                                  \
+        for (int i_ = 0; i_ < 1000; i_++) {                                                               \
+            snprintf((key), (cap), "%s%d", (prefix), i_);                                                 \
+            if (axd_workers_home((g), (key), strlen(key)) == (w))                                         \
+                break;                                                                                    \
+        }                                                                                                 \
+        ck_assert_uint_eq(axd_workers_home((g), (key), strlen(key)), (w));                                \
+    } while (0)
+
 #endif

@@ -384,6 +384,16 @@ static void spawn_unwind(axd_rt *s, axd_actor *a)
     ax_free(a);
 }
 
+/* The spawn argument of options already read: 0, or AX_EINVAL with why. */
+static int spawn_arg_check(const ax_spawn_opts *o, const char **why)
+{
+    if (o->arg_len > AX_SPAWN_ARG_MAX || (o->arg_len && !o->arg)) {
+        *why = "spawn argument longer than AX_SPAWN_ARG_MAX (32768 bytes)";
+        return AX_EINVAL;
+    }
+    return 0;
+}
+
 /* Create an actor; key (registry key "type\0key", owned by the caller) is set for
  * keyed actors before on_start runs, so a racing get_or_spawn finds it. */
 static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const char *key, size_t key_len,
@@ -406,10 +416,8 @@ static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const ch
         *why = "invalid restart or mailbox policy";
         return AX_EINVAL;
     }
-    if (opts.arg_len > AX_SPAWN_ARG_MAX || (opts.arg_len && !opts.arg)) {
-        *why = "spawn argument longer than AX_SPAWN_ARG_MAX (32768 bytes)";
+    if (spawn_arg_check(&opts, why) != 0)
         return AX_EINVAL;
-    }
     axd_actor *a = ax_try_malloc(sizeof *a);
     if (!a) {
         *why = "out of memory";
@@ -500,22 +508,60 @@ static int actor_create(axd_rt *s, axd_type *t, const ax_spawn_opts *o, const ch
 /* A spawn made on another worker (a synchronous call, see axd_workers_sync): a
  * single-worker type's from any worker, or a client's spread over the workers. */
 typedef struct spawn_call {
+    axd_xspawn x; /* first */
     char type[AX_NAME_MAX + 1];
     char name[AX_NAME_MAX + 1];
     size_t tlen;
-    ax_spawn_opts opts;
-    int rc;
-    ax_ref out;
-    const char *why; /* static text */
-    uint8_t arg[];   /* opts.arg_len bytes: the call's own copy */
 } spawn_call;
 
 static void spawn_call_cb(axd_rt *s, void *ud)
 {
     spawn_call *c = ud;
-    c->opts.name = c->name[0] ? c->name : NULL;
-    c->opts.arg = c->opts.arg_len ? c->arg : NULL; /* this copy's */
-    c->rc = axd_actor_spawn_on(s, s->worker, c->type, c->tlen, &c->opts, &c->out, &c->why);
+    ax_spawn_opts *o = axd_xspawn_opts(&c->x);
+    o->name = c->name[0] ? c->name : NULL;
+    c->x.rc = axd_actor_spawn_on(s, s->worker, c->type, c->tlen, o, &c->x.out, &c->x.why);
+}
+
+int axd_spawn_opts_check(const ax_spawn_opts *o, ax_spawn_opts *ro, const char **why)
+{
+    axd_spawn_opts_read(ro, o);
+    return spawn_arg_check(ro, why);
+}
+
+void *axd_xspawn_new(size_t size, const ax_spawn_opts *ro)
+{
+    axd_xspawn *x = ax_calloc(1, size + ro->arg_len);
+    x->opts = *ro;
+    x->opts.name = NULL;
+    x->opts.arg = NULL;
+    x->arg_off = size;
+    if (ro->arg_len)
+        memcpy((uint8_t *)x + size, ro->arg, ro->arg_len);
+    x->rc = AX_EFAILED;
+    x->why = "";
+    return x;
+}
+
+ax_spawn_opts *axd_xspawn_opts(axd_xspawn *x)
+{
+    x->opts.arg = x->opts.arg_len ? (const uint8_t *)x + x->arg_off : NULL; /* this copy's */
+    return &x->opts;
+}
+
+int axd_xspawn_run(axd_rt *s, uint32_t w, void (*fn)(axd_rt *, void *), axd_xspawn *x, size_t size, ax_ref *out,
+                   const char **why)
+{
+    int rc = axd_workers_sync(s->group, s->worker, w, fn, x, size + x->opts.arg_len, s->cfg->ask_timeout_ms);
+    if (rc) {
+        rc = axd_workers_sync_error(rc, why);
+    } else {
+        rc = x->rc;
+        *why = x->why;
+        if (rc == AX_OK)
+            *out = x->out;
+    }
+    ax_free(x);
+    return rc;
 }
 
 int axd_actor_spawn_on(axd_rt *s, uint32_t w, const char *type, size_t tlen, const ax_spawn_opts *o, ax_ref *out,
@@ -538,39 +584,18 @@ int axd_actor_spawn_on(axd_rt *s, uint32_t w, const char *type, size_t tlen, con
     if (w == s->worker)
         return actor_create(s, t, o, NULL, 0, out, why);
     ax_spawn_opts ro;
-    axd_spawn_opts_read(&ro, o);
-    if (ro.arg_len > AX_SPAWN_ARG_MAX || (ro.arg_len && !ro.arg)) {
-        *why = "spawn argument longer than AX_SPAWN_ARG_MAX (32768 bytes)";
+    if (axd_spawn_opts_check(o, &ro, why) != 0)
         return AX_EINVAL;
-    }
     if (ro.name && strlen(ro.name) > AX_NAME_MAX) {
         *why = "invalid actor name";
         return AX_EINVAL;
     }
-    size_t size = sizeof(spawn_call) + ro.arg_len;
-    spawn_call *c = ax_calloc(1, size);
+    spawn_call *c = axd_xspawn_new(sizeof *c, &ro);
     memcpy(c->type, type, tlen);
     c->tlen = tlen;
-    c->rc = AX_EFAILED;
-    c->why = "";
-    c->opts = ro;
-    if (ro.name)
+    if (ro.name) /* the copy's own, set on worker w */
         snprintf(c->name, sizeof c->name, "%s", ro.name);
-    if (ro.arg_len)
-        memcpy(c->arg, ro.arg, ro.arg_len);
-    c->opts.name = NULL; /* the copy's own, set on worker w */
-    c->opts.arg = NULL;
-    int rc = axd_workers_sync(s->group, s->worker, w, spawn_call_cb, c, size, s->cfg->ask_timeout_ms);
-    if (!rc && c->rc == AX_OK)
-        *out = c->out;
-    if (rc)
-        rc = axd_workers_sync_error(rc, why);
-    else {
-        rc = c->rc;
-        *why = c->why;
-    }
-    ax_free(c);
-    return rc;
+    return axd_xspawn_run(s, w, spawn_call_cb, &c->x, sizeof *c, out, why);
 }
 
 int axd_actor_spawn(axd_rt *s, const char *type, size_t type_len, const ax_spawn_opts *o,

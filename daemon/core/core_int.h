@@ -28,6 +28,28 @@ void axd_actor_call_on_stop(axd_rt *s, axd_actor *a, const char *reason);
 /* supervisor.c: free the table of clients' monitors of other workers' actors */
 void axd_cmon_free_all(axd_rt *s);
 
+/* A spawn (or get_or_spawn) made on another worker by a synchronous call: the call's
+ * struct starts with this header and its spawn argument bytes follow the struct (the
+ * call is copied to the other worker whole). axd_xspawn_new makes it (size: the whole
+ * call struct, without the argument), the callee reads its options with
+ * axd_xspawn_opts, and axd_xspawn_run makes the call, hands back the result and frees
+ * it. */
+typedef struct axd_xspawn {
+    ax_spawn_opts opts; /* opts.name and opts.arg are NULL: the copy's own are set by axd_xspawn_opts */
+    int rc;
+    ax_ref out;
+    const char *why;    /* static text */
+    size_t arg_off;     /* where the argument bytes are in the call */
+} axd_xspawn;
+
+/* 0 with the options read from o (a plugin's, of any size) into *ro, or AX_EINVAL with
+ * why when its spawn argument is not acceptable. */
+int axd_spawn_opts_check(const ax_spawn_opts *o, ax_spawn_opts *ro, const char **why);
+void *axd_xspawn_new(size_t size, const ax_spawn_opts *ro);
+ax_spawn_opts *axd_xspawn_opts(axd_xspawn *x);
+int axd_xspawn_run(axd_rt *s, uint32_t w, void (*fn)(axd_rt *, void *), axd_xspawn *x, size_t size, ax_ref *out,
+                   const char **why);
+
 /* work.c: business errors, deferred replies and timers of the running actor (the
  * ax_api entries of ABI 1.3 to 1.5), and the end of an incarnation's (idempotent) */
 int axd_api_reply_error(ax_ctx *cx, int code, const char *text);

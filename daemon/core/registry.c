@@ -95,59 +95,35 @@ static int get_or_spawn(axd_rt *s, const char *type, size_t tlen, const char *ke
 
 /* get_or_spawn on the key's home worker, called from another (workers.c). */
 typedef struct home_call {
+    axd_xspawn x; /* first */
     char type[AX_NAME_MAX + 1];
     char key[AX_KEY_MAX];
     size_t tlen, klen;
     uint64_t msg_epoch;
-    ax_spawn_opts opts;
-    int spawn, rc;
-    ax_ref out;
-    const char *why; /* static text */
-    uint8_t arg[];   /* opts.arg_len bytes: the call's own copy */
+    int spawn;
 } home_call;
 
 static void home_cb(axd_rt *s, void *ud)
 {
     home_call *c = ud;
-    c->opts.arg = c->opts.arg_len ? c->arg : NULL; /* this copy's */
-    c->rc = get_or_spawn(s, c->type, c->tlen, c->key, c->klen, c->msg_epoch, &c->opts, c->spawn, &c->out, &c->why);
+    c->x.rc = get_or_spawn(s, c->type, c->tlen, c->key, c->klen, c->msg_epoch, axd_xspawn_opts(&c->x), c->spawn,
+                           &c->x.out, &c->x.why);
 }
 
 static int get_or_spawn_home(axd_rt *s, uint32_t home, const char *type, size_t tlen, const char *key, size_t klen,
                              uint64_t msg_epoch, const ax_spawn_opts *o, int spawn, ax_ref *out, const char **why)
 {
     ax_spawn_opts ro;
-    axd_spawn_opts_read(&ro, o);
-    if (ro.arg_len > AX_SPAWN_ARG_MAX || (ro.arg_len && !ro.arg)) {
-        *why = "spawn argument longer than AX_SPAWN_ARG_MAX (32768 bytes)";
+    if (axd_spawn_opts_check(o, &ro, why) != 0)
         return AX_EINVAL;
-    }
-    size_t size = sizeof(home_call) + ro.arg_len;
-    home_call *c = ax_calloc(1, size);
+    home_call *c = axd_xspawn_new(sizeof *c, &ro); /* keyed actors are found by key, not name */
     memcpy(c->type, type, tlen);
     memcpy(c->key, key, klen);
     c->tlen = tlen;
     c->klen = klen;
     c->msg_epoch = msg_epoch;
     c->spawn = spawn;
-    c->rc = AX_EFAILED;
-    c->why = "";
-    c->opts = ro;
-    if (ro.arg_len)
-        memcpy(c->arg, ro.arg, ro.arg_len);
-    c->opts.name = NULL; /* keyed actors are found by key, not name */
-    c->opts.arg = NULL;
-    int rc = axd_workers_sync(s->group, s->worker, home, home_cb, c, size, s->cfg->ask_timeout_ms);
-    if (!rc && c->rc == AX_OK)
-        *out = c->out;
-    if (rc)
-        rc = axd_workers_sync_error(rc, why);
-    else {
-        rc = c->rc;
-        *why = c->why;
-    }
-    ax_free(c);
-    return rc;
+    return axd_xspawn_run(s, home, home_cb, &c->x, sizeof *c, out, why);
 }
 
 static int get_or_spawn(axd_rt *s, const char *type, size_t tlen, const char *key, size_t klen,

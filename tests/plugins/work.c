@@ -129,14 +129,23 @@ static int w_defer_twice(ax_ctx *cx, work *w, const ax_msg *m)
     return rc;
 }
 
+/* Take the oldest open token out (0: none). */
+static uint64_t oldest_token(work *w)
+{
+    if (!w->n_tokens)
+        return 0;
+    uint64_t t = w->tokens[0];
+    memmove(w->tokens, w->tokens + 1, (size_t)(--w->n_tokens) * sizeof w->tokens[0]);
+    return t;
+}
+
 static int w_answer(ax_ctx *cx, work *w, const ax_msg *m)
 {
     char text[64];
     w->handled++;
-    if (!w->n_tokens)
+    uint64_t t = oldest_token(w);
+    if (!t)
         return ax_reply_str(cx, "ENOTFOUND");
-    uint64_t t = w->tokens[0];
-    memmove(w->tokens, w->tokens + 1, (size_t)(--w->n_tokens) * sizeof w->tokens[0]);
     text_of(m, text, sizeof text);
     int rc = ax_reply_token(cx, t, text, strlen(text));
     w->last_answered = t;
@@ -147,10 +156,9 @@ static int w_answer_err(ax_ctx *cx, work *w, const ax_msg *m)
 {
     (void)m;
     w->handled++;
-    if (!w->n_tokens)
+    uint64_t t = oldest_token(w);
+    if (!t)
         return ax_reply_str(cx, "ENOTFOUND");
-    uint64_t t = w->tokens[0];
-    memmove(w->tokens, w->tokens + 1, (size_t)(--w->n_tokens) * sizeof w->tokens[0]);
     int rc = ax_reply_token_error(cx, t, AX_EBUSY, "later, please");
     w->last_answered = t;
     return ax_reply_str(cx, rc ? ename(rc) : "ok");
