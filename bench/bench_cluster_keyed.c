@@ -14,7 +14,17 @@
  *                            median / min / max, against the bound the cluster tests
  *                            enforce (ttl + 1 s). The killed node is restarted (same name,
  *                            same port) and every shard owned again before the next run.
- * No peer: Erlang/OTP has no keyed routing over a lease store to compare with.
+ *   durable_add_3nodes       persisted "add" asks to durable keyed counters (plugins/ledger.c,
+ *                            "dcounter": each acknowledged add is in Redis first) over
+ *                            the same keys, connections and depth, beside unpersisted
+ *                            "add" asks to plain counters in the same run (the ratio is
+ *                            what durability costs), and beside redis-benchmark -t set
+ *                            -P 16 against the same redis-server (appendonly yes,
+ *                            appendfsync everysec) in the same run.
+ *   durable_failover         5 runs: as failover_after_sigkill, for a durable counter
+ *                            with acknowledged adds: the survivor's first answer includes
+ *                            loading the state, and must be the acknowledged total.
+ * No peer for the routing: Erlang/OTP has no keyed routing over a lease store.
  *
  * usage: bench_cluster_keyed [--daemon PATH] [--plugin-dir DIR] [--seconds S] [--keys N]
  *                            [--depth D] [--runs R] */
@@ -182,8 +192,8 @@ static void redis_start(void)
     redis_port = free_port();
     snprintf(port, sizeof port, "%d", redis_port);
     snprintf(log, sizeof log, "%s/redis.log", tmpdir);
-    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                    "--daemonize", "no", "--dir", tmpdir, NULL};
+    char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                    "--appendfsync", "everysec", "--daemonize", "no", "--dir", tmpdir, NULL};
     redis_pid = spawn_argv(argv, log);
     for (int i = 0; i < 500 && !port_open(redis_port); i++) { /* bounded: 5 s */
         if (waitpid(redis_pid, NULL, WNOHANG) == redis_pid) {
@@ -217,6 +227,8 @@ static void node_start(int i)
     ARG("%s", plugin_dir);
     ARG("-p");
     ARG("counter");
+    ARG("-p");
+    ARG("ledger");
     ARG("-l");
     ARG("warn");
     SET("cluster.listen=127.0.0.1:%d", n->port);
@@ -412,6 +424,7 @@ typedef struct worker {
     int offset;
     double seconds;           /* 0: one pass over the keys */
     pthread_barrier_t *start;
+    const char *type, *msg;   /* what is asked of each key */
     long done, forwarded, errors;
     int first_err, broken; /* broken: the connection failed (first_err says how) */
     double dt;
@@ -437,10 +450,10 @@ static void *worker_run(void *arg)
             batch = (int)(limit - (w->done + w->errors));
         for (int i = 0; i < batch; i++) {
             long k = pos++ % w->nkeys;
-            axc_target t = axc_by_key("counter", w->keys[k]);
+            axc_target t = axc_by_key(w->type, w->keys[k]);
             uint32_t id;
             w->forwarded += !w->own[k];
-            if ((rc = axc_send_ask(c, &t, "get", NULL, 0, 5000, &id)))
+            if ((rc = axc_send_ask(c, &t, w->msg, NULL, 0, 5000, &id)))
                 goto broken;
         }
         if ((rc = axc_flush(c)))
@@ -479,8 +492,8 @@ typedef struct run_result {
 } run_result;
 
 /* One run: a thread (own connection) per node over its key list. */
-static run_result run_asks(const char **keys[NNODES], const unsigned char *own[NNODES], const int nkeys[NNODES],
-                           int depth, double seconds, const char *what)
+static run_result run_asks_of(const char **keys[NNODES], const unsigned char *own[NNODES], const int nkeys[NNODES],
+                              int depth, double seconds, const char *what, const char *type, const char *msg)
 {
     worker w[NNODES];
     pthread_barrier_t start;
@@ -488,7 +501,8 @@ static run_result run_asks(const char **keys[NNODES], const unsigned char *own[N
     memset(w, 0, sizeof w);
     for (int i = 0; i < NNODES; i++) {
         w[i] = (worker){.node = i, .depth = depth, .nkeys = nkeys[i], .keys = keys[i], .own = own[i],
-                        .offset = (int)((long)nkeys[i] * i / NNODES), .seconds = seconds, .start = &start};
+                        .offset = (int)((long)nkeys[i] * i / NNODES), .seconds = seconds, .start = &start,
+                        .type = type, .msg = msg};
         if (pthread_create(&w[i].th, NULL, worker_run, &w[i]))
             fail("pthread_create");
     }
@@ -513,6 +527,31 @@ static run_result run_asks(const char **keys[NNODES], const unsigned char *own[N
     return r;
 }
 
+static run_result run_asks(const char **keys[NNODES], const unsigned char *own[NNODES], const int nkeys[NNODES],
+                           int depth, double seconds, const char *what)
+{
+    return run_asks_of(keys, own, nkeys, depth, seconds, what, "counter", "get");
+}
+
+/* redis-benchmark -t set -P depth against our redis-server: requests/s, or 0. */
+static double redis_set_rate(int depth)
+{
+    char cmd[256], line[256];
+    snprintf(cmd, sizeof cmd, "redis-benchmark -h 127.0.0.1 -p %d -t set -P %d -n 400000 -q 2>/dev/null", redis_port,
+             depth);
+    FILE *f = popen(cmd, "r");
+    double rate = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f)) {
+        char *p = strstr(line, "SET: ");
+        if (p)
+            rate = atof(p + 5);
+    }
+    pclose(f);
+    return rate;
+}
+
 static void fmt_rate(char *buf, size_t len, double r)
 {
     if (r >= 1e6)
@@ -525,6 +564,52 @@ static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* SIGKILL the victim, then ask key's "get" through asker every 20 ms (1 s timeout) until
+ * it answers: how long that took, how many tries, the last error, the slowest failed ask
+ * (the figure's resolution) and the reply (axc_free it). */
+typedef struct kill_result {
+    double took, slowest;
+    int tries, last;
+    void *reply;
+    size_t len;
+} kill_result;
+
+static kill_result kill_and_ask(int victim, int asker, const axc_target *t, const char *key, int run)
+{
+    kill_result k = {0};
+    axc_close(N[victim].c);
+    N[victim].c = NULL;
+    double t0 = now_s();
+    kill(N[victim].pid, SIGKILL);
+    waitpid(N[victim].pid, NULL, 0);
+    N[victim].pid = 0;
+    for (;;) { /* bounded: 15 s */
+        void *rep = NULL;
+        size_t len = 0;
+        k.tries++;
+        double a0 = now_s();
+        int rc = axc_ask(conn(asker), t, "get", NULL, 0, 1000, &rep, &len);
+        if (rc == 0) {
+            k.reply = rep;
+            k.len = len;
+            break;
+        }
+        axc_free(rep);
+        if (now_s() - a0 > k.slowest)
+            k.slowest = now_s() - a0;
+        if (!retryable(rc) && rc != AX_ECONN)
+            fail("run %d: ask %s through %s after the kill: %s (%s)", run, key, N[asker].name, ax_errname(rc),
+                 axc_errmsg(conn(asker)));
+        k.last = rc;
+        if (now_s() - t0 > 15)
+            fail("run %d: %s not served 15 s after the kill of %s (last %s)", run, key, N[victim].name,
+                 ax_errname(k.last));
+        sleep_ms(20);
+    }
+    k.took = now_s() - t0;
+    return k;
 }
 
 /* ---------------- main ---------------- */
@@ -676,34 +761,11 @@ int main(int argc, char **argv)
         view before;
         view_of(victim, &before);
         double old_epoch = before.epoch[shard_of(key)];
-        axc_close(N[victim].c);
-        N[victim].c = NULL;
-        double t0 = now_s();
-        kill(N[victim].pid, SIGKILL);
-        waitpid(N[victim].pid, NULL, 0);
-        N[victim].pid = 0;
-        int tries = 0, last = 0;
-        double slowest = 0; /* the longest failed ask: the figure's resolution */
-        for (;;) { /* bounded: 15 s */
-            rep = NULL;
-            tries++;
-            double a0 = now_s();
-            rc = axc_ask(conn(asker), &t, "get", NULL, 0, 1000, &rep, &len);
-            axc_free(rep);
-            if (rc && now_s() - a0 > slowest)
-                slowest = now_s() - a0;
-            if (rc == 0)
-                break;
-            if (!retryable(rc) && rc != AX_ECONN)
-                fail("run %d: ask %s through %s after the kill: %s (%s)", r, key, N[asker].name, ax_errname(rc),
-                     axc_errmsg(conn(asker)));
-            last = rc;
-            if (now_s() - t0 > 15)
-                fail("run %d: %s not served 15 s after the kill of %s (last %s)", r, key, N[victim].name,
-                     ax_errname(last));
-            sleep_ms(20);
-        }
-        took[r] = now_s() - t0;
+        kill_result k = kill_and_ask(victim, asker, &t, key, r);
+        axc_free(k.reply);
+        int tries = k.tries, last = k.last;
+        double slowest = k.slowest;
+        took[r] = k.took;
         view after;
         view_of(asker, &after);
         double new_epoch = after.epoch[shard_of(key)];
@@ -731,6 +793,87 @@ int main(int argc, char **argv)
         over += took[r] > bound;
     if (over)
         printf("# failover bound NOT respected by %d of %d runs\n", over, runs);
+
+    /* ---- 3. durable adds: persisted vs unpersisted, beside redis-benchmark SET ---- */
+    {
+        run_result warm_d = run_asks_of(mixed_keys, mixed_own, nall, depth, 0, "durable warm-up", "dcounter", "add");
+        if (warm_d.errors)
+            fail("durable warm-up: %ld errors", warm_d.errors);
+        run_result dur = {0}, plain = {0};
+        double rset = 0;
+        for (int rep = 0; rep < 2; rep++) {
+            run_result d = run_asks_of(mixed_keys, mixed_own, nall, depth, seconds, "durable", "dcounter", "add");
+            run_result p = run_asks_of(mixed_keys, mixed_own, nall, depth, seconds, "plain", "counter", "inc");
+            double rs = redis_set_rate(depth);
+            printf("#   run %d: durable add %.0f asks/s (%ld errors), plain inc %.0f asks/s (%ld errors), "
+                   "redis-benchmark SET -P %d %.0f req/s\n",
+                   rep + 1, d.rate, d.errors, p.rate, p.errors, depth, rs);
+            if (d.rate > dur.rate)
+                dur = d;
+            if (p.rate > plain.rate)
+                plain = p;
+            if (rs > rset)
+                rset = rs;
+        }
+        fmt_rate(a, sizeof a, dur.rate);
+        fmt_rate(b, sizeof b, plain.rate);
+        char c3[32];
+        fmt_rate(c3, sizeof c3, rset);
+        printf("# durable add: dcounter \"add\" by key (each ask answered after its Redis write), %d keys, 3 "
+               "connections pipelined %d deep, %.1f s per run, best of 2; redis-server appendonly yes, appendfsync "
+               "everysec\n",
+               nkeys, depth, seconds);
+        printf("durable_add_3nodes: %s asks/s (unpersisted counter inc %s asks/s: %.2fx; redis-benchmark -t set -P %d on the "
+               "same redis-server %s req/s: %.2fx)\n",
+               a, b, plain.rate > 0 ? dur.rate / plain.rate : 0, depth, c3, rset > 0 ? dur.rate / rset : 0);
+    }
+
+    /* ---- 4. failover of a durable key: the survivor loads its state ---- */
+    for (int r = 0; r < runs; r++) {
+        int victim = r % NNODES, asker = (victim + 1) % NNODES;
+        char key[48];
+        int found = 0;
+        for (int j = 0; j < 100000 && !found; j++) {
+            snprintf(key, sizeof key, "dfailover-%d-%d", r, j);
+            found = owner[shard_of(key)] == victim;
+        }
+        if (!found)
+            fail("durable run %d: no key owned by %s", r, N[victim].name);
+        axc_target t = axc_by_key("dcounter", key);
+        void *rep = NULL;
+        size_t len = 0;
+        for (int k = 0; k < 10; k++) { /* ten acknowledged adds */
+            int rc = axc_ask(conn(asker), &t, "add", "1", 1, 5000, &rep, &len);
+            axc_free(rep);
+            rep = NULL;
+            if (rc)
+                fail("durable run %d: add %s: %s", r, key, ax_errname(rc));
+        }
+        kill_result kr = kill_and_ask(victim, asker, &t, key, r);
+        rep = kr.reply;
+        len = kr.len;
+        int tries = kr.tries;
+        took[r] = kr.took;
+        if (len != 2 || memcmp(rep, "10", 2) != 0)
+            fail("durable run %d: %s answered %.*s after the failover, want the 10 acknowledged adds", r, key, (int)len,
+                 (char *)rep);
+        axc_free(rep);
+        node_start(victim);
+        double back = wait_settled(owner);
+        printf("#   durable run %d: SIGKILL %s (owner of %s); %s answered 10 (state loaded) after %.0f ms (%d tries); "
+               "restarted, all shards owned again %.1f s later\n",
+               r + 1, N[victim].name, key, N[asker].name, took[r] * 1000, tries, back);
+    }
+    qsort(took, (size_t)runs, sizeof *took, cmp_d);
+    med = runs % 2 ? took[runs / 2] : (took[runs / 2 - 1] + took[runs / 2]) / 2;
+    printf("durable_failover: median %.0f ms, max %.0f over %d runs, the state load included (bound ttl + 1 s = "
+           "%.0f ms: %.2fx; %s)\n",
+           med * 1000, took[runs - 1] * 1000, runs, bound * 1000, med / bound, PEER_NONE);
+    over = 0;
+    for (int r = 0; r < runs; r++)
+        over += took[r] > bound;
+    if (over)
+        printf("# durable failover bound NOT respected by %d of %d runs\n", over, runs);
 
     for (int i = 0; i < NNODES; i++) {
         free(local[i]);

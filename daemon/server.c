@@ -70,6 +70,8 @@ int axd_server_reload(axd_server *s)
         {"cluster.auth_token", str_differs(nc.cluster_auth_token, s->cfg.cluster_auth_token)},
         {"runtime.mailbox_capacity", nc.mailbox_capacity != s->cfg.mailbox_capacity},
         {"runtime.workers", nc.workers != s->cfg.workers},
+        {"state.persist", str_differs(nc.state_persist, s->cfg.state_persist)},
+        {"state.max_bytes", nc.state_max_bytes != s->cfg.state_max_bytes},
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (fixed[i].differs)

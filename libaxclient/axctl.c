@@ -140,6 +140,12 @@ static void usage(FILE *f)
         "        Send MSG and print the actor's reply: as text when it is printable\n"
         "        UTF-8, else as hexadecimal. The actor has --timeout to answer.\n"
         "        --direct as for tell.\n"
+        "    forget TYPE KEY | forget TYPE --key KEY\n"
+        "        Delete the stored state of the durable keyed actor (TYPE, KEY)\n"
+        "        wherever in the cluster its shard lives: the record is deleted\n"
+        "        (fenced by the shard's epoch, like every state write) and the\n"
+        "        actor, if live, stops with reason \"forgotten\"; its next message\n"
+        "        starts it fresh. Prints nothing. ENOMSG: TYPE is not durable.\n"
         "    stop TARGET\n"
         "        Stop an actor for good (reason \"stopped\"; no restart). Prints\n"
         "        nothing.\n"
@@ -1272,6 +1278,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "exit")) {
         if ((rc = need_args(cmd, nargs, 1, 2, "exit TARGET [REASON]")))
             return rc;
+    } else if (!strcmp(cmd, "forget")) {
+        if ((rc = need_args(cmd, nargs, o.key ? 1 : 2, o.key ? 1 : 2, "forget TYPE KEY | forget TYPE --key KEY")))
+            return rc;
     } else if (!strcmp(cmd, "events")) {
         if ((rc = need_args(cmd, nargs, 0, 1, "events [NAME] [--actor NAME] [--follow]")))
             return rc;
@@ -1297,8 +1306,8 @@ int main(int argc, char **argv)
     }
     int targets = !strcmp(cmd, "tell") || !strcmp(cmd, "ask") || !strcmp(cmd, "stop") || !strcmp(cmd, "monitor") ||
                   !strcmp(cmd, "exit");
-    if (o.key && !targets && strcmp(cmd, "spawn") && strcmp(cmd, "actors"))
-        return usage_error("--key is only valid with spawn, tell, ask, stop, exit, monitor and actors");
+    if (o.key && !targets && strcmp(cmd, "spawn") && strcmp(cmd, "actors") && strcmp(cmd, "forget"))
+        return usage_error("--key is only valid with spawn, tell, ask, stop, exit, monitor, forget and actors");
     if ((o.f_type || o.f_name || o.f_state) && strcmp(cmd, "actors"))
         return usage_error("--type, --name and --state are only valid with actors");
     if ((o.mailbox || o.config || o.restart || o.max_restarts || o.restart_window_ms || o.backoff_ms ||
@@ -1356,6 +1365,13 @@ int main(int argc, char **argv)
         ex = rc ? report(&o, c, rc, "exit", NULL) : print_ok(&o);
     } else if (!strcmp(cmd, "monitor")) {
         ex = cmd_monitor(&o, c, &t);
+    } else if (!strcmp(cmd, "forget")) {
+        axc_target ft = axc_by_key(args[0], o.key ? o.key : args[1]);
+        void *reply = NULL;
+        size_t len = 0;
+        rc = axc_ask_ex(c, &ft, "$forget", NULL, 0, o.timeout_ms, 0, &reply, &len);
+        axc_free(reply);
+        ex = rc ? report(&o, c, rc, "forget", NULL) : print_ok(&o);
     } else if (!strcmp(cmd, "events")) {
         ex = cmd_events(&o, c, nargs > 0 ? args[0] : o.actor);
     } else if (!strcmp(sub, "list")) {

@@ -39,6 +39,103 @@ static inline void tn_on_stopped(void *ud);
 
 static tcluster *tc_cur; /* the one cluster of the running test */
 
+/* ---- keyed state operations of a store (lease.h), waited for ---- */
+
+typedef struct sres {
+    int done;
+    axd_state_result r;
+    char data[256];
+} sres;
+
+static inline void sres_cb(void *ud, uint32_t shard, const axd_state_result *r)
+{
+    (void)shard;
+    sres *x = ud;
+    ck_assert_int_eq(x->done, 0); /* exactly once */
+    x->done = 1;
+    x->r = *r;
+    ck_assert(r->len <= sizeof x->data);
+    if (r->found && r->len)
+        memcpy(x->data, r->data, r->len);
+    x->r.data = x->data;
+}
+
+static inline int sres_done(void *ud) { return ((sres *)ud)->done; }
+static inline int run_until(struct ev_loop *loop, int (*cond)(void *), void *ud, double timeout_s);
+
+static inline sres st_load(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, uint64_t epoch, const char *name,
+                           size_t nlen)
+{
+    sres x = {0};
+    ck_assert_int_eq(axd_state_load(st, shard, epoch, name, nlen, sres_cb, &x), 0);
+    ck_assert_int_eq(x.done, 0); /* never inside the call */
+    ck_assert_msg(run_until(loop, sres_done, &x, 5), "no state reply within 5 s");
+    return x;
+}
+
+static inline sres st_write(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, uint64_t epoch,
+                            const char *name, size_t nlen, const void *data, size_t n, int del)
+{
+    sres x = {0};
+    ck_assert_int_eq(axd_state_write(st, shard, epoch, name, nlen, data, n, del, sres_cb, &x), 0);
+    ck_assert_int_eq(x.done, 0);
+    ck_assert_msg(run_until(loop, sres_done, &x, 5), "no state reply within 5 s");
+    return x;
+}
+
+/* The state contract of a store where `epoch` holds shard `sh` now (and `other` is a
+ * shard nobody holds): records are binary, loads and writes are fenced by the epoch. */
+static inline void check_state_contract(struct ev_loop *loop, axd_lease_store *st, uint32_t sh, uint64_t epoch,
+                                        uint32_t other)
+{
+    static const char name[] = "ledger\0acct-1", v1[] = "v\0one", v2[] = "two";
+    size_t nl = sizeof name - 1;
+    sres r = st_load(loop, st, sh, epoch, name, nl);
+    ck_assert_int_eq(r.r.status, AX_OK);
+    ck_assert_int_eq(r.r.found, 0); /* no record: a fresh actor */
+    r = st_write(loop, st, sh, epoch, name, nl, v1, sizeof v1 - 1, 0);
+    ck_assert_int_eq(r.r.status, AX_OK);
+    ck_assert_int_eq(r.r.records, 1);
+    r = st_load(loop, st, sh, epoch, name, nl);
+    ck_assert_int_eq(r.r.status, AX_OK);
+    ck_assert_int_eq(r.r.found, 1);
+    ck_assert_uint_eq(r.r.len, sizeof v1 - 1);
+    ck_assert(!memcmp(r.data, v1, sizeof v1 - 1));
+    /* the same name under another type is another record */
+    r = st_write(loop, st, sh, epoch, "other\0acct-1", 13, v2, 3, 0);
+    ck_assert_int_eq(r.r.records, 2);
+    /* an older epoch, a newer one nobody was granted, a shard nobody holds: refused, unchanged */
+    r = st_write(loop, st, sh, epoch - 1, name, nl, v2, 3, 0);
+    ck_assert_int_eq(r.r.status, AX_ESTALE);
+    r = st_write(loop, st, sh, epoch + 1, name, nl, v2, 3, 1);
+    ck_assert_int_eq(r.r.status, AX_ESTALE);
+    r = st_load(loop, st, sh, epoch - 1, name, nl);
+    ck_assert_int_eq(r.r.status, AX_ESTALE);
+    r = st_load(loop, st, other, epoch, name, nl);
+    ck_assert_int_eq(r.r.status, AX_ESTALE);
+    r = st_load(loop, st, sh, epoch, name, nl);
+    ck_assert_int_eq(r.r.found, 1);
+    ck_assert(!memcmp(r.data, v1, sizeof v1 - 1));
+    /* an empty state is a record too; a delete removes it */
+    r = st_write(loop, st, sh, epoch, name, nl, NULL, 0, 0);
+    ck_assert_int_eq(r.r.status, AX_OK);
+    r = st_load(loop, st, sh, epoch, name, nl);
+    ck_assert_int_eq(r.r.found, 1);
+    ck_assert_uint_eq(r.r.len, 0);
+    r = st_write(loop, st, sh, epoch, name, nl, NULL, 0, 1);
+    ck_assert_int_eq(r.r.status, AX_OK);
+    ck_assert_int_eq(r.r.records, 1);
+    r = st_load(loop, st, sh, epoch, name, nl);
+    ck_assert_int_eq(r.r.found, 0);
+    /* bad arguments: refused at once, no callback */
+    sres x = {0};
+    ck_assert_int_eq(axd_state_load(st, sh, 0, name, nl, sres_cb, &x), AX_EINVAL);
+    ck_assert_int_eq(axd_state_load(st, sh, epoch, name, 0, sres_cb, &x), AX_EINVAL);
+    ck_assert_int_eq(axd_state_load(st, st->n_shards, epoch, name, nl, sres_cb, &x), AX_EINVAL);
+    ck_assert_int_eq(axd_state_write(st, sh, epoch, name, AXD_STATE_NAME_MAX + 1, v1, 1, 0, sres_cb, &x), AX_EINVAL);
+    ck_assert_int_eq(x.done, 0);
+}
+
 static inline void tn_on_acquired(void *ud, uint32_t shard, uint64_t epoch)
 {
     tnode *n = ud;

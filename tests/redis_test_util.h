@@ -60,6 +60,7 @@ typedef struct redis_proc {
     int port;
     char dir[64];
     char password[64];
+    int aof; /* appendonly yes with appendfsync always: every acknowledged write is on disk */
 } redis_proc;
 
 /* (Re)start redis-server on r->port in r->dir; fails the test unless it listens in 5 s. */
@@ -73,9 +74,13 @@ static inline void redis_start(redis_proc *r)
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test never leaves a server behind */
         if (!freopen("/dev/null", "w", stdout))
             _exit(126);
-        const char *argv[16] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", r->dir};
+        const char *argv[20] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", r->aof ? "yes" : "no", "--dir", r->dir};
         int argc = 11;
+        if (r->aof) {
+            argv[argc++] = "--appendfsync";
+            argv[argc++] = "always";
+        }
         if (r->password[0]) {
             argv[argc++] = "--requirepass";
             argv[argc++] = r->password;
@@ -110,10 +115,12 @@ static inline void redis_kill(redis_proc *r, int sig)
     r->pid = 0;
 }
 
-/* A fresh server on a free port in a new temp dir; password NULL or "" = none. */
-static inline void redis_up(redis_proc *r, const char *password)
+/* A fresh server on a free port in a new temp dir; password NULL or "" = none; aof:
+ * append-only file, fsynced at every write. */
+static inline void redis_up_aof(redis_proc *r, const char *password, int aof)
 {
     memset(r, 0, sizeof *r);
+    r->aof = aof;
     snprintf(r->dir, sizeof r->dir, "/tmp/ax_test_redis.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(r->dir));
     if (password)
@@ -121,6 +128,8 @@ static inline void redis_up(redis_proc *r, const char *password)
     r->port = free_port();
     redis_start(r);
 }
+
+static inline void redis_up(redis_proc *r, const char *password) { redis_up_aof(r, password, 0); }
 
 static inline void redis_down(redis_proc *r)
 {

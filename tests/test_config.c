@@ -219,6 +219,8 @@ START_TEST(defaults_are_the_documented_values)
     ck_assert_uint_eq(c.max_actors, 4194304);
     ck_assert_uint_eq(c.idle_timeout_ms, 300000);
     ck_assert_uint_eq(c.events_buffer, 1024);
+    ck_assert_str_eq(c.state_persist, "on_change");
+    ck_assert_uint_eq(c.state_max_bytes, 1u << 20);
     ck_assert_str_eq(c.plugin_dir, AX_PLUGINDIR);
     ck_assert_uint_eq(c.n_plugins, 0);
     ck_assert_ptr_null(c.plugins);
@@ -294,6 +296,10 @@ START_TEST(set_overrides_and_refuses_bad_values)
     ck_assert_str_eq(err, "runtime.batch: \"0\" is out of range 1..65536");
     ck_assert_int_eq(axd_config_set(&c, "runtime.nope", "1", err, sizeof err), AX_ECONFIG);
     ck_assert_str_eq(err, "unknown key \"runtime.nope\"");
+    ck_assert_int_eq(axd_config_set(&c, "state.persist", "always", err, sizeof err), AX_ECONFIG);
+    ck_assert_msg(strstr(err, "state.persist") && strstr(err, "on_change or off"), "%s", err);
+    ck_assert_int_eq(axd_config_set(&c, "state.max_bytes", "128M", err, sizeof err), AX_ECONFIG);
+    ck_assert_msg(strstr(err, "state.max_bytes"), "%s", err);
     ck_assert_int_eq(axd_config_set(&c, "node.name", "a\nb", err, sizeof err), AX_ECONFIG);
     ck_assert_int_eq(axd_config_set(&c, "node.name", NULL, err, sizeof err), AX_ECONFIG);
     ck_assert_int_eq(axd_config_set(&c, "runtime.batch", "1", NULL, 0), 0); /* err is optional */

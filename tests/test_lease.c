@@ -270,6 +270,42 @@ START_TEST(mem_store_lease_expires_and_epoch_keeps_growing)
 }
 END_TEST
 
+START_TEST(mem_store_keeps_state_records_fenced_by_the_lease)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    axd_lease_store *st = axd_lease_mem_new(loop, 4);
+    res r = do_acquire(loop, st, 1, "node-a", 150, 0);
+    ck_assert_int_eq(r.r.granted, 1);
+    r = do_release(loop, st, 1, "node-a", r.r.epoch); /* epoch 1 ends; 2 is granted next */
+    r = do_acquire(loop, st, 1, "node-a", 150, 0);
+    ck_assert_uint_eq(r.r.epoch, 2);
+    check_state_contract(loop, st, 1, 2, 3);
+    sres w = st_write(loop, st, 1, 2, "t\0k", 3, "x", 1, 0);
+    ck_assert_int_eq(w.r.status, AX_OK);
+    /* the lease expires: its epoch writes nothing any more, the record stays */
+    run_for(loop, 0.2);
+    w = st_write(loop, st, 1, 2, "t\0k", 3, "y", 1, 0);
+    ck_assert_int_eq(w.r.status, AX_ESTALE);
+    r = do_acquire(loop, st, 1, "node-b", 1000, 0);
+    ck_assert_uint_eq(r.r.epoch, 3);
+    w = st_load(loop, st, 1, 3, "t\0k", 3);
+    ck_assert_int_eq(w.r.found, 1);
+    ck_assert(w.r.len == 1 && w.data[0] == 'x');
+    /* cut off: state operations fail as lease operations do; free cancels them */
+    axd_lease_mem_cut(st, NULL, 1);
+    w = st_load(loop, st, 1, 3, "t\0k", 3);
+    ck_assert_int_eq(w.r.status, AX_ECONN);
+    axd_lease_mem_cut(st, NULL, 0);
+    sres pend = {0};
+    axd_lease_mem_set_delay(st, 1000);
+    ck_assert_int_eq(axd_state_write(st, 1, 3, "t\0k", 3, "z", 1, 0, sres_cb, &pend), 0);
+    axd_lease_store_free(st);
+    ck_assert_int_eq(pend.done, 1);
+    ck_assert_int_eq(pend.r.status, AX_ECANCELED);
+    ev_loop_destroy(loop);
+}
+END_TEST
+
 START_TEST(mem_store_cut_node_fails_and_free_cancels_pending)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
@@ -650,6 +686,7 @@ static Suite *lease_suite(void)
     tcase_add_test(tc, mem_store_acquire_renew_release_and_fencing);
     tcase_add_test(tc, mem_store_lease_expires_and_epoch_keeps_growing);
     tcase_add_test(tc, mem_store_cut_node_fails_and_free_cancels_pending);
+    tcase_add_test(tc, mem_store_keeps_state_records_fenced_by_the_lease);
     tcase_add_test(tc, manager_single_node_owns_all_and_keeps_them);
     tcase_add_test(tc, manager_unreachable_store_drops_shards_before_expiry);
     tcase_add_test(tc, manager_deadline_counts_from_send_time);

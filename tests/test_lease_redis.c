@@ -252,6 +252,49 @@ START_TEST(redis_acquire_renew_expiry_epochs_release)
 }
 END_TEST
 
+START_TEST(redis_state_records_are_fenced_by_the_lease_record_in_one_script)
+{
+    redis_proc rp;
+    redis_up(&rp, NULL);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    axd_lease_store *st = store_new(loop, &rp, NULL, 0, "ts:", 8);
+    res r = acquire_past_quarantine(loop, st, 4, "node-a", 10000);
+    uint64_t e = r.r.epoch;
+    check_state_contract(loop, st, 4, e, 5);
+    /* binary record bytes, exactly, under the documented key */
+    static const char blob[] = {0, 1, 2, (char)0xff, 0, 'x'};
+    sres w = st_write(loop, st, 4, e, "t\0k", 3, blob, sizeof blob, 0);
+    ck_assert_int_eq(w.r.status, AX_OK);
+    redisContext *c = raw(&rp);
+    redisReply *rr = redisCommand(c, "HGET ts:state:4 %b", "t\0k", (size_t)3);
+    ck_assert(rr && rr->type == REDIS_REPLY_STRING && rr->len == sizeof blob && !memcmp(rr->str, blob, sizeof blob));
+    freeReplyObject(rr);
+    /* released: that epoch writes nothing; the next owner loads the record */
+    r = do_release(loop, st, 4, "node-a", e);
+    ck_assert_int_eq(r.r.granted, 1);
+    w = st_write(loop, st, 4, e, "t\0k", 3, "late", 4, 0);
+    ck_assert_int_eq(w.r.status, AX_ESTALE);
+    r = do_acquire(loop, st, 4, "node-b", 10000, 0);
+    ck_assert_int_eq(r.r.granted, 1);
+    w = st_load(loop, st, 4, r.r.epoch, "t\0k", 3);
+    ck_assert_int_eq(w.r.found, 1);
+    ck_assert(w.r.len == sizeof blob && !memcmp(w.data, blob, sizeof blob));
+    /* hostile data: a state key of the wrong type is an error, not a crash */
+    rr = redisCommand(c, "SET ts:state:4 notahash");
+    freeReplyObject(rr);
+    w = st_load(loop, st, 4, r.r.epoch, "t\0k", 3);
+    ck_assert_int_eq(w.r.status, AX_EIO);
+    redisFree(c);
+    /* Redis gone: the outcome is unknown (an error, never a silent success) */
+    redis_kill(&rp, SIGKILL);
+    w = st_write(loop, st, 4, r.r.epoch, "t\0k", 3, "x", 1, 0);
+    ck_assert(w.r.status == AX_ECONN || w.r.status == AX_ETIMEDOUT);
+    axd_lease_store_free(st);
+    ev_loop_destroy(loop);
+    redis_down(&rp);
+}
+END_TEST
+
 START_TEST(redis_concurrent_acquire_has_one_winner)
 {
     redis_proc rp;
@@ -532,6 +575,7 @@ static Suite *redis_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, redis_acquire_renew_expiry_epochs_release);
     tcase_add_test(tc, redis_concurrent_acquire_has_one_winner);
+    tcase_add_test(tc, redis_state_records_are_fenced_by_the_lease_record_in_one_script);
     tcase_add_test(tc, redis_wrong_password_is_a_clear_error);
     tcase_add_test(tc, redis_hostile_data_gives_errors_not_crashes);
     tcase_add_test(tc, redis_restart_recovers_without_double_ownership);

@@ -2,7 +2,9 @@
  * against a real daemon with tests/plugins/work.c: business errors that leave the actor
  * running, deferred replies answered from later handlers (to clients and to actors; an
  * unanswered token times out for its asker, an incarnation's end answers ENOPROC), and
- * timers (periodic, one-shot, canceled, gone with the incarnation). Run with 1 and 2
+ * timers (periodic, one-shot, canceled, gone with the incarnation), durable keyed actors
+ * on one node (state codecs, ax_persist, ax_forget, "$forget", state.max_bytes,
+ * state.persist = off). Run with 1 and 2
  * workers (AX_TEST_WORKERS). */
 #include "axactor/client.h"
 #include "axactor/plugin.h"
@@ -410,6 +412,112 @@ END_TEST
 /* A plugin binary built from the frozen 1.0 headers (tests/abi/1.0, tests/plugins/abi10.c)
  * loads into this daemon and what it calls works: tell, ask, reply, send_after, lookup,
  * an ask to an actor of a newer plugin, a monitor. */
+/* ---- durable keyed actors (ABI 1.9) on one node: the memory store ---- */
+
+static char *ask_key(axc_conn *c, const char *type, const char *key, const char *msg, const char *payload, int *rc)
+{
+    axc_target t = axc_by_key(type, key);
+    void *r = NULL;
+    size_t n = 0;
+    *rc = axc_ask(c, &t, msg, payload, payload ? strlen(payload) : 0, 5000, &r, &n);
+    return *rc ? NULL : r;
+}
+
+static void expect_key(axc_conn *c, const char *type, const char *key, const char *msg, const char *payload,
+                       const char *want)
+{
+    int rc;
+    char *v = ask_key(c, type, key, msg, payload, &rc);
+    ck_assert_msg(rc == 0, "ask %s %s %s %s: %s (%s)", type, key, msg, payload ? payload : "", ax_errname(rc),
+                  axc_errmsg(c));
+    ck_assert_msg(!strcmp(v, want), "ask %s %s %s %s: '%s', want '%s'", type, key, msg, payload ? payload : "", v,
+                  want);
+    axc_free(v);
+}
+
+static void stop_key(axc_conn *c, const char *type, const char *key)
+{
+    axc_target t = axc_by_key(type, key);
+    ck_assert_int_eq(axc_stop(c, &t), 0);
+    sleep_ms(50);
+}
+
+static double status_num(axc_conn *c, const char *section, const char *k)
+{
+    char *json = NULL;
+    ck_assert_int_eq(axc_status(c, &json), 0);
+    const char *p = strstr(json, section);
+    ck_assert_ptr_nonnull(p);
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", k);
+    p = strstr(p, pat);
+    ck_assert_msg(p != NULL, "no %s.%s in %s", section, k, json);
+    double v = atof(p + strlen(pat));
+    axc_free(json);
+    return v;
+}
+
+START_TEST(durable_keyed_state_survives_stops_idle_reaps_and_is_forgotten_on_request)
+{
+    const char *const args[] = {"-p", "ledger", "--set", "runtime.idle_timeout_ms=200", NULL};
+    ax_h_daemon *d = ax_h_start(args);
+    axc_conn *c = ax_h_connect(d);
+    expect_key(c, "ledger", "k1", "add", "1", "1");
+    expect_key(c, "ledger", "k1", "add", "2", "2");
+    expect_key(c, "ledger", "k1", "add", "2", "2"); /* the same request id again: not counted */
+    stop_key(c, "ledger", "k1");
+    expect_key(c, "ledger", "k1", "ids", NULL, "1,2"); /* a new incarnation loaded it */
+    sleep_ms(800);                                     /* reaped when idle ... */
+    ck_assert_double_eq(status_num(c, "\"counters\"", "idle_reaped") > 0, 1);
+    expect_key(c, "ledger", "k1", "count", NULL, "2"); /* ... and loaded again */
+    /* a type without encode writes what it chooses (ax_persist) */
+    expect_key(c, "register", "r1", "set", "hello", "");
+    stop_key(c, "register", "r1");
+    expect_key(c, "register", "r1", "get", NULL, "hello");
+    /* the actor's own ax_forget, then the operator's "$forget" (axctl forget) */
+    expect_key(c, "ledger", "k1", "forget", NULL, "");
+    expect_key(c, "ledger", "k1", "count", NULL, "0");
+    expect_key(c, "dcounter", "c1", "add", "5", "5");
+    expect_key(c, "dcounter", "c1", "$forget", NULL, "");
+    expect_key(c, "dcounter", "c1", "get", NULL, "0");
+    ck_assert_double_ge(status_num(c, "\"state\"", "writes"), 4);
+    ck_assert_double_ge(status_num(c, "\"state\"", "loads_found"), 3);
+    ck_assert_double_ge(status_num(c, "\"state\"", "deletes"), 2);
+    ck_assert_double_eq(status_num(c, "\"state\"", "fenced"), 0);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
+START_TEST(a_state_above_max_bytes_fails_its_ask_and_nothing_is_lost_silently)
+{
+    /* ledger records are 8 + 8 n bytes: one id fits in 16, two do not */
+    const char *const args[] = {"-p", "ledger", "--set", "state.max_bytes=16", NULL};
+    ax_h_daemon *d = ax_h_start(args);
+    axc_conn *c = ax_h_connect(d);
+    expect_key(c, "ledger", "big", "add", "1", "1");
+    int rc;
+    char *v = ask_key(c, "ledger", "big", "add", "2", &rc);
+    ck_assert_ptr_null(v);
+    ck_assert_msg(rc == AX_ETOOBIG, "add beyond state.max_bytes: %s, want ETOOBIG", ax_errname(rc));
+    ck_assert_msg(ax_h_wait_log(d, "encode failed", 2000), "the encode failure is not logged");
+    /* the failed handler's change was not acknowledged, and is not what the store has */
+    expect_key(c, "ledger", "big", "ids", NULL, "1");
+    axc_close(c);
+    ax_h_stop(d);
+    /* persist = off: the same type keeps nothing */
+    const char *const off[] = {"-p", "ledger", "--set", "state.persist=off", NULL};
+    d = ax_h_start(off);
+    c = ax_h_connect(d);
+    expect_key(c, "ledger", "k", "add", "7", "1");
+    stop_key(c, "ledger", "k");
+    expect_key(c, "ledger", "k", "count", NULL, "0");
+    ck_assert_double_eq(status_num(c, "\"state\"", "writes"), 0);
+    axc_close(c);
+    ax_h_stop(d);
+}
+END_TEST
+
 START_TEST(a_plugin_built_for_abi_1_0_keeps_working)
 {
     ax_h_daemon *d = ax_h_start((const char *const[]){"-p", "abi10", "-p", "work", NULL});
@@ -454,6 +562,8 @@ int main(void)
     tcase_add_test(tc, an_io_watch_reports_readiness_once_per_handling_and_ends_with_the_actor);
     tcase_add_test(tc, offloaded_work_returns_to_its_actor_a_full_queue_is_efull_and_cleanup_always_runs);
     tcase_add_test(tc, the_filestore_example_writes_and_reads_its_file_off_the_loop);
+    tcase_add_test(tc, durable_keyed_state_survives_stops_idle_reaps_and_is_forgotten_on_request);
+    tcase_add_test(tc, a_state_above_max_bytes_fails_its_ask_and_nothing_is_lost_silently);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -297,7 +297,11 @@ static ax_handler_fn find_handler(const axd_type *t, uint32_t id)
     return NULL;
 }
 
-int axd_actor_handles(const axd_actor *a, uint32_t id) { return id && find_handler(a->type, id) != NULL; }
+/* A durable type's keyed actors also take "$forget" (persist.c). */
+int axd_actor_handles(const axd_actor *a, uint32_t id)
+{
+    return id && (find_handler(a->type, id) != NULL || (a->key && a->type->forget_id == id));
+}
 
 int axd_actor_deliver(axd_rt *s, axd_actor *a, axd_env *e)
 {
@@ -344,13 +348,17 @@ static void ctx_init(ax_ctx *cx, axd_rt *s, axd_actor *a, axd_env *e)
     cx->replied = 0;
     cx->fail_reason = NULL;
     cx->exit_reason = NULL;
+    cx->hold = NULL;
+    cx->persisted = 0;
 }
 
 /* Run on_start for a fresh incarnation (state already zeroed). 0 or the error. */
 int axd_actor_start(axd_rt *s, axd_actor *a)
 {
-    if (!a->type->desc->on_start)
+    if (!a->type->desc->on_start) {
+        axd_persist_activate(s, a); /* a durable keyed actor: its state before the first message */
         return AX_OK;
+    }
     ax_ctx cx;
     ctx_init(&cx, s, a, NULL);
     a->running = 1;
@@ -358,6 +366,8 @@ int axd_actor_start(axd_rt *s, axd_actor *a)
     a->running = 0;
     if (rc == AX_OK && (cx.fail_reason || cx.exit_reason))
         rc = AX_EFAILED;
+    if (rc == AX_OK)
+        axd_persist_activate(s, a); /* a durable keyed actor: its state before the first message */
     return rc;
 }
 
@@ -624,7 +634,8 @@ void axd_actor_terminate(axd_rt *s, axd_actor *a, const char *reason)
     /* A keyed actor stopped because its shard left this node: what it had queued was
      * not handled and may be sent again to the shard's next owner (retryable EBUSY). */
     int moved = a->key && (!strcmp(reason, AXD_SHARD_LOST) || !strcmp(reason, AXD_SHARD_HANDOVER) ||
-                           !strcmp(reason, AXD_SHARD_SHUTDOWN) || !strcmp(reason, AXD_SHARD_REGRESSED));
+                           !strcmp(reason, AXD_SHARD_SHUTDOWN) || !strcmp(reason, AXD_SHARD_REGRESSED) ||
+                           !strcmp(reason, AXD_FENCED) || !strcmp(reason, AXD_STATE_UNAVAILABLE));
     axd_mq_splice(&a->ctl, &a->user);
     for (axd_env *e; (e = axd_mq_pop(&a->ctl));)
         axd_env_drop(s, e, moved ? AX_EBUSY : AX_ENOPROC);
@@ -652,6 +663,7 @@ void axd_actor_terminate(axd_rt *s, axd_actor *a, const char *reason)
                 s->ready_tail = prev;
         }
     }
+    axd_persist_free(a);
     ax_free(a->key);
     ax_free(a->name);
     ax_free(a->state);
@@ -742,20 +754,29 @@ static int keyed_may_run(axd_rt *s, axd_actor *a)
 
 /* The same in the middle of a batch, with the envelope taken from the mailbox but not
  * handled: it is refused (its asker gets AX_EBUSY, retryable) before the actor ends. */
-static int keyed_may_run_with(axd_rt *s, axd_actor *a, axd_env *e)
+static int keyed_may_run_with(axd_rt *s, axd_actor *a, axd_env *e, struct axd_hold *h)
 {
     uint64_t ep = 0;
     if (s->gate->serving(s->gate_ud, a->shard, &ep) && ep == a->epoch)
         return 1;
     a->running = 0;
+    if (h) /* the write of the handlers before goes first (the store fences it) */
+        axd_persist_flush(s, a, h);
     axd_env_drop(s, e, AX_EBUSY);
     keyed_may_run(s, a);
     return 0;
 }
 
-/* Run one actor for up to one batch. Returns 1 if it still has work. */
-static int run_actor(axd_rt *s, axd_actor *a)
+/* Run one actor for up to one batch. Returns 1 if it still has work. A durable actor's
+ * answers are held in h and its turn's write (if any) is sent with them before anything
+ * ends the turn: FLUSH() before every exit. */
+static int run_actor_turn(axd_rt *s, axd_actor *a, struct axd_hold *h)
 {
+#define FLUSH()                                                                                                  \
+    do {                                                                                                         \
+        if (h)                                                                                                   \
+            axd_persist_flush(s, a, h);                                                                          \
+    } while (0)
     uint32_t budget = s->cfg->batch;
     ax_ctx cx;
     int fenced = a->key && s->gate;
@@ -772,11 +793,13 @@ static int run_actor(axd_rt *s, axd_actor *a)
             char reason[AX_NAME_MAX + 1];
             memcpy(reason, e->data, e->m.len + 1);
             axd_env_free(s, e);
+            FLUSH();
             axd_actor_exit(s, a, reason, 1);
             return 0;
         }
         if (e->kind == AXD_ENV_EXIT) {
             a->running = 0;
+            FLUSH();
             if (axd_handle_exit_signal(s, a, e))
                 return 0;
             a->running = 1;
@@ -786,8 +809,20 @@ static int run_actor(axd_rt *s, axd_actor *a)
             axd_env_free(s, e);
             continue;
         }
-        if (fenced && a->processed != processed_at_start && !keyed_may_run_with(s, a, e))
+        if (fenced && a->processed != processed_at_start && !keyed_may_run_with(s, a, e, h))
             return 0; /* a handler of this batch ran: the clock may have passed the deadline */
+        if (h && e->kind == AXD_ENV_USER && e->m.id == a->type->forget_id) {
+            /* "$forget": delete the record (acknowledged once the store confirms), end */
+            ctx_init(&cx, s, a, e);
+            cx.hold = h;
+            axd_persist_forget_msg(&cx);
+            axd_ctx_answer(&cx, e, AX_OK, NULL, 0);
+            axd_env_free(s, e);
+            a->running = 0;
+            FLUSH();
+            axd_actor_stop(s, a, AXD_FORGOTTEN); /* schedules it */
+            return 0;
+        }
         ax_handler_fn fn = find_handler(a->type, e->m.id);
         if (!fn) { /* system message the type does not handle, or an unknown reply name */
             axd_env_drop(s, e, AX_ENOMSG);
@@ -795,13 +830,28 @@ static int run_actor(axd_rt *s, axd_actor *a)
         }
         e->m.name = axd_msg_name(s, e->m.id);
         ctx_init(&cx, s, a, e);
+        cx.hold = h;
         int rc = fn(&cx, a->state, &e->m);
         a->processed++;
         s->ctr.delivered++;
+        if (h) {
+            int er = axd_persist_after(s, a, &cx, rc);
+            if (er != AX_OK && rc == AX_OK && !cx.fail_reason) {
+                rc = er; /* the state cannot be written: the handler's effect is not acknowledged */
+                snprintf(cx.fail_buf, sizeof cx.fail_buf, "state_encode:%s", ax_errname(er));
+                cx.fail_reason = cx.fail_buf;
+                if (cx.replied && e->ask && h->n && h->v[h->n - 1].ask == e->ask) {
+                    h->v[h->n - 1].status = er; /* its answer says so instead */
+                    ax_free(h->v[h->n - 1].data);
+                    h->v[h->n - 1].data = NULL;
+                    h->v[h->n - 1].n = 0;
+                }
+            }
+        }
         if (rc != AX_OK && !cx.fail_reason)
             exit_reason_for_error(&cx, rc);
         if (e->ask && !cx.replied)
-            axd_xw_answer(s, e, rc == AX_OK ? AX_OK : (rc < 0 ? rc : AX_EFAILED), NULL, 0);
+            axd_ctx_answer(&cx, e, rc == AX_OK ? AX_OK : (rc < 0 ? rc : AX_EFAILED), NULL, 0);
         if (e->io)
             axd_io_rearm(s, a, e->m.tag);
         axd_env_free(s, e);
@@ -814,12 +864,26 @@ static int run_actor(axd_rt *s, axd_actor *a)
                 axd_log(AX_LOG_INFO, "actor", "%s @%u.%u failed: %s", a->type->name, a->slot, a->gen, reason);
             }
             a->running = 0;
+            FLUSH();
             axd_actor_exit(s, a, reason, 0);
             return 0;
         }
     }
     a->running = 0;
+    FLUSH();
     return a->st != AXD_ST_DEAD && a->st != AXD_ST_RESTARTING && (a->ctl.len || a->user.len);
+#undef FLUSH
+}
+
+static int run_actor(axd_rt *s, axd_actor *a)
+{
+    if (a->loading)
+        return 0; /* its state load's completion schedules it */
+    if (!axd_persist_durable(s, a))
+        return run_actor_turn(s, a, NULL);
+    struct axd_hold h;
+    memset(&h, 0, sizeof h);
+    return run_actor_turn(s, a, &h);
 }
 
 /* Run ready actors; called from the loop's check watcher and right after client I/O so
@@ -1007,7 +1071,7 @@ static int api_reply(ax_ctx *cx, const void *p, size_t n)
         return AX_OK;
     cx->replied = 1;
     cx->srv->ctr.replies++;
-    axd_xw_answer(cx->srv, cx->cur, AX_OK, p, n);
+    axd_ctx_answer(cx, cx->cur, AX_OK, p, n);
     return AX_OK;
 }
 
@@ -1343,6 +1407,8 @@ static void runtime_init(axd_rt *s, struct ev_loop *loop, const axd_config *cfg,
     api->io_watch = axd_api_io_watch; /* ABI 1.7 */
     api->io_unwatch = axd_api_io_unwatch;
     api->offload = axd_api_offload; /* ABI 1.8 */
+    api->persist = axd_api_persist; /* ABI 1.9 */
+    api->forget = axd_api_forget;
     s->sys_exit_id = axd_msg_intern(s, "$exit", 5);
     s->sys_down_id = axd_msg_intern(s, "$down", 5);
     s->sys_event_id = axd_msg_intern(s, "$event", 6);
@@ -1363,6 +1429,8 @@ void axd_runtime_stop_all(axd_rt *s, const char *reason)
 void axd_runtime_free(axd_rt *s)
 {
     axd_runtime_stop_all(s, "shutdown");
+    ax_free(s->state_buf);
+    s->state_buf = NULL;
     axd_registry_free(s);
     axd_events_free(s);
     /* fail what is still pending (clients are gone by now) */
@@ -1628,7 +1696,10 @@ cJSON *axd_runtime_status_json(axd_rt *s)
             worker_stat_cb(s, &one);
         else if (axd_workers_sync(s->group, s->worker, w, worker_stat_cb, &one, sizeof one, 1000) != 0)
             continue; /* a worker too busy to answer: left out (its entry says so) */
+        uint64_t load_max = all.ctr.state_load_us_max > one.ctr.state_load_us_max ? all.ctr.state_load_us_max
+                                                                                   : one.ctr.state_load_us_max;
         ctr_add(&all.ctr, &one.ctr);
+        all.ctr.state_load_us_max = load_max; /* a maximum, not a sum */
         all.actors += one.actors;
         all.keyed += one.keyed;
         all.subs += one.subs;
@@ -1676,6 +1747,23 @@ cJSON *axd_runtime_status_json(axd_rt *s)
         CTR(xw_dropped);
     }
 #undef CTR
+    /* durable keyed actors: their state's loads and writes (persist.c) */
+    cJSON *st = cJSON_AddObjectToObject(doc, "state");
+    cJSON_AddStringToObject(st, "persist", s->cfg->state_persist);
+#define SCTR(name, f) cJSON_AddNumberToObject(st, name, (double)all.ctr.f)
+    SCTR("loads", state_loads);
+    SCTR("loads_found", state_loads_found);
+    SCTR("load_errors", state_load_errors);
+    cJSON_AddNumberToObject(st, "load_ms_avg",
+                            all.ctr.state_loads ? all.ctr.state_load_us_total / 1000.0 / (double)all.ctr.state_loads : 0);
+    cJSON_AddNumberToObject(st, "load_ms_max", all.ctr.state_load_us_max / 1000.0);
+    SCTR("writes", state_writes);
+    SCTR("deletes", state_deletes);
+    SCTR("write_bytes", state_write_bytes);
+    SCTR("write_errors", state_write_errors);
+    SCTR("fenced", state_fenced);
+    SCTR("unchanged", state_unchanged);
+#undef SCTR
     cJSON_AddNumberToObject(doc, "keyed_actors", (double)all.keyed);
     cJSON_AddNumberToObject(doc, "event_subscribers", (double)all.subs);
     if (ws)

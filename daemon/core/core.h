@@ -80,6 +80,9 @@ typedef struct axd_type {
     size_t n_handlers;
     uint32_t live;         /* actors of this type alive now */
     uintptr_t flags;       /* AX_TYPE_* (descriptors of ABI 1.2 and later; else 0) */
+    ax_encode_fn encode;   /* ABI 1.9 codec; decode != NULL: a durable type */
+    ax_decode_fn decode;
+    uint32_t forget_id;    /* durable types: the id of "$forget" (else 0) */
 } axd_type;
 
 struct axd_plugin {
@@ -137,6 +140,8 @@ typedef struct axd_actor {
     size_t key_len;
     uint32_t shard;        /* keyed actors: the key's shard */
     uint64_t epoch;        /* keyed actors: the shard epoch it was activated at (it ends with it) */
+    uint8_t loading;       /* durable: its state load is in flight; nothing of it runs before */
+    struct axd_pstate *ps; /* durable keyed actors: the bytes last written (persist.c) */
     struct axd_actor *kprev, *knext; /* keyed actors list (idle reaper) */
     double last_msg;       /* loop time of the last user message (idle reaper) */
     uint64_t processed;
@@ -174,6 +179,8 @@ struct ax_ctx {
     char fail_buf[128];
     const char *exit_reason; /* the actor stopped itself (ax_stop(self)) */
     char exit_buf[128];
+    struct axd_hold *hold;   /* a durable actor's handler: its answers wait for the write (persist.c) */
+    int persisted;           /* ax_persist was called by this handler */
 };
 
 /* ---- counters shown by `axctl status` ---- */
@@ -185,6 +192,9 @@ typedef struct axd_counters {
     uint64_t route_retries; /* forwarded keyed messages re-sent after EBUSY/ESTALE */
     uint64_t xw_full;    /* items refused by another worker's full inbox (the sender got AX_EFULL) */
     uint64_t xw_dropped; /* cross-worker items for actors gone there, or replies that could not be sent */
+    /* durable keyed actors (persist.c) */
+    uint64_t state_loads, state_loads_found, state_load_errors, state_load_us_total, state_load_us_max;
+    uint64_t state_writes, state_deletes, state_write_bytes, state_write_errors, state_fenced, state_unchanged;
 } axd_counters;
 
 /* A lifecycle-event subscriber: an actor (node 0) or a client (AXD_NODE_CLIENT). */
@@ -248,6 +258,19 @@ typedef struct axd_shard_gate {
     int (*store_ok)(void *ud);
     void (*note_epoch)(void *ud, uint32_t shard, uint64_t epoch, const char *from);
     size_t (*known_epochs)(void *ud, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap);
+    /* Durable keyed actors (persist.c): load or write (del: delete) the state record
+     * `name` ("type\0key") of shard, fenced by epoch, from worker rt's thread; done runs
+     * later on rt's thread (never inside the call) with AX_OK (found, data, n: a load's
+     * record), AX_ESTALE (fenced: the epoch does not hold the shard's lease) or the
+     * store's error. 0 when done will run, else the error (done never runs). May be NULL
+     * (no durable state: nothing is loaded or written). */
+    int (*state_load)(void *ud, struct axd_rt *rt, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                      void (*done)(struct axd_rt *rt, void *dud, int status, int found, const void *data, size_t n),
+                      void *dud);
+    int (*state_write)(void *ud, struct axd_rt *rt, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                       const void *data, size_t n, int del,
+                       void (*done)(struct axd_rt *rt, void *dud, int status, int found, const void *data, size_t n),
+                       void *dud);
 } axd_shard_gate;
 
 /* ---- message names: one table per node, shared by its workers ----
@@ -308,6 +331,7 @@ typedef struct axd_rt {
     axd_pool *pool;           /* the node's offload pool (worker 0's; shared) */
     struct axd_xq *offload_q; /* offload results for this worker's actors (made at its first offload) */
     uint32_t sys_exit_id, sys_down_id, sys_event_id; /* interned "$exit" "$down" "$event" */
+    void *state_buf;          /* durable actors' encode scratch, state.max_bytes (persist.c) */
 
     axd_hmap keyed;           /* "type\0key" -> axd_actor (registry) */
     axd_actor *keyed_head;

@@ -81,4 +81,39 @@ int axd_offload_in_pool(void);    /* is this thread a pool thread (no plugin API
 int axd_api_offload(ax_ctx *cx, ax_offload_fn fn, void (*cleanup)(void *arg), void *arg, uint32_t done_msg,
                     uint64_t tag);
 
+/* persist.c: durable keyed actors (see there) */
+#define AXD_FENCED "fenced"
+#define AXD_STATE_UNAVAILABLE "state_unavailable"
+#define AXD_FORGOTTEN "forgotten"
+typedef struct axd_held { /* an answer waiting for its handler's write */
+    uint8_t worker;
+    uint32_t ask, ask_gen;
+    int status;
+    size_t n;
+    void *data;
+} axd_held;
+struct axd_hold { /* a durable actor's turn: its answers and its write */
+    axd_held *v;
+    uint32_t n, cap;
+    int write; /* 0: nothing to write; 1: buf/len; 2: delete */
+    void *buf;
+    size_t len;
+};
+/* Is a durable keyed actor (its state is loaded and written)? */
+int axd_persist_durable(const axd_rt *s, const axd_actor *a);
+/* axd_actor_start: begin loading the state of a durable actor (a->loading until done). */
+void axd_persist_activate(axd_rt *s, axd_actor *a);
+/* After a handler returned rc: encode and note the turn's write when the state changed.
+ * AX_OK, or the encode error (the handler's effect cannot be made durable). */
+int axd_persist_after(axd_rt *s, axd_actor *a, ax_ctx *cx, int rc);
+/* Send the turn's write with its held answers (or the answers alone); h is emptied. */
+void axd_persist_flush(axd_rt *s, axd_actor *a, struct axd_hold *h);
+/* "$forget" taken by the runtime: the turn's write becomes the record's delete. */
+void axd_persist_forget_msg(ax_ctx *cx);
+void axd_persist_free(axd_actor *a);
+/* The answer of envelope e from a handler: held for its write when cx->hold, else sent. */
+void axd_ctx_answer(ax_ctx *cx, const axd_env *e, int status, const void *data, size_t n);
+int axd_api_persist(ax_ctx *cx, const void *p, size_t n);
+int axd_api_forget(ax_ctx *cx);
+
 #endif

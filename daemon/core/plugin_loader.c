@@ -63,11 +63,22 @@ int axd_type_register(axd_rt *s, const ax_actor_type *d, axd_plugin *p, axd_type
             if (strcmp(d->msgs[j].name, m->name) == 0)
                 return fail(err, errlen, AX_EABI, "type '%s': message '%s' declared twice", d->name, m->name);
     }
+    /* the codec exists from ABI 1.9 on: before, its fields were spare pointers */
+    int codec = (!p || (p->desc && p->desc->abi_minor >= 9)) &&
+                d->size >= offsetof(ax_actor_type, decode) + sizeof d->decode;
+    if (codec && d->encode && !d->decode)
+        return fail(err, errlen, AX_EABI, "type '%s': a state encode callback without decode", d->name);
     axd_type *t = ax_calloc(1, sizeof *t);
     t->desc = d;
     t->plugin = p;
     /* flags exist from ABI 1.2 on: an older descriptor's field was a spare pointer */
     t->flags = !p || (p->desc && p->desc->abi_minor >= 2) ? d->flags : 0;
+    if (codec) {
+        t->encode = d->encode;
+        t->decode = d->decode;
+        if (t->decode)
+            t->forget_id = axd_msg_intern(s, "$forget", 7);
+    }
     t->name = ax_strndup(d->name, nlen);
     t->handlers = ax_calloc(d->n_msgs, sizeof *t->handlers);
     t->n_handlers = d->n_msgs;

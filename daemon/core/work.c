@@ -73,7 +73,7 @@ int axd_api_reply_error(ax_ctx *cx, int code, const char *text)
     cx->replied = 1;
     const char *t;
     size_t n = error_text(code, text, &t);
-    axd_xw_answer(cx->srv, cx->cur, code, t, n);
+    axd_ctx_answer(cx, cx->cur, code, t, n);
     return AX_OK;
 }
 
@@ -114,11 +114,11 @@ int axd_api_reply_token(ax_ctx *cx, uint64_t token, int code, const char *text, 
         w->tokens[i] = w->tokens[--w->n_tokens];
         cx->srv->ctr.replies++;
         if (code == AX_OK) {
-            axd_xw_answer(cx->srv, &back, AX_OK, p, n);
+            axd_ctx_answer(cx, &back, AX_OK, p, n);
         } else {
             const char *t;
             size_t tn = error_text(code, text, &t);
-            axd_xw_answer(cx->srv, &back, code, t, tn);
+            axd_ctx_answer(cx, &back, code, t, tn);
         }
         return AX_OK;
     }

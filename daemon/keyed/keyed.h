@@ -16,6 +16,12 @@ struct axd_lease_store;
 struct axd_shards;
 struct axd_route_shard;
 
+/* Durable state operations of one shard seen by this node (state.c). */
+typedef struct axd_route_state_stat {
+    uint64_t loads, writes, fenced, errors;
+    int64_t records; /* records the store held for the shard at its last answer; -1 unknown */
+} axd_route_state_stat;
+
 typedef struct axd_keyed {
     axd_rt *rt;                         /* the runtime whose keyed actors it gates */
     struct ev_loop *loop;
@@ -31,6 +37,11 @@ typedef struct axd_keyed {
     ev_timer membership;
     double store_down_since;             /* monotonic time the store connection was lost; 0 = up */
     int workers_attached;                /* workers 1..n-1 of rt's group fence through us */
+    axd_route_state_stat *state_stats;   /* per shard (worker 0's: the store's callbacks) */
+    /* per shard, any worker's thread: state operations sent and not answered yet, and
+     * stops of its actors sent to other workers and not done yet; a shard's release
+     * waits until both are 0 (axd_route_release_ready) */
+    _Atomic uint32_t *state_inflight, *stops_pending;
 } axd_keyed;
 
 /* Start the lease manager for rt (shards.count, lease.* of rt->cfg) and install the
@@ -67,5 +78,16 @@ void axd_route_note_epoch(axd_keyed *s, uint32_t shard, uint64_t epoch, const ch
 /* The highest epoch known per shard, for shards >= from where one is known (ascending):
  * up to cap pairs; returns how many. */
 size_t axd_route_known_epochs(axd_keyed *s, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap);
+
+/* state.c: may the lease of shard be released (no state work of it on its way)? */
+int axd_route_release_ready(void *ud, uint32_t shard);
+/* state.c: the shard gate's state_load / state_write (core.h), from any worker. */
+int axd_route_state_load(void *ud, axd_rt *rt, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                         void (*done)(axd_rt *rt, void *dud, int status, int found, const void *data, size_t n),
+                         void *dud);
+int axd_route_state_write(void *ud, axd_rt *rt, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                          const void *data, size_t n, int del,
+                          void (*done)(axd_rt *rt, void *dud, int status, int found, const void *data, size_t n),
+                          void *dud);
 
 #endif

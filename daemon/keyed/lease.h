@@ -55,6 +55,25 @@ typedef struct axd_lease_state {
     uint64_t ops, errors, reconnects;
 } axd_lease_state;
 
+/* Keyed actors' state (PROTOCOL.md, "Durable keyed actors"), kept by the same store,
+ * one record per (shard, name) where name is the actor's "type\0key". Every operation
+ * is fenced: the store applies it only while `epoch` is the epoch of a live lease of the
+ * shard (any owner's: epochs are granted once), atomically with that check.
+ *   status  AX_OK: done (load: found says whether a record exists, data/len are it);
+ *           AX_ESTALE: refused, the epoch does not hold the shard now (nothing changed);
+ *           else unknown, as for leases (AX_ECONN, AX_ETIMEDOUT, AX_EIO, AX_ECANCELED...).
+ *   records the shard's record count after the operation (-1 unknown). */
+typedef struct axd_state_result {
+    int status;
+    int found;
+    const void *data;
+    size_t len;
+    int64_t records;
+} axd_state_result;
+typedef void (*axd_state_cb)(void *ud, uint32_t shard, const axd_state_result *r);
+#define AXD_STATE_NAME_MAX (255u + 1u + 1024u) /* "type\0key": AX_NAME_MAX + 1 + AX_KEY_MAX */
+#define AXD_STATE_VALUE_MAX (64u << 20)             /* the largest record state.max_bytes allows */
+
 typedef struct axd_lease_ops {
     /* Each returns 0 when the callback will be called, or a negative AX_E* (AX_EINVAL
      * for a bad argument: shard out of range, node empty / too long / containing NUL,
@@ -71,6 +90,14 @@ typedef struct axd_lease_ops {
                    void *ud);
     int (*get)(axd_lease_store *st, uint32_t shard, axd_lease_cb cb, void *ud);
     void (*state)(axd_lease_store *st, axd_lease_state *out);
+    /* Keyed state (see axd_state_result): load the record `name`, or write it (data, n;
+     * del: delete it instead). Same return and callback rules as the lease operations
+     * (AX_EINVAL: shard out of range, epoch 0, name empty or too long, value too long).
+     * Operations are applied in the order they were called. */
+    int (*state_load)(axd_lease_store *st, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                      axd_state_cb cb, void *ud);
+    int (*state_write)(axd_lease_store *st, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                       const void *data, size_t n, int del, axd_state_cb cb, void *ud);
     /* Completes every pending operation with AX_ECANCELED (callbacks run inside free),
      * then frees. Must not be called from inside one of the store's callbacks. */
     void (*free)(axd_lease_store *st);
@@ -108,8 +135,20 @@ static inline void axd_lease_store_free(axd_lease_store *st)
         st->ops->free(st);
 }
 
+static inline int axd_state_load(axd_lease_store *st, uint32_t shard, uint64_t epoch, const char *name,
+                                 size_t nlen, axd_state_cb cb, void *ud)
+{
+    return st->ops->state_load(st, shard, epoch, name, nlen, cb, ud);
+}
+static inline int axd_state_write(axd_lease_store *st, uint32_t shard, uint64_t epoch, const char *name,
+                                  size_t nlen, const void *data, size_t n, int del, axd_state_cb cb, void *ud)
+{
+    return st->ops->state_write(st, shard, epoch, name, nlen, data, n, del, cb, ud);
+}
+
 /* Checks shared by the stores: 0 or AX_EINVAL. */
 int axd_lease_check_node(const char *node);
+int axd_state_check(const axd_lease_store *st, uint32_t shard, uint64_t epoch, size_t nlen, size_t n);
 
 /* ---- memory store (lease_mem.c) ---- */
 /* A store in this process, on loop; time is ev_now(loop). Several managers on the same
@@ -134,6 +173,14 @@ typedef struct axd_lease_redis_cfg {
 
 /* Creates the store and starts connecting (never blocks on the network). Strings are
  * copied. NULL + err on a bad configuration. Caller frees with axd_lease_store_free. */
+/* The Redis store's decoding of one script reply, for the fuzz target (fuzz/fuzz_redis.c):
+ * op 0..5 = acquire, renew, release, get, state load, state write; 0 with res (ops 0..3)
+ * or sr (4, 5) filled, or an error with *why. reply is a hiredis redisReply. */
+struct redisReply;
+int axd_lease_redis_decode(int op, const struct redisReply *reply, axd_lease_result *res, axd_state_result *sr,
+                           const char **why);
+#define AXD_LEASE_REDIS_OPS 6
+
 axd_lease_store *axd_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, const axd_lease_redis_cfg *cfg,
                                    char *err, size_t errlen);
 

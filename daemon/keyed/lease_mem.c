@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ax_mem.h"
+#include "hmap.h"
 #include "lease.h"
 #include "monotime.h"
 
@@ -13,7 +14,14 @@ typedef struct mem_shard {
     char *owner;     /* NULL: not held */
     uint64_t epoch;  /* last epoch granted; never goes down */
     double expires;  /* monotonic time (axd_mono_now) the lease ends */
+    axd_hmap states; /* keyed state: name -> mem_rec */
 } mem_shard;
+
+typedef struct mem_rec {
+    size_t nlen, len;
+    char *name; /* owned; the map's key */
+    void *data;
+} mem_rec;
 
 typedef struct mem_reply {
     struct mem_reply *next;
@@ -23,6 +31,9 @@ typedef struct mem_reply {
     uint32_t shard;
     axd_lease_result r;
     char *owner; /* owned copy behind r.owner */
+    axd_state_cb scb; /* a state operation's reply (then cb is NULL) */
+    axd_state_result sr;
+    void *sdata;      /* owned copy behind sr.data */
 } mem_reply;
 
 typedef struct mem_store {
@@ -71,18 +82,22 @@ static void mem_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         m->head = r->next;
         if (!m->head)
             m->tail = NULL;
-        r->cb(r->ud, r->shard, &r->r);
+        if (r->scb)
+            r->scb(r->ud, r->shard, &r->sr);
+        else
+            r->cb(r->ud, r->shard, &r->r);
         ax_free(r->owner);
+        ax_free(r->sdata);
         ax_free(r);
     }
     mem_arm(m);
 }
 
 /* Queue a reply (kept sorted by due time, FIFO among equals). */
+static void mem_reply_insert(mem_store *m, mem_reply *r, int status);
 static void mem_reply_queue(mem_store *m, uint32_t shard, axd_lease_cb cb, void *ud, const axd_lease_result *res)
 {
-    mem_reply *r = ax_calloc(1, sizeof *r), **pp = &m->head;
-    r->due = ev_now(m->loop) + m->delay_ms / 1000.0;
+    mem_reply *r = ax_calloc(1, sizeof *r);
     r->cb = cb;
     r->ud = ud;
     r->shard = shard;
@@ -90,6 +105,28 @@ static void mem_reply_queue(mem_store *m, uint32_t shard, axd_lease_cb cb, void 
     r->owner = ax_strndup(res->owner ? res->owner : "", res->owner ? res->owner_len : 0);
     r->r.owner = r->owner;
     r->r.owner_len = strlen(r->owner);
+    mem_reply_insert(m, r, res->status);
+}
+
+static void mem_state_reply(mem_store *m, uint32_t shard, axd_state_cb cb, void *ud, const axd_state_result *res)
+{
+    mem_reply *r = ax_calloc(1, sizeof *r);
+    r->scb = cb;
+    r->ud = ud;
+    r->shard = shard;
+    r->sr = *res;
+    if (res->found && res->len) {
+        r->sdata = ax_malloc(res->len);
+        memcpy(r->sdata, res->data, res->len);
+    }
+    r->sr.data = r->sdata;
+    mem_reply_insert(m, r, res->status);
+}
+
+static void mem_reply_insert(mem_store *m, mem_reply *r, int status)
+{
+    mem_reply **pp = &m->head;
+    r->due = ev_now(m->loop) + m->delay_ms / 1000.0;
     if (m->tail && m->tail->due <= r->due) /* the usual case: O(1) */
         pp = &m->tail->next;
     while (*pp && (*pp)->due <= r->due)
@@ -99,7 +136,7 @@ static void mem_reply_queue(mem_store *m, uint32_t shard, axd_lease_cb cb, void 
     if (!r->next)
         m->tail = r;
     m->ops++;
-    if (res->status != AX_OK)
+    if (status != AX_OK)
         m->errors++;
     if (m->head == r)
         mem_arm(m);
@@ -255,6 +292,90 @@ static int mem_get(axd_lease_store *st, uint32_t shard, axd_lease_cb cb, void *u
     return 0;
 }
 
+int axd_state_check(const axd_lease_store *st, uint32_t shard, uint64_t epoch, size_t nlen, size_t n)
+{
+    return shard < st->n_shards && epoch && epoch <= AXD_LEASE_EPOCH_MAX && nlen && nlen <= AXD_STATE_NAME_MAX &&
+                   n <= AXD_STATE_VALUE_MAX
+               ? 0
+               : AX_EINVAL;
+}
+
+/* The fence: is epoch the epoch of a live lease of the shard now? */
+static int mem_fenced(mem_store *m, uint32_t shard, uint64_t epoch)
+{
+    mem_shard *s = mem_shard_at(m, shard);
+    return !(s->owner && *s->owner && s->epoch == epoch);
+}
+
+static int mem_state_load(axd_lease_store *st, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                          axd_state_cb cb, void *ud)
+{
+    mem_store *m = (mem_store *)st;
+    if (m->freeing)
+        return AX_ECANCELED;
+    if (!cb || axd_state_check(st, shard, epoch, nlen, 0))
+        return AX_EINVAL;
+    axd_state_result r = {.status = AX_OK, .records = -1};
+    if (m->cut_all) {
+        r.status = AX_ECONN;
+    } else if (mem_fenced(m, shard, epoch)) {
+        r.status = AX_ESTALE;
+    } else {
+        mem_rec *rec = axd_hmap_get(&m->shards[shard].states, name, nlen);
+        r.records = (int64_t)m->shards[shard].states.len;
+        if (rec) {
+            r.found = 1;
+            r.data = rec->data;
+            r.len = rec->len;
+        }
+    }
+    mem_state_reply(m, shard, cb, ud, &r);
+    return 0;
+}
+
+static void mem_rec_free(mem_rec *rec)
+{
+    if (!rec)
+        return;
+    ax_free(rec->name);
+    ax_free(rec->data);
+    ax_free(rec);
+}
+
+static int mem_state_write(axd_lease_store *st, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                           const void *data, size_t n, int del, axd_state_cb cb, void *ud)
+{
+    mem_store *m = (mem_store *)st;
+    if (m->freeing)
+        return AX_ECANCELED;
+    if (!cb || axd_state_check(st, shard, epoch, nlen, del ? 0 : n) || (n && !data))
+        return AX_EINVAL;
+    axd_state_result r = {.status = AX_OK, .records = -1};
+    if (m->cut_all) {
+        r.status = AX_ECONN;
+    } else if (mem_fenced(m, shard, epoch)) {
+        r.status = AX_ESTALE;
+    } else {
+        axd_hmap *h = &m->shards[shard].states;
+        if (del) {
+            mem_rec_free(axd_hmap_del(h, name, nlen));
+        } else {
+            mem_rec *rec = ax_calloc(1, sizeof *rec);
+            rec->nlen = nlen;
+            rec->name = ax_malloc(nlen);
+            memcpy(rec->name, name, nlen);
+            rec->len = n;
+            rec->data = n ? ax_malloc(n) : NULL;
+            if (n)
+                memcpy(rec->data, data, n);
+            mem_rec_free(axd_hmap_put(h, rec->name, nlen, rec));
+        }
+        r.records = (int64_t)h->len;
+    }
+    mem_state_reply(m, shard, cb, ud, &r);
+    return 0;
+}
+
 static void mem_state(axd_lease_store *st, axd_lease_state *out)
 {
     mem_store *m = (mem_store *)st;
@@ -277,12 +398,22 @@ static void mem_free(axd_lease_store *st)
         if (!m->head)
             m->tail = NULL;
         axd_lease_result c = {.status = AX_ECANCELED, .owner = "", .ttl_ms = -1};
-        r->cb(r->ud, r->shard, &c);
+        axd_state_result sc = {.status = AX_ECANCELED, .records = -1};
+        if (r->scb)
+            r->scb(r->ud, r->shard, &sc);
+        else
+            r->cb(r->ud, r->shard, &c);
         ax_free(r->owner);
+        ax_free(r->sdata);
         ax_free(r);
     }
-    for (uint32_t i = 0; i < m->base.n_shards; i++)
+    for (uint32_t i = 0; i < m->base.n_shards; i++) {
         ax_free(m->shards[i].owner);
+        axd_hmap_ent *e;
+        for (size_t j = 0; (j = axd_hmap_next(&m->shards[i].states, j, &e)) != 0;)
+            mem_rec_free(e->val);
+        axd_hmap_free(&m->shards[i].states);
+    }
     for (size_t i = 0; i < m->n_cut; i++)
         ax_free(m->cut[i]);
     ax_free(m->cut);
@@ -296,6 +427,8 @@ static const axd_lease_ops mem_ops = {
     .release = mem_release,
     .get = mem_get,
     .state = mem_state,
+    .state_load = mem_state_load,
+    .state_write = mem_state_write,
     .free = mem_free,
 };
 
@@ -308,6 +441,8 @@ axd_lease_store *axd_lease_mem_new(struct ev_loop *loop, uint32_t n_shards)
     m->base.n_shards = n_shards;
     m->loop = loop;
     m->shards = ax_calloc(n_shards, sizeof *m->shards);
+    for (uint32_t i = 0; i < n_shards; i++)
+        axd_hmap_init(&m->shards[i].states);
     ev_timer_init(&m->timer, mem_timer_cb, 0, 0);
     m->timer.data = m;
     return &m->base;

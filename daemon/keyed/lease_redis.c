@@ -72,9 +72,27 @@ static const char get_lua[] =
     "if cur[1] then return {cur[1], cur[2] or last, redis.call('PTTL', KEYS[1])} end\n"
     "return {'', last, -1}\n";
 
-enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_COUNT };
-static const char *const op_names[OP_COUNT] = {"acquire", "renew", "release", "get"};
-static const char *const op_scripts[OP_COUNT] = {acquire_lua, renew_lua, release_lua, get_lua};
+/* Keyed state: KEYS[1] = <prefix>shard:<n>, KEYS[2] = <prefix>state:<n> (hash: field
+ * "type\0key" -> the state bytes; never expires). ARGV[1] = the writer's epoch, ARGV[2]
+ * = the field; the fence is the lease record: a live lease (an owner, not the
+ * quarantine's "") at exactly that epoch. Replies: {0} refused (stale epoch), or
+ * {1, HLEN, value} (load; value false when absent) / {1, HLEN} (write, delete). */
+static const char sload_lua[] =
+    "local cur = redis.call('HMGET', KEYS[1], 'owner', 'epoch')\n"
+    "if not cur[1] or cur[1] == '' or cur[2] ~= ARGV[1] then return {0} end\n"
+    "return {1, redis.call('HLEN', KEYS[2]), redis.call('HGET', KEYS[2], ARGV[2])}\n";
+
+static const char swrite_lua[] = /* ARGV[3] = the value; without it: delete */
+    "local cur = redis.call('HMGET', KEYS[1], 'owner', 'epoch')\n"
+    "if not cur[1] or cur[1] == '' or cur[2] ~= ARGV[1] then return {0} end\n"
+    "if ARGV[3] then redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])\n"
+    "else redis.call('HDEL', KEYS[2], ARGV[2]) end\n"
+    "return {1, redis.call('HLEN', KEYS[2])}\n";
+
+enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_SLOAD, OP_SWRITE, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"acquire", "renew", "release", "get", "state load", "state write"};
+static const char *const op_scripts[OP_COUNT] = {acquire_lua, renew_lua, release_lua, get_lua, sload_lua,
+                                                 swrite_lua};
 
 #define BACKOFF_MIN 0.05
 #define BACKOFF_MAX 2.0
@@ -91,6 +109,12 @@ typedef struct rreq {
     char *node;
     axd_lease_cb cb;
     void *ud;
+    axd_state_cb scb; /* state operations (then cb is NULL) */
+    char *name;       /* state: the field, nlen bytes */
+    size_t nlen;
+    void *data;       /* state write: the value (NULL with del) */
+    size_t len;
+    int del;
 } rreq;
 
 typedef struct redis_store {
@@ -109,6 +133,7 @@ typedef struct redis_store {
     int ready;             /* AUTH/SELECT/PING answered on the current connection */
     int ever_ready, freeing;
     double conn_started, backoff;
+    double last_tick;      /* the watchdog's last run (loop time) */
     rreq *head, *tail;     /* in flight */
     rreq *fail_head, *fail_tail;
     ev_timer watchdog, retry, failw;
@@ -158,11 +183,27 @@ static void list_del(rreq **head, rreq **tail, rreq *q)
 static void rreq_free(rreq *q)
 {
     ax_free(q->node);
+    ax_free(q->name);
+    ax_free(q->data);
     ax_free(q);
+}
+
+static void deliver_state(redis_store *st, rreq *q, axd_state_result *r)
+{
+    st->ops++;
+    if (r->status != AX_OK && r->status != AX_ESTALE)
+        st->errors++;
+    q->scb(q->ud, q->shard, r);
+    rreq_free(q);
 }
 
 static void deliver(redis_store *st, rreq *q, axd_lease_result *r)
 {
+    if (q->scb) {
+        axd_state_result sr = {.status = r->status, .records = -1};
+        deliver_state(st, q, &sr);
+        return;
+    }
     if (!r->owner) {
         r->owner = "";
         r->owner_len = 0;
@@ -258,9 +299,20 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     redis_store *st = w->data;
-    double now = ev_now(loop);
+    double now = ev_now(loop), last = st->last_tick;
+    st->last_tick = now;
     if (!st->ac)
         return;
+    if (last > 0 && now - last > 2 * w->repeat + 0.05) {
+        /* This process stalled (SIGSTOP, a VM pause, a handler blocking the loop): the
+         * replies are likely waiting in the socket. Time the requests from now instead of
+         * blaming Redis for our own pause (leases are timed from their sends, not here). */
+        for (rreq *q = st->head; q; q = q->next)
+            q->sent = now;
+        if (!st->ready)
+            st->conn_started = now;
+        return;
+    }
     if (!st->ready && now - st->conn_started >= st->timeout) {
         set_error(st, "no connection within %.0f ms", st->timeout * 1000);
         drop_conn(st, AX_ETIMEDOUT);
@@ -428,6 +480,35 @@ static int parse_reply(int op, const redisReply *r, axd_lease_result *res, const
 
 static int send_op(redis_store *st, rreq *q, int eval);
 
+/* A state script's reply: {0} (fenced), {1, n} (write) or {1, n, value|nil} (load). */
+static int parse_state(int op, const redisReply *r, axd_state_result *sr)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_INTEGER)
+        return -1;
+    if (r->element[0]->integer == 0 && r->elements == 1) {
+        sr->status = AX_ESTALE;
+        return 0;
+    }
+    if (r->element[0]->integer != 1 || r->elements < 2 || r->element[1]->type != REDIS_REPLY_INTEGER)
+        return -1;
+    sr->records = r->element[1]->integer;
+    if (op == OP_SWRITE)
+        return r->elements == 2 ? 0 : -1;
+    if (r->elements == 2) /* Lua false (absent) ends the table */
+        return 0;
+    const redisReply *v = r->element[2];
+    if (r->elements != 3)
+        return -1;
+    if (v->type == REDIS_REPLY_NIL)
+        return 0;
+    if (v->type != REDIS_REPLY_STRING || v->len > AXD_STATE_VALUE_MAX)
+        return -1;
+    sr->found = 1;
+    sr->data = v->str;
+    sr->len = v->len;
+    return 0;
+}
+
 static void op_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     rreq *q = privdata;
@@ -442,6 +523,15 @@ static void op_cb(redisAsyncContext *ac, void *reply, void *privdata)
             return;
     }
     list_del(&st->head, &st->tail, q);
+    if (q->scb && r && r->type != REDIS_REPLY_ERROR) {
+        axd_state_result sr = {.status = AX_OK, .records = -1};
+        if (parse_state(q->op, r, &sr) != 0) {
+            set_error(st, "unexpected reply to %s (type %d)", op_names[q->op], r->type);
+            sr = (axd_state_result){.status = AX_EPROTO, .records = -1};
+        }
+        deliver_state(st, q, &sr);
+        return;
+    }
     if (!r) {
         res.status = st->freeing ? AX_ECANCELED : q->gen == st->drop_gen ? st->drop_status : AX_ECONN;
     } else if (r->type == REDIS_REPLY_ERROR) {
@@ -458,11 +548,31 @@ static void op_cb(redisAsyncContext *ac, void *reply, void *privdata)
     deliver(st, q, &res);
 }
 
+int axd_lease_redis_decode(int op, const redisReply *r, axd_lease_result *res, axd_state_result *sr,
+                           const char **why)
+{
+    *why = NULL;
+    if (op == OP_SLOAD || op == OP_SWRITE) {
+        *sr = (axd_state_result){.status = AX_OK, .records = -1};
+        if (parse_state(op, r, sr) != 0) {
+            *why = "unexpected state script reply";
+            return AX_EPROTO;
+        }
+        return 0;
+    }
+    if (op < 0 || op >= OP_COUNT) {
+        *why = "unknown operation";
+        return AX_EINVAL;
+    }
+    *res = (axd_lease_result){.status = AX_OK, .ttl_ms = -1};
+    return parse_reply(op, r, res, why);
+}
+
 static int send_op(redis_store *st, rreq *q, int eval)
 {
     char shard_key[256 + 32], epoch_key[256 + 32], ttl[24], epoch[24];
     int kl = snprintf(shard_key, sizeof shard_key, "%sshard:%" PRIu32, st->prefix, q->shard);
-    int el = snprintf(epoch_key, sizeof epoch_key, "%sepoch:%" PRIu32, st->prefix, q->shard);
+    int el = snprintf(epoch_key, sizeof epoch_key, "%s%s:%" PRIu32, st->prefix, q->scb ? "state" : "epoch", q->shard);
     int tl = snprintf(ttl, sizeof ttl, "%" PRIu32, q->ttl_ms);
     int pl = snprintf(epoch, sizeof epoch, "%" PRIu64, q->epoch);
     const char *argv[8] = {eval ? "EVAL" : "EVALSHA", eval ? op_scripts[q->op] : st->sha[q->op], "2", shard_key,
@@ -488,11 +598,23 @@ static int send_op(redis_store *st, rreq *q, int eval)
         argv[6] = epoch, lens[6] = (size_t)pl;
         argc = 7;
         break;
+    case OP_SLOAD: /* epoch, field */
+    case OP_SWRITE: /* epoch, field[, value] */
+        argv[5] = epoch, lens[5] = (size_t)pl;
+        argv[6] = q->name, lens[6] = q->nlen;
+        argc = 7;
+        if (q->op == OP_SWRITE && !q->del) {
+            argv[7] = q->data ? q->data : "", lens[7] = q->len;
+            argc = 8;
+        }
+        break;
     default:
         break;
     }
     return redisAsyncCommandArgv(st->ac, op_cb, q, argc, argv, lens) == REDIS_OK ? 0 : -1;
 }
+
+static int submit_q(redis_store *st, rreq *q);
 
 static int submit(redis_store *st, uint8_t op, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t epoch,
                   axd_lease_cb cb, void *ud)
@@ -511,6 +633,12 @@ static int submit(redis_store *st, uint8_t op, uint32_t shard, const char *node,
     q->node = node ? ax_strdup(node) : NULL;
     q->cb = cb;
     q->ud = ud;
+    return submit_q(st, q);
+}
+
+static int submit_q(redis_store *st, rreq *q)
+{
+    q->st = st;
     q->sent = ev_now(st->loop);
     if (!st->ac) {
         fail_later(st, q, AX_ECONN);
@@ -523,6 +651,43 @@ static int submit(redis_store *st, uint8_t op, uint32_t shard, const char *node,
     }
     list_push(&st->head, &st->tail, q);
     return 0;
+}
+
+static int state_submit(redis_store *st, uint8_t op, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                        const void *data, size_t n, int del, axd_state_cb cb, void *ud)
+{
+    if (st->freeing)
+        return AX_ECANCELED;
+    if (!cb || axd_state_check(&st->base, shard, epoch, nlen, del ? 0 : n) || (n && !data && !del))
+        return AX_EINVAL;
+    rreq *q = ax_calloc(1, sizeof *q);
+    q->op = op;
+    q->shard = shard;
+    q->epoch = epoch;
+    q->scb = cb;
+    q->ud = ud;
+    q->name = ax_malloc(nlen);
+    memcpy(q->name, name, nlen);
+    q->nlen = nlen;
+    q->del = del;
+    if (op == OP_SWRITE && !del && n) {
+        q->data = ax_malloc(n);
+        memcpy(q->data, data, n);
+        q->len = n;
+    }
+    return submit_q(st, q);
+}
+
+static int rs_state_load(axd_lease_store *s, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                         axd_state_cb cb, void *ud)
+{
+    return state_submit((redis_store *)s, OP_SLOAD, shard, epoch, name, nlen, NULL, 0, 0, cb, ud);
+}
+
+static int rs_state_write(axd_lease_store *s, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                          const void *data, size_t n, int del, axd_state_cb cb, void *ud)
+{
+    return state_submit((redis_store *)s, OP_SWRITE, shard, epoch, name, nlen, data, n, del, cb, ud);
 }
 
 static int rs_acquire(axd_lease_store *s, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
@@ -586,6 +751,8 @@ static const axd_lease_ops redis_ops = {
     .release = rs_release,
     .get = rs_get,
     .state = rs_state,
+    .state_load = rs_state_load,
+    .state_write = rs_state_write,
     .free = rs_free,
 };
 

@@ -83,6 +83,7 @@ size_t axd_route_known_epochs(axd_keyed *s, uint32_t from, uint32_t *sh, uint64_
 /* A shard's actors on another worker stop there (workers.h); until they do, their own
  * fencing check (deadline and epoch) keeps them from handling anything. */
 typedef struct shard_stop {
+    axd_keyed *s;
     uint32_t shard;
     char reason[32];
 } shard_stop;
@@ -93,6 +94,9 @@ static void stop_shard_cb(axd_rt *rt, void *ud)
     for (axd_actor *a = rt->keyed_head; a; a = a->knext)
         if (a->st != AXD_ST_DEAD && a->st != AXD_ST_STOPPING && a->shard == st->shard)
             axd_actor_stop(rt, a, st->reason);
+    /* every state write this worker's actors of the shard made is counted by now (this
+     * thread made them, before this call): the release may wait for them (state.c) */
+    atomic_fetch_sub_explicit(&st->s->stops_pending[st->shard], 1, memory_order_release);
     ax_free(st);
 }
 
@@ -103,10 +107,14 @@ static void on_lost(void *ud, uint32_t shard, uint64_t epoch, const char *reason
     axd_workers *g = s->rt->group;
     for (uint32_t w = 1; g && s->workers_attached && w < g->n; w++) {
         shard_stop *st = ax_malloc(sizeof *st);
+        st->s = s;
         st->shard = shard;
         snprintf(st->reason, sizeof st->reason, "%s", reason);
-        if (axd_workers_call(g, w, stop_shard_cb, st) != 0)
-            ax_free(st);
+        atomic_fetch_add_explicit(&s->stops_pending[shard], 1, memory_order_relaxed);
+        if (axd_workers_call(g, w, stop_shard_cb, st) != 0) {
+            atomic_fetch_sub_explicit(&s->stops_pending[shard], 1, memory_order_relaxed);
+            ax_free(st); /* its actors stop at their own fencing check */
+        }
     }
     /* From now on deliveries are refused (the actor is STOPPING) and the stop runs
      * before any queued user message (control mailbox first). */
@@ -166,7 +174,10 @@ static int route_start(axd_keyed *s, char *err, size_t errlen)
         *sess = 0;
     axd_shards_cfg sc;
     axd_shards_cfg_from_config(&sc, s->cfg, owner);
-    axd_shards_cbs cb = {.on_acquired = on_acquired, .on_lost = on_lost, .on_stopped = on_stopped, .ud = s};
+    axd_shards_cbs cb = {.on_acquired = on_acquired, .on_lost = on_lost, .on_stopped = on_stopped,
+                         .release_ready = axd_route_release_ready, .ud = s};
+    s->state_inflight = ax_calloc(s->cfg->shard_count, sizeof *s->state_inflight);
+    s->stops_pending = ax_calloc(s->cfg->shard_count, sizeof *s->stops_pending);
     s->shards = axd_shards_new(s->loop, s->lease_store, &sc, &cb, err, errlen);
     if (!s->shards) {
         if (!s->lease_store_borrowed)
@@ -180,6 +191,9 @@ static int route_start(axd_keyed *s, char *err, size_t errlen)
     route_tab *tab = ax_calloc(1, sizeof *tab + (size_t)s->cfg->shard_count * sizeof tab->sh[0]);
     tab->s = s;
     s->route_shards = tab->sh;
+    s->state_stats = ax_calloc(s->cfg->shard_count, sizeof *s->state_stats);
+    for (uint32_t i = 0; i < s->cfg->shard_count; i++)
+        s->state_stats[i].records = -1;
     ev_timer_init(&s->membership, membership_cb, MEMBERSHIP_POLL, MEMBERSHIP_POLL);
     s->membership.data = s;
     ev_timer_start(s->loop, &s->membership);
@@ -272,6 +286,12 @@ void axd_route_free(axd_keyed *s)
             ax_free(tab); /* else the last lookup's answer frees it */
     }
     s->route_shards = NULL;
+    ax_free(s->state_stats);
+    s->state_stats = NULL;
+    ax_free((void *)s->state_inflight);
+    s->state_inflight = NULL;
+    ax_free((void *)s->stops_pending);
+    s->stops_pending = NULL;
 }
 
 uint32_t axd_route_shard_of(axd_keyed *s, const char *key, size_t klen)
@@ -336,8 +356,17 @@ cJSON *axd_route_shards_json(axd_keyed *s, int all)
     cJSON_ArrayForEach(it, arr)
     {
         cJSON *sh = cJSON_GetObjectItem(it, "shard");
-        if (cJSON_IsNumber(sh) && sh->valuedouble >= 0 && sh->valuedouble < s->cfg->shard_count)
-            cJSON_AddNumberToObject(it, "actors", count[(uint32_t)sh->valuedouble]);
+        if (cJSON_IsNumber(sh) && sh->valuedouble >= 0 && sh->valuedouble < s->cfg->shard_count) {
+            uint32_t i = (uint32_t)sh->valuedouble;
+            cJSON_AddNumberToObject(it, "actors", count[i]);
+            if (s->state_stats) { /* durable state: what this node did with the shard's records */
+                const axd_route_state_stat *st = &s->state_stats[i];
+                cJSON_AddNumberToObject(it, "states", (double)st->records);
+                cJSON_AddNumberToObject(it, "state_loads", (double)st->loads);
+                cJSON_AddNumberToObject(it, "state_writes", (double)st->writes);
+                cJSON_AddNumberToObject(it, "state_fenced", (double)st->fenced);
+            }
+        }
     }
     ax_free(count);
     return doc;
@@ -664,6 +693,8 @@ static const axd_shard_gate gate_ops = {
     .store_ok = gate_store_ok,
     .note_epoch = gate_note_epoch,
     .known_epochs = gate_known_epochs,
+    .state_load = axd_route_state_load,
+    .state_write = axd_route_state_write,
 };
 
 /* ---------------- the shard gate of workers 1..n-1 ----------------
@@ -774,6 +805,8 @@ static const axd_shard_gate worker_gate_ops = {
     .store_ok = wgate_store_ok,
     .note_epoch = wgate_note_epoch,
     .known_epochs = wgate_known_epochs,
+    .state_load = axd_route_state_load,
+    .state_write = axd_route_state_write,
 };
 
 static void install_cb(axd_rt *rt, void *ud)

@@ -112,6 +112,7 @@ typedef struct shard_ent {
     double renew_due;  /* owned: next renew */
     double held_until; /* free: another node holds it until about then (skip until) */
     uint8_t regressed_logged; /* a regression of this shard was logged (once) */
+    uint8_t data_loss_logged; /* the store's loss of this shard's data was logged (once) */
     /* What any thread may read (axd_shards_serving_at, _epoch): {epoch, deadline} of an
      * owned shard (epoch 0: not served), under a sequence lock that the manager's thread
      * alone writes (odd while it writes). */
@@ -181,6 +182,11 @@ struct axd_shards {
     uint64_t late_losses; /* shards dropped by axd_shards_expire (a stall), not by the timer */
     uint64_t regressions; /* lease records older than a known epoch (the store went back) */
     uint32_t lost_batch;  /* shards lost since the last summary line */
+    /* releases waiting for cbs.release_ready (counted in inflight), polled by rel_w */
+    uint32_t *relq;
+    uint64_t *relq_epoch;
+    uint32_t n_relq, cap_relq;
+    ev_timer rel_w;
     int renew_failing;    /* renew failures logged once until a renew succeeds */
 };
 
@@ -206,6 +212,9 @@ static void really_free(axd_shards *m)
 {
     ev_timer_stop(m->loop, &m->tick);
     ev_timer_stop(m->loop, &m->stop_w);
+    ev_timer_stop(m->loop, &m->rel_w);
+    ax_free(m->relq);
+    ax_free(m->relq_epoch);
     for (size_t i = 0; i < m->n_names; i++)
         ax_free(m->names[i]);
     ax_free(m->names);
@@ -299,8 +308,65 @@ static void release_cb(void *ud, uint32_t i, const axd_lease_result *r)
     maybe_stopped(m);
 }
 
+static void send_release_now(axd_shards *m, uint32_t i, uint64_t epoch, double now);
+
+/* Releases held back until the shard's last work (durable state writes) reached the
+ * store, or until its local deadline (then the lease is about to expire: what is still
+ * in flight is fenced anyway). */
+static void rel_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    axd_shards *m = w->data;
+    double now = now_fresh(m);
+    uint32_t k = 0;
+    for (uint32_t j = 0; j < m->n_relq; j++) {
+        uint32_t i = m->relq[j];
+        if (m->cbs.release_ready(m->cbs.ud, i) || now >= m->sh[i].deadline || m->dead) {
+            m->inflight--;
+            if (!m->dead && m->sh[i].st == AXD_SHARD_RELEASING)
+                send_release_now(m, i, m->relq_epoch[j], now);
+        } else {
+            m->relq_epoch[k] = m->relq_epoch[j];
+            m->relq[k++] = i;
+        }
+    }
+    m->n_relq = k;
+    if (!k)
+        ev_timer_stop(m->loop, &m->rel_w);
+    if (m->dead && !m->inflight)
+        really_free(m);
+    else
+        maybe_stopped(m);
+}
+
 /* Send a release for shard i at epoch (it is no longer served). */
 static void send_release(axd_shards *m, uint32_t i, uint64_t epoch, double now)
+{
+    if (m->cbs.release_ready && !m->cbs.release_ready(m->cbs.ud, i)) {
+        shard_ent *e = &m->sh[i];
+        e->st = AXD_SHARD_RELEASING;
+        e->seq++;
+        publish(e);
+        e->renewing = 0;
+        if (m->n_relq == m->cap_relq) {
+            m->cap_relq = m->cap_relq ? 2 * m->cap_relq : 16;
+            m->relq = ax_realloc(m->relq, m->cap_relq * sizeof *m->relq);
+            m->relq_epoch = ax_realloc(m->relq_epoch, m->cap_relq * sizeof *m->relq_epoch);
+        }
+        m->relq_epoch[m->n_relq] = epoch;
+        m->relq[m->n_relq++] = i;
+        m->inflight++;
+        if (!ev_is_active(&m->rel_w)) {
+            ev_timer_set(&m->rel_w, 0.001, 0.001);
+            ev_timer_start(m->loop, &m->rel_w);
+        }
+        return;
+    }
+    send_release_now(m, i, epoch, now);
+}
+
+static void send_release_now(axd_shards *m, uint32_t i, uint64_t epoch, double now)
 {
     shard_ent *e = &m->sh[i];
     e->st = AXD_SHARD_RELEASING;
@@ -429,6 +495,17 @@ static void acquire_cb(void *ud, uint32_t i, const axd_lease_result *r)
         else if (!r->owner_len && q->min && r->epoch == q->min)
             /* the store's counter was below what we know: it quarantined the shard */
             regression(m, i, q->min, q->min, NULL);
+        else if (!r->owner_len && e->seen && !e->data_loss_logged) {
+            /* quarantined after it lost its epoch counter (a fresh store): seeded above */
+            e->data_loss_logged = 1;
+            m->regressions++;
+            axd_log(AX_LOG_ERROR, "shards",
+                   "LEASE STORE LOST ITS DATA: shard %u was at epoch %llu and the store no longer knows it; "
+                   "epochs go on above it after a quarantine of one ttl. The durable state records of the "
+                   "shard's keyed actors were in that store too: what it lost, they lost (their actors start "
+                   "from what the store has now)",
+                   i, (unsigned long long)e->seen);
+        }
         if (r->epoch > e->seen)
             e->seen = r->epoch;
         e->holder = intern_holder(m, r->owner, r->owner_len);
@@ -664,6 +741,8 @@ axd_shards *axd_shards_new(struct ev_loop *loop, axd_lease_store *store, const a
     m->tick.data = m;
     ev_timer_init(&m->stop_w, stop_cb, 0, 0);
     m->stop_w.data = m;
+    ev_timer_init(&m->rel_w, rel_cb, 0, 0);
+    m->rel_w.data = m;
     return m;
 }
 
@@ -715,7 +794,10 @@ void axd_shards_free(axd_shards *m)
         return;
     ev_timer_stop(m->loop, &m->tick);
     ev_timer_stop(m->loop, &m->stop_w);
+    ev_timer_stop(m->loop, &m->rel_w);
     m->dead = 1;
+    m->inflight -= m->n_relq; /* held-back releases are not sent any more */
+    m->n_relq = 0;
     if (!m->inflight)
         really_free(m);
 }

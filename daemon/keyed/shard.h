@@ -58,6 +58,12 @@ typedef struct axd_shards_cbs {
     void (*on_lost)(void *ud, uint32_t shard, uint64_t epoch, const char *reason);
     /* axd_shards_stop finished: every release answered (or failed). May be NULL. */
     void (*on_stopped)(void *ud);
+    /* May shard's lease be released now (after on_lost)? 0 holds the release back (the
+     * shard stays unserved, "releasing") until it says 1, polled every millisecond, or
+     * until the shard's local deadline. For work of the shard still on its way to the
+     * store (durable state writes), which a release before it would get refused. May be
+     * NULL (release at once). */
+    int (*release_ready)(void *ud, uint32_t shard);
     void *ud;
 } axd_shards_cbs;
 

@@ -55,6 +55,7 @@ static const char *check_peer_entry(const char *v);
 static const char *check_lease_store(const char *v);
 static const char *check_store_name(const char *v);
 static const char *check_runtime_load(const char *v);
+static const char *check_state_persist(const char *v);
 
 #define FIELD(f) .off = offsetof(axd_config, f), .size = sizeof(((axd_config *)0)->f)
 #define KEY(n, t, f, d, lo, hi, ...) {.name = n, .type = t, FIELD(f), .def = d, .min = lo, .max = hi, __VA_ARGS__}
@@ -122,6 +123,11 @@ static const key_def keys[] = {
     KEY("lease.redis_prefix", K_STR, redis_prefix, "axactor:", 0, 200, .doc = "prefix of every Redis key"),
     KEY("lease.store_name", K_STR, lease_store_name, "", 0, 255, .check = check_store_name,
         .doc = "name of the lease store compared between peers; empty: redis:HOST:PORT/DB/PREFIX"),
+    KEY("state.persist", K_STR, state_persist, "on_change", 3, 9, .check = check_state_persist,
+        .doc = "durable keyed actors: on_change (load at activation, write after a change, answer after the "
+               "write) or off (their state is not kept)"),
+    KEY("state.max_bytes", K_SIZE, state_max_bytes, "1048576", 16, 67108864,
+        .doc = "largest state record of one durable keyed actor, bytes"),
     KEY("lease.redis_connect_timeout_ms", K_DURATION, redis_connect_timeout_ms, "2000", 10, 600000,
         .doc = "Redis connect timeout, and the longest wait for one reply, milliseconds"),
     KEY("cluster.listen", K_STR, cluster_listen, "", 0, 255, .check = check_listen,
@@ -250,6 +256,11 @@ static const char *check_peer_entry(const char *v)
 static const char *check_log_target(const char *v)
 {
     return !strcmp(v, "stderr") || !strcmp(v, "journal") ? NULL : "must be stderr or journal";
+}
+
+static const char *check_state_persist(const char *v)
+{
+    return !strcmp(v, "on_change") || !strcmp(v, "off") ? NULL : "must be on_change or off";
 }
 
 static const char *check_runtime_load(const char *v)

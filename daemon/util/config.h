@@ -42,6 +42,9 @@ typedef struct axd_config {
     size_t n_plugins_trusted_dirs;
     /* [shards] */
     uint32_t shard_count;      /* shards.count: 1..65536, default 256 */
+    /* [state]: durable keyed actors (kept in the lease store) */
+    char *state_persist;       /* state.persist: on_change|off, default on_change */
+    uint32_t state_max_bytes;  /* state.max_bytes: 16..64 MiB, default 1 MiB */
     /* [lease] (checked together by axd_shards_config_check in shard.h) */
     char *lease_store;         /* lease.store: memory|redis, default memory */
     uint32_t lease_ttl_ms;     /* lease.ttl_ms, default 10000 */

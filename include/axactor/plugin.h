@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define AX_ABI_MAJOR 1
-#define AX_ABI_MINOR 8
+#define AX_ABI_MINOR 9
 #define AX_PLUGIN_SYMBOL "axactor_plugin"
 
 #define AX_STR_(x) #x
@@ -77,6 +77,16 @@ typedef struct ax_msg_def {
     ax_handler_fn fn;
 } ax_msg_def;
 
+/* The state codec of a durable keyed actor type (ABI 1.9; see "Durable keyed actors"
+ * below). encode writes the state as bytes into out (at most cap: state.max_bytes) and
+ * sets *len; it returns AX_OK, AX_STATE_UNCHANGED when it knows nothing changed since the
+ * last call (no write is made), or an error (AX_ETOOBIG when it does not fit). decode
+ * gets the bytes encode made, before the first message of an incarnation, and returns
+ * AX_OK or an error (the actor then fails to start with reason "state_decode"). */
+#define AX_STATE_UNCHANGED 1
+typedef int (*ax_encode_fn)(ax_ctx *cx, const void *self, void *out, size_t cap, size_t *len);
+typedef int (*ax_decode_fn)(ax_ctx *cx, void *self, const void *p, size_t n);
+
 typedef struct ax_actor_type {
     uint32_t size;          /* sizeof(ax_actor_type) */
     const char *name;       /* type name, unique in the daemon */
@@ -86,7 +96,9 @@ typedef struct ax_actor_type {
     const ax_msg_def *msgs; /* the message table */
     size_t n_msgs;
     uintptr_t flags;        /* ABI 1.2: AX_TYPE_* (0 in descriptors built before) */
-    void *spare[3];
+    ax_encode_fn encode;    /* ABI 1.9: durable keyed actors (both NULL: not durable) */
+    ax_decode_fn decode;
+    void *spare[1];
 } ax_actor_type;
 
 /* Actor type flags (ax_actor_type.flags, ABI 1.2). */
@@ -199,6 +211,9 @@ typedef struct ax_api {
     /* ---- ABI 1.8 ---- */
     int (*offload)(ax_ctx *cx, int (*fn)(void *arg, void *out, size_t cap, size_t *len), void (*cleanup)(void *arg),
                    void *arg, uint32_t done_msg, uint64_t tag);
+    /* ---- ABI 1.9 ---- */
+    int (*persist)(ax_ctx *cx, const void *p, size_t n); /* see ax_persist */
+    int (*forget)(ax_ctx *cx);                           /* see ax_forget */
 } ax_api;
 
 /* The first member of every ax_ctx is the daemon's function table. */
@@ -405,6 +420,46 @@ static inline int ax_offload(ax_ctx *cx, ax_offload_fn fn, void (*cleanup)(void 
     return mid ? ax_api_of(cx)->offload(cx, fn, cleanup, arg, mid, tag) : AX_EINVAL;
 }
 
+/* Durable keyed actors (ABI 1.9; AX_ENOTSUP from an older daemon). A type with a decode
+ * callback (ax_actor_type.decode) is durable: its keyed actors' state is kept in the
+ * lease store (memory or Redis), one record per (type, key). When such an actor is
+ * activated on any node (first message after failover, handover, an idle reap, a daemon
+ * restart, or a supervisor restart) the daemon loads the record and hands it to decode
+ * before the first message; no record: a fresh actor (decode is not called).
+ *   After a handler returned AX_OK the daemon calls encode (if the type has one) and
+ * writes the bytes when they differ from the last ones written (state.persist =
+ * on_change). The handler's replies (ax_reply, ax_reply_error, a token answered, or the
+ * plain answer when it returns) go out only once the store confirmed the write: an
+ * acknowledged ask is durable. Writes of one actor are applied in order; several
+ * messages handled in one turn share one write.
+ *   Every write carries the shard's epoch and the store applies it only while that epoch
+ * still holds the shard's lease: a paused or cut-off former owner cannot overwrite what
+ * a newer owner wrote. A refused write answers its askers with AX_ESTALE and stops the
+ * actor with reason "fenced"; a write whose outcome is unknown (the store unreachable)
+ * answers them with the store's error and stops it with reason "state_unavailable" (the
+ * next activation loads what the store has). A load that fails stops the actor the same
+ * way before it handled anything (its queued asks get AX_ENOPROC).
+ * ax_persist: write these bytes as the state instead of calling encode for this handler
+ * (for a type without encode: it decides itself when to write); AX_ETOOBIG above
+ * state.max_bytes, AX_EINVAL from an actor that is not keyed and durable, or outside a
+ * handler. ax_forget: delete the actor's record (the delete is fenced and ordered like a
+ * write, and acknowledged the same way); the actor runs on with its memory state, which
+ * the next change writes again, so a handler usually forgets and then stops itself.
+ * Operators delete a record with `axctl forget TYPE KEY` (the routed message "$forget":
+ * the record is deleted and the actor, if live, stops with reason "forgotten"). */
+static inline int ax_persist(ax_ctx *cx, const void *p, size_t n)
+{
+    if (!AX_API_HAS(cx, persist))
+        return AX_ENOTSUP;
+    return ax_api_of(cx)->persist(cx, p, n);
+}
+static inline int ax_forget(ax_ctx *cx)
+{
+    if (!AX_API_HAS(cx, forget))
+        return AX_ENOTSUP;
+    return ax_api_of(cx)->forget(cx);
+}
+
 /* The fencing token of a keyed actor: the epoch of its shard's lease on this node (0 for
  * an actor that is not keyed, or without a lease manager). Epochs of a shard only grow,
  * across nodes and restarts: a new owner always holds a larger one. Give it with every
@@ -515,6 +570,11 @@ static inline int ax_msg_i64(const ax_msg *m, int64_t *out)
 #define AX_MSG(nm, fn) {(nm), (ax_handler_fn)(void (*)(void))(fn)}
 
 #define AX_ACTOR_TYPE(var, tname, state_t, start_fn, stop_fn, ...)                                   \
+    AX_DURABLE_ACTOR_TYPE(var, tname, state_t, start_fn, stop_fn, NULL, NULL, __VA_ARGS__)
+
+/* A durable type (ABI 1.9): as AX_ACTOR_TYPE with a state codec; encode may be NULL
+ * (the type calls ax_persist itself). */
+#define AX_DURABLE_ACTOR_TYPE(var, tname, state_t, start_fn, stop_fn, encode_fn, decode_fn, ...)          \
     static const ax_msg_def var##_msgs_[] = {__VA_ARGS__};                                           \
     static const ax_actor_type var = {                                                               \
         .size = sizeof(ax_actor_type),                                                               \
@@ -524,6 +584,8 @@ static inline int ax_msg_i64(const ax_msg *m, int64_t *out)
         .on_stop = (ax_stop_fn)(void (*)(void))(stop_fn),                                            \
         .msgs = var##_msgs_,                                                                         \
         .n_msgs = sizeof(var##_msgs_) / sizeof(var##_msgs_[0]),                                      \
+        .encode = (ax_encode_fn)(void (*)(void))(encode_fn),                                         \
+        .decode = (ax_decode_fn)(void (*)(void))(decode_fn),                                         \
     }
 
 #define AX_PLUGIN(pname, ...)                                                                        \

@@ -12,9 +12,17 @@
  *   slow   (payload: "KEY MS") record as rec does, then stay busy that long (a handler
  *          that blocks its loop past the lease ttl)
  * Times are CLOCK_MONOTONIC, system-wide: records of several daemons compare.
- * on_stop appends "PID KEY REASON" to $AX_FENCE_STOPLOG. */
+ * on_stop appends "PID KEY REASON" to $AX_FENCE_STOPLOG.
+ *
+ * A durable keyed "dfence" (ABI 1.9: its state, a number, is kept in the lease store):
+ *   set V        the state becomes V (a decimal); reply V
+ *   pause_set V  stop this whole daemon (SIGSTOP to itself) inside the handler, then,
+ *                once continued, set V: a write that reaches the store only after the
+ *                test let the lease expire and another node take the shard
+ *   get          reply the state */
 #include <axactor/plugin.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -136,4 +144,47 @@ static void f_stop(ax_ctx *cx, fence *self, const char *reason)
 
 AX_ACTOR_TYPE(fence_type, "fence", fence, NULL, f_stop, AX_MSG("epoch", f_epoch), AX_MSG("hist", f_hist),
               AX_MSG("inc", f_inc), AX_MSG("rec", f_rec), AX_MSG("slow", f_slow));
-AX_PLUGIN("fence", &fence_type);
+typedef struct {
+    int64_t v;
+} dfence;
+
+static int d_encode(ax_ctx *cx, const dfence *d, void *out, size_t cap, size_t *len)
+{
+    (void)cx;
+    int n = snprintf(out, cap, "%lld", (long long)d->v);
+    if (n < 0 || (size_t)n >= cap)
+        return AX_ETOOBIG;
+    *len = (size_t)n;
+    return AX_OK;
+}
+
+static int d_decode(ax_ctx *cx, dfence *d, const void *p, size_t n)
+{
+    (void)cx;
+    ax_msg m = {.data = p, .len = n};
+    return ax_msg_i64(&m, &d->v);
+}
+
+static int d_set(ax_ctx *cx, dfence *d, const ax_msg *m)
+{
+    if (ax_msg_i64(m, &d->v) != AX_OK)
+        return ax_reply_error(cx, AX_EINVAL, "set: a decimal");
+    return ax_reply_i64(cx, d->v);
+}
+
+static int d_pause_set(ax_ctx *cx, dfence *d, const ax_msg *m)
+{
+    raise(SIGSTOP);
+    return d_set(cx, d, m);
+}
+
+static int d_get(ax_ctx *cx, dfence *d, const ax_msg *m)
+{
+    (void)m;
+    return ax_reply_i64(cx, d->v);
+}
+
+AX_DURABLE_ACTOR_TYPE(dfence_type, "dfence", dfence, NULL, NULL, d_encode, d_decode, AX_MSG("set", d_set),
+                      AX_MSG("pause_set", d_pause_set), AX_MSG("get", d_get));
+
+AX_PLUGIN("fence", &fence_type, &dfence_type);

@@ -1,0 +1,490 @@
+/* Durable keyed actors across real processes: three axactord sharing one redis-server
+ * (appendonly yes, appendfsync always) as lease and state store, the ledger example
+ * plugin (plugins/ledger.c: each "add" ask carries a unique id, the actor keeps the set)
+ * and the dfence test type (tests/plugins/fence.c). Proves: no acknowledged add is lost
+ * across ten SIGKILLs of owners under pipelined load, nor across a Redis restart, nor a
+ * graceful handover (which also fences nothing); a paused former owner's write is refused
+ * by the store (its asker gets ESTALE, the actor stops "fenced") and the newer owner's
+ * state stays; a Redis that lost its data is logged and epochs still grow; axctl forget
+ * deletes a record. Skips (77) without redis-server. */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shards_test_util.h"
+
+#define NKEYS 8
+#define WINDOW 16
+#define MAX_ACKED 200000
+
+/* ---------------- a pipelined loader of unique adds through one node ---------------- */
+
+typedef struct loader {
+    int node;
+    pthread_t th;
+    volatile int stop;
+    uint64_t next_id;
+    uint64_t *acked[NKEYS]; /* ids acknowledged per key */
+    size_t n_acked[NKEYS];
+    uint64_t errors, sent;
+} loader;
+
+static const char *key_name(int k)
+{
+    static char names[NKEYS][16];
+    snprintf(names[k], sizeof names[k], "acct-%d", k);
+    return names[k];
+}
+
+static void *loader_main(void *arg)
+{
+    loader *L = arg;
+    axc_conn *c = NULL;
+    struct {
+        uint32_t req;
+        int key;
+        uint64_t id;
+    } inflight[WINDOW];
+    int n_in = 0;
+    double end_by = now_s() + 600; /* bounded whatever happens */
+    while ((!L->stop || n_in) && now_s() < end_by) {
+        if (!c || axc_is_broken(c)) {
+            axc_close(c);
+            c = NULL;
+            n_in = 0; /* their results are unknown: not acknowledged */
+            char err[256];
+            if (L->stop || axc_connect(ax_h_sock(N[L->node].d), 2000, &c, err, sizeof err) != 0) {
+                c = NULL;
+                if (L->stop)
+                    break;
+                sleep_ms(50);
+                continue;
+            }
+        }
+        while (!L->stop && n_in < WINDOW) {
+            int k = (int)(L->next_id % NKEYS);
+            char p[24];
+            int pn = snprintf(p, sizeof p, "%llu", (unsigned long long)L->next_id);
+            axc_target t = axc_by_key("ledger", key_name(k));
+            uint32_t req;
+            if (axc_send_ask(c, &t, "add", p, (size_t)pn, 3000, &req) != 0)
+                break;
+            inflight[n_in].req = req;
+            inflight[n_in].key = k;
+            inflight[n_in].id = L->next_id++;
+            n_in++;
+            L->sent++;
+        }
+        axc_flush(c);
+        axc_result r;
+        int got = axc_poll_result(c, 200, &r);
+        if (got != 1) {
+            if (got < 0 && axc_is_broken(c))
+                continue;
+            continue;
+        }
+        for (int i = 0; i < n_in; i++) {
+            if (inflight[i].req != r.req_id)
+                continue;
+            if (r.status == AX_OK) {
+                int k = inflight[i].key;
+                if (L->n_acked[k] < MAX_ACKED)
+                    L->acked[k][L->n_acked[k]++] = inflight[i].id;
+            } else {
+                L->errors++;
+            }
+            inflight[i] = inflight[--n_in];
+            break;
+        }
+        axc_free(r.data);
+    }
+    axc_close(c);
+    return NULL;
+}
+
+static void loader_start(loader *L, int via, uint64_t first_id)
+{
+    memset(L, 0, sizeof *L);
+    L->node = via;
+    L->next_id = first_id;
+    for (int k = 0; k < NKEYS; k++)
+        L->acked[k] = calloc(MAX_ACKED, sizeof(uint64_t));
+    ck_assert_int_eq(pthread_create(&L->th, NULL, loader_main, L), 0);
+}
+
+static void loader_stop(loader *L)
+{
+    L->stop = 1;
+    pthread_join(L->th, NULL);
+}
+
+static void loader_free(loader *L)
+{
+    for (int k = 0; k < NKEYS; k++)
+        free(L->acked[k]);
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Every id the loader saw acknowledged is in the key's state, read through node i.
+ * Returns the number of acknowledged adds checked. */
+static size_t check_no_acked_add_lost(int i, loader *L)
+{
+    size_t checked = 0;
+    for (int k = 0; k < NKEYS; k++) {
+        char *ids = ask_key_ok(i, "ledger", key_name(k), "ids");
+        size_t cap = 1024, n = 0;
+        uint64_t *have = malloc(cap * sizeof *have);
+        for (char *p = ids; *p;) {
+            if (n == cap)
+                have = realloc(have, (cap *= 2) * sizeof *have);
+            have[n++] = strtoull(p, &p, 10);
+            if (*p == ',')
+                p++;
+            else
+                break;
+        }
+        qsort(have, n, sizeof *have, u64_cmp);
+        for (size_t j = 0; j < L->n_acked[k]; j++) {
+            uint64_t id = L->acked[k][j];
+            ck_assert_msg(bsearch(&id, have, n, sizeof *have, u64_cmp) != NULL,
+                          "acknowledged add %llu of %s is not in the state the owner has (%zu ids there, %zu "
+                          "acknowledged)",
+                          (unsigned long long)id, key_name(k), n, L->n_acked[k]);
+            checked++;
+        }
+        free(have);
+        axc_free(ids);
+    }
+    return checked;
+}
+
+static double state_ctr(int i, const char *name)
+{
+    cJSON *doc = doc_of(i, axc_status, "status");
+    cJSON *st = cJSON_GetObjectItem(doc, "state");
+    ck_assert_msg(st != NULL, "no \"state\" in the status of %s", N[i].name);
+    double v = num(st, name);
+    cJSON_Delete(doc);
+    return v;
+}
+
+static size_t total_acked(const loader *L)
+{
+    size_t n = 0;
+    for (int k = 0; k < NKEYS; k++)
+        n += L->n_acked[k];
+    return n;
+}
+
+/* Wait (bounded) until the loader has n more acknowledged adds than `from`. */
+static void wait_acked(const loader *L, size_t from, size_t n, int timeout_ms)
+{
+    double end = now_s() + timeout_ms / 1000.0;
+    while (total_acked(L) < from + n) {
+        ck_assert_msg(now_s() < end, "the load made no progress: %zu acknowledged adds in %d ms", total_acked(L) - from,
+                      timeout_ms);
+        sleep_ms(20);
+    }
+}
+
+/* ---------------- tests ---------------- */
+
+START_TEST(no_acked_add_is_lost_across_ten_sigkills_of_the_owner)
+{
+    cluster_redis_aof = 1;
+    cluster_up();
+    loader L;
+    loader_start(&L, 0, 1);
+    wait_acked(&L, 0, 200, 10000);
+    for (int round = 0; round < 10; round++) {
+        int victim = 1 + round % 2; /* node-a carries the load; b and c die in turn */
+        size_t before = total_acked(&L);
+        node_kill(victim);
+        wait_settled(6 * TTL_MS);
+        wait_acked(&L, before, 50, 10000); /* served again: the load goes on elsewhere */
+        node_restart(victim);
+        wait_settled(6 * TTL_MS);
+        wait_acked(&L, total_acked(&L), 50, 10000);
+    }
+    loader_stop(&L);
+    size_t checked = check_no_acked_add_lost(0, &L);
+    double loads = 0, found = 0, fenced = 0;
+    for (int i = 0; i < NNODES; i++) {
+        loads += state_ctr(i, "loads");
+        found += state_ctr(i, "loads_found");
+        fenced += state_ctr(i, "fenced");
+    }
+    printf("  10 SIGKILLs under %d pipelined adds: %zu acknowledged adds all in the state (%llu sent, %llu "
+           "errors); state loads since the last restarts %.0f (%.0f found), fenced %.0f\n",
+           WINDOW, checked, (unsigned long long)L.sent, (unsigned long long)L.errors, loads, found, fenced);
+    ck_assert_uint_gt(checked, 1000);
+    loader_free(&L);
+    cluster_down();
+}
+END_TEST
+
+/* Is process pid stopped (state T in /proc/pid/stat)? */
+static int proc_stopped(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');
+    return p && (p[2] == 'T' || p[2] == 't');
+}
+
+START_TEST(a_paused_former_owner_cannot_overwrite_the_newer_owners_state)
+{
+    cluster_redis_aof = 1;
+    cluster_up();
+    /* a key owned by node b or c, asked through the other two */
+    const char *key = NULL;
+    char kb[32];
+    int owner = -1;
+    for (int k = 0; k < 200 && owner < 1; k++) {
+        snprintf(kb, sizeof kb, "reg-%d", k);
+        double ep;
+        owner = owner_of(shard_of(kb), &ep);
+        key = kb;
+    }
+    ck_assert_int_ge(owner, 1);
+    int other = owner == 1 ? 2 : 1;
+    char *v;
+    axc_target t = axc_by_key("dfence", key);
+    void *reply = NULL;
+    size_t rn = 0;
+    ck_assert_int_eq(axc_ask(conn(0), &t, "set", "1", 1, 2000, &reply, &rn), 0);
+    axc_free(reply);
+    /* the owner's handler of pause_set 2 stops the whole daemon before it changes anything */
+    axc_conn *oc = ax_h_connect(N[owner].d);
+    uint32_t req;
+    ck_assert_int_eq(axc_send_ask(oc, &t, "pause_set", "2", 1, 30000, &req), 0);
+    ck_assert_int_eq(axc_flush(oc), 0);
+    pid_t pid = ax_h_pid(N[owner].d);
+    for (int i = 0; i < 500 && !proc_stopped(pid); i++) /* bounded: 5 s */
+        sleep_ms(10);
+    ck_assert_msg(proc_stopped(pid), "the owner did not stop itself in the handler");
+    /* past its lease: the others take the shard, and the newer owner writes 3 */
+    double t0 = now_s(), ep = 0;
+    int now_owner = -1;
+    N[owner].live = 0;
+    while ((now_owner = owner_of(shard_of(key), &ep)) < 0 || now_owner == owner) {
+        ck_assert_msg(now_s() - t0 < 4.0 * TTL_MS / 1000, "nobody took the shard of the paused owner");
+        sleep_ms(50);
+    }
+    int rc;
+    reply = NULL;
+    for (int i = 0; i < 200; i++) { /* bounded: retryable errors while the shard moves */
+        rc = axc_ask(conn(other == now_owner ? 0 : other), &t, "set", "3", 1, 2000, &reply, &rn);
+        if (!retryable(rc))
+            break;
+        axc_free(reply);
+        reply = NULL;
+        sleep_ms(50);
+    }
+    ck_assert_msg(rc == 0, "set 3 through the survivors: %s", ax_errname(rc));
+    axc_free(reply);
+    /* wake the former owner: its handler goes on, sets 2, and its write at the old epoch is refused */
+    ck_assert_int_eq(kill(pid, SIGCONT), 0);
+    N[owner].live = 1;
+    axc_result r = {0};
+    int got = 0;
+    for (int i = 0; i < 100 && got != 1; i++) /* bounded: 10 s */
+        got = axc_poll_result(oc, 100, &r);
+    ck_assert_int_eq(got, 1);
+    ck_assert_msg(r.status == AX_ESTALE, "the paused owner's pause_set answered %s (%s), want ESTALE",
+                  ax_errname(r.status), r.data ? (char *)r.data : "");
+    axc_free(r.data);
+    axc_close(oc);
+    ck_assert_msg(ax_h_wait_log(N[owner].d, "refused (fenced", 5000), "no fenced write in the paused owner's log");
+    ck_assert_double_ge(state_ctr(owner, "fenced"), 1);
+    /* the newer state is intact, wherever the shard is served now */
+    for (int i = 0; i < NNODES; i++) {
+        v = ask_key_ok(i, "dfence", key, "get");
+        ck_assert_msg(!strcmp(v, "3"), "%s through %s: %s, want 3 (the newer owner's write)", key, N[i].name, v);
+        axc_free(v);
+    }
+    printf("  paused owner %s resumed: its write at the old epoch was refused (ESTALE); the state is 3\n",
+           N[owner].name);
+    cluster_down();
+}
+END_TEST
+
+START_TEST(a_redis_restart_loses_no_acked_write_and_a_redis_that_lost_its_data_is_logged)
+{
+    cluster_redis_aof = 1;
+    cluster_up();
+    loader L;
+    loader_start(&L, 0, 1);
+    wait_acked(&L, 0, 200, 10000);
+    redis_kill(&R, SIGKILL); /* every acknowledged write was fsynced (appendfsync always) */
+    sleep_ms(500);
+    redis_start(&R); /* the same dir: it reads its append-only file back */
+    size_t before = total_acked(&L);
+    wait_settled(8 * TTL_MS);
+    wait_acked(&L, before, 200, 15000);
+    loader_stop(&L);
+    size_t checked = check_no_acked_add_lost(0, &L);
+    printf("  redis SIGKILLed and restarted under load: %zu acknowledged adds all in the state (%llu errors)\n",
+           checked, (unsigned long long)L.errors);
+    /* now a Redis that lost everything: epochs never go backwards and the loss is logged */
+    double before_ep[NSHARDS];
+    view v;
+    for (int k = 0; k < NSHARDS; k++)
+        before_ep[k] = 0;
+    for (int i = 0; i < NNODES; i++) {
+        view_of(i, &v);
+        for (int k = 0; k < NSHARDS; k++)
+            if (v.owned[k])
+                before_ep[k] = v.epoch[k];
+    }
+    redis_kill(&R, SIGKILL);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'/*", R.dir);
+    ck_assert_int_eq(system(cmd), 0);
+    redis_start(&R);
+    /* the owners lose their leases at their next renew, a quarantine of one ttl follows,
+     * then every shard is served again: each at an epoch above the one before */
+    double end = now_s() + 12.0 * TTL_MS / 1000;
+    for (;;) {
+        int above = 0;
+        for (int i = 0; i < NNODES; i++) {
+            view_of(i, &v);
+            for (int k = 0; k < NSHARDS; k++)
+                above += v.owned[k] && v.epoch[k] > before_ep[k];
+        }
+        if (above == NSHARDS)
+            break;
+        ck_assert_msg(now_s() < end, "after the data loss only %d of %d shards are served again", above, NSHARDS);
+        sleep_ms(100);
+    }
+    wait_settled(4 * TTL_MS); /* and never two owners, never an epoch going back (the sampler) */
+    int logged = 0;
+    for (int i = 0; i < NNODES; i++)
+        logged += strstr(ax_h_log(N[i].d), "LEASE STORE LOST ITS DATA") != NULL;
+    ck_assert_msg(logged > 0, "no node logged that the store lost its data");
+    loader_free(&L);
+    cluster_down();
+}
+END_TEST
+
+START_TEST(a_graceful_handover_moves_the_state_with_no_lost_and_no_fenced_write)
+{
+    cluster_redis_aof = 1;
+    cluster_up();
+    loader L;
+    loader_start(&L, 0, 1);
+    wait_acked(&L, 0, 200, 10000);
+    double fenced_before = state_ctr(0, "fenced");
+    for (int round = 0; round < 2; round++) {
+        int victim = 1 + round;
+        /* SIGTERM: its shards are handed over (and it must fence none of its own writes) */
+        ck_assert_int_eq(kill(ax_h_pid(N[victim].d), SIGTERM), 0);
+        int status = -1;
+        for (int i = 0; i < 1000 && !ax_h_exited(N[victim].d, &status); i++) /* bounded: 10 s */
+            sleep_ms(10);
+        ck_assert_msg(status == 0, "%s did not exit cleanly on SIGTERM (status %d)", N[victim].name, status);
+        const char *log = ax_h_log(N[victim].d);
+        ck_assert_msg(!strstr(log, "refused (fenced"), "%s fenced its own writes while handing over:\n%s",
+                      N[victim].name, log);
+        ax_h_destroy(N[victim].d);
+        N[victim].d = NULL;
+        N[victim].live = 0;
+        axc_close(N[victim].c);
+        N[victim].c = NULL;
+        size_t before = total_acked(&L);
+        wait_settled(6 * TTL_MS);
+        wait_acked(&L, before, 100, 10000);
+        N[victim].d = ax_h_start(node_args(&N[victim]));
+        N[victim].live = 1;
+        wait_settled(8 * TTL_MS); /* the fair share: shards move back by handover */
+        wait_acked(&L, total_acked(&L), 100, 10000);
+    }
+    loader_stop(&L);
+    size_t checked = check_no_acked_add_lost(0, &L);
+    double fenced = state_ctr(0, "fenced") - fenced_before;
+    for (int i = 1; i < NNODES; i++)
+        fenced += state_ctr(i, "fenced");
+    printf("  2 graceful handovers (and back) under load: %zu acknowledged adds all in the state; fenced "
+           "writes %.0f\n",
+           checked, fenced);
+    ck_assert_msg(fenced == 0, "%.0f writes were fenced during graceful handovers", fenced);
+    loader_free(&L);
+    cluster_down();
+}
+END_TEST
+
+START_TEST(axctl_forget_deletes_a_record)
+{
+    cluster_redis_aof = 0;
+    cluster_up();
+    axc_target t = axc_by_key("dfence", "forget-me");
+    void *reply = NULL;
+    size_t rn = 0;
+    ck_assert_int_eq(axc_ask(conn(1), &t, "set", "42", 2, 2000, &reply, &rn), 0);
+    axc_free(reply);
+    const char *argv[] = {ax_h_build_path("libaxclient/axctl"), "-s", ax_h_sock(N[2].d), "forget", "dfence",
+                          "forget-me", NULL};
+    char *out = NULL, *err = NULL;
+    int st = ax_h_run(argv, &out, &err, 10000);
+    ck_assert_msg(st == 0, "axctl forget: status %d: %s%s", st, out, err);
+    free(out);
+    free(err);
+    char *v = ask_key_ok(0, "dfence", "forget-me", "get");
+    ck_assert_msg(!strcmp(v, "0"), "after forget: %s, want 0 (a fresh actor)", v);
+    axc_free(v);
+    /* a type that is not durable has no record to forget */
+    const char *argv2[] = {ax_h_build_path("libaxclient/axctl"), "-s", ax_h_sock(N[0].d), "forget", "counter",
+                           "c1", NULL};
+    st = ax_h_run(argv2, &out, &err, 10000);
+    ck_assert_msg(st != 0 && (strstr(err, "has no message '$forget'") || strstr(err, "no handler for this message")),
+                  "axctl forget of a counter: status %d: %s%s", st, out, err);
+    free(out);
+    free(err);
+    cluster_down();
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("durable");
+    TCase *t = tcase_create("durable");
+    tcase_set_timeout(t, 240);
+    tcase_add_test(t, no_acked_add_is_lost_across_ten_sigkills_of_the_owner);
+    tcase_add_test(t, a_paused_former_owner_cannot_overwrite_the_newer_owners_state);
+    tcase_add_test(t, a_redis_restart_loses_no_acked_write_and_a_redis_that_lost_its_data_is_logged);
+    tcase_add_test(t, a_graceful_handover_moves_the_state_with_no_lost_and_no_fenced_write);
+    tcase_add_test(t, axctl_forget_deletes_a_record);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    if (system("redis-server --version >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "redis-server not found: skipping\n");
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
