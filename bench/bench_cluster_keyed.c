@@ -543,10 +543,10 @@ static double redis_set_rate(int depth)
     double rate = 0;
     if (!f)
         return 0;
-    while (fgets(line, sizeof line, f)) {
-        char *p = strstr(line, "SET: ");
-        if (p)
-            rate = atof(p + 5);
+    while (fgets(line, sizeof line, f)) { /* progress lines ("SET: rps=...") end with \r, the result with \n */
+        for (char *p = strstr(line, "SET: "); p; p = strstr(p + 5, "SET: "))
+            if (p[5] >= '0' && p[5] <= '9')
+                rate = atof(p + 5);
     }
     pclose(f);
     return rate;

@@ -21,6 +21,8 @@ typedef struct tnode {
     uint64_t epoch[TN_MAX_SHARDS];
     int acquired, lost_lease, handover, shutdown, stopped;
     double last_lost_at;
+    int release_hold;  /* release_ready answers 0 while set (work of the shard in flight) */
+    int release_asked; /* times release_ready was asked */
 } tnode;
 
 typedef struct tcluster {
@@ -172,6 +174,14 @@ static inline void tn_on_lost(void *ud, uint32_t shard, uint64_t epoch, const ch
 
 static inline void tn_on_stopped(void *ud) { ((tnode *)ud)->stopped++; }
 
+static inline int tn_release_ready(void *ud, uint32_t shard)
+{
+    (void)shard;
+    tnode *n = ud;
+    n->release_asked++;
+    return !n->release_hold;
+}
+
 /* Every millisecond: each shard served (by the manager's own check) by at most one node,
  * and the manager agrees with its callbacks. */
 static inline void tc_sample(struct ev_loop *loop, ev_timer *w, int revents)
@@ -218,7 +228,8 @@ static inline tnode *tc_add(tcluster *c, axd_lease_store *st, const char *name, 
                          .ttl_ms = ttl,
                          .renew_interval_ms = renew,
                          .safety_margin_ms = safety};
-    axd_shards_cbs cbs = {.on_acquired = tn_on_acquired, .on_lost = tn_on_lost, .on_stopped = tn_on_stopped, .ud = n};
+    axd_shards_cbs cbs = {.on_acquired = tn_on_acquired, .on_lost = tn_on_lost, .on_stopped = tn_on_stopped,
+                          .release_ready = tn_release_ready, .ud = n};
     n->m = axd_shards_new(c->loop, st, &cfg, &cbs, err, sizeof err);
     ck_assert_msg(n->m != NULL, "%s", err);
     return n;

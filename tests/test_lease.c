@@ -401,6 +401,55 @@ START_TEST(manager_single_node_owns_all_and_keeps_them)
 }
 END_TEST
 
+/* A release waits while the keyed layer says work of the shard (durable state writes)
+ * is still on its way to the store: the shard is not served meanwhile, the lease stays
+ * in the store, and it is released once that work is done, or at the local deadline. */
+START_TEST(manager_holds_a_release_back_until_the_shard_s_work_is_done)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    axd_lease_store *st = axd_lease_mem_new(loop, 4);
+    tcluster c;
+    tc_init(&c, loop, 4);
+    tnode *a = tc_add(&c, st, "node-a", 2000, 500, 500);
+    axd_shards_start(a->m);
+    want w = {a, 4};
+    ck_assert(run_until(loop, has_count, &w, 2));
+    a->release_hold = 1;
+    axd_shards_stop(a->m);
+    ck_assert_int_eq(tn_count(a, 4), 0); /* not served from now on */
+    run_for(loop, 0.2);
+    ck_assert_int_gt(a->release_asked, 4); /* polled */
+    ck_assert_int_eq(a->stopped, 0);      /* the stop waits for the releases */
+    res r = do_get(loop, st, 2);
+    ck_assert_int_eq(r.r.granted, 1); /* still held in the store */
+    ck_assert_str_eq(r.owner, "node-a");
+    axd_shard_info in;
+    ck_assert_int_eq(axd_shards_info(a->m, 2, &in), 0);
+    ck_assert_int_eq(in.state, AXD_SHARD_RELEASING);
+    a->release_hold = 0;
+    ck_assert(run_until(loop, node_stopped, a, 2));
+    r = do_get(loop, st, 2);
+    ck_assert_int_eq(r.r.granted, 0); /* released */
+    tc_free(&c);
+    /* work that never ends: released at the local deadline (ttl - safety) all the same */
+    tc_init(&c, loop, 4);
+    a = tc_add(&c, st, "node-b", 400, 100, 100);
+    axd_shards_start(a->m);
+    w = (want){a, 4};
+    ck_assert(run_until(loop, has_count, &w, 2));
+    a->release_hold = 1;
+    double t0 = ev_time();
+    axd_shards_stop(a->m);
+    ck_assert(run_until(loop, node_stopped, a, 2));
+    ck_assert_double_lt(ev_time() - t0, 0.4);
+    r = do_get(loop, st, 1);
+    ck_assert_int_eq(r.r.granted, 0);
+    tc_free(&c);
+    axd_lease_store_free(st);
+    ev_loop_destroy(loop);
+}
+END_TEST
+
 /* The store becomes unreachable: the node stops serving at its local deadline (last
  * successful send + ttl - safety), before the store's expiry; another node takes over
  * only after that, with a higher epoch. Sampled every ms: never two owners. */
@@ -688,6 +737,7 @@ static Suite *lease_suite(void)
     tcase_add_test(tc, mem_store_cut_node_fails_and_free_cancels_pending);
     tcase_add_test(tc, mem_store_keeps_state_records_fenced_by_the_lease);
     tcase_add_test(tc, manager_single_node_owns_all_and_keeps_them);
+    tcase_add_test(tc, manager_holds_a_release_back_until_the_shard_s_work_is_done);
     tcase_add_test(tc, manager_unreachable_store_drops_shards_before_expiry);
     tcase_add_test(tc, manager_deadline_counts_from_send_time);
     tcase_add_test(tc, manager_two_nodes_share_fairly_and_hand_over);
