@@ -6,7 +6,8 @@
  * graceful handover (which also fences nothing); a paused former owner's write is refused
  * by the store (its asker gets ESTALE, the actor stops "fenced") and the newer owner's
  * state stays; a Redis that lost its data is logged and epochs still grow; axctl forget
- * deletes a record. Skips (77) without redis-server. */
+ * deletes a record; with state.store = redis the state lives in a Redis of its own,
+ * fenced there by epoch fences, and survives SIGKILLs the same way. Skips (77) without redis-server. */
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
@@ -15,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <hiredis/hiredis.h>
 
 #include "shards_test_util.h"
 
@@ -429,6 +432,70 @@ START_TEST(a_graceful_handover_moves_the_state_with_no_lost_and_no_fenced_write)
 }
 END_TEST
 
+/* ---- state.store = redis: durable state in a Redis of its own ---- */
+
+static redis_proc R2;
+
+static size_t state_redis_args(node *n, size_t k)
+{
+    snprintf(n->args[k++], sizeof n->args[0], "--set");
+    snprintf(n->args[k++], sizeof n->args[0], "state.store=redis");
+    snprintf(n->args[k++], sizeof n->args[0], "--set");
+    snprintf(n->args[k++], sizeof n->args[0], "state.redis_port=%d", R2.port);
+    snprintf(n->args[k++], sizeof n->args[0], "--set");
+    snprintf(n->args[k++], sizeof n->args[0], "state.redis_prefix=st:");
+    return k;
+}
+
+/* Keys of a redis-server matching pattern. */
+static long long count_keys(const redis_proc *r, const char *pattern)
+{
+    redisContext *c = redisConnect("127.0.0.1", r->port);
+    ck_assert(c && !c->err);
+    redisReply *rr = redisCommand(c, "KEYS %s", pattern);
+    ck_assert(rr && rr->type == REDIS_REPLY_ARRAY);
+    long long n = (long long)rr->elements;
+    freeReplyObject(rr);
+    redisFree(c);
+    return n;
+}
+
+START_TEST(a_state_redis_of_its_own_keeps_every_acked_write_across_sigkills)
+{
+    redis_up_aof(&R2, NULL, 1);
+    node_extra_args = state_redis_args;
+    cluster_redis_aof = 1;
+    cluster_up();
+    loader L;
+    loader_start(&L, 0, 1);
+    wait_acked(&L, 0, 200, 10000);
+    for (int round = 0; round < 2; round++) {
+        int victim = 1 + round;
+        size_t before = total_acked(&L);
+        node_kill(victim);
+        wait_settled(6 * TTL_MS);
+        wait_acked(&L, before, 50, 10000);
+        node_restart(victim);
+        wait_settled(6 * TTL_MS);
+    }
+    loader_stop(&L);
+    size_t checked = check_no_acked_add_lost(0, &L);
+    long long in_state = count_keys(&R2, "st:state:*"), fences = count_keys(&R2, "st:fence:*"),
+              in_lease = count_keys(&R, "*state:*");
+    printf("  state in a Redis of its own, 2 SIGKILLs under load: %zu acknowledged adds all in the state; %lld "
+           "state hashes and %lld fences there, %lld state keys in the lease Redis\n",
+           checked, in_state, fences, in_lease);
+    ck_assert_int_gt(in_state, 0);
+    ck_assert_int_gt(fences, 0);
+    ck_assert_int_eq(in_lease, 0);
+    ck_assert_uint_gt(checked, 200);
+    loader_free(&L);
+    cluster_down();
+    node_extra_args = NULL;
+    redis_down(&R2);
+}
+END_TEST
+
 START_TEST(axctl_forget_deletes_a_record)
 {
     cluster_redis_aof = 0;
@@ -470,6 +537,7 @@ static Suite *suite(void)
     tcase_add_test(t, a_redis_restart_loses_no_acked_write_and_a_redis_that_lost_its_data_is_logged);
     tcase_add_test(t, a_graceful_handover_moves_the_state_with_no_lost_and_no_fenced_write);
     tcase_add_test(t, axctl_forget_deletes_a_record);
+    tcase_add_test(t, a_state_redis_of_its_own_keeps_every_acked_write_across_sigkills);
     suite_add_tcase(s, t);
     return s;
 }

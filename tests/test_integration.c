@@ -1343,6 +1343,9 @@ START_TEST(check_config_refuses_cluster_configs_that_cannot_be_safe)
                          "[node]\nname = a\n[cluster]\nlisten = 127.0.0.1:7401\nauth_token = 0123456789abcdef\n"
                          "[lease]\nstore = memory\n",
                          7, (const char *const[]){"lease.store = memory", "split brain", "lease.store = redis", NULL});
+    /* durable state in a Redis of its own fences by epochs, which the memory store restarts */
+    expect_unsafe_config("statestore.conf", "[state]\nstore = redis\n", 2,
+                         (const char *const[]){"state.store = redis needs lease.store = redis", NULL});
     /* the default store is memory too: the line that turned the cluster on is named */
     expect_unsafe_config("memdef.conf", "[cluster]\nauth_token = 0123456789abcdef\npeers = b=127.0.0.1:7402\n", 3,
                          (const char *const[]){"lease.store = redis", NULL});

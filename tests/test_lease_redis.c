@@ -46,8 +46,8 @@ static void raw_cmd(redisContext *c, const char *fmt, const char *a, const char 
     freeReplyObject(x);
 }
 
-static axd_lease_store *store_new(struct ev_loop *loop, const redis_proc *r, const char *password, uint32_t db,
-                                 const char *prefix, uint32_t n_shards)
+static axd_lease_store *store_new_fences(struct ev_loop *loop, const redis_proc *r, const char *password,
+                                        uint32_t db, const char *prefix, uint32_t n_shards, int fences)
 {
     char err[256] = "";
     axd_lease_redis_cfg cfg = {.host = "127.0.0.1",
@@ -55,10 +55,17 @@ static axd_lease_store *store_new(struct ev_loop *loop, const redis_proc *r, con
                               .password = password,
                               .db = db,
                               .prefix = prefix,
-                              .connect_timeout_ms = 500};
+                              .connect_timeout_ms = 500,
+                              .state_fences = fences};
     axd_lease_store *st = axd_lease_redis_new(loop, n_shards, &cfg, err, sizeof err);
     ck_assert_msg(st != NULL, "%s", err);
     return st;
+}
+
+static axd_lease_store *store_new(struct ev_loop *loop, const redis_proc *r, const char *password, uint32_t db,
+                                 const char *prefix, uint32_t n_shards)
+{
+    return store_new_fences(loop, r, password, db, prefix, n_shards, 0);
 }
 
 /* ---- one operation, waited for ---- */
@@ -252,6 +259,17 @@ START_TEST(redis_acquire_renew_expiry_epochs_release)
 }
 END_TEST
 
+/* Calls of EVALSHA the server has counted (INFO commandstats). */
+static long long evalsha_calls(redisContext *c)
+{
+    redisReply *rr = redisCommand(c, "INFO commandstats");
+    ck_assert(rr && rr->type == REDIS_REPLY_STRING);
+    const char *p = strstr(rr->str, "cmdstat_evalsha:calls=");
+    long long v = p ? atoll(p + strlen("cmdstat_evalsha:calls=")) : 0;
+    freeReplyObject(rr);
+    return v;
+}
+
 START_TEST(redis_state_records_are_fenced_by_the_lease_record_in_one_script)
 {
     redis_proc rp;
@@ -279,6 +297,23 @@ START_TEST(redis_state_records_are_fenced_by_the_lease_record_in_one_script)
     w = st_load(loop, st, 4, r.r.epoch, "t\0k", 3);
     ck_assert_int_eq(w.r.found, 1);
     ck_assert(w.r.len == sizeof blob && !memcmp(w.data, blob, sizeof blob));
+    /* a group commit: writes made in one loop iteration go as one script call, each
+     * fenced on its own, in order (a load made after them sees them) */
+    uint64_t e2 = r.r.epoch;
+    long long calls0 = evalsha_calls(c);
+    sres g[4] = {{0}};
+    ck_assert_int_eq(axd_state_write(st, 4, e2, "t\0a", 3, "1", 1, 0, sres_cb, &g[0]), 0);
+    ck_assert_int_eq(axd_state_write(st, 4, e2 - 1, "t\0b", 3, "x", 1, 0, sres_cb, &g[1]), 0); /* stale */
+    ck_assert_int_eq(axd_state_write(st, 4, e2, "t\0a", 3, "2", 1, 0, sres_cb, &g[2]), 0);
+    ck_assert_int_eq(axd_state_load(st, 4, e2, "t\0a", 3, sres_cb, &g[3]), 0);
+    ck_assert(run_until(loop, sres_done, &g[3], 5));
+    ck_assert_int_eq(g[0].done + g[1].done + g[2].done, 3);
+    ck_assert_int_eq(g[0].r.status, AX_OK);
+    ck_assert_int_eq(g[1].r.status, AX_ESTALE);
+    ck_assert_int_eq(g[2].r.status, AX_OK);
+    ck_assert_int_eq(g[3].r.found, 1);
+    ck_assert(g[3].r.len == 1 && g[3].data[0] == '2');
+    ck_assert_int_eq(evalsha_calls(c) - calls0, 2); /* the three writes in one call, then the load */
     /* hostile data: a state key of the wrong type is an error, not a crash */
     rr = redisCommand(c, "SET ts:state:4 notahash");
     freeReplyObject(rr);
@@ -289,6 +324,57 @@ START_TEST(redis_state_records_are_fenced_by_the_lease_record_in_one_script)
     redis_kill(&rp, SIGKILL);
     w = st_write(loop, st, 4, r.r.epoch, "t\0k", 3, "x", 1, 0);
     ck_assert(w.r.status == AX_ECONN || w.r.status == AX_ETIMEDOUT);
+    axd_lease_store_free(st);
+    ev_loop_destroy(loop);
+    redis_down(&rp);
+}
+END_TEST
+
+/* state.store = redis: a state store of its own, fenced by a per-shard epoch fence. */
+START_TEST(a_state_redis_of_its_own_fences_by_the_highest_epoch_seen)
+{
+    redis_proc rp;
+    redis_up(&rp, NULL);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    axd_lease_store *st = store_new_fences(loop, &rp, NULL, 0, "tf:", 8, 1);
+    sres x = st_load(loop, st, 3, 5, "t\0k", 3); /* the new owner's activation: fence 5 */
+    ck_assert_int_eq(x.r.status, AX_OK);
+    ck_assert_int_eq(x.r.found, 0);
+    x = st_write(loop, st, 3, 5, "t\0k", 3, "five", 4, 0);
+    ck_assert_int_eq(x.r.status, AX_OK);
+    x = st_write(loop, st, 3, 4, "t\0k", 3, "four", 4, 0); /* a former owner, late */
+    ck_assert_int_eq(x.r.status, AX_ESTALE);
+    x = st_load(loop, st, 3, 4, "t\0k", 3);
+    ck_assert_int_eq(x.r.status, AX_ESTALE);
+    x = st_write(loop, st, 3, 7, "t\0k", 3, "seven", 5, 0); /* a newer owner: the fence rises */
+    ck_assert_int_eq(x.r.status, AX_OK);
+    x = st_write(loop, st, 3, 5, "t\0k", 3, "late", 4, 1);
+    ck_assert_int_eq(x.r.status, AX_ESTALE);
+    x = st_load(loop, st, 3, 7, "t\0k", 3);
+    ck_assert_int_eq(x.r.found, 1);
+    ck_assert(x.r.len == 5 && !memcmp(x.data, "seven", 5));
+    x = st_load(loop, st, 2, 1, "t\0k", 3); /* fences are per shard */
+    ck_assert_int_eq(x.r.status, AX_OK);
+    /* a group commit in fence mode: each write against its shard's fence */
+    sres g[3] = {{0}};
+    ck_assert_int_eq(axd_state_write(st, 3, 7, "t\0a", 3, "a", 1, 0, sres_cb, &g[0]), 0);
+    ck_assert_int_eq(axd_state_write(st, 3, 6, "t\0b", 3, "b", 1, 0, sres_cb, &g[1]), 0);
+    ck_assert_int_eq(axd_state_write(st, 2, 9, "t\0c", 3, "c", 1, 0, sres_cb, &g[2]), 0);
+    ck_assert(run_until(loop, sres_done, &g[2], 5));
+    ck_assert_int_eq(g[0].r.status, AX_OK);
+    ck_assert_int_eq(g[1].r.status, AX_ESTALE);
+    ck_assert_int_eq(g[2].r.status, AX_OK);
+    redisContext *c = raw(&rp);
+    redisReply *rr = redisCommand(c, "GET tf:fence:3");
+    ck_assert(rr && rr->type == REDIS_REPLY_STRING && !strcmp(rr->str, "7"));
+    freeReplyObject(rr);
+    rr = redisCommand(c, "GET tf:fence:2");
+    ck_assert(rr && rr->type == REDIS_REPLY_STRING && !strcmp(rr->str, "9"));
+    freeReplyObject(rr);
+    rr = redisCommand(c, "EXISTS tf:shard:3"); /* no lease records involved */
+    ck_assert(rr && rr->type == REDIS_REPLY_INTEGER && rr->integer == 0);
+    freeReplyObject(rr);
+    redisFree(c);
     axd_lease_store_free(st);
     ev_loop_destroy(loop);
     redis_down(&rp);
@@ -576,6 +662,7 @@ static Suite *redis_suite(void)
     tcase_add_test(tc, redis_acquire_renew_expiry_epochs_release);
     tcase_add_test(tc, redis_concurrent_acquire_has_one_winner);
     tcase_add_test(tc, redis_state_records_are_fenced_by_the_lease_record_in_one_script);
+    tcase_add_test(tc, a_state_redis_of_its_own_fences_by_the_highest_epoch_seen);
     tcase_add_test(tc, redis_wrong_password_is_a_clear_error);
     tcase_add_test(tc, redis_hostile_data_gives_errors_not_crashes);
     tcase_add_test(tc, redis_restart_recovers_without_double_ownership);

@@ -28,6 +28,7 @@ typedef struct axd_keyed {
     const axd_config *cfg;
     struct axd_shards *shards;          /* lease manager; NULL before start */
     struct axd_lease_store *lease_store;
+    struct axd_lease_store *state_store; /* state.store = redis: durable state there; NULL: in lease_store */
     int lease_store_borrowed;          /* axd_route_start_store: the caller frees the store */
     ev_timer shards_grace;
     int shards_stopped;

@@ -169,17 +169,20 @@ typedef struct axd_lease_redis_cfg {
     uint32_t db;                /* SELECT db when non-zero */
     const char *prefix;         /* key prefix, e.g. "axactor:" */
     uint32_t connect_timeout_ms; /* also the bound on one request's round trip */
+    int state_fences;           /* a state store of its own (state.store = redis): state operations
+                                 * are fenced by per-shard epoch fences, not lease records */
 } axd_lease_redis_cfg;
 
 /* Creates the store and starts connecting (never blocks on the network). Strings are
  * copied. NULL + err on a bad configuration. Caller frees with axd_lease_store_free. */
 /* The Redis store's decoding of one script reply, for the fuzz target (fuzz/fuzz_redis.c):
- * op 0..5 = acquire, renew, release, get, state load, state write; 0 with res (ops 0..3)
- * or sr (4, 5) filled, or an error with *why. reply is a hiredis redisReply. */
+ * op 0..6 = acquire, renew, release, get, state load, state write, a group commit of
+ * state writes; 0 with res (ops 0..3) or sr (4..6) filled, or an error with *why. reply
+ * is a hiredis redisReply. */
 struct redisReply;
 int axd_lease_redis_decode(int op, const struct redisReply *reply, axd_lease_result *res, axd_state_result *sr,
                            const char **why);
-#define AXD_LEASE_REDIS_OPS 6
+#define AXD_LEASE_REDIS_OPS 7
 
 axd_lease_store *axd_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, const axd_lease_redis_cfg *cfg,
                                    char *err, size_t errlen);

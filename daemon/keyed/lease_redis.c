@@ -1,6 +1,7 @@
 /* The Redis lease store: hiredis' async API on our libev loop (adapters/libev.h), so no
  * call ever blocks the loop on the network. Each operation is one atomic Lua script
- * (EVALSHA, falling back to EVAL when Redis answers NOSCRIPT, e.g. after a restart).
+ * (EVALSHA; the scripts are loaded on every new connection before any operation, and
+ * an EVALSHA that still meets NOSCRIPT, after a SCRIPT FLUSH, is sent again as EVAL).
  * A connection that fails, or leaves a request unanswered for connect_timeout_ms, is
  * dropped (its requests fail) and re-established with exponential backoff. */
 #include <hiredis/adapters/libev.h>
@@ -89,10 +90,73 @@ static const char swrite_lua[] = /* ARGV[3] = the value; without it: delete */
     "else redis.call('HDEL', KEYS[2], ARGV[2]) end\n"
     "return {1, redis.call('HLEN', KEYS[2])}\n";
 
-enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_SLOAD, OP_SWRITE, OP_COUNT };
-static const char *const op_names[OP_COUNT] = {"acquire", "renew", "release", "get", "state load", "state write"};
+/* Group commit: the state writes made in one loop iteration go as one script call.
+ * KEYS = [shard key, state key] per write; ARGV = [epoch, field, value] per write, then
+ * one flag per write ('S' set, 'D' delete). Reply: per write, -1 (refused: stale
+ * epoch) or the state hash's HLEN after it. Each write is fenced on its own. */
+static const char mwrite_lua[] =
+    "local n = #KEYS / 2\n"
+    "local modes = ARGV[#ARGV]\n"
+    "local out = {}\n"
+    "for i = 1, n do\n"
+    "  local cur = redis.call('HMGET', KEYS[2 * i - 1], 'owner', 'epoch')\n"
+    "  if not cur[1] or cur[1] == '' or cur[2] ~= ARGV[3 * i - 2] then\n"
+    "    out[i] = -1\n"
+    "  else\n"
+    "    if string.sub(modes, i, i) == 'D' then redis.call('HDEL', KEYS[2 * i], ARGV[3 * i - 1])\n"
+    "    else redis.call('HSET', KEYS[2 * i], ARGV[3 * i - 1], ARGV[3 * i]) end\n"
+    "    out[i] = redis.call('HLEN', KEYS[2 * i])\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_SLOAD, OP_SWRITE, OP_MWRITE, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"acquire", "renew", "release", "get",
+                                               "state load", "state write", "state writes"};
 static const char *const op_scripts[OP_COUNT] = {acquire_lua, renew_lua, release_lua, get_lua, sload_lua,
-                                                 swrite_lua};
+                                                 swrite_lua, mwrite_lua};
+#define MWRITE_MAX 256 /* writes per group commit */
+
+/* A state store of its own (state.store = redis, fence mode): no lease records here, so
+ * each shard has a fence, KEYS[1] = <prefix>fence:<n>, the highest epoch that loaded or
+ * wrote it. An operation at a lower epoch is refused; one at a higher epoch raises it.
+ * The next owner's activation load raises the fence before it writes anything, so a
+ * former owner's write that reaches the store after it is refused, and one that came
+ * before it is what the new owner loads. */
+static const char sload_fence_lua[] =
+    "local f = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "if tonumber(ARGV[1]) < f then return {0} end\n"
+    "if tonumber(ARGV[1]) > f then redis.call('SET', KEYS[1], ARGV[1]) end\n"
+    "return {1, redis.call('HLEN', KEYS[2]), redis.call('HGET', KEYS[2], ARGV[2])}\n";
+
+static const char swrite_fence_lua[] =
+    "local f = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "if tonumber(ARGV[1]) < f then return {0} end\n"
+    "if tonumber(ARGV[1]) > f then redis.call('SET', KEYS[1], ARGV[1]) end\n"
+    "if ARGV[3] then redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])\n"
+    "else redis.call('HDEL', KEYS[2], ARGV[2]) end\n"
+    "return {1, redis.call('HLEN', KEYS[2])}\n";
+
+static const char mwrite_fence_lua[] =
+    "local n = #KEYS / 2\n"
+    "local modes = ARGV[#ARGV]\n"
+    "local out = {}\n"
+    "for i = 1, n do\n"
+    "  local f = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')\n"
+    "  local e = tonumber(ARGV[3 * i - 2])\n"
+    "  if e < f then\n"
+    "    out[i] = -1\n"
+    "  else\n"
+    "    if e > f then redis.call('SET', KEYS[2 * i - 1], ARGV[3 * i - 2]) end\n"
+    "    if string.sub(modes, i, i) == 'D' then redis.call('HDEL', KEYS[2 * i], ARGV[3 * i - 1])\n"
+    "    else redis.call('HSET', KEYS[2 * i], ARGV[3 * i - 1], ARGV[3 * i]) end\n"
+    "    out[i] = redis.call('HLEN', KEYS[2 * i])\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+static const char *const fence_scripts[OP_COUNT] = {acquire_lua, renew_lua, release_lua, get_lua, sload_fence_lua,
+                                                    swrite_fence_lua, mwrite_fence_lua};
 
 #define BACKOFF_MIN 0.05
 #define BACKOFF_MAX 2.0
@@ -115,6 +179,9 @@ typedef struct rreq {
     void *data;       /* state write: the value (NULL with del) */
     size_t len;
     int del;
+    struct rreq *bnext;   /* the writes of a group commit (OP_MWRITE: its members) */
+    struct rreq *members;
+    uint32_t n_members;
 } rreq;
 
 typedef struct redis_store {
@@ -125,6 +192,8 @@ typedef struct redis_store {
     uint32_t db;
     double timeout;
     char sha[OP_COUNT][41];
+    const char *const *scripts; /* op_scripts, or fence_scripts for a state store of its own */
+    const char *fence_key;      /* KEYS[1] of state operations: "shard" or "fence" */
 
     redisAsyncContext *ac;
     uint64_t gen;          /* of the current (or last) connection */
@@ -135,6 +204,9 @@ typedef struct redis_store {
     double conn_started, backoff;
     double last_tick;      /* the watchdog's last run (loop time) */
     rreq *head, *tail;     /* in flight */
+    rreq *bhead, *btail;   /* state writes of this loop iteration, not sent yet (group commit) */
+    uint32_t bn;
+    ev_prepare bprep;      /* sends them before the loop waits */
     rreq *fail_head, *fail_tail;
     ev_timer watchdog, retry, failw;
     char last_error[256];
@@ -388,6 +460,14 @@ static void rs_connect(redis_store *st)
         size_t lens[] = {6, (size_t)n};
         redisAsyncCommandArgv(ac, handshake_cb, (void *)"SELECT", 2, argv, lens);
     }
+    /* Every script loaded before any operation: an EVALSHA then never meets NOSCRIPT on
+     * this connection, whose fallback (EVAL) would let the commands pipelined behind it
+     * run first (a load overtaking a write). */
+    for (int i = 0; i < OP_COUNT; i++) {
+        const char *argv[] = {"SCRIPT", "LOAD", st->scripts[i]};
+        size_t lens[] = {6, 4, strlen(st->scripts[i])};
+        redisAsyncCommandArgv(ac, handshake_cb, (void *)"SCRIPT LOAD", 3, argv, lens);
+    }
     redisAsyncCommand(ac, handshake_cb, (void *)"PING", "PING");
     double every = st->timeout / 4;
     ev_timer_set(&st->watchdog, every > 0.005 ? every : 0.005, every > 0.005 ? every : 0.005);
@@ -479,6 +559,44 @@ static int parse_reply(int op, const redisReply *r, axd_lease_result *res, const
 }
 
 static int send_op(redis_store *st, rreq *q, int eval);
+static int send_mwrite(redis_store *st, rreq *q, int eval);
+static int parse_mwrite(const redisReply *r, uint32_t n);
+
+static int error_status(const redisReply *r)
+{
+    return reply_is_error(r, "NOAUTH") || reply_is_error(r, "WRONGPASS") ? AX_EAUTH
+           : reply_is_error(r, "LOADING")                                 ? AX_ECONN
+                                                                          : AX_EIO;
+}
+
+/* A group commit answered (r NULL: the connection went): each write gets its own result. */
+static void mwrite_done(redis_store *st, rreq *q, const redisReply *r)
+{
+    int status = AX_OK;
+    if (!r)
+        status = st->freeing ? AX_ECANCELED : q->gen == st->drop_gen ? st->drop_status : AX_ECONN;
+    else if (r->type == REDIS_REPLY_ERROR) {
+        status = error_status(r);
+        set_error(st, "%s: %.200s", op_names[q->op], r->str ? r->str : "error");
+    } else if (parse_mwrite(r, q->n_members) != 0) {
+        status = AX_EPROTO;
+        set_error(st, "unexpected reply to %s (type %d)", op_names[q->op], r->type);
+    }
+    uint32_t i = 0;
+    for (rreq *m = q->members, *next; m; m = next, i++) {
+        next = m->bnext;
+        axd_state_result sr = {.status = status, .records = -1};
+        if (status == AX_OK) {
+            long long v = r->element[i]->integer;
+            if (v < 0)
+                sr.status = AX_ESTALE;
+            else
+                sr.records = v;
+        }
+        deliver_state(st, m, &sr);
+    }
+    rreq_free(q);
+}
 
 /* A state script's reply: {0} (fenced), {1, n} (write) or {1, n, value|nil} (load). */
 static int parse_state(int op, const redisReply *r, axd_state_result *sr)
@@ -519,10 +637,14 @@ static void op_cb(redisAsyncContext *ac, void *reply, void *privdata)
 
     if (r && !q->evaled && reply_is_error(r, "NOSCRIPT") && st->ac == ac && !st->freeing) {
         q->evaled = 1; /* Redis restarted (or SCRIPT FLUSH): send the body once */
-        if (send_op(st, q, 1) == 0)
+        if ((q->op == OP_MWRITE ? send_mwrite(st, q, 1) : send_op(st, q, 1)) == 0)
             return;
     }
     list_del(&st->head, &st->tail, q);
+    if (q->op == OP_MWRITE) {
+        mwrite_done(st, q, r);
+        return;
+    }
     if (q->scb && r && r->type != REDIS_REPLY_ERROR) {
         axd_state_result sr = {.status = AX_OK, .records = -1};
         if (parse_state(q->op, r, &sr) != 0) {
@@ -536,9 +658,7 @@ static void op_cb(redisAsyncContext *ac, void *reply, void *privdata)
         res.status = st->freeing ? AX_ECANCELED : q->gen == st->drop_gen ? st->drop_status : AX_ECONN;
     } else if (r->type == REDIS_REPLY_ERROR) {
         const char *msg = r->str ? r->str : "error";
-        res.status = reply_is_error(r, "NOAUTH") || reply_is_error(r, "WRONGPASS") ? AX_EAUTH
-                     : reply_is_error(r, "LOADING")                                 ? AX_ECONN
-                                                                                    : AX_EIO;
+        res.status = error_status(r);
         set_error(st, "%s: %.200s", op_names[q->op], msg);
     } else if ((res.status = parse_reply(q->op, r, &res, &why)) != 0) {
         set_error(st, "unexpected reply to %s (type %d): %s", op_names[q->op], r->type, why);
@@ -548,10 +668,29 @@ static void op_cb(redisAsyncContext *ac, void *reply, void *privdata)
     deliver(st, q, &res);
 }
 
+/* A group commit's reply: n integers, each -1 (refused) or >= 0 (records after it). */
+static int parse_mwrite(const redisReply *r, uint32_t n)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
+        return -1;
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type != REDIS_REPLY_INTEGER || r->element[i]->integer < -1)
+            return -1;
+    return 0;
+}
+
 int axd_lease_redis_decode(int op, const redisReply *r, axd_lease_result *res, axd_state_result *sr,
                            const char **why)
 {
     *why = NULL;
+    if (op == OP_MWRITE) {
+        *sr = (axd_state_result){.status = AX_OK, .records = -1};
+        if (r->type != REDIS_REPLY_ARRAY || parse_mwrite(r, (uint32_t)r->elements) != 0) {
+            *why = "unexpected group commit reply";
+            return AX_EPROTO;
+        }
+        return 0;
+    }
     if (op == OP_SLOAD || op == OP_SWRITE) {
         *sr = (axd_state_result){.status = AX_OK, .records = -1};
         if (parse_state(op, r, sr) != 0) {
@@ -560,7 +699,7 @@ int axd_lease_redis_decode(int op, const redisReply *r, axd_lease_result *res, a
         }
         return 0;
     }
-    if (op < 0 || op >= OP_COUNT) {
+    if (op < 0 || op >= OP_MWRITE) {
         *why = "unknown operation";
         return AX_EINVAL;
     }
@@ -571,11 +710,12 @@ int axd_lease_redis_decode(int op, const redisReply *r, axd_lease_result *res, a
 static int send_op(redis_store *st, rreq *q, int eval)
 {
     char shard_key[256 + 32], epoch_key[256 + 32], ttl[24], epoch[24];
-    int kl = snprintf(shard_key, sizeof shard_key, "%sshard:%" PRIu32, st->prefix, q->shard);
+    int kl = snprintf(shard_key, sizeof shard_key, "%s%s:%" PRIu32, st->prefix, q->scb ? st->fence_key : "shard",
+                      q->shard);
     int el = snprintf(epoch_key, sizeof epoch_key, "%s%s:%" PRIu32, st->prefix, q->scb ? "state" : "epoch", q->shard);
     int tl = snprintf(ttl, sizeof ttl, "%" PRIu32, q->ttl_ms);
     int pl = snprintf(epoch, sizeof epoch, "%" PRIu64, q->epoch);
-    const char *argv[8] = {eval ? "EVAL" : "EVALSHA", eval ? op_scripts[q->op] : st->sha[q->op], "2", shard_key,
+    const char *argv[8] = {eval ? "EVAL" : "EVALSHA", eval ? st->scripts[q->op] : st->sha[q->op], "2", shard_key,
                            epoch_key};
     size_t lens[8] = {eval ? 4u : 7u, strlen(argv[1]), 1, (size_t)kl, (size_t)el};
     int argc = 5;
@@ -636,8 +776,111 @@ static int submit(redis_store *st, uint8_t op, uint32_t shard, const char *node,
     return submit_q(st, q);
 }
 
+/* Send a group commit of the writes q->members (n_members of them). */
+static int send_mwrite(redis_store *st, rreq *q, int eval)
+{
+    uint32_t n = q->n_members;
+    size_t argc = 4 + 2 * (size_t)n + 3 * (size_t)n;
+    const char **argv = ax_malloc(argc * sizeof *argv);
+    size_t *lens = ax_malloc(argc * sizeof *lens);
+    char *keys = ax_malloc((size_t)n * 2 * 240 + (size_t)n * 24 + 16 + n + 1);
+    char *kp = keys, *modes;
+    char numkeys[16];
+    snprintf(numkeys, sizeof numkeys, "%u", 2 * n);
+    argv[0] = eval ? "EVAL" : "EVALSHA";
+    argv[1] = eval ? st->scripts[OP_MWRITE] : st->sha[OP_MWRITE];
+    argv[2] = numkeys;
+    lens[0] = strlen(argv[0]);
+    lens[1] = strlen(argv[1]);
+    lens[2] = strlen(numkeys);
+    size_t k = 3, a = 3 + 2 * (size_t)n;
+    uint32_t i = 0;
+    for (rreq *m = q->members; m; m = m->bnext, i++) {
+        int l1 = snprintf(kp, 240, "%s%s:%" PRIu32, st->prefix, st->fence_key, m->shard);
+        argv[k] = kp, lens[k++] = (size_t)l1, kp += l1 + 1;
+        int l2 = snprintf(kp, 240, "%sstate:%" PRIu32, st->prefix, m->shard);
+        argv[k] = kp, lens[k++] = (size_t)l2, kp += l2 + 1;
+        int l3 = snprintf(kp, 24, "%" PRIu64, m->epoch);
+        argv[a] = kp, lens[a++] = (size_t)l3, kp += l3 + 1;
+        argv[a] = m->name, lens[a++] = m->nlen;
+        argv[a] = m->data ? m->data : "", lens[a++] = m->del ? 0 : m->len;
+    }
+    modes = kp;
+    i = 0;
+    for (rreq *m = q->members; m; m = m->bnext)
+        modes[i++] = m->del ? 'D' : 'S';
+    argv[a] = modes, lens[a++] = n;
+    int rc = redisAsyncCommandArgv(st->ac, op_cb, q, (int)a, argv, lens) == REDIS_OK ? 0 : -1;
+    ax_free(keys);
+    ax_free(argv);
+    ax_free(lens);
+    return rc;
+}
+
+/* Send the writes waiting for the group commit (before any other operation: the order
+ * of operations on the connection is the order they were made). */
+static void flush_batch(redis_store *st)
+{
+    if (!st->bn)
+        return;
+    rreq *list = st->bhead;
+    uint32_t n = st->bn;
+    st->bhead = st->btail = NULL;
+    st->bn = 0;
+    if (n == 1) {
+        list->bnext = NULL;
+        if (!st->ac || send_op(st, list, 0) != 0)
+            fail_later(st, list, AX_ECONN);
+        else
+            list_push(&st->head, &st->tail, list);
+        return;
+    }
+    rreq *q = ax_calloc(1, sizeof *q);
+    q->st = st;
+    q->op = OP_MWRITE;
+    q->members = list;
+    q->n_members = n;
+    q->sent = ev_now(st->loop);
+    q->gen = st->gen;
+    if (!st->ac || send_mwrite(st, q, 0) != 0) {
+        for (rreq *m = list, *next; m; m = next) {
+            next = m->bnext;
+            m->bnext = NULL;
+            fail_later(st, m, AX_ECONN);
+        }
+        ax_free(q);
+        return;
+    }
+    list_push(&st->head, &st->tail, q);
+}
+
+static void bprep_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    redis_store *st = w->data;
+    ev_prepare_stop(loop, w);
+    flush_batch(st);
+}
+
 static int submit_q(redis_store *st, rreq *q)
 {
+    if (q->op == OP_SWRITE && st->ac) { /* a group commit at the end of this loop iteration */
+        q->st = st;
+        q->sent = ev_now(st->loop);
+        q->gen = st->gen;
+        q->bnext = NULL;
+        if (st->btail)
+            st->btail->bnext = q;
+        else
+            st->bhead = q;
+        st->btail = q;
+        if (++st->bn >= MWRITE_MAX)
+            flush_batch(st);
+        else if (!ev_is_active(&st->bprep))
+            ev_prepare_start(st->loop, &st->bprep);
+        return 0;
+    }
+    flush_batch(st);
     q->st = st;
     q->sent = ev_now(st->loop);
     if (!st->ac) {
@@ -729,6 +972,16 @@ static void rs_free(axd_lease_store *s)
 {
     redis_store *st = (redis_store *)s;
     st->freeing = 1;
+    ev_prepare_stop(st->loop, &st->bprep);
+    while (st->bhead) { /* never sent */
+        rreq *q = st->bhead;
+        st->bhead = q->bnext;
+        q->bnext = NULL;
+        axd_state_result r = {.status = AX_ECANCELED, .records = -1};
+        deliver_state(st, q, &r);
+    }
+    st->btail = NULL;
+    st->bn = 0;
     ev_timer_stop(st->loop, &st->retry);
     ev_timer_stop(st->loop, &st->watchdog);
     ev_timer_stop(st->loop, &st->failw);
@@ -797,8 +1050,10 @@ axd_lease_store *axd_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, co
     st->db = cfg->db;
     st->timeout = cfg->connect_timeout_ms / 1000.0;
     st->backoff = BACKOFF_MIN;
+    st->scripts = cfg->state_fences ? fence_scripts : op_scripts;
+    st->fence_key = cfg->state_fences ? "fence" : "shard";
     for (int i = 0; i < OP_COUNT; i++) {
-        if (sha1_hex(op_scripts[i], st->sha[i]) != 0) {
+        if (sha1_hex(st->scripts[i], st->sha[i]) != 0) {
             if (err && errlen)
                 snprintf(err, errlen, "lease: SHA-1 unavailable in OpenSSL");
             ax_free(st->host);
@@ -814,6 +1069,8 @@ axd_lease_store *axd_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, co
     st->retry.data = st;
     ev_timer_init(&st->failw, fail_cb, 0, 0);
     st->failw.data = st;
+    ev_prepare_init(&st->bprep, bprep_cb);
+    st->bprep.data = st;
     rs_connect(st);
     return &st->base;
 }

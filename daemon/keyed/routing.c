@@ -218,7 +218,30 @@ int axd_route_start(axd_keyed *s, axd_rt *rt, char *err, size_t errlen)
     if (!s->lease_store)
         return AX_ECONFIG;
     s->lease_store_borrowed = 0;
-    return route_start(s, err, errlen);
+    if (s->cfg->state_store && !strcmp(s->cfg->state_store, "redis")) {
+        /* durable state in a Redis of its own, fenced by per-shard epoch fences there */
+        axd_lease_redis_cfg rc = {
+            .host = s->cfg->state_redis_host,
+            .port = (uint16_t)s->cfg->state_redis_port,
+            .password = s->cfg->state_redis_password,
+            .db = s->cfg->state_redis_db,
+            .prefix = s->cfg->state_redis_prefix,
+            .connect_timeout_ms = s->cfg->redis_connect_timeout_ms,
+            .state_fences = 1,
+        };
+        s->state_store = axd_lease_redis_new(s->loop, s->cfg->shard_count, &rc, err, errlen);
+        if (!s->state_store) {
+            axd_lease_store_free(s->lease_store);
+            s->lease_store = NULL;
+            return AX_ECONFIG;
+        }
+    }
+    int rc = route_start(s, err, errlen);
+    if (rc && s->state_store) {
+        axd_lease_store_free(s->state_store);
+        s->state_store = NULL;
+    }
+    return rc;
 }
 
 int axd_route_start_store(axd_keyed *s, axd_rt *rt, axd_lease_store *store, char *err, size_t errlen)
@@ -278,6 +301,8 @@ void axd_route_free(axd_keyed *s)
     if (!s->lease_store_borrowed)
         axd_lease_store_free(s->lease_store); /* cancels owner lookups (their callbacks run) */
     s->lease_store = NULL;
+    axd_lease_store_free(s->state_store); /* cancels state operations in flight */
+    s->state_store = NULL;
     s->lease_store_borrowed = 0;
     if (s->route_shards) {
         route_tab *tab = tab_of(s->route_shards);
@@ -391,6 +416,20 @@ void axd_route_status(axd_keyed *s, cJSON *doc)
     cJSON_AddNumberToObject(st, "reconnects", (double)ls.reconnects);
     /* lease records older than an epoch known in the cluster: the store went back */
     cJSON_AddNumberToObject(st, "regressions", (double)axd_shards_regressions(s->shards));
+    /* durable state: in the lease store, or in a Redis of its own (state.store) */
+    cJSON *ss = cJSON_AddObjectToObject(doc, "state_store");
+    if (s->state_store) {
+        axd_lease_state ps;
+        axd_lease_store_state(s->state_store, &ps);
+        cJSON_AddStringToObject(ss, "type", "redis (its own)");
+        cJSON_AddStringToObject(ss, "state", ps.conn ? ps.conn : "?");
+        cJSON_AddStringToObject(ss, "last_error", ps.last_error ? ps.last_error : "");
+        cJSON_AddNumberToObject(ss, "ops", (double)ps.ops);
+        cJSON_AddNumberToObject(ss, "errors", (double)ps.errors);
+        cJSON_AddNumberToObject(ss, "reconnects", (double)ps.reconnects);
+    } else {
+        cJSON_AddStringToObject(ss, "type", "the lease store");
+    }
 }
 
 /* ---------------- keyed messages for shards held elsewhere ---------------- */

@@ -11,6 +11,9 @@
 #include "log.h"
 #include "workers.h"
 
+/* Where durable state is kept: a store of its own (state.store = redis), or the lease store. */
+static axd_lease_store *state_store(const axd_keyed *s) { return s->state_store ? s->state_store : s->lease_store; }
+
 typedef void (*state_done_fn)(axd_rt *rt, void *dud, int status, int found, const void *data, size_t n);
 
 typedef struct sop {
@@ -108,10 +111,11 @@ static void sop_issue(axd_rt *rt, void *ud)
     sop *q = ud;
     axd_keyed *s = q->s;
     int rc = AX_ENOTSUP;
-    if (s->lease_store)
-        rc = q->load ? axd_state_load(s->lease_store, q->shard, q->epoch, q->buf, q->nlen, store_cb, q)
-                     : axd_state_write(s->lease_store, q->shard, q->epoch, q->buf, q->nlen, q->buf + q->nlen, q->n,
-                                       q->del, store_cb, q);
+    axd_lease_store *st = state_store(s);
+    if (st)
+        rc = q->load ? axd_state_load(st, q->shard, q->epoch, q->buf, q->nlen, store_cb, q)
+                     : axd_state_write(st, q->shard, q->epoch, q->buf, q->nlen, q->buf + q->nlen, q->n, q->del,
+                                       store_cb, q);
     if (rc != 0) {
         inflight_done(s, q->shard);
         q->status = rc;
@@ -139,8 +143,8 @@ static int state_op(void *ud, axd_rt *rt, uint32_t shard, uint64_t epoch, const 
         atomic_fetch_add_explicit(&s->state_inflight[shard], 1, memory_order_relaxed);
     int rc;
     if (rt->worker == 0) /* the store calls back from the loop, never inside the call: done runs later */
-        rc = q->load ? axd_state_load(s->lease_store, shard, epoch, q->buf, nlen, store_cb, q)
-                     : axd_state_write(s->lease_store, shard, epoch, q->buf, nlen, q->buf + nlen, n, del, store_cb, q);
+        rc = q->load ? axd_state_load(state_store(s), shard, epoch, q->buf, nlen, store_cb, q)
+                     : axd_state_write(state_store(s), shard, epoch, q->buf, nlen, q->buf + nlen, n, del, store_cb, q);
     else
         rc = axd_workers_call(rt->group, 0, sop_issue, q);
     if (rc) {

@@ -56,6 +56,7 @@ static const char *check_lease_store(const char *v);
 static const char *check_store_name(const char *v);
 static const char *check_runtime_load(const char *v);
 static const char *check_state_persist(const char *v);
+static const char *check_state_store(const char *v);
 
 #define FIELD(f) .off = offsetof(axd_config, f), .size = sizeof(((axd_config *)0)->f)
 #define KEY(n, t, f, d, lo, hi, ...) {.name = n, .type = t, FIELD(f), .def = d, .min = lo, .max = hi, __VA_ARGS__}
@@ -128,6 +129,20 @@ static const key_def keys[] = {
                "write) or off (their state is not kept)"),
     KEY("state.max_bytes", K_SIZE, state_max_bytes, "1048576", 16, 67108864,
         .doc = "largest state record of one durable keyed actor, bytes"),
+    KEY("state.store", K_STR, state_store, "lease", 4, 5, .check = check_state_store,
+        .doc = "where durable state is kept: lease (the lease store, fenced by its lease records) or redis "
+               "(a Redis of its own, the state.redis_* keys, fenced by per-shard epoch fences)"),
+    KEY("state.redis_host", K_STR, state_redis_host, "127.0.0.1", 1, 255,
+        .doc = "state.store = redis: Redis address (an IP address avoids DNS)"),
+    KEY("state.redis_port", K_UINT, state_redis_port, "6379", 1, 65535, .doc = "state.store = redis: Redis TCP port"),
+    KEY("state.redis_password", K_STR, state_redis_password, "", 0, 512, .secret = 1,
+        .doc = "state.store = redis: AUTH password; empty = no AUTH (prefer redis_password_file)"),
+    KEY("state.redis_password_file", K_STR, state_redis_password_file, "", 0, AX_PATH_MAX - 1,
+        .doc = "file holding state.redis_password (or systemd credential state.redis_password)"),
+    KEY("state.redis_db", K_UINT, state_redis_db, "0", 0, 1000000,
+        .doc = "state.store = redis: database number (SELECT)"),
+    KEY("state.redis_prefix", K_STR, state_redis_prefix, "axactor:", 0, 200,
+        .doc = "state.store = redis: prefix of every key"),
     KEY("lease.redis_connect_timeout_ms", K_DURATION, redis_connect_timeout_ms, "2000", 10, 600000,
         .doc = "Redis connect timeout, and the longest wait for one reply, milliseconds"),
     KEY("cluster.listen", K_STR, cluster_listen, "", 0, 255, .check = check_listen,
@@ -256,6 +271,11 @@ static const char *check_peer_entry(const char *v)
 static const char *check_log_target(const char *v)
 {
     return !strcmp(v, "stderr") || !strcmp(v, "journal") ? NULL : "must be stderr or journal";
+}
+
+static const char *check_state_store(const char *v)
+{
+    return !strcmp(v, "lease") || !strcmp(v, "redis") ? NULL : "must be lease or redis";
 }
 
 static const char *check_state_persist(const char *v)

@@ -45,6 +45,13 @@ typedef struct axd_config {
     /* [state]: durable keyed actors (kept in the lease store) */
     char *state_persist;       /* state.persist: on_change|off, default on_change */
     uint32_t state_max_bytes;  /* state.max_bytes: 16..64 MiB, default 1 MiB */
+    char *state_store;         /* state.store: lease|redis, default lease */
+    char *state_redis_host;    /* state.redis_*: the Redis of state.store = redis */
+    uint32_t state_redis_port;
+    char *state_redis_password; /* secret */
+    char *state_redis_password_file;
+    uint32_t state_redis_db;
+    char *state_redis_prefix;
     /* [lease] (checked together by axd_shards_config_check in shard.h) */
     char *lease_store;         /* lease.store: memory|redis, default memory */
     uint32_t lease_ttl_ms;     /* lease.ttl_ms, default 10000 */

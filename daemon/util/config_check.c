@@ -172,6 +172,9 @@ int axd_config_load_secrets(axd_config *c, char *err, size_t errlen)
     if (load_secret(c, "lease.redis_password", &c->redis_password, "lease.redis_password_file",
                     c->redis_password_file, "lease.redis_password", err, errlen) != 0)
         return AX_ECONFIG;
+    if (load_secret(c, "state.redis_password", &c->state_redis_password, "state.redis_password_file",
+                    c->state_redis_password_file, "state.redis_password", err, errlen) != 0)
+        return AX_ECONFIG;
     return 0;
 }
 
@@ -189,6 +192,17 @@ int axd_config_check_deploy(const axd_config *c, char *err, size_t errlen)
                      "the memory store lives inside one daemon, so every node would grant itself the same shards "
                      "and a keyed actor would run on several nodes at once (split brain). Set lease.store = redis "
                      "(with lease.redis_host and lease.redis_port) to the same Redis on every node");
+    }
+
+    /* a state store of its own fences by epochs, which must never go back: the memory
+     * lease store starts them again at every daemon start */
+    if (c->state_store && !strcmp(c->state_store, "redis") && c->lease_store && strcmp(c->lease_store, "redis")) {
+        const char *o = axd_config_origin(c, "state.store", 0);
+        return failf(err, errlen, o,
+                     "state.store = redis needs lease.store = redis: the state store refuses a write whose shard "
+                     "epoch is below the highest it saw, and the epochs of the memory lease store start again at "
+                     "every daemon start, so every write after a restart would be refused. Use state.store = lease "
+                     "(state in the memory store, kept until the daemon stops) or a Redis lease store");
     }
 
     /* a guessable token is no authentication: at least 16 bytes (32 random hex digits
