@@ -93,20 +93,35 @@ static const char swrite_lua[] = /* ARGV[3] = the value; without it: delete */
 /* Group commit: the state writes made in one loop iteration go as one script call.
  * KEYS = [shard key, state key] per write; ARGV = [epoch, field, value] per write, then
  * one flag per write ('S' set, 'D' delete). Reply: per write, -1 (refused: stale
- * epoch) or the state hash's HLEN after it. Each write is fenced on its own. */
-static const char mwrite_lua[] =
+ * epoch) or the state hash's HLEN after the call. Each write is fenced on its own (the
+ * lease record cannot change during the script, so it is read once per shard). */
+static const char mwrite_lua[] = /* each shard's lease read once, each hash's HLEN once */
     "local n = #KEYS / 2\n"
     "local modes = ARGV[#ARGV]\n"
-    "local out = {}\n"
+    "local held, out = {}, {}\n"
     "for i = 1, n do\n"
-    "  local cur = redis.call('HMGET', KEYS[2 * i - 1], 'owner', 'epoch')\n"
-    "  if not cur[1] or cur[1] == '' or cur[2] ~= ARGV[3 * i - 2] then\n"
-    "    out[i] = -1\n"
+    "  local sk = KEYS[2 * i - 1]\n"
+    "  local e = held[sk]\n"
+    "  if e == nil then\n"
+    "    local cur = redis.call('HMGET', sk, 'owner', 'epoch')\n"
+    "    e = (cur[1] and cur[1] ~= '' and cur[2]) or false\n"
+    "    held[sk] = e\n"
+    "  end\n"
+    "  if e ~= ARGV[3 * i - 2] then\n"
+    "    out[i] = false\n"
     "  else\n"
     "    if string.sub(modes, i, i) == 'D' then redis.call('HDEL', KEYS[2 * i], ARGV[3 * i - 1])\n"
     "    else redis.call('HSET', KEYS[2 * i], ARGV[3 * i - 1], ARGV[3 * i]) end\n"
-    "    out[i] = redis.call('HLEN', KEYS[2 * i])\n"
+    "    out[i] = true\n"
     "  end\n"
+    "end\n"
+    "local len = {}\n"
+    "for i = 1, n do\n"
+    "  if out[i] then\n"
+    "    local k = KEYS[2 * i]\n"
+    "    if not len[k] then len[k] = redis.call('HLEN', k) end\n"
+    "    out[i] = len[k]\n"
+    "  else out[i] = -1 end\n"
     "end\n"
     "return out\n";
 
