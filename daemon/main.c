@@ -206,6 +206,7 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    axd_members_start(&server);
     axd_log(AX_LOG_INFO, "server", "axactord %s serving as %s", AX_VERSION, server.rt.node_id);
     axd_sd_notify("READY=1\nSTATUS=serving");
     ev_run(loop, 0);

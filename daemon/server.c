@@ -216,6 +216,7 @@ void axd_server_shutdown(axd_server *s, const char *why)
     /* Stop accepting first so no new work arrives, then stop actors (their on_stop
      * runs and queued asks are answered), then flush those answers and close. */
     axd_listener_pause(&s->front);
+    axd_members_stop(s); /* leave: the others forget this node now */
     cluster_stop(s); /* peers see CLOSE; remote asks fail before actors stop */
     if (s->workers.n) /* every worker's actors, then the threads end */
         axd_workers_stop(&s->workers, why);
@@ -233,6 +234,7 @@ void axd_server_free(axd_server *s)
     if (!s || !s->loop)
         return;
     axd_listener_stop(&s->front);
+    axd_members_stop(s);
     cluster_stop(s);
     axd_workers_stop(&s->workers, "shutdown"); /* a no-op when never started, or stopped */
     axd_runtime_free(&s->rt);

@@ -13,6 +13,17 @@
 #include "keyed.h"
 #include "workers.h"
 
+struct axd_server;
+/* Membership through the lease store (members.c). */
+typedef struct axd_members {
+    struct axd_server *srv;
+    ev_timer tick;
+    char record[4096];     /* this node's record (JSON) */
+    struct cJSON *last;    /* the members listed last */
+    int active, stopped, put_failing;
+    int puts_inflight, lists_inflight;
+} axd_members;
+
 typedef struct axd_server {
     struct ev_loop *loop;
     axd_config cfg;          /* owned; every layer reads it through a pointer */
@@ -21,6 +32,7 @@ typedef struct axd_server {
     axd_cluster *cluster;    /* NULL when the cluster is off */
     axd_front front;         /* the client listener */
     axd_workers workers;     /* runtime.workers: worker 0 is rt on loop (zeroed until axd_server_workers_start) */
+    axd_members members;     /* cluster.membership (zeroed until axd_members_start) */
 
     ev_signal sig_term, sig_int, sig_hup;
     /* SIGHUP: read the configuration again (file and flags, validated); installed by
@@ -57,5 +69,10 @@ void axd_server_shutdown(axd_server *s, const char *why);
  * and target, plugins.load additions, cluster.peers additions; what cannot is logged as
  * needing a restart. Returns 0, or AX_ECONFIG (nothing changed) when it cannot be read. */
 int axd_server_reload(axd_server *s);
+/* After the cluster and keyed routing started: register this node in the lease store and
+ * dial the members found there (cluster.membership; a no-op without a cluster or with
+ * the memory store). Stop: delete the record (shutdown). */
+int axd_members_start(axd_server *s);
+void axd_members_stop(axd_server *s);
 
 #endif

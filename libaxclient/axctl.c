@@ -140,6 +140,10 @@ static void usage(FILE *f)
         "        Send MSG and print the actor's reply: as text when it is printable\n"
         "        UTF-8, else as hexadecimal. The actor has --timeout to answer.\n"
         "        --direct as for tell.\n"
+        "    log-level LEVEL\n"
+        "        Set the daemon's log level now: error, warn, info or debug (the\n"
+        "        change is logged). It lasts until the daemon restarts or reloads\n"
+        "        its configuration (log.level). Prints nothing.\n"
         "    forget TYPE KEY | forget TYPE --key KEY\n"
         "        Delete the stored state of the durable keyed actor (TYPE, KEY)\n"
         "        wherever in the cluster its shard lives: the record is deleted\n"
@@ -1278,6 +1282,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "exit")) {
         if ((rc = need_args(cmd, nargs, 1, 2, "exit TARGET [REASON]")))
             return rc;
+    } else if (!strcmp(cmd, "log-level")) {
+        if ((rc = need_args(cmd, nargs, 1, 1, "log-level LEVEL (error, warn, info or debug)")))
+            return rc;
     } else if (!strcmp(cmd, "forget")) {
         if ((rc = need_args(cmd, nargs, o.key ? 1 : 2, o.key ? 1 : 2, "forget TYPE KEY | forget TYPE --key KEY")))
             return rc;
@@ -1365,6 +1372,9 @@ int main(int argc, char **argv)
         ex = rc ? report(&o, c, rc, "exit", NULL) : print_ok(&o);
     } else if (!strcmp(cmd, "monitor")) {
         ex = cmd_monitor(&o, c, &t);
+    } else if (!strcmp(cmd, "log-level")) {
+        rc = axc_set_log_level(c, args[0]);
+        ex = rc ? report(&o, c, rc, "log-level", NULL) : print_ok(&o);
     } else if (!strcmp(cmd, "forget")) {
         axc_target ft = axc_by_key(args[0], o.key ? o.key : args[1]);
         void *reply = NULL;

@@ -1446,6 +1446,17 @@ AXC_EXPORT int axc_plugin_unload(axc_conn *c, const char *name)
     return simple_call(c, AX_T_PLUGIN_UNLOAD, "plugin unload", name, n, NULL);
 }
 
+AXC_EXPORT int axc_set_log_level(axc_conn *c, const char *level)
+{
+    size_t n = 0;
+    int rc = usable(c);
+    if (rc || (rc = check_name(c, "log level", level, &n)))
+        return rc;
+    if (n > 16)
+        return seterr(c, AX_EINVAL, "log level is longer than 16 bytes");
+    return simple_call(c, AX_T_LOG_LEVEL, "log level", level, n, NULL);
+}
+
 AXC_EXPORT int axc_fd(const axc_conn *c)
 {
     return c ? c->fd : -1;

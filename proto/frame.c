@@ -106,6 +106,7 @@ const char *ax_frame_type_name(uint8_t type)
     case AX_T_PLUGIN_UNLOAD: return "PLUGIN_UNLOAD";
     case AX_T_NODES: return "NODES";
     case AX_T_SHARDS: return "SHARDS";
+    case AX_T_LOG_LEVEL: return "LOG_LEVEL";
     case AX_T_JSON: return "JSON";
     case AX_T_SUBSCRIBE: return "SUBSCRIBE";
     case AX_T_UNSUBSCRIBE: return "UNSUBSCRIBE";
@@ -765,6 +766,22 @@ int ax_body_validate(uint8_t type, const void *p, size_t len, const char **why)
         if (n && ax_name_valid(s, n) != 0) {
             if (why)
                 *why = "SUBSCRIBE filter is not a valid actor name";
+            return AX_EPROTO;
+        }
+        return 0;
+    }
+    case AX_T_LOG_LEVEL: {
+        ax_rbuf r;
+        ax_rbuf_init(&r, p, len);
+        ax_rbuf_str(&r, &s, &n);
+        if (ax_rbuf_done(&r) != 0) {
+            if (why)
+                *why = r.why;
+            return AX_EPROTO;
+        }
+        if (ax_name_valid(s, n) != 0 || n > 16) {
+            if (why)
+                *why = "LOG_LEVEL level must be a name of at most 16 bytes";
             return AX_EPROTO;
         }
         return 0;

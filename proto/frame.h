@@ -49,6 +49,7 @@ enum ax_frame_type {
     AX_T_UNSUBSCRIBE = 0x27, /* c->d  (empty) -> OK */
     AX_T_MONITOR = 0x28,     /* c->d  target -> JSON {"mref","id","gen"}; a down is an EVENT */
     AX_T_DEMONITOR = 0x29,   /* c->d  u64 mref -> OK */
+    AX_T_LOG_LEVEL = 0x2b,   /* c->d  str level (error|warn|info|debug) -> OK */
     AX_T_JSON = 0x2f,      /* d->c  blob json_document (UTF-8, not NUL-terminated) */
     AX_T_EVENT = 0x30,     /* d->c  blob json_document: lifecycle event, down, lagged */
 };

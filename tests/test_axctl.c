@@ -196,6 +196,35 @@ START_TEST(axctl_status_exits_0)
 }
 END_TEST
 
+START_TEST(axctl_log_level_changes_the_level_at_run_time)
+{
+    ax_h_daemon *d = start_counter();
+    run_result r = axctl(d, "--json", "status", NULL);
+    ck_assert_exit(r, 0, "status");
+    ck_assert_msg(strstr(r.out, "\"log_level\": \"info\"") || strstr(r.out, "\"log_level\":\"info\""), "%s", r.out);
+    rr_free(&r);
+    ck_assert(!strstr(ax_h_log(d), "DEBUG"));
+    run_ok(d, "log-level", "debug", NULL);
+    ck_assert_msg(ax_h_wait_log(d, "log level info -> debug", 2000), "the change is not logged");
+    run_ok(d, "spawn", "counter", "c1"); /* a debug line: "spawned counter" */
+    ck_assert_msg(ax_h_wait_log(d, "DEBUG actor: spawned counter", 2000), "no debug line after log-level debug");
+    r = axctl(d, "--json", "status", NULL);
+    ck_assert_msg(strstr(r.out, "debug"), "%s", r.out);
+    rr_free(&r);
+    /* an unknown level: refused, named, nothing changes */
+    r = axctl(d, "log-level", "verbose", NULL);
+    ck_assert_exit(r, 1, "log-level verbose");
+    ck_assert_msg(strstr(r.err, "unknown log level 'verbose'"), "stderr:\n%s", r.err);
+    rr_free(&r);
+    r = axctl(d, "log-level", NULL);
+    ck_assert_exit(r, 2, "log-level without a level");
+    rr_free(&r);
+    run_ok(d, "log-level", "error", NULL);
+    ck_assert_msg(ax_h_wait_log(d, "log level debug -> error", 2000), "the change to error is not logged");
+    ax_h_stop(d);
+}
+END_TEST
+
 START_TEST(axctl_ask_unknown_actor_exits_1_with_error_on_stderr)
 {
     ax_h_daemon *d = start_counter();
@@ -365,6 +394,7 @@ static Suite *axctl_suite(void)
     tcase_add_test(tc, axctl_json_output_is_valid_json);
     tcase_add_test(tc, axctl_actors_lists_the_spawned_actor);
     tcase_add_test(tc, axctl_status_exits_0);
+    tcase_add_test(tc, axctl_log_level_changes_the_level_at_run_time);
     tcase_add_test(tc, axctl_ask_unknown_actor_exits_1_with_error_on_stderr);
     tcase_add_test(tc, axctl_unreachable_socket_exits_3);
     tcase_add_test(tc, axctl_usage_errors_exit_2);

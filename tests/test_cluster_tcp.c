@@ -524,15 +524,17 @@ START_TEST(peers_with_another_shard_count_or_lease_store_are_refused)
 }
 END_TEST
 
-/* SIGHUP applies a new cluster.peers entry: the node dials the new peer at once. */
+/* SIGHUP applies a new cluster.peers entry: the node dials the new peer at once (with
+ * membership through the store off: test_members covers that). */
 START_TEST(sighup_adds_a_peer_from_the_reloaded_config)
 {
     node a = {"node-a", free_port(), NULL, {{0}}, {0}};
     node b = {"node-b", free_port(), NULL, {{0}}, {0}};
     char cpath[4096];
     snprintf(cpath, sizeof cpath, "%s", ax_h_write_file(NULL, "peers.conf", "[log]\nlevel = info\n"));
-    node_start(&a, TOKEN, NULL, 0, (const char *const[]){"-c", cpath, NULL});
-    node_start(&b, TOKEN, NULL, 0, NULL);
+    /* membership through the store off: the address book is cluster.peers alone */
+    node_start(&a, TOKEN, NULL, 0, (const char *const[]){"-c", cpath, "--set", "cluster.membership=false", NULL});
+    node_start(&b, TOKEN, NULL, 0, (const char *const[]){"--set", "cluster.membership=false", NULL});
     usleep(300000);
     cJSON *doc = nodes_doc(a.d);
     ck_assert_ptr_null(peer_of(doc, "node-b")); /* nobody dials anybody */

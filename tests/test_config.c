@@ -212,7 +212,7 @@ START_TEST(defaults_are_the_documented_values)
     ck_assert_uint_eq(c.max_frame, 1u << 20);
     ck_assert_uint_eq(c.client_outbuf_max, 8u << 20);
     ck_assert_int_eq(c.log_level, AX_LOG_INFO);
-    ck_assert_str_eq(c.log_target, "stderr");
+    ck_assert_str_eq(c.log_target, "auto");
     ck_assert_uint_eq(c.mailbox_capacity, 1024);
     ck_assert_uint_eq(c.batch, 64);
     ck_assert_uint_eq(c.ask_timeout_ms, 5000);
@@ -522,6 +522,46 @@ START_TEST(log_journal_line_has_priority_prefix)
 }
 END_TEST
 
+/* log.target = auto: journal when $JOURNAL_STREAM is the device:inode of our stderr. */
+START_TEST(log_target_auto_follows_journal_stream)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    int saved = dup(2);
+    dup2(fds[1], 2);
+    struct stat st;
+    ck_assert_int_eq(fstat(2, &st), 0);
+    char v[64];
+    snprintf(v, sizeof v, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", v, 1);
+    axd_log_set_target("auto");
+    const char *under_journal = axd_log_target_name();
+    snprintf(v, sizeof v, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino + 1);
+    setenv("JOURNAL_STREAM", v, 1); /* stderr redirected elsewhere: another stream */
+    axd_log_set_target("auto");
+    const char *elsewhere = axd_log_target_name();
+    unsetenv("JOURNAL_STREAM");
+    axd_log_set_target("auto");
+    const char *no_env = axd_log_target_name();
+    setenv("JOURNAL_STREAM", "garbage", 1);
+    axd_log_set_target("auto");
+    const char *bad_env = axd_log_target_name();
+    unsetenv("JOURNAL_STREAM");
+    dup2(saved, 2);
+    close(saved);
+    close(fds[0]);
+    close(fds[1]);
+    ck_assert_str_eq(under_journal, "journal");
+    ck_assert_str_eq(elsewhere, "stderr");
+    ck_assert_str_eq(no_env, "stderr");
+    ck_assert_str_eq(bad_env, "stderr");
+    axd_log_set_target("journal"); /* explicit settings win */
+    ck_assert_str_eq(axd_log_target_name(), "journal");
+    axd_log_set_target("stderr");
+    ck_assert_str_eq(axd_log_target_name(), "stderr");
+}
+END_TEST
+
 START_TEST(log_drops_below_threshold_and_keeps_errno)
 {
     axd_log_set_target("journal");
@@ -592,6 +632,7 @@ static Suite *config_suite(void)
     TCase *tl = tcase_create("log");
     tcase_add_test(tl, log_stderr_line_has_utc_timestamp_level_and_subsystem);
     tcase_add_test(tl, log_journal_line_has_priority_prefix);
+    tcase_add_test(tl, log_target_auto_follows_journal_stream);
     tcase_add_test(tl, log_drops_below_threshold_and_keeps_errno);
     tcase_add_test(tl, log_replaces_control_characters);
     tcase_add_test(tl, log_truncates_long_lines_with_ellipsis);

@@ -29,7 +29,7 @@ static entry constants[] = {
 #define T(x) {#x, AX_T_##x, 0}
 static entry types[] = {
     T(HELLO), T(HELLO_OK), T(ERROR), T(OK), T(SPAWN), T(REF), T(TELL), T(ASK), T(REPLY),
-    T(STOP), T(RESOLVE), T(EXIT), T(STATUS), T(ACTORS), T(PLUGINS), T(PLUGIN_LOAD), T(PLUGIN_UNLOAD), T(NODES), T(SHARDS),
+    T(STOP), T(RESOLVE), T(EXIT), T(STATUS), T(ACTORS), T(PLUGINS), T(PLUGIN_LOAD), T(PLUGIN_UNLOAD), T(NODES), T(SHARDS), T(LOG_LEVEL),
     T(JSON), T(SUBSCRIBE), T(UNSUBSCRIBE), T(MONITOR), T(DEMONITOR), T(EVENT),
 };
 #undef T

@@ -213,6 +213,8 @@ int axd_cluster_reload_peers(axd_cluster *cl, char *const *peers, size_t n)
 
 static void cluster_free(axd_cluster *cl)
 {
+    cJSON_Delete(cl->members);
+    cl->members = NULL;
     while (cl->nodes) {
         axd_cl_node *n = cl->nodes;
         cl->nodes = n->next;
@@ -685,7 +687,11 @@ cJSON *axd_cluster_nodes_json(axd_rt *s, axd_cluster *cl)
         links++;
     cJSON_AddNumberToObject(doc, "links", links); /* established and in handshake */
     double now = ev_now(s->loop);
+    if (cl->members)
+        cJSON_AddItemToObject(doc, "members", cJSON_Duplicate(cl->members, 1));
     for (axd_cl_node *n = cl->nodes; n; n = n->next) {
+        if (n->gone && n->state != NS_UP)
+            continue; /* a member that left */
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "name", n->name);
         cJSON_AddStringToObject(o, "wire_id", n->inc ? n->inc->wire_id : "");
@@ -712,6 +718,16 @@ cJSON *axd_cluster_nodes_json(axd_rt *s, axd_cluster *cl)
         cJSON_AddItemToArray(arr, o);
     }
     return doc;
+}
+
+void axd_cluster_set_members(axd_cluster *cl, cJSON *members)
+{
+    if (!cl) {
+        cJSON_Delete(members);
+        return;
+    }
+    cJSON_Delete(cl->members);
+    cl->members = members;
 }
 
 /* ---------------- the core's remote table ---------------- */

@@ -79,5 +79,13 @@ void axd_cluster_share_epoch(axd_cluster *cl, uint32_t shard, uint64_t epoch);
 
 /* {"node": ..., "peers": [{name, wire_id, session, state, rtt_ms, bytes_in, ...}]} */
 struct cJSON *axd_cluster_nodes_json(axd_rt *s, axd_cluster *cl); /* cl NULL: the cluster is off */
+/* Membership through the store (the composition root's members.c): a member listed
+ * there, at addr (host:port), is dialed like a cluster.peers entry (1 added, 0 known, or
+ * an error); a member no longer listed is forgotten (not dialed, not in NODES) unless
+ * cluster.peers names it. set_members hands over the listing (a cJSON array, owned from
+ * now on) that NODES shows as "members". */
+int axd_cluster_member_seen(axd_cluster *cl, const char *name, const char *addr);
+void axd_cluster_member_gone(axd_cluster *cl, const char *name);
+void axd_cluster_set_members(axd_cluster *cl, struct cJSON *members);
 
 #endif

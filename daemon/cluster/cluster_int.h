@@ -83,6 +83,8 @@ struct axd_cl_node {
     double hb_gap_max;    /* longest gap between two heartbeats received, seconds */
     char last_error[320]; /* why the last handshake with it failed; "" once a link is up */
     int store_ok;         /* its heartbeats say it reaches the lease store */
+    int from_store;       /* learned from the membership records (not cluster.peers) */
+    int gone;             /* its membership record expired or was deleted: not listed, not dialed */
     double last_hb;
     double backoff_ms;
     ev_timer reconnect;
@@ -114,6 +116,7 @@ struct axd_cluster {
     uint64_t auth_failures, unauth_frames, late_replies, remote_dropped, handshakes;
     int stopping;
     unsigned hs_full_logged;
+    struct cJSON *members;  /* the membership records last listed (axd_cluster_set_members), or NULL */
 };
 
 /* ---- peer.c ---- */

@@ -711,6 +711,40 @@ int axd_cl_peer_start(axd_cluster *cl)
     return 0;
 }
 
+int axd_cluster_member_seen(axd_cluster *cl, const char *name, const char *addr)
+{
+    if (!cl || !name || !*name || !strcmp(name, cl->name))
+        return AX_EINVAL;
+    axd_cl_node *n = axd_cl_node_get(cl, name, 0);
+    int was_listed = n && n->in_book;
+    int rc = axd_cl_add_peer(cl, name, addr);
+    if (rc < 0)
+        return rc;
+    n = axd_cl_node_get(cl, name, 0);
+    if (n) {
+        if (!was_listed)
+            n->from_store = 1;
+        if (n->gone) {
+            n->gone = 0;
+            rc = 1;
+        }
+    }
+    if (rc == 1)
+        axd_log(AX_LOG_INFO, "cluster", "member %s at %s (from the store)", name, addr);
+    return rc;
+}
+
+void axd_cluster_member_gone(axd_cluster *cl, const char *name)
+{
+    axd_cl_node *n = cl ? axd_cl_node_get(cl, name, 0) : NULL;
+    if (!n || !n->from_store || n->gone)
+        return; /* cluster.peers entries stay */
+    n->gone = 1;
+    n->in_book = 0; /* no more dials */
+    ev_timer_stop(cl->s->loop, &n->reconnect);
+    axd_log(AX_LOG_INFO, "cluster", "member %s left (its record is gone from the store)", name);
+}
+
 int axd_cl_add_peer(axd_cluster *cl, const char *name, const char *addr)
 {
     if (!cl->ovl->ops->set_peer)

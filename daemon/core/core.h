@@ -262,8 +262,9 @@ typedef struct axd_shard_gate {
      * `name` ("type\0key") of shard, fenced by epoch, from worker rt's thread; done runs
      * later on rt's thread (never inside the call) with AX_OK (found, data, n: a load's
      * record), AX_ESTALE (fenced: the epoch does not hold the shard's lease) or the
-     * store's error. 0 when done will run, else the error (done never runs). May be NULL
-     * (no durable state: nothing is loaded or written). */
+     * store's error. 0 when done will run, else the error (done never runs). done with
+     * rt NULL: the runtime is gone (teardown): free dud, nothing else. May be NULL (no
+     * durable state: nothing is loaded or written). */
     int (*state_load)(void *ud, struct axd_rt *rt, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
                       void (*done)(struct axd_rt *rt, void *dud, int status, int found, const void *data, size_t n),
                       void *dud);

@@ -98,6 +98,13 @@ static void write_done(axd_rt *s, void *ud, int status, int found, const void *d
 {
     (void)found, (void)data, (void)n;
     pstore_write *w = ud;
+    if (!s) { /* the runtime is gone (teardown): nobody to answer */
+        for (uint32_t i = 0; i < w->n; i++)
+            ax_free(w->v[i].data);
+        ax_free(w->v);
+        ax_free(w);
+        return;
+    }
     if (status == AX_OK) {
         if (w->del)
             s->ctr.state_deletes++;
@@ -253,6 +260,10 @@ void axd_persist_forget_msg(ax_ctx *cx)
 static void load_done(axd_rt *s, void *ud, int status, int found, const void *data, size_t n)
 {
     pload *l = ud;
+    if (!s) { /* the runtime is gone (teardown) */
+        ax_free(l);
+        return;
+    }
     axd_actor *a = axd_actor_get_any(s, l->actor);
     double us = (axd_mono_now() - l->t0) * 1e6;
     if (!a || a->st == AXD_ST_DEAD || !a->loading || a->restarts != l->gen_restarts) {

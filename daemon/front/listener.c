@@ -933,6 +933,33 @@ static int handle_frame(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     case AX_T_MONITOR:
         handle_target_op(c, h, body);
         break;
+    case AX_T_LOG_LEVEL: { /* the process's: any worker sets it */
+        const char *why = NULL, *lv;
+        size_t n;
+        if (ax_body_validate(h->type, body, h->body_len, &why) != 0) {
+            bad_body(c, h->req_id, why);
+            break;
+        }
+        ax_rbuf r;
+        ax_rbuf_init(&r, body, h->body_len);
+        ax_rbuf_str(&r, &lv, &n);
+        char name[17];
+        snprintf(name, sizeof name, "%.*s", (int)n, lv);
+        int level = axd_log_level_parse(name);
+        if (level < 0) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "unknown log level '%s' (error, warn, info or debug)", name);
+            send_error(c, h->req_id, AX_EINVAL, msg);
+            break;
+        }
+        int was = atomic_load_explicit(&axd_log_threshold, memory_order_relaxed);
+        axd_log_set_level(level);
+        /* the change itself is always logged, whatever either level */
+        axd_log_write(AX_LOG_INFO, "server", "log level %s -> %s (requested by client pid %d uid %u)",
+                      axd_log_level_name(was), name, (int)c->pid, (unsigned)c->uid);
+        send_empty(c, AX_T_OK, h->req_id);
+        break;
+    }
     case AX_T_DEMONITOR:
     case AX_T_SUBSCRIBE:
     case AX_T_UNSUBSCRIBE: {
@@ -1633,6 +1660,9 @@ cJSON *axd_front_status_json(axd_front *s)
 {
     cJSON *doc = axd_runtime_status_json(s->rt);
     cJSON_AddNumberToObject(doc, "clients", atomic_load_explicit(&s->main->clients, memory_order_relaxed));
+    cJSON_AddStringToObject(doc, "log_level",
+                            axd_log_level_name(atomic_load_explicit(&axd_log_threshold, memory_order_relaxed)));
+    cJSON_AddStringToObject(doc, "log_target", axd_log_target_name());
     axd_route_status(s->keyed, doc);
     return doc;
 }

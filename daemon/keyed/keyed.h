@@ -38,6 +38,7 @@ typedef struct axd_keyed {
     ev_timer membership;
     double store_down_since;             /* monotonic time the store connection was lost; 0 = up */
     int workers_attached;                /* workers 1..n-1 of rt's group fence through us */
+    int freeing;                         /* axd_route_free runs: state operations are canceled */
     axd_route_state_stat *state_stats;   /* per shard (worker 0's: the store's callbacks) */
     /* per shard, any worker's thread: state operations sent and not answered yet, and
      * stops of its actors sent to other workers and not done yet; a shard's release

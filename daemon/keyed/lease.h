@@ -74,6 +74,19 @@ typedef void (*axd_state_cb)(void *ud, uint32_t shard, const axd_state_result *r
 #define AXD_STATE_NAME_MAX (255u + 1u + 1024u) /* "type\0key": AX_NAME_MAX + 1 + AX_KEY_MAX */
 #define AXD_STATE_VALUE_MAX (64u << 20)             /* the largest record state.max_bytes allows */
 
+/* Cluster membership kept in the same store (the composition root's members.c): each
+ * node puts a record under its name with a ttl it renews; listing gives the live ones.
+ * A record is an opaque document (JSON) of at most AXD_MEMBER_RECORD_MAX bytes. */
+#define AXD_MEMBER_RECORD_MAX 4096
+typedef struct axd_member {
+    const char *name;
+    size_t name_len;
+    const char *record;
+    size_t record_len;
+} axd_member;
+/* status as for leases; n members (valid during the callback) when AX_OK. */
+typedef void (*axd_member_cb)(void *ud, int status, const axd_member *m, size_t n);
+
 typedef struct axd_lease_ops {
     /* Each returns 0 when the callback will be called, or a negative AX_E* (AX_EINVAL
      * for a bad argument: shard out of range, node empty / too long / containing NUL,
@@ -98,6 +111,13 @@ typedef struct axd_lease_ops {
                       axd_state_cb cb, void *ud);
     int (*state_write)(axd_lease_store *st, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
                        const void *data, size_t n, int del, axd_state_cb cb, void *ud);
+    /* Membership: put (or renew) name's record for ttl_ms, delete it, list the live ones.
+     * Same return and callback rules (AX_EINVAL: name not 1..255 bytes or with NUL, a
+     * record too long, ttl 0). */
+    int (*member_put)(axd_lease_store *st, const char *name, const char *record, size_t len, uint32_t ttl_ms,
+                      axd_member_cb cb, void *ud);
+    int (*member_del)(axd_lease_store *st, const char *name, axd_member_cb cb, void *ud);
+    int (*member_list)(axd_lease_store *st, axd_member_cb cb, void *ud);
     /* Completes every pending operation with AX_ECANCELED (callbacks run inside free),
      * then frees. Must not be called from inside one of the store's callbacks. */
     void (*free)(axd_lease_store *st);
@@ -146,6 +166,20 @@ static inline int axd_state_write(axd_lease_store *st, uint32_t shard, uint64_t 
     return st->ops->state_write(st, shard, epoch, name, nlen, data, n, del, cb, ud);
 }
 
+static inline int axd_member_put(axd_lease_store *st, const char *name, const char *record, size_t len,
+                                 uint32_t ttl_ms, axd_member_cb cb, void *ud)
+{
+    return st->ops->member_put(st, name, record, len, ttl_ms, cb, ud);
+}
+static inline int axd_member_del(axd_lease_store *st, const char *name, axd_member_cb cb, void *ud)
+{
+    return st->ops->member_del(st, name, cb, ud);
+}
+static inline int axd_member_list(axd_lease_store *st, axd_member_cb cb, void *ud)
+{
+    return st->ops->member_list(st, cb, ud);
+}
+
 /* Checks shared by the stores: 0 or AX_EINVAL. */
 int axd_lease_check_node(const char *node);
 int axd_state_check(const axd_lease_store *st, uint32_t shard, uint64_t epoch, size_t nlen, size_t n);
@@ -176,13 +210,13 @@ typedef struct axd_lease_redis_cfg {
 /* Creates the store and starts connecting (never blocks on the network). Strings are
  * copied. NULL + err on a bad configuration. Caller frees with axd_lease_store_free. */
 /* The Redis store's decoding of one script reply, for the fuzz target (fuzz/fuzz_redis.c):
- * op 0..6 = acquire, renew, release, get, state load, state write, a group commit of
- * state writes; 0 with res (ops 0..3) or sr (4..6) filled, or an error with *why. reply
- * is a hiredis redisReply. */
+ * op 0..9 = acquire, renew, release, get, state load, state write, a group commit of
+ * state writes, member put, member delete, member list; 0 with res (ops 0..3) or sr
+ * (4..9) filled, or an error with *why. reply is a hiredis redisReply. */
 struct redisReply;
 int axd_lease_redis_decode(int op, const struct redisReply *reply, axd_lease_result *res, axd_state_result *sr,
                            const char **why);
-#define AXD_LEASE_REDIS_OPS 7
+#define AXD_LEASE_REDIS_OPS 10 /* and 7..9: member put, delete, list */
 
 axd_lease_store *axd_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, const axd_lease_redis_cfg *cfg,
                                    char *err, size_t errlen);

@@ -34,7 +34,17 @@ typedef struct mem_reply {
     axd_state_cb scb; /* a state operation's reply (then cb is NULL) */
     axd_state_result sr;
     void *sdata;      /* owned copy behind sr.data */
+    axd_member_cb mcb; /* a membership operation's reply */
+    int mstatus;
+    axd_member *mv;   /* owned, with the strings */
+    size_t mn;
 } mem_reply;
+
+typedef struct mem_member {
+    char *name, *record;
+    size_t record_len;
+    double expires; /* axd_mono_now() */
+} mem_member;
 
 typedef struct mem_store {
     axd_lease_store base;
@@ -47,6 +57,8 @@ typedef struct mem_store {
     char **cut;
     size_t n_cut;
     uint64_t ops, errors;
+    mem_member *members;
+    size_t n_members;
 } mem_store;
 
 int axd_lease_check_node(const char *node)
@@ -67,6 +79,18 @@ static void mem_arm(mem_store *m)
     ev_timer_start(m->loop, &m->timer);
 }
 
+static void mem_reply_free(mem_reply *r)
+{
+    for (size_t i = 0; i < r->mn; i++) {
+        ax_free((char *)r->mv[i].name);
+        ax_free((char *)r->mv[i].record);
+    }
+    ax_free(r->mv);
+    ax_free(r->owner);
+    ax_free(r->sdata);
+    ax_free(r);
+}
+
 static void mem_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     mem_store *m = w->data;
@@ -82,13 +106,13 @@ static void mem_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         m->head = r->next;
         if (!m->head)
             m->tail = NULL;
-        if (r->scb)
+        if (r->mcb)
+            r->mcb(r->ud, r->mstatus, r->mv, r->mn);
+        else if (r->scb)
             r->scb(r->ud, r->shard, &r->sr);
         else
             r->cb(r->ud, r->shard, &r->r);
-        ax_free(r->owner);
-        ax_free(r->sdata);
-        ax_free(r);
+        mem_reply_free(r);
     }
     mem_arm(m);
 }
@@ -376,6 +400,110 @@ static int mem_state_write(axd_lease_store *st, uint32_t shard, uint64_t epoch, 
     return 0;
 }
 
+/* ---- membership ---- */
+
+static void mem_member_reply(mem_store *m, axd_member_cb cb, void *ud, int status, axd_member *mv, size_t mn)
+{
+    mem_reply *r = ax_calloc(1, sizeof *r);
+    r->mcb = cb;
+    r->ud = ud;
+    r->mstatus = status;
+    r->mv = mv;
+    r->mn = mn;
+    mem_reply_insert(m, r, status);
+}
+
+static int member_args_ok(const char *name, size_t len)
+{
+    return axd_lease_check_node(name) == 0 && len <= AXD_MEMBER_RECORD_MAX;
+}
+
+static void mem_members_expire(mem_store *m)
+{
+    double now = axd_mono_now();
+    for (size_t i = 0; i < m->n_members;) {
+        if (now >= m->members[i].expires) {
+            ax_free(m->members[i].name);
+            ax_free(m->members[i].record);
+            m->members[i] = m->members[--m->n_members];
+        } else {
+            i++;
+        }
+    }
+}
+
+static int mem_member_put(axd_lease_store *st, const char *name, const char *record, size_t len, uint32_t ttl_ms,
+                          axd_member_cb cb, void *ud)
+{
+    mem_store *m = (mem_store *)st;
+    if (m->freeing)
+        return AX_ECANCELED;
+    if (!cb || !ttl_ms || !member_args_ok(name, len) || (len && !record))
+        return AX_EINVAL;
+    if (mem_is_cut(m, name)) {
+        mem_member_reply(m, cb, ud, AX_ECONN, NULL, 0);
+        return 0;
+    }
+    mem_members_expire(m);
+    mem_member *e = NULL;
+    for (size_t i = 0; i < m->n_members && !e; i++)
+        if (!strcmp(m->members[i].name, name))
+            e = &m->members[i];
+    if (!e) {
+        m->members = ax_realloc(m->members, (m->n_members + 1) * sizeof *m->members);
+        e = &m->members[m->n_members++];
+        e->name = ax_strdup(name);
+        e->record = NULL;
+    }
+    ax_free(e->record);
+    e->record = ax_strndup(record ? record : "", len);
+    e->record_len = len;
+    e->expires = axd_mono_now() + ttl_ms / 1000.0;
+    mem_member_reply(m, cb, ud, AX_OK, NULL, 0);
+    return 0;
+}
+
+static int mem_member_del(axd_lease_store *st, const char *name, axd_member_cb cb, void *ud)
+{
+    mem_store *m = (mem_store *)st;
+    if (m->freeing)
+        return AX_ECANCELED;
+    if (!cb || !member_args_ok(name, 0))
+        return AX_EINVAL;
+    for (size_t i = 0; i < m->n_members; i++)
+        if (!strcmp(m->members[i].name, name)) {
+            ax_free(m->members[i].name);
+            ax_free(m->members[i].record);
+            m->members[i] = m->members[--m->n_members];
+            break;
+        }
+    mem_member_reply(m, cb, ud, AX_OK, NULL, 0);
+    return 0;
+}
+
+static int mem_member_list(axd_lease_store *st, axd_member_cb cb, void *ud)
+{
+    mem_store *m = (mem_store *)st;
+    if (m->freeing)
+        return AX_ECANCELED;
+    if (!cb)
+        return AX_EINVAL;
+    if (m->cut_all) {
+        mem_member_reply(m, cb, ud, AX_ECONN, NULL, 0);
+        return 0;
+    }
+    mem_members_expire(m);
+    axd_member *mv = m->n_members ? ax_calloc(m->n_members, sizeof *mv) : NULL;
+    for (size_t i = 0; i < m->n_members; i++) {
+        mv[i].name = ax_strdup(m->members[i].name);
+        mv[i].name_len = strlen(mv[i].name);
+        mv[i].record = ax_strndup(m->members[i].record, m->members[i].record_len);
+        mv[i].record_len = m->members[i].record_len;
+    }
+    mem_member_reply(m, cb, ud, AX_OK, mv, m->n_members);
+    return 0;
+}
+
 static void mem_state(axd_lease_store *st, axd_lease_state *out)
 {
     mem_store *m = (mem_store *)st;
@@ -399,14 +527,19 @@ static void mem_free(axd_lease_store *st)
             m->tail = NULL;
         axd_lease_result c = {.status = AX_ECANCELED, .owner = "", .ttl_ms = -1};
         axd_state_result sc = {.status = AX_ECANCELED, .records = -1};
-        if (r->scb)
+        if (r->mcb)
+            r->mcb(r->ud, AX_ECANCELED, NULL, 0);
+        else if (r->scb)
             r->scb(r->ud, r->shard, &sc);
         else
             r->cb(r->ud, r->shard, &c);
-        ax_free(r->owner);
-        ax_free(r->sdata);
-        ax_free(r);
+        mem_reply_free(r);
     }
+    for (size_t i = 0; i < m->n_members; i++) {
+        ax_free(m->members[i].name);
+        ax_free(m->members[i].record);
+    }
+    ax_free(m->members);
     for (uint32_t i = 0; i < m->base.n_shards; i++) {
         ax_free(m->shards[i].owner);
         axd_hmap_ent *e;
@@ -429,6 +562,9 @@ static const axd_lease_ops mem_ops = {
     .state = mem_state,
     .state_load = mem_state_load,
     .state_write = mem_state_write,
+    .member_put = mem_member_put,
+    .member_del = mem_member_del,
+    .member_list = mem_member_list,
     .free = mem_free,
 };
 

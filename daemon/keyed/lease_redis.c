@@ -125,11 +125,34 @@ static const char mwrite_lua[] = /* each shard's lease read once, each hash's HL
     "end\n"
     "return out\n";
 
-enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_SLOAD, OP_SWRITE, OP_MWRITE, OP_COUNT };
-static const char *const op_names[OP_COUNT] = {"acquire", "renew", "release", "get",
-                                               "state load", "state write", "state writes"};
+/* Membership: KEYS[1] = <prefix>member:<name> (the record, PEXPIRE ttl), KEYS[2] =
+ * <prefix>members (a set of names). List: KEYS[1] = the set, ARGV[1] = "<prefix>member:";
+ * names whose record expired are taken out of the set. */
+static const char mput_lua[] = /* ARGV = name, record, ttl_ms */
+    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
+    "redis.call('SADD', KEYS[2], ARGV[1])\n"
+    "return 1\n";
+static const char mdel_lua[] = /* ARGV = name */
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('SREM', KEYS[2], ARGV[1])\n"
+    "return 1\n";
+static const char mlist_lua[] =
+    "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+    "local out = {}\n"
+    "for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  local v = redis.call('GET', ARGV[1] .. name)\n"
+    "  if v then out[#out + 1] = name; out[#out + 1] = v\n"
+    "  else redis.call('SREM', KEYS[1], name) end\n"
+    "end\n"
+    "return out\n";
+
+enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_SLOAD, OP_SWRITE, OP_MWRITE, OP_MPUT, OP_MDEL, OP_MLIST,
+       OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"acquire",      "renew",      "release",    "get",
+                                               "state load",   "state write", "state writes", "member put",
+                                               "member delete", "member list"};
 static const char *const op_scripts[OP_COUNT] = {acquire_lua, renew_lua, release_lua, get_lua, sload_lua,
-                                                 swrite_lua, mwrite_lua};
+                                                 swrite_lua,  mwrite_lua, mput_lua,    mdel_lua, mlist_lua};
 #define MWRITE_MAX 256 /* writes per group commit */
 
 /* A state store of its own (state.store = redis, fence mode): no lease records here, so
@@ -170,8 +193,9 @@ static const char mwrite_fence_lua[] =
     "end\n"
     "return out\n";
 
-static const char *const fence_scripts[OP_COUNT] = {acquire_lua, renew_lua, release_lua, get_lua, sload_fence_lua,
-                                                    swrite_fence_lua, mwrite_fence_lua};
+static const char *const fence_scripts[OP_COUNT] = {acquire_lua, renew_lua,  release_lua,      get_lua,
+                                                    sload_fence_lua, swrite_fence_lua, mwrite_fence_lua,
+                                                    mput_lua,    mdel_lua,   mlist_lua};
 
 #define BACKOFF_MIN 0.05
 #define BACKOFF_MAX 2.0
@@ -194,6 +218,7 @@ typedef struct rreq {
     void *data;       /* state write: the value (NULL with del) */
     size_t len;
     int del;
+    axd_member_cb mcb;    /* membership operations (name: the member, data: the record) */
     struct rreq *bnext;   /* the writes of a group commit (OP_MWRITE: its members) */
     struct rreq *members;
     uint32_t n_members;
@@ -286,6 +311,14 @@ static void deliver_state(redis_store *st, rreq *q, axd_state_result *r)
 
 static void deliver(redis_store *st, rreq *q, axd_lease_result *r)
 {
+    if (q->mcb) {
+        st->ops++;
+        if (r->status != AX_OK)
+            st->errors++;
+        q->mcb(q->ud, r->status, NULL, 0);
+        rreq_free(q);
+        return;
+    }
     if (q->scb) {
         axd_state_result sr = {.status = r->status, .records = -1};
         deliver_state(st, q, &sr);
@@ -577,6 +610,54 @@ static int send_op(redis_store *st, rreq *q, int eval);
 static int send_mwrite(redis_store *st, rreq *q, int eval);
 static int parse_mwrite(const redisReply *r, uint32_t n);
 
+/* A membership script's reply: 1 (put, delete), or name, record, name, record... (list). */
+static int parse_members(int op, const redisReply *r, axd_member **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (op != OP_MLIST)
+        return r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 0 : -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2)
+        return -1;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        size_t max = i % 2 ? AXD_MEMBER_RECORD_MAX : AXD_LEASE_NODE_MAX;
+        if (e->type != REDIS_REPLY_STRING || e->len > max || (i % 2 == 0 && (!e->len || memchr(e->str, 0, e->len))))
+            return -1;
+    }
+    if (!r->elements)
+        return 0;
+    axd_member *v = ax_calloc(r->elements / 2, sizeof *v);
+    for (size_t i = 0; i < r->elements / 2; i++) {
+        v[i].name = r->element[2 * i]->str;
+        v[i].name_len = r->element[2 * i]->len;
+        v[i].record = r->element[2 * i + 1]->str;
+        v[i].record_len = r->element[2 * i + 1]->len;
+    }
+    *out = v;
+    *n = r->elements / 2;
+    return 0;
+}
+
+static void member_done(redis_store *st, rreq *q, const redisReply *r)
+{
+    axd_member *v;
+    size_t n;
+    int status = AX_OK;
+    if (parse_members(q->op, r, &v, &n) != 0) {
+        status = AX_EPROTO;
+        set_error(st, "unexpected reply to %s (type %d)", op_names[q->op], r->type);
+        v = NULL;
+        n = 0;
+    }
+    st->ops++;
+    if (status != AX_OK)
+        st->errors++;
+    q->mcb(q->ud, status, v, n);
+    ax_free(v);
+    rreq_free(q);
+}
+
 static int error_status(const redisReply *r)
 {
     return reply_is_error(r, "NOAUTH") || reply_is_error(r, "WRONGPASS") ? AX_EAUTH
@@ -660,6 +741,10 @@ static void op_cb(redisAsyncContext *ac, void *reply, void *privdata)
         mwrite_done(st, q, r);
         return;
     }
+    if (q->mcb && r && r->type != REDIS_REPLY_ERROR) {
+        member_done(st, q, r);
+        return;
+    }
     if (q->scb && r && r->type != REDIS_REPLY_ERROR) {
         axd_state_result sr = {.status = AX_OK, .records = -1};
         if (parse_state(q->op, r, &sr) != 0) {
@@ -714,6 +799,23 @@ int axd_lease_redis_decode(int op, const redisReply *r, axd_lease_result *res, a
         }
         return 0;
     }
+    if (op == OP_MPUT || op == OP_MDEL || op == OP_MLIST) {
+        axd_member *v;
+        size_t n;
+        *sr = (axd_state_result){.status = AX_OK, .records = -1};
+        if (parse_members(op, r, &v, &n) != 0) {
+            *why = "unexpected membership reply";
+            return AX_EPROTO;
+        }
+        for (size_t i = 0; i < n; i++) /* every record within the reply */
+            if (!v[i].name_len || v[i].name_len > AXD_LEASE_NODE_MAX || v[i].record_len > AXD_MEMBER_RECORD_MAX) {
+                ax_free(v);
+                *why = "member out of range";
+                return AX_EPROTO;
+            }
+        ax_free(v);
+        return 0;
+    }
     if (op < 0 || op >= OP_MWRITE) {
         *why = "unknown operation";
         return AX_EINVAL;
@@ -724,7 +826,7 @@ int axd_lease_redis_decode(int op, const redisReply *r, axd_lease_result *res, a
 
 static int send_op(redis_store *st, rreq *q, int eval)
 {
-    char shard_key[256 + 32], epoch_key[256 + 32], ttl[24], epoch[24];
+    char shard_key[512], epoch_key[512], ttl[24], epoch[24];
     int kl = snprintf(shard_key, sizeof shard_key, "%s%s:%" PRIu32, st->prefix, q->scb ? st->fence_key : "shard",
                       q->shard);
     int el = snprintf(epoch_key, sizeof epoch_key, "%s%s:%" PRIu32, st->prefix, q->scb ? "state" : "epoch", q->shard);
@@ -752,6 +854,29 @@ static int send_op(redis_store *st, rreq *q, int eval)
         argv[5] = node, lens[5] = strlen(node);
         argv[6] = epoch, lens[6] = (size_t)pl;
         argc = 7;
+        break;
+    case OP_MPUT:
+    case OP_MDEL:
+    case OP_MLIST: /* keys: the record and the set; the list's: the set, ARGV the record prefix */
+        kl = snprintf(shard_key, sizeof shard_key, "%s%s", st->prefix, q->op == OP_MLIST ? "members" : "member:");
+        if (q->op != OP_MLIST)
+            kl += snprintf(shard_key + kl, sizeof shard_key - (size_t)kl, "%.*s", (int)q->nlen, q->name);
+        el = snprintf(epoch_key, sizeof epoch_key, "%s%s", st->prefix, q->op == OP_MLIST ? "member:" : "members");
+        lens[3] = (size_t)kl;
+        lens[4] = (size_t)el;
+        if (q->op == OP_MLIST) {
+            argv[2] = "1";
+            argv[4] = epoch_key; /* ARGV[1] */
+            argc = 5;
+        } else {
+            argv[5] = q->name, lens[5] = q->nlen;
+            argc = 6;
+            if (q->op == OP_MPUT) {
+                argv[6] = q->data ? q->data : "", lens[6] = q->len;
+                argv[7] = ttl, lens[7] = (size_t)tl;
+                argc = 8;
+            }
+        }
         break;
     case OP_SLOAD: /* epoch, field */
     case OP_SWRITE: /* epoch, field[, value] */
@@ -948,6 +1073,47 @@ static int rs_state_write(axd_lease_store *s, uint32_t shard, uint64_t epoch, co
     return state_submit((redis_store *)s, OP_SWRITE, shard, epoch, name, nlen, data, n, del, cb, ud);
 }
 
+static int member_submit(redis_store *st, uint8_t op, const char *name, const char *record, size_t len,
+                         uint32_t ttl_ms, axd_member_cb cb, void *ud)
+{
+    if (st->freeing)
+        return AX_ECANCELED;
+    if (!cb || (op != OP_MLIST && axd_lease_check_node(name) != 0) || len > AXD_MEMBER_RECORD_MAX ||
+        (op == OP_MPUT && !ttl_ms))
+        return AX_EINVAL;
+    rreq *q = ax_calloc(1, sizeof *q);
+    q->op = op;
+    q->mcb = cb;
+    q->ud = ud;
+    q->ttl_ms = ttl_ms;
+    if (name) {
+        q->nlen = strlen(name);
+        q->name = ax_strndup(name, q->nlen);
+    }
+    if (len) {
+        q->data = ax_malloc(len);
+        memcpy(q->data, record, len);
+        q->len = len;
+    }
+    return submit_q(st, q);
+}
+
+static int rs_member_put(axd_lease_store *s, const char *name, const char *record, size_t len, uint32_t ttl_ms,
+                         axd_member_cb cb, void *ud)
+{
+    return member_submit((redis_store *)s, OP_MPUT, name, record, len, ttl_ms, cb, ud);
+}
+
+static int rs_member_del(axd_lease_store *s, const char *name, axd_member_cb cb, void *ud)
+{
+    return member_submit((redis_store *)s, OP_MDEL, name, NULL, 0, 0, cb, ud);
+}
+
+static int rs_member_list(axd_lease_store *s, axd_member_cb cb, void *ud)
+{
+    return member_submit((redis_store *)s, OP_MLIST, NULL, NULL, 0, 0, cb, ud);
+}
+
 static int rs_acquire(axd_lease_store *s, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
                       axd_lease_cb cb, void *ud)
 {
@@ -1021,6 +1187,9 @@ static const axd_lease_ops redis_ops = {
     .state = rs_state,
     .state_load = rs_state_load,
     .state_write = rs_state_write,
+    .member_put = rs_member_put,
+    .member_del = rs_member_del,
+    .member_list = rs_member_list,
     .free = rs_free,
 };
 

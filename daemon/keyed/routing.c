@@ -296,6 +296,7 @@ void axd_route_free(axd_keyed *s)
         for (uint32_t i = 0; i < s->cfg->shard_count; i++)
             fail_waiters(s, &s->route_shards[i], AX_ECANCELED);
     }
+    s->freeing = 1; /* the stores' callbacks from here on must not reach the runtimes */
     axd_shards_free(s->shards); /* manager before store */
     s->shards = NULL;
     if (!s->lease_store_borrowed)

@@ -113,6 +113,8 @@ typedef struct shard_ent {
     double held_until; /* free: another node holds it until about then (skip until) */
     uint8_t regressed_logged; /* a regression of this shard was logged (once) */
     uint8_t data_loss_logged; /* the store's loss of this shard's data was logged (once) */
+    uint8_t seen_held;        /* the store told this node of a holder of the shard (or granted it):
+                               * a quarantine after that means the store lost its epoch counter */
     /* What any thread may read (axd_shards_serving_at, _epoch): {epoch, deadline} of an
      * owned shard (epoch 0: not served), under a sequence lock that the manager's thread
      * alone writes (odd while it writes). */
@@ -495,8 +497,9 @@ static void acquire_cb(void *ud, uint32_t i, const axd_lease_result *r)
         else if (!r->owner_len && q->min && r->epoch == q->min)
             /* the store's counter was below what we know: it quarantined the shard */
             regression(m, i, q->min, q->min, NULL);
-        else if (!r->owner_len && e->seen && !e->data_loss_logged) {
-            /* quarantined after it lost its epoch counter (a fresh store): seeded above */
+        else if (!r->owner_len && e->seen_held && !e->data_loss_logged) {
+            /* quarantined although the store had a holder of the shard before: it lost its
+             * epoch counter (emptied, restarted without persistence), not a first use */
             e->data_loss_logged = 1;
             m->regressions++;
             axd_log(AX_LOG_ERROR, "shards",
@@ -508,9 +511,12 @@ static void acquire_cb(void *ud, uint32_t i, const axd_lease_result *r)
         }
         if (r->epoch > e->seen)
             e->seen = r->epoch;
+        if (r->owner_len)
+            e->seen_held = 1;
         e->holder = intern_holder(m, r->owner, r->owner_len);
         e->held_until = now + (r->ttl_ms > 0 ? r->ttl_ms / 1000.0 : m->renew);
     } else {
+        e->seen_held = 1;
         int stale = r->epoch < e->seen; /* below a known epoch: the store went back */
         if (stale)
             regression(m, i, r->epoch, e->seen, "was granted at");

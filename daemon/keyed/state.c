@@ -60,12 +60,25 @@ static void back_retry(int revents, void *arg);
 /* From worker 0: hand the result to the caller's worker (retried while its inbox is full). */
 static void sop_back(sop *q)
 {
+    if (q->s->freeing) { /* axd_route_free cancels what is in flight: the runtimes may be gone */
+        q->done(NULL, q->dud, AX_ECANCELED, 0, NULL, 0);
+        ax_free(q->res);
+        ax_free(q);
+        return;
+    }
     if (q->worker == 0) {
         sop_finish(q->rt, q);
         return;
     }
-    if (axd_workers_call(q->s->rt->group, q->worker, sop_finish, q) != 0)
+    int rc = axd_workers_call(q->s->rt->group, q->worker, sop_finish, q);
+    if (rc == AX_EFULL) {
         ev_once(q->s->loop, -1, 0, 0.001, back_retry, q);
+    } else if (rc) {
+        /* teardown: that worker's runtime is gone; done frees what it owns, nothing else */
+        q->done(NULL, q->dud, AX_ECANCELED, 0, NULL, 0);
+        ax_free(q->res);
+        ax_free(q);
+    }
 }
 
 static void back_retry(int revents, void *arg)

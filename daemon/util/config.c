@@ -77,8 +77,9 @@ static const key_def keys[] = {
     KEY("client.hello_timeout_ms", K_DURATION, client_hello_timeout_ms, "10000", 10, 600000,
         .doc = "a client that sends no HELLO this long after connecting is closed, milliseconds"),
     KEY("log.level", K_LEVEL, log_level, "info", 0, 0, .doc = "error, warn, info or debug"),
-    KEY("log.target", K_STR, log_target, "stderr", 1, 16, .check = check_log_target,
-        .doc = "stderr (ISO timestamps) or journal (priority prefixes for journald)"),
+    KEY("log.target", K_STR, log_target, "auto", 1, 16, .check = check_log_target,
+        .doc = "auto (journal when $JOURNAL_STREAM is our stderr, else stderr), stderr (ISO timestamps) or "
+               "journal (priority prefixes for journald)"),
     KEY("runtime.mailbox_capacity", K_UINT, mailbox_capacity, "1024", 1, 16777216,
         .doc = "default bound of an actor's user mailbox, messages"),
     KEY("runtime.workers", K_UINT, workers, NULL, 1, 256, .def_fn = default_workers,
@@ -145,6 +146,13 @@ static const key_def keys[] = {
         .doc = "state.store = redis: prefix of every key"),
     KEY("lease.redis_connect_timeout_ms", K_DURATION, redis_connect_timeout_ms, "2000", 10, 600000,
         .doc = "Redis connect timeout, and the longest wait for one reply, milliseconds"),
+    KEY("cluster.advertise", K_STR, cluster_advertise, "", 0, 255, .check = check_listen,
+        .doc = "host:port the other members dial, published in the lease store; empty = cluster.listen"),
+    KEY("cluster.membership", K_BOOL, cluster_membership, "true", 0, 1,
+        .doc = "register this node in the lease store and dial the members found there (cluster.peers "
+               "become optional seeds); needs lease.store = redis"),
+    KEY("cluster.member_ttl_ms", K_DURATION, cluster_member_ttl_ms, "6000", 300, 3600000,
+        .doc = "a member record lives this long unless renewed (every third of it), milliseconds"),
     KEY("cluster.listen", K_STR, cluster_listen, "", 0, 255, .check = check_listen,
         .doc = "host:port peers connect to; empty = accept no peers"),
     KEY("cluster.peers", K_LIST, cluster_peers, NULL, 3, 320, .count_off = offsetof(axd_config, n_cluster_peers),
@@ -270,7 +278,8 @@ static const char *check_peer_entry(const char *v)
 
 static const char *check_log_target(const char *v)
 {
-    return !strcmp(v, "stderr") || !strcmp(v, "journal") ? NULL : "must be stderr or journal";
+    return !strcmp(v, "auto") || !strcmp(v, "stderr") || !strcmp(v, "journal") ? NULL
+                                                                                : "must be auto, stderr or journal";
 }
 
 static const char *check_state_store(const char *v)

@@ -67,6 +67,9 @@ typedef struct axd_config {
     uint32_t redis_connect_timeout_ms; /* lease.redis_connect_timeout_ms, default 2000 */
     /* [cluster] (daemon/cluster/; enabled when listen or peers is set) */
     char *cluster_listen;      /* cluster.listen: "host:port" for peers, default "" (off) */
+    char *cluster_advertise;   /* cluster.advertise: published address, default "" (= listen) */
+    uint8_t cluster_membership; /* cluster.membership: through the lease store, default true */
+    uint32_t cluster_member_ttl_ms; /* cluster.member_ttl_ms, default 6000 */
     char **cluster_peers;      /* cluster.peers (repeatable): "name=host:port" address book */
     size_t n_cluster_peers;
     char *cluster_auth_token;  /* cluster.auth_token: shared secret, default ""; secret */

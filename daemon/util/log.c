@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -12,7 +14,7 @@
 
 #define LOG_LINE_MAX 2048 /* longer lines are cut and end in "..." */
 
-int axd_log_threshold = AX_LOG_INFO;
+_Atomic int axd_log_threshold = AX_LOG_INFO;
 static int log_journal; /* 0: ISO timestamps; 1: "<prio>" prefixes for journald */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -24,7 +26,7 @@ static int clamp_level(int level)
     return level < AX_LOG_ERROR ? AX_LOG_ERROR : level > AX_LOG_DEBUG ? AX_LOG_DEBUG : level;
 }
 
-void axd_log_set_level(int level) { axd_log_threshold = clamp_level(level); }
+void axd_log_set_level(int level) { atomic_store_explicit(&axd_log_threshold, clamp_level(level), memory_order_relaxed); }
 
 int axd_log_level_parse(const char *s)
 {
@@ -38,7 +40,24 @@ int axd_log_level_parse(const char *s)
 
 const char *axd_log_level_name(int level) { return level_names[clamp_level(level)]; }
 
-void axd_log_set_target(const char *target) { log_journal = target && !strcmp(target, "journal"); }
+/* systemd sets JOURNAL_STREAM=<dev>:<inode> of the stream it connected to stderr (and
+ * stdout) when they go to the journal; a stderr redirected elsewhere no longer matches. */
+static int stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void axd_log_set_target(const char *target)
+{
+    log_journal = target && (!strcmp(target, "journal") || (!strcmp(target, "auto") && stderr_is_journal()));
+}
+
+const char *axd_log_target_name(void) { return log_journal ? "journal" : "stderr"; }
 
 /* Control bytes could forge extra log lines or terminal escapes. */
 static void sanitize(char *p, size_t n)

@@ -126,6 +126,10 @@ int axc_resolve(axc_conn *c, const axc_target *t, axc_ref *out);
 
 /* Control-plane documents: *json is a NUL-terminated JSON text, freed with axc_free. */
 int axc_status(axc_conn *c, char **json);
+/* The daemon's log level from now on: "error", "warn", "info" or "debug" (AX_EINVAL
+ * with the daemon's message for another word). The change is logged. Until the next
+ * restart or reload (log.level). */
+int axc_set_log_level(axc_conn *c, const char *level);
 int axc_actors(axc_conn *c, char **json);
 int axc_plugins(axc_conn *c, char **json);
 /* The cluster peers document (NODES; see PROTOCOL.md "Peer protocol"), as for axc_status. */

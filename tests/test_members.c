@@ -1,0 +1,237 @@
+/* Cluster membership through the lease store (issue 13, item 1), with real daemons and a
+ * real redis-server: nodes started with no cluster.peers at all find each other through
+ * their records in the store, share the shards, and a node that joins later needs no
+ * other node's configuration changed; a SIGKILLed node's record expires and it
+ * disappears from every `axctl nodes`; a stopped node leaves at once. Skips (77) without
+ * redis-server. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "axactor/client.h"
+#include "harness.h"
+#include "redis_test_util.h"
+
+#define MAXN 4
+#define TOKEN "members-token-0d9c2a"
+#define TTL_MS 1500
+
+static redis_proc R;
+
+typedef struct mnode {
+    char name[16];
+    int port;
+    ax_h_daemon *d;
+    axc_conn *c;
+    char args[40][96];
+    const char *argv[41];
+} mnode;
+
+static mnode M[MAXN];
+
+static void mnode_start(int i)
+{
+    mnode *n = &M[i];
+    size_t k = 0;
+    snprintf(n->name, sizeof n->name, "m%d", i);
+    n->port = free_port();
+#define SET(...)                                                                                                  \
+    do {                                                                                                          \
+        snprintf(n->args[k++], sizeof n->args[0], "--set");                                                       \
+        snprintf(n->args[k++], sizeof n->args[0], __VA_ARGS__);                                                   \
+    } while (0)
+    snprintf(n->args[k++], sizeof n->args[0], "-n");
+    snprintf(n->args[k++], sizeof n->args[0], "m%d", i);
+    snprintf(n->args[k++], sizeof n->args[0], "-p");
+    snprintf(n->args[k++], sizeof n->args[0], "counter");
+    SET("cluster.listen=127.0.0.1:%d", n->port); /* and no cluster.peers */
+    SET("cluster.auth_token=%s", TOKEN);
+    SET("cluster.heartbeat_interval_ms=100");
+    SET("cluster.heartbeat_timeout_ms=1000");
+    SET("cluster.reconnect_backoff_max_ms=300");
+    SET("cluster.member_ttl_ms=%d", TTL_MS);
+    SET("shards.count=16");
+    SET("lease.store=redis");
+    SET("lease.redis_host=127.0.0.1");
+    SET("lease.redis_port=%d", R.port);
+    SET("lease.redis_connect_timeout_ms=500");
+    SET("lease.ttl_ms=2000");
+    SET("lease.renew_interval_ms=500");
+    SET("lease.safety_margin_ms=500");
+#undef SET
+    for (size_t j = 0; j < k; j++)
+        n->argv[j] = n->args[j];
+    n->argv[k] = NULL;
+    n->d = ax_h_start(n->argv);
+    n->c = ax_h_connect(n->d);
+}
+
+/* How many peers node i sees "up". */
+static int peers_up(int i)
+{
+    char *json = NULL;
+    ck_assert_int_eq(axc_nodes(M[i].c, &json), 0);
+    cJSON *doc = cJSON_Parse(json);
+    axc_free(json);
+    ck_assert_ptr_nonnull(doc);
+    int up = 0;
+    cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(doc, "peers"))
+    {
+        const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(p, "state"));
+        up += st && !strcmp(st, "up");
+    }
+    cJSON_Delete(doc);
+    return up;
+}
+
+/* The member records node i's NODES lists, each with its version, ABI and shard count. */
+static int members_listed(int i)
+{
+    char *json = NULL;
+    ck_assert_int_eq(axc_nodes(M[i].c, &json), 0);
+    cJSON *doc = cJSON_Parse(json), *p;
+    axc_free(json);
+    int n = 0;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(doc, "members"))
+    {
+        ck_assert_ptr_nonnull(cJSON_GetStringValue(cJSON_GetObjectItem(p, "version")));
+        ck_assert_ptr_nonnull(cJSON_GetStringValue(cJSON_GetObjectItem(p, "abi")));
+        ck_assert_ptr_nonnull(cJSON_GetStringValue(cJSON_GetObjectItem(p, "addr")));
+        ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(p, "shards")));
+        n++;
+    }
+    cJSON_Delete(doc);
+    return n;
+}
+
+/* Wait (bounded) until each of the live nodes sees `want` peers up. */
+static void wait_mesh(const int *live, int nlive, int want, int timeout_ms)
+{
+    double end = now_s() + timeout_ms / 1000.0;
+    for (;;) {
+        int ok = 1;
+        for (int j = 0; j < nlive; j++)
+            ok &= peers_up(live[j]) == want;
+        if (ok)
+            return;
+        ck_assert_msg(now_s() < end, "the nodes did not see %d peers up each within %d ms", want, timeout_ms);
+        sleep_ms(50);
+    }
+}
+
+/* Node i's NODES lists exactly the peers named (comma-separated, any order). */
+static int lists_exactly(int i, const char *names)
+{
+    char *json = NULL;
+    ck_assert_int_eq(axc_nodes(M[i].c, &json), 0);
+    cJSON *doc = cJSON_Parse(json);
+    axc_free(json);
+    int n = 0, ok = 1;
+    cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(doc, "peers"))
+    {
+        n++;
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(p, "name"));
+        ok &= name && strstr(names, name) != NULL;
+    }
+    cJSON_Delete(doc);
+    int want = *names ? 1 : 0;
+    for (const char *c = names; *c; c++)
+        want += *c == ',';
+    return ok && n == want;
+}
+
+START_TEST(nodes_with_no_peer_list_find_each_other_a_fourth_joins_and_the_dead_expire)
+{
+    redis_up(&R, NULL);
+    double t0 = now_s();
+    for (int i = 0; i < 3; i++)
+        mnode_start(i);
+    int three[] = {0, 1, 2};
+    wait_mesh(three, 3, 2, 10000);
+    printf("  3 nodes with no cluster.peers: a full mesh %.0f ms after the first was started (each start waits "
+           "until it serves)\n",
+           (now_s() - t0) * 1000);
+    /* the keyed counters are reachable from every node: they agree on the membership */
+    axc_target t = axc_by_key("counter", "k1");
+    for (int i = 0; i < 3; i++) {
+        int rc = -1;
+        for (int a = 0; a < 200 && rc != 0; a++) { /* bounded: the shards settle (quarantine of a fresh store) */
+            rc = axc_tell(M[i].c, &t, "inc", NULL, 0);
+            if (rc)
+                sleep_ms(50);
+        }
+        ck_assert_msg(rc == 0, "tell k1 through %s: %s", M[i].name, ax_errname(rc));
+    }
+    /* a fourth joins: nobody's configuration changes */
+    t0 = now_s();
+    mnode_start(3);
+    int four[] = {0, 1, 2, 3};
+    wait_mesh(four, 4, 3, 10000);
+    printf("  a 4th node joined: all 4 in a mesh %.0f ms after it was started\n", (now_s() - t0) * 1000);
+    double end = now_s() + 5;
+    while (members_listed(0) != 4) { /* this node's own record is listed too */
+        ck_assert_msg(now_s() < end, "m0 does not list the 4 members' records");
+        sleep_ms(50);
+    }
+    /* SIGKILL m2: its record expires (ttl), and it leaves every NODES */
+    axc_close(M[2].c);
+    M[2].c = NULL;
+    t0 = now_s();
+    ax_h_kill(M[2].d);
+    int rest[] = {0, 1, 3};
+    end = now_s() + 10;
+    for (;;) {
+        int ok = lists_exactly(0, "m1,m3") && lists_exactly(1, "m0,m3") && lists_exactly(3, "m0,m1");
+        if (ok)
+            break;
+        ck_assert_msg(now_s() < end, "the killed m2 is still listed 10 s after the kill");
+        sleep_ms(50);
+    }
+    double gone = now_s() - t0;
+    printf("  m2 SIGKILLed: gone from every NODES after %.0f ms (member ttl %d ms)\n", gone * 1000, TTL_MS);
+    ck_assert_double_ge(gone, TTL_MS / 1000.0 * 0.5);
+    wait_mesh(rest, 3, 2, 5000);
+    /* a stopped node deletes its record: gone at the next listing, not a ttl later */
+    axc_close(M[3].c);
+    M[3].c = NULL;
+    t0 = now_s();
+    ax_h_stop(M[3].d);
+    end = now_s() + 10;
+    while (!(lists_exactly(0, "m1") && lists_exactly(1, "m0"))) {
+        ck_assert_msg(now_s() < end, "the stopped m3 is still listed 10 s later");
+        sleep_ms(50);
+    }
+    printf("  m3 stopped: gone from every NODES after %.0f ms\n", (now_s() - t0) * 1000);
+    for (int i = 0; i < 2; i++) {
+        axc_close(M[i].c);
+        ax_h_stop(M[i].d);
+    }
+    ax_h_destroy(M[2].d);
+    redis_down(&R);
+}
+END_TEST
+
+int main(void)
+{
+    if (system("redis-server --version >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "redis-server not found: skipping\n");
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    Suite *s = suite_create("members");
+    TCase *tc = tcase_create("members");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, nodes_with_no_peer_list_find_each_other_a_fourth_joins_and_the_dead_expire);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
