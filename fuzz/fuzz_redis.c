@@ -16,6 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     redisReader *rd = redisReaderCreate();
     if (!rd)
         return 0;
+    axd_lease_redis_bound_reader(rd); /* as the store's connections are */
     if (redisReaderFeed(rd, (const char *)data, size) != REDIS_OK) {
         redisReaderFree(rd);
         return 0;

@@ -87,18 +87,22 @@ static void usage(FILE *f)
         "        exact type), --name and --key (prefixes), --state (running, stopping,\n"
         "        restarting). --json prints one document {\"actors\":[...]}.\n"
         "    shards\n"
-        "        List the shards of keyed actors: SHARD, STATE (owned, free, acquiring,\n"
-        "        releasing), OWNER (node holding the lease), EPOCH (fencing token),\n"
-        "        EXPIRES_IN_MS (owned: time to this node's renew deadline) and ACTORS\n"
-        "        (keyed actors of the shard here), after a line with the shards owned,\n"
-        "        the fair-share target and the lease store's state.\n"
+        "        List every shard of keyed actors: SHARD, STATE (owned: by this node;\n"
+        "        held: by another node, as the lease store said at its last look, every\n"
+        "        two renew intervals; free, acquiring, releasing), OWNER (node holding\n"
+        "        the lease), EPOCH (fencing token), EXPIRES_IN_MS (owned: time to this\n"
+        "        node's renew deadline; held: the lease's remaining time when looked\n"
+        "        up) and ACTORS (keyed actors of the shard here), after a line with the\n"
+        "        shards owned, the fair-share target and the lease store's state.\n"
         "    nodes\n"
         "        List the cluster's peers of this daemon: NODE (logical name), SESSION\n"
         "        (the peer's current session number), STATE (idle, connecting, up,\n"
-        "        disconnected, down), RTT_MS (last heartbeat round trip), BYTES_IN,\n"
-        "        BYTES_OUT, FRAMES_IN, FRAMES_OUT and AUTH_FAILURES, after a line with\n"
-        "        this node's wire id. --json prints the whole document (wire ids,\n"
-        "        replayed/forged frame counts, heartbeat figures; see PROTOCOL.md).\n"
+        "        disconnected, down), VERSION and ABI (from its membership record in\n"
+        "        the lease store; - without one), RTT_MS (last heartbeat round trip),\n"
+        "        BYTES_IN, BYTES_OUT, FRAMES_IN, FRAMES_OUT and AUTH_FAILURES, after a\n"
+        "        line with this node's wire id. --json prints the whole document (wire\n"
+        "        ids, the membership records, replayed/forged frame counts, heartbeat\n"
+        "        figures; see PROTOCOL.md).\n"
         "    spawn TYPE [NAME] [SPAWN OPTIONS]\n"
         "        Start an actor of TYPE (a type of a loaded plugin), registered as NAME\n"
         "        if given, and print its ref as @ID.GEN followed by the name. With\n"
@@ -735,8 +739,10 @@ static int cmd_doc(const opts *o, axc_conn *c, const char *what, int rc, char *d
                    cJSON_IsString(sty) ? sty->valuestring : "?", cJSON_IsString(sco) ? sco->valuestring : "?");
     } else if (!strcmp(what, "nodes")) {
         /* a table of the columns only; --json has everything */
-        static const char *const node_cols[] = {"node", "session", "state", "rtt_ms", "bytes_in", "bytes_out",
-                                                "frames_in", "frames_out", "auth_failures", "last_error", NULL};
+        static const char *const node_cols[] = {"node",       "session",   "state",         "version",
+                                                "abi",        "rtt_ms",    "bytes_in",      "bytes_out",
+                                                "frames_in",  "frames_out", "auth_failures", "last_error", NULL};
+        const cJSON *members = cJSON_GetObjectItemCaseSensitive(d, "members");
         const cJSON *me = cJSON_GetObjectItemCaseSensitive(d, "node"), *p;
         const cJSON *on = cJSON_GetObjectItemCaseSensitive(d, "cluster");
         printf("this node %s; cluster %s\n", cJSON_IsString(me) ? me->valuestring : "?",
@@ -744,8 +750,17 @@ static int cmd_doc(const opts *o, axc_conn *c, const char *what, int rc, char *d
         cJSON *tab = cJSON_CreateArray();
         cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(d, "peers")) {
             cJSON *row = cJSON_CreateObject();
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(p, "name"), *m, *rec = NULL;
+            cJSON_ArrayForEach(m, members) /* its membership record, if the store has one */
+            {
+                const cJSON *mn = cJSON_GetObjectItemCaseSensitive(m, "name");
+                if (cJSON_IsString(mn) && cJSON_IsString(nm) && !strcmp(mn->valuestring, nm->valuestring))
+                    rec = m;
+            }
             for (const char *const *k = node_cols; *k; k++) {
-                const cJSON *v = cJSON_GetObjectItemCaseSensitive(p, strcmp(*k, "node") ? *k : "name");
+                int from_rec = !strcmp(*k, "version") || !strcmp(*k, "abi");
+                const cJSON *v = from_rec ? (rec ? cJSON_GetObjectItemCaseSensitive(rec, *k) : NULL)
+                                          : cJSON_GetObjectItemCaseSensitive(p, strcmp(*k, "node") ? *k : "name");
                 if (v)
                     cJSON_AddItemToObject(row, *k, cJSON_Duplicate(v, 1));
             }

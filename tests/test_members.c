@@ -4,6 +4,8 @@
  * other node's configuration changed; a SIGKILLed node's record expires and it
  * disappears from every `axctl nodes`; a stopped node leaves at once. Skips (77) without
  * redis-server. */
+#include "axactor/plugin.h" /* AX_ABI_*; before check.h (its fail() macro) */
+
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <signal.h>
@@ -156,6 +158,29 @@ START_TEST(nodes_with_no_peer_list_find_each_other_a_fourth_joins_and_the_dead_e
     printf("  3 nodes with no cluster.peers: a full mesh %.0f ms after the first was started (each start waits "
            "until it serves)\n",
            (now_s() - t0) * 1000);
+    /* the cluster-wide shard view: every shard owned by m0 or held by a named other */
+    double end0 = now_s() + 15;
+    for (;;) {
+        char *json = NULL;
+        ck_assert_int_eq(axc_shards(M[0].c, &json), 0);
+        cJSON *doc = cJSON_Parse(json), *sh;
+        axc_free(json);
+        int covered = 0, n = 0;
+        cJSON_ArrayForEach(sh, cJSON_GetObjectItem(doc, "shards"))
+        {
+            const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(sh, "state"));
+            const char *ow = cJSON_GetStringValue(cJSON_GetObjectItem(sh, "owner"));
+            double ep = cJSON_GetNumberValue(cJSON_GetObjectItem(sh, "epoch"));
+            n++;
+            covered += st && ow && ep > 0 &&
+                       (!strcmp(st, "owned") || (!strcmp(st, "held") && (strstr(ow, "m1@") || strstr(ow, "m2@"))));
+        }
+        cJSON_Delete(doc);
+        if (n == 16 && covered == 16)
+            break;
+        ck_assert_msg(now_s() < end0, "m0's shards view: %d of %d shards owned or held by a named node", covered, n);
+        sleep_ms(100);
+    }
     /* the keyed counters are reachable from every node: they agree on the membership */
     axc_target t = axc_by_key("counter", "k1");
     for (int i = 0; i < 3; i++) {
@@ -178,6 +203,16 @@ START_TEST(nodes_with_no_peer_list_find_each_other_a_fourth_joins_and_the_dead_e
         ck_assert_msg(now_s() < end, "m0 does not list the 4 members' records");
         sleep_ms(50);
     }
+    /* axctl nodes shows each member's version and ABI (from its record) */
+    const char *argv[] = {ax_h_build_path("libaxclient/axctl"), "-s", ax_h_sock(M[0].d), "nodes", NULL};
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(ax_h_run(argv, &out, &err, 10000), 0);
+    char abi[16];
+    snprintf(abi, sizeof abi, " %d.%d ", AX_ABI_MAJOR, AX_ABI_MINOR);
+    ck_assert_msg(strstr(out, "VERSION") && strstr(out, "ABI") && strstr(out, abi) && strstr(out, "m3"),
+                  "axctl nodes:\n%s", out);
+    free(out);
+    free(err);
     /* SIGKILL m2: its record expires (ttl), and it leaves every NODES */
     axc_close(M[2].c);
     M[2].c = NULL;

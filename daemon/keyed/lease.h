@@ -214,6 +214,10 @@ typedef struct axd_lease_redis_cfg {
  * state writes, member put, member delete, member list; 0 with res (ops 0..3) or sr
  * (4..9) filled, or an error with *why. reply is a hiredis redisReply. */
 struct redisReply;
+struct redisReader;
+/* Bound a hiredis reader as the store's connections are: a reply announcing more than
+ * 2^18 elements fails the reader instead of allocating them (fuzz target, connections). */
+void axd_lease_redis_bound_reader(struct redisReader *r);
 int axd_lease_redis_decode(int op, const struct redisReply *reply, axd_lease_result *res, axd_state_result *sr,
                            const char **why);
 #define AXD_LEASE_REDIS_OPS 10 /* and 7..9: member put, delete, list */

@@ -471,6 +471,40 @@ static void handshake_cb(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
+/* hiredis's reader allocates a reply's element array as soon as it reads the count
+ * ("*N"), before the elements arrive: a broken or hostile server could make it allocate
+ * gigabytes with a dozen bytes. No script of ours answers more than a few hundred
+ * thousand elements (a member list), so larger counts are refused: the reader fails and
+ * the connection is dropped like any protocol error. */
+#define READER_MAX_ELEMENTS (1 << 18)
+#if HIREDIS_MAJOR >= 1
+typedef size_t reader_count;
+#else
+typedef int reader_count;
+#endif
+static redisReplyObjectFunctions bounded_fns;
+static void *(*orig_create_array)(const redisReadTask *, reader_count);
+
+static void *bounded_create_array(const redisReadTask *t, reader_count n)
+{
+    if (n < 0 || (size_t)n > READER_MAX_ELEMENTS)
+        return NULL; /* the reader reports "out of memory" and fails */
+    return orig_create_array(t, n);
+}
+
+void axd_lease_redis_bound_reader(redisReader *r)
+{
+    if (!r || !r->fn)
+        return;
+    if (!orig_create_array) { /* once: the library's own functions, wrapped */
+        bounded_fns = *r->fn;
+        orig_create_array = r->fn->createArray;
+        bounded_fns.createArray = bounded_create_array;
+    }
+    if (r->fn->createArray == orig_create_array)
+        r->fn = &bounded_fns;
+}
+
 static void rs_connect(redis_store *st)
 {
     redisAsyncContext *ac = redisAsyncConnect(st->host, st->port);
@@ -486,6 +520,7 @@ static void rs_connect(redis_store *st)
         goto retry;
     }
     ac->data = st;
+    axd_lease_redis_bound_reader(ac->c.reader);
     if (redisLibevAttach(st->loop, ac) != REDIS_OK) {
         set_error(st, "cannot attach to the event loop");
         redisAsyncFree(ac);

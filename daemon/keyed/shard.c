@@ -154,7 +154,7 @@ static uint64_t published(const shard_ent *e, double *deadline)
     }
 }
 
-enum req_kind { REQ_ACQUIRE, REQ_RENEW, REQ_RELEASE };
+enum req_kind { REQ_ACQUIRE, REQ_RENEW, REQ_RELEASE, REQ_SURVEY };
 
 typedef struct req {
     axd_shards *m;
@@ -189,6 +189,10 @@ struct axd_shards {
     uint64_t *relq_epoch;
     uint32_t n_relq, cap_relq;
     ev_timer rel_w;
+    /* the survey: every shard this node does not hold is looked up in the store now and
+     * then (axd_lease_get), so its real holder and epoch are known (axctl shards) */
+    ev_timer survey_w;
+    uint32_t survey_cursor, survey_inflight;
     int renew_failing;    /* renew failures logged once until a renew succeeds */
 };
 
@@ -215,6 +219,7 @@ static void really_free(axd_shards *m)
     ev_timer_stop(m->loop, &m->tick);
     ev_timer_stop(m->loop, &m->stop_w);
     ev_timer_stop(m->loop, &m->rel_w);
+    ev_timer_stop(m->loop, &m->survey_w);
     ax_free(m->relq);
     ax_free(m->relq_epoch);
     for (size_t i = 0; i < m->n_names; i++)
@@ -311,6 +316,56 @@ static void release_cb(void *ud, uint32_t i, const axd_lease_result *r)
 }
 
 static void send_release_now(axd_shards *m, uint32_t i, uint64_t epoch, double now);
+
+#define SURVEY_BATCH 512 /* lookups per survey round */
+
+static void survey_cb(void *ud, uint32_t i, const axd_lease_result *r)
+{
+    req *q = ud;
+    if (req_done(q))
+        return;
+    axd_shards *m = q->m;
+    shard_ent *e = &m->sh[i];
+    m->survey_inflight--;
+    if (r->status == AX_OK && e->seq == q->seq && e->st == AXD_SHARD_FREE) {
+        double now = now_fresh(m);
+        if (r->epoch > e->seen)
+            e->seen = r->epoch;
+        if (r->granted && r->owner_len) {
+            e->holder = intern_holder(m, r->owner, r->owner_len);
+            e->seen_held = 1;
+            if (r->ttl_ms > 0)
+                e->held_until = now + r->ttl_ms / 1000.0;
+        } else if (!r->granted) {
+            e->holder = 0;
+            e->held_until = 0;
+        }
+    }
+    ax_free(q);
+}
+
+static void survey_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    axd_shards *m = w->data;
+    if (m->stopping || m->dead || m->survey_inflight)
+        return;
+    double now = now_fresh(m);
+    for (uint32_t k = 0; k < SURVEY_BATCH && k < m->n; k++) {
+        uint32_t i = m->survey_cursor++ % m->n;
+        if (m->sh[i].st != AXD_SHARD_FREE)
+            continue;
+        req *q = req_new(m, i, REQ_SURVEY, now);
+        m->inflight++;
+        if (axd_lease_get(m->store, i, survey_cb, q) != 0) {
+            m->inflight--;
+            ax_free(q);
+            continue;
+        }
+        m->survey_inflight++;
+    }
+}
 
 /* Releases held back until the shard's last work (durable state writes) reached the
  * store, or until its local deadline (then the lease is about to expire: what is still
@@ -749,6 +804,8 @@ axd_shards *axd_shards_new(struct ev_loop *loop, axd_lease_store *store, const a
     m->stop_w.data = m;
     ev_timer_init(&m->rel_w, rel_cb, 0, 0);
     m->rel_w.data = m;
+    ev_timer_init(&m->survey_w, survey_tick, 0, 0);
+    m->survey_w.data = m;
     return m;
 }
 
@@ -759,6 +816,9 @@ void axd_shards_start(axd_shards *m)
     m->started = 1;
     m->next_round = now_fresh(m);
     schedule(m, m->next_round);
+    double every = 2.0 * m->renew;
+    ev_timer_set(&m->survey_w, every, every < 1.0 ? 1.0 : every);
+    ev_timer_start(m->loop, &m->survey_w);
 }
 
 void axd_shards_set_live_nodes(axd_shards *m, uint32_t n)
@@ -787,6 +847,7 @@ void axd_shards_stop(axd_shards *m)
     m->stopping = 1;
     m->stop_pending = 1;
     m->round_active = 0;
+    ev_timer_stop(m->loop, &m->survey_w);
     for (uint32_t i = 0; i < m->n; i++)
         if (m->sh[i].st == AXD_SHARD_OWNED)
             hand_back(m, i, AXD_SHARD_SHUTDOWN, now);
@@ -801,6 +862,7 @@ void axd_shards_free(axd_shards *m)
     ev_timer_stop(m->loop, &m->tick);
     ev_timer_stop(m->loop, &m->stop_w);
     ev_timer_stop(m->loop, &m->rel_w);
+    ev_timer_stop(m->loop, &m->survey_w);
     m->dead = 1;
     m->inflight -= m->n_relq; /* held-back releases are not sent any more */
     m->n_relq = 0;
@@ -960,7 +1022,9 @@ cJSON *axd_shards_json(axd_shards *m, int all)
         axd_shards_info(m, i, &in);
         cJSON *s = cJSON_CreateObject();
         cJSON_AddNumberToObject(s, "shard", i);
-        cJSON_AddStringToObject(s, "state", axd_shard_state_name(in.state));
+        /* free here but held by another node (its last known lease): "held" */
+        int held = in.state == AXD_SHARD_FREE && *in.owner && in.expires_in_ms > 0;
+        cJSON_AddStringToObject(s, "state", held ? "held" : axd_shard_state_name(in.state));
         cJSON_AddStringToObject(s, "owner", in.owner);
         cJSON_AddNumberToObject(s, "epoch", (double)in.epoch); /* < 2^53: exact as a JSON number */
         cJSON_AddNumberToObject(s, "expires_in_ms", (double)in.expires_in_ms);
