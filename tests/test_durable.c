@@ -200,15 +200,22 @@ static void wait_acked(const loader *L, size_t from, size_t n, int timeout_ms)
     }
 }
 
+/* The three nodes on a Redis with its append-only file fsynced at every write, and the
+ * loader adding through node-a until 200 adds were acknowledged. */
+static void cluster_up_under_load(loader *L)
+{
+    cluster_redis_aof = 1;
+    cluster_up();
+    loader_start(L, 0, 1);
+    wait_acked(L, 0, 200, 10000);
+}
+
 /* ---------------- tests ---------------- */
 
 START_TEST(no_acked_add_is_lost_across_ten_sigkills_of_the_owner)
 {
-    cluster_redis_aof = 1;
-    cluster_up();
     loader L;
-    loader_start(&L, 0, 1);
-    wait_acked(&L, 0, 200, 10000);
+    cluster_up_under_load(&L);
     for (int round = 0; round < 10; round++) {
         int victim = 1 + round % 2; /* node-a carries the load; b and c die in turn */
         size_t before = total_acked(&L);
@@ -330,11 +337,8 @@ END_TEST
 
 START_TEST(a_redis_restart_loses_no_acked_write_and_a_redis_that_lost_its_data_is_logged)
 {
-    cluster_redis_aof = 1;
-    cluster_up();
     loader L;
-    loader_start(&L, 0, 1);
-    wait_acked(&L, 0, 200, 10000);
+    cluster_up_under_load(&L);
     redis_kill(&R, SIGKILL); /* every acknowledged write was fsynced (appendfsync always) */
     sleep_ms(500);
     redis_start(&R); /* the same dir: it reads its append-only file back */
@@ -388,11 +392,8 @@ END_TEST
 
 START_TEST(a_graceful_handover_moves_the_state_with_no_lost_and_no_fenced_write)
 {
-    cluster_redis_aof = 1;
-    cluster_up();
     loader L;
-    loader_start(&L, 0, 1);
-    wait_acked(&L, 0, 200, 10000);
+    cluster_up_under_load(&L);
     double fenced_before = state_ctr(0, "fenced");
     for (int round = 0; round < 2; round++) {
         int victim = 1 + round;
@@ -464,11 +465,8 @@ START_TEST(a_state_redis_of_its_own_keeps_every_acked_write_across_sigkills)
 {
     redis_up_aof(&R2, NULL, 1);
     node_extra_args = state_redis_args;
-    cluster_redis_aof = 1;
-    cluster_up();
     loader L;
-    loader_start(&L, 0, 1);
-    wait_acked(&L, 0, 200, 10000);
+    cluster_up_under_load(&L);
     for (int round = 0; round < 2; round++) {
         int victim = 1 + round;
         size_t before = total_acked(&L);
