@@ -3,6 +3,7 @@
  * remove the socket). */
 #include <errno.h>
 #include <openssl/rand.h>
+#include <cjson/cJSON.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -168,10 +169,21 @@ int axd_server_workers_start(axd_server *s, uint32_t n, char *err, size_t errlen
     return 0;
 }
 
+static int front_drain(void *ud, uint32_t timeout_ms, int stay, void (*done)(void *dud, cJSON *result), void *dud)
+{
+    return axd_server_drain(ud, timeout_ms, stay, done, dud);
+}
+
+static int front_undrain(void *ud) { return axd_server_undrain(ud); }
+
 int axd_server_listener_start(axd_server *s, char *err, size_t errlen)
 {
     s->front.cluster = s->cluster;
-    return axd_listener_start(&s->front, &s->rt, &s->keyed, err, errlen);
+    int rc = axd_listener_start(&s->front, &s->rt, &s->keyed, err, errlen);
+    s->front.drain = front_drain; /* worker 0's front serves DRAIN */
+    s->front.undrain = front_undrain;
+    s->front.drain_ud = s;
+    return rc;
 }
 
 int axd_server_cluster_start(axd_server *s, char *err, size_t errlen)
@@ -206,7 +218,68 @@ void axd_server_signals_start(axd_server *s)
     signal(SIGUSR2, SIG_IGN);
 }
 
+static void shutdown_now(axd_server *s, const char *why);
+
+static void drained_cb(void *ud, cJSON *result)
+{
+    axd_server *s = ud;
+    int n = s->n_drain_waiters;
+    s->n_drain_waiters = 0;
+    for (int i = 0; i < n; i++)
+        s->drain_waiters[i].done(s->drain_waiters[i].ud, result);
+    if (s->drain_exit)
+        shutdown_now(s, s->drain_why[0] ? s->drain_why : "drained");
+}
+
+int axd_server_drain(axd_server *s, uint32_t timeout_ms, int stay, void (*done)(void *ud, cJSON *result), void *ud)
+{
+    if (s->stopping)
+        return AX_ECANCELED;
+    if (!s->cluster || !s->keyed.shards)
+        return AX_EINVAL;
+    if (done && s->n_drain_waiters >= (int)(sizeof s->drain_waiters / sizeof s->drain_waiters[0]))
+        return AX_EBUSY;
+    if (!s->keyed.drain_running) {
+        /* before an exit, also until what this node routes was answered */
+        int rc = axd_route_drain(&s->keyed, timeout_ms, !stay, drained_cb, s);
+        if (rc)
+            return rc;
+    }
+    if (!stay) {
+        s->drain_exit = 1;
+        axd_listener_pause(&s->front); /* no new clients for a node on its way out */
+    }
+    if (done) {
+        s->drain_waiters[s->n_drain_waiters].done = done;
+        s->drain_waiters[s->n_drain_waiters++].ud = ud;
+    }
+    return AX_OK;
+}
+
+int axd_server_undrain(axd_server *s)
+{
+    if (s->stopping || s->drain_exit)
+        return AX_ECANCELED; /* on its way out */
+    if (!s->cluster || !s->keyed.shards)
+        return AX_EINVAL;
+    return axd_route_undrain(&s->keyed);
+}
+
 void axd_server_shutdown(axd_server *s, const char *why)
+{
+    if (s->stopping)
+        return;
+    /* A clustered node hands its shards over first (its asks and queued messages go
+     * with them); a second signal does not wait for that. */
+    if (s->cluster && s->keyed.shards && !s->drain_signals++) {
+        snprintf(s->drain_why, sizeof s->drain_why, "%s", why);
+        if (axd_server_drain(s, s->cfg.cluster_drain_timeout_ms, 0, NULL, NULL) == AX_OK)
+            return;
+    }
+    shutdown_now(s, why);
+}
+
+static void shutdown_now(axd_server *s, const char *why)
 {
     if (s->stopping)
         return;

@@ -42,6 +42,13 @@ typedef struct axd_server {
     uint64_t reloads, reload_errors;
     int stopping;
     int exit_code;
+    /* drain (axd_server_drain): who waits for its end, and whether the daemon then exits */
+    struct axd_drain_waiter {
+        void (*done)(void *ud, struct cJSON *result);
+        void *ud;
+    } drain_waiters[16];
+    int n_drain_waiters, drain_exit, drain_signals;
+    char drain_why[32];
 } axd_server;
 
 /* A node on loop with cfg (its strings now owned by the server): the runtime is ready
@@ -63,8 +70,17 @@ int axd_server_cluster_start_mem(axd_server *s, struct axd_ovl_net *net, char *e
 /* Handle SIGTERM/SIGINT (stop), SIGHUP (reload), ignore SIGUSR1/2: for the daemon's
  * loop only (libev lets one loop own a signal). */
 void axd_server_signals_start(axd_server *s);
-/* Stop every actor (on_stop runs), close clients, remove the socket, break the loop. */
+/* Stop the node: a clustered one drains first (its shards go to the other nodes within
+ * cluster.drain_timeout_ms; a second call stops at once), then every actor stops (on_stop
+ * runs), clients are closed, the socket removed and the loop ends. */
 void axd_server_shutdown(axd_server *s, const char *why);
+/* Drain (keyed.h axd_route_drain): hand every shard over and take none; done (may be
+ * NULL) gets the result document, borrowed. stay = 0: the daemon then stops. A drain that
+ * runs already is joined. AX_EINVAL when the node is not clustered. */
+int axd_server_drain(axd_server *s, uint32_t timeout_ms, int stay, void (*done)(void *ud, struct cJSON *result),
+                     void *ud);
+/* Take shards again after a drain with stay. */
+int axd_server_undrain(axd_server *s);
 /* Apply what can change at run time from a reloaded configuration (SIGHUP): log level
  * and target, plugins.load additions, cluster.peers additions; what cannot is logged as
  * needing a restart. Returns 0, or AX_ECONFIG (nothing changed) when it cannot be read. */

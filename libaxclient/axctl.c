@@ -36,6 +36,7 @@ typedef struct opts {
     int follow;
     const char *actor; /* events --actor */
     int direct;        /* tell/ask --direct */
+    int stay;          /* drain --stay */
     /* spawn options, as given (checked before connecting) */
     const char *restart, *max_restarts, *restart_window_ms, *backoff_ms, *mailbox_policy, *idle_timeout_ms;
     int trap_exit;
@@ -59,6 +60,7 @@ enum {
     OPT_TYPE,
     OPT_NAME,
     OPT_STATE,
+    OPT_STAY,
 };
 
 static void usage(FILE *f)
@@ -144,6 +146,21 @@ static void usage(FILE *f)
         "        Send MSG and print the actor's reply: as text when it is printable\n"
         "        UTF-8, else as hexadecimal. The actor has --timeout to answer.\n"
         "        --direct as for tell.\n"
+        "    drain [--timeout MS] [--stay]\n"
+        "        Hand this node's shards over to the other nodes of the cluster and\n"
+        "        take none: each shard's actors stop (durable state written), what\n"
+        "        they had queued and the asks waiting on them go to the shard's next\n"
+        "        owner, the lease is released and the others take it at once; asks\n"
+        "        routed through any node meanwhile wait for the next owner instead\n"
+        "        of failing. Waits until done (at most --timeout, default the\n"
+        "        daemon's cluster.drain_timeout_ms) and prints what was handed over\n"
+        "        and how long a shard was without an owner. Then the daemon stops,\n"
+        "        as on SIGTERM (which drains the same way), unless --stay: then it\n"
+        "        stays up, holding no shard, still serving its clients (their keyed\n"
+        "        requests go to the other nodes), until undrain. Exit status 4 if\n"
+        "        the drain did not finish in time. EINVAL: not clustered.\n"
+        "    undrain\n"
+        "        End a drain --stay: the node takes its share of the shards again.\n"
         "    log-level LEVEL\n"
         "        Set the daemon's log level now: error, warn, info or debug (the\n"
         "        change is logged). It lasts until the daemon restarts or reloads\n"
@@ -704,6 +721,38 @@ static int cmd_actors(const opts *o, axc_conn *c)
 }
 
 /* status / actors / plugins list / plugins load: a JSON document. */
+/* drain: one line (or the document with --json); exit status 4 when it timed out. */
+static int cmd_drain(const opts *o, axc_conn *c)
+{
+    char *doc = NULL;
+    int rc = axc_drain(c, o->timeout_set ? (uint32_t)o->timeout_ms : 0, o->stay ? AXC_DRAIN_STAY : 0, &doc);
+    if (rc)
+        return report(o, c, rc, "drain", NULL);
+    cJSON *d = cJSON_Parse(doc);
+    const char *res = d ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "result")) : NULL;
+    int late = res && strcmp(res, "drained") != 0;
+    if (o->json) {
+        puts(doc);
+    } else if (d) {
+        const cJSON *hb = cJSON_GetObjectItemCaseSensitive(d, "handed_over");
+        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(d, "ms");
+        const cJSON *avg = cJSON_GetObjectItemCaseSensitive(d, "handover_ms_avg");
+        const cJSON *max = cJSON_GetObjectItemCaseSensitive(d, "handover_ms_max");
+        const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(d, "messages_handed_back");
+        const cJSON *left = cJSON_GetObjectItemCaseSensitive(d, "still_owned");
+        printf("%s in %.0f ms: %.0f shard(s) handed over (handover %.1f ms mean, %.1f ms longest), %.0f queued "
+               "message(s) handed to the next owners%s%s\n",
+               res ? res : "?", cJSON_IsNumber(ms) ? ms->valuedouble : 0, cJSON_IsNumber(hb) ? hb->valuedouble : 0,
+               cJSON_IsNumber(avg) ? avg->valuedouble : 0, cJSON_IsNumber(max) ? max->valuedouble : 0,
+               cJSON_IsNumber(msgs) ? msgs->valuedouble : 0,
+               late && cJSON_IsNumber(left) && left->valuedouble > 0 ? "; some shards are still held" : "",
+               o->stay ? "; the daemon stays up without shards (axctl undrain ends it)" : "; the daemon stops");
+    }
+    cJSON_Delete(d);
+    axc_free(doc);
+    return late ? 4 : 0;
+}
+
 static int cmd_doc(const opts *o, axc_conn *c, const char *what, int rc, char *doc)
 {
     if (rc)
@@ -1179,6 +1228,7 @@ int main(int argc, char **argv)
         {"type", required_argument, NULL, OPT_TYPE},
         {"name", required_argument, NULL, OPT_NAME},
         {"state", required_argument, NULL, OPT_STATE},
+        {"stay", no_argument, NULL, OPT_STAY},
         {NULL, 0, NULL, 0},
     };
     opts o = {.timeout_ms = DEFAULT_TIMEOUT_MS};
@@ -1251,6 +1301,9 @@ int main(int argc, char **argv)
         case OPT_STATE:
             o.f_state = optarg;
             break;
+        case OPT_STAY:
+            o.stay = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -1299,6 +1352,9 @@ int main(int argc, char **argv)
             return rc;
     } else if (!strcmp(cmd, "log-level")) {
         if ((rc = need_args(cmd, nargs, 1, 1, "log-level LEVEL (error, warn, info or debug)")))
+            return rc;
+    } else if (!strcmp(cmd, "drain") || !strcmp(cmd, "undrain")) {
+        if ((rc = need_args(cmd, nargs, 0, 0, !strcmp(cmd, "drain") ? "drain [--timeout MS] [--stay]" : "undrain")))
             return rc;
     } else if (!strcmp(cmd, "forget")) {
         if ((rc = need_args(cmd, nargs, o.key ? 1 : 2, o.key ? 1 : 2, "forget TYPE KEY | forget TYPE --key KEY")))
@@ -1390,6 +1446,11 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "log-level")) {
         rc = axc_set_log_level(c, args[0]);
         ex = rc ? report(&o, c, rc, "log-level", NULL) : print_ok(&o);
+    } else if (!strcmp(cmd, "drain")) {
+        ex = cmd_drain(&o, c);
+    } else if (!strcmp(cmd, "undrain")) {
+        rc = axc_undrain(c);
+        ex = rc ? report(&o, c, rc, "undrain", NULL) : print_ok(&o);
     } else if (!strcmp(cmd, "forget")) {
         axc_target ft = axc_by_key(args[0], o.key ? o.key : args[1]);
         void *reply = NULL;

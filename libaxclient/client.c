@@ -1457,6 +1457,43 @@ AXC_EXPORT int axc_set_log_level(axc_conn *c, const char *level)
     return simple_call(c, AX_T_LOG_LEVEL, "log level", level, n, NULL);
 }
 
+AXC_EXPORT int axc_drain(axc_conn *c, uint32_t timeout_ms, unsigned flags, char **json)
+{
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    if (timeout_ms > AX_DRAIN_TIMEOUT_MAX || (flags & ~(unsigned)AXC_DRAIN_STAY))
+        return seterr(c, AX_EINVAL, "drain: timeout_ms must be at most %u and flags AXC_DRAIN_STAY", AX_DRAIN_TIMEOUT_MAX);
+    rframe f;
+    uint32_t id = next_id(c);
+    size_t mark = c->out.len;
+    size_t start = ax_frame_begin(&c->out, AX_T_DRAIN, 0, id);
+    ax_wbuf_u32(&c->out, timeout_ms);
+    ax_wbuf_u8(&c->out, (uint8_t)((flags & AXC_DRAIN_STAY) ? AX_DRAIN_STAY : 0));
+    rc = end_frame(c, mark, start);
+    /* answered when the drain ends: within its timeout (0: the daemon's, at most an hour) */
+    int wait_ms = (timeout_ms ? (int)timeout_ms : (int)AX_DRAIN_TIMEOUT_MAX) + 5000;
+    if (!rc)
+        rc = roundtrip(c, id, wait_ms, &f);
+    if (rc)
+        return rc;
+    if (!json) {
+        char *doc = NULL;
+        rc = get_blob(c, &f, AX_T_JSON, "drain", &doc, NULL);
+        axc_free(doc);
+        return rc;
+    }
+    return get_blob(c, &f, AX_T_JSON, "drain", json, NULL);
+}
+
+AXC_EXPORT int axc_undrain(axc_conn *c)
+{
+    int rc = usable(c);
+    if (rc)
+        return rc;
+    return simple_call(c, AX_T_UNDRAIN, "undrain", NULL, 0, NULL);
+}
+
 AXC_EXPORT int axc_fd(const axc_conn *c)
 {
     return c ? c->fd : -1;

@@ -107,6 +107,8 @@ const char *ax_frame_type_name(uint8_t type)
     case AX_T_NODES: return "NODES";
     case AX_T_SHARDS: return "SHARDS";
     case AX_T_LOG_LEVEL: return "LOG_LEVEL";
+    case AX_T_DRAIN: return "DRAIN";
+    case AX_T_UNDRAIN: return "UNDRAIN";
     case AX_T_JSON: return "JSON";
     case AX_T_SUBSCRIBE: return "SUBSCRIBE";
     case AX_T_UNSUBSCRIBE: return "UNSUBSCRIBE";
@@ -786,6 +788,23 @@ int ax_body_validate(uint8_t type, const void *p, size_t len, const char **why)
         }
         return 0;
     }
+    case AX_T_DRAIN: {
+        ax_rbuf r;
+        ax_rbuf_init(&r, p, len);
+        uint32_t ms = ax_rbuf_u32(&r);
+        uint8_t fl = ax_rbuf_u8(&r);
+        if (ax_rbuf_done(&r) != 0) {
+            if (why)
+                *why = r.why;
+            return AX_EPROTO;
+        }
+        if (ms > AX_DRAIN_TIMEOUT_MAX || (fl & ~AX_DRAIN_STAY)) {
+            if (why)
+                *why = "DRAIN timeout_ms must be at most 3600000 and flags only STAY (0x01)";
+            return AX_EPROTO;
+        }
+        return 0;
+    }
     case AX_T_DEMONITOR:
         if (len == 8)
             return 0;
@@ -804,6 +823,7 @@ int ax_body_validate(uint8_t type, const void *p, size_t len, const char **why)
     case AX_T_PLUGINS:
     case AX_T_NODES:
     case AX_T_SHARDS:
+    case AX_T_UNDRAIN:
         if (len == 0)
             return 0;
         if (why)

@@ -50,9 +50,14 @@ enum ax_frame_type {
     AX_T_MONITOR = 0x28,     /* c->d  target -> JSON {"mref","id","gen"}; a down is an EVENT */
     AX_T_DEMONITOR = 0x29,   /* c->d  u64 mref -> OK */
     AX_T_LOG_LEVEL = 0x2b,   /* c->d  str level (error|warn|info|debug) -> OK */
+    AX_T_DRAIN = 0x2c,       /* c->d  u32 timeout_ms (0 = the daemon's), u8 flags (AX_DRAIN_*) -> JSON, once done */
+    AX_T_UNDRAIN = 0x2d,     /* c->d  (empty) -> OK */
     AX_T_JSON = 0x2f,      /* d->c  blob json_document (UTF-8, not NUL-terminated) */
     AX_T_EVENT = 0x30,     /* d->c  blob json_document: lifecycle event, down, lagged */
 };
+
+#define AX_DRAIN_STAY 0x01u /* DRAIN: the daemon stays up (without shards) instead of stopping */
+#define AX_DRAIN_TIMEOUT_MAX 3600000u
 
 /* Frame flags (u16). Unknown flags are a decode error in version 1. */
 #define AX_F_NOREPLY 0x0001u /* TELL: the sender wants no OK/ERROR back */

@@ -41,6 +41,7 @@ const char *ax_peer_type_name(uint8_t type)
     case AX_PT_DEMONITOR: return "DEMONITOR";
     case AX_PT_DOWN: return "DOWN";
     case AX_PT_EPOCHS: return "EPOCHS";
+    case AX_PT_RELEASED: return "RELEASED";
     case AX_PT_TELL: return "TELL";
     case AX_PT_ASK: return "ASK";
     case AX_PT_REPLY: return "REPLY";
@@ -328,6 +329,7 @@ void ax_peer_rec_put(ax_wbuf *b, uint8_t type, const ax_peer_rec *r)
         ax_wbuf_u64(b, r->mref);
         break;
     case AX_PT_EPOCHS:
+    case AX_PT_RELEASED:
         ax_wbuf_u32(b, r->shard);
         ax_wbuf_u64(b, r->epoch);
         break;
@@ -393,10 +395,11 @@ int ax_peer_rec_next(ax_rbuf *r, uint8_t type, ax_peer_rec *out, const char **wh
         t.mref = ax_rbuf_u64(r);
         break;
     case AX_PT_EPOCHS:
+    case AX_PT_RELEASED:
         t.shard = ax_rbuf_u32(r);
         t.epoch = ax_rbuf_u64(r);
         if (!r->err && (t.epoch == 0 || t.epoch >= (1ull << 53)))
-            fail(r, "EPOCHS: epoch must be 1..2^53-1");
+            fail(r, type == AX_PT_EPOCHS ? "EPOCHS: epoch must be 1..2^53-1" : "RELEASED: epoch must be 1..2^53-1");
         break;
     case AX_PT_DOWN:
         t.mref = ax_rbuf_u64(r);
@@ -510,6 +513,7 @@ int ax_peer_body_validate(uint8_t type, const void *p, size_t n, const char **wh
     case AX_PT_MONITOR:
     case AX_PT_DEMONITOR:
     case AX_PT_EPOCHS:
+    case AX_PT_RELEASED:
     case AX_PT_DOWN:
     case AX_PT_TELL:
     case AX_PT_ASK:

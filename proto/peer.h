@@ -26,7 +26,8 @@
 /* Feature flags exchanged in HELLO; the session uses the common subset. */
 #define AX_PEER_FEAT_BATCH 0x00000001u   /* data frames carry several records */
 #define AX_PEER_FEAT_MONITOR 0x00000002u /* remote monitors (MONITOR/DEMONITOR/DOWN) */
-#define AX_PEER_FEAT_KNOWN 0x00000003u
+#define AX_PEER_FEAT_DRAIN 0x00000004u   /* PING flag LEAVING and RELEASED frames (drain) */
+#define AX_PEER_FEAT_KNOWN 0x00000007u
 
 /* Peer frame types, 0x40-0x7f. 0x40-0x47 handshake (unauthenticated, session 0,
  * seq 0, MAC zero) except AUTH_OK; 0x48-0x5f control; 0x60-0x7f data. */
@@ -44,6 +45,7 @@ enum ax_peer_type {
     AX_PT_DEMONITOR = 0x51, /* records: u64 mref */
     AX_PT_DOWN = 0x52,      /* records: u64 mref, u64 target_id, u32 target_gen, str reason */
     AX_PT_EPOCHS = 0x53,    /* records: u32 shard, u64 epoch (highest epoch the sender knows) */
+    AX_PT_RELEASED = 0x54,  /* records: u32 shard, u64 epoch (the sender released its lease of the shard) */
     AX_PT_TELL = 0x60,      /* records: u64 to_id, u32 to_gen, u64 from_id, u32 from_gen, str msg, blob payload */
     AX_PT_ASK = 0x61,       /* records: u64 req, u64 to_id, u32 to_gen, u64 from_id, u32 from_gen, u32 timeout_ms, str msg, blob payload */
     AX_PT_REPLY = 0x62,     /* records: u64 req, i32 status, blob payload */
@@ -121,7 +123,8 @@ void ax_peer_reason_put(ax_wbuf *b, int32_t code, const char *reason);
 int ax_peer_reason_get(const void *p, size_t n, ax_peer_reason *r, const char **why);
 
 #define AX_PING_STORE_OK 0x01u /* the sender reaches its lease store (it counts in the fair share) */
-#define AX_PING_KNOWN 0x01u
+#define AX_PING_LEAVING 0x02u  /* the sender drains: it takes no shard and does not count in the fair share */
+#define AX_PING_KNOWN 0x03u
 typedef struct ax_peer_ping {
     uint64_t id, sent_us;
     uint8_t flags;
@@ -131,7 +134,7 @@ int ax_peer_ping_get(const void *p, size_t n, ax_peer_ping *pg, const char **why
 /* Records of control and data frames. A body is a sequence of one or more records of
  * the frame's type; the reader yields them one at a time. */
 typedef struct ax_peer_rec {
-    uint32_t shard; /* EPOCHS */
+    uint32_t shard; /* EPOCHS, RELEASED */
     uint64_t req, mref;
     uint64_t to_id, from_id; /* MONITOR: watcher = from, target = to; DOWN: target = to */
     uint32_t to_gen, from_gen;

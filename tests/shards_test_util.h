@@ -297,7 +297,7 @@ static void cluster_up_n(int first)
 
 static void cluster_up(void) { cluster_up_n(NNODES); }
 
-static void node_kill(int i)
+__attribute__((unused)) static void node_kill(int i)
 {
     axc_close(N[i].c);
     N[i].c = NULL;
@@ -323,7 +323,7 @@ static void wait_port_bindable(int port)
     }
 }
 
-static void node_restart(int i)
+__attribute__((unused)) static void node_restart(int i)
 {
     wait_port_bindable(N[i].port);
     ax_h_restart(N[i].d, NULL);
@@ -396,7 +396,7 @@ __attribute__((unused)) static void tell_key_ok(int i, const char *type, const c
 }
 
 /* The node serving the shard of key (FNV-1a-64 as in PROTOCOL.md), and its epoch. */
-static uint32_t shard_of(const char *key)
+__attribute__((unused)) static uint32_t shard_of(const char *key)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (const unsigned char *p = (const unsigned char *)key; *p; p++)
@@ -404,7 +404,7 @@ static uint32_t shard_of(const char *key)
     return (uint32_t)(h ^ (h >> 32)) % NSHARDS;
 }
 
-static int owner_of(uint32_t shard, double *epoch)
+__attribute__((unused)) static int owner_of(uint32_t shard, double *epoch)
 {
     view v;
     for (int i = 0; i < NNODES; i++) {

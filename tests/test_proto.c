@@ -101,7 +101,7 @@ END_TEST
 
 START_TEST(header_with_unknown_type_is_rejected)
 {
-    static const uint8_t bad[] = {0x00, 0x05, 0x0f, 0x18, 0x2c, 0x3f, 0x40, 0x7f, 0x80, 0xff};
+    static const uint8_t bad[] = {0x00, 0x05, 0x0f, 0x18, 0x2e, 0x3f, 0x40, 0x7f, 0x80, 0xff};
     uint8_t b[AX_FRAME_HDR_SIZE];
     size_t i;
     for (i = 0; i < sizeof bad; i++) {
@@ -163,7 +163,7 @@ START_TEST(every_client_type_is_known_and_named)
                                     AX_T_RESOLVE, AX_T_EXIT, AX_T_STATUS, AX_T_ACTORS, AX_T_PLUGINS,
                                     AX_T_PLUGIN_LOAD, AX_T_PLUGIN_UNLOAD, AX_T_NODES, AX_T_SHARDS, AX_T_JSON,
                                     AX_T_SUBSCRIBE, AX_T_UNSUBSCRIBE, AX_T_MONITOR, AX_T_DEMONITOR,
-                                    AX_T_LOG_LEVEL, AX_T_EVENT};
+                                    AX_T_LOG_LEVEL, AX_T_DRAIN, AX_T_UNDRAIN, AX_T_EVENT};
     size_t i;
     int n = 0, t;
     for (i = 0; i < sizeof types; i++) {
@@ -550,6 +550,35 @@ START_TEST(trailing_bytes_are_rejected)
 }
 END_TEST
 
+START_TEST(drain_bodies_are_checked)
+{
+    ax_wbuf b;
+    const char *why = NULL;
+    ax_wbuf_init(&b);
+    ax_wbuf_u32(&b, 15000);
+    ax_wbuf_u8(&b, AX_DRAIN_STAY);
+    ck_assert_int_eq(ax_body_validate(AX_T_DRAIN, b.data, b.len, &why), 0);
+    for (size_t l = 0; l < b.len; l++) /* truncated */
+        ck_assert_int_eq(ax_body_validate(AX_T_DRAIN, b.data, l, &why), AX_EPROTO);
+    ax_wbuf_u8(&b, 0); /* trailing */
+    ck_assert_int_eq(ax_body_validate(AX_T_DRAIN, b.data, b.len, &why), AX_EPROTO);
+    ax_wbuf_free(&b);
+    ax_wbuf_init(&b);
+    ax_wbuf_u32(&b, 0);
+    ax_wbuf_u8(&b, 0x02); /* an unknown flag */
+    ck_assert_int_eq(ax_body_validate(AX_T_DRAIN, b.data, b.len, &why), AX_EPROTO);
+    ck_assert_ptr_nonnull(strstr(why, "flags"));
+    ax_wbuf_free(&b);
+    ax_wbuf_init(&b);
+    ax_wbuf_u32(&b, AX_DRAIN_TIMEOUT_MAX + 1);
+    ax_wbuf_u8(&b, 0);
+    ck_assert_int_eq(ax_body_validate(AX_T_DRAIN, b.data, b.len, &why), AX_EPROTO);
+    ax_wbuf_free(&b);
+    ck_assert_int_eq(ax_body_validate(AX_T_UNDRAIN, NULL, 0, NULL), 0);
+    ck_assert_int_eq(ax_body_validate(AX_T_UNDRAIN, "x", 1, &why), AX_EPROTO);
+}
+END_TEST
+
 START_TEST(names_are_printable_ascii_without_space)
 {
     char n255[AX_NAME_MAX + 1];
@@ -892,6 +921,7 @@ static Suite *proto_suite(void)
     tcase_add_test(b, plugin_bodies_are_validated);
     tcase_add_test(b, hello_and_error_bodies_are_validated);
     tcase_add_test(b, decode_failure_leaves_outputs_untouched);
+    tcase_add_test(b, drain_bodies_are_checked);
     tcase_add_test(b, error_body_message_is_cut_to_str_max);
     tcase_add_test(m, version_negotiation_picks_highest_common);
     tcase_add_test(m, every_error_code_has_a_name_and_message);

@@ -626,6 +626,10 @@ void axd_cl_on_frame(axd_cluster *cl, axd_cl_inc *inc, uint8_t type, const uint8
             if (cl->s->gate)
                 cl->s->gate->note_epoch(cl->s->gate_ud, r.shard, r.epoch, inc->wire_id);
             break;
+        case AX_PT_RELEASED:
+            if (cl->s->gate)
+                cl->s->gate->released(cl->s->gate_ud, r.shard, r.epoch, inc->wire_id);
+            break;
         default: return;
         }
     }
@@ -708,6 +712,7 @@ cJSON *axd_cluster_nodes_json(axd_rt *s, axd_cluster *cl)
         cJSON_AddNumberToObject(o, "auth_failures", (double)n->auth_failures);
         cJSON_AddStringToObject(o, "last_error", n->last_error);
         cJSON_AddBoolToObject(o, "store_ok", n->state == NS_UP && n->store_ok);
+        cJSON_AddBoolToObject(o, "draining", n->state == NS_UP && n->leaving);
         cJSON_AddNumberToObject(o, "replayed", (double)n->replayed);
         cJSON_AddNumberToObject(o, "forged", (double)n->forged);
         cJSON_AddNumberToObject(o, "downs", (double)n->downs);
@@ -768,6 +773,14 @@ static uint32_t rm_live_nodes(void *ud) { return axd_cluster_live_nodes(ud); }
 
 static void rm_share_epoch(void *ud, uint32_t shard, uint64_t epoch) { axd_cluster_share_epoch(ud, shard, epoch); }
 
+static void rm_shard_released(void *ud, uint32_t shard, uint64_t epoch) { axd_cluster_shard_released(ud, shard, epoch); }
+
+static void rm_heartbeat_now(void *ud)
+{
+    if (ud)
+        axd_cl_heartbeat_now(ud);
+}
+
 static const axd_remote_ops remote_ops = {
     .tell = rm_tell,
     .ask = rm_ask,
@@ -777,6 +790,8 @@ static const axd_remote_ops remote_ops = {
     .keyed_send = rm_keyed_send,
     .live_nodes = rm_live_nodes,
     .share_epoch = rm_share_epoch,
+    .shard_released = rm_shard_released,
+    .heartbeat_now = rm_heartbeat_now,
 };
 
 axd_cluster *axd_cl_of_rt(axd_rt *s) { return s->remote == &remote_ops ? s->remote_ud : NULL; }

@@ -83,6 +83,9 @@ struct axd_cl_node {
     double hb_gap_max;    /* longest gap between two heartbeats received, seconds */
     char last_error[320]; /* why the last handshake with it failed; "" once a link is up */
     int store_ok;         /* its heartbeats say it reaches the lease store */
+    int leaving;          /* its heartbeats say it drains: it does not count in the fair share */
+    uint32_t features;    /* AX_PEER_FEAT_* negotiated with it at the last handshake */
+    axd_histo h_rtt;      /* heartbeat round trips, seconds (metrics) */
     int from_store;       /* learned from the membership records (not cluster.peers) */
     int gone;             /* its membership record expired or was deleted: not listed, not dialed */
     double last_hb;
@@ -126,6 +129,8 @@ axd_cl_node *axd_cl_node_get(axd_cluster *cl, const char *name, int create);
 /* Append one record to the incarnation's queues (a control or data frame, batched).
  * AX_ENOCONN (down), AX_EFULL, AX_ETOOBIG. */
 int axd_cl_queue(axd_cluster *cl, axd_cl_inc *inc, uint8_t type, const ax_peer_rec *r);
+/* A heartbeat to every peer that is up, now (the drain flag changed). */
+void axd_cl_heartbeat_now(axd_cluster *cl);
 /* Queue the highest epoch this node knows of every shard (EPOCHS frames) for inc. */
 void axd_cl_send_epochs(axd_cluster *cl, axd_cl_inc *inc);
 /* Put name=addr in the address book at run time and dial it if it is new: 1 added, 0 the

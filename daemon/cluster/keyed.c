@@ -97,14 +97,27 @@ void axd_cluster_share_epoch(axd_cluster *cl, uint32_t shard, uint64_t epoch)
         }
 }
 
+void axd_cluster_shard_released(axd_cluster *cl, uint32_t shard, uint64_t epoch)
+{
+    if (!cl)
+        return;
+    ax_peer_rec r = {.shard = shard, .epoch = epoch};
+    for (axd_cl_node *nd = cl->nodes; nd; nd = nd->next)
+        if (nd->state == NS_UP && nd->inc && !nd->inc->down && (nd->features & AX_PEER_FEAT_DRAIN)) {
+            axd_cl_queue(cl, nd->inc, AX_PT_RELEASED, &r);
+            axd_cl_flush_node(cl, nd);
+        }
+}
+
 uint32_t axd_cluster_live_nodes(axd_cluster *cl)
 {
-    uint32_t n = 1;
     if (!cl)
         return 1;
+    /* this node while it drains: its share is none, the others count without it */
+    uint32_t n = cl->s->gate && cl->s->gate->draining(cl->s->gate_ud) ? 0 : 1;
     /* a peer that cannot reach the lease store cannot hold shards: it does not count,
      * so the others' share grows and they take its shards as its leases expire */
     for (axd_cl_node *nd = cl->nodes; nd; nd = nd->next)
-        n += nd->state == NS_UP && nd->store_ok;
+        n += nd->state == NS_UP && nd->store_ok && !nd->leaving; /* a draining one hands its shards over */
     return n;
 }

@@ -351,6 +351,8 @@ static void link_established(axd_cl_link *l)
     cl->handshakes++;
     n->last_error[0] = 0;
     n->store_ok = 1; /* until its first heartbeat says otherwise */
+    n->leaving = 0;
+    n->features = l->hs.features;
     if (n->inc && strcmp(n->inc->boot, pid->boot) != 0) {
         if (!n->inc->down) {
             axd_log(AX_LOG_WARN, "cluster", "peer %s restarted (was %s): declaring the old incarnation down",
@@ -499,11 +501,20 @@ static void on_ping(axd_cl_link *l, uint8_t type, const uint8_t *body, size_t bn
                       : "peer %s cannot reach the lease store: its shards are taken over as their leases expire",
                    n->name);
         n->store_ok = ok;
+        int leaving = (pg.flags & AX_PING_LEAVING) != 0;
+        if (leaving != n->leaving)
+            axd_log(AX_LOG_INFO, "cluster",
+                   leaving ? "peer %s drains: it hands its shards over and does not count in the fair share"
+                           : "peer %s takes shards again (drain ended)",
+                   n->name);
+        n->leaving = leaving;
         send_direct(l, AX_PT_PONG, body, bn);
     } else {
         uint64_t now_us = (uint64_t)(now * 1e6);
-        if (now_us >= pg.sent_us)
+        if (now_us >= pg.sent_us) {
             n->rtt_ms = (double)(now_us - pg.sent_us) / 1000.0;
+            axd_histo_observe(&n->h_rtt, n->rtt_ms / 1000.0);
+        }
     }
 }
 
@@ -649,6 +660,31 @@ static void cb_close(void *user, axd_ovl_link *ol, const char *why)
 
 /* ---------------- heartbeats and failure detection ---------------- */
 
+static void send_ping(axd_cluster *cl, axd_cl_node *n, double now)
+{
+    if (!n->link || n->link->state != LK_UP)
+        return;
+    uint8_t body[17];
+    uint64_t v[2] = {++n->ping_id, (uint64_t)(now * 1e6)};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 8; i++)
+            body[8 * k + i] = (uint8_t)(v[k] >> (56 - 8 * i));
+    const axd_shard_gate *g = cl->s->gate;
+    body[16] = (!g || g->store_ok(cl->s->gate_ud)) ? AX_PING_STORE_OK : 0;
+    if (g && (n->features & AX_PEER_FEAT_DRAIN) && g->draining(cl->s->gate_ud))
+        body[16] |= AX_PING_LEAVING;
+    send_direct(n->link, AX_PT_PING, body, sizeof body);
+    n->hb_sent++;
+}
+
+void axd_cl_heartbeat_now(axd_cluster *cl)
+{
+    double now = now_of(cl);
+    for (axd_cl_node *n = cl->nodes; n; n = n->next)
+        if (n->inc && !n->inc->down)
+            send_ping(cl, n, now);
+}
+
 static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -672,16 +708,7 @@ static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)
             n->since = now;
             continue;
         }
-        if (n->link && n->link->state == LK_UP) {
-            uint8_t body[17];
-            uint64_t v[2] = {++n->ping_id, (uint64_t)(now * 1e6)};
-            for (int k = 0; k < 2; k++)
-                for (int i = 0; i < 8; i++)
-                    body[8 * k + i] = (uint8_t)(v[k] >> (56 - 8 * i));
-            body[16] = (!cl->s->gate || cl->s->gate->store_ok(cl->s->gate_ud)) ? AX_PING_STORE_OK : 0;
-            send_direct(n->link, AX_PT_PING, body, sizeof body);
-            n->hb_sent++;
-        }
+        send_ping(cl, n, now);
         if (inc) { /* asks whose reply can no longer matter */
             axd_hmap_ent *e;
             for (size_t i = 0; (i = axd_hmap_next(&inc->asks, i, &e)) != 0;) {

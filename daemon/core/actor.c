@@ -9,6 +9,7 @@
 #include "ax_build_config.h"
 #include "ax_mem.h"
 #include "log.h"
+#include "monotime.h"
 #include "peer.h"
 #include "core_int.h"
 #include "workers.h"
@@ -218,6 +219,7 @@ axd_pending *axd_pending_new(axd_rt *s, uint32_t timeout_ms, axd_pending_done do
         return NULL;
     }
     p->done = done;
+    p->t0 = ev_now(s->loop);
     ev_timer_init(&p->timer, pending_timeout_cb, timeout_ms / 1000.0, 0.);
     p->timer.data = p;
     ev_timer_start(s->loop, &p->timer);
@@ -671,6 +673,26 @@ void axd_actor_terminate(axd_rt *s, axd_actor *a, const char *reason)
     ax_free(a);
 }
 
+/* Take out of a's user mailbox, in order, the messages no handler has seen (user
+ * messages: not replies, signals or I/O events) into out; returns how many. A keyed
+ * actor whose shard leaves this node hands them to the shard's next owner
+ * (keyed/routing.c) rather than failing them. */
+uint32_t axd_actor_take_unhandled(axd_actor *a, axd_mq *out)
+{
+    axd_mq keep = {0};
+    uint32_t n = 0;
+    for (axd_env *e; (e = axd_mq_pop(&a->user));) {
+        if (e->kind == AXD_ENV_USER && !e->io) {
+            axd_mq_push(out, e);
+            n++;
+        } else {
+            axd_mq_push(&keep, e);
+        }
+    }
+    a->user = keep;
+    return n;
+}
+
 /* Call on_stop for the incarnation that is ending. */
 void axd_actor_call_on_stop(axd_rt *s, axd_actor *a, const char *reason)
 {
@@ -831,7 +853,11 @@ static int run_actor_turn(axd_rt *s, axd_actor *a, struct axd_hold *h)
         e->m.name = axd_msg_name(s, e->m.id);
         ctx_init(&cx, s, a, e);
         cx.hold = h;
+        int timed = (s->ctr.delivered % AXD_HANDLER_SAMPLE) == 0;
+        double t0 = timed ? axd_mono_now() : 0;
         int rc = fn(&cx, a->state, &e->m);
+        if (timed)
+            axd_histo_observe(&s->h_handler, axd_mono_now() - t0);
         a->processed++;
         s->ctr.delivered++;
         if (h) {
@@ -1671,6 +1697,44 @@ static void worker_stat_cb(axd_rt *s, void *ud)
     w->subs = s->n_subs;
 }
 
+/* One worker's part of axd_runtime_metrics, on its thread. */
+static void worker_metrics_cb(axd_rt *s, void *ud)
+{
+    axd_rt_metrics *m = ud;
+    m->h_ask = s->h_ask;
+    m->h_handler = s->h_handler;
+    m->mailbox_messages = 0;
+    m->mailbox_max = 0;
+    for (uint32_t i = 1; i < s->actors.cap; i++) {
+        const axd_actor *a = s->actors.ptr[i];
+        if (!a)
+            continue;
+        uint32_t d = a->user.len + a->ctl.len;
+        m->mailbox_messages += d;
+        if (d > m->mailbox_max)
+            m->mailbox_max = d;
+    }
+}
+
+void axd_runtime_metrics(axd_rt *s, axd_rt_metrics *out)
+{
+    memset(out, 0, sizeof *out);
+    uint32_t nw = s->group ? s->group->n : 1;
+    for (uint32_t w = 0; w < nw; w++) {
+        axd_rt_metrics one;
+        memset(&one, 0, sizeof one);
+        if (w == s->worker)
+            worker_metrics_cb(s, &one);
+        else if (axd_workers_sync(s->group, s->worker, w, worker_metrics_cb, &one, sizeof one, 1000) != 0)
+            continue; /* too busy to answer: left out of this scrape */
+        axd_histo_add(&out->h_ask, &one.h_ask);
+        axd_histo_add(&out->h_handler, &one.h_handler);
+        out->mailbox_messages += one.mailbox_messages;
+        if (one.mailbox_max > out->mailbox_max)
+            out->mailbox_max = one.mailbox_max;
+    }
+}
+
 /* The counters of every worker, summed (all of axd_counters is uint64_t). */
 static void ctr_add(axd_counters *sum, const axd_counters *c)
 {
@@ -1742,6 +1806,9 @@ cJSON *axd_runtime_status_json(axd_rt *s)
     CTR(events_lagged);
     CTR(idle_reaped);
     CTR(route_retries);
+    CTR(route_held);
+    CTR(route_handed_back);
+    CTR(route_hold_expired);
     if (nw > 1) {
         CTR(xw_full);
         CTR(xw_dropped);

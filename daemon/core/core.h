@@ -17,6 +17,7 @@
 #include "axactor/plugin.h"
 #include "config.h"
 #include "frame.h"
+#include "histo.h"
 #include "hmap.h"
 #include "shard_reasons.h"
 
@@ -153,6 +154,8 @@ typedef struct axd_actor {
 } axd_actor;
 
 /* ---- pending asks ---- */
+#define AXD_HANDLER_SAMPLE 8 /* one handler run in this many is timed (axd_rt.h_handler) */
+
 typedef struct axd_pending axd_pending;
 /* Called exactly once per pending ask: with the reply (status AX_OK) or an error. */
 typedef void (*axd_pending_done)(struct axd_rt *s, axd_pending *p, int status, const void *data, size_t n);
@@ -166,6 +169,7 @@ struct axd_pending {
         struct { ax_ref asker; uint32_t reply_msg; uint64_t tag; } actor;
     } u;
     void *ud; /* for the owner of done (e.g. routing keeps the message for a retry) */
+    double t0; /* loop time it was made (latency histograms) */
 };
 
 /* ---- the context handed to plugin code ---- */
@@ -190,6 +194,9 @@ typedef struct axd_counters {
     uint64_t clients_accepted, clients_refused, bad_frames;
     uint64_t restarts, links, monitors, downs, events, events_lagged, idle_reaped;
     uint64_t route_retries; /* forwarded keyed messages re-sent after EBUSY/ESTALE */
+    uint64_t route_held;    /* keyed messages that waited for their shard's next owner */
+    uint64_t route_handed_back; /* messages a shard's actors had queued, sent on to its next owner */
+    uint64_t route_hold_expired; /* held longer than the hold time: answered EBUSY (or a tell dropped) */
     uint64_t xw_full;    /* items refused by another worker's full inbox (the sender got AX_EFULL) */
     uint64_t xw_dropped; /* cross-worker items for actors gone there, or replies that could not be sent */
     /* durable keyed actors (persist.c) */
@@ -226,6 +233,9 @@ typedef struct axd_remote_ops {
                       ax_ref from, struct axd_pending *pd);
     uint32_t (*live_nodes)(void *ud); /* nodes up now, this one included (>= 1) */
     void (*share_epoch)(void *ud, uint32_t shard, uint64_t epoch);
+    /* this node released its lease of shard (a drain, a handover): peers may take it now */
+    void (*shard_released)(void *ud, uint32_t shard, uint64_t epoch);
+    void (*heartbeat_now)(void *ud); /* the drain flag changed: tell the peers now */
 } axd_remote_ops;
 
 /* The client sink (implemented by daemon/front/): refs with node AXD_NODE_CLIENT. */
@@ -257,6 +267,9 @@ typedef struct axd_shard_gate {
     /* for the cluster: heartbeats carry store_ok; EPOCHS records feed note_epoch */
     int (*store_ok)(void *ud);
     void (*note_epoch)(void *ud, uint32_t shard, uint64_t epoch, const char *from);
+    /* for the cluster: this node drains (heartbeats say so); a peer released shard */
+    int (*draining)(void *ud);
+    void (*released)(void *ud, uint32_t shard, uint64_t epoch, const char *from);
     size_t (*known_epochs)(void *ud, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap);
     /* Durable keyed actors (persist.c): load or write (del: delete) the state record
      * `name` ("type\0key") of shard, fenced by epoch, from worker rt's thread; done runs
@@ -326,6 +339,9 @@ typedef struct axd_rt {
     uint32_t env_pool_len;
 
     axd_counters ctr;
+    /* this worker's latency histograms (metrics): client asks from request to answer, and
+     * handler run time (one handler in AXD_HANDLER_SAMPLE timed) */
+    axd_histo h_ask, h_handler;
     ax_api api;
     uint64_t next_mref;
     axd_hmap client_mons;     /* mref -> axd_cmon: clients' monitors of other workers' actors */
@@ -404,6 +420,9 @@ int axd_actor_deliver(axd_rt *s, axd_actor *a, axd_env *e);
 int axd_deliver(axd_rt *s, ax_ref to, axd_env *e);
 /* Ask the actor to stop (control mailbox); reason copied. */
 int axd_actor_stop(axd_rt *s, axd_actor *a, const char *reason);
+/* Take out of a's user mailbox, in order, the messages no handler has seen (not
+ * replies, signals, I/O events) into out; returns how many (the caller owns them). */
+uint32_t axd_actor_take_unhandled(axd_actor *a, axd_mq *out);
 /* Does the actor's type handle message id? */
 int axd_actor_handles(const axd_actor *a, uint32_t id);
 
@@ -416,6 +435,13 @@ void axd_pending_complete(axd_rt *s, uint32_t slot, uint32_t gen, int status, co
 
 /* JSON documents for the control plane (cJSON; caller frees with cJSON_Delete). */
 struct cJSON *axd_runtime_status_json(axd_rt *s);
+/* What the metrics endpoint needs of every worker: histograms merged, mailboxes summed. */
+typedef struct axd_rt_metrics {
+    axd_histo h_ask, h_handler;
+    uint64_t mailbox_messages; /* queued in every actor's mailboxes */
+    uint32_t mailbox_max;      /* the deepest mailbox */
+} axd_rt_metrics;
+void axd_runtime_metrics(axd_rt *s, axd_rt_metrics *out);
 struct cJSON *axd_runtime_actors_json(axd_rt *s); /* the first page, no filters */
 /* One page of the ACTORS document: actors from slot q->cursor on that match q's filters,
  * at most q->limit (0: AXD_ACTORS_PAGE) and about max_bytes of JSON (0: half of

@@ -38,6 +38,10 @@ typedef struct axd_front {
     uint32_t n_fronts, next_conn_worker;
     _Atomic uint32_t clients;  /* connections of every worker (client.max_clients) */
     axd_hmap proxies;          /* (worker, slot, gen) -> stand-in of another worker's connection */
+    /* DRAIN / UNDRAIN (set by the composition root; NULL: refused): as axd_server_drain */
+    int (*drain)(void *ud, uint32_t timeout_ms, int stay, void (*done)(void *dud, struct cJSON *result), void *dud);
+    int (*undrain)(void *ud);
+    void *drain_ud;
 } axd_front;
 
 /* Bind client.socket and accept; installs the client sink into rt. keyed stays the

@@ -258,6 +258,7 @@ static void proxy_to_main(axd_conn *c, const ax_frame_hdr *h, const uint8_t *bod
 
 static void client_ask_done(axd_rt *rt, axd_pending *p, int status, const void *data, size_t n)
 {
+    axd_histo_observe(&rt->h_ask, ev_now(rt->loop) - p->t0);
     axd_front *s = front_of(rt);
     if (!s)
         return;
@@ -340,6 +341,69 @@ static void client_tell_done(axd_rt *rt, axd_pending *p, int status, const void 
         send_error_text(c, p->u.client.req_id, status, data, n,
                         status == AX_EBUSY ? "the key's shard has no owner now (failover in progress); retry"
                                            : ax_strerror(status));
+}
+
+/* DRAIN is answered when the drain ends (the connection may be gone by then). */
+typedef struct drain_wait {
+    axd_front *s;
+    uint32_t slot, gen, req_id;
+} drain_wait;
+
+static void drain_answer(void *ud, cJSON *result)
+{
+    drain_wait *dw = ud;
+    axd_conn *c = axd_slots_get(&dw->s->conns, dw->slot, dw->gen);
+    if (c) {
+        send_json(c, dw->req_id, cJSON_Duplicate(result, 1));
+        axd_listener_flush(dw->s);
+    }
+    ax_free(dw);
+}
+
+static void handle_drain(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+{
+    axd_front *s = c->s;
+    const char *why = NULL;
+    if (ax_body_validate(h->type, body, h->body_len, &why) != 0) {
+        bad_body(c, h->req_id, why);
+        return;
+    }
+    if (s->worker) { /* the lease manager is worker 0's */
+        proxy_to_main(c, h, body);
+        return;
+    }
+    if (!s->drain || !s->undrain) {
+        send_error(c, h->req_id, AX_ENOTSUP, "this daemon cannot drain");
+        return;
+    }
+    int rc;
+    if (h->type == AX_T_UNDRAIN) {
+        rc = s->undrain(s->drain_ud);
+        if (rc)
+            send_error(c, h->req_id, rc,
+                       rc == AX_EINVAL ? "not clustered: a single node has no shards to hand over"
+                                       : "the daemon is stopping");
+        else
+            send_empty(c, AX_T_OK, h->req_id);
+        return;
+    }
+    ax_rbuf r;
+    ax_rbuf_init(&r, body, h->body_len);
+    uint32_t ms = ax_rbuf_u32(&r);
+    int stay = (ax_rbuf_u8(&r) & AX_DRAIN_STAY) != 0;
+    drain_wait *dw = ax_malloc(sizeof *dw);
+    *dw = (drain_wait){.s = s, .slot = c->slot, .gen = c->gen, .req_id = h->req_id};
+    axd_log(AX_LOG_INFO, "server", "drain%s requested by client pid %d uid %u", stay ? " (stay)" : "", (int)c->pid,
+           (unsigned)c->uid);
+    rc = s->drain(s->drain_ud, ms ? ms : s->cfg->cluster_drain_timeout_ms, stay, drain_answer, dw);
+    if (rc) {
+        ax_free(dw);
+        send_error(c, h->req_id, rc,
+                   rc == AX_EINVAL      ? "not clustered: a single node has no shards to hand over"
+                   : rc == AX_EBUSY     ? "too many clients wait for this drain"
+                   : rc == AX_ECANCELED ? "the daemon is stopping"
+                                        : ax_strerror(rc));
+    }
 }
 
 static void forward_keyed(axd_conn *c, const ax_frame_hdr *h, const ax_body_msg *m, int noreply)
@@ -960,6 +1024,10 @@ static int handle_frame(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
         send_empty(c, AX_T_OK, h->req_id);
         break;
     }
+    case AX_T_DRAIN:
+    case AX_T_UNDRAIN:
+        handle_drain(c, h, body);
+        break;
     case AX_T_DEMONITOR:
     case AX_T_SUBSCRIBE:
     case AX_T_UNSUBSCRIBE: {
@@ -1664,6 +1732,7 @@ cJSON *axd_front_status_json(axd_front *s)
                             axd_log_level_name(atomic_load_explicit(&axd_log_threshold, memory_order_relaxed)));
     cJSON_AddStringToObject(doc, "log_target", axd_log_target_name());
     axd_route_status(s->keyed, doc);
+    axd_route_drain_status(s->keyed, doc);
     return doc;
 }
 

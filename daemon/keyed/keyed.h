@@ -44,6 +44,21 @@ typedef struct axd_keyed {
      * stops of its actors sent to other workers and not done yet; a shard's release
      * waits until both are 0 (axd_route_release_ready) */
     _Atomic uint32_t *state_inflight, *stops_pending;
+    /* routing queues held while their shard has no owner that takes them (routing.c) */
+    ev_timer route_retry;
+    uint32_t *parked, n_parked;          /* shards to look up again at the next retry */
+    uint32_t route_vias;                 /* forwarded asks waiting for the owner's answer */
+    uint32_t handback_pending;           /* handed-back messages not delivered yet */
+    axd_histo h_hold;                    /* how long held messages waited for an owner (seconds) */
+    /* drain (axd_route_drain) */
+    int draining, drain_running, drain_quiesce;
+    ev_timer drain_w;
+    double drain_t0, drain_deadline;
+    uint32_t drain_shards;
+    uint64_t drain_handovers0, drain_handed_back0;
+    void (*drain_done)(void *ud, struct cJSON *result);
+    void *drain_ud;
+    struct cJSON *drain_last;            /* the result of the last drain */
 } axd_keyed;
 
 /* Start the lease manager for rt (shards.count, lease.* of rt->cfg) and install the
@@ -80,6 +95,17 @@ void axd_route_note_epoch(axd_keyed *s, uint32_t shard, uint64_t epoch, const ch
 /* The highest epoch known per shard, for shards >= from where one is known (ascending):
  * up to cap pairs; returns how many. */
 size_t axd_route_known_epochs(axd_keyed *s, uint32_t from, uint32_t *sh, uint64_t *ep, size_t cap);
+
+/* Drain: take no shard, hand every held one over to the others (their asks and queued
+ * messages go to the next owners), tell the peers (heartbeats) and, once done or after
+ * timeout_ms, call done with the result document (borrowed: copy what you keep). quiesce:
+ * also wait until nothing this node routes is queued or in flight (before an exit).
+ * AX_EINVAL without a lease manager, AX_EALREADY while one runs. The node stays drained
+ * (no shard) until axd_route_undrain. */
+typedef void (*axd_route_drain_done)(void *ud, struct cJSON *result);
+int axd_route_drain(axd_keyed *s, uint32_t timeout_ms, int quiesce, axd_route_drain_done done, void *ud);
+int axd_route_undrain(axd_keyed *s);
+void axd_route_drain_status(axd_keyed *s, struct cJSON *doc); /* adds "drain" */
 
 /* state.c: may the lease of shard be released (no state work of it on its way)? */
 int axd_route_release_ready(void *ud, uint32_t shard);

@@ -14,6 +14,7 @@
 
 #include "ax_mem.h"
 #include "log.h"
+#include "histo.h"
 #include "monotime.h"
 
 /* ---- the hash ---- */
@@ -73,6 +74,7 @@ void axd_shards_cfg_from_config(axd_shards_cfg *cfg, const axd_config *c, const 
     cfg->n_shards = c->shard_count;
     cfg->ttl_ms = c->lease_ttl_ms;
     cfg->renew_interval_ms = c->lease_renew_interval_ms;
+    cfg->acquire_interval_ms = c->lease_acquire_interval_ms;
     cfg->safety_margin_ms = c->lease_safety_margin_ms;
 }
 
@@ -111,6 +113,7 @@ typedef struct shard_ent {
     double deadline;   /* owned: stop serving at this monotonic time (axd_mono_now) */
     double renew_due;  /* owned: next renew */
     double held_until; /* free: another node holds it until about then (skip until) */
+    double handed_at;  /* releasing: when this node stopped serving it (handover time) */
     uint8_t regressed_logged; /* a regression of this shard was logged (once) */
     uint8_t data_loss_logged; /* the store's loss of this shard's data was logged (once) */
     uint8_t seen_held;        /* the store told this node of a holder of the shard (or granted it):
@@ -194,6 +197,12 @@ struct axd_shards {
     ev_timer survey_w;
     uint32_t survey_cursor, survey_inflight;
     int renew_failing;    /* renew failures logged once until a renew succeeds */
+    int draining;         /* axd_shards_drain: the share is none, nothing is acquired */
+    uint32_t releasing;   /* releases not answered yet (held back or sent) */
+    /* handovers: from the moment a shard stopped being served here to its release's answer */
+    uint64_t handovers;
+    double handover_sum, handover_max;
+    axd_histo h_handover;
 };
 
 static void schedule(axd_shards *m, double at);
@@ -301,10 +310,22 @@ static void release_cb(void *ud, uint32_t i, const axd_lease_result *r)
         return;
     axd_shards *m = q->m;
     shard_ent *e = &m->sh[i];
+    m->releasing--;
     if (r->status != AX_OK)
         axd_log(AX_LOG_INFO, "shards", "shard %u: release failed (%s); the lease expires in the store", i,
                ax_strerror(r->status));
     if (e->seq == q->seq && e->st == AXD_SHARD_RELEASING) {
+        double dt = now_fresh(m) - e->handed_at;
+        if (e->handed_at > 0 && dt >= 0) {
+            m->handovers++;
+            axd_histo_observe(&m->h_handover, dt);
+            m->handover_sum += dt;
+            if (dt > m->handover_max)
+                m->handover_max = dt;
+        }
+        e->handed_at = 0;
+        if (r->status == AX_OK && m->cbs.on_released) /* the others may take it now */
+            m->cbs.on_released(m->cbs.ud, i, q->min);
         e->st = AXD_SHARD_FREE;
         e->seq++;
         publish(e);
@@ -381,8 +402,11 @@ static void rel_cb(struct ev_loop *loop, ev_timer *w, int revents)
         uint32_t i = m->relq[j];
         if (m->cbs.release_ready(m->cbs.ud, i) || now >= m->sh[i].deadline || m->dead) {
             m->inflight--;
-            if (!m->dead && m->sh[i].st == AXD_SHARD_RELEASING)
+            m->releasing--; /* counted again by send_release_now's request, if sent */
+            if (!m->dead && m->sh[i].st == AXD_SHARD_RELEASING) {
+                m->releasing++;
                 send_release_now(m, i, m->relq_epoch[j], now);
+            }
         } else {
             m->relq_epoch[k] = m->relq_epoch[j];
             m->relq[k++] = i;
@@ -400,6 +424,7 @@ static void rel_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* Send a release for shard i at epoch (it is no longer served). */
 static void send_release(axd_shards *m, uint32_t i, uint64_t epoch, double now)
 {
+    m->releasing++;
     if (m->cbs.release_ready && !m->cbs.release_ready(m->cbs.ud, i)) {
         shard_ent *e = &m->sh[i];
         e->st = AXD_SHARD_RELEASING;
@@ -431,9 +456,12 @@ static void send_release_now(axd_shards *m, uint32_t i, uint64_t epoch, double n
     publish(e);
     e->renewing = 0;
     req *q = req_new(m, i, REQ_RELEASE, now);
+    q->min = epoch; /* the epoch released (on_released) */
     m->inflight++;
     if (axd_lease_release(m->store, i, m->node, epoch, release_cb, q) != 0) {
         m->inflight--;
+        m->releasing--;
+        e->handed_at = 0;
         ax_free(q);
         e->st = AXD_SHARD_FREE;
         e->seq++;
@@ -445,6 +473,7 @@ static void send_release_now(axd_shards *m, uint32_t i, uint64_t epoch, double n
 static void hand_back(axd_shards *m, uint32_t i, const char *reason, double now)
 {
     uint64_t epoch = m->sh[i].epoch;
+    m->sh[i].handed_at = now;
     lose(m, i, reason);
     if (m->sh[i].st == AXD_SHARD_FREE) /* on_lost may have stopped the manager (already released) */
         send_release(m, i, epoch, now);
@@ -825,7 +854,7 @@ void axd_shards_set_live_nodes(axd_shards *m, uint32_t n)
 {
     if (!n)
         n = 1;
-    uint32_t target = (uint32_t)(((uint64_t)m->n + n - 1) / n);
+    uint32_t target = m->draining ? 0 : (uint32_t)(((uint64_t)m->n + n - 1) / n);
     if (n == m->n_live && target == m->target)
         return;
     axd_log(AX_LOG_INFO, "shards", "%u live node(s): fair share %u of %u shards (own %u)", n, target, m->n, m->owned);
@@ -837,6 +866,54 @@ void axd_shards_set_live_nodes(axd_shards *m, uint32_t n)
     m->next_round = now_fresh(m);
     if (m->started)
         schedule(m, m->next_round);
+}
+
+void axd_shards_drain(axd_shards *m, int on)
+{
+    if (m->stopping || m->draining == !!on)
+        return;
+    m->draining = !!on;
+    axd_log(AX_LOG_INFO, "shards", on ? "draining: handing over %u shard(s), taking none" : "drain ended: taking shards again (own %u)",
+           m->owned);
+    m->n_live = 0; /* the next set_live_nodes computes the share again */
+    if (on) {
+        m->target = 0;
+        m->round_active = 0;
+        double now = now_fresh(m);
+        for (uint32_t i = 0; i < m->n; i++)
+            if (m->sh[i].st == AXD_SHARD_OWNED)
+                hand_back(m, i, AXD_SHARD_HANDOVER, now);
+        log_lost(m, AXD_SHARD_HANDOVER);
+    }
+}
+
+int axd_shards_draining(const axd_shards *m) { return m->draining; }
+
+uint32_t axd_shards_releasing(const axd_shards *m) { return m->releasing; }
+
+void axd_shards_handovers(const axd_shards *m, uint64_t *n, double *avg_ms, double *max_ms)
+{
+    *n = m->handovers;
+    *avg_ms = m->handovers ? m->handover_sum / (double)m->handovers * 1000.0 : 0;
+    *max_ms = m->handover_max * 1000.0;
+}
+
+const axd_histo *axd_shards_handover_histo(const axd_shards *m) { return &m->h_handover; }
+
+void axd_shards_kick(axd_shards *m, uint32_t shard)
+{
+    if (shard >= m->n || !m->started || m->stopping || m->dead || m->draining)
+        return;
+    shard_ent *e = &m->sh[shard];
+    if (e->st != AXD_SHARD_FREE)
+        return;
+    e->held_until = 0;
+    e->holder = 0;
+    /* a round from the start: another node may win this one, then the next free shard
+     * (another released one) is tried, not left for the periodic round */
+    m->round_active = 1;
+    m->cursor = 0;
+    pump(m, now_fresh(m));
 }
 
 void axd_shards_stop(axd_shards *m)
@@ -1000,6 +1077,10 @@ cJSON *axd_shards_json(axd_shards *m, int all)
     cJSON_AddNumberToObject(o, "target", m->target);
     cJSON_AddNumberToObject(o, "owned", m->owned);
     cJSON_AddBoolToObject(o, "stopping", m->stopping);
+    cJSON_AddBoolToObject(o, "draining", m->draining);
+    cJSON_AddNumberToObject(o, "handovers", (double)m->handovers);
+    cJSON_AddNumberToObject(o, "handover_ms_avg", m->handovers ? m->handover_sum / (double)m->handovers * 1000.0 : 0);
+    cJSON_AddNumberToObject(o, "handover_ms_max", m->handover_max * 1000.0);
     cJSON_AddNumberToObject(o, "ttl_ms", m->cfg.ttl_ms);
     cJSON_AddNumberToObject(o, "renew_interval_ms", m->cfg.renew_interval_ms);
     cJSON_AddNumberToObject(o, "safety_margin_ms", m->cfg.safety_margin_ms);

@@ -64,6 +64,8 @@ typedef struct axd_shards_cbs {
      * store (durable state writes), which a release before it would get refused. May be
      * NULL (release at once). */
     int (*release_ready)(void *ud, uint32_t shard);
+    /* The store confirmed the release of shard at epoch (may be NULL): peers may take it. */
+    void (*on_released)(void *ud, uint32_t shard, uint64_t epoch);
     void *ud;
 } axd_shards_cbs;
 
@@ -85,6 +87,22 @@ void axd_shards_start(axd_shards *m);
 /* Live nodes in the cluster, this one included (>= 1; 0 is taken as 1). The fair share is
  * ceil(n_shards / n): shards above it are handed over, below it are acquired. */
 void axd_shards_set_live_nodes(axd_shards *m, uint32_t n);
+/* Drain (on): the share becomes none, every owned shard is handed over (on_lost
+ * "handover", released once release_ready says so) and none is acquired until the drain
+ * ends (off: the share follows set_live_nodes again). */
+void axd_shards_drain(axd_shards *m, int on);
+int axd_shards_draining(const axd_shards *m);
+/* Releases not answered by the store yet (held back or in flight). */
+uint32_t axd_shards_releasing(const axd_shards *m);
+/* Handovers done so far: count, mean and longest time from the moment a shard stopped
+ * being served here to the store's answer to its release, milliseconds. */
+void axd_shards_handovers(const axd_shards *m, uint64_t *n, double *avg_ms, double *max_ms);
+/* The same as a histogram (seconds), for the metrics. */
+struct axd_histo;
+const struct axd_histo *axd_shards_handover_histo(const axd_shards *m);
+/* Another node released shard: acquire it now if this node is below its share (not at
+ * the next round). */
+void axd_shards_kick(axd_shards *m, uint32_t shard);
 /* Stop acquiring, stop serving every shard (on_lost "shutdown") and release them;
  * on_stopped is called (from the loop) once nothing is in flight. */
 void axd_shards_stop(axd_shards *m);

@@ -113,6 +113,9 @@ static const key_def keys[] = {
         .doc = "lease time to live in the store, milliseconds"),
     KEY("lease.renew_interval_ms", K_DURATION, lease_renew_interval_ms, "3000", 10, 3600000,
         .doc = "renew a lease this long after its last acquire/renew, milliseconds"),
+    KEY("lease.acquire_interval_ms", K_DURATION, lease_acquire_interval_ms, "0", 0, 3600000,
+        .doc = "look for free shards this often, milliseconds; 0 = lease.renew_interval_ms (a released "
+               "shard is taken at once: its former owner tells the others)"),
     KEY("lease.safety_margin_ms", K_DURATION, lease_safety_margin_ms, "1000", 10, 3600000,
         .doc = "stop serving a shard this long before its lease can expire, milliseconds"),
     KEY("lease.redis_host", K_STR, redis_host, "127.0.0.1", 1, 255, .doc = "Redis address (an IP address avoids DNS)"),
@@ -151,6 +154,9 @@ static const key_def keys[] = {
     KEY("cluster.membership", K_BOOL, cluster_membership, "true", 0, 1,
         .doc = "register this node in the lease store and dial the members found there (cluster.peers "
                "become optional seeds); needs lease.store = redis"),
+    KEY("cluster.drain_timeout_ms", K_DURATION, cluster_drain_timeout_ms, "20000", 100, 3600000,
+        .doc = "SIGTERM drains first: the shards are handed over to the other nodes within this long "
+               "(milliseconds; keep it below systemd's TimeoutStopSec), then the daemon stops"),
     KEY("cluster.member_ttl_ms", K_DURATION, cluster_member_ttl_ms, "6000", 300, 3600000,
         .doc = "a member record lives this long unless renewed (every third of it), milliseconds"),
     KEY("cluster.listen", K_STR, cluster_listen, "", 0, 255, .check = check_listen,

@@ -56,6 +56,7 @@ typedef struct axd_config {
     char *lease_store;         /* lease.store: memory|redis, default memory */
     uint32_t lease_ttl_ms;     /* lease.ttl_ms, default 10000 */
     uint32_t lease_renew_interval_ms; /* lease.renew_interval_ms, default 3000 */
+    uint32_t lease_acquire_interval_ms; /* lease.acquire_interval_ms, 0 = the renew interval */
     uint32_t lease_safety_margin_ms;  /* lease.safety_margin_ms, default 1000 */
     char *redis_host;          /* lease.redis_host, default 127.0.0.1 */
     uint32_t redis_port;       /* lease.redis_port, default 6379 */
@@ -69,6 +70,7 @@ typedef struct axd_config {
     char *cluster_listen;      /* cluster.listen: "host:port" for peers, default "" (off) */
     char *cluster_advertise;   /* cluster.advertise: published address, default "" (= listen) */
     uint8_t cluster_membership; /* cluster.membership: through the lease store, default true */
+    uint32_t cluster_drain_timeout_ms; /* cluster.drain_timeout_ms, default 20000 */
     uint32_t cluster_member_ttl_ms; /* cluster.member_ttl_ms, default 6000 */
     char **cluster_peers;      /* cluster.peers (repeatable): "name=host:port" address book */
     size_t n_cluster_peers;

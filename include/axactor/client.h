@@ -130,6 +130,18 @@ int axc_status(axc_conn *c, char **json);
  * with the daemon's message for another word). The change is logged. Until the next
  * restart or reload (log.level). */
 int axc_set_log_level(axc_conn *c, const char *level);
+
+/* Drain the node (a cluster member): it takes no shard and hands every one it holds over
+ * to the other nodes (their queued messages and waiting asks go with them), within
+ * timeout_ms (0: the daemon's cluster.drain_timeout_ms). Blocks until the drain ended
+ * and returns its result document in *json (axc_free; NULL: not wanted): "result"
+ * ("drained" or "timed out"), "shards", "handed_over", "ms", "handover_ms_avg",
+ * "handover_ms_max", "messages_handed_back". Without AXC_DRAIN_STAY the daemon then
+ * stops (its connections close); with it, it stays up holding no shard until
+ * axc_undrain. EINVAL: not clustered. */
+#define AXC_DRAIN_STAY 0x01u
+int axc_drain(axc_conn *c, uint32_t timeout_ms, unsigned flags, char **json);
+int axc_undrain(axc_conn *c);
 int axc_actors(axc_conn *c, char **json);
 int axc_plugins(axc_conn *c, char **json);
 /* The cluster peers document (NODES; see PROTOCOL.md "Peer protocol"), as for axc_status. */
