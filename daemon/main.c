@@ -214,6 +214,11 @@ int main(int argc, char **argv)
         goto out;
     }
     axd_members_start(&server);
+    if (axd_server_metrics_start(&server, err, sizeof err) != 0) {
+        axd_log(AX_LOG_ERROR, "metrics", "%s", err);
+        rc = 1;
+        goto out;
+    }
     axd_log(AX_LOG_INFO, "server", "axactord %s serving as %s", AX_VERSION, server.rt.node_id);
     axd_sd_notify("READY=1\nSTATUS=serving");
     ev_run(loop, 0);

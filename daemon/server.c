@@ -12,6 +12,7 @@
 #include "log.h"
 #include "sdnotify.h"
 #include "server.h"
+#include "metrics.h"
 
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -186,6 +187,14 @@ int axd_server_listener_start(axd_server *s, char *err, size_t errlen)
     return rc;
 }
 
+int axd_server_metrics_start(axd_server *s, char *err, size_t errlen)
+{
+    if (!s->cfg.metrics_listen || !*s->cfg.metrics_listen)
+        return 0;
+    s->metrics = axd_metrics_start(&s->front, s->cfg.metrics_listen, err, errlen);
+    return s->metrics ? 0 : AX_ECONFIG;
+}
+
 int axd_server_cluster_start(axd_server *s, char *err, size_t errlen)
 {
     int rc = axd_cluster_start(&s->rt, &s->cluster, err, errlen);
@@ -285,6 +294,8 @@ static void shutdown_now(axd_server *s, const char *why)
         return;
     s->stopping = 1;
     s->rt.stopping = 1; /* exits from now on are final */
+    axd_metrics_stop(s->metrics); /* before anything it reads goes */
+    s->metrics = NULL;
     axd_log(AX_LOG_INFO, "server", "shutting down: %s", why);
     /* Stop accepting first so no new work arrives, then stop actors (their on_stop
      * runs and queued asks are answered), then flush those answers and close. */
@@ -306,6 +317,8 @@ void axd_server_free(axd_server *s)
 {
     if (!s || !s->loop)
         return;
+    axd_metrics_stop(s->metrics);
+    s->metrics = NULL;
     axd_listener_stop(&s->front);
     axd_members_stop(s);
     cluster_stop(s);

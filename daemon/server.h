@@ -49,6 +49,7 @@ typedef struct axd_server {
     } drain_waiters[16];
     int n_drain_waiters, drain_exit, drain_signals;
     char drain_why[32];
+    struct axd_metrics *metrics; /* metrics.listen (NULL: off) */
 } axd_server;
 
 /* A node on loop with cfg (its strings now owned by the server): the runtime is ready
@@ -89,6 +90,9 @@ int axd_server_reload(axd_server *s);
  * dial the members found there (cluster.membership; a no-op without a cluster or with
  * the memory store). Stop: delete the record (shutdown). */
 int axd_members_start(axd_server *s);
+/* metrics.listen: serve Prometheus metrics (after the listener and the cluster started);
+ * a no-op when it is empty. 0, or an error with err. */
+int axd_server_metrics_start(axd_server *s, char *err, size_t errlen);
 void axd_members_stop(axd_server *s);
 
 #endif

@@ -372,7 +372,7 @@ static char *ask_key(int i, const char *type, const char *key, const char *msg, 
     }
 }
 
-static char *ask_key_ok(int i, const char *type, const char *key, const char *msg)
+__attribute__((unused)) static char *ask_key_ok(int i, const char *type, const char *key, const char *msg)
 {
     int rc;
     char *v = ask_key(i, type, key, msg, 10000, &rc);

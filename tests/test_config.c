@@ -94,6 +94,9 @@ static const struct bad_case {
     const char *needle;
 } bad_cases[] = {
     {"[node]\nname = a\nbogus = 1\n", 3, "unknown key \"node.bogus\""},
+    {"[metrics]\nlisten = localhost:9464\n", 2, "no host names"},
+    {"[metrics]\nlisten = 127.0.0.1\n", 2, "host:port"},
+    {"[metrics]\nlisten = 127.0.0.1:70000\n", 2, "port must be 1..65535"},
     {"batch = 1\n", 1, "unknown key \"batch\""},
     {"# c\n[nodes]\n", 2, "unknown section [nodes]"},
     {"[node\n", 1, "unterminated section header"},

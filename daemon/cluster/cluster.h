@@ -74,6 +74,8 @@ uint32_t axd_cluster_live_nodes(axd_cluster *cl);
  * addresses are used at the next connect; removing a peer needs a restart (logged).
  * Returns how many were added. */
 int axd_cluster_reload_peers(axd_cluster *cl, char *const *peers, size_t n);
+/* The peers' heartbeat round-trip histograms in the Prometheus text format (histo.h). */
+void axd_cluster_rtt_metrics(axd_cluster *cl, char **buf, size_t *len, size_t *cap);
 /* Tell every peer that is up that this node released its lease of shard at epoch
  * (RELEASED): they may acquire it now, not at their next round. */
 void axd_cluster_shard_released(axd_cluster *cl, uint32_t shard, uint64_t epoch);

@@ -109,6 +109,21 @@ void axd_cluster_shard_released(axd_cluster *cl, uint32_t shard, uint64_t epoch)
         }
 }
 
+void axd_cluster_rtt_metrics(axd_cluster *cl, char **buf, size_t *len, size_t *cap)
+{
+    const char *name = "axactor_peer_heartbeat_rtt_seconds";
+    int head = 0;
+    for (axd_cl_node *nd = cl ? cl->nodes : NULL; nd; nd = nd->next) {
+        if (nd->gone)
+            continue;
+        if (!head++)
+            axd_prom_head(buf, len, cap, name, "histogram", "heartbeat round trips to the peer");
+        char lab[AXD_NODE_ID_MAX + 16];
+        snprintf(lab, sizeof lab, "peer=\"%s\"", nd->name); /* node names: [A-Za-z0-9._-] */
+        axd_histo_prom(buf, len, cap, name, lab, &nd->h_rtt);
+    }
+}
+
 uint32_t axd_cluster_live_nodes(axd_cluster *cl)
 {
     if (!cl)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ax_mem.h"
+#include "config.h"
 #include "log.h"
 #include "overlay.h"
 #include "peer.h"
@@ -66,28 +67,6 @@ struct tcp_ovl {
 #define ACCEPT_PAUSE_S 0.25   /* accepting stops this long when the process is out of fds */
 
 static const axd_ovl_ops tcp_ops;
-
-/* "host:port" or "[v6]:port" -> host, port strings. */
-static int split_hostport(const char *s, char *host, size_t hn, char *port, size_t pn)
-{
-    const char *colon;
-    if (s[0] == '[') {
-        const char *rb = strchr(s, ']');
-        if (!rb || rb[1] != ':')
-            return -1;
-        snprintf(host, hn, "%.*s", (int)(rb - s - 1), s + 1);
-        colon = rb + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon || colon == s)
-            return -1;
-        snprintf(host, hn, "%.*s", (int)(colon - s), s);
-    }
-    if (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) || strlen(colon + 1) > 5)
-        return -1;
-    snprintf(port, pn, "%s", colon + 1);
-    return atoi(port) <= 65535 ? 0 : -1;
-}
 
 static void set_sockopts(tcp_ovl *t, int fd)
 {
@@ -518,7 +497,7 @@ static int tcp_connect(axd_ovl *o, const char *to, axd_ovl_link **out)
     for (size_t i = 0; i < t->n_book; i++)
         if (!strcmp(t->names[i], to))
             addr = t->addrs[i];
-    if (!addr || split_hostport(addr, host, sizeof host, port, sizeof port) != 0)
+    if (!addr || axd_split_hostport(addr, host, sizeof host, port, sizeof port) != 0)
         return AX_ENOTFOUND;
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai = NULL;
     if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
@@ -640,7 +619,7 @@ static int tcp_set_peer(axd_ovl *o, const char *name, const char *addr)
 {
     tcp_ovl *t = (tcp_ovl *)o;
     char host[256], port[8];
-    if (!name || !*name || !addr || split_hostport(addr, host, sizeof host, port, sizeof port) != 0)
+    if (!name || !*name || !addr || axd_split_hostport(addr, host, sizeof host, port, sizeof port) != 0)
         return AX_EINVAL;
     for (size_t i = 0; i < t->n_book; i++)
         if (!strcmp(t->names[i], name)) {
@@ -695,7 +674,7 @@ int axd_ovl_tcp_new(struct ev_loop *loop, const axd_ovl_tcp_cfg *cfg, const axd_
     t->addrs = ax_calloc(cfg->n_book + 1, sizeof *t->addrs);
     for (size_t i = 0; i < cfg->n_book; i++) {
         const char *e = cfg->book[i], *eq = strchr(e, '=');
-        if (!eq || eq == e || split_hostport(eq + 1, host, sizeof host, port, sizeof port) != 0) {
+        if (!eq || eq == e || axd_split_hostport(eq + 1, host, sizeof host, port, sizeof port) != 0) {
             snprintf(err, errlen, "cluster.peers: \"%.100s\" is not name=host:port", e);
             tcp_free(&t->pub);
             return AX_ECONFIG;
@@ -705,7 +684,7 @@ int axd_ovl_tcp_new(struct ev_loop *loop, const axd_ovl_tcp_cfg *cfg, const axd_
     }
     if (cfg->listen && *cfg->listen) {
         struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai = NULL;
-        if (split_hostport(cfg->listen, host, sizeof host, port, sizeof port) != 0) {
+        if (axd_split_hostport(cfg->listen, host, sizeof host, port, sizeof port) != 0) {
             snprintf(err, errlen, "cluster.listen: \"%.100s\" is not host:port", cfg->listen);
             tcp_free(&t->pub);
             return AX_ECONFIG;

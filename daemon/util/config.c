@@ -4,6 +4,7 @@
  * in conf/axactord.conf, which tests/test_config.c checks). */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -51,6 +52,7 @@ static const char *check_log_target(const char *v);
 static void default_node_name(char *buf, size_t n);
 static void default_workers(char *buf, size_t n);
 static const char *check_listen(const char *v);
+static const char *check_metrics_listen(const char *v);
 static const char *check_peer_entry(const char *v);
 static const char *check_lease_store(const char *v);
 static const char *check_store_name(const char *v);
@@ -159,6 +161,9 @@ static const key_def keys[] = {
                "(milliseconds; keep it below systemd's TimeoutStopSec), then the daemon stops"),
     KEY("cluster.member_ttl_ms", K_DURATION, cluster_member_ttl_ms, "6000", 300, 3600000,
         .doc = "a member record lives this long unless renewed (every third of it), milliseconds"),
+    KEY("metrics.listen", K_STR, metrics_listen, "", 0, 255, .check = check_metrics_listen,
+        .doc = "IP:port of the Prometheus endpoint (GET /metrics); empty = off. It is not "
+               "authenticated: bind it to loopback or a management network"),
     KEY("cluster.listen", K_STR, cluster_listen, "", 0, 255, .check = check_listen,
         .doc = "host:port peers connect to; empty = accept no peers"),
     KEY("cluster.peers", K_LIST, cluster_peers, NULL, 3, 320, .count_off = offsetof(axd_config, n_cluster_peers),
@@ -268,6 +273,43 @@ static const char *check_hostport(const char *v)
 }
 
 static const char *check_listen(const char *v) { return *v ? check_hostport(v) : NULL; }
+
+int axd_split_hostport(const char *s, char *host, size_t hn, char *port, size_t pn)
+{
+    const char *colon;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':')
+            return -1;
+        snprintf(host, hn, "%.*s", (int)(rb - s - 1), s + 1);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || colon == s)
+            return -1;
+        snprintf(host, hn, "%.*s", (int)(colon - s), s);
+    }
+    if (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) || strlen(colon + 1) > 5)
+        return -1;
+    snprintf(port, pn, "%s", colon + 1);
+    return atoi(port) <= 65535 ? 0 : -1;
+}
+
+/* metrics.listen: empty (off), or a numeric address and a port (no name to resolve) */
+static const char *check_metrics_listen(const char *v)
+{
+    if (!*v)
+        return NULL;
+    const char *why = check_hostport(v);
+    if (why)
+        return why;
+    char host[256], port[8];
+    unsigned char buf[16];
+    if (axd_split_hostport(v, host, sizeof host, port, sizeof port) != 0 ||
+        (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1))
+        return "must be an IP address and a port, e.g. 127.0.0.1:9464 or [::1]:9464 (no host names)";
+    return NULL;
+}
 
 static const char *check_peer_entry(const char *v)
 {

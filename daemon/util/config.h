@@ -70,6 +70,7 @@ typedef struct axd_config {
     char *cluster_listen;      /* cluster.listen: "host:port" for peers, default "" (off) */
     char *cluster_advertise;   /* cluster.advertise: published address, default "" (= listen) */
     uint8_t cluster_membership; /* cluster.membership: through the lease store, default true */
+    char *metrics_listen; /* metrics.listen: "" = no metrics endpoint */
     uint32_t cluster_drain_timeout_ms; /* cluster.drain_timeout_ms, default 20000 */
     uint32_t cluster_member_ttl_ms; /* cluster.member_ttl_ms, default 6000 */
     char **cluster_peers;      /* cluster.peers (repeatable): "name=host:port" address book */
@@ -125,5 +126,8 @@ const char *axd_config_key_name(size_t i);
 /* true/yes/on/1 -> 1, false/no/off/0 -> 0 (the file syntax for booleans, for flags and
  * environment variables too). 0, or AX_ECONFIG with *out untouched. */
 int axd_config_parse_bool(const char *s, int *out);
+
+/* "host:port" or "[v6]:port" -> host and port strings (0), or -1. */
+int axd_split_hostport(const char *s, char *host, size_t hn, char *port, size_t pn);
 
 #endif
