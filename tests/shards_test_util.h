@@ -7,6 +7,10 @@
 #define AX_SHARDS_TEST_UTIL_H
 
 #include <arpa/inet.h>
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <cjson/cJSON.h>
 
 #include "axactor/client.h"
@@ -417,6 +421,26 @@ __attribute__((unused)) static int owner_of(uint32_t shard, double *epoch)
         }
     }
     return -1;
+}
+
+
+/* ---------------- main ---------------- */
+
+/* The main of a suite of these daemons: skips (77) without redis-server, or when the
+ * shell test `also` (may be NULL) fails (then says `what` is missing); else runs it. */
+__attribute__((unused)) static int cluster_suite_main(Suite *(*suite)(void), const char *also, const char *what)
+{
+    if (system("redis-server --version >/dev/null 2>&1") != 0 || (also && system(also) != 0)) {
+        fprintf(stderr, "%s not found: skipping\n", also ? what : "redis-server");
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 #endif

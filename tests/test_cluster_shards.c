@@ -998,17 +998,4 @@ static Suite *suite(void)
     return s;
 }
 
-int main(void)
-{
-    if (system("redis-server --version >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "redis-server not found: skipping\n");
-        return 77;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return cluster_suite_main(suite, NULL, NULL); }

@@ -137,16 +137,6 @@ static Suite *suite(void)
 
 int main(void)
 {
-    if (system("redis-server --version >/dev/null 2>&1") != 0 ||
-        system("/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null") != 0) {
-        fprintf(stderr, "redis-server or python3-prometheus-client not found: skipping\n");
-        return 77;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return cluster_suite_main(suite, "/usr/bin/python3 -c 'import prometheus_client' 2>/dev/null",
+                              "python3-prometheus-client");
 }
