@@ -19,68 +19,14 @@
 #include <unistd.h>
 
 #include "ax_mem.h"
+#include "conn.h"
 #include "frame.h"
-
-#define AXC_EXPORT __attribute__((visibility("default")))
-
-#define DEFAULT_TIMEOUT_MS 5000
-/* The daemon answers an ask with ETIMEDOUT at its deadline; we wait this much longer
- * so that its answer, not ours, is the one the caller sees. */
-#define ASK_GRACE_MS 1000
-/* Buffered fire-and-forget tells are pushed to the socket past this size. */
-#define FLUSH_AT (64u * 1024u)
-/* Initial read buffer: most replies fit; it grows (up to max_frame) only for big ones. */
-#define RB_MIN (16u * 1024u)
-#define RB_KEEP (256u * 1024u)
-#define CLIENT_NAME_MAX 64
-/* Events queued while nobody reads them; past this they are counted and dropped, and
- * axc_next_event reports the gap as a "lagged" event. */
-#define EVQ_MAX 4096
-
-enum { PE_FREE = 0, PE_WAIT = 1, PE_DONE = 2 };
-
-/* One pipelined ask (axc_send_ask) from send until its result is handed out. */
-typedef struct pend {
-    uint32_t id;
-    uint8_t state;
-    int timeout_ms;
-    int64_t deadline; /* local give-up time (monotonic ms) */
-    axc_result res;   /* valid when state == PE_DONE */
-} pend;
-
-/* A decoded frame header and its body, pointing into the read buffer: valid only until
- * the next read from the socket. */
-typedef struct rframe {
-    ax_frame_hdr h;
-    const uint8_t *body;
-} rframe;
-
-struct axc_conn {
-    int fd;
-    int broken;
-    int timeout_ms;
-    int64_t rcvtimeo_ms; /* value last set with SO_RCVTIMEO (-1: none yet) */
-    uint32_t next_id;
-    uint32_t max_frame; /* body limit, both ways: the daemon's value from HELLO_OK */
-    ax_wbuf out;
-    uint8_t *rb;
-    size_t rb_off, rb_len, rb_cap;
-    size_t rb_need; /* size of the partial frame at rb_off once its header is known */
-    pend *pq;       /* ring of pipelined asks, oldest first; pq_cap is a power of two */
-    size_t pq_cap, pq_head, pq_count, pq_waiting, pq_done;
-    char **evq; /* ring of queued EVENT documents, oldest first; evq_cap a power of two */
-    size_t evq_cap, evq_head, evq_count;
-    uint64_t ev_skipped;
-    char *node_id;
-    char err[512];
-    char dead[512]; /* why the connection broke */
-};
 
 enum { P_FLUSH, P_WAIT_ID, P_WAIT_PIPE, P_WAIT_EVENT, P_WAIT_ANY };
 /* What dispatch() did with a frame. */
 enum { D_DROPPED = 0, D_PIPE = 1, D_EVENT = 2 };
 
-static int64_t now_ms(void)
+int64_t cl_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -88,32 +34,32 @@ static int64_t now_ms(void)
 }
 
 /* Error text may come from the daemon; keep it to one printable line. */
-static void sanitize(char *s)
+void cl_sanitize(char *s)
 {
     for (; *s; s++)
         if ((unsigned char)*s < 0x20 || *s == 0x7f)
             *s = '?';
 }
 
-__attribute__((format(printf, 3, 4))) static int seterr(axc_conn *c, int code, const char *fmt, ...)
+int cl_seterr(axc_conn *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->err, sizeof c->err, fmt, ap);
     va_end(ap);
-    sanitize(c->err);
+    cl_sanitize(c->err);
     return code;
 }
 
 /* The connection can no longer be trusted (stream out of sync, peer gone): remember why;
  * every later call fails with AX_ECONN. */
-__attribute__((format(printf, 3, 4))) static int fail_broken(axc_conn *c, int code, const char *fmt, ...)
+int cl_broken(axc_conn *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->err, sizeof c->err, fmt, ap);
     va_end(ap);
-    sanitize(c->err);
+    cl_sanitize(c->err);
     if (!c->broken) {
         memcpy(c->dead, c->err, sizeof c->dead);
         c->broken = 1;
@@ -121,16 +67,16 @@ __attribute__((format(printf, 3, 4))) static int fail_broken(axc_conn *c, int co
     return code;
 }
 
-static int usable(axc_conn *c)
+int cl_usable(axc_conn *c)
 {
     if (!c)
         return AX_EINVAL;
     if (c->broken)
-        return seterr(c, AX_ECONN, "connection to the daemon is broken: %s", c->dead);
+        return cl_seterr(c, AX_ECONN, "connection to the daemon is broken: %s", c->dead);
     return 0;
 }
 
-static uint32_t next_id(axc_conn *c)
+uint32_t cl_next_id(axc_conn *c)
 {
     uint32_t id = c->next_id++;
     if (c->next_id == 0) /* 0 means "no request" on the wire */
@@ -139,7 +85,7 @@ static uint32_t next_id(axc_conn *c)
 }
 
 /* malloc'd NUL-terminated copy of n bytes (network-sized: non-aborting). */
-static char *copy_bytes(const void *p, size_t n)
+char *cl_copy(const void *p, size_t n)
 {
     char *s = ax_try_malloc(n + 1);
     if (!s)
@@ -164,10 +110,10 @@ static int pq_reserve(axc_conn *c)
         return 0;
     size_t ncap = c->pq_cap ? c->pq_cap * 2 : 16;
     if (ncap > SIZE_MAX / sizeof(pend))
-        return seterr(c, AX_ENOMEM, "too many outstanding asks");
+        return cl_seterr(c, AX_ENOMEM, "too many outstanding asks");
     pend *n = ax_try_malloc(ncap * sizeof *n);
     if (!n)
-        return seterr(c, AX_ENOMEM, "out of memory queueing an ask");
+        return cl_seterr(c, AX_ENOMEM, "out of memory queueing an ask");
     for (size_t i = 0; i < c->pq_count; i++)
         n[i] = *pq_at(c, i);
     ax_free(c->pq);
@@ -211,7 +157,7 @@ static void pq_complete(axc_conn *c, pend *e, int status, char *data, size_t len
 
 static void pq_fail(axc_conn *c, pend *e, int status, const char *msg)
 {
-    pq_complete(c, e, status, copy_bytes(msg, strlen(msg)), strlen(msg));
+    pq_complete(c, e, status, cl_copy(msg, strlen(msg)), strlen(msg));
 }
 
 static int pq_pop_done(axc_conn *c, axc_result *r)
@@ -286,7 +232,7 @@ static int ev_pop(axc_conn *c, char **doc)
         char buf[96];
         int n = snprintf(buf, sizeof buf, "{\"event\":\"lagged\",\"skipped\":%llu,\"by\":\"client\"}",
                          (unsigned long long)c->ev_skipped);
-        char *d = copy_bytes(buf, (size_t)n);
+        char *d = cl_copy(buf, (size_t)n);
         if (!d)
             return 0;
         c->ev_skipped = 0;
@@ -300,7 +246,7 @@ static int ev_pop(axc_conn *c, char **doc)
 
 /* Take one complete frame off the read buffer: 1 = *f filled, 0 = need more bytes,
  * < 0 = malformed (connection broken). Never reads past what was received. */
-static int parse(axc_conn *c, rframe *f)
+int cl_parse(axc_conn *c, rframe *f)
 {
     size_t avail = c->rb_len - c->rb_off;
     const uint8_t *p = c->rb + c->rb_off;
@@ -312,10 +258,10 @@ static int parse(axc_conn *c, rframe *f)
         return 0;
     }
     if (r == AX_ETOOBIG)
-        return fail_broken(c, AX_EPROTO, "malformed frame from the daemon: %s (max_frame %u)",
+        return cl_broken(c, AX_EPROTO, "malformed frame from the daemon: %s (max_frame %u)",
                            why ? why : "frame too big", c->max_frame);
     if (r < 0)
-        return fail_broken(c, AX_EPROTO, "malformed frame from the daemon: %s", why ? why : "bad header");
+        return cl_broken(c, AX_EPROTO, "malformed frame from the daemon: %s", why ? why : "bad header");
     switch (h.type) {
     case AX_T_HELLO_OK:
     case AX_T_ERROR:
@@ -326,7 +272,7 @@ static int parse(axc_conn *c, rframe *f)
     case AX_T_EVENT:
         break;
     default:
-        return fail_broken(c, AX_EPROTO, "daemon sent a %s frame, which only clients send",
+        return cl_broken(c, AX_EPROTO, "daemon sent a %s frame, which only clients send",
                            ax_frame_type_name(h.type));
     }
     size_t total = AX_FRAME_HDR_SIZE + (size_t)h.body_len;
@@ -345,7 +291,7 @@ static int parse(axc_conn *c, rframe *f)
 
 /* Read what the socket has. flags 0 blocks up to SO_RCVTIMEO; MSG_DONTWAIT does not.
  * Returns > 0 bytes read, 0 nothing yet, < 0 connection broken. */
-static int recv_some(axc_conn *c, int flags)
+int cl_recv(axc_conn *c, int flags)
 {
     if (c->rb_off > 0) {
         memmove(c->rb, c->rb + c->rb_off, c->rb_len - c->rb_off);
@@ -363,7 +309,7 @@ static int recv_some(axc_conn *c, int flags)
     if (c->rb_cap < need) {
         uint8_t *n = ax_try_realloc(c->rb, need);
         if (!n)
-            return fail_broken(c, AX_ENOMEM, "out of memory for a %zu-byte frame from the daemon", need);
+            return cl_broken(c, AX_ENOMEM, "out of memory for a %zu-byte frame from the daemon", need);
         c->rb = n;
         c->rb_cap = need;
     }
@@ -373,12 +319,12 @@ static int recv_some(axc_conn *c, int flags)
         return (int)(n > INT_MAX ? INT_MAX : n);
     }
     if (n == 0)
-        return fail_broken(c, AX_ECONN, c->rb_len ? "daemon closed the connection in the middle of a frame"
+        return cl_broken(c, AX_ECONN, c->rb_len ? "daemon closed the connection in the middle of a frame"
                                                   : "daemon closed the connection");
     /* EINTR too: the caller recomputes what is left of its deadline. */
     if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
         return 0;
-    return fail_broken(c, AX_ECONN, "reading from the daemon: %s", strerror(errno));
+    return cl_broken(c, AX_ECONN, "reading from the daemon: %s", strerror(errno));
 }
 
 static int set_rcvtimeo(axc_conn *c, int64_t ms)
@@ -388,18 +334,18 @@ static int set_rcvtimeo(axc_conn *c, int64_t ms)
         return 0;
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
-        return fail_broken(c, AX_EIO, "setsockopt(SO_RCVTIMEO): %s", strerror(errno));
+        return cl_broken(c, AX_EIO, "setsockopt(SO_RCVTIMEO): %s", strerror(errno));
     c->rcvtimeo_ms = ms;
     return 0;
 }
 
 /* Decode an ERROR body. Returns 0 with *code (< 0) and the message, or AX_EPROTO. */
-static int get_error(axc_conn *c, const rframe *f, int *code, const char **msg, size_t *len)
+int cl_get_error(axc_conn *c, const rframe *f, int *code, const char **msg, size_t *len)
 {
     ax_body_error e;
     const char *why = NULL;
     if (ax_body_error_get(f->body, f->h.body_len, &e, &why) != 0)
-        return fail_broken(c, AX_EPROTO, "malformed ERROR frame from the daemon: %s", why ? why : "bad body");
+        return cl_broken(c, AX_EPROTO, "malformed ERROR frame from the daemon: %s", why ? why : "bad body");
     *code = (int)e.code; /* the codec refuses codes >= 0, which would read as success */
     *msg = e.msg;
     *len = e.msg_len;
@@ -412,12 +358,12 @@ static int conn_error(axc_conn *c, const rframe *f)
     int code = 0;
     const char *msg = NULL;
     size_t len = 0;
-    int rc = get_error(c, f, &code, &msg, &len);
+    int rc = cl_get_error(c, f, &code, &msg, &len);
     if (rc)
         return rc;
     if (!len)
-        return fail_broken(c, code, "daemon ended the connection: %s", ax_strerror(code));
-    return fail_broken(c, code, "daemon ended the connection: %.*s", (int)(len > 400 ? 400 : len), msg);
+        return cl_broken(c, code, "daemon ended the connection: %s", ax_strerror(code));
+    return cl_broken(c, code, "daemon ended the connection: %.*s", (int)(len > 400 ? 400 : len), msg);
 }
 
 /* The daemon's answer to a pipelined ask. */
@@ -428,8 +374,8 @@ static int complete_pipelined(axc_conn *c, pend *e, const rframe *f)
     size_t n = 0;
     if (f->h.type == AX_T_REPLY) {
         if (ax_body_blob_get(f->body, f->h.body_len, &p, &n, &why) != 0)
-            return fail_broken(c, AX_EPROTO, "malformed REPLY frame from the daemon: %s", why ? why : "bad body");
-        char *d = copy_bytes(p, n);
+            return cl_broken(c, AX_EPROTO, "malformed REPLY frame from the daemon: %s", why ? why : "bad body");
+        char *d = cl_copy(p, n);
         pq_complete(c, e, d ? AX_OK : AX_ENOMEM, d, n);
         return D_PIPE;
     }
@@ -437,16 +383,16 @@ static int complete_pipelined(axc_conn *c, pend *e, const rframe *f)
         int code = 0;
         const char *msg = NULL;
         size_t len = 0;
-        int rc = get_error(c, f, &code, &msg, &len);
+        int rc = cl_get_error(c, f, &code, &msg, &len);
         if (rc)
             return rc;
-        char *d = copy_bytes(msg, len);
+        char *d = cl_copy(msg, len);
         if (d)
-            sanitize(d);
+            cl_sanitize(d);
         pq_complete(c, e, code, d, d ? strlen(d) : 0);
         return D_PIPE;
     }
-    return fail_broken(c, AX_EPROTO, "daemon answered an ask with a %s frame", ax_frame_type_name(f->h.type));
+    return cl_broken(c, AX_EPROTO, "daemon answered an ask with a %s frame", ax_frame_type_name(f->h.type));
 }
 
 /* A frame no blocking call waits for: an EVENT (queued), a pipelined result, a
@@ -459,10 +405,10 @@ static int dispatch(axc_conn *c, const rframe *f)
         const char *why = NULL;
         size_t n;
         if (ax_body_blob_get(f->body, f->h.body_len, &p, &n, &why) != 0)
-            return fail_broken(c, AX_EPROTO, "malformed EVENT frame from the daemon: %s", why ? why : "bad body");
+            return cl_broken(c, AX_EPROTO, "malformed EVENT frame from the daemon: %s", why ? why : "bad body");
         if (memchr(p, 0, n))
-            return fail_broken(c, AX_EPROTO, "malformed EVENT frame from the daemon: NUL byte in the document");
-        char *d = copy_bytes(p, n);
+            return cl_broken(c, AX_EPROTO, "malformed EVENT frame from the daemon: NUL byte in the document");
+        char *d = cl_copy(p, n);
         if (d)
             ev_push(c, d);
         else
@@ -479,26 +425,27 @@ static int dispatch(axc_conn *c, const rframe *f)
 
 static int lost_on_send(axc_conn *c, int err)
 {
-    /* The daemon may have said why before it closed (a req_id-0 ERROR): prefer that. */
-    for (int i = 0; i < 8 && !c->broken; i++) {
+    /* The daemon may have said why before it closed (a req_id-0 ERROR): prefer that.
+     * (The asynchronous client reads that ERROR on its own, with everything before it.) */
+    for (int i = 0; i < 8 && !c->broken && !c->async; i++) {
         rframe f;
-        int r = parse(c, &f);
+        int r = cl_parse(c, &f);
         if (r == 1) {
             r = dispatch(c, &f);
             if (r < 0)
                 return r;
             continue;
         }
-        if (r < 0 || recv_some(c, MSG_DONTWAIT) <= 0)
+        if (r < 0 || cl_recv(c, MSG_DONTWAIT) <= 0)
             break;
     }
     if (c->broken)
         return AX_ECONN;
-    return fail_broken(c, AX_ECONN, "connection to the daemon lost while sending: %s", strerror(err));
+    return cl_broken(c, AX_ECONN, "connection to the daemon lost while sending: %s", strerror(err));
 }
 
 /* Write what the socket takes now: 1 = all written, 0 = would block, < 0 broken. */
-static int send_some(axc_conn *c)
+int cl_send(axc_conn *c)
 {
     while (c->out.len > 0) {
         ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -530,7 +477,7 @@ static int pump(axc_conn *c, int mode, uint32_t want, int64_t deadline, rframe *
     int last_try = 0;
     for (;;) {
         int r;
-        while ((r = parse(c, f)) == 1) {
+        while ((r = cl_parse(c, f)) == 1) {
             if (f->h.type != AX_T_EVENT && (mode == P_WAIT_ANY || (mode == P_WAIT_ID && f->h.req_id == want)))
                 return 1;
             r = dispatch(c, f);
@@ -541,17 +488,17 @@ static int pump(axc_conn *c, int mode, uint32_t want, int64_t deadline, rframe *
         }
         if (r < 0)
             return r;
-        if (c->out.len > 0 && (r = send_some(c)) < 0)
+        if (c->out.len > 0 && (r = cl_send(c)) < 0)
             return r;
         if (mode == P_FLUSH && c->out.len == 0)
             return 1;
-        int64_t rem = deadline - now_ms();
+        int64_t rem = deadline - cl_now_ms();
         if (rem <= 0) {
             /* One last look without waiting, so a zero timeout still makes progress. */
             if (last_try)
                 return 0;
             last_try = 1;
-            if ((r = recv_some(c, MSG_DONTWAIT)) < 0)
+            if ((r = cl_recv(c, MSG_DONTWAIT)) < 0)
                 return r;
             continue;
         }
@@ -559,20 +506,20 @@ static int pump(axc_conn *c, int mode, uint32_t want, int64_t deadline, rframe *
             struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLOUT};
             int pr = poll(&pfd, 1, rem > INT_MAX ? INT_MAX : (int)rem);
             if (pr < 0 && errno != EINTR)
-                return fail_broken(c, AX_EIO, "poll: %s", strerror(errno));
-            if (pr > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && (r = recv_some(c, MSG_DONTWAIT)) < 0)
+                return cl_broken(c, AX_EIO, "poll: %s", strerror(errno));
+            if (pr > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) && (r = cl_recv(c, MSG_DONTWAIT)) < 0)
                 return r;
             continue;
         }
         /* Nothing left to write: block in recv itself (bounded by SO_RCVTIMEO), so a
          * request costs one send and, usually, one recv. */
-        if ((r = set_rcvtimeo(c, rem)) < 0 || (r = recv_some(c, 0)) < 0)
+        if ((r = set_rcvtimeo(c, rem)) < 0 || (r = cl_recv(c, 0)) < 0)
             return r;
     }
 }
 
 /* Close the frame started at start; on any encoding error remove it entirely. */
-static int end_frame(axc_conn *c, size_t mark, size_t start)
+int cl_end_frame(axc_conn *c, size_t mark, size_t start)
 {
     int rc = c->out.err;
     if (!rc)
@@ -583,39 +530,39 @@ static int end_frame(axc_conn *c, size_t mark, size_t start)
         c->out.len = mark;
         c->out.err = 0;
         if (rc == AX_ETOOBIG)
-            return seterr(c, rc, "request exceeds the daemon's max_frame (%u bytes)", c->max_frame);
-        return seterr(c, rc, "cannot encode the request: %s", ax_strerror(rc));
+            return cl_seterr(c, rc, "request exceeds the daemon's max_frame (%u bytes)", c->max_frame);
+        return cl_seterr(c, rc, "cannot encode the request: %s", ax_strerror(rc));
     }
     return 0;
 }
 
 /* Everything the daemon would reject as malformed is refused here instead: the daemon
  * answers a malformed frame by closing the connection. */
-static int check_name(axc_conn *c, const char *what, const char *s, size_t *len)
+int cl_check_name(axc_conn *c, const char *what, const char *s, size_t *len)
 {
     if (!s || !*s)
-        return seterr(c, AX_EINVAL, "%s is empty", what);
+        return cl_seterr(c, AX_EINVAL, "%s is empty", what);
     size_t n = strnlen(s, AX_NAME_MAX + 1);
     if (ax_name_valid(s, n))
-        return seterr(c, AX_EINVAL, "%s is not a valid name (1..%u printable ASCII characters, no spaces)",
+        return cl_seterr(c, AX_EINVAL, "%s is not a valid name (1..%u printable ASCII characters, no spaces)",
                       what, AX_NAME_MAX);
     *len = n;
     return 0;
 }
 
 /* Wire form of a target; *size gets its encoded length. */
-static int target_wire(axc_conn *c, const axc_target *t, ax_wire_target *w, size_t *size)
+int cl_target_wire(axc_conn *c, const axc_target *t, ax_wire_target *w, size_t *size)
 {
     size_t a = 0, b = 0;
     int rc;
     memset(w, 0, sizeof *w);
     if (!t)
-        return seterr(c, AX_EINVAL, "no target");
+        return cl_seterr(c, AX_EINVAL, "no target");
     switch (t->kind) {
     case AX_TGT_REF:
         a = strnlen(t->ref.node, AXC_NODE_MAX);
         if (a == AXC_NODE_MAX || (a && ax_name_valid(t->ref.node, a)))
-            return seterr(c, AX_EINVAL, "ref node id is not a valid name");
+            return cl_seterr(c, AX_EINVAL, "ref node id is not a valid name");
         w->kind = AX_TGT_REF;
         w->ref.node = t->ref.node;
         w->ref.node_len = a;
@@ -624,7 +571,7 @@ static int target_wire(axc_conn *c, const axc_target *t, ax_wire_target *w, size
         *size = 1 + 2 + a + 8 + 4;
         return 0;
     case AX_TGT_NAME:
-        if ((rc = check_name(c, "actor name", t->name, &a)))
+        if ((rc = cl_check_name(c, "actor name", t->name, &a)))
             return rc;
         w->kind = AX_TGT_NAME;
         w->name = t->name;
@@ -632,11 +579,11 @@ static int target_wire(axc_conn *c, const axc_target *t, ax_wire_target *w, size
         *size = 1 + 2 + a;
         return 0;
     case AX_TGT_KEY:
-        if ((rc = check_name(c, "actor type", t->name, &a)))
+        if ((rc = cl_check_name(c, "actor type", t->name, &a)))
             return rc;
         b = t->key ? strnlen(t->key, AX_KEY_MAX + 1) : 0;
         if (ax_key_valid(t->key, b))
-            return seterr(c, AX_EINVAL, "key must be 1..%u bytes", AX_KEY_MAX);
+            return cl_seterr(c, AX_EINVAL, "key must be 1..%u bytes", AX_KEY_MAX);
         w->kind = AX_TGT_KEY;
         w->name = t->name;
         w->name_len = a;
@@ -645,25 +592,25 @@ static int target_wire(axc_conn *c, const axc_target *t, ax_wire_target *w, size
         *size = 1 + 2 + a + 2 + b;
         return 0;
     default:
-        return seterr(c, AX_EINVAL, "unknown target kind %d", t->kind);
+        return cl_seterr(c, AX_EINVAL, "unknown target kind %d", t->kind);
     }
 }
 
 /* Queue a TELL or ASK frame. Sizes are checked before anything is buffered so that a
  * huge payload is refused without being copied. */
-static int put_msg(axc_conn *c, uint8_t type, uint16_t flags, uint32_t id, const axc_target *t,
+int cl_put_msg(axc_conn *c, uint8_t type, uint16_t flags, uint32_t id, const axc_target *t,
                    const char *msg, const void *p, size_t n, uint32_t timeout_ms)
 {
     ax_body_msg m;
     size_t tsz = 0, ml = 0;
     int rc;
     memset(&m, 0, sizeof m);
-    if ((rc = target_wire(c, t, &m.target, &tsz)) || (rc = check_name(c, "message name", msg, &ml)))
+    if ((rc = cl_target_wire(c, t, &m.target, &tsz)) || (rc = cl_check_name(c, "message name", msg, &ml)))
         return rc;
     if (n && !p)
-        return seterr(c, AX_EINVAL, "payload is NULL");
+        return cl_seterr(c, AX_EINVAL, "payload is NULL");
     if (n > c->max_frame || tsz + 8 + 2 + ml + 4 + n + (type == AX_T_ASK ? 4u : 0u) > c->max_frame)
-        return seterr(c, AX_ETOOBIG, "request of %zu payload bytes exceeds the daemon's max_frame (%u bytes)",
+        return cl_seterr(c, AX_ETOOBIG, "request of %zu payload bytes exceeds the daemon's max_frame (%u bytes)",
                       n, c->max_frame);
     m.msg = msg;
     m.msg_len = ml;
@@ -673,17 +620,17 @@ static int put_msg(axc_conn *c, uint8_t type, uint16_t flags, uint32_t id, const
     size_t mark = c->out.len;
     size_t start = ax_frame_begin(&c->out, type, flags, id);
     ax_body_msg_put(&c->out, type, &m);
-    return end_frame(c, mark, start);
+    return cl_end_frame(c, mark, start);
 }
 
 /* Queue a frame whose body is empty (s1 NULL) or one string. */
-static int put_simple(axc_conn *c, uint8_t type, uint32_t id, const char *s1, size_t n1)
+int cl_put_simple(axc_conn *c, uint8_t type, uint32_t id, const char *s1, size_t n1)
 {
     size_t mark = c->out.len;
     size_t start = ax_frame_begin(&c->out, type, 0, id);
     if (s1)
         ax_wbuf_str(&c->out, s1, n1);
-    return end_frame(c, mark, start);
+    return cl_end_frame(c, mark, start);
 }
 
 /* ---- request/response ---- */
@@ -693,23 +640,23 @@ static int daemon_error(axc_conn *c, const rframe *f)
     int code = 0;
     const char *msg = NULL;
     size_t len = 0;
-    int rc = get_error(c, f, &code, &msg, &len);
+    int rc = cl_get_error(c, f, &code, &msg, &len);
     if (rc)
         return rc;
     if (!len)
-        return seterr(c, code, "%s", ax_strerror(code));
+        return cl_seterr(c, code, "%s", ax_strerror(code));
     if (len > INT_MAX)
         len = INT_MAX;
-    return seterr(c, code, "%.*s", (int)len, msg);
+    return cl_seterr(c, code, "%.*s", (int)len, msg);
 }
 
 /* Write everything queued and wait for the answer to id. Returns 0 with a non-ERROR
  * frame in *f, the code of an ERROR answer (message in c->err), or a local error. */
 static int roundtrip(axc_conn *c, uint32_t id, int timeout_ms, rframe *f)
 {
-    int r = pump(c, P_WAIT_ID, id, now_ms() + timeout_ms, f);
+    int r = pump(c, P_WAIT_ID, id, cl_now_ms() + timeout_ms, f);
     if (r == 0)
-        return seterr(c, AX_ETIMEDOUT, "no response from the daemon within %d ms", timeout_ms);
+        return cl_seterr(c, AX_ETIMEDOUT, "no response from the daemon within %d ms", timeout_ms);
     if (r < 0)
         return r;
     if (f->h.type == AX_T_ERROR)
@@ -717,33 +664,33 @@ static int roundtrip(axc_conn *c, uint32_t id, int timeout_ms, rframe *f)
     return 0;
 }
 
-static int expect(axc_conn *c, const rframe *f, uint8_t type, const char *what)
+int cl_expect(axc_conn *c, const rframe *f, uint8_t type, const char *what)
 {
     if (f->h.type == type)
         return 0;
-    return fail_broken(c, AX_EPROTO, "daemon answered %s with a %s frame (expected %s)", what,
+    return cl_broken(c, AX_EPROTO, "daemon answered %s with a %s frame (expected %s)", what,
                        ax_frame_type_name(f->h.type), ax_frame_type_name(type));
 }
 
-static int get_ok(axc_conn *c, const rframe *f, const char *what)
+int cl_get_ok(axc_conn *c, const rframe *f, const char *what)
 {
-    int rc = expect(c, f, AX_T_OK, what);
+    int rc = cl_expect(c, f, AX_T_OK, what);
     if (!rc && f->h.body_len != 0)
-        rc = fail_broken(c, AX_EPROTO, "malformed OK frame from the daemon: trailing bytes");
+        rc = cl_broken(c, AX_EPROTO, "malformed OK frame from the daemon: trailing bytes");
     return rc;
 }
 
-static int get_ref(axc_conn *c, const rframe *f, const char *what, axc_ref *out)
+int cl_get_ref(axc_conn *c, const rframe *f, const char *what, axc_ref *out)
 {
     ax_wire_ref w;
     const char *why = NULL;
-    int rc = expect(c, f, AX_T_REF, what);
+    int rc = cl_expect(c, f, AX_T_REF, what);
     if (rc)
         return rc;
     if (ax_body_ref_get(f->body, f->h.body_len, &w, &why) != 0)
-        return fail_broken(c, AX_EPROTO, "malformed REF frame from the daemon: %s", why ? why : "bad body");
+        return cl_broken(c, AX_EPROTO, "malformed REF frame from the daemon: %s", why ? why : "bad body");
     if (w.node_len >= AXC_NODE_MAX) /* a valid name is at most 255 bytes: cannot happen */
-        return fail_broken(c, AX_EPROTO, "malformed REF frame from the daemon: node id too long");
+        return cl_broken(c, AX_EPROTO, "malformed REF frame from the daemon: node id too long");
     if (out) {
         out->id = w.id;
         out->gen = w.gen;
@@ -754,43 +701,56 @@ static int get_ref(axc_conn *c, const rframe *f, const char *what, axc_ref *out)
     return 0;
 }
 
-/* The single blob of a REPLY or JSON frame, copied and NUL-terminated. */
-static int get_blob(axc_conn *c, const rframe *f, uint8_t type, const char *what, char **out, size_t *len)
+int cl_peek_blob(axc_conn *c, const rframe *f, uint8_t type, const char *what, const void **p, size_t *n)
 {
-    const void *p = NULL;
     const char *why = NULL;
-    size_t n = 0;
-    int rc = expect(c, f, type, what);
+    int rc = cl_expect(c, f, type, what);
     if (rc)
         return rc;
-    if (ax_body_blob_get(f->body, f->h.body_len, &p, &n, &why) != 0)
-        return fail_broken(c, AX_EPROTO, "malformed %s frame from the daemon: %s", ax_frame_type_name(type),
-                           why ? why : "bad body");
-    if (type == AX_T_JSON && memchr(p, 0, n))
-        return fail_broken(c, AX_EPROTO, "malformed JSON frame from the daemon: NUL byte in the document");
-    char *d = copy_bytes(p, n);
+    if (ax_body_blob_get(f->body, f->h.body_len, p, n, &why) != 0)
+        return cl_broken(c, AX_EPROTO, "malformed %s frame from the daemon: %s", ax_frame_type_name(type),
+                         why ? why : "bad body");
+    if ((type == AX_T_JSON || type == AX_T_EVENT) && memchr(*p, 0, *n))
+        return cl_broken(c, AX_EPROTO, "malformed %s frame from the daemon: NUL byte in the document",
+                         ax_frame_type_name(type));
+    return 0;
+}
+
+/* The single blob of a REPLY or JSON frame, copied and NUL-terminated. */
+int cl_get_blob(axc_conn *c, const rframe *f, uint8_t type, const char *what, char **out, size_t *len)
+{
+    const void *p = NULL;
+    size_t n = 0;
+    int rc = cl_peek_blob(c, f, type, what, &p, &n);
+    if (rc)
+        return rc;
+    char *d = cl_copy(p, n);
     if (!d)
-        return seterr(c, AX_ENOMEM, "out of memory for a %zu-byte answer", n);
+        return cl_seterr(c, AX_ENOMEM, "out of memory for a %zu-byte answer", n);
     *out = d;
     if (len)
         *len = n;
     return 0;
 }
 
+/* Queue a request with put (its result rc), wait for its answer: a JSON document into
+ * *json, or OK when json is NULL. */
+static int json_answer(axc_conn *c, uint32_t id, int rc, const char *what, char **json)
+{
+    rframe f;
+    if (rc || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+        return rc;
+    if (!json)
+        return cl_get_ok(c, &f, what);
+    return cl_get_blob(c, &f, AX_T_JSON, what, json, NULL);
+}
+
 /* A request with an empty or single-string body answered by JSON or OK. */
 static int simple_call(axc_conn *c, uint8_t type, const char *what, const char *arg, size_t arg_len,
                        char **json)
 {
-    rframe f;
-    uint32_t id = next_id(c);
-    int rc = put_simple(c, type, id, arg, arg_len);
-    if (!rc)
-        rc = roundtrip(c, id, c->timeout_ms, &f);
-    if (rc)
-        return rc;
-    if (!json)
-        return get_ok(c, &f, what);
-    return get_blob(c, &f, AX_T_JSON, what, json, NULL);
+    uint32_t id = cl_next_id(c);
+    return json_answer(c, id, cl_put_simple(c, type, id, arg, arg_len), what, json);
 }
 
 /* ---- public API ---- */
@@ -837,101 +797,153 @@ static void client_name(char *buf, size_t cap)
             *s = '_';
 }
 
-static int open_socket(axc_conn *c, const char *path, int64_t deadline)
+int cl_connect_start(axc_conn *c, const char *path)
 {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    size_t n = strlen(path);
+    if (n >= sizeof sa.sun_path)
+        return cl_seterr(c, AX_EINVAL, "socket path too long: %s", path);
+    memcpy(sa.sun_path, path, n + 1);
     if (c->fd < 0)
-        return seterr(c, AX_EIO, "socket: %s", strerror(errno));
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        return cl_seterr(c, AX_EIO, "socket: %s", strerror(errno));
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+        return 0;
+    int e = errno;
+    if (e == EAGAIN) /* Linux: the listen backlog is full; nothing is pending */
+        return cl_seterr(c, AX_EBUSY, "cannot connect to %s: daemon busy (backlog full)", path);
+    if (e == EINPROGRESS || e == EINTR)
+        return 1;
+    return cl_seterr(c, (e == EACCES || e == EPERM) ? AX_EPERM : AX_ECONN, "cannot connect to %s: %s", path,
+                     strerror(e));
+}
+
+int cl_connect_done(axc_conn *c, const char *path)
+{
+    int e = 0;
+    socklen_t sl = sizeof e;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &sl) < 0)
+        e = errno;
+    if (e == 0)
+        return 0;
+    return cl_seterr(c, (e == EACCES || e == EPERM) ? AX_EPERM : AX_ECONN, "cannot connect to %s: %s", path,
+                     strerror(e));
+}
+
+static int open_socket(axc_conn *c, const char *path, int64_t deadline)
+{
     for (;;) {
-        if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+        int rc = cl_connect_start(c, path);
+        if (rc == 0)
             break;
-        int e = errno;
-        int64_t rem = deadline - now_ms();
-        if (e == EAGAIN) {
-            /* Linux: the listen backlog is full; nothing is pending, so retry shortly. */
+        int64_t rem = deadline - cl_now_ms();
+        if (rc == AX_EBUSY) {
             if (rem <= 0)
-                return seterr(c, AX_ETIMEDOUT, "cannot connect to %s: daemon busy (backlog full)", path);
+                return AX_ETIMEDOUT;
             poll(NULL, 0, rem < 10 ? (int)rem : 10);
             continue;
         }
-        if (e == EINPROGRESS || e == EINTR) {
-            struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
-            int pr;
-            do
-                pr = poll(&pfd, 1, rem <= 0 ? 0 : rem > INT_MAX ? INT_MAX : (int)rem);
-            while (pr < 0 && errno == EINTR && (rem = deadline - now_ms()) > 0);
-            if (pr <= 0)
-                return seterr(c, AX_ETIMEDOUT, "cannot connect to %s: timed out", path);
-            socklen_t sl = sizeof e;
-            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &sl) < 0)
-                e = errno;
-            if (e == 0)
-                break;
-        }
-        return seterr(c, (e == EACCES || e == EPERM) ? AX_EPERM : AX_ECONN, "cannot connect to %s: %s", path,
-                      strerror(e));
+        if (rc < 0)
+            return rc;
+        struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+        int pr;
+        do
+            pr = poll(&pfd, 1, rem <= 0 ? 0 : rem > INT_MAX ? INT_MAX : (int)rem);
+        while (pr < 0 && errno == EINTR && (rem = deadline - cl_now_ms()) > 0);
+        if (pr <= 0)
+            return cl_seterr(c, AX_ETIMEDOUT, "cannot connect to %s: timed out", path);
+        if ((rc = cl_connect_done(c, path)))
+            return rc;
+        break;
     }
     /* Blocking from now on: recv waits (bounded by SO_RCVTIMEO); every send passes
      * MSG_DONTWAIT and falls back to poll. */
     int fl = fcntl(c->fd, F_GETFL);
     if (fl < 0 || fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-        return seterr(c, AX_EIO, "fcntl: %s", strerror(errno));
+        return cl_seterr(c, AX_EIO, "fcntl: %s", strerror(errno));
+    return 0;
+}
+
+int cl_put_hello(axc_conn *c, uint32_t id)
+{
+    char name[CLIENT_NAME_MAX];
+    client_name(name, sizeof name);
+    size_t mark = c->out.len;
+    size_t start = ax_frame_begin(&c->out, AX_T_HELLO, 0, id);
+    ax_body_hello hb = {.min_ver = AX_PROTO_VERSION_MIN, .max_ver = AX_PROTO_VERSION, .name = name,
+                        .name_len = strlen(name)};
+    ax_body_hello_put(&c->out, &hb);
+    return cl_end_frame(c, mark, start);
+}
+
+/* The reply must be the first frame; anything else means this is not our daemon. */
+int cl_hello_answer(axc_conn *c, const char *path, const rframe *f, uint32_t id)
+{
+    int rc;
+    if (f->h.type == AX_T_ERROR) {
+        int code = 0;
+        const char *msg = NULL;
+        size_t len = 0;
+        if ((rc = cl_get_error(c, f, &code, &msg, &len)))
+            return rc;
+        if (!len)
+            return cl_seterr(c, code, "daemon at %s refused the connection: %s", path, ax_strerror(code));
+        return cl_seterr(c, code, "daemon at %s refused the connection: %.*s", path, (int)(len > 300 ? 300 : len),
+                         msg);
+    }
+    if (f->h.type != AX_T_HELLO_OK || (f->h.req_id != id && f->h.req_id != 0))
+        return cl_seterr(c, AX_EPROTO, "daemon at %s answered HELLO with %s", path, ax_frame_type_name(f->h.type));
+    ax_body_hello_ok h;
+    const char *why = NULL;
+    if (ax_body_hello_ok_get(f->body, f->h.body_len, &h, &why) != 0)
+        return cl_seterr(c, AX_EPROTO, "malformed HELLO_OK from the daemon: %s", why ? why : "bad body");
+    if (h.version < AX_PROTO_VERSION_MIN || h.version > AX_PROTO_VERSION)
+        return cl_seterr(c, AX_EVERSION, "daemon chose protocol version %u; this client speaks %u..%u",
+                         (unsigned)h.version, AX_PROTO_VERSION_MIN, AX_PROTO_VERSION);
+    if (h.max_frame < AX_FRAME_MAX_MIN || h.max_frame > AX_FRAME_MAX_LIMIT)
+        return cl_seterr(c, AX_EPROTO, "daemon announced max_frame %u, outside %u..%u", h.max_frame,
+                         AX_FRAME_MAX_MIN, AX_FRAME_MAX_LIMIT);
+    if (memchr(h.node_id, 0, h.node_id_len))
+        return cl_seterr(c, AX_EPROTO, "malformed HELLO_OK from the daemon: NUL in node id");
+    char *node = cl_copy(h.node_id, h.node_id_len);
+    if (!node)
+        return cl_seterr(c, AX_ENOMEM, "out of memory");
+    ax_free(c->node_id);
+    c->node_id = node;
+    c->max_frame = h.max_frame;
     return 0;
 }
 
 static int hello(axc_conn *c, const char *path, int64_t deadline)
 {
-    char name[CLIENT_NAME_MAX];
     rframe f;
-    client_name(name, sizeof name);
-    uint32_t id = next_id(c);
-    size_t start = ax_frame_begin(&c->out, AX_T_HELLO, 0, id);
-    ax_body_hello hb = {.min_ver = AX_PROTO_VERSION_MIN, .max_ver = AX_PROTO_VERSION, .name = name,
-                        .name_len = strlen(name)};
-    ax_body_hello_put(&c->out, &hb);
-    int rc = end_frame(c, 0, start);
+    uint32_t id = cl_next_id(c);
+    int rc = cl_put_hello(c, id);
     if (rc)
         return rc;
-    /* The reply must be the first frame; anything else means this is not our daemon. */
     rc = pump(c, P_WAIT_ANY, 0, deadline, &f);
     if (rc == 0)
-        return seterr(c, AX_ETIMEDOUT, "no HELLO answer from the daemon at %s", path);
+        return cl_seterr(c, AX_ETIMEDOUT, "no HELLO answer from the daemon at %s", path);
     if (rc < 0)
         return rc;
-    if (f.h.type == AX_T_ERROR) {
-        int code = 0;
-        const char *msg = NULL;
-        size_t len = 0;
-        if ((rc = get_error(c, &f, &code, &msg, &len)))
-            return rc;
-        if (!len)
-            return seterr(c, code, "daemon at %s refused the connection: %s", path, ax_strerror(code));
-        return seterr(c, code, "daemon at %s refused the connection: %.*s", path, (int)(len > 300 ? 300 : len),
-                      msg);
-    }
-    if (f.h.type != AX_T_HELLO_OK || (f.h.req_id != id && f.h.req_id != 0))
-        return seterr(c, AX_EPROTO, "daemon at %s answered HELLO with %s", path, ax_frame_type_name(f.h.type));
-    ax_body_hello_ok h;
-    const char *why = NULL;
-    if (ax_body_hello_ok_get(f.body, f.h.body_len, &h, &why) != 0)
-        return seterr(c, AX_EPROTO, "malformed HELLO_OK from the daemon: %s", why ? why : "bad body");
-    if (h.version < AX_PROTO_VERSION_MIN || h.version > AX_PROTO_VERSION)
-        return seterr(c, AX_EVERSION, "daemon chose protocol version %u; this client speaks %u..%u",
-                      (unsigned)h.version, AX_PROTO_VERSION_MIN, AX_PROTO_VERSION);
-    if (h.max_frame < AX_FRAME_MAX_MIN || h.max_frame > AX_FRAME_MAX_LIMIT)
-        return seterr(c, AX_EPROTO, "daemon announced max_frame %u, outside %u..%u", h.max_frame,
-                      AX_FRAME_MAX_MIN, AX_FRAME_MAX_LIMIT);
-    if (memchr(h.node_id, 0, h.node_id_len))
-        return seterr(c, AX_EPROTO, "malformed HELLO_OK from the daemon: NUL in node id");
-    c->node_id = copy_bytes(h.node_id, h.node_id_len);
-    if (!c->node_id)
-        return seterr(c, AX_ENOMEM, "out of memory");
-    c->max_frame = h.max_frame;
-    return 0;
+    return cl_hello_answer(c, path, &f, id);
+}
+
+axc_conn *cl_conn_new(void)
+{
+    axc_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->fd = -1;
+    c->next_id = 1;
+    c->timeout_ms = DEFAULT_TIMEOUT_MS;
+    c->rcvtimeo_ms = -1;
+    c->max_frame = AX_FRAME_MAX_DEFAULT;
+    ax_wbuf_init(&c->out);
+    return c;
 }
 
 AXC_EXPORT int axc_connect(const char *path, int timeout_ms, axc_conn **out, char *errbuf, size_t errlen)
@@ -951,23 +963,15 @@ AXC_EXPORT int axc_connect(const char *path, int timeout_ms, axc_conn **out, cha
         if (!path || !*path)
             path = AXC_DEFAULT_SOCKET;
     }
-    int64_t deadline = now_ms() + timeout_ms;
-    axc_conn *c = calloc(1, sizeof *c);
+    int64_t deadline = cl_now_ms() + timeout_ms;
+    axc_conn *c = cl_conn_new();
     if (!c) {
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "out of memory");
         return AX_ENOMEM;
     }
-    c->fd = -1;
-    c->next_id = 1;
-    c->timeout_ms = DEFAULT_TIMEOUT_MS;
-    c->rcvtimeo_ms = -1;
-    c->max_frame = AX_FRAME_MAX_DEFAULT;
-    ax_wbuf_init(&c->out);
-    int rc;
-    if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-        rc = seterr(c, AX_EINVAL, "socket path too long: %s", path);
-    else if (!(rc = open_socket(c, path, deadline)))
+    int rc = open_socket(c, path, deadline);
+    if (!rc)
         rc = hello(c, path, deadline);
     if (rc) {
         if (errbuf && errlen)
@@ -986,7 +990,7 @@ AXC_EXPORT void axc_close(axc_conn *c)
     /* Fire-and-forget tells still buffered get one bounded chance to leave. */
     if (c->fd >= 0 && !c->broken && c->out.len > 0) {
         rframe f;
-        pump(c, P_FLUSH, 0, now_ms() + c->timeout_ms, &f);
+        pump(c, P_FLUSH, 0, cl_now_ms() + c->timeout_ms, &f);
     }
     if (c->fd >= 0)
         close(c->fd);
@@ -1043,58 +1047,70 @@ AXC_EXPORT void axc_free(void *p)
     ax_free(p);
 }
 
-AXC_EXPORT int axc_spawn(axc_conn *c, const char *type, const char *name, const char *config_json,
-                         axc_ref *out)
+int cl_put_spawn(axc_conn *c, uint32_t id, const char *type, const char *name, const char *config_json)
 {
     size_t tl = 0, nl = 0, cl = 0;
-    rframe f;
-    int rc = usable(c);
-    if (rc || (rc = check_name(c, "actor type", type, &tl)))
+    int rc = cl_check_name(c, "actor type", type, &tl);
+    if (rc)
         return rc;
-    if (name && *name && (rc = check_name(c, "actor name", name, &nl)))
+    if (name && *name && (rc = cl_check_name(c, "actor name", name, &nl)))
         return rc;
     if (config_json)
         cl = strnlen(config_json, AX_CONFIG_MAX + 1);
     if (cl > AX_CONFIG_MAX)
-        return seterr(c, AX_ETOOBIG, "spawn config is longer than %u bytes", AX_CONFIG_MAX);
+        return cl_seterr(c, AX_ETOOBIG, "spawn config is longer than %u bytes", AX_CONFIG_MAX);
     if (2 + tl + 2 + nl + 4 + cl > c->max_frame)
-        return seterr(c, AX_ETOOBIG, "spawn config exceeds the daemon's max_frame (%u bytes)", c->max_frame);
+        return cl_seterr(c, AX_ETOOBIG, "spawn config exceeds the daemon's max_frame (%u bytes)", c->max_frame);
     ax_body_spawn s = {.type = type, .type_len = tl, .name = nl ? name : "", .name_len = nl,
                        .config = cl ? config_json : "", .config_len = cl};
-    uint32_t id = next_id(c);
     size_t mark = c->out.len;
     size_t start = ax_frame_begin(&c->out, AX_T_SPAWN, 0, id);
     ax_body_spawn_put(&c->out, &s);
-    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
-        return rc;
+    return cl_end_frame(c, mark, start);
+}
+
+/* Queue a request with put, wait for its answer and decode a REF from it. */
+static int ref_answer(axc_conn *c, uint32_t id, int rc, const char *what, axc_ref *out)
+{
+    rframe f;
     axc_ref r;
-    if ((rc = get_ref(c, &f, "spawn", &r)))
+    if (rc || (rc = roundtrip(c, id, c->timeout_ms, &f)) || (rc = cl_get_ref(c, &f, what, &r)))
         return rc;
     if (out)
         *out = r;
     return 0;
 }
 
+AXC_EXPORT int axc_spawn(axc_conn *c, const char *type, const char *name, const char *config_json,
+                         axc_ref *out)
+{
+    int rc = cl_usable(c);
+    if (rc)
+        return rc;
+    uint32_t id = cl_next_id(c);
+    return ref_answer(c, id, cl_put_spawn(c, id, type, name, config_json), "spawn", out);
+}
+
 _Static_assert(AXC_NOREPLY == AX_F_NOREPLY && AXC_DIRECT == AX_F_DIRECT, "axc flags are the wire flags");
 
 /* Flags a caller may give, checked before anything is queued. */
-static int check_flags(axc_conn *c, unsigned flags, unsigned allowed, const char *what)
+int cl_check_flags(axc_conn *c, unsigned flags, unsigned allowed, const char *what)
 {
     if (flags & ~allowed)
-        return seterr(c, AX_EINVAL, "%s: unknown or invalid flags 0x%x", what, flags & ~allowed);
+        return cl_seterr(c, AX_EINVAL, "%s: unknown or invalid flags 0x%x", what, flags & ~allowed);
     return 0;
 }
 
 static int tell_acked(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n, uint16_t flags)
 {
     rframe f;
-    int rc = usable(c);
+    int rc = cl_usable(c);
     if (rc)
         return rc;
-    uint32_t id = next_id(c);
-    if ((rc = put_msg(c, AX_T_TELL, flags, id, t, msg, p, n, 0)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+    uint32_t id = cl_next_id(c);
+    if ((rc = cl_put_msg(c, AX_T_TELL, flags, id, t, msg, p, n, 0)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
         return rc;
-    return get_ok(c, &f, "tell");
+    return cl_get_ok(c, &f, "tell");
 }
 
 /* Append s as the body of a JSON string (no quotes). Bytes >= 0x80 go through as they
@@ -1116,28 +1132,25 @@ static void json_escape(ax_wbuf *b, const char *s)
     }
 }
 
-AXC_EXPORT int axc_get_or_spawn(axc_conn *c, const char *type, const char *key, const char *config_json,
-                                axc_ref *out)
+int cl_put_get_or_spawn(axc_conn *c, uint32_t id, const char *type, const char *key, const char *config_json)
 {
     size_t kl = key ? strnlen(key, AX_KEY_MAX + 1) : 0, cl = 0;
-    int rc = usable(c);
-    if (rc)
-        return rc;
+    int rc;
     if (ax_key_valid(key, kl))
-        return seterr(c, AX_EINVAL, "key must be 1..%u bytes", AX_KEY_MAX);
+        return cl_seterr(c, AX_EINVAL, "key must be 1..%u bytes", AX_KEY_MAX);
     if (config_json)
         cl = strnlen(config_json, AX_CONFIG_MAX + 1);
     if (cl > AX_CONFIG_MAX)
-        return seterr(c, AX_ETOOBIG, "spawn config is longer than %u bytes", AX_CONFIG_MAX);
+        return cl_seterr(c, AX_ETOOBIG, "spawn config is longer than %u bytes", AX_CONFIG_MAX);
     /* Splice "key" into the caller's object: {"key":"K"} or {"key":"K", <members>}. The
      * daemon parses and checks the rest; only the opening brace is looked at here. */
     const char *rest = "}";
     if (cl) {
         const char *q = config_json + strspn(config_json, " \t\r\n");
         if (*q != '{')
-            return seterr(c, AX_EINVAL, "spawn config is not a JSON object");
+            return cl_seterr(c, AX_EINVAL, "spawn config is not a JSON object");
         if (strstr(q, "\"key\""))
-            return seterr(c, AX_EINVAL, "spawn config must not hold \"key\": give the key as an argument");
+            return cl_seterr(c, AX_EINVAL, "spawn config must not hold \"key\": give the key as an argument");
         q++;
         q += strspn(q, " \t\r\n");
         rest = q;
@@ -1151,37 +1164,45 @@ AXC_EXPORT int axc_get_or_spawn(axc_conn *c, const char *type, const char *key, 
         ax_wbuf_put(&b, ",", 1);
     ax_wbuf_put(&b, rest, strlen(rest) + 1); /* with the NUL */
     if (b.err) {
-        rc = seterr(c, b.err, "cannot build the spawn config: %s", ax_strerror(b.err));
+        rc = cl_seterr(c, b.err, "cannot build the spawn config: %s", ax_strerror(b.err));
     } else if (b.len - 1 > AX_CONFIG_MAX) {
-        rc = seterr(c, AX_ETOOBIG, "spawn config with the key is longer than %u bytes", AX_CONFIG_MAX);
+        rc = cl_seterr(c, AX_ETOOBIG, "spawn config with the key is longer than %u bytes", AX_CONFIG_MAX);
     } else {
-        rc = axc_spawn(c, type, NULL, (const char *)b.data, out);
+        rc = cl_put_spawn(c, id, type, NULL, (const char *)b.data);
     }
     ax_wbuf_free(&b);
     return rc;
 }
 
-AXC_EXPORT int axc_spawn_arg(axc_conn *c, const char *type, const char *name, const char *key, const char *config_json,
-                             const void *arg, size_t n, axc_ref *out)
+AXC_EXPORT int axc_get_or_spawn(axc_conn *c, const char *type, const char *key, const char *config_json,
+                                axc_ref *out)
 {
-    static const char hexd[] = "0123456789abcdef";
-    int rc = usable(c);
+    int rc = cl_usable(c);
     if (rc)
         return rc;
+    uint32_t id = cl_next_id(c);
+    return ref_answer(c, id, cl_put_get_or_spawn(c, id, type, key, config_json), "spawn", out);
+}
+
+int cl_put_spawn_arg(axc_conn *c, uint32_t id, const char *type, const char *name, const char *key,
+                     const char *config_json, const void *arg, size_t n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    int rc;
     if (n > AXC_SPAWN_ARG_MAX || (n && !arg))
-        return seterr(c, AX_EINVAL, "spawn argument: at most %u bytes", AXC_SPAWN_ARG_MAX);
+        return cl_seterr(c, AX_EINVAL, "spawn argument: at most %u bytes", AXC_SPAWN_ARG_MAX);
     if (key && name && *name)
-        return seterr(c, AX_EINVAL, "a keyed actor has no name");
+        return cl_seterr(c, AX_EINVAL, "a keyed actor has no name");
     size_t cl = config_json ? strnlen(config_json, AX_CONFIG_MAX + 1) : 0;
     if (cl > AX_CONFIG_MAX)
-        return seterr(c, AX_ETOOBIG, "spawn config is longer than %u bytes", AX_CONFIG_MAX);
+        return cl_seterr(c, AX_ETOOBIG, "spawn config is longer than %u bytes", AX_CONFIG_MAX);
     const char *rest = "}";
     if (cl) { /* splice into the caller's object, as axc_get_or_spawn does */
         const char *q = config_json + strspn(config_json, " \t\r\n");
         if (*q != '{')
-            return seterr(c, AX_EINVAL, "spawn config is not a JSON object");
+            return cl_seterr(c, AX_EINVAL, "spawn config is not a JSON object");
         if (strstr(q, "\"arg\"") || strstr(q, "\"arg_hex\""))
-            return seterr(c, AX_EINVAL, "spawn config must not hold \"arg\": give the argument as bytes");
+            return cl_seterr(c, AX_EINVAL, "spawn config must not hold \"arg\": give the argument as bytes");
         q++;
         rest = q + strspn(q, " \t\r\n");
     }
@@ -1197,15 +1218,25 @@ AXC_EXPORT int axc_spawn_arg(axc_conn *c, const char *type, const char *name, co
         ax_wbuf_put(&b, ",", 1);
     ax_wbuf_put(&b, rest, strlen(rest) + 1); /* with the NUL */
     if (b.err)
-        rc = seterr(c, b.err, "cannot build the spawn config: %s", ax_strerror(b.err));
+        rc = cl_seterr(c, b.err, "cannot build the spawn config: %s", ax_strerror(b.err));
     else if (b.len - 1 > AX_CONFIG_MAX)
-        rc = seterr(c, AX_ETOOBIG, "spawn config with the argument is longer than %u bytes", AX_CONFIG_MAX);
+        rc = cl_seterr(c, AX_ETOOBIG, "spawn config with the argument is longer than %u bytes", AX_CONFIG_MAX);
     else if (key)
-        rc = axc_get_or_spawn(c, type, key, (const char *)b.data, out);
+        rc = cl_put_get_or_spawn(c, id, type, key, (const char *)b.data);
     else
-        rc = axc_spawn(c, type, name, (const char *)b.data, out);
+        rc = cl_put_spawn(c, id, type, name, (const char *)b.data);
     ax_wbuf_free(&b);
     return rc;
+}
+
+AXC_EXPORT int axc_spawn_arg(axc_conn *c, const char *type, const char *name, const char *key, const char *config_json,
+                             const void *arg, size_t n, axc_ref *out)
+{
+    int rc = cl_usable(c);
+    if (rc)
+        return rc;
+    uint32_t id = cl_next_id(c);
+    return ref_answer(c, id, cl_put_spawn_arg(c, id, type, name, key, config_json, arg, n), "spawn", out);
 }
 
 AXC_EXPORT int axc_tell(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n)
@@ -1220,9 +1251,9 @@ static int make_room(axc_conn *c)
     if (c->out.len < FLUSH_AT)
         return 0;
     rframe f;
-    int r = pump(c, P_FLUSH, 0, now_ms() + c->timeout_ms, &f);
+    int r = pump(c, P_FLUSH, 0, cl_now_ms() + c->timeout_ms, &f);
     if (r == 0)
-        return seterr(c, AX_ETIMEDOUT, "daemon did not take buffered requests within %d ms", c->timeout_ms);
+        return cl_seterr(c, AX_ETIMEDOUT, "daemon did not take buffered requests within %d ms", c->timeout_ms);
     return r < 0 ? r : 0;
 }
 
@@ -1230,7 +1261,7 @@ static int make_room(axc_conn *c)
 static int nudge(axc_conn *c)
 {
     if (c->out.len >= FLUSH_AT) {
-        int r = send_some(c);
+        int r = cl_send(c);
         if (r < 0)
             return r;
     }
@@ -1239,12 +1270,12 @@ static int nudge(axc_conn *c)
 
 static int tell_noreply(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n, uint16_t flags)
 {
-    int rc = usable(c);
+    int rc = cl_usable(c);
     if (rc || (rc = make_room(c)))
         return rc;
     /* A real request id (not 0): should the daemon answer anyway, the answer is dropped
      * as unknown instead of reading as a connection-level error. */
-    if ((rc = put_msg(c, AX_T_TELL, (uint16_t)(flags | AX_F_NOREPLY), next_id(c), t, msg, p, n, 0)))
+    if ((rc = cl_put_msg(c, AX_T_TELL, (uint16_t)(flags | AX_F_NOREPLY), cl_next_id(c), t, msg, p, n, 0)))
         return rc;
     return nudge(c);
 }
@@ -1257,12 +1288,20 @@ AXC_EXPORT int axc_tell_noreply(axc_conn *c, const axc_target *t, const char *ms
 AXC_EXPORT int axc_tell_ex(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
                            unsigned flags)
 {
-    int rc = usable(c);
-    if (rc || (rc = check_flags(c, flags, AXC_NOREPLY | AXC_DIRECT, "tell")))
+    int rc = cl_usable(c);
+    if (rc || (rc = cl_check_flags(c, flags, AXC_NOREPLY | AXC_DIRECT, "tell")))
         return rc;
     if (flags & AXC_NOREPLY)
         return tell_noreply(c, t, msg, p, n, (uint16_t)(flags & AXC_DIRECT));
     return tell_acked(c, t, msg, p, n, (uint16_t)flags);
+}
+
+int cl_ask_timeout(axc_conn *c, int timeout_ms, int *out)
+{
+    if (timeout_ms <= 0)
+        return cl_seterr(c, AX_EINVAL, "ask timeout must be positive");
+    *out = timeout_ms > INT_MAX - ASK_GRACE_MS ? INT_MAX - ASK_GRACE_MS : timeout_ms;
+    return 0;
 }
 
 AXC_EXPORT int axc_ask(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
@@ -1275,20 +1314,18 @@ AXC_EXPORT int axc_ask_ex(axc_conn *c, const axc_target *t, const char *msg, con
                           int timeout_ms, unsigned flags, void **reply, size_t *reply_len)
 {
     rframe f;
-    int rc = usable(c);
-    if (rc || (rc = check_flags(c, flags, AXC_DIRECT, "ask")))
+    int rc = cl_usable(c);
+    if (rc || (rc = cl_check_flags(c, flags, AXC_DIRECT, "ask")))
         return rc;
-    if (timeout_ms <= 0)
-        return seterr(c, AX_EINVAL, "ask timeout must be positive");
-    if (timeout_ms > INT_MAX - ASK_GRACE_MS)
-        timeout_ms = INT_MAX - ASK_GRACE_MS;
-    uint32_t id = next_id(c);
-    if ((rc = put_msg(c, AX_T_ASK, (uint16_t)flags, id, t, msg, p, n, (uint32_t)timeout_ms)) ||
+    if ((rc = cl_ask_timeout(c, timeout_ms, &timeout_ms)))
+        return rc;
+    uint32_t id = cl_next_id(c);
+    if ((rc = cl_put_msg(c, AX_T_ASK, (uint16_t)flags, id, t, msg, p, n, (uint32_t)timeout_ms)) ||
         (rc = roundtrip(c, id, timeout_ms + ASK_GRACE_MS, &f)))
         return rc;
     char *d;
     size_t len;
-    if ((rc = get_blob(c, &f, AX_T_REPLY, "ask", &d, &len)))
+    if ((rc = cl_get_blob(c, &f, AX_T_REPLY, "ask", &d, &len)))
         return rc;
     if (reply)
         *reply = d;
@@ -1299,73 +1336,71 @@ AXC_EXPORT int axc_ask_ex(axc_conn *c, const axc_target *t, const char *msg, con
     return 0;
 }
 
-AXC_EXPORT int axc_stop(axc_conn *c, const axc_target *t)
+int cl_put_target_req(axc_conn *c, uint8_t type, uint32_t id, const axc_target *t)
 {
     ax_wire_target w;
     size_t tsz;
-    rframe f;
-    int rc = usable(c);
-    if (rc || (rc = target_wire(c, t, &w, &tsz)))
+    int rc = cl_target_wire(c, t, &w, &tsz);
+    if (rc)
         return rc;
-    uint32_t id = next_id(c);
     size_t mark = c->out.len;
-    size_t start = ax_frame_begin(&c->out, AX_T_STOP, 0, id);
+    size_t start = ax_frame_begin(&c->out, type, 0, id);
     ax_put_target(&c->out, &w);
-    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
-        return rc;
-    return get_ok(c, &f, "stop");
+    return cl_end_frame(c, mark, start);
 }
 
-AXC_EXPORT int axc_exit(axc_conn *c, const axc_target *t, const char *reason)
+int cl_put_exit(axc_conn *c, uint32_t id, const axc_target *t, const char *reason)
 {
     ax_wire_target w;
     size_t tsz;
-    rframe f;
-    int rc = usable(c);
     if (!reason)
         reason = "normal";
-    if (!rc && ax_name_valid(reason, strlen(reason)) != 0)
-        return seterr(c, AX_EINVAL, "exit: the reason must be a name (1..255 printable bytes, no spaces)");
-    if (rc || (rc = target_wire(c, t, &w, &tsz)))
+    if (ax_name_valid(reason, strlen(reason)) != 0)
+        return cl_seterr(c, AX_EINVAL, "exit: the reason must be a name (1..255 printable bytes, no spaces)");
+    int rc = cl_target_wire(c, t, &w, &tsz);
+    if (rc)
         return rc;
-    uint32_t id = next_id(c);
     size_t mark = c->out.len;
     size_t start = ax_frame_begin(&c->out, AX_T_EXIT, 0, id);
     ax_put_target(&c->out, &w);
     ax_wbuf_str(&c->out, reason, strlen(reason));
-    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+    return cl_end_frame(c, mark, start);
+}
+
+AXC_EXPORT int axc_stop(axc_conn *c, const axc_target *t)
+{
+    int rc = cl_usable(c);
+    if (rc)
         return rc;
-    return get_ok(c, &f, "exit");
+    uint32_t id = cl_next_id(c);
+    return json_answer(c, id, cl_put_target_req(c, AX_T_STOP, id, t), "stop", NULL);
+}
+
+AXC_EXPORT int axc_exit(axc_conn *c, const axc_target *t, const char *reason)
+{
+    int rc = cl_usable(c);
+    if (rc)
+        return rc;
+    uint32_t id = cl_next_id(c);
+    return json_answer(c, id, cl_put_exit(c, id, t, reason), "exit", NULL);
 }
 
 AXC_EXPORT int axc_resolve(axc_conn *c, const axc_target *t, axc_ref *out)
 {
-    ax_wire_target w;
-    size_t tsz;
-    rframe f;
-    axc_ref r;
-    int rc = usable(c);
-    if (rc || (rc = target_wire(c, t, &w, &tsz)))
+    int rc = cl_usable(c);
+    if (rc)
         return rc;
-    uint32_t id = next_id(c);
-    size_t mark = c->out.len;
-    size_t start = ax_frame_begin(&c->out, AX_T_RESOLVE, 0, id);
-    ax_put_target(&c->out, &w);
-    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)) ||
-        (rc = get_ref(c, &f, "resolve", &r)))
-        return rc;
-    if (out)
-        *out = r;
-    return 0;
+    uint32_t id = cl_next_id(c);
+    return ref_answer(c, id, cl_put_target_req(c, AX_T_RESOLVE, id, t), "resolve", out);
 }
 
 static int json_call(axc_conn *c, uint8_t type, const char *what, char **json)
 {
-    int rc = usable(c);
+    int rc = cl_usable(c);
     if (rc)
         return rc;
     if (!json)
-        return seterr(c, AX_EINVAL, "%s: json is NULL", what);
+        return cl_seterr(c, AX_EINVAL, "%s: json is NULL", what);
     return simple_call(c, type, what, NULL, 0, json);
 }
 
@@ -1379,13 +1414,10 @@ AXC_EXPORT int axc_actors(axc_conn *c, char **json)
     return json_call(c, AX_T_ACTORS, "actors", json);
 }
 
-AXC_EXPORT int axc_actors_page(axc_conn *c, const axc_actors_query *q, char **json)
+int cl_put_actors(axc_conn *c, uint32_t id, const axc_actors_query *q)
 {
-    int rc = usable(c);
-    if (rc)
-        return rc;
-    if (!json || !q)
-        return seterr(c, AX_EINVAL, "actors: query or json is NULL");
+    if (!q)
+        return cl_seterr(c, AX_EINVAL, "actors: query is NULL");
     ax_actors_query w = {.cursor = q->cursor, .limit = q->limit};
     w.type = q->type ? q->type : "";
     w.name = q->name_prefix ? q->name_prefix : "";
@@ -1396,15 +1428,25 @@ AXC_EXPORT int axc_actors_page(axc_conn *c, const axc_actors_query *q, char **js
     w.state_len = strlen(w.state);
     w.key_len = strlen(w.key);
     if (w.type_len > AX_NAME_MAX || w.name_len > AX_NAME_MAX || w.state_len > AX_NAME_MAX || w.key_len > AX_KEY_MAX)
-        return seterr(c, AX_EINVAL, "actors: a filter is too long");
-    rframe f;
-    uint32_t id = next_id(c);
+        return cl_seterr(c, AX_EINVAL, "actors: a filter is too long");
     size_t mark = c->out.len;
     size_t start = ax_frame_begin(&c->out, AX_T_ACTORS, 0, id);
     ax_body_actors_put(&c->out, &w);
-    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+    return cl_end_frame(c, mark, start);
+}
+
+AXC_EXPORT int axc_actors_page(axc_conn *c, const axc_actors_query *q, char **json)
+{
+    int rc = cl_usable(c);
+    if (rc)
         return rc;
-    return get_blob(c, &f, AX_T_JSON, "actors", json, NULL);
+    if (!json)
+        return cl_seterr(c, AX_EINVAL, "actors: json is NULL");
+    rframe f;
+    uint32_t id = cl_next_id(c);
+    if ((rc = cl_put_actors(c, id, q)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+        return rc;
+    return cl_get_blob(c, &f, AX_T_JSON, "actors", json, NULL);
 }
 
 AXC_EXPORT int axc_plugins(axc_conn *c, char **json)
@@ -1422,55 +1464,83 @@ AXC_EXPORT int axc_nodes(axc_conn *c, char **json)
     return json_call(c, AX_T_NODES, "nodes", json);
 }
 
-AXC_EXPORT int axc_plugin_load(axc_conn *c, const char *path, char **json)
+int cl_put_plugin_load(axc_conn *c, uint32_t id, const char *path)
 {
-    int rc = usable(c);
-    if (rc)
-        return rc;
-    if (!json)
-        return seterr(c, AX_EINVAL, "plugin load: json is NULL");
     if (!path || !*path)
-        return seterr(c, AX_EINVAL, "plugin path is empty");
+        return cl_seterr(c, AX_EINVAL, "plugin path is empty");
     size_t n = strnlen(path, AX_PATH_MAX + 1);
     if (n > AX_PATH_MAX)
-        return seterr(c, AX_EINVAL, "plugin path is longer than %u bytes", AX_PATH_MAX);
-    return simple_call(c, AX_T_PLUGIN_LOAD, "plugin load", path, n, json);
+        return cl_seterr(c, AX_EINVAL, "plugin path is longer than %u bytes", AX_PATH_MAX);
+    return cl_put_simple(c, AX_T_PLUGIN_LOAD, id, path, n);
 }
 
-AXC_EXPORT int axc_plugin_unload(axc_conn *c, const char *name)
+int cl_put_plugin_unload(axc_conn *c, uint32_t id, const char *name)
 {
     size_t n = 0;
-    int rc = usable(c);
-    if (rc || (rc = check_name(c, "plugin name", name, &n)))
-        return rc;
-    return simple_call(c, AX_T_PLUGIN_UNLOAD, "plugin unload", name, n, NULL);
+    int rc = cl_check_name(c, "plugin name", name, &n);
+    return rc ? rc : cl_put_simple(c, AX_T_PLUGIN_UNLOAD, id, name, n);
 }
 
-AXC_EXPORT int axc_set_log_level(axc_conn *c, const char *level)
+int cl_put_log_level(axc_conn *c, uint32_t id, const char *level)
 {
     size_t n = 0;
-    int rc = usable(c);
-    if (rc || (rc = check_name(c, "log level", level, &n)))
-        return rc;
-    if (n > 16)
-        return seterr(c, AX_EINVAL, "log level is longer than 16 bytes");
-    return simple_call(c, AX_T_LOG_LEVEL, "log level", level, n, NULL);
-}
-
-AXC_EXPORT int axc_drain(axc_conn *c, uint32_t timeout_ms, unsigned flags, char **json)
-{
-    int rc = usable(c);
+    int rc = cl_check_name(c, "log level", level, &n);
     if (rc)
         return rc;
+    if (n > 16)
+        return cl_seterr(c, AX_EINVAL, "log level is longer than 16 bytes");
+    return cl_put_simple(c, AX_T_LOG_LEVEL, id, level, n);
+}
+
+int cl_put_drain(axc_conn *c, uint32_t id, uint32_t timeout_ms, unsigned flags)
+{
     if (timeout_ms > AX_DRAIN_TIMEOUT_MAX || (flags & ~(unsigned)AXC_DRAIN_STAY))
-        return seterr(c, AX_EINVAL, "drain: timeout_ms must be at most %u and flags AXC_DRAIN_STAY", AX_DRAIN_TIMEOUT_MAX);
-    rframe f;
-    uint32_t id = next_id(c);
+        return cl_seterr(c, AX_EINVAL, "drain: timeout_ms must be at most %u and flags AXC_DRAIN_STAY",
+                         AX_DRAIN_TIMEOUT_MAX);
     size_t mark = c->out.len;
     size_t start = ax_frame_begin(&c->out, AX_T_DRAIN, 0, id);
     ax_wbuf_u32(&c->out, timeout_ms);
     ax_wbuf_u8(&c->out, (uint8_t)((flags & AXC_DRAIN_STAY) ? AX_DRAIN_STAY : 0));
-    rc = end_frame(c, mark, start);
+    return cl_end_frame(c, mark, start);
+}
+
+AXC_EXPORT int axc_plugin_load(axc_conn *c, const char *path, char **json)
+{
+    int rc = cl_usable(c);
+    if (rc)
+        return rc;
+    if (!json)
+        return cl_seterr(c, AX_EINVAL, "plugin load: json is NULL");
+    uint32_t id = cl_next_id(c);
+    return json_answer(c, id, cl_put_plugin_load(c, id, path), "plugin load", json);
+}
+
+AXC_EXPORT int axc_plugin_unload(axc_conn *c, const char *name)
+{
+    int rc = cl_usable(c);
+    if (rc)
+        return rc;
+    uint32_t id = cl_next_id(c);
+    return json_answer(c, id, cl_put_plugin_unload(c, id, name), "plugin unload", NULL);
+}
+
+AXC_EXPORT int axc_set_log_level(axc_conn *c, const char *level)
+{
+    int rc = cl_usable(c);
+    if (rc)
+        return rc;
+    uint32_t id = cl_next_id(c);
+    return json_answer(c, id, cl_put_log_level(c, id, level), "log level", NULL);
+}
+
+AXC_EXPORT int axc_drain(axc_conn *c, uint32_t timeout_ms, unsigned flags, char **json)
+{
+    rframe f;
+    int rc = cl_usable(c);
+    if (rc)
+        return rc;
+    uint32_t id = cl_next_id(c);
+    rc = cl_put_drain(c, id, timeout_ms, flags);
     /* answered when the drain ends: within its timeout (0: the daemon's, at most an hour) */
     int wait_ms = (timeout_ms ? (int)timeout_ms : (int)AX_DRAIN_TIMEOUT_MAX) + 5000;
     if (!rc)
@@ -1479,16 +1549,16 @@ AXC_EXPORT int axc_drain(axc_conn *c, uint32_t timeout_ms, unsigned flags, char 
         return rc;
     if (!json) {
         char *doc = NULL;
-        rc = get_blob(c, &f, AX_T_JSON, "drain", &doc, NULL);
+        rc = cl_get_blob(c, &f, AX_T_JSON, "drain", &doc, NULL);
         axc_free(doc);
         return rc;
     }
-    return get_blob(c, &f, AX_T_JSON, "drain", json, NULL);
+    return cl_get_blob(c, &f, AX_T_JSON, "drain", json, NULL);
 }
 
 AXC_EXPORT int axc_undrain(axc_conn *c)
 {
-    int rc = usable(c);
+    int rc = cl_usable(c);
     if (rc)
         return rc;
     return simple_call(c, AX_T_UNDRAIN, "undrain", NULL, 0, NULL);
@@ -1502,24 +1572,22 @@ AXC_EXPORT int axc_fd(const axc_conn *c)
 AXC_EXPORT int axc_send_ask(axc_conn *c, const axc_target *t, const char *msg, const void *p, size_t n,
                             int timeout_ms, uint32_t *req_id)
 {
-    int rc = usable(c);
+    int rc = cl_usable(c);
     if (rc)
         return rc;
-    if (timeout_ms <= 0)
-        return seterr(c, AX_EINVAL, "ask timeout must be positive");
-    if (timeout_ms > INT_MAX - ASK_GRACE_MS)
-        timeout_ms = INT_MAX - ASK_GRACE_MS;
+    if ((rc = cl_ask_timeout(c, timeout_ms, &timeout_ms)))
+        return rc;
     if ((rc = pq_reserve(c)) || (rc = make_room(c)))
         return rc;
-    uint32_t id = next_id(c);
-    if ((rc = put_msg(c, AX_T_ASK, 0, id, t, msg, p, n, (uint32_t)timeout_ms)))
+    uint32_t id = cl_next_id(c);
+    if ((rc = cl_put_msg(c, AX_T_ASK, 0, id, t, msg, p, n, (uint32_t)timeout_ms)))
         return rc;
     pend *e = pq_at(c, c->pq_count++);
     memset(e, 0, sizeof *e);
     e->id = id;
     e->state = PE_WAIT;
     e->timeout_ms = timeout_ms + ASK_GRACE_MS;
-    e->deadline = now_ms() + timeout_ms + ASK_GRACE_MS;
+    e->deadline = cl_now_ms() + timeout_ms + ASK_GRACE_MS;
     c->pq_waiting++;
     if (req_id)
         *req_id = id;
@@ -1531,22 +1599,22 @@ AXC_EXPORT int axc_send_ask(axc_conn *c, const axc_target *t, const char *msg, c
 AXC_EXPORT int axc_flush(axc_conn *c)
 {
     rframe f;
-    int rc = usable(c);
+    int rc = cl_usable(c);
     if (rc)
         return rc;
     if (!c->out.len)
         return 0;
-    int r = pump(c, P_FLUSH, 0, now_ms() + c->timeout_ms, &f);
+    int r = pump(c, P_FLUSH, 0, cl_now_ms() + c->timeout_ms, &f);
     if (r == 0)
-        return seterr(c, AX_ETIMEDOUT, "daemon did not take buffered requests within %d ms", c->timeout_ms);
+        return cl_seterr(c, AX_ETIMEDOUT, "daemon did not take buffered requests within %d ms", c->timeout_ms);
     return r < 0 ? r : 0;
 }
 
 AXC_EXPORT int axc_poll_result(axc_conn *c, int timeout_ms, axc_result *r)
 {
     if (!c || !r)
-        return c ? seterr(c, AX_EINVAL, "poll_result: r is NULL") : AX_EINVAL;
-    int64_t end = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+        return c ? cl_seterr(c, AX_EINVAL, "poll_result: r is NULL") : AX_EINVAL;
+    int64_t end = cl_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     int polled = 0;
     for (;;) {
         if (pq_pop_done(c, r))
@@ -1561,13 +1629,13 @@ AXC_EXPORT int axc_poll_result(axc_conn *c, int timeout_ms, axc_result *r)
                     return 1;
                 }
             }
-            return usable(c);
+            return cl_usable(c);
         }
-        int64_t now = now_ms(), next = INT64_MAX;
+        int64_t now = cl_now_ms(), next = INT64_MAX;
         if (pq_expire(c, now, &next))
             continue;
         if (!c->pq_waiting) {
-            int s = c->out.len ? send_some(c) : 0; /* still push queued tells */
+            int s = c->out.len ? cl_send(c) : 0; /* still push queued tells */
             return s < 0 ? s : 0;
         }
         if (polled && now >= end)
@@ -1582,20 +1650,27 @@ AXC_EXPORT int axc_poll_result(axc_conn *c, int timeout_ms, axc_result *r)
 
 /* ---- lifecycle events and monitors ---- */
 
-AXC_EXPORT int axc_subscribe(axc_conn *c, const char *actor_name)
+int cl_put_subscribe(axc_conn *c, uint32_t id, const char *actor_name)
 {
     size_t n = 0;
-    int rc = usable(c);
+    int rc;
+    if (actor_name && *actor_name && (rc = cl_check_name(c, "actor name filter", actor_name, &n)))
+        return rc;
+    return cl_put_simple(c, AX_T_SUBSCRIBE, id, n ? actor_name : "", n);
+}
+
+AXC_EXPORT int axc_subscribe(axc_conn *c, const char *actor_name)
+{
+    int rc = cl_usable(c);
     if (rc)
         return rc;
-    if (actor_name && *actor_name && (rc = check_name(c, "actor name filter", actor_name, &n)))
-        return rc;
-    return simple_call(c, AX_T_SUBSCRIBE, "subscribe", n ? actor_name : "", n, NULL);
+    uint32_t id = cl_next_id(c);
+    return json_answer(c, id, cl_put_subscribe(c, id, actor_name), "subscribe", NULL);
 }
 
 AXC_EXPORT int axc_unsubscribe(axc_conn *c)
 {
-    int rc = usable(c);
+    int rc = cl_usable(c);
     if (rc)
         return rc;
     return simple_call(c, AX_T_UNSUBSCRIBE, "unsubscribe", NULL, 0, NULL);
@@ -1603,7 +1678,7 @@ AXC_EXPORT int axc_unsubscribe(axc_conn *c)
 
 /* The unsigned integer value of "key" in a flat JSON object the daemon produced;
  * -1 if absent or not a plain integer. */
-static int json_u64(const char *doc, const char *key, uint64_t *out)
+int cl_json_u64(const char *doc, const char *key, uint64_t *out)
 {
     size_t kl = strlen(key);
     for (const char *p = doc; (p = strchr(p, '"')) != NULL; p++) {
@@ -1632,57 +1707,52 @@ static int json_u64(const char *doc, const char *key, uint64_t *out)
 
 AXC_EXPORT int axc_monitor(axc_conn *c, const axc_target *t, uint64_t *mref)
 {
-    ax_wire_target w;
-    size_t tsz;
-    rframe f;
     char *doc = NULL;
     uint64_t v;
-    int rc = usable(c);
-    if (rc || (rc = target_wire(c, t, &w, &tsz)))
+    int rc = cl_usable(c);
+    if (rc)
         return rc;
-    uint32_t id = next_id(c);
-    size_t mark = c->out.len;
-    size_t start = ax_frame_begin(&c->out, AX_T_MONITOR, 0, id);
-    ax_put_target(&c->out, &w);
-    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)) ||
-        (rc = get_blob(c, &f, AX_T_JSON, "monitor", &doc, NULL)))
+    uint32_t id = cl_next_id(c);
+    if ((rc = json_answer(c, id, cl_put_target_req(c, AX_T_MONITOR, id, t), "monitor", &doc)))
         return rc;
-    rc = json_u64(doc, "mref", &v);
+    rc = cl_json_u64(doc, "mref", &v);
     ax_free(doc);
     if (rc)
-        return fail_broken(c, AX_EPROTO, "daemon answered monitor without an \"mref\"");
+        return cl_broken(c, AX_EPROTO, "daemon answered monitor without an \"mref\"");
     if (mref)
         *mref = v;
     return 0;
 }
 
-AXC_EXPORT int axc_demonitor(axc_conn *c, uint64_t mref)
+int cl_put_demonitor(axc_conn *c, uint32_t id, uint64_t mref)
 {
-    rframe f;
-    int rc = usable(c);
-    if (rc)
-        return rc;
-    uint32_t id = next_id(c);
     size_t mark = c->out.len;
     size_t start = ax_frame_begin(&c->out, AX_T_DEMONITOR, 0, id);
     ax_wbuf_u64(&c->out, mref);
-    if ((rc = end_frame(c, mark, start)) || (rc = roundtrip(c, id, c->timeout_ms, &f)))
+    return cl_end_frame(c, mark, start);
+}
+
+AXC_EXPORT int axc_demonitor(axc_conn *c, uint64_t mref)
+{
+    int rc = cl_usable(c);
+    if (rc)
         return rc;
-    return get_ok(c, &f, "demonitor");
+    uint32_t id = cl_next_id(c);
+    return json_answer(c, id, cl_put_demonitor(c, id, mref), "demonitor", NULL);
 }
 
 AXC_EXPORT int axc_next_event(axc_conn *c, int timeout_ms, char **json)
 {
     rframe f;
     if (!c || !json)
-        return c ? seterr(c, AX_EINVAL, "next_event: json is NULL") : AX_EINVAL;
+        return c ? cl_seterr(c, AX_EINVAL, "next_event: json is NULL") : AX_EINVAL;
     /* Events that arrived before the connection broke are still handed out. */
     if (ev_pop(c, json))
         return 1;
-    int rc = usable(c);
+    int rc = cl_usable(c);
     if (rc)
         return rc;
-    int r = pump(c, P_WAIT_EVENT, 0, now_ms() + (timeout_ms > 0 ? timeout_ms : 0), &f);
+    int r = pump(c, P_WAIT_EVENT, 0, cl_now_ms() + (timeout_ms > 0 ? timeout_ms : 0), &f);
     if (ev_pop(c, json))
         return 1;
     return r < 0 ? r : 0;
@@ -1697,8 +1767,8 @@ AXC_EXPORT int axc_dispatch_events(axc_conn *c, int timeout_ms, axc_event_cb cb,
     char *doc = NULL;
     int n = 0;
     if (!c || !cb)
-        return c ? seterr(c, AX_EINVAL, "dispatch_events: cb is NULL") : AX_EINVAL;
-    int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+        return c ? cl_seterr(c, AX_EINVAL, "dispatch_events: cb is NULL") : AX_EINVAL;
+    int64_t deadline = cl_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     while (n < DISPATCH_MAX) {
         if (ev_pop(c, &doc)) {
             cb(doc, strlen(doc), arg);
@@ -1709,13 +1779,13 @@ AXC_EXPORT int axc_dispatch_events(axc_conn *c, int timeout_ms, axc_event_cb cb,
         if (c->broken)
             break;
         /* Once something was handed out, only take what is already there. */
-        int r = pump(c, P_WAIT_EVENT, 0, n ? now_ms() : deadline, &f);
+        int r = pump(c, P_WAIT_EVENT, 0, n ? cl_now_ms() : deadline, &f);
         if (r < 0 && !c->evq_count && !c->ev_skipped)
             return n ? n : r;
         if (r == 0 && !c->evq_count && !c->ev_skipped)
             break;
     }
     if (!n && c->broken)
-        return usable(c);
+        return cl_usable(c);
     return n;
 }
