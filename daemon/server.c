@@ -195,10 +195,17 @@ int axd_server_metrics_start(axd_server *s, char *err, size_t errlen)
     return s->metrics ? 0 : AX_ECONFIG;
 }
 
+/* A peer's STATUS_REQ gets what a client's STATUS would. */
+static cJSON *status_source(void *ud)
+{
+    return axd_front_status_json(&((axd_server *)ud)->front);
+}
+
 int axd_server_cluster_start(axd_server *s, char *err, size_t errlen)
 {
     int rc = axd_cluster_start(&s->rt, &s->cluster, err, errlen);
     s->front.cluster = s->cluster;
+    axd_cluster_set_status_source(s->cluster, status_source, s);
     return rc;
 }
 
@@ -206,6 +213,7 @@ int axd_server_cluster_start_mem(axd_server *s, struct axd_ovl_net *net, char *e
 {
     int rc = axd_cluster_start_mem(&s->rt, net, &s->cluster, err, errlen);
     s->front.cluster = s->cluster;
+    axd_cluster_set_status_source(s->cluster, status_source, s);
     return rc;
 }
 

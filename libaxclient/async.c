@@ -1235,6 +1235,11 @@ AXC_EXPORT int axc_async_status(axc_async *ac, axc_async_cb cb, void *privdata)
     return doc_req(ac, AX_T_STATUS, cb, privdata);
 }
 
+AXC_EXPORT int axc_async_cluster_status(axc_async *ac, axc_async_cb cb, void *privdata)
+{
+    return doc_req(ac, AX_T_CLUSTER_STATUS, cb, privdata);
+}
+
 AXC_EXPORT int axc_async_nodes(axc_async *ac, axc_async_cb cb, void *privdata)
 {
     return doc_req(ac, AX_T_NODES, cb, privdata);

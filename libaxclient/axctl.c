@@ -37,6 +37,7 @@ typedef struct opts {
     const char *actor; /* events --actor */
     int direct;        /* tell/ask --direct */
     int stay;          /* drain --stay */
+    int cluster;       /* status --cluster */
     /* spawn options, as given (checked before connecting) */
     const char *restart, *max_restarts, *restart_window_ms, *backoff_ms, *mailbox_policy, *idle_timeout_ms;
     int trap_exit;
@@ -61,6 +62,7 @@ enum {
     OPT_NAME,
     OPT_STATE,
     OPT_STAY,
+    OPT_CLUSTER,
 };
 
 static void usage(FILE *f)
@@ -79,9 +81,13 @@ static void usage(FILE *f)
         "    PAYLOAD that starts with \"-\").\n"
         "\n"
         "COMMANDS\n"
-        "    status\n"
+        "    status [--cluster]\n"
         "        Show the daemon's status document as \"key: value\" lines (nested\n"
-        "        objects are flattened to dotted keys).\n"
+        "        objects are flattened to dotted keys). With --cluster, every member's:\n"
+        "        the daemon asks each peer that is up (waiting at most 2 s) and prints\n"
+        "        one line per member (NODE, ACTORS, KEYED, CLIENTS, ASKS, TELLS,\n"
+        "        SHARDS_OWNED, or why it did not answer), then the sums of the counts\n"
+        "        over the members that answered. Exit status 0 even if some did not.\n"
         "    actors [--type TYPE] [--name PREFIX] [--state STATE] [--key PREFIX]\n"
         "        List live actors as a table, page by page (any number of actors), in a\n"
         "        fixed column order: ID, GEN, NAME, TYPE, STATE, MAILBOX, CAPACITY,\n"
@@ -720,6 +726,62 @@ static int cmd_actors(const opts *o, axc_conn *c)
     return 0;
 }
 
+/* status --cluster: a line per member, then the sums. */
+static int cmd_cluster_status(const opts *o, axc_conn *c)
+{
+    char *doc = NULL;
+    int rc = axc_cluster_status(c, &doc);
+    if (rc)
+        return report(o, c, rc, "status --cluster", NULL);
+    if (o->json) {
+        puts(doc);
+        axc_free(doc);
+        return 0;
+    }
+    cJSON *d = cJSON_Parse(doc);
+    axc_free(doc);
+    if (!d)
+        return report(o, c, AX_EPROTO, "status --cluster", "the daemon sent a document that is not valid JSON");
+    const cJSON *mem = cJSON_GetObjectItemCaseSensitive(d, "members");
+    const cJSON *ans = cJSON_GetObjectItemCaseSensitive(d, "answered"), *n;
+    printf("%d member(s), %d answered\n", cJSON_IsNumber(mem) ? (int)mem->valuedouble : 0,
+           cJSON_IsNumber(ans) ? (int)ans->valuedouble : 0);
+    static const char *const cols[] = {"node", "actors", "keyed", "clients", "asks", "tells", "shards_owned", "error",
+                                       NULL};
+    cJSON *tab = cJSON_CreateArray();
+    cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(d, "nodes"))
+    {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(n, "status");
+        const cJSON *ctr = cJSON_GetObjectItemCaseSensitive(st, "counters");
+        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(st, "shards");
+        cJSON *row = cJSON_CreateObject();
+        const struct {
+            const char *col;
+            const cJSON *v;
+        } m[] = {{"node", cJSON_GetObjectItemCaseSensitive(n, "node")},
+                 {"actors", cJSON_GetObjectItemCaseSensitive(st, "actors")},
+                 {"keyed", cJSON_GetObjectItemCaseSensitive(st, "keyed_actors")},
+                 {"clients", cJSON_GetObjectItemCaseSensitive(st, "clients")},
+                 {"asks", cJSON_GetObjectItemCaseSensitive(ctr, "asks")},
+                 {"tells", cJSON_GetObjectItemCaseSensitive(ctr, "tells")},
+                 {"shards_owned", cJSON_GetObjectItemCaseSensitive(sh, "owned")},
+                 {"error", cJSON_GetObjectItemCaseSensitive(n, "error")}};
+        for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+            if (m[i].v)
+                cJSON_AddItemToObject(row, m[i].col, cJSON_Duplicate(m[i].v, 1));
+        cJSON_AddItemToArray(tab, row);
+    }
+    print_table(tab, cols, "(no members)");
+    cJSON_Delete(tab);
+    const cJSON *sum = cJSON_GetObjectItemCaseSensitive(d, "sum");
+    if (cJSON_IsObject(sum)) {
+        puts("sum over the members that answered:");
+        print_kv(sum);
+    }
+    cJSON_Delete(d);
+    return 0;
+}
+
 /* status / actors / plugins list / plugins load: a JSON document. */
 /* drain: one line (or the document with --json); exit status 4 when it timed out. */
 static int cmd_drain(const opts *o, axc_conn *c)
@@ -1229,6 +1291,7 @@ int main(int argc, char **argv)
         {"name", required_argument, NULL, OPT_NAME},
         {"state", required_argument, NULL, OPT_STATE},
         {"stay", no_argument, NULL, OPT_STAY},
+        {"cluster", no_argument, NULL, OPT_CLUSTER},
         {NULL, 0, NULL, 0},
     };
     opts o = {.timeout_ms = DEFAULT_TIMEOUT_MS};
@@ -1304,6 +1367,9 @@ int main(int argc, char **argv)
         case OPT_STAY:
             o.stay = 1;
             break;
+        case OPT_CLUSTER:
+            o.cluster = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -1334,6 +1400,8 @@ int main(int argc, char **argv)
     int is_plugins = !strcmp(cmd, "plugins");
     const char *sub = is_plugins && nargs > 0 ? args[0] : NULL;
     int rc;
+    if (o.cluster && strcmp(cmd, "status") != 0)
+        return usage_error("--cluster: only for status (axctl status --cluster)");
     if (!strcmp(cmd, "status") || !strcmp(cmd, "actors") || !strcmp(cmd, "shards") || !strcmp(cmd, "nodes")) {
         if ((rc = need_args(cmd, nargs, 0, 0, cmd)))
             return rc;
@@ -1416,7 +1484,9 @@ int main(int argc, char **argv)
     }
     char *doc = NULL;
     int ex;
-    if (!strcmp(cmd, "status")) {
+    if (!strcmp(cmd, "status") && o.cluster) {
+        ex = cmd_cluster_status(&o, c);
+    } else if (!strcmp(cmd, "status")) {
         rc = axc_status(c, &doc);
         ex = cmd_doc(&o, c, "status", rc, doc);
     } else if (!strcmp(cmd, "actors")) {

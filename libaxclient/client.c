@@ -1409,6 +1409,11 @@ AXC_EXPORT int axc_status(axc_conn *c, char **json)
     return json_call(c, AX_T_STATUS, "status", json);
 }
 
+AXC_EXPORT int axc_cluster_status(axc_conn *c, char **json)
+{
+    return json_call(c, AX_T_CLUSTER_STATUS, "cluster status", json);
+}
+
 AXC_EXPORT int axc_actors(axc_conn *c, char **json)
 {
     return json_call(c, AX_T_ACTORS, "actors", json);

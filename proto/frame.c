@@ -109,6 +109,7 @@ const char *ax_frame_type_name(uint8_t type)
     case AX_T_LOG_LEVEL: return "LOG_LEVEL";
     case AX_T_DRAIN: return "DRAIN";
     case AX_T_UNDRAIN: return "UNDRAIN";
+    case AX_T_CLUSTER_STATUS: return "CLUSTER_STATUS";
     case AX_T_JSON: return "JSON";
     case AX_T_SUBSCRIBE: return "SUBSCRIBE";
     case AX_T_UNSUBSCRIBE: return "UNSUBSCRIBE";
@@ -824,6 +825,7 @@ int ax_body_validate(uint8_t type, const void *p, size_t len, const char **why)
     case AX_T_NODES:
     case AX_T_SHARDS:
     case AX_T_UNDRAIN:
+    case AX_T_CLUSTER_STATUS:
         if (len == 0)
             return 0;
         if (why)

@@ -52,6 +52,7 @@ enum ax_frame_type {
     AX_T_LOG_LEVEL = 0x2b,   /* c->d  str level (error|warn|info|debug) -> OK */
     AX_T_DRAIN = 0x2c,       /* c->d  u32 timeout_ms (0 = the daemon's), u8 flags (AX_DRAIN_*) -> JSON, once done */
     AX_T_UNDRAIN = 0x2d,     /* c->d  (empty) -> OK */
+    AX_T_CLUSTER_STATUS = 0x2e, /* c->d  (empty) -> JSON (every member's status and their sums) */
     AX_T_JSON = 0x2f,      /* d->c  blob json_document (UTF-8, not NUL-terminated) */
     AX_T_EVENT = 0x30,     /* d->c  blob json_document: lifecycle event, down, lagged */
 };

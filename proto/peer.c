@@ -42,6 +42,8 @@ const char *ax_peer_type_name(uint8_t type)
     case AX_PT_DOWN: return "DOWN";
     case AX_PT_EPOCHS: return "EPOCHS";
     case AX_PT_RELEASED: return "RELEASED";
+    case AX_PT_STATUS_REQ: return "STATUS_REQ";
+    case AX_PT_STATUS: return "STATUS";
     case AX_PT_TELL: return "TELL";
     case AX_PT_ASK: return "ASK";
     case AX_PT_REPLY: return "REPLY";
@@ -333,6 +335,13 @@ void ax_peer_rec_put(ax_wbuf *b, uint8_t type, const ax_peer_rec *r)
         ax_wbuf_u32(b, r->shard);
         ax_wbuf_u64(b, r->epoch);
         break;
+    case AX_PT_STATUS_REQ:
+        ax_wbuf_u64(b, r->req);
+        break;
+    case AX_PT_STATUS:
+        ax_wbuf_u64(b, r->req);
+        ax_wbuf_blob(b, r->payload, r->payload_len);
+        break;
     case AX_PT_DOWN:
         ax_wbuf_u64(b, r->mref);
         ax_wbuf_u64(b, r->to_id);
@@ -400,6 +409,17 @@ int ax_peer_rec_next(ax_rbuf *r, uint8_t type, ax_peer_rec *out, const char **wh
         t.epoch = ax_rbuf_u64(r);
         if (!r->err && (t.epoch == 0 || t.epoch >= (1ull << 53)))
             fail(r, type == AX_PT_EPOCHS ? "EPOCHS: epoch must be 1..2^53-1" : "RELEASED: epoch must be 1..2^53-1");
+        break;
+    case AX_PT_STATUS_REQ:
+        t.req = ax_rbuf_u64(r);
+        if (!r->err && t.req == 0)
+            fail(r, "STATUS_REQ: req is 0");
+        break;
+    case AX_PT_STATUS:
+        t.req = ax_rbuf_u64(r);
+        ax_rbuf_blob(r, &t.payload, &t.payload_len);
+        if (!r->err && (t.req == 0 || t.payload_len == 0 || memchr(t.payload, 0, t.payload_len)))
+            fail(r, "STATUS: req 0, or the document is empty or holds a NUL");
         break;
     case AX_PT_DOWN:
         t.mref = ax_rbuf_u64(r);
@@ -514,6 +534,8 @@ int ax_peer_body_validate(uint8_t type, const void *p, size_t n, const char **wh
     case AX_PT_DEMONITOR:
     case AX_PT_EPOCHS:
     case AX_PT_RELEASED:
+    case AX_PT_STATUS_REQ:
+    case AX_PT_STATUS:
     case AX_PT_DOWN:
     case AX_PT_TELL:
     case AX_PT_ASK:

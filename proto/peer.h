@@ -27,7 +27,8 @@
 #define AX_PEER_FEAT_BATCH 0x00000001u   /* data frames carry several records */
 #define AX_PEER_FEAT_MONITOR 0x00000002u /* remote monitors (MONITOR/DEMONITOR/DOWN) */
 #define AX_PEER_FEAT_DRAIN 0x00000004u   /* PING flag LEAVING and RELEASED frames (drain) */
-#define AX_PEER_FEAT_KNOWN 0x00000007u
+#define AX_PEER_FEAT_STATUS 0x00000008u  /* STATUS_REQ / STATUS frames (cluster-wide status) */
+#define AX_PEER_FEAT_KNOWN 0x0000000fu
 
 /* Peer frame types, 0x40-0x7f. 0x40-0x47 handshake (unauthenticated, session 0,
  * seq 0, MAC zero) except AUTH_OK; 0x48-0x5f control; 0x60-0x7f data. */
@@ -46,6 +47,8 @@ enum ax_peer_type {
     AX_PT_DOWN = 0x52,      /* records: u64 mref, u64 target_id, u32 target_gen, str reason */
     AX_PT_EPOCHS = 0x53,    /* records: u32 shard, u64 epoch (highest epoch the sender knows) */
     AX_PT_RELEASED = 0x54,  /* records: u32 shard, u64 epoch (the sender released its lease of the shard) */
+    AX_PT_STATUS_REQ = 0x55, /* records: u64 req (the sender asks for the receiver's status document) */
+    AX_PT_STATUS = 0x56,     /* records: u64 req, blob json (the receiver's answer: its status document) */
     AX_PT_TELL = 0x60,      /* records: u64 to_id, u32 to_gen, u64 from_id, u32 from_gen, str msg, blob payload */
     AX_PT_ASK = 0x61,       /* records: u64 req, u64 to_id, u32 to_gen, u64 from_id, u32 from_gen, u32 timeout_ms, str msg, blob payload */
     AX_PT_REPLY = 0x62,     /* records: u64 req, i32 status, blob payload */
@@ -135,7 +138,7 @@ int ax_peer_ping_get(const void *p, size_t n, ax_peer_ping *pg, const char **why
  * the frame's type; the reader yields them one at a time. */
 typedef struct ax_peer_rec {
     uint32_t shard; /* EPOCHS, RELEASED */
-    uint64_t req, mref;
+    uint64_t req, mref; /* req: ASK, REPLY, KEYED, STATUS_REQ, STATUS */
     uint64_t to_id, from_id; /* MONITOR: watcher = from, target = to; DOWN: target = to */
     uint32_t to_gen, from_gen;
     uint32_t timeout_ms;

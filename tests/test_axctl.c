@@ -192,6 +192,20 @@ START_TEST(axctl_status_exits_0)
     ck_assert_exit(r, 0, "status");
     ck_assert_msg(strstr(r.out, "node"), "status output:\n%s", r.out);
     rr_free(&r);
+    /* --cluster on a node that is not clustered: itself alone, summed */
+    r = axctl(d, "status", "--cluster", "--json", NULL);
+    ck_assert_exit(r, 0, "status --cluster");
+    cJSON *doc = parse_json(r.out);
+    ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "members")), 1);
+    ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "answered")), 1);
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "sum"), "counters"),
+                                                 "asks")));
+    cJSON_Delete(doc);
+    rr_free(&r);
+    r = axctl(d, "status", "--cluster", NULL);
+    ck_assert_exit(r, 0, "status --cluster");
+    ck_assert_msg(strstr(r.out, "1 member(s), 1 answered"), "status --cluster output:\n%s", r.out);
+    rr_free(&r);
     ax_h_stop(d);
 }
 END_TEST
@@ -275,6 +289,7 @@ START_TEST(axctl_usage_errors_exit_2)
         {"plugins", "frobnicate", NULL},
         {"--no-such-option", "status", NULL},
         {"--timeout", "soon", "status", NULL},
+        {"nodes", "--cluster", NULL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         run_result r = axctl(d, bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL);

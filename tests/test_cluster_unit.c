@@ -159,6 +159,42 @@ START_TEST(records_round_trip_in_batches)
 }
 END_TEST
 
+START_TEST(status_records_round_trip_and_bad_ones_are_refused)
+{
+    ax_wbuf b;
+    ax_wbuf_init(&b);
+    ax_peer_rec q = {.req = 42};
+    ax_peer_rec_put(&b, AX_PT_STATUS_REQ, &q);
+    ck_assert_int_eq(ax_peer_body_validate(AX_PT_STATUS_REQ, b.data, b.len, NULL), 0);
+    b.len = 0;
+    const char doc[] = "{\"actors\":3}";
+    ax_peer_rec a = {.req = 42, .payload = doc, .payload_len = sizeof doc - 1};
+    ax_peer_rec_put(&b, AX_PT_STATUS, &a);
+    ax_rbuf r;
+    ax_peer_rec rec;
+    ax_rbuf_init(&r, b.data, b.len);
+    ck_assert_int_eq(ax_peer_rec_next(&r, AX_PT_STATUS, &rec, NULL), 1);
+    ck_assert_uint_eq(rec.req, 42);
+    ck_assert_uint_eq(rec.payload_len, sizeof doc - 1);
+    ck_assert_int_eq(memcmp(rec.payload, doc, rec.payload_len), 0);
+    /* req 0, an empty document, a NUL inside */
+    const char *why = NULL;
+    b.len = 0;
+    ax_peer_rec z = {.req = 0};
+    ax_peer_rec_put(&b, AX_PT_STATUS_REQ, &z);
+    ck_assert_int_eq(ax_peer_body_validate(AX_PT_STATUS_REQ, b.data, b.len, &why), AX_EPROTO);
+    b.len = 0;
+    ax_peer_rec e = {.req = 1, .payload = "", .payload_len = 0};
+    ax_peer_rec_put(&b, AX_PT_STATUS, &e);
+    ck_assert_int_eq(ax_peer_body_validate(AX_PT_STATUS, b.data, b.len, &why), AX_EPROTO);
+    b.len = 0;
+    ax_peer_rec n = {.req = 1, .payload = "{\0}", .payload_len = 3};
+    ax_peer_rec_put(&b, AX_PT_STATUS, &n);
+    ck_assert_int_eq(ax_peer_body_validate(AX_PT_STATUS, b.data, b.len, &why), AX_EPROTO);
+    ax_wbuf_free(&b);
+}
+END_TEST
+
 START_TEST(every_body_decoder_survives_random_bytes)
 {
     uint8_t buf[512];
@@ -479,11 +515,11 @@ START_TEST(protocol_md_peer_section_matches_peer_h)
 #define C(x) {#x, (long long)(x), 0}
         C(AX_PEER_MAGIC), C(AX_PEER_VERSION), C(AX_PEER_VERSION_MIN), C(AX_PEER_HDR_SIZE), C(AX_PEER_MAC_OFF),
         C(AX_PEER_MAC_SIZE), C(AX_PEER_NONCE_SIZE), C(AX_PEER_PROOF_SIZE), C(AX_PEER_MAX_FRAME_DEFAULT),
-        C(AX_PEER_BATCH_BODY), C(AX_PEER_FEAT_BATCH), C(AX_PEER_FEAT_MONITOR), C(AX_PEER_FEAT_DRAIN),
+        C(AX_PEER_BATCH_BODY), C(AX_PEER_FEAT_BATCH), C(AX_PEER_FEAT_MONITOR), C(AX_PEER_FEAT_DRAIN), C(AX_PEER_FEAT_STATUS),
 #undef C
 #define T(x) {#x, AX_PT_##x, 0}
         T(HELLO), T(HELLO_ACK), T(AUTH), T(AUTH_OK), T(REFUSE), T(PING), T(PONG), T(CLOSE), T(MONITOR),
-        T(DEMONITOR), T(DOWN), T(EPOCHS), T(RELEASED), T(TELL), T(ASK), T(REPLY), T(KEYED),
+        T(DEMONITOR), T(DOWN), T(EPOCHS), T(RELEASED), T(STATUS_REQ), T(STATUS), T(TELL), T(ASK), T(REPLY), T(KEYED),
 #undef T
     };
     char line[1024];
@@ -523,6 +559,7 @@ static Suite *suite(void)
     t = tcase_create("codec");
     tcase_add_test(t, peer_header_round_trips_and_rejects_garbage);
     tcase_add_test(t, records_round_trip_in_batches);
+    tcase_add_test(t, status_records_round_trip_and_bad_ones_are_refused);
     tcase_add_test(t, every_body_decoder_survives_random_bytes);
     tcase_add_test(t, protocol_md_peer_section_matches_peer_h);
     suite_add_tcase(s, t);

@@ -147,6 +147,69 @@ static int lists_exactly(int i, const char *names)
     return ok && n == want;
 }
 
+/* `axctl status --cluster --json` through node i, parsed; human when json is 0 (the text). */
+static cJSON *cluster_status(int i, char **text)
+{
+    const char *argv[] = {ax_h_build_path("libaxclient/axctl"), "-s", ax_h_sock(M[i].d), "status", "--cluster",
+                          text ? NULL : "--json", NULL};
+    char *out = NULL, *err = NULL;
+    int st = ax_h_run(argv, &out, &err, 15000);
+    ck_assert_msg(st == 0, "axctl status --cluster: status %d: %s%s", st, out, err);
+    free(err);
+    if (text) {
+        *text = out;
+        return NULL;
+    }
+    cJSON *doc = cJSON_Parse(out);
+    ck_assert_msg(doc != NULL, "axctl status --cluster --json: not JSON: %s", out);
+    free(out);
+    return doc;
+}
+
+static double num_at(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, a);
+    if (b)
+        v = cJSON_GetObjectItem(v, b);
+    ck_assert_msg(cJSON_IsNumber(v), "no number at %s%s%s", a, b ? "." : "", b ? b : "");
+    return v->valuedouble;
+}
+
+/* The cluster-wide status: one entry per member, the sums add up the ones that answered,
+ * and a member that is gone is named with why it did not answer. */
+static void check_cluster_status(int via, int members, int answered, const char *silent)
+{
+    cJSON *doc = cluster_status(via, NULL);
+    ck_assert_int_eq((int)num_at(doc, "members", NULL), members);
+    ck_assert_int_eq((int)num_at(doc, "answered", NULL), answered);
+    const cJSON *sum = cJSON_GetObjectItem(doc, "sum"), *n;
+    double tells = 0, owned = 0, actors = 0;
+    int silent_seen = 0;
+    cJSON_ArrayForEach(n, cJSON_GetObjectItem(doc, "nodes"))
+    {
+        const cJSON *st = cJSON_GetObjectItem(n, "status");
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(n, "node"));
+        ck_assert_ptr_nonnull(name);
+        if (!st) {
+            ck_assert_msg(silent && strstr(name, silent) == name, "%s did not answer: %s", name,
+                          cJSON_GetStringValue(cJSON_GetObjectItem(n, "error")));
+            ck_assert_ptr_nonnull(cJSON_GetStringValue(cJSON_GetObjectItem(n, "error")));
+            silent_seen = 1;
+            continue;
+        }
+        tells += num_at(st, "counters", "tells");
+        owned += num_at(st, "shards", "owned");
+        actors += num_at(st, "actors", NULL);
+    }
+    ck_assert_int_eq(silent_seen, silent != NULL);
+    ck_assert_double_eq(num_at(sum, "counters", "tells"), tells);
+    ck_assert_double_eq(num_at(sum, "shards", "owned"), owned);
+    ck_assert_double_eq(num_at(sum, "actors", NULL), actors);
+    ck_assert_ptr_null(cJSON_GetObjectItem(sum, "pid")); /* not a count */
+    ck_assert_ptr_null(cJSON_GetObjectItem(cJSON_GetObjectItem(sum, "shards"), "count"));
+    cJSON_Delete(doc);
+}
+
 START_TEST(nodes_with_no_peer_list_find_each_other_a_fourth_joins_and_the_dead_expire)
 {
     redis_up(&R, NULL);
@@ -213,11 +276,24 @@ START_TEST(nodes_with_no_peer_list_find_each_other_a_fourth_joins_and_the_dead_e
                   "axctl nodes:\n%s", out);
     free(out);
     free(err);
+    /* axctl status --cluster: every member's status, and the sums (3 tells were counted) */
+    check_cluster_status(1, 4, 4, NULL);
+    cJSON *cs = cluster_status(0, NULL);
+    ck_assert_double_ge(num_at(cJSON_GetObjectItem(cs, "sum"), "counters", "tells"), 3);
+    cJSON_Delete(cs);
+    char *text = NULL;
+    cluster_status(3, &text);
+    ck_assert_msg(strstr(text, "4 member(s), 4 answered") && strstr(text, "SHARDS_OWNED") &&
+                      strstr(text, "counters.tells:"),
+                  "axctl status --cluster:\n%s", text);
+    free(text);
     /* SIGKILL m2: its record expires (ttl), and it leaves every NODES */
     axc_close(M[2].c);
     M[2].c = NULL;
     t0 = now_s();
     ax_h_kill(M[2].d);
+    /* asked at once, the dead m2 is still a member: named, with why it did not answer */
+    check_cluster_status(0, 4, 3, "m2");
     int rest[] = {0, 1, 3};
     end = now_s() + 10;
     for (;;) {

@@ -101,7 +101,7 @@ END_TEST
 
 START_TEST(header_with_unknown_type_is_rejected)
 {
-    static const uint8_t bad[] = {0x00, 0x05, 0x0f, 0x18, 0x2e, 0x3f, 0x40, 0x7f, 0x80, 0xff};
+    static const uint8_t bad[] = {0x00, 0x05, 0x0f, 0x18, 0x31, 0x3f, 0x40, 0x7f, 0x80, 0xff};
     uint8_t b[AX_FRAME_HDR_SIZE];
     size_t i;
     for (i = 0; i < sizeof bad; i++) {
@@ -163,7 +163,7 @@ START_TEST(every_client_type_is_known_and_named)
                                     AX_T_RESOLVE, AX_T_EXIT, AX_T_STATUS, AX_T_ACTORS, AX_T_PLUGINS,
                                     AX_T_PLUGIN_LOAD, AX_T_PLUGIN_UNLOAD, AX_T_NODES, AX_T_SHARDS, AX_T_JSON,
                                     AX_T_SUBSCRIBE, AX_T_UNSUBSCRIBE, AX_T_MONITOR, AX_T_DEMONITOR,
-                                    AX_T_LOG_LEVEL, AX_T_DRAIN, AX_T_UNDRAIN, AX_T_EVENT};
+                                    AX_T_LOG_LEVEL, AX_T_DRAIN, AX_T_UNDRAIN, AX_T_CLUSTER_STATUS, AX_T_EVENT};
     size_t i;
     int n = 0, t;
     for (i = 0; i < sizeof types; i++) {
@@ -576,6 +576,8 @@ START_TEST(drain_bodies_are_checked)
     ax_wbuf_free(&b);
     ck_assert_int_eq(ax_body_validate(AX_T_UNDRAIN, NULL, 0, NULL), 0);
     ck_assert_int_eq(ax_body_validate(AX_T_UNDRAIN, "x", 1, &why), AX_EPROTO);
+    ck_assert_int_eq(ax_body_validate(AX_T_CLUSTER_STATUS, NULL, 0, NULL), 0);
+    ck_assert_int_eq(ax_body_validate(AX_T_CLUSTER_STATUS, "x", 1, &why), AX_EPROTO);
 }
 END_TEST
 

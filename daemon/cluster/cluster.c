@@ -312,6 +312,7 @@ void axd_cluster_stop(axd_cluster *cl)
     if (!cl)
         return;
     axd_cl_peer_stop(cl);
+    axd_cl_status_stop(cl);
     /* Nothing more can arrive: asks still waiting fail now. */
     for (uint32_t i = 0; i < cl->n_incs; i++)
         axd_cl_inc_down(cl, cl->incs[i], "this node is stopping");
@@ -630,6 +631,8 @@ void axd_cl_on_frame(axd_cluster *cl, axd_cl_inc *inc, uint8_t type, const uint8
             if (cl->s->gate)
                 cl->s->gate->released(cl->s->gate_ud, r.shard, r.epoch, inc->wire_id);
             break;
+        case AX_PT_STATUS_REQ: axd_cl_on_status_req(cl, inc, &r); break;
+        case AX_PT_STATUS: axd_cl_on_status(cl, inc, &r); break;
         default: return;
         }
     }

@@ -82,6 +82,16 @@ void axd_cluster_shard_released(axd_cluster *cl, uint32_t shard, uint64_t epoch)
 /* Tell every peer that is up the epoch this node now holds shard at (EPOCHS). */
 void axd_cluster_share_epoch(axd_cluster *cl, uint32_t shard, uint64_t epoch);
 
+/* Cluster-wide status (status.c). The source makes this node's status document (a new
+ * cJSON object the caller frees) for a peer's STATUS_REQ. gather asks every peer that is
+ * up and calls cb once, within 2 s, with a cJSON array (owned by cb) of one entry per known
+ * peer — {"node", "status": doc} or {"node", "error": why} — or with NULL when the cluster
+ * stops first. AX_EINVAL (no cluster), AX_EBUSY (16 queries wait), AX_ECANCELED (stopping). */
+typedef struct cJSON *(*axd_cluster_status_src)(void *ud);
+typedef void (*axd_cluster_status_cb)(void *ud, struct cJSON *nodes);
+void axd_cluster_set_status_source(axd_cluster *cl, axd_cluster_status_src src, void *ud);
+int axd_cluster_gather_status(axd_cluster *cl, axd_cluster_status_cb cb, void *ud);
+
 /* {"node": ..., "peers": [{name, wire_id, session, state, rtt_ms, bytes_in, ...}]} */
 struct cJSON *axd_cluster_nodes_json(axd_rt *s, axd_cluster *cl); /* cl NULL: the cluster is off */
 /* Membership through the store (the composition root's members.c): a member listed

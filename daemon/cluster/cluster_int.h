@@ -20,6 +20,7 @@ enum { NS_IDLE = 0, NS_CONNECTING, NS_UP, NS_DISCONNECTED, NS_DOWN };
 typedef struct axd_cluster axd_cluster;
 typedef struct axd_cl_node axd_cl_node;
 typedef struct axd_cl_inc axd_cl_inc;
+typedef struct axd_cl_query axd_cl_query;
 
 typedef struct axd_cl_link {
     axd_cluster *cl;
@@ -120,6 +121,11 @@ struct axd_cluster {
     int stopping;
     unsigned hs_full_logged;
     struct cJSON *members;  /* the membership records last listed (axd_cluster_set_members), or NULL */
+    axd_cluster_status_src status_src; /* this node's status document (status.c) */
+    void *status_ud;
+    axd_cl_query *queries;  /* cluster status queries waiting for answers */
+    int n_queries;
+    uint64_t next_status_req;
 };
 
 /* ---- peer.c ---- */
@@ -155,6 +161,11 @@ int axd_cl_deliver(axd_cluster *cl, axd_cl_inc *inc, ax_ref to, const ax_peer_re
 axd_cluster *axd_cl_of_rt(axd_rt *s);
 void axd_cl_remote_ask_done(axd_rt *s, axd_pending *p, int status, const void *data, size_t n);
 
+/* ---- status.c ---- */
+void axd_cl_on_status_req(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r);
+void axd_cl_on_status(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r);
+/* Answer every waiting query as canceled (the cluster stops). */
+void axd_cl_status_stop(axd_cluster *cl);
 /* ---- keyed.c ---- */
 void axd_cl_on_keyed(axd_cluster *cl, axd_cl_inc *inc, const ax_peer_rec *r);
 

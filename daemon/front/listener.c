@@ -344,6 +344,7 @@ static void client_tell_done(axd_rt *rt, axd_pending *p, int status, const void 
 }
 
 /* DRAIN is answered when the drain ends (the connection may be gone by then). */
+/* A client request answered later, on the connection (slot, gen) if it is still there. */
 typedef struct drain_wait {
     axd_front *s;
     uint32_t slot, gen, req_id;
@@ -358,6 +359,112 @@ static void drain_answer(void *ud, cJSON *result)
         axd_listener_flush(dw->s);
     }
     ax_free(dw);
+}
+
+/* ---- cluster status (CLUSTER_STATUS): every member's document and their sums ---- */
+
+/* Add src's numbers into sum (PROTOCOL.md "Cluster status": counts only). */
+static void status_sum(cJSON *sum, const cJSON *src, int top)
+{
+    static const char *const skip_top[] = {"pid", "uptime_s", "plugins", "types", "per_worker", NULL};
+    const cJSON *it;
+    cJSON_ArrayForEach(it, src)
+    {
+        const char *k = it->string;
+        if (!k)
+            continue;
+        int skip = 0;
+        for (int i = 0; top && skip_top[i]; i++)
+            skip |= !strcmp(k, skip_top[i]);
+        size_t kl = strlen(k);
+        if (skip || !strcmp(k, "count") || !strcmp(k, "target") || (kl > 4 && !strcmp(k + kl - 4, "_avg")))
+            continue;
+        cJSON *have = cJSON_GetObjectItemCaseSensitive(sum, k);
+        if (cJSON_IsObject(it)) {
+            if (!have)
+                have = cJSON_AddObjectToObject(sum, k);
+            if (cJSON_IsObject(have))
+                status_sum(have, it, 0);
+        } else if (cJSON_IsNumber(it)) {
+            int is_max = kl > 4 && !strcmp(k + kl - 4, "_max");
+            if (!have)
+                cJSON_AddNumberToObject(sum, k, it->valuedouble);
+            else if (cJSON_IsNumber(have))
+                cJSON_SetNumberValue(have, is_max ? (have->valuedouble > it->valuedouble ? have->valuedouble
+                                                                                        : it->valuedouble)
+                                                  : have->valuedouble + it->valuedouble);
+        }
+    }
+}
+
+/* The CLUSTER_STATUS document from the peers' entries (owned from here; NULL: none). */
+static cJSON *cluster_status_doc(axd_front *s, cJSON *peers)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "node", s->rt->node_id);
+    cJSON *nodes = cJSON_AddArrayToObject(doc, "nodes");
+    cJSON *self = cJSON_CreateObject();
+    cJSON_AddStringToObject(self, "node", s->rt->node_id);
+    cJSON_AddItemToObject(self, "status", axd_front_status_json(s));
+    cJSON_AddItemToArray(nodes, self);
+    while (peers && cJSON_GetArraySize(peers) > 0)
+        cJSON_AddItemToArray(nodes, cJSON_DetachItemFromArray(peers, 0));
+    cJSON_Delete(peers);
+    cJSON *sum = cJSON_CreateObject();
+    int answered = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, nodes)
+    {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(it, "status");
+        if (cJSON_IsObject(st)) {
+            answered++;
+            status_sum(sum, st, 1);
+        }
+    }
+    cJSON_AddNumberToObject(doc, "members", cJSON_GetArraySize(nodes));
+    cJSON_AddNumberToObject(doc, "answered", answered);
+    cJSON_AddItemToObject(doc, "sum", sum);
+    return doc;
+}
+
+static void cluster_status_answer(void *ud, cJSON *peers)
+{
+    drain_wait *w = ud;
+    if (peers) { /* NULL: the cluster stopped first (the front may be going too) */
+        axd_conn *c = axd_slots_get(&w->s->conns, w->slot, w->gen);
+        if (c) {
+            send_json(c, w->req_id, cluster_status_doc(w->s, peers));
+            axd_listener_flush(w->s);
+        } else {
+            cJSON_Delete(peers);
+        }
+    }
+    ax_free(w);
+}
+
+static void handle_cluster_status(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
+{
+    axd_front *s = c->s;
+    if (h->body_len) {
+        bad_body(c, h->req_id, "this request has an empty body");
+        return;
+    }
+    if (s->worker) { /* the cluster is worker 0's */
+        proxy_to_main(c, h, body);
+        return;
+    }
+    if (!s->cluster) {
+        send_json(c, h->req_id, cluster_status_doc(s, NULL));
+        return;
+    }
+    drain_wait *w = ax_malloc(sizeof *w);
+    *w = (drain_wait){.s = s, .slot = c->slot, .gen = c->gen, .req_id = h->req_id};
+    int rc = axd_cluster_gather_status(s->cluster, cluster_status_answer, w);
+    if (rc) {
+        ax_free(w);
+        send_error(c, h->req_id, rc,
+                   rc == AX_EBUSY ? "too many cluster status requests wait already" : "the daemon is stopping");
+    }
 }
 
 static void handle_drain(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
@@ -1027,6 +1134,9 @@ static int handle_frame(axd_conn *c, const ax_frame_hdr *h, const uint8_t *body)
     case AX_T_DRAIN:
     case AX_T_UNDRAIN:
         handle_drain(c, h, body);
+        break;
+    case AX_T_CLUSTER_STATUS:
+        handle_cluster_status(c, h, body);
         break;
     case AX_T_DEMONITOR:
     case AX_T_SUBSCRIBE:

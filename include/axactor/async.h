@@ -166,6 +166,7 @@ int axc_async_subscribe(axc_async *ac, const char *actor_name, axc_async_cb cb, 
 int axc_async_unsubscribe(axc_async *ac, axc_async_cb cb, void *privdata);
 /* The control documents: kind JSON. */
 int axc_async_status(axc_async *ac, axc_async_cb cb, void *privdata);
+int axc_async_cluster_status(axc_async *ac, axc_async_cb cb, void *privdata);
 int axc_async_nodes(axc_async *ac, axc_async_cb cb, void *privdata);
 int axc_async_shards(axc_async *ac, axc_async_cb cb, void *privdata);
 int axc_async_plugins(axc_async *ac, axc_async_cb cb, void *privdata);

@@ -126,6 +126,10 @@ int axc_resolve(axc_conn *c, const axc_target *t, axc_ref *out);
 
 /* Control-plane documents: *json is a NUL-terminated JSON text, freed with axc_free. */
 int axc_status(axc_conn *c, char **json);
+/* Every cluster member's status document and their sums (PROTOCOL.md "Cluster status"):
+ * {"node", "members", "answered", "nodes": [{"node", "status"} | {"node", "error"}],
+ * "sum": {...}}; the daemon waits at most 2 s for its peers. A single node: itself. */
+int axc_cluster_status(axc_conn *c, char **json);
 /* The daemon's log level from now on: "error", "warn", "info" or "debug" (AX_EINVAL
  * with the daemon's message for another word). The change is logged. Until the next
  * restart or reload (log.level). */
