@@ -10,10 +10,16 @@
  * worker, then one with 2; aggregate asks/s and the ratio, beside Redis's ratio of
  * io-threads 2 to 1 on 2 connections (--redis-par1/--redis-par2, from bench/run).
  *
+ * --async REDIS_SOCKET: instead, the asynchronous client (axactor/async.h) through its libev
+ * adapter, depth asks kept in flight (each answer sends the next), beside hiredis's async
+ * API through its libev adapter keeping depth PINGs in flight on the redis-server at
+ * REDIS_SOCKET; best of 3 runs each, alternating, and the ratio.
+ *
  * usage: bench_client_ask [--daemon PATH] [--plugin PATH] [-n ASKS] [--depth D] [--workers N]
  *                         [--redis-seq RPS] [--redis-seq-p50 MS] [--redis-seq-p99 MS]
  *                         [--redis-pipe RPS]
- *        bench_client_ask --parallel [-n ASKS] [--depth D] [--redis-par1 RPS] [--redis-par2 RPS] */
+ *        bench_client_ask --parallel [-n ASKS] [--depth D] [--redis-par1 RPS] [--redis-par2 RPS]
+ *        bench_client_ask --async REDIS_SOCKET [-n ASKS] [--depth D] */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,7 +30,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <axactor/adapters/libev.h>
 #include <axactor/client.h>
+#include <hiredis/adapters/libev.h>
+#include <hiredis/async.h>
 
 static pid_t daemon_pid = -1;
 static char tmpdir[32];
@@ -247,6 +256,124 @@ static int parallel_main(const char *daemon, const char *plugin, long n, int dep
     return 0;
 }
 
+/* ---- --async: the asynchronous client beside hiredis's, both on libev ---- */
+
+typedef struct abench {
+    long target, sent, done;
+    int err;
+    char errmsg[256];
+    axc_target t;
+    struct ev_loop *loop;
+} abench;
+
+static void ax_cb(axc_async *ac, const axc_reply *r, void *priv)
+{
+    abench *b = priv;
+    if (r->status) {
+        b->err = r->status;
+        snprintf(b->errmsg, sizeof b->errmsg, "%s", r->errmsg);
+        ev_break(b->loop, EVBREAK_ALL);
+        return;
+    }
+    if (++b->done == b->target)
+        ev_break(b->loop, EVBREAK_ALL);
+    else if (b->sent < b->target && axc_async_ask(ac, &b->t, "get", NULL, 0, 5000, 0, ax_cb, b) == 0)
+        b->sent++;
+}
+
+static void redis_cb(redisAsyncContext *rc, void *reply, void *priv)
+{
+    abench *b = priv;
+    if (!reply) {
+        b->err = -1;
+        snprintf(b->errmsg, sizeof b->errmsg, "%s", rc->errstr);
+        ev_break(b->loop, EVBREAK_ALL);
+        return;
+    }
+    if (++b->done == b->target)
+        ev_break(b->loop, EVBREAK_ALL);
+    else if (b->sent < b->target && redisAsyncCommand(rc, redis_cb, b, "PING") == REDIS_OK)
+        b->sent++;
+}
+
+static double async_ax_run(axc_async *ac, struct ev_loop *loop, const axc_target *t, long n, int depth)
+{
+    abench b = {.target = n, .t = *t, .loop = loop};
+    double t0 = now_s();
+    for (int i = 0; i < depth && b.sent < n; i++)
+        if (axc_async_ask(ac, &b.t, "get", NULL, 0, 5000, 0, ax_cb, &b) == 0)
+            b.sent++;
+    ev_run(loop, 0);
+    if (b.err) {
+        fprintf(stderr, "bench_client_ask --async: ask: %s\n", b.errmsg);
+        cleanup();
+        exit(1);
+    }
+    return (double)n / (now_s() - t0);
+}
+
+static double async_redis_run(redisAsyncContext *rc, struct ev_loop *loop, long n, int depth)
+{
+    abench b = {.target = n, .loop = loop};
+    double t0 = now_s();
+    for (int i = 0; i < depth && b.sent < n; i++)
+        if (redisAsyncCommand(rc, redis_cb, &b, "PING") == REDIS_OK)
+            b.sent++;
+    ev_run(loop, 0);
+    if (b.err) {
+        fprintf(stderr, "bench_client_ask --async: redis PING: %s\n", b.errmsg);
+        cleanup();
+        exit(1);
+    }
+    return (double)n / (now_s() - t0);
+}
+
+static int async_main(const char *daemon, const char *plugin, const char *rsock, long n, int depth)
+{
+    axc_conn *c = start_daemon(daemon, plugin, 1);
+    axc_ref ref;
+    int rc = axc_spawn(c, "counter", "bench", NULL, &ref);
+    if (rc)
+        fail("spawn counter", c, rc);
+    axc_close(c);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    axc_async *ac = NULL;
+    char err[256];
+    if ((rc = axc_async_connect(sock, 5000, &ac, err, sizeof err)) || (rc = axc_libev_attach(ac, loop))) {
+        fprintf(stderr, "bench_client_ask --async: connect: %s\n", err);
+        cleanup();
+        return 1;
+    }
+    redisAsyncContext *rd = redisAsyncConnectUnix(rsock);
+    if (!rd || rd->err || redisLibevAttach(loop, rd) != REDIS_OK) {
+        fprintf(stderr, "bench_client_ask --async: redis at %s: %s\n", rsock, rd ? rd->errstr : "out of memory");
+        cleanup();
+        return 1;
+    }
+    axc_target t = axc_by_ref(&ref);
+    async_ax_run(ac, loop, &t, n / 10 + 1, depth); /* warm-up (and the HELLO) */
+    async_redis_run(rd, loop, n / 10 + 1, depth);
+    double ax_best = 0, rd_best = 0;
+    for (int run = 0; run < 3; run++) {
+        double a = async_ax_run(ac, loop, &t, n, depth), r = async_redis_run(rd, loop, n, depth);
+        ax_best = a > ax_best ? a : ax_best;
+        rd_best = r > rd_best ? r : rd_best;
+    }
+    char a[32], r[32];
+    fmt_rate(a, sizeof a, ax_best);
+    fmt_rate(r, sizeof r, rd_best);
+    printf("async_client_ask: %s asks/s (libaxclient async, libev adapter, %d in flight, %ld asks, best of 3)\n", a,
+           depth, n);
+    printf("async_client_peer: %s req/s (hiredis async PING, libev adapter, %d in flight, same loop and run)\n", r,
+           depth);
+    printf("async_client_ratio: %.2f (axactor / hiredis)\n", ax_best / rd_best);
+    redisAsyncFree(rd);
+    axc_async_free(ac);
+    ev_loop_destroy(loop);
+    cleanup();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *daemon = BENCH_DAEMON, *plugin = BENCH_COUNTER_PLUGIN;
@@ -254,6 +381,7 @@ int main(int argc, char **argv)
     int depth = 16;
     double redis_seq = 0, redis_p50 = 0, redis_p99 = 0, redis_pipe = 0, redis_par1 = 0, redis_par2 = 0;
     int workers = 1, parallel = 0;
+    const char *async_redis = NULL;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--daemon") && v)
@@ -280,6 +408,8 @@ int main(int argc, char **argv)
             workers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--parallel"))
             parallel = 1;
+        else if (!strcmp(argv[i], "--async") && v)
+            async_redis = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--daemon PATH] [--plugin PATH] [-n ASKS] [--depth D] [--workers N] "
                             "[--redis-seq RPS] [--redis-seq-p50 MS] [--redis-seq-p99 MS] [--redis-pipe RPS]\n"
@@ -295,6 +425,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (parallel)
         return parallel_main(daemon, plugin, n, depth, redis_par1, redis_par2);
+    if (async_redis)
+        return async_main(daemon, plugin, async_redis, n, depth);
 
     axc_conn *c = start_daemon(daemon, plugin, workers);
     axc_ref ref;

@@ -39,19 +39,31 @@ static inline void sleep_ms(int ms)
 static inline int free_port(void)
 {
     static unsigned seed;
+    /* A port handed out is not bound until its daemon (or redis-server) starts: never hand
+     * it out twice, or the second user would find it taken (seen: a node's cluster.listen
+     * and the test's redis-server picked the same port). */
+    static int given[256];
+    static unsigned n_given;
     if (!seed)
         seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
     for (int i = 0; i < 1000; i++) {
         seed = seed * 1103515245u + 12345u;
         int port = 20000 + (int)((seed >> 8) % 12000);
+        int dup = 0;
+        for (unsigned k = 0; k < n_given && k < 256; k++)
+            dup |= given[k] == port;
+        if (dup)
+            continue;
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
                                  .sin_port = htons((uint16_t)port)};
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         ck_assert_int_ge(fd, 0);
         int ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
         close(fd);
-        if (ok)
+        if (ok) {
+            given[n_given++ % 256] = port;
             return port;
+        }
     }
     ck_abort_msg("no free loopback port in 20000..31999 after 1000 tries");
     return -1;

@@ -18,7 +18,13 @@
 #include "axactor/adapters/libev.h"
 #include "axactor/adapters/libuv.h"
 #include "axactor/async.h"
+#include "frame.h"
 #include "harness.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- two loops behind one driver ---- */
 
@@ -554,6 +560,122 @@ START_TEST(connect_errors_are_immediate_and_asks_time_out)
 }
 END_TEST
 
+/* ---- a hostile "daemon": our own listener that answers HELLO its way ---- */
+
+enum { FAKE_GARBAGE, FAKE_REFUSE, FAKE_SILENT, FAKE_HALF_FRAME };
+
+/* Fork a process listening on DIR/fake.sock that accepts one connection, reads the HELLO
+ * and answers as `how` says, then waits to be killed. */
+static pid_t fake_daemon(int how, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/fake.sock", ax_h_tmpdir());
+    unlink(path);
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(l, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ck_assert_uint_lt(strlen(path), sizeof sa.sun_path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(l, 4), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid) {
+        close(l);
+        return pid;
+    }
+    int fd = accept(l, NULL, NULL);
+    uint8_t in[256];
+    if (fd < 0 || read(fd, in, sizeof in) <= 0)
+        _exit(1);
+    ax_wbuf b;
+    ax_wbuf_init(&b);
+    if (how != FAKE_SILENT) {
+        size_t st;
+        if (how == FAKE_REFUSE) {
+            st = ax_frame_begin(&b, AX_T_ERROR, 0, 1);
+            ax_body_error_put(&b, AX_EPERM, "go away");
+        } else {
+            st = ax_frame_begin(&b, AX_T_HELLO_OK, 0, 1);
+            ax_body_hello_ok h = {.version = AX_PROTO_VERSION, .node_id = "fake", .node_id_len = 4,
+                                  .max_frame = AX_FRAME_MAX_DEFAULT};
+            ax_body_hello_ok_put(&b, &h);
+        }
+        ax_frame_end(&b, st, AX_FRAME_MAX_LIMIT);
+        if (how == FAKE_GARBAGE) /* then bytes that are no frame at all */
+            ax_wbuf_put(&b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 29);
+        if (how == FAKE_HALF_FRAME) { /* then half of an answer, and the end */
+            size_t s2 = ax_frame_begin(&b, AX_T_JSON, 0, 2);
+            ax_wbuf_blob(&b, "{\"a\":1}", 7);
+            ax_frame_end(&b, s2, AX_FRAME_MAX_LIMIT);
+            b.len -= 4;
+        }
+        if (write(fd, b.data, b.len) != (ssize_t)b.len)
+            _exit(1);
+        if (how == FAKE_HALF_FRAME)
+            _exit(0);
+    }
+    for (;;)
+        pause();
+}
+
+static void fake_end(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* A "daemon" that sends garbage, cuts a frame in half, refuses HELLO or never answers it:
+ * each ends in a callback with a clear error and every waiting request answered; no crash. */
+START_TEST(a_hostile_or_silent_daemon_ends_the_connection_with_a_clear_error)
+{
+    static const struct {
+        int how;
+        int want_connect, want_loss;
+    } cases[] = {{FAKE_GARBAGE, 0, AX_EPROTO},
+                 {FAKE_HALF_FRAME, 0, AX_ECONN},
+                 {FAKE_REFUSE, AX_EPERM, 0},
+                 {FAKE_SILENT, AX_ETIMEDOUT, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[256];
+        pid_t pid = fake_daemon(cases[i].how, path, sizeof path);
+        drv d;
+        drv_init(&d, (int)(i & 1));
+        axc_async *ac = NULL;
+        char err[256];
+        ck_assert_int_eq(axc_async_connect(path, 500, &ac, err, sizeof err), 0);
+        conn_state cs;
+        memset(&cs, 0, sizeof cs);
+        axc_async_set_connect_cb(ac, on_connect, &cs);
+        axc_async_set_disconnect_cb(ac, on_disconnect, &cs);
+        drv_attach(&d, ac);
+        int done = 0;
+        REC(st, &done);
+        ck_assert_int_eq(axc_async_status(ac, rec_cb, &st), 0);
+        ck_assert(run_until(&d, &done, 1, 5000));
+        ck_assert_msg(st.status == AX_ECONN, "case %zu: the waiting request: %d %s", i, st.status, st.data);
+        if (cases[i].want_connect) {
+            ck_assert_int_eq(cs.connects, 0);
+            ck_assert_msg(cs.last_status == cases[i].want_connect, "case %zu: connect status %d", i, cs.last_status);
+            ck_assert_int_eq(cs.disconnects, 0);
+            ck_assert_msg(strlen(axc_async_errmsg(ac)) > 10, "case %zu: %s", i, axc_async_errmsg(ac));
+        } else {
+            ck_assert_int_eq(cs.connects, 1);
+            ck_assert_int_eq(cs.disconnects, 1);
+            ck_assert_msg(cs.last.status == cases[i].want_loss, "case %zu: loss status %d (%s)", i, cs.last.status,
+                          cs.reason);
+            ck_assert_uint_eq(cs.last.lost_requests, 1);
+        }
+        ck_assert_int_eq(axc_async_is_connected(ac), 0);
+        REC(after, &done);
+        ck_assert_int_eq(axc_async_status(ac, rec_cb, &after), AX_ECONN);
+        axc_async_free(ac);
+        drv_fini(&d);
+        fake_end(pid);
+        unlink(path);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("async");
@@ -566,6 +688,7 @@ static Suite *suite(void)
     tcase_add_test(t, a_daemon_that_stops_reading_meets_a_bound_not_a_blocked_caller);
     tcase_add_test(t, a_request_queued_before_hello_that_exceeds_max_frame_fails_alone);
     tcase_add_test(t, connect_errors_are_immediate_and_asks_time_out);
+    tcase_add_test(t, a_hostile_or_silent_daemon_ends_the_connection_with_a_clear_error);
     suite_add_tcase(s, t);
     return s;
 }
