@@ -110,7 +110,7 @@ int axd_members_start(axd_server *s)
     const axd_config *c = &s->cfg;
     if (!s->cluster || !c->cluster_membership || !s->keyed.lease_store)
         return 0;
-    if (strcmp(c->lease_store, "redis") != 0) {
+    if (strcmp(c->lease_store, "redis") != 0 && strcmp(c->lease_store, "etcd") != 0) {
         axd_log(AX_LOG_INFO, "members", "membership through the store is off: the memory lease store is this "
                                        "process's (cluster.peers is the address book)");
         return 0;

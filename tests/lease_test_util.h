@@ -275,4 +275,78 @@ static inline int run_until(struct ev_loop *loop, int (*pred)(void *), void *ud,
 
 static inline void run_for(struct ev_loop *loop, double seconds) { run_until(loop, NULL, NULL, seconds); }
 
+/* ---- one lease operation of a store, waited for (test_lease_redis.c, test_lease_etcd.c) ---- */
+
+typedef struct res {
+    int done;
+    uint32_t shard;
+    axd_lease_result r;
+    char owner[300];
+} res;
+
+static inline void res_cb(void *ud, uint32_t shard, const axd_lease_result *r)
+{
+    res *x = ud;
+    ck_assert_int_eq(x->done, 0); /* exactly once */
+    x->done = 1;
+    x->shard = shard;
+    x->r = *r;
+    ck_assert_ptr_nonnull(r->owner);
+    snprintf(x->owner, sizeof x->owner, "%.*s", (int)r->owner_len, r->owner);
+    x->r.owner = x->owner;
+}
+static inline int res_done(void *ud) { return ((res *)ud)->done; }
+
+static inline res wait_res(struct ev_loop *loop, res *x)
+{
+    ck_assert_msg(run_until(loop, res_done, x, 5), "no reply within 5 s");
+    return *x;
+}
+
+static inline res do_acquire(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint32_t ttl,
+                      uint64_t min_epoch)
+{
+    res x = {0};
+    ck_assert_int_eq(axd_lease_acquire(st, shard, node, ttl, min_epoch, res_cb, &x), 0);
+    ck_assert_int_eq(x.done, 0);
+    return wait_res(loop, &x);
+}
+static inline res do_renew(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch,
+                    uint32_t ttl)
+{
+    res x = {0};
+    ck_assert_int_eq(axd_lease_renew(st, shard, node, epoch, ttl, res_cb, &x), 0);
+    ck_assert_int_eq(x.done, 0); /* never inside the call */
+    return wait_res(loop, &x);
+}
+static inline res do_release(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch)
+{
+    res x = {0};
+    ck_assert_int_eq(axd_lease_release(st, shard, node, epoch, res_cb, &x), 0);
+    return wait_res(loop, &x);
+}
+static inline res do_get(struct ev_loop *loop, axd_lease_store *st, uint32_t shard)
+{
+    res x = {0};
+    ck_assert_int_eq(axd_lease_get(st, shard, res_cb, &x), 0);
+    return wait_res(loop, &x);
+}
+
+/* Acquire after the shard's quarantine (a fresh epoch counter holds the shard under no
+ * owner for one ttl, see PROTOCOL.md). */
+static inline res acquire_past_quarantine(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node,
+                                   uint32_t ttl)
+{
+    res r = do_acquire(loop, st, shard, node, ttl, 0);
+    ck_assert_msg(r.r.status == AX_OK, "acquire: %s", ax_strerror(r.r.status));
+    if (!r.r.granted) {
+        ck_assert_str_eq(r.owner, "");
+        ck_assert_int_gt(r.r.ttl_ms, 0);
+        run_for(loop, r.r.ttl_ms / 1000.0 + 0.02);
+        r = do_acquire(loop, st, shard, node, ttl, 0);
+    }
+    ck_assert_int_eq(r.r.granted, 1);
+    return r;
+}
+
 #endif

@@ -17,66 +17,6 @@
 #include "lease_test_util.h"
 #include "shard.h"
 
-/* ---- one store operation, waited for ---- */
-
-typedef struct res {
-    int done;
-    uint32_t shard;
-    axd_lease_result r;
-    char owner[300];
-} res;
-
-static void res_cb(void *ud, uint32_t shard, const axd_lease_result *r)
-{
-    res *x = ud;
-    ck_assert_int_eq(x->done, 0); /* exactly once */
-    x->done = 1;
-    x->shard = shard;
-    x->r = *r;
-    ck_assert_ptr_nonnull(r->owner);
-    snprintf(x->owner, sizeof x->owner, "%.*s", (int)r->owner_len, r->owner);
-    x->r.owner = x->owner;
-}
-
-static int res_done(void *ud) { return ((res *)ud)->done; }
-
-static res wait_res(struct ev_loop *loop, res *x)
-{
-    ck_assert_msg(run_until(loop, res_done, x, 5), "no reply within 5 s");
-    return *x;
-}
-
-static res do_acquire(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint32_t ttl,
-                      uint64_t min_epoch)
-{
-    res x = {0};
-    ck_assert_int_eq(axd_lease_acquire(st, shard, node, ttl, min_epoch, res_cb, &x), 0);
-    ck_assert_int_eq(x.done, 0); /* never inside the call */
-    return wait_res(loop, &x);
-}
-
-static res do_renew(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch,
-                    uint32_t ttl)
-{
-    res x = {0};
-    ck_assert_int_eq(axd_lease_renew(st, shard, node, epoch, ttl, res_cb, &x), 0);
-    ck_assert_int_eq(x.done, 0);
-    return wait_res(loop, &x);
-}
-
-static res do_release(struct ev_loop *loop, axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch)
-{
-    res x = {0};
-    ck_assert_int_eq(axd_lease_release(st, shard, node, epoch, res_cb, &x), 0);
-    return wait_res(loop, &x);
-}
-
-static res do_get(struct ev_loop *loop, axd_lease_store *st, uint32_t shard)
-{
-    res x = {0};
-    ck_assert_int_eq(axd_lease_get(st, shard, res_cb, &x), 0);
-    return wait_res(loop, &x);
-}
 
 /* ---- the hash ---- */
 

@@ -225,4 +225,20 @@ int axd_lease_redis_decode(int op, const struct redisReply *reply, axd_lease_res
 axd_lease_store *axd_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, const axd_lease_redis_cfg *cfg,
                                    char *err, size_t errlen);
 
+/* ---- etcd store (lease_etcd.c) ----
+ * etcd v3's JSON gateway over HTTP (libcurl multi on the loop). Leases and membership;
+ * keyed state (durable actors) is not kept in etcd yet: state operations return
+ * AX_ENOTSUP. Strings are copied. */
+typedef struct axd_lease_etcd_cfg {
+    const char *endpoints;   /* "http://127.0.0.1:2379,http://10.0.0.2:2379" (https:// with TLS) */
+    const char *prefix;      /* key prefix, default "axactor/" */
+    const char *cacert;      /* TLS: CA file to check the servers with (NULL: the system's) */
+    const char *cert, *key;  /* TLS client certificate and its key (both or neither) */
+    uint32_t timeout_ms;     /* bound on one request (connect included); 0 = 2000 */
+} axd_lease_etcd_cfg;
+/* 0, or AX_ECONFIG with a message naming the bad setting. */
+int axd_lease_etcd_check(const axd_lease_etcd_cfg *cfg, char *err, size_t errlen);
+axd_lease_store *axd_lease_etcd_new(struct ev_loop *loop, uint32_t n_shards, const axd_lease_etcd_cfg *cfg, char *err,
+                                    size_t errlen);
+
 #endif

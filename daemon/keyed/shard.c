@@ -93,6 +93,15 @@ axd_lease_store *axd_lease_store_from_config(struct ev_loop *loop, const axd_con
         };
         return axd_lease_redis_new(loop, c->shard_count, &rc, err, errlen);
     }
+    if (c->lease_store && !strcmp(c->lease_store, "etcd")) {
+        axd_lease_etcd_cfg ec = {.endpoints = c->etcd_endpoints,
+                                 .prefix = c->etcd_prefix,
+                                 .cacert = c->etcd_cacert,
+                                 .cert = c->etcd_cert,
+                                 .key = c->etcd_key,
+                                 .timeout_ms = c->etcd_timeout_ms};
+        return axd_lease_etcd_new(loop, c->shard_count, &ec, err, errlen);
+    }
     axd_lease_store *st = axd_lease_mem_new(loop, c->shard_count);
     if (!st && err && errlen)
         snprintf(err, errlen, "cannot create the memory lease store");

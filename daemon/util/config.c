@@ -110,7 +110,7 @@ static const key_def keys[] = {
     KEY("shards.count", K_UINT, shard_count, "256", 1, 65536,
         .doc = "number of shards keys hash to; every node of a cluster must agree"),
     KEY("lease.store", K_STR, lease_store, "memory", 1, 16, .check = check_lease_store,
-        .doc = "lease store: memory (one node) or redis"),
+        .doc = "lease store: memory (one node), redis or etcd"),
     KEY("lease.ttl_ms", K_DURATION, lease_ttl_ms, "10000", 100, 3600000,
         .doc = "lease time to live in the store, milliseconds"),
     KEY("lease.renew_interval_ms", K_DURATION, lease_renew_interval_ms, "3000", 10, 3600000,
@@ -128,8 +128,20 @@ static const key_def keys[] = {
         .doc = "file holding the Redis password (or systemd credential lease.redis_password)"),
     KEY("lease.redis_db", K_UINT, redis_db, "0", 0, 1000000, .doc = "Redis database number (SELECT)"),
     KEY("lease.redis_prefix", K_STR, redis_prefix, "axactor:", 0, 200, .doc = "prefix of every Redis key"),
+    KEY("lease.etcd_endpoints", K_STR, etcd_endpoints, "http://127.0.0.1:2379", 1, 2047,
+        .doc = "store = etcd: the etcd members' client URLs, comma-separated (http://HOST:PORT or https://)"),
+    KEY("lease.etcd_prefix", K_STR, etcd_prefix, "axactor/", 0, 200, .doc = "store = etcd: prefix of every key"),
+    KEY("lease.etcd_cacert", K_STR, etcd_cacert, "", 0, AX_PATH_MAX - 1,
+        .doc = "store = etcd over https: CA file that signed the members' certificates (empty: the system's)"),
+    KEY("lease.etcd_cert", K_STR, etcd_cert, "", 0, AX_PATH_MAX - 1,
+        .doc = "store = etcd over https: this node's client certificate (with lease.etcd_key)"),
+    KEY("lease.etcd_key", K_STR, etcd_key, "", 0, AX_PATH_MAX - 1,
+        .doc = "store = etcd over https: the client certificate's private key"),
+    KEY("lease.etcd_timeout_ms", K_DURATION, etcd_timeout_ms, "2000", 10, 600000,
+        .doc = "store = etcd: bound on one request to a member (connect included), milliseconds"),
     KEY("lease.store_name", K_STR, lease_store_name, "", 0, 255, .check = check_store_name,
-        .doc = "name of the lease store compared between peers; empty: redis:HOST:PORT/DB/PREFIX"),
+        .doc = "name of the lease store compared between peers; empty: redis:HOST:PORT/DB/PREFIX or "
+               "etcd:ENDPOINTS/PREFIX"),
     KEY("state.persist", K_STR, state_persist, "on_change", 3, 9, .check = check_state_persist,
         .doc = "durable keyed actors: on_change (load at activation, write after a change, answer after the "
                "write) or off (their state is not kept)"),
@@ -155,7 +167,7 @@ static const key_def keys[] = {
         .doc = "host:port the other members dial, published in the lease store; empty = cluster.listen"),
     KEY("cluster.membership", K_BOOL, cluster_membership, "true", 0, 1,
         .doc = "register this node in the lease store and dial the members found there (cluster.peers "
-               "become optional seeds); needs lease.store = redis"),
+               "become optional seeds); needs lease.store = redis or etcd"),
     KEY("cluster.drain_timeout_ms", K_DURATION, cluster_drain_timeout_ms, "20000", 100, 3600000,
         .doc = "SIGTERM drains first: the shards are handed over to the other nodes within this long "
                "(milliseconds; keep it below systemd's TimeoutStopSec), then the daemon stops"),
@@ -355,7 +367,7 @@ static const char *check_store_name(const char *v)
 
 static const char *check_lease_store(const char *v)
 {
-    return !strcmp(v, "memory") || !strcmp(v, "redis") ? NULL : "must be memory or redis";
+    return !strcmp(v, "memory") || !strcmp(v, "redis") || !strcmp(v, "etcd") ? NULL : "must be memory, redis or etcd";
 }
 
 /* The host name, made into a valid node name: systemd may hand us anything. */

@@ -66,6 +66,10 @@ typedef struct axd_config {
     char *redis_prefix;        /* lease.redis_prefix, default "axactor:" */
     char *lease_store_name;    /* lease.store_name: identity compared in the handshake, default "" */
     uint32_t redis_connect_timeout_ms; /* lease.redis_connect_timeout_ms, default 2000 */
+    char *etcd_endpoints;      /* lease.etcd_endpoints: http(s)://HOST:PORT,... */
+    char *etcd_prefix;         /* lease.etcd_prefix, default "axactor/" */
+    char *etcd_cacert, *etcd_cert, *etcd_key; /* lease.etcd_cacert/_cert/_key: TLS */
+    uint32_t etcd_timeout_ms;  /* lease.etcd_timeout_ms, default 2000 */
     /* [cluster] (daemon/cluster/; enabled when listen or peers is set) */
     char *cluster_listen;      /* cluster.listen: "host:port" for peers, default "" (off) */
     char *cluster_advertise;   /* cluster.advertise: published address, default "" (= listen) */

@@ -178,6 +178,41 @@ int axd_config_load_secrets(axd_config *c, char *err, size_t errlen)
     return 0;
 }
 
+int axd_config_check_etcd(const char *endpoints, const char *cert, const char *key, char *err, size_t errlen)
+{
+    const char *p = endpoints;
+    int n = 0;
+    if (!p || !*p) {
+        snprintf(err, errlen, "lease.etcd_endpoints is empty (a comma-separated list of http://HOST:PORT)");
+        return AX_ECONFIG;
+    }
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        size_t skip = !strncmp(p, "https://", 8) ? 8 : !strncmp(p, "http://", 7) ? 7 : 0;
+        const char *colon = skip && len > skip ? memchr(p + skip, ':', len - skip) : NULL;
+        int port_ok = colon && colon + 1 < p + len;
+        for (const char *d = colon ? colon + 1 : p; port_ok && d < p + len; d++)
+            port_ok = *d >= '0' && *d <= '9';
+        if (!skip || len <= skip || len > 255 || !port_ok || memchr(p + skip, '/', len - skip)) {
+            snprintf(err, errlen, "lease.etcd_endpoints: '%.*s' is not http://HOST:PORT or https://HOST:PORT",
+                     (int)(len > 100 ? 100 : len), p);
+            return AX_ECONFIG;
+        }
+        if (++n > 8) {
+            snprintf(err, errlen, "lease.etcd_endpoints: at most 8 endpoints");
+            return AX_ECONFIG;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if ((cert && *cert) != (key && *key)) {
+        snprintf(err, errlen, "lease.etcd_cert and lease.etcd_key go together (a client certificate and its key)");
+        return AX_ECONFIG;
+    }
+    return 0;
+}
+
 int axd_config_check_deploy(const axd_config *c, char *err, size_t errlen)
 {
     char buf[256];
@@ -196,13 +231,18 @@ int axd_config_check_deploy(const axd_config *c, char *err, size_t errlen)
 
     /* a state store of its own fences by epochs, which must never go back: the memory
      * lease store starts them again at every daemon start */
-    if (c->state_store && !strcmp(c->state_store, "redis") && c->lease_store && strcmp(c->lease_store, "redis")) {
+    if (c->state_store && !strcmp(c->state_store, "redis") && c->lease_store && !strcmp(c->lease_store, "memory")) {
         const char *o = axd_config_origin(c, "state.store", 0);
         return failf(err, errlen, o,
-                     "state.store = redis needs lease.store = redis: the state store refuses a write whose shard "
-                     "epoch is below the highest it saw, and the epochs of the memory lease store start again at "
-                     "every daemon start, so every write after a restart would be refused. Use state.store = lease "
-                     "(state in the memory store, kept until the daemon stops) or a Redis lease store");
+                     "state.store = redis needs lease.store = redis or etcd: the state store refuses a write whose "
+                     "shard epoch is below the highest it saw, and the epochs of the memory lease store start again "
+                     "at every daemon start, so every write after a restart would be refused. Use state.store = lease "
+                     "(state in the memory store, kept until the daemon stops) or a Redis or etcd lease store");
+    }
+    if (c->lease_store && !strcmp(c->lease_store, "etcd")) {
+        char ewhy[256];
+        if (axd_config_check_etcd(c->etcd_endpoints, c->etcd_cert, c->etcd_key, ewhy, sizeof ewhy) != 0)
+            return failf(err, errlen, axd_config_origin(c, "lease.etcd_endpoints", 0), "%s", ewhy);
     }
 
     /* a guessable token is no authentication: at least 16 bytes (32 random hex digits

@@ -13,6 +13,9 @@
  * was set ("PATH:LINE", "command line (KEY)") or "(default)". Reads files (access + open), changes
  * nothing. */
 int axd_config_check_deploy(const axd_config *c, char *err, size_t errlen);
+/* lease.etcd_endpoints (1..8 of http(s)://HOST:PORT, comma-separated) and the TLS pair
+ * (cert and key both or neither): 0, or AX_ECONFIG with the reason in err. */
+int axd_config_check_etcd(const char *endpoints, const char *cert, const char *key, char *err, size_t errlen);
 
 /* The identity of the lease store a config names, compared in the peer handshake (nodes
  * on different stores must not form one cluster): "memory", or "redis:HOST:PORT/DB/PREFIX"

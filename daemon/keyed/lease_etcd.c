@@ -1,0 +1,1130 @@
+/* The etcd lease store: etcd v3's JSON gateway (POST /v3/...) over HTTP with libcurl's multi
+ * interface on our libev loop, so nothing blocks the loop on the network. A shard's lease is
+ * two keys attached to one etcd lease (granted with the shard's ttl, kept alive by renew,
+ * revoked on release); the epoch is a per-shard counter key that the same transaction that
+ * takes the shard compares (by its mod revision) and raises, so epochs only grow, also
+ * across etcd restarts (Raft keeps them). Keys, for shard n (PROTOCOL.md "etcd store"):
+ *   <prefix>lease/<n>   the holder's epoch (decimal), attached to the holder's etcd lease
+ *   <prefix>owner/<n>   the holder's owner id ("" while quarantined), same lease
+ *   <prefix>epoch/<n>   the last epoch granted (decimal), no lease
+ *   <prefix>member/<name> a member's record, attached to its own etcd lease
+ * Several endpoints: an operation that cannot reach one fails (AX_ECONN, effect unknown)
+ * and the next operation goes to the next endpoint. Keyed state (durable actors) is not
+ * kept here yet: state operations answer AX_ENOTSUP. */
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ax_mem.h"
+#include "config_check.h"
+#include "lease.h"
+#include "log.h"
+
+#define ETCD_EP_MAX 8
+#define ETCD_RESP_MAX (4u << 20) /* a member listing of many records fits; more is refused */
+#define ETCD_KEY_MAX 512
+#define MEMBER_LEASES 8
+/* etcd deletes an expired lease's keys at its next sweep (every 500 ms): a bound on the lag */
+#define ETCD_SWEEP_MS 600
+
+typedef struct etcd_store etcd_store;
+typedef struct eop eop;
+
+/* One operation in flight, one HTTP request at a time (its steps chain). */
+enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_MPUT, OP_MDEL, OP_MLIST, OP_REVOKE };
+
+struct eop {
+    etcd_store *st;
+    int op, step;
+    uint32_t shard;
+    char node[AXD_LEASE_NODE_MAX + 1];
+    uint32_t ttl_ms;
+    uint64_t epoch, min_epoch;
+    int64_t lease_id;         /* the etcd lease this operation granted or uses */
+    int64_t old_lease;        /* acquire: the lease id the shard had here before */
+    int64_t seen_epoch_rev;   /* acquire: mod revision of the epoch key (0: absent) */
+    int64_t seen_lease_rev;   /* acquire: mod revision of the lease key (0: absent) */
+    int rounds;
+    int ep;                   /* the endpoint the request in flight went to */
+    char *record;             /* member put */
+    size_t record_len;
+    axd_lease_cb cb;
+    axd_member_cb mcb;
+    void *ud;
+    /* the HTTP request in flight */
+    CURL *easy;
+    struct curl_slist *hdrs;
+    char *resp;
+    size_t resp_len, resp_cap;
+    int too_big;
+    char errbuf[CURL_ERROR_SIZE];
+    eop *prev, *next;
+};
+
+/* Per-socket watcher that libcurl asks for. */
+typedef struct esock {
+    ev_io io;
+    etcd_store *st;
+} esock;
+
+struct etcd_store {
+    axd_lease_store base;
+    struct ev_loop *loop;
+    CURLM *multi;
+    ev_timer timer;
+    char *endpoints[ETCD_EP_MAX];
+    int n_endpoints, cur;
+    char prefix[201];
+    char *cacert, *cert, *key;
+    uint32_t timeout_ms;
+    int64_t *shard_lease; /* the etcd lease each shard was granted under here (0: none) */
+    eop *ops;
+    int freeing;
+    uint64_t n_ops, n_errors, n_failovers;
+    char last_error[256];
+    int ok_once, ok_now;
+    struct {
+        int used;
+        char name[AXD_LEASE_NODE_MAX + 1];
+        int64_t id;
+    } mleases[MEMBER_LEASES];
+};
+
+/* ---- small helpers ---- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* base64 of n bytes into a cJSON string item. */
+static cJSON *b64(const void *p, size_t n)
+{
+    size_t cap = 4 * ((n + 2) / 3) + 1;
+    char *o = ax_malloc(cap);
+    EVP_EncodeBlock((unsigned char *)o, p, (int)n);
+    cJSON *s = cJSON_CreateString(o);
+    ax_free(o);
+    return s;
+}
+
+/* Decode a base64 string (at most cap bytes out): length, or -1. */
+static long unb64(const char *s, unsigned char *out, size_t cap)
+{
+    size_t n = strlen(s);
+    if (n % 4 || n / 4 * 3 > cap + 2)
+        return -1;
+    if (!n)
+        return 0;
+    unsigned char *tmp = ax_malloc(n / 4 * 3 + 1);
+    int len = EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)n);
+    if (len < 0) {
+        ax_free(tmp);
+        return -1;
+    }
+    if (s[n - 1] == '=')
+        len--;
+    if (n > 1 && s[n - 2] == '=')
+        len--;
+    if ((size_t)len > cap) {
+        ax_free(tmp);
+        return -1;
+    }
+    memcpy(out, tmp, (size_t)len);
+    ax_free(tmp);
+    return len;
+}
+
+static void key_of(const etcd_store *st, char *out, size_t cap, const char *kind, uint32_t shard)
+{
+    snprintf(out, cap, "%s%s/%" PRIu32, st->prefix, kind, shard);
+}
+
+static cJSON *key_item(const char *k) { return b64(k, strlen(k)); }
+
+/* int64 fields come as decimal strings (proto3 JSON); absent means 0. */
+static int64_t i64_of(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (cJSON_IsString(v))
+        return strtoll(v->valuestring, NULL, 10);
+    if (cJSON_IsNumber(v))
+        return (int64_t)v->valuedouble;
+    return 0;
+}
+
+/* The decimal epoch in a value (1..2^53-1), else 0. */
+static uint64_t epoch_of(const char *s, size_t n)
+{
+    if (!n || n > 16)
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    return v <= AXD_LEASE_EPOCH_MAX ? v : 0;
+}
+
+/* ---- requests built as cJSON ---- */
+
+static cJSON *req_range(const char *k)
+{
+    cJSON *r = cJSON_CreateObject(), *o = cJSON_AddObjectToObject(r, "request_range");
+    cJSON_AddItemToObject(o, "key", key_item(k));
+    return r;
+}
+
+static cJSON *req_put(const char *k, const char *v, size_t vlen, int64_t lease)
+{
+    cJSON *r = cJSON_CreateObject(), *o = cJSON_AddObjectToObject(r, "request_put");
+    cJSON_AddItemToObject(o, "key", key_item(k));
+    cJSON_AddItemToObject(o, "value", b64(v, vlen));
+    if (lease) {
+        char id[24];
+        snprintf(id, sizeof id, "%" PRId64, lease);
+        cJSON_AddStringToObject(o, "lease", id);
+    }
+    return r;
+}
+
+static cJSON *req_delete(const char *k)
+{
+    cJSON *r = cJSON_CreateObject(), *o = cJSON_AddObjectToObject(r, "request_delete_range");
+    cJSON_AddItemToObject(o, "key", key_item(k));
+    return r;
+}
+
+/* A compare: target "MOD" (mod_revision) or "VALUE", result EQUAL. */
+static cJSON *cmp_mod(const char *k, int64_t rev)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddItemToObject(c, "key", key_item(k));
+    cJSON_AddStringToObject(c, "target", "MOD");
+    cJSON_AddStringToObject(c, "result", "EQUAL");
+    char v[24];
+    snprintf(v, sizeof v, "%" PRId64, rev);
+    cJSON_AddStringToObject(c, "mod_revision", v);
+    return c;
+}
+
+static cJSON *cmp_value(const char *k, const char *v, size_t n)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddItemToObject(c, "key", key_item(k));
+    cJSON_AddStringToObject(c, "target", "VALUE");
+    cJSON_AddStringToObject(c, "result", "EQUAL");
+    cJSON_AddItemToObject(c, "value", b64(v, n));
+    return c;
+}
+
+static cJSON *txn_new(cJSON **cmp, cJSON **succ)
+{
+    cJSON *t = cJSON_CreateObject();
+    *cmp = cJSON_AddArrayToObject(t, "compare");
+    *succ = cJSON_AddArrayToObject(t, "success");
+    return t;
+}
+
+/* ---- the HTTP engine: libcurl multi on libev ---- */
+
+static void op_step(eop *q, int status, cJSON *resp);
+static void op_free(eop *q);
+
+static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
+{
+    eop *q = ud;
+    size_t n = sz * nm;
+    if (q->resp_len + n > ETCD_RESP_MAX) {
+        q->too_big = 1;
+        return 0; /* aborts the transfer */
+    }
+    if (q->resp_len + n + 1 > q->resp_cap) {
+        size_t cap = q->resp_cap ? q->resp_cap : 1024;
+        while (cap < q->resp_len + n + 1)
+            cap *= 2;
+        char *r = ax_try_realloc(q->resp, cap);
+        if (!r)
+            return 0;
+        q->resp = r;
+        q->resp_cap = cap;
+    }
+    memcpy(q->resp + q->resp_len, p, n);
+    q->resp_len += n;
+    q->resp[q->resp_len] = 0;
+    return n;
+}
+
+static void note_error(etcd_store *st, const eop *q, const char *a, const char *b)
+{
+    if (q->op == OP_REVOKE)
+        return; /* a lease given back that had expired already */
+    char m[256];
+    snprintf(m, sizeof m, "%s: %s", a, b);
+    if (strcmp(m, st->last_error) != 0)
+        axd_log(AX_LOG_WARN, "lease", "etcd: %s", m);
+    snprintf(st->last_error, sizeof st->last_error, "%s", m);
+}
+
+/* POST body (taken) to path on the current endpoint; the answer comes to op_step. */
+static int post(eop *q, const char *path, cJSON *body)
+{
+    etcd_store *st = q->st;
+    char *text = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    if (!text)
+        return AX_ENOMEM;
+    char url[600];
+    q->ep = st->cur;
+    snprintf(url, sizeof url, "%s%s", st->endpoints[q->ep], path);
+    CURL *e = curl_easy_init();
+    if (!e) {
+        cJSON_free(text);
+        return AX_ENOMEM;
+    }
+    q->resp_len = 0;
+    q->too_big = 0;
+    q->errbuf[0] = 0;
+    q->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, text);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->hdrs);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, q);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, q->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)st->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)st->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (st->cacert)
+        curl_easy_setopt(e, CURLOPT_CAINFO, st->cacert);
+    if (st->cert)
+        curl_easy_setopt(e, CURLOPT_SSLCERT, st->cert);
+    if (st->key)
+        curl_easy_setopt(e, CURLOPT_SSLKEY, st->key);
+    cJSON_free(text);
+    q->easy = e;
+    if (curl_multi_add_handle(st->multi, e) != CURLM_OK) {
+        curl_easy_cleanup(e);
+        curl_slist_free_all(q->hdrs);
+        q->easy = NULL;
+        q->hdrs = NULL;
+        return AX_ENOMEM;
+    }
+    return 0;
+}
+
+static void request_done(etcd_store *st, CURL *e, CURLcode res)
+{
+    eop *q = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&q);
+    long code = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+    curl_multi_remove_handle(st->multi, e);
+    curl_easy_cleanup(e);
+    curl_slist_free_all(q->hdrs);
+    q->easy = NULL;
+    q->hdrs = NULL;
+    int status = AX_OK;
+    cJSON *doc = NULL;
+    const char *ep = st->endpoints[q->ep];
+    if (res != CURLE_OK) {
+        status = res == CURLE_OPERATION_TIMEDOUT ? AX_ETIMEDOUT : q->too_big ? AX_ETOOBIG : AX_ECONN;
+        note_error(st, q, ep, q->errbuf[0] ? q->errbuf : curl_easy_strerror(res));
+        if (st->n_endpoints > 1 && status != AX_ETOOBIG && st->cur == q->ep) { /* the next operation: the next one */
+            st->cur = (st->cur + 1) % st->n_endpoints;
+            st->n_failovers++;
+        }
+        st->ok_now = 0;
+    } else {
+        doc = q->resp_len ? cJSON_ParseWithLength(q->resp, q->resp_len) : NULL;
+        if (code == 401 || code == 403) {
+            status = AX_EAUTH;
+            note_error(st, q, ep, "the request was refused: authentication required (HTTP 401/403)");
+        } else if (code != 200 || !cJSON_IsObject(doc)) {
+            const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "message");
+            status = code != 200 ? AX_EIO : AX_EPROTO;
+            note_error(st, q, ep, cJSON_IsString(m) ? m->valuestring : "an answer that is not a JSON object");
+        } else {
+            st->ok_now = st->ok_once = 1;
+        }
+    }
+    if (status && q->op == OP_REVOKE) { /* giving back a lease that expired already: nothing to say */
+        cJSON_Delete(doc);
+        op_free(q);
+        return;
+    }
+    if (status) {
+        st->n_errors++;
+        cJSON_Delete(doc);
+        doc = NULL;
+    }
+    op_step(q, status, doc);
+    cJSON_Delete(doc);
+}
+
+static void check_done(etcd_store *st)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(st->multi, &left)))
+        if (m->msg == CURLMSG_DONE)
+            request_done(st, m->easy_handle, m->data.result);
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    esock *s = (esock *)w;
+    int running, act = (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
+    etcd_store *st = s->st;
+    curl_multi_socket_action(st->multi, w->fd, act, &running);
+    check_done(st);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    etcd_store *st = w->data;
+    int running;
+    curl_multi_socket_action(st->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(st);
+}
+
+static int multi_timer(CURLM *m, long ms, void *ud)
+{
+    (void)m;
+    etcd_store *st = ud;
+    ev_timer_stop(st->loop, &st->timer);
+    if (ms >= 0) {
+        ev_timer_set(&st->timer, ms / 1000.0, 0.);
+        ev_timer_start(st->loop, &st->timer);
+    }
+    return 0;
+}
+
+static int multi_sock(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp)
+{
+    (void)e;
+    etcd_store *st = ud;
+    esock *s = sockp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            ev_io_stop(st->loop, &s->io);
+            ax_free(s);
+            curl_multi_assign(st->multi, fd, NULL);
+        }
+        return 0;
+    }
+    int ev = (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    if (!s) {
+        s = ax_malloc(sizeof *s);
+        s->st = st;
+        ev_io_init(&s->io, io_cb, fd, ev);
+        curl_multi_assign(st->multi, fd, s);
+    } else {
+        ev_io_stop(st->loop, &s->io);
+        ev_io_set(&s->io, fd, ev);
+    }
+    ev_io_start(st->loop, &s->io);
+    return 0;
+}
+
+/* ---- operations ---- */
+
+static eop *op_new(etcd_store *st, int op, uint32_t shard)
+{
+    eop *q = ax_malloc(sizeof *q);
+    memset(q, 0, sizeof *q);
+    q->st = st;
+    q->op = op;
+    q->shard = shard;
+    q->next = st->ops;
+    if (st->ops)
+        st->ops->prev = q;
+    st->ops = q;
+    st->n_ops++;
+    return q;
+}
+
+static void op_free(eop *q)
+{
+    etcd_store *st = q->st;
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        st->ops = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    ax_free(q->resp);
+    ax_free(q->record);
+    ax_free(q);
+}
+
+static void lease_answer(eop *q, int status, int granted, const char *owner, uint64_t epoch, int64_t ttl)
+{
+    axd_lease_result r = {.status = status, .granted = granted, .owner = owner ? owner : "",
+                          .owner_len = owner ? strlen(owner) : 0, .epoch = epoch, .ttl_ms = ttl};
+    if (q->cb)
+        q->cb(q->ud, q->shard, &r);
+    op_free(q);
+}
+
+/* Fire and forget: give an etcd lease back (its keys go with it). */
+static void lease_revoke(etcd_store *st, int64_t id)
+{
+    if (!id || st->freeing)
+        return;
+    eop *q = op_new(st, OP_REVOKE, 0);
+    cJSON *b = cJSON_CreateObject();
+    char v[24];
+    snprintf(v, sizeof v, "%" PRId64, id);
+    cJSON_AddStringToObject(b, "ID", v);
+    if (post(q, "/v3/lease/revoke", b))
+        op_free(q);
+}
+
+/* The kv of the i-th response of a txn (a range), or NULL. */
+static const cJSON *txn_kv(const cJSON *resp, int i)
+{
+    const cJSON *rs = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(resp, "responses"), i);
+    const cJSON *rr = cJSON_GetObjectItemCaseSensitive(rs, "response_range");
+    return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(rr, "kvs"), 0);
+}
+
+/* The value of kv decoded into buf (NUL-terminated): its length, or -1 (absent / bad). */
+static long kv_value(const cJSON *kv, char *buf, size_t cap)
+{
+    if (!kv)
+        return -1;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(kv, "value");
+    long n = cJSON_IsString(v) ? unb64(v->valuestring, (unsigned char *)buf, cap - 1) : 0;
+    if (n < 0)
+        return -1;
+    buf[n] = 0;
+    return n;
+}
+
+static int txn_ok(const cJSON *resp) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "succeeded")); }
+
+/* Read a shard's three keys (one txn, no compare). */
+static int read_shard(eop *q)
+{
+    char k[ETCD_KEY_MAX];
+    cJSON *cmp, *succ, *t = txn_new(&cmp, &succ);
+    key_of(q->st, k, sizeof k, "lease", q->shard);
+    cJSON_AddItemToArray(succ, req_range(k));
+    key_of(q->st, k, sizeof k, "owner", q->shard);
+    cJSON_AddItemToArray(succ, req_range(k));
+    key_of(q->st, k, sizeof k, "epoch", q->shard);
+    cJSON_AddItemToArray(succ, req_range(k));
+    return post(q, "/v3/kv/txn", t);
+}
+
+static int grant(eop *q, uint32_t ttl_ms)
+{
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddNumberToObject(b, "TTL", (double)((ttl_ms + 999) / 1000)); /* etcd counts seconds */
+    return post(q, "/v3/lease/grant", b);
+}
+
+/* Put the shard's lease keys at epoch e for owner (under q->lease_id), conditioned on the
+ * revisions read; the epoch key gets epoch_key_value. */
+static int take_shard(eop *q, uint64_t e, const char *owner, uint64_t epoch_key_value)
+{
+    char kl[ETCD_KEY_MAX], ko[ETCD_KEY_MAX], ke[ETCD_KEY_MAX], v[24], ve[24];
+    key_of(q->st, kl, sizeof kl, "lease", q->shard);
+    key_of(q->st, ko, sizeof ko, "owner", q->shard);
+    key_of(q->st, ke, sizeof ke, "epoch", q->shard);
+    snprintf(v, sizeof v, "%" PRIu64, e);
+    snprintf(ve, sizeof ve, "%" PRIu64, epoch_key_value);
+    cJSON *cmp, *succ, *t = txn_new(&cmp, &succ);
+    cJSON_AddItemToArray(cmp, cmp_mod(ke, q->seen_epoch_rev));
+    cJSON_AddItemToArray(cmp, cmp_mod(kl, q->seen_lease_rev));
+    cJSON_AddItemToArray(succ, req_put(ke, ve, strlen(ve), 0));
+    cJSON_AddItemToArray(succ, req_put(kl, v, strlen(v), q->lease_id));
+    cJSON_AddItemToArray(succ, req_put(ko, owner, strlen(owner), q->lease_id));
+    q->epoch = e;
+    return post(q, "/v3/kv/txn", t);
+}
+
+enum { A_GRANT, A_READ, A_TAKE, A_QUARANTINE, A_TTL };
+
+static void acquire_step(eop *q, int status, cJSON *resp)
+{
+    etcd_store *st = q->st;
+    int rc = 0;
+    if (status) {
+        if (q->step != A_GRANT && q->lease_id && q->step != A_QUARANTINE)
+            lease_revoke(st, q->lease_id);
+        lease_answer(q, status, 0, "", 0, -1);
+        return;
+    }
+    switch (q->step) {
+    case A_GRANT:
+        q->lease_id = i64_of(resp, "ID");
+        if (!q->lease_id) {
+            lease_answer(q, AX_EPROTO, 0, "", 0, -1);
+            return;
+        }
+        q->step = A_READ;
+        rc = read_shard(q);
+        break;
+    case A_READ: {
+        const cJSON *kl = txn_kv(resp, 0), *ko = txn_kv(resp, 1), *ke = txn_kv(resp, 2);
+        char lv[32], ov[AXD_LEASE_NODE_MAX + 1], ev[32];
+        long lvn = kv_value(kl, lv, sizeof lv), ovn = kv_value(ko, ov, sizeof ov), evn = kv_value(ke, ev, sizeof ev);
+        q->seen_lease_rev = kl ? i64_of(kl, "mod_revision") : 0;
+        q->seen_epoch_rev = ke ? i64_of(ke, "mod_revision") : 0;
+        uint64_t held = lvn > 0 ? epoch_of(lv, (size_t)lvn) : 0;
+        if (kl && (ovn < 0 || strcmp(ov, q->node) != 0)) { /* held by another (or quarantined) */
+            lease_revoke(st, q->lease_id);
+            q->lease_id = 0; /* ours is given back; the holder's is only looked at */
+            snprintf(q->node, sizeof q->node, "%s", ovn > 0 ? ov : "");
+            q->epoch = held;
+            q->step = A_TTL;
+            cJSON *b = cJSON_CreateObject();
+            char v[24];
+            snprintf(v, sizeof v, "%" PRId64, i64_of(kl, "lease"));
+            cJSON_AddStringToObject(b, "ID", v);
+            rc = post(q, "/v3/lease/timetolive", b);
+            break;
+        }
+        uint64_t last = evn > 0 ? epoch_of(ev, (size_t)evn) : 0;
+        if (!ke || !last) { /* a fresh (or emptied) store: quarantine one ttl, seeded from the clock */
+            uint64_t seed = (uint64_t)wall_ms();
+            if (seed <= q->min_epoch)
+                seed = q->min_epoch + 1;
+            q->step = A_QUARANTINE;
+            rc = take_shard(q, seed, "", seed);
+        } else if (last < q->min_epoch) { /* the store is behind what the caller saw */
+            q->step = A_QUARANTINE;
+            rc = take_shard(q, q->min_epoch, "", q->min_epoch);
+        } else {
+            q->old_lease = st->shard_lease[q->shard];
+            q->step = A_TAKE;
+            rc = take_shard(q, last + 1, q->node, last + 1);
+        }
+        break;
+    }
+    case A_TAKE:
+        if (txn_ok(resp)) {
+            st->shard_lease[q->shard] = q->lease_id;
+            if (q->old_lease && q->old_lease != q->lease_id)
+                lease_revoke(st, q->old_lease); /* the keys moved to the new lease */
+            lease_answer(q, AX_OK, 1, q->node, q->epoch, q->ttl_ms);
+            return;
+        }
+        /* the keys changed since we read them (a race): read again, once */
+        if (q->rounds++ < 1) {
+            q->step = A_READ;
+            rc = read_shard(q);
+            break;
+        }
+        lease_revoke(st, q->lease_id);
+        lease_answer(q, AX_EBUSY, 0, "", 0, -1);
+        return;
+    case A_QUARANTINE:
+        if (!txn_ok(resp)) {
+            lease_revoke(st, q->lease_id);
+            lease_answer(q, AX_EBUSY, 0, "", 0, -1);
+            return;
+        }
+        /* until the keys are gone: the lease's whole seconds, plus etcd's expiry sweep */
+        lease_answer(q, AX_OK, 0, "", q->epoch, (int64_t)(q->ttl_ms + 999) / 1000 * 1000 + ETCD_SWEEP_MS);
+        return;
+    case A_TTL: {
+        /* etcd answers whole seconds left (0: less than one), -1 once expired */
+        int64_t ttl = i64_of(resp, "TTL");
+        lease_answer(q, AX_OK, 0, q->node, q->epoch, ttl >= 0 ? (ttl + 1) * 1000 + ETCD_SWEEP_MS : 1);
+        return;
+    }
+    }
+    if (rc)
+        lease_answer(q, rc, 0, "", 0, -1);
+}
+
+static int check_op(etcd_store *st, uint32_t shard, const char *node, uint32_t ttl)
+{
+    if (st->freeing)
+        return AX_ECANCELED;
+    if (shard >= st->base.n_shards || (node && axd_lease_check_node(node)) || !ttl)
+        return AX_EINVAL;
+    return 0;
+}
+
+static int es_acquire(axd_lease_store *s, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
+                      axd_lease_cb cb, void *ud)
+{
+    etcd_store *st = (etcd_store *)s;
+    int rc = check_op(st, shard, node, ttl_ms);
+    if (rc)
+        return rc;
+    eop *q = op_new(st, OP_ACQUIRE, shard);
+    snprintf(q->node, sizeof q->node, "%s", node);
+    q->ttl_ms = ttl_ms;
+    q->min_epoch = min_epoch;
+    q->cb = cb;
+    q->ud = ud;
+    if ((rc = grant(q, ttl_ms))) {
+        op_free(q);
+        return rc;
+    }
+    return 0;
+}
+
+enum { R_KEEPALIVE, R_CHECK };
+
+static void renew_step(eop *q, int status, cJSON *resp)
+{
+    if (status) {
+        lease_answer(q, status, 0, "", 0, -1);
+        return;
+    }
+    if (q->step == R_KEEPALIVE) {
+        const cJSON *res = cJSON_GetObjectItemCaseSensitive(resp, "result");
+        if (i64_of(res ? res : resp, "TTL") <= 0) { /* the etcd lease is gone: so is the shard */
+            lease_answer(q, AX_OK, 0, "", q->epoch, -1);
+            return;
+        }
+        /* alive: and its keys still say this node at this epoch */
+        char kl[ETCD_KEY_MAX], ko[ETCD_KEY_MAX], v[24];
+        key_of(q->st, kl, sizeof kl, "lease", q->shard);
+        key_of(q->st, ko, sizeof ko, "owner", q->shard);
+        snprintf(v, sizeof v, "%" PRIu64, q->epoch);
+        cJSON *cmp, *succ, *t = txn_new(&cmp, &succ);
+        cJSON_AddItemToArray(cmp, cmp_value(kl, v, strlen(v)));
+        cJSON_AddItemToArray(cmp, cmp_value(ko, q->node, strlen(q->node)));
+        q->step = R_CHECK;
+        int rc = post(q, "/v3/kv/txn", t);
+        if (rc)
+            lease_answer(q, rc, 0, "", 0, -1);
+        return;
+    }
+    lease_answer(q, AX_OK, txn_ok(resp), q->node, q->epoch, txn_ok(resp) ? (int64_t)q->ttl_ms : -1);
+}
+
+static int es_renew(axd_lease_store *s, uint32_t shard, const char *node, uint64_t epoch, uint32_t ttl_ms,
+                    axd_lease_cb cb, void *ud)
+{
+    etcd_store *st = (etcd_store *)s;
+    int rc = check_op(st, shard, node, ttl_ms);
+    if (rc)
+        return rc;
+    eop *q = op_new(st, OP_RENEW, shard);
+    snprintf(q->node, sizeof q->node, "%s", node);
+    q->epoch = epoch;
+    q->ttl_ms = ttl_ms;
+    q->cb = cb;
+    q->ud = ud;
+    q->lease_id = st->shard_lease[shard];
+    cJSON *b = cJSON_CreateObject();
+    char v[24];
+    snprintf(v, sizeof v, "%" PRId64, q->lease_id);
+    cJSON_AddStringToObject(b, "ID", v);
+    if ((rc = post(q, "/v3/lease/keepalive", b))) {
+        op_free(q);
+        return rc;
+    }
+    return 0;
+}
+
+static void release_step(eop *q, int status, cJSON *resp)
+{
+    if (status) {
+        lease_answer(q, status, 0, "", 0, -1);
+        return;
+    }
+    int ok = txn_ok(resp);
+    if (ok && q->st->shard_lease[q->shard]) {
+        lease_revoke(q->st, q->st->shard_lease[q->shard]);
+        q->st->shard_lease[q->shard] = 0;
+    }
+    lease_answer(q, AX_OK, ok, q->node, q->epoch, -1);
+}
+
+static int es_release(axd_lease_store *s, uint32_t shard, const char *node, uint64_t epoch, axd_lease_cb cb,
+                      void *ud)
+{
+    etcd_store *st = (etcd_store *)s;
+    int rc = check_op(st, shard, node, 1);
+    if (rc)
+        return rc;
+    eop *q = op_new(st, OP_RELEASE, shard);
+    snprintf(q->node, sizeof q->node, "%s", node);
+    q->epoch = epoch;
+    q->cb = cb;
+    q->ud = ud;
+    char kl[ETCD_KEY_MAX], ko[ETCD_KEY_MAX], v[24];
+    key_of(st, kl, sizeof kl, "lease", shard);
+    key_of(st, ko, sizeof ko, "owner", shard);
+    snprintf(v, sizeof v, "%" PRIu64, epoch);
+    cJSON *cmp, *succ, *t = txn_new(&cmp, &succ);
+    cJSON_AddItemToArray(cmp, cmp_value(kl, v, strlen(v)));
+    cJSON_AddItemToArray(cmp, cmp_value(ko, node, strlen(node)));
+    cJSON_AddItemToArray(succ, req_delete(kl));
+    cJSON_AddItemToArray(succ, req_delete(ko));
+    if ((rc = post(q, "/v3/kv/txn", t))) {
+        op_free(q);
+        return rc;
+    }
+    return 0;
+}
+
+static void get_step(eop *q, int status, cJSON *resp)
+{
+    if (status) {
+        lease_answer(q, status, 0, "", 0, -1);
+        return;
+    }
+    const cJSON *kl = txn_kv(resp, 0), *ko = txn_kv(resp, 1), *ke = txn_kv(resp, 2);
+    char lv[32], ov[AXD_LEASE_NODE_MAX + 1], ev[32];
+    long lvn = kv_value(kl, lv, sizeof lv), ovn = kv_value(ko, ov, sizeof ov), evn = kv_value(ke, ev, sizeof ev);
+    if (kl && lvn > 0)
+        lease_answer(q, AX_OK, 1, ovn > 0 ? ov : "", epoch_of(lv, (size_t)lvn), -1);
+    else
+        lease_answer(q, AX_OK, 0, "", evn > 0 ? epoch_of(ev, (size_t)evn) : 0, -1);
+}
+
+static int es_get(axd_lease_store *s, uint32_t shard, axd_lease_cb cb, void *ud)
+{
+    etcd_store *st = (etcd_store *)s;
+    int rc = check_op(st, shard, NULL, 1);
+    if (rc)
+        return rc;
+    eop *q = op_new(st, OP_GET, shard);
+    q->cb = cb;
+    q->ud = ud;
+    if ((rc = read_shard(q))) {
+        op_free(q);
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- membership ---- */
+
+static void member_answer(eop *q, int status, const axd_member *m, size_t n)
+{
+    if (q->mcb)
+        q->mcb(q->ud, status, m, n);
+    op_free(q);
+}
+
+static void mput_step(eop *q, int status, cJSON *resp)
+{
+    if (status) {
+        member_answer(q, status, NULL, 0);
+        return;
+    }
+    if (q->step == 0) { /* granted: put the record under it */
+        q->lease_id = i64_of(resp, "ID");
+        char k[ETCD_KEY_MAX];
+        snprintf(k, sizeof k, "%smember/%s", q->st->prefix, q->node);
+        cJSON *b = req_put(k, q->record, q->record_len, q->lease_id);
+        cJSON *body = cJSON_DetachItemFromObject(b, "request_put");
+        cJSON_Delete(b);
+        q->step = 1;
+        int rc = post(q, "/v3/kv/put", body);
+        if (rc)
+            member_answer(q, rc, NULL, 0);
+        return;
+    }
+    /* the record is under the new lease: the previous one can go */
+    if (q->old_lease)
+        lease_revoke(q->st, q->old_lease);
+    member_answer(q, AX_OK, NULL, 0);
+}
+
+/* The etcd lease this store put member `name` under last (a node puts its own record). */
+static int64_t *member_lease_slot(etcd_store *st, const char *name)
+{
+    for (int i = 0; i < MEMBER_LEASES; i++)
+        if (st->mleases[i].used && !strcmp(st->mleases[i].name, name))
+            return &st->mleases[i].id;
+    for (int i = 0; i < MEMBER_LEASES; i++)
+        if (!st->mleases[i].used) {
+            st->mleases[i].used = 1;
+            snprintf(st->mleases[i].name, sizeof st->mleases[i].name, "%s", name);
+            return &st->mleases[i].id;
+        }
+    return NULL;
+}
+
+static int es_member_put(axd_lease_store *s, const char *name, const char *record, size_t len, uint32_t ttl_ms,
+                         axd_member_cb cb, void *ud)
+{
+    etcd_store *st = (etcd_store *)s;
+    if (st->freeing)
+        return AX_ECANCELED;
+    if (!name || !*name || strlen(name) > AXD_LEASE_NODE_MAX || len > AXD_MEMBER_RECORD_MAX || !ttl_ms)
+        return AX_EINVAL;
+    eop *q = op_new(st, OP_MPUT, 0);
+    snprintf(q->node, sizeof q->node, "%s", name);
+    q->record = ax_malloc(len + 1);
+    memcpy(q->record, record, len);
+    q->record_len = len;
+    q->mcb = cb;
+    q->ud = ud;
+    int64_t *slot = member_lease_slot(st, name);
+    q->old_lease = slot ? *slot : 0;
+    int rc = grant(q, ttl_ms);
+    if (rc) {
+        op_free(q);
+        return rc;
+    }
+    return 0;
+}
+
+/* A member put's grant answered: remember the lease for the next put (see mput_step). */
+static void mput_note_lease(eop *q)
+{
+    int64_t *slot = member_lease_slot(q->st, q->node);
+    if (slot && q->lease_id)
+        *slot = q->lease_id;
+}
+
+static void mdel_step(eop *q, int status, cJSON *resp)
+{
+    (void)resp;
+    int64_t *slot = member_lease_slot(q->st, q->node);
+    if (slot && *slot) {
+        lease_revoke(q->st, *slot);
+        *slot = 0;
+    }
+    member_answer(q, status, NULL, 0);
+}
+
+static int es_member_del(axd_lease_store *s, const char *name, axd_member_cb cb, void *ud)
+{
+    etcd_store *st = (etcd_store *)s;
+    if (st->freeing)
+        return AX_ECANCELED;
+    if (!name || !*name || strlen(name) > AXD_LEASE_NODE_MAX)
+        return AX_EINVAL;
+    eop *q = op_new(st, OP_MDEL, 0);
+    snprintf(q->node, sizeof q->node, "%s", name);
+    q->mcb = cb;
+    q->ud = ud;
+    char k[ETCD_KEY_MAX];
+    snprintf(k, sizeof k, "%smember/%s", st->prefix, name);
+    cJSON *b = req_delete(k);
+    cJSON *body = cJSON_DetachItemFromObject(b, "request_delete_range");
+    cJSON_Delete(b);
+    int rc = post(q, "/v3/kv/deleterange", body);
+    if (rc) {
+        op_free(q);
+        return rc;
+    }
+    return 0;
+}
+
+static void mlist_step(eop *q, int status, cJSON *resp)
+{
+    if (status) {
+        member_answer(q, status, NULL, 0);
+        return;
+    }
+    const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(resp, "kvs"), *kv;
+    int n = cJSON_GetArraySize(kvs);
+    axd_member *m = ax_calloc((size_t)(n ? n : 1), sizeof *m);
+    char *buf = ax_malloc((size_t)(n ? n : 1) * (AXD_MEMBER_RECORD_MAX + AXD_LEASE_NODE_MAX + 4));
+    size_t used = 0, k = 0, plen = strlen(q->st->prefix) + strlen("member/");
+    cJSON_ArrayForEach(kv, kvs)
+    {
+        char *key = buf + used;
+        long kn = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(kv, "key"))
+                      ? unb64(cJSON_GetObjectItemCaseSensitive(kv, "key")->valuestring, (unsigned char *)key,
+                              AXD_LEASE_NODE_MAX + plen < ETCD_KEY_MAX ? ETCD_KEY_MAX : ETCD_KEY_MAX)
+                      : -1;
+        if (kn <= (long)plen || (size_t)kn - plen > AXD_LEASE_NODE_MAX)
+            continue;
+        char *rec = key + kn + 1;
+        long rn = kv_value(kv, rec, AXD_MEMBER_RECORD_MAX + 1);
+        if (rn < 0)
+            continue;
+        m[k].name = key + plen;
+        m[k].name_len = (size_t)kn - plen;
+        m[k].record = rec;
+        m[k].record_len = (size_t)rn;
+        k++;
+        used += (size_t)kn + 1 + (size_t)rn + 1;
+    }
+    member_answer(q, AX_OK, m, k);
+    ax_free(m);
+    ax_free(buf);
+}
+
+static int es_member_list(axd_lease_store *s, axd_member_cb cb, void *ud)
+{
+    etcd_store *st = (etcd_store *)s;
+    if (st->freeing)
+        return AX_ECANCELED;
+    eop *q = op_new(st, OP_MLIST, 0);
+    q->mcb = cb;
+    q->ud = ud;
+    char k[ETCD_KEY_MAX], end[ETCD_KEY_MAX];
+    snprintf(k, sizeof k, "%smember/", st->prefix);
+    snprintf(end, sizeof end, "%s", k);
+    end[strlen(end) - 1]++; /* "member/" -> "member0": the range of every key under the prefix */
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddItemToObject(b, "key", key_item(k));
+    cJSON_AddItemToObject(b, "range_end", key_item(end));
+    int rc = post(q, "/v3/kv/range", b);
+    if (rc) {
+        op_free(q);
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- keyed state: not kept in etcd yet ---- */
+
+static int es_state_load(axd_lease_store *s, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                         axd_state_cb cb, void *ud)
+{
+    (void)s, (void)shard, (void)epoch, (void)name, (void)nlen, (void)cb, (void)ud;
+    return AX_ENOTSUP;
+}
+
+static int es_state_write(axd_lease_store *s, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                          const void *data, size_t n, int del, axd_state_cb cb, void *ud)
+{
+    (void)s, (void)shard, (void)epoch, (void)name, (void)nlen, (void)data, (void)n, (void)del, (void)cb, (void)ud;
+    return AX_ENOTSUP;
+}
+
+static void op_step(eop *q, int status, cJSON *resp)
+{
+    switch (q->op) {
+    case OP_ACQUIRE: acquire_step(q, status, resp); break;
+    case OP_RENEW: renew_step(q, status, resp); break;
+    case OP_RELEASE: release_step(q, status, resp); break;
+    case OP_GET: get_step(q, status, resp); break;
+    case OP_MPUT:
+        if (!status && q->step == 0)
+            q->lease_id = i64_of(resp, "ID"), mput_note_lease(q);
+        mput_step(q, status, resp);
+        break;
+    case OP_MDEL: mdel_step(q, status, resp); break;
+    case OP_MLIST: mlist_step(q, status, resp); break;
+    default: op_free(q);
+    }
+}
+
+static void es_state(axd_lease_store *s, axd_lease_state *out)
+{
+    etcd_store *st = (etcd_store *)s;
+    memset(out, 0, sizeof *out);
+    out->store = "etcd";
+    out->conn = st->ok_now ? "connected" : st->ok_once ? "reconnecting" : "connecting";
+    out->last_error = st->last_error;
+    out->ops = st->n_ops;
+    out->errors = st->n_errors;
+    out->reconnects = st->n_failovers;
+}
+
+static void es_free(axd_lease_store *s)
+{
+    etcd_store *st = (etcd_store *)s;
+    st->freeing = 1;
+    while (st->ops) {
+        eop *q = st->ops;
+        if (q->easy) {
+            curl_multi_remove_handle(st->multi, q->easy);
+            curl_easy_cleanup(q->easy);
+            curl_slist_free_all(q->hdrs);
+            q->easy = NULL;
+        }
+        if (q->op <= OP_GET)
+            lease_answer(q, AX_ECANCELED, 0, "", 0, -1);
+        else if (q->op <= OP_MLIST)
+            member_answer(q, AX_ECANCELED, NULL, 0);
+        else
+            op_free(q);
+    }
+    ev_timer_stop(st->loop, &st->timer);
+    curl_multi_cleanup(st->multi);
+    for (int i = 0; i < st->n_endpoints; i++)
+        ax_free(st->endpoints[i]);
+    ax_free(st->cacert);
+    ax_free(st->cert);
+    ax_free(st->key);
+    ax_free(st->shard_lease);
+    ax_free(st);
+}
+
+static const axd_lease_ops etcd_ops = {
+    .acquire = es_acquire,
+    .renew = es_renew,
+    .release = es_release,
+    .get = es_get,
+    .state = es_state,
+    .state_load = es_state_load,
+    .state_write = es_state_write,
+    .member_put = es_member_put,
+    .member_del = es_member_del,
+    .member_list = es_member_list,
+    .free = es_free,
+};
+
+static char *dup_or_null(const char *s) { return s && *s ? ax_strdup(s) : NULL; }
+
+int axd_lease_etcd_check(const axd_lease_etcd_cfg *cfg, char *err, size_t errlen)
+{
+    return axd_config_check_etcd(cfg->endpoints, cfg->cert, cfg->key, err, errlen);
+}
+
+axd_lease_store *axd_lease_etcd_new(struct ev_loop *loop, uint32_t n_shards, const axd_lease_etcd_cfg *cfg, char *err,
+                                    size_t errlen)
+{
+    if (axd_lease_etcd_check(cfg, err, errlen) != 0)
+        return NULL;
+    if (!n_shards) {
+        snprintf(err, errlen, "no shards");
+        return NULL;
+    }
+    static int curl_ready;
+    if (!curl_ready) { /* once, before any thread could call libcurl */
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        curl_ready = 1;
+    }
+    etcd_store *st = ax_calloc(1, sizeof *st);
+    st->base.ops = &etcd_ops;
+    st->base.n_shards = n_shards;
+    st->loop = loop;
+    st->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 2000;
+    snprintf(st->prefix, sizeof st->prefix, "%s", cfg->prefix ? cfg->prefix : "axactor/");
+    st->cacert = dup_or_null(cfg->cacert);
+    st->cert = dup_or_null(cfg->cert);
+    st->key = dup_or_null(cfg->key);
+    for (const char *p = cfg->endpoints; *p;) {
+        size_t len = strcspn(p, ",");
+        char *e = ax_malloc(len + 1);
+        memcpy(e, p, len);
+        e[len] = 0;
+        st->endpoints[st->n_endpoints++] = e;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    st->shard_lease = ax_calloc(n_shards, sizeof *st->shard_lease);
+    st->multi = curl_multi_init();
+    curl_multi_setopt(st->multi, CURLMOPT_SOCKETFUNCTION, multi_sock);
+    curl_multi_setopt(st->multi, CURLMOPT_SOCKETDATA, st);
+    curl_multi_setopt(st->multi, CURLMOPT_TIMERFUNCTION, multi_timer);
+    curl_multi_setopt(st->multi, CURLMOPT_TIMERDATA, st);
+    ev_timer_init(&st->timer, timer_cb, 0., 0.);
+    st->timer.data = st;
+    return &st->base;
+}
