@@ -1346,6 +1346,11 @@ START_TEST(check_config_refuses_cluster_configs_that_cannot_be_safe)
     /* durable state in a Redis of its own fences by epochs, which the memory store restarts */
     expect_unsafe_config("statestore.conf", "[state]\nstore = redis\n", 2,
                          (const char *const[]){"state.store = redis needs lease.store = redis", NULL});
+    /* etcd endpoints that are not URLs, a client certificate without its key */
+    expect_unsafe_config("etcd.conf", "[lease]\nstore = etcd\netcd_endpoints = 127.0.0.1:2379\n", 3,
+                         (const char *const[]){"lease.etcd_endpoints", "http://HOST:PORT", NULL});
+    expect_unsafe_config("etcdtls.conf", "[lease]\nstore = etcd\netcd_cert = /etc/axactor/etcd.pem\n", 3,
+                         (const char *const[]){"lease.etcd_key", NULL});
     /* the default store is memory too: the line that turned the cluster on is named */
     expect_unsafe_config("memdef.conf", "[cluster]\nauth_token = 0123456789abcdef\npeers = b=127.0.0.1:7402\n", 3,
                          (const char *const[]){"lease.store = redis", NULL});

@@ -242,7 +242,9 @@ int axd_config_check_deploy(const axd_config *c, char *err, size_t errlen)
     if (c->lease_store && !strcmp(c->lease_store, "etcd")) {
         char ewhy[256];
         if (axd_config_check_etcd(c->etcd_endpoints, c->etcd_cert, c->etcd_key, ewhy, sizeof ewhy) != 0)
-            return failf(err, errlen, axd_config_origin(c, "lease.etcd_endpoints", 0), "%s", ewhy);
+            return failf(err, errlen,
+                         axd_config_origin(c, strstr(ewhy, "etcd_cert") ? "lease.etcd_cert" : "lease.etcd_endpoints", 0),
+                         "%s", ewhy);
     }
 
     /* a guessable token is no authentication: at least 16 bytes (32 random hex digits
