@@ -1,7 +1,8 @@
 /* The etcd lease store against a real etcd that each test starts on free loopback ports in
  * a temp dir: acquire, renew, expiry, release, epochs that only grow (also across an etcd
  * SIGKILL and restart, and above what a caller has seen), a stale renew refused, one winner
- * between concurrent nodes, membership records, endpoint failover, a 3-member cluster that
+ * between concurrent nodes, keyed state fenced by the lease key (also across the restart),
+ * membership records, endpoint failover, a 3-member cluster that
  * keeps granting with one member SIGKILLed, and shard managers on it that never serve a
  * shard twice. Skips (77) without etcd (Debian: etcd-server). */
 #include "log.h" /* before check.h (its fail() macro) */
@@ -100,10 +101,22 @@ START_TEST(etcd_acquire_renew_expiry_epochs_release)
     ck_assert_int_eq(r.r.granted, 0); /* the store is behind: the shard is held by nobody for a ttl */
     ck_assert_str_eq(r.owner, "");
     ck_assert_uint_eq(r.r.epoch, e5 + 100);
+    sres qs = st_write(loop, st, 5, e5 + 100, "t\0q", 3, "x", 1, 0); /* the quarantine is no lease to write under */
+    ck_assert_int_eq(qs.r.status, AX_ESTALE);
     run_for(loop, r.r.ttl_ms / 1000.0 + 0.05);
     r = do_acquire(loop, st, 5, "node-b", 10000, e5 + 100);
     ck_assert_int_eq(r.r.granted, 1);
     ck_assert_uint_eq(r.r.epoch, e5 + 101); /* above every epoch the caller knew */
+
+    /* keyed state: fenced by the lease key's epoch, in one transaction */
+    check_state_contract(loop, st, 2, ep + 3, 4);
+    sres w[3] = {{0}}; /* queued on one shard: applied and answered in call order */
+    ck_assert_int_eq(axd_state_write(st, 2, ep + 3, "t\0k", 3, "1", 1, 0, sres_cb, &w[0]), 0);
+    ck_assert_int_eq(axd_state_write(st, 2, ep + 3, "t\0k", 3, "22", 2, 0, sres_cb, &w[1]), 0);
+    ck_assert_int_eq(axd_state_load(st, 2, ep + 3, "t\0k", 3, sres_cb, &w[2]), 0);
+    ck_assert(run_until(loop, sres_done, &w[2], 5));
+    ck_assert(w[0].done && w[1].done && w[0].r.status == AX_OK && w[1].r.status == AX_OK);
+    ck_assert(w[2].r.found && w[2].r.len == 2 && !memcmp(w[2].data, "22", 2));
 
     /* etcd SIGKILLed and restarted: operations fail meanwhile, epochs survive (Raft) */
     etcd_kill_member(&e, 0, SIGKILL);
@@ -123,6 +136,8 @@ START_TEST(etcd_acquire_renew_expiry_epochs_release)
     }
     ck_assert_msg(ok, "the restarted etcd does not answer");
     ck_assert_uint_eq(r.r.epoch, ep + 3);
+    sres ld = st_load(loop, st, 2, ep + 3, "t\0k", 3); /* and so does the state */
+    ck_assert(ld.r.status == AX_OK && ld.r.found && ld.r.len == 2);
     r = do_acquire(loop, st, 3, "node-c", 1000, 0); /* quarantine of another fresh shard works too */
     ck_assert_int_eq(r.r.status, AX_OK);
 

@@ -226,9 +226,8 @@ axd_lease_store *axd_lease_redis_new(struct ev_loop *loop, uint32_t n_shards, co
                                    char *err, size_t errlen);
 
 /* ---- etcd store (lease_etcd.c) ----
- * etcd v3's JSON gateway over HTTP (libcurl multi on the loop). Leases and membership;
- * keyed state (durable actors) is not kept in etcd yet: state operations return
- * AX_ENOTSUP. Strings are copied. */
+ * etcd v3's JSON gateway over HTTP (libcurl multi on the loop): leases, membership and
+ * keyed state (fenced by the lease key's epoch in one transaction). Strings are copied. */
 typedef struct axd_lease_etcd_cfg {
     const char *endpoints;   /* "http://127.0.0.1:2379,http://10.0.0.2:2379" (https:// with TLS) */
     const char *prefix;      /* key prefix, default "axactor/" */

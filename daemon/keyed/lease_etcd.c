@@ -8,9 +8,11 @@
  *   <prefix>owner/<n>   the holder's owner id ("" while quarantined), same lease
  *   <prefix>epoch/<n>   the last epoch granted (decimal), no lease
  *   <prefix>member/<name> a member's record, attached to its own etcd lease
+ *   <prefix>state/<n>/<type\0key> a durable keyed actor's state, no lease
  * Several endpoints: an operation that cannot reach one fails (AX_ECONN, effect unknown)
- * and the next operation goes to the next endpoint. Keyed state (durable actors) is not
- * kept here yet: state operations answer AX_ENOTSUP. */
+ * and the next operation goes to the next endpoint. A state operation is one transaction
+ * conditioned on the lease key holding the writer's epoch; a shard's state operations are
+ * sent one at a time, so they apply in call order. */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -36,7 +38,7 @@ typedef struct etcd_store etcd_store;
 typedef struct eop eop;
 
 /* One operation in flight, one HTTP request at a time (its steps chain). */
-enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_MPUT, OP_MDEL, OP_MLIST, OP_REVOKE };
+enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_MPUT, OP_MDEL, OP_MLIST, OP_SLOAD, OP_SWRITE, OP_REVOKE };
 
 struct eop {
     etcd_store *st;
@@ -51,8 +53,13 @@ struct eop {
     int64_t seen_lease_rev;   /* acquire: mod revision of the lease key (0: absent) */
     int rounds;
     int ep;                   /* the endpoint the request in flight went to */
-    char *record;             /* member put */
+    char *record;             /* member put: the record; state write: the value */
     size_t record_len;
+    char *sname;              /* state: the record's name ("type\0key") */
+    size_t sname_len;
+    int del;                  /* state write: delete instead */
+    axd_state_cb scb;
+    eop *qnext;               /* state: the next operation of the same shard */
     axd_lease_cb cb;
     axd_member_cb mcb;
     void *ud;
@@ -83,6 +90,7 @@ struct etcd_store {
     char *cacert, *cert, *key;
     uint32_t timeout_ms;
     int64_t *shard_lease; /* the etcd lease each shard was granted under here (0: none) */
+    eop **sq_head, **sq_tail; /* per shard: state operations, applied one at a time in call order */
     eop *ops;
     int freeing;
     uint64_t n_ops, n_errors, n_failovers;
@@ -223,6 +231,14 @@ static cJSON *cmp_value(const char *k, const char *v, size_t n)
     cJSON_AddStringToObject(c, "target", "VALUE");
     cJSON_AddStringToObject(c, "result", "EQUAL");
     cJSON_AddItemToObject(c, "value", b64(v, n));
+    return c;
+}
+
+/* The key's value is not v (a missing key fails every VALUE compare in etcd). */
+static cJSON *cmp_value_ne(const char *k, const char *v, size_t n)
+{
+    cJSON *c = cmp_value(k, v, n);
+    cJSON_ReplaceItemInObject(c, "result", cJSON_CreateString("NOT_EQUAL"));
     return c;
 }
 
@@ -468,6 +484,7 @@ static void op_free(eop *q)
         q->next->prev = q->prev;
     ax_free(q->resp);
     ax_free(q->record);
+    ax_free(q->sname);
     ax_free(q);
 }
 
@@ -988,20 +1005,165 @@ static int es_member_list(axd_lease_store *s, axd_member_cb cb, void *ud)
     return 0;
 }
 
-/* ---- keyed state: not kept in etcd yet ---- */
+/* ---- keyed state: records fenced by the lease key, per shard in call order ---- */
+
+/* The record's key: <prefix>state/<n>/<name bytes> (names hold a NUL: keys are bytes). */
+static cJSON *state_key(const etcd_store *st, uint32_t shard, const char *name, size_t nlen, int prefix_end)
+{
+    char head[ETCD_KEY_MAX];
+    int hl = snprintf(head, sizeof head, "%sstate/%" PRIu32 "/", st->prefix, shard);
+    size_t n = (size_t)hl + nlen;
+    char *k = ax_malloc(n + 1);
+    memcpy(k, head, (size_t)hl);
+    if (nlen)
+        memcpy(k + hl, name, nlen);
+    if (prefix_end) /* the end of the range of every record of the shard: "/" + 1 */
+        k[hl - 1]++;
+    cJSON *item = b64(k, n);
+    ax_free(k);
+    return item;
+}
+
+static cJSON *state_count(const etcd_store *st, uint32_t shard)
+{
+    cJSON *r = cJSON_CreateObject(), *o = cJSON_AddObjectToObject(r, "request_range");
+    cJSON_AddItemToObject(o, "key", state_key(st, shard, NULL, 0, 0));
+    cJSON_AddItemToObject(o, "range_end", state_key(st, shard, NULL, 0, 1));
+    cJSON_AddBoolToObject(o, "count_only", 1);
+    return r;
+}
+
+/* One transaction: if the lease key holds q's epoch, the load, put or delete of the
+ * record, and the shard's record count. */
+static int send_state(eop *q)
+{
+    etcd_store *st = q->st;
+    char kl[ETCD_KEY_MAX], v[24];
+    key_of(st, kl, sizeof kl, "lease", q->shard);
+    snprintf(v, sizeof v, "%" PRIu64, q->epoch);
+    char ko[ETCD_KEY_MAX];
+    key_of(st, ko, sizeof ko, "owner", q->shard);
+    cJSON *cmp, *succ, *t = txn_new(&cmp, &succ);
+    cJSON_AddItemToArray(cmp, cmp_value(kl, v, strlen(v)));
+    /* a live lease of a node: the quarantine's (owner "") may stand at an epoch once granted */
+    cJSON_AddItemToArray(cmp, cmp_value_ne(ko, "", 0));
+    cJSON *one = cJSON_CreateObject();
+    cJSON *o = cJSON_AddObjectToObject(one, q->op == OP_SLOAD ? "request_range"
+                                            : q->del          ? "request_delete_range"
+                                                              : "request_put");
+    cJSON_AddItemToObject(o, "key", state_key(st, q->shard, q->sname, q->sname_len, 0));
+    if (q->op == OP_SWRITE && !q->del)
+        cJSON_AddItemToObject(o, "value", b64(q->record ? q->record : "", q->record_len));
+    cJSON_AddItemToArray(succ, one);
+    cJSON_AddItemToArray(succ, state_count(st, q->shard));
+    return post(q, "/v3/kv/txn", t);
+}
+
+static void state_answer(eop *q, int status, int found, const void *data, size_t len, int64_t records)
+{
+    etcd_store *st = q->st;
+    uint32_t shard = q->shard;
+    axd_state_result r = {.status = status, .found = found, .data = data, .len = len, .records = records};
+    axd_state_cb cb = q->scb;
+    void *ud = q->ud;
+    st->sq_head[shard] = q->qnext;
+    if (!q->qnext)
+        st->sq_tail[shard] = NULL;
+    op_free(q);
+    if (cb)
+        cb(ud, shard, &r);
+    /* then the shard's next state operation (freeing answers them all itself) */
+    if (st->freeing || !(q = st->sq_head[shard]))
+        return;
+    int rc = send_state(q);
+    if (rc)
+        state_answer(q, rc, 0, NULL, 0, -1); /* answers it and goes on to the next */
+}
+
+static void state_step(eop *q, int status, cJSON *resp)
+{
+    if (status) {
+        state_answer(q, status, 0, NULL, 0, -1);
+        return;
+    }
+    if (!txn_ok(resp)) { /* the lease key does not hold this epoch: fenced */
+        state_answer(q, AX_ESTALE, 0, NULL, 0, -1);
+        return;
+    }
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(resp, "responses");
+    const cJSON *cnt = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rs, 1), "response_range");
+    int64_t records = cnt ? i64_of(cnt, "count") : -1;
+    if (q->op == OP_SWRITE) {
+        state_answer(q, AX_OK, 0, NULL, 0, records);
+        return;
+    }
+    const cJSON *kv = txn_kv(resp, 0);
+    if (!kv) {
+        state_answer(q, AX_OK, 0, NULL, 0, records);
+        return;
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(kv, "value");
+    const char *b = cJSON_IsString(v) ? v->valuestring : "";
+    size_t cap = strlen(b) / 4 * 3 + 3;
+    unsigned char *data = ax_try_malloc(cap);
+    long n = data ? unb64(b, data, cap) : -1;
+    if (n < 0) {
+        ax_free(data);
+        state_answer(q, data ? AX_EPROTO : AX_ENOMEM, 0, NULL, 0, -1);
+        return;
+    }
+    state_answer(q, AX_OK, 1, data, (size_t)n, records);
+    ax_free(data);
+}
+
+static int state_enqueue(etcd_store *st, int op, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
+                         const void *data, size_t n, int del, axd_state_cb cb, void *ud)
+{
+    if (st->freeing)
+        return AX_ECANCELED;
+    if (axd_state_check(&st->base, shard, epoch, nlen, n) || !name || (n && !data))
+        return AX_EINVAL;
+    eop *q = op_new(st, op, shard);
+    q->epoch = epoch;
+    q->sname = ax_malloc(nlen);
+    memcpy(q->sname, name, nlen);
+    q->sname_len = nlen;
+    if (n) {
+        q->record = ax_try_malloc(n);
+        if (!q->record) {
+            op_free(q);
+            return AX_ENOMEM;
+        }
+        memcpy(q->record, data, n);
+    }
+    q->record_len = n;
+    q->del = del;
+    q->scb = cb;
+    q->ud = ud;
+    if (st->sq_tail[shard]) { /* after the shard's earlier ones */
+        st->sq_tail[shard]->qnext = q;
+        st->sq_tail[shard] = q;
+        return 0;
+    }
+    int rc = send_state(q);
+    if (rc) {
+        op_free(q);
+        return rc;
+    }
+    st->sq_head[shard] = st->sq_tail[shard] = q;
+    return 0;
+}
 
 static int es_state_load(axd_lease_store *s, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
                          axd_state_cb cb, void *ud)
 {
-    (void)s, (void)shard, (void)epoch, (void)name, (void)nlen, (void)cb, (void)ud;
-    return AX_ENOTSUP;
+    return state_enqueue((etcd_store *)s, OP_SLOAD, shard, epoch, name, nlen, NULL, 0, 0, cb, ud);
 }
 
 static int es_state_write(axd_lease_store *s, uint32_t shard, uint64_t epoch, const char *name, size_t nlen,
                           const void *data, size_t n, int del, axd_state_cb cb, void *ud)
 {
-    (void)s, (void)shard, (void)epoch, (void)name, (void)nlen, (void)data, (void)n, (void)del, (void)cb, (void)ud;
-    return AX_ENOTSUP;
+    return state_enqueue((etcd_store *)s, OP_SWRITE, shard, epoch, name, nlen, data, n, del, cb, ud);
 }
 
 static void op_step(eop *q, int status, cJSON *resp)
@@ -1018,6 +1180,8 @@ static void op_step(eop *q, int status, cJSON *resp)
         break;
     case OP_MDEL: mdel_step(q, status, resp); break;
     case OP_MLIST: mlist_step(q, status, resp); break;
+    case OP_SLOAD:
+    case OP_SWRITE: state_step(q, status, resp); break;
     default: op_free(q);
     }
 }
@@ -1046,12 +1210,17 @@ static void es_free(axd_lease_store *s)
             curl_slist_free_all(q->hdrs);
             q->easy = NULL;
         }
-        if (q->op <= OP_GET)
+        if (q->op <= OP_GET) {
             lease_answer(q, AX_ECANCELED, 0, "", 0, -1);
-        else if (q->op <= OP_MLIST)
+        } else if (q->op <= OP_MLIST) {
             member_answer(q, AX_ECANCELED, NULL, 0);
-        else
+        } else if (q->op <= OP_SWRITE) {
+            q->qnext = NULL; /* each queued one is on the list too: answered in its turn */
+            st->sq_head[q->shard] = q;
+            state_answer(q, AX_ECANCELED, 0, NULL, 0, -1);
+        } else {
             op_free(q);
+        }
     }
     ev_timer_stop(st->loop, &st->timer);
     curl_multi_cleanup(st->multi);
@@ -1061,6 +1230,8 @@ static void es_free(axd_lease_store *s)
     ax_free(st->cert);
     ax_free(st->key);
     ax_free(st->shard_lease);
+    ax_free(st->sq_head);
+    ax_free(st->sq_tail);
     ax_free(st);
 }
 
@@ -1119,6 +1290,8 @@ axd_lease_store *axd_lease_etcd_new(struct ev_loop *loop, uint32_t n_shards, con
             p++;
     }
     st->shard_lease = ax_calloc(n_shards, sizeof *st->shard_lease);
+    st->sq_head = ax_calloc(n_shards, sizeof *st->sq_head);
+    st->sq_tail = ax_calloc(n_shards, sizeof *st->sq_tail);
     st->multi = curl_multi_init();
     curl_multi_setopt(st->multi, CURLMOPT_SOCKETFUNCTION, multi_sock);
     curl_multi_setopt(st->multi, CURLMOPT_SOCKETDATA, st);
