@@ -16,6 +16,7 @@
 #include "axactor/client.h"
 #include "harness.h"
 #include "redis_test_util.h"
+#include "etcd_test_util.h"
 
 #define TOKEN "shards-token-51c0"
 #define NNODES 3
@@ -40,6 +41,15 @@ typedef struct node {
 
 static node N[NNODES];
 static redis_proc R;
+static etcd_proc E;
+
+/* AX_TEST_STORE=etcd: the same cluster on one etcd member instead of redis-server (the
+ * tests that need Redis itself are left out, see cluster_suite_main). */
+static int store_etcd(void)
+{
+    const char *s = getenv("AX_TEST_STORE");
+    return s && !strcmp(s, "etcd");
+}
 static int cluster_redis_aof; /* cluster_up: redis with appendonly yes, appendfsync always */
 
 /* More settings for every node (k: the next free n->args slot; returns the next one). */
@@ -71,11 +81,17 @@ static const char *const *node_args(node *n)
     SET("cluster.heartbeat_timeout_ms=%d", HB_TIMEOUT_MS);
     SET("cluster.reconnect_backoff_max_ms=300");
     SET("shards.count=%d", NSHARDS);
-    SET("lease.store=redis");
-    SET("lease.redis_host=127.0.0.1");
-    SET("lease.redis_port=%d", n->store_port ? n->store_port : R.port);
-    SET("lease.store_name=test-redis-%d", R.port); /* one name: some reach it through a proxy */
-    SET("lease.redis_connect_timeout_ms=500");
+    if (store_etcd()) {
+        SET("lease.store=etcd");
+        SET("lease.etcd_endpoints=%.70s", E.endpoints); /* one member: about 22 bytes */
+        SET("lease.etcd_timeout_ms=500");
+    } else {
+        SET("lease.store=redis");
+        SET("lease.redis_host=127.0.0.1");
+        SET("lease.redis_port=%d", n->store_port ? n->store_port : R.port);
+        SET("lease.store_name=test-redis-%d", R.port); /* one name: some reach it through a proxy */
+        SET("lease.redis_connect_timeout_ms=500");
+    }
     SET("lease.ttl_ms=%d", TTL_MS);
     SET("lease.renew_interval_ms=%d", RENEW_MS);
     SET("lease.safety_margin_ms=%d", SAFETY_MS);
@@ -279,7 +295,10 @@ static void cluster_up_n(int first)
     memset(N, 0, sizeof N);
     memset(max_owned_epoch, 0, sizeof max_owned_epoch);
     rounds = served_seen = 0;
-    redis_up_aof(&R, NULL, cluster_redis_aof);
+    if (store_etcd())
+        etcd_up(&E, 1);
+    else
+        redis_up_aof(&R, NULL, cluster_redis_aof);
     for (int i = 0; i < NNODES; i++) {
         N[i].name = names[i];
         N[i].port = free_port();
@@ -346,7 +365,10 @@ static void cluster_down(void)
         N[i].d = NULL;
         N[i].live = 0;
     }
-    redis_down(&R);
+    if (store_etcd())
+        etcd_down(&E);
+    else
+        redis_down(&R);
     printf("  (%d sampling rounds, %d served shards seen, never two at once)\n", rounds, served_seen);
 }
 
@@ -430,7 +452,11 @@ __attribute__((unused)) static int owner_of(uint32_t shard, double *epoch)
  * shell test `also` (may be NULL) fails (then says `what` is missing); else runs it. */
 __attribute__((unused)) static int cluster_suite_main(Suite *(*suite)(void), const char *also, const char *what)
 {
-    if (system("redis-server --version >/dev/null 2>&1") != 0 || (also && system(also) != 0)) {
+    if (store_etcd() && !etcd_available()) {
+        fprintf(stderr, "etcd not found: skipping\n");
+        return 77;
+    }
+    if (!store_etcd() && (system("redis-server --version >/dev/null 2>&1") != 0 || (also && system(also) != 0))) {
         fprintf(stderr, "%s not found: skipping\n", also ? what : "redis-server");
         return 77;
     }
