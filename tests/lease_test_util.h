@@ -349,4 +349,44 @@ static inline res acquire_past_quarantine(struct ev_loop *loop, axd_lease_store 
     return r;
 }
 
+/* The lease contract of a store where node-a holds shard sh at epoch e with a ttl of
+ * 10 s: another node is refused (with the holder, its epoch and more than min_ttl_ms
+ * left), renews need the holder at its epoch, releases too; a released shard is free and
+ * keeps its epoch. get_ttl: the store reports get's remaining time (else -1). */
+static inline void check_lease_contract(struct ev_loop *loop, axd_lease_store *st, uint32_t sh, uint64_t e,
+                                        int64_t min_ttl_ms, int get_ttl)
+{
+    res r = do_acquire(loop, st, sh, "node-b", 10000, 0);
+    ck_assert_int_eq(r.r.status, AX_OK);
+    ck_assert_int_eq(r.r.granted, 0);
+    ck_assert_str_eq(r.owner, "node-a");
+    ck_assert_uint_eq(r.r.epoch, e);
+    ck_assert_int_gt(r.r.ttl_ms, min_ttl_ms);
+
+    r = do_renew(loop, st, sh, "node-a", e, 10000);
+    ck_assert_int_eq(r.r.status, AX_OK);
+    ck_assert_int_eq(r.r.granted, 1);
+    r = do_renew(loop, st, sh, "node-b", e, 10000);
+    ck_assert_int_eq(r.r.granted, 0);
+    r = do_renew(loop, st, sh, "node-a", e - 1, 10000); /* stale epoch */
+    ck_assert_int_eq(r.r.granted, 0);
+
+    r = do_get(loop, st, sh);
+    ck_assert_int_eq(r.r.granted, 1);
+    ck_assert_str_eq(r.owner, "node-a");
+    ck_assert_uint_eq(r.r.epoch, e);
+    if (get_ttl)
+        ck_assert_int_gt(r.r.ttl_ms, min_ttl_ms);
+
+    r = do_release(loop, st, sh, "node-a", e - 1);
+    ck_assert_int_eq(r.r.granted, 0);
+    r = do_release(loop, st, sh, "node-b", e);
+    ck_assert_int_eq(r.r.granted, 0);
+    r = do_release(loop, st, sh, "node-a", e);
+    ck_assert_int_eq(r.r.granted, 1);
+    r = do_get(loop, st, sh);
+    ck_assert_int_eq(r.r.granted, 0);
+    ck_assert_uint_eq(r.r.epoch, e);
+}
+
 #endif

@@ -46,35 +46,7 @@ START_TEST(etcd_acquire_renew_expiry_epochs_release)
     uint64_t ep = r.r.epoch;
     ck_assert_uint_eq(ep, seed + 1);
 
-    r = do_acquire(loop, st, 2, "node-b", 10000, 0);
-    ck_assert_int_eq(r.r.status, AX_OK);
-    ck_assert_int_eq(r.r.granted, 0);
-    ck_assert_str_eq(r.owner, "node-a");
-    ck_assert_uint_eq(r.r.epoch, ep);
-    ck_assert_int_gt(r.r.ttl_ms, 5000);
-
-    r = do_renew(loop, st, 2, "node-a", ep, 10000);
-    ck_assert_int_eq(r.r.status, AX_OK);
-    ck_assert_int_eq(r.r.granted, 1);
-    r = do_renew(loop, st, 2, "node-b", ep, 10000);
-    ck_assert_int_eq(r.r.granted, 0);
-    r = do_renew(loop, st, 2, "node-a", ep - 1, 10000); /* stale epoch */
-    ck_assert_int_eq(r.r.granted, 0);
-
-    r = do_get(loop, st, 2);
-    ck_assert_int_eq(r.r.granted, 1);
-    ck_assert_str_eq(r.owner, "node-a");
-    ck_assert_uint_eq(r.r.epoch, ep);
-
-    r = do_release(loop, st, 2, "node-a", ep - 1);
-    ck_assert_int_eq(r.r.granted, 0);
-    r = do_release(loop, st, 2, "node-b", ep);
-    ck_assert_int_eq(r.r.granted, 0);
-    r = do_release(loop, st, 2, "node-a", ep);
-    ck_assert_int_eq(r.r.granted, 1);
-    r = do_get(loop, st, 2);
-    ck_assert_int_eq(r.r.granted, 0);
-    ck_assert_uint_eq(r.r.epoch, ep);
+    check_lease_contract(loop, st, 2, ep, 5000, 0);
 
     /* expiry: the lease goes, the epoch counter stays and grows */
     r = do_acquire(loop, st, 2, "node-b", 1000, 0);

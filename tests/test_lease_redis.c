@@ -88,35 +88,7 @@ START_TEST(redis_acquire_renew_expiry_epochs_release)
     uint64_t e = r.r.epoch;
     ck_assert_uint_eq(e, seed + 1);
 
-    r = do_acquire(loop, st, 2, "node-b", 10000, 0);
-    ck_assert_int_eq(r.r.granted, 0);
-    ck_assert_str_eq(r.owner, "node-a");
-    ck_assert_uint_eq(r.r.epoch, e);
-    ck_assert_int_gt(r.r.ttl_ms, 9000);
-
-    r = do_renew(loop, st, 2, "node-a", e, 10000);
-    ck_assert_int_eq(r.r.status, AX_OK);
-    ck_assert_int_eq(r.r.granted, 1);
-    r = do_renew(loop, st, 2, "node-b", e, 10000);
-    ck_assert_int_eq(r.r.granted, 0);
-    r = do_renew(loop, st, 2, "node-a", e - 1, 10000); /* stale epoch */
-    ck_assert_int_eq(r.r.granted, 0);
-
-    r = do_get(loop, st, 2);
-    ck_assert_int_eq(r.r.granted, 1);
-    ck_assert_str_eq(r.owner, "node-a");
-    ck_assert_uint_eq(r.r.epoch, e);
-    ck_assert_int_gt(r.r.ttl_ms, 9000);
-
-    r = do_release(loop, st, 2, "node-a", e - 1);
-    ck_assert_int_eq(r.r.granted, 0);
-    r = do_release(loop, st, 2, "node-b", e);
-    ck_assert_int_eq(r.r.granted, 0);
-    r = do_release(loop, st, 2, "node-a", e);
-    ck_assert_int_eq(r.r.granted, 1);
-    r = do_get(loop, st, 2);
-    ck_assert_int_eq(r.r.granted, 0);
-    ck_assert_uint_eq(r.r.epoch, e);
+    check_lease_contract(loop, st, 2, e, 9000, 1);
 
     /* expiry: the lease goes, the epoch counter stays and grows */
     r = do_acquire(loop, st, 2, "node-b", 100, 0);
