@@ -119,8 +119,11 @@ START_TEST(sigkill_owner_then_key_is_served_by_a_survivor_within_ttl_plus_1s_wit
         ck_assert_msg(owner >= 0 && owner != victim, "trial %d: shard %u owner after failover: %d", trial, sh, owner);
         ck_assert_msg(new_epoch > old_epoch, "trial %d: epoch %.0f after failover, %.0f before", trial, new_epoch,
                       old_epoch);
-        ck_assert_msg(took <= (TTL_MS + 1000) / 1000.0, "trial %d: failover took %.0f ms > ttl + 1 s", trial,
-                      took * 1000);
+        /* etcd counts lease time in whole seconds and deletes expired keys in a 500 ms sweep:
+         * up to a second more (PROTOCOL.md "etcd store") */
+        double bound_ms = TTL_MS + 1000 + (store_etcd() ? 1000 : 0);
+        ck_assert_msg(took * 1000 <= bound_ms, "trial %d: failover took %.0f ms > %.0f ms (ttl + 1 s%s)", trial,
+                      took * 1000, bound_ms, store_etcd() ? " + 1 s for etcd" : "");
         /* bring the node back (a new boot) and let the shards rebalance */
         node_restart(victim);
         double end = now_s() + 10;

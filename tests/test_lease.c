@@ -658,7 +658,7 @@ START_TEST(manager_rejects_bad_config_and_frees_with_requests_in_flight)
     ck_assert_ptr_nonnull(s2);
     ck_assert_uint_eq(s2->n_shards, 256);
     axd_lease_store_free(s2);
-    ck_assert_int_eq(axd_config_set(&conf, "lease.store", "etcd", err, sizeof err), AX_ECONFIG);
+    ck_assert_int_eq(axd_config_set(&conf, "lease.store", "zookeeper", err, sizeof err), AX_ECONFIG);
     axd_config_free(&conf);
     ev_loop_destroy(loop);
 }

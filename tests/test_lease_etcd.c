@@ -19,13 +19,20 @@
 #include "lease_test_util.h"
 #include "shard.h"
 
-static axd_lease_store *store_on(struct ev_loop *loop, const char *endpoints, const char *prefix, uint32_t n_shards)
+static axd_lease_store *store_as(struct ev_loop *loop, const char *endpoints, const char *prefix, uint32_t n_shards,
+                                 const char *user, const char *password)
 {
     char err[256] = "";
-    axd_lease_etcd_cfg cfg = {.endpoints = endpoints, .prefix = prefix, .timeout_ms = 1000};
+    axd_lease_etcd_cfg cfg = {
+        .endpoints = endpoints, .prefix = prefix, .timeout_ms = 1000, .user = user, .password = password};
     axd_lease_store *st = axd_lease_etcd_new(loop, n_shards, &cfg, err, sizeof err);
     ck_assert_msg(st != NULL, "%s", err);
     return st;
+}
+
+static axd_lease_store *store_on(struct ev_loop *loop, const char *endpoints, const char *prefix, uint32_t n_shards)
+{
+    return store_as(loop, endpoints, prefix, n_shards, NULL, NULL);
 }
 
 START_TEST(etcd_acquire_renew_expiry_epochs_release)
@@ -281,6 +288,54 @@ END_TEST
 
 /* Three members, one SIGKILLed while three shard managers share 16 shards: leases keep
  * working with a quorum and no shard is served by two nodes at any sample. */
+static void etcdctl(const etcd_proc *e, const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 etcdctl --endpoints=%s %s >/dev/null 2>&1", e->endpoints, args);
+    ck_assert_msg(system(cmd) == 0, "etcdctl %s failed", args);
+}
+
+/* etcd with authentication on: a store with the right user works (its token renewed when
+ * etcd refuses it), no user or a wrong password is AX_EAUTH with a clear last error. */
+START_TEST(etcd_authentication_a_right_user_works_a_wrong_one_is_eauth)
+{
+    etcd_proc e;
+    etcd_up(&e, 1);
+    etcdctl(&e, "user add root:axpw-7731");
+    etcdctl(&e, "user grant-role root root");
+    etcdctl(&e, "auth enable");
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    axd_lease_store *ok = store_as(loop, e.endpoints, "a/", 4, "root", "axpw-7731");
+    res r = acquire_past_quarantine(loop, ok, 1, "node-a", 10000);
+    check_lease_contract(loop, ok, 1, r.r.epoch, 5000, 0);
+    /* etcd restarted: its simple tokens are gone; the store gets a new one and goes on */
+    etcd_kill_member(&e, 0, SIGTERM);
+    etcd_start_member(&e, 0, 1);
+    int done = 0;
+    for (int i = 0; i < 100 && !done; i++) {
+        r = do_get(loop, ok, 1);
+        done = r.r.status == AX_OK;
+        if (!done)
+            run_for(loop, 0.1);
+    }
+    ck_assert_msg(done, "after etcd's restart: %s", ax_strerror(r.r.status));
+    axd_lease_store *none = store_on(loop, e.endpoints, "a/", 4);
+    r = do_get(loop, none, 1);
+    ck_assert_int_eq(r.r.status, AX_EAUTH);
+    axd_lease_store *bad = store_as(loop, e.endpoints, "a/", 4, "root", "wrong");
+    r = do_get(loop, bad, 1);
+    ck_assert_int_eq(r.r.status, AX_EAUTH);
+    axd_lease_state s;
+    axd_lease_store_state(bad, &s);
+    ck_assert_msg(strstr(s.last_error, "authentication failed"), "last error: %s", s.last_error);
+    axd_lease_store_free(ok);
+    axd_lease_store_free(none);
+    axd_lease_store_free(bad);
+    ev_loop_destroy(loop);
+    etcd_down(&e);
+}
+END_TEST
+
 static int all_served(tcluster *c)
 {
     int n = 0;
@@ -346,6 +401,7 @@ int main(void)
     tcase_add_test(t, etcd_membership_records_live_by_their_ttl);
     tcase_add_test(t, etcd_endpoints_fail_over_and_bad_settings_are_refused);
     tcase_add_test(t, etcd_three_members_one_killed_no_two_owners);
+    tcase_add_test(t, etcd_authentication_a_right_user_works_a_wrong_one_is_eauth);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -233,6 +233,8 @@ typedef struct axd_lease_etcd_cfg {
     const char *prefix;      /* key prefix, default "axactor/" */
     const char *cacert;      /* TLS: CA file to check the servers with (NULL: the system's) */
     const char *cert, *key;  /* TLS client certificate and its key (both or neither) */
+    const char *user;        /* etcd authentication: NULL or "" = none */
+    const char *password;
     uint32_t timeout_ms;     /* bound on one request (connect included); 0 = 2000 */
 } axd_lease_etcd_cfg;
 /* 0, or AX_ECONFIG with a message naming the bad setting. */

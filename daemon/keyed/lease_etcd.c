@@ -38,7 +38,7 @@ typedef struct etcd_store etcd_store;
 typedef struct eop eop;
 
 /* One operation in flight, one HTTP request at a time (its steps chain). */
-enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_MPUT, OP_MDEL, OP_MLIST, OP_SLOAD, OP_SWRITE, OP_REVOKE };
+enum { OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_GET, OP_MPUT, OP_MDEL, OP_MLIST, OP_SLOAD, OP_SWRITE, OP_REVOKE, OP_AUTH };
 
 struct eop {
     etcd_store *st;
@@ -63,7 +63,11 @@ struct eop {
     axd_lease_cb cb;
     axd_member_cb mcb;
     void *ud;
-    /* the HTTP request in flight */
+    /* the HTTP request in flight (path and body kept to send it again after a new token) */
+    char path[40];
+    char *text;
+    int auth_retry;           /* sent again once with a fresh token */
+    eop *await_next;          /* waiting for the auth token */
     CURL *easy;
     struct curl_slist *hdrs;
     char *resp;
@@ -88,6 +92,10 @@ struct etcd_store {
     int n_endpoints, cur;
     char prefix[201];
     char *cacert, *cert, *key;
+    char *user, *password;    /* etcd authentication (a token from /v3/auth/authenticate) */
+    char *token;
+    int authing;
+    eop *await_head, *await_tail;
     uint32_t timeout_ms;
     int64_t *shard_lease; /* the etcd lease each shard was granted under here (0: none) */
     eop **sq_head, **sq_tail; /* per shard: state operations, applied one at a time in call order */
@@ -281,7 +289,7 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 
 static void note_error(etcd_store *st, const eop *q, const char *a, const char *b)
 {
-    if (q->op == OP_REVOKE)
+    if (q->op == OP_REVOKE && !st->user)
         return; /* a lease given back that had expired already */
     char m[256];
     snprintf(m, sizeof m, "%s: %s", a, b);
@@ -290,28 +298,98 @@ static void note_error(etcd_store *st, const eop *q, const char *a, const char *
     snprintf(st->last_error, sizeof st->last_error, "%s", m);
 }
 
+static int send_now(eop *q);
+static eop *op_new(etcd_store *st, int op, uint32_t shard);
+
+/* Ask for a token (user, password); the operations waiting for it go when it comes. */
+static int authenticate(etcd_store *st)
+{
+    if (st->authing)
+        return 0;
+    eop *a = op_new(st, OP_AUTH, 0);
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "name", st->user);
+    cJSON_AddStringToObject(b, "password", st->password ? st->password : "");
+    a->text = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    snprintf(a->path, sizeof a->path, "/v3/auth/authenticate");
+    int rc = a->text ? send_now(a) : AX_ENOMEM;
+    if (rc) {
+        op_free(a);
+        return rc;
+    }
+    st->authing = 1;
+    return 0;
+}
+
+static void await_token(eop *q)
+{
+    etcd_store *st = q->st;
+    q->await_next = NULL;
+    if (st->await_tail)
+        st->await_tail->await_next = q;
+    else
+        st->await_head = q;
+    st->await_tail = q;
+}
+
+/* The token came (status 0) or could not be had: the waiting operations go, or fail. */
+static void auth_done(etcd_store *st, int status)
+{
+    st->authing = 0;
+    eop *q = st->await_head;
+    st->await_head = st->await_tail = NULL;
+    while (q) {
+        eop *n = q->await_next;
+        int rc = status ? status : send_now(q);
+        if (rc)
+            op_step(q, rc, NULL);
+        q = n;
+    }
+}
+
 /* POST body (taken) to path on the current endpoint; the answer comes to op_step. */
 static int post(eop *q, const char *path, cJSON *body)
 {
     etcd_store *st = q->st;
-    char *text = cJSON_PrintUnformatted(body);
+    if (q->text)
+        cJSON_free(q->text);
+    q->text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
-    if (!text)
+    if (!q->text)
         return AX_ENOMEM;
+    snprintf(q->path, sizeof q->path, "%s", path);
+    q->auth_retry = 0;
+    if (st->user && !st->token) {
+        int rc = authenticate(st);
+        if (rc)
+            return rc;
+        await_token(q);
+        return 0;
+    }
+    return send_now(q);
+}
+
+static int send_now(eop *q)
+{
+    etcd_store *st = q->st;
     char url[600];
     q->ep = st->cur;
-    snprintf(url, sizeof url, "%s%s", st->endpoints[q->ep], path);
+    snprintf(url, sizeof url, "%s%s", st->endpoints[q->ep], q->path);
     CURL *e = curl_easy_init();
-    if (!e) {
-        cJSON_free(text);
+    if (!e)
         return AX_ENOMEM;
-    }
     q->resp_len = 0;
     q->too_big = 0;
     q->errbuf[0] = 0;
     q->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (st->token && q->op != OP_AUTH) {
+        char h[600];
+        snprintf(h, sizeof h, "Authorization: %s", st->token);
+        q->hdrs = curl_slist_append(q->hdrs, h);
+    }
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, text);
+    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, q->text);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, q->hdrs);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
@@ -327,7 +405,6 @@ static int post(eop *q, const char *path, cJSON *body)
         curl_easy_setopt(e, CURLOPT_SSLCERT, st->cert);
     if (st->key)
         curl_easy_setopt(e, CURLOPT_SSLKEY, st->key);
-    cJSON_free(text);
     q->easy = e;
     if (curl_multi_add_handle(st->multi, e) != CURLM_OK) {
         curl_easy_cleanup(e);
@@ -363,16 +440,46 @@ static void request_done(etcd_store *st, CURL *e, CURLcode res)
         st->ok_now = 0;
     } else {
         doc = q->resp_len ? cJSON_ParseWithLength(q->resp, q->resp_len) : NULL;
-        if (code == 401 || code == 403) {
+        if (code == 401 && st->user && q->op != OP_AUTH && !q->auth_retry) {
+            /* the token expired (or etcd restarted): a new one, then this request again */
+            cJSON_Delete(doc);
+            ax_free(st->token);
+            st->token = NULL;
+            q->auth_retry = 1;
+            int rc = authenticate(st);
+            if (rc)
+                op_step(q, rc, NULL);
+            else
+                await_token(q);
+            return;
+        }
+        if (code == 401 || code == 403 || (q->op == OP_AUTH && code != 200)) {
+            const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "message");
             status = AX_EAUTH;
-            note_error(st, q, ep, "the request was refused: authentication required (HTTP 401/403)");
+            note_error(st, q, ep, cJSON_IsString(m) ? m->valuestring : "authentication refused (HTTP 401/403)");
         } else if (code != 200 || !cJSON_IsObject(doc)) {
             const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, "message");
+            const char *mt = cJSON_IsString(m) ? m->valuestring : "";
             status = code != 200 ? AX_EIO : AX_EPROTO;
+            if (strstr(mt, "user name is empty") || strstr(mt, "permission denied") || strstr(mt, "auth"))
+                status = AX_EAUTH; /* authentication on and no (or a wrong) user */
             note_error(st, q, ep, cJSON_IsString(m) ? m->valuestring : "an answer that is not a JSON object");
         } else {
             st->ok_now = st->ok_once = 1;
         }
+    }
+    if (q->op == OP_AUTH) {
+        const cJSON *t = status ? NULL : cJSON_GetObjectItemCaseSensitive(doc, "token");
+        if (cJSON_IsString(t) && *t->valuestring && strlen(t->valuestring) < 500) {
+            st->token = ax_strdup(t->valuestring);
+        } else if (!status) {
+            status = AX_EAUTH;
+            note_error(st, q, ep, "the authentication answer holds no token");
+        }
+        cJSON_Delete(doc);
+        op_free(q);
+        auth_done(st, status ? (status == AX_EAUTH || status == AX_EIO ? AX_EAUTH : status) : 0);
+        return;
     }
     if (status && q->op == OP_REVOKE) { /* giving back a lease that expired already: nothing to say */
         cJSON_Delete(doc);
@@ -485,6 +592,8 @@ static void op_free(eop *q)
     ax_free(q->resp);
     ax_free(q->record);
     ax_free(q->sname);
+    if (q->text)
+        cJSON_free(q->text);
     ax_free(q);
 }
 
@@ -1229,6 +1338,12 @@ static void es_free(axd_lease_store *s)
     ax_free(st->cacert);
     ax_free(st->cert);
     ax_free(st->key);
+    ax_free(st->user);
+    if (st->password) {
+        memset(st->password, 0, strlen(st->password));
+        ax_free(st->password);
+    }
+    ax_free(st->token);
     ax_free(st->shard_lease);
     ax_free(st->sq_head);
     ax_free(st->sq_tail);
@@ -1279,6 +1394,8 @@ axd_lease_store *axd_lease_etcd_new(struct ev_loop *loop, uint32_t n_shards, con
     st->cacert = dup_or_null(cfg->cacert);
     st->cert = dup_or_null(cfg->cert);
     st->key = dup_or_null(cfg->key);
+    st->user = dup_or_null(cfg->user);
+    st->password = dup_or_null(cfg->password);
     for (const char *p = cfg->endpoints; *p;) {
         size_t len = strcspn(p, ",");
         char *e = ax_malloc(len + 1);

@@ -99,6 +99,8 @@ axd_lease_store *axd_lease_store_from_config(struct ev_loop *loop, const axd_con
                                  .cacert = c->etcd_cacert,
                                  .cert = c->etcd_cert,
                                  .key = c->etcd_key,
+                                 .user = c->etcd_user,
+                                 .password = c->etcd_password,
                                  .timeout_ms = c->etcd_timeout_ms};
         return axd_lease_etcd_new(loop, c->shard_count, &ec, err, errlen);
     }

@@ -69,6 +69,7 @@ typedef struct axd_config {
     char *etcd_endpoints;      /* lease.etcd_endpoints: http(s)://HOST:PORT,... */
     char *etcd_prefix;         /* lease.etcd_prefix, default "axactor/" */
     char *etcd_cacert, *etcd_cert, *etcd_key; /* lease.etcd_cacert/_cert/_key: TLS */
+    char *etcd_user, *etcd_password; /* lease.etcd_user / _password (secret): etcd authentication */
     uint32_t etcd_timeout_ms;  /* lease.etcd_timeout_ms, default 2000 */
     /* [cluster] (daemon/cluster/; enabled when listen or peers is set) */
     char *cluster_listen;      /* cluster.listen: "host:port" for peers, default "" (off) */
