@@ -602,7 +602,10 @@ static pid_t fake_daemon(int how, char *path, size_t cap)
         }
         ax_frame_end(&b, st, AX_FRAME_MAX_LIMIT);
         if (how == FAKE_GARBAGE) /* then bytes that are no frame at all */
-            ax_wbuf_put(&b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 29);
+        {
+            static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+            ax_wbuf_put(&b, http, sizeof http - 1);
+        }
         if (how == FAKE_HALF_FRAME) { /* then half of an answer, and the end */
             size_t s2 = ax_frame_begin(&b, AX_T_JSON, 0, 2);
             ax_wbuf_blob(&b, "{\"a\":1}", 7);

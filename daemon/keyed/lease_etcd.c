@@ -250,6 +250,16 @@ static cJSON *cmp_value_ne(const char *k, const char *v, size_t n)
     return c;
 }
 
+/* {"ID": "<id>"}: the body of the lease keep-alive, time-to-live and revoke calls. */
+static cJSON *lease_id_body(int64_t id)
+{
+    char v[24];
+    snprintf(v, sizeof v, "%" PRId64, id);
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddStringToObject(b, "ID", v);
+    return b;
+}
+
 static cJSON *txn_new(cJSON **cmp, cJSON **succ)
 {
     cJSON *t = cJSON_CreateObject();
@@ -612,10 +622,7 @@ static void lease_revoke(etcd_store *st, int64_t id)
     if (!id || st->freeing)
         return;
     eop *q = op_new(st, OP_REVOKE, 0);
-    cJSON *b = cJSON_CreateObject();
-    char v[24];
-    snprintf(v, sizeof v, "%" PRId64, id);
-    cJSON_AddStringToObject(b, "ID", v);
+    cJSON *b = lease_id_body(id);
     if (post(q, "/v3/lease/revoke", b))
         op_free(q);
 }
@@ -642,6 +649,20 @@ static long kv_value(const cJSON *kv, char *buf, size_t cap)
 }
 
 static int txn_ok(const cJSON *resp) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "succeeded")); }
+
+/* A txn whose compares say: the shard's lease key holds epoch, and its owner key holds
+ * node (node NULL: any node — not the quarantine's ""). *succ gets the success list. */
+static cJSON *txn_holder(const etcd_store *st, uint32_t shard, uint64_t epoch, const char *node, cJSON **succ)
+{
+    char kl[ETCD_KEY_MAX], ko[ETCD_KEY_MAX], v[24];
+    key_of(st, kl, sizeof kl, "lease", shard);
+    key_of(st, ko, sizeof ko, "owner", shard);
+    snprintf(v, sizeof v, "%" PRIu64, epoch);
+    cJSON *cmp, *t = txn_new(&cmp, succ);
+    cJSON_AddItemToArray(cmp, cmp_value(kl, v, strlen(v)));
+    cJSON_AddItemToArray(cmp, node ? cmp_value(ko, node, strlen(node)) : cmp_value_ne(ko, "", 0));
+    return t;
+}
 
 /* Read a shard's three keys (one txn, no compare). */
 static int read_shard(eop *q)
@@ -719,10 +740,7 @@ static void acquire_step(eop *q, int status, cJSON *resp)
             snprintf(q->node, sizeof q->node, "%s", ovn > 0 ? ov : "");
             q->epoch = held;
             q->step = A_TTL;
-            cJSON *b = cJSON_CreateObject();
-            char v[24];
-            snprintf(v, sizeof v, "%" PRId64, i64_of(kl, "lease"));
-            cJSON_AddStringToObject(b, "ID", v);
+            cJSON *b = lease_id_body(i64_of(kl, "lease"));
             rc = post(q, "/v3/lease/timetolive", b);
             break;
         }
@@ -824,13 +842,7 @@ static void renew_step(eop *q, int status, cJSON *resp)
             return;
         }
         /* alive: and its keys still say this node at this epoch */
-        char kl[ETCD_KEY_MAX], ko[ETCD_KEY_MAX], v[24];
-        key_of(q->st, kl, sizeof kl, "lease", q->shard);
-        key_of(q->st, ko, sizeof ko, "owner", q->shard);
-        snprintf(v, sizeof v, "%" PRIu64, q->epoch);
-        cJSON *cmp, *succ, *t = txn_new(&cmp, &succ);
-        cJSON_AddItemToArray(cmp, cmp_value(kl, v, strlen(v)));
-        cJSON_AddItemToArray(cmp, cmp_value(ko, q->node, strlen(q->node)));
+        cJSON *succ, *t = txn_holder(q->st, q->shard, q->epoch, q->node, &succ);
         q->step = R_CHECK;
         int rc = post(q, "/v3/kv/txn", t);
         if (rc)
@@ -854,10 +866,7 @@ static int es_renew(axd_lease_store *s, uint32_t shard, const char *node, uint64
     q->cb = cb;
     q->ud = ud;
     q->lease_id = st->shard_lease[shard];
-    cJSON *b = cJSON_CreateObject();
-    char v[24];
-    snprintf(v, sizeof v, "%" PRId64, q->lease_id);
-    cJSON_AddStringToObject(b, "ID", v);
+    cJSON *b = lease_id_body(q->lease_id);
     if ((rc = post(q, "/v3/lease/keepalive", b))) {
         op_free(q);
         return rc;
@@ -891,13 +900,10 @@ static int es_release(axd_lease_store *s, uint32_t shard, const char *node, uint
     q->epoch = epoch;
     q->cb = cb;
     q->ud = ud;
-    char kl[ETCD_KEY_MAX], ko[ETCD_KEY_MAX], v[24];
+    char kl[ETCD_KEY_MAX], ko[ETCD_KEY_MAX];
     key_of(st, kl, sizeof kl, "lease", shard);
     key_of(st, ko, sizeof ko, "owner", shard);
-    snprintf(v, sizeof v, "%" PRIu64, epoch);
-    cJSON *cmp, *succ, *t = txn_new(&cmp, &succ);
-    cJSON_AddItemToArray(cmp, cmp_value(kl, v, strlen(v)));
-    cJSON_AddItemToArray(cmp, cmp_value(ko, node, strlen(node)));
+    cJSON *succ, *t = txn_holder(st, shard, epoch, node, &succ);
     cJSON_AddItemToArray(succ, req_delete(kl));
     cJSON_AddItemToArray(succ, req_delete(ko));
     if ((rc = post(q, "/v3/kv/txn", t))) {
@@ -1147,15 +1153,8 @@ static cJSON *state_count(const etcd_store *st, uint32_t shard)
 static int send_state(eop *q)
 {
     etcd_store *st = q->st;
-    char kl[ETCD_KEY_MAX], v[24];
-    key_of(st, kl, sizeof kl, "lease", q->shard);
-    snprintf(v, sizeof v, "%" PRIu64, q->epoch);
-    char ko[ETCD_KEY_MAX];
-    key_of(st, ko, sizeof ko, "owner", q->shard);
-    cJSON *cmp, *succ, *t = txn_new(&cmp, &succ);
-    cJSON_AddItemToArray(cmp, cmp_value(kl, v, strlen(v)));
     /* a live lease of a node: the quarantine's (owner "") may stand at an epoch once granted */
-    cJSON_AddItemToArray(cmp, cmp_value_ne(ko, "", 0));
+    cJSON *succ, *t = txn_holder(st, q->shard, q->epoch, NULL, &succ);
     cJSON *one = cJSON_CreateObject();
     cJSON *o = cJSON_AddObjectToObject(one, q->op == OP_SLOAD ? "request_range"
                                             : q->del          ? "request_delete_range"
