@@ -51,6 +51,7 @@ static int store_etcd(void)
     return s && !strcmp(s, "etcd");
 }
 static int cluster_redis_aof; /* cluster_up: redis with appendonly yes, appendfsync always */
+static int cluster_etcd_members = 1; /* cluster_up on etcd: 1 or 3 members (every node is given all) */
 
 /* More settings for every node (k: the next free n->args slot; returns the next one). */
 static size_t (*node_extra_args)(node *n, size_t k);
@@ -83,7 +84,7 @@ static const char *const *node_args(node *n)
     SET("shards.count=%d", NSHARDS);
     if (store_etcd()) {
         SET("lease.store=etcd");
-        SET("lease.etcd_endpoints=%.70s", E.endpoints); /* one member: about 22 bytes */
+        SET("lease.etcd_endpoints=%.74s", E.endpoints); /* three members: at most 68 bytes */
         SET("lease.etcd_timeout_ms=500");
     } else {
         SET("lease.store=redis");
@@ -296,7 +297,7 @@ static void cluster_up_n(int first)
     memset(max_owned_epoch, 0, sizeof max_owned_epoch);
     rounds = served_seen = 0;
     if (store_etcd())
-        etcd_up(&E, 1);
+        etcd_up(&E, cluster_etcd_members);
     else
         redis_up_aof(&R, NULL, cluster_redis_aof);
     for (int i = 0; i < NNODES; i++) {

@@ -5,7 +5,10 @@
  * recovered without two nodes ever serving one shard at once; the epoch a key's actor
  * runs under never goes backwards across a failover; an owner restarted while its old
  * leases live causes only retryable errors; a paused (SIGSTOP) owner that wakes after its
- * shards moved serves nothing stale. Skips (77) without redis-server. */
+ * shards moved serves nothing stale. With AX_TEST_STORE=etcd the same cluster runs on
+ * etcd (the tests of Redis itself left out), plus one of etcd itself: all members of a
+ * 3-member etcd SIGKILLed, every node stops serving before its deadline, and resumes
+ * once a quorum is back. Skips (77) without redis-server (or etcd). */
 #include <arpa/inet.h>
 #include <check.h>
 #include <cjson/cJSON.h>
@@ -188,6 +191,95 @@ START_TEST(redis_restart_nodes_recover_without_double_ownership)
                               after[i].epoch[k], epoch_before[k]);
     printf("  redis down %.0f ms; all %d shards served again %.0f ms after the restart\n", (t_restart - t0) * 1000,
            NSHARDS, (t_settled - t_restart) * 1000);
+    cluster_down();
+}
+END_TEST
+
+/* etcd only: every member of a 3-member etcd SIGKILLed at once, then restarted one by
+ * one. With no member left no renew succeeds, so each node must stop serving by the
+ * local deadline of its last renewed lease: that renew was sent before the last member
+ * died, so no node may claim a deadline past t_dead + ttl - safety margin, and by then
+ * nothing is served anywhere and keyed asks fail with retryable errors. One member of
+ * three back is no quorum: still nothing is served. With two, every shard is served
+ * again, at an epoch above the one before (etcd kept its epoch counters on disk). */
+START_TEST(all_etcd_members_killed_nodes_stop_before_their_deadline_and_resume_after_a_restart)
+{
+    cluster_etcd_members = 3;
+    cluster_up();
+    view before[NNODES];
+    sample_round(before);
+    double epoch_before[NSHARDS] = {0};
+    for (int k = 0; k < NSHARDS; k++)
+        for (int i = 0; i < NNODES; i++)
+            if (before[i].owned[k])
+                epoch_before[k] = before[i].epoch[k];
+    for (int i = 0; i < NNODES; i++) {
+        char *v = ask_key_ok(i, "counter", "carol", "get");
+        axc_free(v);
+    }
+    for (int m = 0; m < E.n; m++)
+        etcd_kill_member(&E, m, SIGKILL);
+    double t_dead = now_s(), limit = t_dead + (TTL_MS - SAFETY_MS) / 1000.0;
+    /* until the latest possible deadline (+ half the margin): no claim beyond it */
+    view vs[NNODES];
+    double last_served = 0, claim_max = 0;
+    while (now_s() < limit + SAFETY_MS / 2000.0) {
+        sample_round(vs);
+        for (int i = 0; i < NNODES; i++)
+            for (int k = 0; k < NSHARDS; k++)
+                if (vs[i].owned[k]) {
+                    double claim = vs[i].t0 + vs[i].exp_ms[k] / 1000.0;
+                    if (claim > claim_max)
+                        claim_max = claim;
+                    if (vs[i].t1 > last_served)
+                        last_served = vs[i].t1;
+                    ck_assert_msg(claim <= limit + 0.05,
+                                  "%s claims shard %d until %.0f ms after etcd died (latest deadline %.0f ms)",
+                                  N[i].name, k, (claim - t_dead) * 1000, (limit - t_dead) * 1000);
+                }
+        sleep_ms(20);
+    }
+    ck_assert_int_eq(sample_round(vs), 0);
+    for (int i = 0; i < NNODES; i++) {
+        ck_assert_int_eq(vs[i].n_owned, 0);
+        int rc;
+        char *v = ask_key(i, "counter", "carol", "get", 0, &rc);
+        ck_assert_msg(v == NULL && retryable(rc), "ask through %s without etcd: %s (%s)", N[i].name,
+                      ax_errname(rc), axc_errmsg(conn(i)));
+    }
+    sleep_sampling(1000);
+    ck_assert_int_eq(sample_round(vs), 0);
+    /* one member of three: no quorum, nothing to renew or acquire with */
+    etcd_start_member(&E, 0, 1);
+    sleep_sampling(2 * TTL_MS);
+    ck_assert_int_eq(sample_round(vs), 0);
+    for (int i = 0; i < NNODES; i++)
+        ck_assert_int_eq(vs[i].n_owned, 0);
+    /* two: a quorum again */
+    etcd_start_member(&E, 1, 1);
+    double t_quorum = now_s();
+    wait_settled(10 * TTL_MS);
+    double t_settled = now_s();
+    etcd_start_member(&E, 2, 1);
+    for (int i = 0; i < NNODES; i++)
+        for (int k = 0; k < 5; k++) {
+            char key[16];
+            snprintf(key, sizeof key, "carol-%d", k);
+            char *v = ask_key_ok(i, "counter", key, "get");
+            axc_free(v);
+        }
+    sleep_sampling(1000);
+    view after[NNODES];
+    ck_assert_int_eq(sample_round(after), NSHARDS);
+    for (int k = 0; k < NSHARDS; k++)
+        for (int i = 0; i < NNODES; i++)
+            if (after[i].owned[k])
+                ck_assert_msg(after[i].epoch[k] > epoch_before[k], "shard %d: epoch %.0f after, %.0f before", k,
+                              after[i].epoch[k], epoch_before[k]);
+    printf("  etcd (3 members) killed: last shard seen served %.0f ms after, latest claimed deadline %.0f ms "
+           "(bound %.0f ms); all %d shards served again %.0f ms after a quorum was back\n",
+           last_served ? (last_served - t_dead) * 1000 : 0.0, claim_max ? (claim_max - t_dead) * 1000 : 0.0,
+           (limit - t_dead) * 1000, NSHARDS, (t_settled - t_quorum) * 1000);
     cluster_down();
 }
 END_TEST
@@ -645,6 +737,12 @@ END_TEST
         if (!store_etcd())                                                                                        \
             ADD(fn);                                                                                              \
     } while (0)
+/* A test of etcd itself (its members killed and restarted): on etcd only. */
+#define ADD_ETCD(fn)                                                                                              \
+    do {                                                                                                          \
+        if (store_etcd())                                                                                         \
+            ADD(fn);                                                                                              \
+    } while (0)
 /* ---------------- a TCP proxy in front of redis, to cut one node from the store ---------------- */
 
 typedef struct proxy {
@@ -995,6 +1093,7 @@ static Suite *suite(void)
     ADD(keyed_counters_are_reachable_from_every_node);
     ADD(sigkill_owner_then_key_is_served_by_a_survivor_within_ttl_plus_1s_with_higher_epoch);
     ADD_REDIS(redis_restart_nodes_recover_without_double_ownership);
+    ADD_ETCD(all_etcd_members_killed_nodes_stop_before_their_deadline_and_resume_after_a_restart);
     ADD(fence_epoch_seen_by_a_keyed_actor_never_decreases_across_failover);
     ADD(a_restarted_owner_serves_its_old_keys_with_only_retryable_errors_meanwhile);
     ADD(a_paused_owner_resumes_without_serving_the_shards_that_moved);
