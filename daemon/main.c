@@ -223,6 +223,7 @@ int main(int argc, char **argv)
     axd_sd_notify("READY=1\nSTATUS=serving");
     ev_run(loop, 0);
     axd_sd_notify("STOPPING=1");
+    axd_members_finish(&server); /* the record's delete, if the loop ended before its answer */
     rc = server.exit_code;
 out:
     axd_server_free(&server);

@@ -149,7 +149,13 @@ int axd_members_start(axd_server *s)
 
 static void del_cb(void *ud, int status, const axd_member *m, size_t n)
 {
-    (void)ud, (void)status, (void)m, (void)n;
+    (void)m, (void)n;
+    axd_members *ms = ud;
+    ms->del_inflight = 0;
+    if (status != AX_OK && status != AX_ECANCELED)
+        axd_log(AX_LOG_WARN, "members", "could not delete this node's record from the lease store (%s): the others "
+                                       "forget it when it expires",
+               ax_errname(status));
 }
 
 void axd_members_stop(axd_server *s)
@@ -160,8 +166,31 @@ void axd_members_stop(axd_server *s)
     ms->stopped = 1;
     ev_timer_stop(s->loop, &ms->tick);
     /* leave now: the others forget this node at their next listing, not a ttl later */
-    if (ms->active && s->keyed.lease_store)
-        axd_member_del(s->keyed.lease_store, s->cfg.node_name, del_cb, ms);
+    if (ms->active && s->keyed.lease_store &&
+        axd_member_del(s->keyed.lease_store, s->cfg.node_name, del_cb, ms) == AX_OK)
+        ms->del_inflight = 1;
     cJSON_Delete(ms->last);
     ms->last = NULL;
+}
+
+static void finish_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    axd_members *ms = w->data;
+    axd_log(AX_LOG_WARN, "members", "the lease store did not confirm this node's leaving within 1 s: the others "
+                                   "forget it when its record expires");
+    ms->del_inflight = 0;
+}
+
+void axd_members_finish(axd_server *s)
+{
+    axd_members *ms = &s->members;
+    if (!ms->del_inflight)
+        return;
+    ev_timer_init(&ms->finish_w, finish_timeout, 1.0, 0.);
+    ms->finish_w.data = ms;
+    ev_timer_start(s->loop, &ms->finish_w);
+    for (int i = 0; i < 100000 && ms->del_inflight; i++) /* bounded by the timer; the count is a backstop */
+        ev_run(s->loop, EVRUN_ONCE);
+    ev_timer_stop(s->loop, &ms->finish_w);
 }

@@ -22,6 +22,8 @@ typedef struct axd_members {
     struct cJSON *last;    /* the members listed last */
     int active, stopped, put_failing;
     int puts_inflight, lists_inflight;
+    int del_inflight;      /* the record's delete at shutdown, not answered yet */
+    ev_timer finish_w;     /* bounds axd_members_finish */
 } axd_members;
 
 typedef struct axd_server {
@@ -94,5 +96,8 @@ int axd_members_start(axd_server *s);
  * a no-op when it is empty. 0, or an error with err. */
 int axd_server_metrics_start(axd_server *s, char *err, size_t errlen);
 void axd_members_stop(axd_server *s);
+/* After the loop ended: run it until the record's delete sent by axd_members_stop is
+ * answered (at most 1 s), so that it is not lost when the store is freed. */
+void axd_members_finish(axd_server *s);
 
 #endif

@@ -37,7 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             if (op < 4) {
                 if (res.epoch > AXD_LEASE_EPOCH_MAX || res.owner_len > AXD_LEASE_NODE_MAX ||
-                    (res.owner_len && (!res.owner || memchr(res.owner, 0, res.owner_len))))
+                    (res.owner_len && (!res.owner || memchr(res.owner, 0, res.owner_len))) ||
+                    (res.behind && (res.granted || (res.behind != 1))))
                     __builtin_trap();
             } else {
                 if (sr.status != AX_OK && sr.status != AX_ESTALE)

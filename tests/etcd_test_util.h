@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +25,13 @@ typedef struct etcd_proc {
 } etcd_proc;
 
 static inline int etcd_available(void) { return system("etcd --version >/dev/null 2>&1") == 0; }
+
+/* AX_TEST_STORE=etcd: a suite of daemons runs on etcd instead of redis-server. */
+static inline int store_etcd(void)
+{
+    const char *s = getenv("AX_TEST_STORE");
+    return s && !strcmp(s, "etcd");
+}
 
 /* (Re)start member i; with wait, fail the test unless its client port listens in 10 s. */
 static inline void etcd_start_member(etcd_proc *e, int i, int wait)

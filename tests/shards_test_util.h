@@ -43,13 +43,8 @@ static node N[NNODES];
 static redis_proc R;
 static etcd_proc E;
 
-/* AX_TEST_STORE=etcd: the same cluster on one etcd member instead of redis-server (the
+/* AX_TEST_STORE=etcd (store_etcd): the same cluster on etcd instead of redis-server (the
  * tests that need Redis itself are left out, see cluster_suite_main). */
-static int store_etcd(void)
-{
-    const char *s = getenv("AX_TEST_STORE");
-    return s && !strcmp(s, "etcd");
-}
 static int cluster_redis_aof; /* cluster_up: redis with appendonly yes, appendfsync always */
 static int cluster_etcd_members = 1; /* cluster_up on etcd: 1 or 3 members (every node is given all) */
 

@@ -117,7 +117,17 @@ static double wait_two_serve_all(int ms)
     double t0 = now_s(), end = t0 + ms / 1000.0;
     view vs[NNODES];
     while (sample_round(vs) != NSHARDS) {
-        ck_assert_msg(now_s() < end, "the survivors did not take every shard within %d ms", ms);
+        if (now_s() >= end) {
+            for (int i = 0; i < NNODES; i++) /* what each node thinks, for the failure's reader */
+                if (N[i].live) {
+                    cJSON *doc = doc_of(i, axc_shards, "shards");
+                    char *txt = cJSON_PrintUnformatted(doc);
+                    printf("  %s: %s\n", N[i].name, txt);
+                    free(txt);
+                    cJSON_Delete(doc);
+                }
+            ck_abort_msg("the survivors did not take every shard within %d ms", ms);
+        }
         sleep_ms(10);
     }
     return (now_s() - t0) * 1000.0;

@@ -1426,6 +1426,23 @@ START_TEST(secrets_come_from_files_or_credentials_and_are_never_printed)
                   out);
     free(out);
     free(err);
+    /* the etcd password from its file: read, not printed; with the password too: refused */
+    char epw[4096], eflag[4200];
+    snprintf(epw, sizeof epw, "%s", ax_h_write_file(NULL, "etcd_pw", "etcd-pa55word-from-file\n"));
+    snprintf(eflag, sizeof eflag, "lease.etcd_password_file=%s", epw);
+    const char *eprint[] = {exe, "--print-config", "-c", conf, "--set", flag, "--set", "lease.etcd_user=ax",
+                            "--set", eflag, NULL};
+    ck_assert_int_eq(ax_h_run(eprint, &out, &err, 10000), 0);
+    ck_assert_msg(!strstr(out, "etcd-pa55word") && strstr(out, "etcd_password: set (not shown)"),
+                  "--print-config with etcd_password_file:\n%s", out);
+    free(out);
+    free(err);
+    const char *eboth[] = {exe, "--check-config", "-c", conf, "--set", flag, "--set", eflag,
+                           "--set", "lease.etcd_password=x", NULL};
+    ck_assert_int_eq(ax_h_run(eboth, &out, &err, 10000), 1);
+    ck_assert_msg(strstr(err, "not both") && strstr(err, "etcd_password_file"), "%s", err);
+    free(out);
+    free(err);
     /* a token file that cannot be read: refused, at the line that names it */
     const char *bad = ax_h_write_file(NULL, "sec2.conf",
                                       "[cluster]\nlisten = 127.0.0.1:7409\nauth_token_file = /nonexistent/axactor/t\n"

@@ -109,6 +109,7 @@ START_TEST(redis_acquire_renew_expiry_epochs_release)
      * above what the caller knows */
     r = do_acquire(loop, st, 5, "node-a", 10000, 0); /* quarantine of a fresh shard first */
     ck_assert_int_eq(r.r.granted, 0);
+    ck_assert_int_eq(r.r.behind, 0); /* a fresh counter is no store gone back */
     uint64_t e5 = r.r.epoch;
     run_for(loop, 0.05);
     redisContext *c0 = raw(&rp);
@@ -118,6 +119,11 @@ START_TEST(redis_acquire_renew_expiry_epochs_release)
     ck_assert_int_eq(r.r.granted, 0);
     ck_assert_str_eq(r.owner, "");
     ck_assert_uint_eq(r.r.epoch, e5 + 100);
+    ck_assert_int_eq(r.r.behind, 1);
+    r = do_acquire(loop, st, 5, "node-b", 100, e5 + 100); /* the quarantine is there now */
+    ck_assert_int_eq(r.r.granted, 0);
+    ck_assert_uint_eq(r.r.epoch, e5 + 100);
+    ck_assert_int_eq(r.r.behind, 0);
     run_for(loop, 0.15);
     r = do_acquire(loop, st, 5, "node-b", 10000, e5 + 100);
     ck_assert_int_eq(r.r.granted, 1);

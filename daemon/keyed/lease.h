@@ -32,7 +32,8 @@ typedef struct axd_lease_store axd_lease_store;
  *   epoch   acquire granted: the new epoch; refused / get: the holder's epoch, or for a
  *           free shard (get) the last epoch granted (0 = never).
  *   ttl_ms  acquire: the holder's remaining time (granted: the requested ttl);
- *           get: remaining time, -1 none / unknown. */
+ *           get: remaining time, -1 none / unknown.
+ *   behind  acquire: see the field. */
 typedef struct axd_lease_result {
     int status;
     int granted;
@@ -40,6 +41,9 @@ typedef struct axd_lease_result {
     size_t owner_len;
     uint64_t epoch;
     int64_t ttl_ms;
+    int behind; /* acquire refused: 1 when this very call found the shard's epoch counter
+                 * below min_epoch (the store went back) and quarantined the shard at
+                 * min_epoch; 0 for a quarantine that was there already */
 } axd_lease_result;
 
 /* Called exactly once per accepted operation, always from the loop (never from inside

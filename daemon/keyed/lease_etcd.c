@@ -52,6 +52,7 @@ struct eop {
     int64_t seen_epoch_rev;   /* acquire: mod revision of the epoch key (0: absent) */
     int64_t seen_lease_rev;   /* acquire: mod revision of the lease key (0: absent) */
     int rounds;
+    int behind; /* acquire: quarantining at min_epoch (the store's counter was below it) */
     int ep;                   /* the endpoint the request in flight went to */
     char *record;             /* member put: the record; state write: the value */
     size_t record_len;
@@ -99,6 +100,8 @@ struct etcd_store {
     uint32_t timeout_ms;
     int64_t *shard_lease; /* the etcd lease each shard was granted under here (0: none) */
     eop **sq_head, **sq_tail; /* per shard: state operations, applied one at a time in call order */
+    eop *mq_head, *mq_tail;   /* member puts and deletes, one at a time in call order (a delete
+                               * must not pass a put in flight: the record would come back) */
     eop *ops;
     int freeing;
     uint64_t n_ops, n_errors, n_failovers;
@@ -610,7 +613,8 @@ static void op_free(eop *q)
 static void lease_answer(eop *q, int status, int granted, const char *owner, uint64_t epoch, int64_t ttl)
 {
     axd_lease_result r = {.status = status, .granted = granted, .owner = owner ? owner : "",
-                          .owner_len = owner ? strlen(owner) : 0, .epoch = epoch, .ttl_ms = ttl};
+                          .owner_len = owner ? strlen(owner) : 0, .epoch = epoch, .ttl_ms = ttl,
+                          .behind = status == AX_OK && !granted && q->behind};
     if (q->cb)
         q->cb(q->ud, q->shard, &r);
     op_free(q);
@@ -705,6 +709,14 @@ static int take_shard(eop *q, uint64_t e, const char *owner, uint64_t epoch_key_
     return post(q, "/v3/kv/txn", t);
 }
 
+/* The remaining time of a holder's lease from etcd's timetolive answer: whole seconds
+ * left (0: less than one; -1 once expired), plus etcd's expiry sweep; -1 if none. */
+static int64_t holder_ttl_ms(const cJSON *resp)
+{
+    int64_t ttl = i64_of(resp, "TTL");
+    return ttl >= 0 ? (ttl + 1) * 1000 + ETCD_SWEEP_MS : -1;
+}
+
 enum { A_GRANT, A_READ, A_TAKE, A_QUARANTINE, A_TTL };
 
 static void acquire_step(eop *q, int status, cJSON *resp)
@@ -753,6 +765,7 @@ static void acquire_step(eop *q, int status, cJSON *resp)
             rc = take_shard(q, seed, "", seed);
         } else if (last < q->min_epoch) { /* the store is behind what the caller saw */
             q->step = A_QUARANTINE;
+            q->behind = 1;
             rc = take_shard(q, q->min_epoch, "", q->min_epoch);
         } else {
             q->old_lease = st->shard_lease[q->shard];
@@ -788,9 +801,8 @@ static void acquire_step(eop *q, int status, cJSON *resp)
         lease_answer(q, AX_OK, 0, "", q->epoch, (int64_t)(q->ttl_ms + 999) / 1000 * 1000 + ETCD_SWEEP_MS);
         return;
     case A_TTL: {
-        /* etcd answers whole seconds left (0: less than one), -1 once expired */
-        int64_t ttl = i64_of(resp, "TTL");
-        lease_answer(q, AX_OK, 0, q->node, q->epoch, ttl >= 0 ? (ttl + 1) * 1000 + ETCD_SWEEP_MS : 1);
+        int64_t ttl = holder_ttl_ms(resp);
+        lease_answer(q, AX_OK, 0, q->node, q->epoch, ttl >= 0 ? ttl : 1);
         return;
     }
     }
@@ -913,19 +925,33 @@ static int es_release(axd_lease_store *s, uint32_t shard, const char *node, uint
     return 0;
 }
 
+enum { G_READ, G_TTL };
+
+/* get: the shard's keys, then for a held shard the holder's remaining time (so that
+ * `axctl shards` on any node shows it held, and the manager knows when it frees). */
 static void get_step(eop *q, int status, cJSON *resp)
 {
     if (status) {
         lease_answer(q, status, 0, "", 0, -1);
         return;
     }
+    if (q->step == G_TTL) {
+        lease_answer(q, AX_OK, 1, q->node, q->epoch, holder_ttl_ms(resp));
+        return;
+    }
     const cJSON *kl = txn_kv(resp, 0), *ko = txn_kv(resp, 1), *ke = txn_kv(resp, 2);
     char lv[32], ov[AXD_LEASE_NODE_MAX + 1], ev[32];
     long lvn = kv_value(kl, lv, sizeof lv), ovn = kv_value(ko, ov, sizeof ov), evn = kv_value(ke, ev, sizeof ev);
-    if (kl && lvn > 0)
-        lease_answer(q, AX_OK, 1, ovn > 0 ? ov : "", epoch_of(lv, (size_t)lvn), -1);
-    else
+    if (!kl || lvn <= 0) {
         lease_answer(q, AX_OK, 0, "", evn > 0 ? epoch_of(ev, (size_t)evn) : 0, -1);
+        return;
+    }
+    snprintf(q->node, sizeof q->node, "%s", ovn > 0 ? ov : "");
+    q->epoch = epoch_of(lv, (size_t)lvn);
+    int64_t id = i64_of(kl, "lease");
+    q->step = G_TTL;
+    if (!id || post(q, "/v3/lease/timetolive", lease_id_body(id)))
+        lease_answer(q, AX_OK, 1, q->node, q->epoch, -1); /* held, for how long unknown */
 }
 
 static int es_get(axd_lease_store *s, uint32_t shard, axd_lease_cb cb, void *ud)
@@ -946,11 +972,28 @@ static int es_get(axd_lease_store *s, uint32_t shard, axd_lease_cb cb, void *ud)
 
 /* ---- membership ---- */
 
+static int member_send(eop *q);
+
 static void member_answer(eop *q, int status, const axd_member *m, size_t n)
 {
-    if (q->mcb)
-        q->mcb(q->ud, status, m, n);
+    etcd_store *st = q->st;
+    axd_member_cb cb = q->mcb;
+    void *ud = q->ud;
+    int queued = q->op == OP_MPUT || q->op == OP_MDEL;
+    if (queued) {
+        st->mq_head = q->qnext;
+        if (!q->qnext)
+            st->mq_tail = NULL;
+    }
     op_free(q);
+    if (cb)
+        cb(ud, status, m, n);
+    /* then the next put or delete (freeing answers them all itself) */
+    if (!queued || st->freeing || !(q = st->mq_head))
+        return;
+    int rc = member_send(q);
+    if (rc)
+        member_answer(q, rc, NULL, 0); /* answers it and goes on to the next */
 }
 
 static void mput_step(eop *q, int status, cJSON *resp)
@@ -993,6 +1036,39 @@ static int64_t *member_lease_slot(etcd_store *st, const char *name)
     return NULL;
 }
 
+/* Start a queued member put (grant, then put under it) or delete. */
+static int member_send(eop *q)
+{
+    if (q->op == OP_MPUT) {
+        int64_t *slot = member_lease_slot(q->st, q->node);
+        q->old_lease = slot ? *slot : 0; /* as the put before this one left it */
+        return grant(q, q->ttl_ms);
+    }
+    char k[ETCD_KEY_MAX];
+    snprintf(k, sizeof k, "%smember/%s", q->st->prefix, q->node);
+    cJSON *b = req_delete(k);
+    cJSON *body = cJSON_DetachItemFromObject(b, "request_delete_range");
+    cJSON_Delete(b);
+    return post(q, "/v3/kv/deleterange", body);
+}
+
+static int member_enqueue(eop *q)
+{
+    etcd_store *st = q->st;
+    if (st->mq_tail) { /* after the earlier ones */
+        st->mq_tail->qnext = q;
+        st->mq_tail = q;
+        return 0;
+    }
+    int rc = member_send(q);
+    if (rc) {
+        op_free(q);
+        return rc;
+    }
+    st->mq_head = st->mq_tail = q;
+    return 0;
+}
+
 static int es_member_put(axd_lease_store *s, const char *name, const char *record, size_t len, uint32_t ttl_ms,
                          axd_member_cb cb, void *ud)
 {
@@ -1006,16 +1082,10 @@ static int es_member_put(axd_lease_store *s, const char *name, const char *recor
     q->record = ax_malloc(len + 1);
     memcpy(q->record, record, len);
     q->record_len = len;
+    q->ttl_ms = ttl_ms;
     q->mcb = cb;
     q->ud = ud;
-    int64_t *slot = member_lease_slot(st, name);
-    q->old_lease = slot ? *slot : 0;
-    int rc = grant(q, ttl_ms);
-    if (rc) {
-        op_free(q);
-        return rc;
-    }
-    return 0;
+    return member_enqueue(q);
 }
 
 /* A member put's grant answered: remember the lease for the next put (see mput_step). */
@@ -1048,17 +1118,7 @@ static int es_member_del(axd_lease_store *s, const char *name, axd_member_cb cb,
     snprintf(q->node, sizeof q->node, "%s", name);
     q->mcb = cb;
     q->ud = ud;
-    char k[ETCD_KEY_MAX];
-    snprintf(k, sizeof k, "%smember/%s", st->prefix, name);
-    cJSON *b = req_delete(k);
-    cJSON *body = cJSON_DetachItemFromObject(b, "request_delete_range");
-    cJSON_Delete(b);
-    int rc = post(q, "/v3/kv/deleterange", body);
-    if (rc) {
-        op_free(q);
-        return rc;
-    }
-    return 0;
+    return member_enqueue(q);
 }
 
 static void mlist_step(eop *q, int status, cJSON *resp)
@@ -1321,6 +1381,10 @@ static void es_free(axd_lease_store *s)
         if (q->op <= OP_GET) {
             lease_answer(q, AX_ECANCELED, 0, "", 0, -1);
         } else if (q->op <= OP_MLIST) {
+            if (q->op != OP_MLIST) { /* each queued one is on the list too: answered in its turn */
+                q->qnext = NULL;
+                st->mq_head = st->mq_tail = q;
+            }
             member_answer(q, AX_ECANCELED, NULL, 0);
         } else if (q->op <= OP_SWRITE) {
             q->qnext = NULL; /* each queued one is on the list too: answered in its turn */

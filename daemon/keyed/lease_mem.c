@@ -240,6 +240,7 @@ static int mem_acquire(axd_lease_store *st, uint32_t shard, const char *node, ui
         r.owner_len = 0;
         r.epoch = min_epoch;
         r.ttl_ms = ttl_ms;
+        r.behind = 1;
     } else {
         uint64_t e = (s->epoch > min_epoch ? s->epoch : min_epoch) + 1;
         if (e > AXD_LEASE_EPOCH_MAX) {

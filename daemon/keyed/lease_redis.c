@@ -24,32 +24,32 @@ static const char acquire_lua[] =
     "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
     "local cur = redis.call('HMGET', KEYS[1], 'owner', 'epoch')\n"
     "if cur[1] and cur[1] ~= ARGV[1] then\n"
-    "  return {0, cur[1], cur[2] or '0', redis.call('PTTL', KEYS[1])}\n"
+    "  return {0, cur[1], cur[2] or '0', redis.call('PTTL', KEYS[1]), 0}\n"
     "end\n"
     "local min = tonumber(ARGV[3])\n"
-    "local function quarantine(e)\n" /* the epoch key at e, the shard held by nobody for a ttl */
+    "local function quarantine(e, behind)\n" /* the epoch key at e, the shard held by nobody for a ttl */
     "  local s = string.format('%.0f', e)\n"
     "  redis.call('SET', KEYS[2], s)\n"
     "  redis.call('DEL', KEYS[1])\n"
     "  redis.call('HSET', KEYS[1], 'owner', '', 'epoch', s)\n"
     "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "  return {0, '', s, tonumber(ARGV[2])}\n"
+    "  return {0, '', s, tonumber(ARGV[2]), behind}\n"
     "end\n"
     "local last = redis.call('GET', KEYS[2])\n"
     "if not last then\n" /* a fresh (or emptied) Redis: seed from its clock */
     "  local t = redis.call('TIME')\n"
     "  local seed = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "  if seed <= min then seed = min + 1 end\n"
-    "  return quarantine(seed)\n"
+    "  return quarantine(seed, 0)\n"
     "end\n"
-    "if tonumber(last) < min then return quarantine(min) end\n" /* Redis went back in time */
+    "if tonumber(last) < min then return quarantine(min, 1) end\n" /* Redis went back in time */
     "local n = redis.call('INCR', KEYS[2])\n"
     "if n <= min then redis.call('SET', KEYS[2], string.format('%.0f', min + 1)) end\n"
     "local s = redis.call('GET', KEYS[2])\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', s)\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "return {1, ARGV[1], s, tonumber(ARGV[2])}\n";
+    "return {1, ARGV[1], s, tonumber(ARGV[2]), 0}\n";
 
 static const char renew_lua[] =
     "local cur = redis.call('HMGET', KEYS[1], 'owner', 'epoch')\n"
@@ -606,10 +606,12 @@ static int parse_reply(int op, const redisReply *r, axd_lease_result *res, const
 {
     switch (op) {
     case OP_ACQUIRE:
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || r->element[0]->type != REDIS_REPLY_INTEGER ||
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 5 || r->element[0]->type != REDIS_REPLY_INTEGER ||
             (r->element[0]->integer != 0 && r->element[0]->integer != 1) ||
-            r->element[3]->type != REDIS_REPLY_INTEGER) {
-            *why = "acquire: expected [0|1, owner, epoch, ttl]";
+            r->element[3]->type != REDIS_REPLY_INTEGER || r->element[4]->type != REDIS_REPLY_INTEGER ||
+            (r->element[4]->integer != 0 && r->element[4]->integer != 1) ||
+            (r->element[4]->integer && r->element[0]->integer)) {
+            *why = "acquire: expected [0|1, owner, epoch, ttl, behind 0|1]";
             return AX_EPROTO;
         }
         if (parse_owner(r->element[1], res) || parse_epoch(r->element[2], &res->epoch)) {
@@ -618,6 +620,7 @@ static int parse_reply(int op, const redisReply *r, axd_lease_result *res, const
         }
         res->granted = (int)r->element[0]->integer;
         res->ttl_ms = r->element[3]->integer < 0 ? -1 : r->element[3]->integer;
+        res->behind = (int)r->element[4]->integer;
         return 0;
     case OP_RENEW:
     case OP_RELEASE:

@@ -129,6 +129,8 @@ typedef struct shard_ent {
     uint8_t data_loss_logged; /* the store's loss of this shard's data was logged (once) */
     uint8_t seen_held;        /* the store told this node of a holder of the shard (or granted it):
                                * a quarantine after that means the store lost its epoch counter */
+    uint8_t kicked;           /* acquiring: the holder said it released the shard meanwhile, so a
+                               * refusal read before that release does not hold the shard back */
     /* What any thread may read (axd_shards_serving_at, _epoch): {epoch, deadline} of an
      * owned shard (epoch 0: not served), under a sequence lock that the manager's thread
      * alone writes (odd while it writes). */
@@ -589,9 +591,11 @@ static void acquire_cb(void *ud, uint32_t i, const axd_lease_result *r)
     } else if (!r->granted) {
         if (r->owner_len && r->epoch < e->seen)
             regression(m, i, r->epoch, e->seen, "is held in the store at");
-        else if (!r->owner_len && q->min && r->epoch == q->min)
-            /* the store's counter was below what we know: it quarantined the shard */
-            regression(m, i, q->min, q->min, NULL);
+        else if (!r->owner_len && r->behind)
+            /* the store's counter was below what we know: this call quarantined the shard
+             * (not a quarantine already there at an epoch we know: nodes starting on a
+             * fresh store learn each other's quarantine epochs through EPOCHS) */
+            regression(m, i, r->epoch, r->epoch, NULL);
         else if (!r->owner_len && e->seen_held && !e->data_loss_logged) {
             /* quarantined although the store had a holder of the shard before: it lost its
              * epoch counter (emptied, restarted without persistence), not a first use */
@@ -610,6 +614,12 @@ static void acquire_cb(void *ud, uint32_t i, const axd_lease_result *r)
             e->seen_held = 1;
         e->holder = intern_holder(m, r->owner, r->owner_len);
         e->held_until = now + (r->ttl_ms > 0 ? r->ttl_ms / 1000.0 : m->renew);
+        if (e->kicked) { /* released since: try again now, from the start of a round */
+            e->held_until = 0;
+            e->holder = 0;
+            m->round_active = 1;
+            m->cursor = 0;
+        }
     } else {
         e->seen_held = 1;
         int stale = r->epoch < e->seen; /* below a known epoch: the store went back */
@@ -648,6 +658,7 @@ static void send_acquire(axd_shards *m, uint32_t i, double now)
 {
     shard_ent *e = &m->sh[i];
     e->st = AXD_SHARD_ACQUIRING;
+    e->kicked = 0;
     e->seq++;
     publish(e);
     req *q = req_new(m, i, REQ_ACQUIRE, now);
@@ -916,10 +927,13 @@ void axd_shards_kick(axd_shards *m, uint32_t shard)
     if (shard >= m->n || !m->started || m->stopping || m->dead || m->draining)
         return;
     shard_ent *e = &m->sh[shard];
+    if (e->st == AXD_SHARD_ACQUIRING) /* its answer may have been read before the release */
+        e->kicked = 1;
     if (e->st != AXD_SHARD_FREE)
         return;
     e->held_until = 0;
     e->holder = 0;
+    e->seq++; /* a survey answer read before the release must not bring the holder back */
     /* a round from the start: another node may win this one, then the next free shard
      * (another released one) is tried, not left for the periodic round */
     m->round_active = 1;

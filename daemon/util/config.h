@@ -70,6 +70,7 @@ typedef struct axd_config {
     char *etcd_prefix;         /* lease.etcd_prefix, default "axactor/" */
     char *etcd_cacert, *etcd_cert, *etcd_key; /* lease.etcd_cacert/_cert/_key: TLS */
     char *etcd_user, *etcd_password; /* lease.etcd_user / _password (secret): etcd authentication */
+    char *etcd_password_file;        /* lease.etcd_password_file: read into etcd_password */
     uint32_t etcd_timeout_ms;  /* lease.etcd_timeout_ms, default 2000 */
     /* [cluster] (daemon/cluster/; enabled when listen or peers is set) */
     char *cluster_listen;      /* cluster.listen: "host:port" for peers, default "" (off) */
@@ -115,9 +116,10 @@ int axd_config_set(axd_config *c, const char *key, const char *value, char *err,
 const char *axd_config_origin(const axd_config *c, const char *key, size_t item);
 /* Free owned strings; accepts a zeroed struct; leaves *c zeroed. */
 void axd_config_free(axd_config *c);
-/* Fill the secrets from where the config says they are: cluster.auth_token_file and
- * lease.redis_password_file, else the systemd credentials "cluster.auth_token" and
- * "lease.redis_password" in $CREDENTIALS_DIRECTORY when the key is empty. A file must be
+/* Fill the secrets from where the config says they are: cluster.auth_token_file,
+ * lease.redis_password_file, lease.etcd_password_file and state.redis_password_file,
+ * else the systemd credentials of the same names without "_file" ("cluster.auth_token",
+ * "lease.redis_password", ...) in $CREDENTIALS_DIRECTORY when the key is empty. A file must be
  * a regular file of at most 4 KiB (one trailing newline is dropped). 0, or AX_ECONFIG
  * with "ORIGIN: reason" (the path and errno for a file that cannot be read); both a
  * value and a _file for one secret is an error. */

@@ -175,6 +175,9 @@ int axd_config_load_secrets(axd_config *c, char *err, size_t errlen)
     if (load_secret(c, "state.redis_password", &c->state_redis_password, "state.redis_password_file",
                     c->state_redis_password_file, "state.redis_password", err, errlen) != 0)
         return AX_ECONFIG;
+    if (load_secret(c, "lease.etcd_password", &c->etcd_password, "lease.etcd_password_file", c->etcd_password_file,
+                    "lease.etcd_password", err, errlen) != 0)
+        return AX_ECONFIG;
     return 0;
 }
 
