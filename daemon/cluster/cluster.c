@@ -784,6 +784,14 @@ static void rm_heartbeat_now(void *ud)
         axd_cl_heartbeat_now(ud);
 }
 
+static void rm_barrier_start(void *ud)
+{
+    if (ud)
+        axd_cl_barrier_start(ud);
+}
+
+static int rm_barrier_done(void *ud) { return ud ? axd_cl_barrier_done(ud) : 1; }
+
 static const axd_remote_ops remote_ops = {
     .tell = rm_tell,
     .ask = rm_ask,
@@ -795,6 +803,8 @@ static const axd_remote_ops remote_ops = {
     .share_epoch = rm_share_epoch,
     .shard_released = rm_shard_released,
     .heartbeat_now = rm_heartbeat_now,
+    .barrier_start = rm_barrier_start,
+    .barrier_done = rm_barrier_done,
 };
 
 axd_cluster *axd_cl_of_rt(axd_rt *s) { return s->remote == &remote_ops ? s->remote_ud : NULL; }

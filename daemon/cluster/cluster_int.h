@@ -94,6 +94,8 @@ struct axd_cl_node {
     ev_timer reconnect;
     axd_cluster *cl;
     uint64_t ping_id;
+    uint64_t pong_id;    /* the newest PING of ours it answered */
+    uint64_t barrier_id; /* the PING of the barrier in progress (0: none) */
     axd_cl_node *next;
 };
 
@@ -137,6 +139,9 @@ axd_cl_node *axd_cl_node_get(axd_cluster *cl, const char *name, int create);
 int axd_cl_queue(axd_cluster *cl, axd_cl_inc *inc, uint8_t type, const ax_peer_rec *r);
 /* A heartbeat to every peer that is up, now (the drain flag changed). */
 void axd_cl_heartbeat_now(axd_cluster *cl);
+/* The drain's barrier (axd_remote_ops.barrier_start / _done). */
+void axd_cl_barrier_start(axd_cluster *cl);
+int axd_cl_barrier_done(axd_cluster *cl);
 /* Queue the highest epoch this node knows of every shard (EPOCHS frames) for inc. */
 void axd_cl_send_epochs(axd_cluster *cl, axd_cl_inc *inc);
 /* Put name=addr in the address book at run time and dial it if it is new: 1 added, 0 the

@@ -482,6 +482,26 @@ static void on_hs_frame(axd_cl_link *l, const uint8_t *frame, size_t n)
 
 /* ---------------- authenticated frames ---------------- */
 
+/* A PONG leaves after every frame queued to the peer before its PING arrived: queued
+ * frames are pushed first, and data frames the link cannot take yet are followed by the
+ * PONG in the data queue. (The drain's barrier relies on it: axd_cl_barrier_done.) */
+static void send_pong(axd_cl_link *l, const uint8_t *body, size_t bn)
+{
+    axd_cl_node *n = l->node;
+    axd_cl_inc *inc = n->inc;
+    if (n->link == l && inc && !inc->down && (inc->ctlq.len || inc->dataq.len))
+        axd_cl_flush_node(l->cl, n);
+    if (n->link != l || !inc || inc->down || !inc->dataq.len) {
+        send_direct(l, AX_PT_PONG, body, bn);
+        return;
+    }
+    close_batch(inc, l->cl->max_frame);
+    size_t st = ax_peer_frame_begin(&inc->dataq, AX_PT_PONG, 0);
+    ax_wbuf_put(&inc->dataq, body, bn);
+    if (ax_peer_frame_end(&inc->dataq, st, l->cl->max_frame) != 0)
+        send_direct(l, AX_PT_PONG, body, bn);
+}
+
 static void on_ping(axd_cl_link *l, uint8_t type, const uint8_t *body, size_t bn)
 {
     axd_cl_node *n = l->node;
@@ -508,8 +528,10 @@ static void on_ping(axd_cl_link *l, uint8_t type, const uint8_t *body, size_t bn
                            : "peer %s takes shards again (drain ended)",
                    n->name);
         n->leaving = leaving;
-        send_direct(l, AX_PT_PONG, body, bn);
+        send_pong(l, body, bn);
     } else {
+        if (pg.id > n->pong_id && pg.id <= n->ping_id)
+            n->pong_id = pg.id;
         uint64_t now_us = (uint64_t)(now * 1e6);
         if (now_us >= pg.sent_us) {
             n->rtt_ms = (double)(now_us - pg.sent_us) / 1000.0;
@@ -683,6 +705,32 @@ void axd_cl_heartbeat_now(axd_cluster *cl)
     for (axd_cl_node *n = cl->nodes; n; n = n->next)
         if (n->inc && !n->inc->down)
             send_ping(cl, n, now);
+}
+
+static int barrier_peer(const axd_cl_node *n)
+{
+    return n->inc && !n->inc->down && n->link && n->link->state == LK_UP;
+}
+
+void axd_cl_barrier_start(axd_cluster *cl)
+{
+    double now = now_of(cl);
+    for (axd_cl_node *n = cl->nodes; n; n = n->next) {
+        n->barrier_id = 0;
+        if (!barrier_peer(n))
+            continue;
+        axd_cl_flush_node(cl, n); /* the RELEASED frames before the PING */
+        send_ping(cl, n, now);
+        n->barrier_id = n->ping_id;
+    }
+}
+
+int axd_cl_barrier_done(axd_cluster *cl)
+{
+    for (axd_cl_node *n = cl->nodes; n; n = n->next)
+        if (n->barrier_id && barrier_peer(n) && n->pong_id < n->barrier_id)
+            return 0; /* a peer that went down meanwhile is not waited for */
+    return 1;
 }
 
 static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)

@@ -236,6 +236,12 @@ typedef struct axd_remote_ops {
     /* this node released its lease of shard (a drain, a handover): peers may take it now */
     void (*shard_released)(void *ud, uint32_t shard, uint64_t epoch);
     void (*heartbeat_now)(void *ud); /* the drain flag changed: tell the peers now */
+    /* A barrier with every peer that is up (a drain before exiting): start it, then poll
+     * until done (1) — every such peer answered a PING sent at the start, and a peer
+     * answers only after everything it had queued to this node, so whatever it sent
+     * before it heard this node's RELEASED frames has arrived. */
+    void (*barrier_start)(void *ud);
+    int (*barrier_done)(void *ud);
 } axd_remote_ops;
 
 /* The client sink (implemented by daemon/front/): refs with node AXD_NODE_CLIENT. */

@@ -52,6 +52,8 @@ typedef struct axd_keyed {
     axd_histo h_hold;                    /* how long held messages waited for an owner (seconds) */
     /* drain (axd_route_drain) */
     int draining, drain_running, drain_quiesce;
+    int drain_barrier;         /* quiesce: 0 none yet, 1 started (at drain_barrier_t0), 2 done */
+    double drain_barrier_t0;
     ev_timer drain_w;
     double drain_t0, drain_deadline;
     uint32_t drain_shards;

@@ -21,6 +21,7 @@
 #define MEMBERSHIP_POLL 0.25  /* seconds between fair-share updates from the cluster */
 #define ROUTE_RETRY_S 0.025   /* a held shard's owner is looked up again this often */
 #define DRAIN_POLL_S 0.01     /* a drain looks this often whether it is done */
+#define DRAIN_BARRIER_MAX_S 1.0 /* the longest wait for the peers' answers before an exit */
 
 /* A keyed message for a shard held elsewhere, waiting for the owner lookup. */
 typedef struct route_wait {
@@ -1273,6 +1274,29 @@ static void drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
     axd_keyed *s = t->data;
     double now = axd_mono_now();
     int done = drain_finished(s), late = now >= s->drain_deadline;
+    if (done && s->drain_quiesce && s->drain_barrier != 2 && !late) {
+        /* About to exit: first make sure no peer still has a message for this node on
+         * the way, sent before it heard the RELEASED frames (it would fail with ENOCONN
+         * at the exit); one arriving meanwhile is routed on, and waited for. */
+        const axd_remote_ops *ro = s->rt->remote;
+        if (!ro || !ro->barrier_start || !ro->barrier_done) {
+            s->drain_barrier = 2;
+        } else if (!s->drain_barrier) {
+            ro->barrier_start(s->rt->remote_ud);
+            s->drain_barrier = 1;
+            s->drain_barrier_t0 = now;
+            return;
+        } else if (ro->barrier_done(s->rt->remote_ud) || now - s->drain_barrier_t0 > DRAIN_BARRIER_MAX_S) {
+            s->drain_barrier = 2;
+            axd_log(AX_LOG_DEBUG, "shards", "drain: %s after %.1f ms",
+                   now - s->drain_barrier_t0 > DRAIN_BARRIER_MAX_S ? "not every peer answered the barrier PING"
+                                                                   : "every peer answered the barrier PING",
+                   (now - s->drain_barrier_t0) * 1000.0);
+            return; /* once more: what arrived before the answers must be routed on first */
+        } else {
+            return;
+        }
+    }
     if (!done && !late)
         return;
     ev_timer_stop(s->loop, t);
@@ -1315,6 +1339,7 @@ int axd_route_drain(axd_keyed *s, uint32_t timeout_ms, int quiesce, axd_route_dr
     s->draining = 1;
     s->drain_running = 1;
     s->drain_quiesce = quiesce;
+    s->drain_barrier = 0;
     s->drain_done = done;
     s->drain_ud = ud;
     s->drain_t0 = axd_mono_now();
