@@ -245,5 +245,19 @@ typedef struct axd_lease_etcd_cfg {
 int axd_lease_etcd_check(const axd_lease_etcd_cfg *cfg, char *err, size_t errlen);
 axd_lease_store *axd_lease_etcd_new(struct ev_loop *loop, uint32_t n_shards, const axd_lease_etcd_cfg *cfg, char *err,
                                     size_t errlen);
+/* Fuzzing: decode one etcd answer (JSON) as every step of the store would — a shard read,
+ * a timetolive, a keep-alive, a transaction's outcome, a grant's ID, a state load and
+ * write, a member listing (under the default prefix) — into out. 0, or AX_EPROTO when
+ * it is not a JSON object. */
+typedef struct axd_lease_etcd_decoded {
+    int held, alive, txn_ok, bad_member;
+    uint64_t epoch, last;
+    char owner[AXD_LEASE_NODE_MAX + 1];
+    size_t owner_len;
+    int64_t ttl_ms, lease_id, state_records;
+    int state_status[2]; /* write, load */
+    size_t state_len, n_members;
+} axd_lease_etcd_decoded;
+int axd_lease_etcd_decode(const char *json, size_t len, axd_lease_etcd_decoded *out);
 
 #endif

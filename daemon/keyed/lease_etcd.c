@@ -174,8 +174,8 @@ static int64_t i64_of(const cJSON *o, const char *name)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     if (cJSON_IsString(v))
         return strtoll(v->valuestring, NULL, 10);
-    if (cJSON_IsNumber(v))
-        return (int64_t)v->valuedouble;
+    if (cJSON_IsNumber(v)) /* in range before the conversion (a hostile 1e99 is no int64) */
+        return v->valuedouble >= 9.2e18 ? INT64_MAX : v->valuedouble <= -9.2e18 ? INT64_MIN : (int64_t)v->valuedouble;
     return 0;
 }
 
@@ -654,6 +654,37 @@ static long kv_value(const cJSON *kv, char *buf, size_t cap)
 
 static int txn_ok(const cJSON *resp) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "succeeded")); }
 
+/* What a read of a shard's three keys (read_shard) answered. */
+typedef struct shard_read {
+    int has_lease;                     /* the lease key exists (held, by a node or the quarantine) */
+    uint64_t held;                     /* its epoch (0: not a valid epoch) */
+    int has_owner;                     /* the owner key is valid (no NUL, not too long) */
+    char owner[AXD_LEASE_NODE_MAX + 1]; /* "" for the quarantine */
+    int has_epoch_key;
+    uint64_t last;                     /* the epoch counter (0: absent or not a valid epoch) */
+    int64_t lease_rev, epoch_rev;      /* mod revisions of the lease and epoch keys (0: absent) */
+    int64_t lease_id;                  /* the etcd lease the lease key is attached to */
+} shard_read;
+
+static void decode_shard(const cJSON *resp, shard_read *r)
+{
+    memset(r, 0, sizeof *r);
+    const cJSON *kl = txn_kv(resp, 0), *ko = txn_kv(resp, 1), *ke = txn_kv(resp, 2);
+    char lv[32], ev[32];
+    long lvn = kv_value(kl, lv, sizeof lv), ovn = kv_value(ko, r->owner, sizeof r->owner),
+         evn = kv_value(ke, ev, sizeof ev);
+    r->has_lease = kl != NULL;
+    r->held = lvn > 0 ? epoch_of(lv, (size_t)lvn) : 0;
+    r->has_owner = ovn >= 0 && strlen(r->owner) == (size_t)ovn; /* a NUL inside: not a name */
+    if (!r->has_owner)
+        r->owner[0] = 0;
+    r->has_epoch_key = ke != NULL;
+    r->last = evn > 0 ? epoch_of(ev, (size_t)evn) : 0;
+    r->lease_rev = kl ? i64_of(kl, "mod_revision") : 0;
+    r->epoch_rev = ke ? i64_of(ke, "mod_revision") : 0;
+    r->lease_id = kl ? i64_of(kl, "lease") : 0;
+}
+
 /* A txn whose compares say: the shard's lease key holds epoch, and its owner key holds
  * node (node NULL: any node — not the quarantine's ""). *succ gets the success list. */
 static cJSON *txn_holder(const etcd_store *st, uint32_t shard, uint64_t epoch, const char *node, cJSON **succ)
@@ -714,6 +745,8 @@ static int take_shard(eop *q, uint64_t e, const char *owner, uint64_t epoch_key_
 static int64_t holder_ttl_ms(const cJSON *resp)
 {
     int64_t ttl = i64_of(resp, "TTL");
+    if (ttl > 366 * 86400) /* no lease of ours is that long: a broken answer, kept finite */
+        ttl = 366 * 86400;
     return ttl >= 0 ? (ttl + 1) * 1000 + ETCD_SWEEP_MS : -1;
 }
 
@@ -740,24 +773,22 @@ static void acquire_step(eop *q, int status, cJSON *resp)
         rc = read_shard(q);
         break;
     case A_READ: {
-        const cJSON *kl = txn_kv(resp, 0), *ko = txn_kv(resp, 1), *ke = txn_kv(resp, 2);
-        char lv[32], ov[AXD_LEASE_NODE_MAX + 1], ev[32];
-        long lvn = kv_value(kl, lv, sizeof lv), ovn = kv_value(ko, ov, sizeof ov), evn = kv_value(ke, ev, sizeof ev);
-        q->seen_lease_rev = kl ? i64_of(kl, "mod_revision") : 0;
-        q->seen_epoch_rev = ke ? i64_of(ke, "mod_revision") : 0;
-        uint64_t held = lvn > 0 ? epoch_of(lv, (size_t)lvn) : 0;
-        if (kl && (ovn < 0 || strcmp(ov, q->node) != 0)) { /* held by another (or quarantined) */
+        shard_read sr;
+        decode_shard(resp, &sr);
+        q->seen_lease_rev = sr.lease_rev;
+        q->seen_epoch_rev = sr.epoch_rev;
+        if (sr.has_lease && (!sr.has_owner || strcmp(sr.owner, q->node) != 0)) { /* held by another (or quarantined) */
             lease_revoke(st, q->lease_id);
             q->lease_id = 0; /* ours is given back; the holder's is only looked at */
-            snprintf(q->node, sizeof q->node, "%s", ovn > 0 ? ov : "");
-            q->epoch = held;
+            snprintf(q->node, sizeof q->node, "%s", sr.owner);
+            q->epoch = sr.held;
             q->step = A_TTL;
-            cJSON *b = lease_id_body(i64_of(kl, "lease"));
+            cJSON *b = lease_id_body(sr.lease_id);
             rc = post(q, "/v3/lease/timetolive", b);
             break;
         }
-        uint64_t last = evn > 0 ? epoch_of(ev, (size_t)evn) : 0;
-        if (!ke || !last) { /* a fresh (or emptied) store: quarantine one ttl, seeded from the clock */
+        uint64_t last = sr.last;
+        if (!sr.has_epoch_key || !last) { /* a fresh (or emptied) store: quarantine one ttl, seeded from the clock */
             uint64_t seed = (uint64_t)wall_ms();
             if (seed <= q->min_epoch)
                 seed = q->min_epoch + 1;
@@ -841,6 +872,13 @@ static int es_acquire(axd_lease_store *s, uint32_t shard, const char *node, uint
 
 enum { R_KEEPALIVE, R_CHECK };
 
+/* A keep-alive's answer: the etcd lease still lives ({"result":{"TTL":"2",...}}). */
+static int keepalive_alive(const cJSON *resp)
+{
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(resp, "result");
+    return i64_of(res ? res : resp, "TTL") > 0;
+}
+
 static void renew_step(eop *q, int status, cJSON *resp)
 {
     if (status) {
@@ -848,8 +886,7 @@ static void renew_step(eop *q, int status, cJSON *resp)
         return;
     }
     if (q->step == R_KEEPALIVE) {
-        const cJSON *res = cJSON_GetObjectItemCaseSensitive(resp, "result");
-        if (i64_of(res ? res : resp, "TTL") <= 0) { /* the etcd lease is gone: so is the shard */
+        if (!keepalive_alive(resp)) { /* the etcd lease is gone: so is the shard */
             lease_answer(q, AX_OK, 0, "", q->epoch, -1);
             return;
         }
@@ -939,16 +976,15 @@ static void get_step(eop *q, int status, cJSON *resp)
         lease_answer(q, AX_OK, 1, q->node, q->epoch, holder_ttl_ms(resp));
         return;
     }
-    const cJSON *kl = txn_kv(resp, 0), *ko = txn_kv(resp, 1), *ke = txn_kv(resp, 2);
-    char lv[32], ov[AXD_LEASE_NODE_MAX + 1], ev[32];
-    long lvn = kv_value(kl, lv, sizeof lv), ovn = kv_value(ko, ov, sizeof ov), evn = kv_value(ke, ev, sizeof ev);
-    if (!kl || lvn <= 0) {
-        lease_answer(q, AX_OK, 0, "", evn > 0 ? epoch_of(ev, (size_t)evn) : 0, -1);
+    shard_read sr;
+    decode_shard(resp, &sr);
+    if (!sr.has_lease || !sr.held) {
+        lease_answer(q, AX_OK, 0, "", sr.last, -1);
         return;
     }
-    snprintf(q->node, sizeof q->node, "%s", ovn > 0 ? ov : "");
-    q->epoch = epoch_of(lv, (size_t)lvn);
-    int64_t id = i64_of(kl, "lease");
+    snprintf(q->node, sizeof q->node, "%s", sr.owner);
+    q->epoch = sr.held;
+    int64_t id = sr.lease_id;
     q->step = G_TTL;
     if (!id || post(q, "/v3/lease/timetolive", lease_id_body(id)))
         lease_answer(q, AX_OK, 1, q->node, q->epoch, -1); /* held, for how long unknown */
@@ -1121,37 +1157,48 @@ static int es_member_del(axd_lease_store *s, const char *name, axd_member_cb cb,
     return member_enqueue(q);
 }
 
+/* A member listing: the records under `<prefix>member/` (plen: that prefix's length).
+ * Each entry takes one slot of *buf; entries whose key or record is not valid (not
+ * base64, a name too long or holding a NUL, a record too long) are left out. The count;
+ * *m and *buf are the caller's to free. */
+#define MEMBER_SLOT (AXD_LEASE_NODE_MAX + 1 + AXD_MEMBER_RECORD_MAX + 1)
+static size_t decode_members(const cJSON *resp, size_t plen, axd_member **mout, char **bout)
+{
+    const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(resp, "kvs"), *kv;
+    int n = cJSON_IsArray(kvs) ? cJSON_GetArraySize(kvs) : 0;
+    axd_member *m = ax_calloc((size_t)(n ? n : 1), sizeof *m);
+    char *buf = ax_malloc((size_t)(n ? n : 1) * MEMBER_SLOT);
+    size_t k = 0;
+    const cJSON *list = n ? kvs : NULL; /* an object's members are no listing */
+    cJSON_ArrayForEach(kv, list)
+    {
+        char key[ETCD_KEY_MAX + 1];
+        const cJSON *ks = cJSON_GetObjectItemCaseSensitive(kv, "key");
+        long kn = cJSON_IsString(ks) ? unb64(ks->valuestring, (unsigned char *)key, ETCD_KEY_MAX) : -1;
+        if (kn <= (long)plen || (size_t)kn - plen > AXD_LEASE_NODE_MAX || memchr(key + plen, 0, (size_t)kn - plen))
+            continue;
+        char *slot = buf + k * MEMBER_SLOT, *rec = slot + AXD_LEASE_NODE_MAX + 1;
+        long rn = kv_value(kv, rec, AXD_MEMBER_RECORD_MAX + 1);
+        if (rn < 0)
+            continue;
+        memcpy(slot, key + plen, (size_t)kn - plen);
+        m[k] = (axd_member){.name = slot, .name_len = (size_t)kn - plen, .record = rec, .record_len = (size_t)rn};
+        k++;
+    }
+    *mout = m;
+    *bout = buf;
+    return k;
+}
+
 static void mlist_step(eop *q, int status, cJSON *resp)
 {
     if (status) {
         member_answer(q, status, NULL, 0);
         return;
     }
-    const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(resp, "kvs"), *kv;
-    int n = cJSON_GetArraySize(kvs);
-    axd_member *m = ax_calloc((size_t)(n ? n : 1), sizeof *m);
-    char *buf = ax_malloc((size_t)(n ? n : 1) * (AXD_MEMBER_RECORD_MAX + AXD_LEASE_NODE_MAX + 4));
-    size_t used = 0, k = 0, plen = strlen(q->st->prefix) + strlen("member/");
-    cJSON_ArrayForEach(kv, kvs)
-    {
-        char *key = buf + used;
-        long kn = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(kv, "key"))
-                      ? unb64(cJSON_GetObjectItemCaseSensitive(kv, "key")->valuestring, (unsigned char *)key,
-                              AXD_LEASE_NODE_MAX + plen < ETCD_KEY_MAX ? ETCD_KEY_MAX : ETCD_KEY_MAX)
-                      : -1;
-        if (kn <= (long)plen || (size_t)kn - plen > AXD_LEASE_NODE_MAX)
-            continue;
-        char *rec = key + kn + 1;
-        long rn = kv_value(kv, rec, AXD_MEMBER_RECORD_MAX + 1);
-        if (rn < 0)
-            continue;
-        m[k].name = key + plen;
-        m[k].name_len = (size_t)kn - plen;
-        m[k].record = rec;
-        m[k].record_len = (size_t)rn;
-        k++;
-        used += (size_t)kn + 1 + (size_t)rn + 1;
-    }
+    axd_member *m;
+    char *buf;
+    size_t k = decode_members(resp, strlen(q->st->prefix) + strlen("member/"), &m, &buf);
     member_answer(q, AX_OK, m, k);
     ax_free(m);
     ax_free(buf);
@@ -1248,39 +1295,54 @@ static void state_answer(eop *q, int status, int found, const void *data, size_t
         state_answer(q, rc, 0, NULL, 0, -1); /* answers it and goes on to the next */
 }
 
+/* A state transaction's answer: AX_ESTALE (fenced), AX_EPROTO (a value that is not
+ * base64), AX_ENOMEM, or AX_OK with the record count (-1 unknown) and, for a load, the
+ * record (*data, the caller's to free; NULL when there is none). */
+static int decode_state(const cJSON *resp, int load, int *found, unsigned char **data, size_t *len, int64_t *records)
+{
+    *found = 0;
+    *data = NULL;
+    *len = 0;
+    *records = -1;
+    if (!txn_ok(resp)) /* the lease key does not hold this epoch: fenced */
+        return AX_ESTALE;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(resp, "responses");
+    const cJSON *cnt = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rs, 1), "response_range");
+    *records = cnt ? i64_of(cnt, "count") : -1;
+    if (*records < -1)
+        *records = -1;
+    const cJSON *kv = load ? txn_kv(resp, 0) : NULL;
+    if (!kv)
+        return AX_OK;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(kv, "value");
+    const char *b = cJSON_IsString(v) ? v->valuestring : "";
+    size_t cap = strlen(b) / 4 * 3 + 3;
+    unsigned char *d = ax_try_malloc(cap);
+    long n = d ? unb64(b, d, cap) : -1;
+    if (n < 0 || (size_t)n > AXD_STATE_VALUE_MAX) {
+        int rc = d ? AX_EPROTO : AX_ENOMEM;
+        ax_free(d);
+        *records = -1;
+        return rc;
+    }
+    *found = 1;
+    *data = d;
+    *len = (size_t)n;
+    return AX_OK;
+}
+
 static void state_step(eop *q, int status, cJSON *resp)
 {
     if (status) {
         state_answer(q, status, 0, NULL, 0, -1);
         return;
     }
-    if (!txn_ok(resp)) { /* the lease key does not hold this epoch: fenced */
-        state_answer(q, AX_ESTALE, 0, NULL, 0, -1);
-        return;
-    }
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(resp, "responses");
-    const cJSON *cnt = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rs, 1), "response_range");
-    int64_t records = cnt ? i64_of(cnt, "count") : -1;
-    if (q->op == OP_SWRITE) {
-        state_answer(q, AX_OK, 0, NULL, 0, records);
-        return;
-    }
-    const cJSON *kv = txn_kv(resp, 0);
-    if (!kv) {
-        state_answer(q, AX_OK, 0, NULL, 0, records);
-        return;
-    }
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(kv, "value");
-    const char *b = cJSON_IsString(v) ? v->valuestring : "";
-    size_t cap = strlen(b) / 4 * 3 + 3;
-    unsigned char *data = ax_try_malloc(cap);
-    long n = data ? unb64(b, data, cap) : -1;
-    if (n < 0) {
-        ax_free(data);
-        state_answer(q, data ? AX_EPROTO : AX_ENOMEM, 0, NULL, 0, -1);
-        return;
-    }
-    state_answer(q, AX_OK, 1, data, (size_t)n, records);
+    int found;
+    unsigned char *data;
+    size_t len;
+    int64_t records;
+    int rc = decode_state(resp, q->op == OP_SLOAD, &found, &data, &len, &records);
+    state_answer(q, rc, found, data, len, records);
     ax_free(data);
 }
 
@@ -1480,4 +1542,52 @@ axd_lease_store *axd_lease_etcd_new(struct ev_loop *loop, uint32_t n_shards, con
     ev_timer_init(&st->timer, timer_cb, 0., 0.);
     st->timer.data = st;
     return &st->base;
+}
+
+int axd_lease_etcd_decode(const char *json, size_t len, axd_lease_etcd_decoded *out)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *doc = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return AX_EPROTO;
+    }
+    shard_read sr;
+    decode_shard(doc, &sr);
+    out->held = sr.has_lease;
+    out->epoch = sr.held;
+    out->last = sr.last;
+    out->owner_len = strlen(sr.owner);
+    memcpy(out->owner, sr.owner, out->owner_len + 1);
+    out->ttl_ms = holder_ttl_ms(doc);
+    out->alive = keepalive_alive(doc);
+    out->txn_ok = txn_ok(doc);
+    out->lease_id = i64_of(doc, "ID");
+    for (int load = 0; load < 2; load++) {
+        unsigned char *data;
+        int found;
+        size_t n;
+        int64_t records;
+        out->state_status[load] = decode_state(doc, load, &found, &data, &n, &records);
+        if (found) {
+            out->state_len = n;
+            volatile unsigned char sink = 0;
+            for (size_t i = 0; i < n; i++) /* the bytes are really there */
+                sink ^= data[i];
+            (void)sink;
+        }
+        out->state_records = records;
+        ax_free(data);
+    }
+    axd_member *m;
+    char *buf;
+    out->n_members = decode_members(doc, strlen("axactor/member/"), &m, &buf);
+    for (size_t i = 0; i < out->n_members; i++)
+        if (m[i].name_len > AXD_LEASE_NODE_MAX || m[i].record_len > AXD_MEMBER_RECORD_MAX ||
+            memchr(m[i].name, 0, m[i].name_len))
+            out->bad_member = 1;
+    ax_free(m);
+    ax_free(buf);
+    cJSON_Delete(doc);
+    return AX_OK;
 }
