@@ -109,6 +109,14 @@ static inline void etcd_up(etcd_proc *e, int n)
                       e->dir);
 }
 
+/* etcdctl ARGS against every member (fails the test if it fails). */
+static inline void etcdctl(const etcd_proc *e, const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 etcdctl --endpoints=%s %s >/dev/null 2>&1", e->endpoints, args);
+    ck_assert_msg(system(cmd) == 0, "etcdctl %s failed", args);
+}
+
 static inline void etcd_down(etcd_proc *e)
 {
     for (int i = 0; i < e->n; i++)

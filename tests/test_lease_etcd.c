@@ -305,13 +305,6 @@ END_TEST
 
 /* Three members, one SIGKILLed while three shard managers share 16 shards: leases keep
  * working with a quorum and no shard is served by two nodes at any sample. */
-static void etcdctl(const etcd_proc *e, const char *args)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 etcdctl --endpoints=%s %s >/dev/null 2>&1", e->endpoints, args);
-    ck_assert_msg(system(cmd) == 0, "etcdctl %s failed", args);
-}
-
 /* etcd with authentication on: a store with the right user works (its token renewed when
  * etcd refuses it), no user or a wrong password is AX_EAUTH with a clear last error. */
 START_TEST(etcd_authentication_a_right_user_works_a_wrong_one_is_eauth)

@@ -3,7 +3,8 @@
  * their records in the store, share the shards, and a node that joins later needs no
  * other node's configuration changed; a SIGKILLed node's record expires and it
  * disappears from every `axctl nodes`; a stopped node leaves at once. With
- * AX_TEST_STORE=etcd the same on one etcd member. Skips (77) without redis-server (or etcd). */
+ * AX_TEST_STORE=etcd the same on one etcd member with authentication on (the daemons read
+ * the password from lease.etcd_password_file). Skips (77) without redis-server (or etcd). */
 #include "axactor/plugin.h" /* AX_ABI_*; before check.h (its fail() macro) */
 
 #include <check.h>
@@ -24,13 +25,14 @@
 
 static redis_proc R;
 static etcd_proc E;
+static char etcd_pw_file[4096]; /* on etcd: authentication is on, the password in this file */
 
 typedef struct mnode {
     char name[16];
     int port;
     ax_h_daemon *d;
     axc_conn *c;
-    char args[40][96];
+    char args[40][160];
     const char *argv[41];
 } mnode;
 
@@ -62,6 +64,8 @@ static void mnode_start(int i)
         SET("lease.store=etcd");
         SET("lease.etcd_endpoints=%.74s", E.endpoints);
         SET("lease.etcd_timeout_ms=500");
+        SET("lease.etcd_user=root");
+        SET("lease.etcd_password_file=%.120s", etcd_pw_file);
     } else {
         SET("lease.store=redis");
         SET("lease.redis_host=127.0.0.1");
@@ -220,10 +224,15 @@ static void check_cluster_status(int via, int members, int answered, const char 
 
 START_TEST(nodes_with_no_peer_list_find_each_other_a_fourth_joins_and_the_dead_expire)
 {
-    if (store_etcd())
+    if (store_etcd()) { /* with authentication on: the daemons read the password from a file */
         etcd_up(&E, 1);
-    else
+        etcdctl(&E, "user add root:members-pw-5e1f");
+        etcdctl(&E, "user grant-role root root");
+        etcdctl(&E, "auth enable");
+        snprintf(etcd_pw_file, sizeof etcd_pw_file, "%s", ax_h_write_file(NULL, "etcd_pw", "members-pw-5e1f\n"));
+    } else {
         redis_up(&R, NULL);
+    }
     double t0 = now_s();
     for (int i = 0; i < 3; i++)
         mnode_start(i);
