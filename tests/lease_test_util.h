@@ -331,6 +331,12 @@ static inline res do_get(struct ev_loop *loop, axd_lease_store *st, uint32_t sha
     ck_assert_int_eq(axd_lease_get(st, shard, res_cb, &x), 0);
     return wait_res(loop, &x);
 }
+static inline res do_get_with_ttl(struct ev_loop *loop, axd_lease_store *st, uint32_t shard)
+{
+    res x = {0};
+    ck_assert_int_eq(axd_lease_get_with_ttl(st, shard, res_cb, &x), 0);
+    return wait_res(loop, &x);
+}
 
 /* Acquire after the shard's quarantine (a fresh epoch counter holds the shard under no
  * owner for one ttl, see PROTOCOL.md). */
@@ -352,7 +358,7 @@ static inline res acquire_past_quarantine(struct ev_loop *loop, axd_lease_store 
 /* The lease contract of a store where node-a holds shard sh at epoch e with a ttl of
  * 10 s: another node is refused (with the holder, its epoch and more than min_ttl_ms
  * left), renews need the holder at its epoch, releases too; a released shard is free and
- * keeps its epoch. get_ttl: the store reports get's remaining time (else -1). */
+ * keeps its epoch. get_ttl: the store reports get_with_ttl's remaining time (else -1). */
 static inline void check_lease_contract(struct ev_loop *loop, axd_lease_store *st, uint32_t sh, uint64_t e,
                                         int64_t min_ttl_ms, int get_ttl)
 {
@@ -372,6 +378,10 @@ static inline void check_lease_contract(struct ev_loop *loop, axd_lease_store *s
     ck_assert_int_eq(r.r.granted, 0);
 
     r = do_get(loop, st, sh);
+    ck_assert_int_eq(r.r.granted, 1);
+    ck_assert_str_eq(r.owner, "node-a");
+    ck_assert_uint_eq(r.r.epoch, e);
+    r = do_get_with_ttl(loop, st, sh); /* the survey's: the holder's time left too */
     ck_assert_int_eq(r.r.granted, 1);
     ck_assert_str_eq(r.owner, "node-a");
     ck_assert_uint_eq(r.r.epoch, e);

@@ -106,6 +106,9 @@ typedef struct axd_lease_ops {
     int (*release)(axd_lease_store *st, uint32_t shard, const char *node, uint64_t epoch, axd_lease_cb cb,
                    void *ud);
     int (*get)(axd_lease_store *st, uint32_t shard, axd_lease_cb cb, void *ud);
+    /* As get, with the holder's remaining time even where that costs another round trip
+     * (etcd); NULL: get gives it already. For the manager's survey; get is for routing. */
+    int (*get_with_ttl)(axd_lease_store *st, uint32_t shard, axd_lease_cb cb, void *ud);
     void (*state)(axd_lease_store *st, axd_lease_state *out);
     /* Keyed state (see axd_state_result): load the record `name`, or write it (data, n;
      * del: delete it instead). Same return and callback rules as the lease operations
@@ -150,6 +153,10 @@ static inline int axd_lease_release(axd_lease_store *st, uint32_t shard, const c
 static inline int axd_lease_get(axd_lease_store *st, uint32_t shard, axd_lease_cb cb, void *ud)
 {
     return st->ops->get(st, shard, cb, ud);
+}
+static inline int axd_lease_get_with_ttl(axd_lease_store *st, uint32_t shard, axd_lease_cb cb, void *ud)
+{
+    return st->ops->get_with_ttl ? st->ops->get_with_ttl(st, shard, cb, ud) : st->ops->get(st, shard, cb, ud);
 }
 static inline void axd_lease_store_state(axd_lease_store *st, axd_lease_state *out) { st->ops->state(st, out); }
 /* Accepts NULL. */

@@ -53,6 +53,7 @@ struct eop {
     int64_t seen_lease_rev;   /* acquire: mod revision of the lease key (0: absent) */
     int rounds;
     int behind; /* acquire: quarantining at min_epoch (the store's counter was below it) */
+    int want_ttl; /* get: the holder's remaining time too (timetolive) */
     int ep;                   /* the endpoint the request in flight went to */
     char *record;             /* member put: the record; state write: the value */
     size_t record_len;
@@ -984,13 +985,17 @@ static void get_step(eop *q, int status, cJSON *resp)
     }
     snprintf(q->node, sizeof q->node, "%s", sr.owner);
     q->epoch = sr.held;
+    if (!q->want_ttl) { /* routing: who, not for how long */
+        lease_answer(q, AX_OK, 1, q->node, q->epoch, -1);
+        return;
+    }
     int64_t id = sr.lease_id;
     q->step = G_TTL;
     if (!id || post(q, "/v3/lease/timetolive", lease_id_body(id)))
         lease_answer(q, AX_OK, 1, q->node, q->epoch, -1); /* held, for how long unknown */
 }
 
-static int es_get(axd_lease_store *s, uint32_t shard, axd_lease_cb cb, void *ud)
+static int get_op(axd_lease_store *s, uint32_t shard, int want_ttl, axd_lease_cb cb, void *ud)
 {
     etcd_store *st = (etcd_store *)s;
     int rc = check_op(st, shard, NULL, 1);
@@ -999,11 +1004,19 @@ static int es_get(axd_lease_store *s, uint32_t shard, axd_lease_cb cb, void *ud)
     eop *q = op_new(st, OP_GET, shard);
     q->cb = cb;
     q->ud = ud;
+    q->want_ttl = want_ttl;
     if ((rc = read_shard(q))) {
         op_free(q);
         return rc;
     }
     return 0;
+}
+
+static int es_get(axd_lease_store *s, uint32_t shard, axd_lease_cb cb, void *ud) { return get_op(s, shard, 0, cb, ud); }
+
+static int es_get_with_ttl(axd_lease_store *s, uint32_t shard, axd_lease_cb cb, void *ud)
+{
+    return get_op(s, shard, 1, cb, ud);
 }
 
 /* ---- membership ---- */
@@ -1480,6 +1493,7 @@ static const axd_lease_ops etcd_ops = {
     .renew = es_renew,
     .release = es_release,
     .get = es_get,
+    .get_with_ttl = es_get_with_ttl,
     .state = es_state,
     .state_load = es_state_load,
     .state_write = es_state_write,

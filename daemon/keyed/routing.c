@@ -45,6 +45,7 @@ typedef struct route_wait {
 struct axd_route_shard {
     char owner[AXD_LEASE_NODE_MAX + 1];
     uint64_t epoch;
+    uint64_t released; /* the highest epoch a peer said it released (RELEASED) */
     double at;
     uint8_t fetching;
     uint8_t parked; /* its owner is looked up again at the next retry tick */
@@ -793,7 +794,10 @@ static void owner_cb(void *ud, uint32_t shard, const axd_lease_result *r)
     struct axd_route_shard *rs = &tab->sh[shard];
     rs->fetching = 0;
     rs->owner[0] = 0;
-    if (r->status == AX_OK && r->granted && r->owner_len && r->owner_len < sizeof rs->owner) {
+    /* a lease a peer already said it released (the lookup read the store before the
+     * release) names no owner: routing to it would reach a node that may be gone */
+    if (r->status == AX_OK && r->granted && r->owner_len && r->owner_len < sizeof rs->owner &&
+        r->epoch > rs->released) {
         memcpy(rs->owner, r->owner, r->owner_len);
         rs->owner[r->owner_len] = 0;
         rs->epoch = r->epoch;
@@ -1080,6 +1084,8 @@ static void gate_released(void *ud, uint32_t shard, uint64_t epoch, const char *
         axd_shards_set_live_nodes(s->shards, s->rt->remote->live_nodes(s->rt->remote_ud));
     axd_shards_kick(s->shards, shard);
     s->route_shards[shard].owner[0] = 0;
+    if (epoch > s->route_shards[shard].released)
+        s->route_shards[shard].released = epoch;
     if (s->route_shards[shard].head)
         park(s, shard, ROUTE_RETRY_S);
 }

@@ -392,7 +392,7 @@ static void survey_tick(struct ev_loop *loop, ev_timer *w, int revents)
             continue;
         req *q = req_new(m, i, REQ_SURVEY, now);
         m->inflight++;
-        if (axd_lease_get(m->store, i, survey_cb, q) != 0) {
+        if (axd_lease_get_with_ttl(m->store, i, survey_cb, q) != 0) {
             m->inflight--;
             ax_free(q);
             continue;
