@@ -851,6 +851,28 @@ static int check_op(etcd_store *st, uint32_t shard, const char *node, uint32_t t
     return 0;
 }
 
+/* A lease operation on shard for node (NULL: none) at epoch, answered to cb. */
+static eop *lease_op_new(etcd_store *st, int op, uint32_t shard, const char *node, uint64_t epoch, uint32_t ttl_ms,
+                         axd_lease_cb cb, void *ud)
+{
+    eop *q = op_new(st, op, shard);
+    if (node)
+        snprintf(q->node, sizeof q->node, "%s", node);
+    q->epoch = epoch;
+    q->ttl_ms = ttl_ms;
+    q->cb = cb;
+    q->ud = ud;
+    return q;
+}
+
+/* The first request of q was sent (rc 0), or q goes (it was never accepted). */
+static int started(eop *q, int rc)
+{
+    if (rc)
+        op_free(q);
+    return rc;
+}
+
 static int es_acquire(axd_lease_store *s, uint32_t shard, const char *node, uint32_t ttl_ms, uint64_t min_epoch,
                       axd_lease_cb cb, void *ud)
 {
@@ -858,17 +880,9 @@ static int es_acquire(axd_lease_store *s, uint32_t shard, const char *node, uint
     int rc = check_op(st, shard, node, ttl_ms);
     if (rc)
         return rc;
-    eop *q = op_new(st, OP_ACQUIRE, shard);
-    snprintf(q->node, sizeof q->node, "%s", node);
-    q->ttl_ms = ttl_ms;
+    eop *q = lease_op_new(st, OP_ACQUIRE, shard, node, 0, ttl_ms, cb, ud);
     q->min_epoch = min_epoch;
-    q->cb = cb;
-    q->ud = ud;
-    if ((rc = grant(q, ttl_ms))) {
-        op_free(q);
-        return rc;
-    }
-    return 0;
+    return started(q, grant(q, ttl_ms));
 }
 
 enum { R_KEEPALIVE, R_CHECK };
@@ -909,19 +923,9 @@ static int es_renew(axd_lease_store *s, uint32_t shard, const char *node, uint64
     int rc = check_op(st, shard, node, ttl_ms);
     if (rc)
         return rc;
-    eop *q = op_new(st, OP_RENEW, shard);
-    snprintf(q->node, sizeof q->node, "%s", node);
-    q->epoch = epoch;
-    q->ttl_ms = ttl_ms;
-    q->cb = cb;
-    q->ud = ud;
+    eop *q = lease_op_new(st, OP_RENEW, shard, node, epoch, ttl_ms, cb, ud);
     q->lease_id = st->shard_lease[shard];
-    cJSON *b = lease_id_body(q->lease_id);
-    if ((rc = post(q, "/v3/lease/keepalive", b))) {
-        op_free(q);
-        return rc;
-    }
-    return 0;
+    return started(q, post(q, "/v3/lease/keepalive", lease_id_body(q->lease_id)));
 }
 
 static void release_step(eop *q, int status, cJSON *resp)
@@ -945,22 +949,14 @@ static int es_release(axd_lease_store *s, uint32_t shard, const char *node, uint
     int rc = check_op(st, shard, node, 1);
     if (rc)
         return rc;
-    eop *q = op_new(st, OP_RELEASE, shard);
-    snprintf(q->node, sizeof q->node, "%s", node);
-    q->epoch = epoch;
-    q->cb = cb;
-    q->ud = ud;
+    eop *q = lease_op_new(st, OP_RELEASE, shard, node, epoch, 0, cb, ud);
     char kl[ETCD_KEY_MAX], ko[ETCD_KEY_MAX];
     key_of(st, kl, sizeof kl, "lease", shard);
     key_of(st, ko, sizeof ko, "owner", shard);
     cJSON *succ, *t = txn_holder(st, shard, epoch, node, &succ);
     cJSON_AddItemToArray(succ, req_delete(kl));
     cJSON_AddItemToArray(succ, req_delete(ko));
-    if ((rc = post(q, "/v3/kv/txn", t))) {
-        op_free(q);
-        return rc;
-    }
-    return 0;
+    return started(q, post(q, "/v3/kv/txn", t));
 }
 
 enum { G_READ, G_TTL };
@@ -1001,15 +997,9 @@ static int get_op(axd_lease_store *s, uint32_t shard, int want_ttl, axd_lease_cb
     int rc = check_op(st, shard, NULL, 1);
     if (rc)
         return rc;
-    eop *q = op_new(st, OP_GET, shard);
-    q->cb = cb;
-    q->ud = ud;
+    eop *q = lease_op_new(st, OP_GET, shard, NULL, 0, 0, cb, ud);
     q->want_ttl = want_ttl;
-    if ((rc = read_shard(q))) {
-        op_free(q);
-        return rc;
-    }
-    return 0;
+    return started(q, read_shard(q));
 }
 
 static int es_get(axd_lease_store *s, uint32_t shard, axd_lease_cb cb, void *ud) { return get_op(s, shard, 0, cb, ud); }
