@@ -192,6 +192,20 @@ static pid_t spawn_argv(char *const argv[], const char *out)
 
 /* ---------------- redis-server and the three daemons ---------------- */
 
+/* Until the server just spawned (*pid) listens on port: bounded, 10 s. */
+static void wait_listening(pid_t *pid, int port, const char *what, const char *log)
+{
+    for (int i = 0; i < 1000 && !port_open(port); i++) {
+        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+            *pid = 0;
+            fail("%s exited at start (see %s)", what, log);
+        }
+        sleep_ms(10);
+    }
+    if (!port_open(port))
+        fail("%s did not listen on port %d within 10 s", what, port);
+}
+
 static void redis_start(void)
 {
     char port[16], log[400];
@@ -201,15 +215,7 @@ static void redis_start(void)
     char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
                     "--appendfsync", "everysec", "--daemonize", "no", "--dir", tmpdir, NULL};
     redis_pid = spawn_argv(argv, log);
-    for (int i = 0; i < 500 && !port_open(redis_port); i++) { /* bounded: 5 s */
-        if (waitpid(redis_pid, NULL, WNOHANG) == redis_pid) {
-            redis_pid = 0;
-            fail("redis-server exited at start (see %s)", log);
-        }
-        sleep_ms(10);
-    }
-    if (!port_open(redis_port))
-        fail("redis-server did not listen on port %d within 5 s", redis_port);
+    wait_listening(&redis_pid, redis_port, "redis-server", log);
 }
 
 /* A one-member etcd in tmpdir (section 5). */
@@ -227,15 +233,7 @@ static void etcd_start(void)
                     "--advertise-client-urls", curl, "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
                     "--initial-cluster", cluster, "--log-level", "warn", NULL};
     etcd_pid = spawn_argv(argv, log);
-    for (int i = 0; i < 1000 && !port_open(etcd_port); i++) { /* bounded: 10 s */
-        if (waitpid(etcd_pid, NULL, WNOHANG) == etcd_pid) {
-            etcd_pid = 0;
-            fail("etcd exited at start (see %s)", log);
-        }
-        sleep_ms(10);
-    }
-    if (!port_open(etcd_port))
-        fail("etcd did not listen on port %d within 10 s", etcd_port);
+    wait_listening(&etcd_pid, etcd_port, "etcd", log);
 }
 
 static void node_start(int i)
@@ -650,6 +648,17 @@ static kill_result kill_and_ask(int victim, int asker, const axc_target *t, cons
     return k;
 }
 
+/* A key "PREFIX-RUN-J" whose shard node victim serves. */
+static void key_owned_by(int victim, const int owner[NSHARDS], const char *prefix, int run, char *key, size_t cap)
+{
+    for (int j = 0; j < 100000; j++) {
+        snprintf(key, cap, "%s-%d-%d", prefix, run, j);
+        if (owner[shard_of(key)] == victim)
+            return;
+    }
+    fail("run %d: no key owned by %s", run, N[victim].name);
+}
+
 /* `runs` times: SIGKILL the owner of a fresh key, ask it through a survivor until it
  * answers (kill_and_ask), restart the victim and wait until every shard is owned again.
  * took gets the times, sorted; returns their median. */
@@ -658,13 +667,7 @@ static double failover_runs(int runs, int owner[NSHARDS], double *took, const ch
     for (int r = 0; r < runs; r++) {
         int victim = r % NNODES, asker = (victim + 1) % NNODES;
         char key[48];
-        int found = 0;
-        for (int j = 0; j < 100000 && !found; j++) { /* a key whose shard the victim serves */
-            snprintf(key, sizeof key, "%s-%d-%d", prefix, r, j);
-            found = owner[shard_of(key)] == victim;
-        }
-        if (!found)
-            fail("run %d: no key owned by %s", r, N[victim].name);
+        key_owned_by(victim, owner, prefix, r, key, sizeof key);
         axc_target t = axc_by_key("counter", key);
         void *rep = NULL;
         size_t len = 0;
@@ -875,13 +878,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < runs; r++) {
         int victim = r % NNODES, asker = (victim + 1) % NNODES;
         char key[48];
-        int found = 0;
-        for (int j = 0; j < 100000 && !found; j++) {
-            snprintf(key, sizeof key, "dfailover-%d-%d", r, j);
-            found = owner[shard_of(key)] == victim;
-        }
-        if (!found)
-            fail("durable run %d: no key owned by %s", r, N[victim].name);
+        key_owned_by(victim, owner, "dfailover", r, key, sizeof key);
         axc_target t = axc_by_key("dcounter", key);
         void *rep = NULL;
         size_t len = 0;

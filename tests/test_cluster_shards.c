@@ -141,20 +141,51 @@ START_TEST(sigkill_owner_then_key_is_served_by_a_survivor_within_ttl_plus_1s_wit
 }
 END_TEST
 
-START_TEST(redis_restart_nodes_recover_without_double_ownership)
+/* Before the store goes away: every shard's epoch now (0: not served), and one ask
+ * through every node. */
+static void served_epochs_and_asks(double ep[NSHARDS])
 {
-    cluster_up();
     view before[NNODES];
     sample_round(before);
-    double epoch_before[NSHARDS] = {0};
-    for (int k = 0; k < NSHARDS; k++)
+    for (int k = 0; k < NSHARDS; k++) {
+        ep[k] = 0;
         for (int i = 0; i < NNODES; i++)
             if (before[i].owned[k])
-                epoch_before[k] = before[i].epoch[k];
+                ep[k] = before[i].epoch[k];
+    }
     for (int i = 0; i < NNODES; i++) {
         char *v = ask_key_ok(i, "counter", "carol", "get");
         axc_free(v);
     }
+}
+
+/* After it came back: asks through every node work, and every shard served a second
+ * later is served above its epoch before. Returns how many shards are served. */
+static int asks_then_epochs_above(const double before[NSHARDS])
+{
+    for (int i = 0; i < NNODES; i++)
+        for (int k = 0; k < 5; k++) {
+            char key[16];
+            snprintf(key, sizeof key, "carol-%d", k);
+            char *v = ask_key_ok(i, "counter", key, "get");
+            axc_free(v);
+        }
+    sleep_sampling(1000);
+    view after[NNODES];
+    int served = sample_round(after);
+    for (int k = 0; k < NSHARDS; k++)
+        for (int i = 0; i < NNODES; i++)
+            if (after[i].owned[k])
+                ck_assert_msg(after[i].epoch[k] > before[k], "shard %d: epoch %.0f after, %.0f before", k,
+                              after[i].epoch[k], before[k]);
+    return served;
+}
+
+START_TEST(redis_restart_nodes_recover_without_double_ownership)
+{
+    cluster_up();
+    double epoch_before[NSHARDS];
+    served_epochs_and_asks(epoch_before);
     double t0 = now_s();
     redis_kill(&R, SIGKILL);
     sleep_sampling(3000);
@@ -174,21 +205,7 @@ START_TEST(redis_restart_nodes_recover_without_double_ownership)
     double t_restart = now_s();
     wait_settled(10 * TTL_MS);
     double t_settled = now_s();
-    for (int i = 0; i < NNODES; i++)
-        for (int k = 0; k < 5; k++) {
-            char key[16];
-            snprintf(key, sizeof key, "carol-%d", k);
-            char *v = ask_key_ok(i, "counter", key, "get");
-            axc_free(v);
-        }
-    sleep_sampling(1000);
-    view after[NNODES];
-    sample_round(after);
-    for (int k = 0; k < NSHARDS; k++)
-        for (int i = 0; i < NNODES; i++)
-            if (after[i].owned[k])
-                ck_assert_msg(after[i].epoch[k] > epoch_before[k], "shard %d: epoch %.0f after, %.0f before", k,
-                              after[i].epoch[k], epoch_before[k]);
+    asks_then_epochs_above(epoch_before);
     printf("  redis down %.0f ms; all %d shards served again %.0f ms after the restart\n", (t_restart - t0) * 1000,
            NSHARDS, (t_settled - t_restart) * 1000);
     cluster_down();
@@ -206,17 +223,8 @@ START_TEST(all_etcd_members_killed_nodes_stop_before_their_deadline_and_resume_a
 {
     cluster_etcd_members = 3;
     cluster_up();
-    view before[NNODES];
-    sample_round(before);
-    double epoch_before[NSHARDS] = {0};
-    for (int k = 0; k < NSHARDS; k++)
-        for (int i = 0; i < NNODES; i++)
-            if (before[i].owned[k])
-                epoch_before[k] = before[i].epoch[k];
-    for (int i = 0; i < NNODES; i++) {
-        char *v = ask_key_ok(i, "counter", "carol", "get");
-        axc_free(v);
-    }
+    double epoch_before[NSHARDS];
+    served_epochs_and_asks(epoch_before);
     for (int m = 0; m < E.n; m++)
         etcd_kill_member(&E, m, SIGKILL);
     double t_dead = now_s(), limit = t_dead + (TTL_MS - SAFETY_MS) / 1000.0;
@@ -261,21 +269,7 @@ START_TEST(all_etcd_members_killed_nodes_stop_before_their_deadline_and_resume_a
     wait_settled(10 * TTL_MS);
     double t_settled = now_s();
     etcd_start_member(&E, 2, 1);
-    for (int i = 0; i < NNODES; i++)
-        for (int k = 0; k < 5; k++) {
-            char key[16];
-            snprintf(key, sizeof key, "carol-%d", k);
-            char *v = ask_key_ok(i, "counter", key, "get");
-            axc_free(v);
-        }
-    sleep_sampling(1000);
-    view after[NNODES];
-    ck_assert_int_eq(sample_round(after), NSHARDS);
-    for (int k = 0; k < NSHARDS; k++)
-        for (int i = 0; i < NNODES; i++)
-            if (after[i].owned[k])
-                ck_assert_msg(after[i].epoch[k] > epoch_before[k], "shard %d: epoch %.0f after, %.0f before", k,
-                              after[i].epoch[k], epoch_before[k]);
+    ck_assert_int_eq(asks_then_epochs_above(epoch_before), NSHARDS);
     printf("  etcd (3 members) killed: last shard seen served %.0f ms after, latest claimed deadline %.0f ms "
            "(bound %.0f ms); all %d shards served again %.0f ms after a quorum was back\n",
            last_served ? (last_served - t_dead) * 1000 : 0.0, claim_max ? (claim_max - t_dead) * 1000 : 0.0,
