@@ -24,11 +24,15 @@ typedef struct loader {
     int first_error; /* the status of the first ask that failed */
 } loader;
 
+/* The keys' names: written once, before any loader thread reads them (they were written
+ * at every call, from every loader thread at once: a reader could see a key being
+ * rewritten, and sent an empty one — the daemon refused it as malformed, EPROTO). */
+static char key_names[NKEYS][16];
 static const char *key_name(int k)
 {
-    static char names[NKEYS][16];
-    snprintf(names[k], sizeof names[k], "acct-%d", k);
-    return names[k];
+    if (!key_names[k][0])
+        snprintf(key_names[k], sizeof key_names[k], "acct-%d", k);
+    return key_names[k];
 }
 
 static void *loader_main(void *arg)
@@ -100,6 +104,8 @@ static void *loader_main(void *arg)
 
 static void loader_start(loader *L, int via, uint64_t first_id)
 {
+    for (int k = 0; k < NKEYS; k++) /* before the thread: it only reads them */
+        key_name(k);
     memset(L, 0, sizeof *L);
     L->node = via;
     L->next_id = first_id;
